@@ -1,0 +1,1 @@
+"""The SageMaker serving side: ONNX Runtime scoring engine behind nginx -> gunicorn -> Flask."""

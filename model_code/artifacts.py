@@ -1,0 +1,117 @@
+"""The model directory: its file names and a TensorFlow-free reader and writer.
+
+Training (``model_code``) writes the directory; serving (``inference``) reads it.
+This module is the only code the two share, so it imports nothing but the
+standard library and NumPy.
+
+Layout::
+
+    model.keras            the full Keras model (retraining, inspection)
+    scorer.onnx            padded item-index sequences + lengths -> final hidden state
+    item_embeddings.npy    float32 [n_items, hidden]: output item table
+    item_bias.npy          float32 [n_items]: output bias
+    items.json             ["item id of index 0", "item id of index 1", ...]
+    metadata.json          parameters, data statistics, metrics, versions, popular items
+
+Scores for a session are ``hidden @ item_embeddings.T + item_bias``.
+``scorer.onnx`` takes ``items`` int32 [N, T] padded with ``padding_index``
+(== n_items, an index no item uses) and ``lengths`` int32 [N] (>= 1), and
+returns ``hidden`` float32 [N, hidden]: the last GRU layer's state after the
+item at position ``length - 1``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MODEL_FILE = "model.keras"
+SCORER_FILE = "scorer.onnx"
+EMBEDDINGS_FILE = "item_embeddings.npy"
+BIAS_FILE = "item_bias.npy"
+ITEMS_FILE = "items.json"
+METADATA_FILE = "metadata.json"
+PLOT_FILE = "training.png"
+
+SCORER_INPUTS = ("items", "lengths")
+SCORER_OUTPUT = "hidden"
+FORMAT_VERSION = 1
+
+
+class ModelDirError(ValueError):
+    """The model directory is missing a file or holds an inconsistent one."""
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write JSON atomically: a reader never sees a half-written file."""
+    _write_atomically(Path(path), json.dumps(obj, indent=2, sort_keys=True).encode())
+
+
+def write_array(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Write a .npy file atomically."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npy")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.save(handle, array)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_items(model_dir: str | os.PathLike) -> list[str]:
+    """Item ids by index, as strings."""
+    items = _read_json(Path(model_dir) / ITEMS_FILE)
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise ModelDirError(f"{ITEMS_FILE} in {model_dir} must be a JSON list of item id strings")
+    return items
+
+
+def read_metadata(model_dir: str | os.PathLike) -> dict[str, Any]:
+    metadata = _read_json(Path(model_dir) / METADATA_FILE)
+    if not isinstance(metadata, dict):
+        raise ModelDirError(f"{METADATA_FILE} in {model_dir} must be a JSON object")
+    return metadata
+
+
+def read_output_layer(model_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """The output item table [n_items, hidden] and bias [n_items], both float32."""
+    model_dir = Path(model_dir)
+    embeddings = _read_array(model_dir / EMBEDDINGS_FILE)
+    bias = _read_array(model_dir / BIAS_FILE)
+    if embeddings.ndim != 2 or bias.shape != (embeddings.shape[0],):
+        raise ModelDirError(
+            f"{EMBEDDINGS_FILE} {embeddings.shape} and {BIAS_FILE} {bias.shape} in {model_dir} do not match"
+        )
+    return embeddings.astype(np.float32, copy=False), bias.astype(np.float32, copy=False)
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise ModelDirError(f"model directory file missing: {path}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ModelDirError(f"{path} is not valid JSON: {err}") from err
+
+
+def _read_array(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise ModelDirError(f"model directory file missing: {path}")
+    return np.load(path, allow_pickle=False)
