@@ -1,0 +1,244 @@
+"""GRU4Rec's training parameters: presets, and overrides parsed from strings.
+
+A run starts from a preset (the best published parameter sets of GRU4Rec)
+and overrides any parameter with ``name=value`` strings, which is also how
+SageMaker passes hyperparameters (every value a string)::
+
+    params = resolve_params("diginetica", {"epochs": "5", "layers": "256"})
+
+Bad names and values raise :class:`ParamError` with a message that names the
+parameter, the allowed values and, for a misspelt name, the closest known one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping
+
+LOSSES = ("cross-entropy", "bpr-max")
+EMBEDDINGS = ("shared", "separate", "none")
+
+
+class ParamError(ValueError):
+    """A parameter name or value that cannot be used; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class GRU4RecParams:
+    """Every knob of a GRU4Rec training run (defaults: the rsc15 preset).
+
+    layers: GRU units per layer, first to last.
+    loss: "cross-entropy" (softmax over the sampled candidates) or "bpr-max".
+    batch_size: sessions trained side by side (session-parallel mini-batches).
+    dropout_embedding / dropout_hidden: dropout on the input embedding / on each GRU layer's output.
+    learning_rate, momentum: Adagrad with momentum.
+    sample_alpha: extra negatives are drawn in proportion to popularity ** sample_alpha.
+    n_sample: extra negatives shared by the whole mini-batch (0: only the batch's own targets).
+    bpreg: BPR-max score regularisation; elu: ELU parameter applied to the scores (0: off), bpr-max only.
+    logq: weight of the logQ correction of cross-entropy (0: off).
+    embedding: "shared" (output item table is also the input embedding), "separate" or "none" (one-hot input).
+    embedding_size: width of a separate input embedding (None: the last layer's width).
+    epochs: passes over the training data.
+    block_steps: mini-batch steps compiled into one call.
+    eval_batch_size: test sessions scored side by side during evaluation.
+    """
+
+    layers: tuple[int, ...] = (100,)
+    loss: str = "cross-entropy"
+    batch_size: int = 32
+    dropout_embedding: float = 0.0
+    dropout_hidden: float = 0.4
+    learning_rate: float = 0.2
+    momentum: float = 0.2
+    sample_alpha: float = 0.5
+    n_sample: int = 2048
+    bpreg: float = 0.0
+    elu: float = 0.0
+    logq: float = 1.0
+    embedding: str = "shared"
+    embedding_size: int | None = None
+    epochs: int = 10
+    block_steps: int = 200
+    eval_batch_size: int = 512
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            _SPECS[field.name].check(getattr(self, field.name))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready values (layers as a list)."""
+        values = dataclasses.asdict(self)
+        values["layers"] = list(self.layers)
+        return values
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "GRU4RecParams":
+        """The inverse of :meth:`to_dict` (typed values, as read back from JSON)."""
+        _check_names(values)
+        typed = dict(values)
+        if "layers" in typed:
+            typed["layers"] = tuple(typed["layers"])
+        return cls(**typed)
+
+    def with_strings(self, overrides: Mapping[str, str]) -> "GRU4RecParams":
+        """A copy with ``overrides`` ({name: value as a string}) parsed and applied."""
+        _check_names(overrides)
+        parsed = {_normalise(name): _SPECS[_normalise(name)].parse(value) for name, value in overrides.items()}
+        return dataclasses.replace(self, **parsed)
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """How one parameter is parsed from a string and which values it accepts."""
+
+    name: str
+    parse_one: Callable[[str], Any]
+    allowed: str
+    accepts: Callable[[Any], bool]
+
+    def parse(self, text: Any) -> Any:
+        text = str(text).strip()
+        try:
+            value = self.parse_one(text)
+        except (TypeError, ValueError):
+            raise ParamError(f"parameter {self.name!r}: cannot use {text!r}; allowed: {self.allowed}") from None
+        self.check(value, shown=text)
+        return value
+
+    def check(self, value: Any, shown: Any = None) -> None:
+        try:
+            ok = self.accepts(value)
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            shown = repr(value) if shown is None else repr(shown)
+            raise ParamError(f"parameter {self.name!r}: cannot use {shown}; allowed: {self.allowed}")
+
+
+def _parse_int(text: str) -> int:
+    number = float(text)
+    if not number.is_integer():
+        raise ValueError(text)
+    return int(number)
+
+
+def _parse_layers(text: str) -> tuple[int, ...]:
+    return tuple(_parse_int(part) for part in text.strip("()[] ").split(","))
+
+
+def _parse_optional_int(text: str) -> int | None:
+    return None if text.lower() in ("", "none", "null") else _parse_int(text)
+
+
+def _parse_choice(text: str) -> str:
+    return text.lower().replace("_", "-")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _int_spec(name: str, low: int) -> _Spec:
+    return _Spec(name, _parse_int, f"an integer >= {low}", lambda v: _is_int(v) and v >= low)
+
+
+def _float_spec(name: str, low: float, high: float | None = None, open_high: bool = False) -> _Spec:
+    if high is None:
+        return _Spec(name, float, f"a number >= {low:g}", lambda v: _is_number(v) and v >= low)
+    bracket = ")" if open_high else "]"
+    return _Spec(
+        name, float, f"a number in [{low:g}, {high:g}{bracket}",
+        lambda v: _is_number(v) and low <= v and (v < high if open_high else v <= high),
+    )
+
+
+def _choice_spec(name: str, choices: tuple[str, ...]) -> _Spec:
+    return _Spec(name, _parse_choice, " | ".join(choices), lambda v: v in choices)
+
+
+_SPECS: dict[str, _Spec] = {
+    spec.name: spec
+    for spec in (
+        _Spec(
+            "layers", _parse_layers, "comma-separated GRU layer widths, each an integer >= 1 (e.g. 100 or 100,100)",
+            lambda v: isinstance(v, tuple) and len(v) >= 1 and all(_is_int(n) and n >= 1 for n in v),
+        ),
+        _choice_spec("loss", LOSSES),
+        _int_spec("batch_size", 1),
+        _float_spec("dropout_embedding", 0.0, 1.0, open_high=True),
+        _float_spec("dropout_hidden", 0.0, 1.0, open_high=True),
+        _Spec("learning_rate", float, "a number > 0", lambda v: _is_number(v) and v > 0),
+        _float_spec("momentum", 0.0, 1.0, open_high=True),
+        _float_spec("sample_alpha", 0.0, 1.0),
+        _int_spec("n_sample", 0),
+        _float_spec("bpreg", 0.0),
+        _float_spec("elu", 0.0),
+        _float_spec("logq", 0.0),
+        _choice_spec("embedding", EMBEDDINGS),
+        _Spec(
+            "embedding_size", _parse_optional_int, "an integer >= 1, or none (the last layer's width)",
+            lambda v: v is None or (_is_int(v) and v >= 1),
+        ),
+        _int_spec("epochs", 1),
+        _int_spec("block_steps", 1),
+        _int_spec("eval_batch_size", 1),
+    )
+}
+PARAMETER_NAMES = tuple(_SPECS)
+
+PRESETS: dict[str, GRU4RecParams] = {
+    "rsc15": GRU4RecParams(
+        layers=(100,), loss="cross-entropy", batch_size=32, dropout_embedding=0.0, dropout_hidden=0.4,
+        learning_rate=0.2, momentum=0.2, sample_alpha=0.5, bpreg=0.0, elu=0.0, logq=1.0,
+    ),
+    "yoochoose": GRU4RecParams(
+        layers=(480,), loss="cross-entropy", batch_size=48, dropout_embedding=0.0, dropout_hidden=0.2,
+        learning_rate=0.07, momentum=0.0, sample_alpha=0.2, bpreg=0.0, elu=0.0, logq=1.0,
+    ),
+    "retailrocket": GRU4RecParams(
+        layers=(224,), loss="bpr-max", batch_size=80, dropout_embedding=0.5, dropout_hidden=0.05,
+        learning_rate=0.05, momentum=0.4, sample_alpha=0.4, bpreg=1.95, elu=0.5, logq=0.0,
+    ),
+    "diginetica": GRU4RecParams(
+        layers=(512,), loss="bpr-max", batch_size=128, dropout_embedding=0.5, dropout_hidden=0.3,
+        learning_rate=0.05, momentum=0.15, sample_alpha=0.3, bpreg=0.9, elu=1.0, logq=0.0,
+    ),
+}
+DEFAULT_PRESET = "rsc15"
+
+
+def _normalise(name: str) -> str:
+    return str(name).strip().lower().replace("-", "_")
+
+
+def _check_names(values: Iterable[str]) -> None:
+    for name in values:
+        if _normalise(name) not in _SPECS:
+            close = difflib.get_close_matches(_normalise(name), PARAMETER_NAMES, n=1, cutoff=0.5)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ParamError(f"unknown parameter {name!r}{hint}; known parameters: {', '.join(PARAMETER_NAMES)}")
+
+
+def parse_assignments(assignments: Iterable[str]) -> dict[str, str]:
+    """``["name=value", ...]`` -> ``{name: value}``; a later assignment of a name wins."""
+    parsed = {}
+    for assignment in assignments:
+        name, sep, value = assignment.partition("=")
+        if not sep or not name.strip():
+            raise ParamError(f"parameter override {assignment!r} is not of the form name=value")
+        parsed[name.strip()] = value
+    return parsed
+
+
+def resolve_params(preset: str | None = None, overrides: Mapping[str, str] | None = None) -> GRU4RecParams:
+    """The preset's parameters (default: rsc15) with ``overrides`` ({name: string value}) applied."""
+    name = DEFAULT_PRESET if preset in (None, "") else str(preset).strip().lower()
+    if name not in PRESETS:
+        raise ParamError(f"unknown preset {preset!r}; known presets: {', '.join(PRESETS)}")
+    return PRESETS[name].with_strings(overrides or {})
