@@ -18,12 +18,13 @@ and the first bad line; problems that can be repaired without loss of meaning
 """
 from __future__ import annotations
 
+import gzip
 import io
 import os
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -92,6 +93,30 @@ def read_events(source: str | os.PathLike, columns: EventColumns = EventColumns(
     events, reordered = _order(events, source)
     events.attrs.update(dropped_missing_ids=dropped, sessions_reordered=reordered)
     return events
+
+
+def write_events(path: str | os.PathLike, events: pd.DataFrame) -> None:
+    """Write ``events`` as a tab-separated file (gzip when the name ends in .gz), atomically.
+
+    The gzip header carries no time stamp, so the same frame gives the same bytes.
+    Times that are whole numbers are written without a decimal point.
+    """
+    path = Path(path)
+    if TIME in events and pd.api.types.is_float_dtype(events[TIME]) and (np.mod(events[TIME].to_numpy(), 1) == 0).all():
+        events = events.assign(**{TIME: events[TIME].astype(np.int64)})
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as raw:
+            if path.name.endswith(".gz"):
+                with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as zipped, io.TextIOWrapper(zipped, encoding="utf-8", newline="") as text:
+                    events.to_csv(text, sep="\t", index=False, lineterminator="\n")
+            else:
+                with io.TextIOWrapper(raw, encoding="utf-8", newline="") as text:
+                    events.to_csv(text, sep="\t", index=False, lineterminator="\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def is_event_file(name: str) -> bool:

@@ -17,18 +17,15 @@ sessions shorter than 2 dropped. The same seed gives the same bytes.
 from __future__ import annotations
 
 import argparse
-import gzip
-import io
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from model_code.events import ITEM, SESSION, TIME
+from model_code.events import ITEM, SESSION, TIME, write_events
 
 START_TIME = 1_767_225_600  # 2026-01-01T00:00:00Z
 DAY = 86_400
@@ -152,19 +149,6 @@ def _split(spec: SyntheticSpec, events: pd.DataFrame) -> tuple[pd.DataFrame, pd.
     test = test[test[ITEM].isin(set(train[ITEM]))]
     test = test[test.groupby(SESSION)[SESSION].transform("size") >= 2].reset_index(drop=True)
     return train, test
-
-
-def write_events(path: Path, events: pd.DataFrame) -> None:
-    """Write a gzip TSV atomically and reproducibly (no time stamp in the gzip header)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as zipped:
-            with io.TextIOWrapper(zipped, encoding="utf-8", newline="") as text:
-                events.to_csv(text, sep="\t", index=False, lineterminator="\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_dataset(out_dir: str | os.PathLike, spec: SyntheticSpec = SyntheticSpec()) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -185,3 +185,15 @@ def test_real_data_reads_with_string_ids(yoochoose100k):
     assert len(events) == 13_568
     assert events["SessionId"].nunique() == 3_416
     assert events["ItemId"].str.fullmatch(r"\d+").all()
+
+
+@pytest.mark.parametrize("name", ["out.tsv", "out.tsv.gz"])
+def test_write_events_round_trip(tmp_path, name):
+    from model_code.events import write_events
+
+    events = read_events(write(tmp_path / "in.tsv", TSV))
+    write_events(tmp_path / name, events)
+    check_canonical(read_events(tmp_path / name))
+    text = gzip.open(tmp_path / name, "rt").read() if name.endswith(".gz") else (tmp_path / name).read_text()
+    assert text.splitlines()[1] == "1\t0042\t10"  # whole-number times written without ".0"
+    assert [p.name for p in tmp_path.iterdir()] == sorted(["in.tsv", name]) or len(list(tmp_path.iterdir())) == 2
