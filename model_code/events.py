@@ -258,7 +258,7 @@ def _parse_time(values: pd.Series, source: _Source, column: str, lines: np.ndarr
         numbers = pd.to_numeric(values, errors="coerce")
         if numbers.isna().all() and values.notna().any():
             as_dates = pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
-            if as_dates.notna().all():
+            if as_dates.notna().any():  # a column of date-times; the error below names the first that is not
                 numbers = _datetime_seconds(as_dates)
     numbers = numbers.to_numpy(dtype="float64", na_value=np.nan)
     bad = ~np.isfinite(numbers)

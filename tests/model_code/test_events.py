@@ -73,6 +73,12 @@ def test_iso_times_become_unix_seconds(tmp_path):
     assert events["Time"].tolist() == pytest.approx([1396867869.277, 1396867870.277])
 
 
+def test_bad_iso_time_names_its_line(tmp_path):
+    path = write(tmp_path / "e.csv", "SessionId,ItemId,Time\ns,a,2014-04-07T10:51:09Z\ns,b,2014-04-07T25:99:00Z\n")
+    with pytest.raises(DataError, match=r"unparsable time '2014-04-07T25:99:00Z' at line 3"):
+        read_events(path)
+
+
 def test_out_of_order_session_is_sorted_with_a_warning(tmp_path):
     path = write(tmp_path / "e.tsv", "SessionId\tItemId\tTime\n1\ta\t10\n2\tx\t1\n1\tb\t5\n1\tc\t7\n")
     with pytest.warns(DataWarning, match=r"1 sessions have events out of time order \(first: session '1'\)"):
