@@ -1,6 +1,5 @@
 """The reference preprocessing protocol, step by step against hand-worked examples."""
 import pandas as pd
-import pytest
 
 from model_code.events import read_events
 from model_code.preprocess import DAY_SECONDS, drop_consecutive_repeats, filter_support, main, split_last_days

@@ -3,7 +3,6 @@ import gzip
 import hashlib
 from collections import Counter
 
-import numpy as np
 import pytest
 
 from model_code.baselines import ItemKNNScorer, PopularityScorer
