@@ -98,6 +98,8 @@ def run_baselines(
         f"({test.dropped_unknown} test events with items unknown to training dropped); "
         f"read in {time.perf_counter() - started:.1f} s"
     )
+    if test.n_examples == 0:
+        raise DataError(f"{test_path}: no test session has two or more events with items known to training")
     baselines = {
         "pop": lambda: PopularityScorer(train, len(index)),
         "item-knn": lambda: ItemKNNScorer(train, len(index), knn_regularisation, knn_include_self),

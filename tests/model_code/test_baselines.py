@@ -106,6 +106,13 @@ def test_command_reports_bad_data(tmp_path, capsys):
     assert "column 'SessionId' missing" in capsys.readouterr().err
 
 
+def test_command_refuses_a_test_set_without_cases(tmp_path, capsys):
+    train = write_tsv(tmp_path / "train.tsv", TRAIN)
+    test = write_tsv(tmp_path / "test.tsv", [[1, 9], [7, 8]], start=100)
+    assert main(["--train", str(train), "--test", str(test), "--quiet"]) == 2
+    assert "no test session has two or more events with items known to training" in capsys.readouterr().err
+
+
 def test_item_knn_beats_pop_on_real_data(yoochoose100k, capsys):
     assert main(["--train", str(yoochoose100k / "train.tsv.gz"), "--test", str(yoochoose100k / "test.tsv.gz"), "--quiet"]) == 0
     rows = {line.split("|")[1].strip(): line for line in capsys.readouterr().out.splitlines()[2:]}
