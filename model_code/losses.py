@@ -1,0 +1,69 @@
+"""GRU4Rec's losses over sampled candidates, in ``keras.ops``.
+
+``scores`` is ``[B, C]``: row i is one example, the first B columns are the
+batch's own targets (column i is row i's target) and the remaining columns
+are the extra negatives shared by the batch. ``valid`` ``[B]`` marks the rows
+that are real examples: an invalid row has no loss, and its target column is
+no candidate for any other row.
+
+Both functions return the loss of each row (0 for invalid rows); the training
+loss is their mean over the valid rows, as in the reference implementation.
+"""
+from __future__ import annotations
+
+from keras import ops
+
+_MASKED = -1e9
+
+
+def candidate_mask(valid, n_columns: int):
+    """bool [C]: the columns that are candidates (valid rows' targets and every extra negative)."""
+    n_rows = ops.shape(valid)[0]
+    extra = ops.ones((n_columns - n_rows,), dtype="bool")
+    return ops.concatenate([ops.cast(valid, "bool"), extra], axis=0)
+
+
+def _target_scores(scores):
+    n_rows = ops.shape(scores)[0]
+    return ops.diagonal(scores[:, :n_rows])
+
+
+def cross_entropy(scores, valid, log_sample_probability=None, logq: float = 0.0):
+    """Softmax cross-entropy of each row's target against all candidates, with logQ correction.
+
+    With ``logq > 0``, ``logq * log_sample_probability[c]`` (the log of the
+    candidate's sampling probability, ``[C]``) is subtracted from column c.
+    """
+    if logq and log_sample_probability is not None:
+        scores = scores - logq * ops.expand_dims(log_sample_probability, 0)
+    columns = candidate_mask(valid, ops.shape(scores)[1])
+    scores = ops.where(ops.expand_dims(columns, 0), scores, _MASKED)
+    loss = ops.logsumexp(scores, axis=1) - _target_scores(scores)
+    return ops.where(ops.cast(valid, "bool"), loss, 0.0)
+
+
+def bpr_max(scores, valid, bpreg: float = 1.0, elu: float = 0.0):
+    """BPR-max: -log(sum_j s_j sigmoid(r_i - r_j)) + bpreg * sum_j s_j r_j^2.
+
+    j runs over the row's negatives (every candidate but its own target),
+    ``s_j`` is the softmax of the negatives' scores. With ``elu > 0`` the
+    scores pass through ELU(alpha=elu) first.
+    """
+    if elu:
+        scores = ops.elu(scores, alpha=elu)
+    n_rows, n_columns = ops.shape(scores)[0], ops.shape(scores)[1]
+    columns = candidate_mask(valid, n_columns)
+    not_target = ops.logical_not(ops.eye(n_rows, n_columns, dtype="bool"))
+    negative = ops.logical_and(ops.expand_dims(columns, 0), not_target)
+    weights = ops.softmax(ops.where(negative, scores, _MASKED), axis=1)
+    weights = ops.where(negative, weights, 0.0)
+    target = ops.expand_dims(_target_scores(scores), 1)
+    ranking = -ops.log(ops.sum(weights * ops.sigmoid(target - scores), axis=1) + 1e-24)
+    regulariser = bpreg * ops.sum(weights * ops.square(scores), axis=1)
+    return ops.where(ops.cast(valid, "bool"), ranking + regulariser, 0.0)
+
+
+def mean_over_valid(row_losses, valid):
+    """Mean of the valid rows' losses (0 when no row is valid)."""
+    n_valid = ops.sum(ops.cast(valid, row_losses.dtype))
+    return ops.sum(row_losses) / ops.maximum(n_valid, 1.0)

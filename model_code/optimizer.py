@@ -1,0 +1,75 @@
+"""Adagrad with momentum, dense and row-sparse, in ``keras.ops``.
+
+One update of a parameter ``w`` with gradient ``g``, accumulator ``a`` and
+velocity ``v`` (all start at 0)::
+
+    a <- a + g^2
+    v <- momentum * v - learning_rate * g / sqrt(a + eps)
+    w <- w + v
+
+The row-sparse form updates only the rows of an item table that a step used
+(its inputs, targets and negatives). A row used several times in one step gets
+the sum of its gradients, applied once; every other row, its accumulator and
+its velocity stay untouched. The work per step is proportional to the rows
+used, never to the table's size.
+"""
+from __future__ import annotations
+
+from keras import ops
+
+EPSILON = 1e-6
+
+
+def adagrad_momentum(param, accumulator, velocity, grad, learning_rate, momentum, eps: float = EPSILON):
+    """Dense update; returns the new (param, accumulator, velocity)."""
+    accumulator = accumulator + ops.square(grad)
+    velocity = momentum * velocity - learning_rate * grad / ops.sqrt(accumulator + eps)
+    return param + velocity, accumulator, velocity
+
+
+def sum_duplicate_rows(ids, grads, touched):
+    """Sum the gradient rows of equal ids.
+
+    ``ids`` int [K], ``grads`` [K, ...], ``touched`` bool [K] (False: the row
+    was not really used, e.g. an invalid example's input). Returns
+    ``(unique_ids [K], summed [K, ...], used [K])``: the first n entries are
+    the distinct ids in ascending order; ``used`` is True where an entry holds
+    a distinct id that at least one touched row had. Entries past n repeat the
+    first id with ``used`` False.
+    """
+    n = ops.shape(ids)[0]
+    order = ops.argsort(ids)
+    sorted_ids = ops.take(ids, order)
+    starts = ops.concatenate([ops.ones((1,), "int32"), ops.cast(sorted_ids[1:] != sorted_ids[:-1], "int32")])
+    segment = ops.cumsum(starts) - 1
+    summed = ops.segment_sum(ops.take(grads, order, axis=0), segment, num_segments=n)
+    exists = ops.arange(n) <= segment[-1]
+    unique_ids = ops.where(exists, ops.segment_max(sorted_ids, segment, num_segments=n), sorted_ids[0])
+    any_touched = ops.segment_max(ops.cast(ops.take(touched, order), "int32"), segment, num_segments=n)
+    used = ops.logical_and(exists, any_touched > 0)
+    return unique_ids, summed, used
+
+
+def sparse_adagrad_momentum(
+    param, accumulator, velocity, ids, grads, touched, learning_rate, momentum, eps: float = EPSILON,
+):
+    """Row-sparse update of a table ``[N, ...]`` from gradient rows ``grads [K, ...]`` of rows ``ids [K]``.
+
+    Returns the new (param, accumulator, velocity); only the touched rows change.
+    """
+    unique_ids, grad, used = sum_duplicate_rows(ids, grads, touched)
+    old = [ops.take(table, unique_ids, axis=0) for table in (param, accumulator, velocity)]
+    new = adagrad_momentum(*old, grad, learning_rate, momentum, eps)
+    row_shape = (-1,) + (1,) * (len(ops.shape(param)) - 1)
+    used = ops.reshape(used, row_shape)
+    # Entries past the distinct ids repeat the first id: give them the first
+    # entry's row, so that duplicate indices in the scatter carry equal values.
+    n = ops.shape(unique_ids)[0]
+    repeat = ops.reshape(ops.logical_and(ops.arange(n) > 0, unique_ids == unique_ids[0]), row_shape)
+    indices = ops.expand_dims(unique_ids, 1)
+    out = []
+    for table, before, after in zip((param, accumulator, velocity), old, new):
+        rows = ops.where(used, after, before)
+        rows = ops.where(repeat, rows[:1], rows)
+        out.append(ops.scatter_update(table, indices, rows))
+    return tuple(out)
