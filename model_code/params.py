@@ -66,6 +66,11 @@ class GRU4RecParams:
     def __post_init__(self):
         for field in dataclasses.fields(self):
             _SPECS[field.name].check(getattr(self, field.name))
+        if self.embedding_size is not None and self.embedding != "separate":
+            raise ParamError(
+                f"parameter 'embedding_size' ({self.embedding_size}) applies to embedding=separate only "
+                f"(embedding is {self.embedding!r}); leave it unset or set embedding=separate"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready values (layers as a list)."""

@@ -81,6 +81,12 @@ def test_bad_value_names_parameter_and_allowed_values(name, value, allowed):
     assert allowed in str(err.value)
 
 
+def test_embedding_size_needs_a_separate_embedding():
+    with pytest.raises(ParamError, match="'embedding_size'.*embedding=separate"):
+        resolve_params("rsc15", {"embedding_size": "64"})
+    assert resolve_params("rsc15", {"embedding_size": "64", "embedding": "separate"}).embedding_size == 64
+
+
 def test_assignments():
     assert parse_assignments(["a=1", "b = x=y", "a=2"]) == {"a": "2", "b": " x=y"}
     with pytest.raises(ParamError, match="name=value"):
