@@ -1,0 +1,114 @@
+"""Re-evaluate a saved model directory on a test event log.
+
+Command line::
+
+    python -m model_code.evaluate --model-dir DIR --test PATH [--ties conservative|standard|median]
+
+Loads ``model.keras`` and ``items.json``, maps the test items through the
+model's catalogue (events whose item the model never saw are dropped and
+counted), and ranks every next item of every test session against all items,
+exactly as training evaluates. It prints the metrics table and one
+``name=value;`` line per metric; with the default conservative ties the figures
+equal the ``metrics`` that training wrote into metadata.json.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from model_code import artifacts
+from model_code.events import DataError, EventColumns, read_events
+from model_code.item_index import ItemIndex
+from model_code.metrics import CUTOFFS, TIE_MODES
+from model_code.params import GRU4RecParams
+from model_code.report import metrics_table
+from model_code.session_batches import SessionArrays
+from model_code.train import metric_lines
+
+
+def load_model(model_dir: str | Path):
+    """The Keras model of ``model_dir`` and its parameters (from metadata.json)."""
+    import keras
+
+    import model_code.model  # noqa: F401  (registers the GRU4Rec class for deserialisation)
+
+    model_dir = Path(model_dir)
+    path = model_dir / artifacts.MODEL_FILE
+    if not path.is_file():
+        raise artifacts.ModelDirError(f"model directory file missing: {path}")
+    metadata = artifacts.read_metadata(model_dir)
+    params = GRU4RecParams.from_dict(metadata.get("parameters", {}))
+    return keras.saving.load_model(path), params
+
+
+def evaluate_model_dir(
+    model_dir: str | Path, test_path: str, ties: str = "conservative", batch_size: int | None = None,
+    columns: EventColumns = EventColumns(), log=lambda message: None,
+) -> dict[str, float]:
+    """Recall@k and MRR@k of the saved model on ``test_path``."""
+    from model_code.trainer import Trainer
+
+    model, params = load_model(model_dir)
+    index = ItemIndex.load(model_dir)
+    if len(index) != model.n_items:
+        raise artifacts.ModelDirError(f"{model_dir}: items.json lists {len(index)} items, the model has {model.n_items}")
+    test = SessionArrays.from_events(read_events(test_path, columns), index)
+    if test.n_examples == 0:
+        raise DataError(f"{test_path}: no test session has two events with items known to the model")
+    log(f"test: {test.n_events} events, {test.n_sessions} sessions, {test.n_examples} next-item cases, "
+        f"{test.dropped_unknown} events with items unknown to the model dropped")
+    trainer = Trainer(
+        model, loss=params.loss, n_sample=params.n_sample, sample_alpha=params.sample_alpha,
+        learning_rate=params.learning_rate, momentum=params.momentum, bpreg=params.bpreg, elu=params.elu,
+        logq=params.logq, batch_size=params.batch_size, block_steps=params.block_steps,
+        item_counts=np.ones(len(index), dtype=np.int64), seed=0,
+    )
+    metrics = trainer.evaluate(test, batch_size=batch_size or params.eval_batch_size, cutoffs=CUTOFFS, ties=ties)
+    return {key: float(value) for key, value in metrics.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m model_code.evaluate",
+        description=(
+            "Evaluate a trained model directory on test events: every next item of every test session ranked "
+            "against all items of the model; prints Recall@k and MRR@k "
+            f"(k = {', '.join(map(str, CUTOFFS))}) and one name=value; line per metric."
+        ),
+    )
+    parser.add_argument("--model-dir", required=True, help="model directory written by model_code.train")
+    parser.add_argument("--test", required=True, help="test events: TSV/CSV/Parquet file (gzip or not), folder or s3:// URI")
+    parser.add_argument("--ties", choices=TIE_MODES, default="conservative",
+                        help="how ties with the target's score count (default: conservative, as training reports)")
+    parser.add_argument("--batch-size", type=int, help="test sessions scored side by side (default: the model's eval_batch_size)")
+    parser.add_argument("--session-column", default="SessionId", help="name of the session id column (default: SessionId)")
+    parser.add_argument("--item-column", default="ItemId", help="name of the item id column (default: ItemId)")
+    parser.add_argument("--time-column", default="Time", help="name of the time column (default: Time)")
+    parser.add_argument("--out", help="also write the metrics as JSON to this file")
+    args = parser.parse_args(argv)
+    if args.batch_size is not None and args.batch_size < 1:
+        parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            metrics = evaluate_model_dir(
+                args.model_dir, args.test, args.ties, args.batch_size,
+                EventColumns(args.session_column, args.item_column, args.time_column),
+                log=lambda message: print(message, file=sys.stderr),
+            )
+    except (DataError, artifacts.ModelDirError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(metrics_table({"gru4rec": metrics}))
+    print(metric_lines(metrics))
+    if args.out:
+        artifacts.write_json(args.out, metrics)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,379 @@
+"""Train GRU4Rec on an event log and write the model directory.
+
+Command line::
+
+    python -m model_code.train --train PATH [--test PATH] [--preset rsc15|yoochoose|retailrocket|diginetica]
+        [--param name=value ...] [--epochs N] [--seed S] [--model-dir DIR] [--checkpoint-dir DIR]
+
+The run reads the events, maps item ids to indices (the training items form
+the catalogue), trains epoch by epoch with session-parallel mini-batches,
+evaluates on the test set (Recall@k / MRR@k against all items, conservative
+ties) and writes the model directory (see :mod:`model_code.artifacts`). The
+directory is assembled in a temporary sibling folder and moved into place at
+the end, so a failed run never leaves a half-written model.
+
+``training.seconds`` in metadata.json counts, like the reference, from the
+start of fitting (data loaded) to the end of the last epoch, compilation
+included, evaluation, checkpointing and export excluded; ``wall_seconds`` is
+the whole run. ``events_per_second`` is training examples (events with a
+next event in their session) per second of epoch time.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from model_code import artifacts
+from model_code.checkpoints import Checkpoint, fingerprint, load_checkpoint, save_checkpoint
+from model_code.events import DataError, EventColumns, read_events
+from model_code.item_index import ItemIndex
+from model_code.metrics import CUTOFFS
+from model_code.params import PRESETS, GRU4RecParams, ParamError, parse_assignments, resolve_params
+from model_code.report import metrics_table
+from model_code.session_batches import SessionArrays, session_parallel_steps
+
+POPULAR_ITEMS = 1000
+TIES = "conservative"
+PLOT_METRIC = "recall@20"
+
+
+@dataclass
+class TrainingRun:
+    """What one call of :func:`train_model` needs besides the parameters."""
+
+    train_path: str
+    test_path: str | None = None
+    model_dir: str = "model"
+    checkpoint_dir: str | None = None
+    seed: int = 42
+    eval_every: int = 1
+    columns: EventColumns = field(default_factory=EventColumns)
+    export: bool = True
+    progress: bool = True
+    log: Callable[[str], None] = field(default=lambda message: _log_to_stderr(message))
+
+
+def _log_to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass
+class _Data:
+    index: ItemIndex
+    train: SessionArrays
+    test: SessionArrays | None
+    stats: dict
+
+
+def train_model(params: GRU4RecParams, run: TrainingRun) -> dict:
+    """Train, evaluate and write ``run.model_dir``; returns the metadata written there."""
+    wall_start = time.perf_counter()
+    model_dir = Path(run.model_dir).resolve()
+    data = _load_data(run)
+    import keras
+
+    from model_code.model import GRU4Rec
+    from model_code.trainer import Trainer
+
+    fit_start = time.perf_counter()
+    keras.utils.set_random_seed(run.seed)
+    n_items = len(data.index)
+    model = GRU4Rec(
+        n_items, layers=params.layers, embedding=params.embedding, embedding_size=params.embedding_size,
+        dropout_embedding=params.dropout_embedding, dropout_hidden=params.dropout_hidden, seed=run.seed,
+    )
+    _build(model, n_items)
+    trainer = Trainer(
+        model, loss=params.loss, n_sample=params.n_sample, sample_alpha=params.sample_alpha,
+        learning_rate=params.learning_rate, momentum=params.momentum, bpreg=params.bpreg, elu=params.elu,
+        logq=params.logq, batch_size=params.batch_size, block_steps=params.block_steps,
+        item_counts=data.train.item_counts(n_items), seed=run.seed,
+    )
+    steps = session_parallel_steps(data.train, params.batch_size)
+    run_id = fingerprint(
+        {key: value for key, value in params.to_dict().items() if key not in ("epochs", "eval_batch_size")},
+        run.seed, keras.backend.backend(), data.train.items, data.train.offsets,
+    )
+    history, fit_seconds, first_epoch = _resume(run, run_id, model, trainer)
+    excluded = 0.0  # evaluation and checkpoint time inside the fitting period
+    epoch_seconds = sum(record["seconds"] for record in history)
+    for epoch in range(first_epoch, params.epochs):
+        stats = _train_epoch(trainer, steps, epoch, params.epochs, run.progress)
+        epoch_end = time.perf_counter()
+        fit_total = fit_seconds + (epoch_end - fit_start - excluded)
+        epoch_seconds += stats["seconds"]
+        record = {"epoch": epoch + 1, "loss": float(stats["loss"]), "seconds": float(stats["seconds"])}
+        run.log(f"epoch {epoch + 1}/{params.epochs}: loss {record['loss']:.4f}, "
+                f"{steps.n_examples / stats['seconds']:,.0f} events/s")
+        if data.test is not None and _evaluate_now(epoch + 1, params.epochs, run.eval_every):
+            record["metrics"] = _evaluate(trainer, data.test, params)
+            run.log(f"epoch {epoch + 1}: {PLOT_METRIC} {record['metrics'][PLOT_METRIC]:.4f}")
+        history.append(record)
+        if run.checkpoint_dir:
+            save_checkpoint(run.checkpoint_dir, Checkpoint(
+                run_id, epoch + 1, [np.asarray(v) for v in model.variables], trainer.get_state(), history, fit_total,
+            ))
+        excluded += time.perf_counter() - epoch_end
+    if first_epoch < params.epochs:
+        fit_seconds = fit_total
+    metrics = {}
+    if data.test is not None:
+        metrics = history[-1].get("metrics") or _evaluate(trainer, data.test, params)
+    training = {
+        "seconds": round(fit_seconds, 3),
+        "events_per_second": round(steps.n_examples * len(history) / max(epoch_seconds, 1e-9), 1),
+        "epochs": len(history),
+        "resumed_after_epoch": first_epoch or None,
+        "seed": run.seed,
+        "backend": keras.backend.backend(),
+        "history": history,
+    }
+    metadata = {
+        "format_version": artifacts.FORMAT_VERSION,
+        "n_items": n_items,
+        "padding_index": n_items,
+        "parameters": params.to_dict(),
+        "data": data.stats,
+        "metrics": metrics,
+        "training": training,
+        "versions": _versions(),
+        "popular_items": popular_items(data.train, data.index),
+    }
+    _write_model_dir(model_dir, model, data.index, metadata, run, wall_start)
+    return metadata
+
+
+def _load_data(run: TrainingRun) -> _Data:
+    started = time.perf_counter()
+    train_events = read_events(run.train_path, run.columns)
+    index = ItemIndex.from_events(train_events)
+    train = SessionArrays.from_events(train_events, index)
+    stats = {"train": {"source": str(run.train_path), "items": len(index), **train.stats()}}
+    test = None
+    if run.test_path:
+        test = SessionArrays.from_events(read_events(run.test_path, run.columns), index)
+        stats["test"] = {"source": str(run.test_path), **test.stats()}
+        if test.n_examples == 0:
+            raise DataError(f"{run.test_path}: no test session has two events with items known to training")
+    if train.n_examples == 0:
+        raise DataError(f"{run.train_path}: no session has two or more events: nothing to train on")
+    run.log(
+        f"train: {train.n_events} events, {train.n_sessions} sessions, {len(index)} items"
+        + (f"; test: {test.n_events} events, {test.n_sessions} sessions, {test.n_examples} next-item cases, "
+           f"{test.dropped_unknown} events with items unknown to training dropped" if test else "")
+        + f"; read in {time.perf_counter() - started:.1f} s"
+    )
+    return _Data(index, train, test, stats)
+
+
+def _build(model, n_items: int) -> None:
+    """Create the model's variables with one inference call on a padded one-item session."""
+    model((np.full((1, 1), n_items, dtype=np.int32), np.ones(1, dtype=np.int32)), training=False)
+
+
+def _resume(run: TrainingRun, run_id: str, model, trainer) -> tuple[list[dict], float, int]:
+    """History, fit seconds and first epoch to run, from the checkpoint where one matches this run."""
+    if not run.checkpoint_dir:
+        return [], 0.0, 0
+    checkpoint = load_checkpoint(run.checkpoint_dir)
+    if checkpoint is None:
+        return [], 0.0, 0
+    if checkpoint.fingerprint != run_id:
+        run.log(f"checkpoint in {run.checkpoint_dir} is from other data or parameters: starting afresh")
+        return [], 0.0, 0
+    if len(checkpoint.model_variables) != len(model.variables):
+        raise ValueError(f"checkpoint in {run.checkpoint_dir} holds {len(checkpoint.model_variables)} model "
+                         f"variables, the model has {len(model.variables)}")
+    for variable, value in zip(model.variables, checkpoint.model_variables):
+        variable.assign(value)
+    trainer.set_state(checkpoint.trainer_state)
+    run.log(f"resuming from the checkpoint in {run.checkpoint_dir}: {checkpoint.epochs_done} epochs done, "
+            f"continuing with epoch {checkpoint.epochs_done + 1}")
+    return list(checkpoint.history), checkpoint.fit_seconds, checkpoint.epochs_done
+
+
+def _train_epoch(trainer, steps, epoch: int, epochs: int, progress: bool) -> dict:
+    from tqdm.auto import tqdm
+
+    with tqdm(total=steps.n_examples, desc=f"epoch {epoch + 1}/{epochs}", unit="event", unit_scale=True,
+              disable=not progress, mininterval=0.5) as bar:
+        def update(done: int, loss: float) -> None:
+            bar.update(done - bar.n)
+            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+
+        return trainer.train_epoch(steps, progress_callback=update)
+
+
+def _evaluate_now(epoch: int, epochs: int, every: int) -> bool:
+    return epoch == epochs or (every > 0 and epoch % every == 0)
+
+
+def _evaluate(trainer, test: SessionArrays, params: GRU4RecParams) -> dict:
+    metrics = trainer.evaluate(test, batch_size=params.eval_batch_size, cutoffs=CUTOFFS, ties=TIES)
+    return {key: float(value) for key, value in metrics.items()}
+
+
+def popular_items(train: SessionArrays, index: ItemIndex, limit: int = POPULAR_ITEMS) -> list[str]:
+    """The most frequent training items, most popular first (ties: lower index first)."""
+    counts = train.item_counts(len(index))
+    order = np.argsort(-counts, kind="stable")[:limit]
+    return [index.ids[i] for i in order]
+
+
+def _versions() -> dict:
+    import keras
+
+    versions = {"python": platform.python_version(), "keras": keras.__version__, "numpy": np.__version__,
+                "backend": keras.backend.backend()}
+    try:
+        import tensorflow as tf
+
+        versions["tensorflow"] = tf.__version__
+    except ImportError:
+        pass
+    return versions
+
+
+def _write_model_dir(model_dir: Path, model, index: ItemIndex, metadata: dict, run: TrainingRun,
+                     wall_start: float) -> None:
+    """Assemble the directory in a temporary sibling, then move it into place."""
+    from model_code.export import export_available, export_scorer
+    from model_code.plots import plot_training
+
+    model_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=model_dir.parent, prefix=f".{model_dir.name}.tmp-"))
+    try:
+        model.save(staging / artifacts.MODEL_FILE)
+        index.save(staging)
+        available, reason = export_available()
+        if run.export and available:
+            export_scorer(model, staging)
+        else:
+            reason = reason if run.export else "export not asked for"
+            run.log(f"skipping the ONNX scorer export: {reason}")
+        history = metadata["training"]["history"]
+        plot_training(staging / artifacts.PLOT_FILE, [r["loss"] for r in history],
+                      [r.get("metrics", {}).get(PLOT_METRIC) for r in history])
+        metadata["training"]["wall_seconds"] = round(time.perf_counter() - wall_start, 3)
+        artifacts.write_json(staging / artifacts.METADATA_FILE, metadata)
+        _readable_by_all(staging)
+        _publish(staging, model_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _readable_by_all(folder: Path) -> None:
+    """Give the staged folder and its files the usual modes (temporary files are created private)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for path in folder.iterdir():
+        path.chmod(0o666 & ~umask)
+
+
+def _publish(staging: Path, model_dir: Path) -> None:
+    """Put ``staging``'s files at ``model_dir``: a rename where possible, else file by file, metadata last.
+
+    A folder that already exists (SageMaker's /opt/ml/model, possibly a mount
+    point) keeps its place; its files are replaced one by one, each with an
+    atomic rename, and metadata.json (the sign of a complete model) comes last.
+    """
+    if not model_dir.exists():
+        os.rename(staging, model_dir)
+        return
+    if not model_dir.is_dir():
+        raise NotADirectoryError(f"model directory {model_dir} exists and is not a folder")
+    names = sorted(os.listdir(staging), key=lambda name: name == artifacts.METADATA_FILE)
+    stale = model_dir / artifacts.METADATA_FILE
+    stale.unlink(missing_ok=True)
+    for name in names:
+        target = model_dir / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(staging / name, target)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m model_code.train",
+        description=(
+            "Train GRU4Rec (session-parallel mini-batches, sampled negatives, Adagrad with momentum) on an event "
+            "log and write the model directory: model.keras, scorer.onnx, item_embeddings.npy, item_bias.npy, "
+            "items.json, metadata.json and training.png. With --test, Recall@k and MRR@k (conservative ties, "
+            "all training items ranked) are measured after every epoch and printed at the end."
+        ),
+        epilog=f"Parameters (--param): {', '.join(GRU4RecParams.__dataclass_fields__)}. "
+               "Example: --preset diginetica --param layers=256 --param n_sample=1024",
+    )
+    parser.add_argument("--train", required=True, help="training events: TSV/CSV/Parquet file (gzip or not), folder or s3:// URI")
+    parser.add_argument("--test", help="test events, same formats; items unknown to training are dropped")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                        help="parameter set of the published best runs (default: rsc15)")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="override one parameter of the preset (repeatable), e.g. --param layers=100,100")
+    parser.add_argument("--epochs", type=int, help="passes over the training data (default: the preset's, 10)")
+    parser.add_argument("--seed", type=int, default=42, help="random seed: the same seed on the same CPU gives the same model (default: 42)")
+    parser.add_argument("--model-dir", default="model", help="where to write the model directory (default: ./model)")
+    parser.add_argument("--checkpoint-dir", help="save a checkpoint here after every epoch, and resume from it if one matches this run")
+    parser.add_argument("--eval-every", type=int, default=1, metavar="N",
+                        help="evaluate on --test every N epochs and after the last (0: after the last only; default: 1)")
+    parser.add_argument("--no-export", action="store_true", help="do not write scorer.onnx and the output layer arrays")
+    parser.add_argument("--session-column", default="SessionId", help="name of the session id column (default: SessionId)")
+    parser.add_argument("--item-column", default="ItemId", help="name of the item id column (default: ItemId)")
+    parser.add_argument("--time-column", default="Time", help="name of the time column (default: Time)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or log lines, only the results")
+    return parser
+
+
+def metric_lines(metrics: dict) -> str:
+    """One ``name=value;`` line per metric, the form training-job metric definitions match."""
+    return "\n".join(f"{name}={value:.4f};" for name, value in metrics.items())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    log = (lambda message: None) if args.quiet else _log_to_stderr
+    try:
+        overrides = parse_assignments(args.param)
+        if args.epochs is not None:
+            overrides["epochs"] = str(args.epochs)
+        params = resolve_params(args.preset, overrides)
+        if args.eval_every < 0:
+            raise ParamError(f"--eval-every: cannot use {args.eval_every}; allowed: an integer >= 0")
+        run = TrainingRun(
+            train_path=args.train, test_path=args.test, model_dir=args.model_dir, checkpoint_dir=args.checkpoint_dir,
+            seed=args.seed, eval_every=args.eval_every,
+            columns=EventColumns(args.session_column, args.item_column, args.time_column),
+            export=not args.no_export, progress=not args.quiet, log=log,
+        )
+        log(f"parameters: {params.to_dict()}")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            metadata = train_model(params, run)
+    except (ParamError, DataError, artifacts.ModelDirError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    training = metadata["training"]
+    log(f"model written to {Path(args.model_dir).resolve()} "
+        f"(training {training['seconds']:.1f} s, {training['events_per_second']:,.0f} events/s, "
+        f"wall {training['wall_seconds']:.1f} s)")
+    if metadata["metrics"]:
+        print(metrics_table({"gru4rec": metadata["metrics"]}))
+        print(metric_lines(metadata["metrics"]))
+    print(f"training_seconds={training['seconds']:.3f};")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
