@@ -1,0 +1,105 @@
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from model_code import artifacts
+from model_code.evaluate import load_model
+from model_code.export import ExportError, _rename_output, check_scorer, export_available, sample_sessions
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_model):
+    model_dir, _ = tiny_model
+    model, _ = load_model(model_dir)
+    session = ort.InferenceSession(str(model_dir / artifacts.SCORER_FILE), providers=["CPUExecutionProvider"])
+    table, bias = artifacts.read_output_layer(model_dir)
+    return model, session, table, bias
+
+
+def test_graph_has_the_contract_names_and_dynamic_dims(tiny_model):
+    model_dir, _ = tiny_model
+    graph = onnx.load(str(model_dir / artifacts.SCORER_FILE)).graph
+    inputs = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.input}
+    assert inputs == {"items": ["batch", "time"], "lengths": ["batch"]}
+    assert [i.type.tensor_type.elem_type for i in graph.input] == [onnx.TensorProto.INT32] * 2
+    assert [o.name for o in graph.output] == [artifacts.SCORER_OUTPUT]
+    assert graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+
+
+def test_output_layer_arrays_are_the_models_weights(tiny_model, exported):
+    model, _, table, bias = exported
+    meta = artifacts.read_metadata(tiny_model[0])
+    assert table.shape == (meta["n_items"], 24) and bias.shape == (meta["n_items"],)
+    assert np.array_equal(table, np.asarray(model.item_table)) and np.array_equal(bias, np.asarray(model.item_bias))
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n_sessions=st.integers(1, 40), max_length=st.integers(1, 30))
+def test_onnx_and_keras_give_the_same_top20(exported, seed, n_sessions, max_length):
+    model, session, table, bias = exported
+    items, lengths = sample_sessions(model.n_items, n_sessions, max_length, np.random.default_rng(seed))
+    hidden_onnx = session.run([artifacts.SCORER_OUTPUT], {"items": items, "lengths": lengths})[0]
+    hidden_keras = np.asarray(model((items, lengths), training=False))
+    np.testing.assert_allclose(hidden_onnx, hidden_keras, rtol=1e-4, atol=1e-5)
+    scores_onnx = hidden_onnx @ table.T + bias
+    scores_keras = np.asarray(model.scores(hidden_keras))
+    top_onnx = np.argsort(-scores_onnx, axis=1, kind="stable")[:, :20]
+    top_keras = np.argsort(-scores_keras, axis=1, kind="stable")[:, :20]
+    agree = (top_onnx == top_keras).all(axis=1)
+    for row in np.flatnonzero(~agree):  # only a near-tie may swap places
+        gap = np.abs(scores_keras[row, top_onnx[row]] - scores_keras[row, top_keras[row]])
+        assert gap.max() < 1e-4, f"session {row}: top-20 differ beyond a near-tie"
+
+
+def test_padding_after_the_length_is_ignored(exported):
+    model, session, _, _ = exported
+    items, lengths = sample_sessions(model.n_items, 6, 5, np.random.default_rng(1))
+    longer = np.concatenate([items, np.full((6, 4), model.n_items, np.int32)], axis=1)
+    garbage = longer.copy()
+    garbage[:, 5:] = np.random.default_rng(2).integers(0, model.n_items, size=(6, 4))
+    run = lambda x: session.run(None, {"items": x, "lengths": lengths})[0]
+    np.testing.assert_allclose(run(items), run(longer), atol=1e-6)
+    np.testing.assert_allclose(run(items), run(garbage), atol=1e-6)
+
+
+def test_check_scorer_rejects_a_graph_that_disagrees(exported, tmp_path, tiny_model):
+    model, _, _, _ = exported
+    other, _ = load_model(tiny_model[0])
+    other.item_table.assign(np.asarray(other.item_table) + 1.0)
+    with pytest.raises(ExportError, match="disagrees with the Keras model"):
+        check_scorer(other, tiny_model[0] / artifacts.SCORER_FILE)
+
+
+def test_rename_output_rewires_consumers():
+    node = onnx.helper.make_node("Relu", ["x"], ["Identity:0"])
+    graph = onnx.helper.make_graph(
+        [node], "g", [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+        [onnx.helper.make_tensor_value_info("Identity:0", onnx.TensorProto.FLOAT, [1])],
+    )
+    _rename_output(graph, "hidden")
+    assert graph.output[0].name == "hidden" and list(graph.node[0].output) == ["hidden"]
+
+
+def test_export_needs_tensorflow_backend(monkeypatch):
+    import keras
+
+    assert export_available() == (True, "")
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    available, reason = export_available()
+    assert not available and "TensorFlow backend" in reason and "jax" in reason
+
+
+def test_training_without_export_says_so(tiny_data, tmp_path, monkeypatch):
+    import model_code.export
+    from tests.model_code.conftest import TINY_ARGS, run_train
+
+    monkeypatch.setattr(model_code.export, "export_available", lambda: (False, "ONNX export needs the TensorFlow backend"))
+    code, _, err = run_train(["--train", str(tiny_data / "train.tsv.gz"), "--epochs", "1",
+                              "--model-dir", str(tmp_path / "m"), *TINY_ARGS[:-1]])
+    assert code == 0, err
+    assert "skipping the ONNX scorer export: ONNX export needs the TensorFlow backend" in err
+    assert not (tmp_path / "m" / artifacts.SCORER_FILE).exists()
+    assert (tmp_path / "m" / artifacts.MODEL_FILE).exists()

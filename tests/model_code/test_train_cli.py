@@ -1,0 +1,157 @@
+import json
+import math
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from model_code import artifacts
+from model_code.metrics import CUTOFFS
+from tests.model_code.conftest import TINY_ARGS, run_train
+
+METRIC_KEYS = {f"{name}@{k}" for name in ("recall", "mrr") for k in CUTOFFS}
+MODEL_FILES = [
+    artifacts.MODEL_FILE, artifacts.SCORER_FILE, artifacts.EMBEDDINGS_FILE, artifacts.BIAS_FILE,
+    artifacts.ITEMS_FILE, artifacts.METADATA_FILE, artifacts.PLOT_FILE,
+]
+
+
+def test_writes_every_file_of_the_model_directory(tiny_model):
+    model_dir, _ = tiny_model
+    assert sorted(p.name for p in model_dir.iterdir()) == sorted(MODEL_FILES)
+    assert (model_dir / artifacts.PLOT_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(model_dir.parent.glob(".model.tmp-*")), "the staging folder must be gone"
+
+
+def test_metadata_has_the_contract_keys(tiny_model, tiny_data):
+    model_dir, _ = tiny_model
+    meta = artifacts.read_metadata(model_dir)
+    items = artifacts.read_items(model_dir)
+    train = pd.read_csv(tiny_data / "train.tsv.gz", sep="\t", dtype={"ItemId": str, "SessionId": str})
+    assert meta["format_version"] == 1
+    assert meta["n_items"] == meta["padding_index"] == len(items) == train.ItemId.nunique()
+    assert set(meta["metrics"]) == METRIC_KEYS
+    assert all(0.0 <= v <= 1.0 for v in meta["metrics"].values())
+    assert meta["metrics"]["recall@20"] >= meta["metrics"]["recall@1"]
+    training = meta["training"]
+    assert {"seconds", "events_per_second", "epochs", "wall_seconds"} <= set(training)
+    assert training["epochs"] == 3 and 0 < training["seconds"] <= training["wall_seconds"]
+    assert training["events_per_second"] > 0
+    assert [r["epoch"] for r in training["history"]] == [1, 2, 3]
+    assert all(math.isfinite(r["loss"]) for r in training["history"])
+    assert all(set(r["metrics"]) == METRIC_KEYS for r in training["history"])
+    assert training["history"][-1]["metrics"] == meta["metrics"]
+    assert meta["parameters"]["layers"] == [24] and meta["parameters"]["epochs"] == 3
+    assert meta["data"]["train"]["events"] == len(train)
+    assert meta["data"]["test"]["examples"] > 0
+    assert {"python", "keras", "numpy"} <= set(meta["versions"])
+    counts = train.ItemId.value_counts()
+    popular = meta["popular_items"]
+    assert len(popular) == len(set(popular)) == min(1000, len(items))
+    assert [counts[i] for i in popular] == sorted(counts.values, reverse=True)[: len(popular)]
+
+
+def test_prints_table_and_one_line_per_metric(tiny_model):
+    model_dir, out = tiny_model
+    metrics = artifacts.read_metadata(model_dir)["metrics"]
+    assert "Recall@20" in out and "MRR@20" in out
+    for name, value in metrics.items():
+        assert f"{name}={value:.4f};" in out.splitlines()
+
+
+def test_same_seed_same_model(tiny_model, tiny_data, tmp_path):
+    model_dir, _ = tiny_model
+    code, _, err = run_train([
+        "--train", str(tiny_data / "train.tsv.gz"), "--test", str(tiny_data / "test.tsv.gz"), "--epochs", "3",
+        "--model-dir", str(tmp_path / "again"), "--no-export", *TINY_ARGS,
+    ])
+    assert code == 0, err
+    first, second = artifacts.read_metadata(model_dir), artifacts.read_metadata(tmp_path / "again")
+    assert second["metrics"] == first["metrics"]
+    assert [r["loss"] for r in second["training"]["history"]] == [r["loss"] for r in first["training"]["history"]]
+    assert not (tmp_path / "again" / artifacts.SCORER_FILE).exists()
+
+
+def test_without_test_set_no_metrics(tiny_data, tmp_path):
+    code, out, err = run_train([
+        "--train", str(tiny_data / "train.tsv.gz"), "--epochs", "1", "--model-dir", str(tmp_path / "m"),
+        "--no-export", *TINY_ARGS,
+    ])
+    assert code == 0, err
+    meta = artifacts.read_metadata(tmp_path / "m")
+    assert meta["metrics"] == {} and meta["training"]["epochs"] == 1
+    assert "recall@20=" not in out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--param", "dropout_hiden=0.1"], "did you mean 'dropout_hidden'"),
+        (["--param", "loss=top1"], "parameter 'loss': cannot use 'top1'; allowed: cross-entropy | bpr-max"),
+        (["--param", "layers"], "not of the form name=value"),
+        (["--epochs", "0"], "parameter 'epochs'"),
+    ],
+)
+def test_bad_parameters_exit_2_with_a_clear_error_and_no_model(tiny_data, tmp_path, args, message):
+    code, _, err = run_train(["--train", str(tiny_data / "train.tsv.gz"), "--model-dir", str(tmp_path / "m"), *args])
+    assert code == 2 and message in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_bad_data_exits_2_naming_the_file(tmp_path):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("SessionId\tItemId\tTime\n1\ta\tnot-a-time\n")
+    code, _, err = run_train(["--train", str(bad), "--model-dir", str(tmp_path / "m")])
+    assert code == 2 and str(bad) in err and "Time" in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_failed_run_leaves_no_model_directory(tiny_data, tmp_path, monkeypatch):
+    import model_code.export
+
+    def broken_export(model, model_dir, check=True):
+        (model_dir / artifacts.SCORER_FILE).write_bytes(b"half")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(model_code.export, "export_scorer", broken_export)
+    with pytest.raises(RuntimeError, match="disk full"):
+        run_train(["--train", str(tiny_data / "train.tsv.gz"), "--epochs", "1",
+                   "--model-dir", str(tmp_path / "m"), *TINY_ARGS])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_run_keeps_the_previous_model(tiny_model, tiny_data, tmp_path, monkeypatch):
+    import shutil
+
+    import model_code.plots
+
+    previous = tmp_path / "m"
+    shutil.copytree(tiny_model[0], previous)
+    before = {p.name: p.read_bytes() for p in previous.iterdir()}
+    monkeypatch.setattr(model_code.plots, "plot_training", lambda *a, **k: (_ for _ in ()).throw(OSError("no space")))
+    with pytest.raises(OSError, match="no space"):
+        run_train(["--train", str(tiny_data / "train.tsv.gz"), "--epochs", "1", "--model-dir", str(previous),
+                   "--no-export", *TINY_ARGS])
+    assert {p.name: p.read_bytes() for p in previous.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]
+
+
+def test_replaces_an_existing_model_directory(tiny_model, tiny_data, tmp_path):
+    existing = tmp_path / "m"
+    existing.mkdir()
+    (existing / artifacts.METADATA_FILE).write_text(json.dumps({"old": True}))
+    code, _, err = run_train(["--train", str(tiny_data / "train.tsv.gz"), "--epochs", "1",
+                              "--model-dir", str(existing), "--no-export", *TINY_ARGS])
+    assert code == 0, err
+    assert "old" not in artifacts.read_metadata(existing)
+    assert (existing / artifacts.MODEL_FILE).is_file()
+
+
+def test_help_lists_parameters(capsys):
+    from model_code.train import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert "--checkpoint-dir" in text and re.search(r"dropout_hidden", text)
