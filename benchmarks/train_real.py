@@ -1,0 +1,108 @@
+"""Full GRU4Rec trainings on the real data sets, with time, throughput, accuracy and peak memory.
+
+Runs ``python -m model_code.train`` once per data set (yoochoose100k with the
+rsc15 preset, diginetica with the diginetica preset; 10 epochs unless
+``--epochs``), each in its own process so its peak RSS is its own, and prints
+one table::
+
+    python benchmarks/train_real.py [--sets yoochoose100k diginetica] [--epochs N] [--eval-every N] [--json OUT]
+
+Data come from ../shared/data/<set>/{train,test}.tsv.gz (``--data-root``);
+a missing set is skipped with a message. Figures are noisy while other jobs
+share the CPU: the load average before each run is printed beside it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data"
+PRESET_OF = {"yoochoose100k": "rsc15", "diginetica": "diginetica"}
+REFERENCE = {  # the reference implementation on a 2-core CPU (ANCHORS.md)
+    "yoochoose100k": {"recall@20": 0.6824, "mrr@20": 0.3539, "seconds": 61.0},
+    "diginetica": {"recall@20": 0.5427, "mrr@20": 0.1832, "seconds": 1354.0},
+}
+
+
+def run_one(name: str, data_root: Path, out_root: Path, epochs: int | None, eval_every: int,
+            extra: list[str]) -> dict | None:
+    folder = data_root / name
+    if not (folder / "train.tsv.gz").exists():
+        print(f"{name}: skipped, no data at {folder}", file=sys.stderr)
+        return None
+    model_dir = out_root / name
+    command = [
+        sys.executable, "-m", "model_code.train", "--train", str(folder / "train.tsv.gz"),
+        "--test", str(folder / "test.tsv.gz"), "--preset", PRESET_OF[name], "--model-dir", str(model_dir),
+        "--eval-every", str(eval_every), *extra,
+    ]
+    if epochs is not None:
+        command += ["--epochs", str(epochs)]
+    load = os.getloadavg()[0]
+    print(f"{name}: {' '.join(command[1:])}  (load average {load:.2f})", file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=REPO_ROOT)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"{name}: training failed with exit code {code}")
+    meta = json.loads((model_dir / "metadata.json").read_text())
+    return {
+        "data": name, "preset": PRESET_OF[name], "epochs": meta["training"]["epochs"],
+        "recall@20": meta["metrics"]["recall@20"], "mrr@20": meta["metrics"]["mrr@20"],
+        "seconds": meta["training"]["seconds"], "events_per_second": meta["training"]["events_per_second"],
+        "wall_seconds": round(wall, 1), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+        "load_before": round(load, 2), "metrics": meta["metrics"], "history": meta["training"]["history"],
+    }
+
+
+def table(rows: list[dict]) -> str:
+    header = ("data set", "preset", "epochs", "Recall@20", "MRR@20", "train s", "events/s", "wall s",
+              "peak RSS MiB", "ref Recall@20", "ref MRR@20", "ref s")
+    lines = [header]
+    for r in rows:
+        ref = REFERENCE.get(r["data"], {})
+        lines.append((
+            r["data"], r["preset"], str(r["epochs"]), f"{r['recall@20']:.4f}", f"{r['mrr@20']:.4f}",
+            f"{r['seconds']:.1f}", f"{r['events_per_second']:,.0f}", f"{r['wall_seconds']:.1f}",
+            f"{r['peak_rss_mib']:,.0f}", f"{ref.get('recall@20', float('nan')):.4f}",
+            f"{ref.get('mrr@20', float('nan')):.4f}", f"{ref.get('seconds', float('nan')):.0f}",
+        ))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = ["| " + " | ".join(cell.ljust(w) for cell, w in zip(line, widths)) + " |" for line in lines]
+    out.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sets", nargs="+", choices=sorted(PRESET_OF), default=["yoochoose100k", "diginetica"])
+    parser.add_argument("--epochs", type=int, help="override the presets' 10 epochs (quick checks)")
+    parser.add_argument("--eval-every", type=int, default=1,
+                        help="evaluate every N epochs for the Recall@20 curve (0: after the last only; default 1)")
+    parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--out-dir", type=Path, help="keep the model directories here (default: a temporary folder)")
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="passed to every training")
+    args = parser.parse_args(argv)
+    extra = [item for p in args.param for item in ("--param", p)]
+    with tempfile.TemporaryDirectory(prefix="train_real_") as scratch:
+        out_root = args.out_dir or Path(scratch)
+        rows = [row for name in args.sets
+                if (row := run_one(name, args.data_root, out_root, args.epochs, args.eval_every, extra))]
+    print(table(rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
