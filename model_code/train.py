@@ -83,53 +83,20 @@ def train_model(params: GRU4RecParams, run: TrainingRun) -> dict:
     data = _load_data(run)
     import keras
 
-    from model_code.model import GRU4Rec
-    from model_code.trainer import Trainer
-
     fit_start = time.perf_counter()
-    keras.utils.set_random_seed(run.seed)
-    n_items = len(data.index)
-    model = GRU4Rec(
-        n_items, layers=params.layers, embedding=params.embedding, embedding_size=params.embedding_size,
-        dropout_embedding=params.dropout_embedding, dropout_hidden=params.dropout_hidden, seed=run.seed,
-    )
-    _build(model, n_items)
-    trainer = Trainer(
-        model, loss=params.loss, n_sample=params.n_sample, sample_alpha=params.sample_alpha,
-        learning_rate=params.learning_rate, momentum=params.momentum, bpreg=params.bpreg, elu=params.elu,
-        logq=params.logq, batch_size=params.batch_size, block_steps=params.block_steps,
-        item_counts=data.train.item_counts(n_items), seed=run.seed,
-    )
+    model, trainer = _make_model(params, data, run.seed)
     steps = session_parallel_steps(data.train, params.batch_size)
     run_id = fingerprint(
         {key: value for key, value in params.to_dict().items() if key not in ("epochs", "eval_batch_size")},
         run.seed, keras.backend.backend(), data.train.items, data.train.offsets,
     )
     history, fit_seconds, first_epoch = _resume(run, run_id, model, trainer)
-    excluded = 0.0  # evaluation and checkpoint time inside the fitting period
-    epoch_seconds = sum(record["seconds"] for record in history)
-    for epoch in range(first_epoch, params.epochs):
-        stats = _train_epoch(trainer, steps, epoch, params.epochs, run.progress)
-        epoch_end = time.perf_counter()
-        fit_total = fit_seconds + (epoch_end - fit_start - excluded)
-        epoch_seconds += stats["seconds"]
-        record = {"epoch": epoch + 1, "loss": float(stats["loss"]), "seconds": float(stats["seconds"])}
-        run.log(f"epoch {epoch + 1}/{params.epochs}: loss {record['loss']:.4f}, "
-                f"{steps.n_examples / stats['seconds']:,.0f} events/s")
-        if data.test is not None and _evaluate_now(epoch + 1, params.epochs, run.eval_every):
-            record["metrics"] = _evaluate(trainer, data.test, params)
-            run.log(f"epoch {epoch + 1}: {PLOT_METRIC} {record['metrics'][PLOT_METRIC]:.4f}")
-        history.append(record)
-        if run.checkpoint_dir:
-            save_checkpoint(run.checkpoint_dir, Checkpoint(
-                run_id, epoch + 1, [np.asarray(v) for v in model.variables], trainer.get_state(), history, fit_total,
-            ))
-        excluded += time.perf_counter() - epoch_end
-    if first_epoch < params.epochs:
-        fit_seconds = fit_total
+    history, fit_seconds = _fit(params, run, data, model, trainer, steps, run_id, history, fit_seconds,
+                                first_epoch, fit_start)
     metrics = {}
     if data.test is not None:
         metrics = history[-1].get("metrics") or _evaluate(trainer, data.test, params)
+    epoch_seconds = sum(record["seconds"] for record in history)
     training = {
         "seconds": round(fit_seconds, 3),
         "events_per_second": round(steps.n_examples * len(history) / max(epoch_seconds, 1e-9), 1),
@@ -139,6 +106,7 @@ def train_model(params: GRU4RecParams, run: TrainingRun) -> dict:
         "backend": keras.backend.backend(),
         "history": history,
     }
+    n_items = len(data.index)
     metadata = {
         "format_version": artifacts.FORMAT_VERSION,
         "n_items": n_items,
@@ -152,6 +120,56 @@ def train_model(params: GRU4RecParams, run: TrainingRun) -> dict:
     }
     _write_model_dir(model_dir, model, data.index, metadata, run, wall_start)
     return metadata
+
+
+def _make_model(params: GRU4RecParams, data: _Data, seed: int):
+    """A fresh GRU4Rec model for the catalogue and its trainer."""
+    import keras
+
+    from model_code.model import GRU4Rec
+    from model_code.trainer import Trainer
+
+    keras.utils.set_random_seed(seed)
+    n_items = len(data.index)
+    model = GRU4Rec(
+        n_items, layers=params.layers, embedding=params.embedding, embedding_size=params.embedding_size,
+        dropout_embedding=params.dropout_embedding, dropout_hidden=params.dropout_hidden, seed=seed,
+    )
+    trainer = Trainer(
+        model, loss=params.loss, n_sample=params.n_sample, sample_alpha=params.sample_alpha,
+        learning_rate=params.learning_rate, momentum=params.momentum, bpreg=params.bpreg, elu=params.elu,
+        logq=params.logq, batch_size=params.batch_size, block_steps=params.block_steps,
+        item_counts=data.train.item_counts(n_items), seed=seed,
+    )
+    return model, trainer
+
+
+def _fit(params, run, data, model, trainer, steps, run_id, history, fit_seconds, first_epoch, fit_start):
+    """Epochs ``first_epoch``..end: train, evaluate when due, checkpoint; returns (history, fit seconds).
+
+    Fit seconds run from ``fit_start`` to the end of the last epoch, less the
+    time spent evaluating and checkpointing, plus those of earlier runs.
+    """
+    excluded = 0.0
+    for epoch in range(first_epoch, params.epochs):
+        stats = _train_epoch(trainer, steps, epoch, params.epochs, run.progress)
+        epoch_end = time.perf_counter()
+        fit_total = fit_seconds + (epoch_end - fit_start - excluded)
+        record = {"epoch": epoch + 1, "loss": float(stats["loss"]), "seconds": float(stats["seconds"])}
+        run.log(f"epoch {epoch + 1}/{params.epochs}: loss {record['loss']:.4f}, "
+                f"{steps.n_examples / stats['seconds']:,.0f} events/s")
+        if data.test is not None and _evaluate_now(epoch + 1, params.epochs, run.eval_every):
+            record["metrics"] = _evaluate(trainer, data.test, params)
+            run.log(f"epoch {epoch + 1}: {PLOT_METRIC} {record['metrics'][PLOT_METRIC]:.4f}")
+        history = history + [record]
+        if run.checkpoint_dir:
+            save_checkpoint(run.checkpoint_dir, Checkpoint(
+                run_id, epoch + 1, [np.asarray(v) for v in model.variables], trainer.get_state(), history, fit_total,
+            ))
+        excluded += time.perf_counter() - epoch_end
+        if epoch + 1 == params.epochs:
+            fit_seconds = fit_total
+    return history, fit_seconds
 
 
 def _load_data(run: TrainingRun) -> _Data:
@@ -175,11 +193,6 @@ def _load_data(run: TrainingRun) -> _Data:
         + f"; read in {time.perf_counter() - started:.1f} s"
     )
     return _Data(index, train, test, stats)
-
-
-def _build(model, n_items: int) -> None:
-    """Create the model's variables with one inference call on a padded one-item session."""
-    model((np.full((1, 1), n_items, dtype=np.int32), np.ones(1, dtype=np.int32)), training=False)
 
 
 def _resume(run: TrainingRun, run_id: str, model, trainer) -> tuple[list[dict], float, int]:
