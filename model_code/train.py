@@ -30,7 +30,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -347,6 +347,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--time-column", default="Time", help="name of the time column (default: Time)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or log lines, only the results")
     return parser
+
+
+RUN_OPTIONS = ("preset", "seed", "epochs", "eval_every")
+
+
+def hyperparameters_argv(hyperparameters: Mapping[str, str]) -> list[str]:
+    """Command-line arguments for :func:`main` from SageMaker-style hyperparameters (all values strings).
+
+    ``preset``, ``seed``, ``epochs`` and ``eval_every`` become their options;
+    every other key becomes ``--param key=value`` and is checked (with its
+    value) by the parameter parser when :func:`main` runs.
+    """
+    argv: list[str] = []
+    for key, value in hyperparameters.items():
+        name = str(key).strip().lower().replace("-", "_")
+        if name in RUN_OPTIONS:
+            argv += [f"--{name.replace('_', '-')}", str(value).strip()]
+        else:
+            argv += ["--param", f"{key}={value}"]
+    return argv
 
 
 def metric_lines(metrics: dict) -> str:

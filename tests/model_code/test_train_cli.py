@@ -148,6 +148,24 @@ def test_replaces_an_existing_model_directory(tiny_model, tiny_data, tmp_path):
     assert (existing / artifacts.MODEL_FILE).is_file()
 
 
+def test_hyperparameters_become_options_and_params():
+    from model_code.train import build_parser, hyperparameters_argv
+
+    argv = hyperparameters_argv({"preset": "diginetica", "epochs": "3", "seed": "5", "eval-every": "0",
+                                 "layers": "100,100", "dropout_hidden": "0.1"})
+    args = build_parser().parse_args(["--train", "t", *argv])
+    assert (args.preset, args.epochs, args.seed, args.eval_every) == ("diginetica", 3, 5, 0)
+    assert args.param == ["layers=100,100", "dropout_hidden=0.1"]
+
+
+def test_bad_hyperparameter_is_named(tiny_data, tmp_path):
+    from model_code.train import hyperparameters_argv
+
+    code, _, err = run_train(["--train", str(tiny_data / "train.tsv.gz"), "--model-dir", str(tmp_path / "m"),
+                              *hyperparameters_argv({"learning_rate": "fast"})])
+    assert code == 2 and "parameter 'learning_rate': cannot use 'fast'; allowed: a number > 0" in err
+
+
 def test_help_lists_parameters(capsys):
     from model_code.train import main
 
