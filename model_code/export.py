@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -84,7 +85,10 @@ def _export_graph(model, path: str) -> None:
         tf.TensorSpec([None, None], tf.int32, name=items_name),
         tf.TensorSpec([None], tf.int32, name=lengths_name),
     )]
-    model.export(path, format="onnx", input_signature=signature, verbose=False)
+    with warnings.catch_warnings():
+        # Keras' tf2onnx shim probes np.object, which NumPy 2 answers with a FutureWarning
+        warnings.filterwarnings("ignore", message=".*np.object.*", category=FutureWarning)
+        model.export(path, format="onnx", input_signature=signature, verbose=False)
     graph = onnx.load(path)
     _rename_output(graph.graph, artifacts.SCORER_OUTPUT)
     _name_dynamic_dims(graph.graph)

@@ -103,3 +103,19 @@ def test_training_without_export_says_so(tiny_data, tmp_path, monkeypatch):
     assert "skipping the ONNX scorer export: ONNX export needs the TensorFlow backend" in err
     assert not (tmp_path / "m" / artifacts.SCORER_FILE).exists()
     assert (tmp_path / "m" / artifacts.MODEL_FILE).exists()
+
+
+@pytest.mark.parametrize("embedding, layers, size", [("separate", (8, 6), 5), ("none", (7,), None)])
+def test_export_of_other_embeddings_and_stacked_layers(tmp_path, embedding, layers, size):
+    from model_code.export import export_scorer
+    from model_code.model import GRU4Rec
+
+    model = GRU4Rec(30, layers=layers, embedding=embedding, embedding_size=size, seed=4)
+    export_scorer(model, tmp_path)  # checks names and hidden states against Keras itself
+    session = ort.InferenceSession(str(tmp_path / artifacts.SCORER_FILE), providers=["CPUExecutionProvider"])
+    items, lengths = sample_sessions(30, 12, 9, np.random.default_rng(0))
+    hidden = session.run(None, {"items": items, "lengths": lengths})[0]
+    assert hidden.shape == (12, layers[-1])
+    np.testing.assert_allclose(hidden, np.asarray(model((items, lengths))), rtol=1e-4, atol=1e-5)
+    table, bias = artifacts.read_output_layer(tmp_path)
+    assert table.shape == (30, layers[-1]) and bias.shape == (30,)
