@@ -57,6 +57,18 @@ def sparse_adagrad_momentum(
 
     Returns the new (param, accumulator, velocity); only the touched rows change.
     """
+    indices, rows = sparse_row_updates(param, accumulator, velocity, ids, grads, touched, learning_rate, momentum, eps)
+    return tuple(ops.scatter_update(table, indices, new) for table, new in zip((param, accumulator, velocity), rows))
+
+
+def sparse_row_updates(
+    param, accumulator, velocity, ids, grads, touched, learning_rate, momentum, eps: float = EPSILON,
+):
+    """The rows a sparse update writes: ``(indices [K, 1], [param rows, accumulator rows, velocity rows])``.
+
+    Scattering each list entry into its table at ``indices`` applies the
+    update (in place, for a variable). Indices may repeat, always with equal rows.
+    """
     unique_ids, grad, used = sum_duplicate_rows(ids, grads, touched)
     old = [ops.take(table, unique_ids, axis=0) for table in (param, accumulator, velocity)]
     new = adagrad_momentum(*old, grad, learning_rate, momentum, eps)
@@ -66,10 +78,8 @@ def sparse_adagrad_momentum(
     # entry's row, so that duplicate indices in the scatter carry equal values.
     n = ops.shape(unique_ids)[0]
     repeat = ops.reshape(ops.logical_and(ops.arange(n) > 0, unique_ids == unique_ids[0]), row_shape)
-    indices = ops.expand_dims(unique_ids, 1)
-    out = []
-    for table, before, after in zip((param, accumulator, velocity), old, new):
-        rows = ops.where(used, after, before)
-        rows = ops.where(repeat, rows[:1], rows)
-        out.append(ops.scatter_update(table, indices, rows))
-    return tuple(out)
+    rows = []
+    for before, after in zip(old, new):
+        row = ops.where(used, after, before)
+        rows.append(ops.where(repeat, row[:1], row))
+    return ops.expand_dims(unique_ids, 1), rows

@@ -110,25 +110,19 @@ class Trainer:
         return {"loss": loss_sum / max(examples, 1), "examples": examples, "seconds": time.perf_counter() - start}
 
     def _train_block_fn(self, inputs, targets, resets, valid, negatives, seed, states):
-        params = [v.value for v in self._variables]
-        accumulators = [v.read_value() for v in self._accumulators]
-        velocities = [v.read_value() for v in self._velocities]
         n_steps = tf.shape(inputs)[0]
 
-        def body(t, states, params, accumulators, velocities, loss_sum):
+        def body(t, states, loss_sum):
             step_seed = tf.stack([seed[0], seed[1] + t])
+            params = [v.value.read_value() for v in self._variables]
             row_loss, states, updates = self._train_step(
                 inputs[t], targets[t], resets[t], valid[t], negatives[t], step_seed, states, params)
-            params, accumulators, velocities = self._apply(updates, params, accumulators, velocities)
-            return t + 1, states, params, accumulators, velocities, loss_sum + tf.reduce_sum(row_loss)
+            with tf.control_dependencies([row_loss] + states):
+                self._apply(updates)
+            return t + 1, states, loss_sum + tf.reduce_sum(row_loss)
 
-        _, states, params, accumulators, velocities, loss_sum = tf.while_loop(
-            lambda t, *_: t < n_steps, body,
-            (tf.constant(0), list(states), params, accumulators, velocities, tf.constant(0.0)),
-        )
-        for variables, values in ((self._variables, params), (self._accumulators, accumulators), (self._velocities, velocities)):
-            for variable, value in zip(variables, values):
-                variable.assign(value)
+        _, states, loss_sum = tf.while_loop(
+            lambda t, *_: t < n_steps, body, (tf.constant(0), list(states), tf.constant(0.0)))
         return loss_sum, states
 
     def _train_step(self, inputs, targets, resets, valid, negatives, seed, states, params):
@@ -186,19 +180,20 @@ class Trainer:
             return losses.cross_entropy(scores, valid, tf.gather(self._log_q, candidates), self.logq)
         return losses.bpr_max(scores, valid, self.bpreg, self.elu)
 
-    def _apply(self, updates, params, accumulators, velocities):
-        new = ([], [], [])
-        for name, param, accumulator, velocity in zip(self._names, params, accumulators, velocities):
+    def _apply(self, updates):
+        """Adagrad-momentum updates, written into the variables: dense, or only the rows used (sparse)."""
+        for name, param, accumulator, velocity in zip(self._names, self._variables, self._accumulators, self._velocities):
+            tables = (param.value, accumulator, velocity)
             if name in self._sparse:
                 ids, grads, touched = updates[name]
-                result = optimizer.sparse_adagrad_momentum(
-                    param, accumulator, velocity, ids, grads, touched, self.learning_rate, self.momentum)
+                indices, rows = optimizer.sparse_row_updates(
+                    *tables, ids, grads, touched, self.learning_rate, self.momentum)
+                for table, row in zip(tables, rows):
+                    table.scatter_nd_update(indices, row)
             else:
-                result = optimizer.adagrad_momentum(
-                    param, accumulator, velocity, updates[name], self.learning_rate, self.momentum)
-            for out, value in zip(new, result):
-                out.append(value)
-        return new
+                new = optimizer.adagrad_momentum(*tables, updates[name], self.learning_rate, self.momentum)
+                for table, value in zip(tables, new):
+                    table.assign(value)
 
     # ---- evaluation -----------------------------------------------------
     def evaluate(
