@@ -1,7 +1,6 @@
 """The compiled trainer: evaluation equals the reference loop, resets, sparse updates, resuming, real data."""
 import numpy as np
 import pytest
-import tensorflow as tf
 from keras import ops
 
 from model_code import metrics
@@ -43,9 +42,10 @@ def test_evaluate_equals_the_step_by_step_reference(ties):
 
 
 def _block_loss(trainer, steps, states):
-    loss, _ = trainer._train_block(steps.inputs, steps.targets, steps.resets, steps.valid,
-                                   trainer.sampler.draw(steps.n_steps, trainer.n_sample), tf.constant([0, 0]), states)
-    return float(loss)
+    """Summed loss of one block from the given incoming states (through the backend's compiled block)."""
+    negatives = trainer.sampler.draw(steps.n_steps, trainer.n_sample)
+    loss, _ = trainer._engine.train_block(steps, negatives, (0, 0), states)
+    return loss
 
 
 def test_a_reset_zeroes_the_slot_state_in_training():
@@ -55,8 +55,8 @@ def test_a_reset_zeroes_the_slot_state_in_training():
     steps = next(session_parallel_steps(data, 4).blocks(3))
     assert steps.resets[0].all()
     rng = np.random.default_rng(0)
-    noisy = [tf.constant(rng.normal(size=(4, units)), tf.float32) for units in (6, 5)]
-    zeros = [tf.zeros((4, units)) for units in (6, 5)]
+    noisy = [ops.convert_to_tensor(rng.normal(size=(4, units)).astype(np.float32)) for units in (6, 5)]
+    zeros = trainer._engine.zero_states(4)
     trainer.sampler.set_state({"sampler_seed": 0, "sampler_counter": 0})
     with_noise = _block_loss(trainer, steps, noisy)
     trainer.sampler.set_state({"sampler_seed": 0, "sampler_counter": 0})
