@@ -48,6 +48,10 @@ TIES = "conservative"
 PLOT_METRIC = "recall@20"
 
 
+def _log_to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 @dataclass
 class TrainingRun:
     """What one call of :func:`train_model` needs besides the parameters."""
@@ -61,11 +65,7 @@ class TrainingRun:
     columns: EventColumns = field(default_factory=EventColumns)
     export: bool = True
     progress: bool = True
-    log: Callable[[str], None] = field(default=lambda message: _log_to_stderr(message))
-
-
-def _log_to_stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    log: Callable[[str], None] = _log_to_stderr
 
 
 @dataclass
