@@ -1,0 +1,144 @@
+"""The compiled training and evaluation loops on JAX.
+
+A block of steps is one ``jax.jit`` call over a ``lax.scan`` whose carry is
+the weights, the optimizer slots, the hidden states and the loss sum. The
+gradient is taken with respect to the gathered item rows, never the whole
+table, and the Adagrad-momentum update is scattered into the touched rows
+only (:func:`model_code.optimizer.sparse_adagrad_momentum`). The weights and
+slots are donated to the call, so on an accelerator they are updated in place.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from model_code import optimizer
+from model_code.model import gru_step
+from model_code.trainer import SPARSE, dropout_shapes, sparse_gradients, step_loss
+
+
+class JaxEngine:
+    def __init__(self, trainer, jit_compile: bool = True):
+        self.trainer = trainer
+        self.model = trainer.model
+        self._log_q = jnp.asarray(trainer.log_q)
+        self._slots = [(jnp.zeros(v.shape), jnp.zeros(v.shape)) for v in trainer.variables]
+        wrap = (lambda f, **kw: jax.jit(f, **kw)) if jit_compile else (lambda f, **kw: f)
+        self._train_block = wrap(self._train_block_fn, donate_argnums=(0, 1))
+        self._eval_block = wrap(self._eval_block_fn)
+
+    def zero_states(self, batch_size):
+        return [jnp.zeros((batch_size, units)) for units in self.model.layer_sizes]
+
+    def train_block(self, block, negatives, seed, states):
+        params = [jnp.asarray(v.value) for v in self.trainer.variables]
+        params, self._slots, loss, states = self._train_block(
+            params, self._slots, block.inputs, block.targets, block.resets, block.valid, negatives,
+            jnp.asarray(seed, dtype=jnp.uint32), states)
+        for variable, value in zip(self.trainer.variables, params):
+            variable.assign(value)
+        return float(loss), states
+
+    def eval_block(self, block, states):
+        params = [jnp.asarray(v.value) for v in self.trainer.variables]
+        greater, equal, states = self._eval_block(params, block.inputs, block.targets, block.resets, states)
+        return np.asarray(greater), np.asarray(equal), states
+
+    def get_slots(self):
+        return [(np.asarray(a), np.asarray(v)) for a, v in self._slots]
+
+    def set_slots(self, slots):
+        self._slots = [(jnp.asarray(a), jnp.asarray(v)) for a, v in slots]
+
+    def _train_block_fn(self, params, slots, inputs, targets, resets, valid, negatives, seed, states):
+        key = jax.random.fold_in(jax.random.PRNGKey(seed[0]), seed[1])
+
+        def body(carry, step):
+            params, slots, states, loss_sum = carry
+            row_loss_sum, states, updates = self._train_step(params, states, key, *step)
+            params, slots = self._apply(params, slots, updates)
+            return (params, slots, states, loss_sum + row_loss_sum), None
+
+        steps = (inputs, targets, resets, valid, negatives, jnp.arange(inputs.shape[0]))
+        (params, slots, states, loss_sum), _ = jax.lax.scan(body, (params, slots, list(states), jnp.float32(0.0)), steps)
+        return params, slots, loss_sum, states
+
+    def _train_step(self, params, states, key, inputs, targets, resets, valid, negatives, t):
+        trainer = self.trainer
+        weights = dict(zip(trainer.names, params))
+        keep = 1.0 - resets.astype(jnp.float32)[:, None]
+        states = [state * keep for state in states]
+        candidates = jnp.concatenate([targets, negatives])
+        input_name = "item_table" if self.model.embedding == "shared" else "input_table"
+        dense = {name: weights[name] for name in trainer.names if name not in SPARSE}
+        masks = self._masks(jax.random.fold_in(key, t), inputs.shape[0])
+
+        def loss_fn(input_rows, output_rows, bias_rows, dense):
+            return step_loss(trainer, input_rows, output_rows, bias_rows, dense, states, masks, valid,
+                             self._log_q[candidates])
+
+        rows = (weights[input_name][inputs], weights["item_table"][candidates], weights["item_bias"][candidates])
+        (_, (row_loss_sum, new_states)), grads = jax.value_and_grad(loss_fn, argnums=(0, 1, 2, 3), has_aux=True)(*rows, dense)
+        updates = dict(grads[3])
+        updates.update(sparse_gradients(trainer, inputs, candidates, valid, *grads[:3]))
+        return row_loss_sum, new_states, updates
+
+    def _masks(self, key, batch_size):
+        rates = [self.model.dropout_embedding] + [self.model.dropout_hidden] * len(self.model.layer_sizes)
+        masks = []
+        for stream, (rate, (_, width)) in enumerate(zip(rates, dropout_shapes(self.model, 1))):
+            if rate <= 0:
+                masks.append(None)
+                continue
+            noise = jax.random.uniform(jax.random.fold_in(key, stream), (batch_size, width))
+            masks.append((noise >= rate).astype(jnp.float32) / (1.0 - rate))
+        return masks
+
+    def _apply(self, params, slots, updates):
+        trainer = self.trainer
+        new_params, new_slots = [], []
+        for name, param, (accumulator, velocity) in zip(trainer.names, params, slots):
+            if name in SPARSE:
+                ids, grads, touched = updates[name]
+                param, accumulator, velocity = optimizer.sparse_adagrad_momentum(
+                    param, accumulator, velocity, ids, grads, touched, trainer.learning_rate, trainer.momentum)
+            else:
+                param, accumulator, velocity = optimizer.adagrad_momentum(
+                    param, accumulator, velocity, updates[name], trainer.learning_rate, trainer.momentum)
+            new_params.append(param)
+            new_slots.append((accumulator, velocity))
+        return new_params, new_slots
+
+    def _eval_block_fn(self, params, inputs, targets, resets, states):
+        weights = dict(zip(self.trainer.names, params))
+
+        def body(states, step):
+            items, target, reset = step
+            keep = 1.0 - reset.astype(jnp.float32)[:, None]
+            states = self._step(weights, items, [state * keep for state in states])
+            scores = states[-1] @ weights["item_table"].T + weights["item_bias"]
+            target_score = jnp.take_along_axis(scores, target[:, None], axis=1)
+            above = jnp.sum(scores > target_score, axis=1, dtype=jnp.int32)
+            ties = jnp.sum(scores == target_score, axis=1, dtype=jnp.int32)
+            return states, (above, ties)
+
+        states, (greater, equal) = jax.lax.scan(body, list(states), (inputs, targets, resets))
+        return greater, equal, states
+
+    def _step(self, weights, items, states):
+        """One inference step (no dropout) from explicit weights."""
+        model = self.model
+        x = None
+        new_states = []
+        for i, state in enumerate(states):
+            if i == 0 and model.embedding == "none":
+                projection = weights["input_table"][items] + weights["bias_0"]
+            else:
+                if i == 0:
+                    table = weights["item_table" if model.embedding == "shared" else "input_table"]
+                    x = table[jnp.minimum(items, model.n_items - 1)]
+                projection = x @ weights[f"kernel_{i}"] + weights[f"bias_{i}"]
+            x = gru_step(projection, state, weights[f"recurrent_{i}"])
+            new_states.append(x)
+        return new_states
