@@ -7,7 +7,8 @@ that are real examples: an invalid row has no loss, and its target column is
 no candidate for any other row.
 
 Both functions return the loss of each row (0 for invalid rows); the training
-loss is their mean over the valid rows, as in the reference implementation.
+loss is their mean over the batch (:func:`batch_mean`), as in the reference
+implementation, whose learning rates assume that scale.
 """
 from __future__ import annotations
 
@@ -63,7 +64,10 @@ def bpr_max(scores, valid, bpreg: float = 1.0, elu: float = 0.0):
     return ops.where(ops.cast(valid, "bool"), ranking + regulariser, 0.0)
 
 
-def mean_over_valid(row_losses, valid):
-    """Mean of the valid rows' losses (0 when no row is valid)."""
-    n_valid = ops.sum(ops.cast(valid, row_losses.dtype))
-    return ops.sum(row_losses) / ops.maximum(n_valid, 1.0)
+def batch_mean(row_losses):
+    """Sum of the rows' losses over the batch size B.
+
+    Invalid rows (empty slots at the tail of an epoch) count as 0, so a step
+    with few valid rows does not give each of them a larger weight.
+    """
+    return ops.sum(row_losses) / ops.cast(ops.shape(row_losses)[0], row_losses.dtype)

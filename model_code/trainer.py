@@ -11,8 +11,10 @@ so the host touches nothing between steps. Per step:
    constant: no back-propagation through time);
 3. score the batch's targets plus this step's shared negatives (drawn on the
    host for the whole block, popularity ** alpha);
-4. loss (cross-entropy with logQ correction, or BPR-max), averaged over the
-   valid rows, as the reference does (the presets' learning rates assume it);
+4. loss (cross-entropy with logQ correction, or BPR-max), summed over the
+   valid rows and divided by the batch size: the batch mean of the reference,
+   whose learning rates the presets assume (an empty slot at an epoch's tail
+   counts as 0 rather than raising its neighbours' weight);
 5. gradients with respect to the *gathered* item rows and the GRU weights;
    Adagrad with momentum: dense for the GRU weights, row-sparse for the item
    tables (duplicate rows summed first, untouched rows left alone).
@@ -198,7 +200,7 @@ def step_loss(trainer: Trainer, input_rows, output_rows, bias_rows, dense: dict,
         row_loss = losses.cross_entropy(scores, valid, log_q_rows, trainer.logq)
     else:
         row_loss = losses.bpr_max(scores, valid, trainer.bpreg, trainer.elu)
-    return losses.mean_over_valid(row_loss, valid), (ops.sum(row_loss), new_states)
+    return losses.batch_mean(row_loss), (ops.sum(row_loss), new_states)
 
 
 def sparse_gradients(trainer: Trainer, inputs, candidates, valid, grad_input, grad_output, grad_bias) -> dict:

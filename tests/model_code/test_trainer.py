@@ -123,10 +123,10 @@ def test_trainer_refuses_mismatched_inputs():
 def test_short_training_on_real_data_clears_the_recall_floor(yoochoose100k):
     """rsc15 preset, 3 epochs on yoochoose100k.
 
-    Measured on this code (seeds 0 and 1): after 3 epochs Recall@20 0.640 / 0.643 and
-    MRR@20 0.320 / 0.327; after 10 epochs Recall@20 0.675 / 0.684. The floors are 90% of
-    the lower 3-epoch figures (0.57, 0.28): a broken loss, sampler, update or reset lands far below
-    (an untrained model scores Recall@20 ~0.01, popularity ~0.16).
+    Measured on this code (seeds 0 and 1): after 3 epochs Recall@20 0.639 / 0.647 and
+    MRR@20 0.331 / 0.333; after 10 epochs (seeds 0 and 42) Recall@20 0.683 / 0.682. The
+    floors are 90% of the lower 3-epoch figures (0.57, 0.29): a broken loss, sampler,
+    update or reset lands far below (a random ranking gives Recall@20 20/2933 = 0.007).
     """
     train_events, test_events = read_events(yoochoose100k / "train.tsv.gz"), read_events(yoochoose100k / "test.tsv.gz")
     index = ItemIndex.from_events(train_events)
@@ -138,4 +138,4 @@ def test_short_training_on_real_data_clears_the_recall_floor(yoochoose100k):
     assert losses[2] < losses[0]
     result = trainer.evaluate(test)
     assert result["recall@20"] >= 0.57
-    assert result["mrr@20"] >= 0.28
+    assert result["mrr@20"] >= 0.29
