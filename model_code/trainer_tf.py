@@ -8,7 +8,6 @@ per block. Gradients are taken with respect to the gathered rows.
 """
 from __future__ import annotations
 
-import numpy as np
 import tensorflow as tf
 
 from model_code import optimizer
