@@ -37,3 +37,6 @@ print(f"\nGRU4Rec trained in {training['seconds']:.1f} s ({training['events_per_
 print(f"model directory: {out / 'model'} ({', '.join(sorted(p.name for p in (out / 'model').iterdir()))})")
 print(f"training curve:  {out / 'model' / artifacts.PLOT_FILE}")
 PYEOF
+
+echo "== 5. the SageMaker container's serve on this model: a JSON request and a JSON-lines batch"
+$PY scripts/serve_demo.py --model-dir "$OUT/model" --test "$OUT/data/test.tsv.gz"

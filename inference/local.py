@@ -1,0 +1,92 @@
+"""Run the container's ``serve`` on this machine against a model directory, as SageMaker would run it.
+
+A temporary directory stands in for ``/opt/ml`` (``OPT_ML_DIR``) with ``model`` linked to the model
+directory; ``serve`` listens on a free localhost port. Used by the demo and the serving benchmark::
+
+    with LocalServer(model_dir) as server:
+        requests.post(f"{server.url}/invocations", json={"items": ["a", "b"]})
+    print(server.exit_code)   # 0 after a clean SIGTERM shutdown
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+SERVE = Path(__file__).resolve().parent / "serve"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_ping(url: str, process: subprocess.Popen, timeout: float = 180.0) -> None:
+    """Poll ``url/ping`` until it answers 200; fail early if ``process`` exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited with {process.returncode} before answering /ping")
+        try:
+            with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{url}/ping did not answer 200 within {timeout:.0f} s")
+
+
+def stop(process: subprocess.Popen, timeout: float = 30.0) -> int:
+    """SIGTERM the process (graceful drain), SIGKILL its group if it does not exit in time; its exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            return process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+    return process.wait()
+
+
+class LocalServer:
+    """``inference/serve`` on a free port over a temporary ``/opt/ml``; stops with SIGTERM on exit."""
+
+    def __init__(self, model_dir: str | os.PathLike, workers: int | None = None, log=None):
+        self.model_dir = Path(model_dir).resolve()
+        self.workers = workers
+        self.log = log if log is not None else subprocess.DEVNULL
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+        self.exit_code: int | None = None
+        self._opt_ml: tempfile.TemporaryDirectory | None = None
+
+    def __enter__(self) -> "LocalServer":
+        self._opt_ml = tempfile.TemporaryDirectory(prefix="opt_ml_")
+        (Path(self._opt_ml.name) / "model").symlink_to(self.model_dir)
+        # this interpreter's bin folder first, so serve's `python3` and `gunicorn` are this environment's
+        path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+        env = dict(os.environ, PATH=path, OPT_ML_DIR=self._opt_ml.name, SAGEMAKER_BIND_TO_PORT=str(self.port))
+        if self.workers:
+            env["MODEL_SERVER_WORKERS"] = str(self.workers)
+        self.process = subprocess.Popen([str(SERVE)], env=env, stdout=self.log,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for_ping(self.url, self.process)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.exit_code = stop(self.process)
+        self._opt_ml.cleanup()
