@@ -21,6 +21,7 @@ next event in their session) per second of epoch time.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import platform
 import shutil
@@ -300,7 +301,8 @@ def _publish(staging: Path, model_dir: Path) -> None:
 
     A folder that already exists (SageMaker's /opt/ml/model, possibly a mount
     point) keeps its place; its files are replaced one by one, each with an
-    atomic rename, and metadata.json (the sign of a complete model) comes last.
+    atomic rename (after a copy beside it where the folder is another file
+    system), and metadata.json (the sign of a complete model) comes last.
     """
     if not model_dir.exists():
         os.rename(staging, model_dir)
@@ -314,7 +316,22 @@ def _publish(staging: Path, model_dir: Path) -> None:
         target = model_dir / name
         if target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)
-        os.replace(staging / name, target)
+        _move_file(staging / name, target)
+
+
+def _move_file(source: Path, target: Path) -> None:
+    """Rename ``source`` to ``target``; across file systems (a mounted model folder), copy next to it, then rename."""
+    try:
+        os.replace(source, target)
+    except OSError as err:
+        if err.errno != errno.EXDEV:
+            raise
+        partial = target.with_name(f".{target.name}.partial")
+        try:
+            shutil.copyfile(source, partial)
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -346,6 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--item-column", default="ItemId", help="name of the item id column (default: ItemId)")
     parser.add_argument("--time-column", default="Time", help="name of the time column (default: Time)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or log lines, only the results")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars, log lines still (for logs that are not a terminal)")
     return parser
 
 
@@ -374,37 +393,54 @@ def metric_lines(metrics: dict) -> str:
     return "\n".join(f"{name}={value:.4f};" for name, value in metrics.items())
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+INPUT_ERRORS = (ParamError, DataError, artifacts.ModelDirError)
+
+
+def run_command(args: argparse.Namespace) -> dict:
+    """Train as the parsed command line says; returns the metadata written.
+
+    Bad parameters, data or model directories raise one of :data:`INPUT_ERRORS`.
+    """
     log = (lambda message: None) if args.quiet else _log_to_stderr
-    try:
-        overrides = parse_assignments(args.param)
-        if args.epochs is not None:
-            overrides["epochs"] = str(args.epochs)
-        params = resolve_params(args.preset, overrides)
-        if args.eval_every < 0:
-            raise ParamError(f"--eval-every: cannot use {args.eval_every}; allowed: an integer >= 0")
-        run = TrainingRun(
-            train_path=args.train, test_path=args.test, model_dir=args.model_dir, checkpoint_dir=args.checkpoint_dir,
-            seed=args.seed, eval_every=args.eval_every,
-            columns=EventColumns(args.session_column, args.item_column, args.time_column),
-            export=not args.no_export, progress=not args.quiet, log=log,
-        )
-        log(f"parameters: {params.to_dict()}")
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=FutureWarning)
-            metadata = train_model(params, run)
-    except (ParamError, DataError, artifacts.ModelDirError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    overrides = parse_assignments(args.param)
+    if args.epochs is not None:
+        overrides["epochs"] = str(args.epochs)
+    params = resolve_params(args.preset, overrides)
+    if args.eval_every < 0:
+        raise ParamError(f"--eval-every: cannot use {args.eval_every}; allowed: an integer >= 0")
+    run = TrainingRun(
+        train_path=args.train, test_path=args.test, model_dir=args.model_dir, checkpoint_dir=args.checkpoint_dir,
+        seed=args.seed, eval_every=args.eval_every,
+        columns=EventColumns(args.session_column, args.item_column, args.time_column),
+        export=not args.no_export, progress=not (args.quiet or args.no_progress), log=log,
+    )
+    log(f"parameters: {params.to_dict()}")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        metadata = train_model(params, run)
     training = metadata["training"]
     log(f"model written to {Path(args.model_dir).resolve()} "
         f"(training {training['seconds']:.1f} s, {training['events_per_second']:,.0f} events/s, "
         f"wall {training['wall_seconds']:.1f} s)")
+    return metadata
+
+
+def print_results(metadata: dict) -> None:
+    """The metrics table, one ``name=value;`` line per metric and the training seconds, on stdout."""
     if metadata["metrics"]:
         print(metrics_table({"gru4rec": metadata["metrics"]}))
         print(metric_lines(metadata["metrics"]))
-    print(f"training_seconds={training['seconds']:.3f};")
+    print(f"training_seconds={metadata['training']['seconds']:.3f};")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        metadata = run_command(args)
+    except INPUT_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print_results(metadata)
     return 0
 
 
