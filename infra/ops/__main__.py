@@ -1,0 +1,203 @@
+"""`python -m infra.ops`: train, score, recommend and check on a deployed stage."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from infra.ops import recommend as recommending
+from infra.ops import scoring, status, training
+from infra.ops.deployment import load_deployment
+from infra.ops.errors import OpsError
+
+DESCRIPTION = """\
+Operate a deployed GRU4Rec stage. Resource names come from the outputs of the stage's
+CloudFormation stacks (Gru4Rec-<Stage>-Storage, -Image, -Endpoint, -Api, -Training, -Batch);
+credentials and region come from the usual AWS environment variables or profile."""
+
+EPILOG = """\
+examples:
+  python -m infra.ops train --upload-data demo_output/data -p epochs=5 --wait
+  python -m infra.ops train --one-off -p loss=bpr-max -p learning_rate=0.05
+  python -m infra.ops score sessions.jsonl --wait
+  python -m infra.ops recommend 214716935 214832672 -k 10 --exclude-seen
+  python -m infra.ops --stage prod status"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.ops",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--stage", default="dev", help="stage to operate on (default: dev)")
+    parser.add_argument("--region", help="AWS region (default: AWS_REGION / profile's region)")
+    parser.add_argument("--profile", help="AWS profile (default: AWS_PROFILE / default)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_train(commands)
+    _add_score(commands)
+    _add_recommend(commands)
+    commands.add_parser(
+        "status",
+        help="recent training and batch executions, the endpoint and its current model",
+        description="Show the last training and batch executions (status, start, job), the "
+        "endpoint's status and the current model recorded in SSM.",
+    )
+    return parser
+
+
+def _add_train(commands) -> None:
+    train = commands.add_parser(
+        "train",
+        help="start the training state machine (or a one-off training job)",
+        description="Start the training state machine: train on s3://<bucket>/training/, "
+        "check the quality gate, roll the endpoint to the new model. With --one-off, run only "
+        "a training job (same image, role and instance type) and leave the endpoint alone.",
+    )
+    train.add_argument(
+        "-p", "--hyperparameter", action="append", default=[], metavar="NAME=VALUE",
+        help="training parameter passed to the container (repeatable), e.g. -p epochs=5",
+    )
+    train.add_argument(
+        "--no-test-channel", action="store_true",
+        help="train without the test channel (training/test/): no evaluation metrics",
+    )
+    train.add_argument(
+        "--upload-data", type=Path, metavar="DIR",
+        help="first upload DIR/train.* and DIR/test.* to training/train/ and training/test/ "
+        "(replacing what is there)",
+    )
+    train.add_argument("--wait", action="store_true", help="wait until it has finished")
+    one_off = train.add_argument_group("one-off training job (SageMaker Python SDK)")
+    one_off.add_argument("--one-off", action="store_true", help="run a single training job")
+    one_off.add_argument("--role", help="execution role ARN (default: the state machine's)")
+    one_off.add_argument("--image", help="training image URI (default: the state machine's)")
+    one_off.add_argument("--instance-type", help="instance type (default: the state machine's)")
+
+
+def _add_score(commands) -> None:
+    score = commands.add_parser(
+        "score",
+        help="upload a JSON-lines sessions file for batch scoring",
+        description="Check a JSON-lines file (one {\"session_id\": ..., \"items\": [...]} per "
+        "line) and upload it to sessions/incoming/, which starts a batch transform; the scores "
+        "appear in sessions/scored/<name>.jsonl.out.",
+    )
+    score.add_argument("file", type=Path, help="sessions file, named <name>.jsonl")
+    score.add_argument("--name", help="object name in the bucket instead of the file's name")
+    score.add_argument("--wait", action="store_true", help="wait for the scored file")
+    score.add_argument(
+        "--timeout", type=float, default=3600.0, metavar="SECONDS",
+        help="how long --wait waits (default: 3600)",
+    )
+
+
+def _add_recommend(commands) -> None:
+    recommend = commands.add_parser(
+        "recommend",
+        help="ask the API for the next items of one session",
+        description="POST the session's items to the stage's API (API key and SigV4 "
+        "signature added) and print the recommendations as a table.",
+    )
+    recommend.add_argument("items", nargs="+", metavar="ITEM", help="item ids, oldest first")
+    recommend.add_argument("-k", type=int, default=20, help="how many items (1-1000, default 20)")
+    recommend.add_argument(
+        "--exclude-seen", action="store_true", help="leave out the session's own items"
+    )
+
+
+def make_session(args: argparse.Namespace) -> boto3.Session:
+    session = boto3.Session(profile_name=args.profile, region_name=args.region)
+    if not session.region_name:
+        raise OpsError("no AWS region: pass --region or set AWS_REGION (or a profile's region)")
+    return session
+
+
+def run_train(args, session, deployment) -> int:
+    hyperparameters = training.parse_hyperparameters(args.hyperparameter)
+    test_channel = not args.no_test_channel
+    if args.upload_data:
+        for uri in training.upload_training_data(
+            session.client("s3"), deployment.data_bucket, args.upload_data
+        ):
+            print(f"uploaded {uri}")
+    stepfunctions = session.client("stepfunctions")
+    if args.one_off:
+        settings = training.read_one_off_settings(
+            stepfunctions, deployment.training_state_machine_arn,
+            role_arn=args.role, image_uri=args.image, instance_type=args.instance_type,
+        )
+        job = training.start_one_off_training(
+            session, deployment.stage, deployment.data_bucket, settings, hyperparameters,
+            test_channel,
+        )
+        print(f"started training job {job}")
+        if not args.wait:
+            return 0
+        described = training.wait_for_training_job(session.client("sagemaker"), job)
+        print(f"model: {described.get('ModelArtifacts', {}).get('S3ModelArtifacts', '-')}")
+        return 0 if described["TrainingJobStatus"] == "Completed" else 1
+    arn = training.start_training(
+        stepfunctions, deployment.training_state_machine_arn, hyperparameters, test_channel
+    )
+    print(f"started {arn}")
+    if not args.wait:
+        return 0
+    described = training.wait_for_execution(stepfunctions, arn)
+    return 0 if described["status"] == "SUCCEEDED" else 1
+
+
+def run_score(args, session, deployment) -> int:
+    s3 = session.client("s3")
+    submission = scoring.submit_sessions(s3, deployment.data_bucket, args.file, args.name)
+    print(f"uploaded {submission.sessions} sessions to {submission.input_uri}")
+    print(f"scores will appear at {submission.output_uri}")
+    if args.wait:
+        scoring.wait_for_output(s3, submission, timeout_seconds=args.timeout)
+        print(f"ready: {submission.output_uri}")
+    return 0
+
+
+def run_recommend(args, session, deployment) -> int:
+    result = recommending.recommend(session, deployment, args.items, args.k, args.exclude_seen)
+    print(recommending.format_table(result))
+    return 0
+
+
+def run_status(args, session, deployment) -> int:
+    print(status.render(status.collect_status(session, deployment)))
+    return 0
+
+
+COMMANDS = {
+    "train": run_train,
+    "score": run_score,
+    "recommend": run_recommend,
+    "status": run_status,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        session = make_session(args)
+        deployment = load_deployment(session, args.stage)
+        return COMMANDS[args.command](args, session, deployment)
+    except OpsError as error:
+        print(f"error: {error}", file=sys.stderr)
+    except NoCredentialsError:
+        print("error: no AWS credentials found (aws configure, AWS_PROFILE, ...)", file=sys.stderr)
+    except ClientError as error:
+        problem = error.response["Error"]
+        print(f"error: AWS said {problem.get('Code')}: {problem.get('Message')}", file=sys.stderr)
+    except BotoCoreError as error:
+        print(f"error: {error}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

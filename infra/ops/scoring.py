@@ -1,0 +1,131 @@
+"""Batch scoring: check a JSON-lines sessions file, drop it into the bucket, find its output.
+
+A new object under `sessions/incoming/` starts the batch state machine (EventBridge), whose
+transform job writes one output line per input line to `sessions/scored/<name>.out`.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from botocore.exceptions import ClientError
+
+from infra.ops.errors import OpsError
+
+INCOMING_PREFIX = "sessions/incoming/"
+SCORED_PREFIX = "sessions/scored/"
+SUFFIX = ".jsonl"
+MAX_LINE_BYTES = 6 * 1024 * 1024  # one record must fit one transform request (MaxPayloadInMB 6)
+
+
+@dataclass(frozen=True)
+class Submission:
+    """Where a sessions file went and where its scores will appear."""
+
+    bucket: str
+    input_key: str
+    output_key: str
+    sessions: int
+
+    @property
+    def input_uri(self) -> str:
+        return f"s3://{self.bucket}/{self.input_key}"
+
+    @property
+    def output_uri(self) -> str:
+        return f"s3://{self.bucket}/{self.output_key}"
+
+
+def object_name(path: Path, name: str | None = None) -> str:
+    """The file name the sessions get in the bucket; it must end in `.jsonl`."""
+    chosen = name or path.name
+    if "/" in chosen or not chosen.endswith(SUFFIX) or chosen == SUFFIX:
+        raise OpsError(
+            f"{chosen!r} is not a usable name: only `<name>.jsonl` files start batch scoring; "
+            "rename the file or pass --name <name>.jsonl"
+        )
+    return chosen
+
+
+def _check_record(line: str) -> None:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not valid JSON ({error})") from None
+    if not isinstance(record, dict):
+        raise ValueError("expected a JSON object like {\"session_id\": \"s1\", \"items\": [\"a\"]}")
+    if not isinstance(record.get("session_id"), str) or not record["session_id"]:
+        raise ValueError("`session_id` must be a non-empty string")
+    items = record.get("items")
+    if not isinstance(items, list) or not items:
+        raise ValueError("`items` must be a non-empty list of item ids")
+    if not all(isinstance(item, str) for item in items):
+        raise ValueError("`items` must hold item ids as strings")
+
+
+def validate_sessions_file(path: Path) -> int:
+    """Check every line of a JSON-lines sessions file; return the number of sessions.
+
+    Raises OpsError naming the file and the first bad line.
+    """
+    if not path.is_file():
+        raise OpsError(f"{path}: no such file")
+    count = 0
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, start=1):
+            where = f"{path} line {number}"
+            if len(raw) > MAX_LINE_BYTES:
+                raise OpsError(f"{where}: longer than {MAX_LINE_BYTES} bytes")
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise OpsError(f"{where}: not UTF-8 text") from None
+            if not text.strip():
+                raise OpsError(f"{where}: empty line (each line must be one session)")
+            try:
+                _check_record(text)
+            except ValueError as problem:
+                raise OpsError(f"{where}: {problem}") from None
+            count += 1
+    if count == 0:
+        raise OpsError(f"{path}: the file holds no sessions")
+    return count
+
+
+def submit_sessions(s3, bucket: str, path: Path, name: str | None = None) -> Submission:
+    """Validate the file, then upload it to `sessions/incoming/<name>.jsonl`."""
+    key_name = object_name(path, name)
+    sessions = validate_sessions_file(path)
+    input_key = INCOMING_PREFIX + key_name
+    s3.upload_file(str(path), bucket, input_key, ExtraArgs={"ContentType": "application/jsonlines"})
+    return Submission(bucket, input_key, f"{SCORED_PREFIX}{key_name}.out", sessions)
+
+
+def wait_for_output(
+    s3,
+    submission: Submission,
+    timeout_seconds: float,
+    poll_seconds: float = 15.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict:
+    """Poll until the scored file exists; return its head_object answer.
+
+    Raises OpsError when it has not appeared within `timeout_seconds`.
+    """
+    waited = 0.0
+    while True:
+        try:
+            return s3.head_object(Bucket=submission.bucket, Key=submission.output_key)
+        except ClientError as error:
+            if error.response["Error"]["Code"] not in ("404", "NoSuchKey", "NotFound"):
+                raise
+        if waited >= timeout_seconds:
+            raise OpsError(
+                f"{submission.output_uri} did not appear within {timeout_seconds:.0f} s; "
+                "see `python -m infra.ops status` for the batch executions"
+            )
+        sleep(poll_seconds)
+        waited += poll_seconds

@@ -1,0 +1,288 @@
+"""Training: start the training state machine, or run a one-off training job, and upload data.
+
+The state machine trains, checks the quality gate and rolls the endpoint. A one-off job only
+trains (same image, role, instance and output place as the state machine's job) and leaves
+the endpoint alone: for trying hyperparameters.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from infra.ops.errors import OpsError
+
+TRAIN_PREFIX = "training/train/"
+TEST_PREFIX = "training/test/"
+MODELS_PREFIX = "models/"
+FINAL_EXECUTION_STATES = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+FINAL_JOB_STATES = ("Completed", "Failed", "Stopped")
+CREATE_TRAINING_JOB = "sagemaker:createTrainingJob"
+
+
+def parse_hyperparameters(pairs: list[str]) -> dict[str, str]:
+    """`["epochs=3", "loss=bpr-max"]` -> `{"epochs": "3", "loss": "bpr-max"}` (strings, as
+    SageMaker passes them to the container)."""
+    parsed: dict[str, str] = {}
+    for pair in pairs:
+        name, equals, value = pair.partition("=")
+        name = name.strip()
+        if not equals or not name or not value.strip():
+            raise OpsError(f"hyperparameter {pair!r} is not of the form name=value")
+        if name in parsed:
+            raise OpsError(f"hyperparameter {name!r} is given twice")
+        parsed[name] = value.strip()
+    return parsed
+
+
+def execution_name(now: datetime | None = None) -> str:
+    """A readable, unique-enough execution name: `train-20261129-021710`."""
+    return (now or datetime.now(timezone.utc)).strftime("train-%Y%m%d-%H%M%S")
+
+
+def training_input(hyperparameters: dict[str, str], test_channel: bool) -> dict:
+    """The training state machine's input document."""
+    return {"hyperparameters": hyperparameters, "test_channel": test_channel}
+
+
+def start_training(
+    stepfunctions,
+    state_machine_arn: str,
+    hyperparameters: dict[str, str],
+    test_channel: bool = True,
+    name: str | None = None,
+) -> str:
+    """Start one execution of the training state machine; return its ARN."""
+    started = stepfunctions.start_execution(
+        stateMachineArn=state_machine_arn,
+        name=name or execution_name(),
+        input=json.dumps(training_input(hyperparameters, test_channel)),
+    )
+    return started["executionArn"]
+
+
+def wait_until_final(
+    describe: Callable[[], dict],
+    status_key: str,
+    final_states: tuple[str, ...],
+    label: str,
+    poll_seconds: float,
+    sleep: Callable[[float], None] = time.sleep,
+    report: Callable[[str], None] = print,
+) -> dict:
+    """Poll `describe()` until its status is final, reporting each change; return the last
+    description."""
+    last = None
+    while True:
+        described = describe()
+        if described[status_key] != last:
+            last = described[status_key]
+            report(f"{label}: {last}")
+        if last in final_states:
+            return described
+        sleep(poll_seconds)
+
+
+def wait_for_execution(stepfunctions, execution_arn: str, poll_seconds: float = 30.0, **kwargs):
+    """Wait for a state machine execution to end; return its description."""
+    return wait_until_final(
+        lambda: stepfunctions.describe_execution(executionArn=execution_arn),
+        "status",
+        FINAL_EXECUTION_STATES,
+        execution_arn.rsplit(":", 1)[-1],
+        poll_seconds,
+        **kwargs,
+    )
+
+
+def wait_for_training_job(sagemaker, job_name: str, poll_seconds: float = 60.0, **kwargs):
+    """Wait for a training job to end; return its description."""
+    return wait_until_final(
+        lambda: sagemaker.describe_training_job(TrainingJobName=job_name),
+        "TrainingJobStatus",
+        FINAL_JOB_STATES,
+        job_name,
+        poll_seconds,
+        **kwargs,
+    )
+
+
+def _states(definition: dict) -> Iterator[dict]:
+    """Every state of a definition, including those inside Parallel and Map states."""
+    for state in definition.get("States", {}).values():
+        yield state
+        for branch in state.get("Branches", []):
+            yield from _states(branch)
+        for key in ("Iterator", "ItemProcessor"):
+            if key in state:
+                yield from _states(state[key])
+
+
+def training_job_template(definition: dict) -> dict:
+    """The CreateTrainingJob parameters of the training state machine's definition."""
+    for state in _states(definition):
+        if CREATE_TRAINING_JOB in str(state.get("Resource", "")):
+            return state.get("Parameters") or state.get("Arguments") or {}
+    raise OpsError("the training state machine has no CreateTrainingJob task")
+
+
+@dataclass(frozen=True)
+class OneOffSettings:
+    """What a one-off job copies from the state machine's job (or takes from the command line)."""
+
+    role_arn: str
+    image_uri: str
+    instance_type: str
+    instance_count: int
+    volume_size_gb: int
+    max_runtime_seconds: int
+    output_kms_key: str | None
+    metric_definitions: list[dict]
+
+
+def _literal(template: dict, path: str):
+    """A literal value at a dotted path of the job template; None when absent or dynamic."""
+    node = template
+    for key in path.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node if not (isinstance(node, str) and node.startswith(("$", "{%"))) else None
+
+
+def one_off_settings(
+    template: dict,
+    role_arn: str | None = None,
+    image_uri: str | None = None,
+    instance_type: str | None = None,
+) -> OneOffSettings:
+    """Settings of the state machine's job, with the given values taking precedence."""
+    chosen = {
+        "role": role_arn or _literal(template, "RoleArn"),
+        "image": image_uri or _literal(template, "AlgorithmSpecification.TrainingImage"),
+        "instance type": instance_type or _literal(template, "ResourceConfig.InstanceType"),
+    }
+    missing = [what for what, value in chosen.items() if not value]
+    if missing:
+        raise OpsError(
+            f"could not read the {', '.join(missing)} from the training state machine; "
+            "pass --role / --image / --instance-type"
+        )
+    return OneOffSettings(
+        role_arn=chosen["role"],
+        image_uri=chosen["image"],
+        instance_type=chosen["instance type"],
+        instance_count=int(_literal(template, "ResourceConfig.InstanceCount") or 1),
+        volume_size_gb=int(_literal(template, "ResourceConfig.VolumeSizeInGB") or 30),
+        max_runtime_seconds=int(
+            _literal(template, "StoppingCondition.MaxRuntimeInSeconds") or 24 * 3600
+        ),
+        output_kms_key=_literal(template, "OutputDataConfig.KmsKeyId"),
+        metric_definitions=_literal(template, "AlgorithmSpecification.MetricDefinitions") or [],
+    )
+
+
+def read_one_off_settings(stepfunctions, state_machine_arn: str, **overrides) -> OneOffSettings:
+    definition = json.loads(
+        stepfunctions.describe_state_machine(stateMachineArn=state_machine_arn)["definition"]
+    )
+    return one_off_settings(training_job_template(definition), **overrides)
+
+
+def start_one_off_training(
+    boto_session,
+    stage: str,
+    bucket: str,
+    settings: OneOffSettings,
+    hyperparameters: dict[str, str],
+    test_channel: bool = True,
+) -> str:
+    """Start a training job with the SageMaker Python SDK (v3 ModelTrainer); return its name.
+
+    Its model goes to `s3://<bucket>/models/`, like the state machine's, but the endpoint and
+    the current-model parameters are not touched.
+    """
+    from sagemaker.core.helper.session_helper import Session
+    from sagemaker.core.training.configs import (
+        Compute,
+        InputData,
+        MetricDefinition,
+        OutputDataConfig,
+        StoppingCondition,
+        Tag,
+    )
+    from sagemaker.train.model_trainer import ModelTrainer
+
+    trainer = ModelTrainer(
+        sagemaker_session=Session(boto_session=boto_session),
+        training_image=settings.image_uri,
+        role=settings.role_arn,
+        base_job_name=f"gru4rec-{stage}-oneoff",
+        compute=Compute(
+            instance_type=settings.instance_type,
+            instance_count=settings.instance_count,
+            volume_size_in_gb=settings.volume_size_gb,
+        ),
+        stopping_condition=StoppingCondition(max_runtime_in_seconds=settings.max_runtime_seconds),
+        output_data_config=OutputDataConfig(
+            s3_output_path=f"s3://{bucket}/{MODELS_PREFIX}", kms_key_id=settings.output_kms_key
+        ),
+        hyperparameters=hyperparameters,
+        tags=[Tag(key="project", value="gru4rec"), Tag(key="stage", value=stage)],
+    )
+    if settings.metric_definitions:
+        trainer.with_metric_definitions([
+            MetricDefinition(name=metric["Name"], regex=metric["Regex"])
+            for metric in settings.metric_definitions
+        ])
+    channels = [InputData(channel_name="train", data_source=f"s3://{bucket}/{TRAIN_PREFIX}")]
+    if test_channel:
+        channels.append(InputData(channel_name="test", data_source=f"s3://{bucket}/{TEST_PREFIX}"))
+    trainer.train(input_data_config=channels, wait=False, logs=False)
+    return trainer._latest_training_job.training_job_name
+
+
+def data_files(folder: Path) -> dict[str, Path]:
+    """`train.*` and `test.*` files of a folder (as written by model_code.synthetic), by channel."""
+    if not folder.is_dir():
+        raise OpsError(f"{folder}: no such folder")
+    found: dict[str, Path] = {}
+    for channel in ("train", "test"):
+        matches = sorted(p for p in folder.glob(f"{channel}.*") if p.is_file())
+        if len(matches) > 1:
+            names = ", ".join(path.name for path in matches)
+            raise OpsError(f"{folder}: more than one {channel} file ({names})")
+        if matches:
+            found[channel] = matches[0]
+    if "train" not in found:
+        raise OpsError(f"{folder}: no train.* file (e.g. train.tsv.gz)")
+    return found
+
+
+def upload_training_data(s3, bucket: str, folder: Path) -> list[str]:
+    """Upload `train.*` / `test.*` to `training/train/` / `training/test/`.
+
+    The folder replaces the training data as a whole: other objects under both prefixes are
+    deleted after the upload (the versioned bucket keeps them as old versions), so a channel
+    never mixes two data sets. Returns the S3 URIs of the uploaded files.
+    """
+    prefixes = {"train": TRAIN_PREFIX, "test": TEST_PREFIX}
+    files = data_files(folder)
+    uploaded = {}
+    for channel, path in files.items():
+        uploaded[channel] = prefixes[channel] + path.name
+        s3.upload_file(str(path), bucket, uploaded[channel])
+    for channel, prefix in prefixes.items():
+        _remove_others(s3, bucket, prefix, keep=uploaded.get(channel))
+    return [f"s3://{bucket}/{key}" for key in uploaded.values()]
+
+
+def _remove_others(s3, bucket: str, prefix: str, keep: str | None) -> None:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    stale = [o["Key"] for page in pages for o in page.get("Contents", []) if o["Key"] != keep]
+    for start in range(0, len(stale), 1000):
+        batch = [{"Key": key} for key in stale[start : start + 1000]]
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})

@@ -1,0 +1,541 @@
+"""The operator CLI against a stage deployed in moto: stacks carrying the agreed outputs, and
+the resources they name (bucket, state machines, SSM parameters, API key, endpoint).
+
+The one-off training job goes through the SageMaker Python SDK's ModelTrainer into moto's
+SageMaker. `recommend` talks to a local HTTP server standing in for API Gateway.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from types import SimpleNamespace
+
+import boto3
+import botocore.auth
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from moto import mock_aws
+
+from infra.ops import scoring, status, training
+from infra.ops.__main__ import main
+from infra.ops.deployment import load_deployment
+from infra.ops.errors import OpsError
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:sagemaker.*")
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+BUCKET = "gru4rec-dev-data-1a2b3c"
+IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/gru4rec-dev:7f3e"
+METRICS = [{"Name": "recall@20", "Regex": "recall@20=([0-9.]+);"}]
+
+
+def training_definition(role_arn: str) -> dict:
+    """A training state machine shaped like the real one: job, gate, model, endpoint."""
+    job = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::sagemaker:createTrainingJob.sync",
+        "Parameters": {
+            "TrainingJobName.$": "States.Format('gru4rec-dev-{}', $$.Execution.Name)",
+            "RoleArn": role_arn,
+            "AlgorithmSpecification": {
+                "TrainingImage": IMAGE,
+                "TrainingInputMode": "File",
+                "MetricDefinitions": METRICS,
+            },
+            "ResourceConfig": {
+                "InstanceType": "ml.c5.2xlarge",
+                "InstanceCount": 1,
+                "VolumeSizeInGB": 20,
+            },
+            "StoppingCondition": {"MaxRuntimeInSeconds": 7200},
+            "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/models/"},
+            "HyperParameters.$": "$.hyperparameters",
+        },
+        "Next": "Gate",
+    }
+    return {
+        "StartAt": "Train",
+        "States": {
+            "Train": job,
+            "Gate": {"Type": "Pass", "Next": "Done"},
+            "Done": {"Type": "Succeed"},
+        },
+    }
+
+
+def outputs_stack(cloudformation, name: str, outputs: dict[str, str]) -> None:
+    """A stack that only carries outputs (as the deployed stack would)."""
+    template = {
+        "Resources": {"Marker": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {key: {"Value": value} for key, value in outputs.items()},
+    }
+    cloudformation.create_stack(StackName=name, TemplateBody=json.dumps(template))
+
+
+def create_endpoint(sagemaker, role_arn: str, name: str) -> None:
+    sagemaker.create_model(
+        ModelName="gru4rec-dev-model-1",
+        ExecutionRoleArn=role_arn,
+        PrimaryContainer={"Image": IMAGE, "ModelDataUrl": f"s3://{BUCKET}/models/a/model.tar.gz"},
+    )
+    sagemaker.create_endpoint_config(
+        EndpointConfigName="gru4rec-dev-config-1",
+        ProductionVariants=[{
+            "VariantName": "AllTraffic", "ModelName": "gru4rec-dev-model-1",
+            "InitialInstanceCount": 1, "InstanceType": "ml.m5.large",
+        }],
+    )
+    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName="gru4rec-dev-config-1")
+
+
+@pytest.fixture
+def aws(monkeypatch, tmp_path):
+    """moto's fake credentials, a region; SageMaker SDK telemetry off, no role simulation (moto has
+    no iam:SimulatePrincipalPolicy; the role itself must still exist)."""
+    for name in ("AWS_PROFILE", "AWS_REGION", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("SAGEMAKER_VALIDATE_ROLE", "false")
+    sdk_config = tmp_path / "sagemaker-config.yaml"
+    sdk_config.write_text(
+        "SchemaVersion: '1.0'\n"
+        "SageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
+    )
+    monkeypatch.setenv("SAGEMAKER_USER_CONFIG_OVERRIDE", str(sdk_config))
+    with mock_aws():
+        yield boto3.Session(region_name=REGION)
+
+
+@pytest.fixture
+def stage(aws):
+    """Stage `dev` deployed in moto: six stacks with the agreed outputs and what they name."""
+    iam = aws.client("iam")
+    trust = json.dumps({"Version": "2012-10-17", "Statement": []})
+    role_arn = iam.create_role(RoleName="gru4rec-dev-training", AssumeRolePolicyDocument=trust)[
+        "Role"
+    ]["Arn"]
+    aws.client("s3").create_bucket(Bucket=BUCKET)
+    sfn = aws.client("stepfunctions")
+    training_arn = sfn.create_state_machine(
+        name="gru4rec-dev-training",
+        definition=json.dumps(training_definition(role_arn)),
+        roleArn=role_arn,
+    )["stateMachineArn"]
+    batch_arn = sfn.create_state_machine(
+        name="gru4rec-dev-batch",
+        definition=json.dumps({"StartAt": "A", "States": {"A": {"Type": "Succeed"}}}),
+        roleArn=role_arn,
+    )["stateMachineArn"]
+    api_key = aws.client("apigateway").create_api_key(name="gru4rec-dev", enabled=True)
+    ssm = aws.client("ssm")
+    ssm.put_parameter(
+        Name="/gru4rec/dev/current-model-name", Value="gru4rec-dev-model-1", Type="String"
+    )
+    ssm.put_parameter(
+        Name="/gru4rec/dev/current-model-data",
+        Value=f"s3://{BUCKET}/models/a/model.tar.gz",
+        Type="String",
+    )
+    create_endpoint(aws.client("sagemaker"), role_arn, "gru4rec-dev")
+    api_url = "https://abc123.execute-api.us-east-1.amazonaws.com/prod/"
+    outputs = {
+        "Storage": {"DataBucketName": BUCKET},
+        "Image": {"RepositoryUri": IMAGE.split(":")[0]},
+        "Endpoint": {"EndpointName": "gru4rec-dev"},
+        "Api": {"ApiUrl": api_url, "ApiKeyId": api_key["id"]},
+        "Training": {"TrainingStateMachineArn": training_arn},
+        "Batch": {"BatchStateMachineArn": batch_arn},
+    }
+    cloudformation = aws.client("cloudformation")
+    for part, values in outputs.items():
+        outputs_stack(cloudformation, f"Gru4Rec-Dev-{part}", values)
+    return SimpleNamespace(
+        session=aws, role_arn=role_arn, training_arn=training_arn, batch_arn=batch_arn,
+        api_key=api_key, api_url=api_url,
+    )
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+# --- the deployment --------------------------------------------------------------------------
+
+
+def test_deployment_is_read_from_the_stack_outputs(stage):
+    deployment = load_deployment(stage.session, "dev")
+    assert deployment.data_bucket == BUCKET
+    assert deployment.endpoint_name == "gru4rec-dev"
+    assert deployment.api_url == stage.api_url
+    assert deployment.api_key_id == stage.api_key["id"]
+    assert deployment.training_state_machine_arn == stage.training_arn
+    assert deployment.batch_state_machine_arn == stage.batch_arn
+    assert deployment.repository_uri == IMAGE.split(":")[0]
+
+
+def test_unknown_stage_names_the_missing_stack(stage, capsys):
+    code, out, err = run(capsys, "--stage", "qa", "status")
+    assert code == 1 and out == ""
+    assert "Gru4Rec-Qa-Storage" in err and "'qa'" in err
+
+
+def test_a_missing_part_names_its_stack(stage, capsys):
+    stage.session.client("cloudformation").delete_stack(StackName="Gru4Rec-Dev-Api")
+    code, _, err = run(capsys, "recommend", "a")
+    assert code == 1
+    assert "stack Gru4Rec-Dev-Api does not exist" in err
+
+
+def test_a_missing_output_is_named(aws, capsys):
+    outputs_stack(aws.client("cloudformation"), "Gru4Rec-Dev-Storage", {"Other": "x"})
+    code, _, err = run(capsys, "score", "whatever.jsonl")
+    assert code == 1
+    assert "Gru4Rec-Dev-Storage" in err and "'DataBucketName'" in err
+
+
+def test_an_invalid_stage_name_is_refused(aws, capsys):
+    code, _, err = run(capsys, "--stage", "Prod_1", "status")
+    assert code == 1 and "'Prod_1' is not a valid stage name" in err
+
+
+def test_help_lists_the_commands(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert all(command in out for command in ("train", "score", "recommend", "status"))
+
+
+# --- train -----------------------------------------------------------------------------------
+
+
+def test_train_starts_the_state_machine_with_string_hyperparameters(stage, capsys):
+    code, out, _ = run(capsys, "train", "-p", "epochs=3", "-p", "loss=bpr-max", "--no-test-channel")
+    assert code == 0
+    sfn = stage.session.client("stepfunctions")
+    [execution] = sfn.list_executions(stateMachineArn=stage.training_arn)["executions"]
+    assert execution["executionArn"] in out
+    started = sfn.describe_execution(executionArn=execution["executionArn"])
+    assert json.loads(started["input"]) == {
+        "hyperparameters": {"epochs": "3", "loss": "bpr-max"},
+        "test_channel": False,
+    }
+
+
+@pytest.mark.parametrize(
+    "pair, problem",
+    [("epochs", "not of the form name=value"), ("=3", "not of the form"), ("epochs=", "form")],
+)
+def test_train_refuses_a_bad_hyperparameter_and_starts_nothing(stage, capsys, pair, problem):
+    code, _, err = run(capsys, "train", "-p", pair)
+    assert code == 1 and problem in err and repr(pair) in err
+    sfn = stage.session.client("stepfunctions")
+    assert sfn.list_executions(stateMachineArn=stage.training_arn)["executions"] == []
+
+
+def test_train_refuses_a_repeated_hyperparameter():
+    with pytest.raises(OpsError, match="'epochs' is given twice"):
+        training.parse_hyperparameters(["epochs=1", "epochs=2"])
+
+
+def test_train_upload_data_replaces_the_training_prefixes(stage, capsys, tmp_path):
+    s3 = stage.session.client("s3")
+    s3.put_object(Bucket=BUCKET, Key="training/train/old.csv", Body=b"old")
+    s3.put_object(Bucket=BUCKET, Key="training/test/old.csv", Body=b"old")
+    (tmp_path / "train.tsv.gz").write_bytes(b"train-bytes")
+    (tmp_path / "test.tsv.gz").write_bytes(b"test-bytes")
+    code, out, _ = run(capsys, "train", "--upload-data", str(tmp_path))
+    assert code == 0
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"])
+    assert keys == ["training/test/test.tsv.gz", "training/train/train.tsv.gz"]
+    assert s3.get_object(Bucket=BUCKET, Key=keys[1])["Body"].read() == b"train-bytes"
+    assert f"uploaded s3://{BUCKET}/training/train/train.tsv.gz" in out
+    sfn = stage.session.client("stepfunctions")
+    assert len(sfn.list_executions(stateMachineArn=stage.training_arn)["executions"]) == 1
+
+
+def test_train_upload_data_needs_a_train_file(stage, capsys, tmp_path):
+    (tmp_path / "test.tsv.gz").write_bytes(b"x")
+    code, _, err = run(capsys, "train", "--upload-data", str(tmp_path))
+    assert code == 1 and "no train.* file" in err
+    assert "Contents" not in stage.session.client("s3").list_objects_v2(Bucket=BUCKET)
+
+
+def test_one_off_training_job_copies_the_state_machines_job(stage, capsys):
+    code, out, _ = run(capsys, "train", "--one-off", "-p", "epochs=2", "--no-test-channel")
+    assert code == 0
+    sagemaker = stage.session.client("sagemaker")
+    [summary] = sagemaker.list_training_jobs()["TrainingJobSummaries"]
+    assert summary["TrainingJobName"].startswith("gru4rec-dev-oneoff-")
+    assert summary["TrainingJobName"] in out
+    job = sagemaker.describe_training_job(TrainingJobName=summary["TrainingJobName"])
+    assert job["AlgorithmSpecification"]["TrainingImage"] == IMAGE
+    assert job["RoleArn"] == stage.role_arn
+    assert job["ResourceConfig"]["InstanceType"] == "ml.c5.2xlarge"
+    assert job["ResourceConfig"]["VolumeSizeInGB"] == 20
+    assert job["StoppingCondition"]["MaxRuntimeInSeconds"] == 7200
+    assert job["HyperParameters"] == {"epochs": "2"}
+    assert job["OutputDataConfig"]["S3OutputPath"] == f"s3://{BUCKET}/models/"
+    assert [c["ChannelName"] for c in job["InputDataConfig"]] == ["train"]
+    assert job["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == (
+        f"s3://{BUCKET}/training/train/"
+    )
+    tags = sagemaker.list_tags(ResourceArn=job["TrainingJobArn"])["Tags"]
+    assert {"Key": "stage", "Value": "dev"} in tags
+
+
+def test_one_off_settings_follow_the_command_line_first():
+    template = training_definition("arn:aws:iam::1:role/r")["States"]["Train"]["Parameters"]
+    settings = training.one_off_settings(template, instance_type="ml.m5.xlarge")
+    assert settings.instance_type == "ml.m5.xlarge"
+    assert settings.image_uri == IMAGE and settings.metric_definitions == METRICS
+    del template["RoleArn"]
+    with pytest.raises(OpsError, match="could not read the role .*--role"):
+        training.one_off_settings(template)
+
+
+def test_wait_reports_until_the_execution_ends(stage):
+    sfn = stage.session.client("stepfunctions")
+    arn = training.start_training(sfn, stage.training_arn, {}, name="train-1")
+    reports = []
+
+    def stop_on_first_sleep(_seconds):
+        sfn.stop_execution(executionArn=arn)
+
+    described = training.wait_for_execution(
+        sfn, arn, poll_seconds=0, sleep=stop_on_first_sleep, report=reports.append
+    )
+    assert described["status"] == "ABORTED"
+    assert reports == ["train-1: RUNNING", "train-1: ABORTED"]
+
+
+# --- score -----------------------------------------------------------------------------------
+
+
+def write_lines(path, lines: list[str]):
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+def test_score_uploads_to_incoming_and_names_the_output(stage, capsys, tmp_path):
+    sessions = write_lines(
+        tmp_path / "week48.jsonl",
+        [json.dumps({"session_id": "s1", "items": ["a", "b"]}),
+         json.dumps({"session_id": "s2", "items": ["c"]})],
+    )
+    code, out, _ = run(capsys, "score", str(sessions))
+    assert code == 0
+    s3 = stage.session.client("s3")
+    body = s3.get_object(Bucket=BUCKET, Key="sessions/incoming/week48.jsonl")
+    assert body["Body"].read() == sessions.read_bytes()
+    assert f"s3://{BUCKET}/sessions/scored/week48.jsonl.out" in out
+    assert "2 sessions" in out
+
+
+@pytest.mark.parametrize(
+    "line, problem",
+    [
+        ('{"session_id": "s2", "items": ["a"]', "line 2: not valid JSON"),
+        ('{"session_id": "s2"}', "line 2: `items` must be a non-empty list"),
+        ('{"session_id": "s2", "items": [1, 2]}', "line 2: `items` must hold item ids as strings"),
+        ('{"items": ["a"]}', "line 2: `session_id` must be a non-empty string"),
+        ('["a", "b"]', "line 2: expected a JSON object"),
+        ("", "line 2: empty line"),
+    ],
+)
+def test_score_names_the_bad_line_and_uploads_nothing(stage, capsys, tmp_path, line, problem):
+    sessions = write_lines(tmp_path / "s.jsonl", ['{"session_id": "s1", "items": ["a"]}', line])
+    code, _, err = run(capsys, "score", str(sessions))
+    assert code == 1 and problem in err and "s.jsonl" in err
+    assert "Contents" not in stage.session.client("s3").list_objects_v2(Bucket=BUCKET)
+
+
+def test_score_refuses_other_names_unless_renamed(stage, capsys, tmp_path):
+    sessions = write_lines(tmp_path / "sessions.json", ['{"session_id": "s1", "items": ["a"]}'])
+    code, _, err = run(capsys, "score", str(sessions))
+    assert code == 1 and "only `<name>.jsonl` files" in err and "--name" in err
+    code, out, _ = run(capsys, "score", str(sessions), "--name", "renamed.jsonl")
+    assert code == 0 and "sessions/scored/renamed.jsonl.out" in out
+    keys = [o["Key"] for o in stage.session.client("s3").list_objects_v2(Bucket=BUCKET)["Contents"]]
+    assert keys == ["sessions/incoming/renamed.jsonl"]
+
+
+def test_score_refuses_an_empty_file(stage, capsys, tmp_path):
+    (tmp_path / "empty.jsonl").write_text("")
+    code, _, err = run(capsys, "score", str(tmp_path / "empty.jsonl"))
+    assert code == 1 and "holds no sessions" in err
+
+
+def test_wait_for_output_polls_until_the_scored_file_exists(stage):
+    s3 = stage.session.client("s3")
+    submission = scoring.Submission(BUCKET, "sessions/incoming/x.jsonl",
+                                    "sessions/scored/x.jsonl.out", 1)
+    polls = []
+
+    def output_appears(seconds):
+        polls.append(seconds)
+        s3.put_object(Bucket=BUCKET, Key=submission.output_key, Body=b"{}\n")
+
+    found = scoring.wait_for_output(s3, submission, timeout_seconds=60, poll_seconds=5,
+                                    sleep=output_appears)
+    assert polls == [5] and found["ContentLength"] == 3
+    with pytest.raises(OpsError, match="did not appear within 10 s"):
+        scoring.wait_for_output(
+            s3, scoring.Submission(BUCKET, "a", "never.out", 1), 10, 5, sleep=lambda s: None
+        )
+
+
+# --- recommend -------------------------------------------------------------------------------
+
+
+class FakeApi:
+    """A local HTTP server standing in for API Gateway: records requests, answers canned."""
+
+    def __init__(self, status: int, answer: dict):
+        self.requests: list[dict] = []
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                api.requests.append({"path": self.path, "headers": headers, "body": body})
+                payload = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/prod/"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def api_stage(stage, url: str) -> None:
+    """Point the stage's ApiUrl output at the local server."""
+    cloudformation = stage.session.client("cloudformation")
+    cloudformation.delete_stack(StackName="Gru4Rec-Dev-Api")
+    outputs = {"ApiUrl": url, "ApiKeyId": stage.api_key["id"]}
+    outputs_stack(cloudformation, "Gru4Rec-Dev-Api", outputs)
+
+
+def expected_signature(request: dict, url: str, credentials) -> str:
+    """The Authorization header botocore computes for the request as received."""
+    received = request["headers"]
+    stamp = datetime.strptime(received["x-amz-date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+    signed_names = received["authorization"].split("SignedHeaders=")[1].split(",")[0].split(";")
+    headers = {name: received[name] for name in signed_names if name not in ("host", "x-amz-date")}
+    resigned = AWSRequest(method="POST", url=url, data=request["body"], headers=headers)
+    original = botocore.auth.get_current_datetime
+    botocore.auth.get_current_datetime = lambda: stamp
+    try:
+        SigV4Auth(credentials, "execute-api", REGION).add_auth(resigned)
+    finally:
+        botocore.auth.get_current_datetime = original
+    return resigned.headers["Authorization"]
+
+
+def test_recommend_sends_a_signed_request_with_the_api_key(stage, capsys):
+    answer = {
+        "recommendations": [{"item_id": "i9", "score": 7.31}, {"item_id": "i2", "score": 6.5}],
+        "unknown_items": 1,
+    }
+    with FakeApi(200, answer) as api:
+        api_stage(stage, api.url)
+        code, out, _ = run(capsys, "recommend", "a", "b", "-k", "2", "--exclude-seen")
+    assert code == 0
+    [request] = api.requests
+    assert request["path"] == "/prod/recommendations"
+    assert json.loads(request["body"]) == {"items": ["a", "b"], "k": 2, "exclude_seen": True}
+    assert request["headers"]["x-api-key"] == stage.api_key["value"]
+    authorization = request["headers"]["authorization"]
+    credentials = stage.session.get_credentials().get_frozen_credentials()
+    scope = f"{request['headers']['x-amz-date'][:8]}/{REGION}/execute-api/aws4_request"
+    assert authorization.startswith(f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{scope}")
+    assert "x-api-key" in authorization.split("SignedHeaders=")[1].split(",")[0]
+    assert authorization == expected_signature(request, api.url + "recommendations", credentials)
+    table = out.splitlines()
+    assert table[0].split() == ["rank", "item_id", "score"]
+    assert table[1].split() == ["1", "i9", "7.3100"]
+    assert table[2].split() == ["2", "i2", "6.5000"]
+    assert "unknown items in the session: 1" in out
+
+
+def test_recommend_reports_the_apis_error(stage, capsys):
+    with FakeApi(400, {"error": "items must be a list of strings"}) as api:
+        api_stage(stage, api.url)
+        code, _, err = run(capsys, "recommend", "a")
+    assert code == 1
+    assert "the API answered 400: items must be a list of strings" in err
+
+
+def test_recommend_checks_k_before_calling(stage, capsys):
+    with FakeApi(200, {}) as api:
+        api_stage(stage, api.url)
+        code, _, err = run(capsys, "recommend", "a", "-k", "0")
+    assert code == 1 and "-k must be between 1 and 1000" in err
+    assert api.requests == []
+
+
+# --- status ----------------------------------------------------------------------------------
+
+
+def test_status_shows_executions_endpoint_and_current_model(stage, capsys):
+    sfn = stage.session.client("stepfunctions")
+    training.start_training(sfn, stage.training_arn, {"epochs": "1"}, name="train-a")
+    sfn.start_execution(stateMachineArn=stage.batch_arn, name="batch-a", input="{}")
+    code, out, _ = run(capsys, "status")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == f"Stage dev ({REGION})"
+    training_row = next(line for line in lines if "train-a" in line)
+    assert training_row.split()[0] == "RUNNING"
+    assert next(line for line in lines if "batch-a" in line).split()[0] == "RUNNING"
+    assert "Endpoint gru4rec-dev: InService" in out
+    assert "current model: gru4rec-dev-model-1" in out
+    assert f"model data:    s3://{BUCKET}/models/a/model.tar.gz" in out
+
+
+def test_status_tolerates_parts_not_deployed(stage, capsys):
+    cloudformation = stage.session.client("cloudformation")
+    cloudformation.delete_stack(StackName="Gru4Rec-Dev-Batch")
+    stage.session.client("ssm").delete_parameter(Name="/gru4rec/dev/current-model-name")
+    code, out, _ = run(capsys, "status")
+    assert code == 0
+    assert "Batch executions: stack not deployed" in out
+    assert "Training executions: no executions yet" in out
+    assert "current model: (parameter not set)" in out
+
+
+def test_job_names_come_from_the_execution_history():
+    scheduled = {
+        "type": "TaskScheduled",
+        "taskScheduledEventDetails": {
+            "resourceType": "sagemaker",
+            "resource": "createTrainingJob.sync",
+            "region": REGION,
+            "parameters": json.dumps({"TrainingJobName": "gru4rec-dev-train-a", "RoleArn": "r"}),
+        },
+    }
+    events = [{"type": "ExecutionStarted"}, {"type": "TaskStateEntered"}, scheduled]
+    assert status.job_name_from_history(events, "TrainingJob") == "gru4rec-dev-train-a"
+    assert status.job_name_from_history(events, "TransformJob") is None
+    assert status.job_name_from_history(events[:2], "TrainingJob") is None
