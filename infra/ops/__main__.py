@@ -9,7 +9,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from infra.ops import recommend as recommending
-from infra.ops import scoring, status, training
+from infra.ops import cleanup, scoring, status, training
 from infra.ops.deployment import load_deployment
 from infra.ops.errors import OpsError
 
@@ -24,7 +24,8 @@ examples:
   python -m infra.ops train --one-off -p loss=bpr-max -p learning_rate=0.05
   python -m infra.ops score sessions.jsonl --wait
   python -m infra.ops recommend 214716935 214832672 -k 10 --exclude-seen
-  python -m infra.ops --stage prod status"""
+  python -m infra.ops --stage prod status
+  python -m infra.ops cleanup --yes"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Show the last training and batch executions (status, start, job), the "
         "endpoint's status and the current model recorded in SSM.",
     )
+    tidy = commands.add_parser(
+        "cleanup",
+        help="list (and with --yes delete) models/endpoint configs no longer in use",
+        description="Find the SageMaker models and endpoint configs that training runs created "
+        "for this stage (tagged project=gru4rec, stage=<stage>) which nothing uses any more "
+        "(not the endpoint, not current-model-name, not a running transform job, not a stack's "
+        "own), and delete them with --yes. Run it before `cdk destroy` as well.",
+    )
+    tidy.add_argument("--yes", action="store_true", help="delete them (default: only list)")
     return parser
 
 
@@ -173,11 +183,28 @@ def run_status(args, session, deployment) -> int:
     return 0
 
 
+def run_cleanup(args, session, deployment) -> int:
+    leftovers = cleanup.find_leftovers(session, deployment)
+    for name in leftovers.endpoint_configs:
+        print(f"endpoint config {name}")
+    for name in leftovers.models:
+        print(f"model {name}")
+    if not (leftovers.models or leftovers.endpoint_configs):
+        print("nothing to clean up")
+    elif args.yes:
+        cleanup.delete_leftovers(session.client("sagemaker"), leftovers)
+        print("deleted")
+    else:
+        print("not in use; run again with --yes to delete them")
+    return 0
+
+
 COMMANDS = {
     "train": run_train,
     "score": run_score,
     "recommend": run_recommend,
     "status": run_status,
+    "cleanup": run_cleanup,
 }
 
 

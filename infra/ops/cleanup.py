@@ -1,0 +1,131 @@
+"""Clean-up of the SageMaker models and endpoint configs the training pipeline leaves behind.
+
+Each training run that passes the gate creates a model and an endpoint config (tagged
+`project=gru4rec`, `stage=<stage>`) outside CloudFormation, so `cdk destroy` does not remove
+them. This finds those that nothing uses any more: not the endpoint's config or its models,
+not the model batch scoring uses (`current-model-name`), not a running transform job's model,
+and none of the stacks' own resources.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from botocore.exceptions import ClientError
+
+from infra.ops.deployment import PARTS, Deployment
+from infra.ops.errors import OpsError
+
+PROJECT_TAGS = {"project": "gru4rec"}
+STACK_MANAGED_TYPES = ("AWS::SageMaker::Model", "AWS::SageMaker::EndpointConfig")
+
+
+@dataclass(frozen=True)
+class Leftovers:
+    models: list[str]
+    endpoint_configs: list[str]
+
+
+def _tags(sagemaker, arn: str) -> dict[str, str]:
+    pages = sagemaker.get_paginator("list_tags").paginate(ResourceArn=arn)
+    return {tag["Key"]: tag["Value"] for page in pages for tag in page["Tags"]}
+
+
+def _stage_tagged(tags: dict[str, str], stage: str) -> bool:
+    wanted = {**PROJECT_TAGS, "stage": stage}
+    return all(tags.get(key) == value for key, value in wanted.items())
+
+
+def _tagged(sagemaker, stage: str, lister: str, items_key: str, arn_key: str, name_key: str):
+    pages = sagemaker.get_paginator(lister).paginate(NameContains=f"gru4rec-{stage}")
+    for page in pages:
+        for item in page[items_key]:
+            if _stage_tagged(_tags(sagemaker, item[arn_key]), stage):
+                yield item[name_key]
+
+
+def _endpoint_in_use(sagemaker, endpoint_name: str) -> tuple[set[str], set[str]]:
+    """Endpoint configs and models the endpoint uses; refuses while it is changing."""
+    try:
+        endpoint = sagemaker.describe_endpoint(EndpointName=endpoint_name)
+    except ClientError as error:
+        if "Could not find endpoint" in error.response["Error"].get("Message", ""):
+            return set(), set()
+        raise
+    if endpoint["EndpointStatus"] not in ("InService", "Failed", "OutOfService"):
+        raise OpsError(
+            f"endpoint {endpoint_name} is {endpoint['EndpointStatus']}: run cleanup once it is "
+            "InService"
+        )
+    config = endpoint["EndpointConfigName"]
+    variants = sagemaker.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"]
+    return {config}, {variant["ModelName"] for variant in variants}
+
+
+def _running_transform_models(sagemaker) -> set[str]:
+    pages = sagemaker.get_paginator("list_transform_jobs").paginate(StatusEquals="InProgress")
+    jobs = [job["TransformJobName"] for page in pages for job in page["TransformJobSummaries"]]
+    return {sagemaker.describe_transform_job(TransformJobName=job)["ModelName"] for job in jobs}
+
+
+def _refuse_while_training(stepfunctions, deployment: Deployment) -> None:
+    if not deployment.has("Training"):
+        return
+    running = stepfunctions.list_executions(
+        stateMachineArn=deployment.training_state_machine_arn, statusFilter="RUNNING"
+    )["executions"]
+    if running:
+        raise OpsError(
+            f"training execution {running[0]['name']} is running and may be creating a model: "
+            "run cleanup after it has finished"
+        )
+
+
+def _stack_managed(cloudformation, deployment: Deployment) -> set[str]:
+    """Physical names of the models and endpoint configs the stage's stacks own."""
+    names = set()
+    for part in PARTS:
+        if not deployment.has(part):
+            continue
+        pages = cloudformation.get_paginator("list_stack_resources").paginate(
+            StackName=deployment.stacks[part].name
+        )
+        names |= {  # the physical id is the resource's ARN (`arn:...:model/<name>`) or name
+            resource["PhysicalResourceId"].rsplit("/", 1)[-1]
+            for page in pages
+            for resource in page["StackResourceSummaries"]
+            if resource["ResourceType"] in STACK_MANAGED_TYPES
+        }
+    return names
+
+
+def find_leftovers(session, deployment: Deployment) -> Leftovers:
+    """Models and endpoint configs tagged for the stage that nothing uses and no stack owns."""
+    sagemaker = session.client("sagemaker")
+    _refuse_while_training(session.client("stepfunctions"), deployment)
+    owned = _stack_managed(session.client("cloudformation"), deployment)
+    configs_in_use, models_in_use = set(), set()
+    if deployment.has("Endpoint"):
+        configs_in_use, models_in_use = _endpoint_in_use(sagemaker, deployment.endpoint_name)
+    try:
+        ssm = session.client("ssm")
+        parameter = ssm.get_parameter(Name=deployment.current_model_name_parameter)
+        models_in_use.add(parameter["Parameter"]["Value"])
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "ParameterNotFound":
+            raise
+    models_in_use |= _running_transform_models(sagemaker)
+    configs = _tagged(sagemaker, deployment.stage, "list_endpoint_configs", "EndpointConfigs",
+                      "EndpointConfigArn", "EndpointConfigName")
+    models = _tagged(sagemaker, deployment.stage, "list_models", "Models", "ModelArn", "ModelName")
+    return Leftovers(
+        models=sorted(set(models) - models_in_use - owned),
+        endpoint_configs=sorted(set(configs) - configs_in_use - owned),
+    )
+
+
+def delete_leftovers(sagemaker, leftovers: Leftovers) -> None:
+    """Endpoint configs first, then the models they named."""
+    for name in leftovers.endpoint_configs:
+        sagemaker.delete_endpoint_config(EndpointConfigName=name)
+    for name in leftovers.models:
+        sagemaker.delete_model(ModelName=name)
