@@ -1,0 +1,217 @@
+"""Deployment settings, read once from the CDK context (cdk.json, or ``cdk synth -c key=value``).
+
+Every field is a context key of the same name. Values given on the command line arrive as strings
+and are converted; anything invalid raises ConfigError naming the key. Account and region are not
+settings: they come from CDK_DEFAULT_ACCOUNT / CDK_DEFAULT_REGION (see ``environment``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import aws_cdk as cdk
+from constructs import Node
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+API_AUTH_MODES = ("iam", "api_key")
+QUOTA_PERIODS = ("DAY", "WEEK", "MONTH")
+# the retention periods CloudWatch Logs accepts
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
+                      2192, 2557, 2922, 3288, 3653)
+
+_STAGE = re.compile(r"[a-z][a-z0-9]{0,15}")
+_INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9-]+\.[a-z0-9]+")
+_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+class ConfigError(ValueError):
+    """A context value that cannot be used; the message names the context key."""
+
+    def __init__(self, key: str, problem: str):
+        super().__init__(f"context key {key!r}: {problem}")
+        self.key = key
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """What differs between deployments of the app. Field names are the context keys."""
+
+    stage: str = "dev"
+    training_instance_type: str = "ml.m5.xlarge"
+    training_max_runtime_hours: int = 4
+    use_spot: bool = True
+    recall_threshold: float = 0.2
+    endpoint_instance_type: str = "ml.m5.large"
+    endpoint_initial_instance_count: int = 1
+    endpoint_max_instance_count: int = 2
+    endpoint_invocations_per_instance: int = 1000
+    model_latency_alarm_ms: int = 500
+    data_capture_percent: int = 10
+    transform_instance_type: str = "ml.m5.xlarge"
+    transform_instance_count: int = 1
+    max_concurrent_transform_jobs: int = 2
+    initial_model_artifact: str = "build/model.tar.gz"
+    initial_model_version: str = "initial-1"
+    api_auth: str = "iam"
+    api_throttle_rate_limit: float = 50.0
+    api_throttle_burst_limit: int = 100
+    api_quota_limit: int = 100_000
+    api_quota_period: str = "DAY"
+    image_keep_count: int = 10
+    scored_expiration_days: int = 30
+    noncurrent_version_expiration_days: int = 30
+    access_log_expiration_days: int = 365
+    log_retention_days: int = 365
+    notification_email: str | None = None
+
+    def __post_init__(self) -> None:
+        _check(_STAGE.fullmatch(self.stage), "stage",
+               f"must be 1-16 lower-case letters or digits, starting with a letter, got {self.stage!r}")
+        for key in ("training_instance_type", "endpoint_instance_type", "transform_instance_type"):
+            value = getattr(self, key)
+            _check(_INSTANCE_TYPE.fullmatch(value), key, f"must be a SageMaker instance type like ml.m5.large, got {value!r}")
+        for key in ("training_max_runtime_hours", "endpoint_initial_instance_count", "endpoint_invocations_per_instance",
+                    "model_latency_alarm_ms", "transform_instance_count", "max_concurrent_transform_jobs",
+                    "api_throttle_burst_limit", "api_quota_limit", "image_keep_count", "scored_expiration_days",
+                    "noncurrent_version_expiration_days", "access_log_expiration_days"):
+            _check(getattr(self, key) >= 1, key, f"must be at least 1, got {getattr(self, key)}")
+        _check(self.training_max_runtime_hours <= 28 * 24, "training_max_runtime_hours",
+               f"SageMaker allows at most 28 days (672 hours), got {self.training_max_runtime_hours}")
+        _check(self.endpoint_max_instance_count >= self.endpoint_initial_instance_count, "endpoint_max_instance_count",
+               f"must be at least endpoint_initial_instance_count ({self.endpoint_initial_instance_count}), "
+               f"got {self.endpoint_max_instance_count}")
+        _check(0.0 <= self.recall_threshold <= 1.0, "recall_threshold",
+               f"must be between 0 and 1, got {self.recall_threshold}")
+        _check(0 <= self.data_capture_percent <= 100, "data_capture_percent",
+               f"must be between 0 (off) and 100, got {self.data_capture_percent}")
+        _check(self.api_throttle_rate_limit > 0, "api_throttle_rate_limit",
+               f"must be above 0 requests per second, got {self.api_throttle_rate_limit}")
+        _check(self.image_keep_count <= 1000, "image_keep_count", f"must be at most 1000, got {self.image_keep_count}")
+        _check(self.api_auth in API_AUTH_MODES, "api_auth", f"must be one of {API_AUTH_MODES}, got {self.api_auth!r}")
+        _check(self.api_quota_period in QUOTA_PERIODS, "api_quota_period",
+               f"must be one of {QUOTA_PERIODS}, got {self.api_quota_period!r}")
+        _check(self.log_retention_days in LOG_RETENTION_DAYS, "log_retention_days",
+               f"must be one of the CloudWatch Logs retention periods {LOG_RETENTION_DAYS}, got {self.log_retention_days}")
+        _check(_VERSION.fullmatch(self.initial_model_version), "initial_model_version",
+               "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit, "
+               f"got {self.initial_model_version!r}")
+        _check(self.notification_email is None or _EMAIL.fullmatch(self.notification_email), "notification_email",
+               f"must be an e-mail address, got {self.notification_email!r}")
+
+    @classmethod
+    def from_context(cls, node: Node) -> AppConfig:
+        """The settings in the context of ``node`` (an App's node), defaults for keys not set."""
+        values = {}
+        for field in dataclasses.fields(cls):
+            value = node.try_get_context(field.name)
+            if value is not None:
+                values[field.name] = value
+        return cls.from_mapping(values)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> AppConfig:
+        """Convert and validate raw context values (JSON values, or strings from ``-c key=value``).
+
+        ``initial_model_artifact`` is resolved against the project root and must be an existing file.
+        """
+        known = {field.name: field for field in dataclasses.fields(cls)}
+        converted = {key: _convert(key, known[key].type, raw) for key, raw in values.items() if key in known}
+        config = cls(**converted)
+        artifact = PROJECT_ROOT / config.initial_model_artifact
+        _check(artifact.is_file(), "initial_model_artifact",
+               f"no file at {artifact}: build it with `make model-artifact` or point the key at a model.tar.gz")
+        return dataclasses.replace(config, initial_model_artifact=str(artifact))
+
+    @property
+    def stage_title(self) -> str:
+        """The stage as it appears in stack names: ``dev`` -> ``Dev``."""
+        return self.stage.capitalize()
+
+    @property
+    def resource_prefix(self) -> str:
+        """Prefix of the physical names this stage chooses (``gru4rec-dev``)."""
+        return f"gru4rec-{self.stage}"
+
+    @property
+    def endpoint_name(self) -> str:
+        """The SageMaker endpoint's fixed name, so that API, training and batch can address it."""
+        return self.resource_prefix
+
+    @property
+    def model_data_parameter_name(self) -> str:
+        """SSM parameter holding the S3 URI of the live model.tar.gz."""
+        return self.parameter_name("current-model-data")
+
+    @property
+    def model_name_parameter_name(self) -> str:
+        """SSM parameter holding the SageMaker model name of the live model."""
+        return self.parameter_name("current-model-name")
+
+    def stack_name(self, part: str) -> str:
+        """``Gru4Rec-<Stage>-<part>``, e.g. ``Gru4Rec-Dev-Storage``."""
+        return f"Gru4Rec-{self.stage_title}-{part}"
+
+    def parameter_name(self, leaf: str) -> str:
+        """``/gru4rec/<stage>/<leaf>``."""
+        return f"/gru4rec/{self.stage}/{leaf}"
+
+    def log_group_name(self, leaf: str) -> str:
+        """``/gru4rec/<stage>/<leaf>``: log groups under this prefix may use the stage's KMS key."""
+        return f"/gru4rec/{self.stage}/{leaf}"
+
+
+def environment() -> cdk.Environment:
+    """Account and region the CDK CLI resolved (CDK_DEFAULT_*); unset means an environment-agnostic synth."""
+    return cdk.Environment(account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION"))
+
+
+def _check(condition: object, key: str, problem: str) -> None:
+    if not condition:
+        raise ConfigError(key, problem)
+
+
+def _convert(key: str, kind: str, raw: Any) -> Any:
+    """One context value as the field's type (annotations are strings here: 'int', 'str | None', ...)."""
+    converters: dict[str, Callable[[str, Any], Any]] = {
+        "str": _to_str, "str | None": _to_optional_str, "int": _to_int, "float": _to_float, "bool": _to_bool,
+    }
+    return converters[kind](key, raw)
+
+
+def _to_str(key: str, raw: Any) -> str:
+    _check(isinstance(raw, str) and raw, key, f"must be a non-empty string, got {raw!r}")
+    return raw
+
+
+def _to_optional_str(key: str, raw: Any) -> str | None:
+    return None if raw in ("", None) else _to_str(key, raw)
+
+
+def _to_int(key: str, raw: Any) -> int:
+    if isinstance(raw, str) and re.fullmatch(r"-?\d+", raw.strip()):
+        return int(raw)
+    _check(isinstance(raw, int) and not isinstance(raw, bool), key, f"must be a whole number, got {raw!r}")
+    return raw
+
+
+def _to_float(key: str, raw: Any) -> float:
+    if isinstance(raw, str):
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(key, f"must be a number, got {raw!r}") from None
+    _check(isinstance(raw, (int, float)) and not isinstance(raw, bool), key, f"must be a number, got {raw!r}")
+    return float(raw)
+
+
+def _to_bool(key: str, raw: Any) -> bool:
+    if isinstance(raw, str) and raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    _check(isinstance(raw, bool), key, f"must be true or false, got {raw!r}")
+    return raw

