@@ -1,0 +1,23 @@
+"""Where SageMaker puts things in the container: under ``/opt/ml``, or under ``$OPT_ML_DIR`` elsewhere.
+
+On a developer machine (tests, the demo) a directory laid out like ``/opt/ml`` stands in for it,
+named by the ``OPT_ML_DIR`` environment variable.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping
+
+DEFAULT_OPT_ML_DIR = "/opt/ml"
+MODEL_SUBDIR = "model"
+
+
+def opt_ml_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    """The ``/opt/ml`` root: ``$OPT_ML_DIR`` when set and not empty, else ``/opt/ml``."""
+    return Path(environ.get("OPT_ML_DIR") or DEFAULT_OPT_ML_DIR)
+
+
+def model_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    """The model directory SageMaker unpacks ``model.tar.gz`` into: ``<opt_ml_dir>/model``."""
+    return opt_ml_dir(environ) / MODEL_SUBDIR
