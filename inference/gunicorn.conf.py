@@ -1,0 +1,41 @@
+"""gunicorn settings for the model server, read from the environment ``inference/serve`` prepares.
+
+Sync workers: scoring is CPU-bound (ONNX Runtime and NumPy), so one request at a time per process
+uses the cores without threads competing for the GIL; nginx in front buffers whole requests and
+responses, so a slow client never holds a worker; one request per worker matches
+MaxConcurrentTransforms = workers for Batch Transform; and gunicorn's timeout really ends a request
+that hangs (the master replaces the worker), which it cannot do for a thread. The model is not
+preloaded: each worker loads it after the fork, so no ONNX Runtime session is shared across a fork.
+"""
+import os
+
+from inference.server_settings import ServerSettings
+
+_settings = ServerSettings.from_env()
+_socket = os.environ.get("MODEL_SERVER_SOCKET")
+if not _socket:
+    raise RuntimeError("MODEL_SERVER_SOCKET (the unix socket to bind) is not set: start the server with inference/serve")
+
+bind = [f"unix:{_socket}"]
+umask = 0o000  # the socket must be writable by nginx's worker user (nobody when nginx starts as root)
+workers = _settings.workers
+worker_class = "sync"
+timeout = _settings.timeout
+graceful_timeout = _settings.graceful_timeout
+preload_app = False
+control_socket_disable = True  # gunicorn's control socket lives at one fixed path per user: servers side by side would collide
+# the heartbeat file each worker touches: in memory where the container has /dev/shm
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+# gunicorn's and the app's messages to stdout, one format; requests are logged once, by nginx
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "plain"}},
+    "root": {"level": "INFO", "handlers": ["stdout"]},
+    "loggers": {
+        "gunicorn.error": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
+        "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
+    },
+}
