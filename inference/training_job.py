@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-DEFAULT_ROOT = "/opt/ml"
+from inference.paths import opt_ml_dir
+
 TRAIN_CHANNEL, TEST_CHANNEL = "train", "test"
 SAGEMAKER_OWN_PREFIXES = ("sagemaker_", "_")
 FAILURE_LIMIT = 1024  # SageMaker reports the first 1024 characters of the failure file
@@ -49,7 +50,7 @@ class JobPaths:
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> "JobPaths":
-        return cls(Path(environ.get("OPT_ML_DIR") or DEFAULT_ROOT))
+        return cls(opt_ml_dir(environ))
 
     @property
     def hyperparameters(self) -> Path:
