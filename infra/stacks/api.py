@@ -12,6 +12,7 @@ from constructs import Construct
 
 from infra.config import AppConfig
 from infra.log_groups import stage_log_group
+from infra.nag import managed_policy_finding
 from infra.stacks.endpoint import EndpointStack
 
 REQUEST_SCHEMA_FILE = Path(__file__).resolve().parent.parent / "api" / "request_schema.json"
@@ -89,7 +90,7 @@ class ApiStack(cdk.Stack):
             ),
         )
         cdk.Validations.of(api).acknowledge(cdk.Acknowledgment(
-            id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",
+            id=managed_policy_finding(self, "service-role/AmazonAPIGatewayPushToCloudWatchLogs"),
             reason="API Gateway's account-level CloudWatch role, needed for access and execution logs; "
                    "AWS maintains this service-role policy, which grants log writing only.",
         ))

@@ -14,6 +14,7 @@ from constructs import Construct
 
 from infra.config import AppConfig
 from infra.layout import CAPTURE_PREFIX, MODELS_PREFIX
+from infra.nag import wildcard_resource_finding
 from infra.stacks.image import ImageStack
 from infra.stacks.storage import StorageStack
 
@@ -65,8 +66,9 @@ class EndpointStack(cdk.Stack):
         models = storage.objects_arn(MODELS_PREFIX)
         capture = storage.objects_arn(CAPTURE_PREFIX)
         first_model = storage.initial_model.bucket.arn_for_objects(storage.initial_model.s3_object_key)
-        endpoint_logs = self.format_arn(service="logs", resource="log-group", arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+        endpoint_log_group = self.format_arn(service="logs", resource="log-group", arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
                                         resource_name=f"/aws/sagemaker/Endpoints/{config.endpoint_name}")
+        endpoint_log_streams = f"{endpoint_log_group}:log-stream:*"
         statements = [
             iam.PolicyStatement(sid="ReadModelArtifacts", actions=["s3:GetObject"], resources=[models, first_model]),
             iam.PolicyStatement(sid="WriteDataCapture", actions=["s3:PutObject"], resources=[capture]),
@@ -75,7 +77,7 @@ class EndpointStack(cdk.Stack):
             iam.PolicyStatement(sid="PullImage", resources=[image.repository.repository_arn],
                                 actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]),
             iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
-            iam.PolicyStatement(sid="WriteEndpointLogs", resources=[endpoint_logs, f"{endpoint_logs}:log-stream:*"],
+            iam.PolicyStatement(sid="WriteEndpointLogs", resources=[endpoint_log_group, endpoint_log_streams],
                                 actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]),
         ]
         policy = iam.Policy(self, "ModelPolicy", statements=statements)
@@ -83,12 +85,11 @@ class EndpointStack(cdk.Stack):
         cdk.Validations.of(policy).acknowledge(
             _ack("AwsSolutions-IAM5[Resource::*]",
                  "Only ecr:GetAuthorizationToken uses '*': it has no resource-level permissions."),
-            _ack(storage.objects_finding(MODELS_PREFIX),
+            _ack(wildcard_resource_finding(self, models),
                  "Training jobs write each new model under models/<job>/: the role reads model artifacts of this prefix only."),
-            _ack(storage.objects_finding(CAPTURE_PREFIX),
+            _ack(wildcard_resource_finding(self, capture),
                  "Data capture writes objects of SageMaker's own naming under capture/: put only, this prefix only."),
-            _ack(f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:"
-                 f"/aws/sagemaker/Endpoints/{config.endpoint_name}:log-stream:*]",
+            _ack(wildcard_resource_finding(self, endpoint_log_streams),
                  "SageMaker names the log streams of the endpoint's instances; the log group is this endpoint's own."),
         )
         return role, policy

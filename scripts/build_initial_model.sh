@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Build build/model.tar.gz where it is missing: the first model the endpoint serves (the CDK app
+# uploads it as a file asset). A short training on the built-in synthetic data; the model
+# directory's files sit at the archive root, as SageMaker unpacks them into /opt/ml/model.
+# Written next to its final place and renamed, so an interrupted run leaves no half-written archive.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+OUT=build/model.tar.gz
+
+if [[ -f $OUT ]]; then
+    echo "$OUT exists; delete it to build a new one (the deployed first model changes only with initial_model_version)"
+    exit 0
+fi
+mkdir -p build
+work=$(mktemp -d build/initial-model.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+
+"$PY" -m model_code.synthetic --out "$work/data" --sessions 600 --items 120 --seed 1
+"$PY" -m model_code.train --train "$work/data/train.tsv.gz" --test "$work/data/test.tsv.gz" \
+    --epochs 2 --seed 1 --model-dir "$work/model" --quiet --no-progress
+# shellcheck disable=SC2046  # model file names have no spaces
+tar -czf "$work/model.tar.gz" -C "$work/model" $(ls -A "$work/model")
+mv "$work/model.tar.gz" "$OUT"
+echo "wrote $OUT"
