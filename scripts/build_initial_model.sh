@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
-# Build build/model.tar.gz where it is missing: the first model the endpoint serves (the CDK app
+# Build build/model.tar.gz (or $OUT) where it is missing: the first model the endpoint serves (the CDK app
 # uploads it as a file asset). A short training on the built-in synthetic data; the model
 # directory's files sit at the archive root, as SageMaker unpacks them into /opt/ml/model.
 # Written next to its final place and renamed, so an interrupted run leaves no half-written archive.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-OUT=build/model.tar.gz
+OUT=${OUT:-build/model.tar.gz}
 
 if [[ -f $OUT ]]; then
     echo "$OUT exists; delete it to build a new one (the deployed first model changes only with initial_model_version)"
     exit 0
 fi
-mkdir -p build
-work=$(mktemp -d build/initial-model.XXXXXX)
+mkdir -p "$(dirname "$OUT")"
+work=$(mktemp -d "$(dirname "$OUT")/initial-model.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
 "$PY" -m model_code.synthetic --out "$work/data" --sessions 600 --items 120 --seed 1

@@ -4,7 +4,8 @@
 (an ``aws_cdk.assertions.Template`` for a short key: "storage", "image", "endpoint", "api", ...),
 ``.stacks``, ``.config``, ``.outdir`` and ``.nag_error`` (the synth's validation failure, or None).
 The context is cdk.json's with a tiny stand-in for the first model artifact; asset staging is off
-(assets are fingerprinted in place), which keeps a synth to a few seconds.
+(assets are fingerprinted in place), which keeps a synth to a few seconds. Stacks are
+environment-agnostic (CDK_DEFAULT_ACCOUNT/REGION are ignored), so templates do not depend on the shell.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import io
 import json
 import os
 import tarfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from cdk_nag import AwsSolutionsChecks  # noqa: E402
 from infra.app_builder import build_app  # noqa: E402
 from infra.config import PROJECT_ROOT, AppConfig  # noqa: E402
 
+ENVIRONMENT_VARIABLES = ("CDK_DEFAULT_ACCOUNT", "CDK_DEFAULT_REGION")
 TEST_ONLY_CONTEXT = {
     "aws:cdk:disable-asset-staging": True,
     "notification_email": "ops@example.com",
@@ -67,16 +70,27 @@ def cdk_json_context() -> dict[str, Any]:
     return json.loads((PROJECT_ROOT / "cdk.json").read_text())["context"]
 
 
+@contextmanager
+def environment_agnostic():
+    """Without CDK_DEFAULT_ACCOUNT/REGION, whatever the shell has: the same templates everywhere."""
+    saved = {name: os.environ.pop(name) for name in ENVIRONMENT_VARIABLES if name in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
 def synthesize(outdir: Path, overrides: dict[str, Any]) -> SynthResult:
     """Build and synthesize the app with cdk.json's context plus ``overrides``; a nag failure is kept, not raised."""
     context = {**cdk_json_context(), **TEST_ONLY_CONTEXT, **overrides}
     app = cdk.App(context=context, outdir=str(outdir))
-    stacks = build_app(app)
+    with environment_agnostic():
+        stacks = build_app(app)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     try:
         app.synth()
         nag_error = None
-    except RuntimeError as error:  # jsii re-raises the CDK's ValidationError as RuntimeError
+    except RuntimeError as error:  # jsii re-raises the CDK's ValidationFailed as RuntimeError
         nag_error = error
     templates = {stack.stack_name: json.loads((outdir / stack.template_file).read_text()) for stack in stacks.values()}
     return SynthResult(outdir=outdir, stacks=stacks, templates=templates,

@@ -1,0 +1,110 @@
+"""Settings from the CDK context: conversion of command-line strings, validation naming the key."""
+import json
+
+import aws_cdk as cdk
+import pytest
+
+from infra.config import PROJECT_ROOT, AppConfig, ConfigError
+
+
+@pytest.fixture
+def artifact(tmp_path):
+    path = tmp_path / "model.tar.gz"
+    path.write_bytes(b"stand-in")
+    return str(path)
+
+
+def test_cdk_json_context_is_a_valid_configuration(artifact):
+    context = json.loads((PROJECT_ROOT / "cdk.json").read_text())["context"]
+    config = AppConfig.from_mapping({**context, "initial_model_artifact": artifact})
+    assert config.stage == "dev"
+    assert config.api_auth == "iam"
+
+
+def test_every_setting_is_in_cdk_json():
+    """cdk.json lists each setting (notification_email, optional, aside) so that users see what they can set."""
+    context = json.loads((PROJECT_ROOT / "cdk.json").read_text())["context"]
+    settings = set(AppConfig.__dataclass_fields__) - {"notification_email"}
+    assert settings - set(context) == set()
+
+
+def test_command_line_strings_are_converted(artifact):
+    config = AppConfig.from_mapping({
+        "stage": "prod", "endpoint_max_instance_count": "4", "recall_threshold": "0.35", "use_spot": "false",
+        "api_throttle_rate_limit": "12.5", "initial_model_artifact": artifact,
+    })
+    assert (config.endpoint_max_instance_count, config.recall_threshold, config.use_spot) == (4, 0.35, False)
+    assert config.api_throttle_rate_limit == 12.5
+
+
+def test_from_context_reads_the_app_context(artifact):
+    app = cdk.App(context={"stage": "qa", "data_capture_percent": 0, "initial_model_artifact": artifact})
+    config = AppConfig.from_context(app.node)
+    assert (config.stage, config.data_capture_percent) == ("qa", 0)
+    assert config.endpoint_instance_type == AppConfig().endpoint_instance_type
+
+
+def test_names_derive_from_the_stage(artifact):
+    config = AppConfig.from_mapping({"stage": "prod", "initial_model_artifact": artifact})
+    assert config.stack_name("Storage") == "Gru4Rec-Prod-Storage"
+    assert config.endpoint_name == "gru4rec-prod"
+    assert config.model_data_parameter_name == "/gru4rec/prod/current-model-data"
+    assert config.model_name_parameter_name == "/gru4rec/prod/current-model-name"
+    assert config.log_group_name("api-access") == "/gru4rec/prod/api-access"
+
+
+def test_relative_artifact_path_is_resolved_against_the_project_root(tmp_path):
+    inside = PROJECT_ROOT / "build" / f"config-test-{tmp_path.name}.tar.gz"
+    inside.parent.mkdir(exist_ok=True)
+    inside.write_bytes(b"stand-in")
+    try:
+        config = AppConfig.from_mapping({"initial_model_artifact": str(inside.relative_to(PROJECT_ROOT))})
+        assert config.initial_model_artifact == str(inside)
+    finally:
+        inside.unlink()
+
+
+@pytest.mark.parametrize(("key", "value", "fragment"), [
+    ("stage", "Dev", "lower-case"),
+    ("stage", "dev-1", "lower-case"),
+    ("stage", "", "non-empty"),
+    ("endpoint_instance_type", "m5.large", "SageMaker instance type"),
+    ("endpoint_initial_instance_count", 0, "at least 1"),
+    ("endpoint_initial_instance_count", "two", "whole number"),
+    ("endpoint_initial_instance_count", True, "whole number"),
+    ("endpoint_initial_instance_count", 1.5, "whole number"),
+    ("endpoint_max_instance_count", 0, "at least endpoint_initial_instance_count"),
+    ("recall_threshold", 1.5, "between 0 and 1"),
+    ("recall_threshold", "high", "must be a number"),
+    ("data_capture_percent", 101, "between 0 (off) and 100"),
+    ("use_spot", "yes", "true or false"),
+    ("api_auth", "cognito", "one of"),
+    ("api_quota_period", "YEAR", "one of"),
+    ("api_throttle_rate_limit", 0, "above 0"),
+    ("log_retention_days", 10, "retention periods"),
+    ("image_keep_count", 1001, "at most 1000"),
+    ("training_max_runtime_hours", 700, "28 days"),
+    ("initial_model_version", "v 1", "letters, digits"),
+    ("notification_email", "ops", "e-mail address"),
+])
+def test_invalid_values_name_the_context_key(artifact, key, value, fragment):
+    with pytest.raises(ConfigError) as raised:
+        AppConfig.from_mapping({"initial_model_artifact": artifact, key: value})
+    assert raised.value.key == key
+    assert f"context key {key!r}" in str(raised.value)
+    assert fragment in str(raised.value)
+
+
+def test_missing_model_artifact_says_how_to_build_it(tmp_path):
+    with pytest.raises(ConfigError, match="initial_model_artifact.*make model-artifact"):
+        AppConfig.from_mapping({"initial_model_artifact": str(tmp_path / "absent.tar.gz")})
+
+
+def test_unknown_context_keys_are_left_alone(artifact):
+    """cdk.json also holds the CDK's feature flags; they are not settings."""
+    config = AppConfig.from_mapping({"initial_model_artifact": artifact, "@aws-cdk/core:checkSecretUsage": True})
+    assert config.stage == "dev"
+
+
+def test_empty_notification_email_means_none(artifact):
+    assert AppConfig.from_mapping({"initial_model_artifact": artifact, "notification_email": ""}).notification_email is None
