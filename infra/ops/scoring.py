@@ -13,10 +13,9 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
+from infra.layout import INCOMING_SESSIONS_PREFIX, SCORED_SESSIONS_PREFIX
 from infra.ops.errors import OpsError
 
-INCOMING_PREFIX = "sessions/incoming/"
-SCORED_PREFIX = "sessions/scored/"
 SUFFIX = ".jsonl"
 MAX_LINE_BYTES = 6 * 1024 * 1024  # one record must fit one transform request (MaxPayloadInMB 6)
 
@@ -99,9 +98,9 @@ def submit_sessions(s3, bucket: str, path: Path, name: str | None = None) -> Sub
     """Validate the file, then upload it to `sessions/incoming/<name>.jsonl`."""
     key_name = object_name(path, name)
     sessions = validate_sessions_file(path)
-    input_key = INCOMING_PREFIX + key_name
+    input_key = INCOMING_SESSIONS_PREFIX + key_name
     s3.upload_file(str(path), bucket, input_key, ExtraArgs={"ContentType": "application/jsonlines"})
-    return Submission(bucket, input_key, f"{SCORED_PREFIX}{key_name}.out", sessions)
+    return Submission(bucket, input_key, f"{SCORED_SESSIONS_PREFIX}{key_name}.out", sessions)
 
 
 def wait_for_output(

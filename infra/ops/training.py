@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from infra.layout import MODELS_PREFIX, TRAINING_TEST_PREFIX, TRAINING_TRAIN_PREFIX
 from infra.ops.errors import OpsError
 
-TRAIN_PREFIX = "training/train/"
-TEST_PREFIX = "training/test/"
-MODELS_PREFIX = "models/"
+CHANNEL_PREFIXES = {"train": TRAINING_TRAIN_PREFIX, "test": TRAINING_TEST_PREFIX}
 FINAL_EXECUTION_STATES = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 FINAL_JOB_STATES = ("Completed", "Failed", "Stopped")
 CREATE_TRAINING_JOB = "sagemaker:createTrainingJob"
@@ -238,9 +237,11 @@ def start_one_off_training(
             MetricDefinition(name=metric["Name"], regex=metric["Regex"])
             for metric in settings.metric_definitions
         ])
-    channels = [InputData(channel_name="train", data_source=f"s3://{bucket}/{TRAIN_PREFIX}")]
-    if test_channel:
-        channels.append(InputData(channel_name="test", data_source=f"s3://{bucket}/{TEST_PREFIX}"))
+    channels = [
+        InputData(channel_name=channel, data_source=f"s3://{bucket}/{prefix}")
+        for channel, prefix in CHANNEL_PREFIXES.items()
+        if test_channel or channel == "train"
+    ]
     trainer.train(input_data_config=channels, wait=False, logs=False)
     return trainer._latest_training_job.training_job_name
 
@@ -269,13 +270,11 @@ def upload_training_data(s3, bucket: str, folder: Path) -> list[str]:
     deleted after the upload (the versioned bucket keeps them as old versions), so a channel
     never mixes two data sets. Returns the S3 URIs of the uploaded files.
     """
-    prefixes = {"train": TRAIN_PREFIX, "test": TEST_PREFIX}
-    files = data_files(folder)
     uploaded = {}
-    for channel, path in files.items():
-        uploaded[channel] = prefixes[channel] + path.name
+    for channel, path in data_files(folder).items():
+        uploaded[channel] = CHANNEL_PREFIXES[channel] + path.name
         s3.upload_file(str(path), bucket, uploaded[channel])
-    for channel, prefix in prefixes.items():
+    for channel, prefix in CHANNEL_PREFIXES.items():
         _remove_others(s3, bucket, prefix, keep=uploaded.get(channel))
     return [f"s3://{bucket}/{key}" for key in uploaded.values()]
 
