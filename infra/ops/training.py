@@ -13,7 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from infra.layout import MODELS_PREFIX, TRAINING_TEST_PREFIX, TRAINING_TRAIN_PREFIX
+from infra.layout import (
+    CHECKPOINTS_PREFIX,
+    MODELS_PREFIX,
+    TRAINING_TEST_PREFIX,
+    TRAINING_TRAIN_PREFIX,
+)
 from infra.ops.errors import OpsError
 
 CHANNEL_PREFIXES = {"train": TRAINING_TRAIN_PREFIX, "test": TRAINING_TEST_PREFIX}
@@ -121,11 +126,20 @@ def _states(definition: dict) -> Iterator[dict]:
 
 
 def training_job_template(definition: dict) -> dict:
-    """The CreateTrainingJob parameters of the training state machine's definition."""
+    """The CreateTrainingJob arguments of the training state machine's definition."""
     for state in _states(definition):
         if CREATE_TRAINING_JOB in str(state.get("Resource", "")):
-            return state.get("Parameters") or state.get("Arguments") or {}
+            return state.get("Arguments") or state.get("Parameters") or {}
     raise OpsError("the training state machine has no CreateTrainingJob task")
+
+
+def default_hyperparameters(definition: dict) -> dict[str, str]:
+    """What the state machine sends with every job (its `defaultHyperparameters` variable)."""
+    for state in _states(definition):
+        defaults = state.get("Assign", {}).get("defaultHyperparameters")
+        if isinstance(defaults, dict):
+            return {name: str(value) for name, value in defaults.items()}
+    return {}
 
 
 @dataclass(frozen=True)
@@ -137,13 +151,18 @@ class OneOffSettings:
     instance_type: str
     instance_count: int
     volume_size_gb: int
-    max_runtime_seconds: int
+    volume_kms_key: str | None
     output_kms_key: str | None
+    max_runtime_seconds: int
+    spot: bool
+    max_wait_seconds: int | None
     metric_definitions: list[dict]
+    default_hyperparameters: dict[str, str]
 
 
 def _literal(template: dict, path: str):
-    """A literal value at a dotted path of the job template; None when absent or dynamic."""
+    """A literal value at a dotted path of the job template; None when absent or computed at
+    run time (a JSONPath `$...` or JSONata `{% ... %}` expression)."""
     node = template
     for key in path.split("."):
         if not isinstance(node, dict) or key not in node:
@@ -153,16 +172,17 @@ def _literal(template: dict, path: str):
 
 
 def one_off_settings(
-    template: dict,
+    definition: dict,
     role_arn: str | None = None,
     image_uri: str | None = None,
     instance_type: str | None = None,
 ) -> OneOffSettings:
-    """Settings of the state machine's job, with the given values taking precedence."""
+    """Settings of the state machine's training job, with the given values taking precedence."""
+    job = training_job_template(definition)
     chosen = {
-        "role": role_arn or _literal(template, "RoleArn"),
-        "image": image_uri or _literal(template, "AlgorithmSpecification.TrainingImage"),
-        "instance type": instance_type or _literal(template, "ResourceConfig.InstanceType"),
+        "role": role_arn or _literal(job, "RoleArn"),
+        "image": image_uri or _literal(job, "AlgorithmSpecification.TrainingImage"),
+        "instance type": instance_type or _literal(job, "ResourceConfig.InstanceType"),
     }
     missing = [what for what, value in chosen.items() if not value]
     if missing:
@@ -170,25 +190,26 @@ def one_off_settings(
             f"could not read the {', '.join(missing)} from the training state machine; "
             "pass --role / --image / --instance-type"
         )
+    max_wait = _literal(job, "StoppingCondition.MaxWaitTimeInSeconds")
     return OneOffSettings(
         role_arn=chosen["role"],
         image_uri=chosen["image"],
         instance_type=chosen["instance type"],
-        instance_count=int(_literal(template, "ResourceConfig.InstanceCount") or 1),
-        volume_size_gb=int(_literal(template, "ResourceConfig.VolumeSizeInGB") or 30),
-        max_runtime_seconds=int(
-            _literal(template, "StoppingCondition.MaxRuntimeInSeconds") or 24 * 3600
-        ),
-        output_kms_key=_literal(template, "OutputDataConfig.KmsKeyId"),
-        metric_definitions=_literal(template, "AlgorithmSpecification.MetricDefinitions") or [],
+        instance_count=int(_literal(job, "ResourceConfig.InstanceCount") or 1),
+        volume_size_gb=int(_literal(job, "ResourceConfig.VolumeSizeInGB") or 30),
+        volume_kms_key=_literal(job, "ResourceConfig.VolumeKmsKeyId"),
+        output_kms_key=_literal(job, "OutputDataConfig.KmsKeyId"),
+        max_runtime_seconds=int(_literal(job, "StoppingCondition.MaxRuntimeInSeconds") or 86400),
+        spot=_literal(job, "EnableManagedSpotTraining") is True and max_wait is not None,
+        max_wait_seconds=int(max_wait) if max_wait is not None else None,
+        metric_definitions=_literal(job, "AlgorithmSpecification.MetricDefinitions") or [],
+        default_hyperparameters=default_hyperparameters(definition),
     )
 
 
 def read_one_off_settings(stepfunctions, state_machine_arn: str, **overrides) -> OneOffSettings:
-    definition = json.loads(
-        stepfunctions.describe_state_machine(stateMachineArn=state_machine_arn)["definition"]
-    )
-    return one_off_settings(training_job_template(definition), **overrides)
+    described = stepfunctions.describe_state_machine(stateMachineArn=state_machine_arn)
+    return one_off_settings(json.loads(described["definition"]), **overrides)
 
 
 def start_one_off_training(
@@ -201,11 +222,13 @@ def start_one_off_training(
 ) -> str:
     """Start a training job with the SageMaker Python SDK (v3 ModelTrainer); return its name.
 
-    Its model goes to `s3://<bucket>/models/`, like the state machine's, but the endpoint and
-    the current-model parameters are not touched.
+    Its model goes to `s3://<bucket>/models/`, like the state machine's (with the same default
+    hyperparameters, Spot setting and metrics), but the endpoint and the current-model
+    parameters are not touched.
     """
     from sagemaker.core.helper.session_helper import Session
     from sagemaker.core.training.configs import (
+        CheckpointConfig,
         Compute,
         InputData,
         MetricDefinition,
@@ -215,23 +238,38 @@ def start_one_off_training(
     )
     from sagemaker.train.model_trainer import ModelTrainer
 
+    base_job_name = f"gru4rec-{stage}-oneoff"
     trainer = ModelTrainer(
         sagemaker_session=Session(boto_session=boto_session),
         training_image=settings.image_uri,
         role=settings.role_arn,
-        base_job_name=f"gru4rec-{stage}-oneoff",
+        base_job_name=base_job_name,
         compute=Compute(
             instance_type=settings.instance_type,
             instance_count=settings.instance_count,
             volume_size_in_gb=settings.volume_size_gb,
+            volume_kms_key_id=settings.volume_kms_key,
+            enable_managed_spot_training=settings.spot or None,
         ),
-        stopping_condition=StoppingCondition(max_runtime_in_seconds=settings.max_runtime_seconds),
+        stopping_condition=StoppingCondition(
+            max_runtime_in_seconds=settings.max_runtime_seconds,
+            max_wait_time_in_seconds=settings.max_wait_seconds if settings.spot else None,
+        ),
         output_data_config=OutputDataConfig(
             s3_output_path=f"s3://{bucket}/{MODELS_PREFIX}", kms_key_id=settings.output_kms_key
         ),
-        hyperparameters=hyperparameters,
-        tags=[Tag(key="project", value="gru4rec"), Tag(key="stage", value=stage)],
+        hyperparameters={**settings.default_hyperparameters, **hyperparameters},
+        tags=[
+            Tag(key="project", value="gru4rec"),
+            Tag(key="stage", value=stage),
+            Tag(key="pipeline", value="one-off"),
+        ],
     )
+    if settings.spot:  # a Spot job resumes from its own checkpoints after an interruption
+        started = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        trainer.with_checkpoint_config(CheckpointConfig(
+            s3_uri=f"s3://{bucket}/{CHECKPOINTS_PREFIX}{base_job_name}-{started}/"
+        ))
     if settings.metric_definitions:
         trainer.with_metric_definitions([
             MetricDefinition(name=metric["Name"], regex=metric["Regex"])
@@ -243,6 +281,7 @@ def start_one_off_training(
         if test_channel or channel == "train"
     ]
     trainer.train(input_data_config=channels, wait=False, logs=False)
+    # the SDK's documented way to the job it started
     return trainer._latest_training_job.training_job_name
 
 

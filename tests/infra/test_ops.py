@@ -33,33 +33,50 @@ IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/gru4rec-dev:7f3e"
 METRICS = [{"Name": "recall@20", "Regex": "recall@20=([0-9.]+);"}]
 
 
-def training_definition(role_arn: str) -> dict:
-    """A training state machine shaped like the real one: job, gate, model, endpoint."""
+KEY_ARN = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0b7c1f3e-1111-2222-3333-444455556666"
+
+
+def training_definition(role_arn: str, spot: bool = True) -> dict:
+    """A training state machine shaped like the real one (JSONata): name the job, train,
+    gate, deploy."""
     job = {
         "Type": "Task",
         "Resource": "arn:aws:states:::sagemaker:createTrainingJob.sync",
-        "Parameters": {
-            "TrainingJobName.$": "States.Format('gru4rec-dev-{}', $$.Execution.Name)",
+        "Arguments": {
+            "TrainingJobName": "{% $jobName %}",
             "RoleArn": role_arn,
             "AlgorithmSpecification": {
                 "TrainingImage": IMAGE,
                 "TrainingInputMode": "File",
                 "MetricDefinitions": METRICS,
             },
+            "HyperParameters": "{% $merge([$defaultHyperparameters, "
+                               "$states.input.hyperparameters]) %}",
+            "InputDataConfig": "{% [$trainChannel, $testChannel] %}",
             "ResourceConfig": {
                 "InstanceType": "ml.c5.2xlarge",
                 "InstanceCount": 1,
                 "VolumeSizeInGB": 20,
+                "VolumeKmsKeyId": KEY_ARN,
             },
             "StoppingCondition": {"MaxRuntimeInSeconds": 7200},
-            "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/models/"},
-            "HyperParameters.$": "$.hyperparameters",
+            "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/models/", "KmsKeyId": KEY_ARN},
         },
         "Next": "Gate",
     }
+    if spot:
+        job["Arguments"]["EnableManagedSpotTraining"] = True
+        job["Arguments"]["StoppingCondition"]["MaxWaitTimeInSeconds"] = 14400
     return {
-        "StartAt": "Train",
+        "QueryLanguage": "JSONata",
+        "StartAt": "Name the job",
         "States": {
+            "Name the job": {
+                "Type": "Pass",
+                "Assign": {"jobName": "{% 'gru4rec-dev-train-' & $millis() %}",
+                           "defaultHyperparameters": {"preset": "rsc15", "epochs": 10}},
+                "Next": "Train",
+            },
             "Train": job,
             "Gate": {"Type": "Pass", "Next": "Done"},
             "Done": {"Type": "Succeed"},
@@ -277,11 +294,18 @@ def test_one_off_training_job_copies_the_state_machines_job(stage, capsys):
     job = sagemaker.describe_training_job(TrainingJobName=summary["TrainingJobName"])
     assert job["AlgorithmSpecification"]["TrainingImage"] == IMAGE
     assert job["RoleArn"] == stage.role_arn
-    assert job["ResourceConfig"]["InstanceType"] == "ml.c5.2xlarge"
-    assert job["ResourceConfig"]["VolumeSizeInGB"] == 20
-    assert job["StoppingCondition"]["MaxRuntimeInSeconds"] == 7200
-    assert job["HyperParameters"] == {"epochs": "2"}
+    assert job["ResourceConfig"] == {
+        "InstanceType": "ml.c5.2xlarge", "InstanceCount": 1, "VolumeSizeInGB": 20,
+        "VolumeKmsKeyId": KEY_ARN,
+    }
+    assert job["StoppingCondition"] == {"MaxRuntimeInSeconds": 7200, "MaxWaitTimeInSeconds": 14400}
+    assert job["EnableManagedSpotTraining"] is True
+    assert job["CheckpointConfig"]["S3Uri"].startswith(
+        f"s3://{BUCKET}/checkpoints/gru4rec-dev-oneoff-"
+    )
+    assert job["HyperParameters"] == {"preset": "rsc15", "epochs": "2"}
     assert job["OutputDataConfig"]["S3OutputPath"] == f"s3://{BUCKET}/models/"
+    assert job["OutputDataConfig"]["KmsKeyId"] == KEY_ARN
     assert [c["ChannelName"] for c in job["InputDataConfig"]] == ["train"]
     assert job["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == (
         f"s3://{BUCKET}/training/train/"
@@ -291,13 +315,18 @@ def test_one_off_training_job_copies_the_state_machines_job(stage, capsys):
 
 
 def test_one_off_settings_follow_the_command_line_first():
-    template = training_definition("arn:aws:iam::1:role/r")["States"]["Train"]["Parameters"]
-    settings = training.one_off_settings(template, instance_type="ml.m5.xlarge")
+    definition = training_definition("arn:aws:iam::1:role/r", spot=False)
+    settings = training.one_off_settings(definition, instance_type="ml.m5.xlarge")
     assert settings.instance_type == "ml.m5.xlarge"
     assert settings.image_uri == IMAGE and settings.metric_definitions == METRICS
-    del template["RoleArn"]
+    assert settings.default_hyperparameters == {"preset": "rsc15", "epochs": "10"}
+    assert not settings.spot and settings.max_wait_seconds is None
+    del definition["States"]["Train"]["Arguments"]["RoleArn"]
     with pytest.raises(OpsError, match="could not read the role .*--role"):
-        training.one_off_settings(template)
+        training.one_off_settings(definition)
+    del definition["States"]["Train"]
+    with pytest.raises(OpsError, match="no CreateTrainingJob task"):
+        training.one_off_settings(definition)
 
 
 def test_wait_reports_until_the_execution_ends(stage):
