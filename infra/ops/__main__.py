@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Find the SageMaker models and endpoint configs that training runs created "
         "for this stage (tagged project=gru4rec, stage=<stage>) which nothing uses any more "
         "(not the endpoint, not current-model-name, not a running transform job, not a stack's "
-        "own), and delete them with --yes. Run it before `cdk destroy` as well.",
+        "own), and delete them with --yes. After `cdk destroy`, it removes the last ones.",
     )
     tidy.add_argument("--yes", action="store_true", help="delete them (default: only list)")
     return parser
@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         session = make_session(args)
-        deployment = load_deployment(session, args.stage)
+        deployment = load_deployment(session, args.stage, allow_none=args.command == "cleanup")
         return COMMANDS[args.command](args, session, deployment)
     except OpsError as error:
         print(f"error: {error}", file=sys.stderr)

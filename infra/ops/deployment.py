@@ -136,15 +136,16 @@ def describe_stack(cloudformation, name: str) -> Stack:
     return Stack(name=name, status=found["StackStatus"], outputs=outputs)
 
 
-def load_deployment(session: boto3.Session, stage: str) -> Deployment:
+def load_deployment(session: boto3.Session, stage: str, allow_none: bool = False) -> Deployment:
     """Describe every stack of the stage once and gather their outputs.
 
-    Raises OpsError when none of the stage's stacks exists (wrong stage, region or account).
+    Raises OpsError when none of the stage's stacks exists (wrong stage, region or account),
+    unless `allow_none` (for cleaning up after `cdk destroy`).
     """
     validate_stage(stage)
     cloudformation = session.client("cloudformation")
     stacks = {part: describe_stack(cloudformation, stack_name(stage, part)) for part in PARTS}
-    if all(stack.status is None for stack in stacks.values()):
+    if not allow_none and all(stack.status is None for stack in stacks.values()):
         raise OpsError(
             f"stage {stage!r} is not deployed in {session.region_name}: no stack "
             f"{stack_name(stage, 'Storage')} (nor any other Gru4Rec-{stage_title(stage)}-* "

@@ -638,3 +638,18 @@ def test_cleanup_waits_for_a_running_training(stage, capsys):
     code, _, err = run(capsys, "cleanup", "--yes")
     assert code == 1 and "training execution train-b is running" in err
     assert len(stage.session.client("sagemaker").list_models()["Models"]) == 2
+
+
+def test_cleanup_after_destroy_removes_the_last_ones(stage, capsys):
+    sagemaker = stage.session.client("sagemaker")
+    tagged_model_and_config(sagemaker, stage.role_arn, "live")
+    cloudformation = stage.session.client("cloudformation")
+    for part in ("Storage", "Image", "Endpoint", "Api", "Training", "Batch"):
+        cloudformation.delete_stack(StackName=f"Gru4Rec-Dev-{part}")
+    sagemaker.delete_endpoint(EndpointName="gru4rec-dev")
+    stage.session.client("ssm").delete_parameter(Name="/gru4rec/dev/current-model-name")
+    code, out, _ = run(capsys, "cleanup", "--yes")
+    assert code == 0 and out.splitlines()[-1] == "deleted"
+    assert [m["ModelName"] for m in sagemaker.list_models()["Models"]] == ["gru4rec-dev-model-1"]
+    code, _, err = run(capsys, "status")
+    assert code == 1 and "Gru4Rec-Dev-Storage" in err
