@@ -197,8 +197,9 @@ class Supervisor:
             self.deadline = float("inf")
         if self.stopping and not self.nginx.running and not self.gunicorn_told:
             self.gunicorn_told = True
-            if self.gunicorn.running and self.failed is not self.nginx:
-                log(f"nginx stopped ({describe_exit(self.nginx.exit_code)}); stopping gunicorn")
+            if self.gunicorn.running:
+                if self.failed is not self.nginx:
+                    log(f"nginx stopped ({describe_exit(self.nginx.exit_code)}); stopping gunicorn")
                 self.gunicorn.send(signal.SIGTERM)
 
     def _stop_if_one_exited(self, now: float) -> None:
