@@ -1,0 +1,140 @@
+"""Endpoint stack: the live model from SSM, endpoint config, endpoint, autoscaling, alarms, the model role."""
+import json
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def endpoint(synth) -> dict:
+    return synth.template_dict("endpoint")
+
+
+def _one(endpoint: dict, resource_type: str) -> tuple[str, dict]:
+    (logical_id, resource), = [(k, v) for k, v in endpoint["Resources"].items() if v["Type"] == resource_type]
+    return logical_id, resource
+
+
+def _statements(endpoint: dict) -> list[dict]:
+    _, policy = _one(endpoint, "AWS::IAM::Policy")
+    return policy["Properties"]["PolicyDocument"]["Statement"]
+
+
+def _as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def test_model_data_is_the_live_model_read_from_ssm_at_every_deploy(endpoint):
+    _, model = _one(endpoint, "AWS::SageMaker::Model")
+    parameter = model["Properties"]["PrimaryContainer"]["ModelDataUrl"]["Ref"]
+    assert endpoint["Parameters"][parameter] == {"Type": "AWS::SSM::Parameter::Value<String>",
+                                                 "Default": "/gru4rec/dev/current-model-data"}
+    assert "ModelName" not in model["Properties"], "CloudFormation names each replacement model"
+
+
+def test_model_runs_the_serve_image(synth, endpoint):
+    _, model = _one(endpoint, "AWS::SageMaker::Model")
+    image_tag = model["Properties"]["PrimaryContainer"]["Image"]["Fn::Join"][1][-1]
+    assert synth.stacks["image"].serve_image_uri.endswith(image_tag) and image_tag.startswith(":serve-")
+
+
+def test_model_waits_for_its_role_policy(endpoint):
+    policy_id, _ = _one(endpoint, "AWS::IAM::Policy")
+    _, model = _one(endpoint, "AWS::SageMaker::Model")
+    assert model["DependsOn"] == [policy_id]
+
+
+def test_endpoint_config_encrypts_captures_and_sizes_from_the_context(synth, endpoint):
+    _, config = _one(endpoint, "AWS::SageMaker::EndpointConfig")
+    properties = config["Properties"]
+    assert "Key" in properties["KmsKeyId"]["Fn::ImportValue"] and "EndpointConfigName" not in properties
+    capture = properties["DataCaptureConfig"]
+    assert capture["EnableCapture"] is True
+    assert capture["InitialSamplingPercentage"] == synth.config.data_capture_percent
+    assert capture["KmsKeyId"] == properties["KmsKeyId"]
+    assert capture["DestinationS3Uri"]["Fn::Join"][1][-1] == "/capture"
+    assert {option["CaptureMode"] for option in capture["CaptureOptions"]} == {"Input", "Output"}
+    variant, = properties["ProductionVariants"]
+    assert variant["VariantName"] == "AllTraffic"
+    assert variant["InstanceType"] == synth.config.endpoint_instance_type
+    assert variant["InitialInstanceCount"] == synth.config.endpoint_initial_instance_count
+    assert variant["ModelName"] == {"Fn::GetAtt": ["Model", "ModelName"]}
+
+
+def test_endpoint_has_the_stage_name_and_records_the_model_name(endpoint):
+    _, resource = _one(endpoint, "AWS::SageMaker::Endpoint")
+    assert resource["Properties"]["EndpointName"] == "gru4rec-dev"
+    assert resource["Properties"]["EndpointConfigName"] == {"Fn::GetAtt": ["EndpointConfig", "EndpointConfigName"]}
+    _, parameter = _one(endpoint, "AWS::SSM::Parameter")
+    assert parameter["Properties"]["Name"] == "/gru4rec/dev/current-model-name"
+    assert parameter["Properties"]["Value"] == {"Fn::GetAtt": ["Model", "ModelName"]}
+    assert endpoint["Outputs"]["EndpointName"]["Value"] == {"Fn::GetAtt": ["Endpoint", "EndpointName"]}
+
+
+def test_autoscaling_tracks_invocations_per_instance(synth, endpoint):
+    target_id, target = _one(endpoint, "AWS::ApplicationAutoScaling::ScalableTarget")
+    properties = target["Properties"]
+    assert properties["ResourceId"] == "endpoint/gru4rec-dev/variant/AllTraffic"
+    assert properties["ScalableDimension"] == "sagemaker:variant:DesiredInstanceCount"
+    assert (properties["MinCapacity"], properties["MaxCapacity"]) == (
+        synth.config.endpoint_initial_instance_count, synth.config.endpoint_max_instance_count)
+    assert properties["RoleARN"]["Fn::Join"][1][-1].endswith(
+        "/AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint")
+    assert "Endpoint" in target["DependsOn"]
+    _, policy = _one(endpoint, "AWS::ApplicationAutoScaling::ScalingPolicy")
+    tracking = policy["Properties"]["TargetTrackingScalingPolicyConfiguration"]
+    assert policy["Properties"]["ScalingTargetId"] == {"Ref": target_id}
+    assert tracking["PredefinedMetricSpecification"] == {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"}
+    assert tracking["TargetValue"] == synth.config.endpoint_invocations_per_instance
+
+
+def test_alarms_on_server_errors_and_latency_notify_the_encrypted_topic(synth, endpoint):
+    topic_id, topic = _one(endpoint, "AWS::SNS::Topic")
+    assert "Fn::ImportValue" in topic["Properties"]["KmsMasterKeyId"]
+    _, subscription = _one(endpoint, "AWS::SNS::Subscription")
+    assert subscription["Properties"]["Endpoint"] == synth.config.notification_email
+    alarms = {a["Properties"]["MetricName"]: a["Properties"]
+              for a in endpoint["Resources"].values() if a["Type"] == "AWS::CloudWatch::Alarm"}
+    assert set(alarms) == {"Invocation5XXErrors", "ModelLatency"}
+    for alarm in alarms.values():
+        assert alarm["Namespace"] == "AWS/SageMaker"
+        assert alarm["Dimensions"] == [{"Name": "EndpointName", "Value": "gru4rec-dev"},
+                                       {"Name": "VariantName", "Value": "AllTraffic"}]
+        assert alarm["AlarmActions"] == [{"Ref": topic_id}]
+    assert alarms["ModelLatency"]["Threshold"] == synth.config.model_latency_alarm_ms * 1000  # microseconds
+
+
+def test_model_role_is_assumed_only_by_sagemaker(endpoint):
+    _, role = _one(endpoint, "AWS::IAM::Role")
+    statement, = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "sagemaker.amazonaws.com"}
+    assert "ManagedPolicyArns" not in role["Properties"]
+
+
+def test_model_role_reads_only_model_artifacts_and_writes_only_data_capture(endpoint, synth):
+    s3 = [(action, resource) for statement in _statements(endpoint) for action in _as_list(statement["Action"])
+          if action.startswith("s3:") for resource in _as_list(statement["Resource"])]
+    rendered = sorted((action, json.dumps(resource)) for action, resource in s3)
+    object_key = json.loads((synth.outdir / "Gru4Rec-Dev-Storage.assets.json").read_text())["files"]
+    model_key, = [d["objectKey"] for a in object_key.values() if a["displayName"] == "InitialModel" for d in a["destinations"].values()]
+    assert [action for action, _ in rendered] == ["s3:GetObject", "s3:GetObject", "s3:PutObject"]
+    reads = [resource for action, resource in rendered if action == "s3:GetObject"]
+    assert any(r.endswith(f'"/{model_key}"]]}}') for r in reads), "the first model's object, and only it, in the asset bucket"
+    assert any('"gru4rec-dev-data-bucket-arn"}, "/models/*"' in r for r in reads)
+    writes = [resource for action, resource in rendered if action == "s3:PutObject"]
+    assert '"gru4rec-dev-data-bucket-arn"}, "/capture/*"' in writes[0]
+
+
+def test_model_role_pulls_only_this_repository_and_uses_only_the_stage_key(endpoint):
+    for statement in _statements(endpoint):
+        actions = set(_as_list(statement["Action"]))
+        if statement["Resource"] == "*":
+            assert actions == {"ecr:GetAuthorizationToken"}
+        elif any(a.startswith("ecr:") for a in actions):
+            assert actions == {"ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"}
+            assert "Repository" in statement["Resource"]["Fn::ImportValue"]
+        elif any(a.startswith("kms:") for a in actions):
+            assert "Key" in statement["Resource"]["Fn::ImportValue"]
+        elif any(a.startswith("logs:") for a in actions):
+            assert all("/aws/sagemaker/Endpoints/gru4rec-dev" in json.dumps(r) for r in statement["Resource"])
+        else:
+            assert all(a.startswith("s3:") for a in actions)
