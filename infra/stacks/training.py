@@ -1,0 +1,345 @@
+"""Training: the pipeline that trains GRU4Rec on SageMaker, gates it on Recall@20 and rolls the endpoint.
+
+State machine ``gru4rec-<stage>-training``; input (both keys optional)::
+
+    {"hyperparameters": {"epochs": "5", "loss": "bpr-max"}, "test_channel": true}
+
+Name the job -> Train (CreateTrainingJob, run to the end) -> Quality gate (Recall@20 from the job's
+final metrics, by name) -> Create model -> Create endpoint config -> Update endpoint -> Wait /
+Check endpoint (until the endpoint serves the new configuration) -> Record model data -> Record
+model name -> Done. Any failure: Notify failure (SNS) -> Failed.
+"""
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from infra.config import AppConfig
+from infra.layout import CAPTURE_PREFIX, CHECKPOINTS_PREFIX, MODELS_PREFIX, TRAINING_TEST_PREFIX, TRAINING_TRAIN_PREFIX
+from infra.stacks.endpoint import EndpointStack
+from infra.stacks.image import ImageStack
+from infra.stacks.storage import StorageStack
+from infra.stacks.workflow import (
+    STATE_MACHINE_SERVICE_WILDCARDS,
+    acknowledge_wildcards,
+    add_capacity_retries,
+    failure,
+    failure_topic,
+    job_name_expression,
+    job_name_prefix,
+    notify_and_fail,
+    pipeline_state_machine,
+    resource_tags,
+    sagemaker_arn,
+    sync_job_statements,
+    sync_job_task,
+    volume_grant_statement,
+)
+
+JOB_KIND = "train"
+# Sent with every job; the execution input's "hyperparameters" override them key by key
+HYPERPARAMETER_DEFAULTS = {"preset": "rsc15"}
+GATE_METRIC = "recall@20"
+# The training command prints one "name=value;" line per metric (model_code.train.metric_lines)
+METRIC_DEFINITIONS = [{"Name": name, "Regex": f"{name}=([0-9.]+);"} for name in (GATE_METRIC, "mrr@20")]
+CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+TRAINING_VOLUME_GB = 30
+TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+TRAINING_METRICS_NAMESPACE = "/aws/sagemaker/TrainingJobs"
+# Managed Spot may wait for capacity as long again as the run may take, at most this much more
+SPOT_EXTRA_WAIT_LIMIT = cdk.Duration.hours(24)
+ENDPOINT_POLL_INTERVAL = cdk.Duration.minutes(1)
+ENDPOINT_MAX_POLLS = 90
+# After training: the model, the endpoint update (ENDPOINT_MAX_POLLS polls) and the records
+DEPLOYMENT_ALLOWANCE = cdk.Duration.hours(3)
+DATA_CAPTURE_CONTENT_TYPES = ["application/json", "application/jsonlines"]
+
+
+class TrainingStack(cdk.Stack):
+    """The training state machine, the SageMaker execution role of its training jobs and its failure topic.
+
+    ``state_machine`` and ``topic`` are for other stacks; the CloudFormation output
+    ``TrainingStateMachineArn`` is for the operator CLI.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, config: AppConfig, storage: StorageStack,
+                 image: ImageStack, endpoint: EndpointStack, **kwargs) -> None:
+        super().__init__(scope, construct_id, description=f"GRU4Rec {config.stage}: training pipeline with quality gate", **kwargs)
+        self.job_name_prefix = job_name_prefix(config, JOB_KIND)
+        self.training_role = self._training_role(config, storage, image)
+        self.topic = failure_topic(self, config, storage.key, "training")
+        on_failure = notify_and_fail(self, config, self.topic, "training", {"job": "$jobName"})
+        definition = (sfn.Chain.start(self._name_the_job(config, storage))
+                      .next(self._train(config, storage, image, on_failure))
+                      .next(self._quality_gate(config, on_failure, self._deploy(config, storage, image, endpoint, on_failure))))
+        self.state_machine = pipeline_state_machine(self, config, storage.key, "training", definition, _timeout(config))
+        self._grant_pipeline(storage, endpoint)
+        cdk.CfnOutput(self, "TrainingStateMachineArn", value=self.state_machine.state_machine_arn,
+                      description="Training pipeline: train, quality gate, roll the endpoint")
+
+    # --- states -----------------------------------------------------------------------------------
+
+    def _name_the_job(self, config: AppConfig, storage: StorageStack) -> sfn.Pass:
+        """Variables for the whole execution: the job name (also the model's and endpoint config's) and the channels."""
+        bucket = storage.bucket.bucket_name
+        return sfn.Pass.jsonata(self, "Name the job", assign={
+            "jobName": job_name_expression(config, JOB_KIND),
+            "bucket": bucket,
+            "defaultHyperparameters": HYPERPARAMETER_DEFAULTS,
+            "trainChannel": _channel("train", f"s3://{bucket}/{TRAINING_TRAIN_PREFIX}"),
+            "testChannel": _channel("test", f"s3://{bucket}/{TRAINING_TEST_PREFIX}"),
+            "polls": 0,
+        })
+
+    def _train(self, config: AppConfig, storage: StorageStack, image: ImageStack,
+               on_failure: sfn.IChainable) -> sfn.CustomState:
+        """CreateTrainingJob, run to the end; keeps the model's S3 URI and the gate metric (null when not reported)."""
+        runtime = cdk.Duration.hours(config.training_max_runtime_hours)
+        arguments = {
+            "TrainingJobName": "{% $jobName %}",
+            "RoleArn": self.training_role.role_arn,
+            "AlgorithmSpecification": {"TrainingImage": image.image_uri, "TrainingInputMode": "File",
+                                       "MetricDefinitions": METRIC_DEFINITIONS},
+            # every value a string, as SageMaker requires
+            "HyperParameters": "{% $merge($each($merge([$defaultHyperparameters, $states.input.hyperparameters]), "
+                               "function($value, $name) {{$name: $string($value)}})) %}",
+            # the test channel is left out only when the input says "test_channel": false
+            "InputDataConfig": "{% $states.input.test_channel = false ? [$trainChannel] : [$trainChannel, $testChannel] %}",
+            "OutputDataConfig": {"S3OutputPath": f"s3://{storage.bucket.bucket_name}/{MODELS_PREFIX}",
+                                 "KmsKeyId": storage.key.key_arn},
+            "ResourceConfig": {"InstanceType": config.training_instance_type, "InstanceCount": 1,
+                               "VolumeSizeInGB": TRAINING_VOLUME_GB, "VolumeKmsKeyId": storage.key.key_arn},
+            "StoppingCondition": {"MaxRuntimeInSeconds": int(runtime.to_seconds())},
+            "Tags": resource_tags(config, pipeline="training"),
+        }
+        if config.use_spot:
+            arguments["EnableManagedSpotTraining"] = True
+            arguments["StoppingCondition"]["MaxWaitTimeInSeconds"] = int(_spot_max_wait(config).to_seconds())
+            arguments["CheckpointConfig"] = {"S3Uri": "{% 's3://' & $bucket & '/" + CHECKPOINTS_PREFIX + "' & $jobName %}",
+                                             "LocalPath": CHECKPOINT_LOCAL_PATH}
+        train = sync_job_task(self, "Train", "createTrainingJob", arguments,
+                              comment="Train GRU4Rec with the repository's image (SageMaker runs `train`)",
+                              assign={
+                                  "modelData": "{% $states.result.ModelArtifacts.S3ModelArtifacts %}",
+                                  "recall": "{% ($value := $states.result.FinalMetricDataList[MetricName = '" + GATE_METRIC
+                                            + "'][0].Value; $type($value) = 'number' ? $value : null) %}",
+                              })
+        add_capacity_retries(train)
+        train.add_catch(on_failure)
+        return train
+
+    def _quality_gate(self, config: AppConfig, on_failure: sfn.IChainable, deploy: sfn.IChainable) -> sfn.Choice:
+        """Deploy only a model whose Recall@20 is at least ``recall_threshold``."""
+        threshold = repr(float(config.recall_threshold))
+        no_metric = failure(
+            self, "No recall metric", "QualityGate.MetricMissing",
+            f"'training job ' & $jobName & ' reported no {GATE_METRIC}: was a test channel given? "
+            f"Start the pipeline with test data under {TRAINING_TEST_PREFIX} and test_channel left true'",
+        )
+        below = failure(
+            self, "Below threshold", "QualityGate.BelowThreshold",
+            f"'training job ' & $jobName & ' reached {GATE_METRIC} = ' & $string($recall) & "
+            f"', below the quality gate threshold {threshold}: the endpoint keeps its current model'",
+        )
+        return (sfn.Choice.jsonata(self, "Quality gate")
+                .when(sfn.Condition.jsonata("{% $recall = null %}"), no_metric.next(on_failure))
+                .when(sfn.Condition.jsonata("{% $recall < " + threshold + " %}"), below.next(on_failure))
+                .otherwise(deploy))
+
+    def _deploy(self, config: AppConfig, storage: StorageStack, image: ImageStack, endpoint: EndpointStack,
+                on_failure: sfn.IChainable) -> sfn.IChainable:
+        """Model -> endpoint config -> endpoint update -> wait until it serves the model -> record the live model."""
+        names = f"{self.job_name_prefix}*"
+        tags = resource_tags(config, pipeline="training", **{"training-job": "{% $jobName %}"})
+        create_model = tasks.CallAwsService.jsonata(
+            self, "Create model", service="sagemaker", action="createModel",
+            iam_resources=[sagemaker_arn(self, "model", names)],
+            parameters={
+                "ModelName": "{% $jobName %}", "ExecutionRoleArn": endpoint.model_role.role_arn,
+                "PrimaryContainer": {"Image": image.serve_image_uri, "ModelDataUrl": "{% $modelData %}", "Mode": "SingleModel"},
+                "Tags": tags,
+            },
+        )
+        create_config = tasks.CallAwsService.jsonata(
+            self, "Create endpoint config", service="sagemaker", action="createEndpointConfig",
+            iam_resources=[sagemaker_arn(self, "endpoint-config", names)],
+            parameters={
+                "EndpointConfigName": "{% $jobName %}",
+                "ProductionVariants": [{
+                    "VariantName": endpoint.variant_name, "ModelName": "{% $jobName %}", "InitialVariantWeight": 1,
+                    "InstanceType": config.endpoint_instance_type,
+                    "InitialInstanceCount": config.endpoint_initial_instance_count,
+                }],
+                "KmsKeyId": storage.key.key_arn,
+                "DataCaptureConfig": data_capture_config(config, storage),
+                "Tags": tags,
+            },
+        )
+        # keep the instance count autoscaling has reached (and the variant weight) while the fleet is replaced
+        update = tasks.CallAwsService.jsonata(
+            self, "Update endpoint", service="sagemaker", action="updateEndpoint",
+            iam_resources=[sagemaker_arn(self, "endpoint", endpoint.endpoint_name),
+                           sagemaker_arn(self, "endpoint-config", names)],
+            parameters={"EndpointName": endpoint.endpoint_name, "EndpointConfigName": "{% $jobName %}",
+                        "RetainAllVariantProperties": True},
+        )
+        record = self._record_live_model(config, on_failure)
+        for task in (create_model, create_config, update):
+            task.add_catch(on_failure)
+        return create_model.next(create_config).next(update).next(self._await_endpoint(endpoint, on_failure, record))
+
+    def _await_endpoint(self, endpoint: EndpointStack, on_failure: sfn.IChainable, then: sfn.IChainable) -> sfn.IChainable:
+        """Poll DescribeEndpoint until it is InService with the new configuration.
+
+        InService with another configuration means SageMaker rolled the update back; Failed or
+        UpdateRollbackFailed end it too; so does running out of polls.
+        """
+        wait = sfn.Wait.jsonata(self, "Wait for endpoint", time=sfn.WaitTime.duration(ENDPOINT_POLL_INTERVAL))
+        check = tasks.CallAwsService.jsonata(
+            self, "Check endpoint", service="sagemaker", action="describeEndpoint",
+            iam_resources=[sagemaker_arn(self, "endpoint", endpoint.endpoint_name)],
+            parameters={"EndpointName": endpoint.endpoint_name},
+            assign={"polls": "{% $polls + 1 %}"},
+        )
+        check.add_catch(on_failure)
+        status, config_name = "$states.input.EndpointStatus", "$states.input.EndpointConfigName"
+        update_failed = failure(
+            self, "Endpoint update failed", "Deployment.EndpointUpdateFailed",
+            f"'endpoint {endpoint.endpoint_name} is ' & {status} & ' with configuration ' & {config_name} & "
+            "', not ' & $jobName & ': ' & ($exists($states.input.FailureReason) ? $states.input.FailureReason : "
+            "'SageMaker gave no reason')",
+        )
+        timed_out = failure(
+            self, "Endpoint update too slow", "Deployment.Timeout",
+            f"'endpoint {endpoint.endpoint_name} still ' & {status} & ' after {ENDPOINT_MAX_POLLS} checks "
+            f"{int(ENDPOINT_POLL_INTERVAL.to_seconds())} s apart; the update may still finish: check the endpoint'",
+        )
+        ready = (sfn.Choice.jsonata(self, "Endpoint updated?")
+                 .when(sfn.Condition.jsonata(f"{{% {status} = 'InService' and {config_name} = $jobName %}}"), then)
+                 .when(sfn.Condition.jsonata(f"{{% {status} in ['Failed', 'UpdateRollbackFailed'] or "
+                                             f"({status} = 'InService' and {config_name} != $jobName) %}}"),
+                       update_failed.next(on_failure))
+                 .when(sfn.Condition.jsonata(f"{{% $polls >= {ENDPOINT_MAX_POLLS} %}}"), timed_out.next(on_failure))
+                 .otherwise(wait))
+        return wait.next(check).next(ready)
+
+    def _record_live_model(self, config: AppConfig, on_failure: sfn.IChainable) -> sfn.IChainable:
+        """Point ``current-model-data`` and ``current-model-name`` at the model the endpoint now serves."""
+        records = []
+        for state_name, parameter, value in (("Record model data", config.model_data_parameter_name, "{% $modelData %}"),
+                                             ("Record model name", config.model_name_parameter_name, "{% $jobName %}")):
+            record = tasks.CallAwsService.jsonata(
+                self, state_name, service="ssm", action="putParameter",
+                iam_resources=[self._parameter_arn(parameter)],
+                parameters={"Name": parameter, "Value": value, "Overwrite": True},
+            )
+            record.add_catch(on_failure)
+            records.append(record)
+        done = sfn.Succeed.jsonata(self, "Done", outputs={
+            "model": "{% $jobName %}", "modelData": "{% $modelData %}", GATE_METRIC: "{% $recall %}",
+        })
+        return records[0].next(records[1]).next(done)
+
+    # --- permissions ------------------------------------------------------------------------------
+
+    def _training_role(self, config: AppConfig, storage: StorageStack, image: ImageStack) -> iam.Role:
+        """The training jobs' execution role: read training data, write models (and checkpoints with Spot)."""
+        role = iam.Role(self, "TrainingRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+                        description=f"Execution role of the GRU4Rec {config.stage} training jobs")
+        training_data, models = storage.objects_arn("training/"), storage.objects_arn(MODELS_PREFIX)
+        checkpoints = storage.objects_arn(CHECKPOINTS_PREFIX)
+        log_group = self.format_arn(service="logs", resource="log-group", resource_name=TRAINING_LOG_GROUP,
+                                    arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)
+        # SageMaker names a job's log streams <job name>/algo-<n>-<time>
+        log_streams = f"{log_group}:log-stream:{self.job_name_prefix}*"
+        listed_prefixes = ["training/*"] + ([f"{CHECKPOINTS_PREFIX}*"] if config.use_spot else [])
+        statements = [
+            iam.PolicyStatement(sid="ListTrainingData", actions=["s3:ListBucket"], resources=[storage.bucket.bucket_arn],
+                                conditions={"StringLike": {"s3:prefix": listed_prefixes}}),
+            iam.PolicyStatement(sid="ReadTrainingData", actions=["s3:GetObject"], resources=[training_data]),
+            iam.PolicyStatement(sid="WriteModels", actions=["s3:PutObject"], resources=[models]),
+            iam.PolicyStatement(sid="UseStageKey", actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
+                                resources=[storage.key.key_arn]),
+            volume_grant_statement(storage.key),
+            iam.PolicyStatement(sid="PullImage", resources=[image.repository.repository_arn], actions=[
+                "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]),
+            iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
+            iam.PolicyStatement(sid="CreateTrainingLogGroup", actions=["logs:CreateLogGroup", "logs:DescribeLogStreams"],
+                                resources=[log_group]),
+            iam.PolicyStatement(sid="WriteTrainingLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                                resources=[log_streams]),
+            iam.PolicyStatement(sid="PublishTrainingMetrics", actions=["cloudwatch:PutMetricData"], resources=["*"],
+                                conditions={"StringEquals": {"cloudwatch:namespace": TRAINING_METRICS_NAMESPACE}}),
+        ]
+        if config.use_spot:
+            statements.append(iam.PolicyStatement(sid="SyncCheckpoints", actions=["s3:GetObject", "s3:PutObject"],
+                                                  resources=[checkpoints]))
+        policy = iam.Policy(self, "TrainingPolicy", roles=[role], statements=statements)
+        findings = {
+            "*": "Only ecr:GetAuthorizationToken (registry-wide tokens) and cloudwatch:PutMetricData (no resource-level "
+                 f"permissions; limited to the namespace {TRAINING_METRICS_NAMESPACE} by a condition) use '*'.",
+            training_data: "Training jobs read every file of the training channels under training/ (train/ and test/).",
+            models: "SageMaker writes each job's model.tar.gz under models/<job name>/: put only, this prefix only.",
+            log_streams: "SageMaker names each training job's log streams <job name>/algo-<n>-<time>; "
+                         "the grant covers this pipeline's job names only.",
+        }
+        if config.use_spot:
+            findings[checkpoints] = "Managed Spot syncs /opt/ml/checkpoints with checkpoints/<job name>/ to resume an interrupted job."
+        acknowledge_wildcards(policy, findings)
+        return role
+
+    def _grant_pipeline(self, storage: StorageStack, endpoint: EndpointStack) -> None:
+        """What the state machine does beyond its CallAwsService tasks (which grant their own calls)."""
+        names = f"{self.job_name_prefix}*"
+        models, configs = sagemaker_arn(self, "model", names), sagemaker_arn(self, "endpoint-config", names)
+        statements = [
+            *sync_job_statements(self, "training-job", self.job_name_prefix, "StepFunctionsGetEventsForSageMakerTrainingJobsRule"),
+            iam.PolicyStatement(sid="PassRolesToSageMaker", actions=["iam:PassRole"],
+                                resources=[self.training_role.role_arn, endpoint.model_role.role_arn],
+                                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}),
+            # tags given at creation are authorized as AddTags
+            iam.PolicyStatement(sid="TagModelsAndEndpointConfigs", actions=["sagemaker:AddTags"], resources=[models, configs]),
+            volume_grant_statement(storage.key),
+        ]
+        for statement in statements:
+            self.state_machine.add_to_role_policy(statement)
+        reason = "Names carry the execution's start time and hash: the grant covers this pipeline's names only."
+        acknowledge_wildcards(self.state_machine.role, {
+            "*": STATE_MACHINE_SERVICE_WILDCARDS + ".",
+            sagemaker_arn(self, "training-job", names): f"Training jobs {names}. " + reason,
+            models: f"Models {names} (named after their training job). " + reason,
+            configs: f"Endpoint configurations {names} (named after their training job). " + reason,
+        })
+
+    def _parameter_arn(self, name: str) -> str:
+        return self.format_arn(service="ssm", resource="parameter", resource_name=name.lstrip("/"))
+
+
+def data_capture_config(config: AppConfig, storage: StorageStack) -> dict:
+    """The endpoint's data capture (as the endpoint stack sets it), for the endpoint configs the pipeline creates."""
+    return {
+        "EnableCapture": config.data_capture_percent > 0,
+        "InitialSamplingPercentage": max(config.data_capture_percent, 1),
+        "DestinationS3Uri": f"s3://{storage.bucket.bucket_name}/{CAPTURE_PREFIX.rstrip('/')}",
+        "KmsKeyId": storage.key.key_arn,
+        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+        "CaptureContentTypeHeader": {"JsonContentTypes": DATA_CAPTURE_CONTENT_TYPES},
+    }
+
+
+def _channel(name: str, s3_uri: str) -> dict:
+    return {"ChannelName": name, "InputMode": "File", "DataSource": {"S3DataSource": {
+        "S3DataType": "S3Prefix", "S3Uri": s3_uri, "S3DataDistributionType": "FullyReplicated"}}}
+
+
+def _spot_max_wait(config: AppConfig) -> cdk.Duration:
+    hours = config.training_max_runtime_hours
+    return cdk.Duration.hours(hours + min(hours, int(SPOT_EXTRA_WAIT_LIMIT.to_hours())))
+
+
+def _timeout(config: AppConfig) -> cdk.Duration:
+    training = _spot_max_wait(config) if config.use_spot else cdk.Duration.hours(config.training_max_runtime_hours)
+    return cdk.Duration.hours(int(training.to_hours() + DEPLOYMENT_ALLOWANCE.to_hours()))

@@ -1,0 +1,362 @@
+"""The training stack: its state machine read as Step Functions will run it, its roles, and cdk-nag."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from infra.config import AppConfig
+from infra.stacks.endpoint import EndpointStack
+from infra.stacks.image import ImageStack
+from infra.stacks.storage import StorageStack
+from infra.stacks.training import ENDPOINT_MAX_POLLS, HYPERPARAMETER_DEFAULTS, TrainingStack
+from infra.stacks.workflow import job_name_expression
+from model_code.train import metric_lines
+from tests.infra.pipelines import (
+    PARTITION, actions_on, as_list, definition, evaluate, main_path, marker, policy_statements, resources,
+    state_machine, synthesize,
+)
+
+STORAGE_EXPORTS = "import:Gru4Rec-Dev-Storage"
+SAGEMAKER_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
+EXECUTION = {"Id": "arn:aws:states:eu-west-1:123456789012:execution:gru4rec-dev-training:run-1",
+             "StartTime": "2026-11-29T02:17:10.123Z"}
+
+
+def build(app, config: AppConfig):
+    storage = StorageStack(app, config.stack_name("Storage"), config)
+    image = ImageStack(app, config.stack_name("Image"), config)
+    endpoint = EndpointStack(app, config.stack_name("Endpoint"), config, storage, image)
+    training = TrainingStack(app, config.stack_name("Training"), config, storage, image, endpoint)
+    return {"storage": storage, "image": image, "endpoint": endpoint, "training": training}
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, dummy_model_artifact):
+    return synthesize(tmp_path_factory.mktemp("training"), {"initial_model_artifact": str(dummy_model_artifact)}, build)
+
+
+@pytest.fixture(scope="module")
+def without_spot(tmp_path_factory, dummy_model_artifact):
+    context = {"initial_model_artifact": str(dummy_model_artifact), "use_spot": False}
+    return synthesize(tmp_path_factory.mktemp("training_on_demand"), context, build)
+
+
+@pytest.fixture(scope="module")
+def states(pipeline):
+    return definition(pipeline.templates["training"])["States"]
+
+
+@pytest.fixture(scope="module")
+def variables(states):
+    """The variables "Name the job" assigns, evaluated for EXECUTION."""
+    assigned = states["Name the job"]["Assign"]
+    return {**assigned, "jobName": evaluate(assigned["jobName"], states={"context": {"Execution": EXECUTION}})}
+
+
+def test_app_passes_cdk_nag(pipeline):
+    assert pipeline.nag_error is None, pipeline.nag_error
+
+
+def test_states_in_order(states):
+    assert main_path(states, "Name the job", via={"Endpoint updated?": "Record model data"}) == [
+        "Name the job", "Train", "Quality gate", "Create model", "Create endpoint config", "Update endpoint",
+        "Wait for endpoint", "Check endpoint", "Endpoint updated?", "Record model data", "Record model name", "Done",
+    ]
+    assert states["Done"]["Type"] == "Succeed"
+    assert main_path(states, "Wait for endpoint") == ["Wait for endpoint", "Check endpoint", "Endpoint updated?"]
+
+
+def test_state_machine_is_standard_traced_and_logs_everything_encrypted(pipeline):
+    template = pipeline.templates["training"]
+    properties = state_machine(template)
+    assert properties["StateMachineType"] == "STANDARD"
+    assert properties["TracingConfiguration"] == {"Enabled": True}
+    assert properties["LoggingConfiguration"]["Level"] == "ALL"
+    assert properties["LoggingConfiguration"]["IncludeExecutionData"] is True
+    (log_group,) = resources(template, "AWS::Logs::LogGroup").values()
+    assert STORAGE_EXPORTS in marker(log_group["Properties"]["KmsKeyId"])
+    assert definition(template)["QueryLanguage"] == "JSONata"
+    assert "TrainingStateMachineArn" in template["Outputs"]
+
+
+def test_training_job_runs_the_image_to_the_end(states, pipeline):
+    train = states["Train"]
+    assert train["Resource"] == f"arn:{PARTITION}:states:::sagemaker:createTrainingJob.sync"
+    arguments = train["Arguments"]
+    assert arguments["AlgorithmSpecification"]["TrainingImage"].endswith(":" + _image_tag(pipeline, "train"))
+    assert arguments["RoleArn"] == "<" + _logical_id(pipeline.templates["training"], "AWS::IAM::Role", "TrainingRole") + ".Arn>"
+    assert arguments["ResourceConfig"]["InstanceType"] == pipeline.config.training_instance_type
+    assert arguments["StoppingCondition"]["MaxRuntimeInSeconds"] == pipeline.config.training_max_runtime_hours * 3600
+    assert arguments["OutputDataConfig"]["S3OutputPath"].endswith("/models/")
+    assert STORAGE_EXPORTS in arguments["OutputDataConfig"]["KmsKeyId"]
+    assert STORAGE_EXPORTS in arguments["ResourceConfig"]["VolumeKmsKeyId"]
+    assert {"Key": "project", "Value": "gru4rec"} in arguments["Tags"]
+
+
+def test_metric_definitions_match_what_training_prints(states):
+    definitions = {metric["Name"]: metric["Regex"] for metric in states["Train"]["Arguments"]["AlgorithmSpecification"]["MetricDefinitions"]}
+    assert definitions == {"recall@20": "recall@20=([0-9.]+);", "mrr@20": "mrr@20=([0-9.]+);"}
+    printed = metric_lines({"recall@20": 0.68123, "mrr@20": 0.35951})
+    found = {name: float(re.search(regex, printed).group(1)) for name, regex in definitions.items()}
+    assert found == {"recall@20": 0.6812, "mrr@20": 0.3595}
+
+
+def test_job_name_is_unique_per_execution_and_short_enough(variables, pipeline):
+    name = variables["jobName"]
+    assert re.fullmatch(r"gru4rec-dev-train-20261129-021710-[0-9a-f]{8}", name)
+    other = evaluate(job_name_expression(pipeline.config, "train"),
+                     states={"context": {"Execution": {**EXECUTION, "Id": EXECUTION["Id"] + "x"}}})
+    assert other != name
+    longest_stage = AppConfig(stage="s" * 16)
+    longest = evaluate(job_name_expression(longest_stage, "train"), states={"context": {"Execution": EXECUTION}})
+    assert len(longest) <= 63 and SAGEMAKER_NAME.fullmatch(longest)
+
+
+def test_hyperparameters_are_defaults_overridden_by_the_input_as_strings(states, variables):
+    expression = states["Train"]["Arguments"]["HyperParameters"]
+    given = evaluate(expression, variables, states={"input": {"hyperparameters": {"epochs": 3, "preset": "diginetica",
+                                                                                   "learning_rate": 0.05}}})
+    assert given == {"preset": "diginetica", "epochs": "3", "learning_rate": "0.05"}
+    assert evaluate(expression, variables, states={"input": {}}) == HYPERPARAMETER_DEFAULTS
+
+
+def test_test_channel_unless_the_input_turns_it_off(states, variables):
+    expression = states["Train"]["Arguments"]["InputDataConfig"]
+
+    def channels(execution_input):
+        return {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"]
+                for c in as_list(evaluate(expression, variables, states={"input": execution_input}))}
+
+    both = channels({})
+    assert both["train"].endswith("/training/train/") and both["test"].endswith("/training/test/")
+    assert channels({"test_channel": True}) == both
+    assert set(channels({"test_channel": False})) == {"train"}
+
+
+def test_spot_training_waits_longer_and_checkpoints_per_job(states, variables, pipeline):
+    arguments = states["Train"]["Arguments"]
+    assert arguments["EnableManagedSpotTraining"] is True
+    stopping = arguments["StoppingCondition"]
+    assert stopping["MaxWaitTimeInSeconds"] > stopping["MaxRuntimeInSeconds"]
+    checkpoint = arguments["CheckpointConfig"]
+    assert checkpoint["LocalPath"] == "/opt/ml/checkpoints"
+    assert evaluate(checkpoint["S3Uri"], variables) == f"s3://{variables['bucket']}/checkpoints/{variables['jobName']}"
+
+
+def test_on_demand_training_has_no_spot_settings(without_spot):
+    assert without_spot.nag_error is None, without_spot.nag_error
+    arguments = definition(without_spot.templates["training"])["States"]["Train"]["Arguments"]
+    assert "EnableManagedSpotTraining" not in arguments and "CheckpointConfig" not in arguments
+    assert "MaxWaitTimeInSeconds" not in arguments["StoppingCondition"]
+    training_policy = _policy(without_spot.templates["training"], "TrainingPolicy")
+    assert not any("/checkpoints/" in marker(r) for s in training_policy for r in as_list(s["Resource"]))
+
+
+@pytest.mark.parametrize("metrics, expected", [
+    ([{"MetricName": "mrr@20", "Value": 0.31}, {"MetricName": "recall@20", "Value": 0.64}], 0.64),
+    ([{"MetricName": "mrr@20", "Value": 0.31}], None),
+    (None, None),
+])
+def test_gate_reads_recall_by_name(states, metrics, expected):
+    result = {"ModelArtifacts": {"S3ModelArtifacts": "s3://b/models/j/output/model.tar.gz"}}
+    if metrics is not None:
+        result["FinalMetricDataList"] = metrics
+    assert evaluate(states["Train"]["Assign"]["recall"], states={"result": result}) == expected
+
+
+@pytest.mark.parametrize("recall, verdict", [
+    (None, "No recall metric"), (0.05, "Below threshold"), (0.2, "Create model"), (0.7, "Create model"),
+])
+def test_quality_gate(states, variables, pipeline, recall, verdict):
+    assert pipeline.config.recall_threshold == 0.2
+    assert _choose(states["Quality gate"], {**variables, "recall": recall}) == verdict
+
+
+def test_failed_gate_says_why(states, variables):
+    missing = states["No recall metric"]["Output"]
+    assert missing["Error"] == "QualityGate.MetricMissing"
+    assert "reported no recall@20: was a test channel given?" in evaluate(missing["Cause"], variables)
+    below = states["Below threshold"]["Output"]
+    cause = evaluate(below["Cause"], {**variables, "recall": 0.1234})
+    assert "recall@20 = 0.1234" in cause and "threshold 0.2" in cause
+    assert states["No recall metric"]["Next"] == states["Below threshold"]["Next"] == "Notify failure"
+
+
+def test_every_task_and_failed_check_notifies_then_fails(states, pipeline):
+    tasks = [name for name, state in states.items() if state["Type"] == "Task" and name != "Notify failure"]
+    assert len(tasks) == 7
+    for name in tasks:
+        assert states[name]["Catch"] == [{"ErrorEquals": ["States.ALL"], "Next": "Notify failure"}], name
+    for name, state in states.items():
+        if state["Type"] == "Pass" and name != "Name the job":
+            assert set(state["Output"]) == {"Error", "Cause"} and state["Next"] == "Notify failure", name
+    notify = states["Notify failure"]
+    assert notify["Resource"] == f"arn:{PARTITION}:states:::sns:publish"
+    topic = _logical_id(pipeline.templates["training"], "AWS::SNS::Topic", "FailureTopic")
+    assert notify["Arguments"]["TopicArn"] == f"<{topic}>"
+    assert notify["Next"] == "Failed" and states["Failed"]["Type"] == "Fail"
+    failure = {"Error": "States.TaskFailed", "Cause": "AlgorithmError: out of memory"}
+    assert evaluate(states["Failed"]["Error"], states={"input": failure}) == "States.TaskFailed"
+    assert evaluate(states["Failed"]["Cause"], states={"input": failure}) == "AlgorithmError: out of memory"
+
+
+def test_failure_topic_is_encrypted_and_mailed(pipeline):
+    template = pipeline.templates["training"]
+    (topic,) = resources(template, "AWS::SNS::Topic").values()
+    assert STORAGE_EXPORTS in marker(topic["Properties"]["KmsMasterKeyId"])
+    (subscription,) = resources(template, "AWS::SNS::Subscription").values()
+    assert subscription["Properties"]["Protocol"] == "email"
+    assert subscription["Properties"]["Endpoint"] == pipeline.config.notification_email
+
+
+def test_model_and_endpoint_config_from_the_job(states, pipeline):
+    model = states["Create model"]
+    assert model["Resource"] == f"arn:{PARTITION}:states:::aws-sdk:sagemaker:createModel"
+    assert model["Arguments"]["ModelName"] == "{% $jobName %}"
+    assert model["Arguments"]["PrimaryContainer"]["ModelDataUrl"] == "{% $modelData %}"
+    assert model["Arguments"]["PrimaryContainer"]["Image"].endswith(":" + _image_tag(pipeline, "serve"))
+    assert "ModelRole" in model["Arguments"]["ExecutionRoleArn"]
+    assert {"Key": "training-job", "Value": "{% $jobName %}"} in model["Arguments"]["Tags"]
+    config = states["Create endpoint config"]["Arguments"]
+    (variant,) = config["ProductionVariants"]
+    assert variant == {"VariantName": "AllTraffic", "ModelName": "{% $jobName %}", "InitialVariantWeight": 1,
+                       "InstanceType": pipeline.config.endpoint_instance_type,
+                       "InitialInstanceCount": pipeline.config.endpoint_initial_instance_count}
+    assert STORAGE_EXPORTS in config["KmsKeyId"] and config["Tags"]
+
+
+def test_data_capture_is_the_endpoint_stacks(states, pipeline):
+    (endpoint_config,) = resources(pipeline.templates["endpoint"], "AWS::SageMaker::EndpointConfig").values()
+    reference = endpoint_config["Properties"]["DataCaptureConfig"]
+    ours = states["Create endpoint config"]["Arguments"]["DataCaptureConfig"]
+    assert _markers(ours) == _markers(reference)
+
+
+def test_update_endpoint_keeps_the_fleet_size(states, pipeline):
+    update = states["Update endpoint"]
+    assert update["Resource"] == f"arn:{PARTITION}:states:::aws-sdk:sagemaker:updateEndpoint"
+    assert update["Arguments"] == {"EndpointName": pipeline.stacks["endpoint"].endpoint_name,
+                                   "EndpointConfigName": "{% $jobName %}", "RetainAllVariantProperties": True}
+
+
+@pytest.mark.parametrize("described, polls, verdict", [
+    ({"EndpointStatus": "Updating", "EndpointConfigName": "old"}, 1, "Wait for endpoint"),
+    ({"EndpointStatus": "InService", "EndpointConfigName": "JOB"}, 5, "Record model data"),
+    ({"EndpointStatus": "InService", "EndpointConfigName": "old", "FailureReason": "health check"}, 5, "Endpoint update failed"),
+    ({"EndpointStatus": "Failed", "EndpointConfigName": "JOB"}, 5, "Endpoint update failed"),
+    ({"EndpointStatus": "UpdateRollbackFailed", "EndpointConfigName": "JOB"}, 5, "Endpoint update failed"),
+    ({"EndpointStatus": "Updating", "EndpointConfigName": "old"}, ENDPOINT_MAX_POLLS, "Endpoint update too slow"),
+])
+def test_endpoint_wait_loop(states, variables, described, polls, verdict):
+    described = {**described, "EndpointConfigName": described["EndpointConfigName"].replace("JOB", variables["jobName"])}
+    assert states["Wait for endpoint"]["Next"] == "Check endpoint"
+    assert states["Check endpoint"]["Resource"] == f"arn:{PARTITION}:states:::aws-sdk:sagemaker:describeEndpoint"
+    assert evaluate(states["Check endpoint"]["Assign"]["polls"], {"polls": polls - 1}) == polls
+    assert _choose(states["Endpoint updated?"], {**variables, "polls": polls}, described) == verdict
+
+
+def test_rolled_back_update_names_the_reason(states, variables):
+    described = {"EndpointStatus": "InService", "EndpointConfigName": "old", "FailureReason": "health check failed"}
+    cause = evaluate(states["Endpoint update failed"]["Output"]["Cause"], variables, {"input": described})
+    assert "InService with configuration old, not " + variables["jobName"] in cause and "health check failed" in cause
+
+
+def test_live_model_is_recorded_in_ssm(states, pipeline):
+    records = {states[name]["Arguments"]["Name"]: states[name]["Arguments"] for name in ("Record model data", "Record model name")}
+    assert records == {
+        "/gru4rec/dev/current-model-data": {"Name": "/gru4rec/dev/current-model-data", "Value": "{% $modelData %}", "Overwrite": True},
+        "/gru4rec/dev/current-model-name": {"Name": "/gru4rec/dev/current-model-name", "Value": "{% $jobName %}", "Overwrite": True},
+    }
+    assert pipeline.config.model_data_parameter_name in records and pipeline.config.model_name_parameter_name in records
+    for name in ("Record model data", "Record model name"):
+        assert states[name]["Resource"] == f"arn:{PARTITION}:states:::aws-sdk:ssm:putParameter"
+
+
+def test_no_action_wildcards(pipeline):
+    for statement in policy_statements(pipeline.templates["training"]):
+        assert statement["Effect"] == "Allow"
+        assert not any("*" in action for action in as_list(statement["Action"])), statement
+
+
+def test_only_service_apis_without_resource_permissions_use_star(pipeline):
+    allowed = {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData", "xray:PutTraceSegments", "xray:PutTelemetryRecords",
+               "xray:GetSamplingRules", "xray:GetSamplingTargets", "logs:CreateLogDelivery", "logs:GetLogDelivery",
+               "logs:UpdateLogDelivery", "logs:DeleteLogDelivery", "logs:ListLogDeliveries", "logs:PutResourcePolicy",
+               "logs:DescribeResourcePolicies", "logs:DescribeLogGroups"}
+    for statement in policy_statements(pipeline.templates["training"]):
+        if statement["Resource"] == "*":
+            assert set(as_list(statement["Action"])) <= allowed, statement
+            if "cloudwatch:PutMetricData" in as_list(statement["Action"]):
+                assert statement["Condition"] == {"StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}}
+
+
+def test_pass_role_only_for_the_two_sagemaker_roles(pipeline):
+    template = pipeline.templates["training"]
+    passing = [s for s in policy_statements(template) if "iam:PassRole" in as_list(s["Action"])]
+    assert len(passing) == 1
+    (statement,) = passing
+    assert as_list(statement["Action"]) == ["iam:PassRole"]
+    assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    roles = {marker(r) for r in statement["Resource"]}
+    training_role = f"<{_logical_id(template, 'AWS::IAM::Role', 'TrainingRole')}.Arn>"
+    assert training_role in roles and len(roles) == 2
+    (model_role,) = roles - {training_role}
+    assert model_role.startswith("<import:Gru4Rec-Dev-Endpoint:") and "ModelRole" in model_role
+
+
+def test_state_machine_runs_only_its_own_jobs(pipeline):
+    statements = policy_statements(pipeline.templates["training"])
+    assert actions_on(statements, ":training-job/gru4rec-dev-train-*") == {
+        "sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob",
+        "sagemaker:AddTags", "sagemaker:ListTags"}
+    assert actions_on(statements, ":rule/StepFunctionsGetEventsForSageMakerTrainingJobsRule") == {
+        "events:PutTargets", "events:PutRule", "events:DescribeRule"}
+    assert actions_on(statements, ":endpoint/gru4rec-dev") >= {"sagemaker:updateEndpoint", "sagemaker:describeEndpoint"}
+    assert actions_on(statements, ":parameter/gru4rec/dev/current-model-") == {"ssm:putParameter"}
+
+
+def test_training_role_reads_training_data_and_writes_models(pipeline):
+    statements = _policy(pipeline.templates["training"], "TrainingPolicy")
+    assert actions_on(statements, "/training/*") == {"s3:GetObject"}
+    assert actions_on(statements, "/models/*") == {"s3:PutObject"}
+    assert actions_on(statements, "/checkpoints/*") == {"s3:GetObject", "s3:PutObject"}
+    repository = actions_on(statements, "import:Gru4Rec-Dev-Image")
+    assert repository == {"ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"}
+    assert actions_on(statements, "log-group:/aws/sagemaker/TrainingJobs:log-stream:gru4rec-dev-train-*") == {
+        "logs:CreateLogStream", "logs:PutLogEvents"}
+
+
+def _choose(choice: dict, variables: dict, state_input: dict | None = None) -> str:
+    """The state a JSONata Choice goes to."""
+    for rule in choice["Choices"]:
+        if evaluate(rule["Condition"], variables, {"input": state_input or {}}) is True:
+            return rule["Next"]
+    return choice["Default"]
+
+
+def _logical_id(template: dict, resource_type: str, prefix: str) -> str:
+    (name,) = [name for name in resources(template, resource_type) if name.startswith(prefix)]
+    return name
+
+
+def _policy(template: dict, prefix: str) -> list[dict]:
+    return resources(template, "AWS::IAM::Policy")[_logical_id(template, "AWS::IAM::Policy", prefix)]["Properties"][
+        "PolicyDocument"]["Statement"]
+
+
+def _image_tag(pipeline, target: str) -> str:
+    image = pipeline.stacks["image"]
+    uri = image.resolve(image.image_uri if target == "train" else image.serve_image_uri)
+    return marker(uri).rsplit(":", 1)[1]
+
+
+def _markers(value):
+    """``value`` with every CloudFormation reference in marker form (two stacks' imports of one export compare equal)."""
+    if isinstance(value, dict) and value and next(iter(value)).startswith(("Fn::", "Ref")):
+        return marker(value)
+    if isinstance(value, dict):
+        return {key: _markers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_markers(item) for item in value]
+    return value
