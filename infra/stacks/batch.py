@@ -1,0 +1,233 @@
+"""Batch: score every new sessions file with Batch Transform and the live model.
+
+An EventBridge rule on the data bucket's "Object Created" events for ``sessions/incoming/*.jsonl``
+starts the state machine ``gru4rec-<stage>-batch`` with the event as its input:
+
+Name the job -> Sessions file? -> Stagger -> Count running jobs -> Capacity free? (no: Wait for
+capacity -> Count running jobs) -> Read live model -> Transform (CreateTransformJob, run to the
+end) -> Done. Any failure: Notify failure (SNS) -> Failed.
+
+``sessions/incoming/<dir>/<name>.jsonl`` is scored into ``sessions/scored/<dir>/<name>.jsonl.out``
+(SageMaker appends ``.out``), one output line per input line, in order.
+"""
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from infra.config import AppConfig
+from infra.layout import INCOMING_SESSIONS_PREFIX, SCORED_SESSIONS_PREFIX
+from infra.stacks.image import ImageStack
+from infra.stacks.storage import StorageStack
+from infra.stacks.workflow import (
+    STATE_MACHINE_SERVICE_WILDCARDS,
+    acknowledge_wildcards,
+    add_capacity_retries,
+    failure,
+    failure_topic,
+    job_name_expression,
+    job_name_prefix,
+    notify_and_fail,
+    pipeline_state_machine,
+    resource_tags,
+    sagemaker_arn,
+    sync_job_statements,
+    sync_job_task,
+    volume_grant_statement,
+)
+
+JOB_KIND = "batch"
+SESSIONS_SUFFIX = ".jsonl"
+CONTENT_TYPE = "application/jsonlines"
+# The serving container's contract (its /execution-parameters): MultiRecord batches of at most 6 MB
+MAX_PAYLOAD_MB = 6
+# SageMaker: MaxConcurrentTransforms x MaxPayloadInMB may not exceed 100 MB
+MAX_PAYLOAD_TOTAL_MB = 100
+# vCPUs of the SageMaker instance sizes below "2xlarge"; "<n>xlarge" has 4 n
+SMALL_SIZE_VCPUS = {"medium": 1, "large": 2, "xlarge": 4}
+# ListTransformJobs returns at most this many jobs per call
+LIST_PAGE_LIMIT = 100
+# Executions started together (many files at once) spread their first count over this many seconds
+STAGGER_SECONDS = 30
+CAPACITY_POLL_SECONDS = 60
+CAPACITY_POLL_JITTER_SECONDS = 30
+EXECUTION_TIMEOUT = cdk.Duration.days(2)
+# EventBridge keeps trying to start an execution this long (with this many retries), then parks the event in the DLQ
+EVENT_MAX_AGE = cdk.Duration.hours(6)
+EVENT_RETRY_ATTEMPTS = 8
+
+
+class BatchStack(cdk.Stack):
+    """Rule on new sessions files -> batch state machine -> Batch Transform; failure topic and DLQ.
+
+    ``state_machine`` and ``topic`` are for other stacks; the CloudFormation output
+    ``BatchStateMachineArn`` is for the operator CLI.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, config: AppConfig, storage: StorageStack,
+                 image: ImageStack, **kwargs) -> None:
+        super().__init__(scope, construct_id, description=f"GRU4Rec {config.stage}: batch scoring of new sessions files", **kwargs)
+        self.job_name_prefix = job_name_prefix(config, JOB_KIND)
+        self.topic = failure_topic(self, config, storage.key, "batch")
+        on_failure = notify_and_fail(self, config, self.topic, "batch", {"job": "$jobName", "file": "$key"})
+        transform = self._transform(config, storage, on_failure)
+        definition = (sfn.Chain.start(self._name_the_job(config, storage))
+                      .next(self._check_input(on_failure, self._bounded_concurrency(config, on_failure, transform))))
+        self.state_machine = pipeline_state_machine(self, config, storage.key, "batch", definition, EXECUTION_TIMEOUT)
+        self._grant_pipeline(storage)
+        self.rule, self.dead_letter_queue = self._trigger(config, storage)
+        cdk.CfnOutput(self, "BatchStateMachineArn", value=self.state_machine.state_machine_arn,
+                      description="Batch pipeline: scores each new sessions/incoming/*.jsonl file")
+
+    # --- states -----------------------------------------------------------------------------------
+
+    def _name_the_job(self, config: AppConfig, storage: StorageStack) -> sfn.Pass:
+        """The job name, the bucket and the new object's key ('' when the input is not an S3 event)."""
+        key = "$states.input.detail.object.key"
+        return sfn.Pass.jsonata(self, "Name the job", assign={
+            "jobName": job_name_expression(config, JOB_KIND),
+            "bucket": storage.bucket.bucket_name,
+            "key": f"{{% $type({key}) = 'string' ? {key} : '' %}}",
+        })
+
+    def _check_input(self, on_failure: sfn.IChainable, then: sfn.IChainable) -> sfn.Choice:
+        """Go on only for a key ``sessions/incoming/...<name>.jsonl`` (the rule sends no other; a manual start might)."""
+        pattern = "/^" + INCOMING_SESSIONS_PREFIX.replace("/", "\\/") + ".+\\" + SESSIONS_SUFFIX + "$/"
+        not_sessions = failure(
+            self, "Not a sessions file", "Input.NotASessionsFile",
+            f"'expected an S3 Object Created event for {INCOMING_SESSIONS_PREFIX}<name>{SESSIONS_SUFFIX}, got ' & "
+            "($key = '' ? 'no object key' : 'the key ' & $key)",
+        )
+        return (sfn.Choice.jsonata(self, "Sessions file?")
+                .when(sfn.Condition.jsonata(f"{{% $contains($key, {pattern}) %}}"), then)
+                .otherwise(not_sessions.next(on_failure)))
+
+    def _bounded_concurrency(self, config: AppConfig, on_failure: sfn.IChainable, then: sfn.IChainable) -> sfn.IChainable:
+        """Start a transform job only while fewer than ``max_concurrent_transform_jobs`` of this stage run.
+
+        Counting and starting are two steps, so executions that count at the same moment could
+        both start: the random stagger and the jittered waits make that unlikely, and SageMaker's
+        own quota (ResourceLimitExceeded, retried with backoff) is the hard limit.
+        """
+        limit = min(config.max_concurrent_transform_jobs, LIST_PAGE_LIMIT)
+        stagger = sfn.Wait.jsonata(self, "Stagger", time=sfn.WaitTime.seconds(
+            f"{{% $floor($random() * {STAGGER_SECONDS}) %}}"))
+        count = tasks.CallAwsService.jsonata(
+            self, "Count running jobs", service="sagemaker", action="listTransformJobs",
+            iam_resources=["*"],
+            parameters={"StatusEquals": "InProgress", "NameContains": self.job_name_prefix, "MaxResults": LIST_PAGE_LIMIT},
+            assign={"running": "{% $count($states.result.TransformJobSummaries) %}"},
+        )
+        count.add_catch(on_failure)
+        wait = sfn.Wait.jsonata(self, "Wait for capacity", time=sfn.WaitTime.seconds(
+            f"{{% {CAPACITY_POLL_SECONDS} + $floor($random() * {CAPACITY_POLL_JITTER_SECONDS}) %}}"))
+        capacity = (sfn.Choice.jsonata(self, "Capacity free?")
+                    .when(sfn.Condition.jsonata(f"{{% $running < {limit} %}}"), then)
+                    .otherwise(wait.next(count)))
+        return stagger.next(count).next(capacity)
+
+    def _transform(self, config: AppConfig, storage: StorageStack, on_failure: sfn.IChainable) -> sfn.IChainable:
+        """Read the live model's name, then run one transform job over the new file."""
+        read_model = tasks.CallAwsService.jsonata(
+            self, "Read live model", service="ssm", action="getParameter",
+            iam_resources=[self.format_arn(service="ssm", resource="parameter",
+                                           resource_name=config.model_name_parameter_name.lstrip("/"))],
+            parameters={"Name": config.model_name_parameter_name},
+            assign={"modelName": "{% $states.result.Parameter.Value %}"},
+        )
+        read_model.add_catch(on_failure)
+        workers = transform_workers(config.transform_instance_type)
+        relative = f"$substringAfter($key, '{INCOMING_SESSIONS_PREFIX}')"
+        transform = sync_job_task(self, "Transform", "createTransformJob", {
+            "TransformJobName": "{% $jobName %}",
+            "ModelName": "{% $modelName %}",
+            "BatchStrategy": "MultiRecord",
+            "MaxPayloadInMB": MAX_PAYLOAD_MB,
+            "MaxConcurrentTransforms": workers,
+            # one request per worker: the container runs this many workers whatever the instance's cores
+            "Environment": {"MODEL_SERVER_WORKERS": str(workers)},
+            "TransformInput": {
+                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "{% 's3://' & $bucket & '/' & $key %}"}},
+                "ContentType": CONTENT_TYPE, "SplitType": "Line", "CompressionType": "None",
+            },
+            "TransformOutput": {
+                # the key's folders below sessions/incoming/, under sessions/scored
+                "S3OutputPath": "{% 's3://' & $bucket & '/" + SCORED_SESSIONS_PREFIX.rstrip("/") + "' & $replace('/' & "
+                                + relative + ", /\\/[^\\/]*$/, '') %}",
+                "Accept": CONTENT_TYPE, "AssembleWith": "Line", "KmsKeyId": storage.key.key_arn,
+            },
+            "TransformResources": {"InstanceType": config.transform_instance_type,
+                                   "InstanceCount": config.transform_instance_count,
+                                   "VolumeKmsKeyId": storage.key.key_arn},
+            "Tags": resource_tags(config, pipeline="batch"),
+        }, comment="Score the file with the live model (one output line per input line)")
+        add_capacity_retries(transform)
+        transform.add_catch(on_failure)
+        done = sfn.Succeed.jsonata(self, "Done", outputs={
+            "job": "{% $jobName %}", "model": "{% $modelName %}", "input": "{% 's3://' & $bucket & '/' & $key %}",
+            "output": "{% $states.result.TransformOutput.S3OutputPath %}",
+        })
+        return read_model.next(transform).next(done)
+
+    # --- trigger and permissions ------------------------------------------------------------------
+
+    def _trigger(self, config: AppConfig, storage: StorageStack) -> tuple[events.Rule, sqs.Queue]:
+        """New ``sessions/incoming/*.jsonl`` objects start the state machine; events it cannot start go to a DLQ."""
+        rule = events.Rule(self, "SessionsArrived", description=f"New {INCOMING_SESSIONS_PREFIX}*{SESSIONS_SUFFIX} "
+                                                                f"files in the GRU4Rec {config.stage} data bucket",
+                           event_pattern=events.EventPattern(
+                               source=["aws.s3"], detail_type=["Object Created"],
+                               detail={"bucket": {"name": [storage.bucket.bucket_name]},
+                                       "object": {"key": events.Match.wildcard(f"{INCOMING_SESSIONS_PREFIX}*{SESSIONS_SUFFIX}")}},
+                           ))
+        queue = sqs.Queue(self, "UnstartedEvents", encryption=sqs.QueueEncryption.KMS, encryption_master_key=storage.key,
+                          enforce_ssl=True, retention_period=cdk.Duration.days(14))
+        cdk.Validations.of(queue).acknowledge(cdk.Acknowledgment(
+            id="AwsSolutions-SQS3",
+            reason="This queue is the dead-letter queue of the EventBridge target: it holds the events whose execution could not start.",
+        ))
+        rule.add_target(targets.SfnStateMachine(self.state_machine, dead_letter_queue=queue,
+                                                retry_attempts=EVENT_RETRY_ATTEMPTS, max_event_age=EVENT_MAX_AGE))
+        alarm = queue.metric_approximate_number_of_messages_visible(period=cdk.Duration.minutes(5)).create_alarm(
+            self, "UnstartedEventsAlarm", threshold=1, evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description="Sessions files arrived whose batch scoring could not be started: see the dead-letter queue",
+        )
+        alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.topic))
+        return rule, queue
+
+    def _grant_pipeline(self, storage: StorageStack) -> None:
+        """What the state machine does beyond its CallAwsService tasks (which grant their own calls)."""
+        for statement in (*sync_job_statements(self, "transform-job", self.job_name_prefix,
+                                               "StepFunctionsGetEventsForSageMakerTransformJobsRule"),
+                          volume_grant_statement(storage.key)):
+            self.state_machine.add_to_role_policy(statement)
+        acknowledge_wildcards(self.state_machine.role, {
+            "*": STATE_MACHINE_SERVICE_WILDCARDS + "; so does sagemaker:ListTransformJobs, which counts the running jobs.",
+            sagemaker_arn(self, "transform-job", f"{self.job_name_prefix}*"):
+                f"Transform jobs {self.job_name_prefix}*, named after the execution's start time and hash: "
+                "the grant covers this pipeline's names only.",
+        })
+
+
+def transform_workers(instance_type: str) -> int:
+    """Requests a transform instance serves at once: one per vCPU (the container's default worker count),
+    at most as many as SageMaker allows with ``MAX_PAYLOAD_MB`` payloads."""
+    size = instance_type.rsplit(".", 1)[-1]
+    multiple = size.removesuffix("xlarge")
+    if size in SMALL_SIZE_VCPUS:
+        vcpus = SMALL_SIZE_VCPUS[size]
+    elif size.endswith("xlarge") and multiple.isdigit():
+        vcpus = 4 * int(multiple)
+    else:
+        raise ValueError(f"transform_instance_type {instance_type!r}: cannot tell its vCPUs from the size {size!r}")
+    return min(vcpus, MAX_PAYLOAD_TOTAL_MB // MAX_PAYLOAD_MB)

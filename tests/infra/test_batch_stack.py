@@ -1,0 +1,239 @@
+"""The batch stack: the rule on new sessions files, the state machine read as Step Functions will run it, IAM."""
+from __future__ import annotations
+
+import fnmatch
+import re
+
+import pytest
+
+from infra.config import AppConfig
+from infra.stacks.batch import BatchStack, transform_workers
+from infra.stacks.image import ImageStack
+from infra.stacks.storage import StorageStack
+from tests.infra.pipelines import (
+    PARTITION, actions_on, as_list, definition, evaluate, main_path, marker, policy_statements, resources,
+    state_machine, synthesize,
+)
+
+STORAGE_EXPORTS = "import:Gru4Rec-Dev-Storage"
+EXECUTION = {"Id": "arn:aws:states:eu-west-1:123456789012:execution:gru4rec-dev-batch:4f6c",
+             "StartTime": "2026-11-29T02:17:10.123Z"}
+BUCKET = "gru4rec-dev-data"
+
+
+def build(app, config: AppConfig):
+    storage = StorageStack(app, config.stack_name("Storage"), config)
+    image = ImageStack(app, config.stack_name("Image"), config)
+    return {"storage": storage, "image": image, "batch": BatchStack(app, config.stack_name("Batch"), config, storage, image)}
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, dummy_model_artifact):
+    context = {"initial_model_artifact": str(dummy_model_artifact), "max_concurrent_transform_jobs": 3}
+    return synthesize(tmp_path_factory.mktemp("batch"), context, build)
+
+
+@pytest.fixture(scope="module")
+def template(pipeline):
+    return pipeline.templates["batch"]
+
+
+@pytest.fixture(scope="module")
+def states(template):
+    return definition(template)["States"]
+
+
+def variables_for(states, key):
+    """The variables "Name the job" assigns for an S3 event about ``key`` (the bucket named BUCKET)."""
+    event = {"detail-type": "Object Created", "source": "aws.s3",
+             "detail": {"bucket": {"name": BUCKET}, "object": {"key": key}}}
+    assigned = states["Name the job"]["Assign"]
+    context = {"context": {"Execution": EXECUTION}, "input": event}
+    return {"jobName": evaluate(assigned["jobName"], states=context), "key": evaluate(assigned["key"], states=context),
+            "bucket": BUCKET, "modelName": "gru4rec-dev-train-20261128-101500-0a1b2c3d"}
+
+
+def test_app_passes_cdk_nag(pipeline):
+    assert pipeline.nag_error is None, pipeline.nag_error
+
+
+def test_states_in_order(states):
+    assert main_path(states, "Name the job", via={"Sessions file?": "Stagger", "Capacity free?": "Read live model"}) == [
+        "Name the job", "Sessions file?", "Stagger", "Count running jobs", "Capacity free?", "Read live model",
+        "Transform", "Done",
+    ]
+    assert main_path(states, "Wait for capacity") == ["Wait for capacity", "Count running jobs", "Capacity free?"]
+    assert states["Capacity free?"]["Default"] == "Wait for capacity"
+
+
+def test_rule_matches_new_jsonl_files_under_incoming(template):
+    (rule,) = resources(template, "AWS::Events::Rule").values()
+    pattern = rule["Properties"]["EventPattern"]
+    assert pattern["source"] == ["aws.s3"] and pattern["detail-type"] == ["Object Created"]
+    assert [marker(name) for name in pattern["detail"]["bucket"]["name"]] == [
+        f"<{STORAGE_EXPORTS}:ExportsOutputRefData666C94C774A46B8E>"]
+    (key_filter,) = pattern["detail"]["object"]["key"]
+    # EventBridge's wildcard: '*' matches any run of characters, '/' included
+    wildcard = key_filter["wildcard"]
+    assert wildcard == "sessions/incoming/*.jsonl"
+    matches = {key: fnmatch.fnmatchcase(key, wildcard) for key in (
+        "sessions/incoming/a.jsonl", "sessions/incoming/2026/11/a.jsonl", "sessions/incoming/a.json",
+        "sessions/scored/a.jsonl.out", "training/train/a.jsonl")}
+    assert [key for key, matched in matches.items() if matched] == ["sessions/incoming/a.jsonl", "sessions/incoming/2026/11/a.jsonl"]
+
+
+def test_rule_starts_the_state_machine_with_retries_and_a_dead_letter_queue(template):
+    (rule,) = resources(template, "AWS::Events::Rule").values()
+    (target,) = rule["Properties"]["Targets"]
+    machine = next(iter(resources(template, "AWS::StepFunctions::StateMachine")))
+    assert target["Arn"] == {"Ref": machine}
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] >= 1 and target["RetryPolicy"]["MaximumEventAgeInSeconds"] > 0
+    (queue_name, queue), = resources(template, "AWS::SQS::Queue").items()
+    assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": [queue_name, "Arn"]}
+    assert STORAGE_EXPORTS in marker(queue["Properties"]["KmsMasterKeyId"])
+    role = target["RoleArn"]["Fn::GetAtt"][0]
+    (start,) = [s for s in policy_statements(template) if marker(s["Resource"]) == f"<{machine}>"]
+    assert start["Action"] == "states:StartExecution"
+    assert any(p["Properties"]["Roles"] == [{"Ref": role}] for p in resources(template, "AWS::IAM::Policy").values()
+               if p["Properties"]["PolicyDocument"]["Statement"] == [start])
+    (alarm,) = resources(template, "AWS::CloudWatch::Alarm").values()
+    assert alarm["Properties"]["Dimensions"][0]["Value"] == {"Fn::GetAtt": [queue_name, "QueueName"]}
+
+
+def test_state_machine_is_standard_traced_and_logs_everything(template):
+    properties = state_machine(template)
+    assert properties["StateMachineType"] == "STANDARD" and properties["TracingConfiguration"] == {"Enabled": True}
+    assert properties["LoggingConfiguration"]["Level"] == "ALL"
+    (log_group,) = resources(template, "AWS::Logs::LogGroup").values()
+    assert STORAGE_EXPORTS in marker(log_group["Properties"]["KmsKeyId"])
+    assert "BatchStateMachineArn" in template["Outputs"]
+
+
+@pytest.mark.parametrize("key, accepted", [
+    ("sessions/incoming/a.jsonl", True), ("sessions/incoming/2026/11/a.jsonl", True),
+    ("sessions/incoming/.jsonl", False), ("sessions/incoming/a.csv", False), ("other/a.jsonl", False), (None, False),
+])
+def test_only_sessions_files_are_scored(states, key, accepted):
+    variables = variables_for(states, key)
+    (rule,) = states["Sessions file?"]["Choices"]
+    assert evaluate(rule["Condition"], variables) is accepted
+    if not accepted:
+        cause = evaluate(states["Not a sessions file"]["Output"]["Cause"], variables)
+        assert cause.endswith(f"the key {key}" if key else "no object key")
+
+
+def test_job_name(states):
+    name = variables_for(states, "sessions/incoming/a.jsonl")["jobName"]
+    assert re.fullmatch(r"gru4rec-dev-batch-20261129-021710-[0-9a-f]{8}", name)
+
+
+def test_concurrency_is_bounded_by_the_stages_running_jobs(states, pipeline):
+    count = states["Count running jobs"]
+    assert count["Resource"] == f"arn:{PARTITION}:states:::aws-sdk:sagemaker:listTransformJobs"
+    assert count["Arguments"] == {"StatusEquals": "InProgress", "NameContains": "gru4rec-dev-batch-", "MaxResults": 100}
+    running = evaluate(count["Assign"]["running"], states={"result": {"TransformJobSummaries": [{"x": 1}, {"x": 2}]}})
+    assert running == 2
+    assert evaluate(count["Assign"]["running"], states={"result": {"TransformJobSummaries": []}}) == 0
+    (rule,) = states["Capacity free?"]["Choices"]
+    limit = pipeline.config.max_concurrent_transform_jobs
+    assert [evaluate(rule["Condition"], {"running": n}) for n in range(limit + 2)] == [True] * limit + [False, False]
+
+
+def test_waits_are_jittered(states):
+    waits = [evaluate(states["Wait for capacity"]["Seconds"], seed=seed) for seed in range(20)]
+    assert all(60 <= wait < 90 for wait in waits) and len(set(waits)) > 1
+    staggers = [evaluate(states["Stagger"]["Seconds"], seed=seed) for seed in range(20)]
+    assert all(0 <= wait < 30 for wait in staggers) and len(set(staggers)) > 1
+
+
+def test_live_model_is_read_right_before_the_job(states):
+    read = states["Read live model"]
+    assert read["Resource"] == f"arn:{PARTITION}:states:::aws-sdk:ssm:getParameter"
+    assert read["Arguments"] == {"Name": "/gru4rec/dev/current-model-name"}
+    result = {"Parameter": {"Name": "/gru4rec/dev/current-model-name", "Value": "model-7"}}
+    assert evaluate(read["Assign"]["modelName"], states={"result": result}) == "model-7"
+    assert read["Next"] == "Transform"
+
+
+def test_transform_job_follows_the_serving_contract(states, pipeline):
+    transform = states["Transform"]
+    assert transform["Resource"] == f"arn:{PARTITION}:states:::sagemaker:createTransformJob.sync"
+    arguments = transform["Arguments"]
+    assert (arguments["BatchStrategy"], arguments["MaxPayloadInMB"]) == ("MultiRecord", 6)
+    assert arguments["TransformInput"]["ContentType"] == "application/jsonlines"
+    assert arguments["TransformInput"]["SplitType"] == "Line"
+    assert arguments["TransformInput"]["DataSource"]["S3DataSource"]["S3DataType"] == "S3Prefix"
+    assert arguments["TransformOutput"]["AssembleWith"] == "Line"
+    assert arguments["TransformOutput"]["Accept"] == "application/jsonlines"
+    workers = arguments["MaxConcurrentTransforms"]
+    assert workers == 4  # ml.m5.xlarge: 4 vCPUs
+    assert arguments["Environment"] == {"MODEL_SERVER_WORKERS": str(workers)}
+    assert workers * arguments["MaxPayloadInMB"] <= 100
+    assert arguments["TransformResources"]["InstanceType"] == pipeline.config.transform_instance_type
+    assert arguments["TransformResources"]["InstanceCount"] == pipeline.config.transform_instance_count
+    assert STORAGE_EXPORTS in arguments["TransformResources"]["VolumeKmsKeyId"]
+    assert STORAGE_EXPORTS in arguments["TransformOutput"]["KmsKeyId"]
+    assert {"Key": "project", "Value": "gru4rec"} in arguments["Tags"]
+
+
+@pytest.mark.parametrize("key, output_path", [
+    ("sessions/incoming/a.jsonl", "s3://gru4rec-dev-data/sessions/scored"),
+    ("sessions/incoming/2026/11/b.jsonl", "s3://gru4rec-dev-data/sessions/scored/2026/11"),
+])
+def test_input_and_output_locations(states, key, output_path):
+    variables = variables_for(states, key)
+    arguments = states["Transform"]["Arguments"]
+    assert evaluate(arguments["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"], variables) == f"s3://{BUCKET}/{key}"
+    assert evaluate(arguments["TransformOutput"]["S3OutputPath"], variables) == output_path
+    assert evaluate(arguments["TransformJobName"], variables) == variables["jobName"]
+    assert evaluate(arguments["ModelName"], variables) == variables["modelName"]
+
+
+def test_transform_retries_when_sagemaker_is_out_of_capacity(states):
+    (capacity, service) = states["Transform"]["Retry"]
+    assert capacity["ErrorEquals"] == ["SageMaker.ResourceLimitExceededException"]
+    assert capacity["BackoffRate"] > 1 and capacity["MaxAttempts"] >= 5 and capacity["JitterStrategy"] == "FULL"
+    assert "SageMaker.AmazonSageMakerException" in service["ErrorEquals"]
+
+
+def test_every_task_and_failed_check_notifies_then_fails(states):
+    tasks = [name for name, state in states.items() if state["Type"] == "Task" and name != "Notify failure"]
+    assert sorted(tasks) == ["Count running jobs", "Read live model", "Transform"]
+    for name in tasks:
+        assert states[name]["Catch"] == [{"ErrorEquals": ["States.ALL"], "Next": "Notify failure"}], name
+    assert states["Not a sessions file"]["Next"] == "Notify failure"
+    assert states["Notify failure"]["Resource"] == f"arn:{PARTITION}:states:::sns:publish"
+    assert states["Notify failure"]["Next"] == "Failed"
+    variables = variables_for(states, "sessions/incoming/a.jsonl")
+    failure = {"Error": "States.TaskFailed", "Cause": "ClientError: model not found"}
+    message = evaluate(states["Notify failure"]["Arguments"]["Message"], variables,
+                       {"input": failure, "context": {"Execution": EXECUTION, "StateMachine": {"Name": "gru4rec-dev-batch"}}})
+    assert all(part in message for part in ("sessions/incoming/a.jsonl", variables["jobName"], "model not found"))
+
+
+def test_iam_least_privilege(template):
+    statements = policy_statements(template)
+    for statement in statements:
+        assert not any("*" in action for action in as_list(statement["Action"])), statement
+        assert "iam:PassRole" not in as_list(statement["Action"])
+    star = {a for s in statements if s["Resource"] == "*" for a in as_list(s["Action"])}
+    assert {a for a in star if not a.startswith(("logs:", "xray:"))} == {"sagemaker:listTransformJobs"}
+    assert actions_on(statements, ":transform-job/gru4rec-dev-batch-*") == {
+        "sagemaker:CreateTransformJob", "sagemaker:DescribeTransformJob", "sagemaker:StopTransformJob",
+        "sagemaker:AddTags", "sagemaker:ListTags"}
+    assert actions_on(statements, ":rule/StepFunctionsGetEventsForSageMakerTransformJobsRule") == {
+        "events:PutTargets", "events:PutRule", "events:DescribeRule"}
+    assert actions_on(statements, ":parameter/gru4rec/dev/current-model-name") == {"ssm:getParameter"}
+
+
+@pytest.mark.parametrize("instance_type, workers", [
+    ("ml.t2.medium", 1), ("ml.m5.large", 2), ("ml.m5.xlarge", 4), ("ml.c5.2xlarge", 8), ("ml.m5.4xlarge", 16),
+    ("ml.m5.12xlarge", 16),
+])
+def test_workers_per_instance(instance_type, workers):
+    assert transform_workers(instance_type) == workers
+
+
+def test_workers_of_an_unknown_size():
+    with pytest.raises(ValueError, match="ml.p4d.metal"):
+        transform_workers("ml.p4d.metal")
