@@ -1,0 +1,371 @@
+"""The container's ``serve`` for real: nginx and gunicorn processes, HTTP on a localhost port, the app
+of ``inference.wsgi`` scoring a small trained model with ONNX Runtime.
+
+One server answers the ordinary requests; the tests that stop or kill processes start their own.
+Every test that starts a server ends every process it started, whatever happens.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import pytest
+import requests
+
+from inference import nginx_config
+from inference.local import LocalServer
+from inference.server_settings import ServerSettings, SettingsError
+from model_code import artifacts
+
+SERVE = Path(__file__).resolve().parents[2] / "inference" / "serve"
+WORKERS = 2
+HTTP_TIMEOUT = 60
+MB = 1024 * 1024
+
+
+# -- processes -------------------------------------------------------------------------------------------
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    return [d for child in children(pid) for d in [child, *descendants(child)]]
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie (an orphan's zombie may wait for a reaper that never comes in a sandbox)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def kill_all(pids) -> None:
+    for pid in pids:
+        if alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def wait_until(condition, timeout: float = 60.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+def server_processes(serve_pid: int) -> dict[str, list[int]]:
+    """serve's children by role: the gunicorn master and its workers, the nginx master and its workers."""
+    roles = {"gunicorn": [], "gunicorn_workers": [], "nginx": [], "nginx_workers": []}
+    for child in children(serve_pid):
+        name = "gunicorn" if "gunicorn" in command_line(child) else "nginx"
+        roles[name].append(child)
+        roles[f"{name}_workers"] += children(child)
+    return roles
+
+
+@pytest.fixture(scope="module")
+def nginx_binary() -> Path:
+    try:
+        return nginx_config.find_nginx()
+    except nginx_config.NginxNotFound as error:
+        if os.geteuid() != 0:
+            pytest.skip(f"{error}; this user is not root, so `make setup` could not install it")
+        raise
+
+
+@contextmanager
+def running_server(model_dir: Path, log_path: Path):
+    """``inference/serve`` (2 workers) on a free port, ping answered; every process it started ends after."""
+    seen: set[int] = set()
+    with open(log_path, "ab") as log:  # append: nginx opens /dev/stdout itself and appends to it
+        server = LocalServer(model_dir, workers=WORKERS, log=log)
+        try:
+            with server:
+                try:
+                    yield server
+                finally:
+                    seen.update(descendants(server.process.pid))
+        finally:
+            if server.process is not None:
+                kill_all(seen | {server.process.pid})
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@pytest.fixture(scope="module")
+def server(model_dir, nginx_binary, tmp_path_factory):
+    log_path = tmp_path_factory.mktemp("serve_log") / "serve.log"
+    with running_server(model_dir, log_path) as running:
+        yield running
+
+
+# -- reference answers -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def items(model_dir) -> list[str]:
+    return artifacts.read_items(model_dir)
+
+
+def reference_top_k(model_dir: Path, items: list[str], session: list[str], k: int) -> list[tuple[str, float]]:
+    """Top-k straight from scorer.onnx and the output layer, without the serving code."""
+    index = {item: i for i, item in enumerate(items)}
+    sequence = np.array([[index[item] for item in session]], dtype=np.int32)
+    scorer = onnxruntime.InferenceSession(str(model_dir / artifacts.SCORER_FILE), providers=["CPUExecutionProvider"])
+    hidden = scorer.run([artifacts.SCORER_OUTPUT], {"items": sequence,
+                                                   "lengths": np.array([len(session)], dtype=np.int32)})[0]
+    embeddings, bias = artifacts.read_output_layer(model_dir)
+    scores = hidden[0] @ embeddings.T + bias
+    top = np.argsort(-scores, kind="stable")[:k]
+    return [(items[i], float(scores[i])) for i in top]
+
+
+def jsonlines_body(sessions: int, items: list[str], k: int) -> bytes:
+    lines = [json.dumps({"session_id": f"s{n}", "items": [items[(n + j) % len(items)] for j in range(8)], "k": k})
+             for n in range(sessions)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+JSONLINES = {"Content-Type": "application/jsonlines", "Accept": "application/jsonlines"}
+
+
+# -- the ordinary requests, on one server ----------------------------------------------------------------
+
+@pytest.mark.slow
+def test_ping_answers_200(server):
+    response = requests.get(f"{server.url}/ping", timeout=HTTP_TIMEOUT)
+    assert response.status_code == 200
+
+
+@pytest.mark.slow
+def test_json_request_gets_the_models_top_k(server, model_dir, items):
+    session = [items[3], items[7], items[3], items[11]]
+    response = requests.post(f"{server.url}/invocations", json={"items": session, "k": 5}, timeout=HTTP_TIMEOUT)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    expected = reference_top_k(model_dir, items, session, 5)
+    assert [r["item_id"] for r in answer["recommendations"]] == [item for item, _ in expected]
+    assert [r["score"] for r in answer["recommendations"]] == pytest.approx([s for _, s in expected], rel=1e-3, abs=1e-3)
+    assert answer["unknown_items"] == 0
+
+
+@pytest.mark.slow
+def test_jsonlines_bad_line_answered_in_place(server, items):
+    lines = [
+        json.dumps({"session_id": "first", "items": [items[0], items[1]], "k": 3}),
+        json.dumps({"session_id": "broken", "items": "not a list"}),
+        "{this is not json",
+        json.dumps({"session_id": "last", "items": [items[2]], "k": 4}),
+    ]
+    response = requests.post(f"{server.url}/invocations", data="\n".join(lines) + "\n", headers=JSONLINES,
+                             timeout=HTTP_TIMEOUT)
+    assert response.status_code == 200, response.text
+    out = [json.loads(line) for line in response.text.splitlines() if line.strip()]
+    assert len(out) == len(lines)
+    assert [line.get("session_id") for line in out[:2]] == ["first", "broken"]
+    assert out[3]["session_id"] == "last"
+    assert len(out[0]["recommendations"]) == 3 and "error" not in out[0]
+    assert "error" in out[1] and "recommendations" not in out[1]
+    assert "error" in out[2] and "recommendations" not in out[2]
+    assert len(out[3]["recommendations"]) == 4 and "error" not in out[3]
+
+
+@pytest.mark.slow
+def test_execution_parameters_report_the_workers(server):
+    response = requests.get(f"{server.url}/execution-parameters", timeout=HTTP_TIMEOUT)
+    assert response.status_code == 200
+    assert response.json() == {"MaxConcurrentTransforms": WORKERS, "BatchStrategy": "MULTI_RECORD",
+                               "MaxPayloadInMB": 6}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("body, content_type, status", [
+    (b'{"items": ["a"]}', "text/csv", 415),
+    (b'{"items": ["a"', "application/json", 400),
+])
+def test_client_mistakes_get_4xx_json(server, body, content_type, status):
+    response = requests.post(f"{server.url}/invocations", data=body, headers={"Content-Type": content_type},
+                             timeout=HTTP_TIMEOUT)
+    assert response.status_code == status
+    assert response.json()["error"]
+
+
+NGINX_413 = "payload too large: the limit is 6 MB"  # inference/nginx.conf's own answer
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size_mb, refused_by_nginx", [(7, False), (9, True)], ids=["app-refuses", "nginx-refuses"])
+def test_oversize_payload_is_413_json(server, items, size_mb, refused_by_nginx):
+    """Above 6 MB the app refuses the body; above nginx's 8 MB nginx does, before gunicorn sees it."""
+    line = json.dumps({"session_id": "s", "items": items[:8]}).encode() + b"\n"
+    body = line * (size_mb * MB // len(line) + 1)
+    response = requests.post(f"{server.url}/invocations", data=body, headers=JSONLINES, timeout=HTTP_TIMEOUT)
+    assert response.status_code == 413
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert response.json()["error"]
+    assert (response.json()["error"] == NGINX_413) is refused_by_nginx
+
+
+@pytest.mark.slow
+def test_unknown_path_is_404_json(server):
+    response = requests.get(f"{server.url}/metrics", timeout=HTTP_TIMEOUT)
+    assert response.status_code == 404
+    assert "/invocations" in response.json()["error"]
+
+
+# -- stopping and killing, each on a server of its own ---------------------------------------------------
+
+@pytest.mark.slow
+def test_sigterm_lets_in_flight_requests_finish(model_dir, nginx_binary, items, tmp_path):
+    """20 requests for 2 workers, most queued behind nginx when SIGTERM comes: all finish with 200."""
+    body = jsonlines_body(400, items, k=20)
+    statuses: list[object] = [None] * 20
+    line_counts: list[int] = [0] * 20
+    first_done = threading.Event()
+    log_path = tmp_path / "serve.log"
+    with running_server(model_dir, log_path) as server:
+        def call(n: int) -> None:
+            try:
+                response = requests.post(f"{server.url}/invocations", data=body, headers=JSONLINES,
+                                         timeout=HTTP_TIMEOUT)
+                statuses[n], line_counts[n] = response.status_code, len(response.text.splitlines())
+            except requests.RequestException as error:
+                statuses[n] = repr(error)
+            first_done.set()
+
+        threads = [threading.Thread(target=call, args=(n,)) for n in range(20)]
+        for thread in threads:
+            thread.start()
+        assert first_done.wait(HTTP_TIMEOUT)
+        pids = descendants(server.process.pid)
+        server.process.send_signal(signal.SIGTERM)
+        in_flight = statuses.count(None)
+        for thread in threads:
+            thread.join(HTTP_TIMEOUT)
+        exit_code = server.process.wait(HTTP_TIMEOUT)
+    assert in_flight > WORKERS, "no request was queued when SIGTERM came: make the requests heavier"
+    assert statuses == [200] * 20, log_tail(log_path)
+    assert line_counts == [400] * 20
+    assert exit_code == 0, log_tail(log_path)
+    assert [pid for pid in pids if alive(pid)] == []
+    assert len(pids) >= 2 + WORKERS + 1  # the two masters, gunicorn's workers, nginx's worker
+
+
+@pytest.mark.slow
+def test_killed_worker_is_replaced(model_dir, nginx_binary, items, tmp_path):
+    log_path = tmp_path / "serve.log"
+    with running_server(model_dir, log_path) as server:
+        before = server_processes(server.process.pid)
+        victim = before["gunicorn_workers"][0]
+
+        def requests_succeed() -> None:
+            for n in range(2 * WORKERS):
+                response = requests.post(f"{server.url}/invocations", json={"items": [items[n]], "k": 3},
+                                         timeout=HTTP_TIMEOUT)
+                assert response.status_code == 200, log_tail(log_path)
+
+        def replaced() -> bool:
+            workers = server_processes(server.process.pid)["gunicorn_workers"]
+            return len([pid for pid in workers if alive(pid)]) == WORKERS and victim not in workers
+
+        os.kill(victim, signal.SIGKILL)
+        requests_succeed()  # the other worker answers meanwhile
+        wait_until(replaced, what="gunicorn replacing the killed worker")
+        requests_succeed()
+        after = server_processes(server.process.pid)
+        assert server.process.poll() is None
+        assert after["gunicorn"] == before["gunicorn"] and after["nginx"] == before["nginx"]
+    assert server.exit_code == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dying, survivor", [("nginx", "gunicorn"), ("gunicorn", "nginx")])
+def test_a_server_dying_stops_the_other(model_dir, nginx_binary, tmp_path, dying, survivor):
+    log_path = tmp_path / "serve.log"
+    with running_server(model_dir, log_path) as server:
+        processes = server_processes(server.process.pid)
+        all_pids = [pid for pids in processes.values() for pid in pids]
+        os.kill(processes[dying][0], signal.SIGKILL)
+        exit_code = server.process.wait(HTTP_TIMEOUT)
+        left = [pid for pid in all_pids if alive(pid)]
+    assert exit_code == 1, log_tail(log_path)
+    assert left == [], f"still running: {[command_line(pid) for pid in left]}"
+    log = log_path.read_text()
+    assert f"{dying} exited on its own" in log
+    assert "drain timed out" not in log, f"{survivor} was not stopped by the drain:\n{log_tail(log_path)}"
+
+
+# -- before anything starts ------------------------------------------------------------------------------
+
+def run_serve(env_changes: dict[str, str]) -> subprocess.CompletedProcess:
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = {**os.environ, "PATH": path, **env_changes}
+    return subprocess.run([str(SERVE)], env=env, capture_output=True, text=True, timeout=HTTP_TIMEOUT)
+
+
+def test_bad_setting_named_before_anything_starts(tmp_path):
+    done = run_serve({"OPT_ML_DIR": str(tmp_path), "MODEL_SERVER_WORKERS": "two"})
+    assert done.returncode == 2
+    assert "MODEL_SERVER_WORKERS" in done.stderr and "'two'" in done.stderr
+
+
+def test_missing_model_directory_named(tmp_path):
+    done = run_serve({"OPT_ML_DIR": str(tmp_path)})
+    assert done.returncode == 2
+    assert str(tmp_path / "model") in done.stderr
+
+
+def test_missing_nginx_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(nginx_config, "FALLBACK_BINARY", tmp_path / "nginx")
+    with pytest.raises(nginx_config.NginxNotFound, match="apt-get install nginx"):
+        nginx_config.find_nginx()
+
+
+def test_settings_defaults_and_limits():
+    settings = ServerSettings.from_env({"OPT_ML_DIR": "relative/ml"})
+    assert (settings.port, settings.timeout, settings.graceful_timeout) == (8080, 60, 25)
+    assert settings.workers == len(os.sched_getaffinity(0))
+    assert settings.model_dir == Path("relative/ml/model").absolute()
+    assert settings.proxy_timeout > settings.timeout
+    for name, value in [("SAGEMAKER_BIND_TO_PORT", "70000"), ("MODEL_SERVER_TIMEOUT", "0"),
+                        ("MODEL_SERVER_WORKERS", "1.5")]:
+        with pytest.raises(SettingsError, match=name):
+            ServerSettings.from_env({name: value})
+
+
+def test_nginx_config_has_every_placeholder_filled(tmp_path):
+    path = nginx_config.write_config(tmp_path, port=8123, socket=tmp_path / "g.sock", proxy_timeout=70,
+                                     shutdown_timeout=25)
+    text = path.read_text()
+    assert nginx_config.PLACEHOLDER.search(text) is None
+    assert "listen 8123;" in text and f"unix:{tmp_path / 'g.sock'}" in text and "proxy_read_timeout 70s;" in text
+    with pytest.raises(KeyError, match="PORT"):
+        nginx_config.render("listen @PORT@;", {})
