@@ -23,6 +23,7 @@ from infra.ops import scoring, status, training
 from infra.ops.__main__ import main
 from infra.ops.deployment import load_deployment
 from infra.ops.errors import OpsError
+from tests.infra.sagemaker_sdk import offline_sdk
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:sagemaker.*")
 
@@ -111,18 +112,11 @@ def create_endpoint(sagemaker, role_arn: str, name: str) -> None:
 
 @pytest.fixture
 def aws(monkeypatch, tmp_path):
-    """moto's fake credentials, a region; SageMaker SDK telemetry off, no role simulation (moto has
-    no iam:SimulatePrincipalPolicy; the role itself must still exist)."""
+    """moto's fake credentials, a region, the SageMaker SDK offline."""
     for name in ("AWS_PROFILE", "AWS_REGION", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("SAGEMAKER_VALIDATE_ROLE", "false")
-    sdk_config = tmp_path / "sagemaker-config.yaml"
-    sdk_config.write_text(
-        "SchemaVersion: '1.0'\n"
-        "SageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
-    )
-    monkeypatch.setenv("SAGEMAKER_USER_CONFIG_OVERRIDE", str(sdk_config))
+    offline_sdk(monkeypatch, tmp_path)
     with mock_aws():
         yield boto3.Session(region_name=REGION)
 
