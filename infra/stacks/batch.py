@@ -5,7 +5,8 @@ starts the state machine ``gru4rec-<stage>-batch`` with the event as its input:
 
 Name the job -> Sessions file? -> Stagger -> Count running jobs -> Capacity free? (no: Wait for
 capacity -> Count running jobs) -> Read live model -> Transform (CreateTransformJob, run to the
-end) -> Done. Any failure: Notify failure (SNS) -> Failed.
+end) -> Done. Any failure: Notify failure (SNS) -> Failed; an execution that times out or is
+stopped is reported to the same topic by an EventBridge rule.
 
 ``sessions/incoming/<dir>/<name>.jsonl`` is scored into ``sessions/scored/<dir>/<name>.jsonl.out``
 (SageMaker appends ``.out``), one output line per input line, in order.
@@ -35,6 +36,7 @@ from infra.stacks.workflow import (
     failure_topic,
     job_name_expression,
     job_name_prefix,
+    notify_abnormal_ends,
     notify_and_fail,
     pipeline_state_machine,
     resource_tags,
@@ -83,6 +85,7 @@ class BatchStack(cdk.Stack):
                       .next(self._check_input(on_failure, self._bounded_concurrency(config, on_failure, transform))))
         self.state_machine = pipeline_state_machine(self, config, storage.key, "batch", definition, EXECUTION_TIMEOUT)
         self._grant_pipeline(storage)
+        notify_abnormal_ends(self, self.state_machine, self.topic)
         self.rule, self.dead_letter_queue = self._trigger(config, storage)
         cdk.CfnOutput(self, "BatchStateMachineArn", value=self.state_machine.state_machine_arn,
                       description="Batch pipeline: scores each new sessions/incoming/*.jsonl file")

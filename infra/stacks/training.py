@@ -7,7 +7,8 @@ State machine ``gru4rec-<stage>-training``; input (both keys optional)::
 Name the job -> Train (CreateTrainingJob, run to the end) -> Quality gate (Recall@20 from the job's
 final metrics, by name) -> Create model -> Create endpoint config -> Update endpoint -> Wait /
 Check endpoint (until the endpoint serves the new configuration) -> Record model data -> Record
-model name -> Done. Any failure: Notify failure (SNS) -> Failed.
+model name -> Done. Any failure: Notify failure (SNS) -> Failed; an execution that times out or
+is stopped is reported to the same topic by an EventBridge rule.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from infra.stacks.workflow import (
     failure_topic,
     job_name_expression,
     job_name_prefix,
+    notify_abnormal_ends,
     notify_and_fail,
     pipeline_state_machine,
     resource_tags,
@@ -77,6 +79,7 @@ class TrainingStack(cdk.Stack):
                       .next(self._quality_gate(config, on_failure, self._deploy(config, storage, image, endpoint, on_failure))))
         self.state_machine = pipeline_state_machine(self, config, storage.key, "training", definition, _timeout(config))
         self._grant_pipeline(storage, endpoint)
+        notify_abnormal_ends(self, self.state_machine, self.topic)
         cdk.CfnOutput(self, "TrainingStateMachineArn", value=self.state_machine.state_machine_arn,
                       description="Training pipeline: train, quality gate, roll the endpoint")
 

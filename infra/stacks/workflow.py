@@ -9,6 +9,8 @@ output of a Catch, or the output of a Pass state that describes a failed check.
 from __future__ import annotations
 
 import aws_cdk as cdk
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
@@ -30,6 +32,9 @@ SAGEMAKER_NAME_LIMIT = 63
 RESOURCE_LIMIT_ERRORS = ["SageMaker.ResourceLimitExceededException"]
 # ... and throttling or other service-side refusals of the call under this one
 SERVICE_ERRORS = ["SageMaker.AmazonSageMakerException", "ThrottlingException"]
+
+# how an execution can end without passing through its failure states
+ABNORMAL_END_STATUSES = ["TIMED_OUT", "ABORTED"]
 
 STATE_MACHINE_SERVICE_WILDCARDS = (
     "Step Functions delivers logs and X-Ray traces through the CloudWatch Logs log-delivery and X-Ray APIs, "
@@ -189,6 +194,17 @@ def pipeline_state_machine(scope: Construct, config: AppConfig, key: kms.IKey, p
     )
     machine.add_to_role_policy(publish_statement(key))
     return machine
+
+
+def notify_abnormal_ends(scope: Construct, machine: sfn.StateMachine, topic: sns.ITopic) -> events.Rule:
+    """Executions that time out or are stopped never reach a Catch: EventBridge reports those to ``topic``."""
+    rule = events.Rule(scope, "AbnormalEnds", description=f"Executions of {machine.state_machine_name} that timed out or were stopped",
+                       event_pattern=events.EventPattern(
+                           source=["aws.states"], detail_type=["Step Functions Execution Status Change"],
+                           detail={"status": ABNORMAL_END_STATUSES, "stateMachineArn": [machine.state_machine_arn]},
+                       ))
+    rule.add_target(targets.SnsTopic(topic))
+    return rule
 
 
 def acknowledge_wildcards(policy: Construct, findings: dict[str, str]) -> None:

@@ -67,8 +67,7 @@ def test_states_in_order(states):
 
 
 def test_rule_matches_new_jsonl_files_under_incoming(template):
-    (rule,) = resources(template, "AWS::Events::Rule").values()
-    pattern = rule["Properties"]["EventPattern"]
+    pattern = _rule(template, "SessionsArrived")["Properties"]["EventPattern"]
     assert pattern["source"] == ["aws.s3"] and pattern["detail-type"] == ["Object Created"]
     assert [marker(name) for name in pattern["detail"]["bucket"]["name"]] == [
         f"<{STORAGE_EXPORTS}:ExportsOutputRefData666C94C774A46B8E>"]
@@ -83,8 +82,7 @@ def test_rule_matches_new_jsonl_files_under_incoming(template):
 
 
 def test_rule_starts_the_state_machine_with_retries_and_a_dead_letter_queue(template):
-    (rule,) = resources(template, "AWS::Events::Rule").values()
-    (target,) = rule["Properties"]["Targets"]
+    (target,) = _rule(template, "SessionsArrived")["Properties"]["Targets"]
     machine = next(iter(resources(template, "AWS::StepFunctions::StateMachine")))
     assert target["Arn"] == {"Ref": machine}
     assert target["RetryPolicy"]["MaximumRetryAttempts"] >= 1 and target["RetryPolicy"]["MaximumEventAgeInSeconds"] > 0
@@ -98,6 +96,14 @@ def test_rule_starts_the_state_machine_with_retries_and_a_dead_letter_queue(temp
                if p["Properties"]["PolicyDocument"]["Statement"] == [start])
     (alarm,) = resources(template, "AWS::CloudWatch::Alarm").values()
     assert alarm["Properties"]["Dimensions"][0]["Value"] == {"Fn::GetAtt": [queue_name, "QueueName"]}
+
+
+def test_timed_out_or_stopped_executions_are_reported(template):
+    rule = _rule(template, "AbnormalEnds")["Properties"]
+    machine = next(iter(resources(template, "AWS::StepFunctions::StateMachine")))
+    assert rule["EventPattern"]["detail"] == {"status": ["TIMED_OUT", "ABORTED"], "stateMachineArn": [{"Ref": machine}]}
+    topic = next(iter(resources(template, "AWS::SNS::Topic")))
+    assert [target["Arn"] for target in rule["Targets"]] == [{"Ref": topic}]
 
 
 def test_state_machine_is_standard_traced_and_logs_everything(template):
@@ -237,3 +243,8 @@ def test_workers_per_instance(instance_type, workers):
 def test_workers_of_an_unknown_size():
     with pytest.raises(ValueError, match="ml.p4d.metal"):
         transform_workers("ml.p4d.metal")
+
+
+def _rule(template: dict, prefix: str) -> dict:
+    (rule,) = [body for name, body in resources(template, "AWS::Events::Rule").items() if name.startswith(prefix)]
+    return rule

@@ -201,6 +201,18 @@ def test_every_task_and_failed_check_notifies_then_fails(states, pipeline):
     assert evaluate(states["Failed"]["Cause"], states={"input": failure}) == "AlgorithmError: out of memory"
 
 
+def test_timed_out_or_stopped_executions_are_reported(pipeline):
+    template = pipeline.templates["training"]
+    (rule,) = resources(template, "AWS::Events::Rule").values()
+    machine = _logical_id(template, "AWS::StepFunctions::StateMachine", "StateMachine")
+    assert rule["Properties"]["EventPattern"] == {
+        "source": ["aws.states"], "detail-type": ["Step Functions Execution Status Change"],
+        "detail": {"status": ["TIMED_OUT", "ABORTED"], "stateMachineArn": [{"Ref": machine}]},
+    }
+    topic = _logical_id(template, "AWS::SNS::Topic", "FailureTopic")
+    assert [target["Arn"] for target in rule["Properties"]["Targets"]] == [{"Ref": topic}]
+
+
 def test_failure_topic_is_encrypted_and_mailed(pipeline):
     template = pipeline.templates["training"]
     (topic,) = resources(template, "AWS::SNS::Topic").values()
