@@ -4,10 +4,12 @@ from __future__ import annotations
 import aws_cdk as cdk
 
 from infra.config import AppConfig, environment
+from infra.lint_notes import RoleDependsOnNote
 from infra.stacks.api import ApiStack
 from infra.stacks.endpoint import EndpointStack
 from infra.stacks.image import ImageStack
 from infra.stacks.storage import StorageStack
+from infra.stacks.training import TrainingStack
 
 
 def build_app(app: cdk.App) -> dict[str, cdk.Stack]:
@@ -18,6 +20,8 @@ def build_app(app: cdk.App) -> dict[str, cdk.Stack]:
     image = ImageStack(app, config.stack_name("Image"), config, env=env)
     endpoint = EndpointStack(app, config.stack_name("Endpoint"), config, storage, image, env=env)
     api = ApiStack(app, config.stack_name("Api"), config, endpoint, storage.key, env=env)
+    training = TrainingStack(app, config.stack_name("Training"), config, storage, image, endpoint, env=env)
+    cdk.Aspects.of(app).add(RoleDependsOnNote())
     cdk.Tags.of(app).add("project", "gru4rec")
     cdk.Tags.of(app).add("stage", config.stage)
-    return {"storage": storage, "image": image, "endpoint": endpoint, "api": api}
+    return {"storage": storage, "image": image, "endpoint": endpoint, "api": api, "training": training}
