@@ -5,9 +5,11 @@ uses the cores without threads competing for the GIL; nginx in front buffers who
 responses, so a slow client never holds a worker; one request per worker matches
 MaxConcurrentTransforms = workers for Batch Transform; and gunicorn's timeout really ends a request
 that hangs (the master replaces the worker), which it cannot do for a thread. The model is not
-preloaded: each worker loads it after the fork, so no ONNX Runtime session is shared across a fork.
+preloaded: each worker loads it after the fork, so no ONNX Runtime session is shared across a fork,
+and does so as it starts (:func:`post_worker_init`), so no request waits for a model load.
 """
 import os
+import wsgiref.util
 
 from inference.server_settings import ServerSettings
 
@@ -39,3 +41,15 @@ logconfig_dict = {
         "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
     },
 }
+
+
+def post_worker_init(worker) -> None:
+    """Before the worker takes requests, call the app's own /ping once: it loads and warms up the model."""
+    environ: dict = {}
+    wsgiref.util.setup_testing_defaults(environ)
+    environ.update(REQUEST_METHOD="GET", PATH_INFO="/ping")
+    statuses: list[str] = []
+    body = worker.wsgi(environ, lambda status, headers, exc_info=None: statuses.append(status))
+    if hasattr(body, "close"):
+        body.close()
+    worker.log.info("worker %s warmed up before taking requests: /ping %s", worker.pid, statuses[0])

@@ -121,9 +121,13 @@ def log_tail(path: Path, lines: int = 40) -> str:
 
 
 @pytest.fixture(scope="module")
-def server(model_dir, nginx_binary, tmp_path_factory):
-    log_path = tmp_path_factory.mktemp("serve_log") / "serve.log"
-    with running_server(model_dir, log_path) as running:
+def server_log(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("serve_log") / "serve.log"
+
+
+@pytest.fixture(scope="module")
+def server(model_dir, nginx_binary, server_log):
+    with running_server(model_dir, server_log) as running:
         yield running
 
 
@@ -162,6 +166,15 @@ JSONLINES = {"Content-Type": "application/jsonlines", "Accept": "application/jso
 def test_ping_answers_200(server):
     response = requests.get(f"{server.url}/ping", timeout=HTTP_TIMEOUT)
     assert response.status_code == 200
+
+
+@pytest.mark.slow
+def test_every_worker_warms_up_before_taking_requests(server, server_log):
+    """gunicorn.conf.py's post_worker_init has each worker load the model through the app's /ping."""
+    def warm_workers() -> int:
+        return server_log.read_text().count("warmed up before taking requests: /ping 200 OK")
+
+    wait_until(lambda: warm_workers() == WORKERS, timeout=30, what=f"{WORKERS} workers warming up")
 
 
 @pytest.mark.slow
@@ -243,8 +256,9 @@ def test_unknown_path_is_404_json(server):
 # -- stopping and killing, each on a server of its own ---------------------------------------------------
 
 @pytest.mark.slow
-def test_sigterm_lets_in_flight_requests_finish(model_dir, nginx_binary, items, tmp_path):
-    """20 requests for 2 workers, most queued behind nginx when SIGTERM comes: all finish with 200."""
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_stop_signal_lets_in_flight_requests_finish(model_dir, nginx_binary, items, tmp_path, stop_signal):
+    """20 requests for 2 workers, most queued behind nginx when the signal comes: all finish with 200."""
     body = jsonlines_body(400, items, k=20)
     statuses: list[object] = [None] * 20
     line_counts: list[int] = [0] * 20
@@ -265,12 +279,12 @@ def test_sigterm_lets_in_flight_requests_finish(model_dir, nginx_binary, items, 
             thread.start()
         assert first_done.wait(HTTP_TIMEOUT)
         pids = descendants(server.process.pid)
-        server.process.send_signal(signal.SIGTERM)
+        server.process.send_signal(stop_signal)
         in_flight = statuses.count(None)
         for thread in threads:
             thread.join(HTTP_TIMEOUT)
         exit_code = server.process.wait(HTTP_TIMEOUT)
-    assert in_flight > WORKERS, "no request was queued when SIGTERM came: make the requests heavier"
+    assert in_flight > WORKERS, "no request was queued when the signal came: make the requests heavier"
     assert statuses == [200] * 20, log_tail(log_path)
     assert line_counts == [400] * 20
     assert exit_code == 0, log_tail(log_path)
