@@ -63,7 +63,10 @@ class Recommender:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        scorer = ort.InferenceSession(str(scorer_path), options, providers=["CPUExecutionProvider"])
+        try:
+            scorer = ort.InferenceSession(str(scorer_path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # ONNX Runtime's own error types share no base class below Exception
+            raise artifacts.ModelDirError(f"{scorer_path} is not a model ONNX Runtime can load: {err}") from err
         table, bias = artifacts.read_output_layer(model_dir)
         metadata = artifacts.read_metadata(model_dir)
         return cls(scorer, artifacts.read_items(model_dir), table, bias, list(metadata.get("popular_items", [])))

@@ -106,12 +106,15 @@ def _read_json(path: Path) -> Any:
     if not path.is_file():
         raise ModelDirError(f"model directory file missing: {path}")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:  # not UTF-8, or not JSON
         raise ModelDirError(f"{path} is not valid JSON: {err}") from err
 
 
 def _read_array(path: Path) -> np.ndarray:
     if not path.is_file():
         raise ModelDirError(f"model directory file missing: {path}")
-    return np.load(path, allow_pickle=False)
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, EOFError) as err:  # truncated, not .npy, or an object array
+        raise ModelDirError(f"{path} is not a readable .npy array: {err}") from err
