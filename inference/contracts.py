@@ -25,6 +25,7 @@ MAX_SESSIONS = 10_000
 MAX_ITEMS = 1_000
 MIN_K, MAX_K, DEFAULT_K = 1, 1000, 20
 SESSION_FIELDS = frozenset({"session_id", "items", "k", "exclude_seen"})
+JSON_WHITESPACE = " \t\r"
 
 
 class ClientError(Exception):
@@ -101,7 +102,9 @@ def parse_json_request(body: bytes) -> tuple[bool, list[SessionRequest]]:
 def parse_json_lines(body: bytes) -> list[SessionRequest | BadLine]:
     """An ``application/jsonlines`` body -> one entry per non-blank line, bad lines as :class:`BadLine`."""
     text = _decode(body)
-    records = [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    # only "\n" ends a record (as in Batch Transform's SplitType Line); other Unicode line breaks may sit in strings
+    lines = enumerate(text.split("\n"), start=1)
+    records = [(number, line) for number, line in lines if line.strip(JSON_WHITESPACE)]
     if not records:
         raise ClientError(400, "the body holds no JSON lines: send one {\"session_id\": ..., \"items\": [...]} per line")
     if len(records) > MAX_SESSIONS * 10:
@@ -111,10 +114,12 @@ def parse_json_lines(body: bytes) -> list[SessionRequest | BadLine]:
 
 def _line(number: int, line: str) -> SessionRequest | BadLine:
     try:
-        record = json.loads(line)
-    except json.JSONDecodeError as err:
-        return BadLine(f"line {number} is not valid JSON: {err.msg} at column {err.colno}", line=number)
+        record = _parse(line, f"line {number}")
+    except ClientError as err:
+        return BadLine(err.message, line=number)
     session_id = record.get("session_id") if isinstance(record, dict) else None
+    if not _is_session_id(session_id):  # an unusable id is not echoed: the answer names the line instead
+        session_id = None
     try:
         if not isinstance(record, dict):
             raise ClientError(400, f"line {number} must be a JSON object with 'items', not {_kind(record)}")
@@ -127,12 +132,16 @@ def _line(number: int, line: str) -> SessionRequest | BadLine:
 def _session(record: dict, where: str, defaults: dict | None = None) -> SessionRequest:
     defaults = defaults or {"k": DEFAULT_K, "exclude_seen": False}
     session_id = record.get("session_id")
-    if session_id is not None and not isinstance(session_id, (str, int)) or isinstance(session_id, bool):
+    if session_id is not None and not _is_session_id(session_id):
         raise ClientError(400, f"'{where}session_id' must be a string or an integer, not {_kind(session_id)}")
     return SessionRequest(
         items=_items(record, where), k=_k(record, where, defaults["k"]),
         exclude_seen=_exclude_seen(record, where, defaults["exclude_seen"]), session_id=session_id,
     )
+
+
+def _is_session_id(value: Any) -> bool:
+    return isinstance(value, (str, int)) and not isinstance(value, bool)
 
 
 def _items(record: dict, where: str) -> list[str]:
@@ -177,12 +186,20 @@ def _load_json(body: bytes) -> Any:
     text = _decode(body)
     if not text.strip():
         raise ClientError(400, "the body is empty: send a JSON object with 'items' or 'sessions'")
+    return _parse(text, "the body")
+
+
+def _parse(text: str, what: str) -> Any:
+    """``json.loads``, where every way it can fail is a 400 :class:`ClientError` about ``what``."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
-        raise ClientError(400, f"the body is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
+        place = f"line {err.lineno} column {err.colno}" if "\n" in text else f"column {err.colno}"
+        raise ClientError(400, f"{what} is not valid JSON: {err.msg} at {place}") from None
     except RecursionError:
-        raise ClientError(400, "the body is not valid JSON: nested too deeply") from None
+        raise ClientError(400, f"{what} is not valid JSON: nested too deeply") from None
+    except ValueError:  # an integer longer than Python's int conversion limit
+        raise ClientError(400, f"{what} holds a number with too many digits") from None
 
 
 def _decode(body: bytes) -> str:
