@@ -21,6 +21,8 @@ MAX_SESSION_LENGTH = 200
 """Only the last 200 items of a longer session are fed to the GRU (its state forgets older ones anyway)."""
 BLOCK = 128
 """Score columns per block in :func:`top_k`; the item table is padded to a multiple of it."""
+CHUNK = 1024
+"""Sessions scored together: bounds the score matrix of a 6 MB Batch Transform payload to CHUNK x items."""
 
 
 @dataclass(frozen=True)
@@ -84,22 +86,28 @@ class Recommender:
         known = [[self.index[item] for item in session if item in self.index] for session in sessions]
         results: list[SessionResult | None] = [None] * len(sessions)
         scored_rows = [row for row, indices in enumerate(known) if indices]
-        if scored_rows:
-            hidden = self._hidden([known[row] for row in scored_rows])
-            scores = hidden @ self.table_t
-            scores += self.bias
-            if exclude_seen:
-                for position, row in enumerate(scored_rows):
-                    scores[position, known[row]] = -np.inf
-            for position, (top, top_scores) in enumerate(zip(*top_k(scores, k))):
-                row = scored_rows[position]
-                kept = np.isfinite(top_scores)
-                recommendations = [(self.items[i], float(s)) for i, s in zip(top[kept], top_scores[kept])]
+        for start in range(0, len(scored_rows), CHUNK):
+            rows = scored_rows[start:start + CHUNK]
+            for row, recommendations in zip(rows, self._top_items([known[row] for row in rows], k, exclude_seen)):
                 results[row] = SessionResult(recommendations, len(sessions[row]) - len(known[row]))
         for row, indices in enumerate(known):
             if not indices:
                 results[row] = SessionResult([(item, None) for item in self.popular[:k]], len(sessions[row]), True)
         return results
+
+    def _top_items(self, sessions: list[list[int]], k: int, exclude_seen: bool) -> list[list[tuple[str, float]]]:
+        """Each session's top ``k`` (item id, score): one GRU pass, one matrix product, one partial sort."""
+        scores = self._hidden(sessions) @ self.table_t
+        scores += self.bias
+        if exclude_seen:
+            for row, indices in enumerate(sessions):
+                scores[row, indices] = -np.inf
+        top, top_scores = top_k(scores, k)
+        items, finite = self.items, np.isfinite(top_scores).all()
+        return [
+            [(items[i], s) for i, s in zip(row_items, row_scores) if finite or s != -np.inf]
+            for row_items, row_scores in zip(top.tolist(), top_scores.tolist())
+        ]
 
     def _hidden(self, sessions: list[list[int]]) -> np.ndarray:
         lengths = np.array([min(len(s), MAX_SESSION_LENGTH) for s in sessions], dtype=np.int32)
@@ -119,7 +127,7 @@ def top_k(scores: np.ndarray, k: int, block: int = BLOCK) -> tuple[np.ndarray, n
     """
     rows, columns = scores.shape
     k = min(k, columns)
-    if columns % block or columns // block <= k:
+    if columns % block or columns // block < 4 * k:
         candidates = np.argpartition(scores, columns - k, axis=1)[:, -k:] if k < columns else \
             np.broadcast_to(np.arange(columns), scores.shape)
     else:
