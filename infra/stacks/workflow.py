@@ -198,7 +198,7 @@ def pipeline_state_machine(scope: Construct, config: AppConfig, key: kms.IKey, p
 
 def notify_abnormal_ends(scope: Construct, machine: sfn.StateMachine, topic: sns.ITopic) -> events.Rule:
     """Executions that time out or are stopped never reach a Catch: EventBridge reports those to ``topic``."""
-    rule = events.Rule(scope, "AbnormalEnds", description=f"Executions of {machine.state_machine_name} that timed out or were stopped",
+    rule = events.Rule(scope, "AbnormalEnds", description="Pipeline executions that timed out or were stopped",
                        event_pattern=events.EventPattern(
                            source=["aws.states"], detail_type=["Step Functions Execution Status Change"],
                            detail={"status": ABNORMAL_END_STATUSES, "stateMachineArn": [machine.state_machine_arn]},
