@@ -6,6 +6,7 @@ import aws_cdk as cdk
 from infra.config import AppConfig, environment
 from infra.lint_notes import RoleDependsOnNote
 from infra.stacks.api import ApiStack
+from infra.stacks.batch import BatchStack
 from infra.stacks.endpoint import EndpointStack
 from infra.stacks.image import ImageStack
 from infra.stacks.storage import StorageStack
@@ -21,7 +22,9 @@ def build_app(app: cdk.App) -> dict[str, cdk.Stack]:
     endpoint = EndpointStack(app, config.stack_name("Endpoint"), config, storage, image, env=env)
     api = ApiStack(app, config.stack_name("Api"), config, endpoint, storage.key, env=env)
     training = TrainingStack(app, config.stack_name("Training"), config, storage, image, endpoint, env=env)
+    batch = BatchStack(app, config.stack_name("Batch"), config, storage, image, env=env)
     cdk.Aspects.of(app).add(RoleDependsOnNote())
     cdk.Tags.of(app).add("project", "gru4rec")
     cdk.Tags.of(app).add("stage", config.stage)
-    return {"storage": storage, "image": image, "endpoint": endpoint, "api": api, "training": training}
+    return {"storage": storage, "image": image, "endpoint": endpoint, "api": api, "training": training,
+            "batch": batch}

@@ -19,6 +19,7 @@ CONTRACT = {
     "endpoint": ("Gru4Rec-Dev-Endpoint", {"EndpointName"}),
     "api": ("Gru4Rec-Dev-Api", {"ApiUrl", "ApiKeyId"}),
     "training": ("Gru4Rec-Dev-Training", {"TrainingStateMachineArn"}),
+    "batch": ("Gru4Rec-Dev-Batch", {"BatchStateMachineArn"}),
 }
 # every cdk-nag acknowledgement of the storage, image, endpoint and API stacks (construct path -> rule ids);
 # the reasons are in the code
