@@ -66,8 +66,10 @@ class EndpointStack(cdk.Stack):
         models = storage.objects_arn(MODELS_PREFIX)
         capture = storage.objects_arn(CAPTURE_PREFIX)
         first_model = storage.initial_model.bucket.arn_for_objects(storage.initial_model.s3_object_key)
-        endpoint_log_group = self.format_arn(service="logs", resource="log-group", arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
-                                        resource_name=f"/aws/sagemaker/Endpoints/{config.endpoint_name}")
+        endpoint_log_group = self.format_arn(
+            service="logs", resource="log-group", arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+            resource_name=f"/aws/sagemaker/Endpoints/{config.endpoint_name}",
+        )
         endpoint_log_streams = f"{endpoint_log_group}:log-stream:*"
         statements = [
             iam.PolicyStatement(sid="ReadModelArtifacts", actions=["s3:GetObject"], resources=[models, first_model]),
@@ -97,6 +99,7 @@ class EndpointStack(cdk.Stack):
     def _endpoint_config(self, config: AppConfig, storage: StorageStack) -> sagemaker.CfnEndpointConfig:
         capture = sagemaker.CfnEndpointConfig.DataCaptureConfigProperty(
             enable_capture=config.data_capture_percent > 0,
+            # SageMaker wants a percentage from 1 to 100 even while capture is off
             initial_sampling_percentage=max(config.data_capture_percent, 1),
             destination_s3_uri=storage.bucket.s3_url_for_object(CAPTURE_PREFIX.rstrip("/")),
             kms_key_id=storage.key.key_arn,
