@@ -104,7 +104,7 @@ def keras_server(model_dir: Path, workers: int, log_path: Path):
     command = [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", f"127.0.0.1:{port}",
                "--timeout", "120", "--log-level", "warning", "benchmarks.keras_predict_app:app"]
     url = f"http://127.0.0.1:{port}"
-    with open(log_path, "wb") as log:
+    with open(log_path, "ab") as log:
         process = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
         try:
@@ -117,7 +117,7 @@ def keras_server(model_dir: Path, workers: int, log_path: Path):
 @contextmanager
 def onnx_server(model_dir: Path, workers: int, log_path: Path):
     """The real ``inference/serve`` over a temporary /opt/ml: yields (url, serve pid)."""
-    with open(log_path, "wb") as log, LocalServer(model_dir, workers=workers, log=log) as server:
+    with open(log_path, "ab") as log, LocalServer(model_dir, workers=workers, log=log) as server:
         yield server.url, server.process.pid
 
 
