@@ -1,4 +1,4 @@
-"""Helpers for the pipeline stack tests: synthesize an app, read a state machine's definition, run its JSONata.
+"""Helpers for the pipeline stack tests: read a state machine's definition, run its JSONata.
 
 A definition is stored as ``Fn::Join`` of strings and CloudFormation references; ``definition``
 joins it with each reference replaced by a marker (``<Resource.Attr>``, ``<import:Export>``, ...),
@@ -10,45 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import aws_cdk as cdk
 import jsonata
 from jsonata.utils import Utils
-from cdk_nag import AwsSolutionsChecks
 
-from infra.config import AppConfig
-from tests.infra.conftest import TEST_ONLY_CONTEXT, cdk_json_context
 
 PARTITION = "aws"
-
-
-@dataclass
-class PipelineApp:
-    """A synthesized app with the stacks a pipeline needs; ``nag_error`` is the synth's validation failure or None."""
-
-    config: AppConfig
-    stacks: dict[str, cdk.Stack]
-    templates: dict[str, dict]
-    nag_error: Exception | None
-
-
-def synthesize(outdir: Path, context: dict[str, Any], build: Callable[[cdk.App, AppConfig], dict[str, cdk.Stack]]) -> PipelineApp:
-    """cdk.json's context with ``context`` on top; ``build`` adds the stacks; cdk-nag checks them as app.py does."""
-    app = cdk.App(context={**cdk_json_context(), **TEST_ONLY_CONTEXT, **context}, outdir=str(outdir))
-    config = AppConfig.from_context(app.node)
-    stacks = build(app, config)
-    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
-    try:
-        app.synth()
-        nag_error = None
-    except RuntimeError as error:  # jsii re-raises the CDK's ValidationError as RuntimeError
-        nag_error = error
-    templates = {key: json.loads((outdir / stack.template_file).read_text()) for key, stack in stacks.items()}
-    return PipelineApp(config=config, stacks=stacks, templates=templates, nag_error=nag_error)
 
 
 def marker(value: Any) -> str:

@@ -1,4 +1,5 @@
-"""The batch stack: the rule on new sessions files, the state machine read as Step Functions will run it, IAM."""
+"""The batch stack (in the app as app.py builds it, `synth`): the rule on new sessions files, the state
+machine read as Step Functions will run it, IAM."""
 from __future__ import annotations
 
 import fnmatch
@@ -6,13 +7,10 @@ import re
 
 import pytest
 
-from infra.config import AppConfig
-from infra.stacks.batch import BatchStack, transform_workers
-from infra.stacks.image import ImageStack
-from infra.stacks.storage import StorageStack
+from infra.stacks.batch import transform_workers
 from tests.infra.pipelines import (
     PARTITION, actions_on, as_list, definition, evaluate, main_path, marker, policy_statements, resources,
-    state_machine, synthesize,
+    state_machine,
 )
 
 STORAGE_EXPORTS = "import:Gru4Rec-Dev-Storage"
@@ -21,21 +19,9 @@ EXECUTION = {"Id": "arn:aws:states:eu-west-1:123456789012:execution:gru4rec-dev-
 BUCKET = "gru4rec-dev-data"
 
 
-def build(app, config: AppConfig):
-    storage = StorageStack(app, config.stack_name("Storage"), config)
-    image = ImageStack(app, config.stack_name("Image"), config)
-    return {"storage": storage, "image": image, "batch": BatchStack(app, config.stack_name("Batch"), config, storage, image)}
-
-
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory, dummy_model_artifact):
-    context = {"initial_model_artifact": str(dummy_model_artifact), "max_concurrent_transform_jobs": 3}
-    return synthesize(tmp_path_factory.mktemp("batch"), context, build)
-
-
-@pytest.fixture(scope="module")
-def template(pipeline):
-    return pipeline.templates["batch"]
+def template(synth):
+    return synth.template_dict("batch")
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +37,6 @@ def variables_for(states, key):
     context = {"context": {"Execution": EXECUTION}, "input": event}
     return {"jobName": evaluate(assigned["jobName"], states=context), "key": evaluate(assigned["key"], states=context),
             "bucket": BUCKET, "modelName": "gru4rec-dev-train-20261128-101500-0a1b2c3d"}
-
-
-def test_app_passes_cdk_nag(pipeline):
-    assert pipeline.nag_error is None, pipeline.nag_error
 
 
 def test_states_in_order(states):
@@ -133,7 +115,7 @@ def test_job_name(states):
     assert re.fullmatch(r"gru4rec-dev-batch-20261129-021710-[0-9a-f]{8}", name)
 
 
-def test_concurrency_is_bounded_by_the_stages_running_jobs(states, pipeline):
+def test_concurrency_is_bounded_by_the_stages_running_jobs(states, synth):
     count = states["Count running jobs"]
     assert count["Resource"] == f"arn:{PARTITION}:states:::aws-sdk:sagemaker:listTransformJobs"
     assert count["Arguments"] == {"StatusEquals": "InProgress", "NameContains": "gru4rec-dev-batch-", "MaxResults": 100}
@@ -141,7 +123,7 @@ def test_concurrency_is_bounded_by_the_stages_running_jobs(states, pipeline):
     assert running == 2
     assert evaluate(count["Assign"]["running"], states={"result": {"TransformJobSummaries": []}}) == 0
     (rule,) = states["Capacity free?"]["Choices"]
-    limit = pipeline.config.max_concurrent_transform_jobs
+    limit = synth.config.max_concurrent_transform_jobs
     assert [evaluate(rule["Condition"], {"running": n}) for n in range(limit + 2)] == [True] * limit + [False, False]
 
 
@@ -161,7 +143,7 @@ def test_live_model_is_read_right_before_the_job(states):
     assert read["Next"] == "Transform"
 
 
-def test_transform_job_follows_the_serving_contract(states, pipeline):
+def test_transform_job_follows_the_serving_contract(states, synth):
     transform = states["Transform"]
     assert transform["Resource"] == f"arn:{PARTITION}:states:::sagemaker:createTransformJob.sync"
     arguments = transform["Arguments"]
@@ -175,8 +157,8 @@ def test_transform_job_follows_the_serving_contract(states, pipeline):
     assert workers == 4  # ml.m5.xlarge: 4 vCPUs
     assert arguments["Environment"] == {"MODEL_SERVER_WORKERS": str(workers)}
     assert workers * arguments["MaxPayloadInMB"] <= 100
-    assert arguments["TransformResources"]["InstanceType"] == pipeline.config.transform_instance_type
-    assert arguments["TransformResources"]["InstanceCount"] == pipeline.config.transform_instance_count
+    assert arguments["TransformResources"]["InstanceType"] == synth.config.transform_instance_type
+    assert arguments["TransformResources"]["InstanceCount"] == synth.config.transform_instance_count
     assert STORAGE_EXPORTS in arguments["TransformResources"]["VolumeKmsKeyId"]
     assert STORAGE_EXPORTS in arguments["TransformOutput"]["KmsKeyId"]
     assert {"Key": "project", "Value": "gru4rec"} in arguments["Tags"]

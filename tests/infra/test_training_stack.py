@@ -1,4 +1,5 @@
-"""The training stack: its state machine read as Step Functions will run it, its roles, and cdk-nag."""
+"""The training stack (in the app as app.py builds it, `synth`): its state machine read as Step Functions
+will run it, its roles; cdk-nag for the on-demand variant (the default app is checked in test_app)."""
 from __future__ import annotations
 
 import re
@@ -6,15 +7,13 @@ import re
 import pytest
 
 from infra.config import AppConfig
-from infra.stacks.endpoint import EndpointStack
-from infra.stacks.image import ImageStack
-from infra.stacks.storage import StorageStack
-from infra.stacks.training import ENDPOINT_MAX_POLLS, HYPERPARAMETER_DEFAULTS, TrainingStack
+from infra.stacks.training import ENDPOINT_MAX_POLLS, HYPERPARAMETER_DEFAULTS
 from infra.stacks.workflow import job_name_expression
 from model_code.train import metric_lines
+from tests.infra.conftest import synthesize
 from tests.infra.pipelines import (
     PARTITION, actions_on, as_list, definition, evaluate, main_path, marker, policy_statements, resources,
-    state_machine, synthesize,
+    state_machine,
 )
 
 STORAGE_EXPORTS = "import:Gru4Rec-Dev-Storage"
@@ -23,28 +22,15 @@ EXECUTION = {"Id": "arn:aws:states:eu-west-1:123456789012:execution:gru4rec-dev-
              "StartTime": "2026-11-29T02:17:10.123Z"}
 
 
-def build(app, config: AppConfig):
-    storage = StorageStack(app, config.stack_name("Storage"), config)
-    image = ImageStack(app, config.stack_name("Image"), config)
-    endpoint = EndpointStack(app, config.stack_name("Endpoint"), config, storage, image)
-    training = TrainingStack(app, config.stack_name("Training"), config, storage, image, endpoint)
-    return {"storage": storage, "image": image, "endpoint": endpoint, "training": training}
-
-
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory, dummy_model_artifact):
-    return synthesize(tmp_path_factory.mktemp("training"), {"initial_model_artifact": str(dummy_model_artifact)}, build)
-
-
 @pytest.fixture(scope="module")
 def without_spot(tmp_path_factory, dummy_model_artifact):
     context = {"initial_model_artifact": str(dummy_model_artifact), "use_spot": False}
-    return synthesize(tmp_path_factory.mktemp("training_on_demand"), context, build)
+    return synthesize(tmp_path_factory.mktemp("training_on_demand"), context)
 
 
 @pytest.fixture(scope="module")
-def states(pipeline):
-    return definition(pipeline.templates["training"])["States"]
+def states(synth):
+    return definition(synth.template_dict("training"))["States"]
 
 
 @pytest.fixture(scope="module")
@@ -52,10 +38,6 @@ def variables(states):
     """The variables "Name the job" assigns, evaluated for EXECUTION."""
     assigned = states["Name the job"]["Assign"]
     return {**assigned, "jobName": evaluate(assigned["jobName"], states={"context": {"Execution": EXECUTION}})}
-
-
-def test_app_passes_cdk_nag(pipeline):
-    assert pipeline.nag_error is None, pipeline.nag_error
 
 
 def test_states_in_order(states):
@@ -67,8 +49,8 @@ def test_states_in_order(states):
     assert main_path(states, "Wait for endpoint") == ["Wait for endpoint", "Check endpoint", "Endpoint updated?"]
 
 
-def test_state_machine_is_standard_traced_and_logs_everything_encrypted(pipeline):
-    template = pipeline.templates["training"]
+def test_state_machine_is_standard_traced_and_logs_everything_encrypted(synth):
+    template = synth.template_dict("training")
     properties = state_machine(template)
     assert properties["StateMachineType"] == "STANDARD"
     assert properties["TracingConfiguration"] == {"Enabled": True}
@@ -80,14 +62,14 @@ def test_state_machine_is_standard_traced_and_logs_everything_encrypted(pipeline
     assert "TrainingStateMachineArn" in template["Outputs"]
 
 
-def test_training_job_runs_the_image_to_the_end(states, pipeline):
+def test_training_job_runs_the_image_to_the_end(states, synth):
     train = states["Train"]
     assert train["Resource"] == f"arn:{PARTITION}:states:::sagemaker:createTrainingJob.sync"
     arguments = train["Arguments"]
-    assert arguments["AlgorithmSpecification"]["TrainingImage"].endswith(":" + _image_tag(pipeline, "train"))
-    assert arguments["RoleArn"] == "<" + _logical_id(pipeline.templates["training"], "AWS::IAM::Role", "TrainingRole") + ".Arn>"
-    assert arguments["ResourceConfig"]["InstanceType"] == pipeline.config.training_instance_type
-    assert arguments["StoppingCondition"]["MaxRuntimeInSeconds"] == pipeline.config.training_max_runtime_hours * 3600
+    assert arguments["AlgorithmSpecification"]["TrainingImage"].endswith(":" + _image_tag(synth, "train"))
+    assert arguments["RoleArn"] == "<" + _logical_id(synth.template_dict("training"), "AWS::IAM::Role", "TrainingRole") + ".Arn>"
+    assert arguments["ResourceConfig"]["InstanceType"] == synth.config.training_instance_type
+    assert arguments["StoppingCondition"]["MaxRuntimeInSeconds"] == synth.config.training_max_runtime_hours * 3600
     assert arguments["OutputDataConfig"]["S3OutputPath"].endswith("/models/")
     assert STORAGE_EXPORTS in arguments["OutputDataConfig"]["KmsKeyId"]
     assert STORAGE_EXPORTS in arguments["ResourceConfig"]["VolumeKmsKeyId"]
@@ -102,10 +84,10 @@ def test_metric_definitions_match_what_training_prints(states):
     assert found == {"recall@20": 0.6812, "mrr@20": 0.3595}
 
 
-def test_job_name_is_unique_per_execution_and_short_enough(variables, pipeline):
+def test_job_name_is_unique_per_execution_and_short_enough(variables, synth):
     name = variables["jobName"]
     assert re.fullmatch(r"gru4rec-dev-train-20261129-021710-[0-9a-f]{8}", name)
-    other = evaluate(job_name_expression(pipeline.config, "train"),
+    other = evaluate(job_name_expression(synth.config, "train"),
                      states={"context": {"Execution": {**EXECUTION, "Id": EXECUTION["Id"] + "x"}}})
     assert other != name
     longest_stage = AppConfig(stage="s" * 16)
@@ -134,7 +116,7 @@ def test_test_channel_unless_the_input_turns_it_off(states, variables):
     assert set(channels({"test_channel": False})) == {"train"}
 
 
-def test_spot_training_waits_longer_and_checkpoints_per_job(states, variables, pipeline):
+def test_spot_training_waits_longer_and_checkpoints_per_job(states, variables, synth):
     arguments = states["Train"]["Arguments"]
     assert arguments["EnableManagedSpotTraining"] is True
     stopping = arguments["StoppingCondition"]
@@ -146,10 +128,10 @@ def test_spot_training_waits_longer_and_checkpoints_per_job(states, variables, p
 
 def test_on_demand_training_has_no_spot_settings(without_spot):
     assert without_spot.nag_error is None, without_spot.nag_error
-    arguments = definition(without_spot.templates["training"])["States"]["Train"]["Arguments"]
+    arguments = definition(without_spot.template_dict("training"))["States"]["Train"]["Arguments"]
     assert "EnableManagedSpotTraining" not in arguments and "CheckpointConfig" not in arguments
     assert "MaxWaitTimeInSeconds" not in arguments["StoppingCondition"]
-    training_policy = _policy(without_spot.templates["training"], "TrainingPolicy")
+    training_policy = _policy(without_spot.template_dict("training"), "TrainingPolicy")
     assert not any("/checkpoints/" in marker(r) for s in training_policy for r in as_list(s["Resource"]))
 
 
@@ -168,8 +150,8 @@ def test_gate_reads_recall_by_name(states, metrics, expected):
 @pytest.mark.parametrize("recall, verdict", [
     (None, "No recall metric"), (0.05, "Below threshold"), (0.2, "Create model"), (0.7, "Create model"),
 ])
-def test_quality_gate(states, variables, pipeline, recall, verdict):
-    assert pipeline.config.recall_threshold == 0.2
+def test_quality_gate(states, variables, synth, recall, verdict):
+    assert synth.config.recall_threshold == 0.2
     assert _choose(states["Quality gate"], {**variables, "recall": recall}) == verdict
 
 
@@ -183,7 +165,7 @@ def test_failed_gate_says_why(states, variables):
     assert states["No recall metric"]["Next"] == states["Below threshold"]["Next"] == "Notify failure"
 
 
-def test_every_task_and_failed_check_notifies_then_fails(states, pipeline):
+def test_every_task_and_failed_check_notifies_then_fails(states, synth):
     tasks = [name for name, state in states.items() if state["Type"] == "Task" and name != "Notify failure"]
     assert len(tasks) == 7
     for name in tasks:
@@ -193,7 +175,7 @@ def test_every_task_and_failed_check_notifies_then_fails(states, pipeline):
             assert set(state["Output"]) == {"Error", "Cause"} and state["Next"] == "Notify failure", name
     notify = states["Notify failure"]
     assert notify["Resource"] == f"arn:{PARTITION}:states:::sns:publish"
-    topic = _logical_id(pipeline.templates["training"], "AWS::SNS::Topic", "FailureTopic")
+    topic = _logical_id(synth.template_dict("training"), "AWS::SNS::Topic", "FailureTopic")
     assert notify["Arguments"]["TopicArn"] == f"<{topic}>"
     assert notify["Next"] == "Failed" and states["Failed"]["Type"] == "Fail"
     failure = {"Error": "States.TaskFailed", "Cause": "AlgorithmError: out of memory"}
@@ -201,8 +183,8 @@ def test_every_task_and_failed_check_notifies_then_fails(states, pipeline):
     assert evaluate(states["Failed"]["Cause"], states={"input": failure}) == "AlgorithmError: out of memory"
 
 
-def test_timed_out_or_stopped_executions_are_reported(pipeline):
-    template = pipeline.templates["training"]
+def test_timed_out_or_stopped_executions_are_reported(synth):
+    template = synth.template_dict("training")
     (rule,) = resources(template, "AWS::Events::Rule").values()
     machine = _logical_id(template, "AWS::StepFunctions::StateMachine", "StateMachine")
     assert rule["Properties"]["EventPattern"] == {
@@ -213,42 +195,42 @@ def test_timed_out_or_stopped_executions_are_reported(pipeline):
     assert [target["Arn"] for target in rule["Properties"]["Targets"]] == [{"Ref": topic}]
 
 
-def test_failure_topic_is_encrypted_and_mailed(pipeline):
-    template = pipeline.templates["training"]
+def test_failure_topic_is_encrypted_and_mailed(synth):
+    template = synth.template_dict("training")
     (topic,) = resources(template, "AWS::SNS::Topic").values()
     assert STORAGE_EXPORTS in marker(topic["Properties"]["KmsMasterKeyId"])
     (subscription,) = resources(template, "AWS::SNS::Subscription").values()
     assert subscription["Properties"]["Protocol"] == "email"
-    assert subscription["Properties"]["Endpoint"] == pipeline.config.notification_email
+    assert subscription["Properties"]["Endpoint"] == synth.config.notification_email
 
 
-def test_model_and_endpoint_config_from_the_job(states, pipeline):
+def test_model_and_endpoint_config_from_the_job(states, synth):
     model = states["Create model"]
     assert model["Resource"] == f"arn:{PARTITION}:states:::aws-sdk:sagemaker:createModel"
     assert model["Arguments"]["ModelName"] == "{% $jobName %}"
     assert model["Arguments"]["PrimaryContainer"]["ModelDataUrl"] == "{% $modelData %}"
-    assert model["Arguments"]["PrimaryContainer"]["Image"].endswith(":" + _image_tag(pipeline, "serve"))
+    assert model["Arguments"]["PrimaryContainer"]["Image"].endswith(":" + _image_tag(synth, "serve"))
     assert "ModelRole" in model["Arguments"]["ExecutionRoleArn"]
     assert {"Key": "training-job", "Value": "{% $jobName %}"} in model["Arguments"]["Tags"]
     config = states["Create endpoint config"]["Arguments"]
     (variant,) = config["ProductionVariants"]
     assert variant == {"VariantName": "AllTraffic", "ModelName": "{% $jobName %}", "InitialVariantWeight": 1,
-                       "InstanceType": pipeline.config.endpoint_instance_type,
-                       "InitialInstanceCount": pipeline.config.endpoint_initial_instance_count}
+                       "InstanceType": synth.config.endpoint_instance_type,
+                       "InitialInstanceCount": synth.config.endpoint_initial_instance_count}
     assert STORAGE_EXPORTS in config["KmsKeyId"] and config["Tags"]
 
 
-def test_data_capture_is_the_endpoint_stacks(states, pipeline):
-    (endpoint_config,) = resources(pipeline.templates["endpoint"], "AWS::SageMaker::EndpointConfig").values()
+def test_data_capture_is_the_endpoint_stacks(states, synth):
+    (endpoint_config,) = resources(synth.template_dict("endpoint"), "AWS::SageMaker::EndpointConfig").values()
     reference = endpoint_config["Properties"]["DataCaptureConfig"]
     ours = states["Create endpoint config"]["Arguments"]["DataCaptureConfig"]
     assert _markers(ours) == _markers(reference)
 
 
-def test_update_endpoint_keeps_the_fleet_size(states, pipeline):
+def test_update_endpoint_keeps_the_fleet_size(states, synth):
     update = states["Update endpoint"]
     assert update["Resource"] == f"arn:{PARTITION}:states:::aws-sdk:sagemaker:updateEndpoint"
-    assert update["Arguments"] == {"EndpointName": pipeline.stacks["endpoint"].endpoint_name,
+    assert update["Arguments"] == {"EndpointName": synth.stacks["endpoint"].endpoint_name,
                                    "EndpointConfigName": "{% $jobName %}", "RetainAllVariantProperties": True}
 
 
@@ -274,37 +256,37 @@ def test_rolled_back_update_names_the_reason(states, variables):
     assert "InService with configuration old, not " + variables["jobName"] in cause and "health check failed" in cause
 
 
-def test_live_model_is_recorded_in_ssm(states, pipeline):
+def test_live_model_is_recorded_in_ssm(states, synth):
     records = {states[name]["Arguments"]["Name"]: states[name]["Arguments"] for name in ("Record model data", "Record model name")}
     assert records == {
         "/gru4rec/dev/current-model-data": {"Name": "/gru4rec/dev/current-model-data", "Value": "{% $modelData %}", "Overwrite": True},
         "/gru4rec/dev/current-model-name": {"Name": "/gru4rec/dev/current-model-name", "Value": "{% $jobName %}", "Overwrite": True},
     }
-    assert pipeline.config.model_data_parameter_name in records and pipeline.config.model_name_parameter_name in records
+    assert synth.config.model_data_parameter_name in records and synth.config.model_name_parameter_name in records
     for name in ("Record model data", "Record model name"):
         assert states[name]["Resource"] == f"arn:{PARTITION}:states:::aws-sdk:ssm:putParameter"
 
 
-def test_no_action_wildcards(pipeline):
-    for statement in policy_statements(pipeline.templates["training"]):
+def test_no_action_wildcards(synth):
+    for statement in policy_statements(synth.template_dict("training")):
         assert statement["Effect"] == "Allow"
         assert not any("*" in action for action in as_list(statement["Action"])), statement
 
 
-def test_only_service_apis_without_resource_permissions_use_star(pipeline):
+def test_only_service_apis_without_resource_permissions_use_star(synth):
     allowed = {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData", "xray:PutTraceSegments", "xray:PutTelemetryRecords",
                "xray:GetSamplingRules", "xray:GetSamplingTargets", "logs:CreateLogDelivery", "logs:GetLogDelivery",
                "logs:UpdateLogDelivery", "logs:DeleteLogDelivery", "logs:ListLogDeliveries", "logs:PutResourcePolicy",
                "logs:DescribeResourcePolicies", "logs:DescribeLogGroups"}
-    for statement in policy_statements(pipeline.templates["training"]):
+    for statement in policy_statements(synth.template_dict("training")):
         if statement["Resource"] == "*":
             assert set(as_list(statement["Action"])) <= allowed, statement
             if "cloudwatch:PutMetricData" in as_list(statement["Action"]):
                 assert statement["Condition"] == {"StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}}
 
 
-def test_pass_role_only_for_the_two_sagemaker_roles(pipeline):
-    template = pipeline.templates["training"]
+def test_pass_role_only_for_the_two_sagemaker_roles(synth):
+    template = synth.template_dict("training")
     passing = [s for s in policy_statements(template) if "iam:PassRole" in as_list(s["Action"])]
     assert len(passing) == 1
     (statement,) = passing
@@ -317,8 +299,8 @@ def test_pass_role_only_for_the_two_sagemaker_roles(pipeline):
     assert model_role.startswith("<import:Gru4Rec-Dev-Endpoint:") and "ModelRole" in model_role
 
 
-def test_state_machine_runs_only_its_own_jobs(pipeline):
-    statements = policy_statements(pipeline.templates["training"])
+def test_state_machine_runs_only_its_own_jobs(synth):
+    statements = policy_statements(synth.template_dict("training"))
     assert actions_on(statements, ":training-job/gru4rec-dev-train-*") == {
         "sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob",
         "sagemaker:AddTags", "sagemaker:ListTags"}
@@ -328,8 +310,8 @@ def test_state_machine_runs_only_its_own_jobs(pipeline):
     assert actions_on(statements, ":parameter/gru4rec/dev/current-model-") == {"ssm:putParameter"}
 
 
-def test_training_role_reads_training_data_and_writes_models(pipeline):
-    statements = _policy(pipeline.templates["training"], "TrainingPolicy")
+def test_training_role_reads_training_data_and_writes_models(synth):
+    statements = _policy(synth.template_dict("training"), "TrainingPolicy")
     assert actions_on(statements, "/training/*") == {"s3:GetObject"}
     assert actions_on(statements, "/models/*") == {"s3:PutObject"}
     assert actions_on(statements, "/checkpoints/*") == {"s3:GetObject", "s3:PutObject"}
@@ -357,8 +339,8 @@ def _policy(template: dict, prefix: str) -> list[dict]:
         "PolicyDocument"]["Statement"]
 
 
-def _image_tag(pipeline, target: str) -> str:
-    image = pipeline.stacks["image"]
+def _image_tag(synth, target: str) -> str:
+    image = synth.stacks["image"]
     uri = image.resolve(image.image_uri if target == "train" else image.serve_image_uri)
     return marker(uri).rsplit(":", 1)[1]
 
