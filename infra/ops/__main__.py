@@ -130,27 +130,22 @@ def make_session(args: argparse.Namespace) -> boto3.Session:
 def run_train(args, session, deployment) -> int:
     hyperparameters = training.parse_hyperparameters(args.hyperparameter)
     test_channel = not args.no_test_channel
-    if args.upload_data:
-        for uri in training.upload_training_data(
-            session.client("s3"), deployment.data_bucket, args.upload_data
-        ):
-            print(f"uploaded {uri}")
     stepfunctions = session.client("stepfunctions")
+    settings = None
     if args.one_off:
         settings = training.read_one_off_settings(
             stepfunctions, deployment.training_state_machine_arn,
             role_arn=args.role, image_uri=args.image, instance_type=args.instance_type,
         )
-        job = training.start_one_off_training(
-            session, deployment.stage, deployment.data_bucket, settings, hyperparameters,
-            test_channel,
-        )
-        print(f"started training job {job}")
-        if not args.wait:
-            return 0
-        described = training.wait_for_training_job(session.client("sagemaker"), job)
-        print(f"model: {described.get('ModelArtifacts', {}).get('S3ModelArtifacts', '-')}")
-        return 0 if described["TrainingJobStatus"] == "Completed" else 1
+    elif args.role or args.image or args.instance_type:
+        raise OpsError("--role, --image and --instance-type are for --one-off jobs only")
+    if args.upload_data:
+        for uri in training.upload_training_data(
+            session.client("s3"), deployment.data_bucket, args.upload_data
+        ):
+            print(f"uploaded {uri}")
+    if settings:
+        return _one_off(args, session, deployment, settings, hyperparameters, test_channel)
     arn = training.start_training(
         stepfunctions, deployment.training_state_machine_arn, hyperparameters, test_channel
     )
@@ -158,7 +153,25 @@ def run_train(args, session, deployment) -> int:
     if not args.wait:
         return 0
     described = training.wait_for_execution(stepfunctions, arn)
-    return 0 if described["status"] == "SUCCEEDED" else 1
+    if described["status"] == "SUCCEEDED":
+        return 0
+    print(f"{described.get('error', '')}: {described.get('cause', '')}", file=sys.stderr)
+    return 1
+
+
+def _one_off(args, session, deployment, settings, hyperparameters, test_channel) -> int:
+    job = training.start_one_off_training(
+        session, deployment.stage, deployment.data_bucket, settings, hyperparameters, test_channel
+    )
+    print(f"started training job {job}")
+    if not args.wait:
+        return 0
+    described = training.wait_for_training_job(session.client("sagemaker"), job)
+    if described["TrainingJobStatus"] != "Completed":
+        print(described.get("FailureReason", "no failure reason given"), file=sys.stderr)
+        return 1
+    print(f"model: {described['ModelArtifacts']['S3ModelArtifacts']}")
+    return 0
 
 
 def run_score(args, session, deployment) -> int:

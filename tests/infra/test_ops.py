@@ -279,12 +279,16 @@ def test_train_upload_data_needs_a_train_file(stage, capsys, tmp_path):
 
 
 def test_one_off_training_job_copies_the_state_machines_job(stage, capsys):
-    code, out, _ = run(capsys, "train", "--one-off", "-p", "epochs=2", "--no-test-channel")
-    assert code == 0
+    code, out, _ = run(
+        capsys, "train", "--one-off", "-p", "epochs=2", "--no-test-channel", "--wait"
+    )
+    assert code == 0, out
     sagemaker = stage.session.client("sagemaker")
     [summary] = sagemaker.list_training_jobs()["TrainingJobSummaries"]
     assert summary["TrainingJobName"].startswith("gru4rec-dev-oneoff-")
     assert summary["TrainingJobName"] in out
+    assert f"{summary['TrainingJobName']}: Completed" in out  # moto's jobs end at once
+    assert "model: s3://" in out
     job = sagemaker.describe_training_job(TrainingJobName=summary["TrainingJobName"])
     assert job["AlgorithmSpecification"]["TrainingImage"] == IMAGE
     assert job["RoleArn"] == stage.role_arn
@@ -647,3 +651,10 @@ def test_cleanup_after_destroy_removes_the_last_ones(stage, capsys):
     assert [m["ModelName"] for m in sagemaker.list_models()["Models"]] == ["gru4rec-dev-model-1"]
     code, _, err = run(capsys, "status")
     assert code == 1 and "Gru4Rec-Dev-Storage" in err
+
+
+def test_one_off_options_need_one_off(stage, capsys, tmp_path):
+    (tmp_path / "train.tsv.gz").write_bytes(b"x")
+    code, _, err = run(capsys, "train", "--image", IMAGE, "--upload-data", str(tmp_path))
+    assert code == 1 and "for --one-off jobs only" in err
+    assert "Contents" not in stage.session.client("s3").list_objects_v2(Bucket=BUCKET)
