@@ -92,7 +92,8 @@ def create_app(model_dir: str | Path | None = None) -> Flask:
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException):
         messages = {413: f"the body is larger than {contracts.MAX_PAYLOAD_BYTES:,} bytes (6 MB)"}
-        return jsonify(error=messages.get(err.code, err.description)), err.code
+        headers = [(name, value) for name, value in err.get_headers() if name.lower() != "content-type"]
+        return jsonify(error=messages.get(err.code, err.description)), err.code, headers  # e.g. Allow on a 405
 
     @app.errorhandler(Exception)
     def server_error(err: Exception):
