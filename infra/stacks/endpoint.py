@@ -13,7 +13,7 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infra.config import AppConfig
-from infra.layout import CAPTURE_PREFIX, MODELS_PREFIX
+from infra.layout import CAPTURE_PREFIX, INCOMING_SESSIONS_PREFIX, MODELS_PREFIX, SCORED_SESSIONS_PREFIX
 from infra.nag import wildcard_resource_finding
 from infra.stacks.image import ImageStack
 from infra.stacks.storage import StorageStack
@@ -60,7 +60,8 @@ class EndpointStack(cdk.Stack):
         cdk.CfnOutput(self, "EndpointName", value=self.endpoint.attr_endpoint_name, description="SageMaker endpoint of this stage")
 
     def _model_role(self, config: AppConfig, storage: StorageStack, image: ImageStack) -> tuple[iam.Role, iam.Policy]:
-        """Reads model artifacts (training output and the first model), writes data capture, pulls the image."""
+        """Reads model artifacts (training output and the first model), writes data capture, pulls the image;
+        as the role of the batch pipeline's transform jobs, reads ``sessions/incoming/`` and writes ``sessions/scored/``."""
         role = iam.Role(self, "ModelRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
                         description=f"Execution role of the GRU4Rec {config.stage} SageMaker models")
         models = storage.objects_arn(MODELS_PREFIX)
@@ -71,6 +72,13 @@ class EndpointStack(cdk.Stack):
             resource_name=f"/aws/sagemaker/Endpoints/{config.endpoint_name}",
         )
         endpoint_log_streams = f"{endpoint_log_group}:log-stream:*"
+        incoming = storage.objects_arn(INCOMING_SESSIONS_PREFIX)
+        scored = storage.objects_arn(SCORED_SESSIONS_PREFIX)
+        transform_log_group = self.format_arn(
+            service="logs", resource="log-group", arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+            resource_name="/aws/sagemaker/TransformJobs",
+        )
+        transform_log_streams = f"{transform_log_group}:log-stream:{config.resource_prefix}-batch-*"
         statements = [
             iam.PolicyStatement(sid="ReadModelArtifacts", actions=["s3:GetObject"], resources=[models, first_model]),
             iam.PolicyStatement(sid="WriteDataCapture", actions=["s3:PutObject"], resources=[capture]),
@@ -80,6 +88,12 @@ class EndpointStack(cdk.Stack):
                                 actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]),
             iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
             iam.PolicyStatement(sid="WriteEndpointLogs", resources=[endpoint_log_group, endpoint_log_streams],
+                                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]),
+            iam.PolicyStatement(sid="ListIncomingSessions", actions=["s3:ListBucket"], resources=[storage.bucket_arn],
+                                conditions={"StringLike": {"s3:prefix": [f"{INCOMING_SESSIONS_PREFIX}*"]}}),
+            iam.PolicyStatement(sid="ReadIncomingSessions", actions=["s3:GetObject"], resources=[incoming]),
+            iam.PolicyStatement(sid="WriteScoredSessions", actions=["s3:PutObject"], resources=[scored]),
+            iam.PolicyStatement(sid="WriteTransformLogs", resources=[transform_log_group, transform_log_streams],
                                 actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]),
         ]
         policy = iam.Policy(self, "ModelPolicy", statements=statements)
@@ -93,6 +107,12 @@ class EndpointStack(cdk.Stack):
                  "Data capture writes objects of SageMaker's own naming under capture/: put only, this prefix only."),
             _ack(wildcard_resource_finding(self, endpoint_log_streams),
                  "SageMaker names the log streams of the endpoint's instances; the log group is this endpoint's own."),
+            _ack(wildcard_resource_finding(self, incoming),
+                 "Batch Transform reads the session files dropped under sessions/incoming/: get only, this prefix only."),
+            _ack(wildcard_resource_finding(self, scored),
+                 "Batch Transform writes <file>.out under sessions/scored/: put only, this prefix only."),
+            _ack(wildcard_resource_finding(self, transform_log_streams),
+                 "SageMaker names the log streams <job>/<instance>; only this stage's batch jobs' streams."),
         )
         return role, policy
 

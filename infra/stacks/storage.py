@@ -40,6 +40,11 @@ class StorageStack(cdk.Stack):
         self._bucket_arn_import = self.export_value(self.bucket.bucket_arn, name=self.bucket_arn_export_name)
         cdk.CfnOutput(self, "DataBucketName", value=self.bucket.bucket_name, description="Data bucket of this stage")
 
+    @property
+    def bucket_arn(self) -> str:
+        """The data bucket's ARN through the same named export as :meth:`objects_arn`, for other stacks' policies."""
+        return self._bucket_arn_import
+
     def objects_arn(self, prefix: str) -> str:
         """ARN pattern of the data bucket's objects under ``prefix`` (e.g. ``models/``), for other stacks' IAM policies.
 

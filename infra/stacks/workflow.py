@@ -183,7 +183,7 @@ def pipeline_state_machine(scope: Construct, config: AppConfig, key: kms.IKey, p
     event (with execution data) logged to a log group encrypted with the stage's key."""
     name = f"{config.resource_prefix}-{pipeline}"
     log_group = logs.LogGroup(scope, "ExecutionLogs", log_group_name=f"/aws/vendedlogs/states/{name}",
-                              encryption_key=key, removal_policy=cdk.RemovalPolicy.RETAIN)
+                              encryption_key=key, removal_policy=cdk.RemovalPolicy.DESTROY)
     # RetentionDays has no member lookup by day count; the config has validated the number
     log_group.node.default_child.add_property_override("RetentionInDays", config.log_retention_days)
     machine = sfn.StateMachine(

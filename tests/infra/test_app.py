@@ -35,6 +35,9 @@ ACKNOWLEDGED = {
         "AwsSolutions-IAM5[Resource::gru4rec-dev-data-bucket-arn/models/*]",
         "AwsSolutions-IAM5[Resource::gru4rec-dev-data-bucket-arn/capture/*]",
         f"AwsSolutions-IAM5[Resource::{LOG_STREAMS.format('/aws/sagemaker/Endpoints/gru4rec-dev')}]",
+        "AwsSolutions-IAM5[Resource::gru4rec-dev-data-bucket-arn/sessions/incoming/*]",
+        "AwsSolutions-IAM5[Resource::gru4rec-dev-data-bucket-arn/sessions/scored/*]",
+        f"AwsSolutions-IAM5[Resource::{LOG_STREAMS.format('/aws/sagemaker/TransformJobs').replace(':*', ':gru4rec-dev-batch-*')}]",
     },
     "/Gru4Rec-Dev-Api/Api": {
         "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",

@@ -110,18 +110,25 @@ def test_model_role_is_assumed_only_by_sagemaker(endpoint):
     assert "ManagedPolicyArns" not in role["Properties"]
 
 
-def test_model_role_reads_only_model_artifacts_and_writes_only_data_capture(endpoint, synth):
+def test_model_role_reads_models_and_incoming_sessions_and_writes_capture_and_scores(endpoint, synth):
     s3 = [(action, resource) for statement in _statements(endpoint) for action in _as_list(statement["Action"])
           if action.startswith("s3:") for resource in _as_list(statement["Resource"])]
     rendered = sorted((action, json.dumps(resource)) for action, resource in s3)
     object_key = json.loads((synth.outdir / "Gru4Rec-Dev-Storage.assets.json").read_text())["files"]
     model_key, = [d["objectKey"] for a in object_key.values() if a["displayName"] == "InitialModel" for d in a["destinations"].values()]
-    assert [action for action, _ in rendered] == ["s3:GetObject", "s3:GetObject", "s3:PutObject"]
+    assert [action for action, _ in rendered] == ["s3:GetObject"] * 3 + ["s3:ListBucket"] + ["s3:PutObject"] * 2
     reads = [resource for action, resource in rendered if action == "s3:GetObject"]
     assert any(r.endswith(f'"/{model_key}"]]}}') for r in reads), "the first model's object, and only it, in the asset bucket"
     assert any('"gru4rec-dev-data-bucket-arn"}, "/models/*"' in r for r in reads)
+    assert any('"gru4rec-dev-data-bucket-arn"}, "/sessions/incoming/*"' in r for r in reads)
     writes = [resource for action, resource in rendered if action == "s3:PutObject"]
-    assert '"gru4rec-dev-data-bucket-arn"}, "/capture/*"' in writes[0]
+    assert sorted(w.split('"}, "')[1] for w in writes) == ['/capture/*"]]}', '/sessions/scored/*"]]}']
+
+
+def test_transform_jobs_may_list_only_the_incoming_prefix(endpoint):
+    listing, = [s for s in _statements(endpoint) if "s3:ListBucket" in _as_list(s["Action"])]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["sessions/incoming/*"]}}
+    assert listing["Resource"] == {"Fn::ImportValue": "gru4rec-dev-data-bucket-arn"}
 
 
 def test_model_role_pulls_only_this_repository_and_uses_only_the_stage_key(endpoint):
@@ -135,6 +142,9 @@ def test_model_role_pulls_only_this_repository_and_uses_only_the_stage_key(endpo
         elif any(a.startswith("kms:") for a in actions):
             assert "Key" in statement["Resource"]["Fn::ImportValue"]
         elif any(a.startswith("logs:") for a in actions):
-            assert all("/aws/sagemaker/Endpoints/gru4rec-dev" in json.dumps(r) for r in statement["Resource"])
+            assert all("/aws/sagemaker/Endpoints/gru4rec-dev" in json.dumps(r)
+                       or "/aws/sagemaker/TransformJobs" in json.dumps(r) for r in statement["Resource"])
+            streams = [json.dumps(r) for r in statement["Resource"] if "log-stream" in json.dumps(r)]
+            assert all(s.endswith(':log-stream:*"]]}') and "Endpoints" in s or "gru4rec-dev-batch-*" in s for s in streams)
         else:
             assert all(a.startswith("s3:") for a in actions)
