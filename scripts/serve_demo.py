@@ -44,12 +44,14 @@ def main(argv=None) -> int:
     parser.add_argument("--model-dir", type=Path, required=True, help="a trained model directory")
     parser.add_argument("--test", type=Path, required=True, help="test events (TSV) to take sessions from")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (MODEL_SERVER_WORKERS)")
+    parser.add_argument("--log", type=Path, help="where serve's own output goes (default: serve.log beside the model directory)")
     args = parser.parse_args(argv)
 
     sessions = test_sessions(args.test, 4)
     (first_id, first_items), batch = sessions[0], sessions[1:]
-    with LocalServer(args.model_dir, workers=args.workers, log=sys.stderr) as server:
-        print(f"serve is up at {server.url} (ping 200)")
+    log_path = args.log or args.model_dir.resolve().parent / "serve.log"
+    with open(log_path, "ab") as log, LocalServer(args.model_dir, workers=args.workers, log=log) as server:
+        print(f"serve is up at {server.url} (ping 200); nginx, gunicorn and app logs: {log_path}")
         show("execution parameters", requests.get(f"{server.url}/execution-parameters", timeout=10))
         request = {"items": first_items[:-1], "k": 5}
         print(f"\nJSON request for session {first_id} (its next item was {first_items[-1]}): {json.dumps(request)}")
