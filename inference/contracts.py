@@ -1,35 +1,51 @@
-"""The ``/invocations`` wire contracts: parse and check a request, shape the answer.
+"""The ``/invocations`` wire contracts: read and check a request, shape its answer.
 
 ``application/json``, one session or many::
 
     {"items": ["a", "b"], "k": 20, "exclude_seen": true}
+    -> {"recommendations": [{"item_id": "c", "score": 7.31}, ...], "unknown_items": 0}
     {"sessions": [{"session_id": "s1", "items": ["a", "b"]}, ...], "k": 10}
+    -> {"results": [{"session_id": "s1", "recommendations": [...], "unknown_items": 0}, ...]}
 
-``application/jsonlines`` (Batch Transform): one ``{"session_id": ..., "items": [...]}`` per line,
-each line answered by one output line in the same order; a bad line is answered in place by
-``{"session_id": ..., "error": ...}`` (or ``{"line": N, "error": ...}`` where no id is readable),
-so one bad record never fails a batch. Anything wrong with a request as a whole raises
-:class:`ClientError` with the HTTP status and a message that names the problem.
+``application/jsonlines`` (Batch Transform; also ``application/x-jsonlines``, ``application/json-lines``,
+``application/jsonl``): one ``{"session_id": ..., "items": [...]}`` per line (``k`` and ``exclude_seen``
+allowed per line), answered by one line ``{"session_id": ..., "recommendations": [...], "unknown_items": N}``
+each, in the same order. Blank lines are skipped. A bad line is answered in place by
+``{"session_id": ..., "error": "..."}``, or ``{"line": N, "error": "..."}`` where it has no readable id,
+so one bad record never fails a batch.
+
+Rules: ``items`` is a non-empty list of item ids, strings or integers (integers are read as their
+decimal strings, as ``items.json`` holds ids as strings); ``k`` an integer from 1 to 1000 (default
+20); ``exclude_seen`` true or false (default false); ``session_id`` (optional) a string or an integer,
+echoed back as given (null where absent). Unknown fields are refused, so a misspelt option is never
+silently ignored. An answer where no item of the session was known carries ``"fallback": true`` and
+the most popular items, scored 0.0.
+
+A request that cannot be answered as a whole raises :class:`ClientError` with its HTTP status and a
+message naming the problem and the field: 400 (malformed or invalid), 406 (``Accept`` names no format
+this server writes), 413 (over :data:`MAX_PAYLOAD_BYTES` or :data:`MAX_SESSIONS`), 415 (content type).
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterable, Sequence
 
 JSON = "application/json"
 JSON_LINES = "application/jsonlines"
 JSON_LINES_ALIASES = frozenset({JSON_LINES, "application/x-jsonlines", "application/json-lines", "application/jsonl"})
+ACCEPTABLE = frozenset({JSON, "*/*", "application/*"}) | JSON_LINES_ALIASES
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 MAX_SESSIONS = 10_000
-MAX_ITEMS = 1_000
+"""Sessions in one ``application/json`` request at most (a JSON-lines body is bounded by its size only)."""
 MIN_K, MAX_K, DEFAULT_K = 1, 1000, 20
-SESSION_FIELDS = frozenset({"session_id", "items", "k", "exclude_seen"})
-JSON_WHITESPACE = " \t\r"
+SINGLE_FIELDS = ("items", "k", "exclude_seen")
+MANY_FIELDS = ("sessions", "k", "exclude_seen")
+SESSION_FIELDS = ("session_id", "items", "k", "exclude_seen")
 
 
 class ClientError(Exception):
-    """A request the server cannot answer as asked: HTTP ``status`` and a message for the client."""
+    """A request the server cannot answer as asked: the HTTP ``status`` and a message for the client."""
 
     def __init__(self, status: int, message: str):
         super().__init__(message)
@@ -39,105 +55,138 @@ class ClientError(Exception):
 
 @dataclass(frozen=True)
 class SessionRequest:
-    """One session to score: item ids in time order and how to rank."""
+    """One session to score: item ids in time order, how to rank, and the id to answer with."""
 
     items: list[str]
     k: int = DEFAULT_K
     exclude_seen: bool = False
-    session_id: Any = None
+    session_id: str | int | None = None
+
+
+@dataclass(frozen=True)
+class JsonRequest:
+    """An ``application/json`` request: ``many`` for the ``sessions`` form, else one session."""
+
+    many: bool
+    sessions: list[SessionRequest]
 
 
 @dataclass(frozen=True)
 class BadLine:
-    """A JSON-lines record that could not be read: answered in place with its error."""
+    """A JSON-lines record that cannot be scored, answered in place by its error."""
 
+    line: int
     error: str
-    session_id: Any = None
-    line: int = 0
+    session_id: str | int | None = None
 
+
+# -- content negotiation ---------------------------------------------------------------------------------
 
 def media_type(content_type: str | None) -> str:
-    """``application/json; charset=utf-8`` -> ``application/json``; jsonlines aliases -> ``application/jsonlines``."""
+    """``application/json; charset=utf-8`` -> ``application/json``; every JSON-lines alias -> ``application/jsonlines``."""
     base = (content_type or "").split(";", 1)[0].strip().lower()
     return JSON_LINES if base in JSON_LINES_ALIASES else base
 
 
 def check_content_type(content_type: str | None) -> str:
-    """The request's media type, or a 415 ClientError naming the ones accepted."""
+    """The request's format (:data:`JSON` or :data:`JSON_LINES`), or a 415 naming the formats accepted."""
     kind = media_type(content_type)
     if kind not in (JSON, JSON_LINES):
-        shown = content_type or "none"
-        raise ClientError(415, f"unsupported content type {shown!r}: send {JSON} or {JSON_LINES}")
+        got = repr(content_type) if content_type else "missing"
+        raise ClientError(415, f"Content-Type {got} is not supported: send {JSON} or {JSON_LINES}")
     return kind
 
 
-def parse_json_request(body: bytes) -> tuple[bool, list[SessionRequest]]:
-    """An ``application/json`` body -> (is it the many-sessions form, the sessions to score)."""
-    document = _load_json(body)
+def check_accept(accept: str | None) -> None:
+    """Refuse (406) an ``Accept`` header that allows neither JSON nor JSON lines; the answer's format is the request's."""
+    if not accept or not accept.strip():
+        return
+    for media_range in accept.split(","):
+        name, *params = (part.strip().lower() for part in media_range.split(";"))
+        if name in ACCEPTABLE and not any(_is_zero_quality(param) for param in params):
+            return
+    raise ClientError(406, f"Accept {accept!r} allows no format this server answers in: accept {JSON} or {JSON_LINES}")
+
+
+def _is_zero_quality(param: str) -> bool:
+    key, _, value = param.partition("=")
+    if key.strip() != "q":
+        return False
+    try:
+        return float(value) == 0.0
+    except ValueError:
+        return False
+
+
+# -- requests ------------------------------------------------------------------------------------------
+
+def parse_json_request(body: bytes) -> JsonRequest:
+    """Read and check an ``application/json`` body; :class:`ClientError` names the first problem."""
+    document = _load_json(_text(body, "the body"))
     if not isinstance(document, dict):
         raise ClientError(400, f"the body must be a JSON object with 'items' or 'sessions', not {_kind(document)}")
     if "sessions" in document and "items" in document:
-        raise ClientError(400, "give either 'items' (one session) or 'sessions' (many), not both")
+        raise ClientError(400, "the body has both 'items' and 'sessions': give 'items' for one session "
+                               "or 'sessions' for several")
     if "sessions" not in document:
-        _check_fields(document, SESSION_FIELDS - {"session_id"}, "the request")
-        return False, [_session(document, "")]
-    _check_fields(document, {"sessions", "k", "exclude_seen"}, "the request")
+        _check_fields(document, SINGLE_FIELDS, "the body")
+        return JsonRequest(False, [_session(document, "")])
+    _check_fields(document, MANY_FIELDS, "the body")
     sessions = document["sessions"]
     if not isinstance(sessions, list) or not sessions:
-        got = "an empty list" if sessions == [] else _kind(sessions)
-        raise ClientError(400, f"'sessions' must be a non-empty list of session objects, not {got}")
+        raise ClientError(400, f"'sessions' must be a non-empty list of session objects, not {_kind(sessions)}")
     if len(sessions) > MAX_SESSIONS:
-        raise ClientError(413, f"'sessions' holds {len(sessions)} sessions; at most {MAX_SESSIONS} per request")
-    defaults = {"k": _k(document, "", DEFAULT_K), "exclude_seen": _exclude_seen(document, "", False)}
+        raise ClientError(413, f"'sessions' holds {len(sessions):,} sessions: at most {MAX_SESSIONS:,} per request")
+    defaults = SessionRequest(items=[], k=_k(document, "", DEFAULT_K),
+                              exclude_seen=_exclude_seen(document, "", False))
     parsed = []
     for i, session in enumerate(sessions):
-        where = f"sessions[{i}]."
+        where = f"sessions[{i}]"
         if not isinstance(session, dict):
-            raise ClientError(400, f"sessions[{i}] must be an object with 'items', not {_kind(session)}")
-        _check_fields(session, SESSION_FIELDS, f"sessions[{i}]")
-        parsed.append(_session(session, where, defaults))
-    return True, parsed
+            raise ClientError(400, f"'{where}' must be an object with 'items', not {_kind(session)}")
+        _check_fields(session, SESSION_FIELDS, f"'{where}'")
+        parsed.append(_session(session, where + ".", defaults))
+    return JsonRequest(True, parsed)
 
 
 def parse_json_lines(body: bytes) -> list[SessionRequest | BadLine]:
-    """An ``application/jsonlines`` body -> one entry per non-blank line, bad lines as :class:`BadLine`."""
-    text = _decode(body)
-    # only "\n" ends a record (as in Batch Transform's SplitType Line); other Unicode line breaks may sit in strings
-    lines = enumerate(text.split("\n"), start=1)
-    records = [(number, line) for number, line in lines if line.strip(JSON_WHITESPACE)]
+    """One entry per non-blank line of an ``application/jsonlines`` body, in order; bad lines as :class:`BadLine`.
+
+    Lines split at ``\\n`` only (a JSON string may hold other line separators); ``\\r`` and blanks around
+    a line are ignored. Raises :class:`ClientError` only for a body that is too large or holds no line.
+    """
+    _check_size(body)
+    records = [_line(number, raw) for number, raw in enumerate(body.split(b"\n"), start=1) if raw.strip()]
     if not records:
         raise ClientError(400, "the body holds no JSON lines: send one {\"session_id\": ..., \"items\": [...]} per line")
-    if len(records) > MAX_SESSIONS * 10:
-        raise ClientError(413, f"the body holds {len(records)} lines; at most {MAX_SESSIONS * 10} per request")
-    return [_line(number, line) for number, line in records]
+    return records
 
 
-def _line(number: int, line: str) -> SessionRequest | BadLine:
+def _line(number: int, raw: bytes) -> SessionRequest | BadLine:
+    session_id = None
     try:
-        record = _parse(line, f"line {number}")
-    except ClientError as err:
-        return BadLine(err.message, line=number)
-    session_id = record.get("session_id") if isinstance(record, dict) else None
-    if not _is_session_id(session_id):  # an unusable id is not echoed: the answer names the line instead
-        session_id = None
-    try:
+        record = _load_json(_text(raw, f"line {number}"), f"line {number}")
         if not isinstance(record, dict):
             raise ClientError(400, f"line {number} must be a JSON object with 'items', not {_kind(record)}")
+        if _is_session_id(record.get("session_id")):
+            session_id = record["session_id"]
         _check_fields(record, SESSION_FIELDS, f"line {number}")
-        return _session(record, "")
+        return _session(record, "", prefix=f"line {number}: ")
     except ClientError as err:
-        return BadLine(err.message, session_id=session_id, line=number)
+        return BadLine(number, err.message, session_id)
 
 
-def _session(record: dict, where: str, defaults: dict | None = None) -> SessionRequest:
-    defaults = defaults or {"k": DEFAULT_K, "exclude_seen": False}
-    session_id = record.get("session_id")
-    if session_id is not None and not _is_session_id(session_id):
-        raise ClientError(400, f"'{where}session_id' must be a string or an integer, not {_kind(session_id)}")
-    return SessionRequest(
-        items=_items(record, where), k=_k(record, where, defaults["k"]),
-        exclude_seen=_exclude_seen(record, where, defaults["exclude_seen"]), session_id=session_id,
-    )
+def _session(record: dict, where: str, defaults: SessionRequest | None = None, prefix: str = "") -> SessionRequest:
+    """One session object; ``where`` prefixes field names in messages, ``defaults`` carries the request's k."""
+    defaults = defaults or SessionRequest(items=[])
+    try:
+        session_id = record.get("session_id")
+        if session_id is not None and not _is_session_id(session_id):
+            raise ClientError(400, f"'{where}session_id' must be a string or an integer, not {_kind(session_id)}")
+        return SessionRequest(items=_items(record, where), k=_k(record, where, defaults.k),
+                              exclude_seen=_exclude_seen(record, where, defaults.exclude_seen), session_id=session_id)
+    except ClientError as err:
+        raise ClientError(err.status, prefix + err.message) from None
 
 
 def _is_session_id(value: Any) -> bool:
@@ -146,15 +195,12 @@ def _is_session_id(value: Any) -> bool:
 
 def _items(record: dict, where: str) -> list[str]:
     if "items" not in record:
-        raise ClientError(400, f"'{where}items' is missing: give the session's item ids in time order")
+        raise ClientError(400, f"'{where}items' is missing: give the session's item ids, oldest first")
     items = record["items"]
     if not isinstance(items, list) or not items:
-        got = "an empty list" if items == [] else _kind(items)
-        raise ClientError(400, f"'{where}items' must be a non-empty list of item ids, not {got}")
-    if len(items) > MAX_ITEMS:
-        raise ClientError(400, f"'{where}items' holds {len(items)} items; at most {MAX_ITEMS} per session")
+        raise ClientError(400, f"'{where}items' must be a non-empty list of item ids, not {_kind(items)}")
     for i, item in enumerate(items):
-        if isinstance(item, bool) or not isinstance(item, (str, int)):
+        if not isinstance(item, str) and (isinstance(item, bool) or not isinstance(item, int)):
             raise ClientError(400, f"'{where}items[{i}]' must be an item id (a string or an integer), not {_kind(item)}")
     return [item if isinstance(item, str) else str(item) for item in items]
 
@@ -175,64 +221,74 @@ def _exclude_seen(record: dict, where: str, default: bool) -> bool:
     return value
 
 
-def _check_fields(record: dict, allowed: set | frozenset, where: str) -> None:
-    unknown = sorted(str(key) for key in record if key not in allowed)
+def _check_fields(record: dict, allowed: Sequence[str], where: str) -> None:
+    unknown = [key for key in record if key not in allowed]
     if unknown:
-        raise ClientError(400, f"{where} has unknown field(s) {', '.join(map(repr, unknown))}; "
-                               f"allowed: {', '.join(sorted(allowed))}")
+        raise ClientError(400, f"{where} has unknown field(s) {', '.join(map(repr, unknown))}: "
+                               f"the fields are {', '.join(map(repr, allowed))}")
 
 
-def _load_json(body: bytes) -> Any:
-    text = _decode(body)
+def _check_size(body: bytes) -> None:
+    if len(body) > MAX_PAYLOAD_BYTES:
+        raise ClientError(413, f"the body is {len(body):,} bytes: at most {MAX_PAYLOAD_BYTES:,} (6 MB) per request")
+
+
+def _text(raw: bytes, what: str) -> str:
+    _check_size(raw)
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ClientError(400, f"{what} is not UTF-8 text: byte {err.start} is invalid") from None
+
+
+def _load_json(text: str, what: str = "the body") -> Any:
     if not text.strip():
-        raise ClientError(400, "the body is empty: send a JSON object with 'items' or 'sessions'")
-    return _parse(text, "the body")
-
-
-def _parse(text: str, what: str) -> Any:
-    """``json.loads``, where every way it can fail is a 400 :class:`ClientError` about ``what``."""
+        raise ClientError(400, f"{what} is empty: send a JSON object with 'items' or 'sessions'")
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
-        place = f"line {err.lineno} column {err.colno}" if "\n" in text else f"column {err.colno}"
-        raise ClientError(400, f"{what} is not valid JSON: {err.msg} at {place}") from None
-    except RecursionError:
-        raise ClientError(400, f"{what} is not valid JSON: nested too deeply") from None
-    except ValueError:  # an integer longer than Python's int conversion limit
-        raise ClientError(400, f"{what} holds a number with too many digits") from None
-
-
-def _decode(body: bytes) -> str:
-    if len(body) > MAX_PAYLOAD_BYTES:
-        raise ClientError(413, f"the body is {len(body):,} bytes; at most {MAX_PAYLOAD_BYTES:,} (6 MB) per request")
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ClientError(400, f"the body is not UTF-8 text: bad byte at position {err.start}") from None
+        raise ClientError(400, f"{what} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
+    except (ValueError, RecursionError) as err:  # e.g. an integer of over 4,300 digits, or nesting too deep
+        raise ClientError(400, f"{what} is not JSON this server can read: {type(err).__name__}: {err}") from None
 
 
 def _kind(value: Any) -> str:
+    if isinstance(value, list) and not value:
+        return "an empty list"
     names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
              float: "a number", type(None): "null"}
     return names.get(type(value), type(value).__name__)
 
 
-def recommendations(result) -> list[dict]:
-    """``[(item, score), ...]`` -> ``[{"item_id": item, "score": score}, ...]``."""
-    return [{"item_id": item, "score": score} for item, score in result.recommendations]
-
+# -- answers ---------------------------------------------------------------------------------------------
 
 def session_answer(result, session_id: Any = None, with_id: bool = False) -> dict:
-    """One session's answer object; ``fallback`` is present only where the popularity fallback answered."""
-    answer = {"session_id": session_id} if with_id else {}
-    answer["recommendations"] = recommendations(result)
+    """One session's answer object from an engine result (``.recommendations``, ``.unknown_items``, ``.fallback``)."""
+    answer: dict[str, Any] = {"session_id": session_id} if with_id else {}
+    answer["recommendations"] = [{"item_id": item, "score": score} for item, score in result.recommendations]
     answer["unknown_items"] = result.unknown_items
     if result.fallback:
         answer["fallback"] = True
     return answer
 
 
-def json_lines(answers: list[dict]) -> Iterator[str]:
-    """Answer objects as JSON lines."""
-    for answer in answers:
-        yield json.dumps(answer, separators=(",", ":")) + "\n"
+def json_answer(request: JsonRequest, results: Sequence) -> dict:
+    """The ``application/json`` answer to ``request``, given one engine result per session, in order."""
+    if not request.many:
+        return session_answer(results[0])
+    return {"results": [session_answer(result, session.session_id, True)
+                        for session, result in zip(request.sessions, results)]}
+
+
+def json_lines_answer(records: Sequence[SessionRequest | BadLine], results: Iterable) -> bytes:
+    """The ``application/jsonlines`` answer: one line per record; ``results`` holds one per SessionRequest, in order."""
+    results = iter(results)
+    lines = []
+    for record in records:
+        if isinstance(record, BadLine):
+            answer = {"session_id": record.session_id} if record.session_id is not None else {"line": record.line}
+            answer["error"] = record.error
+        else:
+            answer = session_answer(next(results), record.session_id, True)
+        lines.append(json.dumps(answer, separators=(",", ":")))
+    return ("\n".join(lines) + "\n").encode("ascii")

@@ -1,16 +1,24 @@
 """Score sessions with the exported GRU4Rec: ONNX Runtime runs the GRU, NumPy scores every item.
 
-One call scores a whole list of sessions: their known items are padded into one ``[N, T]`` batch,
-``scorer.onnx`` returns the final hidden states ``[N, H]``, one matrix product gives the scores of
-every item ``[N, n_items]``, and ``np.argpartition`` picks each row's top k without sorting the
-whole catalogue. Items the model has never seen are skipped and counted; a session without any known
-item gets the most popular items of the training data (``fallback``, with no model score).
+One :meth:`Recommender.recommend` call scores a whole list of sessions:
+
+- item ids map to indices through a dict; ids the model has never seen are skipped and counted;
+- a session with no known item gets the most popular training items (``fallback``);
+- the others run through ``scorer.onnx`` together. They are ordered by length first and cut where
+  the length grows by more than :data:`LENGTH_SPREAD`, so a long session does not make every short
+  one pay for its padding (the GRU runs every padded step); sessions longer than
+  :data:`MAX_SESSION_LENGTH` keep only their latest items;
+- the hidden states ``[N, H]`` meet the output layer in one matrix product per chunk of rows
+  (:meth:`Recommender.chunk_rows` bounds the score matrix's memory), and :func:`top_k` picks each
+  row's best ``k`` with ``np.argpartition`` without sorting the catalogue.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator, Sequence
 
 import numpy as np
 import onnxruntime as ort
@@ -18,125 +26,187 @@ import onnxruntime as ort
 from model_code import artifacts
 
 MAX_SESSION_LENGTH = 200
-"""Only the last 200 items of a longer session are fed to the GRU (its state forgets older ones anyway)."""
-BLOCK = 128
-"""Score columns per block in :func:`top_k`; the item table is padded to a multiple of it."""
-CHUNK = 1024
-"""Sessions scored together: bounds the score matrix of a 6 MB Batch Transform payload to CHUNK x items."""
+"""Only a session's last 200 known items go through the GRU (its state has long forgotten older ones);
+every item still counts for ``exclude_seen``."""
+LENGTH_SPREAD = 1.25
+"""Sessions share one ONNX call while the longest is at most this many times the shortest."""
+SCORES_PER_CHUNK = 1 << 24
+"""Score matrix elements per chunk of rows (64 MB of float32): bounds memory for huge requests."""
+MAX_CHUNK_ROWS = 4096
+"""Sessions per chunk at most, whatever the catalogue size (bounds the GRU's working memory too)."""
+FALLBACK_SCORE = 0.0
+"""The score given to popularity-fallback recommendations, which have no model score."""
 
 
 @dataclass(frozen=True)
 class SessionResult:
-    """Recommendations for one session, best first, as (item id, score); score is None for the fallback."""
+    """One session's recommendations, best first, as (item id, score), and how many of its items were unknown.
 
-    recommendations: list[tuple[str, float | None]]
+    ``fallback`` is true where no item of the session was known and the most popular items answer;
+    their score is :data:`FALLBACK_SCORE`.
+    """
+
+    recommendations: list[tuple[str, float]]
     unknown_items: int
     fallback: bool = False
 
 
 class Recommender:
-    """The model directory's scorer, output layer, item ids and popular items, loaded once."""
+    """A model directory's scorer, output layer, item ids and popular items, loaded once per process."""
 
     def __init__(self, scorer: ort.InferenceSession, items: list[str], table: np.ndarray, bias: np.ndarray,
-                 popular: list[str]):
-        if table.shape[0] != len(items):
+                 popular: Sequence[str], max_length: int = MAX_SESSION_LENGTH):
+        if not items:
+            raise artifacts.ModelDirError(f"{artifacts.ITEMS_FILE} lists no items")
+        if table.shape[0] != len(items) or bias.shape != (len(items),):
             raise artifacts.ModelDirError(
-                f"{artifacts.EMBEDDINGS_FILE} has {table.shape[0]} rows but {artifacts.ITEMS_FILE} lists {len(items)} items"
+                f"the output layer ({artifacts.EMBEDDINGS_FILE} {table.shape}, {artifacts.BIAS_FILE} {bias.shape}) "
+                f"does not match the {len(items)} items of {artifacts.ITEMS_FILE}"
             )
         self.scorer = scorer
         self.items = items
+        self.item_ids = np.array(items, dtype=object)
         self.index = {item: i for i, item in enumerate(items)}
-        # padded to whole blocks: zero columns with a -inf bias are never recommended
-        padded = -(-len(items) // BLOCK) * BLOCK
-        self.table_t = np.zeros((table.shape[1], padded), dtype=np.float32)
-        self.table_t[:, :len(items)] = table.T
-        self.bias = np.full(padded, -np.inf, dtype=np.float32)
-        self.bias[:len(items)] = bias
-        self.popular = [item for item in popular if item in self.index]
+        self.table = np.ascontiguousarray(table, dtype=np.float32)
+        self.bias = np.ascontiguousarray(bias, dtype=np.float32)
+        self.popular = [item for item in dict.fromkeys(popular) if item in self.index]
         self.padding_index = len(items)
+        self.max_length = max_length
+        self.chunk_rows = max(16, min(MAX_CHUNK_ROWS, SCORES_PER_CHUNK // len(items)))
 
     @classmethod
-    def load(cls, model_dir: str | os.PathLike, threads: int = 1) -> "Recommender":
-        """Read ``model_dir``; ``threads`` is ONNX Runtime's intra-op thread count (one per worker by default)."""
+    def load(cls, model_dir: str | os.PathLike, intra_op_threads: int = 1,
+             max_length: int = MAX_SESSION_LENGTH) -> "Recommender":
+        """Read ``model_dir`` (:class:`model_code.artifacts.ModelDirError` names what is missing or wrong).
+
+        ``intra_op_threads`` is ONNX Runtime's thread count for one call: 1 suits one worker process per core.
+        """
         model_dir = Path(model_dir)
         scorer_path = model_dir / artifacts.SCORER_FILE
         if not scorer_path.is_file():
             raise artifacts.ModelDirError(f"model directory file missing: {scorer_path}")
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
+        options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = 1
         try:
             scorer = ort.InferenceSession(str(scorer_path), options, providers=["CPUExecutionProvider"])
-        except Exception as err:  # ONNX Runtime's own error types share no base class below Exception
-            raise artifacts.ModelDirError(f"{scorer_path} is not a model ONNX Runtime can load: {err}") from err
+        except Exception as err:  # ONNX Runtime raises its own exception types for unreadable graphs
+            raise artifacts.ModelDirError(f"{scorer_path} is not a usable ONNX model: {err}") from err
         table, bias = artifacts.read_output_layer(model_dir)
-        metadata = artifacts.read_metadata(model_dir)
-        return cls(scorer, artifacts.read_items(model_dir), table, bias, list(metadata.get("popular_items", [])))
+        popular = artifacts.read_metadata(model_dir).get("popular_items", [])
+        return cls(scorer, artifacts.read_items(model_dir), table, bias, popular, max_length)
 
     @property
     def n_items(self) -> int:
         return len(self.items)
 
     def warm_up(self) -> None:
-        """Run one session through every stage, so the first request pays no start-up cost."""
-        self.recommend([[self.items[0]]], k=1)
+        """Score one session and one fallback, so the first request pays no start-up cost; raises if scoring fails."""
+        results = self.recommend([[self.items[0]], []], k=1)
+        if len(results[0].recommendations) != 1 or not math.isfinite(results[0].recommendations[0][1]):
+            raise artifacts.ModelDirError("the model's warm-up call gave no finite score")
 
-    def recommend(self, sessions: list[list[str]], k: int = 20, exclude_seen: bool = False) -> list[SessionResult]:
-        """The top ``k`` items for each session (item ids in time order), in the order given."""
-        known = [[self.index[item] for item in session if item in self.index] for session in sessions]
-        results: list[SessionResult | None] = [None] * len(sessions)
-        scored_rows = [row for row, indices in enumerate(known) if indices]
-        for start in range(0, len(scored_rows), CHUNK):
-            rows = scored_rows[start:start + CHUNK]
-            for row, recommendations in zip(rows, self._top_items([known[row] for row in rows], k, exclude_seen)):
+    def recommend(self, sessions: Sequence[Sequence[str]], k: int = 20,
+                  exclude_seen: bool = False) -> list[SessionResult]:
+        """The top ``k`` items (at most all items) for each session of item ids in time order, in the order given.
+
+        ``exclude_seen`` leaves out the items of the session itself.
+        """
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be a positive integer, not {k!r}")
+        index = self.index
+        known = [[index[item] for item in session if item in index] for session in sessions]
+        results: list[SessionResult | None] = [None] * len(known)
+        scored = sorted((row for row, indices in enumerate(known) if indices),
+                        key=lambda row: min(len(known[row]), self.max_length))
+        for start in range(0, len(scored), self.chunk_rows):
+            rows = scored[start:start + self.chunk_rows]
+            chunk = [known[row] for row in rows]
+            top, top_scores = self._rank(self._hidden(chunk), chunk if exclude_seen else None, k)
+            ranked = zip(self.item_ids[top].tolist(), top_scores.tolist())
+            for row, (ids, values) in zip(rows, ranked):
+                recommendations = list(zip(ids, values))
+                if values[-1] == -math.inf:  # fewer than k items left once the seen ones are out
+                    recommendations = [pair for pair in recommendations if pair[1] != -math.inf]
                 results[row] = SessionResult(recommendations, len(sessions[row]) - len(known[row]))
+        fallback = [(item, FALLBACK_SCORE) for item in self.popular[:k]]
         for row, indices in enumerate(known):
             if not indices:
-                results[row] = SessionResult([(item, None) for item in self.popular[:k]], len(sessions[row]), True)
+                # none of the session's items is known, so none of them is among the popular items either
+                results[row] = SessionResult(list(fallback), len(sessions[row]), fallback=True)
         return results
 
-    def _top_items(self, sessions: list[list[int]], k: int, exclude_seen: bool) -> list[list[tuple[str, float]]]:
-        """Each session's top ``k`` (item id, score): one GRU pass, one matrix product, one partial sort."""
-        scores = self._hidden(sessions) @ self.table_t
-        scores += self.bias
-        if exclude_seen:
-            for row, indices in enumerate(sessions):
-                scores[row, indices] = -np.inf
-        top, top_scores = top_k(scores, k)
-        items, finite = self.items, np.isfinite(top_scores).all()
-        return [
-            [(items[i], s) for i, s in zip(row_items, row_scores) if finite or s != -np.inf]
-            for row_items, row_scores in zip(top.tolist(), top_scores.tolist())
-        ]
-
     def _hidden(self, sessions: list[list[int]]) -> np.ndarray:
-        lengths = np.array([min(len(s), MAX_SESSION_LENGTH) for s in sessions], dtype=np.int32)
-        batch = np.full((len(sessions), int(lengths.max())), self.padding_index, dtype=np.int32)
-        for row, (session, length) in enumerate(zip(sessions, lengths)):
-            batch[row, :length] = session[-length:]
-        inputs = dict(zip(artifacts.SCORER_INPUTS, (batch, lengths)))
-        return self.scorer.run([artifacts.SCORER_OUTPUT], inputs)[0]
+        """Final GRU states ``[N, H]`` of sessions sorted by length, in that order."""
+        lengths = [min(len(session), self.max_length) for session in sessions]
+        parts = []
+        for start, stop in _length_groups(lengths):
+            width = lengths[stop - 1]
+            batch = np.full((stop - start, width), self.padding_index, dtype=np.int32)
+            for row, session in enumerate(sessions[start:stop]):
+                tail = session[-width:]
+                batch[row, :len(tail)] = tail
+            inputs = dict(zip(artifacts.SCORER_INPUTS, (batch, np.array(lengths[start:stop], dtype=np.int32))))
+            parts.append(self.scorer.run([artifacts.SCORER_OUTPUT], inputs)[0])
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _rank(self, hidden: np.ndarray, seen: list[list[int]] | None, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores = hidden @ self.table.T
+        scores += self.bias
+        if seen is not None:
+            rows = np.repeat(np.arange(len(seen)), [len(indices) for indices in seen])
+            scores[rows, np.concatenate(seen)] = -np.inf
+        return top_k(scores, k)
 
 
-def top_k(scores: np.ndarray, k: int, block: int = BLOCK) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, the column indices and values of the ``k`` largest scores, best first: ``[N, min(k, columns)]``.
+def _length_groups(lengths: list[int]) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` runs of ascending ``lengths`` whose longest is at most LENGTH_SPREAD x the shortest."""
+    start = 0
+    for position in range(1, len(lengths) + 1):
+        if position == len(lengths) or lengths[position] > lengths[start] * LENGTH_SPREAD:
+            yield start, position
+            start = position
 
-    Where the columns split into more than ``k`` blocks of ``block``, only the ``k`` blocks with the
-    highest maxima can hold a row's top k (a block with any top-k score has fewer than ``k`` blocks
-    above it), so one pass of block maxima narrows the partial sort to ``k * block`` candidates.
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the columns and values of the ``min(k, columns)`` largest scores, best first (ties: lower column first).
+
+    Which of several equal scores at the k-th place is kept is not defined. Large catalogues take a
+    shortcut (:func:`_candidates`) that reads each row once and partitions only a few columns.
     """
     rows, columns = scores.shape
     k = min(k, columns)
-    if columns % block or columns // block < 4 * k:
-        candidates = np.argpartition(scores, columns - k, axis=1)[:, -k:] if k < columns else \
-            np.broadcast_to(np.arange(columns), scores.shape)
+    row = np.arange(rows)[:, None]
+    if k == columns:
+        candidates = np.broadcast_to(np.arange(columns), scores.shape)
+    elif columns >= 256 * k:
+        candidates = _candidates(scores, k)
     else:
-        maxima = scores.reshape(rows, columns // block, block).max(axis=2)
-        blocks = np.argpartition(maxima, maxima.shape[1] - k, axis=1)[:, -k:]
-        columns_in_blocks = (blocks[:, :, None] * block + np.arange(block)).reshape(rows, -1)
-        in_blocks = np.take_along_axis(scores, columns_in_blocks, axis=1)
-        best = np.argpartition(in_blocks, in_blocks.shape[1] - k, axis=1)[:, -k:]
-        candidates = np.take_along_axis(columns_in_blocks, best, axis=1)
-    candidate_scores = np.take_along_axis(scores, candidates, axis=1)
-    order = np.argsort(-candidate_scores, axis=1, kind="stable")
-    return np.take_along_axis(candidates, order, axis=1), np.take_along_axis(candidate_scores, order, axis=1)
+        candidates = np.argpartition(scores, columns - k, axis=1)[:, columns - k:]
+    values = scores[row, candidates]
+    if candidates.shape[1] > k:
+        best = np.argpartition(values, values.shape[1] - k, axis=1)[:, -k:]
+        candidates, values = candidates[row, best], values[row, best]
+    order = np.lexsort((candidates, -values), axis=1)
+    return candidates[row, order], values[row, order]
+
+
+def _candidates(scores: np.ndarray, k: int) -> np.ndarray:
+    """Per row, a few columns that surely hold the top ``k``: the columns of the k strided groups with the highest maxima.
+
+    The columns split into ``groups`` interleaved groups (column c in group c % groups). A column in
+    the top k has fewer than k larger scores, so fewer than k groups have a larger maximum: its own
+    group is among the k with the highest maxima. The group maxima cost one vectorised pass; with
+    ``groups`` about sqrt(k x columns), the partitions run over about 2 sqrt(k x columns) values a row.
+    """
+    rows, columns = scores.shape
+    groups = math.isqrt(k * columns)
+    size = columns // groups
+    covered = size * groups
+    maxima = scores[:, :covered].reshape(rows, size, groups).max(axis=1)
+    best_groups = np.argpartition(maxima, groups - k, axis=1)[:, groups - k:]
+    candidates = (best_groups[:, :, None] + np.arange(0, covered, groups)).reshape(rows, -1)
+    if covered < columns:  # the last few columns belong to no group: always candidates
+        rest = np.broadcast_to(np.arange(covered, columns), (rows, columns - covered))
+        candidates = np.concatenate([candidates, rest], axis=1)
+    return candidates

@@ -1,10 +1,12 @@
 """The Flask app SageMaker talks to: ``/ping``, ``/invocations`` and ``/execution-parameters``.
 
 Each worker process loads the model directory on its first request (gunicorn forks the workers
-before any request, so the model is loaded after the fork, once per worker) and answers ``/ping``
-200 only once the model is loaded and a warm-up call has succeeded. Every answer that is not a
-recommendation is a JSON ``{"error": "..."}`` with a 4xx status for the client's mistakes and 500 or
-503 for the server's own.
+before any request arrives, so the model is loaded after the fork, once per worker; nothing is
+loaded at import) and answers ``/ping`` 200 only once the model is loaded and a warm-up call has
+succeeded. A model directory that cannot be loaded leaves the worker running: ``/ping`` answers 503
+and logs why, and every request tries the load again. Every answer that is not a recommendation is
+JSON ``{"error": "..."}``: 4xx for the client's mistakes, 503 while no model is loaded, and 500 (logged,
+no details given) for anything unexpected.
 """
 from __future__ import annotations
 
@@ -12,29 +14,31 @@ import logging
 import threading
 from collections import defaultdict
 from pathlib import Path
+from typing import Sequence
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from inference import contracts
-from inference.contracts import BadLine, ClientError, SessionRequest
-from inference.engine import Recommender
+from inference.contracts import ClientError, SessionRequest
+from inference.engine import Recommender, SessionResult
 from inference.paths import model_dir as default_model_dir
-from inference.server_settings import ServerSettings, SettingsError, available_cores
+from inference.server_settings import SettingsError, ServerSettings, available_cores
 
 log = logging.getLogger(__name__)
 
 
 class ModelHolder:
-    """The process's Recommender, loaded and warmed up once, on first use; the load error if it failed."""
+    """The process's Recommender, loaded and warmed up on first use; ``error`` says why the last load failed."""
 
     def __init__(self, model_dir: Path):
         self.model_dir = model_dir
-        self._lock = threading.Lock()
-        self._engine: Recommender | None = None
         self.error: str | None = None
+        self._engine: Recommender | None = None
+        self._lock = threading.Lock()
 
     def get(self) -> Recommender | None:
+        """The loaded Recommender, loading it now if need be; None (and ``error`` set) if it cannot be loaded."""
         if self._engine is None:
             with self._lock:
                 if self._engine is None:
@@ -46,17 +50,20 @@ class ModelHolder:
             engine = Recommender.load(self.model_dir)
             engine.warm_up()
         except Exception as err:  # a broken model directory must not kill the worker: /ping reports it
-            self.error = f"cannot load the model from {self.model_dir}: {err}"
-            log.error(self.error)
+            error = f"cannot load the model from {self.model_dir}: {err}"
+            if error != self.error:
+                log.error("%s", error)
+            self.error = error
             return
         self._engine, self.error = engine, None
         log.info("model loaded from %s: %d items", self.model_dir, engine.n_items)
 
 
 def create_app(model_dir: str | Path | None = None) -> Flask:
-    """The app for ``model_dir`` (default ``$OPT_ML_DIR/model``); nothing is loaded until the first request."""
+    """The app serving ``model_dir`` (default ``$OPT_ML_DIR/model``); the model loads on the first request."""
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = contracts.MAX_PAYLOAD_BYTES
+    app.json.sort_keys = False
     holder = ModelHolder(Path(model_dir) if model_dir else default_model_dir())
 
     @app.get("/ping")
@@ -72,18 +79,16 @@ def create_app(model_dir: str | Path | None = None) -> Flask:
 
     @app.post("/invocations")
     def invocations():
-        kind = contracts.check_content_type(request.content_type)
+        kind = contracts.check_content_type(request.headers.get("Content-Type"))
+        contracts.check_accept(request.headers.get("Accept"))
         body = request.get_data(cache=False)
-        engine = holder.get()
-        if engine is None:
-            return jsonify(error=f"the model is not loaded: {holder.error}"), 503
         if kind == contracts.JSON_LINES:
-            return _json_lines_answer(engine, contracts.parse_json_lines(body))
-        many, sessions = contracts.parse_json_request(body)
-        results = score(engine, sessions)
-        if many:
-            return jsonify(results=[contracts.session_answer(r, s.session_id, True) for s, r in zip(sessions, results)])
-        return jsonify(contracts.session_answer(results[0]))
+            records = contracts.parse_json_lines(body)
+            sessions = [record for record in records if isinstance(record, SessionRequest)]
+            results = score(_engine(holder), sessions)
+            return Response(contracts.json_lines_answer(records, results), mimetype=contracts.JSON_LINES)
+        parsed = contracts.parse_json_request(body)
+        return jsonify(contracts.json_answer(parsed, score(_engine(holder), parsed.sessions)))
 
     @app.errorhandler(ClientError)
     def client_error(err: ClientError):
@@ -91,19 +96,26 @@ def create_app(model_dir: str | Path | None = None) -> Flask:
 
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException):
-        messages = {413: f"the body is larger than {contracts.MAX_PAYLOAD_BYTES:,} bytes (6 MB)"}
-        headers = [(name, value) for name, value in err.get_headers() if name.lower() != "content-type"]
-        return jsonify(error=messages.get(err.code, err.description)), err.code, headers  # e.g. Allow on a 405
+        messages = {
+            404: f"no such path {request.path!r}: the paths are /ping, /invocations and /execution-parameters",
+            405: f"{request.method} is not allowed on {request.path}",
+            413: f"the body is larger than {contracts.MAX_PAYLOAD_BYTES:,} bytes (6 MB)",
+        }
+        response = jsonify(error=messages.get(err.code, err.description))
+        response.status_code = err.code or 500
+        if err.code == 405:
+            response.headers["Allow"] = err.get_response().headers.get("Allow", "")
+        return response
 
     @app.errorhandler(Exception)
     def server_error(err: Exception):
         log.exception("unexpected error answering %s %s", request.method, request.path)
-        return jsonify(error="internal error while scoring; the request was not answered"), 500
+        return jsonify(error="internal error: the request was not answered"), 500
 
     return app
 
 
-def score(engine: Recommender, sessions: list[SessionRequest]) -> list:
+def score(engine: Recommender, sessions: Sequence[SessionRequest]) -> list[SessionResult]:
     """Engine results in the order of ``sessions``: one batched call per distinct (k, exclude_seen)."""
     groups: dict[tuple[int, bool], list[int]] = defaultdict(list)
     for position, session in enumerate(sessions):
@@ -116,21 +128,21 @@ def score(engine: Recommender, sessions: list[SessionRequest]) -> list:
     return results
 
 
-def _json_lines_answer(engine: Recommender, records: list[SessionRequest | BadLine]) -> Response:
-    good = [record for record in records if isinstance(record, SessionRequest)]
-    results = iter(score(engine, good))
-    answers = []
-    for record in records:
-        if isinstance(record, BadLine):
-            answer = {"session_id": record.session_id} if record.session_id is not None else {"line": record.line}
-            answer["error"] = record.error
-        else:
-            answer = contracts.session_answer(next(results), record.session_id, True)
-        answers.append(answer)
-    return Response("".join(contracts.json_lines(answers)), mimetype=contracts.JSON_LINES)
+class ModelUnavailable(HTTPException):
+    """503 while the model cannot be loaded; the message says why."""
+
+    code = 503
+
+
+def _engine(holder: ModelHolder) -> Recommender:
+    engine = holder.get()
+    if engine is None:
+        raise ModelUnavailable(description=f"the model is not available: {holder.error}")
+    return engine
 
 
 def _workers() -> int:
+    """MaxConcurrentTransforms: the worker count ``serve`` runs (MODEL_SERVER_WORKERS), else the cores."""
     try:
         return ServerSettings.from_env().workers
     except SettingsError:
