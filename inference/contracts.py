@@ -42,6 +42,7 @@ MIN_K, MAX_K, DEFAULT_K = 1, 1000, 20
 SINGLE_FIELDS = ("items", "k", "exclude_seen")
 MANY_FIELDS = ("sessions", "k", "exclude_seen")
 SESSION_FIELDS = ("session_id", "items", "k", "exclude_seen")
+JSON_WHITESPACE = b" \t\r\n"
 
 
 class ClientError(Exception):
@@ -92,8 +93,8 @@ def check_content_type(content_type: str | None) -> str:
     """The request's format (:data:`JSON` or :data:`JSON_LINES`), or a 415 naming the formats accepted."""
     kind = media_type(content_type)
     if kind not in (JSON, JSON_LINES):
-        got = repr(content_type) if content_type else "missing"
-        raise ClientError(415, f"Content-Type {got} is not supported: send {JSON} or {JSON_LINES}")
+        problem = f"Content-Type {content_type!r} is not supported" if content_type else "the Content-Type is missing"
+        raise ClientError(415, f"{problem}: send {JSON} or {JSON_LINES}")
     return kind
 
 
@@ -122,12 +123,12 @@ def _is_zero_quality(param: str) -> bool:
 
 def parse_json_request(body: bytes) -> JsonRequest:
     """Read and check an ``application/json`` body; :class:`ClientError` names the first problem."""
-    document = _load_json(_text(body, "the body"))
+    document = _load_json(_text(body, "the body"), "the body")
     if not isinstance(document, dict):
         raise ClientError(400, f"the body must be a JSON object with 'items' or 'sessions', not {_kind(document)}")
     if "sessions" in document and "items" in document:
         raise ClientError(400, "the body has both 'items' and 'sessions': give 'items' for one session "
-                               "or 'sessions' for several")
+                               "or 'sessions' for several, not both")
     if "sessions" not in document:
         _check_fields(document, SINGLE_FIELDS, "the body")
         return JsonRequest(False, [_session(document, "")])
@@ -152,11 +153,13 @@ def parse_json_request(body: bytes) -> JsonRequest:
 def parse_json_lines(body: bytes) -> list[SessionRequest | BadLine]:
     """One entry per non-blank line of an ``application/jsonlines`` body, in order; bad lines as :class:`BadLine`.
 
-    Lines split at ``\\n`` only (a JSON string may hold other line separators); ``\\r`` and blanks around
-    a line are ignored. Raises :class:`ClientError` only for a body that is too large or holds no line.
+    Lines split at ``\\n`` only, as Batch Transform splits records (a JSON string may hold other line
+    separators); a line of JSON whitespace only is skipped. Raises :class:`ClientError` only for a body
+    that is too large or holds no line.
     """
     _check_size(body)
-    records = [_line(number, raw) for number, raw in enumerate(body.split(b"\n"), start=1) if raw.strip()]
+    records = [_line(number, raw) for number, raw in enumerate(body.split(b"\n"), start=1)
+               if raw.strip(JSON_WHITESPACE)]
     if not records:
         raise ClientError(400, "the body holds no JSON lines: send one {\"session_id\": ..., \"items\": [...]} per line")
     return records
@@ -165,28 +168,25 @@ def parse_json_lines(body: bytes) -> list[SessionRequest | BadLine]:
 def _line(number: int, raw: bytes) -> SessionRequest | BadLine:
     session_id = None
     try:
-        record = _load_json(_text(raw, f"line {number}"), f"line {number}")
+        record = _load_json(_text(raw, f"line {number}"), f"line {number}", one_line=True)
         if not isinstance(record, dict):
             raise ClientError(400, f"line {number} must be a JSON object with 'items', not {_kind(record)}")
         if _is_session_id(record.get("session_id")):
             session_id = record["session_id"]
         _check_fields(record, SESSION_FIELDS, f"line {number}")
-        return _session(record, "", prefix=f"line {number}: ")
+        return _session(record, "")
     except ClientError as err:
         return BadLine(number, err.message, session_id)
 
 
-def _session(record: dict, where: str, defaults: SessionRequest | None = None, prefix: str = "") -> SessionRequest:
-    """One session object; ``where`` prefixes field names in messages, ``defaults`` carries the request's k."""
+def _session(record: dict, where: str, defaults: SessionRequest | None = None) -> SessionRequest:
+    """One session object; ``where`` prefixes field names in messages, ``defaults`` carries the request's options."""
     defaults = defaults or SessionRequest(items=[])
-    try:
-        session_id = record.get("session_id")
-        if session_id is not None and not _is_session_id(session_id):
-            raise ClientError(400, f"'{where}session_id' must be a string or an integer, not {_kind(session_id)}")
-        return SessionRequest(items=_items(record, where), k=_k(record, where, defaults.k),
-                              exclude_seen=_exclude_seen(record, where, defaults.exclude_seen), session_id=session_id)
-    except ClientError as err:
-        raise ClientError(err.status, prefix + err.message) from None
+    session_id = record.get("session_id")
+    if session_id is not None and not _is_session_id(session_id):
+        raise ClientError(400, f"'{where}session_id' must be a string or an integer, not {_kind(session_id)}")
+    return SessionRequest(items=_items(record, where), k=_k(record, where, defaults.k),
+                          exclude_seen=_exclude_seen(record, where, defaults.exclude_seen), session_id=session_id)
 
 
 def _is_session_id(value: Any) -> bool:
@@ -238,18 +238,21 @@ def _text(raw: bytes, what: str) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise ClientError(400, f"{what} is not UTF-8 text: byte {err.start} is invalid") from None
+        raise ClientError(400, f"{what} is not UTF-8 text: the byte at position {err.start} is invalid") from None
 
 
-def _load_json(text: str, what: str = "the body") -> Any:
-    if not text.strip():
+def _load_json(text: str, what: str, one_line: bool = False) -> Any:
+    if not text.strip(JSON_WHITESPACE.decode()):
         raise ClientError(400, f"{what} is empty: send a JSON object with 'items' or 'sessions'")
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
-        raise ClientError(400, f"{what} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
-    except (ValueError, RecursionError) as err:  # e.g. an integer of over 4,300 digits, or nesting too deep
-        raise ClientError(400, f"{what} is not JSON this server can read: {type(err).__name__}: {err}") from None
+        where = f"column {err.colno}" if one_line else f"line {err.lineno} column {err.colno}"
+        raise ClientError(400, f"{what} is not valid JSON: {err.msg} at {where}") from None
+    except RecursionError:
+        raise ClientError(400, f"{what} is nested too deeply to read") from None
+    except ValueError:  # Python reads integers of at most 4,300 digits
+        raise ClientError(400, f"{what} holds a number of more than 4,300 digits") from None
 
 
 def _kind(value: Any) -> str:

@@ -1,0 +1,347 @@
+"""The ``/invocations`` wire contracts: every accepted form, every rejected one with a message naming the
+field, JSON lines answered line by line, and the shape of the answers."""
+import json
+
+import pytest
+
+from inference import contracts
+from inference.contracts import BadLine, ClientError, JsonRequest, SessionRequest
+from inference.engine import SessionResult
+
+
+def encode(document) -> bytes:
+    return json.dumps(document).encode()
+
+
+def parsed(document) -> tuple[bool, list[SessionRequest]]:
+    request = contracts.parse_json_request(encode(document))
+    return request.many, request.sessions
+
+
+def rejected(body: bytes) -> ClientError:
+    with pytest.raises(ClientError) as caught:
+        contracts.parse_json_request(body)
+    return caught.value
+
+
+# -- content types ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("header, kind", [
+    ("application/json", contracts.JSON),
+    ("application/json; charset=utf-8", contracts.JSON),
+    ("Application/JSON ;charset=UTF-8", contracts.JSON),
+    ("application/jsonlines", contracts.JSON_LINES),
+    ("application/jsonlines; charset=utf-8", contracts.JSON_LINES),
+    ("application/x-jsonlines", contracts.JSON_LINES),
+    ("application/json-lines", contracts.JSON_LINES),
+    ("application/jsonl", contracts.JSON_LINES),
+    (" APPLICATION/X-JSONLINES ", contracts.JSON_LINES),
+])
+def test_accepted_content_types(header, kind):
+    assert contracts.check_content_type(header) == kind
+
+
+@pytest.mark.parametrize("header", [None, "", "text/plain", "text/csv", "application/xml", "application/x-npy",
+                                    "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
+                                    "application/json-seq", "json", "application/jsonlinesx"])
+def test_other_content_types_are_415_naming_what_is_accepted(header):
+    with pytest.raises(ClientError) as caught:
+        contracts.check_content_type(header)
+    assert caught.value.status == 415
+    assert "application/json" in caught.value.message and "application/jsonlines" in caught.value.message
+    assert (repr(header) if header else "missing") in caught.value.message
+
+
+@pytest.mark.parametrize("accept", [None, "", "*/*", "application/json", "application/jsonlines",
+                                    "application/x-jsonlines", "application/*", "text/html, */*;q=0.8",
+                                    "text/csv, application/json;q=0.5", "APPLICATION/JSON; charset=utf-8"])
+def test_accept_headers_that_allow_json(accept):
+    contracts.check_accept(accept)
+
+
+@pytest.mark.parametrize("accept", ["text/csv", "text/html, image/png", "application/json;q=0",
+                                    "application/xml", "application/json-seq", "*/*;q=0.0"])
+def test_accept_headers_without_json_are_406(accept):
+    with pytest.raises(ClientError) as caught:
+        contracts.check_accept(accept)
+    assert caught.value.status == 406 and repr(accept) in caught.value.message
+
+
+# -- application/json: accepted --------------------------------------------------------------------------
+
+def test_one_session_with_defaults():
+    assert contracts.parse_json_request(encode({"items": ["a", "b"]})) == JsonRequest(False, [SessionRequest(["a", "b"])])
+
+
+def test_one_session_with_every_option():
+    many, sessions = parsed({"items": ["a"], "k": 1000, "exclude_seen": True})
+    assert not many and sessions == [SessionRequest(["a"], k=1000, exclude_seen=True)]
+
+
+def test_integer_item_ids_become_strings():
+    (session,) = contracts.parse_json_request(encode({"items": [214716935, "x", 0, -3], "k": 1})).sessions
+    assert session.items == ["214716935", "x", "0", "-3"]
+
+
+def test_many_sessions_take_the_request_defaults_unless_they_set_their_own():
+    document = {"sessions": [{"session_id": "s1", "items": ["a", "b"]},
+                             {"session_id": 7, "items": ["c"], "k": 3, "exclude_seen": False},
+                             {"items": ["d"]}],
+                "k": 10, "exclude_seen": True}
+    many, sessions = parsed(document)
+    assert many
+    assert sessions == [SessionRequest(["a", "b"], 10, True, "s1"), SessionRequest(["c"], 3, False, 7),
+                        SessionRequest(["d"], 10, True, None)]
+
+
+def test_utf8_text_charset_and_surrounding_whitespace():
+    body = ("\n  " + json.dumps({"items": ["café", "日本"]}, ensure_ascii=False) + " \r\n").encode()
+    assert contracts.parse_json_request(body).sessions[0].items == ["café", "日本"]
+
+
+def test_a_byte_order_mark_is_ignored():
+    body = b"\xef\xbb\xbf" + encode({"items": ["a"]})
+    assert contracts.parse_json_request(body).sessions == [SessionRequest(["a"])]
+    assert contracts.parse_json_lines(body + b"\n" + encode({"items": ["b"]})) == [SessionRequest(["a"]),
+                                                                                     SessionRequest(["b"])]
+
+
+def test_the_largest_accepted_sizes():
+    """MAX_SESSIONS sessions; a session of any length (the engine reads its latest items); 100,000+ JSON lines."""
+    sessions = [{"items": ["a"]}] * contracts.MAX_SESSIONS
+    assert len(contracts.parse_json_request(encode({"sessions": sessions})).sessions) == contracts.MAX_SESSIONS
+    items = ["i"] * 50_000
+    assert len(contracts.parse_json_request(encode({"items": items})).sessions[0].items) == 50_000
+    body = b'{"items": ["a"]}\n' * 120_000
+    assert len(contracts.parse_json_lines(body)) == 120_000
+
+
+# -- application/json: rejected --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("body, status, fragments", [
+    (b"", 400, ["empty"]),
+    (b"  \n\t ", 400, ["empty"]),
+    (b"{", 400, ["not valid JSON"]),
+    (b"{\"items\": [\"a\"],}", 400, ["not valid JSON", "line 1 column 17"]),
+    (b"{\"items\": [\"a\"]}\n{\"items\": [\"b\"]}", 400, ["not valid JSON", "line 2"]),
+    (b"\xff\xfe{}", 400, ["UTF-8", "position 0"]),
+    (b"\xef\xbb\xbf", 400, ["empty"]),
+    (b"{\"items\": [\"caf\xe9\"]}", 400, ["UTF-8", "position 15"]),
+    (b"[[\"a\"]]", 400, ["JSON object", "a list"]),
+    (b"\"a\"", 400, ["JSON object", "a string"]),
+    (b"null", 400, ["JSON object", "null"]),
+    (b"3.5", 400, ["JSON object", "a number"]),
+    (b"[" * 100_000 + b"]" * 100_000, 400, ["nested too deeply"]),
+    (b"{\"items\": [\"a\"], \"k\": " + b"9" * 5000 + b"}", 400, ["digits"]),
+    (b"{\"items\": [" + b"1" * 5000 + b"]}", 400, ["digits"]),
+])
+def test_unreadable_bodies(body, status, fragments):
+    error = rejected(body)
+    assert error.status == status
+    for fragment in fragments:
+        assert fragment in error.message
+
+
+@pytest.mark.parametrize("document, fragments", [
+    ({}, ["'items' is missing"]),
+    ({"k": 5}, ["'items' is missing"]),
+    ({"items": []}, ["'items'", "empty list"]),
+    ({"items": "a"}, ["'items'", "a string"]),
+    ({"items": {"a": 1}}, ["'items'", "an object"]),
+    ({"items": None}, ["'items'", "null"]),
+    ({"items": ["a", 1.5]}, ["'items[1]'", "a number"]),
+    ({"items": [True]}, ["'items[0]'", "a boolean"]),
+    ({"items": ["a", "b", None]}, ["'items[2]'", "null"]),
+    ({"items": [["a"]]}, ["'items[0]'", "a list"]),
+    ({"items": ["a"], "k": 0}, ["'k'", "is 0"]),
+    ({"items": ["a"], "k": 1001}, ["'k'", "is 1001"]),
+    ({"items": ["a"], "k": -20}, ["'k'", "is -20"]),
+    ({"items": ["a"], "k": 10 ** 30}, ["'k'"]),
+    ({"items": ["a"], "k": True}, ["'k'", "a boolean"]),
+    ({"items": ["a"], "k": 5.0}, ["'k'", "a number"]),
+    ({"items": ["a"], "k": 5.5}, ["'k'", "a number"]),
+    ({"items": ["a"], "k": "5"}, ["'k'", "a string"]),
+    ({"items": ["a"], "k": None}, ["'k'", "null"]),
+    ({"items": ["a"], "exclude_seen": "true"}, ["'exclude_seen'", "a string"]),
+    ({"items": ["a"], "exclude_seen": 1}, ["'exclude_seen'", "an integer"]),
+    ({"items": ["a"], "exclude_seen": None}, ["'exclude_seen'", "null"]),
+    ({"items": ["a"], "limit": 3}, ["'limit'", "unknown field"]),
+    ({"items": ["a"], "session_id": "s1"}, ["'session_id'", "unknown field"]),
+    ({"items": ["a"], "sessions": [{"items": ["b"]}]}, ["'items'", "'sessions'", "not both"]),
+    ({"sessions": []}, ["'sessions'", "empty list"]),
+    ({"sessions": {"items": ["a"]}}, ["'sessions'", "an object"]),
+    ({"sessions": "s1"}, ["'sessions'", "a string"]),
+    ({"sessions": None}, ["'sessions'", "null"]),
+    ({"sessions": [{"items": ["a"]}], "items2": 1}, ["'items2'", "unknown field"]),
+    ({"sessions": [{"items": ["a"]}], "k": 0}, ["'k'"]),
+    ({"sessions": [{"items": ["a"]}], "exclude_seen": "no"}, ["'exclude_seen'"]),
+    ({"sessions": [{"items": ["a"]}, ["b"]]}, ["sessions[1]", "a list"]),
+    ({"sessions": [{"items": ["a"]}, {"items": []}]}, ["'sessions[1].items'", "empty list"]),
+    ({"sessions": [{"session_id": "s"}]}, ["'sessions[0].items' is missing"]),
+    ({"sessions": [{"items": ["a", 2.5]}]}, ["'sessions[0].items[1]'"]),
+    ({"sessions": [{"items": ["a"], "k": 1001}]}, ["'sessions[0].k'"]),
+    ({"sessions": [{"items": ["a"], "exclude_seen": 0}]}, ["'sessions[0].exclude_seen'"]),
+    ({"sessions": [{"items": ["a"], "session_id": ["s"]}]}, ["'sessions[0].session_id'", "a list"]),
+    ({"sessions": [{"items": ["a"], "session_id": True}]}, ["'sessions[0].session_id'", "a boolean"]),
+    ({"sessions": [{"items": ["a"], "session_id": 1.5}]}, ["'sessions[0].session_id'", "a number"]),
+    ({"sessions": [{"items": ["a"], "user": "u"}]}, ["sessions[0]", "'user'", "unknown field"]),
+])
+def test_wrong_documents_are_400_naming_the_field(document, fragments):
+    error = rejected(encode(document))
+    assert error.status == 400
+    for fragment in fragments:
+        assert fragment in error.message
+
+
+@pytest.mark.parametrize("text, field", [('{"items": ["a"], "k": NaN}', "'k'"),
+                                         ('{"items": ["a"], "k": Infinity}', "'k'"),
+                                         ('{"items": [NaN]}', "'items[0]'")])
+def test_non_finite_numbers_are_rejected(text, field):
+    error = rejected(text.encode())
+    assert error.status == 400 and field in error.message
+
+
+def test_too_many_sessions_is_413():
+    error = rejected(encode({"sessions": [{"items": ["a"]}] * (contracts.MAX_SESSIONS + 1)}))
+    assert error.status == 413 and "'sessions'" in error.message
+
+
+def test_an_oversize_body_is_413():
+    body = encode({"items": ["x" * contracts.MAX_PAYLOAD_BYTES]})
+    error = rejected(body)
+    assert error.status == 413 and f"{len(body):,}" in error.message
+    with pytest.raises(ClientError) as caught:
+        contracts.parse_json_lines(body)
+    assert caught.value.status == 413
+
+
+# -- application/jsonlines -------------------------------------------------------------------------------
+
+def lines(*texts: str) -> bytes:
+    return "\n".join(texts).encode()
+
+
+def test_json_lines_keep_their_order_and_line_numbers_around_bad_lines():
+    records = contracts.parse_json_lines(lines(
+        '{"session_id": "s1", "items": ["a", "b"]}',
+        '{"session_id": "s2", "items": ["c"',
+        '',
+        '{"session_id": 3, "items": ["d"], "k": 5, "exclude_seen": true}',
+        '["e"]',
+        '{"session_id": "s5", "items": []}',
+        '   ',
+        '{"session_id": "s6", "items": ["f"], "colour": "red"}',
+        '{"items": ["g"]}',
+        '{"session_id": "s8", "k": 0, "items": ["h"]}',
+        '',
+    ))
+    assert len(records) == 8
+    assert records[0] == SessionRequest(["a", "b"], session_id="s1")
+    assert isinstance(records[1], BadLine) and records[1].line == 2 and records[1].session_id is None
+    assert records[1].error.startswith("line 2 is not valid JSON: ") and records[1].error.endswith(" at column 35")
+    assert records[2] == SessionRequest(["d"], k=5, exclude_seen=True, session_id=3)
+    assert records[3] == BadLine(line=5, error="line 5 must be a JSON object with 'items', not a list")
+    assert records[4].line == 6 and records[4].session_id == "s5" and "'items'" in records[4].error
+    assert records[5].line == 8 and records[5].session_id == "s6" and "'colour'" in records[5].error
+    assert records[6] == SessionRequest(["g"])
+    assert records[7].line == 10 and records[7].session_id == "s8" and records[7].error.startswith("'k'")
+
+
+def test_json_lines_with_windows_line_ends_and_a_final_newline():
+    body = b'{"session_id": "a", "items": ["x"]}\r\n{"session_id": "b", "items": ["y"]}\r\n'
+    assert [record.session_id for record in contracts.parse_json_lines(body)] == ["a", "b"]
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85", "\x1c", "\x1d", "\x1e", "\x0b", "\x0c"])
+def test_only_newlines_end_a_json_line(separator):
+    """Batch Transform splits records on newlines only: other line breaks inside a record keep it one record."""
+    body = ('{"session_id": "a' + separator + 'b", "items": ["x"]}\n{"session_id": "c", "items": ["y"]}\n'
+            + separator + '\n').encode()
+    records = contracts.parse_json_lines(body)
+    assert len(records) == 3
+    if separator < " ":  # a control character: JSON strings may not hold it raw
+        assert isinstance(records[0], BadLine) and records[0].line == 1
+    else:
+        assert records[0] == SessionRequest(["x"], session_id="a" + separator + "b")
+    assert records[1] == SessionRequest(["y"], session_id="c")
+    assert isinstance(records[2], BadLine) and records[2].line == 3
+
+
+def test_a_line_nested_too_deeply_or_with_a_giant_number_is_a_bad_line():
+    body = lines('{"items": ["a"]}', "[" * 100_000 + "]" * 100_000, '{"items": [' + "7" * 5000 + "]}",
+                 '{"items": ["b"]}')
+    records = contracts.parse_json_lines(body)
+    assert [type(record) for record in records] == [SessionRequest, BadLine, BadLine, SessionRequest]
+    assert records[1].line == 2 and "line 2" in records[1].error
+    assert records[2].line == 3 and "digits" in records[2].error
+
+
+@pytest.mark.parametrize("session_id", ['NaN', '-Infinity', '1.5', 'true', '["s"]', '{"id": "s"}'])
+def test_a_bad_line_with_an_unusable_session_id_is_answered_by_line_number(session_id):
+    (record,) = contracts.parse_json_lines(f'{{"session_id": {session_id}, "items": ["a"]}}'.encode())
+    assert record == BadLine(line=1, error=record.error, session_id=None)
+    assert "'session_id'" in record.error
+
+
+def test_a_line_that_is_not_utf8_is_a_bad_line():
+    records = contracts.parse_json_lines(b'{"items": ["a"]}\n{"session_id": "s", "items": ["caf\xe9"]}\n\xff\n')
+    assert records[0] == SessionRequest(["a"])
+    assert records[1] == BadLine(line=2, error="line 2 is not UTF-8 text: the byte at position 34 is invalid")
+    assert records[2].line == 3 and "UTF-8" in records[2].error
+
+
+def test_a_line_of_other_control_characters_is_not_blank():
+    records = contracts.parse_json_lines(b'{"items": ["a"]}\n\x0c\n')
+    assert len(records) == 2 and isinstance(records[1], BadLine) and records[1].line == 2
+
+
+@pytest.mark.parametrize("body, status, fragment", [
+    (b"", 400, "no JSON lines"),
+    (b"\n \n\r\n\t\n", 400, "no JSON lines"),
+    (b'{"items": ["a"]}\n' * (contracts.MAX_PAYLOAD_BYTES // 17 + 1), 413, "6 MB"),
+])
+def test_json_lines_bodies_rejected_as_a_whole(body, status, fragment):
+    with pytest.raises(ClientError) as caught:
+        contracts.parse_json_lines(body)
+    assert caught.value.status == status and fragment in caught.value.message
+
+
+# -- answers ---------------------------------------------------------------------------------------------
+
+def test_session_answers():
+    scored = SessionResult([("a", 1.5), ("b", -0.25)], unknown_items=2)
+    fallback = SessionResult([("p", 0.0)], unknown_items=3, fallback=True)
+    assert contracts.session_answer(scored) == {
+        "recommendations": [{"item_id": "a", "score": 1.5}, {"item_id": "b", "score": -0.25}], "unknown_items": 2}
+    assert contracts.session_answer(fallback, "s9", with_id=True) == {
+        "session_id": "s9", "recommendations": [{"item_id": "p", "score": 0.0}], "unknown_items": 3,
+        "fallback": True}
+    assert contracts.session_answer(scored, None, with_id=True)["session_id"] is None
+
+
+def test_json_answers_for_one_session_and_for_many():
+    results = [SessionResult([("a", 2.0)], 0), SessionResult([("p", 0.0)], 1, fallback=True)]
+    one = JsonRequest(False, [SessionRequest(["x"])])
+    assert contracts.json_answer(one, results[:1]) == {"recommendations": [{"item_id": "a", "score": 2.0}],
+                                                      "unknown_items": 0}
+    many = JsonRequest(True, [SessionRequest(["x"], session_id="s1"), SessionRequest(["y"])])
+    assert contracts.json_answer(many, results) == {"results": [
+        {"session_id": "s1", "recommendations": [{"item_id": "a", "score": 2.0}], "unknown_items": 0},
+        {"session_id": None, "recommendations": [{"item_id": "p", "score": 0.0}], "unknown_items": 1, "fallback": True},
+    ]}
+
+
+def test_json_lines_answer_one_compact_line_each_in_place():
+    records = [SessionRequest(["x"], session_id="a\u2028b"), BadLine(line=2, error="bad"),
+               BadLine(line=3, error="worse", session_id=7), SessionRequest(["y"])]
+    results = [SessionResult([("i", 1.0)], 0), SessionResult([], 1, fallback=True)]
+    text = contracts.json_lines_answer(records, results).decode("ascii")
+    assert text.endswith("\n") and text.count("\n") == 4
+    assert [json.loads(line) for line in text.split("\n")[:-1]] == [
+        {"session_id": "a\u2028b", "recommendations": [{"item_id": "i", "score": 1.0}], "unknown_items": 0},
+        {"line": 2, "error": "bad"},
+        {"session_id": 7, "error": "worse"},
+        {"session_id": None, "recommendations": [], "unknown_items": 1, "fallback": True},
+    ]
+    assert ", " not in text and ": " not in text
+    assert "\\u2028" in text and "\u2028" not in text  # escaped: every answer line is ASCII
