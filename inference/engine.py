@@ -9,8 +9,10 @@ One :meth:`Recommender.recommend` call scores a whole list of sessions:
   one pay for its padding (the GRU runs every padded step); sessions longer than
   :data:`MAX_SESSION_LENGTH` keep only their latest items;
 - the hidden states ``[N, H]`` meet the output layer in one matrix product per chunk of rows
-  (:meth:`Recommender.chunk_rows` bounds the score matrix's memory), and :func:`top_k` picks each
-  row's best ``k`` with ``np.argpartition`` without sorting the catalogue.
+  (``Recommender.chunk_rows``, sized by :data:`SCORES_PER_CHUNK`, bounds the score matrix's memory
+  however many sessions a request holds), and :func:`top_k` picks each row's best ``k`` with
+  ``np.argpartition`` without sorting the catalogue; ``exclude_seen`` sets the seen items' scores
+  to -inf first.
 """
 from __future__ import annotations
 
