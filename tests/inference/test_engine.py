@@ -220,6 +220,28 @@ def test_a_broken_model_directory_names_the_problem(model_dir, tmp_path, broken)
         Recommender.load(target)
 
 
+@pytest.mark.parametrize("name, content", [
+    (artifacts.EMBEDDINGS_FILE, None),
+    (artifacts.BIAS_FILE, None),
+    (artifacts.METADATA_FILE, None),
+    (artifacts.EMBEDDINGS_FILE, b"\x93NUMPY truncated"),
+    (artifacts.BIAS_FILE, b""),
+    (artifacts.ITEMS_FILE, b'["a", '),
+    (artifacts.ITEMS_FILE, b"[1, 2]"),
+    (artifacts.METADATA_FILE, b"\xff\xfe not UTF-8"),
+    (artifacts.METADATA_FILE, b"[]"),
+])
+def test_a_missing_or_unreadable_file_is_named(model_dir, tmp_path, name, content):
+    """``None``: the file is missing; else its content is replaced."""
+    target = shutil.copytree(model_dir, tmp_path / "model")
+    if content is None:
+        (target / name).unlink()
+    else:
+        (target / name).write_bytes(content)
+    with pytest.raises(artifacts.ModelDirError, match=name.replace(".", r"\.")):
+        Recommender.load(target)
+
+
 # -- top_k on its own: every path (full sort, argpartition, strided groups) against a full sort ------------
 
 def check_top_k(scores: np.ndarray, k: int) -> None:
@@ -238,7 +260,7 @@ def check_top_k(scores: np.ndarray, k: int) -> None:
 @settings(max_examples=60, deadline=None)
 @given(
     scores=hnp.arrays(np.float32, st.tuples(st.integers(1, 4), st.integers(1, 3000)),
-                      elements=st.one_of(st.floats(-5, 5, width=32), st.just(-np.inf))),
+                      elements=st.one_of(st.floats(-5, 5, width=32), st.sampled_from([-np.inf, -1.0, 0.0, 2.5]))),
     k=st.integers(1, 40),
 )
 def test_top_k_equals_a_full_sort(scores, k):
