@@ -250,6 +250,10 @@ def socket_path(run_dir: Path) -> Path:
     return path
 
 
+# one worker per core: each worker's NumPy (OpenBLAS) and OpenMP code runs on one thread unless told otherwise
+WORKER_THREADS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+
+
 def serve(settings: ServerSettings, nginx_binary: Path, run_dir: Path) -> int:
     """Write this run's nginx config into ``run_dir`` and supervise both servers until they stop."""
     socket = socket_path(run_dir)
@@ -257,7 +261,8 @@ def serve(settings: ServerSettings, nginx_binary: Path, run_dir: Path) -> int:
                                        proxy_timeout=settings.proxy_timeout,
                                        shutdown_timeout=settings.graceful_timeout)
     gunicorn_argv = [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONFIG), WSGI_APP]
-    gunicorn_env = {**os.environ, **settings.as_env(), "MODEL_SERVER_SOCKET": str(socket), "PYTHONUNBUFFERED": "1"}
+    gunicorn_env = {**WORKER_THREADS, **os.environ, **settings.as_env(), "MODEL_SERVER_SOCKET": str(socket),
+                    "PYTHONUNBUFFERED": "1"}
     return Supervisor(settings, gunicorn_argv, gunicorn_env, nginx_config.command(nginx_binary, config)).run()
 
 

@@ -50,6 +50,8 @@ SESSIONS_SUFFIX = ".jsonl"
 CONTENT_TYPE = "application/jsonlines"
 # The serving container's contract (its /execution-parameters): MultiRecord batches of at most 6 MB
 MAX_PAYLOAD_MB = 6
+# seconds one 6 MB invocation may take in the container (gunicorn; nginx waits 10 s more)
+INVOCATION_TIMEOUT_S = 900
 # SageMaker: MaxConcurrentTransforms x MaxPayloadInMB may not exceed 100 MB
 MAX_PAYLOAD_TOTAL_MB = 100
 # vCPUs of the SageMaker instance sizes below "2xlarge"; "<n>xlarge" has 4 n
@@ -155,7 +157,10 @@ class BatchStack(cdk.Stack):
             "MaxPayloadInMB": MAX_PAYLOAD_MB,
             "MaxConcurrentTransforms": workers,
             # one request per worker: the container runs this many workers whatever the instance's cores
-            "Environment": {"MODEL_SERVER_WORKERS": str(workers)},
+            # a 6 MB payload of a large catalogue's sessions can take minutes to score: the container's and
+            # SageMaker's timeouts for one invocation are raised together
+            "Environment": {"MODEL_SERVER_WORKERS": str(workers), "MODEL_SERVER_TIMEOUT": str(INVOCATION_TIMEOUT_S)},
+            "ModelClientConfig": {"InvocationsTimeoutInSeconds": INVOCATION_TIMEOUT_S + 60, "InvocationsMaxRetries": 1},
             "TransformInput": {
                 "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "{% 's3://' & $bucket & '/' & $key %}"}},
                 "ContentType": CONTENT_TYPE, "SplitType": "Line", "CompressionType": "None",

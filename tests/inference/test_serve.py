@@ -178,6 +178,17 @@ def test_every_worker_warms_up_before_taking_requests(server, server_log):
 
 
 @pytest.mark.slow
+def test_workers_run_numpy_on_one_thread_each(server):
+    """One worker per core: each worker's OpenBLAS gets one thread, so workers do not oversubscribe the cores."""
+    workers = server_processes(server.process.pid)["gunicorn_workers"]
+    assert len(workers) == WORKERS
+    for pid in workers:
+        environment = dict(entry.split("=", 1) for entry in
+                           Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in entry)
+        assert environment["OPENBLAS_NUM_THREADS"] == "1"
+
+
+@pytest.mark.slow
 def test_json_request_gets_the_models_top_k(server, model_dir, items):
     session = [items[3], items[7], items[3], items[11]]
     response = requests.post(f"{server.url}/invocations", json={"items": session, "k": 5}, timeout=HTTP_TIMEOUT)

@@ -155,7 +155,9 @@ def test_transform_job_follows_the_serving_contract(states, synth):
     assert arguments["TransformOutput"]["Accept"] == "application/jsonlines"
     workers = arguments["MaxConcurrentTransforms"]
     assert workers == 4  # ml.m5.xlarge: 4 vCPUs
-    assert arguments["Environment"] == {"MODEL_SERVER_WORKERS": str(workers)}
+    assert arguments["Environment"] == {"MODEL_SERVER_WORKERS": str(workers), "MODEL_SERVER_TIMEOUT": "900"}
+    # SageMaker waits longer for an invocation than the container's own timeout lets it run
+    assert arguments["ModelClientConfig"]["InvocationsTimeoutInSeconds"] > 900 + 10
     assert workers * arguments["MaxPayloadInMB"] <= 100
     assert arguments["TransformResources"]["InstanceType"] == synth.config.transform_instance_type
     assert arguments["TransformResources"]["InstanceCount"] == synth.config.transform_instance_count
