@@ -42,6 +42,7 @@ from inference.local import LocalServer, free_port, stop, wait_for_ping  # noqa:
 from model_code import artifacts  # noqa: E402
 
 PAYLOAD_BYTES = 6 * 1024 * 1024
+BATCH_INVOCATION_TIMEOUT_S = 900  # MODEL_SERVER_TIMEOUT of the batch stack's transform jobs
 BODY_VARIANTS = 200
 
 
@@ -116,7 +117,11 @@ def keras_server(model_dir: Path, workers: int, log_path: Path):
 
 @contextmanager
 def onnx_server(model_dir: Path, workers: int, log_path: Path):
-    """The real ``inference/serve`` over a temporary /opt/ml: yields (url, serve pid)."""
+    """The real ``inference/serve`` over a temporary /opt/ml: yields (url, serve pid).
+
+    Its invocation timeout is the batch stack's (a 6 MB payload of a large catalogue takes about a minute).
+    """
+    os.environ.setdefault("MODEL_SERVER_TIMEOUT", str(BATCH_INVOCATION_TIMEOUT_S))
     with open(log_path, "ab") as log, LocalServer(model_dir, workers=workers, log=log) as server:
         yield server.url, server.process.pid
 
