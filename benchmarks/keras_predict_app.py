@@ -1,7 +1,7 @@
 """The obvious alternative to the ONNX serving engine, for ``benchmarks/serving.py`` to measure side by side.
 
 A Flask app that loads ``model.keras`` in each worker and calls Keras ``predict`` for every request,
-then ranks with the same NumPy top-k as the real engine, so the difference measured is the Keras
+then ranks with the real engine's top-k (``inference.engine.top_k``), so the difference measured is the Keras
 forward pass (and the TensorFlow runtime it brings into every worker). It answers only the
 single-session JSON contract (``{"items": [...], "k": 20}``) and ``/ping``.
 
@@ -14,6 +14,7 @@ import os
 import numpy as np
 from flask import Flask, jsonify, request
 
+from inference.engine import top_k
 from model_code import artifacts
 
 app = Flask(__name__)
@@ -51,8 +52,6 @@ def invocations():
     sequence = np.array([known or [0]], dtype=np.int32)
     lengths = np.array([sequence.shape[1]], dtype=np.int32)
     hidden = state["model"].predict((sequence, lengths), verbose=0)
-    scores = (hidden @ state["table"].T + state["bias"])[0]
-    top = np.argpartition(-scores, k - 1)[:k]
-    top = top[np.argsort(-scores[top])]
-    recommendations = [{"item_id": state["items"][i], "score": float(scores[i])} for i in top]
+    top, top_scores = top_k(hidden @ state["table"].T + state["bias"], k)
+    recommendations = [{"item_id": state["items"][i], "score": float(s)} for i, s in zip(top[0], top_scores[0])]
     return jsonify({"recommendations": recommendations, "unknown_items": len(body["items"]) - len(known)})

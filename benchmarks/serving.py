@@ -39,6 +39,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from inference.engine import Recommender  # noqa: E402
 from inference.local import LocalServer, free_port, stop, wait_for_ping  # noqa: E402
+from inference.processes import children, command_line, descendants, rss_mib  # noqa: E402
 from model_code import artifacts  # noqa: E402
 
 PAYLOAD_BYTES = 6 * 1024 * 1024
@@ -226,44 +227,11 @@ def bench_batch(url: str, items: list[str], rng: np.random.Generator, payloads: 
             "sessions_per_s": len(lines) * payloads / elapsed, "errors": errors}
 
 
-def descendants(pid: int) -> list[int]:
-    """All descendant pids of ``pid`` (Linux /proc)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, stack = [], [pid]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child)
-    return found
-
-
 def worker_rss_mib(root_pid: int) -> list[float]:
     """RSS of the gunicorn workers under ``root_pid``: gunicorn processes whose parent is gunicorn."""
-    def cmdline(pid: int) -> str:
-        try:
-            return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            return ""
-
-    def parent(pid: int) -> int:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-
-    rss = []
-    for pid in descendants(root_pid):
-        try:
-            if "gunicorn" in cmdline(pid) and "gunicorn" in cmdline(parent(pid)):
-                status = Path(f"/proc/{pid}/status").read_text()
-                kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
-                rss.append(kib / 1024.0)
-        except (OSError, StopIteration):
-            continue
-    return rss
+    gunicorn = {pid for pid in [root_pid, *descendants(root_pid)] if "gunicorn" in command_line(pid)}
+    workers = {child for pid in gunicorn for child in children(pid)} & gunicorn
+    return [rss for rss in map(rss_mib, sorted(workers)) if rss is not None]
 
 
 def bench_http(server, args, bodies, workdir: Path, label: str, batch_items=None) -> dict:

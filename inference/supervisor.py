@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from inference import nginx_config
+from inference import nginx_config, processes
 from inference.server_settings import ServerSettings, SettingsError
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -92,17 +92,6 @@ def become_subreaper() -> None:
     """Have orphaned descendants reparented to this process (Linux); elsewhere nothing happens."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-
-
-def own_children() -> list[int]:
-    """Pids of this process's children, from /proc (empty where /proc does not list them)."""
-    pids = []
-    for task in Path("/proc/self/task").glob("*"):
-        try:
-            pids += [int(pid) for pid in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return pids
 
 
 class Supervisor:
@@ -224,7 +213,7 @@ class Supervisor:
 
     def _end_orphans(self) -> None:
         """Kill and reap processes orphaned into this one (e.g. nginx workers whose master was killed)."""
-        for pid in own_children():
+        for pid in processes.children():
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:

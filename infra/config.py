@@ -16,6 +16,8 @@ from typing import Any, Callable, Mapping
 import aws_cdk as cdk
 from constructs import Node
 
+from infra import layout
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 API_AUTH_MODES = ("iam", "api_key")
@@ -24,7 +26,6 @@ QUOTA_PERIODS = ("DAY", "WEEK", "MONTH")
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
                       2192, 2557, 2922, 3288, 3653)
 
-_STAGE = re.compile(r"[a-z][a-z0-9]{0,15}")
 _INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9-]+\.[a-z0-9]+")
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -71,7 +72,7 @@ class AppConfig:
     notification_email: str | None = None
 
     def __post_init__(self) -> None:
-        _check(_STAGE.fullmatch(self.stage), "stage",
+        _check(layout.STAGE_PATTERN.fullmatch(self.stage), "stage",
                f"must be 1-16 lower-case letters or digits, starting with a letter, got {self.stage!r}")
         for key in ("training_instance_type", "endpoint_instance_type", "transform_instance_type"):
             value = getattr(self, key)
@@ -131,7 +132,7 @@ class AppConfig:
     @property
     def stage_title(self) -> str:
         """The stage as it appears in stack names: ``dev`` -> ``Dev``."""
-        return self.stage.capitalize()
+        return layout.stage_title(self.stage)
 
     @property
     def resource_prefix(self) -> str:
@@ -146,24 +147,24 @@ class AppConfig:
     @property
     def model_data_parameter_name(self) -> str:
         """SSM parameter holding the S3 URI of the live model.tar.gz."""
-        return self.parameter_name("current-model-data")
+        return self.parameter_name(layout.MODEL_DATA_PARAMETER)
 
     @property
     def model_name_parameter_name(self) -> str:
         """SSM parameter holding the SageMaker model name of the live model."""
-        return self.parameter_name("current-model-name")
+        return self.parameter_name(layout.MODEL_NAME_PARAMETER)
 
     def stack_name(self, part: str) -> str:
         """``Gru4Rec-<Stage>-<part>``, e.g. ``Gru4Rec-Dev-Storage``."""
-        return f"Gru4Rec-{self.stage_title}-{part}"
+        return layout.stack_name(self.stage, part)
 
     def parameter_name(self, leaf: str) -> str:
         """``/gru4rec/<stage>/<leaf>``."""
-        return f"/gru4rec/{self.stage}/{leaf}"
+        return layout.parameter_name(self.stage, leaf)
 
     def log_group_name(self, leaf: str) -> str:
         """``/gru4rec/<stage>/<leaf>``: log groups under this prefix may use the stage's KMS key."""
-        return f"/gru4rec/{self.stage}/{leaf}"
+        return layout.parameter_name(self.stage, leaf)
 
 
 def environment() -> cdk.Environment:

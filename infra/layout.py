@@ -1,4 +1,15 @@
-"""Key prefixes of the data bucket: one place for the stacks and the operator CLI to agree on."""
+"""Names a stage's parts agree on, with no CDK import, so the stacks and the operator CLI share them:
+the stage rule, stack and SSM parameter names, and the data bucket's key prefixes."""
+import re
+
+STAGE_PATTERN = re.compile(r"[a-z][a-z0-9]{0,15}")
+"""A stage: 1-16 lower-case letters or digits, starting with a letter."""
+PARTS = ("Storage", "Image", "Endpoint", "Api", "Training", "Batch")
+"""The app's stacks, in deployment order."""
+MODEL_DATA_PARAMETER = "current-model-data"
+"""SSM parameter leaf: S3 URI of the live model.tar.gz."""
+MODEL_NAME_PARAMETER = "current-model-name"
+"""SSM parameter leaf: SageMaker model name of the live model."""
 
 TRAINING_TRAIN_PREFIX = "training/train/"
 TRAINING_TEST_PREFIX = "training/test/"
@@ -7,3 +18,18 @@ CHECKPOINTS_PREFIX = "checkpoints/"
 INCOMING_SESSIONS_PREFIX = "sessions/incoming/"
 SCORED_SESSIONS_PREFIX = "sessions/scored/"
 CAPTURE_PREFIX = "capture/"
+
+
+def stage_title(stage: str) -> str:
+    """``dev`` -> ``Dev``: the stage as it appears in stack names."""
+    return stage.capitalize()
+
+
+def stack_name(stage: str, part: str) -> str:
+    """CloudFormation stack of one part of a stage, e.g. ``Gru4Rec-Dev-Storage``."""
+    return f"Gru4Rec-{stage_title(stage)}-{part}"
+
+
+def parameter_name(stage: str, leaf: str) -> str:
+    """SSM parameter (or log group) name under the stage's prefix, e.g. ``/gru4rec/dev/current-model-name``."""
+    return f"/gru4rec/{stage}/{leaf}"

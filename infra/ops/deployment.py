@@ -1,32 +1,15 @@
 """Where a stage's resources are: read once from its stacks' CloudFormation outputs."""
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import boto3
 from botocore.exceptions import ClientError
 
+from infra.layout import MODEL_DATA_PARAMETER, MODEL_NAME_PARAMETER, PARTS, STAGE_PATTERN, parameter_name, stack_name, \
+    stage_title
 from infra.ops.errors import OpsError
-
-PARTS = ("Storage", "Image", "Endpoint", "Api", "Training", "Batch")
-_STAGE_PATTERN = re.compile(r"[a-z][a-z0-9]{0,15}")  # as the CDK app accepts it
-
-
-def stage_title(stage: str) -> str:
-    """`dev` -> `Dev`: the stage as it appears in stack names."""
-    return stage.capitalize()
-
-
-def stack_name(stage: str, part: str) -> str:
-    """CloudFormation stack name of one part of a stage, e.g. `Gru4Rec-Dev-Storage`."""
-    return f"Gru4Rec-{stage_title(stage)}-{part}"
-
-
-def parameter_name(stage: str, name: str) -> str:
-    """SSM parameter of a stage, e.g. `/gru4rec/dev/current-model-name`."""
-    return f"/gru4rec/{stage}/{name}"
 
 
 @dataclass(frozen=True)
@@ -83,11 +66,11 @@ class Deployment:
 
     @property
     def current_model_name_parameter(self) -> str:
-        return parameter_name(self.stage, "current-model-name")
+        return parameter_name(self.stage, MODEL_NAME_PARAMETER)
 
     @property
     def current_model_data_parameter(self) -> str:
-        return parameter_name(self.stage, "current-model-data")
+        return parameter_name(self.stage, MODEL_DATA_PARAMETER)
 
     def has(self, part: str) -> bool:
         """Whether the stack of `part` exists (in any state)."""
@@ -116,7 +99,7 @@ class Deployment:
 
 
 def validate_stage(stage: str) -> str:
-    if not _STAGE_PATTERN.fullmatch(stage):
+    if not STAGE_PATTERN.fullmatch(stage):
         raise OpsError(
             f"stage {stage!r} is not a valid stage name: 1-16 lower-case letters or digits, "
             "starting with a letter (e.g. dev, prod)"

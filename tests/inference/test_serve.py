@@ -21,6 +21,7 @@ import requests
 
 from inference import nginx_config
 from inference.local import LocalServer
+from inference.processes import children, command_line, descendants
 from inference.server_settings import ServerSettings, SettingsError
 from model_code import artifacts
 
@@ -31,27 +32,6 @@ MB = 1024 * 1024
 
 
 # -- processes -------------------------------------------------------------------------------------------
-
-def children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(child) for child in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return found
-
-
-def descendants(pid: int) -> list[int]:
-    return [d for child in children(pid) for d in [child, *descendants(child)]]
-
-
-def command_line(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
 
 def alive(pid: int) -> bool:
     """Running, not a zombie (an orphan's zombie may wait for a reaper that never comes in a sandbox)."""
