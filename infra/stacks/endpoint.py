@@ -117,24 +117,16 @@ class EndpointStack(cdk.Stack):
         return role, policy
 
     def _endpoint_config(self, config: AppConfig, storage: StorageStack) -> sagemaker.CfnEndpointConfig:
-        capture = sagemaker.CfnEndpointConfig.DataCaptureConfigProperty(
-            enable_capture=config.data_capture_percent > 0,
-            # SageMaker wants a percentage from 1 to 100 even while capture is off
-            initial_sampling_percentage=max(config.data_capture_percent, 1),
-            destination_s3_uri=storage.bucket.s3_url_for_object(CAPTURE_PREFIX.rstrip("/")),
-            kms_key_id=storage.key.key_arn,
-            capture_options=[sagemaker.CfnEndpointConfig.CaptureOptionProperty(capture_mode=mode) for mode in ("Input", "Output")],
-            capture_content_type_header=sagemaker.CfnEndpointConfig.CaptureContentTypeHeaderProperty(
-                json_content_types=["application/json", "application/jsonlines"],
-            ),
-        )
-        return sagemaker.CfnEndpointConfig(
-            self, "EndpointConfig", kms_key_id=storage.key.key_arn, data_capture_config=capture,
+        endpoint_config = sagemaker.CfnEndpointConfig(
+            self, "EndpointConfig", kms_key_id=storage.key.key_arn,
             production_variants=[sagemaker.CfnEndpointConfig.ProductionVariantProperty(
                 variant_name=VARIANT_NAME, model_name=self.model.attr_model_name, initial_variant_weight=1.0,
                 initial_instance_count=config.endpoint_initial_instance_count, instance_type=config.endpoint_instance_type,
             )],
         )
+        # the same document the training pipeline gives the endpoint configs it creates
+        endpoint_config.add_property_override("DataCaptureConfig", data_capture_config(config, storage))
+        return endpoint_config
 
     def _autoscaling(self, config: AppConfig) -> None:
         # Application Auto Scaling's own service-linked role (created on first use) rather than a new
@@ -186,3 +178,16 @@ class EndpointStack(cdk.Stack):
 
 def _ack(rule: str, reason: str) -> cdk.Acknowledgment:
     return cdk.Acknowledgment(id=rule, reason=reason)
+
+
+def data_capture_config(config: AppConfig, storage: StorageStack) -> dict:
+    """The endpoint's data capture, as CloudFormation and SageMaker's CreateEndpointConfig both spell it."""
+    return {
+        "EnableCapture": config.data_capture_percent > 0,
+        # SageMaker wants a percentage from 1 to 100 even while capture is off
+        "InitialSamplingPercentage": max(config.data_capture_percent, 1),
+        "DestinationS3Uri": storage.bucket.s3_url_for_object(CAPTURE_PREFIX.rstrip("/")),
+        "KmsKeyId": storage.key.key_arn,
+        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+        "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json", "application/jsonlines"]},
+    }

@@ -19,8 +19,8 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.config import AppConfig
-from infra.layout import CAPTURE_PREFIX, CHECKPOINTS_PREFIX, MODELS_PREFIX, TRAINING_TEST_PREFIX, TRAINING_TRAIN_PREFIX
-from infra.stacks.endpoint import EndpointStack
+from infra.layout import CHECKPOINTS_PREFIX, MODELS_PREFIX, TRAINING_TEST_PREFIX, TRAINING_TRAIN_PREFIX
+from infra.stacks.endpoint import EndpointStack, data_capture_config
 from infra.stacks.image import ImageStack
 from infra.stacks.storage import StorageStack
 from infra.stacks.workflow import (
@@ -57,7 +57,6 @@ ENDPOINT_POLL_INTERVAL = cdk.Duration.minutes(1)
 ENDPOINT_MAX_POLLS = 90
 # After training: the model, the endpoint update (ENDPOINT_MAX_POLLS polls) and the records
 DEPLOYMENT_ALLOWANCE = cdk.Duration.hours(3)
-DATA_CAPTURE_CONTENT_TYPES = ["application/json", "application/jsonlines"]
 
 
 class TrainingStack(cdk.Stack):
@@ -319,18 +318,6 @@ class TrainingStack(cdk.Stack):
 
     def _parameter_arn(self, name: str) -> str:
         return self.format_arn(service="ssm", resource="parameter", resource_name=name.lstrip("/"))
-
-
-def data_capture_config(config: AppConfig, storage: StorageStack) -> dict:
-    """The endpoint's data capture (as the endpoint stack sets it), for the endpoint configs the pipeline creates."""
-    return {
-        "EnableCapture": config.data_capture_percent > 0,
-        "InitialSamplingPercentage": max(config.data_capture_percent, 1),
-        "DestinationS3Uri": f"s3://{storage.bucket.bucket_name}/{CAPTURE_PREFIX.rstrip('/')}",
-        "KmsKeyId": storage.key.key_arn,
-        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
-        "CaptureContentTypeHeader": {"JsonContentTypes": DATA_CAPTURE_CONTENT_TYPES},
-    }
 
 
 def _channel(name: str, s3_uri: str) -> dict:
