@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from inference.paths import opt_ml_dir
+from inference.paths import MODEL_SUBDIR, opt_ml_dir
 
 TRAIN_CHANNEL, TEST_CHANNEL = "train", "test"
 SAGEMAKER_OWN_PREFIXES = ("sagemaker_", "_")
@@ -61,7 +61,7 @@ class JobPaths:
 
     @property
     def model(self) -> Path:
-        return self.root / "model"
+        return self.root / MODEL_SUBDIR
 
     @property
     def checkpoints(self) -> Path:

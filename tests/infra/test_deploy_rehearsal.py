@@ -306,15 +306,10 @@ def test_the_operator_cli_finds_the_deployed_stage(rehearsal, synth):
     session.client("s3").head_bucket(Bucket=deployment.data_bucket)
     repository = deployment.repository_uri.rsplit("/", 1)[-1]
     session.client("ecr").describe_repositories(repositoryNames=[repository])
-    if "endpoint" in synth.stacks:
-        session.client("sagemaker").describe_endpoint(EndpointName=deployment.endpoint_name)
-    if "api" in synth.stacks:
-        assert deployment.api_url.startswith("https://")
-    for key, output in (("training", "training_state_machine_arn"),
-                        ("batch", "batch_state_machine_arn")):
-        if key in synth.stacks:
-            arn = getattr(deployment, output)
-            session.client("stepfunctions").describe_state_machine(stateMachineArn=arn)
+    session.client("sagemaker").describe_endpoint(EndpointName=deployment.endpoint_name)
+    assert deployment.api_url.startswith("https://")
+    for arn in (deployment.training_state_machine_arn, deployment.batch_state_machine_arn):
+        session.client("stepfunctions").describe_state_machine(stateMachineArn=arn)
 
 
 def _stack_parts(synth, stage: str) -> dict[str, str | None]:
@@ -326,14 +321,11 @@ def _stack_parts(synth, stage: str) -> dict[str, str | None]:
 def test_the_endpoint_serves_the_live_model_from_ssm(rehearsal, synth):
     """The first model's asset URI seeds current-model-data; the endpoint's model uses it and
     its name is recorded in current-model-name."""
-    if "endpoint" not in synth.stacks:
-        pytest.skip("no endpoint stack in this app")
     session = rehearsal["session"]
     ssm = session.client("ssm")
-    prefix = f"/gru4rec/{synth.config.stage}/"
-    model_data = ssm.get_parameter(Name=prefix + "current-model-data")["Parameter"]["Value"]
+    model_data = ssm.get_parameter(Name=synth.config.model_data_parameter_name)["Parameter"]["Value"]
     assert model_data in rehearsal["assets"]
-    model_name = ssm.get_parameter(Name=prefix + "current-model-name")["Parameter"]["Value"]
+    model_name = ssm.get_parameter(Name=synth.config.model_name_parameter_name)["Parameter"]["Value"]
     model = session.client("sagemaker").describe_model(ModelName=model_name)
     containers = [model["PrimaryContainer"]] if "PrimaryContainer" in model else model["Containers"]
     assert [c["ModelDataUrl"] for c in containers] == [model_data]
@@ -342,8 +334,6 @@ def test_the_endpoint_serves_the_live_model_from_ssm(rehearsal, synth):
 def test_a_one_off_job_copies_the_deployed_training_job(rehearsal, synth, monkeypatch, tmp_path):
     """The one-off settings read from the real training definition, and a job started from
     them with the SageMaker SDK."""
-    if "training" not in synth.stacks:
-        pytest.skip("no training stack in this app")
     from infra.stacks.training import HYPERPARAMETER_DEFAULTS
 
     offline_sdk(monkeypatch, tmp_path)
