@@ -4,6 +4,7 @@ of ``inference.wsgi`` scoring a small trained model with ONNX Runtime.
 One server answers the ordinary requests; the tests that stop or kill processes start their own.
 Every test that starts a server ends every process it started, whatever happens.
 """
+import http.client
 import json
 import os
 import signal
@@ -246,29 +247,58 @@ def test_unknown_path_is_404_json(server):
 
 # -- stopping and killing, each on a server of its own ---------------------------------------------------
 
+def accept_queue_length(port: int) -> int:
+    """Connections the kernel completed on the listening ``port`` that nginx has not yet accepted.
+
+    For a listening socket, the rx_queue column of /proc/net/tcp is its accept backlog.
+    """
+    backlog = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                backlog += int(fields[4].split(":")[1], 16)
+    return backlog
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_stop_signal_lets_in_flight_requests_finish(model_dir, nginx_binary, items, tmp_path, stop_signal):
-    """20 requests for 2 workers, most queued behind nginx when the signal comes: all finish with 200."""
+    """20 requests for 2 workers, all sent and accepted by nginx, most of them queued, when the signal
+    comes: all finish with 200.
+
+    A connection the kernel has completed but nginx has not accepted is refused when nginx closes its
+    listening socket, as on any server; the test therefore signals only once every request is sent and
+    the accept queue is empty.
+    """
     body = jsonlines_body(400, items, k=20)
     statuses: list[object] = [None] * 20
     line_counts: list[int] = [0] * 20
-    first_done = threading.Event()
+    sent = [threading.Event() for _ in range(20)]
     log_path = tmp_path / "serve.log"
     with running_server(model_dir, log_path) as server:
         def call(n: int) -> None:
+            connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=HTTP_TIMEOUT)
             try:
-                response = requests.post(f"{server.url}/invocations", data=body, headers=JSONLINES,
-                                         timeout=HTTP_TIMEOUT)
-                statuses[n], line_counts[n] = response.status_code, len(response.text.splitlines())
-            except requests.RequestException as error:
+                connection.request("POST", "/invocations", body=body, headers=JSONLINES)
+                sent[n].set()
+                response = connection.getresponse()
+                statuses[n], line_counts[n] = response.status, len(response.read().splitlines())
+            except OSError as error:
                 statuses[n] = repr(error)
-            first_done.set()
+            finally:
+                sent[n].set()
+                connection.close()
 
         threads = [threading.Thread(target=call, args=(n,)) for n in range(20)]
         for thread in threads:
             thread.start()
-        assert first_done.wait(HTTP_TIMEOUT)
+        assert all(event.wait(HTTP_TIMEOUT) for event in sent)
+        wait_until(lambda: accept_queue_length(server.port) == 0, HTTP_TIMEOUT, "nginx accepting every request")
         pids = descendants(server.process.pid)
         server.process.send_signal(stop_signal)
         in_flight = statuses.count(None)
