@@ -1,7 +1,15 @@
-"""Shared fixtures: the real data sets of ../shared/data, skipped where absent."""
+"""Shared fixtures: the real data sets of ../shared/data, skipped where absent.
+
+Hypothesis runs without its per-example deadline: timing is for the benchmarks, and a loaded CI
+machine must not fail a property that holds.
+"""
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+settings.register_profile("project", deadline=None)
+settings.load_profile("project")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
