@@ -7,7 +7,9 @@ output item table and bias are written beside it as ``.npy`` arrays, and
 serving computes ``hidden @ item_embeddings.T + item_bias`` with NumPy. Keeping
 the scores out of the graph lets serving score many sessions with one BLAS
 matrix product and pick the top k by a partial sort, and keeps the graph
-small; the graph only runs the GRU.
+small; the graph only runs the GRU. The GRU's weights are taken out of the
+exported loop (:mod:`model_code.onnx_loops`), which halves the GRU's time for
+one session of a large model.
 
 Export needs the TensorFlow backend (tf2onnx). On any other backend
 :func:`export_available` says why not and training skips this step.
@@ -22,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from model_code import artifacts
+from model_code.onnx_loops import hoist_loop_invariants
 
 DIM_NAMES = {"items": ("batch", "time"), "lengths": ("batch",), "hidden": ("batch", None)}
 
@@ -92,6 +95,7 @@ def _export_graph(model, path: str) -> None:
     graph = onnx.load(path)
     _rename_output(graph.graph, artifacts.SCORER_OUTPUT)
     _name_dynamic_dims(graph.graph)
+    hoist_loop_invariants(graph.graph)
     onnx.checker.check_model(graph)
     onnx.save(graph, path)
 
