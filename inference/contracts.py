@@ -24,12 +24,17 @@ the most popular items, scored 0.0.
 A request that cannot be answered as a whole raises :class:`ClientError` with its HTTP status and a
 message naming the problem and the field: 400 (malformed or invalid), 406 (``Accept`` names no format
 this server writes), 413 (over :data:`MAX_PAYLOAD_BYTES` or :data:`MAX_SESSIONS`), 415 (content type).
+
+Answers are compact ASCII JSON (:func:`encode`): a line of JSON lines never holds a character that a
+reader splitting at line breaks other than ``\n`` (U+2028, for one) would split at.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
+
+import orjson
 
 JSON = "application/json"
 JSON_LINES = "application/jsonlines"
@@ -293,5 +298,21 @@ def json_lines_answer(records: Sequence[SessionRequest | BadLine], results: Iter
             answer["error"] = record.error
         else:
             answer = session_answer(next(results), record.session_id, True)
-        lines.append(json.dumps(answer, separators=(",", ":")))
-    return ("\n".join(lines) + "\n").encode("ascii")
+        lines.append(encode(answer))
+    return b"\n".join(lines) + b"\n"
+
+
+def encode(value: Any) -> bytes:
+    """``value`` as compact JSON in ASCII bytes.
+
+    orjson writes it where it can, several times faster than the standard library on a Batch Transform
+    payload's answers. The standard library writes what orjson refuses (integers beyond 64 bits, lone
+    surrogates) or would write as raw UTF-8 (any non-ASCII text, which is escaped here instead).
+    """
+    try:
+        encoded = orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        encoded = None
+    if encoded is not None and encoded.isascii():
+        return encoded
+    return json.dumps(value, separators=(",", ":")).encode("ascii")

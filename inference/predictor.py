@@ -88,7 +88,8 @@ def create_app(model_dir: str | Path | None = None) -> Flask:
             results = score(_engine(holder), sessions)
             return Response(contracts.json_lines_answer(records, results), mimetype=contracts.JSON_LINES)
         parsed = contracts.parse_json_request(body)
-        return jsonify(contracts.json_answer(parsed, score(_engine(holder), parsed.sessions)))
+        answer = contracts.json_answer(parsed, score(_engine(holder), parsed.sessions))
+        return Response(contracts.encode(answer) + b"\n", mimetype="application/json")
 
     @app.errorhandler(ClientError)
     def client_error(err: ClientError):

@@ -3,6 +3,8 @@ field, JSON lines answered line by line, and the shape of the answers."""
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from inference import contracts
 from inference.contracts import BadLine, ClientError, JsonRequest, SessionRequest
@@ -345,3 +347,25 @@ def test_json_lines_answer_one_compact_line_each_in_place():
     ]
     assert ", " not in text and ": " not in text
     assert "\\u2028" in text and "\u2028" not in text  # escaped: every answer line is ASCII
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(st.characters(codec=None)),  # any code point, lone surrogates and U+2028 included
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(value=JSON_VALUES)
+def test_encode_writes_compact_ascii_json_of_any_value(value):
+    encoded = contracts.encode(value)
+    assert encoded.isascii() and b"\n" not in encoded
+    assert json.loads(encoded) == value
+
+
+def test_encode_of_an_answer_is_the_standard_librarys_text():
+    answer = {"session_id": "s1", "recommendations": [{"item_id": "i", "score": 0.1 + 0.2}], "unknown_items": 0}
+    assert contracts.encode(answer) == json.dumps(answer, separators=(",", ":")).encode("ascii")
+    huge = {"session_id": 10**30, "error": "caf\u00e9 \ud800"}  # beyond 64 bits, non-ASCII, a lone surrogate
+    assert contracts.encode(huge) == b'{"session_id":1000000000000000000000000000000,"error":"caf\\u00e9 \\ud800"}'
