@@ -257,7 +257,7 @@ def check_top_k(scores: np.ndarray, k: int) -> None:
             assert va > vb or (va == vb and a < b)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(
     scores=hnp.arrays(np.float32, st.tuples(st.integers(1, 4), st.integers(1, 3000)),
                       elements=st.one_of(st.floats(-5, 5, width=32), st.sampled_from([-np.inf, -1.0, 0.0, 2.5]))),

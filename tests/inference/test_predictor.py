@@ -360,7 +360,7 @@ def catalogue(items) -> list[str]:
     return items[:30]
 
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 
 
 @FUZZ

@@ -36,7 +36,7 @@ def test_output_layer_arrays_are_the_models_weights(tiny_model, exported):
     assert np.array_equal(table, np.asarray(model.item_table)) and np.array_equal(bias, np.asarray(model.item_bias))
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=15)
 @given(seed=st.integers(0, 2**32 - 1), n_sessions=st.integers(1, 40), max_length=st.integers(1, 30))
 def test_onnx_and_keras_give_the_same_top20(exported, seed, n_sessions, max_length):
     model, session, table, bias = exported

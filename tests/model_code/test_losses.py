@@ -47,7 +47,7 @@ def _case(seed, n_rows, n_extra):
     return scores, valid, log_q
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25)
 @given(seed=st.integers(0, 10_000), n_rows=st.integers(1, 6), n_extra=st.integers(0, 5), logq=st.sampled_from([0.0, 0.5, 1.0]))
 def test_cross_entropy_matches_numpy(seed, n_rows, n_extra, logq):
     scores, valid, log_q = _case(seed, n_rows, n_extra)
@@ -55,7 +55,7 @@ def test_cross_entropy_matches_numpy(seed, n_rows, n_extra, logq):
     np.testing.assert_allclose(got, _numpy_cross_entropy(scores.astype(np.float64), valid, log_q, logq), rtol=1e-4, atol=1e-4)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25)
 @given(seed=st.integers(0, 10_000), n_rows=st.integers(1, 6), n_extra=st.integers(1, 5),
        bpreg=st.sampled_from([0.0, 0.9, 1.95]), elu=st.sampled_from([0.0, 0.5, 1.0]))
 def test_bpr_max_matches_numpy(seed, n_rows, n_extra, bpreg, elu):

@@ -75,7 +75,7 @@ def test_metric_values_spelled_out():
     )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(
     scores=hnp.arrays(np.float32, st.tuples(st.integers(1, 6), st.integers(1, 8)), elements=st.sampled_from([0.0, 0.5, 1.0, -2.0])),
     data=st.data(),

@@ -49,7 +49,7 @@ def reference_steps(sessions: list[list[int]], batch_size: int):
 sessions_strategy = st.lists(st.lists(st.integers(0, 30), min_size=0, max_size=9), min_size=0, max_size=40)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(sessions=sessions_strategy, batch_size=st.integers(1, 7))
 def test_matches_step_by_step_reference(sessions, batch_size):
     steps = session_parallel_steps(SessionArrays.from_lists(sessions), batch_size)
@@ -79,7 +79,7 @@ def trace_slots(steps):
     return runs
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(sessions=sessions_strategy, batch_size=st.integers(1, 7))
 def test_properties(sessions, batch_size):
     # make every event distinguishable: item = global event number
