@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 
 SERVE = Path(__file__).resolve().parent / "serve"
+PORT_ATTEMPTS = 3
 
 
 def free_port() -> int:
@@ -28,6 +29,16 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def port_taken(port: int) -> bool:
+    """Whether something else now holds TCP ``port`` on 127.0.0.1."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
 
 
 def wait_for_ping(url: str, process: subprocess.Popen, timeout: float = 180.0) -> None:
@@ -73,19 +84,29 @@ class LocalServer:
     def __enter__(self) -> "LocalServer":
         self._opt_ml = tempfile.TemporaryDirectory(prefix="opt_ml_")
         (Path(self._opt_ml.name) / "model").symlink_to(self.model_dir)
+        for attempt in range(PORT_ATTEMPTS):
+            self.process = self._start()
+            try:
+                wait_for_ping(self.url, self.process)
+                return self
+            except BaseException as error:
+                retry = (isinstance(error, RuntimeError) and attempt + 1 < PORT_ATTEMPTS
+                         and self.process.poll() is not None and port_taken(self.port))
+                if not retry:
+                    self.__exit__(None, None, None)
+                    raise
+            # another program took the free port between our look and nginx's bind: take another one
+            self.port = free_port()
+            self.url = f"http://127.0.0.1:{self.port}"
+
+    def _start(self) -> subprocess.Popen:
         # this interpreter's bin folder first, so serve's `python3` and `gunicorn` are this environment's
         path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
         env = dict(os.environ, PATH=path, OPT_ML_DIR=self._opt_ml.name, SAGEMAKER_BIND_TO_PORT=str(self.port))
         if self.workers:
             env["MODEL_SERVER_WORKERS"] = str(self.workers)
-        self.process = subprocess.Popen([str(SERVE)], env=env, stdout=self.log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            wait_for_ping(self.url, self.process)
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
-        return self
+        return subprocess.Popen([str(SERVE)], env=env, stdout=self.log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
 
     def __exit__(self, *exc) -> None:
         self.exit_code = stop(self.process)

@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -155,7 +156,7 @@ def test_every_worker_warms_up_before_taking_requests(server, server_log):
     def warm_workers() -> int:
         return server_log.read_text().count("warmed up before taking requests: /ping 200 OK")
 
-    wait_until(lambda: warm_workers() == WORKERS, timeout=30, what=f"{WORKERS} workers warming up")
+    wait_until(lambda: warm_workers() == WORKERS, timeout=HTTP_TIMEOUT, what=f"{WORKERS} workers warming up")
 
 
 @pytest.mark.slow
@@ -247,42 +248,63 @@ def test_unknown_path_is_404_json(server):
 
 # -- stopping and killing, each on a server of its own ---------------------------------------------------
 
-def accept_queue_length(port: int) -> int:
-    """Connections the kernel completed on the listening ``port`` that nginx has not yet accepted.
-
-    For a listening socket, the rx_queue column of /proc/net/tcp is its accept backlog.
-    """
-    backlog = 0
+def listening_sockets(port: int) -> list[list[str]]:
+    """The rows of /proc/net/tcp and tcp6 for sockets listening (state 0A) on TCP ``port``."""
+    found = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             rows = Path(table).read_text().splitlines()[1:]
         except OSError:
             continue
-        for row in rows:
-            fields = row.split()
-            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                backlog += int(fields[4].split(":")[1], 16)
-    return backlog
+        found += [fields for fields in map(str.split, rows)
+                  if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port]
+    return found
+
+
+def accept_queue_length(port: int) -> int:
+    """Connections the kernel completed on the listening ``port`` that nginx has not yet accepted.
+
+    For a listening socket, the rx_queue column of /proc/net/tcp is its accept backlog.
+    """
+    return sum(int(fields[4].split(":")[1], 16) for fields in listening_sockets(port))
+
+
+@contextmanager
+def held(pids: list[int]):
+    """The processes ``pids`` stopped (SIGSTOP) inside the block and continued (SIGCONT) on leaving it."""
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            if alive(pid):
+                os.kill(pid, signal.SIGCONT)
+
+
+REQUESTS = 20
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_stop_signal_lets_in_flight_requests_finish(model_dir, nginx_binary, items, tmp_path, stop_signal):
-    """20 requests for 2 workers, all sent and accepted by nginx, most of them queued, when the signal
-    comes: all finish with 200.
+    """20 requests for 2 workers, all accepted by nginx and none answered when the signal comes: all
+    finish with 200, serve exits 0 and leaves no process behind.
 
-    A connection the kernel has completed but nginx has not accepted is refused when nginx closes its
-    listening socket, as on any server; the test therefore signals only once every request is sent and
-    the accept queue is empty.
+    No request can finish early, however fast or slow the machine: the test holds gunicorn's workers
+    (SIGSTOP) while it sends the requests, waits until nginx has accepted every one, signals serve, and
+    lets the workers go on (SIGCONT) only once nginx has closed its port, i.e. once the drain has begun.
+    (A connection the kernel completed but nginx had not yet accepted would be refused when nginx closes
+    its port, as on any server: hence the wait for an empty accept queue.)
     """
-    body = jsonlines_body(400, items, k=20)
-    statuses: list[object] = [None] * 20
-    line_counts: list[int] = [0] * 20
-    sent = [threading.Event() for _ in range(20)]
+    body = jsonlines_body(20, items, k=20)
+    statuses: list[object] = [None] * REQUESTS
+    line_counts: list[int] = [0] * REQUESTS
+    sent = [threading.Event() for _ in range(REQUESTS)]
     log_path = tmp_path / "serve.log"
     with running_server(model_dir, log_path) as server:
         def call(n: int) -> None:
-            connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=HTTP_TIMEOUT)
+            connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=4 * HTTP_TIMEOUT)
             try:
                 connection.request("POST", "/invocations", body=body, headers=JSONLINES)
                 sent[n].set()
@@ -294,20 +316,22 @@ def test_stop_signal_lets_in_flight_requests_finish(model_dir, nginx_binary, ite
                 sent[n].set()
                 connection.close()
 
-        threads = [threading.Thread(target=call, args=(n,)) for n in range(20)]
-        for thread in threads:
-            thread.start()
-        assert all(event.wait(HTTP_TIMEOUT) for event in sent)
-        wait_until(lambda: accept_queue_length(server.port) == 0, HTTP_TIMEOUT, "nginx accepting every request")
         pids = descendants(server.process.pid)
-        server.process.send_signal(stop_signal)
-        in_flight = statuses.count(None)
+        threads = [threading.Thread(target=call, args=(n,)) for n in range(REQUESTS)]
+        with held(server_processes(server.process.pid)["gunicorn_workers"]):
+            for thread in threads:
+                thread.start()
+            assert all(event.wait(HTTP_TIMEOUT) for event in sent)
+            wait_until(lambda: accept_queue_length(server.port) == 0, HTTP_TIMEOUT, "nginx accepting every request")
+            in_flight = statuses.count(None)
+            server.process.send_signal(stop_signal)
+            wait_until(lambda: not listening_sockets(server.port), HTTP_TIMEOUT, "nginx closing its port")
         for thread in threads:
-            thread.join(HTTP_TIMEOUT)
+            thread.join(4 * HTTP_TIMEOUT)
         exit_code = server.process.wait(HTTP_TIMEOUT)
-    assert in_flight > WORKERS, "no request was queued when the signal came: make the requests heavier"
-    assert statuses == [200] * 20, log_tail(log_path)
-    assert line_counts == [400] * 20
+    assert in_flight == REQUESTS, f"answered before the signal: {statuses}"
+    assert statuses == [200] * REQUESTS, log_tail(log_path)
+    assert line_counts == [20] * REQUESTS
     assert exit_code == 0, log_tail(log_path)
     assert [pid for pid in pids if alive(pid)] == []
     assert len(pids) >= 2 + WORKERS + 1  # the two masters, gunicorn's workers, nginx's worker
@@ -355,6 +379,19 @@ def test_a_server_dying_stops_the_other(model_dir, nginx_binary, tmp_path, dying
     log = log_path.read_text()
     assert f"{dying} exited on its own" in log
     assert "drain timed out" not in log, f"{survivor} was not stopped by the drain:\n{log_tail(log_path)}"
+
+
+@pytest.mark.slow
+def test_local_server_moves_off_a_port_taken_before_nginx_binds_it(model_dir, nginx_binary, tmp_path):
+    server = LocalServer(model_dir, workers=1)
+    taken = server.port
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        with server:
+            assert server.port != taken
+            assert requests.get(f"{server.url}/ping", timeout=HTTP_TIMEOUT).status_code == 200
+    assert server.exit_code == 0
 
 
 # -- before anything starts ------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,8 @@ import pytest
 from inference import training_job
 from inference.training_job import JobInputError, JobPaths
 from model_code import artifacts
-from model_code.checkpoints import CHECKPOINT_FILE, load_checkpoint
+from model_code.checkpoints import load_checkpoint
+from tests.pausing import kill_after_first_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAIN = REPO_ROOT / "inference" / "train"
@@ -123,20 +123,9 @@ def test_model_folder_was_its_own_file_system(completed_job):
 @pytest.mark.slow
 def test_killed_job_resumes_from_its_checkpoint(events, tmp_path, completed_job):
     root = lay_out(tmp_path / "opt_ml", events, HYPERPARAMETERS)
-    checkpoint = root / "checkpoints" / CHECKPOINT_FILE
-    process = subprocess.Popen([str(TRAIN)], env=job_environment(root), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 240
-        while not checkpoint.exists():
-            assert process.poll() is None, "the job ended before its first checkpoint"
-            assert time.monotonic() < deadline, "no checkpoint within 4 minutes"
-            time.sleep(0.02)
-    finally:
-        process.kill()
-        process.wait()
-    done_epochs = load_checkpoint(checkpoint.parent).epochs_done
-    assert 1 <= done_epochs < EPOCHS, "the kill must land mid-way"
+    kill_after_first_checkpoint([str(TRAIN)], job_environment(root), tmp_path / "paused")
+    done_epochs = load_checkpoint(root / "checkpoints").epochs_done
+    assert done_epochs == 1, "the job was killed right after its first checkpoint"
     assert list((root / "model").iterdir()) == [], "a killed job must leave nothing in model/"
 
     done = run_job(root)

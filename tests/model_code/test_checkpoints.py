@@ -1,15 +1,13 @@
 import os
-import signal
-import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
 from model_code import artifacts
 from model_code.checkpoints import CHECKPOINT_FILE, Checkpoint, fingerprint, load_checkpoint, save_checkpoint
-from tests.model_code.conftest import REPO_ROOT_FOR_SUBPROCESS, TINY_ARGS, run_train
+from tests.model_code.conftest import TINY_ARGS, run_train
+from tests.pausing import kill_after_first_checkpoint
 
 
 def test_round_trip_keeps_nested_state(tmp_path):
@@ -51,22 +49,11 @@ def _train_args(data, model_dir, checkpoint_dir, epochs):
 def test_killed_training_resumes_from_its_checkpoint(tiny_data, tmp_path):
     epochs = 6
     checkpoints, model_dir = tmp_path / "checkpoints", tmp_path / "model"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "model_code.train", *_train_args(tiny_data, model_dir, checkpoints, epochs)],
-        cwd=REPO_ROOT_FOR_SUBPROCESS, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 240
-        while not (checkpoints / CHECKPOINT_FILE).exists():
-            assert process.poll() is None, "training ended before its first checkpoint"
-            assert time.monotonic() < deadline, "no checkpoint within 4 minutes"
-            time.sleep(0.02)
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.kill()
-        process.wait()
+    kill_after_first_checkpoint([sys.executable, "-m", "model_code.train",
+                                 *_train_args(tiny_data, model_dir, checkpoints, epochs)],
+                                dict(os.environ), tmp_path / "paused")
     done = load_checkpoint(checkpoints).epochs_done
-    assert 1 <= done < epochs, "the kill must land mid-way"
+    assert done == 1, "the run was killed right after its first checkpoint"
     assert not model_dir.exists(), "a killed run must not leave a model directory"
 
     code, _, err = run_train(_train_args(tiny_data, model_dir, checkpoints, epochs))
