@@ -17,7 +17,12 @@ so one bad record never fails a batch.
 Rules: ``items`` is a non-empty list of item ids, strings or integers (integers are read as their
 decimal strings, as ``items.json`` holds ids as strings); ``k`` an integer from 1 to 1000 (default
 20); ``exclude_seen`` true or false (default false); ``session_id`` (optional) a string or an integer,
-echoed back as given (null where absent). Unknown fields are refused, so a misspelt option is never
+echoed back as given (null where absent). Business rules, each a list of at most
+:data:`MAX_FILTER_ITEMS` item ids: ``exclude_items`` (never recommended) and ``include_items`` (when
+given, only these may be recommended); ids the model does not know are ignored and counted in the
+answer's ``unknown_filter_items``, which is there only where a list was given. A session's own
+``k``, ``exclude_seen`` and lists replace the request's (``sessions`` form), and a line's replace the
+job's defaults (:class:`SessionRequest` given to the parser), field by field. Unknown fields are refused, so a misspelt option is never
 silently ignored. An answer where no item of the session was known carries ``"fallback": true`` and
 the most popular items, scored 0.0.
 
@@ -31,7 +36,7 @@ reader splitting at line breaks other than ``\n`` (U+2028, for one) would split 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable, Sequence
 
 import orjson
@@ -44,9 +49,13 @@ MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 MAX_SESSIONS = 10_000
 """Sessions in one ``application/json`` request at most (a JSON-lines body is bounded by its size only)."""
 MIN_K, MAX_K, DEFAULT_K = 1, 1000, 20
-SINGLE_FIELDS = ("items", "k", "exclude_seen")
-MANY_FIELDS = ("sessions", "k", "exclude_seen")
-SESSION_FIELDS = ("session_id", "items", "k", "exclude_seen")
+MAX_FILTER_ITEMS = 10_000
+"""Ids in one ``exclude_items`` or ``include_items`` list of a request at most."""
+FILTER_FIELDS = ("exclude_items", "include_items")
+OPTIONS = ("k", "exclude_seen", *FILTER_FIELDS)
+SINGLE_FIELDS = ("items", *OPTIONS)
+MANY_FIELDS = ("sessions", *OPTIONS)
+SESSION_FIELDS = ("session_id", "items", *OPTIONS)
 JSON_WHITESPACE = b" \t\r\n"
 
 
@@ -67,6 +76,12 @@ class SessionRequest:
     k: int = DEFAULT_K
     exclude_seen: bool = False
     session_id: str | int | None = None
+    exclude_items: list[str] | None = None
+    include_items: list[str] | None = None
+
+    @property
+    def filtered(self) -> bool:
+        return self.exclude_items is not None or self.include_items is not None
 
 
 @dataclass(frozen=True)
@@ -126,8 +141,11 @@ def _is_zero_quality(param: str) -> bool:
 
 # -- requests ------------------------------------------------------------------------------------------
 
-def parse_json_request(body: bytes) -> JsonRequest:
-    """Read and check an ``application/json`` body; :class:`ClientError` names the first problem."""
+def parse_json_request(body: bytes, defaults: SessionRequest | None = None) -> JsonRequest:
+    """Read and check an ``application/json`` body; :class:`ClientError` names the first problem.
+
+    ``defaults`` holds the options that apply where the request gives none (the job's filter lists).
+    """
     document = _load_json(_text(body, "the body"), "the body")
     if not isinstance(document, dict):
         raise ClientError(400, f"the body must be a JSON object with 'items' or 'sessions', not {_kind(document)}")
@@ -136,41 +154,42 @@ def parse_json_request(body: bytes) -> JsonRequest:
                                "or 'sessions' for several, not both")
     if "sessions" not in document:
         _check_fields(document, SINGLE_FIELDS, "the body")
-        return JsonRequest(False, [_session(document, "")])
+        return JsonRequest(False, [_session(document, "", defaults)])
     _check_fields(document, MANY_FIELDS, "the body")
     sessions = document["sessions"]
     if not isinstance(sessions, list) or not sessions:
         raise ClientError(400, f"'sessions' must be a non-empty list of session objects, not {_kind(sessions)}")
     if len(sessions) > MAX_SESSIONS:
         raise ClientError(413, f"'sessions' holds {len(sessions):,} sessions: at most {MAX_SESSIONS:,} per request")
-    defaults = SessionRequest(items=[], k=_k(document, "", DEFAULT_K),
-                              exclude_seen=_exclude_seen(document, "", False))
+    request_defaults = _options(document, "", defaults or SessionRequest(items=[]))
     parsed = []
     for i, session in enumerate(sessions):
         where = f"sessions[{i}]"
         if not isinstance(session, dict):
             raise ClientError(400, f"'{where}' must be an object with 'items', not {_kind(session)}")
         _check_fields(session, SESSION_FIELDS, f"'{where}'")
-        parsed.append(_session(session, where + ".", defaults))
+        parsed.append(_session(session, where + ".", request_defaults))
     return JsonRequest(True, parsed)
 
 
-def parse_json_lines(body: bytes) -> list[SessionRequest | BadLine]:
+def parse_json_lines(body: bytes, defaults: SessionRequest | None = None) -> list[SessionRequest | BadLine]:
     """One entry per non-blank line of an ``application/jsonlines`` body, in order; bad lines as :class:`BadLine`.
+
+    ``defaults`` holds the options that apply to every line that gives none (the job's filter lists).
 
     Lines split at ``\\n`` only, as Batch Transform splits records (a JSON string may hold other line
     separators); a line of JSON whitespace only is skipped. Raises :class:`ClientError` only for a body
     that is too large or holds no line.
     """
     _check_size(body)
-    records = [_line(number, raw) for number, raw in enumerate(body.split(b"\n"), start=1)
+    records = [_line(number, raw, defaults) for number, raw in enumerate(body.split(b"\n"), start=1)
                if raw.strip(JSON_WHITESPACE)]
     if not records:
         raise ClientError(400, "the body holds no JSON lines: send one {\"session_id\": ..., \"items\": [...]} per line")
     return records
 
 
-def _line(number: int, raw: bytes) -> SessionRequest | BadLine:
+def _line(number: int, raw: bytes, defaults: SessionRequest | None) -> SessionRequest | BadLine:
     session_id = None
     try:
         record = _load_json(_text(raw, f"line {number}"), f"line {number}", one_line=True)
@@ -179,19 +198,26 @@ def _line(number: int, raw: bytes) -> SessionRequest | BadLine:
         if _is_session_id(record.get("session_id")):
             session_id = record["session_id"]
         _check_fields(record, SESSION_FIELDS, f"line {number}")
-        return _session(record, "")
+        return _session(record, "", defaults)
     except ClientError as err:
         return BadLine(number, err.message, session_id)
 
 
 def _session(record: dict, where: str, defaults: SessionRequest | None = None) -> SessionRequest:
     """One session object; ``where`` prefixes field names in messages, ``defaults`` carries the request's options."""
-    defaults = defaults or SessionRequest(items=[])
     session_id = record.get("session_id")
     if session_id is not None and not _is_session_id(session_id):
         raise ClientError(400, f"'{where}session_id' must be a string or an integer, not {_kind(session_id)}")
-    return SessionRequest(items=_items(record, where), k=_k(record, where, defaults.k),
-                          exclude_seen=_exclude_seen(record, where, defaults.exclude_seen), session_id=session_id)
+    options = _options(record, where, defaults or SessionRequest(items=[]))
+    return replace(options, items=_items(record, where), session_id=session_id)
+
+
+def _options(record: dict, where: str, defaults: SessionRequest) -> SessionRequest:
+    """``defaults`` with the options ``record`` gives (k, exclude_seen, the filter lists) put in, each checked."""
+    return replace(defaults, k=_k(record, where, defaults.k),
+                   exclude_seen=_exclude_seen(record, where, defaults.exclude_seen),
+                   exclude_items=_id_list(record, where, "exclude_items", defaults.exclude_items),
+                   include_items=_id_list(record, where, "include_items", defaults.include_items))
 
 
 def _is_session_id(value: Any) -> bool:
@@ -204,10 +230,26 @@ def _items(record: dict, where: str) -> list[str]:
     items = record["items"]
     if not isinstance(items, list) or not items:
         raise ClientError(400, f"'{where}items' must be a non-empty list of item ids, not {_kind(items)}")
-    for i, item in enumerate(items):
+    return item_ids(items, f"{where}items")
+
+
+def item_ids(values: list, name: str) -> list[str]:
+    """Item ids as strings (integers as their decimal strings); a 400 naming ``name[i]`` for anything else."""
+    for i, item in enumerate(values):
         if not isinstance(item, str) and (isinstance(item, bool) or not isinstance(item, int)):
-            raise ClientError(400, f"'{where}items[{i}]' must be an item id (a string or an integer), not {_kind(item)}")
-    return [item if isinstance(item, str) else str(item) for item in items]
+            raise ClientError(400, f"'{name}[{i}]' must be an item id (a string or an integer), not {_kind(item)}")
+    return [item if isinstance(item, str) else str(item) for item in values]
+
+
+def _id_list(record: dict, where: str, field: str, default: list[str] | None) -> list[str] | None:
+    if field not in record:
+        return default
+    values = record[field]
+    if not isinstance(values, list):
+        raise ClientError(400, f"'{where}{field}' must be a list of item ids, not {_kind(values)}")
+    if len(values) > MAX_FILTER_ITEMS:
+        raise ClientError(400, f"'{where}{field}' holds {len(values):,} ids: at most {MAX_FILTER_ITEMS:,}")
+    return item_ids(values, where + field)
 
 
 def _k(record: dict, where: str, default: int) -> int:
@@ -271,10 +313,13 @@ def _kind(value: Any) -> str:
 # -- answers ---------------------------------------------------------------------------------------------
 
 def session_answer(result, session_id: Any = None, with_id: bool = False) -> dict:
-    """One session's answer object from an engine result (``.recommendations``, ``.unknown_items``, ``.fallback``)."""
+    """One session's answer object from an engine result (``.recommendations``, ``.unknown_items``, ``.fallback``,
+    ``.unknown_filter_items``)."""
     answer: dict[str, Any] = {"session_id": session_id} if with_id else {}
     answer["recommendations"] = [{"item_id": item, "score": score} for item, score in result.recommendations]
     answer["unknown_items"] = result.unknown_items
+    if result.unknown_filter_items is not None:
+        answer["unknown_filter_items"] = result.unknown_filter_items
     if result.fallback:
         answer["fallback"] = True
     return answer

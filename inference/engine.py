@@ -11,8 +11,9 @@ One :meth:`Recommender.recommend` call scores a whole list of sessions:
 - the hidden states ``[N, H]`` meet the output layer in one matrix product per chunk of rows
   (``Recommender.chunk_rows``, sized by :data:`SCORES_PER_CHUNK`, bounds the score matrix's memory
   however many sessions a request holds), and :func:`top_k` picks each row's best ``k`` with
-  ``np.argpartition`` without sorting the catalogue; ``exclude_seen`` sets the seen items' scores
-  to -inf first.
+  ``np.argpartition`` without sorting the catalogue; ``exclude_seen`` and a session's
+  :class:`ItemFilter` (business rules: items never to recommend, or the only ones allowed) set the
+  scores of the items they rule out to -inf first, so the top ``k`` is taken among what remains.
 """
 from __future__ import annotations
 
@@ -40,6 +41,20 @@ FALLBACK_SCORE = 0.0
 """The score given to popularity-fallback recommendations, which have no model score."""
 
 
+@dataclass(frozen=True, eq=False)
+class ItemFilter:
+    """Items a session may not be recommended: the indices in ``blocked``, and the same as a mask.
+
+    Built by :meth:`Recommender.item_filter` from ``exclude_items`` / ``include_items`` id lists;
+    ``unknown`` counts the listed ids the model does not know (ignored). Compared by identity, so the
+    sessions of one request or job that share a list share one filter and one masking pass.
+    """
+
+    blocked: np.ndarray
+    allowed: np.ndarray
+    unknown: int
+
+
 @dataclass(frozen=True)
 class SessionResult:
     """One session's recommendations, best first, as (item id, score), and how many of its items were unknown.
@@ -51,6 +66,8 @@ class SessionResult:
     recommendations: list[tuple[str, float]]
     unknown_items: int
     fallback: bool = False
+    unknown_filter_items: int | None = None
+    """Ids of the session's filter lists that the model does not know; None where it had no filter."""
 
 
 class Recommender:
@@ -108,14 +125,35 @@ class Recommender:
         if len(results[0].recommendations) != 1 or not math.isfinite(results[0].recommendations[0][1]):
             raise artifacts.ModelDirError("the model's warm-up call gave no finite score")
 
-    def recommend(self, sessions: Sequence[Sequence[str]], k: int = 20,
-                  exclude_seen: bool = False) -> list[SessionResult]:
+    def item_filter(self, exclude: Sequence[str] | None = None, include: Sequence[str] | None = None) -> ItemFilter:
+        """The filter ruling out ``exclude`` and, when ``include`` is given, every item not in it; unknown ids ignored."""
+        index = self.index
+        allowed = np.ones(len(self.items), dtype=bool)
+        unknown = 0
+        if include is not None:
+            kept = [index[item] for item in include if item in index]
+            unknown += len(include) - len(kept)
+            allowed[:] = False
+            allowed[kept] = True
+        if exclude is not None:
+            ruled_out = [index[item] for item in exclude if item in index]
+            unknown += len(exclude) - len(ruled_out)
+            allowed[ruled_out] = False
+        return ItemFilter(np.flatnonzero(~allowed), allowed, unknown)
+
+    def recommend(self, sessions: Sequence[Sequence[str]], k: int = 20, exclude_seen: bool = False,
+                  filters: Sequence[ItemFilter | None] | None = None) -> list[SessionResult]:
         """The top ``k`` items (at most all items) for each session of item ids in time order, in the order given.
 
-        ``exclude_seen`` leaves out the items of the session itself.
+        ``exclude_seen`` leaves out the items of the session itself; ``filters``, one per session (or
+        None), leaves out the items each session's filter rules out. Fewer than ``k`` come back only
+        where fewer than ``k`` items remain.
         """
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a positive integer, not {k!r}")
+        filters = list(filters) if filters is not None else [None] * len(sessions)
+        if len(filters) != len(sessions):
+            raise ValueError(f"{len(filters)} filters for {len(sessions)} sessions")
         index = self.index
         known = [[index[item] for item in session if item in index] for session in sessions]
         results: list[SessionResult | None] = [None] * len(known)
@@ -124,19 +162,28 @@ class Recommender:
         for start in range(0, len(scored), self.chunk_rows):
             rows = scored[start:start + self.chunk_rows]
             chunk = [known[row] for row in rows]
-            top, top_scores = self._rank(self._hidden(chunk), chunk if exclude_seen else None, k)
+            top, top_scores = self._rank(self._hidden(chunk), chunk if exclude_seen else None,
+                                         [filters[row] for row in rows], k)
             ranked = zip(self.item_ids[top].tolist(), top_scores.tolist())
             for row, (ids, values) in zip(rows, ranked):
                 recommendations = list(zip(ids, values))
-                if values[-1] == -math.inf:  # fewer than k items left once the seen ones are out
+                if values[-1] == -math.inf:  # fewer than k items left once the ruled-out ones are out
                     recommendations = [pair for pair in recommendations if pair[1] != -math.inf]
-                results[row] = SessionResult(recommendations, len(sessions[row]) - len(known[row]))
-        fallback = [(item, FALLBACK_SCORE) for item in self.popular[:k]]
+                results[row] = SessionResult(recommendations, len(sessions[row]) - len(known[row]),
+                                             unknown_filter_items=_unknown(filters[row]))
         for row, indices in enumerate(known):
             if not indices:
                 # none of the session's items is known, so none of them is among the popular items either
-                results[row] = SessionResult(list(fallback), len(sessions[row]), fallback=True)
+                results[row] = SessionResult(self._fallback(k, filters[row]), len(sessions[row]), fallback=True,
+                                             unknown_filter_items=_unknown(filters[row]))
         return results
+
+    def _fallback(self, k: int, item_filter: ItemFilter | None) -> list[tuple[str, float]]:
+        """The most popular items that ``item_filter`` allows, at most ``k``."""
+        popular = self.popular
+        if item_filter is not None:
+            popular = [item for item in popular if item_filter.allowed[self.index[item]]]
+        return [(item, FALLBACK_SCORE) for item in popular[:k]]
 
     def _hidden(self, sessions: list[list[int]]) -> np.ndarray:
         """Final GRU states ``[N, H]`` of sessions sorted by length, in that order."""
@@ -152,13 +199,32 @@ class Recommender:
             parts.append(self.scorer.run([artifacts.SCORER_OUTPUT], inputs)[0])
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    def _rank(self, hidden: np.ndarray, seen: list[list[int]] | None, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _rank(self, hidden: np.ndarray, seen: list[list[int]] | None, filters: list[ItemFilter | None],
+              k: int) -> tuple[np.ndarray, np.ndarray]:
         scores = hidden @ self.table.T
         scores += self.bias
         if seen is not None:
             rows = np.repeat(np.arange(len(seen)), [len(indices) for indices in seen])
             scores[rows, np.concatenate(seen)] = -np.inf
+        _rule_out(scores, filters)
         return top_k(scores, k)
+
+
+def _rule_out(scores: np.ndarray, filters: list[ItemFilter | None]) -> None:
+    """Set to -inf, row by row, the columns each row's filter blocks; rows sharing a filter in one step."""
+    rows_of: dict[int, tuple[ItemFilter, list[int]]] = {}
+    for row, item_filter in enumerate(filters):
+        if item_filter is not None and item_filter.blocked.size:
+            rows_of.setdefault(id(item_filter), (item_filter, []))[1].append(row)
+    for item_filter, rows in rows_of.values():
+        if len(rows) == len(scores):
+            scores[:, item_filter.blocked] = -np.inf
+        else:
+            scores[np.ix_(rows, item_filter.blocked)] = -np.inf
+
+
+def _unknown(item_filter: ItemFilter | None) -> int | None:
+    return None if item_filter is None else item_filter.unknown
 
 
 def _length_groups(lengths: list[int]) -> Iterator[tuple[int, int]]:

@@ -21,7 +21,8 @@ from werkzeug.exceptions import HTTPException
 
 from inference import contracts
 from inference.contracts import ClientError, SessionRequest
-from inference.engine import Recommender, SessionResult
+from inference.engine import ItemFilter, Recommender, SessionResult
+from inference.job_filters import read_job_filters
 from inference.paths import model_dir as default_model_dir
 from inference.server_settings import SettingsError, ServerSettings, available_cores
 
@@ -29,11 +30,17 @@ log = logging.getLogger(__name__)
 
 
 class ModelHolder:
-    """The process's Recommender, loaded and warmed up on first use; ``error`` says why the last load failed."""
+    """The process's Recommender, loaded and warmed up on first use; ``error`` says why the last load failed.
+
+    ``defaults`` holds the job's own filter lists (``filters.json`` beside the model files, or none), and
+    ``filters`` their engine filter, built once.
+    """
 
     def __init__(self, model_dir: Path):
         self.model_dir = model_dir
         self.error: str | None = None
+        self.defaults: SessionRequest | None = None
+        self.filters: dict[tuple[int, int], ItemFilter] = {}
         self._engine: Recommender | None = None
         self._lock = threading.Lock()
 
@@ -49,12 +56,19 @@ class ModelHolder:
         try:
             engine = Recommender.load(self.model_dir)
             engine.warm_up()
+            defaults = read_job_filters(self.model_dir)
         except Exception as err:  # a broken model directory must not kill the worker: /ping reports it
             error = f"cannot load the model from {self.model_dir}: {err}"
             if error != self.error:
                 log.error("%s", error)
             self.error = error
             return
+        if defaults is not None:
+            job_filter = engine.item_filter(defaults.exclude_items, defaults.include_items)
+            self.filters = {_lists_key(defaults): job_filter}
+            log.info("job filters from %s: %d items ruled out, %d listed ids unknown", self.model_dir,
+                     job_filter.blocked.size, job_filter.unknown)
+        self.defaults = defaults
         self._engine, self.error = engine, None
         log.info("model loaded from %s: %d items", self.model_dir, engine.n_items)
 
@@ -83,12 +97,20 @@ def create_app(model_dir: str | Path | None = None) -> Flask:
         contracts.check_accept(request.headers.get("Accept"))
         body = request.get_data(cache=False)
         if kind == contracts.JSON_LINES:
-            records = contracts.parse_json_lines(body)
+            defaults = holder.defaults
+            records = contracts.parse_json_lines(body, defaults)
+            engine = _engine(holder)
+            if holder.defaults is not defaults:  # the model, and with it the job's filters, loaded just now
+                records = contracts.parse_json_lines(body, holder.defaults)
             sessions = [record for record in records if isinstance(record, SessionRequest)]
-            results = score(_engine(holder), sessions)
+            results = score(engine, sessions, holder.filters)
             return Response(contracts.json_lines_answer(records, results), mimetype=contracts.JSON_LINES)
-        parsed = contracts.parse_json_request(body)
-        answer = contracts.json_answer(parsed, score(_engine(holder), parsed.sessions))
+        defaults = holder.defaults
+        parsed = contracts.parse_json_request(body, defaults)
+        engine = _engine(holder)
+        if holder.defaults is not defaults:
+            parsed = contracts.parse_json_request(body, holder.defaults)
+        answer = contracts.json_answer(parsed, score(engine, parsed.sessions, holder.filters))
         return Response(contracts.encode(answer) + b"\n", mimetype="application/json")
 
     @app.errorhandler(ClientError)
@@ -116,17 +138,39 @@ def create_app(model_dir: str | Path | None = None) -> Flask:
     return app
 
 
-def score(engine: Recommender, sessions: Sequence[SessionRequest]) -> list[SessionResult]:
-    """Engine results in the order of ``sessions``: one batched call per distinct (k, exclude_seen)."""
+def score(engine: Recommender, sessions: Sequence[SessionRequest],
+          known_filters: dict[tuple[int, int], ItemFilter] | None = None) -> list[SessionResult]:
+    """Engine results in the order of ``sessions``: one batched call per distinct (k, exclude_seen).
+
+    Sessions that share their filter lists (the request's or the job's) share one engine filter;
+    ``known_filters`` holds those already built, by the lists' identity.
+    """
+    filters = dict(known_filters or {})
     groups: dict[tuple[int, bool], list[int]] = defaultdict(list)
     for position, session in enumerate(sessions):
         groups[(session.k, session.exclude_seen)].append(position)
     results: list = [None] * len(sessions)
     for (k, exclude_seen), positions in groups.items():
-        answers = engine.recommend([sessions[p].items for p in positions], k=k, exclude_seen=exclude_seen)
+        chosen = [sessions[p] for p in positions]
+        answers = engine.recommend([session.items for session in chosen], k=k, exclude_seen=exclude_seen,
+                                   filters=[_filter(engine, session, filters) for session in chosen])
         for position, answer in zip(positions, answers):
             results[position] = answer
     return results
+
+
+def _filter(engine: Recommender, session: SessionRequest, built: dict) -> ItemFilter | None:
+    if not session.filtered:
+        return None
+    key = _lists_key(session)
+    if key not in built:
+        built[key] = engine.item_filter(session.exclude_items, session.include_items)
+    return built[key]
+
+
+def _lists_key(session: SessionRequest) -> tuple[int, int]:
+    """The identity of a session's two filter lists: lists shared by many sessions are the same objects."""
+    return id(session.exclude_items), id(session.include_items)
 
 
 class ModelUnavailable(HTTPException):

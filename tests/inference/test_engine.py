@@ -288,3 +288,63 @@ def test_length_groups_keep_padding_low():
     for start, stop in groups:
         assert lengths[stop - 1] <= lengths[start] * engine_module.LENGTH_SPREAD
     assert len(groups) < len(set(lengths))
+
+
+# -- business rules: exclude and include lists -------------------------------------------------------------
+
+def test_exclude_items_are_never_recommended_and_the_rest_is_the_reference_top_k(engine, reference, sessions):
+    top = {item for result in engine.recommend(sessions, k=10) for item, _ in result.recommendations}
+    excluded = sorted(top)[: len(top) // 2]
+    item_filter = engine.item_filter(exclude=excluded)
+    results = engine.recommend(sessions, k=10, filters=[item_filter] * len(sessions))
+    for session, result in zip(sessions, results):
+        assert_same_ranking(result.recommendations, reference.top(session, 10, exclude=set(excluded)), reference, session)
+        assert result.unknown_filter_items == 0 and result.unknown_items == 0
+
+
+def test_include_items_restrict_the_answer_to_the_list(engine, reference, sessions):
+    allowed = reference.items[::7]
+    item_filter = engine.item_filter(include=allowed + UNKNOWN)
+    results = engine.recommend(sessions, k=12, filters=[item_filter] * len(sessions))
+    outside = set(reference.items) - set(allowed)
+    for session, result in zip(sessions, results):
+        assert_same_ranking(result.recommendations, reference.top(session, 12, exclude=outside), reference, session)
+        assert len(result.recommendations) == min(12, len(allowed))
+        assert result.unknown_filter_items == len(UNKNOWN) and result.unknown_items == 0
+
+
+def test_fewer_than_k_come_back_only_where_fewer_remain(engine, reference, sessions):
+    allowed = reference.items[10:13]
+    session = sessions[4]
+    both = engine.item_filter(exclude=[allowed[0]], include=allowed)
+    result = engine.recommend([session], k=20, filters=[both])[0]
+    assert sorted(item for item, _ in result.recommendations) == sorted(allowed[1:])
+    seen_too = engine.recommend([session], k=20, exclude_seen=True, filters=[both])[0]
+    assert {item for item, _ in seen_too.recommendations} == set(allowed[1:]) - set(session)
+
+
+def test_each_session_keeps_its_own_filter(engine, reference, sessions):
+    """Rows with different filters, rows sharing one, and rows with none, in one call: each as if alone."""
+    chosen = sessions[:6]
+    shared = engine.item_filter(exclude=reference.items[:40])
+    filters = [shared, None, engine.item_filter(include=reference.items[20:60]), shared, None,
+               engine.item_filter(exclude=["never-seen-1"])]
+    together = engine.recommend(chosen, k=8, filters=filters)
+    excludes = [set(reference.items[:40]), set(), set(reference.items) - set(reference.items[20:60]),
+                set(reference.items[:40]), set(), set()]
+    for session, result, exclude, item_filter in zip(chosen, together, excludes, filters):
+        assert_same_ranking(result.recommendations, reference.top(session, 8, exclude=exclude), reference, session)
+        assert result.unknown_filter_items == (None if item_filter is None else item_filter.unknown)
+    assert together[5].unknown_filter_items == 1
+
+
+def test_fallback_answers_follow_the_filters(engine, model_dir):
+    popular = artifacts.read_metadata(model_dir)["popular_items"]
+    item_filter = engine.item_filter(exclude=popular[:3], include=popular[:10])
+    result = engine.recommend([UNKNOWN], k=5, filters=[item_filter])[0]
+    assert result.fallback and result.recommendations == [(item, 0.0) for item in popular[3:8]]
+
+
+def test_filters_must_match_the_sessions(engine, sessions):
+    with pytest.raises(ValueError, match="2 filters for 3 sessions"):
+        engine.recommend(sessions[:3], filters=[None, None])
