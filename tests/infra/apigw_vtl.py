@@ -38,7 +38,8 @@ reads as ``{}``. Behaviour the documentation leaves open and the templates here 
 (JSONPath on a payload that is not JSON, ``$input.json`` of a missing path) raises
 :class:`UndocumentedBehaviour` instead of guessing.
 
-The Velocity engine is ``airspeed-ext`` (LocalStack's, modelled on AWS's). Values ``$input.path`` and
+The Velocity engine is ``airspeed-ext`` (LocalStack's, modelled on AWS's), with Velocity's rule for
+null in conditions put back while a template renders (:func:`velocity_null_rules`). Values ``$input.path`` and
 ``$util.parseJson`` return are lists and numbers, objects are :class:`JavaMap` and strings
 :class:`JavaString`, which offer the ``java.util.Map`` and ``java.lang.String`` methods the templates
 and tests call, and only those.
@@ -47,10 +48,13 @@ from __future__ import annotations
 
 import json
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
+from unittest import mock
 
 import airspeed
+from airspeed import operators
 
 JSON = "application/json"
 _PATH_STEP = re.compile(r"\.([A-Za-z_][\w-]*)|\['([^']*)'\]|\[(\d+)\]")
@@ -245,10 +249,30 @@ class Context:
         return self.responseOverride if name == "responseOverride" else self.variables.get(name)
 
 
+def _null_is_false(condition: operators.Condition, namespace: Any, loader: Any) -> bool:
+    return bool(condition.expression.calculate(namespace, loader))
+
+
+def _not_null_is_true(negation: operators.UnaryOperatorValue, namespace: Any, loader: Any) -> bool:
+    return negation.op(negation.value.calculate(namespace, loader))
+
+
+@contextmanager
+def velocity_null_rules() -> Iterator[None]:
+    """Velocity's rule: ``#if($x)`` is true only where $x is non-null (and not false), so ``#if($null)`` is
+    false and ``#if(!$null)`` true (Velocity user guide, "If / ElseIf / Else",
+    https://velocity.apache.org/engine/1.7/user-guide.html#if-elseif-else). airspeed-ext 0.6.9 takes null
+    for true in both; a template tested under that rule could pass here and fail on AWS."""
+    with mock.patch.object(operators.Condition, "calculate", _null_is_false), \
+            mock.patch.object(operators.UnaryOperatorValue, "calculate", _not_null_is_true):
+        yield
+
+
 def render(template: str, payload: str = "", context: Context | None = None) -> str:
     """``template`` run through the Velocity engine with ``$input`` (over ``payload``), ``$util`` and ``$context``."""
     namespace = {"input": Input(payload), "util": Util(), "context": context or Context()}
-    return airspeed.Template(template).merge(namespace)
+    with velocity_null_rules():
+        return airspeed.Template(template).merge(namespace)
 
 
 @dataclass
@@ -303,6 +327,13 @@ def substitute(template: str, variables: dict[str, str | None], missing: str = "
         value = variables.get(name)
         return missing if value is None else value
     return _CONTEXT_VARIABLE.sub(value_of, template)
+
+
+def gateway_response_for(responses: dict[str, dict], response_type: str, status: int) -> dict:
+    """The gateway response API Gateway applies to an error of ``response_type``: its own where the API
+    sets one, else DEFAULT_4XX or DEFAULT_5XX by the error's status ("Gateway response types",
+    https://docs.aws.amazon.com/apigateway/latest/developerguide/supported-gateway-response-types.html)."""
+    return responses.get(response_type) or responses[f"DEFAULT_{status // 100}XX"]
 
 
 def gateway_answer(response: dict, status: int, variables: dict[str, str | None]) -> Answer:

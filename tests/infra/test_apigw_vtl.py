@@ -64,6 +64,16 @@ def test_what_the_documentation_leaves_open_is_refused():
     assert isinstance(raised.value.__cause__, vtl.UndocumentedBehaviour)
 
 
+@pytest.mark.parametrize(("condition", "holds"), [
+    ("$input.path('$.m')", False), ("!$input.path('$.m')", True), ("$input.path('$.m').matches('x')", False),
+    ("$input.path('$.t')", True), ("$input.path('$.f')", False), ("!$input.path('$.t')", False),
+])
+def test_conditions_follow_velocitys_null_rule(condition, holds):
+    """Velocity: #if($x) is true where $x is non-null and not false (user guide, "If / ElseIf / Else")."""
+    rendered = vtl.render(f"#if({condition})true#{{else}}false#end", '{"m": null, "t": "text", "f": false}')
+    assert rendered == str(holds).lower()
+
+
 def test_an_empty_payload_reads_as_an_empty_object():
     assert vtl.render("""#if("$!input.path('$.message')" == "")empty#end""", "") == "empty"
 
