@@ -133,7 +133,11 @@ class ApiStack(cdk.Stack):
         return api
 
     def _gateway_responses(self) -> None:
-        """Errors API Gateway answers itself, as JSON ``{"error": ...}`` like the container's."""
+        """Errors API Gateway answers itself, as JSON ``{"error": ...}`` like the container's.
+
+        A header may take a context variable (``context.NAME``: "Parameter mapping source reference for REST
+        APIs", https://docs.aws.amazon.com/apigateway/latest/developerguide/rest-api-parameter-mapping-sources.html).
+        """
         self.api.add_gateway_response(
             "BadRequestBody", type=apigw.ResponseType.BAD_REQUEST_BODY, status_code="400",
             response_headers={VALIDATION_ERROR_HEADER: "context.error.validationErrorString"},
