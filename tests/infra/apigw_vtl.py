@@ -72,7 +72,7 @@ class OverrideError(RuntimeError):
 
 
 class JavaString:
-    """A string as VTL sees one: the ``java.lang.String`` methods the templates use, and nothing of Python's."""
+    """A string as VTL sees one: of ``java.lang.String``, the methods the templates and tests call, and nothing of Python's."""
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -86,24 +86,9 @@ class JavaString:
     def __hash__(self) -> int:
         return hash(self.text)
 
-    def length(self) -> int:
-        return len(self.text)
-
-    def isEmpty(self) -> bool:
-        return not self.text
-
-    def contains(self, part: Any) -> bool:
-        return str(part) in self.text
-
     def matches(self, regex: str) -> bool:
         """Java's ``String.matches``: the whole string matches (the patterns used are Java- and Python-compatible)."""
         return re.fullmatch(str(regex), self.text) is not None
-
-    def toLowerCase(self) -> JavaString:
-        return JavaString(self.text.lower())
-
-    def trim(self) -> JavaString:
-        return JavaString(self.text.strip(" \t\n\r\f\v\0"))
 
     def replaceAll(self, regex: str, replacement: str) -> JavaString:
         return JavaString(re.sub(str(regex), str(replacement), self.text))
