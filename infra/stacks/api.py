@@ -18,29 +18,61 @@ from infra.stacks.endpoint import EndpointStack
 REQUEST_SCHEMA_FILE = Path(__file__).resolve().parent.parent / "api" / "request_schema.json"
 JSON = "application/json"
 
+# Every 429 tells the caller how long to wait before retrying.
+RETRY_AFTER = "Retry-After"
+RETRY_AFTER_SECONDS = 1
+# The container's 4xx statuses the API passes on (its contract: 400 bad input, 413 too large, 415 content type).
+CONTAINER_CLIENT_STATUSES = (400, 413, 415)
+
 # SageMaker answers a container's own error with 424 ModelError, carrying the container's status and
-# body. A container 4xx is the caller's mistake: pass its status and its {"error": ...} body on.
-# Anything else from the container is the service's failure: 502, no internals.
+# body (OriginalStatusCode, OriginalMessage). A container 4xx of its contract is the caller's mistake:
+# its status and its {"error": ...} body pass on; a body that is not a JSON object is wrapped as a JSON
+# string, so the answer is JSON whatever the container wrote. Any other container status means the
+# model or this stage failed: 502, no internals.
 MODEL_ERROR_TEMPLATE = """#set($status = $input.path('$.OriginalStatusCode'))
-#if($status >= 400 && $status < 500)
+#set($original = $input.path('$.OriginalMessage'))
+#if(%s)
 #set($context.responseOverride.status = $status)
-$input.path('$.OriginalMessage')
+#if("$!original" == "")
+{"error": "the recommendation model refused the request"}
+#elseif($original.matches('(?s)\\s*\\{.*\\}\\s*'))
+$original
+#else
+{"error": $input.json('$.OriginalMessage')}
+#end
 #else
 #set($context.responseOverride.status = 502)
 {"error": "the recommendation model failed to answer"}
-#end"""
-# 400 from SageMaker itself: a request it refused (its throttling also arrives as 400).
-REJECTED_TEMPLATE = """#set($message = $input.path('$.message'))
-#if($message && $message.toLowerCase().contains('throttl'))
-#set($context.responseOverride.status = 429)
-{"error": "too many requests: retry later"}
-#else
-{"error": "the recommendation endpoint refused the request"}
-#end"""
+#end""" % " || ".join(f"$status == {status}" for status in CONTAINER_CLIENT_STATUSES)
+# A 400 from SageMaker itself. Its throttling (ThrottlingException) arrives as a 400 whose message is
+# null or names the throttling (https://docs.aws.amazon.com/sagemaker/latest/APIReference/CommonErrors.html);
+# that answers 429 with Retry-After. Anything else is a request SageMaker refused: 400, and none of its
+# message (it can name the account).
+THROTTLING_MESSAGE = "(?is).*(throttl|rate exceeded|too many requests).*"
 THROTTLED_BODY = '{"error": "too many requests: retry later"}'
+REJECTED_TEMPLATE = f"""#set($message = $input.path('$.message'))
+#if("$!message" == "")
+#set($message = $input.path('$.Message'))
+#end
+#if("$!message" == "" || $message.matches('{THROTTLING_MESSAGE}'))
+#set($context.responseOverride.status = 429)
+#set($context.responseOverride.header.{RETRY_AFTER} = '{RETRY_AFTER_SECONDS}')
+{THROTTLED_BODY}
+#else
+{{"error": "the recommendation endpoint refused the request"}}
+#end"""
 UNAVAILABLE_BODY = '{"error": "the recommendation service is unavailable: retry later"}'
 # statuses the integration responses may produce (413 and 415 pass on from the container)
 METHOD_STATUSES = ("200", "400", "413", "415", "429", "502")
+
+# Gateway responses are not run through VTL: API Gateway substitutes $context variables into them as
+# they are (https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-swagger-extensions-gateway-responses.responseTemplates.html).
+# $context.error.messageString is the message already quoted as a JSON string, so it goes in unquoted;
+# $context.error.validationErrorString holds quotes of its own, so it travels in a header.
+GATEWAY_ERROR_TEMPLATE = '{"error": $context.error.messageString}'
+VALIDATION_ERROR_HEADER = "X-Validation-Error"
+BAD_REQUEST_BODY_TEMPLATE = ('{"error": "the request body is not JSON or does not match the request schema: '
+                             f'the {VALIDATION_ERROR_HEADER} header says where"}}')
 
 
 def request_schema() -> dict:
@@ -67,8 +99,7 @@ class ApiStack(cdk.Stack):
             authorization_type=apigw.AuthorizationType.IAM if config.api_auth == "iam" else apigw.AuthorizationType.NONE,
             request_models={JSON: apigw.Model.from_model_name(self, "RequestModelName", model.ref)},
             request_validator=self.api.add_request_validator("Validator", validate_request_body=True, validate_request_parameters=True),
-            method_responses=[apigw.MethodResponse(status_code=status, response_models={JSON: apigw.Model.EMPTY_MODEL})
-                              for status in METHOD_STATUSES],
+            method_responses=[_method_response(status) for status in METHOD_STATUSES],
         )
         self._acknowledge_auth(config, method)
         api_key = self._usage_plan(config)
@@ -86,7 +117,7 @@ class ApiStack(cdk.Stack):
                 stage_name=config.stage, tracing_enabled=True, metrics_enabled=True,
                 logging_level=apigw.MethodLoggingLevel.ERROR, data_trace_enabled=False,
                 access_log_destination=apigw.LogGroupLogDestination(access_logs),
-                access_log_format=apigw.AccessLogFormat.custom(json.dumps(_ACCESS_LOG_FIELDS)),
+                access_log_format=apigw.AccessLogFormat.custom(access_log_format()),
             ),
         )
         cdk.Validations.of(api).acknowledge(cdk.Acknowledgment(
@@ -102,13 +133,22 @@ class ApiStack(cdk.Stack):
         return api
 
     def _gateway_responses(self) -> None:
-        """Errors API Gateway answers itself, as JSON ``{"error": ...}`` like the container's."""
+        """Errors API Gateway answers itself, as JSON ``{"error": ...}`` like the container's.
+
+        A header may take a context variable (``context.NAME``: "Parameter mapping source reference for REST
+        APIs", https://docs.aws.amazon.com/apigateway/latest/developerguide/rest-api-parameter-mapping-sources.html).
+        """
         self.api.add_gateway_response(
             "BadRequestBody", type=apigw.ResponseType.BAD_REQUEST_BODY, status_code="400",
-            templates={JSON: '{"error": "the request body does not match the schema: $context.error.validationErrorString"}'},
+            response_headers={VALIDATION_ERROR_HEADER: "context.error.validationErrorString"},
+            templates={JSON: BAD_REQUEST_BODY_TEMPLATE},
+        )
+        self.api.add_gateway_response(
+            "Throttled", type=apigw.ResponseType.THROTTLED, status_code="429",
+            response_headers={RETRY_AFTER: f"'{RETRY_AFTER_SECONDS}'"}, templates={JSON: GATEWAY_ERROR_TEMPLATE},
         )
         for name, response_type in (("Default4xx", apigw.ResponseType.DEFAULT_4_XX), ("Default5xx", apigw.ResponseType.DEFAULT_5_XX)):
-            self.api.add_gateway_response(name, type=response_type, templates={JSON: '{"error": $context.error.messageString}'})
+            self.api.add_gateway_response(name, type=response_type, templates={JSON: GATEWAY_ERROR_TEMPLATE})
 
     def _request_model(self) -> apigw.CfnModel:
         schema = request_schema()
@@ -138,6 +178,7 @@ class ApiStack(cdk.Stack):
                     apigw.IntegrationResponse(selection_pattern="400", status_code="400",
                                               response_templates={JSON: REJECTED_TEMPLATE}),
                     apigw.IntegrationResponse(selection_pattern="429", status_code="429",
+                                              response_parameters={f"method.response.header.{RETRY_AFTER}": f"'{RETRY_AFTER_SECONDS}'"},
                                               response_templates={JSON: THROTTLED_BODY}),
                     # 403, 404 and the like mean this stage is misconfigured, not that the caller erred
                     apigw.IntegrationResponse(selection_pattern=r"4(?!00|24|29)\d{2}|5\d{2}", status_code="502",
@@ -172,7 +213,16 @@ class ApiStack(cdk.Stack):
         return api_key
 
 
-_ACCESS_LOG_FIELDS = {
+def _method_response(status: str) -> apigw.MethodResponse:
+    """A declared method response; a 429 carries Retry-After."""
+    headers = {f"method.response.header.{RETRY_AFTER}": True} if status == "429" else None
+    return apigw.MethodResponse(status_code=status, response_models={JSON: apigw.Model.EMPTY_MODEL}, response_parameters=headers)
+
+
+# The access-log line is JSON: each variable sits where its value cannot break it. Every one of these
+# is written inside quotes (ids, times, numbers or "-"), except the error message: its free text goes in
+# as $context.error.messageString, already a quoted JSON string.
+_ACCESS_LOG_QUOTED = {
     "requestId": "$context.requestId",
     "ip": "$context.identity.sourceIp",
     "caller": "$context.identity.caller",
@@ -185,5 +235,12 @@ _ACCESS_LOG_FIELDS = {
     "responseLatency": "$context.responseLatency",
     "integrationStatus": "$context.integration.status",
     "integrationLatency": "$context.integration.latency",
-    "error": "$context.error.message",
+    "errorType": "$context.error.responseType",
 }
+
+
+def access_log_format() -> str:
+    """The stage's access-log format: one JSON object per request."""
+    fields = [f"{json.dumps(name)}: {json.dumps(variable)}" for name, variable in _ACCESS_LOG_QUOTED.items()]
+    fields.append('"error": $context.error.messageString')
+    return "{" + ", ".join(fields) + "}"
