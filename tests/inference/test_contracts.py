@@ -369,3 +369,69 @@ def test_encode_of_an_answer_is_the_standard_librarys_text():
     assert contracts.encode(answer) == json.dumps(answer, separators=(",", ":")).encode("ascii")
     huge = {"session_id": 10**30, "error": "caf\u00e9 \ud800"}  # beyond 64 bits, non-ASCII, a lone surrogate
     assert contracts.encode(huge) == b'{"session_id":1000000000000000000000000000000,"error":"caf\\u00e9 \\ud800"}'
+
+
+# -- business rules: exclude_items and include_items -------------------------------------------------------
+
+def test_filter_lists_are_read_as_id_strings_in_every_form():
+    _, (one,) = parsed({"items": ["a"], "exclude_items": ["b", 7], "include_items": []})
+    assert (one.exclude_items, one.include_items, one.filtered) == (["b", "7"], [], True)
+    _, (plain,) = parsed({"items": ["a"]})
+    assert (plain.exclude_items, plain.include_items, plain.filtered) == (None, None, False)
+
+
+def test_a_sessions_own_lists_replace_the_requests_field_by_field():
+    _, (inherits, replaces, empties) = parsed({
+        "sessions": [{"items": ["a"]}, {"items": ["b"], "include_items": ["y"]}, {"items": ["c"], "exclude_items": []}],
+        "exclude_items": ["x"], "include_items": ["z"],
+    })
+    assert (inherits.exclude_items, inherits.include_items) == (["x"], ["z"])
+    assert (replaces.exclude_items, replaces.include_items) == (["x"], ["y"])
+    assert (empties.exclude_items, empties.include_items) == ([], ["z"])
+
+
+def test_json_lines_never_share_a_lines_lists():
+    body = b"\n".join([encode({"session_id": 1, "items": ["a"], "exclude_items": ["x"]}),
+                       encode({"session_id": 2, "items": ["b"]}),
+                       encode({"session_id": 3, "items": ["c"], "include_items": ["y"]})])
+    first, second, third = contracts.parse_json_lines(body)
+    assert (first.exclude_items, first.include_items) == (["x"], None)
+    assert (second.exclude_items, second.include_items) == (None, None)
+    assert (third.exclude_items, third.include_items) == (None, ["y"])
+
+
+def test_job_defaults_apply_to_lines_that_give_no_list_of_their_own():
+    job = SessionRequest(items=[], include_items=["in-stock"], exclude_items=["recalled"])
+    body = encode({"items": ["a"]}) + b"\n" + encode({"items": ["b"], "include_items": ["other"], "k": 3})
+    plain, own = contracts.parse_json_lines(body, job)
+    assert (plain.include_items, plain.exclude_items, plain.k) == (["in-stock"], ["recalled"], 20)
+    assert (own.include_items, own.exclude_items, own.k) == (["other"], ["recalled"], 3)
+    request = contracts.parse_json_request(encode({"items": ["a"], "exclude_items": []}), job)
+    assert (request.sessions[0].include_items, request.sessions[0].exclude_items) == (["in-stock"], [])
+
+
+@pytest.mark.parametrize("document, fragment", [
+    ({"items": ["a"], "exclude_items": "b"}, "'exclude_items' must be a list of item ids, not a string"),
+    ({"items": ["a"], "include_items": {"b": 1}}, "'include_items' must be a list of item ids, not an object"),
+    ({"items": ["a"], "include_items": [None]}, "'include_items[0]' must be an item id"),
+    ({"items": ["a"], "exclude_items": ["x"] * 10_001}, "'exclude_items' holds 10,001 ids: at most 10,000"),
+    ({"sessions": [{"items": ["a"], "exclude_items": ["b", True]}]}, "'sessions[0].exclude_items[1]' must be an item id"),
+])
+def test_bad_filter_lists_are_400_naming_the_field(document, fragment):
+    error = rejected(encode(document))
+    assert error.status == 400 and fragment in error.message
+
+
+def test_a_bad_list_on_one_line_is_that_lines_error_only():
+    body = encode({"session_id": "ok", "items": ["a"]}) + b"\n" + encode({"session_id": "bad", "items": ["a"],
+                                                                          "include_items": [1.5]})
+    good, bad = contracts.parse_json_lines(body)
+    assert isinstance(good, SessionRequest)
+    assert isinstance(bad, BadLine) and bad.session_id == "bad" and "'include_items[0]'" in bad.error
+
+
+def test_answers_carry_unknown_filter_items_only_where_a_list_was_given():
+    filtered = SessionResult([("x", 1.0)], unknown_items=0, unknown_filter_items=2)
+    assert contracts.session_answer(filtered) == {"recommendations": [{"item_id": "x", "score": 1.0}],
+                                                  "unknown_items": 0, "unknown_filter_items": 2}
+    assert "unknown_filter_items" not in contracts.session_answer(SessionResult([], unknown_items=0))

@@ -1,6 +1,7 @@
 """The Flask app through its test client: routes, answers checked against the engine, errors as JSON, and
 random bodies thrown at ``/invocations`` (never a 5xx, always a JSON answer)."""
 import json
+import shutil
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -8,6 +9,7 @@ from hypothesis import strategies as st
 
 from inference import contracts
 from inference.engine import Recommender
+from inference.job_filters import FILTERS_FILE
 from inference.predictor import create_app
 from inference.server_settings import available_cores
 
@@ -296,6 +298,8 @@ def near_valid_sessions(draw, items, with_id=True):
         "items": (st.lists(item_ids, min_size=1, max_size=6), st.lists(JSON_VALUES, max_size=3) | JSON_VALUES),
         "k": (st.integers(1, 1000), st.sampled_from([0, 1001, -3, True, 2.0, "3", None, 10 ** 20])),
         "exclude_seen": (st.booleans(), JSON_VALUES),
+        "exclude_items": (st.lists(item_ids, max_size=6), st.lists(JSON_VALUES, min_size=1, max_size=3) | JSON_VALUES),
+        "include_items": (st.lists(item_ids, max_size=6), st.lists(JSON_VALUES, min_size=1, max_size=3) | JSON_VALUES),
     }
     if with_id:
         fields["session_id"] = (st.text(max_size=10) | st.integers(), JSON_VALUES)
@@ -315,7 +319,8 @@ def near_valid_documents(draw, items):
     sessions = st.lists(near_valid_sessions(items), min_size=1, max_size=4)
     document = {"sessions": mostly(draw, sessions, st.just([]) | JSON_VALUES)}
     for name, valid, invalid in [("k", st.integers(1, 1000), st.integers(-1, 0)),
-                                 ("exclude_seen", st.booleans(), JSON_VALUES)]:
+                                 ("exclude_seen", st.booleans(), JSON_VALUES),
+                                 ("include_items", st.lists(st.sampled_from(items), max_size=8), JSON_VALUES)]:
         if draw(st.booleans()):
             document[name] = mostly(draw, valid, invalid)
     if draw(st.integers(0, 9)) == 0:
@@ -389,3 +394,43 @@ def test_near_valid_documents_never_make_a_server_error(client, catalogue, data,
 def test_near_valid_json_lines_never_make_a_server_error(client, catalogue, data, content_type):
     body = data.draw(json_lines_bodies(catalogue))
     check_answer(post(client, body, content_type), body)
+
+
+# -- business rules --------------------------------------------------------------------------------------
+
+def test_filters_in_a_json_request_follow_the_engine(client, engine, items):
+    session = items[2:6]
+    include = items[10:40] + ["not-an-item"]
+    response = post(client, {"items": session, "k": 5, "include_items": include, "exclude_items": [items[11]]})
+    assert response.status_code == 200
+    answer = response.get_json()
+    item_filter = engine.item_filter(exclude=[items[11]], include=include)
+    expected = engine.recommend([session], k=5, filters=[item_filter])[0]
+    assert [r["item_id"] for r in answer["recommendations"]] == [item for item, _ in expected.recommendations]
+    assert answer["unknown_filter_items"] == 1 and answer["unknown_items"] == 0
+    assert {r["item_id"] for r in answer["recommendations"]} <= set(items[10:40]) - {items[11]}
+
+
+def test_a_jobs_filters_file_applies_to_every_line_without_its_own(model_dir, tmp_path, items):
+    job_model = tmp_path / "model"
+    shutil.copytree(model_dir, job_model)
+    (job_model / FILTERS_FILE).write_text(json.dumps({"include_items": items[:15], "exclude_items": [items[0]]}))
+    client = create_app(job_model).test_client()
+    lines = [{"session_id": "job", "items": items[20:23], "k": 50},
+             {"session_id": "own", "items": items[20:23], "k": 50, "include_items": items[30:33]},
+             {"session_id": "none", "items": items[20:23], "k": 50, "include_items": [], "exclude_items": []}]
+    response = post(client, "\n".join(map(json.dumps, lines)).encode(), "application/jsonlines")
+    job, own, none = [json.loads(line) for line in response.get_data(as_text=True).splitlines()]
+    assert {r["item_id"] for r in job["recommendations"]} == set(items[1:15])
+    assert {r["item_id"] for r in own["recommendations"]} == set(items[30:33])
+    assert none["recommendations"] == []
+    plain = post(client, {"items": items[20:23], "k": 50}).get_json()
+    assert {r["item_id"] for r in plain["recommendations"]} == set(items[1:15])
+
+
+def test_a_bad_filters_file_is_named_by_ping(model_dir, tmp_path):
+    job_model = tmp_path / "model"
+    shutil.copytree(model_dir, job_model)
+    (job_model / FILTERS_FILE).write_text(json.dumps({"include": ["a"]}))
+    response = create_app(job_model).test_client().get("/ping")
+    assert response.status_code == 503 and FILTERS_FILE in response.get_json()["error"]

@@ -21,6 +21,9 @@ GOOD_REQUESTS = [
     {"items": ["a"], "k": 1},
     {"items": ["a"] * 1000, "k": 1000, "exclude_seen": False},
     {"items": ["a"] * 5000},
+    {"items": ["a"], "exclude_items": ["b", 7], "include_items": []},
+    {"items": ["a"], "include_items": ["x"] * 10_000},
+    {"sessions": [{"items": ["a"], "include_items": ["c"]}, {"items": ["b"]}], "exclude_items": ["a"]},
 ]
 BAD_REQUESTS = {
     "k zero": {"items": ["a"], "k": 0},
@@ -45,6 +48,10 @@ BAD_REQUESTS = {
     "session not an object": {"sessions": [["a"]]},
     "exclude_seen not boolean": {"items": ["a"], "exclude_seen": "yes"},
     "not an object": ["a", "b"],
+    "exclude_items not a list": {"items": ["a"], "exclude_items": "b"},
+    "include_items over 10,000": {"items": ["a"], "include_items": ["x"] * 10_001},
+    "include_items with null": {"items": ["a"], "include_items": [None]},
+    "session exclude_items with a boolean": {"sessions": [{"items": ["a"], "exclude_items": [False]}]},
 }
 
 
