@@ -10,7 +10,10 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infra.config import AppConfig
-from infra.layout import SCORED_SESSIONS_PREFIX
+from infra.layout import CAPTURE_PREFIX, CHECKPOINTS_PREFIX, INCOMING_SESSIONS_PREFIX, SCORED_SESSIONS_PREFIX
+
+# the encryption context key SNS sends with its KMS requests for an encrypted topic
+SNS_TOPIC_CONTEXT = "kms:EncryptionContext:aws:sns:topicArn"
 
 
 class StorageStack(cdk.Stack):
@@ -60,16 +63,42 @@ class StorageStack(cdk.Stack):
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
         key.add_to_resource_policy(self._logs_may_use_key(config))
-        # CloudWatch alarms and EventBridge rules publish to the stage's topics, which this key encrypts
-        key.add_to_resource_policy(iam.PolicyStatement(
-            sid="AlarmsAndRulesPublishToEncryptedTopics",
-            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com"), iam.ServicePrincipal("events.amazonaws.com")],
-            actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=["*"],
-        ))
+        for statement in self._topic_publishers(config):
+            key.add_to_resource_policy(statement)
         return key
 
+    def _topic_publishers(self, config: AppConfig) -> list[iam.PolicyStatement]:
+        """CloudWatch alarms and EventBridge rules publish to the stage's topics, which this key encrypts.
+
+        Each statement holds only the conditions that service's KMS requests carry, as AWS documents
+        for event sources publishing to encrypted topics (Amazon SNS, "Enable compatibility between
+        event sources from AWS services and encrypted topics":
+        https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services):
+        the encryption context ``aws:sns:topicArn`` (SNS sends the topic's ARN with every data key
+        request) for both, and ``aws:SourceArn`` (the alarm) for CloudWatch. The same page: "Adding the
+        aws:SourceAccount and aws:SourceArn to a AWS KMS policy is not supported for EventBridge-to-encrypted
+        topics", so EventBridge's statement has the encryption context alone; a condition the request
+        does not carry would drop every notification without an error.
+        """
+        topics = self.format_arn(service="sns", resource=config.topic_name("*"), arn_format=cdk.ArnFormat.NO_RESOURCE_NAME)
+        alarms = self.format_arn(service="cloudwatch", resource="alarm", resource_name="*",
+                                 arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)
+        actions = ["kms:Decrypt", "kms:GenerateDataKey"]
+        return [
+            iam.PolicyStatement(
+                sid="AlarmsPublishToStageTopics", principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=actions, resources=["*"],
+                conditions={"ArnLike": {"aws:SourceArn": alarms, SNS_TOPIC_CONTEXT: topics}},
+            ),
+            iam.PolicyStatement(
+                sid="RulesPublishToStageTopics", principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                actions=actions, resources=["*"], conditions={"ArnLike": {SNS_TOPIC_CONTEXT: topics}},
+            ),
+        ]
+
     def _logs_may_use_key(self, config: AppConfig) -> iam.PolicyStatement:
-        """CloudWatch Logs may encrypt this stage's log groups (``/gru4rec/<stage>/...`` and Step Functions' vended logs)."""
+        """CloudWatch Logs may encrypt this stage's log groups (``/gru4rec/<stage>/...``, Step Functions' vended
+        logs and the endpoint's ``/aws/sagemaker/Endpoints/<endpoint>``)."""
         def log_group_arn(name_pattern: str) -> str:
             return self.format_arn(service="logs", resource="log-group", resource_name=name_pattern,
                                    arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)
@@ -83,6 +112,7 @@ class StorageStack(cdk.Stack):
             conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": [
                 log_group_arn(config.log_group_name("*")),
                 log_group_arn(f"/aws/vendedlogs/states/{config.resource_prefix}-*"),
+                log_group_arn(config.endpoint_log_group_name),
             ]}},
         )
 
@@ -111,8 +141,8 @@ class StorageStack(cdk.Stack):
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED, removal_policy=cdk.RemovalPolicy.RETAIN,
             server_access_logs_bucket=self.log_bucket, server_access_logs_prefix="data-bucket/",
             lifecycle_rules=[
-                s3.LifecycleRule(id="ExpireScoredSessions", prefix=SCORED_SESSIONS_PREFIX,
-                                 expiration=cdk.Duration.days(config.scored_expiration_days)),
+                *(s3.LifecycleRule(id=rule_id, prefix=prefix, expiration=cdk.Duration.days(days))
+                  for rule_id, prefix, days in _expiring_prefixes(config)),
                 s3.LifecycleRule(id="ExpireNoncurrentVersions",
                                  noncurrent_version_expiration=cdk.Duration.days(config.noncurrent_version_expiration_days),
                                  abort_incomplete_multipart_upload_after=cdk.Duration.days(7)),
@@ -123,3 +153,14 @@ class StorageStack(cdk.Stack):
         cfn_bucket: s3.CfnBucket = bucket.node.default_child
         cfn_bucket.add_property_override("NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled", True)
         return bucket
+
+
+def _expiring_prefixes(config: AppConfig) -> list[tuple[str, str, int]]:
+    """(rule id, key prefix, days) of the data that has no use once it is old: the rest (training data,
+    models) is kept, and only its old versions expire."""
+    return [
+        ("ExpireIncomingSessions", INCOMING_SESSIONS_PREFIX, config.incoming_expiration_days),
+        ("ExpireScoredSessions", SCORED_SESSIONS_PREFIX, config.scored_expiration_days),
+        ("ExpireDataCapture", CAPTURE_PREFIX, config.capture_expiration_days),
+        ("ExpireCheckpoints", CHECKPOINTS_PREFIX, config.checkpoint_expiration_days),
+    ]
