@@ -95,7 +95,7 @@ class BatchStack(cdk.Stack):
                       .next(self._check_input(on_failure, self._bounded_concurrency(config, on_failure, transform))))
         self.state_machine = pipeline_state_machine(self, config, storage.key, "batch", definition, EXECUTION_TIMEOUT)
         self._grant_pipeline(config, storage)
-        notify_abnormal_ends(self, self.state_machine, self.topic)
+        notify_abnormal_ends(self, self.state_machine, self.topic, storage.key)
         self.rule, self.dead_letter_queue = self._trigger(config, storage)
         cdk.CfnOutput(self, "BatchStateMachineArn", value=self.state_machine.state_machine_arn,
                       description="Batch pipeline: scores each new sessions/incoming/*.jsonl file")

@@ -63,38 +63,32 @@ class StorageStack(cdk.Stack):
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
         key.add_to_resource_policy(self._logs_may_use_key(config))
-        for statement in self._topic_publishers(config):
-            key.add_to_resource_policy(statement)
+        key.add_to_resource_policy(self._alarms_may_publish(config))
         return key
 
-    def _topic_publishers(self, config: AppConfig) -> list[iam.PolicyStatement]:
-        """CloudWatch alarms and EventBridge rules publish to the stage's topics, which this key encrypts.
+    def _alarms_may_publish(self, config: AppConfig) -> iam.PolicyStatement:
+        """CloudWatch alarms publish to the stage's topics, which this key encrypts; only this account's
+        alarms, only for the stage's topics (``gru4rec-<stage>-*``).
 
-        Each statement holds only the conditions that service's KMS requests carry, as AWS documents
-        for event sources publishing to encrypted topics (Amazon SNS, "Enable compatibility between
-        event sources from AWS services and encrypted topics":
-        https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services):
-        the encryption context ``aws:sns:topicArn`` (SNS sends the topic's ARN with every data key
-        request) for both, and ``aws:SourceArn`` (the alarm) for CloudWatch. The same page: "Adding the
-        aws:SourceAccount and aws:SourceArn to a AWS KMS policy is not supported for EventBridge-to-encrypted
-        topics", so EventBridge's statement has the encryption context alone; a condition the request
-        does not carry would drop every notification without an error.
+        The conditions are those AWS documents for event sources publishing to encrypted topics
+        (Amazon SNS, "Enable compatibility between event sources from AWS services and encrypted
+        topics": https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services):
+        ``aws:SourceArn`` (the alarm) and the encryption context ``aws:sns:topicArn``, which SNS sends
+        with each data key request. A condition a service's request does not carry would drop its
+        notifications without an error: the same page says EventBridge's requests cannot be tied by
+        ``aws:SourceArn`` / ``aws:SourceAccount``, so the stage's EventBridge rules publish with an IAM
+        role of their own (``infra.stacks.workflow.notify_abnormal_ends``) and the key names no
+        events.amazonaws.com principal.
         """
         topics = self.format_arn(service="sns", resource=config.topic_name("*"), arn_format=cdk.ArnFormat.NO_RESOURCE_NAME)
         alarms = self.format_arn(service="cloudwatch", resource="alarm", resource_name="*",
                                  arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)
-        actions = ["kms:Decrypt", "kms:GenerateDataKey"]
-        return [
-            iam.PolicyStatement(
-                sid="AlarmsPublishToStageTopics", principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                actions=actions, resources=["*"],
-                conditions={"ArnLike": {"aws:SourceArn": alarms, SNS_TOPIC_CONTEXT: topics}},
-            ),
-            iam.PolicyStatement(
-                sid="RulesPublishToStageTopics", principals=[iam.ServicePrincipal("events.amazonaws.com")],
-                actions=actions, resources=["*"], conditions={"ArnLike": {SNS_TOPIC_CONTEXT: topics}},
-            ),
-        ]
+        return iam.PolicyStatement(
+            sid="AlarmsPublishToStageTopics", principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+            actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=["*"],
+            # the encryption context keys are strings (the Service Authorization Reference): a String operator
+            conditions={"ArnLike": {"aws:SourceArn": alarms}, "StringLike": {SNS_TOPIC_CONTEXT: topics}},
+        )
 
     def _logs_may_use_key(self, config: AppConfig) -> iam.PolicyStatement:
         """CloudWatch Logs may encrypt this stage's log groups (``/gru4rec/<stage>/...``, Step Functions' vended
@@ -103,13 +97,15 @@ class StorageStack(cdk.Stack):
             return self.format_arn(service="logs", resource="log-group", resource_name=name_pattern,
                                    arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)
 
+        # kms:DescribeKey carries no encryption context, so under this condition it would never be allowed
         return iam.PolicyStatement(
             sid="CloudWatchLogsEncryptsStageLogGroups",
             principals=[iam.ServicePrincipal(f"logs.{self.region}.amazonaws.com")],
             actions=["kms:Encrypt", "kms:Decrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:GenerateDataKey",
-                     "kms:GenerateDataKeyWithoutPlaintext", "kms:DescribeKey"],
+                     "kms:GenerateDataKeyWithoutPlaintext"],
             resources=["*"],
-            conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": [
+            # the encryption context keys are strings (the Service Authorization Reference): String operators
+            conditions={"StringLike": {"kms:EncryptionContext:aws:logs:arn": [
                 log_group_arn(config.log_group_name("*")),
                 log_group_arn(f"/aws/vendedlogs/states/{config.resource_prefix}-*"),
                 log_group_arn(config.endpoint_log_group_name),

@@ -82,7 +82,7 @@ class TrainingStack(cdk.Stack):
                       .next(self._quality_gate(config, on_failure, self._deploy(config, storage, image, endpoint, on_failure))))
         self.state_machine = pipeline_state_machine(self, config, storage.key, "training", definition, _timeout(config))
         self._grant_pipeline(config, storage, endpoint)
-        notify_abnormal_ends(self, self.state_machine, self.topic)
+        notify_abnormal_ends(self, self.state_machine, self.topic, storage.key)
         cdk.CfnOutput(self, "TrainingStateMachineArn", value=self.state_machine.state_machine_arn,
                       description="Training pipeline: train, quality gate, roll the endpoint")
 

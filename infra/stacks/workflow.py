@@ -214,14 +214,30 @@ def pipeline_state_machine(scope: Construct, config: AppConfig, key: kms.IKey, p
     return machine
 
 
-def notify_abnormal_ends(scope: Construct, machine: sfn.StateMachine, topic: sns.ITopic) -> events.Rule:
-    """Executions that time out or are stopped never reach a Catch: EventBridge reports those to ``topic``."""
+def notify_abnormal_ends(scope: Construct, machine: sfn.StateMachine, topic: sns.ITopic, key: kms.IKey) -> events.Rule:
+    """Executions that time out or are stopped never reach a Catch: EventBridge reports those to ``topic``.
+
+    EventBridge publishes with a role of its own, so the topic's key needs no grant to the
+    events.amazonaws.com service principal (which a KMS key policy cannot tie to this account: "Adding
+    the aws:SourceAccount and aws:SourceArn to a AWS KMS policy is not supported for EventBridge-to-encrypted
+    topics", https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html). "The role needs
+    sns:Publish on the topic. If the topic is encrypted with a customer managed key, the role also needs
+    kms:GenerateDataKey and kms:Decrypt on that key":
+    https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-custom-bus-target-sns.html
+    """
     rule = events.Rule(scope, "AbnormalEnds", description="Pipeline executions that timed out or were stopped",
                        event_pattern=events.EventPattern(
                            source=["aws.states"], detail_type=["Step Functions Execution Status Change"],
                            detail={"status": ABNORMAL_END_STATUSES, "stateMachineArn": [machine.state_machine_arn]},
                        ))
-    rule.add_target(targets.SnsTopic(topic))
+    role = iam.Role(scope, "AbnormalEndsPublisher", assumed_by=iam.ServicePrincipal("events.amazonaws.com"),
+                    description="EventBridge publishes abnormal pipeline ends to the failure topic")
+    iam.Policy(scope, "AbnormalEndsPublisherPolicy", roles=[role], statements=[
+        iam.PolicyStatement(sid="PublishFailures", actions=["sns:Publish"], resources=[topic.topic_arn]),
+        publish_statement(key),
+    ])
+    # immutable: the target would otherwise add its own kms:GenerateDataKey* grant
+    rule.add_target(targets.SnsTopic(topic, role=role.without_policy_updates(), authorize_using_role=True))
     return rule
 
 
