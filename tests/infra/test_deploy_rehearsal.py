@@ -328,7 +328,7 @@ def test_the_endpoint_serves_the_live_model_from_ssm(rehearsal, synth):
     model_name = ssm.get_parameter(Name=synth.config.model_name_parameter_name)["Parameter"]["Value"]
     model = session.client("sagemaker").describe_model(ModelName=model_name)
     containers = [model["PrimaryContainer"]] if "PrimaryContainer" in model else model["Containers"]
-    assert [c["ModelDataUrl"] for c in containers] == [model_data]
+    assert [c["ModelDataSource"]["S3DataSource"]["S3Uri"] for c in containers] == [model_data]
 
 
 def test_a_one_off_job_copies_the_deployed_training_job(rehearsal, synth, monkeypatch, tmp_path):
