@@ -20,7 +20,13 @@ from constructs import Construct
 
 from infra.config import AppConfig
 from infra.instance_storage import uses_volume_key
-from infra.layout import CHECKPOINTS_PREFIX, MODELS_PREFIX, TRAINING_TEST_PREFIX, TRAINING_TRAIN_PREFIX
+from infra.layout import (
+    CHECKPOINTS_PREFIX,
+    MODELS_PREFIX,
+    TRAINING_TEST_PREFIX,
+    TRAINING_TRAIN_PREFIX,
+    one_off_job_prefix,
+)
 from infra.log_groups import log_group_arn, log_streams_arn
 from infra.sagemaker_models import NETWORK_ISOLATION, primary_container
 from infra.stacks.endpoint import EndpointStack, data_capture_config
@@ -266,8 +272,9 @@ class TrainingStack(cdk.Stack):
         training_data, models = storage.objects_arn("training/"), storage.objects_arn(MODELS_PREFIX)
         checkpoints = storage.objects_arn(CHECKPOINTS_PREFIX)
         log_group = log_group_arn(self, TRAINING_LOG_GROUP)
-        # SageMaker names a job's log streams <job name>/algo-<n>-<time>
+        # SageMaker names a job's log streams <job name>/algo-<n>-<time>: the pipeline's and the operator CLI's one-off jobs
         log_streams = log_streams_arn(self, TRAINING_LOG_GROUP, f"{self.job_name_prefix}*")
+        one_off_streams = log_streams_arn(self, TRAINING_LOG_GROUP, f"{one_off_job_prefix(config.stage)}-*")
         listed_prefixes = ["training/*"] + ([f"{CHECKPOINTS_PREFIX}*"] if config.use_spot else [])
         statements = [
             iam.PolicyStatement(sid="ListTrainingData", actions=["s3:ListBucket"], resources=[storage.bucket.bucket_arn],
@@ -281,7 +288,7 @@ class TrainingStack(cdk.Stack):
             iam.PolicyStatement(sid="CreateTrainingLogGroup", actions=["logs:CreateLogGroup", "logs:DescribeLogStreams"],
                                 resources=[log_group]),
             iam.PolicyStatement(sid="WriteTrainingLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                                resources=[log_streams]),
+                                resources=[log_streams, one_off_streams]),
             iam.PolicyStatement(sid="PublishTrainingMetrics", actions=["cloudwatch:PutMetricData"], resources=["*"],
                                 conditions={"StringEquals": {"cloudwatch:namespace": TRAINING_METRICS_NAMESPACE}}),
         ]
@@ -300,6 +307,8 @@ class TrainingStack(cdk.Stack):
                        "(CreateLogGroup on a region's first job, DescribeLogStreams).",
             log_streams: "SageMaker names each training job's log streams <job name>/algo-<n>-<time>; "
                          "the grant covers this pipeline's job names only.",
+            one_off_streams: "The operator CLI's one-off training jobs (same role) are named <stage prefix>-oneoff-<time>; "
+                             "their log streams only.",
         }
         if config.use_spot:
             findings[checkpoints] = "Managed Spot syncs /opt/ml/checkpoints with checkpoints/<job name>/ to resume an interrupted job."

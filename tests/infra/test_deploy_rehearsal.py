@@ -346,6 +346,7 @@ def test_a_one_off_job_copies_the_deployed_training_job(rehearsal, synth, monkey
     assert settings.image_uri == image_outputs["TrainImageUri"]
     assert settings.instance_type == config.training_instance_type
     assert settings.spot is config.use_spot
+    assert settings.network_isolation is True
     defaults = {name: str(value) for name, value in HYPERPARAMETER_DEFAULTS.items()}
     assert settings.default_hyperparameters == defaults
     assert "recall@20" in {metric["Name"] for metric in settings.metric_definitions}
@@ -359,4 +360,5 @@ def test_a_one_off_job_copies_the_deployed_training_job(rehearsal, synth, monkey
     assert job["AlgorithmSpecification"]["TrainingImage"] == image_outputs["TrainImageUri"]
     assert job["OutputDataConfig"]["S3OutputPath"] == f"s3://{deployment.data_bucket}/models/"
     assert job["HyperParameters"]["epochs"] == "1"
+    assert job["EnableNetworkIsolation"] is True
     assert [c["ChannelName"] for c in job["InputDataConfig"]] == ["train", "test"]

@@ -322,6 +322,9 @@ def test_training_role_reads_training_data_and_writes_models(synth):
     assert repository == {"ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"}
     assert actions_on(statements, "log-group:/aws/sagemaker/TrainingJobs:log-stream:gru4rec-dev-train-*") == {
         "logs:CreateLogStream", "logs:PutLogEvents"}
+    # the operator CLI's one-off jobs run under the same role
+    assert actions_on(statements, "log-group:/aws/sagemaker/TrainingJobs:log-stream:gru4rec-dev-oneoff-*") == {
+        "logs:CreateLogStream", "logs:PutLogEvents"}
     group = [s for s in statements if any(marker(r).endswith("log-group:/aws/sagemaker/TrainingJobs:*")
                                           for r in as_list(s["Resource"]))]
     assert [set(as_list(s["Action"])) for s in group] == [{"logs:CreateLogGroup", "logs:DescribeLogStreams"}]
