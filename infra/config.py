@@ -66,6 +66,9 @@ class AppConfig:
     api_quota_period: str = "DAY"
     image_keep_count: int = 10
     scored_expiration_days: int = 30
+    incoming_expiration_days: int = 30
+    capture_expiration_days: int = 90
+    checkpoint_expiration_days: int = 30
     noncurrent_version_expiration_days: int = 30
     access_log_expiration_days: int = 365
     log_retention_days: int = 365
@@ -80,10 +83,15 @@ class AppConfig:
         for key in ("training_max_runtime_hours", "endpoint_initial_instance_count", "endpoint_invocations_per_instance",
                     "model_latency_alarm_ms", "transform_instance_count", "max_concurrent_transform_jobs",
                     "api_throttle_burst_limit", "api_quota_limit", "image_keep_count", "scored_expiration_days",
+                    "incoming_expiration_days", "capture_expiration_days", "checkpoint_expiration_days",
                     "noncurrent_version_expiration_days", "access_log_expiration_days"):
             _check(getattr(self, key) >= 1, key, f"must be at least 1, got {getattr(self, key)}")
         _check(self.training_max_runtime_hours <= 28 * 24, "training_max_runtime_hours",
                f"SageMaker allows at most 28 days (672 hours), got {self.training_max_runtime_hours}")
+        longest_job_hours = self.training_max_runtime_hours + min(self.training_max_runtime_hours, 24)
+        _check(self.checkpoint_expiration_days * 24 >= longest_job_hours, "checkpoint_expiration_days",
+               f"must outlast the longest training job with Managed Spot ({longest_job_hours} hours), "
+               f"got {self.checkpoint_expiration_days} days")
         _check(self.endpoint_max_instance_count >= self.endpoint_initial_instance_count, "endpoint_max_instance_count",
                f"must be at least endpoint_initial_instance_count ({self.endpoint_initial_instance_count}), "
                f"got {self.endpoint_max_instance_count}")
@@ -145,6 +153,11 @@ class AppConfig:
         return self.resource_prefix
 
     @property
+    def endpoint_log_group_name(self) -> str:
+        """The log group SageMaker writes the endpoint's container logs to; the endpoint stack creates and owns it."""
+        return f"/aws/sagemaker/Endpoints/{self.endpoint_name}"
+
+    @property
     def model_data_parameter_name(self) -> str:
         """SSM parameter holding the S3 URI of the live model.tar.gz."""
         return self.parameter_name(layout.MODEL_DATA_PARAMETER)
@@ -161,6 +174,10 @@ class AppConfig:
     def parameter_name(self, leaf: str) -> str:
         """``/gru4rec/<stage>/<leaf>``."""
         return layout.parameter_name(self.stage, leaf)
+
+    def topic_name(self, leaf: str) -> str:
+        """``gru4rec-<stage>-<leaf>``: the stage's SNS topics, which the key policy lets alarms and rules use by this prefix."""
+        return f"{self.resource_prefix}-{leaf}"
 
     def log_group_name(self, leaf: str) -> str:
         """``/gru4rec/<stage>/<leaf>``: log groups under this prefix may use the stage's KMS key."""

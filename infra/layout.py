@@ -30,6 +30,12 @@ def stack_name(stage: str, part: str) -> str:
     return f"Gru4Rec-{stage_title(stage)}-{part}"
 
 
+def one_off_job_prefix(stage: str) -> str:
+    """Base name of the operator CLI's one-off training jobs (SageMaker appends a timestamp); their
+    log streams start with it too, which the training role's log grant names."""
+    return f"gru4rec-{stage}-oneoff"
+
+
 def parameter_name(stage: str, leaf: str) -> str:
     """SSM parameter (or log group) name under the stage's prefix, e.g. ``/gru4rec/dev/current-model-name``."""
     return f"/gru4rec/{stage}/{leaf}"

@@ -18,6 +18,7 @@ from infra.layout import (
     MODELS_PREFIX,
     TRAINING_TEST_PREFIX,
     TRAINING_TRAIN_PREFIX,
+    one_off_job_prefix,
 )
 from infra.ops.errors import OpsError
 
@@ -153,6 +154,7 @@ class OneOffSettings:
     volume_size_gb: int
     volume_kms_key: str | None
     output_kms_key: str | None
+    network_isolation: bool
     max_runtime_seconds: int
     spot: bool
     max_wait_seconds: int | None
@@ -199,6 +201,7 @@ def one_off_settings(
         volume_size_gb=int(_literal(job, "ResourceConfig.VolumeSizeInGB") or 30),
         volume_kms_key=_literal(job, "ResourceConfig.VolumeKmsKeyId"),
         output_kms_key=_literal(job, "OutputDataConfig.KmsKeyId"),
+        network_isolation=_literal(job, "EnableNetworkIsolation") is True,
         max_runtime_seconds=int(_literal(job, "StoppingCondition.MaxRuntimeInSeconds") or 86400),
         spot=_literal(job, "EnableManagedSpotTraining") is True and max_wait is not None,
         max_wait_seconds=int(max_wait) if max_wait is not None else None,
@@ -232,13 +235,14 @@ def start_one_off_training(
         Compute,
         InputData,
         MetricDefinition,
+        Networking,
         OutputDataConfig,
         StoppingCondition,
         Tag,
     )
     from sagemaker.train.model_trainer import ModelTrainer
 
-    base_job_name = f"gru4rec-{stage}-oneoff"
+    base_job_name = one_off_job_prefix(stage)
     trainer = ModelTrainer(
         sagemaker_session=Session(boto_session=boto_session),
         training_image=settings.image_uri,
@@ -258,6 +262,7 @@ def start_one_off_training(
         output_data_config=OutputDataConfig(
             s3_output_path=f"s3://{bucket}/{MODELS_PREFIX}", kms_key_id=settings.output_kms_key
         ),
+        networking=Networking(enable_network_isolation=True) if settings.network_isolation else None,
         hyperparameters={**settings.default_hyperparameters, **hyperparameters},
         tags=[
             Tag(key="project", value="gru4rec"),

@@ -4,9 +4,11 @@ An EventBridge rule on the data bucket's "Object Created" events for ``sessions/
 starts the state machine ``gru4rec-<stage>-batch`` with the event as its input:
 
 Name the job -> Sessions file? -> Stagger -> Count running jobs -> Capacity free? (no: Wait for
-capacity -> Count running jobs) -> Read live model -> Transform (CreateTransformJob, run to the
-end) -> Done. Any failure: Notify failure (SNS) -> Failed; an execution that times out or is
-stopped is reported to the same topic by an EventBridge rule.
+capacity -> Count running jobs) -> Read live model (``current-model-data``) -> Create model (the
+job's own, under the transform role) -> Transform (CreateTransformJob, run to the end) -> Delete
+model -> Done. Any failure: Notify failure (SNS) -> Failed (a model left behind is tagged, and
+``infra.ops cleanup`` removes it); an execution that times out or is stopped is reported to the
+same topic by an EventBridge rule.
 
 ``sessions/incoming/<dir>/<name>.jsonl`` is scored into ``sessions/scored/<dir>/<name>.jsonl.out``
 (SageMaker appends ``.out``), one output line per input line, in order.
@@ -18,14 +20,18 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.config import AppConfig
-from infra.layout import INCOMING_SESSIONS_PREFIX, SCORED_SESSIONS_PREFIX
-from infra.stacks.image import ImageStack
+from infra.instance_storage import uses_volume_key
+from infra.layout import INCOMING_SESSIONS_PREFIX, MODELS_PREFIX, SCORED_SESSIONS_PREFIX
+from infra.log_groups import log_group_arn, log_streams_arn
+from infra.sagemaker_models import NETWORK_ISOLATION, primary_container
+from infra.stacks.image import ImageStack, pull_image_statements
 from infra.stacks.storage import StorageStack
 from infra.stacks.workflow import (
     STATE_MACHINE_SERVICE_WILDCARDS,
@@ -42,10 +48,12 @@ from infra.stacks.workflow import (
     sagemaker_arn,
     sync_job_statements,
     sync_job_task,
-    volume_grant_statement,
+    volume_key,
+    volume_key_statements,
 )
 
 JOB_KIND = "batch"
+TRANSFORM_LOG_GROUP = "/aws/sagemaker/TransformJobs"
 SESSIONS_SUFFIX = ".jsonl"
 CONTENT_TYPE = "application/jsonlines"
 # The serving container's contract (its /execution-parameters): MultiRecord batches of at most 6 MB
@@ -79,14 +87,15 @@ class BatchStack(cdk.Stack):
                  image: ImageStack, **kwargs) -> None:
         super().__init__(scope, construct_id, description=f"GRU4Rec {config.stage}: batch scoring of new sessions files", **kwargs)
         self.job_name_prefix = job_name_prefix(config, JOB_KIND)
+        self.transform_role = self._transform_role(config, storage, image)
         self.topic = failure_topic(self, config, storage.key, "batch")
         on_failure = notify_and_fail(self, config, self.topic, "batch", {"job": "$jobName", "file": "$key"})
-        transform = self._transform(config, storage, on_failure)
+        transform = self._transform(config, storage, image, on_failure)
         definition = (sfn.Chain.start(self._name_the_job(config, storage))
                       .next(self._check_input(on_failure, self._bounded_concurrency(config, on_failure, transform))))
         self.state_machine = pipeline_state_machine(self, config, storage.key, "batch", definition, EXECUTION_TIMEOUT)
-        self._grant_pipeline(storage)
-        notify_abnormal_ends(self, self.state_machine, self.topic)
+        self._grant_pipeline(config, storage)
+        notify_abnormal_ends(self, self.state_machine, self.topic, storage.key)
         self.rule, self.dead_letter_queue = self._trigger(config, storage)
         cdk.CfnOutput(self, "BatchStateMachineArn", value=self.state_machine.state_machine_arn,
                       description="Batch pipeline: scores each new sessions/incoming/*.jsonl file")
@@ -138,21 +147,38 @@ class BatchStack(cdk.Stack):
                     .otherwise(wait.next(count)))
         return stagger.next(count).next(capacity)
 
-    def _transform(self, config: AppConfig, storage: StorageStack, on_failure: sfn.IChainable) -> sfn.IChainable:
-        """Read the live model's name, then run one transform job over the new file."""
+    def _transform(self, config: AppConfig, storage: StorageStack, image: ImageStack,
+                   on_failure: sfn.IChainable) -> sfn.IChainable:
+        """Read the live model's data, make this job's own model of it (the transform role, no network),
+        run one transform job over the new file, then delete the model."""
         read_model = tasks.CallAwsService.jsonata(
             self, "Read live model", service="ssm", action="getParameter",
             iam_resources=[self.format_arn(service="ssm", resource="parameter",
-                                           resource_name=config.model_name_parameter_name.lstrip("/"))],
-            parameters={"Name": config.model_name_parameter_name},
-            assign={"modelName": "{% $states.result.Parameter.Value %}"},
+                                           resource_name=config.model_data_parameter_name.lstrip("/"))],
+            parameters={"Name": config.model_data_parameter_name},
+            assign={"modelData": "{% $states.result.Parameter.Value %}"},
         )
-        read_model.add_catch(on_failure)
+        models = [sagemaker_arn(self, "model", f"{self.job_name_prefix}*")]
+        create_model = tasks.CallAwsService.jsonata(
+            self, "Create model", service="sagemaker", action="createModel", iam_resources=models,
+            parameters={
+                "ModelName": "{% $jobName %}", "ExecutionRoleArn": self.transform_role.role_arn,
+                "PrimaryContainer": primary_container(image.serve_image_uri, "{% $modelData %}"),
+                "EnableNetworkIsolation": NETWORK_ISOLATION,
+                "Tags": resource_tags(config, pipeline="batch"),
+            },
+        )
+        delete_model = tasks.CallAwsService.jsonata(
+            self, "Delete model", service="sagemaker", action="deleteModel", iam_resources=models,
+            parameters={"ModelName": "{% $jobName %}"}, outputs="{% $states.input %}",
+        )
+        for task in (read_model, create_model, delete_model):
+            task.add_catch(on_failure)
         workers = transform_workers(config.transform_instance_type)
         relative = f"$substringAfter($key, '{INCOMING_SESSIONS_PREFIX}')"
         transform = sync_job_task(self, "Transform", "createTransformJob", {
             "TransformJobName": "{% $jobName %}",
-            "ModelName": "{% $modelName %}",
+            "ModelName": "{% $jobName %}",
             "BatchStrategy": "MultiRecord",
             "MaxPayloadInMB": MAX_PAYLOAD_MB,
             "MaxConcurrentTransforms": workers,
@@ -171,18 +197,16 @@ class BatchStack(cdk.Stack):
                                 + relative + ", /\\/[^\\/]*$/, '') %}",
                 "Accept": CONTENT_TYPE, "AssembleWith": "Line", "KmsKeyId": storage.key.key_arn,
             },
-            "TransformResources": {"InstanceType": config.transform_instance_type,
-                                   "InstanceCount": config.transform_instance_count,
-                                   "VolumeKmsKeyId": storage.key.key_arn},
+            "TransformResources": _transform_resources(config, storage),
             "Tags": resource_tags(config, pipeline="batch"),
         }, comment="Score the file with the live model (one output line per input line)")
         add_capacity_retries(transform)
         transform.add_catch(on_failure)
         done = sfn.Succeed.jsonata(self, "Done", outputs={
-            "job": "{% $jobName %}", "model": "{% $modelName %}", "input": "{% 's3://' & $bucket & '/' & $key %}",
-            "output": "{% $states.result.TransformOutput.S3OutputPath %}",
+            "job": "{% $jobName %}", "modelData": "{% $modelData %}", "input": "{% 's3://' & $bucket & '/' & $key %}",
+            "output": "{% $states.input.TransformOutput.S3OutputPath %}",
         })
-        return read_model.next(transform).next(done)
+        return read_model.next(create_model).next(transform).next(delete_model).next(done)
 
     # --- trigger and permissions ------------------------------------------------------------------
 
@@ -195,7 +219,9 @@ class BatchStack(cdk.Stack):
                                detail={"bucket": {"name": [storage.bucket.bucket_name]},
                                        "object": {"key": events.Match.wildcard(f"{INCOMING_SESSIONS_PREFIX}*{SESSIONS_SUFFIX}")}},
                            ))
-        queue = sqs.Queue(self, "UnstartedEvents", encryption=sqs.QueueEncryption.KMS, encryption_master_key=storage.key,
+        # SQS-managed encryption: EventBridge needs no grant on the stage key to deliver here, so the key
+        # policy lets events.amazonaws.com use the key for the stage's topics only
+        queue = sqs.Queue(self, "UnstartedEvents", encryption=sqs.QueueEncryption.SQS_MANAGED,
                           enforce_ssl=True, retention_period=cdk.Duration.days(14))
         cdk.Validations.of(queue).acknowledge(cdk.Acknowledgment(
             id="AwsSolutions-SQS3",
@@ -212,18 +238,74 @@ class BatchStack(cdk.Stack):
         alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.topic))
         return rule, queue
 
-    def _grant_pipeline(self, storage: StorageStack) -> None:
+    def _grant_pipeline(self, config: AppConfig, storage: StorageStack) -> None:
         """What the state machine does beyond its CallAwsService tasks (which grant their own calls)."""
-        for statement in (*sync_job_statements(self, "transform-job", self.job_name_prefix,
-                                               "StepFunctionsGetEventsForSageMakerTransformJobsRule"),
-                          volume_grant_statement(storage.key)):
+        models = sagemaker_arn(self, "model", f"{self.job_name_prefix}*")
+        statements = [
+            *sync_job_statements(self, "transform-job", self.job_name_prefix, "StepFunctionsGetEventsForSageMakerTransformJobsRule"),
+            iam.PolicyStatement(sid="PassTransformRole", actions=["iam:PassRole"], resources=[self.transform_role.role_arn],
+                                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}),
+            # tags given at creation are authorized as AddTags
+            iam.PolicyStatement(sid="TagModels", actions=["sagemaker:AddTags"], resources=[models]),
+        ]
+        if uses_volume_key(config.transform_instance_type):
+            statements += volume_key_statements(storage.key)
+        for statement in statements:
             self.state_machine.add_to_role_policy(statement)
+        reason = "named after the execution's start time and hash: the grant covers this pipeline's names only."
         acknowledge_wildcards(self.state_machine.role, {
             "*": STATE_MACHINE_SERVICE_WILDCARDS + "; so does sagemaker:ListTransformJobs, which counts the running jobs.",
-            sagemaker_arn(self, "transform-job", f"{self.job_name_prefix}*"):
-                f"Transform jobs {self.job_name_prefix}*, named after the execution's start time and hash: "
-                "the grant covers this pipeline's names only.",
+            sagemaker_arn(self, "transform-job", f"{self.job_name_prefix}*"): f"Transform jobs {self.job_name_prefix}*, " + reason,
+            models: f"Each transform job's own model {self.job_name_prefix}*, " + reason,
         })
+
+    def _transform_role(self, config: AppConfig, storage: StorageStack, image: ImageStack) -> iam.Role:
+        """The transform jobs' models: read model artifacts and the new sessions files, write the scores."""
+        role = iam.Role(self, "TransformRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+                        description=f"Execution role of the GRU4Rec {config.stage} Batch Transform models")
+        models, incoming = storage.objects_arn(MODELS_PREFIX), storage.objects_arn(INCOMING_SESSIONS_PREFIX)
+        scored = storage.objects_arn(SCORED_SESSIONS_PREFIX)
+        first_model = storage.initial_model.bucket.arn_for_objects(storage.initial_model.s3_object_key)
+        log_group = log_group_arn(self, TRANSFORM_LOG_GROUP)
+        # SageMaker names a transform job's log streams <job name>/<instance id>
+        log_streams = log_streams_arn(self, TRANSFORM_LOG_GROUP, f"{self.job_name_prefix}*")
+        statements = [
+            iam.PolicyStatement(sid="ReadModelArtifacts", actions=["s3:GetObject"], resources=[models, first_model]),
+            iam.PolicyStatement(sid="ListIncomingSessions", actions=["s3:ListBucket"], resources=[storage.bucket_arn],
+                                conditions={"StringLike": {"s3:prefix": [f"{INCOMING_SESSIONS_PREFIX}*"]}}),
+            iam.PolicyStatement(sid="ReadIncomingSessions", actions=["s3:GetObject"], resources=[incoming]),
+            iam.PolicyStatement(sid="WriteScoredSessions", actions=["s3:PutObject"], resources=[scored]),
+            iam.PolicyStatement(sid="UseStageKey", resources=[storage.key.key_arn],
+                                actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]),
+            *pull_image_statements(image),
+            # SageMaker creates the account's shared transform log group on the first job of a region
+            iam.PolicyStatement(sid="CreateTransformLogGroup", actions=["logs:CreateLogGroup", "logs:DescribeLogStreams"],
+                                resources=[log_group]),
+            iam.PolicyStatement(sid="WriteTransformLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                                resources=[log_streams]),
+        ]
+        if uses_volume_key(config.transform_instance_type):
+            statements += volume_key_statements(storage.key)
+        policy = iam.Policy(self, "TransformPolicy", roles=[role], statements=statements)
+        acknowledge_wildcards(policy, {
+            "*": "Only ecr:GetAuthorizationToken uses '*': it has no resource-level permissions.",
+            models: "Training jobs write each new model under models/<job>/: the role reads model artifacts of this prefix only.",
+            incoming: "Batch Transform reads the session files dropped under sessions/incoming/: get only, this prefix only.",
+            scored: "Batch Transform writes <file>.out under sessions/scored/: put only, this prefix only.",
+            log_group: "log-group:<name>:* is how IAM names the one log group SageMaker writes transform logs to "
+                       "(CreateLogGroup on a region's first job, DescribeLogStreams).",
+            log_streams: "SageMaker names the log streams <job>/<instance>; only this stage's batch jobs' streams.",
+        })
+        return role
+
+
+def _transform_resources(config: AppConfig, storage: StorageStack) -> dict:
+    """Instances of a transform job; their volume uses the stage key unless the type has local NVMe storage."""
+    resources = {"InstanceType": config.transform_instance_type, "InstanceCount": config.transform_instance_count}
+    volume = volume_key(storage.key, config.transform_instance_type)
+    if volume:
+        resources["VolumeKmsKeyId"] = volume
+    return resources
 
 
 def transform_workers(instance_type: str) -> int:

@@ -13,10 +13,14 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infra.config import AppConfig
-from infra.layout import CAPTURE_PREFIX, INCOMING_SESSIONS_PREFIX, MODELS_PREFIX, SCORED_SESSIONS_PREFIX
+from infra.instance_storage import LOCAL_STORAGE_REASON, uses_volume_key
+from infra.layout import CAPTURE_PREFIX, MODELS_PREFIX
+from infra.log_groups import log_group_arn, owned_log_group
 from infra.nag import wildcard_resource_finding
-from infra.stacks.image import ImageStack
+from infra.sagemaker_models import NETWORK_ISOLATION, primary_container
+from infra.stacks.image import ImageStack, pull_image_statements
 from infra.stacks.storage import StorageStack
+from infra.stacks.workflow import volume_key, volume_key_statements
 
 VARIANT_NAME = "AllTraffic"
 _AUTOSCALING_SERVICE = "sagemaker.application-autoscaling.amazonaws.com"
@@ -28,8 +32,8 @@ class EndpointStack(cdk.Stack):
 
     The model data comes from the SSM parameter ``current-model-data`` through an SSM-typed
     CloudFormation parameter, resolved at every deploy: a deploy re-creates the live model, never
-    the first one. ``model_role`` is the execution role of every model of this stage (the training
-    pipeline passes it to the models it creates); ``current-model-name`` records this stack's model.
+    the first one. ``model_role`` is the execution role of the endpoint's models (the training pipeline
+    passes it to the models it creates); ``current-model-name`` records this stack's model.
     """
 
     def __init__(self, scope: Construct, construct_id: str, config: AppConfig, storage: StorageStack,
@@ -39,18 +43,19 @@ class EndpointStack(cdk.Stack):
         self.variant_name = VARIANT_NAME
         self.model_role, model_policy = self._model_role(config, storage, image)
         model_data = ssm.StringParameter.value_for_string_parameter(self, config.model_data_parameter_name)
-        self.model = sagemaker.CfnModel(
-            self, "Model", execution_role_arn=self.model_role.role_arn,
-            primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
-                image=image.serve_image_uri, model_data_url=model_data, mode="SingleModel",
-            ),
-        )
+        self.model = sagemaker.CfnModel(self, "Model", execution_role_arn=self.model_role.role_arn,
+                                        enable_network_isolation=NETWORK_ISOLATION)
+        self.model.add_property_override("PrimaryContainer", primary_container(image.serve_image_uri, model_data))
         self.model.node.add_dependency(model_policy)
         self.endpoint_config = self._endpoint_config(config, storage)
         self.endpoint = sagemaker.CfnEndpoint(
             self, "Endpoint", endpoint_name=self.endpoint_name,
             endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
         )
+        # SageMaker writes the endpoint's container logs here: the group exists, encrypted and with its
+        # retention, before the first instance starts, and goes only after the endpoint is deleted
+        self.log_group = owned_log_group(self, "EndpointLogs", config, storage.key, config.endpoint_log_group_name)
+        self.endpoint.node.add_dependency(self.log_group)
         ssm.StringParameter(
             self, "CurrentModelName", parameter_name=config.model_name_parameter_name, string_value=self.model.attr_model_name,
             description="SageMaker model name of the live model (the training pipeline moves it)",
@@ -60,42 +65,25 @@ class EndpointStack(cdk.Stack):
         cdk.CfnOutput(self, "EndpointName", value=self.endpoint.attr_endpoint_name, description="SageMaker endpoint of this stage")
 
     def _model_role(self, config: AppConfig, storage: StorageStack, image: ImageStack) -> tuple[iam.Role, iam.Policy]:
-        """Reads model artifacts (training output and the first model), writes data capture, pulls the image;
-        as the role of the batch pipeline's transform jobs, reads ``sessions/incoming/`` and writes ``sessions/scored/``."""
+        """The endpoint's models: read model artifacts (training output and the first model), write data
+        capture, pull the image, write the endpoint's logs. No session data: Batch Transform has a role of its own."""
         role = iam.Role(self, "ModelRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
-                        description=f"Execution role of the GRU4Rec {config.stage} SageMaker models")
+                        description=f"Execution role of the GRU4Rec {config.stage} endpoint's models")
         models = storage.objects_arn(MODELS_PREFIX)
         capture = storage.objects_arn(CAPTURE_PREFIX)
         first_model = storage.initial_model.bucket.arn_for_objects(storage.initial_model.s3_object_key)
-        endpoint_log_group = self.format_arn(
-            service="logs", resource="log-group", arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
-            resource_name=f"/aws/sagemaker/Endpoints/{config.endpoint_name}",
-        )
-        endpoint_log_streams = f"{endpoint_log_group}:log-stream:*"
-        incoming = storage.objects_arn(INCOMING_SESSIONS_PREFIX)
-        scored = storage.objects_arn(SCORED_SESSIONS_PREFIX)
-        transform_log_group = self.format_arn(
-            service="logs", resource="log-group", arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
-            resource_name="/aws/sagemaker/TransformJobs",
-        )
-        transform_log_streams = f"{transform_log_group}:log-stream:{config.resource_prefix}-batch-*"
+        endpoint_logs = log_group_arn(self, config.endpoint_log_group_name)
         statements = [
             iam.PolicyStatement(sid="ReadModelArtifacts", actions=["s3:GetObject"], resources=[models, first_model]),
             iam.PolicyStatement(sid="WriteDataCapture", actions=["s3:PutObject"], resources=[capture]),
             iam.PolicyStatement(sid="UseStageKey", resources=[storage.key.key_arn],
                                 actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]),
-            iam.PolicyStatement(sid="PullImage", resources=[image.repository.repository_arn],
-                                actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]),
-            iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
-            iam.PolicyStatement(sid="WriteEndpointLogs", resources=[endpoint_log_group, endpoint_log_streams],
-                                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]),
-            iam.PolicyStatement(sid="ListIncomingSessions", actions=["s3:ListBucket"], resources=[storage.bucket_arn],
-                                conditions={"StringLike": {"s3:prefix": [f"{INCOMING_SESSIONS_PREFIX}*"]}}),
-            iam.PolicyStatement(sid="ReadIncomingSessions", actions=["s3:GetObject"], resources=[incoming]),
-            iam.PolicyStatement(sid="WriteScoredSessions", actions=["s3:PutObject"], resources=[scored]),
-            iam.PolicyStatement(sid="WriteTransformLogs", resources=[transform_log_group, transform_log_streams],
-                                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]),
+            *pull_image_statements(image),
+            iam.PolicyStatement(sid="WriteEndpointLogs", resources=[endpoint_logs], actions=[
+                "logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]),
         ]
+        if uses_volume_key(config.endpoint_instance_type):
+            statements += volume_key_statements(storage.key)
         policy = iam.Policy(self, "ModelPolicy", statements=statements)
         policy.attach_to_role(role)
         cdk.Validations.of(policy).acknowledge(
@@ -105,20 +93,15 @@ class EndpointStack(cdk.Stack):
                  "Training jobs write each new model under models/<job>/: the role reads model artifacts of this prefix only."),
             _ack(wildcard_resource_finding(self, capture),
                  "Data capture writes objects of SageMaker's own naming under capture/: put only, this prefix only."),
-            _ack(wildcard_resource_finding(self, endpoint_log_streams),
-                 "SageMaker names the log streams of the endpoint's instances; the log group is this endpoint's own."),
-            _ack(wildcard_resource_finding(self, incoming),
-                 "Batch Transform reads the session files dropped under sessions/incoming/: get only, this prefix only."),
-            _ack(wildcard_resource_finding(self, scored),
-                 "Batch Transform writes <file>.out under sessions/scored/: put only, this prefix only."),
-            _ack(wildcard_resource_finding(self, transform_log_streams),
-                 "SageMaker names the log streams <job>/<instance>; only this stage's batch jobs' streams."),
+            _ack(wildcard_resource_finding(self, endpoint_logs),
+                 "log-group:<name>:* is how IAM names this one log group (the endpoint's own) and its streams, "
+                 "which SageMaker names after the instances."),
         )
         return role, policy
 
     def _endpoint_config(self, config: AppConfig, storage: StorageStack) -> sagemaker.CfnEndpointConfig:
         endpoint_config = sagemaker.CfnEndpointConfig(
-            self, "EndpointConfig", kms_key_id=storage.key.key_arn,
+            self, "EndpointConfig", kms_key_id=volume_key(storage.key, config.endpoint_instance_type),
             production_variants=[sagemaker.CfnEndpointConfig.ProductionVariantProperty(
                 variant_name=VARIANT_NAME, model_name=self.model.attr_model_name, initial_variant_weight=1.0,
                 initial_instance_count=config.endpoint_initial_instance_count, instance_type=config.endpoint_instance_type,
@@ -126,6 +109,11 @@ class EndpointStack(cdk.Stack):
         )
         # the same document the training pipeline gives the endpoint configs it creates
         endpoint_config.add_property_override("DataCaptureConfig", data_capture_config(config, storage))
+        if not uses_volume_key(config.endpoint_instance_type):
+            # AwsSolutions has no rule on an endpoint config's key; the packs that do are told why there is none
+            cdk.Validations.of(endpoint_config).acknowledge(*(
+                _ack(f"{pack}-SageMakerEndpointConfigurationKMSKeyConfigured", LOCAL_STORAGE_REASON)
+                for pack in ("HIPAA.Security", "NIST.800.53.R5", "PCI.DSS.321")))
         return endpoint_config
 
     def _autoscaling(self, config: AppConfig) -> None:
@@ -151,6 +139,7 @@ class EndpointStack(cdk.Stack):
 
     def _alarms(self, config: AppConfig, storage: StorageStack) -> sns.Topic:
         topic = sns.Topic(self, "AlarmTopic", display_name=f"GRU4Rec {config.stage} endpoint alarms",
+                          topic_name=config.topic_name("endpoint-alarms"),
                           master_key=storage.key, enforce_ssl=True)
         if config.notification_email:
             topic.add_subscription(subscriptions.EmailSubscription(config.notification_email))

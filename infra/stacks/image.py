@@ -105,3 +105,11 @@ class ImageStack(cdk.Stack):
 
 
 _PULL_ACTIONS = ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability")
+
+
+def pull_image_statements(image: ImageStack) -> list[iam.PolicyStatement]:
+    """What a SageMaker execution role needs to pull this stage's images (the login token takes only '*')."""
+    return [
+        iam.PolicyStatement(sid="PullImage", resources=[image.repository.repository_arn], actions=list(_PULL_ACTIONS)),
+        iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
+    ]

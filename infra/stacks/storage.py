@@ -10,7 +10,10 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infra.config import AppConfig
-from infra.layout import SCORED_SESSIONS_PREFIX
+from infra.layout import CAPTURE_PREFIX, CHECKPOINTS_PREFIX, INCOMING_SESSIONS_PREFIX, SCORED_SESSIONS_PREFIX
+
+# the encryption context key SNS sends with its KMS requests for an encrypted topic
+SNS_TOPIC_CONTEXT = "kms:EncryptionContext:aws:sns:topicArn"
 
 
 class StorageStack(cdk.Stack):
@@ -60,29 +63,52 @@ class StorageStack(cdk.Stack):
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
         key.add_to_resource_policy(self._logs_may_use_key(config))
-        # CloudWatch alarms and EventBridge rules publish to the stage's topics, which this key encrypts
-        key.add_to_resource_policy(iam.PolicyStatement(
-            sid="AlarmsAndRulesPublishToEncryptedTopics",
-            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com"), iam.ServicePrincipal("events.amazonaws.com")],
-            actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=["*"],
-        ))
+        key.add_to_resource_policy(self._alarms_may_publish(config))
         return key
 
+    def _alarms_may_publish(self, config: AppConfig) -> iam.PolicyStatement:
+        """CloudWatch alarms publish to the stage's topics, which this key encrypts; only this account's
+        alarms, only for the stage's topics (``gru4rec-<stage>-*``).
+
+        The conditions are those AWS documents for event sources publishing to encrypted topics
+        (Amazon SNS, "Enable compatibility between event sources from AWS services and encrypted
+        topics": https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services):
+        ``aws:SourceArn`` (the alarm) and the encryption context ``aws:sns:topicArn``, which SNS sends
+        with each data key request. A condition a service's request does not carry would drop its
+        notifications without an error: the same page says EventBridge's requests cannot be tied by
+        ``aws:SourceArn`` / ``aws:SourceAccount``, so the stage's EventBridge rules publish with an IAM
+        role of their own (``infra.stacks.workflow.notify_abnormal_ends``) and the key names no
+        events.amazonaws.com principal.
+        """
+        topics = self.format_arn(service="sns", resource=config.topic_name("*"), arn_format=cdk.ArnFormat.NO_RESOURCE_NAME)
+        alarms = self.format_arn(service="cloudwatch", resource="alarm", resource_name="*",
+                                 arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)
+        return iam.PolicyStatement(
+            sid="AlarmsPublishToStageTopics", principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+            actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=["*"],
+            # the encryption context keys are strings (the Service Authorization Reference): a String operator
+            conditions={"ArnLike": {"aws:SourceArn": alarms}, "StringLike": {SNS_TOPIC_CONTEXT: topics}},
+        )
+
     def _logs_may_use_key(self, config: AppConfig) -> iam.PolicyStatement:
-        """CloudWatch Logs may encrypt this stage's log groups (``/gru4rec/<stage>/...`` and Step Functions' vended logs)."""
+        """CloudWatch Logs may encrypt this stage's log groups (``/gru4rec/<stage>/...``, Step Functions' vended
+        logs and the endpoint's ``/aws/sagemaker/Endpoints/<endpoint>``)."""
         def log_group_arn(name_pattern: str) -> str:
             return self.format_arn(service="logs", resource="log-group", resource_name=name_pattern,
                                    arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)
 
+        # kms:DescribeKey carries no encryption context, so under this condition it would never be allowed
         return iam.PolicyStatement(
             sid="CloudWatchLogsEncryptsStageLogGroups",
             principals=[iam.ServicePrincipal(f"logs.{self.region}.amazonaws.com")],
             actions=["kms:Encrypt", "kms:Decrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:GenerateDataKey",
-                     "kms:GenerateDataKeyWithoutPlaintext", "kms:DescribeKey"],
+                     "kms:GenerateDataKeyWithoutPlaintext"],
             resources=["*"],
-            conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": [
+            # the encryption context keys are strings (the Service Authorization Reference): String operators
+            conditions={"StringLike": {"kms:EncryptionContext:aws:logs:arn": [
                 log_group_arn(config.log_group_name("*")),
                 log_group_arn(f"/aws/vendedlogs/states/{config.resource_prefix}-*"),
+                log_group_arn(config.endpoint_log_group_name),
             ]}},
         )
 
@@ -111,8 +137,8 @@ class StorageStack(cdk.Stack):
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED, removal_policy=cdk.RemovalPolicy.RETAIN,
             server_access_logs_bucket=self.log_bucket, server_access_logs_prefix="data-bucket/",
             lifecycle_rules=[
-                s3.LifecycleRule(id="ExpireScoredSessions", prefix=SCORED_SESSIONS_PREFIX,
-                                 expiration=cdk.Duration.days(config.scored_expiration_days)),
+                *(s3.LifecycleRule(id=rule_id, prefix=prefix, expiration=cdk.Duration.days(days))
+                  for rule_id, prefix, days in _expiring_prefixes(config)),
                 s3.LifecycleRule(id="ExpireNoncurrentVersions",
                                  noncurrent_version_expiration=cdk.Duration.days(config.noncurrent_version_expiration_days),
                                  abort_incomplete_multipart_upload_after=cdk.Duration.days(7)),
@@ -123,3 +149,14 @@ class StorageStack(cdk.Stack):
         cfn_bucket: s3.CfnBucket = bucket.node.default_child
         cfn_bucket.add_property_override("NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled", True)
         return bucket
+
+
+def _expiring_prefixes(config: AppConfig) -> list[tuple[str, str, int]]:
+    """(rule id, key prefix, days) of the data that has no use once it is old: the rest (training data,
+    models) is kept, and only its old versions expire."""
+    return [
+        ("ExpireIncomingSessions", INCOMING_SESSIONS_PREFIX, config.incoming_expiration_days),
+        ("ExpireScoredSessions", SCORED_SESSIONS_PREFIX, config.scored_expiration_days),
+        ("ExpireDataCapture", CAPTURE_PREFIX, config.capture_expiration_days),
+        ("ExpireCheckpoints", CHECKPOINTS_PREFIX, config.checkpoint_expiration_days),
+    ]

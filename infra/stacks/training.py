@@ -19,9 +19,18 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.config import AppConfig
-from infra.layout import CHECKPOINTS_PREFIX, MODELS_PREFIX, TRAINING_TEST_PREFIX, TRAINING_TRAIN_PREFIX
+from infra.instance_storage import uses_volume_key
+from infra.layout import (
+    CHECKPOINTS_PREFIX,
+    MODELS_PREFIX,
+    TRAINING_TEST_PREFIX,
+    TRAINING_TRAIN_PREFIX,
+    one_off_job_prefix,
+)
+from infra.log_groups import log_group_arn, log_streams_arn
+from infra.sagemaker_models import NETWORK_ISOLATION, primary_container
 from infra.stacks.endpoint import EndpointStack, data_capture_config
-from infra.stacks.image import ImageStack
+from infra.stacks.image import ImageStack, pull_image_statements
 from infra.stacks.storage import StorageStack
 from infra.stacks.workflow import (
     STATE_MACHINE_SERVICE_WILDCARDS,
@@ -38,7 +47,8 @@ from infra.stacks.workflow import (
     sagemaker_arn,
     sync_job_statements,
     sync_job_task,
-    volume_grant_statement,
+    volume_key,
+    volume_key_statements,
 )
 
 JOB_KIND = "train"
@@ -77,8 +87,8 @@ class TrainingStack(cdk.Stack):
                       .next(self._train(config, storage, image, on_failure))
                       .next(self._quality_gate(config, on_failure, self._deploy(config, storage, image, endpoint, on_failure))))
         self.state_machine = pipeline_state_machine(self, config, storage.key, "training", definition, _timeout(config))
-        self._grant_pipeline(storage, endpoint)
-        notify_abnormal_ends(self, self.state_machine, self.topic)
+        self._grant_pipeline(config, storage, endpoint)
+        notify_abnormal_ends(self, self.state_machine, self.topic, storage.key)
         cdk.CfnOutput(self, "TrainingStateMachineArn", value=self.state_machine.state_machine_arn,
                       description="Training pipeline: train, quality gate, roll the endpoint")
 
@@ -113,10 +123,15 @@ class TrainingStack(cdk.Stack):
             "OutputDataConfig": {"S3OutputPath": f"s3://{storage.bucket.bucket_name}/{MODELS_PREFIX}",
                                  "KmsKeyId": storage.key.key_arn},
             "ResourceConfig": {"InstanceType": config.training_instance_type, "InstanceCount": 1,
-                               "VolumeSizeInGB": TRAINING_VOLUME_GB, "VolumeKmsKeyId": storage.key.key_arn},
+                               "VolumeSizeInGB": TRAINING_VOLUME_GB},
             "StoppingCondition": {"MaxRuntimeInSeconds": int(runtime.to_seconds())},
+            # the container reads its channels and writes /opt/ml; SageMaker moves data, checkpoints and the model
+            "EnableNetworkIsolation": NETWORK_ISOLATION,
             "Tags": resource_tags(config, pipeline="training"),
         }
+        volume = volume_key(storage.key, config.training_instance_type)
+        if volume:
+            arguments["ResourceConfig"]["VolumeKmsKeyId"] = volume
         if config.use_spot:
             arguments["EnableManagedSpotTraining"] = True
             arguments["StoppingCondition"]["MaxWaitTimeInSeconds"] = int(_spot_max_wait(config).to_seconds())
@@ -161,24 +176,27 @@ class TrainingStack(cdk.Stack):
             iam_resources=[sagemaker_arn(self, "model", names)],
             parameters={
                 "ModelName": "{% $jobName %}", "ExecutionRoleArn": endpoint.model_role.role_arn,
-                "PrimaryContainer": {"Image": image.serve_image_uri, "ModelDataUrl": "{% $modelData %}", "Mode": "SingleModel"},
+                "PrimaryContainer": primary_container(image.serve_image_uri, "{% $modelData %}"),
+                "EnableNetworkIsolation": NETWORK_ISOLATION,
                 "Tags": tags,
             },
         )
+        endpoint_config = {
+            "EndpointConfigName": "{% $jobName %}",
+            "ProductionVariants": [{
+                "VariantName": endpoint.variant_name, "ModelName": "{% $jobName %}", "InitialVariantWeight": 1,
+                "InstanceType": config.endpoint_instance_type,
+                "InitialInstanceCount": config.endpoint_initial_instance_count,
+            }],
+            "DataCaptureConfig": data_capture_config(config, storage),
+            "Tags": tags,
+        }
+        volume = volume_key(storage.key, config.endpoint_instance_type)
+        if volume:
+            endpoint_config["KmsKeyId"] = volume
         create_config = tasks.CallAwsService.jsonata(
             self, "Create endpoint config", service="sagemaker", action="createEndpointConfig",
-            iam_resources=[sagemaker_arn(self, "endpoint-config", names)],
-            parameters={
-                "EndpointConfigName": "{% $jobName %}",
-                "ProductionVariants": [{
-                    "VariantName": endpoint.variant_name, "ModelName": "{% $jobName %}", "InitialVariantWeight": 1,
-                    "InstanceType": config.endpoint_instance_type,
-                    "InitialInstanceCount": config.endpoint_initial_instance_count,
-                }],
-                "KmsKeyId": storage.key.key_arn,
-                "DataCaptureConfig": data_capture_config(config, storage),
-                "Tags": tags,
-            },
+            iam_resources=[sagemaker_arn(self, "endpoint-config", names)], parameters=endpoint_config,
         )
         # keep the instance count autoscaling has reached (and the variant weight) while the fleet is replaced
         update = tasks.CallAwsService.jsonata(
@@ -253,10 +271,10 @@ class TrainingStack(cdk.Stack):
                         description=f"Execution role of the GRU4Rec {config.stage} training jobs")
         training_data, models = storage.objects_arn("training/"), storage.objects_arn(MODELS_PREFIX)
         checkpoints = storage.objects_arn(CHECKPOINTS_PREFIX)
-        log_group = self.format_arn(service="logs", resource="log-group", resource_name=TRAINING_LOG_GROUP,
-                                    arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)
-        # SageMaker names a job's log streams <job name>/algo-<n>-<time>
-        log_streams = f"{log_group}:log-stream:{self.job_name_prefix}*"
+        log_group = log_group_arn(self, TRAINING_LOG_GROUP)
+        # SageMaker names a job's log streams <job name>/algo-<n>-<time>: the pipeline's and the operator CLI's one-off jobs
+        log_streams = log_streams_arn(self, TRAINING_LOG_GROUP, f"{self.job_name_prefix}*")
+        one_off_streams = log_streams_arn(self, TRAINING_LOG_GROUP, f"{one_off_job_prefix(config.stage)}-*")
         listed_prefixes = ["training/*"] + ([f"{CHECKPOINTS_PREFIX}*"] if config.use_spot else [])
         statements = [
             iam.PolicyStatement(sid="ListTrainingData", actions=["s3:ListBucket"], resources=[storage.bucket.bucket_arn],
@@ -265,17 +283,17 @@ class TrainingStack(cdk.Stack):
             iam.PolicyStatement(sid="WriteModels", actions=["s3:PutObject"], resources=[models]),
             iam.PolicyStatement(sid="UseStageKey", actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
                                 resources=[storage.key.key_arn]),
-            volume_grant_statement(storage.key),
-            iam.PolicyStatement(sid="PullImage", resources=[image.repository.repository_arn], actions=[
-                "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]),
-            iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
+            *pull_image_statements(image),
+            # SageMaker creates the account's shared training log group on the first job of a region
             iam.PolicyStatement(sid="CreateTrainingLogGroup", actions=["logs:CreateLogGroup", "logs:DescribeLogStreams"],
                                 resources=[log_group]),
             iam.PolicyStatement(sid="WriteTrainingLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                                resources=[log_streams]),
+                                resources=[log_streams, one_off_streams]),
             iam.PolicyStatement(sid="PublishTrainingMetrics", actions=["cloudwatch:PutMetricData"], resources=["*"],
                                 conditions={"StringEquals": {"cloudwatch:namespace": TRAINING_METRICS_NAMESPACE}}),
         ]
+        if uses_volume_key(config.training_instance_type):
+            statements += volume_key_statements(storage.key)
         if config.use_spot:
             statements.append(iam.PolicyStatement(sid="SyncCheckpoints", actions=["s3:GetObject", "s3:PutObject"],
                                                   resources=[checkpoints]))
@@ -285,15 +303,19 @@ class TrainingStack(cdk.Stack):
                  f"permissions; limited to the namespace {TRAINING_METRICS_NAMESPACE} by a condition) use '*'.",
             training_data: "Training jobs read every file of the training channels under training/ (train/ and test/).",
             models: "SageMaker writes each job's model.tar.gz under models/<job name>/: put only, this prefix only.",
+            log_group: "log-group:<name>:* is how IAM names the one log group SageMaker writes training logs to "
+                       "(CreateLogGroup on a region's first job, DescribeLogStreams).",
             log_streams: "SageMaker names each training job's log streams <job name>/algo-<n>-<time>; "
                          "the grant covers this pipeline's job names only.",
+            one_off_streams: "The operator CLI's one-off training jobs (same role) are named <stage prefix>-oneoff-<time>; "
+                             "their log streams only.",
         }
         if config.use_spot:
             findings[checkpoints] = "Managed Spot syncs /opt/ml/checkpoints with checkpoints/<job name>/ to resume an interrupted job."
         acknowledge_wildcards(policy, findings)
         return role
 
-    def _grant_pipeline(self, storage: StorageStack, endpoint: EndpointStack) -> None:
+    def _grant_pipeline(self, config: AppConfig, storage: StorageStack, endpoint: EndpointStack) -> None:
         """What the state machine does beyond its CallAwsService tasks (which grant their own calls)."""
         names = f"{self.job_name_prefix}*"
         models, configs = sagemaker_arn(self, "model", names), sagemaker_arn(self, "endpoint-config", names)
@@ -304,8 +326,10 @@ class TrainingStack(cdk.Stack):
                                 conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}),
             # tags given at creation are authorized as AddTags
             iam.PolicyStatement(sid="TagModelsAndEndpointConfigs", actions=["sagemaker:AddTags"], resources=[models, configs]),
-            volume_grant_statement(storage.key),
         ]
+        # CreateTrainingJob and UpdateEndpoint with a volume key: the caller lets SageMaker grant the key too
+        if uses_volume_key(config.training_instance_type) or uses_volume_key(config.endpoint_instance_type):
+            statements += volume_key_statements(storage.key)
         for statement in statements:
             self.state_machine.add_to_role_policy(statement)
         reason = "Names carry the execution's start time and hash: the grant covers this pipeline's names only."

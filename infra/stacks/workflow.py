@@ -21,6 +21,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.config import AppConfig
+from infra.instance_storage import uses_volume_key
 from infra.nag import wildcard_resource_finding
 
 # UTC time of the execution's start, 15 characters: 20261129-021710
@@ -121,19 +122,36 @@ def add_capacity_retries(task: sfn.CustomState) -> None:
                    jitter_strategy=sfn.JitterType.FULL)
 
 
-def volume_grant_statement(key: kms.IKey) -> iam.PolicyStatement:
-    """Let SageMaker encrypt instance volumes with ``key`` on the caller's behalf (grants for AWS resources only)."""
-    return iam.PolicyStatement(
-        sid="GrantKeyToSageMakerVolumes", actions=["kms:CreateGrant", "kms:DescribeKey"], resources=[key.key_arn],
-        conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
-    )
+def volume_key_statements(key: kms.IKey) -> list[iam.PolicyStatement]:
+    """What a role needs when SageMaker encrypts an instance's storage volume with ``key`` on its behalf.
+
+    SageMaker creates a KMS grant for the instance (``kms:CreateGrant``, allowed only for grants to
+    AWS resources) and reads the key's metadata (``kms:DescribeKey``). DescribeKey is a statement of
+    its own: ``kms:GrantIsForAWSResource`` exists only in grant requests, so under that condition
+    DescribeKey would never be allowed. "If using an AWS KMS key for the ML storage volume in the
+    resource configuration of your job, the IAM policy must allow kms:CreateGrant":
+    https://repost.aws/knowledge-center/sagemaker-s3-accessdenied-training, and CreateEndpoint /
+    UpdateEndpoint with a KmsKeyId need kms:CreateGrant:
+    https://docs.aws.amazon.com/sagemaker/latest/dg/api-permissions-reference.html
+    """
+    return [
+        iam.PolicyStatement(sid="GrantKeyToSageMakerVolumes", actions=["kms:CreateGrant"], resources=[key.key_arn],
+                            conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}}),
+        iam.PolicyStatement(sid="DescribeVolumeKey", actions=["kms:DescribeKey"], resources=[key.key_arn]),
+    ]
+
+
+def volume_key(key: kms.IKey, instance_type: str) -> str | None:
+    """The key ARN for an instance's storage volume, or None for a type with local NVMe storage
+    (SageMaker rejects a volume key there: ``infra.instance_storage``)."""
+    return key.key_arn if uses_volume_key(instance_type) else None
 
 
 def failure_topic(scope: Construct, config: AppConfig, key: kms.IKey, pipeline: str) -> sns.Topic:
     """The pipeline's failure notifications: SSL only, encrypted with the stage's key, mailed to
     ``notification_email`` when one is set."""
     topic = sns.Topic(scope, "FailureTopic", display_name=f"GRU4Rec {config.stage} {pipeline} pipeline failures",
-                      master_key=key, enforce_ssl=True)
+                      topic_name=config.topic_name(f"{pipeline}-failures"), master_key=key, enforce_ssl=True)
     if config.notification_email:
         topic.add_subscription(subscriptions.EmailSubscription(config.notification_email))
     return topic
@@ -196,14 +214,30 @@ def pipeline_state_machine(scope: Construct, config: AppConfig, key: kms.IKey, p
     return machine
 
 
-def notify_abnormal_ends(scope: Construct, machine: sfn.StateMachine, topic: sns.ITopic) -> events.Rule:
-    """Executions that time out or are stopped never reach a Catch: EventBridge reports those to ``topic``."""
+def notify_abnormal_ends(scope: Construct, machine: sfn.StateMachine, topic: sns.ITopic, key: kms.IKey) -> events.Rule:
+    """Executions that time out or are stopped never reach a Catch: EventBridge reports those to ``topic``.
+
+    EventBridge publishes with a role of its own, so the topic's key needs no grant to the
+    events.amazonaws.com service principal (which a KMS key policy cannot tie to this account: "Adding
+    the aws:SourceAccount and aws:SourceArn to a AWS KMS policy is not supported for EventBridge-to-encrypted
+    topics", https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html). "The role needs
+    sns:Publish on the topic. If the topic is encrypted with a customer managed key, the role also needs
+    kms:GenerateDataKey and kms:Decrypt on that key":
+    https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-custom-bus-target-sns.html
+    """
     rule = events.Rule(scope, "AbnormalEnds", description="Pipeline executions that timed out or were stopped",
                        event_pattern=events.EventPattern(
                            source=["aws.states"], detail_type=["Step Functions Execution Status Change"],
                            detail={"status": ABNORMAL_END_STATUSES, "stateMachineArn": [machine.state_machine_arn]},
                        ))
-    rule.add_target(targets.SnsTopic(topic))
+    role = iam.Role(scope, "AbnormalEndsPublisher", assumed_by=iam.ServicePrincipal("events.amazonaws.com"),
+                    description="EventBridge publishes abnormal pipeline ends to the failure topic")
+    iam.Policy(scope, "AbnormalEndsPublisherPolicy", roles=[role], statements=[
+        iam.PolicyStatement(sid="PublishFailures", actions=["sns:Publish"], resources=[topic.topic_arn]),
+        publish_statement(key),
+    ])
+    # immutable: the target would otherwise add its own kms:GenerateDataKey* grant
+    rule.add_target(targets.SnsTopic(topic, role=role.without_policy_updates(), authorize_using_role=True))
     return rule
 
 

@@ -23,7 +23,8 @@ CONTRACT = {
 }
 # every cdk-nag acknowledgement of the storage, image, endpoint and API stacks (construct path -> rule ids);
 # the reasons are in the code
-LOG_STREAMS = "arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:{}:log-stream:*"
+LOG_GROUP = "arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:{}"
+LOG_STREAMS = LOG_GROUP + ":log-stream:*"
 ACKNOWLEDGED = {
     "/Gru4Rec-Dev-Storage/AccessLogs": {"AwsSolutions-S1"},
     "/Gru4Rec-Dev-Image/ImageCopyPolicy": {
@@ -34,10 +35,7 @@ ACKNOWLEDGED = {
         "AwsSolutions-IAM5[Resource::*]",
         "AwsSolutions-IAM5[Resource::gru4rec-dev-data-bucket-arn/models/*]",
         "AwsSolutions-IAM5[Resource::gru4rec-dev-data-bucket-arn/capture/*]",
-        f"AwsSolutions-IAM5[Resource::{LOG_STREAMS.format('/aws/sagemaker/Endpoints/gru4rec-dev')}]",
-        "AwsSolutions-IAM5[Resource::gru4rec-dev-data-bucket-arn/sessions/incoming/*]",
-        "AwsSolutions-IAM5[Resource::gru4rec-dev-data-bucket-arn/sessions/scored/*]",
-        f"AwsSolutions-IAM5[Resource::{LOG_STREAMS.format('/aws/sagemaker/TransformJobs').replace(':*', ':gru4rec-dev-batch-*')}]",
+        f"AwsSolutions-IAM5[Resource::{LOG_GROUP.format('/aws/sagemaker/Endpoints/gru4rec-dev')}:*]",
     },
     "/Gru4Rec-Dev-Api/Api": {
         "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",

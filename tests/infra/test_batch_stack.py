@@ -17,6 +17,7 @@ STORAGE_EXPORTS = "import:Gru4Rec-Dev-Storage"
 EXECUTION = {"Id": "arn:aws:states:eu-west-1:123456789012:execution:gru4rec-dev-batch:4f6c",
              "StartTime": "2026-11-29T02:17:10.123Z"}
 BUCKET = "gru4rec-dev-data"
+MODEL_DATA = f"s3://{BUCKET}/models/gru4rec-dev-train-20261128-101500-0a1b2c3d/output/model.tar.gz"
 
 
 @pytest.fixture(scope="module")
@@ -36,13 +37,13 @@ def variables_for(states, key):
     assigned = states["Name the job"]["Assign"]
     context = {"context": {"Execution": EXECUTION}, "input": event}
     return {"jobName": evaluate(assigned["jobName"], states=context), "key": evaluate(assigned["key"], states=context),
-            "bucket": BUCKET, "modelName": "gru4rec-dev-train-20261128-101500-0a1b2c3d"}
+            "bucket": BUCKET, "modelData": MODEL_DATA}
 
 
 def test_states_in_order(states):
     assert main_path(states, "Name the job", via={"Sessions file?": "Stagger", "Capacity free?": "Read live model"}) == [
         "Name the job", "Sessions file?", "Stagger", "Count running jobs", "Capacity free?", "Read live model",
-        "Transform", "Done",
+        "Create model", "Transform", "Delete model", "Done",
     ]
     assert main_path(states, "Wait for capacity") == ["Wait for capacity", "Count running jobs", "Capacity free?"]
     assert states["Capacity free?"]["Default"] == "Wait for capacity"
@@ -70,7 +71,8 @@ def test_rule_starts_the_state_machine_with_retries_and_a_dead_letter_queue(temp
     assert target["RetryPolicy"]["MaximumRetryAttempts"] >= 1 and target["RetryPolicy"]["MaximumEventAgeInSeconds"] > 0
     (queue_name, queue), = resources(template, "AWS::SQS::Queue").items()
     assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": [queue_name, "Arn"]}
-    assert STORAGE_EXPORTS in marker(queue["Properties"]["KmsMasterKeyId"])
+    # SQS-managed encryption: EventBridge needs no grant on the stage key for its dead letters
+    assert queue["Properties"]["SqsManagedSseEnabled"] is True and "KmsMasterKeyId" not in queue["Properties"]
     role = target["RoleArn"]["Fn::GetAtt"][0]
     (start,) = [s for s in policy_statements(template) if marker(s["Resource"]) == f"<{machine}>"]
     assert start["Action"] == "states:StartExecution"
@@ -137,10 +139,46 @@ def test_waits_are_jittered(states):
 def test_live_model_is_read_right_before_the_job(states):
     read = states["Read live model"]
     assert read["Resource"] == f"arn:{PARTITION}:states:::aws-sdk:ssm:getParameter"
-    assert read["Arguments"] == {"Name": "/gru4rec/dev/current-model-name"}
-    result = {"Parameter": {"Name": "/gru4rec/dev/current-model-name", "Value": "model-7"}}
-    assert evaluate(read["Assign"]["modelName"], states={"result": result}) == "model-7"
-    assert read["Next"] == "Transform"
+    assert read["Arguments"] == {"Name": "/gru4rec/dev/current-model-data"}
+    result = {"Parameter": {"Name": "/gru4rec/dev/current-model-data", "Value": MODEL_DATA}}
+    assert evaluate(read["Assign"]["modelData"], states={"result": result}) == MODEL_DATA
+    assert read["Next"] == "Create model"
+
+
+def test_each_job_gets_its_own_model_under_the_transform_role(states, template, synth):
+    create = states["Create model"]
+    assert create["Resource"] == f"arn:{PARTITION}:states:::aws-sdk:sagemaker:createModel"
+    variables = variables_for(states, "sessions/incoming/a.jsonl")
+    arguments = create["Arguments"]
+    assert evaluate(arguments["ModelName"], variables) == variables["jobName"]
+    assert arguments["ExecutionRoleArn"] == f"<{_logical_id(template, 'AWS::IAM::Role', 'TransformRole')}.Arn>"
+    container = arguments["PrimaryContainer"]
+    assert container["Image"].endswith(":" + marker(synth.stacks["image"].resolve(synth.stacks["image"].serve_image_uri)).rsplit(":", 1)[1])
+    source = container["ModelDataSource"]["S3DataSource"]
+    assert evaluate(source["S3Uri"], variables) == MODEL_DATA
+    assert (source["S3DataType"], source["CompressionType"]) == ("S3Object", "Gzip")
+    assert arguments["EnableNetworkIsolation"] is True
+    assert create["Next"] == "Transform" and states["Transform"]["Next"] == "Delete model"
+    delete = states["Delete model"]
+    assert delete["Resource"] == f"arn:{PARTITION}:states:::aws-sdk:sagemaker:deleteModel"
+    assert evaluate(delete["Arguments"]["ModelName"], variables) == variables["jobName"]
+    assert delete["Next"] == "Done"
+
+
+def test_transform_role_reads_models_and_incoming_sessions_and_writes_scores(template):
+    statements = _policy(template, "TransformPolicy")
+    assert actions_on(statements, "/models/*") == {"s3:GetObject"}
+    assert actions_on(statements, "/sessions/incoming/*") == {"s3:GetObject"}
+    assert actions_on(statements, "/sessions/scored/*") == {"s3:PutObject"}
+    assert actions_on(statements, "/capture/") == set()
+    (listing,) = [s for s in statements if s["Action"] == "s3:ListBucket"]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["sessions/incoming/*"]}}
+    assert actions_on(statements, "log-group:/aws/sagemaker/TransformJobs:log-stream:gru4rec-dev-batch-*") == {
+        "logs:CreateLogStream", "logs:PutLogEvents"}
+    assert actions_on(statements, "log-group:/aws/sagemaker/TransformJobs:*") >= {"logs:CreateLogGroup"}
+    key_statements = [s for s in statements if {"kms:CreateGrant", "kms:DescribeKey"} & set(as_list(s["Action"]))]
+    assert sorted((as_list(s["Action"]), s.get("Condition")) for s in key_statements) == [
+        (["kms:CreateGrant"], {"Bool": {"kms:GrantIsForAWSResource": "true"}}), (["kms:DescribeKey"], None)]
 
 
 def test_transform_job_follows_the_serving_contract(states, synth):
@@ -176,7 +214,7 @@ def test_input_and_output_locations(states, key, output_path):
     assert evaluate(arguments["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"], variables) == f"s3://{BUCKET}/{key}"
     assert evaluate(arguments["TransformOutput"]["S3OutputPath"], variables) == output_path
     assert evaluate(arguments["TransformJobName"], variables) == variables["jobName"]
-    assert evaluate(arguments["ModelName"], variables) == variables["modelName"]
+    assert evaluate(arguments["ModelName"], variables) == variables["jobName"]
 
 
 def test_transform_retries_when_sagemaker_is_out_of_capacity(states):
@@ -188,7 +226,7 @@ def test_transform_retries_when_sagemaker_is_out_of_capacity(states):
 
 def test_every_task_and_failed_check_notifies_then_fails(states):
     tasks = [name for name, state in states.items() if state["Type"] == "Task" and name != "Notify failure"]
-    assert sorted(tasks) == ["Count running jobs", "Read live model", "Transform"]
+    assert sorted(tasks) == ["Count running jobs", "Create model", "Delete model", "Read live model", "Transform"]
     for name in tasks:
         assert states[name]["Catch"] == [{"ErrorEquals": ["States.ALL"], "Next": "Notify failure"}], name
     assert states["Not a sessions file"]["Next"] == "Notify failure"
@@ -205,15 +243,21 @@ def test_iam_least_privilege(template):
     statements = policy_statements(template)
     for statement in statements:
         assert not any("*" in action for action in as_list(statement["Action"])), statement
-        assert "iam:PassRole" not in as_list(statement["Action"])
-    star = {a for s in statements if s["Resource"] == "*" for a in as_list(s["Action"])}
+        if "iam:PassRole" in as_list(statement["Action"]):
+            assert as_list(statement["Action"]) == ["iam:PassRole"]
+            assert marker(statement["Resource"]).startswith("<TransformRole")
+            assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    machine = _policy(template, "StateMachineRoleDefaultPolicy")
+    star = {a for s in machine if s["Resource"] == "*" for a in as_list(s["Action"])}
     assert {a for a in star if not a.startswith(("logs:", "xray:"))} == {"sagemaker:listTransformJobs"}
     assert actions_on(statements, ":transform-job/gru4rec-dev-batch-*") == {
         "sagemaker:CreateTransformJob", "sagemaker:DescribeTransformJob", "sagemaker:StopTransformJob",
         "sagemaker:AddTags", "sagemaker:ListTags"}
     assert actions_on(statements, ":rule/StepFunctionsGetEventsForSageMakerTransformJobsRule") == {
         "events:PutTargets", "events:PutRule", "events:DescribeRule"}
-    assert actions_on(statements, ":parameter/gru4rec/dev/current-model-name") == {"ssm:getParameter"}
+    assert actions_on(statements, ":parameter/gru4rec/dev/current-model-data") == {"ssm:getParameter"}
+    assert actions_on(statements, ":model/gru4rec-dev-batch-*") == {
+        "sagemaker:createModel", "sagemaker:deleteModel", "sagemaker:AddTags"}
 
 
 @pytest.mark.parametrize("instance_type, workers", [
@@ -232,3 +276,13 @@ def test_workers_of_an_unknown_size():
 def _rule(template: dict, prefix: str) -> dict:
     (rule,) = [body for name, body in resources(template, "AWS::Events::Rule").items() if name.startswith(prefix)]
     return rule
+
+
+def _logical_id(template: dict, resource_type: str, prefix: str) -> str:
+    (name,) = [name for name in resources(template, resource_type) if name.startswith(prefix)]
+    return name
+
+
+def _policy(template: dict, prefix: str) -> list[dict]:
+    return resources(template, "AWS::IAM::Policy")[_logical_id(template, "AWS::IAM::Policy", prefix)]["Properties"][
+        "PolicyDocument"]["Statement"]

@@ -108,3 +108,20 @@ def test_unknown_context_keys_are_left_alone(artifact):
 
 def test_empty_notification_email_means_none(artifact):
     assert AppConfig.from_mapping({"initial_model_artifact": artifact, "notification_email": ""}).notification_email is None
+
+
+@pytest.mark.parametrize("values", [
+    {"checkpoint_expiration_days": 1, "training_max_runtime_hours": 20},  # Spot may take 40 hours
+    {"capture_expiration_days": 0},
+    {"incoming_expiration_days": "-3"},
+])
+def test_expirations_that_would_lose_data_in_use_are_refused(artifact, values):
+    key = next(k for k in values if k.endswith("_expiration_days"))
+    with pytest.raises(ConfigError, match=key):
+        AppConfig.from_mapping({**values, "initial_model_artifact": artifact})
+
+
+def test_checkpoints_may_expire_once_the_longest_spot_job_is_over(artifact):
+    config = AppConfig.from_mapping({"checkpoint_expiration_days": 2, "training_max_runtime_hours": 24,
+                                     "initial_model_artifact": artifact})
+    assert config.checkpoint_expiration_days * 24 == 24 + 24

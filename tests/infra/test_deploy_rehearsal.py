@@ -328,7 +328,7 @@ def test_the_endpoint_serves_the_live_model_from_ssm(rehearsal, synth):
     model_name = ssm.get_parameter(Name=synth.config.model_name_parameter_name)["Parameter"]["Value"]
     model = session.client("sagemaker").describe_model(ModelName=model_name)
     containers = [model["PrimaryContainer"]] if "PrimaryContainer" in model else model["Containers"]
-    assert [c["ModelDataUrl"] for c in containers] == [model_data]
+    assert [c["ModelDataSource"]["S3DataSource"]["S3Uri"] for c in containers] == [model_data]
 
 
 def test_a_one_off_job_copies_the_deployed_training_job(rehearsal, synth, monkeypatch, tmp_path):
@@ -346,6 +346,7 @@ def test_a_one_off_job_copies_the_deployed_training_job(rehearsal, synth, monkey
     assert settings.image_uri == image_outputs["TrainImageUri"]
     assert settings.instance_type == config.training_instance_type
     assert settings.spot is config.use_spot
+    assert settings.network_isolation is True
     defaults = {name: str(value) for name, value in HYPERPARAMETER_DEFAULTS.items()}
     assert settings.default_hyperparameters == defaults
     assert "recall@20" in {metric["Name"] for metric in settings.metric_definitions}
@@ -359,4 +360,5 @@ def test_a_one_off_job_copies_the_deployed_training_job(rehearsal, synth, monkey
     assert job["AlgorithmSpecification"]["TrainingImage"] == image_outputs["TrainImageUri"]
     assert job["OutputDataConfig"]["S3OutputPath"] == f"s3://{deployment.data_bucket}/models/"
     assert job["HyperParameters"]["epochs"] == "1"
+    assert job["EnableNetworkIsolation"] is True
     assert [c["ChannelName"] for c in job["InputDataConfig"]] == ["train", "test"]

@@ -3,6 +3,8 @@ import json
 
 import pytest
 
+from tests.infra.policy_documents import ACCOUNT, REGION, AppPolicies
+
 
 @pytest.fixture(scope="module")
 def endpoint(synth) -> dict:
@@ -25,10 +27,33 @@ def _as_list(value):
 
 def test_model_data_is_the_live_model_read_from_ssm_at_every_deploy(endpoint):
     _, model = _one(endpoint, "AWS::SageMaker::Model")
-    parameter = model["Properties"]["PrimaryContainer"]["ModelDataUrl"]["Ref"]
-    assert endpoint["Parameters"][parameter] == {"Type": "AWS::SSM::Parameter::Value<String>",
-                                                 "Default": "/gru4rec/dev/current-model-data"}
+    source = model["Properties"]["PrimaryContainer"]["ModelDataSource"]["S3DataSource"]
+    assert endpoint["Parameters"][source["S3Uri"]["Ref"]] == {"Type": "AWS::SSM::Parameter::Value<String>",
+                                                              "Default": "/gru4rec/dev/current-model-data"}
     assert "ModelName" not in model["Properties"], "CloudFormation names each replacement model"
+
+
+def test_model_data_is_declared_a_gzipped_tar_whatever_its_key_ends_with(endpoint):
+    """The first model's asset key ends in .gz only; the data source says what the object is."""
+    _, model = _one(endpoint, "AWS::SageMaker::Model")
+    container = model["Properties"]["PrimaryContainer"]
+    assert "ModelDataUrl" not in container
+    source = container["ModelDataSource"]["S3DataSource"]
+    assert (source["S3DataType"], source["CompressionType"]) == ("S3Object", "Gzip")
+
+
+def test_model_runs_without_a_network(endpoint):
+    _, model = _one(endpoint, "AWS::SageMaker::Model")
+    assert model["Properties"]["EnableNetworkIsolation"] is True
+
+
+def test_stack_owns_the_endpoints_log_group_encrypted_and_with_retention(synth, endpoint):
+    group_id, group = _one(endpoint, "AWS::Logs::LogGroup")
+    assert group["Properties"]["LogGroupName"] == "/aws/sagemaker/Endpoints/gru4rec-dev"
+    assert "Key" in group["Properties"]["KmsKeyId"]["Fn::ImportValue"]
+    assert group["Properties"]["RetentionInDays"] == synth.config.log_retention_days
+    _, resource = _one(endpoint, "AWS::SageMaker::Endpoint")
+    assert group_id in resource["DependsOn"], "the group exists before the endpoint's first instance logs"
 
 
 def test_model_runs_the_serve_image(synth, endpoint):
@@ -110,25 +135,26 @@ def test_model_role_is_assumed_only_by_sagemaker(endpoint):
     assert "ManagedPolicyArns" not in role["Properties"]
 
 
-def test_model_role_reads_models_and_incoming_sessions_and_writes_capture_and_scores(endpoint, synth):
-    s3 = [(action, resource) for statement in _statements(endpoint) for action in _as_list(statement["Action"])
-          if action.startswith("s3:") for resource in _as_list(statement["Resource"])]
-    rendered = sorted((action, json.dumps(resource)) for action, resource in s3)
-    object_key = json.loads((synth.outdir / "Gru4Rec-Dev-Storage.assets.json").read_text())["files"]
-    model_key, = [d["objectKey"] for a in object_key.values() if a["displayName"] == "InitialModel" for d in a["destinations"].values()]
-    assert [action for action, _ in rendered] == ["s3:GetObject"] * 3 + ["s3:ListBucket"] + ["s3:PutObject"] * 2
-    reads = [resource for action, resource in rendered if action == "s3:GetObject"]
-    assert any(r.endswith(f'"/{model_key}"]]}}') for r in reads), "the first model's object, and only it, in the asset bucket"
-    assert any('"gru4rec-dev-data-bucket-arn"}, "/models/*"' in r for r in reads)
-    assert any('"gru4rec-dev-data-bucket-arn"}, "/sessions/incoming/*"' in r for r in reads)
-    writes = [resource for action, resource in rendered if action == "s3:PutObject"]
-    assert sorted(w.split('"}, "')[1] for w in writes) == ['/capture/*"]]}', '/sessions/scored/*"]]}']
-
-
-def test_transform_jobs_may_list_only_the_incoming_prefix(endpoint):
-    listing, = [s for s in _statements(endpoint) if "s3:ListBucket" in _as_list(s["Action"])]
-    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["sessions/incoming/*"]}}
-    assert listing["Resource"] == {"Fn::ImportValue": "gru4rec-dev-data-bucket-arn"}
+def test_endpoint_model_role_reaches_model_objects_only(synth):
+    """Every policy attached to the endpoint's model role, resolved: S3 reads are the model artifacts
+    (models/ and the first model's object), the one write is data capture; no session data at all."""
+    documents = AppPolicies(synth.templates)
+    endpoint_stack = synth.stacks["endpoint"].stack_name
+    role_id, _ = _one(synth.template_dict("endpoint"), "AWS::IAM::Role")
+    attached = [name for stack, template in synth.templates.items()
+                for name, resource in template["Resources"].items()
+                if resource["Type"] == "AWS::IAM::Policy"
+                and {"Ref": role_id} in resource["Properties"]["Roles"] and stack == endpoint_stack]
+    assert len(attached) == 1
+    (policy,) = [d for d in documents.documents() if d.stack == endpoint_stack and d.logical_id == attached[0]]
+    bucket = documents.resolve(synth.stacks["storage"].stack_name,
+                               {"Fn::GetAtt": [_data_bucket_id(synth), "Arn"]})
+    first_model = f"arn:aws:s3:::cdk-hnb659fds-assets-{ACCOUNT}-{REGION}/{_first_model_key(synth)}"
+    s3 = {(action, resource) for statement in policy.document["Statement"]
+          for action in _as_list(statement["Action"]) if action.startswith("s3:")
+          for resource in _as_list(statement["Resource"])}
+    assert s3 == {("s3:GetObject", f"{bucket}/models/*"), ("s3:GetObject", first_model),
+                  ("s3:PutObject", f"{bucket}/capture/*")}
 
 
 def test_model_role_pulls_only_this_repository_and_uses_only_the_stage_key(endpoint):
@@ -142,9 +168,26 @@ def test_model_role_pulls_only_this_repository_and_uses_only_the_stage_key(endpo
         elif any(a.startswith("kms:") for a in actions):
             assert "Key" in statement["Resource"]["Fn::ImportValue"]
         elif any(a.startswith("logs:") for a in actions):
-            assert all("/aws/sagemaker/Endpoints/gru4rec-dev" in json.dumps(r)
-                       or "/aws/sagemaker/TransformJobs" in json.dumps(r) for r in statement["Resource"])
-            streams = [json.dumps(r) for r in statement["Resource"] if "log-stream" in json.dumps(r)]
-            assert all(s.endswith(':log-stream:*"]]}') and "Endpoints" in s or "gru4rec-dev-batch-*" in s for s in streams)
+            assert json.dumps(statement["Resource"]).endswith(':log-group:/aws/sagemaker/Endpoints/gru4rec-dev:*"]]}')
         else:
             assert all(a.startswith("s3:") for a in actions)
+
+
+def test_model_role_may_let_sagemaker_grant_the_key_for_volumes(endpoint):
+    grant = [s for s in _statements(endpoint) if s.get("Sid") == "GrantKeyToSageMakerVolumes"]
+    describe = [s for s in _statements(endpoint) if s.get("Sid") == "DescribeVolumeKey"]
+    assert [s["Action"] for s in grant] == ["kms:CreateGrant"]
+    assert grant[0]["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}
+    assert [s["Action"] for s in describe] == ["kms:DescribeKey"] and "Condition" not in describe[0]
+
+
+def _data_bucket_id(synth) -> str:
+    (name,) = [k for k, v in synth.template_dict("storage")["Resources"].items()
+               if v["Type"] == "AWS::S3::Bucket" and k.startswith("Data")]
+    return name
+
+
+def _first_model_key(synth) -> str:
+    assets = json.loads((synth.outdir / "Gru4Rec-Dev-Storage.assets.json").read_text())["files"]
+    (key,) = [d["objectKey"] for a in assets.values() if a["displayName"] == "InitialModel" for d in a["destinations"].values()]
+    return key

@@ -1,7 +1,12 @@
 """Storage stack: key, buckets, lifecycle, EventBridge without a custom resource, the live-model pointer."""
 import json
 
+import aws_cdk as cdk
 from aws_cdk.assertions import Match
+
+from infra.config import AppConfig
+from infra.stacks.storage import StorageStack
+from tests.infra.conftest import cdk_json_context, environment_agnostic
 
 
 def _bucket(template: dict, logical_prefix: str) -> tuple[str, dict]:
@@ -21,8 +26,33 @@ def test_key_rotates_and_is_kept(synth):
 def test_cloudwatch_logs_may_use_the_key_only_for_this_stages_log_groups(synth):
     key, = synth.template("storage").find_resources("AWS::KMS::Key").values()
     statement, = [s for s in key["Properties"]["KeyPolicy"]["Statement"] if s.get("Sid") == "CloudWatchLogsEncryptsStageLogGroups"]
-    patterns = [part["Fn::Join"][1][-1] for part in statement["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]]
-    assert patterns == [":log-group:/gru4rec/dev/*", ":log-group:/aws/vendedlogs/states/gru4rec-dev-*"]
+    patterns = [part["Fn::Join"][1][-1] for part in statement["Condition"]["StringLike"]["kms:EncryptionContext:aws:logs:arn"]]
+    assert patterns == [":log-group:/gru4rec/dev/*", ":log-group:/aws/vendedlogs/states/gru4rec-dev-*",
+                        ":log-group:/aws/sagemaker/Endpoints/gru4rec-dev"]
+    assert "kms:DescribeKey" not in statement["Action"], "DescribeKey carries no encryption context"
+
+
+def _key_statements(synth) -> list[dict]:
+    key, = synth.template("storage").find_resources("AWS::KMS::Key").values()
+    return key["Properties"]["KeyPolicy"]["Statement"]
+
+
+def test_alarms_may_use_the_key_only_for_this_accounts_alarms_and_the_stages_topics(synth):
+    """The conditions AWS documents for CloudWatch publishing to an encrypted topic: the alarm's ARN and the topic's."""
+    statement, = [s for s in _key_statements(synth) if s.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}]
+    assert sorted(statement["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey"]
+    alarms = statement["Condition"]["ArnLike"]["aws:SourceArn"]["Fn::Join"][1]
+    assert alarms[1:] == [{"Ref": "AWS::Partition"}, ":cloudwatch:", {"Ref": "AWS::Region"}, ":",
+                          {"Ref": "AWS::AccountId"}, ":alarm:*"]
+    topics = statement["Condition"]["StringLike"]["kms:EncryptionContext:aws:sns:topicArn"]["Fn::Join"][1]
+    assert topics[-2:] == [{"Ref": "AWS::AccountId"}, ":gru4rec-dev-*"]
+
+
+def test_no_service_principal_uses_the_key_without_a_condition(synth):
+    """EventBridge publishes through a role (its KMS requests carry no source to condition on)."""
+    services = [s for s in _key_statements(synth) if "Service" in s.get("Principal", {})]
+    assert all("Condition" in s for s in services)
+    assert not [s for s in services if s["Principal"]["Service"] == "events.amazonaws.com"]
 
 
 def test_data_bucket_is_encrypted_with_the_key_versioned_private_and_logged(synth):
@@ -55,11 +85,15 @@ def test_both_buckets_refuse_requests_without_tls(synth):
         assert {"Bool": {"aws:SecureTransport": "false"}} in [s["Condition"] for s in denials]
 
 
-def test_scored_sessions_and_old_versions_expire(synth):
+def test_sessions_captures_checkpoints_and_old_versions_expire(synth):
     _, data = _bucket(synth.template_dict("storage"), "Data")
     rules = {rule["Id"]: rule for rule in data["Properties"]["LifecycleConfiguration"]["Rules"]}
-    assert rules["ExpireScoredSessions"]["Prefix"] == "sessions/scored/"
-    assert rules["ExpireScoredSessions"]["ExpirationInDays"] == synth.config.scored_expiration_days
+    config = synth.config
+    expiring = {rule["Prefix"]: rule["ExpirationInDays"] for rule in rules.values() if "ExpirationInDays" in rule}
+    assert expiring == {"sessions/scored/": config.scored_expiration_days,
+                        "sessions/incoming/": config.incoming_expiration_days,
+                        "capture/": config.capture_expiration_days,
+                        "checkpoints/": config.checkpoint_expiration_days}
     assert rules["ExpireNoncurrentVersions"]["NoncurrentVersionExpiration"] == {
         "NoncurrentDays": synth.config.noncurrent_version_expiration_days}
     assert "Prefix" not in rules["ExpireNoncurrentVersions"]
@@ -89,3 +123,18 @@ def test_data_bucket_name_and_arn_are_published(synth):
     assert outputs["DataBucketName"]["Value"] == {"Ref": data_id}
     exports = {o["Export"]["Name"]: o["Value"] for o in outputs.values() if "Export" in o}
     assert exports["gru4rec-dev-data-bucket-arn"] == {"Fn::GetAtt": [data_id, "Arn"]}
+
+
+def test_each_prefix_expires_after_its_own_setting(tmp_path, dummy_model_artifact):
+    """Distinct day counts, so that a rule reading another prefix's setting shows."""
+    days = {"incoming_expiration_days": 3, "scored_expiration_days": 5, "capture_expiration_days": 7,
+            "checkpoint_expiration_days": 11}
+    config = AppConfig.from_mapping({**days, "initial_model_artifact": str(dummy_model_artifact)})
+    app = cdk.App(context={**cdk_json_context(), "aws:cdk:disable-asset-staging": True}, outdir=str(tmp_path))
+    with environment_agnostic():
+        stack = StorageStack(app, "Storage", config)
+    template = app.synth().get_stack_by_name(stack.stack_name).template
+    _, data = _bucket(template, "Data")
+    expiring = {rule["Prefix"]: rule["ExpirationInDays"]
+                for rule in data["Properties"]["LifecycleConfiguration"]["Rules"] if "ExpirationInDays" in rule}
+    assert expiring == {"sessions/incoming/": 3, "sessions/scored/": 5, "capture/": 7, "checkpoints/": 11}

@@ -73,6 +73,7 @@ def test_training_job_runs_the_image_to_the_end(states, synth):
     assert arguments["OutputDataConfig"]["S3OutputPath"].endswith("/models/")
     assert STORAGE_EXPORTS in arguments["OutputDataConfig"]["KmsKeyId"]
     assert STORAGE_EXPORTS in arguments["ResourceConfig"]["VolumeKmsKeyId"]
+    assert arguments["EnableNetworkIsolation"] is True
     assert {"Key": "project", "Value": "gru4rec"} in arguments["Tags"]
 
 
@@ -208,7 +209,9 @@ def test_model_and_endpoint_config_from_the_job(states, synth):
     model = states["Create model"]
     assert model["Resource"] == f"arn:{PARTITION}:states:::aws-sdk:sagemaker:createModel"
     assert model["Arguments"]["ModelName"] == "{% $jobName %}"
-    assert model["Arguments"]["PrimaryContainer"]["ModelDataUrl"] == "{% $modelData %}"
+    assert model["Arguments"]["PrimaryContainer"]["ModelDataSource"] == {"S3DataSource": {
+        "S3Uri": "{% $modelData %}", "S3DataType": "S3Object", "CompressionType": "Gzip"}}
+    assert model["Arguments"]["EnableNetworkIsolation"] is True
     assert model["Arguments"]["PrimaryContainer"]["Image"].endswith(":" + _image_tag(synth, "serve"))
     assert "ModelRole" in model["Arguments"]["ExecutionRoleArn"]
     assert {"Key": "training-job", "Value": "{% $jobName %}"} in model["Arguments"]["Tags"]
@@ -319,6 +322,21 @@ def test_training_role_reads_training_data_and_writes_models(synth):
     assert repository == {"ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"}
     assert actions_on(statements, "log-group:/aws/sagemaker/TrainingJobs:log-stream:gru4rec-dev-train-*") == {
         "logs:CreateLogStream", "logs:PutLogEvents"}
+    # the operator CLI's one-off jobs run under the same role
+    assert actions_on(statements, "log-group:/aws/sagemaker/TrainingJobs:log-stream:gru4rec-dev-oneoff-*") == {
+        "logs:CreateLogStream", "logs:PutLogEvents"}
+    group = [s for s in statements if any(marker(r).endswith("log-group:/aws/sagemaker/TrainingJobs:*")
+                                          for r in as_list(s["Resource"]))]
+    assert [set(as_list(s["Action"])) for s in group] == [{"logs:CreateLogGroup", "logs:DescribeLogStreams"}]
+
+
+@pytest.mark.parametrize("policy_prefix", ["TrainingPolicy", "StateMachineRoleDefaultPolicy"])
+def test_training_and_its_caller_may_let_sagemaker_grant_the_volume_key(synth, policy_prefix):
+    """CreateGrant only for grants to AWS resources; DescribeKey in a statement of its own, unconditioned."""
+    statements = _policy(synth.template_dict("training"), policy_prefix)
+    key_statements = [s for s in statements if {"kms:CreateGrant", "kms:DescribeKey"} & set(as_list(s["Action"]))]
+    assert sorted((as_list(s["Action"]), s.get("Condition")) for s in key_statements) == [
+        (["kms:CreateGrant"], {"Bool": {"kms:GrantIsForAWSResource": "true"}}), (["kms:DescribeKey"], None)]
 
 
 def _choose(choice: dict, variables: dict, state_input: dict | None = None) -> str:

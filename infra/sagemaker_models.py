@@ -1,0 +1,32 @@
+"""How every SageMaker model of a stage is described: the serve image, gzip'd model data, no network.
+
+One spelling for CloudFormation (the endpoint's model) and for the SageMaker API (the models the
+pipelines create), so that they cannot drift apart.
+"""
+from __future__ import annotations
+
+# The first model is a CDK file asset whose key keeps one extension (``<hash>.gz``), while
+# ``ModelDataUrl`` is documented as a .tar.gz archive. ``ModelDataSource`` says what the object is:
+# "If you choose Gzip and choose S3Object as the value of S3DataType, S3Uri identifies an object that
+# is a gzip-compressed TAR archive. SageMaker will attempt to decompress and untar the object"
+# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_S3ModelDataSource.html
+MODEL_DATA_TYPE = "S3Object"
+MODEL_DATA_COMPRESSION = "Gzip"
+
+# The container makes no AWS call of its own (it reads /opt/ml/model; SageMaker downloads the model
+# and uploads captures and transform output outside it), so it runs without a network: "If you
+# enable network isolation, the containers can't make any outbound network calls ... SageMaker
+# still performs download and upload operations against Amazon S3 using your SageMaker execution role"
+# https://docs.aws.amazon.com/sagemaker/latest/dg/mkt-algo-model-internet-free.html
+NETWORK_ISOLATION = True
+
+
+def primary_container(image_uri: str, model_data_uri: str) -> dict:
+    """``PrimaryContainer`` of CreateModel / AWS::SageMaker::Model: one model from a model.tar.gz object."""
+    return {
+        "Image": image_uri,
+        "Mode": "SingleModel",
+        "ModelDataSource": {"S3DataSource": {
+            "S3Uri": model_data_uri, "S3DataType": MODEL_DATA_TYPE, "CompressionType": MODEL_DATA_COMPRESSION,
+        }},
+    }
