@@ -17,6 +17,12 @@ MODELS_PREFIX = "models/"
 CHECKPOINTS_PREFIX = "checkpoints/"
 INCOMING_SESSIONS_PREFIX = "sessions/incoming/"
 SCORED_SESSIONS_PREFIX = "sessions/scored/"
+BATCH_MODELS_PREFIX = "batch-models/"
+"""Model archives packed for one batch run with its filter list (``batch-models/<job>/model.tar.gz``)."""
+BATCH_MODELS_EXPIRATION_DAYS = 3
+"""A packed archive is read when the run's transform job starts, within the batch execution's 2 days."""
+FILTERS_SUFFIX = ".filters.json"
+"""A run's list file: ``sessions/incoming/NAME.filters.json`` beside ``NAME.jsonl``."""
 CAPTURE_PREFIX = "capture/"
 
 

@@ -1,8 +1,11 @@
-"""Shared fixtures: the real data sets of ../shared/data, skipped where absent.
+"""Shared fixtures: the real data sets of ../shared/data, skipped where absent, and one small trained model
+directory (the serving tests' and the batch filter tests'), trained once per test run.
 
 Hypothesis runs without its per-example deadline: timing is for the benchmarks, and a loaded CI
 machine must not fail a property that holds.
 """
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,3 +34,36 @@ def yoochoose100k() -> Path:
 @pytest.fixture
 def diginetica() -> Path:
     return shared_data_set("diginetica")
+
+
+SMALL_DATA = ["--sessions", "600", "--items", "120", "--seed", "11"]
+SMALL_TRAINING = [
+    "--epochs", "2", "--seed", "5", "--quiet",
+    "--param", "layers=32", "--param", "batch_size=16", "--param", "n_sample=32",
+    "--param", "block_steps=16", "--param", "eval_batch_size=64",
+]
+
+
+def run_module(*argv: str) -> None:
+    """``python -m argv...`` from the repository root; fail the fixture with its stderr."""
+    done = subprocess.run([sys.executable, "-m", *argv], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, f"{' '.join(argv)} failed:\n{done.stderr[-3000:]}"
+
+
+@pytest.fixture(scope="session")
+def small_data(tmp_path_factory) -> Path:
+    """A folder with the built-in generator's train.tsv.gz and test.tsv.gz, 600 sessions over 120 items."""
+    folder = tmp_path_factory.mktemp("serving_data")
+    run_module("model_code.synthetic", "--out", str(folder), *SMALL_DATA)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def model_dir(small_data, tmp_path_factory) -> Path:
+    """A complete model directory (scorer.onnx, output layer, items, metadata) trained on ``small_data``."""
+    target = tmp_path_factory.mktemp("serving_model") / "model"
+    run_module(
+        "model_code.train", "--train", str(small_data / "train.tsv.gz"), "--test", str(small_data / "test.tsv.gz"),
+        "--model-dir", str(target), *SMALL_TRAINING,
+    )
+    return target

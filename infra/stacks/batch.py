@@ -4,14 +4,18 @@ An EventBridge rule on the data bucket's "Object Created" events for ``sessions/
 starts the state machine ``gru4rec-<stage>-batch`` with the event as its input:
 
 Name the job -> Sessions file? -> Stagger -> Count running jobs -> Capacity free? (no: Wait for
-capacity -> Count running jobs) -> Read live model (``current-model-data``) -> Create model (the
-job's own, under the transform role) -> Transform (CreateTransformJob, run to the end) -> Delete
-model -> Done. Any failure: Notify failure (SNS) -> Failed (a model left behind is tagged, and
+capacity -> Count running jobs) -> Read live model (``current-model-data``) -> Find list file ->
+List file? (yes: Attach filters, a Lambda function that packs the list into a copy of the model's
+archive) -> Create model (the job's own, under the transform role) -> Transform (CreateTransformJob,
+run to the end) -> Delete model -> Done. Any failure: Notify failure (SNS) -> Failed (a model left behind is tagged, and
 ``infra.ops cleanup`` removes it); an execution that times out or is stopped is reported to the
 same topic by an EventBridge rule.
 
 ``sessions/incoming/<dir>/<name>.jsonl`` is scored into ``sessions/scored/<dir>/<name>.jsonl.out``
-(SageMaker appends ``.out``), one output line per input line, in order.
+(SageMaker appends ``.out``), one output line per input line, in order. A list file
+``<name>.filters.json`` put beside it first (``{"exclude_items": [...], "include_items": [...]}``)
+applies to every line that gives no list of its own: the container runs network-isolated, so the
+list travels inside the job's model archive (``batch-models/<job>/model.tar.gz``).
 """
 from __future__ import annotations
 
@@ -28,9 +32,16 @@ from constructs import Construct
 
 from infra.config import AppConfig
 from infra.instance_storage import uses_volume_key
-from infra.layout import INCOMING_SESSIONS_PREFIX, MODELS_PREFIX, SCORED_SESSIONS_PREFIX
+from infra.layout import (
+    BATCH_MODELS_PREFIX,
+    FILTERS_SUFFIX,
+    INCOMING_SESSIONS_PREFIX,
+    MODELS_PREFIX,
+    SCORED_SESSIONS_PREFIX,
+)
 from infra.log_groups import log_group_arn, log_streams_arn
 from infra.sagemaker_models import NETWORK_ISOLATION, primary_container
+from infra.stacks.filter_packager import FilterPackager
 from infra.stacks.image import ImageStack, pull_image_statements
 from infra.stacks.storage import StorageStack
 from infra.stacks.workflow import (
@@ -88,6 +99,7 @@ class BatchStack(cdk.Stack):
         super().__init__(scope, construct_id, description=f"GRU4Rec {config.stage}: batch scoring of new sessions files", **kwargs)
         self.job_name_prefix = job_name_prefix(config, JOB_KIND)
         self.transform_role = self._transform_role(config, storage, image)
+        self.packager = FilterPackager(self, "FilterPackager", config, storage)
         self.topic = failure_topic(self, config, storage.key, "batch")
         on_failure = notify_and_fail(self, config, self.topic, "batch", {"job": "$jobName", "file": "$key"})
         transform = self._transform(config, storage, image, on_failure)
@@ -158,6 +170,7 @@ class BatchStack(cdk.Stack):
             parameters={"Name": config.model_data_parameter_name},
             assign={"modelData": "{% $states.result.Parameter.Value %}"},
         )
+        filters = self._job_filters(storage, on_failure)
         models = [sagemaker_arn(self, "model", f"{self.job_name_prefix}*")]
         create_model = tasks.CallAwsService.jsonata(
             self, "Create model", service="sagemaker", action="createModel", iam_resources=models,
@@ -206,7 +219,36 @@ class BatchStack(cdk.Stack):
             "job": "{% $jobName %}", "modelData": "{% $modelData %}", "input": "{% 's3://' & $bucket & '/' & $key %}",
             "output": "{% $states.input.TransformOutput.S3OutputPath %}",
         })
-        return read_model.next(create_model).next(transform).next(delete_model).next(done)
+        return read_model.next(filters(create_model.next(transform).next(delete_model).next(done)))
+
+    def _job_filters(self, storage: StorageStack, on_failure: sfn.IChainable):
+        """States that swap ``$modelData`` for a copy of the live model's archive holding the run's list file,
+        where ``<name>.filters.json`` lies beside the sessions file; ``then`` follows either way."""
+        list_key = f"$replace($key, /\\{SESSIONS_SUFFIX}$/, '{FILTERS_SUFFIX}')"
+        find = tasks.CallAwsService.jsonata(
+            self, "Find list file", service="s3", action="listObjectsV2",
+            iam_resources=[storage.bucket_arn], iam_action="s3:ListBucket",
+            parameters={"Bucket": "{% $bucket %}", "Prefix": f"{{% {list_key} %}}", "MaxKeys": 1},
+            assign={"listKey": f"{{% $count($states.result.Contents[Key = {list_key}]) > 0 ? {list_key} : '' %}}"},
+        )
+        attach = tasks.LambdaInvoke.jsonata(
+            self, "Attach filters", lambda_function=self.packager.function,
+            comment="Pack the list file into a copy of the live model's archive, read by this job's model",
+            payload=sfn.TaskInput.from_object({
+                "modelData": "{% $modelData %}",
+                "filters": "{% 's3://' & $bucket & '/' & $listKey %}",
+                "output": "{% 's3://' & $bucket & '/" + BATCH_MODELS_PREFIX + "' & $jobName & '/model.tar.gz' %}",
+            }),
+            assign={"modelData": "{% $states.result.Payload.modelData %}"},
+        )
+        for task in (find, attach):
+            task.add_catch(on_failure)
+
+        def then(rest: sfn.IChainable) -> sfn.IChainable:
+            return find.next(sfn.Choice.jsonata(self, "List file?")
+                             .when(sfn.Condition.jsonata("{% $listKey != '' %}"), attach.next(rest))
+                             .otherwise(rest))
+        return then
 
     # --- trigger and permissions ------------------------------------------------------------------
 
@@ -264,13 +306,13 @@ class BatchStack(cdk.Stack):
         role = iam.Role(self, "TransformRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
                         description=f"Execution role of the GRU4Rec {config.stage} Batch Transform models")
         models, incoming = storage.objects_arn(MODELS_PREFIX), storage.objects_arn(INCOMING_SESSIONS_PREFIX)
-        scored = storage.objects_arn(SCORED_SESSIONS_PREFIX)
+        scored, packed = storage.objects_arn(SCORED_SESSIONS_PREFIX), storage.objects_arn(BATCH_MODELS_PREFIX)
         first_model = storage.initial_model.bucket.arn_for_objects(storage.initial_model.s3_object_key)
         log_group = log_group_arn(self, TRANSFORM_LOG_GROUP)
         # SageMaker names a transform job's log streams <job name>/<instance id>
         log_streams = log_streams_arn(self, TRANSFORM_LOG_GROUP, f"{self.job_name_prefix}*")
         statements = [
-            iam.PolicyStatement(sid="ReadModelArtifacts", actions=["s3:GetObject"], resources=[models, first_model]),
+            iam.PolicyStatement(sid="ReadModelArtifacts", actions=["s3:GetObject"], resources=[models, first_model, packed]),
             iam.PolicyStatement(sid="ListIncomingSessions", actions=["s3:ListBucket"], resources=[storage.bucket_arn],
                                 conditions={"StringLike": {"s3:prefix": [f"{INCOMING_SESSIONS_PREFIX}*"]}}),
             iam.PolicyStatement(sid="ReadIncomingSessions", actions=["s3:GetObject"], resources=[incoming]),
@@ -290,6 +332,7 @@ class BatchStack(cdk.Stack):
         acknowledge_wildcards(policy, {
             "*": "Only ecr:GetAuthorizationToken uses '*': it has no resource-level permissions.",
             models: "Training jobs write each new model under models/<job>/: the role reads model artifacts of this prefix only.",
+            packed: "A run with a filter list reads its own packed model under batch-models/<job>/: get only, this prefix only.",
             incoming: "Batch Transform reads the session files dropped under sessions/incoming/: get only, this prefix only.",
             scored: "Batch Transform writes <file>.out under sessions/scored/: put only, this prefix only.",
             log_group: "log-group:<name>:* is how IAM names the one log group SageMaker writes transform logs to "

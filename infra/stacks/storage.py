@@ -10,7 +10,14 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infra.config import AppConfig
-from infra.layout import CAPTURE_PREFIX, CHECKPOINTS_PREFIX, INCOMING_SESSIONS_PREFIX, SCORED_SESSIONS_PREFIX
+from infra.layout import (
+    BATCH_MODELS_EXPIRATION_DAYS,
+    BATCH_MODELS_PREFIX,
+    CAPTURE_PREFIX,
+    CHECKPOINTS_PREFIX,
+    INCOMING_SESSIONS_PREFIX,
+    SCORED_SESSIONS_PREFIX,
+)
 
 # the encryption context key SNS sends with its KMS requests for an encrypted topic
 SNS_TOPIC_CONTEXT = "kms:EncryptionContext:aws:sns:topicArn"
@@ -159,4 +166,5 @@ def _expiring_prefixes(config: AppConfig) -> list[tuple[str, str, int]]:
         ("ExpireScoredSessions", SCORED_SESSIONS_PREFIX, config.scored_expiration_days),
         ("ExpireDataCapture", CAPTURE_PREFIX, config.capture_expiration_days),
         ("ExpireCheckpoints", CHECKPOINTS_PREFIX, config.checkpoint_expiration_days),
+        ("ExpireBatchModels", BATCH_MODELS_PREFIX, BATCH_MODELS_EXPIRATION_DAYS),
     ]

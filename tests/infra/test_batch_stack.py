@@ -43,8 +43,10 @@ def variables_for(states, key):
 def test_states_in_order(states):
     assert main_path(states, "Name the job", via={"Sessions file?": "Stagger", "Capacity free?": "Read live model"}) == [
         "Name the job", "Sessions file?", "Stagger", "Count running jobs", "Capacity free?", "Read live model",
-        "Create model", "Transform", "Delete model", "Done",
+        "Find list file", "List file?", "Create model", "Transform", "Delete model", "Done",
     ]
+    assert main_path(states, "List file?", via={"List file?": "Attach filters"}) == [
+        "List file?", "Attach filters", "Create model", "Transform", "Delete model", "Done"]
     assert main_path(states, "Wait for capacity") == ["Wait for capacity", "Count running jobs", "Capacity free?"]
     assert states["Capacity free?"]["Default"] == "Wait for capacity"
 
@@ -94,8 +96,10 @@ def test_state_machine_is_standard_traced_and_logs_everything(template):
     properties = state_machine(template)
     assert properties["StateMachineType"] == "STANDARD" and properties["TracingConfiguration"] == {"Enabled": True}
     assert properties["LoggingConfiguration"]["Level"] == "ALL"
-    (log_group,) = resources(template, "AWS::Logs::LogGroup").values()
-    assert STORAGE_EXPORTS in marker(log_group["Properties"]["KmsKeyId"])
+    log_groups = resources(template, "AWS::Logs::LogGroup")
+    assert len(log_groups) == 2  # the state machine's and the filter packager's
+    for log_group in log_groups.values():
+        assert STORAGE_EXPORTS in marker(log_group["Properties"]["KmsKeyId"])
     assert "BatchStateMachineArn" in template["Outputs"]
 
 
@@ -142,7 +146,52 @@ def test_live_model_is_read_right_before_the_job(states):
     assert read["Arguments"] == {"Name": "/gru4rec/dev/current-model-data"}
     result = {"Parameter": {"Name": "/gru4rec/dev/current-model-data", "Value": MODEL_DATA}}
     assert evaluate(read["Assign"]["modelData"], states={"result": result}) == MODEL_DATA
-    assert read["Next"] == "Create model"
+    assert read["Next"] == "Find list file"
+
+
+@pytest.mark.parametrize("key, listed, list_key", [
+    ("sessions/incoming/run/a.jsonl", ["sessions/incoming/run/a.filters.json"], "sessions/incoming/run/a.filters.json"),
+    ("sessions/incoming/run/a.jsonl", [], ""),
+    ("sessions/incoming/run/a.jsonl", ["sessions/incoming/run/a.filters.json.bak"], ""),
+    ("sessions/incoming/x.jsonl.jsonl", ["sessions/incoming/x.jsonl.filters.json"], "sessions/incoming/x.jsonl.filters.json"),
+])
+def test_a_list_file_beside_the_sessions_file_is_found(states, key, listed, list_key):
+    find = states["Find list file"]
+    assert find["Resource"] == f"arn:{PARTITION}:states:::aws-sdk:s3:listObjectsV2"
+    variables = variables_for(states, key)
+    assert evaluate(find["Arguments"]["Prefix"], variables) == key.removesuffix(".jsonl") + ".filters.json"
+    assert evaluate(find["Arguments"]["Bucket"], variables) == BUCKET
+    result = {"KeyCount": len(listed), **({"Contents": [{"Key": name} for name in listed]} if listed else {})}
+    assert evaluate(find["Assign"]["listKey"], variables, states={"result": result}) == list_key
+    choice = states["List file?"]
+    (rule,) = choice["Choices"]
+    assert evaluate(rule["Condition"], {"listKey": list_key}) is bool(list_key)
+    assert (rule["Next"], choice["Default"]) == ("Attach filters", "Create model")
+
+
+def test_the_list_travels_in_a_copy_of_the_models_archive(states, template):
+    attach = states["Attach filters"]
+    assert attach["Resource"] == f"arn:{PARTITION}:states:::lambda:invoke"
+    variables = {**variables_for(states, "sessions/incoming/run/a.jsonl"), "listKey": "sessions/incoming/run/a.filters.json"}
+    payload = {name: evaluate(value, variables) for name, value in attach["Arguments"]["Payload"].items()}
+    assert payload == {"modelData": MODEL_DATA, "filters": f"s3://{BUCKET}/sessions/incoming/run/a.filters.json",
+                       "output": f"s3://{BUCKET}/batch-models/{variables['jobName']}/model.tar.gz"}
+    packed = payload["output"]
+    assert evaluate(attach["Assign"]["modelData"], states={"result": {"Payload": {"modelData": packed}}}) == packed
+    assert attach["Next"] == "Create model"
+    assert _logical_id(template, "AWS::Lambda::Function", "FilterPackager") in attach["Arguments"]["FunctionName"]
+
+
+def test_the_packager_reads_models_and_lists_and_writes_packed_models_only(template):
+    statements = _policy(template, "FilterPackagerPolicy")
+    assert actions_on(statements, "/models/*") == {"s3:GetObject"}
+    assert actions_on(statements, "/sessions/incoming/*") == {"s3:GetObject"}
+    assert actions_on(statements, "/batch-models/*") == {"s3:PutObject"}
+    assert not actions_on(statements, "/sessions/scored/*")
+    function = resources(template, "AWS::Lambda::Function")
+    (packager,) = [body for name, body in function.items() if name.startswith("FilterPackager")]
+    assert packager["Properties"]["LoggingConfig"]["LogGroup"]
+    assert packager["Properties"]["EphemeralStorage"]["Size"] >= 4096
 
 
 def test_each_job_gets_its_own_model_under_the_transform_role(states, template, synth):
@@ -168,6 +217,7 @@ def test_each_job_gets_its_own_model_under_the_transform_role(states, template, 
 def test_transform_role_reads_models_and_incoming_sessions_and_writes_scores(template):
     statements = _policy(template, "TransformPolicy")
     assert actions_on(statements, "/models/*") == {"s3:GetObject"}
+    assert actions_on(statements, "/batch-models/*") == {"s3:GetObject"}
     assert actions_on(statements, "/sessions/incoming/*") == {"s3:GetObject"}
     assert actions_on(statements, "/sessions/scored/*") == {"s3:PutObject"}
     assert actions_on(statements, "/capture/") == set()
@@ -226,7 +276,8 @@ def test_transform_retries_when_sagemaker_is_out_of_capacity(states):
 
 def test_every_task_and_failed_check_notifies_then_fails(states):
     tasks = [name for name, state in states.items() if state["Type"] == "Task" and name != "Notify failure"]
-    assert sorted(tasks) == ["Count running jobs", "Create model", "Delete model", "Read live model", "Transform"]
+    assert sorted(tasks) == ["Attach filters", "Count running jobs", "Create model", "Delete model", "Find list file",
+                            "Read live model", "Transform"]
     for name in tasks:
         assert states[name]["Catch"] == [{"ErrorEquals": ["States.ALL"], "Next": "Notify failure"}], name
     assert states["Not a sessions file"]["Next"] == "Notify failure"
