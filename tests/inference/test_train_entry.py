@@ -153,8 +153,9 @@ def test_killed_job_resumes_from_its_checkpoint(events, tmp_path, completed_job)
     ({"learning_rate": "fast"},
      "bad hyperparameter: parameter 'learning_rate': cannot use 'fast'; allowed: a number > 0"),
     ({"dropout_hiden": "0.1"}, "bad hyperparameter: unknown parameter 'dropout_hiden' (did you mean 'dropout_hidden'?)"),
-    ({"epochs": "many"}, "bad hyperparameter: argument --epochs: invalid int value: 'many'"),
-    ({"preset": "movielens"}, "bad hyperparameter: argument --preset: invalid choice: 'movielens'"),
+    ({"epochs": "many"}, "bad hyperparameter: parameter 'epochs': cannot use 'many'; allowed: an integer >= 1"),
+    ({"preset": "movielens"}, "bad hyperparameter: parameter 'preset': cannot use 'movielens'; allowed: rsc15 | "),
+    ({"time_format": "%s"}, "bad hyperparameter: parameter 'time_format': cannot use '%s'; allowed: auto, "),
 ])
 def test_bad_hyperparameter_fails_naming_it(events, tmp_path, hyperparameters, reason):
     root = lay_out(tmp_path, events, hyperparameters)
@@ -222,7 +223,7 @@ def test_command_line_for_the_job(tmp_path):
     args = training_job.parse_training_args(argv)
     assert (args.train, args.test, args.model_dir) == (str(root / "input/data/train"), None, str(root / "model"))
     assert args.checkpoint_dir == str(root / "checkpoints") and args.no_progress and not args.quiet
-    assert args.epochs == 3 and args.param == ["layers=64"]
+    assert args.epochs is None and args.param == ["epochs=3", "layers=64"]
 
 
 def test_root_comes_from_the_environment():
