@@ -163,14 +163,15 @@ def parse_json_lines(body: bytes) -> list[SessionRequest | BadLine]:
     that is too large or holds no line.
     """
     _check_size(body)
-    records = [_line(number, raw) for number, raw in enumerate(body.split(b"\n"), start=1)
+    records = [parse_json_line(number, raw) for number, raw in enumerate(body.split(b"\n"), start=1)
                if raw.strip(JSON_WHITESPACE)]
     if not records:
         raise ClientError(400, "the body holds no JSON lines: send one {\"session_id\": ..., \"items\": [...]} per line")
     return records
 
 
-def _line(number: int, raw: bytes) -> SessionRequest | BadLine:
+def parse_json_line(number: int, raw: bytes) -> SessionRequest | BadLine:
+    """Line ``number`` of a JSON-lines body (without its ``\\n``), checked: the session, or why it is bad."""
     session_id = None
     try:
         record = _load_json(_text(raw, f"line {number}"), f"line {number}", one_line=True)
