@@ -182,14 +182,16 @@ def parse_json_lines(body: bytes, defaults: SessionRequest | None = None) -> lis
     that is too large or holds no line.
     """
     _check_size(body)
-    records = [_line(number, raw, defaults) for number, raw in enumerate(body.split(b"\n"), start=1)
-               if raw.strip(JSON_WHITESPACE)]
+    records = [parse_json_line(number, raw, defaults)
+               for number, raw in enumerate(body.split(b"\n"), start=1) if raw.strip(JSON_WHITESPACE)]
     if not records:
         raise ClientError(400, "the body holds no JSON lines: send one {\"session_id\": ..., \"items\": [...]} per line")
     return records
 
 
-def _line(number: int, raw: bytes, defaults: SessionRequest | None) -> SessionRequest | BadLine:
+def parse_json_line(number: int, raw: bytes, defaults: SessionRequest | None = None) -> SessionRequest | BadLine:
+    """Line ``number`` of a JSON-lines body (without its ``\\n``), checked: the session, or why it is bad;
+    ``defaults`` as in :func:`parse_json_lines`."""
     session_id = None
     try:
         record = _load_json(_text(raw, f"line {number}"), f"line {number}", one_line=True)

@@ -11,9 +11,11 @@ developer machine)::
     output/failure                      why the job failed (SageMaker shows it as the FailureReason)
 
 Hyperparameters become :mod:`model_code.train` options through
-:func:`model_code.train.hyperparameters_argv`: ``preset``, ``seed``, ``epochs``, ``eval_every`` and every
-GRU4Rec parameter (``layers``, ``learning_rate``, ...). The ones SageMaker adds by itself (names starting
-``sagemaker_`` or ``_``, such as ``_tuning_objective_metric``) are left out. Metrics are printed as
+:func:`model_code.hyperparameters.hyperparameters_argv`, which checks every name and value first: ``preset``,
+``seed``, ``eval_every``, the reading options (``session_column``, ``item_column``, ``time_column``,
+``separator``, ``time_format``, ``max_bad_rows``) and every GRU4Rec parameter (``epochs``, ``layers``,
+``learning_rate``, ...). The ones SageMaker adds by itself (names starting ``sagemaker_`` or ``_``, such as
+``_tuning_objective_metric``) are left out. Metrics are printed as
 ``recall@20=0.6812;`` lines, the form the job's metric definitions match.
 
 The exit code is 0 on success, 2 for a problem with the job's input (hyperparameters, channels, data)
@@ -105,15 +107,19 @@ def channel_folder(paths: JobPaths, name: str, required: bool) -> Path | None:
 
 
 def training_argv(paths: JobPaths, hyperparameters: Mapping[str, str]) -> list[str]:
-    """The :mod:`model_code.train` command line for this job (channels checked first)."""
-    from model_code.train import hyperparameters_argv
+    """The :mod:`model_code.train` command line for this job (channels, then hyperparameters checked)."""
+    from model_code.hyperparameters import hyperparameters_argv
+    from model_code.params import ParamError
 
     argv = ["--train", str(channel_folder(paths, TRAIN_CHANNEL, required=True))]
     test = channel_folder(paths, TEST_CHANNEL, required=False)
     if test is not None:
         argv += ["--test", str(test)]
     argv += ["--model-dir", str(paths.model), "--checkpoint-dir", str(paths.checkpoints), "--no-progress"]
-    return argv + hyperparameters_argv(hyperparameters)
+    try:
+        return argv + hyperparameters_argv(hyperparameters)
+    except ParamError as err:
+        raise JobInputError(f"bad hyperparameter: {err}") from None
 
 
 def parse_training_args(argv: list[str]) -> argparse.Namespace:

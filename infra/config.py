@@ -17,6 +17,8 @@ import aws_cdk as cdk
 from constructs import Node
 
 from infra import layout
+from infra.context_keys import unknown_settings
+from infra.instance_types import instance_type_problem
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,7 +28,6 @@ QUOTA_PERIODS = ("DAY", "WEEK", "MONTH")
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
                       2192, 2557, 2922, 3288, 3653)
 
-_INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9-]+\.[a-z0-9]+")
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
@@ -77,9 +78,10 @@ class AppConfig:
     def __post_init__(self) -> None:
         _check(layout.STAGE_PATTERN.fullmatch(self.stage), "stage",
                f"must be 1-16 lower-case letters or digits, starting with a letter, got {self.stage!r}")
-        for key in ("training_instance_type", "endpoint_instance_type", "transform_instance_type"):
-            value = getattr(self, key)
-            _check(_INSTANCE_TYPE.fullmatch(value), key, f"must be a SageMaker instance type like ml.m5.large, got {value!r}")
+        for kind in ("training", "endpoint", "transform"):
+            key = f"{kind}_instance_type"
+            problem = instance_type_problem(kind, getattr(self, key))
+            _check(problem is None, key, problem)
         for key in ("training_max_runtime_hours", "endpoint_initial_instance_count", "endpoint_invocations_per_instance",
                     "model_latency_alarm_ms", "transform_instance_count", "max_concurrent_transform_jobs",
                     "api_throttle_burst_limit", "api_quota_limit", "image_keep_count", "scored_expiration_days",
@@ -115,7 +117,11 @@ class AppConfig:
 
     @classmethod
     def from_context(cls, node: Node) -> AppConfig:
-        """The settings in the context of ``node`` (an App's node), defaults for keys not set."""
+        """The settings in the context of ``node`` (an App's node), defaults for keys not set.
+
+        A key that looks like a setting but is none (``stgae``) is refused, naming the closest setting.
+        """
+        _check_no_unknown_settings(node.get_all_context(), [field.name for field in dataclasses.fields(cls)])
         values = {}
         for field in dataclasses.fields(cls):
             value = node.try_get_context(field.name)
@@ -187,6 +193,12 @@ class AppConfig:
 def environment() -> cdk.Environment:
     """Account and region the CDK CLI resolved (CDK_DEFAULT_*); unset means an environment-agnostic synth."""
     return cdk.Environment(account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION"))
+
+
+def _check_no_unknown_settings(context: Mapping[str, Any], settings: list[str]) -> None:
+    for key, closest in unknown_settings(context, settings):
+        hint = f"did you mean {closest!r}? " if closest else ""
+        raise ConfigError(key, f"is not a setting of this app; {hint}the settings are {', '.join(settings)}")
 
 
 def _check(condition: object, key: str, problem: str) -> None:

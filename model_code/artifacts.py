@@ -46,6 +46,17 @@ class ModelDirError(ValueError):
     """The model directory is missing a file or holds an inconsistent one."""
 
 
+def file_mode(folder: bool = False) -> int:
+    """The mode ``open()`` gives a new file (``mkdir()`` a folder) under the process's umask.
+
+    Temporary files are created private (0600); files written through one are given this mode, so
+    they end up like any other file the user writes (0644 under umask 022).
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if folder else 0o666) & ~umask
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write JSON atomically: a reader never sees a half-written file."""
     _write_atomically(Path(path), json.dumps(obj, indent=2, sort_keys=True).encode())
@@ -56,6 +67,7 @@ def write_array(path: str | os.PathLike, array: np.ndarray) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npy")
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as handle:
             np.save(handle, array)
         os.replace(tmp, path)
@@ -67,6 +79,7 @@ def write_array(path: str | os.PathLike, array: np.ndarray) -> None:
 def _write_atomically(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp, path)

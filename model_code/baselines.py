@@ -28,7 +28,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from model_code import artifacts
-from model_code.events import DataError, EventColumns, read_events
+from model_code.event_rules import ReadOptions, add_read_options, read_options
+from model_code.events import DataError, read_events
 from model_code.item_index import ItemIndex
 from model_code.metrics import CUTOFFS, TIE_MODES, evaluate
 from model_code.report import metrics_table
@@ -82,19 +83,19 @@ def item_similarity(
 
 
 def run_baselines(
-    train_path, test_path, columns=EventColumns(), ties="conservative", batch_size=512, progress=True, log=print,
+    train_path, test_path, read=ReadOptions(), ties="conservative", batch_size=512, progress=True, log=print,
     knn_regularisation=KNN_REGULARISATION, knn_include_self=False,
 ):
     """Read the data, fit every baseline, evaluate it; returns {baseline: metrics}."""
     started = time.perf_counter()
-    train_events = read_events(train_path, columns)
-    test_events = read_events(test_path, columns)
+    train_events = read_events(train_path, read, log)
+    test_events = read_events(test_path, read, log)
     index = ItemIndex.from_events(train_events)
     train = SessionArrays.from_events(train_events, index)
     test = SessionArrays.from_events(test_events, index)
     log(
-        f"train: {train.n_events} events, {train.n_sessions} sessions, {len(index)} items; "
-        f"test: {test.n_events} events, {test.n_sessions} sessions, {test.n_examples} next-item cases "
+        f"train: {train.n_events} events, {train.sessions_summary()}, {len(index)} items; "
+        f"test: {test.n_events} events, {test.sessions_summary()}, {test.n_examples} next-item cases "
         f"({test.dropped_unknown} test events with items unknown to training dropped); "
         f"read in {time.perf_counter() - started:.1f} s"
     )
@@ -136,16 +137,13 @@ def main(argv=None) -> int:
         "--knn-include-self", action="store_true",
         help="item-kNN: let an item be its own nearest neighbour, i.e. predict repeats of the current item (default: off)",
     )
-    parser.add_argument("--session-column", default="SessionId", help="name of the session id column (default: SessionId)")
-    parser.add_argument("--item-column", default="ItemId", help="name of the item id column (default: ItemId)")
-    parser.add_argument("--time-column", default="Time", help="name of the time column (default: Time)")
+    add_read_options(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars or timings, only the table")
     args = parser.parse_args(argv)
-    columns = EventColumns(args.session_column, args.item_column, args.time_column)
     log = (lambda message: None) if args.quiet else (lambda message: print(message, file=sys.stderr))
     try:
         results = run_baselines(
-            args.train, args.test, columns, args.ties, args.batch_size, not args.quiet, log,
+            args.train, args.test, read_options(args), args.ties, args.batch_size, not args.quiet, log,
             args.knn_regularisation, args.knn_include_self,
         )
     except DataError as err:

@@ -21,46 +21,58 @@ from pathlib import Path
 import numpy as np
 
 from model_code import artifacts
-from model_code.events import DataError, EventColumns, read_events
+from model_code.event_rules import ReadOptions, add_read_options, read_options
+from model_code.events import DataError, read_events
 from model_code.item_index import ItemIndex
 from model_code.metrics import CUTOFFS, TIE_MODES
 from model_code.params import GRU4RecParams
 from model_code.report import metrics_table
 from model_code.session_batches import SessionArrays
+from model_code.tf_startup import import_keras
 from model_code.train import metric_lines
 
 
-def load_model(model_dir: str | Path):
+def load_model(model_dir: str | Path, show_tensorflow_logs: bool = False):
     """The Keras model of ``model_dir`` and its parameters (from metadata.json)."""
-    import keras
+    model_dir = Path(model_dir)
+    params = read_params(model_dir)
+    keras = import_keras(show_tensorflow_logs)
 
     import model_code.model  # noqa: F401  (registers the GRU4Rec class for deserialisation)
 
-    model_dir = Path(model_dir)
+    return keras.saving.load_model(model_dir / artifacts.MODEL_FILE), params
+
+
+def read_params(model_dir: Path) -> GRU4RecParams:
+    """The parameters in metadata.json, once model.keras is known to be there (no TensorFlow needed)."""
+    if not model_dir.is_dir():
+        raise artifacts.ModelDirError(f"model directory not found: {model_dir}")
     path = model_dir / artifacts.MODEL_FILE
     if not path.is_file():
         raise artifacts.ModelDirError(f"model directory file missing: {path}")
-    metadata = artifacts.read_metadata(model_dir)
-    params = GRU4RecParams.from_dict(metadata.get("parameters", {}))
-    return keras.saving.load_model(path), params
+    return GRU4RecParams.from_dict(artifacts.read_metadata(model_dir).get("parameters", {}))
 
 
 def evaluate_model_dir(
     model_dir: str | Path, test_path: str, ties: str = "conservative", batch_size: int | None = None,
-    columns: EventColumns = EventColumns(), log=lambda message: None,
+    read: ReadOptions = ReadOptions(), log=lambda message: None, show_tensorflow_logs: bool = False,
 ) -> dict[str, float]:
-    """Recall@k and MRR@k of the saved model on ``test_path``."""
-    from model_code.trainer import Trainer
+    """Recall@k and MRR@k of the saved model on ``test_path``.
 
-    model, params = load_model(model_dir)
+    The model directory and the test data are checked before TensorFlow is imported.
+    """
+    read_params(Path(model_dir))
     index = ItemIndex.load(model_dir)
-    if len(index) != model.n_items:
-        raise artifacts.ModelDirError(f"{model_dir}: items.json lists {len(index)} items, the model has {model.n_items}")
-    test = SessionArrays.from_events(read_events(test_path, columns), index)
+    test = SessionArrays.from_events(read_events(test_path, read, log), index)
     if test.n_examples == 0:
         raise DataError(f"{test_path}: no test session has two events with items known to the model")
-    log(f"test: {test.n_events} events, {test.n_sessions} sessions, {test.n_examples} next-item cases, "
+    log(f"test: {test.n_events} events, {test.sessions_summary()}, {test.n_examples} next-item cases, "
         f"{test.dropped_unknown} events with items unknown to the model dropped")
+    model, params = load_model(model_dir, show_tensorflow_logs)
+    if len(index) != model.n_items:
+        raise artifacts.ModelDirError(f"{model_dir}: items.json lists {len(index)} items, the model has {model.n_items}")
+    from model_code.trainer import Trainer
+
     trainer = Trainer(
         model, loss=params.loss, n_sample=params.n_sample, sample_alpha=params.sample_alpha,
         learning_rate=params.learning_rate, momentum=params.momentum, bpreg=params.bpreg, elu=params.elu,
@@ -85,10 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ties", choices=TIE_MODES, default="conservative",
                         help="how ties with the target's score count (default: conservative, as training reports)")
     parser.add_argument("--batch-size", type=int, help="test sessions scored side by side (default: the model's eval_batch_size)")
-    parser.add_argument("--session-column", default="SessionId", help="name of the session id column (default: SessionId)")
-    parser.add_argument("--item-column", default="ItemId", help="name of the item id column (default: ItemId)")
-    parser.add_argument("--time-column", default="Time", help="name of the time column (default: Time)")
+    add_read_options(parser)
     parser.add_argument("--out", help="also write the metrics as JSON to this file")
+    parser.add_argument("--tensorflow-logs", action="store_true",
+                        help="show TensorFlow's own start-up log lines (default: quietened)")
     args = parser.parse_args(argv)
     if args.batch_size is not None and args.batch_size < 1:
         parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -97,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             warnings.filterwarnings("ignore", category=FutureWarning)
             metrics = evaluate_model_dir(
                 args.model_dir, args.test, args.ties, args.batch_size,
-                EventColumns(args.session_column, args.item_column, args.time_column),
-                log=lambda message: print(message, file=sys.stderr),
+                read_options(args), log=lambda message: print(message, file=sys.stderr),
+                show_tensorflow_logs=args.tensorflow_logs,
             )
     except (DataError, artifacts.ModelDirError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -7,51 +7,48 @@ object or every event file under a prefix), and returns the canonical frame::
 
     SessionId  str      session id, as written in the file
     ItemId     str      item id, as written in the file (never a float)
-    Time       float64  event time (Unix seconds, or any ordinal that orders events)
+    Time       float64  event time (Unix seconds, or any number that orders events)
 
-Events are grouped by session (sessions in order of first appearance in the
-input) and ordered by time inside each session. Problems that would make the
-data mean something else raise :class:`DataError` naming the file, the column
-and the first bad line; problems that can be repaired without loss of meaning
-(rows without an id, sessions written out of time order) are repaired with a
-:class:`DataWarning` that says how many rows it touched.
+Column names, separator, time forms and the bad-row policy are set by
+:class:`model_code.event_rules.ReadOptions`; the rules themselves are listed in
+:mod:`model_code.event_rules`. Events are grouped by session (sessions in order
+of first appearance in the input) and ordered by time inside each session.
+Problems that make a whole file unusable (no such file, a column missing from
+the header, a file that cannot be parsed) raise :class:`DataError` naming the
+file and the column; bad rows are skipped and reported as log lines up to the
+``max_bad_rows`` bound, beyond which :class:`DataError` carries the same report.
+Sessions written out of time order are sorted, with a log line.
 """
 from __future__ import annotations
 
+import csv
 import gzip
 import io
 import os
+import sys
 import tempfile
-import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-SESSION, ITEM, TIME = "SessionId", "ItemId", "Time"
+from model_code.artifacts import file_mode
+from model_code.event_rules import (BAD_ROW_REASONS, DATETIME_PATTERN, EPOCH_PATTERN, FLAGS, ITEM,
+                                    REPORTED_EXAMPLES, SEPARATORS, SESSION, TIME, ReadOptions)
+
 CSV_SUFFIXES = {".tsv": "\t", ".txt": "\t", ".csv": ","}
 PARQUET_SUFFIXES = {".parquet", ".pq"}
+COLUMN_FLAGS = "--session-column, --item-column and --time-column (hyperparameters session_column, item_column, time_column)"
 
 
 class DataError(ValueError):
     """The event data cannot be used as it is; the message says where and why."""
 
 
-class DataWarning(UserWarning):
-    """The event data was repaired (rows dropped or reordered); the message says how."""
-
-
-@dataclass(frozen=True)
-class EventColumns:
-    """Names of the session, item and time columns in the input files."""
-
-    session: str = SESSION
-    item: str = ITEM
-    time: str = TIME
-
-    def names(self) -> list[str]:
-        return [self.session, self.item, self.time]
+def _log_to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -73,32 +70,72 @@ class _Source:
         return self.name.rsplit("/", 1)[-1]
 
 
-def read_events(source: str | os.PathLike, columns: EventColumns = EventColumns()) -> pd.DataFrame:
+@dataclass
+class BadRows:
+    """The rows a read skipped: how many per reason, and the first few as ``file line N, column 'c': reason``."""
+
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BAD_ROW_REASONS, 0))
+    examples: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def add(self, other: "BadRows") -> None:
+        for reason, count in other.counts.items():
+            self.counts[reason] += count
+        self.examples = (self.examples + other.examples)[:REPORTED_EXAMPLES]
+
+    def summary(self) -> str:
+        return ", ".join(f"{count} {reason}" for reason, count in self.counts.items() if count)
+
+
+def read_events(source: str | os.PathLike, options: ReadOptions = ReadOptions(),
+                log: Callable[[str], None] = _log_to_stderr) -> pd.DataFrame:
     """Read, validate and order the events of ``source`` (file, folder or ``s3://`` URI).
 
-    The frame's ``attrs`` record the repairs: ``dropped_missing_ids`` (rows
-    without a session or item id) and ``sessions_reordered``.
+    Bad rows are skipped and reported through ``log`` (a function taking one line) up to
+    ``options.max_bad_rows``; more raise :class:`DataError`. The frame's ``attrs`` record
+    ``rows_read``, ``skipped_rows`` ({reason: count}) and ``sessions_reordered``.
     """
-    parts = [_read_one(file, columns) for file in _list_sources(str(source))]
-    events = pd.concat([frame for frame, _ in parts], ignore_index=True)
-    dropped = sum(count for _, count in parts)
-    if dropped:
-        warnings.warn(
-            f"{source}: dropped {dropped} of {dropped + len(events)} rows without a session or item id",
-            DataWarning,
-            stacklevel=2,
-        )
+    frames, rows, bad = [], 0, BadRows()
+    for file in _list_sources(str(source)):
+        frame, file_rows, file_bad = _read_one(file, options)
+        frames.append(frame)
+        rows += file_rows
+        bad.add(file_bad)
+    _report_bad_rows(source, options, rows, bad, log)
+    events = pd.concat(frames, ignore_index=True)
     if events.empty:
-        raise DataError(f"{source}: no events (no data rows with a session and item id)")
-    events, reordered = _order(events, source)
-    events.attrs.update(dropped_missing_ids=dropped, sessions_reordered=reordered)
+        raise DataError(f"{source}: no events (no data rows with a session id, an item id and a time)")
+    events, reordered = _order(events, source, log)
+    events.attrs.update(rows_read=rows, skipped_rows={k: v for k, v in bad.counts.items() if v},
+                        sessions_reordered=reordered)
     return events
+
+
+def _report_bad_rows(source, options: ReadOptions, rows: int, bad: BadRows, log: Callable[[str], None]) -> None:
+    """Log the skipped rows, or raise DataError when there are more than the bound allows."""
+    if not bad.total:
+        return
+    limit = options.bad_row_bound.limit(rows)
+    bound = f"{FLAGS['max_bad_rows']} {options.max_bad_rows} allows {limit}"
+    if bad.total > limit:
+        raise DataError(
+            f"{source}: {bad.total} of {rows} rows are bad ({bad.summary()}), more than {bound}; "
+            f"first: {'; '.join(bad.examples)}. Fix the data, or raise --max-bad-rows (hyperparameter "
+            f"max_bad_rows) to skip them"
+        )
+    log(f"{source}: skipped {bad.total} of {rows} rows ({bad.summary()}; {bound}); first:")
+    for example in bad.examples:
+        log(f"  {example}")
 
 
 def write_events(path: str | os.PathLike, events: pd.DataFrame) -> None:
     """Write ``events`` as a tab-separated file (gzip when the name ends in .gz), atomically.
 
-    The gzip header carries no time stamp, so the same frame gives the same bytes.
+    The gzip header carries no time stamp, so the same frame gives the same bytes. The file gets
+    the mode the umask gives new files.
     Times that are whole numbers are written without a decimal point.
     """
     path = Path(path)
@@ -106,6 +143,7 @@ def write_events(path: str | os.PathLike, events: pd.DataFrame) -> None:
         events = events.assign(**{TIME: events[TIME].astype(np.int64)})
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as raw:
             if path.name.endswith(".gz"):
                 with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as zipped, io.TextIOWrapper(zipped, encoding="utf-8", newline="") as text:
@@ -170,69 +208,104 @@ def _list_s3(uri: str) -> list[_Source]:
     return [_Source(name=f"s3://{bucket}/{k}", s3_bucket=bucket, s3_key=k) for k in keys]
 
 
-def _read_one(source: _Source, columns: EventColumns) -> tuple[pd.DataFrame, int]:
-    """One file's events with canonical columns, and how many rows lacked an id."""
+def _read_one(source: _Source, options: ReadOptions) -> tuple[pd.DataFrame, int, BadRows]:
+    """One file's good events with canonical columns, its number of rows, and its bad rows."""
     suffix = _format_suffix(source.base_name)
     if suffix in PARQUET_SUFFIXES:
-        frame, first_line = _read_parquet(source, columns), 0
+        frame, first_line, unit = _read_parquet(source, options), 1, "row"
     elif suffix in CSV_SUFFIXES:
-        frame, first_line = _read_delimited(source, columns, CSV_SUFFIXES[suffix]), 2
+        frame, first_line, unit = _read_delimited(source, options, CSV_SUFFIXES[suffix]), 2, "line"
     else:
         raise DataError(f"{source.name}: unknown file type (expected .tsv, .csv, .txt or .parquet, optionally .gz)")
-    frame = frame.rename(columns={columns.session: SESSION, columns.item: ITEM, columns.time: TIME})
-    has_ids = (frame[SESSION].notna() & frame[ITEM].notna()).to_numpy()
-    if not has_ids.all():
-        frame = frame.loc[has_ids]
-    lines = np.flatnonzero(has_ids) + first_line
-    frame[TIME] = _parse_time(frame[TIME], source, columns.time, lines, first_line > 0)
-    return frame.reset_index(drop=True), int((~has_ids).sum())
+    names = dict(zip((SESSION, ITEM, TIME), options.columns()))
+    frame = frame.rename(columns={name: canonical for canonical, name in names.items()})
+    times = parse_times(frame[TIME], options.time_form)
+    problems = {
+        "missing session id": (SESSION, frame[SESSION].isna().to_numpy()),
+        "missing item id": (ITEM, frame[ITEM].isna().to_numpy()),
+        "bad time": (TIME, ~np.isfinite(times)),
+    }
+    bad_rows, taken, examples = BadRows(), np.zeros(len(frame), dtype=bool), []
+    for reason, (column, rows) in problems.items():
+        rows = rows & ~taken
+        taken |= rows
+        bad_rows.counts[reason] = int(rows.sum())
+        for row in np.flatnonzero(rows)[:REPORTED_EXAMPLES]:
+            detail = ""
+            if reason == "bad time":
+                value = frame[TIME].iloc[row]
+                detail = " (empty)" if pd.isna(value) else f" {value!r}"
+            examples.append((row, f"{source.name} {unit} {row + first_line}, column {names[column]!r}: {reason}{detail}"))
+    bad_rows.examples = [text for _, text in sorted(examples)[:REPORTED_EXAMPLES]]
+    good = frame.assign(**{TIME: times}).loc[~taken]
+    return good.reset_index(drop=True), len(frame), bad_rows
 
 
-def _read_delimited(source: _Source, columns: EventColumns, sep: str) -> pd.DataFrame:
-    compression = "gzip" if source.base_name.lower().endswith(".gz") else None
-    wanted = columns.names()
-    with source.open() as handle:
+def _read_delimited(source: _Source, options: ReadOptions, extension_sep: str) -> pd.DataFrame:
+    """The wanted columns of a text file, as strings (empty fields as missing values)."""
+    wanted = options.columns()
+    with source.open() as raw:
+        stream = gzip.GzipFile(fileobj=raw, mode="rb") if source.base_name.lower().endswith(".gz") else raw
+        try:
+            header_line = stream.readline().decode("utf-8-sig").rstrip("\r\n")
+        except (OSError, EOFError, UnicodeDecodeError) as err:
+            raise DataError(f"{source.name}: cannot be parsed as delimited text: {err}") from err
+        if not header_line.strip():
+            raise DataError(f"{source.name}: empty file (no header, no events)")
+        sep = options.separator_char or detect_separator(header_line, extension_sep)
+        header = next(csv.reader([header_line], delimiter=sep))
+        _check_columns(header, wanted, source, f"header (split at {separator_name(sep)})",
+                       " and the separator with --separator (hyperparameter separator)")
+        if len(set(header)) != len(header):
+            duplicated = sorted({name for name in header if header.count(name) > 1})
+            raise DataError(f"{source.name}: the header names column(s) {duplicated} more than once")
         try:
             frame = pd.read_csv(
-                handle,
-                sep=sep,
-                compression=compression,
-                dtype={columns.session: str, columns.item: str, columns.time: str},
-                usecols=lambda name: name in wanted,
-                keep_default_na=False,
-                na_values=[""],
-                skip_blank_lines=False,
+                stream, sep=sep, header=None, names=header, usecols=wanted, dtype=str, index_col=False,
+                keep_default_na=False, na_values=[""], skip_blank_lines=False, encoding="utf-8",
             )
-        except pd.errors.EmptyDataError as err:
-            raise DataError(f"{source.name}: empty file (no header, no events)") from err
-        except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError) as err:
-            raise DataError(f"{source.name}: cannot be parsed as {'tab' if sep == chr(9) else 'comma'}-separated text: {err}") from err
-    _check_columns(frame.columns, wanted, source, "header")
+        except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError, ValueError) as err:
+            raise DataError(f"{source.name}: cannot be parsed as text split at {separator_name(sep)}: {err}") from err
     return frame[wanted]
 
 
-def _read_parquet(source: _Source, columns: EventColumns) -> pd.DataFrame:
+def detect_separator(header_line: str, extension_sep: str) -> str:
+    """Of the separators in :data:`~model_code.event_rules.SEPARATORS`, the one that splits the header into
+    the most fields (the extension's on a tie); the extension's when none occurs."""
+    fields = {sep: len(next(csv.reader([header_line], delimiter=sep))) for sep in SEPARATORS.values()}
+    most = max(fields.values())
+    if most == 1 or fields[extension_sep] == most:
+        return extension_sep
+    return next(sep for sep, count in fields.items() if count == most)
+
+
+def separator_name(sep: str) -> str:
+    names = {char: name for name, char in SEPARATORS.items()}
+    return names.get(sep, repr(sep))
+
+
+def _read_parquet(source: _Source, options: ReadOptions) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
-    wanted = columns.names()
+    wanted = options.columns()
     with source.open() as handle:
         try:
             table = pq.read_table(handle)
         except Exception as err:  # pyarrow raises several types for a corrupt file
             raise DataError(f"{source.name}: cannot be read as Parquet: {err}") from err
-    _check_columns(table.column_names, wanted, source, "schema")
+    _check_columns(table.column_names, wanted, source, "schema", "")
     frame = table.select(wanted).to_pandas()
-    for name in (columns.session, columns.item):
+    for name in (options.session_column, options.item_column):
         frame[name] = _ids_as_strings(frame[name], source, name)
     return frame
 
 
-def _check_columns(present, wanted: list[str], source: _Source, where: str) -> None:
+def _check_columns(present: list[str], wanted: list[str], source: _Source, where: str, hint: str) -> None:
     missing = [name for name in wanted if name not in set(present)]
     if missing:
         raise DataError(
-            f"{source.name}: column {missing[0]!r} missing from the {where} "
-            f"(found {list(present)}; column names are configurable)"
+            f"{source.name}: column {missing[0]!r} missing from the {where}: found {list(present)}; "
+            f"name the columns with {COLUMN_FLAGS}{hint}"
         )
 
 
@@ -243,33 +316,66 @@ def _ids_as_strings(values: pd.Series, source: _Source, column: str) -> pd.Serie
         fractional = ~missing.to_numpy() & (np.mod(values.fillna(0).to_numpy(), 1) != 0)
         if fractional.any():
             row = int(np.flatnonzero(fractional)[0])
-            raise DataError(f"{source.name}: column {column!r} holds a fractional id {values.iloc[row]!r} at row {row}")
+            raise DataError(f"{source.name}: column {column!r} holds a fractional id {values.iloc[row]!r} at row {row + 1}")
         values = values.astype("Int64")
     return values.astype(str).where(~missing)
 
 
-def _parse_time(values: pd.Series, source: _Source, column: str, lines: np.ndarray, text: bool) -> pd.Series:
-    """Numbers as they are; ISO 8601 date-times as Unix seconds; anything else is an error."""
+def parse_times(values: pd.Series, form: str = "auto") -> np.ndarray:
+    """Times as float64 seconds by the rules of :mod:`model_code.event_rules`; NaN where a value is bad.
+
+    ``form`` is a checked ``time_format`` value. Typed columns (Parquet) keep their meaning: date-times
+    become Unix seconds, numbers are read as ``epoch_s`` or ``epoch_ms``.
+    """
     if pd.api.types.is_datetime64_any_dtype(values):
-        return _datetime_seconds(values)
-    if pd.api.types.is_numeric_dtype(values):
-        numbers = values.astype("float64")
-    else:
-        numbers = pd.to_numeric(values, errors="coerce")
-        if numbers.isna().all() and values.notna().any():
-            as_dates = pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
-            if as_dates.notna().any():  # a column of date-times; the error below names the first that is not
-                numbers = _datetime_seconds(as_dates)
-    numbers = numbers.to_numpy(dtype="float64", na_value=np.nan)
-    bad = ~np.isfinite(numbers)
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        where = f"line {lines[row]}" if text else f"row {lines[row]}"
-        raise DataError(
-            f"{source.name}: column {column!r} has an unparsable time {values.iloc[row]!r} at {where} "
-            f"({int(bad.sum())} such rows; expected a number or an ISO 8601 date-time)"
-        )
-    return pd.Series(numbers, index=values.index)
+        return _datetime_seconds(values).to_numpy(dtype="float64", na_value=np.nan)
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        numbers = values.to_numpy(dtype="float64", na_value=np.nan)
+        if form == "epoch_ms":
+            return numbers / 1000.0
+        return numbers if form in ("auto", "epoch_s") else np.full(len(values), np.nan)
+    text = values.astype(str).str.strip().where(values.notna())
+    if form in ("auto", "epoch_s", "epoch_ms"):
+        numbers = _epoch_numbers(text) / (1000.0 if form == "epoch_ms" else 1.0)
+        if form != "auto" or not np.isnan(numbers).any():
+            return numbers
+        rest = np.isnan(numbers)
+        numbers[rest] = _datetime_text_seconds(text[rest])
+        return numbers
+    if form == "datetime":
+        return _datetime_text_seconds(text)
+    parsed = pd.to_datetime(text, format=form, errors="coerce", utc=True)
+    return _datetime_seconds(parsed).to_numpy(dtype="float64", na_value=np.nan)
+
+
+def _epoch_numbers(text: pd.Series) -> np.ndarray:
+    """Form 1 (epoch seconds) of each value, NaN where it is not that form."""
+    numbers = pd.to_numeric(text, errors="coerce").to_numpy(dtype="float64", na_value=np.nan, copy=True)
+    candidates = ~np.isnan(numbers)
+    if candidates.any():  # to_numeric also takes '1e5', 'inf', ' 1_000': the form does not
+        strict = text[candidates].str.fullmatch(EPOCH_PATTERN.pattern).to_numpy(dtype=bool)
+        numbers[np.flatnonzero(candidates)[~strict]] = np.nan
+    return numbers
+
+
+def _datetime_text_seconds(text: pd.Series) -> np.ndarray:
+    """Form 2 (date-times) of each value as Unix seconds, NaN where it is not that form or no real date."""
+    parts = text.str.extract(f"^(?:{DATETIME_PATTERN.pattern})$")
+    number = {name: pd.to_numeric(parts[name]) for name in ("year", "month", "day", "hour", "minute", "second")}
+    clock = {name: number[name].fillna(0) for name in ("hour", "minute", "second")}
+    valid = (clock["hour"] <= 23) & (clock["minute"] <= 59) & (clock["second"] <= 59)
+    days = pd.to_datetime(pd.DataFrame({k: number[k] for k in ("year", "month", "day")}), errors="coerce")
+    seconds = (_datetime_seconds(days) + clock["hour"] * 3600 + clock["minute"] * 60 + clock["second"]
+               + pd.to_numeric("0." + parts["fraction"].fillna("0")) - _zone_offsets(parts["zone"]))
+    return seconds.where(valid).to_numpy(dtype="float64", na_value=np.nan)
+
+
+def _zone_offsets(zones: pd.Series) -> pd.Series:
+    """Seconds east of UTC of ``Z``, ``UTC``, ``+hh:mm``, ``+hhmm``, ``+hh``; none is UTC; NaN when out of range."""
+    parts = zones.str.extract(r"^(?P<sign>[+-])(?P<hours>\d{2}):?(?P<minutes>\d{2})?$")
+    hours, minutes = pd.to_numeric(parts["hours"]), pd.to_numeric(parts["minutes"]).fillna(0)
+    offsets = ((hours * 3600 + minutes * 60) * parts["sign"].map({"+": 1, "-": -1})).fillna(0.0)
+    return offsets.where((hours.isna() | (hours <= 23)) & (minutes <= 59))
 
 
 def _datetime_seconds(values: pd.Series) -> pd.Series:
@@ -277,8 +383,8 @@ def _datetime_seconds(values: pd.Series) -> pd.Series:
     return (values - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
 
 
-def _order(events: pd.DataFrame, source) -> tuple[pd.DataFrame, int]:
-    """Group by session (first-appearance order), then time; warn about sessions written out of order."""
+def _order(events: pd.DataFrame, source, log: Callable[[str], None]) -> tuple[pd.DataFrame, int]:
+    """Group by session (first-appearance order), then time; log the sessions written out of order."""
     codes, _ = pd.factorize(events[SESSION])
     times = events[TIME].to_numpy()
     order = np.argsort(codes, kind="stable")
@@ -287,12 +393,8 @@ def _order(events: pd.DataFrame, source) -> tuple[pd.DataFrame, int]:
     if step_back.any():
         reordered = len(np.unique(codes[order][1:][step_back]))
         first = events[SESSION].iloc[int(order[1:][step_back][0])]
-        warnings.warn(
-            f"{source}: {reordered} sessions have events out of time order (first: session {first!r}); "
-            f"sorted them by time",
-            DataWarning,
-            stacklevel=3,
-        )
+        log(f"{source}: {reordered} sessions have events out of time order (first: session {first!r}); "
+            f"sorted them by time")
         order = np.lexsort((times, codes))
     if not np.array_equal(order, np.arange(len(order))):
         events = events.iloc[order].reset_index(drop=True)

@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from model_code.events import ITEM, SESSION, TIME, DataError, EventColumns, read_events, write_events
+from model_code.event_rules import add_read_options, read_options
+from model_code.events import ITEM, SESSION, TIME, DataError, read_events, write_events
 
 DAY_SECONDS = 86_400.0
 
@@ -115,9 +116,7 @@ def main(argv=None) -> int:
     parser.add_argument("--single-pass", action="store_true", help="filter sessions, items, sessions once instead of until stable")
     parser.add_argument("--test-days", type=float, default=defaults.test_days, help=f"sessions starting in the last N days are the test set (default: {defaults.test_days:g})")
     parser.add_argument("--day-length", type=float, default=defaults.day_length, help=f"one day in the unit of the time column (default: {defaults.day_length:g}, seconds; 86400000 for milliseconds)")
-    parser.add_argument("--session-column", default="SessionId", help="session id column of RAW (default: SessionId)")
-    parser.add_argument("--item-column", default="ItemId", help="item id column of RAW (default: ItemId)")
-    parser.add_argument("--time-column", default="Time", help="time column of RAW (default: Time)")
+    add_read_options(parser)
     args = parser.parse_args(argv)
     protocol = Protocol(
         drop_repeats=not args.keep_repeats, min_item_support=args.min_item_support, min_session_length=args.min_session_length,
@@ -125,7 +124,7 @@ def main(argv=None) -> int:
     )
     log = lambda message: print(message, file=sys.stderr)  # noqa: E731
     try:
-        events = read_events(args.raw, EventColumns(args.session_column, args.item_column, args.time_column))
+        events = read_events(args.raw, read_options(args), log)
         train, test = preprocess(events, protocol, log)
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -97,6 +97,16 @@ class SessionArrays:
         """Events with a next event in their session: the (input, target) pairs of one epoch."""
         return int(np.maximum(self.lengths - 1, 0).sum())
 
+    @property
+    def n_single_event_sessions(self) -> int:
+        """Sessions of one event: they give no (input, target) pair, so they train and test nothing."""
+        return int((self.lengths == 1).sum())
+
+    def sessions_summary(self) -> str:
+        """``701 sessions (85 of one event, which count for nothing)``, for data summaries."""
+        single = self.n_single_event_sessions
+        return f"{self.n_sessions} sessions" + (f" ({single} of one event, which count for nothing)" if single else "")
+
     def session(self, s: int) -> np.ndarray:
         return self.items[self.offsets[s]:self.offsets[s + 1]]
 
@@ -109,6 +119,7 @@ class SessionArrays:
             "events": self.n_events,
             "sessions": self.n_sessions,
             "examples": self.n_examples,
+            "single_event_sessions": self.n_single_event_sessions,
             "dropped_unknown_items": self.dropped_unknown,
         }
 

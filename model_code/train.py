@@ -31,18 +31,20 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable
 
 import numpy as np
 
 from model_code import artifacts
 from model_code.checkpoints import Checkpoint, fingerprint, load_checkpoint, save_checkpoint
-from model_code.events import DataError, EventColumns, read_events
+from model_code.event_rules import ReadOptions, add_read_options, read_options
+from model_code.events import DataError, read_events
 from model_code.item_index import ItemIndex
 from model_code.metrics import CUTOFFS
 from model_code.params import PRESETS, GRU4RecParams, ParamError, parse_assignments, resolve_params
 from model_code.report import metrics_table
 from model_code.session_batches import SessionArrays, session_parallel_steps
+from model_code.tf_startup import import_keras
 
 POPULAR_ITEMS = 1000
 TIES = "conservative"
@@ -63,10 +65,11 @@ class TrainingRun:
     checkpoint_dir: str | None = None
     seed: int = 42
     eval_every: int = 1
-    columns: EventColumns = field(default_factory=EventColumns)
+    read: ReadOptions = field(default_factory=ReadOptions)
     export: bool = True
     progress: bool = True
     log: Callable[[str], None] = _log_to_stderr
+    tensorflow_logs: bool = False
 
 
 @dataclass
@@ -82,7 +85,7 @@ def train_model(params: GRU4RecParams, run: TrainingRun) -> dict:
     wall_start = time.perf_counter()
     model_dir = Path(run.model_dir).resolve()
     data = _load_data(run)
-    import keras
+    keras = import_keras(run.tensorflow_logs)
 
     fit_start = time.perf_counter()
     model, trainer = _make_model(params, data, run.seed)
@@ -175,25 +178,32 @@ def _fit(params, run, data, model, trainer, steps, run_id, history, fit_seconds,
 
 def _load_data(run: TrainingRun) -> _Data:
     started = time.perf_counter()
-    train_events = read_events(run.train_path, run.columns)
+    train_events = read_events(run.train_path, run.read, run.log)
     index = ItemIndex.from_events(train_events)
     train = SessionArrays.from_events(train_events, index)
-    stats = {"train": {"source": str(run.train_path), "items": len(index), **train.stats()}}
+    stats = {"train": {"source": str(run.train_path), "items": len(index), **_read_stats(train_events),
+                       **train.stats()}}
     test = None
     if run.test_path:
-        test = SessionArrays.from_events(read_events(run.test_path, run.columns), index)
-        stats["test"] = {"source": str(run.test_path), **test.stats()}
+        test_events = read_events(run.test_path, run.read, run.log)
+        test = SessionArrays.from_events(test_events, index)
+        stats["test"] = {"source": str(run.test_path), **_read_stats(test_events), **test.stats()}
         if test.n_examples == 0:
             raise DataError(f"{run.test_path}: no test session has two events with items known to training")
     if train.n_examples == 0:
         raise DataError(f"{run.train_path}: no session has two or more events: nothing to train on")
     run.log(
-        f"train: {train.n_events} events, {train.n_sessions} sessions, {len(index)} items"
-        + (f"; test: {test.n_events} events, {test.n_sessions} sessions, {test.n_examples} next-item cases, "
+        f"train: {train.n_events} events, {train.sessions_summary()}, {len(index)} items"
+        + (f"; test: {test.n_events} events, {test.sessions_summary()}, {test.n_examples} next-item cases, "
            f"{test.dropped_unknown} events with items unknown to training dropped" if test else "")
         + f"; read in {time.perf_counter() - started:.1f} s"
     )
     return _Data(index, train, test, stats)
+
+
+def _read_stats(events) -> dict:
+    """What reading the file skipped, as metadata.json records it."""
+    return {"rows_read": events.attrs["rows_read"], "skipped_rows": events.attrs["skipped_rows"]}
 
 
 def _resume(run: TrainingRun, run_id: str, model, trainer) -> tuple[list[dict], float, int]:
@@ -289,11 +299,9 @@ def _write_model_dir(model_dir: Path, model, index: ItemIndex, metadata: dict, r
 
 def _readable_by_all(folder: Path) -> None:
     """Give the staged folder and its files the usual modes (temporary files are created private)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    folder.chmod(0o777 & ~umask)
+    folder.chmod(artifacts.file_mode(folder=True))
     for path in folder.iterdir():
-        path.chmod(0o666 & ~umask)
+        path.chmod(artifacts.file_mode())
 
 
 def _publish(staging: Path, model_dir: Path) -> None:
@@ -359,33 +367,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval-every", type=int, default=1, metavar="N",
                         help="evaluate on --test every N epochs and after the last (0: after the last only; default: 1)")
     parser.add_argument("--no-export", action="store_true", help="do not write scorer.onnx and the output layer arrays")
-    parser.add_argument("--session-column", default="SessionId", help="name of the session id column (default: SessionId)")
-    parser.add_argument("--item-column", default="ItemId", help="name of the item id column (default: ItemId)")
-    parser.add_argument("--time-column", default="Time", help="name of the time column (default: Time)")
+    add_read_options(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars or log lines, only the results")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bars, log lines still (for logs that are not a terminal)")
+    parser.add_argument("--tensorflow-logs", action="store_true",
+                        help="show TensorFlow's own start-up and compilation log lines (default: quietened)")
     return parser
-
-
-RUN_OPTIONS = ("preset", "seed", "epochs", "eval_every")
-
-
-def hyperparameters_argv(hyperparameters: Mapping[str, str]) -> list[str]:
-    """Command-line arguments for :func:`main` from SageMaker-style hyperparameters (all values strings).
-
-    ``preset``, ``seed``, ``epochs`` and ``eval_every`` become their options;
-    every other key becomes ``--param key=value`` and is checked (with its
-    value) by the parameter parser when :func:`main` runs.
-    """
-    argv: list[str] = []
-    for key, value in hyperparameters.items():
-        name = str(key).strip().lower().replace("-", "_")
-        if name in RUN_OPTIONS:
-            argv += [f"--{name.replace('_', '-')}", str(value).strip()]
-        else:
-            argv += ["--param", f"{key}={value}"]
-    return argv
 
 
 def metric_lines(metrics: dict) -> str:
@@ -411,8 +399,9 @@ def run_command(args: argparse.Namespace) -> dict:
     run = TrainingRun(
         train_path=args.train, test_path=args.test, model_dir=args.model_dir, checkpoint_dir=args.checkpoint_dir,
         seed=args.seed, eval_every=args.eval_every,
-        columns=EventColumns(args.session_column, args.item_column, args.time_column),
+        read=read_options(args),
         export=not args.no_export, progress=not (args.quiet or args.no_progress), log=log,
+        tensorflow_logs=args.tensorflow_logs,
     )
     log(f"parameters: {params.to_dict()}")
     with warnings.catch_warnings():

@@ -10,7 +10,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from infra.ops import recommend as recommending
 from infra.ops import cleanup, scoring, status, training
-from infra.ops.deployment import load_deployment
+from infra.ops.deployment import load_deployment, validate_stage
 from infra.ops.errors import OpsError
 
 DESCRIPTION = """\
@@ -23,9 +23,26 @@ examples:
   python -m infra.ops train --upload-data demo_output/data -p epochs=5 --wait
   python -m infra.ops train --one-off -p loss=bpr-max -p learning_rate=0.05
   python -m infra.ops score sessions.jsonl --wait
-  python -m infra.ops recommend 214716935 214832672 -k 10 --exclude-seen
-  python -m infra.ops --stage prod status
-  python -m infra.ops cleanup --yes"""
+  python -m infra.ops recommend 1000 1001 -k 10 --exclude-seen
+  python -m infra.ops status --stage prod
+  python -m infra.ops cleanup --yes
+
+--stage, --region and --profile go before or after the command. Everything that can be
+checked without AWS (arguments, hyperparameters, the sessions file, the request) is checked
+first, with the container's own checks."""
+
+
+def _add_location(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    """--stage, --region, --profile; on the sub-commands without defaults, so the top level's stay
+    unless they are given after the command."""
+    def default(value):
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument("--stage", default=default("dev"), help="stage to operate on (default: dev)")
+    parser.add_argument("--region", default=default(None),
+                        help="AWS region (default: AWS_REGION / profile's region)")
+    parser.add_argument("--profile", default=default(None),
+                        help="AWS profile (default: AWS_PROFILE / default)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,21 +52,23 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--stage", default="dev", help="stage to operate on (default: dev)")
-    parser.add_argument("--region", help="AWS region (default: AWS_REGION / profile's region)")
-    parser.add_argument("--profile", help="AWS profile (default: AWS_PROFILE / default)")
+    _add_location(parser, defaults=True)
+    location = argparse.ArgumentParser(add_help=False)
+    _add_location(location, defaults=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _add_train(commands)
-    _add_score(commands)
-    _add_recommend(commands)
+    _add_train(commands, location)
+    _add_score(commands, location)
+    _add_recommend(commands, location)
     commands.add_parser(
         "status",
+        parents=[location],
         help="recent training and batch executions, the endpoint and its current model",
         description="Show the last training and batch executions (status, start, job), the "
         "endpoint's status and the current model recorded in SSM.",
     )
     tidy = commands.add_parser(
         "cleanup",
+        parents=[location],
         help="list (and with --yes delete) models/endpoint configs no longer in use",
         description="Find the SageMaker models and endpoint configs that training runs created "
         "for this stage (tagged project=gru4rec, stage=<stage>) which nothing uses any more "
@@ -60,9 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_train(commands) -> None:
+def _add_train(commands, location: argparse.ArgumentParser) -> None:
     train = commands.add_parser(
         "train",
+        parents=[location],
         help="start the training state machine (or a one-off training job)",
         description="Start the training state machine: train on s3://<bucket>/training/, "
         "check the quality gate, roll the endpoint to the new model. With --one-off, run only "
@@ -89,9 +109,10 @@ def _add_train(commands) -> None:
     one_off.add_argument("--instance-type", help="instance type (default: the state machine's)")
 
 
-def _add_score(commands) -> None:
+def _add_score(commands, location: argparse.ArgumentParser) -> None:
     score = commands.add_parser(
         "score",
+        parents=[location],
         help="upload a JSON-lines sessions file for batch scoring",
         description="Check a JSON-lines file (one {\"session_id\": ..., \"items\": [...]} per "
         "line) and upload it to sessions/incoming/, which starts a batch transform; the scores "
@@ -106,9 +127,10 @@ def _add_score(commands) -> None:
     )
 
 
-def _add_recommend(commands) -> None:
+def _add_recommend(commands, location: argparse.ArgumentParser) -> None:
     recommend = commands.add_parser(
         "recommend",
+        parents=[location],
         help="ask the API for the next items of one session",
         description="POST the session's items to the stage's API (API key and SigV4 "
         "signature added) and print the recommendations as a table.",
@@ -127,8 +149,25 @@ def make_session(args: argparse.Namespace) -> boto3.Session:
     return session
 
 
+def check_train(args) -> None:
+    args.hyperparameters = training.parse_hyperparameters(args.hyperparameter)
+    if not args.one_off and (args.role or args.image or args.instance_type):
+        raise OpsError("--role, --image and --instance-type are for --one-off jobs only")
+    if args.upload_data:
+        training.data_files(args.upload_data)
+
+
+def check_score(args) -> None:
+    scoring.object_name(args.file, args.name)
+    scoring.validate_sessions_file(args.file)
+
+
+def check_recommend(args) -> None:
+    recommending.request_body(args.items, args.k, args.exclude_seen)
+
+
 def run_train(args, session, deployment) -> int:
-    hyperparameters = training.parse_hyperparameters(args.hyperparameter)
+    hyperparameters = args.hyperparameters
     test_channel = not args.no_test_channel
     stepfunctions = session.client("stepfunctions")
     settings = None
@@ -137,8 +176,6 @@ def run_train(args, session, deployment) -> int:
             stepfunctions, deployment.training_state_machine_arn,
             role_arn=args.role, image_uri=args.image, instance_type=args.instance_type,
         )
-    elif args.role or args.image or args.instance_type:
-        raise OpsError("--role, --image and --instance-type are for --one-off jobs only")
     if args.upload_data:
         for uri in training.upload_training_data(
             session.client("s3"), deployment.data_bucket, args.upload_data
@@ -212,6 +249,9 @@ def run_cleanup(args, session, deployment) -> int:
     return 0
 
 
+LOCAL_CHECKS = {"train": check_train, "score": check_score, "recommend": check_recommend}
+"""What each command checks before it makes any AWS call."""
+
 COMMANDS = {
     "train": run_train,
     "score": run_score,
@@ -224,6 +264,8 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        validate_stage(args.stage)
+        LOCAL_CHECKS.get(args.command, lambda _: None)(args)
         session = make_session(args)
         deployment = load_deployment(session, args.stage, allow_none=args.command == "cleanup")
         return COMMANDS[args.command](args, session, deployment)

@@ -14,10 +14,10 @@ import boto3
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 
+from inference.contracts import ClientError, parse_json_request
 from infra.ops.deployment import Deployment
 from infra.ops.errors import OpsError
 
-MAX_K = 1000
 TIMEOUT_SECONDS = 30
 
 
@@ -32,12 +32,13 @@ def api_key_value(apigateway, key_id: str) -> str:
 
 
 def request_body(items: list[str], k: int, exclude_seen: bool) -> dict:
-    """The request document, checked against the API's limits before sending."""
-    if not items or not all(isinstance(item, str) and item for item in items):
-        raise OpsError("give at least one item id (non-empty strings)")
-    if not 1 <= k <= MAX_K:
-        raise OpsError(f"-k must be between 1 and {MAX_K}, got {k}")
-    return {"items": items, "k": k, "exclude_seen": exclude_seen}
+    """The request document, checked with the container's own request contract before sending."""
+    body = {"items": items, "k": k, "exclude_seen": exclude_seen}
+    try:
+        parse_json_request(json.dumps(body).encode())
+    except ClientError as error:
+        raise OpsError(f"the endpoint would refuse this request: {error.message}") from None
+    return body
 
 
 def signed_request(

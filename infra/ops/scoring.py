@@ -5,7 +5,6 @@ transform job writes one output line per input line to `sessions/scored/<name>.o
 """
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
+from inference.contracts import BadLine, parse_json_line
 from infra.layout import INCOMING_SESSIONS_PREFIX, SCORED_SESSIONS_PREFIX
 from infra.ops.errors import OpsError
 
@@ -49,26 +49,11 @@ def object_name(path: Path, name: str | None = None) -> str:
     return chosen
 
 
-def _check_record(line: str) -> None:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"not valid JSON ({error})") from None
-    if not isinstance(record, dict):
-        raise ValueError("expected a JSON object like {\"session_id\": \"s1\", \"items\": [\"a\"]}")
-    if not isinstance(record.get("session_id"), str) or not record["session_id"]:
-        raise ValueError("`session_id` must be a non-empty string")
-    items = record.get("items")
-    if not isinstance(items, list) or not items:
-        raise ValueError("`items` must be a non-empty list of item ids")
-    if not all(isinstance(item, str) for item in items):
-        raise ValueError("`items` must hold item ids as strings")
-
-
 def validate_sessions_file(path: Path) -> int:
-    """Check every line of a JSON-lines sessions file; return the number of sessions.
+    """Check every line of a JSON-lines sessions file as the container will; return the number of sessions.
 
-    Raises OpsError naming the file and the first bad line.
+    Raises OpsError naming the file and the first bad line. A blank line is refused too: the
+    container skips it, so the scored file would have fewer lines than this one.
     """
     if not path.is_file():
         raise OpsError(f"{path}: no such file")
@@ -78,16 +63,12 @@ def validate_sessions_file(path: Path) -> int:
             where = f"{path} line {number}"
             if len(raw) > MAX_LINE_BYTES:
                 raise OpsError(f"{where}: longer than {MAX_LINE_BYTES} bytes")
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise OpsError(f"{where}: not UTF-8 text") from None
-            if not text.strip():
-                raise OpsError(f"{where}: empty line (each line must be one session)")
-            try:
-                _check_record(text)
-            except ValueError as problem:
-                raise OpsError(f"{where}: {problem}") from None
+            if not raw.strip():
+                raise OpsError(f"{where}: empty line (the container skips blank lines, so the scored file "
+                               "would not match this one line by line): remove it")
+            record = parse_json_line(number, raw.rstrip(b"\r\n"))
+            if isinstance(record, BadLine):
+                raise OpsError(f"{where}: {record.error}")
             count += 1
     if count == 0:
         raise OpsError(f"{path}: the file holds no sessions")

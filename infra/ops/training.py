@@ -21,6 +21,8 @@ from infra.layout import (
     one_off_job_prefix,
 )
 from infra.ops.errors import OpsError
+from model_code.hyperparameters import check_hyperparameters
+from model_code.params import ParamError
 
 CHANNEL_PREFIXES = {"train": TRAINING_TRAIN_PREFIX, "test": TRAINING_TEST_PREFIX}
 FINAL_EXECUTION_STATES = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
@@ -30,7 +32,8 @@ CREATE_TRAINING_JOB = "sagemaker:createTrainingJob"
 
 def parse_hyperparameters(pairs: list[str]) -> dict[str, str]:
     """`["epochs=3", "loss=bpr-max"]` -> `{"epochs": "3", "loss": "bpr-max"}` (strings, as
-    SageMaker passes them to the container)."""
+    SageMaker passes them to the container), each name and value checked by the container's own
+    checks (model_code.hyperparameters), so a typo fails here rather than in the training job."""
     parsed: dict[str, str] = {}
     for pair in pairs:
         name, equals, value = pair.partition("=")
@@ -40,6 +43,10 @@ def parse_hyperparameters(pairs: list[str]) -> dict[str, str]:
         if name in parsed:
             raise OpsError(f"hyperparameter {name!r} is given twice")
         parsed[name] = value.strip()
+    try:
+        check_hyperparameters(parsed)
+    except ParamError as error:
+        raise OpsError(f"bad hyperparameter: {error}") from None
     return parsed
 
 

@@ -142,8 +142,9 @@ def test_killed_job_resumes_from_its_checkpoint(events, tmp_path, completed_job)
     ({"learning_rate": "fast"},
      "bad hyperparameter: parameter 'learning_rate': cannot use 'fast'; allowed: a number > 0"),
     ({"dropout_hiden": "0.1"}, "bad hyperparameter: unknown parameter 'dropout_hiden' (did you mean 'dropout_hidden'?)"),
-    ({"epochs": "many"}, "bad hyperparameter: argument --epochs: invalid int value: 'many'"),
-    ({"preset": "movielens"}, "bad hyperparameter: argument --preset: invalid choice: 'movielens'"),
+    ({"epochs": "many"}, "bad hyperparameter: parameter 'epochs': cannot use 'many'; allowed: an integer >= 1"),
+    ({"preset": "movielens"}, "bad hyperparameter: parameter 'preset': cannot use 'movielens'; allowed: rsc15 | "),
+    ({"time_format": "%s"}, "bad hyperparameter: parameter 'time_format': cannot use '%s'; allowed: auto, "),
 ])
 def test_bad_hyperparameter_fails_naming_it(events, tmp_path, hyperparameters, reason):
     root = lay_out(tmp_path, events, hyperparameters)
@@ -211,9 +212,74 @@ def test_command_line_for_the_job(tmp_path):
     args = training_job.parse_training_args(argv)
     assert (args.train, args.test, args.model_dir) == (str(root / "input/data/train"), None, str(root / "model"))
     assert args.checkpoint_dir == str(root / "checkpoints") and args.no_progress and not args.quiet
-    assert args.epochs == 3 and args.param == ["layers=64"]
+    assert args.epochs is None and args.param == ["epochs=3", "layers=64"]
 
 
 def test_root_comes_from_the_environment():
     assert JobPaths.from_environment({}).root == Path("/opt/ml")
     assert JobPaths.from_environment({"OPT_ML_DIR": "/tmp/x"}).model == Path("/tmp/x/model")
+
+
+SHOP_OPTIONS = {"session_column": "user_session", "item_column": "product_id", "time_column": "event_time",
+                "max_bad_rows": "5"}
+SHOP_PARAMETERS = {"layers": "16", "batch_size": "8", "n_sample": "16", "block_steps": "8", "epochs": "1", "seed": "3"}
+
+
+@pytest.fixture(scope="session")
+def shop_csv(tmp_path_factory) -> Path:
+    """A shop's own export: its column names, ISO and `... UTC` times, an empty product id, a bad time and
+    a one-event session among 120 sessions of 2-5 clicks."""
+    rows = ["user_session,product_id,event_time"]
+    for session in range(120):
+        for click in range(2 + session % 4):
+            second = session * 60 + click * 7
+            stamp = f"2024-03-02T{second // 3600:02d}:{second // 60 % 60:02d}:{second % 60:02d}Z"
+            if click % 2:
+                stamp = stamp.replace("T", " ").replace("Z", " UTC")
+            rows.append(f"s{session},p{(session * 3 + click * 5) % 40},{stamp}")
+    rows[5] = rows[5].split(",")[0] + ",," + rows[5].split(",")[2]  # an empty product id
+    rows[9] = ",".join(rows[9].split(",")[:2] + ["2024-03-02 25:61:00 UTC"])  # a bad time
+    rows.append("lonely,p1,2024-03-03 10:00:00 UTC")  # a one-event session
+    path = tmp_path_factory.mktemp("shop") / "clicks.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def skipped_rows_report(stderr: str, *data_paths: Path) -> list[str]:
+    """The skipped-rows lines of a run's log, with the data's paths (file, then folder) replaced by <file>."""
+    for path in data_paths:
+        stderr = stderr.replace(str(path), "<file>")
+    lines = stderr.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("<file>: skipped "))
+    return lines[start:start + 3]
+
+
+def test_a_shop_export_trains_alike_from_the_command_line_and_as_a_job(shop_csv, tmp_path):
+    local = subprocess.run(
+        [sys.executable, "-m", "model_code.train", "--train", str(shop_csv), "--model-dir", str(tmp_path / "local"),
+         "--no-progress", *[f"--{name.replace('_', '-')}={value}" for name, value in SHOP_OPTIONS.items()],
+         *[arg for name, value in SHOP_PARAMETERS.items()
+           for arg in (["--seed", value] if name == "seed" else ["--param", f"{name}={value}"])]],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert local.returncode == 0, local.stderr
+    root = lay_out(tmp_path / "job", None, {**SHOP_OPTIONS, **SHOP_PARAMETERS}, channels=("train",))
+    shutil.copy(shop_csv, root / "input" / "data" / "train")
+    job = run_job(root)
+    assert job.returncode == 0, job.stderr
+
+    expected = [
+        "<file>: skipped 2 of 421 rows (1 missing item id, 1 bad time; --max-bad-rows 5 allows 5); first:",
+        "  <file> line 6, column 'product_id': missing item id",
+        "  <file> line 10, column 'event_time': bad time '2024-03-02 25:61:00 UTC'",
+    ]
+    assert skipped_rows_report(local.stderr, shop_csv) == expected
+    channel = root / "input" / "data" / "train"
+    assert skipped_rows_report(job.stderr, channel / "clicks.csv", channel) == expected
+    for stderr in (local.stderr, job.stderr):
+        assert "121 sessions (1 of one event, which count for nothing)" in stderr
+        assert "oneDNN" not in stderr and "I0000" not in stderr, "TensorFlow's start-up lines are quiet"
+    local_data = artifacts.read_metadata(tmp_path / "local")["data"]["train"]
+    job_data = artifacts.read_metadata(root / "model")["data"]["train"]
+    assert local_data["skipped_rows"] == job_data["skipped_rows"] == {"missing item id": 1, "bad time": 1}
+    assert local_data["events"] == job_data["events"] == 419
+    assert artifacts.read_items(tmp_path / "local") == artifacts.read_items(root / "model")

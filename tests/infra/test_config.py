@@ -68,7 +68,10 @@ def test_relative_artifact_path_is_resolved_against_the_project_root(tmp_path):
     ("stage", "Dev", "lower-case"),
     ("stage", "dev-1", "lower-case"),
     ("stage", "", "non-empty"),
-    ("endpoint_instance_type", "m5.large", "SageMaker instance type"),
+    ("endpoint_instance_type", "m5.large", "not a SageMaker endpoint instance type"),
+    ("endpoint_instance_type", "ml.m5.huge", "not a SageMaker endpoint instance type (did you mean 'ml.m5.large'"),
+    ("training_instance_type", "ml.c5.large", "not a SageMaker training instance type"),
+    ("transform_instance_type", "ml.p4d.24xlarge", "not a SageMaker transform instance type"),
     ("endpoint_initial_instance_count", 0, "at least 1"),
     ("endpoint_initial_instance_count", "two", "whole number"),
     ("endpoint_initial_instance_count", True, "whole number"),
@@ -100,10 +103,37 @@ def test_missing_model_artifact_says_how_to_build_it(tmp_path):
         AppConfig.from_mapping({"initial_model_artifact": str(tmp_path / "absent.tar.gz")})
 
 
-def test_unknown_context_keys_are_left_alone(artifact):
-    """cdk.json also holds the CDK's feature flags; they are not settings."""
-    config = AppConfig.from_mapping({"initial_model_artifact": artifact, "@aws-cdk/core:checkSecretUsage": True})
-    assert config.stage == "dev"
+def test_the_cdks_own_context_keys_are_left_alone(artifact):
+    """Feature flags, keys the CDK CLI injects, cached look-ups and the CLI's notes are not settings."""
+    app = cdk.App(context={
+        "initial_model_artifact": artifact, "@aws-cdk/core:checkSecretUsage": True,
+        "aws:cdk:enable-path-metadata": True, "aws:cdk:version-reporting": False,
+        "availability-zones:account=123456789012:region=us-east-1": ["us-east-1a"],
+        "acknowledged-issue-numbers": [34892],
+    })
+    assert AppConfig.from_context(app.node).stage == "dev"
+
+
+@pytest.mark.parametrize(("key", "closest"), [
+    ("stgae", "stage"), ("endpoint_instanse_type", "endpoint_instance_type"), ("use_spots", "use_spot"),
+    ("recal_threshold", "recall_threshold"), ("colour", None),
+])
+def test_a_key_that_looks_like_a_setting_but_is_none_is_refused(artifact, key, closest):
+    app = cdk.App(context={"initial_model_artifact": artifact, key: "prod"})
+    with pytest.raises(ConfigError) as raised:
+        AppConfig.from_context(app.node)
+    assert raised.value.key == key
+    message = str(raised.value)
+    assert message.startswith(f"context key {key!r}: is not a setting of this app; ")
+    assert (f"did you mean {closest!r}?" in message) == (closest is not None)
+    assert "the settings are stage, training_instance_type," in message
+
+
+def test_instance_types_accepted_per_kind(artifact):
+    config = AppConfig.from_mapping({"initial_model_artifact": artifact, "endpoint_instance_type": "ml.c5.large",
+                                     "training_instance_type": "ml.p4d.24xlarge",
+                                     "transform_instance_type": "ml.inf2.xlarge"})
+    assert (config.endpoint_instance_type, config.training_instance_type) == ("ml.c5.large", "ml.p4d.24xlarge")
 
 
 def test_empty_notification_email_means_none(artifact):

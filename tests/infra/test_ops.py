@@ -203,9 +203,10 @@ def test_a_missing_part_names_its_stack(stage, capsys):
     assert "stack Gru4Rec-Dev-Api does not exist" in err
 
 
-def test_a_missing_output_is_named(aws, capsys):
+def test_a_missing_output_is_named(aws, capsys, tmp_path):
     outputs_stack(aws.client("cloudformation"), "Gru4Rec-Dev-Storage", {"Other": "x"})
-    code, _, err = run(capsys, "score", "whatever.jsonl")
+    sessions = write_lines(tmp_path / "whatever.jsonl", ['{"session_id": "s1", "items": ["a"]}'])
+    code, _, err = run(capsys, "score", str(sessions))
     assert code == 1
     assert "Gru4Rec-Dev-Storage" in err and "'DataBucketName'" in err
 
@@ -368,12 +369,14 @@ def test_score_uploads_to_incoming_and_names_the_output(stage, capsys, tmp_path)
 @pytest.mark.parametrize(
     "line, problem",
     [
-        ('{"session_id": "s2", "items": ["a"]', "line 2: not valid JSON"),
-        ('{"session_id": "s2"}', "line 2: `items` must be a non-empty list"),
-        ('{"session_id": "s2", "items": [1, 2]}', "line 2: `items` must hold item ids as strings"),
-        ('{"items": ["a"]}', "line 2: `session_id` must be a non-empty string"),
-        ('["a", "b"]', "line 2: expected a JSON object"),
-        ("", "line 2: empty line"),
+        ('{"session_id": "s2", "items": ["a"]', "line 2: line 2 is not valid JSON"),
+        ('{"session_id": "s2"}', "line 2: 'items' is missing"),
+        ('{"session_id": "s2", "items": [1.5]}', "line 2: 'items[0]' must be an item id"),
+        ('{"session_id": true, "items": ["a"]}', "line 2: 'session_id' must be a string or an integer"),
+        ('{"session_id": "s2", "items": ["a"], "k": 0}', "line 2: 'k' is 0: it must be from 1 to 1000"),
+        ('{"session_id": "s2", "itmes": ["a"]}', "line 2: line 2 has unknown field(s) 'itmes'"),
+        ('["a", "b"]', "line 2: line 2 must be a JSON object"),
+        ("", "line 2: empty line (the container skips blank lines"),
     ],
 )
 def test_score_names_the_bad_line_and_uploads_nothing(stage, capsys, tmp_path, line, problem):
@@ -518,7 +521,7 @@ def test_recommend_checks_k_before_calling(stage, capsys):
     with FakeApi(200, {}) as api:
         api_stage(stage, api.url)
         code, _, err = run(capsys, "recommend", "a", "-k", "0")
-    assert code == 1 and "-k must be between 1 and 1000" in err
+    assert code == 1 and "the endpoint would refuse this request: 'k' is 0: it must be from 1 to 1000" in err
     assert api.requests == []
 
 
@@ -658,3 +661,65 @@ def test_one_off_options_need_one_off(stage, capsys, tmp_path):
     code, _, err = run(capsys, "train", "--image", IMAGE, "--upload-data", str(tmp_path))
     assert code == 1 and "for --one-off jobs only" in err
     assert "Contents" not in stage.session.client("s3").list_objects_v2(Bucket=BUCKET)
+
+
+# --- checked before any AWS call ---------------------------------------------------------------
+
+
+@pytest.fixture
+def no_aws(monkeypatch):
+    """Fail the test if a command reaches for AWS at all."""
+    def refuse(args):
+        raise AssertionError("an AWS session was made before the local checks")
+
+    monkeypatch.setattr("infra.ops.__main__.make_session", refuse)
+
+
+@pytest.mark.parametrize("argv, problem", [
+    (["recommend", "a", "-k", "0"], "the endpoint would refuse this request: 'k' is 0: it must be from 1 to 1000"),
+    (["recommend", "a", "-k", "1001"], "'k' is 1001: it must be from 1 to 1000"),
+    (["train", "-p", "learnig_rate=0.1"], "bad hyperparameter: unknown parameter 'learnig_rate' (did you mean 'learning_rate'?)"),
+    (["train", "-p", "epochs=two"], "bad hyperparameter: parameter 'epochs': cannot use 'two'; allowed: an integer >= 1"),
+    (["train", "-p", "time_format=iso"], "bad hyperparameter: parameter 'time_format': cannot use 'iso'"),
+    (["train", "--upload-data", "no-such-folder"], "no-such-folder: no such folder"),
+    (["train", "--role", "arn:aws:iam::1:role/x"], "for --one-off jobs only"),
+    (["score", "nope.jsonl"], "nope.jsonl: no such file"),
+    (["status", "--stage", "Prod_1"], "stage 'Prod_1' is not a valid stage name"),
+])
+def test_local_problems_are_refused_before_any_aws_call(no_aws, capsys, argv, problem):
+    code, out, err = run(capsys, *argv)
+    assert code == 1 and out == ""
+    assert err.startswith("error: ") and problem in err and err.count("\n") == 1
+
+
+def test_a_bad_sessions_file_is_refused_before_any_aws_call(no_aws, capsys, tmp_path):
+    sessions = write_lines(tmp_path / "batch.jsonl", ['{"session_id": "s1", "items": ["a"]}', '{"items": "a"}'])
+    code, _, err = run(capsys, "score", str(sessions))
+    assert code == 1 and f"{sessions} line 2: 'items' must be a non-empty list of item ids, not a string" in err
+
+
+def test_shop_reading_options_are_accepted_as_hyperparameters(stage, capsys):
+    code, _, _ = run(capsys, "train", "-p", "session_column=user_session", "-p", "time_format=%d/%m/%Y %H:%M",
+                     "-p", "max_bad_rows=1%", "-p", "separator=;")
+    assert code == 0
+    sfn = stage.session.client("stepfunctions")
+    [execution] = sfn.list_executions(stateMachineArn=stage.training_arn)["executions"]
+    sent = json.loads(sfn.describe_execution(executionArn=execution["executionArn"])["input"])
+    assert sent["hyperparameters"] == {"session_column": "user_session", "time_format": "%d/%m/%Y %H:%M",
+                                       "max_bad_rows": "1%", "separator": ";"}
+
+
+@pytest.mark.parametrize("argv", [["--stage", "qa", "status"], ["status", "--stage", "qa"]])
+def test_stage_goes_before_or_after_the_command(stage, capsys, argv):
+    code, out, err = run(capsys, *argv)
+    assert code == 1 and out == ""
+    assert "Gru4Rec-Qa-Storage" in err and "'qa'" in err
+
+
+def test_the_stage_after_the_command_wins_and_region_is_kept(monkeypatch):
+    from infra.ops.__main__ import build_parser
+
+    args = build_parser().parse_args(["--stage", "dev", "--region", "eu-west-1", "status", "--stage", "prod"])
+    assert (args.stage, args.region, args.profile) == ("prod", "eu-west-1", None)
+    args = build_parser().parse_args(["score", "f.jsonl"])
+    assert (args.stage, args.region) == ("dev", None)

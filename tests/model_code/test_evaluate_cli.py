@@ -1,10 +1,14 @@
 import contextlib
 import io
+import os
+import subprocess
+import sys
 
 import pytest
 
 from model_code import artifacts
 from model_code.evaluate import evaluate_model_dir, main
+from tests.model_code.conftest import REPO_ROOT_FOR_SUBPROCESS
 
 
 def run_evaluate(argv):
@@ -39,7 +43,35 @@ def test_tie_modes_order(tiny_model, tiny_data):
 
 def test_missing_model_directory_is_a_clear_error(tmp_path, tiny_data):
     code, _, err = run_evaluate(["--model-dir", str(tmp_path / "nothing"), "--test", str(tiny_data / "test.tsv.gz")])
-    assert code == 2 and "model directory file missing" in err and "nothing" in err
+    assert code == 2 and err == f"error: model directory not found: {tmp_path / 'nothing'}\n"
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_evaluate(["--model-dir", str(tmp_path / "empty"), "--test", str(tiny_data / "test.tsv.gz")])
+    assert code == 2 and "model directory file missing" in err and "empty" in err
+
+
+@pytest.mark.parametrize("problem", ["no model directory", "no test file"])
+def test_arguments_are_checked_before_tensorflow_is_imported(tmp_path, tiny_model, tiny_data, problem):
+    model_dir = tmp_path / "nothing" if problem == "no model directory" else tiny_model[0]
+    test = tmp_path / "nope.tsv" if problem == "no test file" else tiny_data / "test.tsv.gz"
+    script = ("import sys; from model_code.evaluate import main; "
+              f"code = main(['--model-dir', {str(model_dir)!r}, '--test', {str(test)!r}]); "
+              "print(code, sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))")
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT_FOR_SUBPROCESS, capture_output=True,
+                          text=True, timeout=300)
+    assert done.stdout.strip() == "2 []", done.stderr
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1
+
+
+def test_tensorflow_start_up_lines_are_quiet_by_default(tiny_model, tiny_data):
+    done = subprocess.run([sys.executable, "-m", "model_code.evaluate", "--model-dir", str(tiny_model[0]),
+                           "--test", str(tiny_data / "test.tsv.gz")], cwd=REPO_ROOT_FOR_SUBPROCESS,
+                          capture_output=True, text=True, timeout=300, env=without_tensorflow_settings())
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [line for line in done.stderr.splitlines() if line.startswith("test: ")]
+
+
+def without_tensorflow_settings() -> dict:
+    return {name: value for name, value in os.environ.items() if not name.startswith("TF_")}
 
 
 def test_test_items_unknown_to_the_model_are_dropped(tiny_model, tmp_path):

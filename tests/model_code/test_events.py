@@ -1,12 +1,14 @@
 """Reading event logs: formats, sources, validation messages."""
 import gzip
-import warnings
+import os
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from model_code.events import DataError, DataWarning, EventColumns, read_events
+from model_code.event_rules import OptionError, ReadOptions, parse_max_bad_rows, parse_separator, parse_time_format
+from model_code.events import DataError, parse_times, read_events
 
 TSV = "SessionId\tItemId\tTime\n1\t0042\t10\n1\t7\t11\n2\t7\t5\n2\t9.50\t6\n"
 
@@ -41,8 +43,9 @@ def test_comma_separated(tmp_path, name):
 def test_parquet_with_numeric_ids_gives_integer_strings(tmp_path):
     frame = pd.DataFrame({"SessionId": [1, 1, 2, 2], "ItemId": [42.0, 7.0, 7.0, np.nan], "Time": [10, 11, 5, 6]})
     frame.to_parquet(tmp_path / "events.parquet")
-    with pytest.warns(DataWarning, match="dropped 1 of 4 rows"):
-        events = read_events(tmp_path / "events.parquet")
+    lines = []
+    events = read_events(tmp_path / "events.parquet", ReadOptions(max_bad_rows="1"), lines.append)
+    assert lines[1] == f"  {tmp_path / 'events.parquet'} row 4, column 'ItemId': missing item id"
     assert events["ItemId"].tolist() == ["42", "7", "7"]
     assert events["SessionId"].tolist() == ["1", "1", "2"]
 
@@ -63,7 +66,7 @@ def test_folder_of_mixed_files(tmp_path):
 
 def test_configurable_column_names_and_extra_columns(tmp_path):
     path = write(tmp_path / "e.csv", "user,product,ts,price\nu,p1,3,1.5\nu,p2,4,2.0\n")
-    events = read_events(path, EventColumns(session="user", item="product", time="ts"))
+    events = read_events(path, ReadOptions(session_column="user", item_column="product", time_column="ts"))
     assert events.to_dict("list") == {"SessionId": ["u", "u"], "ItemId": ["p1", "p2"], "Time": [3.0, 4.0]}
 
 
@@ -75,32 +78,38 @@ def test_iso_times_become_unix_seconds(tmp_path):
 
 def test_bad_iso_time_names_its_line(tmp_path):
     path = write(tmp_path / "e.csv", "SessionId,ItemId,Time\ns,a,2014-04-07T10:51:09Z\ns,b,2014-04-07T25:99:00Z\n")
-    with pytest.raises(DataError, match=r"unparsable time '2014-04-07T25:99:00Z' at line 3"):
+    with pytest.raises(DataError, match=r"e\.csv line 3, column 'Time': bad time '2014-04-07T25:99:00Z'"):
         read_events(path)
 
 
 def test_out_of_order_session_is_sorted_with_a_warning(tmp_path):
     path = write(tmp_path / "e.tsv", "SessionId\tItemId\tTime\n1\ta\t10\n2\tx\t1\n1\tb\t5\n1\tc\t7\n")
-    with pytest.warns(DataWarning, match=r"1 sessions have events out of time order \(first: session '1'\)"):
-        events = read_events(path)
+    lines = []
+    events = read_events(path, log=lines.append)
+    assert lines == [f"{path}: 1 sessions have events out of time order (first: session '1'); sorted them by time"]
     assert events["ItemId"].tolist() == ["b", "c", "a", "x"]
     assert events.attrs["sessions_reordered"] == 1
 
 
 def test_interleaved_sessions_in_time_order_are_grouped_silently(tmp_path):
     path = write(tmp_path / "e.tsv", "SessionId\tItemId\tTime\n1\ta\t1\n2\tx\t2\n1\tb\t3\n2\ty\t4\n")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        events = read_events(path)
+    lines = []
+    events = read_events(path, log=lines.append)
+    assert lines == []
     assert events["ItemId"].tolist() == ["a", "b", "x", "y"]
 
 
-def test_missing_ids_are_dropped_counted_and_warned(tmp_path):
+def test_missing_ids_are_skipped_counted_and_reported_with_file_line_and_column(tmp_path):
     path = write(tmp_path / "e.tsv", "SessionId\tItemId\tTime\n1\ta\t1\n1\t\t2\n\tb\t3\n1\tc\t4\n")
-    with pytest.warns(DataWarning, match="dropped 2 of 4 rows without a session or item id"):
-        events = read_events(path)
+    lines = []
+    events = read_events(path, ReadOptions(max_bad_rows="2"), lines.append)
     assert events["ItemId"].tolist() == ["a", "c"]
-    assert events.attrs["dropped_missing_ids"] == 2
+    assert events.attrs["skipped_rows"] == {"missing session id": 1, "missing item id": 1}
+    assert lines == [
+        f"{path}: skipped 2 of 4 rows (1 missing session id, 1 missing item id; --max-bad-rows 2 allows 2); first:",
+        f"  {path} line 3, column 'ItemId': missing item id",
+        f"  {path} line 4, column 'SessionId': missing session id",
+    ]
 
 
 def test_the_string_nan_is_an_id_not_a_missing_value(tmp_path):
@@ -110,7 +119,8 @@ def test_the_string_nan_is_an_id_not_a_missing_value(tmp_path):
 
 def test_missing_column_names_file_and_column(tmp_path):
     path = write(tmp_path / "e.tsv", "SessionId\tItem\tTime\n1\ta\t1\n")
-    with pytest.raises(DataError, match=r"e\.tsv: column 'ItemId' missing from the header"):
+    with pytest.raises(DataError, match=r"e\.tsv: column 'ItemId' missing from the header \(split at tab\): "
+                                        r"found \['SessionId', 'Item', 'Time'\]; name the columns with --session-column"):
         read_events(path)
 
 
@@ -122,19 +132,20 @@ def test_missing_column_in_parquet(tmp_path):
 
 def test_unparsable_time_names_file_column_and_first_bad_line(tmp_path):
     path = write(tmp_path / "e.tsv", "SessionId\tItemId\tTime\n1\ta\t1\n1\tb\t2\n1\tc\tyesterday\n1\td\toops\n")
-    with pytest.raises(DataError, match=r"e\.tsv: column 'Time' has an unparsable time 'yesterday' at line 4 \(2 such rows"):
+    with pytest.raises(DataError, match=r"e\.tsv: 2 of 4 rows are bad \(2 bad time\), more than --max-bad-rows 1% allows 0; "
+                                        r"first: \S*e\.tsv line 4, column 'Time': bad time 'yesterday'; \S*e\.tsv line 5"):
         read_events(path)
 
 
 def test_line_numbers_count_dropped_rows(tmp_path):
     path = write(tmp_path / "e.csv", "SessionId,ItemId,Time\n1,,1\n1,b,x\n")
-    with pytest.raises(DataError, match="line 3"):
+    with pytest.raises(DataError, match=r"line 2, column 'ItemId': missing item id; \S+ line 3, column 'Time': bad time 'x'"):
         read_events(path)
 
 
-def test_missing_time_is_an_error(tmp_path):
+def test_missing_time_is_a_bad_row(tmp_path):
     path = write(tmp_path / "e.tsv", "SessionId\tItemId\tTime\n1\ta\t1\n1\tb\t\n")
-    with pytest.raises(DataError, match="line 3"):
+    with pytest.raises(DataError, match=r"line 3, column 'Time': bad time \(empty\)"):
         read_events(path)
 
 
@@ -203,3 +214,168 @@ def test_write_events_round_trip(tmp_path, name):
     text = gzip.open(tmp_path / name, "rt").read() if name.endswith(".gz") else (tmp_path / name).read_text()
     assert text.splitlines()[1] == "1\t0042\t10"  # whole-number times written without ".0"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in.tsv", name])  # no temporary file left
+
+
+# -- header, separator -----------------------------------------------------------------------------------
+
+SHOP_HEADER = "user_session,product_id,event_time"
+
+
+def test_header_lacking_the_names_is_shown_as_read_and_the_flags_named(tmp_path):
+    path = write(tmp_path / "shop.csv", f"{SHOP_HEADER}\ns1,p1,1\n")
+    with pytest.raises(DataError) as raised:
+        read_events(path)
+    message = str(raised.value)
+    assert "found ['user_session', 'product_id', 'event_time']" in message
+    assert "--session-column, --item-column and --time-column" in message and "--separator" in message
+
+
+@pytest.mark.parametrize("sep, name", [(";", "semicolon"), ("|", "pipe"), ("\t", "tab")])
+def test_separator_is_detected_from_the_header(tmp_path, sep, name):
+    path = write(tmp_path / "e.csv", TSV.replace("\t", sep))
+    check_canonical(read_events(path))
+    lacking = write(tmp_path / "f.csv", f"{SHOP_HEADER}\ns1,p1,1\n".replace(",", sep))
+    with pytest.raises(DataError, match=rf"\(split at {name}\): found \['user_session', 'product_id', 'event_time'\]"):
+        read_events(lacking)
+
+
+def test_separator_option_overrides_detection(tmp_path):
+    # a header that holds commas inside its names: detection would split there, the option does not
+    path = write(tmp_path / "e.txt", "SessionId;ItemId;Time;a,b,c,d,e\n1;0042;10;x\n1;7;11;x\n2;7;5;x\n2;9.50;6;x\n")
+    with pytest.raises(DataError, match=r"split at comma"):
+        read_events(path)
+    check_canonical(read_events(path, ReadOptions(separator="semicolon")))
+    check_canonical(read_events(path, ReadOptions(separator=";")))
+
+
+@pytest.mark.parametrize("text, expected", [("auto", None), ("tab", "\t"), ("\\t", "\t"), ("COMMA", ","), (";", ";"), ("|", "|")])
+def test_separator_values(text, expected):
+    assert parse_separator(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", ";;", "colon", '"', "\n"])
+def test_bad_separator_values_are_refused(text):
+    with pytest.raises(OptionError, match="allowed: auto, tab, comma, semicolon, pipe, or one character"):
+        parse_separator(text)
+
+
+# -- time forms --------------------------------------------------------------------------------------------
+
+def unix(*fields, offset_minutes=0, micro=0):
+    moment = datetime(*fields, microsecond=micro, tzinfo=timezone(timedelta(minutes=offset_minutes)))
+    return moment.timestamp()
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("1709421011", 1709421011.0),
+    ("-12.5", -12.5),
+    (" 1709421011.25 ", 1709421011.25),
+    ("2024-03-02T23:08:31Z", unix(2024, 3, 2, 23, 8, 31)),
+    ("2024-03-02 23:08:31 UTC", unix(2024, 3, 2, 23, 8, 31)),
+    ("2024-03-02 23:08:31UTC", unix(2024, 3, 2, 23, 8, 31)),
+    ("2024-03-02 23:08:31", unix(2024, 3, 2, 23, 8, 31)),
+    ("2024-03-02T23:08:31.250+01:00", unix(2024, 3, 2, 23, 8, 31, offset_minutes=60, micro=250_000)),
+    ("2024-03-02 23:08:31.5 -05:30", unix(2024, 3, 2, 23, 8, 31, offset_minutes=-330, micro=500_000)),
+    ("2024-03-02T23:08:31+0530", unix(2024, 3, 2, 23, 8, 31, offset_minutes=330)),
+    ("2024-03-02T23:08:31-03", unix(2024, 3, 2, 23, 8, 31, offset_minutes=-180)),
+    ("2024-03-02T23:08", unix(2024, 3, 2, 23, 8)),
+    ("2024-02-29", unix(2024, 2, 29)),
+])
+def test_accepted_time_forms(text, expected):
+    assert parse_times(pd.Series([text])) == pytest.approx([expected], abs=1e-6)
+
+
+@pytest.mark.parametrize("text", [
+    "yesterday", "1e5", "inf", "nan", "0x10", "1_000", "2024-02-30", "2023-02-29", "2024-13-01", "2024-03-02T24:00:00",
+    "2024-03-02T23:60", "2024-03-02T23:08:61", "2024-03-02T23:08:31+25:00", "2024-3-2", "02/03/2024", "2024-03-02T23",
+    "2024-03-02 23:08:31 CET", "2024-03-02T23:08:31.1234567890Z", "", None,
+])
+def test_other_times_are_bad(text):
+    assert np.isnan(parse_times(pd.Series([text], dtype=object))).all()
+
+
+def test_time_format_options():
+    assert parse_times(pd.Series(["1709421011250"]), "epoch_ms") == pytest.approx([1709421011.25])
+    assert np.isnan(parse_times(pd.Series(["2024-03-02"]), "epoch_s")).all()
+    assert np.isnan(parse_times(pd.Series(["1709421011"]), "datetime")).all()
+    assert parse_times(pd.Series(["2024-03-02 23:08:31 UTC"]), "datetime") == pytest.approx([unix(2024, 3, 2, 23, 8, 31)])
+    pattern = parse_time_format("%d/%m/%Y %H:%M")
+    assert parse_times(pd.Series(["02/03/2024 23:08", "2024-03-02"]), pattern)[0] == pytest.approx(unix(2024, 3, 2, 23, 8))
+    assert np.isnan(parse_times(pd.Series(["2024-03-02"]), pattern)).all()
+    zoned = parse_time_format("%Y%m%d %H%M%S %z")
+    assert parse_times(pd.Series(["20240302 230831 +0100"]), zoned) == pytest.approx([unix(2024, 3, 2, 23, 8, 31, offset_minutes=60)])
+
+
+def test_parquet_typed_times_keep_their_meaning(tmp_path):
+    stamps = pd.to_datetime(["2024-03-02T23:08:31Z", "2024-03-02T23:09:31Z"], utc=True)
+    pd.DataFrame({"SessionId": ["s", "s"], "ItemId": ["a", "b"], "Time": stamps}).to_parquet(tmp_path / "d.parquet")
+    assert read_events(tmp_path / "d.parquet")["Time"].tolist() == [unix(2024, 3, 2, 23, 8, 31), unix(2024, 3, 2, 23, 9, 31)]
+    pd.DataFrame({"SessionId": ["s", "s"], "ItemId": ["a", "b"], "Time": [1000, 3000]}).to_parquet(tmp_path / "m.parquet")
+    assert read_events(tmp_path / "m.parquet", ReadOptions(time_format="epoch_ms"))["Time"].tolist() == [1.0, 3.0]
+
+
+@pytest.mark.parametrize("text", ["iso", "%Y-%m", "%d/%m/%Y %I:%M %p", "%s", "nothing"])
+def test_bad_time_formats_are_refused(text):
+    with pytest.raises(OptionError, match="allowed: auto, epoch_s, epoch_ms, datetime, or a pattern"):
+        parse_time_format(text)
+
+
+# -- bad rows ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, rows, limit", [("0", 1000, 0), ("25", 1000, 25), ("0.01", 1000, 10), ("1%", 3517, 35),
+                                                ("2.5%", 200, 5), ("1.0", 7, 7)])
+def test_max_bad_rows_is_a_count_or_a_share(text, rows, limit):
+    assert parse_max_bad_rows(text).limit(rows) == limit
+
+
+@pytest.mark.parametrize("text", ["-1", "1.5", "101%", "a lot", ""])
+def test_bad_max_bad_rows_values_are_refused(text):
+    with pytest.raises(OptionError, match="allowed: a count"):
+        parse_max_bad_rows(text)
+
+
+def bad_rows_file(tmp_path, good: int, bad_times: int):
+    rows = [f"s{i // 3},i{i % 7},{1000 + i}" for i in range(good)] + [f"b{i},i1,never" for i in range(bad_times)]
+    return write(tmp_path / "e.csv", "SessionId,ItemId,Time\n" + "\n".join(rows) + "\n")
+
+
+def test_bad_rows_up_to_the_bound_are_skipped_and_the_first_five_reported(tmp_path):
+    path = bad_rows_file(tmp_path, good=993, bad_times=7)  # the default bound: 1% of 1000 rows = 10
+    lines = []
+    events = read_events(path, log=lines.append)
+    assert len(events) == 993 and events.attrs["skipped_rows"] == {"bad time": 7}
+    assert lines[0] == f"{path}: skipped 7 of 1000 rows (7 bad time; --max-bad-rows 1% allows 10); first:"
+    assert lines[1:] == [f"  {path} line {995 + i}, column 'Time': bad time 'never'" for i in range(5)]
+
+
+def test_bad_rows_beyond_the_bound_fail_with_the_report(tmp_path):
+    path = bad_rows_file(tmp_path, good=989, bad_times=11)
+    with pytest.raises(DataError, match=r"11 of 1000 rows are bad \(11 bad time\), more than --max-bad-rows 1% allows 10"):
+        read_events(path)
+    assert len(read_events(path, ReadOptions(max_bad_rows="11"), log=lambda line: None)) == 989
+    with pytest.raises(DataError, match="more than --max-bad-rows 0 allows 0"):
+        read_events(bad_rows_file(tmp_path, good=10, bad_times=1), ReadOptions(max_bad_rows="0"))
+
+
+def test_the_bound_counts_rows_over_all_files_of_a_folder(tmp_path):
+    write(tmp_path / "a.csv", "SessionId,ItemId,Time\n" + "".join(f"s{i},i,{i}\n" for i in range(200)))
+    write(tmp_path / "b.csv", "SessionId,ItemId,Time\nt1,i,when\nt2,i,then\n")
+    events = read_events(tmp_path, log=lambda line: None)  # 2 bad of 202 rows: 1% allows 2
+    assert events.attrs["rows_read"] == 202 and events.attrs["skipped_rows"] == {"bad time": 2}
+    with pytest.raises(DataError, match="2 of 2 rows are bad"):
+        read_events(tmp_path / "b.csv")
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    from model_code.events import write_events
+
+    events = read_events(write(tmp_path / "in.tsv", TSV))
+    previous = os.umask(0o022)
+    try:
+        write_events(tmp_path / "out.tsv.gz", events)
+        os.umask(0o027)
+        write_events(tmp_path / "private.tsv", events)
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "out.tsv.gz").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "private.tsv").stat().st_mode & 0o777 == 0o640

@@ -8,6 +8,7 @@ import pytest
 
 from model_code import artifacts
 from model_code.metrics import CUTOFFS
+from model_code.params import ParamError
 from tests.model_code.conftest import TINY_ARGS, run_train
 
 METRIC_KEYS = {f"{name}@{k}" for name in ("recall", "mrr") for k in CUTOFFS}
@@ -149,21 +150,46 @@ def test_replaces_an_existing_model_directory(tiny_model, tiny_data, tmp_path):
 
 
 def test_hyperparameters_become_options_and_params():
-    from model_code.train import build_parser, hyperparameters_argv
+    from model_code.hyperparameters import hyperparameters_argv
+    from model_code.train import build_parser
 
     argv = hyperparameters_argv({"preset": "diginetica", "epochs": "3", "seed": "5", "eval-every": "0",
-                                 "layers": "100,100", "dropout_hidden": "0.1"})
+                                 "layers": "100,100", "dropout_hidden": "0.1", "session-column": "user_session",
+                                 "Time_Format": "%d/%m/%Y %H:%M", "separator": ";", "max_bad_rows": "2%"})
     args = build_parser().parse_args(["--train", "t", *argv])
-    assert (args.preset, args.epochs, args.seed, args.eval_every) == ("diginetica", 3, 5, 0)
-    assert args.param == ["layers=100,100", "dropout_hidden=0.1"]
+    assert (args.preset, args.epochs, args.seed, args.eval_every) == ("diginetica", None, 5, 0)
+    assert args.param == ["epochs=3", "layers=100,100", "dropout_hidden=0.1"]
+    assert (args.session_column, args.time_format, args.separator, args.max_bad_rows) == (
+        "user_session", "%d/%m/%Y %H:%M", ";", "2%")
 
 
 def test_bad_hyperparameter_is_named(tiny_data, tmp_path):
-    from model_code.train import hyperparameters_argv
+    from model_code.hyperparameters import hyperparameters_argv
 
+    with pytest.raises(ParamError, match=r"parameter 'learning_rate': cannot use 'fast'; allowed: a number > 0"):
+        hyperparameters_argv({"learning_rate": "fast"})
     code, _, err = run_train(["--train", str(tiny_data / "train.tsv.gz"), "--model-dir", str(tmp_path / "m"),
-                              *hyperparameters_argv({"learning_rate": "fast"})])
+                              "--param", "learning_rate=fast"])
     assert code == 2 and "parameter 'learning_rate': cannot use 'fast'; allowed: a number > 0" in err
+
+
+@pytest.mark.parametrize("hyperparameters, message", [
+    ({"epochs": "two"}, "parameter 'epochs': cannot use 'two'; allowed: an integer >= 1"),
+    ({"seed": "-1"}, "parameter 'seed': cannot use '-1'; allowed: an integer >= 0"),
+    ({"preset": "movielens"}, "parameter 'preset': cannot use 'movielens'; allowed: rsc15 | yoochoose | retailrocket | diginetica"),
+    ({"separator": "::"}, "parameter 'separator': cannot use '::'; allowed: auto, tab, comma, semicolon, pipe, or one character"),
+    ({"time_format": "iso"}, "parameter 'time_format': cannot use 'iso'; allowed: auto, epoch_s, epoch_ms, datetime, or a pattern"),
+    ({"max_bad_rows": "lots"}, "parameter 'max_bad_rows': cannot use 'lots'; allowed: a count"),
+    ({"session_column": " "}, "parameter 'session_column': cannot use ' '; allowed: a column name"),
+    ({"learnig_rate": "0.1"}, "unknown parameter 'learnig_rate' (did you mean 'learning_rate'?)"),
+    ({"time_fromat": "auto"}, "unknown parameter 'time_fromat' (did you mean 'time_format'?)"),
+])
+def test_every_bad_hyperparameter_reads_the_same_way(hyperparameters, message):
+    from model_code.hyperparameters import check_hyperparameters
+
+    with pytest.raises(ParamError) as raised:
+        check_hyperparameters(hyperparameters)
+    assert str(raised.value).startswith(message)
 
 
 def test_help_lists_parameters(capsys):

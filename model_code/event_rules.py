@@ -1,0 +1,230 @@
+"""How event files are read: the options, the accepted time forms and the bad-row policy.
+
+This module is the one definition of these rules. It imports only the standard library, so the
+operator CLI can check the same options before it starts anything, and any other reader of the
+same files (an Athena query over raw events, for one) implements exactly this list.
+
+Options (command line ``--name``, training-job hyperparameter ``name`` with underscores)::
+
+    --session-column / --item-column / --time-column   column names (default SessionId, ItemId, Time)
+    --separator       auto | tab | comma | semicolon | pipe | one character          (default auto)
+    --time-format     auto | epoch_s | epoch_ms | datetime | a %-pattern             (default auto)
+    --max-bad-rows    a count (integer >= 0) or a share of the rows read (0.01, 1%)   (default 1%)
+
+Separator ``auto``: of tab, comma, semicolon and pipe, the one that splits the header line into
+the most fields; when none of them occurs there, the file's extension decides (``.csv`` comma,
+``.tsv`` and ``.txt`` tab). Parquet files have no separator.
+
+Time forms, ``--time-format auto``; each value is read by the first form it matches, spaces
+around it ignored, anything else is a bad time:
+
+1. epoch seconds: a decimal number, optionally signed, optionally with a fraction
+   (``1709421011``, ``1709421011.25``); kept as it is, so any number that orders events works;
+2. a date-time: ``YYYY-MM-DD``, optionally followed by ``T`` or one space and ``HH:MM``,
+   ``HH:MM:SS`` or ``HH:MM:SS.f`` (1-9 fraction digits), optionally followed, after an optional
+   space, by a zone: ``Z``, ``UTC``, or an offset ``+hh:mm``, ``+hhmm`` or ``+hh`` (or ``-``).
+   Without a zone the time is UTC. This covers ISO 8601 (``2024-03-02T23:08:31Z``,
+   ``2024-03-02T23:08:31.250+01:00``) and the export form ``2024-03-02 23:08:31 UTC``.
+
+The other ``--time-format`` values read one form only: ``epoch_s`` (form 1), ``epoch_ms`` (a
+number of milliseconds, divided by 1000), ``datetime`` (form 2), or a pattern made of the
+directives ``%Y %m %d %H %M %S %f %z %%`` and literal characters, such as ``%d/%m/%Y %H:%M``
+(without ``%z`` the time is UTC). Date-times become Unix seconds.
+
+Bad rows: a row whose session id is empty, whose item id is empty, or whose time is empty or not
+of the accepted forms is skipped (one reason per row, checked in that order). The skipped rows
+are reported as log lines: the count per reason and the first :data:`REPORTED_EXAMPLES` with
+file, line (row, for Parquet) and column. When more rows are skipped than ``--max-bad-rows``
+allows, counted over all files of the source, reading fails with the same report.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+from dataclasses import dataclass
+
+SESSION, ITEM, TIME = "SessionId", "ItemId", "Time"
+REPORTED_EXAMPLES = 5
+
+SEPARATORS = {"tab": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
+"""The separators ``auto`` chooses among, by name."""
+SEPARATOR_ALLOWED = "auto, tab, comma, semicolon, pipe, or one character"
+
+TIME_FORMATS = ("auto", "epoch_s", "epoch_ms", "datetime")
+PATTERN_DIRECTIVES = frozenset("YmdHMSfz%")
+TIME_FORMAT_ALLOWED = (f"{', '.join(TIME_FORMATS)}, or a pattern of "
+                       f"{' '.join('%' + d for d in sorted(PATTERN_DIRECTIVES))} and literal characters")
+
+EPOCH_PATTERN = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)")
+"""Form 1 of the time forms: epoch seconds."""
+DATETIME_PATTERN = re.compile(
+    r"(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})"
+    r"(?:[T ](?P<hour>\d{2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?:\.(?P<fraction>\d{1,9}))?)?)?"
+    r"(?: ?(?P<zone>Z|UTC|[+-]\d{2}(?::?\d{2})?))?"
+)
+"""Form 2 of the time forms: a date-time (named groups: its fields)."""
+
+BAD_ROW_REASONS = ("missing session id", "missing item id", "bad time")
+DEFAULT_MAX_BAD_ROWS = "1%"
+MAX_BAD_ROWS_ALLOWED = "a count (an integer >= 0, e.g. 100) or a share of the rows read (e.g. 0.01 or 1%)"
+
+
+class OptionError(ValueError):
+    """A reading option's value that cannot be used: ``message`` says what is allowed."""
+
+    def __init__(self, value: str, allowed: str):
+        super().__init__(f"cannot use {value!r}; allowed: {allowed}")
+        self.value = value
+        self.allowed = allowed
+
+
+@dataclass(frozen=True)
+class BadRowBound:
+    """How many bad rows a read may skip: a fixed count, or a share of the rows read."""
+
+    count: int | None = None
+    share: float | None = None
+
+    def limit(self, rows: int) -> int:
+        """Bad rows allowed among ``rows`` rows read."""
+        return self.count if self.count is not None else int(self.share * rows)
+
+    def describe(self) -> str:
+        return f"{self.count} rows" if self.count is not None else f"{self.share:.4g} of the rows read"
+
+
+def parse_separator(text: str) -> str | None:
+    """``auto`` -> None (detect); a name or one character -> the character."""
+    value = str(text)
+    if value.strip().lower() == "auto":
+        return None
+    if value.strip().lower() in SEPARATORS:
+        return SEPARATORS[value.strip().lower()]
+    if value == "\\t":
+        return "\t"
+    if len(value) != 1 or value in "\"\r\n":
+        raise OptionError(value, SEPARATOR_ALLOWED)
+    return value
+
+
+def parse_time_format(text: str) -> str:
+    """One of :data:`TIME_FORMATS`, or a pattern whose directives are all in :data:`PATTERN_DIRECTIVES`."""
+    value = str(text).strip()
+    if value.lower() in TIME_FORMATS:
+        return value.lower()
+    directives = re.findall(r"%(.?)", value)
+    if not directives or any(d not in PATTERN_DIRECTIVES for d in directives):
+        raise OptionError(value, TIME_FORMAT_ALLOWED)
+    if not {"Y", "m", "d"} <= set(directives):
+        raise OptionError(value, TIME_FORMAT_ALLOWED + " (a pattern needs at least %Y, %m and %d)")
+    return value
+
+
+def parse_max_bad_rows(text: str) -> BadRowBound:
+    """``100`` -> a count; ``0.01`` or ``1%`` -> a share (from 0 to 1)."""
+    value = str(text).strip()
+    try:
+        if value.endswith("%"):
+            share = float(value[:-1]) / 100
+        elif re.fullmatch(r"\d+", value):
+            return BadRowBound(count=int(value))
+        else:
+            share = float(value)
+    except ValueError:
+        raise OptionError(value, MAX_BAD_ROWS_ALLOWED) from None
+    if not 0.0 <= share <= 1.0:
+        raise OptionError(value, MAX_BAD_ROWS_ALLOWED)
+    return BadRowBound(share=share)
+
+
+def parse_column(text: str) -> str:
+    value = str(text)
+    if not value.strip():
+        raise OptionError(value, "a column name (not empty)")
+    return value
+
+
+@dataclass(frozen=True)
+class ReadOption:
+    """One reading option: its name (a hyperparameter; ``--name-with-dashes`` on the command line)."""
+
+    name: str
+    parse: object  # Callable[[str], Any]
+    default: str
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+READ_OPTIONS = (
+    ReadOption("session_column", parse_column, SESSION, "name of the session id column"),
+    ReadOption("item_column", parse_column, ITEM, "name of the item id column"),
+    ReadOption("time_column", parse_column, TIME, "name of the time column"),
+    ReadOption("separator", parse_separator, "auto", f"field separator of text files: {SEPARATOR_ALLOWED}"),
+    ReadOption("time_format", parse_time_format, "auto",
+               "how times are written: auto (epoch seconds or date-times, see model_code/event_rules.py), "
+               "epoch_s, epoch_ms, datetime, or a pattern such as '%%d/%%m/%%Y %%H:%%M'"),
+    ReadOption("max_bad_rows", parse_max_bad_rows, DEFAULT_MAX_BAD_ROWS,
+               "skip and report at most this many bad rows (empty id, bad time), then fail: "
+               "a count (0: fail on the first) or a share of the rows read (0.01 or 1%%)"),
+)
+READ_OPTION_NAMES = tuple(option.name for option in READ_OPTIONS)
+FLAGS = {option.name: option.flag for option in READ_OPTIONS}
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to read event files; values as given on the command line, checked on creation."""
+
+    session_column: str = SESSION
+    item_column: str = ITEM
+    time_column: str = TIME
+    separator: str = "auto"
+    time_format: str = "auto"
+    max_bad_rows: str = DEFAULT_MAX_BAD_ROWS
+
+    def __post_init__(self):
+        for option in READ_OPTIONS:
+            option.parse(getattr(self, option.name))
+
+    def columns(self) -> list[str]:
+        return [self.session_column, self.item_column, self.time_column]
+
+    @property
+    def separator_char(self) -> str | None:
+        return parse_separator(self.separator)
+
+    @property
+    def time_form(self) -> str:
+        return parse_time_format(self.time_format)
+
+    @property
+    def bad_row_bound(self) -> BadRowBound:
+        return parse_max_bad_rows(self.max_bad_rows)
+
+
+def add_read_options(parser: argparse.ArgumentParser) -> None:
+    """The reading options as command-line flags (checked by :func:`read_options`)."""
+    group = parser.add_argument_group("reading the event files (see model_code/event_rules.py)")
+    for option in READ_OPTIONS:
+        group.add_argument(option.flag, dest=option.name, default=option.default, type=_checked(option),
+                           help=f"{option.help} (default: {option.default.replace('%', '%%')})")
+
+
+def read_options(args: argparse.Namespace) -> ReadOptions:
+    """The parsed flags of :func:`add_read_options` as :class:`ReadOptions`."""
+    return ReadOptions(**{name: getattr(args, name) for name in READ_OPTION_NAMES})
+
+
+def _checked(option: ReadOption):
+    def check(text: str) -> str:
+        try:
+            option.parse(text)
+        except OptionError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+        return text
+
+    check.__name__ = option.name
+    return check
