@@ -9,6 +9,9 @@ For each model directory:
   installed (``apt-get install wrk``) and with a Python client otherwise;
 - Batch Transform shape: 6 MB JSON-lines payloads posted to ``/invocations``, sessions/s;
 - RSS per gunicorn worker;
+- business rules: a request with a 10,000-id ``include_items`` list against the same request without
+  it, in the engine and through the Flask app (parsing the list included), and batches of 1,000
+  sharing one list (``--filters-only`` measures just this);
 - the same HTTP figures and RSS for a Flask app that calls Keras ``predict`` per request
   (``benchmarks/keras_predict_app.py``) under gunicorn with the same number of workers.
 
@@ -85,6 +88,75 @@ def bench_engine(model_dir: Path, rng: np.random.Generator, single: int = 2000, 
         "single_p50_ms": p50, "single_p99_ms": p99, "single_per_s": 1.0 / float(np.mean(latencies)),
         "batch_sessions_per_s": batch_rate, "matmul_sessions_per_s": matmul_rate(model_dir, batch, rng),
     }
+
+
+FILTER_IDS = 10_000
+
+
+def bench_filters(model_dir: Path, rng: np.random.Generator, requests_n: int = 300, rounds: int = 3) -> dict:
+    """What a 10,000-id include list costs a one-session request, against the same request without it.
+
+    Engine alone, with the list a shop sends with every request (the engine keeps the last few filters)
+    and with a list it has not seen (more lists than it keeps, in turn); and through the Flask app,
+    parsing the list included. Interleaved in rounds, so that load on the machine hits every variant
+    alike. Also batches of 1,000 sessions sharing one list.
+    """
+    from inference.engine import FILTER_CACHE_SIZE
+    from inference.predictor import create_app
+
+    engine = Recommender.load(model_dir)
+    engine.warm_up()
+    items = artifacts.read_items(model_dir)
+    size = min(FILTER_IDS, len(items))
+    lists = [[items[i] for i in rng.choice(len(items), size=size, replace=False)] for _ in range(FILTER_CACHE_SIZE + 1)]
+    include = lists[0]
+    sessions = random_sessions(items, requests_n, rng)
+    client = create_app(model_dir).test_client()
+    bodies = [(json.dumps({"items": session, "k": 20}).encode(),
+               json.dumps({"items": session, "k": 20, "include_items": include}).encode()) for session in sessions]
+    timings: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        for n, (session, (plain, filtered)) in enumerate(zip(sessions, bodies)):
+            other = lists[1 + n % FILTER_CACHE_SIZE] if n % 2 else lists[1 + (n + 2) % FILTER_CACHE_SIZE]
+            for key, call in (
+                ("engine_plain", lambda: engine.recommend([session], k=20)),
+                ("engine_repeated_list", lambda: engine.recommend([session], k=20,
+                                                                  filters=[engine.item_filter(include=include)])),
+                ("engine_new_list", lambda: engine.recommend([session], k=20,
+                                                             filters=[engine.item_filter(include=other)])),
+                ("app_plain", lambda: client.post("/invocations", data=plain, content_type="application/json")),
+                ("app_repeated_list", lambda: client.post("/invocations", data=filtered,
+                                                          content_type="application/json")),
+            ):
+                timings.setdefault(key, []).append(_timed(call))
+    figures = {f"{key}_p50_ms": percentiles_ms(values)[0] for key, values in timings.items()}
+    batch = random_sessions(items, 1000, rng)
+    shared = engine.item_filter(include=include)
+    figures["batch_plain_per_s"] = 1000 / min(_timed(lambda: engine.recommend(batch, k=20)) for _ in range(rounds))
+    figures["batch_include_per_s"] = 1000 / min(_timed(lambda: engine.recommend(batch, k=20, filters=[shared] * 1000))
+                                                for _ in range(rounds))
+    for variant in ("engine_repeated_list", "engine_new_list"):
+        figures[f"{variant}_overhead"] = figures[f"{variant}_p50_ms"] / figures["engine_plain_p50_ms"] - 1
+    figures["app_repeated_list_overhead"] = figures["app_repeated_list_p50_ms"] / figures["app_plain_p50_ms"] - 1
+    figures["batch_overhead"] = figures["batch_plain_per_s"] / figures["batch_include_per_s"] - 1
+    return figures
+
+
+def _timed(call) -> float:
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+def print_filters(name: str, figures: dict) -> None:
+    print(f"  {name}: a {FILTER_IDS:,}-id include_items list, p50 of one session without it"
+          f" {figures['engine_plain_p50_ms']:.2f} ms (engine) / {figures['app_plain_p50_ms']:.2f} ms (app);"
+          f" with the list sent before {figures['engine_repeated_list_p50_ms']:.2f} ms"
+          f" ({figures['engine_repeated_list_overhead']:+.0%}) / {figures['app_repeated_list_p50_ms']:.2f} ms"
+          f" ({figures['app_repeated_list_overhead']:+.0%}); with a new list {figures['engine_new_list_p50_ms']:.2f} ms"
+          f" ({figures['engine_new_list_overhead']:+.0%}); batches of 1,000 sharing one list"
+          f" {figures['batch_plain_per_s']:,.0f} / {figures['batch_include_per_s']:,.0f} sessions/s"
+          f" ({figures['batch_overhead']:+.0%})")
 
 
 def matmul_rate(model_dir: Path, batch: int, rng: np.random.Generator, repeats: int = 10) -> float:
@@ -257,6 +329,9 @@ def bench_model(name: str, model_dir: Path, args) -> dict:
     figures = {"items": len(items), "units": int(table.shape[1]), "workers": args.workers}
     print("  in-process engine", flush=True)
     figures["engine"] = bench_engine(model_dir, rng)
+    figures["filters"] = bench_filters(model_dir, rng)
+    if args.filters_only:
+        return figures
     bodies = request_bodies(items, rng)
     with tempfile.TemporaryDirectory(prefix="bench_serving_") as tmp:
         workdir = Path(tmp)
@@ -269,6 +344,8 @@ def bench_model(name: str, model_dir: Path, args) -> dict:
 
 
 def ratios(figures: dict) -> dict:
+    if "onnx_http" not in figures:
+        return {}
     engine, onnx = figures["engine"], figures["onnx_http"]
     found = {
         "http_c8_vs_in_process_single": onnx["c8"]["requests_per_s"] / engine["single_per_s"],
@@ -288,6 +365,9 @@ def print_table(name: str, figures: dict, concurrency: list[int]) -> None:
           f" {engine['single_per_s']:,.0f} sessions/s")
     print(f"  in-process batches of 1,000: {engine['batch_sessions_per_s']:,.0f} sessions/s;"
           f" numpy matmul alone {engine['matmul_sessions_per_s']:,.0f} sessions/s")
+    print_filters("business rules", figures["filters"])
+    if "onnx_http" not in figures:
+        return
     rows = [("onnx serve", figures["onnx_http"])] + ([("keras predict", figures["keras_http"])]
                                                      if "keras_http" in figures else [])
     print(f"  {'HTTP':<14} {'conc':>5} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7}")
@@ -314,6 +394,8 @@ def parse_args(argv=None):
     parser.add_argument("--seconds", type=int, default=30, help="duration of each HTTP load level")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--skip-keras", action="store_true", help="do not measure the Keras-predict alternative")
+    parser.add_argument("--filters-only", action="store_true",
+                        help="measure the in-process engine and the business rules' cost only (no servers)")
     parser.add_argument("--python-client", action="store_true", help="use the Python load generator even if wrk exists")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write every figure to this JSON file")

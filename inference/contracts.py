@@ -237,6 +237,8 @@ def _items(record: dict, where: str) -> list[str]:
 
 def item_ids(values: list, name: str) -> list[str]:
     """Item ids as strings (integers as their decimal strings); a 400 naming ``name[i]`` for anything else."""
+    if set(map(type, values)) <= {str}:  # the usual case, checked without a Python loop (long filter lists)
+        return values
     for i, item in enumerate(values):
         if not isinstance(item, str) and (isinstance(item, bool) or not isinstance(item, int)):
             raise ClientError(400, f"'{name}[{i}]' must be an item id (a string or an integer), not {_kind(item)}")

@@ -37,13 +37,15 @@ SCORES_PER_CHUNK = 1 << 24
 """Score matrix elements per chunk of rows (64 MB of float32): bounds memory for huge requests."""
 MAX_CHUNK_ROWS = 4096
 """Sessions per chunk at most, whatever the catalogue size (bounds the GRU's working memory too)."""
+FILTER_CACHE_SIZE = 4
+"""Filters kept by their lists' contents, per process (each holds a mask of the catalogue)."""
 FALLBACK_SCORE = 0.0
 """The score given to popularity-fallback recommendations, which have no model score."""
 
 
 @dataclass(frozen=True, eq=False)
 class ItemFilter:
-    """Items a session may not be recommended: the indices in ``blocked``, and the same as a mask.
+    """Items a session may not be recommended: ``blocked``, a mask over the catalogue.
 
     Built by :meth:`Recommender.item_filter` from ``exclude_items`` / ``include_items`` id lists;
     ``unknown`` counts the listed ids the model does not know (ignored). Compared by identity, so the
@@ -51,7 +53,6 @@ class ItemFilter:
     """
 
     blocked: np.ndarray
-    allowed: np.ndarray
     unknown: int
 
 
@@ -92,6 +93,7 @@ class Recommender:
         self.padding_index = len(items)
         self.max_length = max_length
         self.chunk_rows = max(16, min(MAX_CHUNK_ROWS, SCORES_PER_CHUNK // len(items)))
+        self._filters: dict[tuple, ItemFilter] = {}
 
     @classmethod
     def load(cls, model_dir: str | os.PathLike, intra_op_threads: int = 1,
@@ -126,20 +128,34 @@ class Recommender:
             raise artifacts.ModelDirError("the model's warm-up call gave no finite score")
 
     def item_filter(self, exclude: Sequence[str] | None = None, include: Sequence[str] | None = None) -> ItemFilter:
-        """The filter ruling out ``exclude`` and, when ``include`` is given, every item not in it; unknown ids ignored."""
+        """The filter ruling out ``exclude`` and, when ``include`` is given, every item not in it; unknown ids ignored.
+
+        The last few filters are kept by their lists' contents: a shop sends the same in-stock list with
+        request after request, and a cached filter costs a tuple comparison instead of a lookup per id.
+        """
+        key = (None if exclude is None else tuple(exclude), None if include is None else tuple(include))
+        cached = self._filters.get(key)
+        if cached is None:
+            cached = self._build_filter(exclude, include)
+            if len(self._filters) >= FILTER_CACHE_SIZE:
+                self._filters.pop(next(iter(self._filters)))
+            self._filters[key] = cached
+        return cached
+
+    def _build_filter(self, exclude: Sequence[str] | None, include: Sequence[str] | None) -> ItemFilter:
         index = self.index
-        allowed = np.ones(len(self.items), dtype=bool)
+        blocked = np.zeros(len(self.items), dtype=bool)
         unknown = 0
         if include is not None:
             kept = [index[item] for item in include if item in index]
             unknown += len(include) - len(kept)
-            allowed[:] = False
-            allowed[kept] = True
+            blocked[:] = True
+            blocked[kept] = False
         if exclude is not None:
             ruled_out = [index[item] for item in exclude if item in index]
             unknown += len(exclude) - len(ruled_out)
-            allowed[ruled_out] = False
-        return ItemFilter(np.flatnonzero(~allowed), allowed, unknown)
+            blocked[ruled_out] = True
+        return ItemFilter(blocked, unknown)
 
     def recommend(self, sessions: Sequence[Sequence[str]], k: int = 20, exclude_seen: bool = False,
                   filters: Sequence[ItemFilter | None] | None = None) -> list[SessionResult]:
@@ -182,7 +198,7 @@ class Recommender:
         """The most popular items that ``item_filter`` allows, at most ``k``."""
         popular = self.popular
         if item_filter is not None:
-            popular = [item for item in popular if item_filter.allowed[self.index[item]]]
+            popular = [item for item in popular if not item_filter.blocked[self.index[item]]]
         return [(item, FALLBACK_SCORE) for item in popular[:k]]
 
     def _hidden(self, sessions: list[list[int]]) -> np.ndarray:
@@ -214,13 +230,15 @@ def _rule_out(scores: np.ndarray, filters: list[ItemFilter | None]) -> None:
     """Set to -inf, row by row, the columns each row's filter blocks; rows sharing a filter in one step."""
     rows_of: dict[int, tuple[ItemFilter, list[int]]] = {}
     for row, item_filter in enumerate(filters):
-        if item_filter is not None and item_filter.blocked.size:
+        if item_filter is not None:
             rows_of.setdefault(id(item_filter), (item_filter, []))[1].append(row)
     for item_filter, rows in rows_of.values():
         if len(rows) == len(scores):
-            scores[:, item_filter.blocked] = -np.inf
+            np.copyto(scores, -np.inf, where=item_filter.blocked)
         else:
-            scores[np.ix_(rows, item_filter.blocked)] = -np.inf
+            part = scores[rows]
+            np.copyto(part, -np.inf, where=item_filter.blocked)
+            scores[rows] = part
 
 
 def _unknown(item_filter: ItemFilter | None) -> int | None:

@@ -21,24 +21,36 @@ MAX_JOB_FILTER_ITEMS = 1_000_000
 FIELDS = ("exclude_items", "include_items")
 
 
+class FiltersFileError(ValueError):
+    """A filter list file that cannot be used; the message names the file and the problem."""
+
+
 def read_job_filters(model_dir: str | os.PathLike) -> SessionRequest | None:
     """The defaults ``filters.json`` sets (None where the model directory has none); ModelDirError names a bad one."""
     path = Path(model_dir) / FILTERS_FILE
     if not path.is_file():
         return None
     try:
-        document = json.loads(path.read_bytes().decode("utf-8"))
+        return parse_filters(path.read_bytes(), str(path))
+    except FiltersFileError as err:
+        raise ModelDirError(str(err)) from None
+
+
+def parse_filters(data: bytes, where: str) -> SessionRequest:
+    """The lists of a filter file's bytes as request defaults; FiltersFileError names ``where`` and the problem."""
+    try:
+        document = json.loads(data.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ModelDirError(f"{path} is not a JSON file: {err}") from None
+        raise FiltersFileError(f"{where} is not a JSON file: {err}") from None
     if not isinstance(document, dict) or not document or set(document) - set(FIELDS):
-        raise ModelDirError(f"{path} must be a JSON object with 'exclude_items' and/or 'include_items' (lists of "
-                            f"item ids), and nothing else")
+        raise FiltersFileError(f"{where} must be a JSON object with 'exclude_items' and/or 'include_items' (lists "
+                               f"of item ids), and nothing else")
     lists = {}
     for field, values in document.items():
         if not isinstance(values, list) or len(values) > MAX_JOB_FILTER_ITEMS:
-            raise ModelDirError(f"'{field}' in {path} must be a list of at most {MAX_JOB_FILTER_ITEMS:,} item ids")
+            raise FiltersFileError(f"'{field}' in {where} must be a list of at most {MAX_JOB_FILTER_ITEMS:,} item ids")
         try:
             lists[field] = item_ids(values, field)
         except ClientError as err:
-            raise ModelDirError(f"{path}: {err.message}") from None
+            raise FiltersFileError(f"{where}: {err.message}") from None
     return SessionRequest(items=[], **lists)

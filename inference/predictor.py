@@ -67,7 +67,7 @@ class ModelHolder:
             job_filter = engine.item_filter(defaults.exclude_items, defaults.include_items)
             self.filters = {_lists_key(defaults): job_filter}
             log.info("job filters from %s: %d items ruled out, %d listed ids unknown", self.model_dir,
-                     job_filter.blocked.size, job_filter.unknown)
+                     int(job_filter.blocked.sum()), job_filter.unknown)
         self.defaults = defaults
         self._engine, self.error = engine, None
         log.info("model loaded from %s: %d items", self.model_dir, engine.n_items)

@@ -120,6 +120,11 @@ def _add_score(commands, location: argparse.ArgumentParser) -> None:
     )
     score.add_argument("file", type=Path, help="sessions file, named <name>.jsonl")
     score.add_argument("--name", help="object name in the bucket instead of the file's name")
+    score.add_argument(
+        "--filters", type=Path, metavar="FILE.json",
+        help='business rules for every session of the file: {"exclude_items": [...], "include_items": [...]} '
+        "(either or both; a line's own lists replace them); uploaded as <name>.filters.json beside it",
+    )
     score.add_argument("--wait", action="store_true", help="wait for the scored file")
     score.add_argument(
         "--timeout", type=float, default=3600.0, metavar="SECONDS",
@@ -160,6 +165,8 @@ def check_train(args) -> None:
 def check_score(args) -> None:
     scoring.object_name(args.file, args.name)
     scoring.validate_sessions_file(args.file)
+    if args.filters is not None:
+        scoring.validate_filters_file(args.filters)
 
 
 def check_recommend(args) -> None:
@@ -213,7 +220,7 @@ def _one_off(args, session, deployment, settings, hyperparameters, test_channel)
 
 def run_score(args, session, deployment) -> int:
     s3 = session.client("s3")
-    submission = scoring.submit_sessions(s3, deployment.data_bucket, args.file, args.name)
+    submission = scoring.submit_sessions(s3, deployment.data_bucket, args.file, args.name, args.filters)
     print(f"uploaded {submission.sessions} sessions to {submission.input_uri}")
     print(f"scores will appear at {submission.output_uri}")
     if args.wait:

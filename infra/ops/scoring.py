@@ -13,7 +13,8 @@ from pathlib import Path
 from botocore.exceptions import ClientError
 
 from inference.contracts import BadLine, parse_json_line
-from infra.layout import INCOMING_SESSIONS_PREFIX, SCORED_SESSIONS_PREFIX
+from inference.job_filters import FiltersFileError, parse_filters
+from infra.layout import FILTERS_SUFFIX, INCOMING_SESSIONS_PREFIX, SCORED_SESSIONS_PREFIX
 from infra.ops.errors import OpsError
 
 SUFFIX = ".jsonl"
@@ -75,11 +76,30 @@ def validate_sessions_file(path: Path) -> int:
     return count
 
 
-def submit_sessions(s3, bucket: str, path: Path, name: str | None = None) -> Submission:
-    """Validate the file, then upload it to `sessions/incoming/<name>.jsonl`."""
+def validate_filters_file(path: Path) -> None:
+    """Check a job-level filter list file as the container will read it; OpsError names the problem."""
+    if not path.is_file():
+        raise OpsError(f"{path}: no such file")
+    try:
+        parse_filters(path.read_bytes(), str(path))
+    except FiltersFileError as err:
+        raise OpsError(str(err)) from None
+
+
+def filters_key(input_key: str) -> str:
+    """`sessions/incoming/<name>.jsonl` -> `sessions/incoming/<name>.filters.json`, where the batch run looks."""
+    return input_key.removesuffix(SUFFIX) + FILTERS_SUFFIX
+
+
+def submit_sessions(s3, bucket: str, path: Path, name: str | None = None, filters: Path | None = None) -> Submission:
+    """Validate the file (and the filter list), then upload them to `sessions/incoming/`: the list first, as
+    `<name>.filters.json`, since the sessions file `<name>.jsonl` starts the run."""
     key_name = object_name(path, name)
     sessions = validate_sessions_file(path)
     input_key = INCOMING_SESSIONS_PREFIX + key_name
+    if filters is not None:
+        validate_filters_file(filters)
+        s3.upload_file(str(filters), bucket, filters_key(input_key), ExtraArgs={"ContentType": "application/json"})
     s3.upload_file(str(path), bucket, input_key, ExtraArgs={"ContentType": "application/jsonlines"})
     return Submission(bucket, input_key, f"{SCORED_SESSIONS_PREFIX}{key_name}.out", sessions)
 

@@ -348,3 +348,14 @@ def test_fallback_answers_follow_the_filters(engine, model_dir):
 def test_filters_must_match_the_sessions(engine, sessions):
     with pytest.raises(ValueError, match="2 filters for 3 sessions"):
         engine.recommend(sessions[:3], filters=[None, None])
+
+
+def test_the_last_few_filters_are_kept_by_their_lists_contents(model_dir, reference):
+    fresh = Recommender.load(model_dir)
+    first = fresh.item_filter(include=reference.items[:30])
+    assert fresh.item_filter(include=list(reference.items[:30])) is first, "the same ids again: the kept filter"
+    assert fresh.item_filter(exclude=reference.items[:30]) is not first
+    for n in range(engine_module.FILTER_CACHE_SIZE):
+        fresh.item_filter(include=reference.items[n:n + 5])
+    again = fresh.item_filter(include=reference.items[:30])
+    assert again is not first and np.array_equal(again.blocked, first.blocked), "evicted, then built anew alike"

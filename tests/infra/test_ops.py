@@ -402,6 +402,43 @@ def test_score_refuses_an_empty_file(stage, capsys, tmp_path):
     assert code == 1 and "holds no sessions" in err
 
 
+def test_score_with_a_filter_list_uploads_it_beside_the_sessions(stage, capsys, tmp_path):
+    sessions = write_lines(tmp_path / "week48.jsonl", [json.dumps({"session_id": "s1", "items": ["a"]})])
+    filters = tmp_path / "in_stock.json"
+    filters.write_text(json.dumps({"include_items": ["a", "b", 7]}))
+    code, _, err = run(capsys, "score", str(sessions), "--filters", str(filters))
+    assert code == 0, err
+    s3 = stage.session.client("s3")
+    body = s3.get_object(Bucket=BUCKET, Key="sessions/incoming/week48.filters.json")["Body"]
+    assert json.loads(body.read()) == {"include_items": ["a", "b", 7]}
+    assert s3.get_object(Bucket=BUCKET, Key="sessions/incoming/week48.jsonl")["Body"].read() == sessions.read_bytes()
+
+
+def test_the_filter_list_is_uploaded_before_the_sessions_file_that_starts_the_run(stage, tmp_path):
+    sessions = write_lines(tmp_path / "run.jsonl", [json.dumps({"items": ["a"]})])
+    (tmp_path / "f.json").write_text(json.dumps({"exclude_items": ["b"]}))
+    s3 = stage.session.client("s3")
+    keys = []
+    upload = s3.upload_file
+    s3.upload_file = lambda path, bucket, key, **kwargs: (keys.append(key), upload(path, bucket, key, **kwargs))
+    scoring.submit_sessions(s3, BUCKET, sessions, filters=tmp_path / "f.json")
+    assert keys == ["sessions/incoming/run.filters.json", "sessions/incoming/run.jsonl"]
+
+
+@pytest.mark.parametrize("content, problem", [
+    ('{"include_items": "a"}', "'include_items' in"),
+    ('{"include": ["a"]}', "must be a JSON object with 'exclude_items' and/or 'include_items'"),
+    ('{"exclude_items": [null]}', "'exclude_items[0]' must be an item id"),
+    ("not json", "is not a JSON file"),
+])
+def test_score_refuses_a_bad_filter_list_before_uploading_anything(stage, capsys, tmp_path, content, problem):
+    sessions = write_lines(tmp_path / "s.jsonl", ['{"session_id": "s1", "items": ["a"]}'])
+    (tmp_path / "f.json").write_text(content)
+    code, _, err = run(capsys, "score", str(sessions), "--filters", str(tmp_path / "f.json"))
+    assert code == 1 and problem in err and "f.json" in err
+    assert "Contents" not in stage.session.client("s3").list_objects_v2(Bucket=BUCKET)
+
+
 def test_wait_for_output_polls_until_the_scored_file_exists(stage):
     s3 = stage.session.client("s3")
     submission = scoring.Submission(BUCKET, "sessions/incoming/x.jsonl",
