@@ -36,9 +36,11 @@ print(json.dumps({
 """
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="session", autouse=True)
 def images():
-    """Skip where containers cannot run; fail where they could but ``make image`` has not built them."""
+    """Skip where containers cannot run; fail where they could but ``make image`` has not built them.
+
+    Session-scoped so that it comes before the session's model fixtures: a skip trains nothing first."""
     reason = containers.unavailable_reason()
     if reason:
         pytest.skip(f"the images cannot run on this machine: {reason}")
