@@ -19,7 +19,7 @@ mkdir -p "$CACHE"
 rootfs=$(mktemp -d /var/tmp/gru4rec-base.XXXXXX)
 container=""
 cleanup() {
-    rm -rf "$rootfs"
+    rm -rf "$rootfs" "$rootfs.log"
     if [ -n "$container" ]; then buildah rm "$container" >/dev/null; fi
 }
 trap cleanup EXIT
@@ -28,8 +28,7 @@ echo "building the stand-in base $NAME: debootstrap bookworm (packages cached in
 start=$SECONDS
 debootstrap --variant=minbase --arch=amd64 --cache-dir="$CACHE" \
     --include=ca-certificates,netbase,tzdata,python3,python3-pip,python-is-python3 \
-    bookworm "$rootfs" "$MIRROR" >"$rootfs.log" 2>&1 || { tail -20 "$rootfs.log" >&2; rm -f "$rootfs.log"; exit 1; }
-rm -f "$rootfs.log"
+    bookworm "$rootfs" "$MIRROR" >"$rootfs.log" 2>&1 || { tail -20 "$rootfs.log" >&2; exit 1; }
 
 # apt sources as the official image has them, with the security archive
 rm -f "$rootfs/etc/apt/sources.list"
