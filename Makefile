@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test synth model-artifact clean
+.PHONY: setup demo test synth model-artifact image clean
 
 setup: $(STAMP) nginx node_modules/.package-lock.json
 
@@ -38,6 +38,11 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest
+
+# the Dockerfile's serve and train targets, built with buildah (no Docker daemon), as gru4rec:serve and
+# gru4rec:train; `.venv/bin/python -m pytest -m image` then runs them
+image:
+	./scripts/build_images.sh
 
 clean:
 	rm -rf demo_output cdk.out .pytest_cache
