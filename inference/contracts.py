@@ -24,7 +24,8 @@ answer's ``unknown_filter_items``, which is there only where a list was given. A
 ``k``, ``exclude_seen`` and lists replace the request's (``sessions`` form), and a line's replace the
 job's defaults (:class:`SessionRequest` given to the parser), field by field. Unknown fields are refused, so a misspelt option is never
 silently ignored. An answer where no item of the session was known carries ``"fallback": true`` and
-the most popular items, scored 0.0.
+the most popular items, scored 0.0. Every answer, and every answer line, ends with ``"model_version"``:
+the model directory's version (the training job's name, or the first model's ``initial_model_version``).
 
 A request that cannot be answered as a whole raises :class:`ClientError` with its HTTP status and a
 message naming the problem and the field: 400 (malformed or invalid), 406 (``Accept`` names no format
@@ -57,6 +58,8 @@ SINGLE_FIELDS = ("items", *OPTIONS)
 MANY_FIELDS = ("sessions", *OPTIONS)
 SESSION_FIELDS = ("session_id", "items", *OPTIONS)
 JSON_WHITESPACE = b" \t\r\n"
+MODEL_VERSION = "model_version"
+"""The field every answer (each JSON line too) ends with: the version of the model that answered."""
 
 
 class ClientError(Exception):
@@ -329,16 +332,21 @@ def session_answer(result, session_id: Any = None, with_id: bool = False) -> dic
     return answer
 
 
-def json_answer(request: JsonRequest, results: Sequence) -> dict:
-    """The ``application/json`` answer to ``request``, given one engine result per session, in order."""
+def json_answer(request: JsonRequest, results: Sequence, model_version: str) -> dict:
+    """The ``application/json`` answer to ``request``, given one engine result per session, in order, and the
+    version of the model that scored them (``model_version``, the answer's last field)."""
     if not request.many:
-        return session_answer(results[0])
-    return {"results": [session_answer(result, session.session_id, True)
-                        for session, result in zip(request.sessions, results)]}
+        answer = session_answer(results[0])
+    else:
+        answer = {"results": [session_answer(result, session.session_id, True)
+                              for session, result in zip(request.sessions, results)]}
+    answer[MODEL_VERSION] = model_version
+    return answer
 
 
-def json_lines_answer(records: Sequence[SessionRequest | BadLine], results: Iterable) -> bytes:
-    """The ``application/jsonlines`` answer: one line per record; ``results`` holds one per SessionRequest, in order."""
+def json_lines_answer(records: Sequence[SessionRequest | BadLine], results: Iterable, model_version: str) -> bytes:
+    """The ``application/jsonlines`` answer: one line per record, each ending in ``model_version``; ``results``
+    holds one per SessionRequest, in order."""
     results = iter(results)
     lines = []
     for record in records:
@@ -347,6 +355,7 @@ def json_lines_answer(records: Sequence[SessionRequest | BadLine], results: Iter
             answer["error"] = record.error
         else:
             answer = session_answer(next(results), record.session_id, True)
+        answer[MODEL_VERSION] = model_version
         lines.append(encode(answer))
     return b"\n".join(lines) + b"\n"
 

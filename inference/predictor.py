@@ -25,6 +25,7 @@ from inference.engine import ItemFilter, Recommender, SessionResult
 from inference.job_filters import read_job_filters
 from inference.paths import model_dir as default_model_dir
 from inference.server_settings import SettingsError, ServerSettings, available_cores
+from model_code import artifacts
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +34,14 @@ class ModelHolder:
     """The process's Recommender, loaded and warmed up on first use; ``error`` says why the last load failed.
 
     ``defaults`` holds the job's own filter lists (``filters.json`` beside the model files, or none), and
-    ``filters`` their engine filter, built once.
+    ``filters`` their engine filter, built once; ``model_version`` is what every answer names.
     """
 
     def __init__(self, model_dir: Path):
         self.model_dir = model_dir
         self.error: str | None = None
         self.defaults: SessionRequest | None = None
+        self.model_version = ""
         self.filters: dict[tuple[int, int], ItemFilter] = {}
         self._engine: Recommender | None = None
         self._lock = threading.Lock()
@@ -57,6 +59,7 @@ class ModelHolder:
             engine = Recommender.load(self.model_dir)
             engine.warm_up()
             defaults = read_job_filters(self.model_dir)
+            model_version = artifacts.read_model_version(self.model_dir)
         except Exception as err:  # a broken model directory must not kill the worker: /ping reports it
             error = f"cannot load the model from {self.model_dir}: {err}"
             if error != self.error:
@@ -69,8 +72,9 @@ class ModelHolder:
             log.info("job filters from %s: %d items ruled out, %d listed ids unknown", self.model_dir,
                      int(job_filter.blocked.sum()), job_filter.unknown)
         self.defaults = defaults
+        self.model_version = model_version
         self._engine, self.error = engine, None
-        log.info("model loaded from %s: %d items", self.model_dir, engine.n_items)
+        log.info("model %s loaded from %s: %d items", model_version, self.model_dir, engine.n_items)
 
 
 def create_app(model_dir: str | Path | None = None) -> Flask:
@@ -104,13 +108,14 @@ def create_app(model_dir: str | Path | None = None) -> Flask:
                 records = contracts.parse_json_lines(body, holder.defaults)
             sessions = [record for record in records if isinstance(record, SessionRequest)]
             results = score(engine, sessions, holder.filters)
-            return Response(contracts.json_lines_answer(records, results), mimetype=contracts.JSON_LINES)
+            return Response(contracts.json_lines_answer(records, results, holder.model_version),
+                            mimetype=contracts.JSON_LINES)
         defaults = holder.defaults
         parsed = contracts.parse_json_request(body, defaults)
         engine = _engine(holder)
         if holder.defaults is not defaults:
             parsed = contracts.parse_json_request(body, holder.defaults)
-        answer = contracts.json_answer(parsed, score(engine, parsed.sessions, holder.filters))
+        answer = contracts.json_answer(parsed, score(engine, parsed.sessions, holder.filters), holder.model_version)
         return Response(contracts.encode(answer) + b"\n", mimetype="application/json")
 
     @app.errorhandler(ClientError)

@@ -34,9 +34,12 @@ from pathlib import Path
 from typing import Mapping
 
 from inference.paths import MODEL_SUBDIR, opt_ml_dir
+from model_code import artifacts
 
 TRAIN_CHANNEL, TEST_CHANNEL = "train", "test"
 SAGEMAKER_OWN_PREFIXES = ("sagemaker_", "_")
+# SageMaker names the training job in the container's environment; it becomes the model's version
+TRAINING_JOB_NAME = "TRAINING_JOB_NAME"
 FAILURE_LIMIT = 1024  # SageMaker reports the first 1024 characters of the failure file
 
 
@@ -135,8 +138,9 @@ def parse_training_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run_job(paths: JobPaths) -> dict:
-    """Check the input, train, write the model directory and print the metric lines; returns the metadata."""
+def run_job(paths: JobPaths, environ: Mapping[str, str] = os.environ) -> dict:
+    """Check the input, train, write the model directory (its version: the job's name) and print the metric
+    lines; returns the metadata."""
     hyperparameters, left_out = split_hyperparameters(read_hyperparameters(paths.hyperparameters))
     if left_out:
         _log(f"leaving out hyperparameters SageMaker set for itself: {', '.join(left_out)}")
@@ -155,6 +159,10 @@ def run_job(paths: JobPaths) -> dict:
         raise JobInputError(f"bad hyperparameter: {err}") from err
     except DataError as err:
         raise JobInputError(f"bad training data: {err}") from err
+    version = environ.get(TRAINING_JOB_NAME)
+    if version:
+        artifacts.record_model_version(paths.model, version)
+        metadata[artifacts.MODEL_VERSION_KEY] = version
     train.print_results(metadata)
     return metadata
 
@@ -175,7 +183,7 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
     paths = JobPaths.from_environment(environ)
     paths.failure.unlink(missing_ok=True)
     try:
-        run_job(paths)
+        run_job(paths, environ)
     except Exception as err:  # every failure must reach the failure file
         if not isinstance(err, JobInputError):
             traceback.print_exc()

@@ -23,6 +23,12 @@ from infra.instance_types import instance_type_problem
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 API_AUTH_MODES = ("iam", "api_key")
+ROLLOUT_MODES = ("all_at_once", "canary", "linear")
+# SageMaker's limits on a blue/green traffic shift (API_TrafficRoutingConfig): a canary is at most 50% of the
+# fleet, a linear step 10-50%, the wait between steps 0-3600 s
+# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_TrafficRoutingConfig.html
+ROLLOUT_PERCENT_LIMITS = {"canary": (1, 50), "linear": (10, 50)}
+ROLLOUT_WAIT_MINUTES_MAX = 60
 QUOTA_PERIODS = ("DAY", "WEEK", "MONTH")
 # the retention periods CloudWatch Logs accepts
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
@@ -52,8 +58,13 @@ class AppConfig:
     endpoint_instance_type: str = "ml.m5.large"
     endpoint_initial_instance_count: int = 1
     endpoint_max_instance_count: int = 2
+    endpoint_autoscaling: bool = True
     endpoint_invocations_per_instance: int = 1000
     model_latency_alarm_ms: int = 500
+    rollout: str = "canary"
+    rollout_traffic_percent: int = 10
+    rollout_wait_minutes: int = 10
+    model_keep_count: int = 3
     data_capture_percent: int = 10
     transform_instance_type: str = "ml.m5.xlarge"
     transform_instance_count: int = 1
@@ -86,7 +97,7 @@ class AppConfig:
                     "model_latency_alarm_ms", "transform_instance_count", "max_concurrent_transform_jobs",
                     "api_throttle_burst_limit", "api_quota_limit", "image_keep_count", "scored_expiration_days",
                     "incoming_expiration_days", "capture_expiration_days", "checkpoint_expiration_days",
-                    "noncurrent_version_expiration_days", "access_log_expiration_days"):
+                    "noncurrent_version_expiration_days", "access_log_expiration_days", "model_keep_count"):
             _check(getattr(self, key) >= 1, key, f"must be at least 1, got {getattr(self, key)}")
         _check(self.training_max_runtime_hours <= 28 * 24, "training_max_runtime_hours",
                f"SageMaker allows at most 28 days (672 hours), got {self.training_max_runtime_hours}")
@@ -112,8 +123,29 @@ class AppConfig:
         _check(_VERSION.fullmatch(self.initial_model_version), "initial_model_version",
                "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit, "
                f"got {self.initial_model_version!r}")
+        self._check_rollout()
         _check(self.notification_email is None or _EMAIL.fullmatch(self.notification_email), "notification_email",
                f"must be an e-mail address, got {self.notification_email!r}")
+
+    def _check_rollout(self) -> None:
+        """The guarded rollout: a mode SageMaker knows, a traffic share and wait it accepts, an instance type it guards.
+
+        SageMaker falls back to all-at-once with no baking period on Inf1 instances ("Exclusions",
+        https://docs.aws.amazon.com/sagemaker/latest/dg/deployment-guardrails-exclusions.html): a canary or
+        linear rollout there would not be what it says, so it is refused.
+        """
+        _check(self.rollout in ROLLOUT_MODES, "rollout", f"must be one of {ROLLOUT_MODES}, got {self.rollout!r}")
+        if self.rollout in ROLLOUT_PERCENT_LIMITS:
+            low, high = ROLLOUT_PERCENT_LIMITS[self.rollout]
+            _check(low <= self.rollout_traffic_percent <= high, "rollout_traffic_percent",
+                   f"a {self.rollout} rollout shifts {low}-{high}% of the fleet per step (SageMaker's limits), "
+                   f"got {self.rollout_traffic_percent}")
+            _check(not self.endpoint_instance_type.startswith("ml.inf1."), "rollout",
+                   f"SageMaker runs no {self.rollout} rollout on Inf1 instances ({self.endpoint_instance_type}): "
+                   "it falls back to all at once; set rollout to all_at_once or pick another instance type")
+        _check(0 <= self.rollout_wait_minutes <= ROLLOUT_WAIT_MINUTES_MAX, "rollout_wait_minutes",
+               f"must be from 0 to {ROLLOUT_WAIT_MINUTES_MAX} (SageMaker waits at most 3600 s between steps), "
+               f"got {self.rollout_wait_minutes}")
 
     @classmethod
     def from_context(cls, node: Node) -> AppConfig:
@@ -167,6 +199,11 @@ class AppConfig:
     def model_data_parameter_name(self) -> str:
         """SSM parameter holding the S3 URI of the live model.tar.gz."""
         return self.parameter_name(layout.MODEL_DATA_PARAMETER)
+
+    @property
+    def initial_model_data_parameter_name(self) -> str:
+        """SSM parameter holding the S3 URI of the first model.tar.gz (the seed; CloudFormation owns it)."""
+        return self.parameter_name(layout.INITIAL_MODEL_DATA_PARAMETER)
 
     @property
     def model_name_parameter_name(self) -> str:

@@ -9,7 +9,9 @@ PARTS = ("Storage", "Image", "Endpoint", "Api", "Training", "Batch")
 MODEL_DATA_PARAMETER = "current-model-data"
 """SSM parameter leaf: S3 URI of the live model.tar.gz."""
 MODEL_NAME_PARAMETER = "current-model-name"
-"""SSM parameter leaf: SageMaker model name of the live model."""
+"""SSM parameter leaf: SageMaker model name of the live model (absent while the first model is live)."""
+INITIAL_MODEL_DATA_PARAMETER = "initial-model-data"
+"""SSM parameter leaf: S3 URI of the first model.tar.gz, which seeds ``current-model-data`` once."""
 
 TRAINING_TRAIN_PREFIX = "training/train/"
 TRAINING_TEST_PREFIX = "training/test/"

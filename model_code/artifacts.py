@@ -11,7 +11,9 @@ Layout::
     item_embeddings.npy    float32 [n_items, hidden]: output item table
     item_bias.npy          float32 [n_items]: output bias
     items.json             ["item id of index 0", "item id of index 1", ...]
-    metadata.json          parameters, data statistics, metrics, versions, popular items
+    metadata.json          parameters, data statistics, metrics, versions, popular items, and
+                           ``model_version``: the SageMaker training job's name (the first model:
+                           the deployment's ``initial_model_version``)
 
 Scores for a session are ``hidden @ item_embeddings.T + item_bias``.
 ``scorer.onnx`` takes ``items`` int32 [N, T] padded with ``padding_index``
@@ -40,6 +42,9 @@ PLOT_FILE = "training.png"
 SCORER_INPUTS = ("items", "lengths")
 SCORER_OUTPUT = "hidden"
 FORMAT_VERSION = 1
+MODEL_VERSION_KEY = "model_version"
+UNVERSIONED = "unversioned"
+"""The version of a model directory that records none (trained outside SageMaker, or before versions)."""
 
 
 class ModelDirError(ValueError):
@@ -101,6 +106,21 @@ def read_metadata(model_dir: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(metadata, dict):
         raise ModelDirError(f"{METADATA_FILE} in {model_dir} must be a JSON object")
     return metadata
+
+
+def read_model_version(model_dir: str | os.PathLike) -> str:
+    """The model's version from metadata.json (:data:`UNVERSIONED` where it records none)."""
+    version = read_metadata(model_dir).get(MODEL_VERSION_KEY, UNVERSIONED)
+    if not isinstance(version, str) or not version:
+        raise ModelDirError(f"'{MODEL_VERSION_KEY}' in {METADATA_FILE} of {model_dir} must be a non-empty string")
+    return version
+
+
+def record_model_version(model_dir: str | os.PathLike, version: str) -> None:
+    """Write ``version`` into the model directory's metadata.json (atomically)."""
+    metadata = read_metadata(model_dir)
+    metadata[MODEL_VERSION_KEY] = version
+    write_json(Path(model_dir) / METADATA_FILE, metadata)
 
 
 def read_output_layer(model_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from model_code.artifacts import record_model_version
+
 settings.register_profile("project", deadline=None)
 settings.load_profile("project")
 
@@ -36,6 +38,8 @@ def diginetica() -> Path:
     return shared_data_set("diginetica")
 
 
+MODEL_VERSION = "gru4rec-test-train-20261129-021710-0a1b2c3d"
+"""The version ``model_dir`` records, as a SageMaker training job's model does."""
 SMALL_DATA = ["--sessions", "600", "--items", "120", "--seed", "11"]
 SMALL_TRAINING = [
     "--epochs", "2", "--seed", "5", "--quiet",
@@ -66,4 +70,5 @@ def model_dir(small_data, tmp_path_factory) -> Path:
         "model_code.train", "--train", str(small_data / "train.tsv.gz"), "--test", str(small_data / "test.tsv.gz"),
         "--model-dir", str(target), *SMALL_TRAINING,
     )
+    record_model_version(target, MODEL_VERSION)
     return target

@@ -9,7 +9,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from infra.ops import recommend as recommending
-from infra.ops import cleanup, scoring, status, training
+from infra.ops import cleanup, live_model, scoring, status, training
 from infra.ops.deployment import load_deployment, validate_stage
 from infra.ops.errors import OpsError
 
@@ -25,6 +25,7 @@ examples:
   python -m infra.ops score sessions.jsonl --wait
   python -m infra.ops recommend 1000 1001 -k 10 --exclude-seen
   python -m infra.ops status --stage prod
+  python -m infra.ops rollback --to gru4rec-dev-train-20261129-021710-0a1b2c3d
   python -m infra.ops cleanup --yes
 
 --stage, --region and --profile go before or after the command. Everything that can be
@@ -62,10 +63,22 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "status",
         parents=[location],
-        help="recent training and batch executions, the endpoint and its current model",
+        help="recent training and batch executions, the endpoint, and the live model's history",
         description="Show the last training and batch executions (status, start, job), the "
-        "endpoint's status and the current model recorded in SSM.",
+        "endpoint's status, the current model recorded in SSM, and every model that has been live "
+        "(its training job, Recall@20, MRR@20, when it went live, what replaced it and who).",
     )
+    back = commands.add_parser(
+        "rollback",
+        parents=[location],
+        help="put the previous (or a named) model live again, through the rollout guardrails",
+        description="Roll the endpoint back to the model that was live before the current one, or "
+        "to the one --to names, with the same blue/green rollout and automatic rollback on alarms "
+        "the training pipeline uses; once the endpoint serves it, record it as the live model "
+        "(current-model-data, current-model-name), which batch scoring then uses too.",
+    )
+    back.add_argument("--to", metavar="TRAINING_JOB",
+                      help="the training job whose model to put live ('first' for the first model)")
     tidy = commands.add_parser(
         "cleanup",
         parents=[location],
@@ -73,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Find the SageMaker models and endpoint configs that training runs created "
         "for this stage (tagged project=gru4rec, stage=<stage>) which nothing uses any more "
         "(not the endpoint, not current-model-name, not a running transform job, not a stack's "
-        "own), and delete them with --yes. After `cdk destroy`, it removes the last ones.",
+        "own, not the last model_keep_count models live before the current one), and delete them "
+        "with --yes. After `cdk destroy`, it removes the last ones.",
     )
     tidy.add_argument("--yes", action="store_true", help="delete them (default: only list)")
     return parser
@@ -240,6 +254,14 @@ def run_status(args, session, deployment) -> int:
     return 0
 
 
+def run_rollback(args, session, deployment) -> int:
+    target = live_model.rollback_target(live_model.history(session, deployment), args.to)
+    print(f"rolling {deployment.endpoint_name} back to {target.version} ({target.model_data})")
+    done = live_model.roll_back(session, deployment, target)
+    print(f"live: {target.version} (model {done.model_name})")
+    return 0
+
+
 def run_cleanup(args, session, deployment) -> int:
     leftovers = cleanup.find_leftovers(session, deployment)
     for name in leftovers.endpoint_configs:
@@ -264,6 +286,7 @@ COMMANDS = {
     "score": run_score,
     "recommend": run_recommend,
     "status": run_status,
+    "rollback": run_rollback,
     "cleanup": run_cleanup,
 }
 

@@ -4,7 +4,9 @@ Each training run that passes the gate creates a model and an endpoint config (t
 `project=gru4rec`, `stage=<stage>`) outside CloudFormation, so `cdk destroy` does not remove
 them. This finds those that nothing uses any more: not the endpoint's config or its models,
 not the model batch scoring uses (`current-model-name`), not a running transform job's model,
-and none of the stacks' own resources.
+and none of the stacks' own resources. Nor the last ``model_keep_count`` models that were live
+before the live one (the Training stack's output ``ModelKeepCount``, from the context key of that
+name), which ``rollback --to`` may want again.
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from infra.ops.deployment import PARTS, Deployment
 from infra.ops.errors import OpsError
 
 PROJECT_TAGS = {"project": "gru4rec"}
+DEFAULT_KEEP_COUNT = 3
+"""Models kept before the live one when the Training stack gives no ``ModelKeepCount``."""
 STACK_MANAGED_TYPES = ("AWS::SageMaker::Model", "AWS::SageMaker::EndpointConfig")
 
 
@@ -98,6 +102,26 @@ def _stack_managed(cloudformation, deployment: Deployment) -> set[str]:
     return names
 
 
+def keep_count(deployment: Deployment) -> int:
+    """How many earlier live models cleanup keeps: the Training stack's ``ModelKeepCount``."""
+    if not deployment.has("Training"):
+        return DEFAULT_KEEP_COUNT
+    return int(deployment.stacks["Training"].outputs.get("ModelKeepCount", DEFAULT_KEEP_COUNT))
+
+
+def recently_live(ssm, deployment: Deployment, count: int) -> set[str]:
+    """The live model's name and the ``count`` distinct names ``current-model-name`` held before it."""
+    try:
+        pages = ssm.get_paginator("get_parameter_history").paginate(Name=deployment.current_model_name_parameter)
+        versions = sorted((v for page in pages for v in page["Parameters"]), key=lambda v: v["Version"])
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "ParameterNotFound":
+            raise
+        return set()
+    names = list(dict.fromkeys(v["Value"] for v in reversed(versions)))
+    return set(names[:count + 1])
+
+
 def find_leftovers(session, deployment: Deployment) -> Leftovers:
     """Models and endpoint configs tagged for the stage that nothing uses and no stack owns."""
     sagemaker = session.client("sagemaker")
@@ -114,6 +138,10 @@ def find_leftovers(session, deployment: Deployment) -> Leftovers:
         if error.response["Error"]["Code"] != "ParameterNotFound":
             raise
     models_in_use |= _running_transform_models(sagemaker)
+    # the pipeline names each model's endpoint config after it, and so does rollback
+    kept = recently_live(session.client("ssm"), deployment, keep_count(deployment))
+    models_in_use |= kept
+    configs_in_use |= kept
     configs = _tagged(sagemaker, deployment.stage, "list_endpoint_configs", "EndpointConfigs",
                       "EndpointConfigArn", "EndpointConfigName")
     models = _tagged(sagemaker, deployment.stage, "list_models", "Models", "ModelArn", "ModelName")

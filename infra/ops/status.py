@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 
 from botocore.exceptions import ClientError
 
+from infra.ops import live_model
 from infra.ops.deployment import Deployment
 
 RECENT = 5
@@ -38,6 +39,7 @@ class StatusReport:
     training: list[ExecutionLine] | None  # None: that stack is not deployed
     endpoint: EndpointLine | None
     batch: list[ExecutionLine] | None
+    models: list[live_model.LiveModel] | None = None  # oldest first
 
 
 def job_name_from_history(events: list[dict], job_kind: str) -> str | None:
@@ -111,7 +113,8 @@ def collect_status(session, deployment: Deployment) -> StatusReport:
         endpoint = endpoint_line(session.client("sagemaker"), session.client("ssm"), deployment)
     if deployment.has("Batch"):
         batch = recent_executions(stepfunctions, deployment.batch_state_machine_arn, "TransformJob")
-    return StatusReport(deployment.stage, deployment.region, training, endpoint, batch)
+    models = live_model.history(session, deployment) if deployment.has("Storage") else None
+    return StatusReport(deployment.stage, deployment.region, training, endpoint, batch, models)
 
 
 def _execution_table(title: str, lines: list[ExecutionLine] | None, job_title: str) -> list[str]:
@@ -142,9 +145,33 @@ def _endpoint_lines(endpoint: EndpointLine | None) -> list[str]:
     lines = [f"Endpoint {endpoint.name}: {state}"]
     if endpoint.status:
         lines.append(f"  config {endpoint.config_name}, {endpoint.instances} instance(s)")
-    lines.append(f"  current model: {endpoint.current_model or '(parameter not set)'}")
+    current = endpoint.current_model or "(the first model, the Endpoint stack's own)"
+    lines.append(f"  current model: {current}")
     lines.append(f"  model data:    {endpoint.current_model_data or '(parameter not set)'}")
     return lines
+
+
+def _metric(model: live_model.LiveModel, name: str) -> str:
+    return f"{model.metrics[name]:.4f}" if name in model.metrics else "-"
+
+
+def _history_lines(models: list[live_model.LiveModel] | None) -> list[str]:
+    """Newest first: each model, its metrics, when it went live and who replaced it (the next writer)."""
+    if models is None:
+        return ["Model history: stack not deployed"]
+    if not models:
+        return ["Model history: none recorded"]
+    rows = [("MODEL", "RECALL@20", "MRR@20", "LIVE SINCE (UTC)", "REPLACED BY")]
+    for position in range(len(models) - 1, -1, -1):
+        model = models[position]
+        later = models[position + 1] if position + 1 < len(models) else None
+        replaced = "(live)" if later is None else f"{later.version} ({later.set_by or 'unknown'})"
+        rows.append((model.version, _metric(model, "recall@20"), _metric(model, "mrr@20"),
+                     model.went_live.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"), replaced))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return ["Model history (newest first):"] + [
+        "  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4] for row in rows
+    ]
 
 
 def render(report: StatusReport) -> str:
@@ -152,5 +179,6 @@ def render(report: StatusReport) -> str:
         [f"Stage {report.stage} ({report.region})"]
         + _execution_table("Training executions", report.training, "TRAINING JOB")
         + _endpoint_lines(report.endpoint)
+        + _history_lines(report.models)
         + _execution_table("Batch executions", report.batch, "TRANSFORM JOB")
     )

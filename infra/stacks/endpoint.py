@@ -17,6 +17,7 @@ from infra.instance_storage import LOCAL_STORAGE_REASON, uses_volume_key
 from infra.layout import CAPTURE_PREFIX, MODELS_PREFIX
 from infra.log_groups import log_group_arn, owned_log_group
 from infra.nag import wildcard_resource_finding
+from infra.rollout import RETAINED_VARIANT_PROPERTIES, deployment_config, rollback_alarm_names
 from infra.sagemaker_models import NETWORK_ISOLATION, primary_container
 from infra.stacks.image import ImageStack, pull_image_statements
 from infra.stacks.storage import StorageStack
@@ -30,10 +31,13 @@ _AUTOSCALING_ROLE = "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
 class EndpointStack(cdk.Stack):
     """SageMaker model, endpoint configuration and the endpoint ``gru4rec-<stage>``.
 
-    The model data comes from the SSM parameter ``current-model-data`` through an SSM-typed
-    CloudFormation parameter, resolved at every deploy: a deploy re-creates the live model, never
-    the first one. ``model_role`` is the execution role of the endpoint's models (the training pipeline
-    passes it to the models it creates); ``current-model-name`` records this stack's model.
+    The model data is a dynamic reference to ``current-model-data``, which CloudFormation resolves only
+    when it creates or replaces the model: a deploy that changes nothing here leaves the model, its
+    configuration and the endpoint alone whatever the pipeline has made live since, and a change that
+    does replace them builds them from the live model, never the first one. Every update of the
+    endpoint is a guarded blue/green rollout (``infra.rollout``) that keeps the instance count
+    autoscaling has reached. ``model_role`` is the execution role of the endpoint's models (the
+    training pipeline passes it to the models it creates).
     """
 
     def __init__(self, scope: Construct, construct_id: str, config: AppConfig, storage: StorageStack,
@@ -42,7 +46,9 @@ class EndpointStack(cdk.Stack):
         self.endpoint_name: str = config.endpoint_name
         self.variant_name = VARIANT_NAME
         self.model_role, model_policy = self._model_role(config, storage, image)
-        model_data = ssm.StringParameter.value_for_string_parameter(self, config.model_data_parameter_name)
+        model_data = ssm.StringParameter.from_string_parameter_attributes(
+            self, "LiveModelData", parameter_name=config.model_data_parameter_name, force_dynamic_reference=True,
+        ).string_value
         self.model = sagemaker.CfnModel(self, "Model", execution_role_arn=self.model_role.role_arn,
                                         enable_network_isolation=NETWORK_ISOLATION)
         self.model.add_property_override("PrimaryContainer", primary_container(image.serve_image_uri, model_data))
@@ -51,16 +57,20 @@ class EndpointStack(cdk.Stack):
         self.endpoint = sagemaker.CfnEndpoint(
             self, "Endpoint", endpoint_name=self.endpoint_name,
             endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
+            retain_all_variant_properties=RETAINED_VARIANT_PROPERTIES["RetainAllVariantProperties"],
         )
+        self.endpoint.add_property_override("ExcludeRetainedVariantProperties",
+                                            RETAINED_VARIANT_PROPERTIES["ExcludeRetainedVariantProperties"])
+        # the same guardrails the training pipeline and the operator CLI's rollback use
+        self.endpoint.add_property_override("DeploymentConfig", deployment_config(config))
+        # SageMaker executes the template's own DeploymentConfig, not the last update's
+        self.endpoint.add_property_override("RetainDeploymentConfig", False)
         # SageMaker writes the endpoint's container logs here: the group exists, encrypted and with its
         # retention, before the first instance starts, and goes only after the endpoint is deleted
         self.log_group = owned_log_group(self, "EndpointLogs", config, storage.key, config.endpoint_log_group_name)
         self.endpoint.node.add_dependency(self.log_group)
-        ssm.StringParameter(
-            self, "CurrentModelName", parameter_name=config.model_name_parameter_name, string_value=self.model.attr_model_name,
-            description="SageMaker model name of the live model (the training pipeline moves it)",
-        )
-        self._autoscaling(config)
+        if config.endpoint_autoscaling:
+            self._autoscaling(config)
         self.alarm_topic = self._alarms(config, storage)
         cdk.CfnOutput(self, "EndpointName", value=self.endpoint.attr_endpoint_name, description="SageMaker endpoint of this stage")
 
@@ -148,20 +158,31 @@ class EndpointStack(cdk.Stack):
                                    statistic="Sum", period=cdk.Duration.minutes(5))
         latency = cloudwatch.Metric(namespace="AWS/SageMaker", metric_name="ModelLatency", dimensions_map=dimensions,
                                     statistic="p90", period=cdk.Duration.minutes(5))
+        model_errors = cloudwatch.Metric(namespace="AWS/SageMaker", metric_name="InvocationModelErrors",
+                                         dimensions_map=dimensions, statistic="Sum", period=cdk.Duration.minutes(1))
+        five_xx, slow, failing = rollback_alarm_names(config)
+        # named, so that every rollout can name them for its automatic rollback
         alarms = [
-            errors.create_alarm(self, "ServerErrorsAlarm", threshold=1, evaluation_periods=1,
+            errors.create_alarm(self, "ServerErrorsAlarm", alarm_name=five_xx, threshold=1, evaluation_periods=1,
                                 comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
                                 alarm_description=f"{self.endpoint_name}: the model container answered with 5xx errors"),
             # ModelLatency is reported in microseconds
-            latency.create_alarm(self, "LatencyAlarm", threshold=config.model_latency_alarm_ms * 1000,
+            latency.create_alarm(self, "LatencyAlarm", alarm_name=slow, threshold=config.model_latency_alarm_ms * 1000,
                                  evaluation_periods=3, datapoints_to_alarm=2,
                                  comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
                                  treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
                                  alarm_description=f"{self.endpoint_name}: p90 model latency above {config.model_latency_alarm_ms} ms"),
+            # invocations the model container did not answer with 2xx (timeouts and broken answers included)
+            model_errors.create_alarm(self, "ModelErrorsAlarm", alarm_name=failing, threshold=1, evaluation_periods=1,
+                                      comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                                      treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                                      alarm_description=f"{self.endpoint_name}: invocations the model did not answer"),
         ]
         for alarm in alarms:
             alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
+            # a rollout names the alarms: they exist before the endpoint does
+            self.endpoint.node.add_dependency(alarm)
         return topic
 
 

@@ -28,8 +28,9 @@ class StorageStack(cdk.Stack):
 
     ``key`` encrypts the data bucket, the endpoint's volumes and data capture, and the log groups and
     topics of the other stacks. ``initial_model`` is the first model.tar.gz, uploaded as a file asset
-    whose hash is fixed by ``initial_model_version`` (a rebuilt tarball changes nothing);
-    ``model_data_parameter`` starts out pointing at it and is moved by the training pipeline.
+    whose hash is fixed by ``initial_model_version`` (a rebuilt tarball changes nothing), recorded in
+    ``initial-model-data``; ``model_data_parameter`` (``current-model-data``) starts out pointing at it
+    and is then moved only by the training pipeline and the operator CLI (:meth:`_live_model_pointer`).
     """
 
     def __init__(self, scope: Construct, construct_id: str, config: AppConfig, **kwargs) -> None:
@@ -41,14 +42,35 @@ class StorageStack(cdk.Stack):
             self, "InitialModel", path=config.initial_model_artifact,
             asset_hash=config.initial_model_version, asset_hash_type=cdk.AssetHashType.CUSTOM,
         )
-        self.model_data_parameter = ssm.StringParameter(
-            self, "CurrentModelData", parameter_name=config.model_data_parameter_name,
+        self.initial_model_parameter = ssm.StringParameter(
+            self, "InitialModelData", parameter_name=config.initial_model_data_parameter_name,
             string_value=self.initial_model.s3_object_url,
-            description="S3 URI of the live model.tar.gz (seeded with the first model; the training pipeline moves it)",
+            description=f"S3 URI of the first model.tar.gz ({config.initial_model_version}); seeds current-model-data once",
         )
+        self.model_data_parameter = self._live_model_pointer(config)
         self.bucket_arn_export_name = f"{config.resource_prefix}-data-bucket-arn"
         self._bucket_arn_import = self.export_value(self.bucket.bucket_arn, name=self.bucket_arn_export_name)
         cdk.CfnOutput(self, "DataBucketName", value=self.bucket.bucket_name, description="Data bucket of this stage")
+
+    def _live_model_pointer(self, config: AppConfig) -> ssm.CfnParameter:
+        """``current-model-data``, which the training pipeline and ``infra.ops rollback`` own after it is created.
+
+        CloudFormation creates it from the seed through a dynamic reference and never writes it again:
+        its template text names only the stage (no value, description or tag a change could touch), and
+        "during stack updates, CloudFormation doesn't retrieve the value of the dynamic reference unless a
+        change is made to the dynamic reference itself"
+        (https://repost.aws/knowledge-center/cloudformation-stack-update-secrets). So no template change, an
+        ``initial_model_version`` bump included, puts another model live.
+        """
+        seed = ssm.StringParameter.from_string_parameter_attributes(
+            self, "SeedModelData", parameter_name=config.initial_model_data_parameter_name, force_dynamic_reference=True,
+        ).string_value
+        pointer = ssm.CfnParameter(self, "CurrentModelData", name=config.model_data_parameter_name, type="String",
+                                   value=seed)
+        pointer.node.add_dependency(self.initial_model_parameter)
+        # tags given to the app would make a template change to this resource
+        pointer.add_deletion_override("Properties.Tags")
+        return pointer
 
     @property
     def bucket_arn(self) -> str:

@@ -5,10 +5,13 @@ State machine ``gru4rec-<stage>-training``; input (both keys optional)::
     {"hyperparameters": {"epochs": "5", "loss": "bpr-max"}, "test_channel": true}
 
 Name the job -> Train (CreateTrainingJob, run to the end) -> Quality gate (Recall@20 from the job's
-final metrics, by name) -> Create model -> Create endpoint config -> Update endpoint -> Wait /
-Check endpoint (until the endpoint serves the new configuration) -> Record model data -> Record
-model name -> Done. Any failure: Notify failure (SNS) -> Failed; an execution that times out or
-is stopped is reported to the same topic by an EventBridge rule.
+final metrics, by name) -> Create model -> Create endpoint config -> Is the endpoint free? (waits
+while another rollout or a ``cdk deploy`` updates it; SageMaker runs one update at a time) -> Update
+endpoint (a guarded blue/green rollout, ``infra.rollout``) -> Wait / Check endpoint (until the endpoint
+serves the new configuration, or SageMaker has rolled it back on an alarm) -> Record model data ->
+Record model name -> Done. Any failure: Notify failure (SNS) -> Failed, and the live-model pointers keep
+the old model; an execution that times out or is stopped is reported to the same topic by an
+EventBridge rule.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from infra.layout import (
     one_off_job_prefix,
 )
 from infra.log_groups import log_group_arn, log_streams_arn
+from infra.rollout import MAX_EXECUTION_TIMEOUT_SECONDS, RETAINED_VARIANT_PROPERTIES, deployment_config
 from infra.sagemaker_models import NETWORK_ISOLATION, primary_container
 from infra.stacks.endpoint import EndpointStack, data_capture_config
 from infra.stacks.image import ImageStack, pull_image_statements
@@ -64,9 +68,10 @@ TRAINING_METRICS_NAMESPACE = "/aws/sagemaker/TrainingJobs"
 # Managed Spot may wait for capacity as long again as the run may take, at most this much more
 SPOT_EXTRA_WAIT_LIMIT = cdk.Duration.hours(24)
 ENDPOINT_POLL_INTERVAL = cdk.Duration.minutes(1)
-ENDPOINT_MAX_POLLS = 90
-# After training: the model, the endpoint update (ENDPOINT_MAX_POLLS polls) and the records
-DEPLOYMENT_ALLOWANCE = cdk.Duration.hours(3)
+# A guarded rollout may take SageMaker's whole deployment timeout, plus the time to start the fleet
+ENDPOINT_MAX_POLLS = MAX_EXECUTION_TIMEOUT_SECONDS // 60 + 30
+# After training: waiting for another rollout, this rollout (ENDPOINT_MAX_POLLS polls each) and the records
+DEPLOYMENT_ALLOWANCE = cdk.Duration.hours(9)
 
 
 class TrainingStack(cdk.Stack):
@@ -91,6 +96,8 @@ class TrainingStack(cdk.Stack):
         notify_abnormal_ends(self, self.state_machine, self.topic, storage.key)
         cdk.CfnOutput(self, "TrainingStateMachineArn", value=self.state_machine.state_machine_arn,
                       description="Training pipeline: train, quality gate, roll the endpoint")
+        cdk.CfnOutput(self, "ModelKeepCount", value=str(config.model_keep_count),
+                      description="Models before the live one that the operator CLI's cleanup keeps")
 
     # --- states -----------------------------------------------------------------------------------
 
@@ -104,6 +111,7 @@ class TrainingStack(cdk.Stack):
             "trainChannel": _channel("train", f"s3://{bucket}/{TRAINING_TRAIN_PREFIX}"),
             "testChannel": _channel("test", f"s3://{bucket}/{TRAINING_TEST_PREFIX}"),
             "polls": 0,
+            "busyPolls": 0,
         })
 
     def _train(self, config: AppConfig, storage: StorageStack, image: ImageStack,
@@ -204,18 +212,48 @@ class TrainingStack(cdk.Stack):
             iam_resources=[sagemaker_arn(self, "endpoint", endpoint.endpoint_name),
                            sagemaker_arn(self, "endpoint-config", names)],
             parameters={"EndpointName": endpoint.endpoint_name, "EndpointConfigName": "{% $jobName %}",
-                        "RetainAllVariantProperties": True},
+                        **RETAINED_VARIANT_PROPERTIES, "DeploymentConfig": deployment_config(config)},
         )
         record = self._record_live_model(config, on_failure)
         for task in (create_model, create_config, update):
             task.add_catch(on_failure)
-        return create_model.next(create_config).next(update).next(self._await_endpoint(endpoint, on_failure, record))
+        return (create_model.next(create_config)
+                .next(self._await_free_endpoint(endpoint, on_failure, update))
+                .next(self._await_endpoint(endpoint, on_failure, record)))
+
+    def _await_free_endpoint(self, endpoint: EndpointStack, on_failure: sfn.IChainable, then: sfn.TaskStateBase) -> sfn.IChainable:
+        """Start the rollout only while the endpoint is InService: SageMaker updates an endpoint one rollout at a
+        time, so an execution waits here for another execution's rollout or a ``cdk deploy`` to end, and
+        gives up with ``Deployment.EndpointBusy`` after ENDPOINT_MAX_POLLS checks. (Two executions that both
+        see it free: SageMaker refuses the second UpdateEndpoint, and that execution fails saying so.)"""
+        check = tasks.CallAwsService.jsonata(
+            self, "Is the endpoint free?", service="sagemaker", action="describeEndpoint",
+            iam_resources=[sagemaker_arn(self, "endpoint", endpoint.endpoint_name)],
+            parameters={"EndpointName": endpoint.endpoint_name},
+            assign={"busyPolls": "{% $busyPolls + 1 %}"},
+        )
+        check.add_catch(on_failure)
+        wait = sfn.Wait.jsonata(self, "Wait for the endpoint to be free", time=sfn.WaitTime.duration(ENDPOINT_POLL_INTERVAL))
+        busy = failure(
+            self, "Endpoint busy", "Deployment.EndpointBusy",
+            f"'endpoint {endpoint.endpoint_name} is still ' & $states.input.EndpointStatus & ' after "
+            f"{ENDPOINT_MAX_POLLS} checks {int(ENDPOINT_POLL_INTERVAL.to_seconds())} s apart (another rollout or a "
+            "cdk deploy is updating it): model ' & $jobName & ' was not deployed; start the pipeline again, or "
+            "run python -m infra.ops rollback --to ' & $jobName & ' once it is InService'",
+        )
+        free = (sfn.Choice.jsonata(self, "Endpoint free?")
+                .when(sfn.Condition.jsonata("{% $states.input.EndpointStatus = 'InService' %}"), then)
+                .when(sfn.Condition.jsonata(f"{{% $busyPolls >= {ENDPOINT_MAX_POLLS} %}}"), busy.next(on_failure))
+                .otherwise(wait))
+        wait.next(check)
+        return sfn.Chain.custom(check, [then], check.next(free))
 
     def _await_endpoint(self, endpoint: EndpointStack, on_failure: sfn.IChainable, then: sfn.IChainable) -> sfn.IChainable:
         """Poll DescribeEndpoint until it is InService with the new configuration.
 
-        InService with another configuration means SageMaker rolled the update back; Failed or
-        UpdateRollbackFailed end it too; so does running out of polls.
+        InService with another configuration means SageMaker rolled the rollout back (an alarm fired, or
+        the new fleet did not come up): ``Deployment.RolledBack``. Failed or UpdateRollbackFailed end it
+        too; so does running out of polls. None of them records the new model.
         """
         wait = sfn.Wait.jsonata(self, "Wait for endpoint", time=sfn.WaitTime.duration(ENDPOINT_POLL_INTERVAL))
         check = tasks.CallAwsService.jsonata(
@@ -226,6 +264,12 @@ class TrainingStack(cdk.Stack):
         )
         check.add_catch(on_failure)
         status, config_name = "$states.input.EndpointStatus", "$states.input.EndpointConfigName"
+        rolled_back = failure(
+            self, "Rollout rolled back", "Deployment.RolledBack",
+            f"'endpoint {endpoint.endpoint_name} went back to configuration ' & {config_name} & ' instead of ' & "
+            "$jobName & ' (an alarm fired during the rollout, or the new fleet failed): the live model is unchanged. ' & "
+            "($exists($states.input.FailureReason) ? $states.input.FailureReason : 'SageMaker gave no reason')",
+        )
         update_failed = failure(
             self, "Endpoint update failed", "Deployment.EndpointUpdateFailed",
             f"'endpoint {endpoint.endpoint_name} is ' & {status} & ' with configuration ' & {config_name} & "
@@ -239,8 +283,9 @@ class TrainingStack(cdk.Stack):
         )
         ready = (sfn.Choice.jsonata(self, "Endpoint updated?")
                  .when(sfn.Condition.jsonata(f"{{% {status} = 'InService' and {config_name} = $jobName %}}"), then)
-                 .when(sfn.Condition.jsonata(f"{{% {status} in ['Failed', 'UpdateRollbackFailed'] or "
-                                             f"({status} = 'InService' and {config_name} != $jobName) %}}"),
+                 .when(sfn.Condition.jsonata(f"{{% {status} = 'InService' and {config_name} != $jobName %}}"),
+                       rolled_back.next(on_failure))
+                 .when(sfn.Condition.jsonata(f"{{% {status} in ['Failed', 'UpdateRollbackFailed'] %}}"),
                        update_failed.next(on_failure))
                  .when(sfn.Condition.jsonata(f"{{% $polls >= {ENDPOINT_MAX_POLLS} %}}"), timed_out.next(on_failure))
                  .otherwise(wait))

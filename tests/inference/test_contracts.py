@@ -324,26 +324,27 @@ def test_session_answers():
 def test_json_answers_for_one_session_and_for_many():
     results = [SessionResult([("a", 2.0)], 0), SessionResult([("p", 0.0)], 1, fallback=True)]
     one = JsonRequest(False, [SessionRequest(["x"])])
-    assert contracts.json_answer(one, results[:1]) == {"recommendations": [{"item_id": "a", "score": 2.0}],
-                                                      "unknown_items": 0}
+    assert contracts.json_answer(one, results[:1], "job-7") == {"recommendations": [{"item_id": "a", "score": 2.0}],
+                                                               "unknown_items": 0, "model_version": "job-7"}
     many = JsonRequest(True, [SessionRequest(["x"], session_id="s1"), SessionRequest(["y"])])
-    assert contracts.json_answer(many, results) == {"results": [
+    assert contracts.json_answer(many, results, "initial-1") == {"results": [
         {"session_id": "s1", "recommendations": [{"item_id": "a", "score": 2.0}], "unknown_items": 0},
         {"session_id": None, "recommendations": [{"item_id": "p", "score": 0.0}], "unknown_items": 1, "fallback": True},
-    ]}
+    ], "model_version": "initial-1"}
 
 
 def test_json_lines_answer_one_compact_line_each_in_place():
     records = [SessionRequest(["x"], session_id="a\u2028b"), BadLine(line=2, error="bad"),
                BadLine(line=3, error="worse", session_id=7), SessionRequest(["y"])]
     results = [SessionResult([("i", 1.0)], 0), SessionResult([], 1, fallback=True)]
-    text = contracts.json_lines_answer(records, results).decode("ascii")
+    text = contracts.json_lines_answer(records, results, "job-7").decode("ascii")
     assert text.endswith("\n") and text.count("\n") == 4
     assert [json.loads(line) for line in text.split("\n")[:-1]] == [
-        {"session_id": "a\u2028b", "recommendations": [{"item_id": "i", "score": 1.0}], "unknown_items": 0},
-        {"line": 2, "error": "bad"},
-        {"session_id": 7, "error": "worse"},
-        {"session_id": None, "recommendations": [], "unknown_items": 1, "fallback": True},
+        {"session_id": "a\u2028b", "recommendations": [{"item_id": "i", "score": 1.0}], "unknown_items": 0,
+         "model_version": "job-7"},
+        {"line": 2, "error": "bad", "model_version": "job-7"},
+        {"session_id": 7, "error": "worse", "model_version": "job-7"},
+        {"session_id": None, "recommendations": [], "unknown_items": 1, "fallback": True, "model_version": "job-7"},
     ]
     assert ", " not in text and ": " not in text
     assert "\\u2028" in text and "\u2028" not in text  # escaped: every answer line is ASCII

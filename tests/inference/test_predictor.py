@@ -12,6 +12,7 @@ from inference.engine import Recommender
 from inference.job_filters import FILTERS_FILE
 from inference.predictor import create_app
 from inference.server_settings import available_cores
+from tests.conftest import MODEL_VERSION
 
 JSON_LINES_TYPES = ["application/jsonlines", "application/x-jsonlines", "application/json-lines",
                     "application/jsonl", "application/jsonlines; charset=utf-8"]
@@ -39,9 +40,11 @@ def items(engine) -> list[str]:
     return engine.items
 
 
-def expected_answer(engine, session, k=20, exclude_seen=False) -> dict:
+def expected_answer(engine, session, k=20, exclude_seen=False, versioned=True) -> dict:
+    """The engine's answer for one session, ending in the model directory's version unless it is one of many."""
     (result,) = engine.recommend([session], k=k, exclude_seen=exclude_seen)
-    return contracts.session_answer(result)
+    answer = contracts.session_answer(result)
+    return {**answer, "model_version": MODEL_VERSION} if versioned else answer
 
 
 def assert_same_answer(got: dict, expected: dict):
@@ -114,7 +117,8 @@ def test_one_session(client, engine, items):
     response = post(client, {"items": session, "k": 7, "exclude_seen": True})
     assert response.status_code == 200 and response.mimetype == "application/json"
     answer = response.get_json()
-    assert set(answer) == {"recommendations", "unknown_items"} and answer["unknown_items"] == 1
+    assert set(answer) == {"recommendations", "unknown_items", "model_version"} and answer["unknown_items"] == 1
+    assert answer["model_version"] == MODEL_VERSION
     assert len(answer["recommendations"]) == 7
     assert not {r["item_id"] for r in answer["recommendations"]} & set(session)
     assert_same_answer(answer, expected_answer(engine, session, 7, True))
@@ -129,7 +133,7 @@ def test_one_session_with_integer_ids_and_default_k(client, engine, items):
 def test_one_unknown_session_gets_the_fallback(client, engine):
     answer = post(client, {"items": ["nobody", "knows"], "k": 4}).get_json()
     assert answer == {"recommendations": [{"item_id": item, "score": 0.0} for item in engine.popular[:4]],
-                      "unknown_items": 2, "fallback": True}
+                      "unknown_items": 2, "fallback": True, "model_version": MODEL_VERSION}
 
 
 def test_many_sessions_each_with_its_own_options_in_order(client, engine, items):
@@ -139,11 +143,12 @@ def test_many_sessions_each_with_its_own_options_in_order(client, engine, items)
                 {"session_id": "s4", "items": items[7:20], "exclude_seen": False}]
     response = post(client, {"sessions": sessions, "k": 5, "exclude_seen": True})
     assert response.status_code == 200
+    assert response.get_json()["model_version"] == MODEL_VERSION
     results = response.get_json()["results"]
     assert [result["session_id"] for result in results] == ["s1", 2, None, "s4"]
     options = [(5, True), (2, True), (3, True), (5, False)]
     for session, result, (k, exclude_seen) in zip(sessions, results, options):
-        expected = expected_answer(engine, session["items"], k, exclude_seen)
+        expected = expected_answer(engine, session["items"], k, exclude_seen, versioned=False)
         assert_same_answer({key: value for key, value in result.items() if key != "session_id"}, expected)
         assert len(result["recommendations"]) == k
 
@@ -255,6 +260,7 @@ def test_json_lines_one_answer_line_per_record_in_order(client, engine, items, c
         "a", 2, "c", "d", 6, 5, 8, "e\u2028f"]
     assert [("error" in answer) for answer in answers] == [False, True, False, True, True, False, True, False]
     assert "'items'" in answers[3]["error"] and "'session_id'" in answers[6]["error"]
+    assert [answer["model_version"] for answer in answers] == [MODEL_VERSION] * len(answers)
     for answer, (session, k, exclude_seen) in zip(
             [answers[0], answers[2], answers[5], answers[7]],
             [(items[:2], 20, False), (["ghost"], 3, False), (items[4:9], 4, True), (items[9:10], 20, False)]):

@@ -26,6 +26,7 @@ from inference.local import LocalServer
 from inference.processes import children, command_line, descendants
 from inference.server_settings import ServerSettings, SettingsError
 from model_code import artifacts
+from tests.conftest import MODEL_VERSION
 
 SERVE = Path(__file__).resolve().parents[2] / "inference" / "serve"
 WORKERS = 2
@@ -180,6 +181,7 @@ def test_json_request_gets_the_models_top_k(server, model_dir, items):
     assert [r["item_id"] for r in answer["recommendations"]] == [item for item, _ in expected]
     assert [r["score"] for r in answer["recommendations"]] == pytest.approx([s for _, s in expected], rel=1e-3, abs=1e-3)
     assert answer["unknown_items"] == 0
+    assert answer["model_version"] == MODEL_VERSION
 
 
 @pytest.mark.slow
@@ -201,6 +203,8 @@ def test_jsonlines_bad_line_answered_in_place(server, items):
     assert "error" in out[1] and "recommendations" not in out[1]
     assert "error" in out[2] and "recommendations" not in out[2]
     assert len(out[3]["recommendations"]) == 4 and "error" not in out[3]
+    # each line, as Batch Transform writes it to the scored file, names the model
+    assert [line["model_version"] for line in out] == [MODEL_VERSION] * len(lines)
 
 
 @pytest.mark.slow

@@ -56,10 +56,14 @@ def lay_out(root: Path, events: Path | None, hyperparameters: dict | None, chann
     return root
 
 
+JOB_NAME = "gru4rec-dev-train-20261129-021710-0a1b2c3d"
+
+
 def job_environment(root: Path) -> dict:
-    """This interpreter's bin folder first on PATH (train's `python3`), and root as /opt/ml."""
+    """This interpreter's bin folder first on PATH (train's `python3`), root as /opt/ml, and the job's name
+    where SageMaker puts it."""
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    return dict(os.environ, PATH=path, OPT_ML_DIR=str(root))
+    return dict(os.environ, PATH=path, OPT_ML_DIR=str(root), TRAINING_JOB_NAME=JOB_NAME)
 
 
 def run_job(root: Path, command: list[str] | None = None) -> subprocess.CompletedProcess:
@@ -97,6 +101,7 @@ def test_job_writes_the_model_folder_and_checkpoint(completed_job):
     assert meta["training"]["epochs"] == EPOCHS and meta["training"]["resumed_after_epoch"] is None
     assert meta["data"]["train"]["source"] == str(root / "input" / "data" / "train")
     assert meta["data"]["test"]["examples"] > 0
+    assert artifacts.read_model_version(model) == meta["model_version"] == JOB_NAME
     assert load_checkpoint(root / "checkpoints").epochs_done == EPOCHS
     assert "_tuning_objective_metric" in done.stderr and "leaving out" in done.stderr
     assert "epoch 1/6: loss" in done.stderr and "\r" not in done.stderr, "log lines, no progress bars"
@@ -285,3 +290,18 @@ def test_a_shop_export_trains_alike_from_the_command_line_and_as_a_job(shop_csv,
     assert local_data["skipped_rows"] == job_data["skipped_rows"] == {"missing item id": 1, "bad time": 1}
     assert local_data["events"] == job_data["events"] == 419
     assert artifacts.read_items(tmp_path / "local") == artifacts.read_items(root / "model")
+
+
+def test_a_model_directory_without_a_version_is_unversioned(tmp_path):
+    artifacts.write_json(tmp_path / artifacts.METADATA_FILE, {"parameters": {}})
+    assert artifacts.read_model_version(tmp_path) == artifacts.UNVERSIONED
+    artifacts.record_model_version(tmp_path, "initial-1")
+    assert artifacts.read_model_version(tmp_path) == "initial-1"
+    assert artifacts.read_metadata(tmp_path)["parameters"] == {}
+
+
+@pytest.mark.parametrize("version", ["", 7, None])
+def test_a_bad_model_version_is_named(tmp_path, version):
+    artifacts.write_json(tmp_path / artifacts.METADATA_FILE, {"model_version": version})
+    with pytest.raises(artifacts.ModelDirError, match="'model_version' in metadata.json"):
+        artifacts.read_model_version(tmp_path)

@@ -155,3 +155,27 @@ def test_checkpoints_may_expire_once_the_longest_spot_job_is_over(artifact):
     config = AppConfig.from_mapping({"checkpoint_expiration_days": 2, "training_max_runtime_hours": 24,
                                      "initial_model_artifact": artifact})
     assert config.checkpoint_expiration_days * 24 == 24 + 24
+
+
+@pytest.mark.parametrize(("values", "key", "fragment"), [
+    ({"rollout": "blue_green"}, "rollout", "must be one of ('all_at_once', 'canary', 'linear')"),
+    ({"rollout": "canary", "rollout_traffic_percent": 51}, "rollout_traffic_percent", "canary rollout shifts 1-50%"),
+    ({"rollout": "linear", "rollout_traffic_percent": 5}, "rollout_traffic_percent", "linear rollout shifts 10-50%"),
+    ({"rollout_wait_minutes": 61}, "rollout_wait_minutes", "from 0 to 60"),
+    ({"rollout": "canary", "endpoint_instance_type": "ml.inf1.xlarge"}, "rollout", "falls back to all at once"),
+    ({"model_keep_count": 0}, "model_keep_count", "at least 1"),
+])
+def test_rollouts_sagemaker_refuses_are_refused(artifact, values, key, fragment):
+    with pytest.raises(ConfigError) as raised:
+        AppConfig.from_mapping({**values, "initial_model_artifact": artifact})
+    assert raised.value.key == key and fragment in str(raised.value)
+
+
+@pytest.mark.parametrize("values", [
+    {"rollout": "all_at_once", "rollout_traffic_percent": 100, "endpoint_instance_type": "ml.inf1.xlarge"},
+    {"rollout": "linear", "rollout_traffic_percent": 50, "rollout_wait_minutes": 0},
+    {"rollout": "canary", "rollout_traffic_percent": 1, "rollout_wait_minutes": 60},
+])
+def test_rollouts_within_sagemakers_limits_are_accepted(artifact, values):
+    config = AppConfig.from_mapping({**values, "initial_model_artifact": artifact})
+    assert config.rollout == values["rollout"]

@@ -5,13 +5,20 @@ Before the stacks: the bootstrap version parameter in SSM and the file assets in
 bucket (as `cdk deploy` publishes them). Cross-stack references go through moto's exports.
 
 What moto 5.2.5 cannot create is declared below and printed; the test checks that the
-declarations match exactly what the templates hold, so nothing is dropped unnoticed.
+declarations match exactly what the templates hold, so nothing is dropped unnoticed. moto leaves
+``{{resolve:ssm:...}}`` dynamic references as they are: :class:`DynamicReferences` resolves them the
+way CloudFormation documents, when a resource is created or its template changes, never otherwise.
+
+The last tests deploy a second time, as ``cdk deploy --all`` after the training pipeline has rolled
+the endpoint (simulated by writing the live-model pointers): unchanged templates, then templates
+changed where they could reach the live model.
 """
 from __future__ import annotations
 
 import copy
 import io
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -166,6 +173,50 @@ def publish_file_assets(s3, outdir: Path, asset_manifest: dict) -> list[str]:
     return published
 
 
+DYNAMIC_SSM = re.compile(r"\{\{resolve:ssm:([^}:]+)\}\}")
+
+
+class DynamicReferences:
+    """CloudFormation's rule for ``{{resolve:ssm:NAME}}``, which moto 5.2.5 does not apply.
+
+    "During stack updates, CloudFormation doesn't retrieve the value of the dynamic reference unless a
+    change is made to the dynamic reference itself"
+    (https://repost.aws/knowledge-center/cloudformation-stack-update-secrets): a resource whose template is
+    the same as at the last deploy keeps the values resolved then; a new or changed one gets the
+    parameter's value now (a parameter the same template creates first: the value it gives it).
+    """
+
+    def __init__(self, ssm):
+        self.ssm = ssm
+        self.deployed: dict[tuple[str, str], tuple[dict, dict]] = {}
+
+    def apply(self, stack: str, template: dict) -> dict:
+        patched = copy.deepcopy(template)
+        for logical_id, resource in template["Resources"].items():
+            last = self.deployed.get((stack, logical_id))
+            resolved = last[1] if last and last[0] == resource else self._resolve(resource, template)
+            self.deployed[(stack, logical_id)] = (copy.deepcopy(resource), resolved)
+            patched["Resources"][logical_id] = copy.deepcopy(resolved)
+        return patched
+
+    def _resolve(self, node, template: dict):
+        if isinstance(node, dict):
+            return {key: self._resolve(value, template) for key, value in node.items()}
+        if isinstance(node, list):
+            return [self._resolve(value, template) for value in node]
+        if isinstance(node, str):
+            return DYNAMIC_SSM.sub(lambda match: self._value(match.group(1), template), node)
+        return node
+
+    def _value(self, name: str, template: dict) -> str:
+        try:
+            return self.ssm.get_parameter(Name=name)["Parameter"]["Value"]
+        except self.ssm.exceptions.ParameterNotFound:
+            (value,) = [r["Properties"]["Value"] for r in template["Resources"].values()
+                        if r["Type"] == "AWS::SSM::Parameter" and r["Properties"]["Name"] == name]
+            return substitute(value["Fn::Sub"]) if isinstance(value, dict) else value
+
+
 def stack_events(cloudformation, name: str) -> str:
     events = cloudformation.describe_stack_events(StackName=name)["StackEvents"]
     return "\n".join(
@@ -189,6 +240,7 @@ def rehearsal(synth):
             Name="/cdk-bootstrap/hnb659fds/version", Value=BOOTSTRAP_VERSION, Type="String"
         )
         s3, cloudformation = session.client("s3"), session.client("cloudformation")
+        references = DynamicReferences(session.client("ssm"))
         record["assets"] = []
         for name in record["order"]:
             artifact = manifest["artifacts"][name]
@@ -197,9 +249,9 @@ def rehearsal(synth):
                     asset_file = manifest["artifacts"][dependency]["properties"]["file"]
                     assets = json.loads((synth.outdir / asset_file).read_text())
                     record["assets"] += publish_file_assets(s3, synth.outdir, assets)
-            template = with_stand_ins(
+            template = references.apply(name, with_stand_ins(
                 synth.templates[name], keys[name], record["replaced"], record["untagged"]
-            )
+            ))
             cloudformation.create_stack(
                 StackName=name,
                 TemplateBody=json.dumps(template),
@@ -208,6 +260,8 @@ def rehearsal(synth):
             described = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
             record["stacks"][name] = (described["StackStatus"], stack_events(cloudformation, name))
         record["session"] = session
+        record["references"] = references
+        record["keys"] = keys
         yield record
 
 
@@ -318,17 +372,30 @@ def _stack_parts(synth, stage: str) -> dict[str, str | None]:
     return {name: by_name.get(name) for name in synth.templates}
 
 
-def test_the_endpoint_serves_the_live_model_from_ssm(rehearsal, synth):
-    """The first model's asset URI seeds current-model-data; the endpoint's model uses it and
-    its name is recorded in current-model-name."""
+def test_the_first_deploy_serves_the_first_model_and_seeds_the_pointer(rehearsal, synth):
+    """The first model's asset URI seeds current-model-data, and the endpoint's model uses it;
+    current-model-name is the pipeline's to write, so it does not exist yet."""
     session = rehearsal["session"]
     ssm = session.client("ssm")
     model_data = ssm.get_parameter(Name=synth.config.model_data_parameter_name)["Parameter"]["Value"]
     assert model_data in rehearsal["assets"]
-    model_name = ssm.get_parameter(Name=synth.config.model_name_parameter_name)["Parameter"]["Value"]
-    model = session.client("sagemaker").describe_model(ModelName=model_name)
-    containers = [model["PrimaryContainer"]] if "PrimaryContainer" in model else model["Containers"]
-    assert [c["ModelDataSource"]["S3DataSource"]["S3Uri"] for c in containers] == [model_data]
+    assert ssm.get_parameter(Name=synth.config.initial_model_data_parameter_name)["Parameter"]["Value"] == model_data
+    with pytest.raises(ssm.exceptions.ParameterNotFound):
+        ssm.get_parameter(Name=synth.config.model_name_parameter_name)
+    # moto names the endpoint after the stack (it ignores EndpointName): the output says which
+    assert _served_model_data(session, load_deployment(session, synth.config.stage).endpoint_name) == [model_data]
+
+
+def _served_model_data(session, endpoint_name: str) -> list[str]:
+    """The model data of the models the endpoint's configuration names."""
+    sagemaker = session.client("sagemaker")
+    config = sagemaker.describe_endpoint(EndpointName=endpoint_name)["EndpointConfigName"]
+    data = []
+    for variant in sagemaker.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"]:
+        model = sagemaker.describe_model(ModelName=variant["ModelName"])
+        containers = [model["PrimaryContainer"]] if "PrimaryContainer" in model else model["Containers"]
+        data += [c["ModelDataSource"]["S3DataSource"]["S3Uri"] for c in containers]
+    return data
 
 
 def test_a_one_off_job_copies_the_deployed_training_job(rehearsal, synth, monkeypatch, tmp_path):
@@ -362,3 +429,103 @@ def test_a_one_off_job_copies_the_deployed_training_job(rehearsal, synth, monkey
     assert job["HyperParameters"]["epochs"] == "1"
     assert job["EnableNetworkIsolation"] is True
     assert [c["ChannelName"] for c in job["InputDataConfig"]] == ["train", "test"]
+
+
+# --- a deploy after the pipeline has rolled the endpoint -------------------------------------------
+
+def _sagemaker_state(session) -> dict:
+    """Every model, endpoint config and endpoint, with what an update would change."""
+    sagemaker = session.client("sagemaker")
+    models = {m["ModelName"]: m["ModelArn"] for m in sagemaker.list_models()["Models"]}
+    configs = {c["EndpointConfigName"]: c["EndpointConfigArn"] for c in sagemaker.list_endpoint_configs()["EndpointConfigs"]}
+    endpoints = {e["EndpointName"]: (e["EndpointArn"], e["CreationTime"], e["LastModifiedTime"])
+                 for e in sagemaker.list_endpoints()["Endpoints"]}
+    return {"models": models, "configs": configs, "endpoints": endpoints}
+
+
+def _pointers(session, config) -> dict[str, str | None]:
+    ssm = session.client("ssm")
+    values = {}
+    for name in (config.model_data_parameter_name, config.model_name_parameter_name):
+        try:
+            values[name] = ssm.get_parameter(Name=name)["Parameter"]["Value"]
+        except ssm.exceptions.ParameterNotFound:
+            values[name] = None
+    return values
+
+
+def _deploy_again(rehearsal, templates: dict[str, dict]) -> None:
+    """``cdk deploy --all`` once more: each stack updated in order with its (patched) template."""
+    cloudformation = rehearsal["session"].client("cloudformation")
+    for name in rehearsal["order"]:
+        template = rehearsal["references"].apply(name, with_stand_ins(templates[name], rehearsal["keys"][name], [], []))
+        cloudformation.update_stack(StackName=name, TemplateBody=json.dumps(template),
+                                    Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"])
+        status = cloudformation.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"]
+        assert status == "UPDATE_COMPLETE", f"{name}: {status}\n{stack_events(cloudformation, name)}"
+
+
+def _changed_templates(synth) -> dict[str, dict]:
+    """The templates with the changes that used to reach the live model: a new first model (the seed's
+    value), a new description, and new tags on the Storage parameters and the Endpoint's model."""
+    templates = copy.deepcopy(synth.templates)
+    storage = templates[synth.stacks["storage"].stack_name]
+    storage["Description"] += " (changed)"
+    for resource in storage["Resources"].values():
+        if resource["Type"] == "AWS::SSM::Parameter" and "Tags" in resource["Properties"]:
+            resource["Properties"]["Tags"]["cost-centre"] = "42"
+            resource["Properties"]["Value"] = "s3://cdk-hnb659fds-assets-123456789012-us-east-1/initial-2.gz"
+    endpoint = templates[synth.stacks["endpoint"].stack_name]
+    for resource in endpoint["Resources"].values():
+        if resource["Type"] == "AWS::SageMaker::Model":
+            resource["Properties"].setdefault("Tags", []).append({"Key": "cost-centre", "Value": "42"})
+    return templates
+
+
+@pytest.fixture(scope="module")
+def redeployed(rehearsal, synth):
+    """Deploy; the pipeline rolls (its model and config, then the pointers); deploy again unchanged;
+    then deploy with changed templates. The state after each step."""
+    session, config = rehearsal["session"], synth.config
+    sagemaker = session.client("sagemaker")
+    job = "gru4rec-dev-train-20261129-021710-0a1b2c3d"
+    deployment = load_deployment(session, config.stage)
+    job_data = f"s3://{deployment.data_bucket}/models/{job}/output/model.tar.gz"
+    served = sagemaker.describe_model(ModelName=sagemaker.describe_endpoint_config(
+        EndpointConfigName=sagemaker.describe_endpoint(EndpointName=deployment.endpoint_name)["EndpointConfigName"]
+    )["ProductionVariants"][0]["ModelName"])
+    sagemaker.create_model(ModelName=job, ExecutionRoleArn=served["ExecutionRoleArn"], PrimaryContainer={
+        **served["PrimaryContainer"], "ModelDataSource": {"S3DataSource": {
+            "S3Uri": job_data, "S3DataType": "S3Object", "CompressionType": "Gzip"}}})
+    ssm = session.client("ssm")
+    ssm.put_parameter(Name=config.model_data_parameter_name, Value=job_data, Type="String", Overwrite=True)
+    ssm.put_parameter(Name=config.model_name_parameter_name, Value=job, Type="String", Overwrite=True)
+    states = {"rolled": (_sagemaker_state(session), _pointers(session, config))}
+    _deploy_again(rehearsal, synth.templates)
+    states["unchanged"] = (_sagemaker_state(session), _pointers(session, config))
+    _deploy_again(rehearsal, _changed_templates(synth))
+    states["changed"] = (_sagemaker_state(session), _pointers(session, config))
+    endpoint_stack = synth.stacks["endpoint"].stack_name
+    owned = [r["PhysicalResourceId"].rsplit("/", 1)[-1] for r in session.client("cloudformation").list_stack_resources(
+        StackName=endpoint_stack)["StackResourceSummaries"] if r["ResourceType"] == "AWS::SageMaker::Model"]
+    states["stack_model_data"] = [
+        sagemaker.describe_model(ModelName=name)["PrimaryContainer"]["ModelDataSource"]["S3DataSource"]["S3Uri"]
+        for name in owned]
+    states["job_data"], states["job"] = job_data, job
+    return states
+
+
+def test_a_deploy_after_a_pipeline_roll_changes_no_model_config_or_endpoint(redeployed):
+    rolled, unchanged = redeployed["rolled"], redeployed["unchanged"]
+    assert unchanged[0] == rolled[0]
+    assert unchanged[1] == rolled[1]
+
+
+def test_a_template_change_to_storage_or_endpoint_never_changes_the_live_model(redeployed, synth):
+    """The pointers keep the pipeline's model; a model the Endpoint stack re-creates is built from it
+    (so an endpoint update it causes keeps serving it), never from the first model."""
+    _, pointers = redeployed["changed"]
+    assert pointers == {synth.config.model_data_parameter_name: redeployed["job_data"],
+                        synth.config.model_name_parameter_name: redeployed["job"]}
+    assert redeployed["stack_model_data"] == [redeployed["job_data"]]
+    assert redeployed["job"] in redeployed["changed"][0]["models"]

@@ -25,12 +25,62 @@ def _as_list(value):
     return value if isinstance(value, list) else [value]
 
 
-def test_model_data_is_the_live_model_read_from_ssm_at_every_deploy(endpoint):
+def test_model_data_is_a_dynamic_reference_to_the_live_model(endpoint):
+    """Resolved only when CloudFormation creates or replaces the model, never at every deploy: no
+    SSM-typed stack parameter (which CloudFormation resolves at every deploy) is left."""
     _, model = _one(endpoint, "AWS::SageMaker::Model")
     source = model["Properties"]["PrimaryContainer"]["ModelDataSource"]["S3DataSource"]
-    assert endpoint["Parameters"][source["S3Uri"]["Ref"]] == {"Type": "AWS::SSM::Parameter::Value<String>",
-                                                              "Default": "/gru4rec/dev/current-model-data"}
+    assert source["S3Uri"] == "{{resolve:ssm:/gru4rec/dev/current-model-data}}"
+    resolved_at_every_deploy = [p["Default"] for p in endpoint.get("Parameters", {}).values()
+                                if p["Type"].startswith("AWS::SSM::Parameter::Value")]
+    assert resolved_at_every_deploy == ["/cdk-bootstrap/hnb659fds/version"]
     assert "ModelName" not in model["Properties"], "CloudFormation names each replacement model"
+
+
+def test_the_stack_writes_no_live_model_pointer(endpoint):
+    """current-model-name belongs to the training pipeline and the operator CLI."""
+    assert not [r for r in endpoint["Resources"].values() if r["Type"] == "AWS::SSM::Parameter"]
+
+
+def test_every_cloudformation_update_is_a_guarded_rollout_keeping_the_fleet_size(synth, endpoint):
+    _, resource = _one(endpoint, "AWS::SageMaker::Endpoint")
+    properties = resource["Properties"]
+    assert properties["RetainAllVariantProperties"] is True
+    assert properties["ExcludeRetainedVariantProperties"] == [{"VariantPropertyType": "DataCaptureConfig"}]
+    assert properties["RetainDeploymentConfig"] is False
+    guardrails = properties["DeploymentConfig"]
+    assert guardrails["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["Type"] == "CANARY"
+    alarm_ids = {name for name, r in endpoint["Resources"].items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    names = {endpoint["Resources"][name]["Properties"]["AlarmName"] for name in alarm_ids}
+    assert {a["AlarmName"] for a in guardrails["AutoRollbackConfiguration"]["Alarms"]} == names
+    assert alarm_ids <= set(resource["DependsOn"]), "the alarms a rollout names exist before the endpoint"
+
+
+@pytest.mark.parametrize("context, routing", [
+    ({"rollout": "all_at_once"}, {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 600}),
+    ({"rollout": "linear", "rollout_traffic_percent": 25, "rollout_wait_minutes": 5},
+     {"Type": "LINEAR", "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 25}, "WaitIntervalInSeconds": 300}),
+    ({"rollout": "canary", "rollout_traffic_percent": 20, "rollout_wait_minutes": 0},
+     {"Type": "CANARY", "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 20}, "WaitIntervalInSeconds": 0}),
+])
+def test_the_rollout_follows_the_context(dummy_model_artifact, context, routing):
+    from infra.config import AppConfig
+    from infra.rollout import deployment_config
+
+    config = AppConfig.from_mapping({**context, "initial_model_artifact": str(dummy_model_artifact)})
+    policy = deployment_config(config)["BlueGreenUpdatePolicy"]
+    assert policy["TrafficRoutingConfiguration"] == routing
+    assert policy["TerminationWaitInSeconds"] == routing["WaitIntervalInSeconds"]
+
+
+def test_without_autoscaling_there_is_no_scalable_target(tmp_path, dummy_model_artifact):
+    """The first of the two deploys that change a live stage's instance type (docs/deploy.md)."""
+    from tests.infra.conftest import synthesize
+
+    result = synthesize(tmp_path, {"initial_model_artifact": str(dummy_model_artifact), "endpoint_autoscaling": False})
+    types = {r["Type"] for r in result.template_dict("endpoint")["Resources"].values()}
+    assert "AWS::SageMaker::Endpoint" in types
+    assert not {"AWS::ApplicationAutoScaling::ScalableTarget", "AWS::ApplicationAutoScaling::ScalingPolicy"} & types
 
 
 def test_model_data_is_declared_a_gzipped_tar_whatever_its_key_ends_with(endpoint):
@@ -85,13 +135,10 @@ def test_endpoint_config_encrypts_captures_and_sizes_from_the_context(synth, end
     assert variant["ModelName"] == {"Fn::GetAtt": ["Model", "ModelName"]}
 
 
-def test_endpoint_has_the_stage_name_and_records_the_model_name(endpoint):
+def test_endpoint_has_the_stage_name(endpoint):
     _, resource = _one(endpoint, "AWS::SageMaker::Endpoint")
     assert resource["Properties"]["EndpointName"] == "gru4rec-dev"
     assert resource["Properties"]["EndpointConfigName"] == {"Fn::GetAtt": ["EndpointConfig", "EndpointConfigName"]}
-    _, parameter = _one(endpoint, "AWS::SSM::Parameter")
-    assert parameter["Properties"]["Name"] == "/gru4rec/dev/current-model-name"
-    assert parameter["Properties"]["Value"] == {"Fn::GetAtt": ["Model", "ModelName"]}
     assert endpoint["Outputs"]["EndpointName"]["Value"] == {"Fn::GetAtt": ["Endpoint", "EndpointName"]}
 
 
@@ -119,7 +166,9 @@ def test_alarms_on_server_errors_and_latency_notify_the_encrypted_topic(synth, e
     assert subscription["Properties"]["Endpoint"] == synth.config.notification_email
     alarms = {a["Properties"]["MetricName"]: a["Properties"]
               for a in endpoint["Resources"].values() if a["Type"] == "AWS::CloudWatch::Alarm"}
-    assert set(alarms) == {"Invocation5XXErrors", "ModelLatency"}
+    assert set(alarms) == {"Invocation5XXErrors", "ModelLatency", "InvocationModelErrors"}
+    assert {a["AlarmName"] for a in alarms.values()} == {
+        "gru4rec-dev-5xx", "gru4rec-dev-model-latency", "gru4rec-dev-model-errors"}
     for alarm in alarms.values():
         assert alarm["Namespace"] == "AWS/SageMaker"
         assert alarm["Dimensions"] == [{"Name": "EndpointName", "Value": "gru4rec-dev"},

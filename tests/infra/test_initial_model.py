@@ -29,6 +29,9 @@ def test_builds_an_archive_with_the_model_files_at_its_root_and_only_once(tmp_pa
     assert {SCORER_FILE, METADATA_FILE, ITEMS_FILE} <= set(names)
     assert all("/" not in name and not name.startswith(".") for name in names), names
     assert metadata["n_items"] > 0 and "recall@20" in metadata["metrics"]
+    # every answer of the first model names the version the deployment gives it
+    context = json.loads((PROJECT_ROOT / "cdk.json").read_text())["context"]
+    assert metadata["model_version"] == context["initial_model_version"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.tar.gz"], "the work folder is cleaned up"
 
     built = out.read_bytes()

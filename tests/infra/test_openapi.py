@@ -134,3 +134,22 @@ def test_every_status_the_api_answers_is_documented(openapi, synth):
     documented = set(openapi["paths"]["/recommendations"]["post"]["responses"])
     method, = [r["Properties"] for r in synth.template_dict("api")["Resources"].values() if r["Type"] == "AWS::ApiGateway::Method"]
     assert {r["StatusCode"] for r in method["MethodResponses"]} <= documented
+
+
+def test_the_containers_answers_match_the_documented_response(openapi):
+    """What inference.contracts writes, for one session and for several, is a documented 200 body, and the
+    model_version every answer ends with is required there."""
+    from inference.contracts import JsonRequest, SessionRequest, json_answer
+    from inference.engine import SessionResult
+
+    components = openapi["components"]["schemas"]
+    ok = openapi["paths"]["/recommendations"]["post"]["responses"]["200"]["content"]["application/json"]
+    validator = jsonschema.Draft4Validator(_resolve(ok["schema"], components))
+    results = [SessionResult([("a", 2.0)], 0), SessionResult([("p", 0.0)], 1, fallback=True)]
+    one = json_answer(JsonRequest(False, [SessionRequest(["x"])]), results[:1], "gru4rec-dev-train-1")
+    many = json_answer(JsonRequest(True, [SessionRequest(["x"], session_id="s1"), SessionRequest(["y"])]), results,
+                       "initial-1")
+    for answer in (one, many):
+        validator.validate(answer)
+        unversioned = {key: value for key, value in answer.items() if key != "model_version"}
+        assert not validator.is_valid(unversioned)

@@ -35,6 +35,16 @@ METRICS = [{"Name": "recall@20", "Regex": "recall@20=([0-9.]+);"}]
 
 
 KEY_ARN = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0b7c1f3e-1111-2222-3333-444455556666"
+ROLLOUT = {
+    "RetainAllVariantProperties": True,
+    "ExcludeRetainedVariantProperties": [{"VariantPropertyType": "DataCaptureConfig"}],
+    "DeploymentConfig": {
+        "BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {
+            "Type": "CANARY", "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 10}, "WaitIntervalInSeconds": 600},
+            "TerminationWaitInSeconds": 600, "MaximumExecutionTimeoutInSeconds": 14400},
+        "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "gru4rec-dev-5xx"}]},
+    },
+}
 
 
 def training_definition(role_arn: str, spot: bool = True) -> dict:
@@ -79,7 +89,14 @@ def training_definition(role_arn: str, spot: bool = True) -> dict:
                 "Next": "Train",
             },
             "Train": job,
-            "Gate": {"Type": "Pass", "Next": "Done"},
+            "Gate": {"Type": "Pass", "Next": "Update endpoint"},
+            "Update endpoint": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::aws-sdk:sagemaker:updateEndpoint",
+                "Arguments": {"EndpointName": "gru4rec-dev", "EndpointConfigName": "{% $jobName %}",
+                              **ROLLOUT},
+                "Next": "Done",
+            },
             "Done": {"Type": "Succeed"},
         },
     }
@@ -589,7 +606,7 @@ def test_status_tolerates_parts_not_deployed(stage, capsys):
     assert code == 0
     assert "Batch executions: stack not deployed" in out
     assert "Training executions: no executions yet" in out
-    assert "current model: (parameter not set)" in out
+    assert "current model: (the first model, the Endpoint stack's own)" in out
 
 
 def test_job_names_come_from_the_execution_history():
@@ -760,3 +777,156 @@ def test_the_stage_after_the_command_wins_and_region_is_kept(monkeypatch):
     assert (args.stage, args.region, args.profile) == ("prod", "eu-west-1", None)
     args = build_parser().parse_args(["score", "f.jsonl"])
     assert (args.stage, args.region) == ("dev", None)
+
+
+# --- the live model: history and rollback ----------------------------------------------------------
+
+FIRST_DATA = f"s3://{BUCKET}/models/a/model.tar.gz"  # what the stage fixture makes live first
+JOB_A, JOB_B = "gru4rec-dev-train-20261129-021710-0a1b2c3d", "gru4rec-dev-train-20261130-021710-4e5f6a7b"
+
+
+def job_data(job: str) -> str:
+    return f"s3://{BUCKET}/models/{job}/output/model.tar.gz"
+
+
+def finished_training_job(session, role_arn: str, name: str, recall: float, mrr: float) -> None:
+    """A training job with final metrics (moto reports none of its own)."""
+    from moto.sagemaker.models import sagemaker_backends
+
+    session.client("sagemaker").create_training_job(
+        TrainingJobName=name, RoleArn=role_arn, AlgorithmSpecification={"TrainingImage": IMAGE, "TrainingInputMode": "File"},
+        OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/models/"}, StoppingCondition={"MaxRuntimeInSeconds": 60},
+        ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1})
+    sagemaker_backends[ACCOUNT][REGION].training_jobs[name].final_metric_data_list = [
+        {"MetricName": "recall@20", "Value": recall}, {"MetricName": "mrr@20", "Value": mrr}]
+
+
+def pipeline_roll(session, role_arn: str, job: str) -> None:
+    """What a training execution leaves behind: its model and endpoint config, both named after the job and
+    tagged, then the pointers."""
+    tags = [{"Key": "project", "Value": "gru4rec"}, {"Key": "stage", "Value": "dev"}]
+    sagemaker = session.client("sagemaker")
+    sagemaker.create_model(ModelName=job, ExecutionRoleArn=role_arn, Tags=tags,
+                           PrimaryContainer={"Image": IMAGE, "ModelDataUrl": job_data(job)})
+    sagemaker.create_endpoint_config(EndpointConfigName=job, Tags=tags, ProductionVariants=[{
+        "VariantName": "AllTraffic", "ModelName": job, "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
+    ssm = session.client("ssm")
+    ssm.put_parameter(Name="/gru4rec/dev/current-model-data", Value=job_data(job), Type="String", Overwrite=True)
+    ssm.put_parameter(Name="/gru4rec/dev/current-model-name", Value=job, Type="String", Overwrite=True)
+
+
+@pytest.fixture
+def rolled_twice(stage):
+    """First model -> job A -> job B, each with its metrics."""
+    finished_training_job(stage.session, stage.role_arn, JOB_A, 0.6123, 0.3012)
+    finished_training_job(stage.session, stage.role_arn, JOB_B, 0.6345, 0.3101)
+    pipeline_roll(stage.session, stage.role_arn, JOB_A)
+    pipeline_roll(stage.session, stage.role_arn, JOB_B)
+    return stage
+
+
+@pytest.fixture
+def update_endpoint(monkeypatch):
+    """UpdateEndpoint, which moto 5.2.5 lacks: records the call and moves the endpoint to the new configuration,
+    or (``rolls_back``) leaves it on the old one with a reason, as SageMaker does when an alarm fires."""
+    from moto.sagemaker.models import sagemaker_backends
+    from moto.sagemaker.responses import SageMakerResponse
+
+    control = SimpleNamespace(calls=[], rolls_back=False)
+
+    def update(self):
+        request = json.loads(self.body)
+        control.calls.append(request)
+        endpoint = sagemaker_backends[ACCOUNT][REGION].endpoints[request["EndpointName"]]
+        if control.rolls_back:
+            endpoint.failure_reason = "alarm gru4rec-dev-5xx fired during the canary"
+        else:
+            endpoint.endpoint_config_name = request["EndpointConfigName"]
+        return json.dumps({"EndpointArn": endpoint.arn})
+
+    monkeypatch.setattr(SageMakerResponse, "update_endpoint", update, raising=False)
+    return control
+
+
+def _pointers(session) -> tuple[str, str]:
+    ssm = session.client("ssm")
+    return tuple(ssm.get_parameter(Name=f"/gru4rec/dev/current-model-{leaf}")["Parameter"]["Value"]
+                 for leaf in ("data", "name"))
+
+
+def test_status_lists_every_live_model_with_its_metrics_and_what_replaced_it(rolled_twice, capsys):
+    code, out, _ = run(capsys, "status")
+    assert code == 0
+    lines = out.splitlines()
+    start = lines.index("Model history (newest first):")
+    header, newest, middle, oldest = (line.split() for line in lines[start + 1:start + 5])
+    assert header == ["MODEL", "RECALL@20", "MRR@20", "LIVE", "SINCE", "(UTC)", "REPLACED", "BY"]
+    assert newest[:3] == [JOB_B, "0.6345", "0.3101"] and newest[-1] == "(live)"
+    assert middle[:3] == [JOB_A, "0.6123", "0.3012"] and middle[-2] == JOB_B
+    assert oldest[:5] == ["first", "model", "-", "-", oldest[4]] and oldest[-2] == JOB_A
+
+
+def test_rollback_puts_the_previous_model_live_through_the_pipelines_guardrails(rolled_twice, capsys,
+                                                                               update_endpoint):
+    session = rolled_twice.session
+    code, out, err = run(capsys, "rollback")
+    assert code == 0, err
+    (call,) = update_endpoint.calls
+    assert {key: call[key] for key in ROLLOUT} == ROLLOUT
+    name = call["EndpointConfigName"]
+    assert name.startswith("gru4rec-dev-rollback-") and f"live: {JOB_A} (model {name})" in out
+    sagemaker = session.client("sagemaker")
+    (variant,) = sagemaker.describe_endpoint_config(EndpointConfigName=name)["ProductionVariants"]
+    assert (variant["ModelName"], variant["InstanceType"], variant["VariantName"]) == (name, "ml.m5.large", "AllTraffic")
+    model = sagemaker.describe_model(ModelName=name)
+    assert model["PrimaryContainer"]["ModelDataSource"]["S3DataSource"]["S3Uri"] == job_data(JOB_A)
+    assert model["PrimaryContainer"]["Image"] == IMAGE
+    assert _pointers(session) == (job_data(JOB_A), name)
+    _, out, _ = run(capsys, "status")
+    history = out.splitlines()[out.splitlines().index("Model history (newest first):") + 2]
+    assert history.split()[0] == JOB_A and history.split()[-1] == "(live)"
+
+
+def test_rollback_to_a_named_model_or_the_first(rolled_twice, capsys, update_endpoint):
+    code, _, err = run(capsys, "rollback", "--to", "first")
+    assert code == 0, err
+    assert _pointers(rolled_twice.session)[0] == FIRST_DATA
+    code, _, err = run(capsys, "rollback", "--to", "gru4rec-dev-train-19990101-000000-00000000")
+    assert code == 1 and "has never been live on this stage" in err and JOB_A in err and "first" in err
+
+
+def test_a_rollback_the_alarms_roll_back_fails_and_keeps_the_live_model(rolled_twice, capsys, update_endpoint):
+    update_endpoint.rolls_back = True
+    before = _pointers(rolled_twice.session)
+    code, _, err = run(capsys, "rollback")
+    assert code == 1
+    assert "did not finish" in err and "alarm gru4rec-dev-5xx fired" in err and "the live model is unchanged" in err
+    assert _pointers(rolled_twice.session) == before
+
+
+def test_rollback_waits_for_no_other_update(rolled_twice, capsys, update_endpoint):
+    from moto.sagemaker.models import sagemaker_backends
+
+    sagemaker_backends[ACCOUNT][REGION].endpoints["gru4rec-dev"].endpoint_status = "Updating"
+    code, _, err = run(capsys, "rollback")
+    assert code == 1 and "is Updating: another update is running" in err
+    assert update_endpoint.calls == []
+
+
+def test_rollback_needs_an_earlier_model(stage, capsys, update_endpoint):
+    code, _, err = run(capsys, "rollback")
+    assert code == 1 and "no earlier model to roll back to" in err
+
+
+def test_cleanup_keeps_the_models_live_before_the_current_one(stage, capsys):
+    """model_keep_count (1 here) earlier live models stay, with their endpoint configs; older ones go."""
+    cloudformation = stage.session.client("cloudformation")
+    cloudformation.delete_stack(StackName="Gru4Rec-Dev-Training")
+    outputs_stack(cloudformation, "Gru4Rec-Dev-Training",
+                  {"TrainingStateMachineArn": stage.training_arn, "ModelKeepCount": "1"})
+    for job in ("older", "previous", "live"):
+        pipeline_roll(stage.session, stage.role_arn, f"gru4rec-dev-train-{job}")
+    code, out, _ = run(capsys, "cleanup")
+    assert code == 0
+    listed = set(out.splitlines()[:-1])
+    assert listed == {"endpoint config gru4rec-dev-train-older", "model gru4rec-dev-train-older"}

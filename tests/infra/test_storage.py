@@ -106,15 +106,45 @@ def test_eventbridge_notifications_are_native_not_a_custom_resource(synth):
     assert not any(t.startswith("Custom::") or t == "AWS::Lambda::Function" for t in types)
 
 
-def test_current_model_data_starts_at_the_first_model_asset(synth, dummy_model_artifact):
-    parameter, = synth.template("storage").find_resources("AWS::SSM::Parameter").values()
-    assert parameter["Properties"]["Name"] == "/gru4rec/dev/current-model-data"
+def _parameters(template: dict) -> dict[str, tuple[str, dict]]:
+    """SSM parameter name -> (logical id, resource)."""
+    return {r["Properties"]["Name"]: (k, r) for k, r in template["Resources"].items() if r["Type"] == "AWS::SSM::Parameter"}
+
+
+def test_the_first_model_asset_seeds_current_model_data_once(synth, dummy_model_artifact):
+    parameters = _parameters(synth.template_dict("storage"))
+    assert set(parameters) == {"/gru4rec/dev/initial-model-data", "/gru4rec/dev/current-model-data"}
+    seed_id, seed = parameters["/gru4rec/dev/initial-model-data"]
     assets = json.loads((synth.outdir / "Gru4Rec-Dev-Storage.assets.json").read_text())["files"]
     model_asset, = [a for a in assets.values() if a["displayName"] == "InitialModel"]
     assert model_asset["source"] == {"path": str(dummy_model_artifact), "packaging": "file"}
     destination, = model_asset["destinations"].values()
-    assert parameter["Properties"]["Value"] == {
+    assert seed["Properties"]["Value"] == {
         "Fn::Sub": f"s3://cdk-hnb659fds-assets-${{AWS::AccountId}}-${{AWS::Region}}/{destination['objectKey']}"}
+    _, pointer = parameters["/gru4rec/dev/current-model-data"]
+    assert pointer["Properties"] == {"Name": "/gru4rec/dev/current-model-data", "Type": "String",
+                                     "Value": "{{resolve:ssm:/gru4rec/dev/initial-model-data}}"}
+    assert seed_id in pointer["DependsOn"]
+
+
+def _storage_template(tmp_path, dummy_model_artifact, **context) -> dict:
+    config = AppConfig.from_mapping({**context, "initial_model_artifact": str(dummy_model_artifact)})
+    app = cdk.App(context={**cdk_json_context(), "aws:cdk:disable-asset-staging": True}, outdir=str(tmp_path))
+    with environment_agnostic():
+        stack = StorageStack(app, "Storage", config)
+    cdk.Tags.of(app).add("cost-centre", str(context))
+    return app.synth().get_stack_by_name(stack.stack_name).template
+
+
+def test_no_template_change_touches_the_live_model_pointer(tmp_path, dummy_model_artifact):
+    """A new first model and new tags change the seed, never current-model-data's resource: CloudFormation
+    updates only resources whose template changed, so the pipeline's value stays."""
+    before = _storage_template(tmp_path / "a", dummy_model_artifact, initial_model_version="initial-1")
+    after = _storage_template(tmp_path / "b", dummy_model_artifact, initial_model_version="initial-2")
+    pointer = "/gru4rec/dev/current-model-data"
+    assert _parameters(before)[pointer] == _parameters(after)[pointer]
+    seed = "/gru4rec/dev/initial-model-data"
+    assert _parameters(before)[seed] != _parameters(after)[seed]
 
 
 def test_data_bucket_name_and_arn_are_published(synth):

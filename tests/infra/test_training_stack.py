@@ -41,12 +41,16 @@ def variables(states):
 
 
 def test_states_in_order(states):
-    assert main_path(states, "Name the job", via={"Endpoint updated?": "Record model data"}) == [
-        "Name the job", "Train", "Quality gate", "Create model", "Create endpoint config", "Update endpoint",
-        "Wait for endpoint", "Check endpoint", "Endpoint updated?", "Record model data", "Record model name", "Done",
+    assert main_path(states, "Name the job", via={"Endpoint free?": "Update endpoint",
+                                                  "Endpoint updated?": "Record model data"}) == [
+        "Name the job", "Train", "Quality gate", "Create model", "Create endpoint config", "Is the endpoint free?",
+        "Endpoint free?", "Update endpoint", "Wait for endpoint", "Check endpoint", "Endpoint updated?",
+        "Record model data", "Record model name", "Done",
     ]
     assert states["Done"]["Type"] == "Succeed"
     assert main_path(states, "Wait for endpoint") == ["Wait for endpoint", "Check endpoint", "Endpoint updated?"]
+    assert main_path(states, "Wait for the endpoint to be free") == [
+        "Wait for the endpoint to be free", "Is the endpoint free?", "Endpoint free?"]
 
 
 def test_state_machine_is_standard_traced_and_logs_everything_encrypted(synth):
@@ -168,7 +172,7 @@ def test_failed_gate_says_why(states, variables):
 
 def test_every_task_and_failed_check_notifies_then_fails(states, synth):
     tasks = [name for name, state in states.items() if state["Type"] == "Task" and name != "Notify failure"]
-    assert len(tasks) == 7
+    assert len(tasks) == 8
     for name in tasks:
         assert states[name]["Catch"] == [{"ErrorEquals": ["States.ALL"], "Next": "Notify failure"}], name
     for name, state in states.items():
@@ -230,17 +234,63 @@ def test_data_capture_is_the_endpoint_stacks(states, synth):
     assert _markers(ours) == _markers(reference)
 
 
-def test_update_endpoint_keeps_the_fleet_size(states, synth):
+def test_update_endpoint_keeps_the_fleet_size_and_is_a_guarded_rollout(states, synth):
     update = states["Update endpoint"]
     assert update["Resource"] == f"arn:{PARTITION}:states:::aws-sdk:sagemaker:updateEndpoint"
-    assert update["Arguments"] == {"EndpointName": synth.stacks["endpoint"].endpoint_name,
-                                   "EndpointConfigName": "{% $jobName %}", "RetainAllVariantProperties": True}
+    arguments = dict(update["Arguments"])
+    guardrails = arguments.pop("DeploymentConfig")
+    assert arguments == {"EndpointName": synth.stacks["endpoint"].endpoint_name,
+                         "EndpointConfigName": "{% $jobName %}", "RetainAllVariantProperties": True,
+                         "ExcludeRetainedVariantProperties": [{"VariantPropertyType": "DataCaptureConfig"}]}
+    # canary, 10%, rollout_wait_minutes between the steps and as the baking period, per cdk.json
+    assert synth.config.rollout == "canary"
+    policy = guardrails["BlueGreenUpdatePolicy"]
+    assert policy["TrafficRoutingConfiguration"] == {
+        "Type": "CANARY", "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 10},
+        "WaitIntervalInSeconds": synth.config.rollout_wait_minutes * 60}
+    assert policy["TerminationWaitInSeconds"] == synth.config.rollout_wait_minutes * 60
+    assert 600 <= policy["MaximumExecutionTimeoutInSeconds"] <= 14400
+    assert guardrails["AutoRollbackConfiguration"] == {"Alarms": [
+        {"AlarmName": "gru4rec-dev-5xx"}, {"AlarmName": "gru4rec-dev-model-latency"},
+        {"AlarmName": "gru4rec-dev-model-errors"}]}
+
+
+def test_the_pipeline_and_cloudformation_roll_out_alike(states, synth):
+    """The same guardrails and retained properties as the Endpoint stack's own updates, on alarms that stack has."""
+    (endpoint,) = resources(synth.template_dict("endpoint"), "AWS::SageMaker::Endpoint").values()
+    arguments = states["Update endpoint"]["Arguments"]
+    for key in ("DeploymentConfig", "RetainAllVariantProperties", "ExcludeRetainedVariantProperties"):
+        assert endpoint["Properties"][key] == arguments[key], key
+    alarms = {a["Properties"]["AlarmName"] for a in resources(synth.template_dict("endpoint"), "AWS::CloudWatch::Alarm").values()}
+    assert {a["AlarmName"] for a in arguments["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"]} == alarms
+
+
+@pytest.mark.parametrize("status, busy_polls, verdict", [
+    ("InService", 1, "Update endpoint"),
+    ("Updating", 1, "Wait for the endpoint to be free"),
+    ("RollingBack", 3, "Wait for the endpoint to be free"),
+    ("Updating", ENDPOINT_MAX_POLLS, "Endpoint busy"),
+])
+def test_a_rollout_waits_while_another_update_runs(states, variables, status, busy_polls, verdict):
+    check = states["Is the endpoint free?"]
+    assert check["Resource"] == f"arn:{PARTITION}:states:::aws-sdk:sagemaker:describeEndpoint"
+    assert evaluate(check["Assign"]["busyPolls"], {"busyPolls": busy_polls - 1}) == busy_polls
+    assert _choose(states["Endpoint free?"], {**variables, "busyPolls": busy_polls}, {"EndpointStatus": status}) == verdict
+
+
+def test_a_busy_endpoint_fails_saying_what_to_do(states, variables):
+    busy = states["Endpoint busy"]["Output"]
+    assert busy["Error"] == "Deployment.EndpointBusy"
+    cause = evaluate(busy["Cause"], variables, {"input": {"EndpointStatus": "Updating"}})
+    assert "is still Updating" in cause and "was not deployed" in cause
+    assert f"rollback --to {variables['jobName']}" in cause
+    assert states["Endpoint busy"]["Next"] == "Notify failure"
 
 
 @pytest.mark.parametrize("described, polls, verdict", [
     ({"EndpointStatus": "Updating", "EndpointConfigName": "old"}, 1, "Wait for endpoint"),
     ({"EndpointStatus": "InService", "EndpointConfigName": "JOB"}, 5, "Record model data"),
-    ({"EndpointStatus": "InService", "EndpointConfigName": "old", "FailureReason": "health check"}, 5, "Endpoint update failed"),
+    ({"EndpointStatus": "InService", "EndpointConfigName": "old", "FailureReason": "alarm"}, 5, "Rollout rolled back"),
     ({"EndpointStatus": "Failed", "EndpointConfigName": "JOB"}, 5, "Endpoint update failed"),
     ({"EndpointStatus": "UpdateRollbackFailed", "EndpointConfigName": "JOB"}, 5, "Endpoint update failed"),
     ({"EndpointStatus": "Updating", "EndpointConfigName": "old"}, ENDPOINT_MAX_POLLS, "Endpoint update too slow"),
@@ -253,10 +303,17 @@ def test_endpoint_wait_loop(states, variables, described, polls, verdict):
     assert _choose(states["Endpoint updated?"], {**variables, "polls": polls}, described) == verdict
 
 
-def test_rolled_back_update_names_the_reason(states, variables):
-    described = {"EndpointStatus": "InService", "EndpointConfigName": "old", "FailureReason": "health check failed"}
-    cause = evaluate(states["Endpoint update failed"]["Output"]["Cause"], variables, {"input": described})
-    assert "InService with configuration old, not " + variables["jobName"] in cause and "health check failed" in cause
+def test_rolled_back_rollout_is_a_failure_that_names_the_reason(states, variables):
+    described = {"EndpointStatus": "InService", "EndpointConfigName": "old",
+                 "FailureReason": "alarm gru4rec-dev-5xx fired"}
+    rolled_back = states["Rollout rolled back"]
+    assert rolled_back["Output"]["Error"] == "Deployment.RolledBack" and rolled_back["Next"] == "Notify failure"
+    cause = evaluate(rolled_back["Output"]["Cause"], variables, {"input": described})
+    assert "went back to configuration old instead of " + variables["jobName"] in cause
+    assert "alarm gru4rec-dev-5xx fired" in cause and "the live model is unchanged" in cause
+    failed = {"EndpointStatus": "Failed", "EndpointConfigName": "old"}
+    cause = evaluate(states["Endpoint update failed"]["Output"]["Cause"], variables, {"input": failed})
+    assert "is Failed with configuration old, not " + variables["jobName"] in cause and "SageMaker gave no reason" in cause
 
 
 def test_live_model_is_recorded_in_ssm(states, synth):
