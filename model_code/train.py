@@ -139,7 +139,7 @@ def _make_model(params: GRU4RecParams, data: _Data, seed: int):
     trainer = Trainer(
         model, loss=params.loss, n_sample=params.n_sample, sample_alpha=params.sample_alpha,
         learning_rate=params.learning_rate, momentum=params.momentum, bpreg=params.bpreg, elu=params.elu,
-        logq=params.logq, batch_size=params.batch_size, block_steps=params.block_steps,
+        logq=params.logq, logq_form=params.logq_form, batch_size=params.batch_size, block_steps=params.block_steps,
         item_counts=data.train.item_counts(n_items), seed=seed,
     )
     return model, trainer

@@ -11,7 +11,8 @@ so the host touches nothing between steps. Per step:
    constant: no back-propagation through time);
 3. score the batch's targets plus this step's shared negatives (drawn on the
    host for the whole block, popularity ** alpha);
-4. loss (cross-entropy with logQ correction, or BPR-max), summed over the
+4. loss (cross-entropy with logQ correction: the targets' columns by
+   log(count), the extra negatives' by alpha * log(count); or BPR-max), summed over the
    valid rows and divided by the batch size: the batch mean of the reference,
    whose learning rates the presets assume (an empty slot at an epoch's tail
    counts as 0 rather than raising its neighbours' weight);
@@ -39,7 +40,7 @@ from keras import ops
 from model_code import losses
 from model_code.metrics import CUTOFFS, TIE_MODES, RankingMetrics
 from model_code.model import GRU4Rec, gru_step
-from model_code.sampler import PopularitySampler
+from model_code.sampler import PopularitySampler, log_item_counts
 from model_code.session_batches import EpochSteps, SessionArrays, session_parallel_steps
 
 LOSSES = ("cross-entropy", "bpr-max")
@@ -62,6 +63,7 @@ class Trainer:
         bpreg: float = 1.0,
         elu: float = 0.0,
         logq: float = 0.0,
+        logq_form: str = "reference",
         batch_size: int = 32,
         block_steps: int = 200,
         item_counts: np.ndarray | None = None,
@@ -70,6 +72,8 @@ class Trainer:
     ):
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        if logq_form not in losses.LOGQ_FORMS:
+            raise ValueError(f"logq_form must be one of {losses.LOGQ_FORMS}, got {logq_form!r}")
         if item_counts is None:
             item_counts = np.ones(model.n_items)
         if len(item_counts) != model.n_items:
@@ -82,11 +86,13 @@ class Trainer:
         self.bpreg = float(bpreg)
         self.elu = float(elu)
         self.logq = float(logq)
+        self.logq_form = logq_form
+        self.sample_alpha = float(sample_alpha)
         self.batch_size = int(batch_size)
         self.block_steps = int(block_steps)
         self.seed = int(seed)
         self.sampler = PopularitySampler(item_counts, sample_alpha, seed)
-        self.log_q = self.sampler.log_probabilities()
+        self.log_counts = log_item_counts(item_counts)
         self.names, self.variables = trainable_weights(model)
         self.step_count = 0
         self._engine = _engine_for_backend()(self, jit_compile)
@@ -177,11 +183,16 @@ def dropout_shapes(model: GRU4Rec, batch_size: int) -> list[tuple[int, int]]:
     return [(batch_size, first)] + [(batch_size, units) for units in model.layer_sizes]
 
 
+def candidate_log_q(trainer: Trainer, log_counts, targets, negatives):
+    """The logQ correction's ``[C]`` vector of a step's candidates (targets, then negatives)."""
+    return losses.logq_correction(log_counts, targets, negatives, trainer.sample_alpha, trainer.logq_form)
+
+
 def step_loss(trainer: Trainer, input_rows, output_rows, bias_rows, dense: dict, states, masks, valid, log_q_rows):
     """Mean loss of one step and the new states, from gathered rows and the dense weights.
 
     ``masks`` are the dropout masks (already scaled by 1 / keep) or None
-    entries where a dropout rate is 0.
+    entries where a dropout rate is 0; ``log_q_rows`` is :func:`candidate_log_q`.
     """
     model = trainer.model
     x = input_rows if masks[0] is None else input_rows * masks[0]

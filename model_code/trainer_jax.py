@@ -15,14 +15,14 @@ import numpy as np
 
 from model_code import optimizer
 from model_code.model import gru_step
-from model_code.trainer import SPARSE, dropout_shapes, sparse_gradients, step_loss
+from model_code.trainer import SPARSE, candidate_log_q, dropout_shapes, sparse_gradients, step_loss
 
 
 class JaxEngine:
     def __init__(self, trainer, jit_compile: bool = True):
         self.trainer = trainer
         self.model = trainer.model
-        self._log_q = jnp.asarray(trainer.log_q)
+        self._log_counts = jnp.asarray(trainer.log_counts)
         self._slots = [(jnp.zeros(v.shape), jnp.zeros(v.shape)) for v in trainer.variables]
         wrap = (lambda f, **kw: jax.jit(f, **kw)) if jit_compile else (lambda f, **kw: f)
         self._train_block = wrap(self._train_block_fn, donate_argnums=(0, 1))
@@ -74,9 +74,10 @@ class JaxEngine:
         dense = {name: weights[name] for name in trainer.names if name not in SPARSE}
         masks = self._masks(jax.random.fold_in(key, t), inputs.shape[0])
 
+        log_q_rows = candidate_log_q(trainer, self._log_counts, targets, negatives)
+
         def loss_fn(input_rows, output_rows, bias_rows, dense):
-            return step_loss(trainer, input_rows, output_rows, bias_rows, dense, states, masks, valid,
-                             self._log_q[candidates])
+            return step_loss(trainer, input_rows, output_rows, bias_rows, dense, states, masks, valid, log_q_rows)
 
         rows = (weights[input_name][inputs], weights["item_table"][candidates], weights["item_bias"][candidates])
         (_, (row_loss_sum, new_states)), grads = jax.value_and_grad(loss_fn, argnums=(0, 1, 2, 3), has_aux=True)(*rows, dense)

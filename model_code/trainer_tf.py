@@ -11,14 +11,14 @@ from __future__ import annotations
 import tensorflow as tf
 
 from model_code import optimizer
-from model_code.trainer import SPARSE, dropout_shapes, sparse_gradients, step_loss
+from model_code.trainer import SPARSE, candidate_log_q, dropout_shapes, sparse_gradients, step_loss
 
 
 class TensorFlowEngine:
     def __init__(self, trainer, jit_compile: bool = True):
         self.trainer = trainer
         self.model = trainer.model
-        self._log_q = tf.constant(trainer.log_q)
+        self._log_counts = tf.constant(trainer.log_counts)
         self._accumulators = [tf.Variable(tf.zeros_like(v.value), trainable=False) for v in trainer.variables]
         self._velocities = [tf.Variable(tf.zeros_like(v.value), trainable=False) for v in trainer.variables]
         self._train_block = tf.function(self._train_block_fn, jit_compile=jit_compile, reduce_retracing=True)
@@ -75,7 +75,8 @@ class TensorFlowEngine:
             bias_rows = tf.gather(weights["item_bias"], candidates)
             tape.watch([input_rows, output_rows, bias_rows] + list(dense.values()))
             loss, (row_loss_sum, new_states) = step_loss(
-                trainer, input_rows, output_rows, bias_rows, dense, states, masks, valid, tf.gather(self._log_q, candidates))
+                trainer, input_rows, output_rows, bias_rows, dense, states, masks, valid,
+                candidate_log_q(trainer, self._log_counts, targets, negatives))
         grads = tape.gradient(loss, [input_rows, output_rows, bias_rows] + list(dense.values()))
         updates = dict(zip(dense, grads[3:]))
         updates.update(sparse_gradients(trainer, inputs, candidates, valid, *grads[:3]))

@@ -109,10 +109,28 @@ def test_resuming_from_state_continues_exactly(loss, embedding):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("alpha, same", [(1.0, True), (0.5, False)])
+def test_logq_forms_differ_only_where_alpha_is_below_one(alpha, same):
+    """With alpha 1 the targets' and the negatives' corrections agree, so both forms train alike."""
+    n_items = 20
+    data = _sessions(11, 30, n_items)
+    counts = np.arange(1, n_items + 1) ** 2
+
+    def epoch_loss(form):
+        model = GRU4Rec(n_items, layers=(5,), seed=1)
+        trainer = _trainer(model, data, sample_alpha=alpha, logq_form=form, item_counts=counts)
+        return trainer.train_epoch(session_parallel_steps(data, 4))["loss"]
+
+    reference, sampling = epoch_loss("reference"), epoch_loss("sampling")
+    assert (reference == pytest.approx(sampling, rel=1e-6)) is same
+
+
 def test_trainer_refuses_mismatched_inputs():
     model = GRU4Rec(10, layers=(3,))
     with pytest.raises(ValueError, match="loss must be one of"):
         Trainer(model, loss="top1", batch_size=2)
+    with pytest.raises(ValueError, match="logq_form must be one of"):
+        Trainer(model, logq_form="uniform", batch_size=2)
     with pytest.raises(ValueError, match="item_counts has 3 entries"):
         Trainer(model, item_counts=np.ones(3), batch_size=2)
     trainer = Trainer(model, batch_size=2, n_sample=4)
