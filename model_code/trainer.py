@@ -24,9 +24,11 @@ Evaluation runs the test sessions the same way (zero state at each session
 start), scores every item, and counts inside the compiled call how many items
 score ``>`` and ``==`` the target; ranks follow from the tie mode.
 
-The step's arithmetic (:func:`step_loss`, :func:`sparse_gradients`) is written
-once in ``keras.ops``; the compiled loops are per backend, as row-sparse
-updates need (:mod:`model_code.trainer_tf`, :mod:`model_code.trainer_jax`).
+The step's arithmetic is written once in ``keras.ops``
+(:mod:`model_code.train_step`); the compiled loops are per backend, as
+row-sparse updates need (:mod:`model_code.trainer_tf`,
+:mod:`model_code.trainer_jax`). A step with no valid row (padding at the end
+of an epoch) changes no weight and no optimizer slot.
 """
 from __future__ import annotations
 
@@ -35,16 +37,14 @@ from typing import Callable, Sequence
 
 import keras
 import numpy as np
-from keras import ops
 
 from model_code import losses
 from model_code.metrics import CUTOFFS, TIE_MODES, RankingMetrics
-from model_code.model import GRU4Rec, gru_step
+from model_code.model import GRU4Rec
 from model_code.sampler import PopularitySampler, log_item_counts
 from model_code.session_batches import EpochSteps, SessionArrays, session_parallel_steps
 
 LOSSES = ("cross-entropy", "bpr-max")
-SPARSE = ("item_table", "item_bias", "input_table")
 ProgressCallback = Callable[[int, float], None]
 
 
@@ -175,57 +175,6 @@ def trainable_weights(model: GRU4Rec) -> tuple[list[str], list]:
         names += [f"recurrent_{i}", f"bias_{i}"]
         variables += [cell.recurrent_kernel, cell.bias]
     return names, variables
-
-
-def dropout_shapes(model: GRU4Rec, batch_size: int) -> list[tuple[int, int]]:
-    """Shapes of the step's dropout masks: the input (one value per row for one-hot input), then each layer."""
-    first = 1 if model.embedding == "none" else (model.input_weights().shape[1])
-    return [(batch_size, first)] + [(batch_size, units) for units in model.layer_sizes]
-
-
-def candidate_log_q(trainer: Trainer, log_counts, targets, negatives):
-    """The logQ correction's ``[C]`` vector of a step's candidates (targets, then negatives)."""
-    return losses.logq_correction(log_counts, targets, negatives, trainer.sample_alpha, trainer.logq_form)
-
-
-def step_loss(trainer: Trainer, input_rows, output_rows, bias_rows, dense: dict, states, masks, valid, log_q_rows):
-    """Mean loss of one step and the new states, from gathered rows and the dense weights.
-
-    ``masks`` are the dropout masks (already scaled by 1 / keep) or None
-    entries where a dropout rate is 0; ``log_q_rows`` is :func:`candidate_log_q`.
-    """
-    model = trainer.model
-    x = input_rows if masks[0] is None else input_rows * masks[0]
-    new_states = []
-    for i, state in enumerate(states):
-        if i == 0 and model.embedding == "none":
-            projection = x + dense["bias_0"]
-        else:
-            projection = ops.matmul(x, dense[f"kernel_{i}"]) + dense[f"bias_{i}"]
-        x = gru_step(projection, state, dense[f"recurrent_{i}"])
-        if masks[i + 1] is not None:
-            x = x * masks[i + 1]
-        new_states.append(ops.stop_gradient(x))
-    scores = ops.matmul(x, ops.transpose(output_rows)) + ops.expand_dims(bias_rows, 0)
-    if trainer.loss == "cross-entropy":
-        row_loss = losses.cross_entropy(scores, valid, log_q_rows, trainer.logq)
-    else:
-        row_loss = losses.bpr_max(scores, valid, trainer.bpreg, trainer.elu)
-    return losses.batch_mean(row_loss), (ops.sum(row_loss), new_states)
-
-
-def sparse_gradients(trainer: Trainer, inputs, candidates, valid, grad_input, grad_output, grad_bias) -> dict:
-    """{table name: (row ids, gradient rows, touched)} of the step's item-table gradients."""
-    column_used = losses.candidate_mask(valid, ops.shape(candidates)[0])
-    if trainer.model.embedding == "shared":
-        table = (ops.concatenate([inputs, candidates], 0), ops.concatenate([grad_input, grad_output], 0),
-                 ops.concatenate([ops.cast(valid, "bool"), column_used], 0))
-        return {"item_table": table, "item_bias": (candidates, grad_bias, column_used)}
-    return {
-        "item_table": (candidates, grad_output, column_used),
-        "input_table": (inputs, grad_input, ops.cast(valid, "bool")),
-        "item_bias": (candidates, grad_bias, column_used),
-    }
 
 
 def _engine_for_backend():

@@ -15,7 +15,7 @@ import numpy as np
 
 from model_code import optimizer
 from model_code.model import gru_step
-from model_code.trainer import SPARSE, candidate_log_q, dropout_shapes, sparse_gradients, step_loss
+from model_code.train_step import SPARSE, candidate_log_q, dense_update, dropout_plan, sparse_gradients, step_loss
 
 
 class JaxEngine:
@@ -57,7 +57,7 @@ class JaxEngine:
         def body(carry, step):
             params, slots, states, loss_sum = carry
             row_loss_sum, states, updates = self._train_step(params, states, key, *step)
-            params, slots = self._apply(params, slots, updates)
+            params, slots = self._apply(params, slots, updates, step[3])
             return (params, slots, states, loss_sum + row_loss_sum), None
 
         steps = (inputs, targets, resets, valid, negatives, jnp.arange(inputs.shape[0]))
@@ -86,9 +86,8 @@ class JaxEngine:
         return row_loss_sum, new_states, updates
 
     def _masks(self, key, batch_size):
-        rates = [self.model.dropout_embedding] + [self.model.dropout_hidden] * len(self.model.layer_sizes)
         masks = []
-        for stream, (rate, (_, width)) in enumerate(zip(rates, dropout_shapes(self.model, 1))):
+        for stream, (rate, width) in enumerate(dropout_plan(self.model)):
             if rate <= 0:
                 masks.append(None)
                 continue
@@ -96,7 +95,8 @@ class JaxEngine:
             masks.append((noise >= rate).astype(jnp.float32) / (1.0 - rate))
         return masks
 
-    def _apply(self, params, slots, updates):
+    def _apply(self, params, slots, updates, valid):
+        """Adagrad-momentum updates; a step with no valid row touches no row and leaves the dense weights."""
         trainer = self.trainer
         new_params, new_slots = [], []
         for name, param, (accumulator, velocity) in zip(trainer.names, params, slots):
@@ -105,8 +105,8 @@ class JaxEngine:
                 param, accumulator, velocity = optimizer.sparse_adagrad_momentum(
                     param, accumulator, velocity, ids, grads, touched, trainer.learning_rate, trainer.momentum)
             else:
-                param, accumulator, velocity = optimizer.adagrad_momentum(
-                    param, accumulator, velocity, updates[name], trainer.learning_rate, trainer.momentum)
+                param, accumulator, velocity = dense_update(
+                    param, accumulator, velocity, updates[name], valid, trainer.learning_rate, trainer.momentum)
             new_params.append(param)
             new_slots.append((accumulator, velocity))
         return new_params, new_slots
