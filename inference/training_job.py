@@ -136,6 +136,7 @@ def run_job(paths: JobPaths) -> dict:
         _log(f"leaving out hyperparameters SageMaker set for itself: {', '.join(left_out)}")
     try:
         from model_code import train
+        from model_code.checkpoints import CheckpointError
         from model_code.events import DataError
         from model_code.params import ParamError
     except ImportError as err:
@@ -149,6 +150,8 @@ def run_job(paths: JobPaths) -> dict:
         raise JobInputError(f"bad hyperparameter: {err}") from err
     except DataError as err:
         raise JobInputError(f"bad training data: {err}") from err
+    except CheckpointError as err:
+        raise JobInputError(f"cannot resume: {err}") from err
     train.print_results(metadata)
     return metadata
 

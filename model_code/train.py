@@ -36,7 +36,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from model_code import artifacts
-from model_code.checkpoints import Checkpoint, fingerprint, load_checkpoint, save_checkpoint
+from model_code.checkpoints import Checkpoint, CheckpointError, fingerprint, load_checkpoint, save_checkpoint
 from model_code.events import DataError, EventColumns, read_events
 from model_code.item_index import ItemIndex
 from model_code.metrics import CUTOFFS
@@ -45,6 +45,7 @@ from model_code.report import metrics_table
 from model_code.session_batches import SessionArrays, session_parallel_steps
 
 POPULAR_ITEMS = 1000
+WEIGHT_NEUTRAL_PARAMS = ("epochs", "eval_batch_size")
 TIES = "conservative"
 PLOT_METRIC = "recall@20"
 
@@ -87,12 +88,10 @@ def train_model(params: GRU4RecParams, run: TrainingRun) -> dict:
     fit_start = time.perf_counter()
     model, trainer = _make_model(params, data, run.seed)
     steps = session_parallel_steps(data.train, params.batch_size)
-    run_id = fingerprint(
-        {key: value for key, value in params.to_dict().items() if key not in ("epochs", "eval_batch_size")},
-        run.seed, keras.backend.backend(), data.train.items, data.train.offsets,
-    )
-    history, fit_seconds, first_epoch = _resume(run, run_id, model, trainer)
-    history, fit_seconds = _fit(params, run, data, model, trainer, steps, run_id, history, fit_seconds,
+    ids = _RunIds(run_fingerprint(params, run.seed, keras.backend.backend(), data.train),
+                  eval_fingerprint(data.test))
+    history, fit_seconds, first_epoch = _resume(run, ids, params, model, trainer)
+    history, fit_seconds = _fit(params, run, data, model, trainer, steps, ids, history, fit_seconds,
                                 first_epoch, fit_start)
     metrics = {}
     if data.test is not None:
@@ -123,6 +122,30 @@ def train_model(params: GRU4RecParams, run: TrainingRun) -> dict:
     return metadata
 
 
+@dataclass(frozen=True)
+class _RunIds:
+    """The checkpoint fingerprints of this run: its weights' inputs, and its evaluation set."""
+
+    weights: str
+    evaluation: str | None
+
+
+def run_fingerprint(params: GRU4RecParams, seed: int, backend: str, train: SessionArrays) -> str:
+    """A hash of everything the trained weights depend on: the training data, the parameters, seed and backend.
+
+    Left out are the parameters that do not change the weights epoch by
+    epoch (:data:`WEIGHT_NEUTRAL_PARAMS`: how many epochs follow, the
+    evaluation batch size), so a finished run can be resumed for more epochs.
+    """
+    weighed = {key: value for key, value in params.to_dict().items() if key not in WEIGHT_NEUTRAL_PARAMS}
+    return fingerprint(weighed, seed, backend, train.items, train.offsets)
+
+
+def eval_fingerprint(data: SessionArrays | None) -> str | None:
+    """A hash of the evaluation set as the model sees it (None: no evaluation set)."""
+    return None if data is None else fingerprint(data.items, data.offsets)
+
+
 def _make_model(params: GRU4RecParams, data: _Data, seed: int):
     """A fresh GRU4Rec model for the catalogue and its trainer."""
     import keras
@@ -145,7 +168,7 @@ def _make_model(params: GRU4RecParams, data: _Data, seed: int):
     return model, trainer
 
 
-def _fit(params, run, data, model, trainer, steps, run_id, history, fit_seconds, first_epoch, fit_start):
+def _fit(params, run, data, model, trainer, steps, ids, history, fit_seconds, first_epoch, fit_start):
     """Epochs ``first_epoch``..end: train, evaluate when due, checkpoint; returns (history, fit seconds).
 
     Fit seconds run from ``fit_start`` to the end of the last epoch, less the
@@ -165,7 +188,8 @@ def _fit(params, run, data, model, trainer, steps, run_id, history, fit_seconds,
         history = history + [record]
         if run.checkpoint_dir:
             save_checkpoint(run.checkpoint_dir, Checkpoint(
-                run_id, epoch + 1, [np.asarray(v) for v in model.variables], trainer.get_state(), history, fit_total,
+                ids.weights, epoch + 1, [np.asarray(v) for v in model.variables], trainer.get_state(), history,
+                fit_total, ids.evaluation,
             ))
         excluded += time.perf_counter() - epoch_end
         if epoch + 1 == params.epochs:
@@ -196,16 +220,26 @@ def _load_data(run: TrainingRun) -> _Data:
     return _Data(index, train, test, stats)
 
 
-def _resume(run: TrainingRun, run_id: str, model, trainer) -> tuple[list[dict], float, int]:
-    """History, fit seconds and first epoch to run, from the checkpoint where one matches this run."""
+def _resume(run: TrainingRun, ids: _RunIds, params: GRU4RecParams, model, trainer) -> tuple[list[dict], float, int]:
+    """History, fit seconds and first epoch to run, from the checkpoint where one matches this run.
+
+    A matching checkpoint with more epochs than asked for is refused
+    (:class:`CheckpointError`); figures its history holds for another
+    evaluation set are dropped, so they are measured again rather than reported.
+    """
     if not run.checkpoint_dir:
         return [], 0.0, 0
     checkpoint = load_checkpoint(run.checkpoint_dir)
     if checkpoint is None:
         return [], 0.0, 0
-    if checkpoint.fingerprint != run_id:
+    if checkpoint.fingerprint != ids.weights:
         run.log(f"checkpoint in {run.checkpoint_dir} is from other data or parameters: starting afresh")
         return [], 0.0, 0
+    if checkpoint.epochs_done > params.epochs:
+        raise CheckpointError(
+            f"checkpoint in {run.checkpoint_dir} has {checkpoint.epochs_done} epochs done, more than the "
+            f"{params.epochs} asked for: ask for at least {checkpoint.epochs_done} epochs, or give another "
+            "--checkpoint-dir to train afresh")
     if len(checkpoint.model_variables) != len(model.variables):
         raise ValueError(f"checkpoint in {run.checkpoint_dir} holds {len(checkpoint.model_variables)} model "
                          f"variables, the model has {len(model.variables)}")
@@ -214,7 +248,11 @@ def _resume(run: TrainingRun, run_id: str, model, trainer) -> tuple[list[dict], 
     trainer.set_state(checkpoint.trainer_state)
     run.log(f"resuming from the checkpoint in {run.checkpoint_dir}: {checkpoint.epochs_done} epochs done, "
             f"continuing with epoch {checkpoint.epochs_done + 1}")
-    return list(checkpoint.history), checkpoint.fit_seconds, checkpoint.epochs_done
+    history = list(checkpoint.history)
+    if checkpoint.eval_fingerprint != ids.evaluation and any("metrics" in record for record in history):
+        run.log("the checkpoint's figures are of another evaluation set: left out, the model is evaluated afresh")
+        history = [{key: value for key, value in record.items() if key != "metrics"} for record in history]
+    return history, checkpoint.fit_seconds, checkpoint.epochs_done
 
 
 def _train_epoch(trainer, steps, epoch: int, epochs: int, progress: bool) -> dict:
@@ -393,13 +431,13 @@ def metric_lines(metrics: dict) -> str:
     return "\n".join(f"{name}={value:.4f};" for name, value in metrics.items())
 
 
-INPUT_ERRORS = (ParamError, DataError, artifacts.ModelDirError)
+INPUT_ERRORS = (ParamError, DataError, CheckpointError, artifacts.ModelDirError)
 
 
 def run_command(args: argparse.Namespace) -> dict:
     """Train as the parsed command line says; returns the metadata written.
 
-    Bad parameters, data or model directories raise one of :data:`INPUT_ERRORS`.
+    Bad parameters, data, checkpoints or model directories raise one of :data:`INPUT_ERRORS`.
     """
     log = (lambda message: None) if args.quiet else _log_to_stderr
     overrides = parse_assignments(args.param)
