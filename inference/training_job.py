@@ -5,16 +5,19 @@ developer machine)::
 
     input/config/hyperparameters.json   {"name": "value", ...}, every value a string; optional
     input/data/train/                   training events (required channel): TSV/CSV/Parquet, gzip or not
-    input/data/test/                    test events (optional channel): Recall@k / MRR@k need it
+    input/data/test/                    test events (optional channel): scored once, after the last epoch
+    input/data/valid/                   validation events (optional channel): the per-epoch figures
     model/                              the model directory written here (SageMaker tars and uploads it)
     checkpoints/                        a checkpoint after every epoch; a restarted job resumes from it
     output/failure                      why the job failed (SageMaker shows it as the FailureReason)
 
 Hyperparameters become :mod:`model_code.train` options through
 :func:`model_code.train.hyperparameters_argv`: ``preset``, ``seed``, ``epochs``, ``eval_every`` and every
-GRU4Rec parameter (``layers``, ``learning_rate``, ...). The ones SageMaker adds by itself (names starting
-``sagemaker_`` or ``_``, such as ``_tuning_objective_metric``) are left out. Metrics are printed as
-``recall@20=0.6812;`` lines, the form the job's metric definitions match.
+GRU4Rec parameter (``layers``, ``learning_rate``, ...); ``valid_days`` (N) sets the sessions of the last N
+days of the training data apart for validation, as an alternative to a ``valid`` channel. The ones SageMaker
+adds by itself (names starting ``sagemaker_`` or ``_``, such as ``_tuning_objective_metric``) are left out. Metrics are printed as
+``recall@20=0.6812;`` lines for the test set and ``validation:recall@20=0.6731;`` lines for the validation
+set, the form the job's metric definitions match.
 
 The exit code is 0 on success, 2 for a problem with the job's input (hyperparameters, channels, data)
 and 1 for anything else; both failures write a one-line reason to ``output/failure``. TensorFlow and
@@ -33,7 +36,7 @@ from typing import Mapping
 
 from inference.paths import MODEL_SUBDIR, opt_ml_dir
 
-TRAIN_CHANNEL, TEST_CHANNEL = "train", "test"
+TRAIN_CHANNEL, TEST_CHANNEL, VALID_CHANNEL = "train", "test", "valid"
 SAGEMAKER_OWN_PREFIXES = ("sagemaker_", "_")
 FAILURE_LIMIT = 1024  # SageMaker reports the first 1024 characters of the failure file
 
@@ -112,6 +115,9 @@ def training_argv(paths: JobPaths, hyperparameters: Mapping[str, str]) -> list[s
     test = channel_folder(paths, TEST_CHANNEL, required=False)
     if test is not None:
         argv += ["--test", str(test)]
+    valid = channel_folder(paths, VALID_CHANNEL, required=False)
+    if valid is not None:
+        argv += ["--valid", str(valid)]
     argv += ["--model-dir", str(paths.model), "--checkpoint-dir", str(paths.checkpoints), "--no-progress"]
     return argv + hyperparameters_argv(hyperparameters)
 

@@ -153,3 +153,20 @@ def test_resume_with_another_test_set_evaluates_it_afresh(tiny_data, tmp_path):
     assert resumed["metrics"] != first["metrics"]
     assert resumed["metrics"] == pytest.approx(evaluate_model_dir(tmp_path / "b", str(other_test)), abs=1e-12)
 
+
+def test_resume_with_another_validation_set_measures_it_afresh(tiny_data, tmp_path):
+    """The checkpoint's per-epoch figures of another validation set are left out, never reported as this run's."""
+    checkpoints = tmp_path / "checkpoints"
+    first_valid, other_valid = tiny_data / "test.tsv.gz", tiny_data / "train.tsv.gz"
+    args = _train_args(tiny_data, tmp_path / "a", checkpoints, 1) + ["--valid", str(first_valid)]
+    code, _, err = run_train(args)
+    assert code == 0, err
+    args = _train_args(tiny_data, tmp_path / "b", checkpoints, 1) + ["--valid", str(other_valid)]
+    code, _, err = run_train(args)
+    assert code == 0, err
+    assert "1 epochs done" in err and "another validation set" in err
+    first, resumed = artifacts.read_metadata(tmp_path / "a"), artifacts.read_metadata(tmp_path / "b")
+    assert "validation_metrics" not in resumed["training"]["history"][0]
+    assert resumed["validation_metrics"] != first["validation_metrics"]
+    assert resumed["validation_metrics"] == pytest.approx(evaluate_model_dir(tmp_path / "b", str(other_valid)), abs=1e-12)
+    assert resumed["metrics"] == first["metrics"], "same weights, same test set"
