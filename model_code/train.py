@@ -106,6 +106,8 @@ def train_model(params: GRU4RecParams, run: TrainingRun) -> dict:
     if data.valid is not None:
         validation_metrics = history[-1].get(VALIDATION_KEY) or _evaluate(trainer, data.valid, params)
     metrics = _evaluate(trainer, data.test, params) if data.test is not None else {}
+    _release(trainer)
+    del trainer
     epoch_seconds = sum(record["seconds"] for record in history)
     training = {
         "seconds": round(fit_seconds, 3),
@@ -155,6 +157,18 @@ def run_fingerprint(params: GRU4RecParams, seed: int, backend: str, train: Sessi
 def eval_fingerprint(data: SessionArrays | None) -> str | None:
     """A hash of the evaluation set as the model sees it (None: no evaluation set)."""
     return None if data is None else fingerprint(data.items, data.offsets)
+
+
+def _release(trainer) -> None:
+    """Free what only training needed before the model is written (the export's peak adds to what is held).
+
+    The optimizer slots hold two copies of every table and the compiled steps
+    their buffers.
+    """
+    from model_code.memory import release_heap
+
+    trainer.release()
+    release_heap()
 
 
 def _make_model(params: GRU4RecParams, data: _Data, seed: int):

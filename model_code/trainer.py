@@ -135,6 +135,10 @@ class Trainer:
             metrics.add(_ranks(greater[block.valid], equal[block.valid], ties))
         return metrics.result()
 
+    def release(self) -> None:
+        """Drop the optimizer slots and the compiled steps; the trainer cannot train or evaluate afterwards."""
+        self._engine = None
+
     # ---- checkpoints ----------------------------------------------------
     def get_state(self) -> dict[str, np.ndarray]:
         """Optimizer slots, step counter and sampler state (the weights live in the model)."""
