@@ -15,9 +15,9 @@ Hyperparameters become :mod:`model_code.train` options through
 :func:`model_code.train.hyperparameters_argv`: ``preset``, ``seed``, ``epochs``, ``eval_every`` and every
 GRU4Rec parameter (``layers``, ``learning_rate``, ...); ``valid_days`` (N) sets the sessions of the last N
 days of the training data apart for validation, as an alternative to a ``valid`` channel. The ones SageMaker
-adds by itself (names starting ``sagemaker_`` or ``_``, such as ``_tuning_objective_metric``) are left out. Metrics are printed as
-``recall@20=0.6812;`` lines for the test set and ``validation:recall@20=0.6731;`` lines for the validation
-set, the form the job's metric definitions match.
+adds by itself (names starting ``sagemaker_`` or ``_``, such as ``_tuning_objective_metric``) are left out.
+Metrics are printed as ``recall@20=0.6812;`` lines for the test set and ``validation:recall@20=0.6731;``
+lines for the validation set (printed first), the form the job's metric definitions match.
 
 The exit code is 0 on success, 2 for a problem with the job's input (hyperparameters, channels, data)
 and 1 for anything else; both failures write a one-line reason to ``output/failure``. TensorFlow and

@@ -502,7 +502,7 @@ def hyperparameters_argv(hyperparameters: Mapping[str, str]) -> list[str]:
 
 
 def metric_lines(metrics: dict, prefix: str = "") -> str:
-    """One ``name=value;`` line per metric (``prefix`` before the name), the form training-job metric definitions match."""
+    """One ``prefix + name=value;`` line per metric, the form training-job metric definitions match."""
     return "\n".join(f"{prefix}{name}={value:.4f};" for name, value in metrics.items())
 
 
