@@ -3,7 +3,7 @@
 # diginetica (diginetica preset) and prints training time, events/s, Recall@20, MRR@20 and peak RSS.
 # No ONNX export (it needs TensorFlow): training says so and writes the rest of the model directory.
 #
-#   benchmarks/gpu_train.sh [--epochs N] [--sets yoochoose100k diginetica] [--eval-every N] [--param k=v ...]
+#   benchmarks/gpu_train.sh [--epochs N] [--sets yoochoose100k diginetica] [--param k=v ...]
 #
 # Python packages the machine lacks (keras, namex, optree) travel as wheels in .whl/ and are installed into
 # /tmp/site first. Data: $DATA_ROOT/<set>/{train,test}.tsv.gz, by default ../shared/data, else .data/ in the
@@ -25,4 +25,4 @@ import jax, keras
 print(f"keras {keras.__version__} on {keras.backend.backend()}, jax {jax.__version__}, devices {jax.devices()}", flush=True)
 PY
 if command -v nvidia-smi >/dev/null; then nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; fi
-exec "$PY" benchmarks/train_real.py --data-root "$DATA_ROOT" --eval-every 0 "$@"
+exec "$PY" benchmarks/train_real.py --data-root "$DATA_ROOT" "$@"

@@ -5,11 +5,14 @@ rsc15 preset, diginetica with the diginetica preset; 10 epochs unless
 ``--epochs``), each in its own process so its peak RSS is its own, and prints
 one table::
 
-    python benchmarks/train_real.py [--sets yoochoose100k diginetica] [--epochs N] [--eval-every N] [--json OUT]
+    python benchmarks/train_real.py [--sets yoochoose100k diginetica] [--epochs N] [--json OUT]
 
 Data come from ../shared/data/<set>/{train,test}.tsv.gz (``--data-root``);
-a missing set is skipped with a message. Figures are noisy while other jobs
-share the CPU: the load average before each run is printed beside it.
+a missing set is skipped with a message. The test set is scored once, after
+the last epoch. Peak RSS is the training process's own maximum resident set
+(``wait4``'s ``ru_maxrss``, what ``/usr/bin/time -v`` reports). Figures are
+noisy while other jobs share the CPU: the load average before each run and
+its mean during the run are printed beside them.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -31,8 +35,32 @@ REFERENCE = {  # the reference implementation on a 2-core CPU (ANCHORS.md)
 }
 
 
-def run_one(name: str, data_root: Path, out_root: Path, epochs: int | None, eval_every: int,
-            extra: list[str]) -> dict | None:
+class LoadSampler:
+    """The 1-minute load average, sampled every ``interval`` seconds while a run lasts."""
+
+    def __init__(self, interval: float = 5.0):
+        self.samples = [os.getloadavg()[0]]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
+
+    def _run(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            self.samples.append(os.getloadavg()[0])
+
+    def __enter__(self) -> "LoadSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def mean(self) -> float:
+        return sum(self.samples) / len(self.samples)
+
+
+def run_one(name: str, data_root: Path, out_root: Path, epochs: int | None, extra: list[str]) -> dict | None:
     folder = data_root / name
     if not (folder / "train.tsv.gz").exists():
         print(f"{name}: skipped, no data at {folder}", file=sys.stderr)
@@ -40,16 +68,16 @@ def run_one(name: str, data_root: Path, out_root: Path, epochs: int | None, eval
     model_dir = out_root / name
     command = [
         sys.executable, "-m", "model_code.train", "--train", str(folder / "train.tsv.gz"),
-        "--test", str(folder / "test.tsv.gz"), "--preset", PRESET_OF[name], "--model-dir", str(model_dir),
-        "--eval-every", str(eval_every), *extra,
+        "--test", str(folder / "test.tsv.gz"), "--preset", PRESET_OF[name], "--model-dir", str(model_dir), *extra,
     ]
     if epochs is not None:
         command += ["--epochs", str(epochs)]
     load = os.getloadavg()[0]
     print(f"{name}: {' '.join(command[1:])}  (load average {load:.2f})", file=sys.stderr, flush=True)
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=REPO_ROOT)
-    _, status, usage = os.wait4(process.pid, 0)
+    with LoadSampler() as load_during:
+        process = subprocess.Popen(command, cwd=REPO_ROOT)
+        _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
@@ -60,20 +88,22 @@ def run_one(name: str, data_root: Path, out_root: Path, epochs: int | None, eval
         "recall@20": meta["metrics"]["recall@20"], "mrr@20": meta["metrics"]["mrr@20"],
         "seconds": meta["training"]["seconds"], "events_per_second": meta["training"]["events_per_second"],
         "wall_seconds": round(wall, 1), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
-        "load_before": round(load, 2), "metrics": meta["metrics"], "history": meta["training"]["history"],
+        "load_before": round(load, 2), "load_during": round(load_during.mean, 2), "metrics": meta["metrics"],
+        "history": meta["training"]["history"],
     }
 
 
 def table(rows: list[dict]) -> str:
     header = ("data set", "preset", "epochs", "Recall@20", "MRR@20", "train s", "events/s", "wall s",
-              "peak RSS MiB", "ref Recall@20", "ref MRR@20", "ref s")
+              "peak RSS MiB", "load before / during", "ref Recall@20", "ref MRR@20", "ref s")
     lines = [header]
     for r in rows:
         ref = REFERENCE.get(r["data"], {})
         lines.append((
             r["data"], r["preset"], str(r["epochs"]), f"{r['recall@20']:.4f}", f"{r['mrr@20']:.4f}",
             f"{r['seconds']:.1f}", f"{r['events_per_second']:,.0f}", f"{r['wall_seconds']:.1f}",
-            f"{r['peak_rss_mib']:,.0f}", f"{ref.get('recall@20', float('nan')):.4f}",
+            f"{r['peak_rss_mib']:,.0f}", f"{r['load_before']:.2f} / {r['load_during']:.2f}",
+            f"{ref.get('recall@20', float('nan')):.4f}",
             f"{ref.get('mrr@20', float('nan')):.4f}", f"{ref.get('seconds', float('nan')):.0f}",
         ))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
@@ -86,8 +116,6 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sets", nargs="+", choices=sorted(PRESET_OF), default=["yoochoose100k", "diginetica"])
     parser.add_argument("--epochs", type=int, help="override the presets' 10 epochs (quick checks)")
-    parser.add_argument("--eval-every", type=int, default=1,
-                        help="evaluate every N epochs for the Recall@20 curve (0: after the last only; default 1)")
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--out-dir", type=Path, help="keep the model directories here (default: a temporary folder)")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
@@ -97,7 +125,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="train_real_") as scratch:
         out_root = args.out_dir or Path(scratch)
         rows = [row for name in args.sets
-                if (row := run_one(name, args.data_root, out_root, args.epochs, args.eval_every, extra))]
+                if (row := run_one(name, args.data_root, out_root, args.epochs, extra))]
     print(table(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

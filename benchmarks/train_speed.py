@@ -45,7 +45,7 @@ def main() -> None:
                     dropout_embedding=params.dropout_embedding, dropout_hidden=params.dropout_hidden, seed=args.seed)
     trainer = Trainer(model, loss=params.loss, n_sample=params.n_sample, sample_alpha=params.sample_alpha,
                       learning_rate=params.learning_rate, momentum=params.momentum, bpreg=params.bpreg, elu=params.elu,
-                      logq=params.logq, batch_size=params.batch_size, block_steps=block_steps,
+                      logq=params.logq, logq_form=params.logq_form, batch_size=params.batch_size, block_steps=block_steps,
                       item_counts=data.item_counts(args.items) + 1, seed=args.seed)
     blocks = list(steps.blocks(block_steps))[: args.blocks + 1]
     times = []

@@ -5,18 +5,21 @@ developer machine)::
 
     input/config/hyperparameters.json   {"name": "value", ...}, every value a string; optional
     input/data/train/                   training events (required channel): TSV/CSV/Parquet, gzip or not
-    input/data/test/                    test events (optional channel): Recall@k / MRR@k need it
+    input/data/test/                    test events (optional channel): scored once, after the last epoch
+    input/data/valid/                   validation events (optional channel): the per-epoch figures
     model/                              the model directory written here (SageMaker tars and uploads it)
     checkpoints/                        a checkpoint after every epoch; a restarted job resumes from it
     output/failure                      why the job failed (SageMaker shows it as the FailureReason)
 
 Hyperparameters become :mod:`model_code.train` options through
 :func:`model_code.hyperparameters.hyperparameters_argv`, which checks every name and value first: ``preset``,
-``seed``, ``eval_every``, the reading options (``session_column``, ``item_column``, ``time_column``,
-``separator``, ``time_format``, ``max_bad_rows``) and every GRU4Rec parameter (``epochs``, ``layers``,
-``learning_rate``, ...). The ones SageMaker adds by itself (names starting ``sagemaker_`` or ``_``, such as
-``_tuning_objective_metric``) are left out. Metrics are printed as
-``recall@20=0.6812;`` lines, the form the job's metric definitions match.
+``seed``, ``eval_every``, ``valid_days``, the reading options (``session_column``, ``item_column``,
+``time_column``, ``separator``, ``time_format``, ``max_bad_rows``) and every GRU4Rec parameter (``epochs``,
+``layers``, ``learning_rate``, ...); ``valid_days`` (N) sets the sessions of the last N days of the training
+data apart for validation, as an alternative to a ``valid`` channel. The ones SageMaker adds by itself (names
+starting ``sagemaker_`` or ``_``, such as ``_tuning_objective_metric``) are left out. Metrics are printed as
+``recall@20=0.6812;`` lines for the test set and ``validation:recall@20=0.6731;`` lines for the validation
+set (printed first), the form the job's metric definitions match.
 
 The exit code is 0 on success, 2 for a problem with the job's input (hyperparameters, channels, data)
 and 1 for anything else; both failures write a one-line reason to ``output/failure``. TensorFlow and
@@ -36,7 +39,7 @@ from typing import Mapping
 from inference.paths import MODEL_SUBDIR, opt_ml_dir
 from model_code import artifacts
 
-TRAIN_CHANNEL, TEST_CHANNEL = "train", "test"
+TRAIN_CHANNEL, TEST_CHANNEL, VALID_CHANNEL = "train", "test", "valid"
 SAGEMAKER_OWN_PREFIXES = ("sagemaker_", "_")
 # SageMaker names the training job in the container's environment; it becomes the model's version
 TRAINING_JOB_NAME = "TRAINING_JOB_NAME"
@@ -118,6 +121,9 @@ def training_argv(paths: JobPaths, hyperparameters: Mapping[str, str]) -> list[s
     test = channel_folder(paths, TEST_CHANNEL, required=False)
     if test is not None:
         argv += ["--test", str(test)]
+    valid = channel_folder(paths, VALID_CHANNEL, required=False)
+    if valid is not None:
+        argv += ["--valid", str(valid)]
     argv += ["--model-dir", str(paths.model), "--checkpoint-dir", str(paths.checkpoints), "--no-progress"]
     try:
         return argv + hyperparameters_argv(hyperparameters)
@@ -146,6 +152,7 @@ def run_job(paths: JobPaths, environ: Mapping[str, str] = os.environ) -> dict:
         _log(f"leaving out hyperparameters SageMaker set for itself: {', '.join(left_out)}")
     try:
         from model_code import train
+        from model_code.checkpoints import CheckpointError
         from model_code.events import DataError
         from model_code.params import ParamError
     except ImportError as err:
@@ -159,6 +166,8 @@ def run_job(paths: JobPaths, environ: Mapping[str, str] = os.environ) -> dict:
         raise JobInputError(f"bad hyperparameter: {err}") from err
     except DataError as err:
         raise JobInputError(f"bad training data: {err}") from err
+    except CheckpointError as err:
+        raise JobInputError(f"cannot resume: {err}") from err
     version = environ.get(TRAINING_JOB_NAME)
     if version:
         artifacts.record_model_version(paths.model, version)

@@ -5,7 +5,10 @@ temporary name and renamed, so the file on disk is always a complete
 checkpoint: the model's variables (weights and its dropout seed state), the
 trainer's state (optimizer accumulators, sampler state), the number of epochs
 done, the per-epoch history and the training seconds so far. A fingerprint of
-the data and the parameters guards against resuming a different run.
+what the weights depend on (data, parameters, seed, backend) guards against
+resuming a different run; a second one names the set the history's figures
+were measured on, so that figures of another set are never reported as this
+run's.
 """
 from __future__ import annotations
 
@@ -25,7 +28,11 @@ FORMAT_VERSION = 1
 
 @dataclass
 class Checkpoint:
-    """What a resumed run needs to continue exactly where the last epoch ended."""
+    """What a resumed run needs to continue exactly where the last epoch ended.
+
+    ``eval_fingerprint`` identifies the evaluation set of the history's
+    metrics (None: no evaluation set).
+    """
 
     fingerprint: str
     epochs_done: int
@@ -33,6 +40,11 @@ class Checkpoint:
     trainer_state: Any
     history: list[dict] = field(default_factory=list)
     fit_seconds: float = 0.0
+    eval_fingerprint: str | None = None
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed by this run; the message says why and what to do."""
 
 
 def fingerprint(*parts: Any) -> str:
@@ -63,6 +75,7 @@ def save_checkpoint(directory: str | os.PathLike, checkpoint: Checkpoint) -> Pat
         "trainer_state": skeleton,
         "history": checkpoint.history,
         "fit_seconds": checkpoint.fit_seconds,
+        "eval_fingerprint": checkpoint.eval_fingerprint,
     }
     arrays["header"] = np.array(json.dumps(header))
     target = directory / CHECKPOINT_FILE
@@ -97,6 +110,7 @@ def load_checkpoint(directory: str | os.PathLike) -> Checkpoint | None:
         trainer_state=trainer_state,
         history=header["history"],
         fit_seconds=header["fit_seconds"],
+        eval_fingerprint=header.get("eval_fingerprint"),
     )
 
 

@@ -76,7 +76,7 @@ def evaluate_model_dir(
     trainer = Trainer(
         model, loss=params.loss, n_sample=params.n_sample, sample_alpha=params.sample_alpha,
         learning_rate=params.learning_rate, momentum=params.momentum, bpreg=params.bpreg, elu=params.elu,
-        logq=params.logq, batch_size=params.batch_size, block_steps=params.block_steps,
+        logq=params.logq, logq_form=params.logq_form, batch_size=params.batch_size, block_steps=params.block_steps,
         item_counts=np.ones(len(index), dtype=np.int64), seed=0,
     )
     metrics = trainer.evaluate(test, batch_size=batch_size or params.eval_batch_size, cutoffs=CUTOFFS, ties=ties)

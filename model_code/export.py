@@ -9,7 +9,10 @@ the scores out of the graph lets serving score many sessions with one BLAS
 matrix product and pick the top k by a partial sort, and keeps the graph
 small; the graph only runs the GRU. The GRU's weights are taken out of the
 exported loop (:mod:`model_code.onnx_loops`), which halves the GRU's time for
-one session of a large model.
+one session of a large model. The conversion runs on a copy of the model with
+a small stand-in input table, and the real table is put into the finished
+graph (:mod:`model_code.export_stand_in`): converting a large table costs
+several gigabytes of memory.
 
 Export needs the TensorFlow backend (tf2onnx). On any other backend
 :func:`export_available` says why not and training skips this step.
@@ -23,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from model_code import artifacts
+from model_code import artifacts, export_stand_in
+from model_code.memory import release_heap
 from model_code.onnx_loops import hoist_loop_invariants
 
 DIM_NAMES = {"items": ("batch", "time"), "lengths": ("batch",), "hidden": ("batch", None)}
@@ -88,11 +92,15 @@ def _export_graph(model, path: str) -> None:
         tf.TensorSpec([None, None], tf.int32, name=items_name),
         tf.TensorSpec([None], tf.int32, name=lengths_name),
     )]
+    converted = export_stand_in.stand_in_model(model) if export_stand_in.swappable(model) else model
     with warnings.catch_warnings():
         # Keras' tf2onnx shim probes np.object, which NumPy 2 answers with a FutureWarning
         warnings.filterwarnings("ignore", message=".*np.object.*", category=FutureWarning)
-        model.export(path, format="onnx", input_signature=signature, verbose=False)
+        converted.export(path, format="onnx", input_signature=signature, verbose=False)
+    release_heap()  # the converter's graph copies, before the real table comes in
     graph = onnx.load(path)
+    if converted is not model:
+        export_stand_in.put_real_table(graph.graph, converted, model)
     _rename_output(graph.graph, artifacts.SCORER_OUTPUT)
     _name_dynamic_dims(graph.graph)
     hoist_loop_invariants(graph.graph)

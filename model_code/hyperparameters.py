@@ -2,7 +2,7 @@
 
 SageMaker hands the ``train`` command its hyperparameters as strings. Each name is one of
 
-- a run option of :mod:`model_code.train`: ``preset``, ``seed``, ``eval_every``;
+- a run option of :mod:`model_code.train`: ``preset``, ``seed``, ``eval_every``, ``valid_days``;
 - a reading option of :mod:`model_code.event_rules`: ``session_column``, ``item_column``,
   ``time_column``, ``separator``, ``time_format``, ``max_bad_rows``;
 - a GRU4Rec parameter of :mod:`model_code.params` (``epochs``, ``layers``, ``learning_rate``, ...).
@@ -29,6 +29,16 @@ def _non_negative_int(text: str) -> int:
     return int(text)
 
 
+def positive_days(text: str) -> float:
+    try:
+        days = float(text)
+    except ValueError:
+        days = float("nan")
+    if not 0 < days < float("inf"):
+        raise OptionError(text, "a number of days > 0")
+    return days
+
+
 def _preset(text: str) -> str:
     if text.strip().lower() not in PRESETS:
         raise OptionError(text, " | ".join(PRESETS))
@@ -39,6 +49,7 @@ RUN_OPTIONS: dict[str, Callable[[str], object]] = {
     "preset": _preset,
     "seed": _non_negative_int,
     "eval_every": _non_negative_int,
+    "valid_days": positive_days,
     **{option.name: option.parse for option in READ_OPTIONS},
 }
 """Hyperparameters that are command-line options of ``model_code.train``, with their value checks."""

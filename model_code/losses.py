@@ -15,6 +15,32 @@ from __future__ import annotations
 from keras import ops
 
 _MASKED = -1e9
+LOGQ_FORMS = ("reference", "sampling")
+
+
+def logq_correction(log_counts, targets, negatives, alpha: float, form: str = "reference"):
+    """The ``[C]`` log sampling probabilities (up to a constant) of a step's candidates.
+
+    The candidates are the batch's own targets ``[B]`` followed by the extra
+    negatives ``[N]``; ``log_counts`` ``[n_items]`` is the log of each item's
+    training count. ``form``:
+
+    - ``"reference"``: a target column comes from the data, so it goes with
+      ``log(count)``; an extra negative is drawn by popularity ** alpha, so
+      with ``alpha * log(count)``;
+    - ``"sampling"``: every column with ``alpha * log(count)``, as if the
+      targets were drawn by the sampler too.
+
+    A constant added to all columns leaves the softmax unchanged, so the
+    normalising sums are left out.
+    """
+    if form not in LOGQ_FORMS:
+        raise ValueError(f"logq form must be one of {LOGQ_FORMS}, got {form!r}")
+    target_weight = 1.0 if form == "reference" else alpha
+    return ops.concatenate([
+        target_weight * ops.take(log_counts, targets, axis=0),
+        alpha * ops.take(log_counts, negatives, axis=0),
+    ], axis=0)
 
 
 def candidate_mask(valid, n_columns: int):
@@ -33,7 +59,8 @@ def cross_entropy(scores, valid, log_sample_probability=None, logq: float = 0.0)
     """Softmax cross-entropy of each row's target against all candidates, with logQ correction.
 
     With ``logq > 0``, ``logq * log_sample_probability[c]`` (the log of the
-    candidate's sampling probability, ``[C]``) is subtracted from column c.
+    candidate's sampling probability, ``[C]``, see :func:`logq_correction`)
+    is subtracted from column c.
     """
     if logq and log_sample_probability is not None:
         scores = scores - logq * ops.expand_dims(log_sample_probability, 0)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 LOSSES = ("cross-entropy", "bpr-max")
+LOGQ_FORMS = ("reference", "sampling")
 EMBEDDINGS = ("shared", "separate", "none")
 
 
@@ -38,6 +39,8 @@ class GRU4RecParams:
     n_sample: extra negatives shared by the whole mini-batch (0: only the batch's own targets).
     bpreg: BPR-max score regularisation; elu: ELU parameter applied to the scores (0: off), bpr-max only.
     logq: weight of the logQ correction of cross-entropy (0: off).
+    logq_form: "reference" (the batch's own targets corrected by log(count), the extra negatives by
+        alpha * log(count)) or "sampling" (every candidate by alpha * log(count)).
     embedding: "shared" (output item table is also the input embedding), "separate" or "none" (one-hot input).
     embedding_size: width of a separate input embedding (None: the last layer's width).
     epochs: passes over the training data.
@@ -57,6 +60,7 @@ class GRU4RecParams:
     bpreg: float = 0.0
     elu: float = 0.0
     logq: float = 1.0
+    logq_form: str = "reference"
     embedding: str = "shared"
     embedding_size: int | None = None
     epochs: int = 10
@@ -185,6 +189,7 @@ _SPECS: dict[str, _Spec] = {
         _float_spec("bpreg", 0.0),
         _float_spec("elu", 0.0),
         _float_spec("logq", 0.0),
+        _choice_spec("logq_form", LOGQ_FORMS),
         _choice_spec("embedding", EMBEDDINGS),
         _Spec(
             "embedding_size", _parse_optional_int, "an integer >= 1, or none (the last layer's width)",

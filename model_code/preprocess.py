@@ -67,13 +67,17 @@ def filter_support(events: pd.DataFrame, min_item_support: int = 5, min_session_
             return events.reset_index(drop=True)
 
 
+def split_by_time(events: pd.DataFrame, days: float, day_length: float = DAY_SECONDS):
+    """(earlier, last days): whole sessions, those starting in the last ``days`` days before the latest event apart."""
+    starts = events.groupby(SESSION, sort=False)[TIME].transform("min")
+    cut = events[TIME].max() - days * day_length
+    is_last = (starts >= cut).to_numpy()
+    return events.loc[~is_last].reset_index(drop=True), events.loc[is_last].reset_index(drop=True)
+
+
 def split_last_days(events: pd.DataFrame, test_days: float = 1.0, day_length: float = DAY_SECONDS, min_session_length: int = 2):
     """(train, test): test = sessions starting in the last ``test_days`` days, restricted to train items."""
-    starts = events.groupby(SESSION, sort=False)[TIME].transform("min")
-    cut = events[TIME].max() - test_days * day_length
-    is_test = (starts >= cut).to_numpy()
-    train = events.loc[~is_test].reset_index(drop=True)
-    test = events.loc[is_test]
+    train, test = split_by_time(events, test_days, day_length)
     test = test[test[ITEM].isin(pd.unique(train[ITEM]))]
     test = test[test.groupby(SESSION, sort=False)[SESSION].transform("size") >= min_session_length]
     return train, test.reset_index(drop=True)

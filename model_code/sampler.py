@@ -36,11 +36,6 @@ class PopularitySampler:
     def n_items(self) -> int:
         return len(self.probabilities)
 
-    def log_probabilities(self) -> np.ndarray:
-        """float32 log of each item's sampling probability (items never drawn: log of the smallest positive)."""
-        floor = self.probabilities[self.probabilities > 0].min()
-        return np.log(np.maximum(self.probabilities, floor)).astype(np.float32)
-
     def draw(self, n_steps: int, n_sample: int) -> np.ndarray:
         """int32 [n_steps, n_sample]: the extra negatives of the next ``n_steps`` steps."""
         rng = np.random.default_rng([self.seed, self.counter])
@@ -55,3 +50,13 @@ class PopularitySampler:
     def set_state(self, state: dict[str, np.ndarray]) -> None:
         self.seed = int(state["sampler_seed"])
         self.counter = int(state["sampler_counter"])
+
+
+def log_item_counts(item_counts: np.ndarray) -> np.ndarray:
+    """float32 log of each item's count; an item never seen gets the log of the smallest positive count.
+
+    The logQ correction's input (:func:`model_code.losses.logq_correction`).
+    """
+    counts = np.asarray(item_counts, dtype=np.float64)
+    floor = counts[counts > 0].min()
+    return np.log(np.maximum(counts, floor)).astype(np.float32)

@@ -2,15 +2,19 @@
 
 Command line::
 
-    python -m model_code.train --train PATH [--test PATH] [--preset rsc15|yoochoose|retailrocket|diginetica]
-        [--param name=value ...] [--epochs N] [--seed S] [--model-dir DIR] [--checkpoint-dir DIR]
+    python -m model_code.train --train PATH [--test PATH] [--valid PATH | --valid-days N]
+        [--preset rsc15|yoochoose|retailrocket|diginetica] [--param name=value ...] [--epochs N] [--seed S]
+        [--model-dir DIR] [--checkpoint-dir DIR]
 
-The run reads the events, maps item ids to indices (the training items form
-the catalogue), trains epoch by epoch with session-parallel mini-batches,
-evaluates on the test set (Recall@k / MRR@k against all items, conservative
-ties) and writes the model directory (see :mod:`model_code.artifacts`). The
-directory is assembled in a temporary sibling folder and moved into place at
-the end, so a failed run never leaves a half-written model.
+The run reads the events, sets the validation sessions apart (``--valid-days``:
+those starting in the last N days of the training data), maps item ids to
+indices (the remaining training items form the catalogue), trains epoch by
+epoch with session-parallel mini-batches, evaluates on the validation set
+after every epoch (``--eval-every``) and on the test set once, at the end
+(Recall@k / MRR@k against all items, conservative ties), and writes the model
+directory (see :mod:`model_code.artifacts`). The directory is assembled in a
+temporary sibling folder and moved into place at the end, so a failed run
+never leaves a half-written model.
 
 ``training.seconds`` in metadata.json counts, like the reference, from the
 start of fitting (data loaded) to the end of the last epoch, compilation
@@ -36,8 +40,9 @@ from typing import Callable
 import numpy as np
 
 from model_code import artifacts
-from model_code.checkpoints import Checkpoint, fingerprint, load_checkpoint, save_checkpoint
-from model_code.event_rules import ReadOptions, add_read_options, read_options
+from model_code.checkpoints import Checkpoint, CheckpointError, fingerprint, load_checkpoint, save_checkpoint
+from model_code import hyperparameters
+from model_code.event_rules import ITEM, OptionError, ReadOptions, add_read_options, read_options
 from model_code.events import DataError, read_events
 from model_code.item_index import ItemIndex
 from model_code.metrics import CUTOFFS
@@ -47,8 +52,11 @@ from model_code.session_batches import SessionArrays, session_parallel_steps
 from model_code.tf_startup import import_keras
 
 POPULAR_ITEMS = 1000
+WEIGHT_NEUTRAL_PARAMS = ("epochs", "eval_batch_size")
 TIES = "conservative"
 PLOT_METRIC = "recall@20"
+VALIDATION_KEY = "validation_metrics"
+VALIDATION_PREFIX = "validation:"
 
 
 def _log_to_stderr(message: str) -> None:
@@ -61,6 +69,8 @@ class TrainingRun:
 
     train_path: str
     test_path: str | None = None
+    valid_path: str | None = None
+    valid_days: float | None = None
     model_dir: str = "model"
     checkpoint_dir: str | None = None
     seed: int = 42
@@ -77,6 +87,7 @@ class _Data:
     index: ItemIndex
     train: SessionArrays
     test: SessionArrays | None
+    valid: SessionArrays | None
     stats: dict
 
 
@@ -90,16 +101,17 @@ def train_model(params: GRU4RecParams, run: TrainingRun) -> dict:
     fit_start = time.perf_counter()
     model, trainer = _make_model(params, data, run.seed)
     steps = session_parallel_steps(data.train, params.batch_size)
-    run_id = fingerprint(
-        {key: value for key, value in params.to_dict().items() if key not in ("epochs", "eval_batch_size")},
-        run.seed, keras.backend.backend(), data.train.items, data.train.offsets,
-    )
-    history, fit_seconds, first_epoch = _resume(run, run_id, model, trainer)
-    history, fit_seconds = _fit(params, run, data, model, trainer, steps, run_id, history, fit_seconds,
+    ids = _RunIds(run_fingerprint(params, run.seed, keras.backend.backend(), data.train),
+                  eval_fingerprint(data.valid))
+    history, fit_seconds, first_epoch = _resume(run, ids, params, model, trainer)
+    history, fit_seconds = _fit(params, run, data, model, trainer, steps, ids, history, fit_seconds,
                                 first_epoch, fit_start)
-    metrics = {}
-    if data.test is not None:
-        metrics = history[-1].get("metrics") or _evaluate(trainer, data.test, params)
+    validation_metrics = {}
+    if data.valid is not None:
+        validation_metrics = history[-1].get(VALIDATION_KEY) or _evaluate(trainer, data.valid, params)
+    metrics = _evaluate(trainer, data.test, params) if data.test is not None else {}
+    _release(trainer)
+    del trainer
     epoch_seconds = sum(record["seconds"] for record in history)
     training = {
         "seconds": round(fit_seconds, 3),
@@ -118,12 +130,49 @@ def train_model(params: GRU4RecParams, run: TrainingRun) -> dict:
         "parameters": params.to_dict(),
         "data": data.stats,
         "metrics": metrics,
+        "validation_metrics": validation_metrics,
         "training": training,
         "versions": _versions(),
         "popular_items": popular_items(data.train, data.index),
     }
     _write_model_dir(model_dir, model, data.index, metadata, run, wall_start)
     return metadata
+
+
+@dataclass(frozen=True)
+class _RunIds:
+    """The checkpoint fingerprints of this run: its weights' inputs, and its evaluation set."""
+
+    weights: str
+    evaluation: str | None
+
+
+def run_fingerprint(params: GRU4RecParams, seed: int, backend: str, train: SessionArrays) -> str:
+    """A hash of everything the trained weights depend on: the training data, the parameters, seed and backend.
+
+    Left out are the parameters that do not change the weights epoch by
+    epoch (:data:`WEIGHT_NEUTRAL_PARAMS`: how many epochs follow, the
+    evaluation batch size), so a finished run can be resumed for more epochs.
+    """
+    weighed = {key: value for key, value in params.to_dict().items() if key not in WEIGHT_NEUTRAL_PARAMS}
+    return fingerprint(weighed, seed, backend, train.items, train.offsets)
+
+
+def eval_fingerprint(data: SessionArrays | None) -> str | None:
+    """A hash of the evaluation set as the model sees it (None: no evaluation set)."""
+    return None if data is None else fingerprint(data.items, data.offsets)
+
+
+def _release(trainer) -> None:
+    """Free what only training needed before the model is written (the export's peak adds to what is held).
+
+    The optimizer slots hold two copies of every table and the compiled steps
+    their buffers.
+    """
+    from model_code.memory import release_heap
+
+    trainer.release()
+    release_heap()
 
 
 def _make_model(params: GRU4RecParams, data: _Data, seed: int):
@@ -142,13 +191,13 @@ def _make_model(params: GRU4RecParams, data: _Data, seed: int):
     trainer = Trainer(
         model, loss=params.loss, n_sample=params.n_sample, sample_alpha=params.sample_alpha,
         learning_rate=params.learning_rate, momentum=params.momentum, bpreg=params.bpreg, elu=params.elu,
-        logq=params.logq, batch_size=params.batch_size, block_steps=params.block_steps,
+        logq=params.logq, logq_form=params.logq_form, batch_size=params.batch_size, block_steps=params.block_steps,
         item_counts=data.train.item_counts(n_items), seed=seed,
     )
     return model, trainer
 
 
-def _fit(params, run, data, model, trainer, steps, run_id, history, fit_seconds, first_epoch, fit_start):
+def _fit(params, run, data, model, trainer, steps, ids, history, fit_seconds, first_epoch, fit_start):
     """Epochs ``first_epoch``..end: train, evaluate when due, checkpoint; returns (history, fit seconds).
 
     Fit seconds run from ``fit_start`` to the end of the last epoch, less the
@@ -162,13 +211,14 @@ def _fit(params, run, data, model, trainer, steps, run_id, history, fit_seconds,
         record = {"epoch": epoch + 1, "loss": float(stats["loss"]), "seconds": float(stats["seconds"])}
         run.log(f"epoch {epoch + 1}/{params.epochs}: loss {record['loss']:.4f}, "
                 f"{steps.n_examples / stats['seconds']:,.0f} events/s")
-        if data.test is not None and _evaluate_now(epoch + 1, params.epochs, run.eval_every):
-            record["metrics"] = _evaluate(trainer, data.test, params)
-            run.log(f"epoch {epoch + 1}: {PLOT_METRIC} {record['metrics'][PLOT_METRIC]:.4f}")
+        if data.valid is not None and _evaluate_now(epoch + 1, params.epochs, run.eval_every):
+            record[VALIDATION_KEY] = _evaluate(trainer, data.valid, params)
+            run.log(f"epoch {epoch + 1}: validation {PLOT_METRIC} {record[VALIDATION_KEY][PLOT_METRIC]:.4f}")
         history = history + [record]
         if run.checkpoint_dir:
             save_checkpoint(run.checkpoint_dir, Checkpoint(
-                run_id, epoch + 1, [np.asarray(v) for v in model.variables], trainer.get_state(), history, fit_total,
+                ids.weights, epoch + 1, [np.asarray(v) for v in model.variables], trainer.get_state(), history,
+                fit_total, ids.evaluation,
             ))
         excluded += time.perf_counter() - epoch_end
         if epoch + 1 == params.epochs:
@@ -179,26 +229,26 @@ def _fit(params, run, data, model, trainer, steps, run_id, history, fit_seconds,
 def _load_data(run: TrainingRun) -> _Data:
     started = time.perf_counter()
     train_events = read_events(run.train_path, run.read, run.log)
+    read_stats = _read_stats(train_events)
+    train_events, valid_events, valid_source = _validation_split(run, train_events)
     index = ItemIndex.from_events(train_events)
     train = SessionArrays.from_events(train_events, index)
-    stats = {"train": {"source": str(run.train_path), "items": len(index), **_read_stats(train_events),
-                       **train.stats()}}
+    if train.n_examples == 0:
+        raise DataError(f"{run.train_path}: no session has two or more events: nothing to train on")
+    stats = {"train": {"source": str(run.train_path), "items": len(index), **read_stats, **train.stats()}}
+    summary = [f"train: {train.n_events} events, {train.sessions_summary()}, {len(index)} items"]
+    valid = None
+    if valid_events is not None:
+        valid = _held_out(valid_events, index, valid_source, "validation", stats, summary)
+        stats["validation"]["unknown_items"] = _unknown_items(valid_events, index)
+        summary[-1] += f", {stats['validation']['unknown_items']} items seen only there (unknown to the model)"
     test = None
     if run.test_path:
         test_events = read_events(run.test_path, run.read, run.log)
-        test = SessionArrays.from_events(test_events, index)
-        stats["test"] = {"source": str(run.test_path), **_read_stats(test_events), **test.stats()}
-        if test.n_examples == 0:
-            raise DataError(f"{run.test_path}: no test session has two events with items known to training")
-    if train.n_examples == 0:
-        raise DataError(f"{run.train_path}: no session has two or more events: nothing to train on")
-    run.log(
-        f"train: {train.n_events} events, {train.sessions_summary()}, {len(index)} items"
-        + (f"; test: {test.n_events} events, {test.sessions_summary()}, {test.n_examples} next-item cases, "
-           f"{test.dropped_unknown} events with items unknown to training dropped" if test else "")
-        + f"; read in {time.perf_counter() - started:.1f} s"
-    )
-    return _Data(index, train, test, stats)
+        test = _held_out(test_events, index, str(run.test_path), "test", stats, summary)
+        stats["test"].update(_read_stats(test_events))
+    run.log("; ".join(summary) + f"; read in {time.perf_counter() - started:.1f} s")
+    return _Data(index, train, test, valid, stats)
 
 
 def _read_stats(events) -> dict:
@@ -206,16 +256,59 @@ def _read_stats(events) -> dict:
     return {"rows_read": events.attrs["rows_read"], "skipped_rows": events.attrs["skipped_rows"]}
 
 
-def _resume(run: TrainingRun, run_id: str, model, trainer) -> tuple[list[dict], float, int]:
-    """History, fit seconds and first epoch to run, from the checkpoint where one matches this run."""
+def _validation_split(run: TrainingRun, train_events):
+    """(training events, validation events or None, where the validation events come from)."""
+    if run.valid_days is not None:
+        from model_code.preprocess import split_by_time
+
+        source = f"the last {run.valid_days:g} days of {run.train_path}"
+        train_events, valid_events = split_by_time(train_events, run.valid_days)
+        if train_events.empty or valid_events.empty:
+            raise DataError(f"--valid-days {run.valid_days:g}: {source} leave "
+                            f"{'no training' if train_events.empty else 'no validation'} session")
+        return train_events, valid_events, source
+    if run.valid_path:
+        return train_events, read_events(run.valid_path, run.read, run.log), str(run.valid_path)
+    return train_events, None, None
+
+
+def _held_out(events, index: ItemIndex, source: str, name: str, stats: dict, summary: list[str]) -> SessionArrays:
+    """Validation or test events as sessions of known items; their figures go into ``stats`` and ``summary``."""
+    data = SessionArrays.from_events(events, index)
+    if data.n_examples == 0:
+        raise DataError(f"{source}: no {name} session has two events with items known to training")
+    stats[name] = {"source": source, **data.stats()}
+    summary.append(f"{name}: {data.n_events} events, {data.sessions_summary()}, {data.n_examples} next-item cases, "
+                   f"{data.dropped_unknown} events with items unknown to training dropped")
+    return data
+
+
+def _unknown_items(events, index: ItemIndex) -> int:
+    """How many distinct items of ``events`` the index does not know."""
+    _, known = index.lookup(events[ITEM])
+    return int(events[ITEM][~known].nunique())
+
+
+def _resume(run: TrainingRun, ids: _RunIds, params: GRU4RecParams, model, trainer) -> tuple[list[dict], float, int]:
+    """History, fit seconds and first epoch to run, from the checkpoint where one matches this run.
+
+    A matching checkpoint with more epochs than asked for is refused
+    (:class:`CheckpointError`); figures its history holds for another
+    evaluation set are dropped, so they are measured again rather than reported.
+    """
     if not run.checkpoint_dir:
         return [], 0.0, 0
     checkpoint = load_checkpoint(run.checkpoint_dir)
     if checkpoint is None:
         return [], 0.0, 0
-    if checkpoint.fingerprint != run_id:
+    if checkpoint.fingerprint != ids.weights:
         run.log(f"checkpoint in {run.checkpoint_dir} is from other data or parameters: starting afresh")
         return [], 0.0, 0
+    if checkpoint.epochs_done > params.epochs:
+        raise CheckpointError(
+            f"checkpoint in {run.checkpoint_dir} has {checkpoint.epochs_done} epochs done, more than the "
+            f"{params.epochs} asked for: ask for at least {checkpoint.epochs_done} epochs, or give another "
+            "--checkpoint-dir to train afresh")
     if len(checkpoint.model_variables) != len(model.variables):
         raise ValueError(f"checkpoint in {run.checkpoint_dir} holds {len(checkpoint.model_variables)} model "
                          f"variables, the model has {len(model.variables)}")
@@ -224,7 +317,11 @@ def _resume(run: TrainingRun, run_id: str, model, trainer) -> tuple[list[dict], 
     trainer.set_state(checkpoint.trainer_state)
     run.log(f"resuming from the checkpoint in {run.checkpoint_dir}: {checkpoint.epochs_done} epochs done, "
             f"continuing with epoch {checkpoint.epochs_done + 1}")
-    return list(checkpoint.history), checkpoint.fit_seconds, checkpoint.epochs_done
+    history = list(checkpoint.history)
+    if checkpoint.eval_fingerprint != ids.evaluation and any(VALIDATION_KEY in record for record in history):
+        run.log("the checkpoint's figures are of another validation set: left out, the model is evaluated afresh")
+        history = [{key: value for key, value in record.items() if key != VALIDATION_KEY} for record in history]
+    return history, checkpoint.fit_seconds, checkpoint.epochs_done
 
 
 def _train_epoch(trainer, steps, epoch: int, epochs: int, progress: bool) -> dict:
@@ -288,7 +385,7 @@ def _write_model_dir(model_dir: Path, model, index: ItemIndex, metadata: dict, r
             run.log(f"skipping the ONNX scorer export: {reason}")
         history = metadata["training"]["history"]
         plot_training(staging / artifacts.PLOT_FILE, [r["loss"] for r in history],
-                      [r.get("metrics", {}).get(PLOT_METRIC) for r in history])
+                      [r.get(VALIDATION_KEY, {}).get(PLOT_METRIC) for r in history])
         metadata["training"]["wall_seconds"] = round(time.perf_counter() - wall_start, 3)
         artifacts.write_json(staging / artifacts.METADATA_FILE, metadata)
         _readable_by_all(staging)
@@ -348,14 +445,21 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Train GRU4Rec (session-parallel mini-batches, sampled negatives, Adagrad with momentum) on an event "
             "log and write the model directory: model.keras, scorer.onnx, item_embeddings.npy, item_bias.npy, "
-            "items.json, metadata.json and training.png. With --test, Recall@k and MRR@k (conservative ties, "
-            "all training items ranked) are measured after every epoch and printed at the end."
+            "items.json, metadata.json and training.png. Recall@k and MRR@k (conservative ties, all training "
+            "items ranked) are measured on the validation set (--valid or --valid-days) after every epoch, and on "
+            "--test once, at the end."
         ),
         epilog=f"Parameters (--param): {', '.join(GRU4RecParams.__dataclass_fields__)}. "
                "Example: --preset diginetica --param layers=256 --param n_sample=1024",
     )
     parser.add_argument("--train", required=True, help="training events: TSV/CSV/Parquet file (gzip or not), folder or s3:// URI")
-    parser.add_argument("--test", help="test events, same formats; items unknown to training are dropped")
+    parser.add_argument("--test", help="test events, same formats; items unknown to training are dropped; "
+                                       "scored once, after the last epoch")
+    validation = parser.add_mutually_exclusive_group()
+    validation.add_argument("--valid", help="validation events, same formats: the per-epoch figures")
+    validation.add_argument("--valid-days", type=_positive_days, metavar="N",
+                            help="validation = the sessions starting in the last N days of --train, taken out of "
+                                 "training before the item index is built (default: no validation)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="parameter set of the published best runs (default: rsc15)")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
@@ -365,7 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-dir", default="model", help="where to write the model directory (default: ./model)")
     parser.add_argument("--checkpoint-dir", help="save a checkpoint here after every epoch, and resume from it if one matches this run")
     parser.add_argument("--eval-every", type=int, default=1, metavar="N",
-                        help="evaluate on --test every N epochs and after the last (0: after the last only; default: 1)")
+                        help="evaluate on the validation set every N epochs and after the last "
+                             "(0: after the last only; default: 1)")
     parser.add_argument("--no-export", action="store_true", help="do not write scorer.onnx and the output layer arrays")
     add_read_options(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars or log lines, only the results")
@@ -376,18 +481,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def metric_lines(metrics: dict) -> str:
-    """One ``name=value;`` line per metric, the form training-job metric definitions match."""
-    return "\n".join(f"{name}={value:.4f};" for name, value in metrics.items())
+def _positive_days(text: str) -> float:
+    """``--valid-days``: a number of days > 0, checked as the ``valid_days`` hyperparameter is."""
+    try:
+        return hyperparameters.positive_days(text)
+    except OptionError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
-INPUT_ERRORS = (ParamError, DataError, artifacts.ModelDirError)
+def metric_lines(metrics: dict, prefix: str = "") -> str:
+    """One ``prefix + name=value;`` line per metric, the form training-job metric definitions match."""
+    return "\n".join(f"{prefix}{name}={value:.4f};" for name, value in metrics.items())
+
+
+INPUT_ERRORS = (ParamError, DataError, CheckpointError, artifacts.ModelDirError)
 
 
 def run_command(args: argparse.Namespace) -> dict:
     """Train as the parsed command line says; returns the metadata written.
 
-    Bad parameters, data or model directories raise one of :data:`INPUT_ERRORS`.
+    Bad parameters, data, checkpoints or model directories raise one of :data:`INPUT_ERRORS`.
     """
     log = (lambda message: None) if args.quiet else _log_to_stderr
     overrides = parse_assignments(args.param)
@@ -397,7 +510,8 @@ def run_command(args: argparse.Namespace) -> dict:
     if args.eval_every < 0:
         raise ParamError(f"--eval-every: cannot use {args.eval_every}; allowed: an integer >= 0")
     run = TrainingRun(
-        train_path=args.train, test_path=args.test, model_dir=args.model_dir, checkpoint_dir=args.checkpoint_dir,
+        train_path=args.train, test_path=args.test, valid_path=args.valid, valid_days=args.valid_days,
+        model_dir=args.model_dir, checkpoint_dir=args.checkpoint_dir,
         seed=args.seed, eval_every=args.eval_every,
         read=read_options(args),
         export=not args.no_export, progress=not (args.quiet or args.no_progress), log=log,
@@ -415,9 +529,17 @@ def run_command(args: argparse.Namespace) -> dict:
 
 
 def print_results(metadata: dict) -> None:
-    """The metrics table, one ``name=value;`` line per metric and the training seconds, on stdout."""
+    """The metrics table, one ``name=value;`` line per metric and the training seconds, on stdout.
+
+    Test figures are ``recall@20=...;``, validation figures ``validation:recall@20=...;``.
+    """
+    rows = {name: metadata[key] for name, key in (("gru4rec (validation)", VALIDATION_KEY), ("gru4rec", "metrics"))
+            if metadata[key]}
+    if rows:
+        print(metrics_table(rows))
+    if metadata[VALIDATION_KEY]:
+        print(metric_lines(metadata[VALIDATION_KEY], VALIDATION_PREFIX))
     if metadata["metrics"]:
-        print(metrics_table({"gru4rec": metadata["metrics"]}))
         print(metric_lines(metadata["metrics"]))
     print(f"training_seconds={metadata['training']['seconds']:.3f};")
 

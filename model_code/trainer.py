@@ -11,7 +11,8 @@ so the host touches nothing between steps. Per step:
    constant: no back-propagation through time);
 3. score the batch's targets plus this step's shared negatives (drawn on the
    host for the whole block, popularity ** alpha);
-4. loss (cross-entropy with logQ correction, or BPR-max), summed over the
+4. loss (cross-entropy with logQ correction: the targets' columns by
+   log(count), the extra negatives' by alpha * log(count); or BPR-max), summed over the
    valid rows and divided by the batch size: the batch mean of the reference,
    whose learning rates the presets assume (an empty slot at an epoch's tail
    counts as 0 rather than raising its neighbours' weight);
@@ -23,9 +24,11 @@ Evaluation runs the test sessions the same way (zero state at each session
 start), scores every item, and counts inside the compiled call how many items
 score ``>`` and ``==`` the target; ranks follow from the tie mode.
 
-The step's arithmetic (:func:`step_loss`, :func:`sparse_gradients`) is written
-once in ``keras.ops``; the compiled loops are per backend, as row-sparse
-updates need (:mod:`model_code.trainer_tf`, :mod:`model_code.trainer_jax`).
+The step's arithmetic is written once in ``keras.ops``
+(:mod:`model_code.train_step`); the compiled loops are per backend, as
+row-sparse updates need (:mod:`model_code.trainer_tf`,
+:mod:`model_code.trainer_jax`). A step with no valid row (padding at the end
+of an epoch) changes no weight and no optimizer slot.
 """
 from __future__ import annotations
 
@@ -34,16 +37,14 @@ from typing import Callable, Sequence
 
 import keras
 import numpy as np
-from keras import ops
 
 from model_code import losses
 from model_code.metrics import CUTOFFS, TIE_MODES, RankingMetrics
-from model_code.model import GRU4Rec, gru_step
-from model_code.sampler import PopularitySampler
+from model_code.model import GRU4Rec
+from model_code.sampler import PopularitySampler, log_item_counts
 from model_code.session_batches import EpochSteps, SessionArrays, session_parallel_steps
 
 LOSSES = ("cross-entropy", "bpr-max")
-SPARSE = ("item_table", "item_bias", "input_table")
 ProgressCallback = Callable[[int, float], None]
 
 
@@ -62,6 +63,7 @@ class Trainer:
         bpreg: float = 1.0,
         elu: float = 0.0,
         logq: float = 0.0,
+        logq_form: str = "reference",
         batch_size: int = 32,
         block_steps: int = 200,
         item_counts: np.ndarray | None = None,
@@ -70,6 +72,8 @@ class Trainer:
     ):
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        if logq_form not in losses.LOGQ_FORMS:
+            raise ValueError(f"logq_form must be one of {losses.LOGQ_FORMS}, got {logq_form!r}")
         if item_counts is None:
             item_counts = np.ones(model.n_items)
         if len(item_counts) != model.n_items:
@@ -82,11 +86,13 @@ class Trainer:
         self.bpreg = float(bpreg)
         self.elu = float(elu)
         self.logq = float(logq)
+        self.logq_form = logq_form
+        self.sample_alpha = float(sample_alpha)
         self.batch_size = int(batch_size)
         self.block_steps = int(block_steps)
         self.seed = int(seed)
         self.sampler = PopularitySampler(item_counts, sample_alpha, seed)
-        self.log_q = self.sampler.log_probabilities()
+        self.log_counts = log_item_counts(item_counts)
         self.names, self.variables = trainable_weights(model)
         self.step_count = 0
         self._engine = _engine_for_backend()(self, jit_compile)
@@ -129,6 +135,10 @@ class Trainer:
             metrics.add(_ranks(greater[block.valid], equal[block.valid], ties))
         return metrics.result()
 
+    def release(self) -> None:
+        """Drop the optimizer slots and the compiled steps; the trainer cannot train or evaluate afterwards."""
+        self._engine = None
+
     # ---- checkpoints ----------------------------------------------------
     def get_state(self) -> dict[str, np.ndarray]:
         """Optimizer slots, step counter and sampler state (the weights live in the model)."""
@@ -169,52 +179,6 @@ def trainable_weights(model: GRU4Rec) -> tuple[list[str], list]:
         names += [f"recurrent_{i}", f"bias_{i}"]
         variables += [cell.recurrent_kernel, cell.bias]
     return names, variables
-
-
-def dropout_shapes(model: GRU4Rec, batch_size: int) -> list[tuple[int, int]]:
-    """Shapes of the step's dropout masks: the input (one value per row for one-hot input), then each layer."""
-    first = 1 if model.embedding == "none" else (model.input_weights().shape[1])
-    return [(batch_size, first)] + [(batch_size, units) for units in model.layer_sizes]
-
-
-def step_loss(trainer: Trainer, input_rows, output_rows, bias_rows, dense: dict, states, masks, valid, log_q_rows):
-    """Mean loss of one step and the new states, from gathered rows and the dense weights.
-
-    ``masks`` are the dropout masks (already scaled by 1 / keep) or None
-    entries where a dropout rate is 0.
-    """
-    model = trainer.model
-    x = input_rows if masks[0] is None else input_rows * masks[0]
-    new_states = []
-    for i, state in enumerate(states):
-        if i == 0 and model.embedding == "none":
-            projection = x + dense["bias_0"]
-        else:
-            projection = ops.matmul(x, dense[f"kernel_{i}"]) + dense[f"bias_{i}"]
-        x = gru_step(projection, state, dense[f"recurrent_{i}"])
-        if masks[i + 1] is not None:
-            x = x * masks[i + 1]
-        new_states.append(ops.stop_gradient(x))
-    scores = ops.matmul(x, ops.transpose(output_rows)) + ops.expand_dims(bias_rows, 0)
-    if trainer.loss == "cross-entropy":
-        row_loss = losses.cross_entropy(scores, valid, log_q_rows, trainer.logq)
-    else:
-        row_loss = losses.bpr_max(scores, valid, trainer.bpreg, trainer.elu)
-    return losses.batch_mean(row_loss), (ops.sum(row_loss), new_states)
-
-
-def sparse_gradients(trainer: Trainer, inputs, candidates, valid, grad_input, grad_output, grad_bias) -> dict:
-    """{table name: (row ids, gradient rows, touched)} of the step's item-table gradients."""
-    column_used = losses.candidate_mask(valid, ops.shape(candidates)[0])
-    if trainer.model.embedding == "shared":
-        table = (ops.concatenate([inputs, candidates], 0), ops.concatenate([grad_input, grad_output], 0),
-                 ops.concatenate([ops.cast(valid, "bool"), column_used], 0))
-        return {"item_table": table, "item_bias": (candidates, grad_bias, column_used)}
-    return {
-        "item_table": (candidates, grad_output, column_used),
-        "input_table": (inputs, grad_input, ops.cast(valid, "bool")),
-        "item_bias": (candidates, grad_bias, column_used),
-    }
 
 
 def _engine_for_backend():

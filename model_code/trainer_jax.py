@@ -15,14 +15,14 @@ import numpy as np
 
 from model_code import optimizer
 from model_code.model import gru_step
-from model_code.trainer import SPARSE, dropout_shapes, sparse_gradients, step_loss
+from model_code.train_step import SPARSE, candidate_log_q, dense_update, dropout_plan, sparse_gradients, step_loss
 
 
 class JaxEngine:
     def __init__(self, trainer, jit_compile: bool = True):
         self.trainer = trainer
         self.model = trainer.model
-        self._log_q = jnp.asarray(trainer.log_q)
+        self._log_counts = jnp.asarray(trainer.log_counts)
         self._slots = [(jnp.zeros(v.shape), jnp.zeros(v.shape)) for v in trainer.variables]
         wrap = (lambda f, **kw: jax.jit(f, **kw)) if jit_compile else (lambda f, **kw: f)
         self._train_block = wrap(self._train_block_fn, donate_argnums=(0, 1))
@@ -57,7 +57,7 @@ class JaxEngine:
         def body(carry, step):
             params, slots, states, loss_sum = carry
             row_loss_sum, states, updates = self._train_step(params, states, key, *step)
-            params, slots = self._apply(params, slots, updates)
+            params, slots = self._apply(params, slots, updates, step[3])
             return (params, slots, states, loss_sum + row_loss_sum), None
 
         steps = (inputs, targets, resets, valid, negatives, jnp.arange(inputs.shape[0]))
@@ -74,9 +74,10 @@ class JaxEngine:
         dense = {name: weights[name] for name in trainer.names if name not in SPARSE}
         masks = self._masks(jax.random.fold_in(key, t), inputs.shape[0])
 
+        log_q_rows = candidate_log_q(trainer, self._log_counts, targets, negatives)
+
         def loss_fn(input_rows, output_rows, bias_rows, dense):
-            return step_loss(trainer, input_rows, output_rows, bias_rows, dense, states, masks, valid,
-                             self._log_q[candidates])
+            return step_loss(trainer, input_rows, output_rows, bias_rows, dense, states, masks, valid, log_q_rows)
 
         rows = (weights[input_name][inputs], weights["item_table"][candidates], weights["item_bias"][candidates])
         (_, (row_loss_sum, new_states)), grads = jax.value_and_grad(loss_fn, argnums=(0, 1, 2, 3), has_aux=True)(*rows, dense)
@@ -85,9 +86,8 @@ class JaxEngine:
         return row_loss_sum, new_states, updates
 
     def _masks(self, key, batch_size):
-        rates = [self.model.dropout_embedding] + [self.model.dropout_hidden] * len(self.model.layer_sizes)
         masks = []
-        for stream, (rate, (_, width)) in enumerate(zip(rates, dropout_shapes(self.model, 1))):
+        for stream, (rate, width) in enumerate(dropout_plan(self.model)):
             if rate <= 0:
                 masks.append(None)
                 continue
@@ -95,7 +95,8 @@ class JaxEngine:
             masks.append((noise >= rate).astype(jnp.float32) / (1.0 - rate))
         return masks
 
-    def _apply(self, params, slots, updates):
+    def _apply(self, params, slots, updates, valid):
+        """Adagrad-momentum updates; a step with no valid row touches no row and leaves the dense weights."""
         trainer = self.trainer
         new_params, new_slots = [], []
         for name, param, (accumulator, velocity) in zip(trainer.names, params, slots):
@@ -104,8 +105,8 @@ class JaxEngine:
                 param, accumulator, velocity = optimizer.sparse_adagrad_momentum(
                     param, accumulator, velocity, ids, grads, touched, trainer.learning_rate, trainer.momentum)
             else:
-                param, accumulator, velocity = optimizer.adagrad_momentum(
-                    param, accumulator, velocity, updates[name], trainer.learning_rate, trainer.momentum)
+                param, accumulator, velocity = dense_update(
+                    param, accumulator, velocity, updates[name], valid, trainer.learning_rate, trainer.momentum)
             new_params.append(param)
             new_slots.append((accumulator, velocity))
         return new_params, new_slots

@@ -11,14 +11,14 @@ from __future__ import annotations
 import tensorflow as tf
 
 from model_code import optimizer
-from model_code.trainer import SPARSE, dropout_shapes, sparse_gradients, step_loss
+from model_code.train_step import SPARSE, candidate_log_q, dense_update, dropout_plan, sparse_gradients, step_loss
 
 
 class TensorFlowEngine:
     def __init__(self, trainer, jit_compile: bool = True):
         self.trainer = trainer
         self.model = trainer.model
-        self._log_q = tf.constant(trainer.log_q)
+        self._log_counts = tf.constant(trainer.log_counts)
         self._accumulators = [tf.Variable(tf.zeros_like(v.value), trainable=False) for v in trainer.variables]
         self._velocities = [tf.Variable(tf.zeros_like(v.value), trainable=False) for v in trainer.variables]
         self._train_block = tf.function(self._train_block_fn, jit_compile=jit_compile, reduce_retracing=True)
@@ -52,7 +52,7 @@ class TensorFlowEngine:
             row_loss_sum, states, updates = self._train_step(
                 inputs[t], targets[t], resets[t], valid[t], negatives[t], step_seed, states)
             with tf.control_dependencies([row_loss_sum] + states):
-                self._apply(updates)
+                self._apply(updates, valid[t])
             return t + 1, states, loss_sum + row_loss_sum
 
         _, states, loss_sum = tf.while_loop(
@@ -75,16 +75,16 @@ class TensorFlowEngine:
             bias_rows = tf.gather(weights["item_bias"], candidates)
             tape.watch([input_rows, output_rows, bias_rows] + list(dense.values()))
             loss, (row_loss_sum, new_states) = step_loss(
-                trainer, input_rows, output_rows, bias_rows, dense, states, masks, valid, tf.gather(self._log_q, candidates))
+                trainer, input_rows, output_rows, bias_rows, dense, states, masks, valid,
+                candidate_log_q(trainer, self._log_counts, targets, negatives))
         grads = tape.gradient(loss, [input_rows, output_rows, bias_rows] + list(dense.values()))
         updates = dict(zip(dense, grads[3:]))
         updates.update(sparse_gradients(trainer, inputs, candidates, valid, *grads[:3]))
         return row_loss_sum, new_states, updates
 
     def _masks(self, seed, batch_size):
-        rates = [self.model.dropout_embedding] + [self.model.dropout_hidden] * len(self.model.layer_sizes)
         masks = []
-        for stream, (rate, (_, width)) in enumerate(zip(rates, dropout_shapes(self.model, 1))):
+        for stream, (rate, width) in enumerate(dropout_plan(self.model)):
             if rate <= 0:
                 masks.append(None)
                 continue
@@ -92,8 +92,11 @@ class TensorFlowEngine:
             masks.append(tf.cast(noise >= rate, tf.float32) / (1.0 - rate))
         return masks
 
-    def _apply(self, updates):
-        """Adagrad-momentum updates, written into the variables: dense, or only the rows used (sparse)."""
+    def _apply(self, updates, valid):
+        """Adagrad-momentum updates, written into the variables: dense, or only the rows used (sparse).
+
+        A step with no valid row touches no row and leaves the dense weights as they are.
+        """
         trainer = self.trainer
         for name, param, accumulator, velocity in zip(trainer.names, trainer.variables, self._accumulators, self._velocities):
             tables = (param.value, accumulator, velocity)
@@ -104,7 +107,7 @@ class TensorFlowEngine:
                 for table, row in zip(tables, rows):
                     table.scatter_nd_update(indices, row)
             else:
-                new = optimizer.adagrad_momentum(*tables, updates[name], trainer.learning_rate, trainer.momentum)
+                new = dense_update(*tables, updates[name], valid, trainer.learning_rate, trainer.momentum)
                 for table, value in zip(tables, new):
                     table.assign(value)
 

@@ -220,6 +220,25 @@ def test_command_line_for_the_job(tmp_path):
     assert args.epochs is None and args.param == ["epochs=3", "layers=64"]
 
 
+def test_validation_comes_from_a_channel_or_from_valid_days(tmp_path):
+    root = lay_out(tmp_path, None, None, channels=("train", "valid"))
+    for channel in ("train", "valid"):
+        (root / "input" / "data" / channel / "a.tsv").write_text("")
+    args = training_job.parse_training_args(training_job.training_argv(JobPaths(root), {}))
+    assert (args.valid, args.valid_days) == (str(root / "input/data/valid"), None)
+    shutil.rmtree(root / "input" / "data" / "valid")
+    args = training_job.parse_training_args(training_job.training_argv(JobPaths(root), {"valid_days": "2"}))
+    assert (args.valid, args.valid_days) == (None, 2.0)
+
+
+def test_valid_channel_and_valid_days_together_fail(tmp_path):
+    root = lay_out(tmp_path, None, None, channels=("train", "valid"))
+    for channel in ("train", "valid"):
+        (root / "input" / "data" / channel / "a.tsv").write_text("")
+    with pytest.raises(JobInputError, match="bad hyperparameter: argument --valid-days: not allowed with argument --valid"):
+        training_job.parse_training_args(training_job.training_argv(JobPaths(root), {"valid_days": "1"}))
+
+
 def test_root_comes_from_the_environment():
     assert JobPaths.from_environment({}).root == Path("/opt/ml")
     assert JobPaths.from_environment({"OPT_ML_DIR": "/tmp/x"}).model == Path("/tmp/x/model")

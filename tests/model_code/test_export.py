@@ -119,3 +119,42 @@ def test_export_of_other_embeddings_and_stacked_layers(tmp_path, embedding, laye
     np.testing.assert_allclose(hidden, np.asarray(model((items, lengths))), rtol=1e-4, atol=1e-5)
     table, bias = artifacts.read_output_layer(tmp_path)
     assert table.shape == (30, layers[-1]) and bias.shape == (30,)
+
+
+@pytest.mark.parametrize("embedding, size", [("shared", None), ("separate", 6)])
+def test_a_large_catalogue_is_exported_through_the_stand_in(tmp_path, embedding, size):
+    """The graph ends up holding the model's own input table once, and the stand-in's nowhere."""
+    from onnx import numpy_helper
+
+    from model_code.export import export_scorer
+    from model_code.export_stand_in import STAND_IN_ITEMS
+    from model_code.model import GRU4Rec
+
+    n_items = STAND_IN_ITEMS * 2 + 17
+    model = GRU4Rec(n_items, layers=(8,), embedding=embedding, embedding_size=size, seed=6)
+    export_scorer(model, tmp_path)  # checks the hidden states against Keras on items across the catalogue
+    values = [numpy_helper.to_array(t) for t in onnx.load(str(tmp_path / artifacts.SCORER_FILE)).graph.initializer]
+    table = np.asarray(model.input_weights())
+    assert sum(v.shape == table.shape and np.array_equal(v, table) for v in values) == 1
+    assert not any(v.shape[:1] == (STAND_IN_ITEMS,) for v in values)
+    session = ort.InferenceSession(str(tmp_path / artifacts.SCORER_FILE), providers=["CPUExecutionProvider"])
+    items = np.array([[n_items - 1, 5, n_items], [STAND_IN_ITEMS + 3, n_items, n_items]], np.int32)
+    lengths = np.array([2, 1], np.int32)
+    np.testing.assert_allclose(session.run(None, {"items": items, "lengths": lengths})[0],
+                               np.asarray(model((items, lengths))), rtol=1e-4, atol=1e-5)
+
+
+def test_an_ambiguous_stand_in_value_fails_the_export():
+    from onnx import numpy_helper
+
+    from model_code.export_stand_in import STAND_IN_ITEMS, StandInError, put_real_table, stand_in_model
+    from model_code.model import GRU4Rec
+
+    model = GRU4Rec(40, layers=(4,), seed=1)
+    stand_in = stand_in_model(model)
+    bound = np.array(STAND_IN_ITEMS - 1, np.int32)
+    graph = onnx.helper.make_graph([], "g", [], [], initializer=[
+        numpy_helper.from_array(np.asarray(stand_in.input_weights()), "table"),
+        numpy_helper.from_array(bound, "bound"), numpy_helper.from_array(bound, "other")])
+    with pytest.raises(StandInError, match="padding clamp bound 2 times, expected once"):
+        put_real_table(graph, stand_in, model)

@@ -78,6 +78,27 @@ def test_invalid_target_column_is_no_negative():
     assert not np.allclose(ops.convert_to_numpy(losses.cross_entropy(bumped, valid))[0], ops.convert_to_numpy(losses.cross_entropy(scores, valid))[0])
 
 
+@pytest.mark.parametrize("form", ["reference", "sampling"])
+def test_logq_correction_column_by_column(form):
+    """Column c < B is row c's target, by log(count) (reference) or alpha * log(count); the rest alpha * log(count)."""
+    rng = np.random.default_rng(4)
+    counts = rng.integers(1, 1000, 50).astype(np.float64)
+    targets, negatives, alpha = rng.integers(0, 50, 6), rng.integers(0, 50, 9), 0.3
+    got = ops.convert_to_numpy(losses.logq_correction(np.log(counts).astype(np.float32), targets, negatives, alpha, form))
+    assert got.shape == (15,)
+    for column in range(15):
+        if column < 6:
+            want = np.log(counts[targets[column]]) * (1.0 if form == "reference" else alpha)
+        else:
+            want = alpha * np.log(counts[negatives[column - 6]])
+        assert got[column] == pytest.approx(want, rel=1e-5), column
+
+
+def test_logq_correction_refuses_an_unknown_form():
+    with pytest.raises(ValueError, match="logq form must be one of"):
+        losses.logq_correction(np.zeros(3, np.float32), np.array([0]), np.array([1]), 0.5, "uniform")
+
+
 def test_batch_mean_divides_by_the_batch_size():
     row_losses = np.array([1.0, 0.0, 3.0, 0.0], np.float32)
     assert float(losses.batch_mean(row_losses)) == pytest.approx(1.0)

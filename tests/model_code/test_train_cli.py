@@ -41,8 +41,9 @@ def test_metadata_has_the_contract_keys(tiny_model, tiny_data):
     assert training["events_per_second"] > 0
     assert [r["epoch"] for r in training["history"]] == [1, 2, 3]
     assert all(math.isfinite(r["loss"]) for r in training["history"])
-    assert all(set(r["metrics"]) == METRIC_KEYS for r in training["history"])
-    assert training["history"][-1]["metrics"] == meta["metrics"]
+    assert not any("validation_metrics" in r or "metrics" in r for r in training["history"]), \
+        "without a validation set no per-epoch figures: the test set is scored once"
+    assert meta["validation_metrics"] == {} and "validation" not in meta["data"]
     assert meta["parameters"]["layers"] == [24] and meta["parameters"]["epochs"] == 3
     assert meta["data"]["train"]["events"] == len(train)
     assert meta["data"]["test"]["examples"] > 0
@@ -199,3 +200,94 @@ def test_help_lists_parameters(capsys):
         main(["--help"])
     text = capsys.readouterr().out
     assert "--checkpoint-dir" in text and re.search(r"dropout_hidden", text)
+
+
+DAY = 86_400
+
+
+def _dated_events(seed: int, new_items: bool) -> pd.DataFrame:
+    """400 sessions over five days and items 0-29; with ``new_items`` the last day also views "new-a" / "new-b"."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for session in range(400):
+        start = 1_600_000_000 + rng.uniform(0, 5 * DAY)
+        items = [str(i) for i in rng.integers(0, 30, rng.integers(2, 7))]
+        if new_items and start >= 1_600_000_000 + 4 * DAY and session % 3 == 0:
+            items.append("new-a" if session % 2 else "new-b")
+        rows += [(f"s{seed}-{session}", item, start + 60 * k) for k, item in enumerate(items)]
+    return pd.DataFrame(rows, columns=["SessionId", "ItemId", "Time"])
+
+
+@pytest.fixture(scope="module")
+def dated_data(tmp_path_factory):
+    """(training events file, its frame, {"a": path, "b": path} of two other event files over the same items)."""
+    folder = tmp_path_factory.mktemp("dated")
+    frame = _dated_events(5, new_items=True)
+    frame.to_csv(folder / "dated.tsv.gz", sep="\t", index=False)
+    others = {}
+    for name, seed in (("a", 6), ("b", 7)):
+        others[name] = folder / f"other_{name}.tsv.gz"
+        _dated_events(seed, new_items=False).to_csv(others[name], sep="\t", index=False)
+    return folder / "dated.tsv.gz", frame, others
+
+
+def test_valid_days_sets_the_last_days_apart_before_the_index(dated_data, tmp_path):
+    path, frame, others = dated_data
+    model_dir = tmp_path / "m"
+    code, out, err = run_train(["--train", str(path), "--valid-days", "1", "--test", str(others["a"]),
+                                "--epochs", "2", "--model-dir", str(model_dir), "--no-export", *TINY_ARGS[:-1]])
+    assert code == 0, err
+    starts = frame.groupby("SessionId").Time.transform("min")
+    last_day = starts >= frame.Time.max() - DAY
+    earlier, held_out = frame[~last_day], frame[last_day]
+    meta = artifacts.read_metadata(model_dir)
+    assert meta["n_items"] == earlier.ItemId.nunique() == 30
+    assert meta["data"]["train"]["events"] == len(earlier)
+    validation = meta["data"]["validation"]
+    assert validation["unknown_items"] == 2 and "new-a" in set(held_out.ItemId) and "new-b" in set(held_out.ItemId)
+    assert validation["dropped_unknown_items"] == int(held_out.ItemId.isin(["new-a", "new-b"]).sum())
+    assert validation["sessions"] == held_out.SessionId.nunique()
+    assert "2 items seen only there (unknown to the model)" in err
+    history = meta["training"]["history"]
+    assert all(set(r["validation_metrics"]) == METRIC_KEYS for r in history)
+    assert history[-1]["validation_metrics"] == meta["validation_metrics"]
+    assert set(meta["metrics"]) == METRIC_KEYS and meta["metrics"] != meta["validation_metrics"]
+    lines = out.splitlines()
+    for name in METRIC_KEYS:
+        assert f"validation:{name}={meta['validation_metrics'][name]:.4f};" in lines
+        assert f"{name}={meta['metrics'][name]:.4f};" in lines
+
+
+def test_test_set_is_scored_once_on_the_final_model(dated_data, tmp_path):
+    from model_code.evaluate import evaluate_model_dir
+
+    path, _, others = dated_data
+    valid, test = others["a"], others["b"]
+    code, _, err = run_train(["--train", str(path), "--valid", str(valid), "--test", str(test), "--epochs", "2",
+                              "--model-dir", str(tmp_path / "m"), "--no-export", *TINY_ARGS[:-1]])
+    assert code == 0, err
+    meta = artifacts.read_metadata(tmp_path / "m")
+    assert meta["data"]["validation"]["source"] == str(valid) and meta["data"]["test"]["source"] == str(test)
+    assert meta["metrics"] == pytest.approx(evaluate_model_dir(tmp_path / "m", str(test)), abs=1e-12)
+    assert meta["validation_metrics"] == pytest.approx(evaluate_model_dir(tmp_path / "m", str(valid)), abs=1e-12)
+    assert err.count("validation recall@20") == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--valid-days", "0"], "argument --valid-days: cannot use '0'; allowed: a number of days > 0"),
+    (["--valid-days", "x"], "argument --valid-days: cannot use 'x'"),
+    (["--valid-days", "1", "--valid", "v.tsv"], "not allowed with argument"),
+])
+def test_bad_validation_options_are_refused(tiny_data, tmp_path, capsys, args, message):
+    from model_code.train import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--train", str(tiny_data / "train.tsv.gz"), "--model-dir", str(tmp_path / "m"), *args])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_valid_days_that_leave_no_training_session_are_refused(dated_data, tmp_path):
+    path, _, _ = dated_data
+    code, _, err = run_train(["--train", str(path), "--valid-days", "30", "--model-dir", str(tmp_path / "m")])
+    assert code == 2 and "--valid-days 30" in err and "no training session" in err
+    assert not (tmp_path / "m").exists()

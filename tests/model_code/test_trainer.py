@@ -1,4 +1,7 @@
 """The compiled trainer: evaluation equals the reference loop, resets, sparse updates, resuming, real data."""
+import ast
+from pathlib import Path
+
 import numpy as np
 import pytest
 from keras import ops
@@ -8,6 +11,7 @@ from model_code.events import read_events
 from model_code.item_index import ItemIndex
 from model_code.model import GRU4Rec, SessionScorer
 from model_code.session_batches import SessionArrays, session_parallel_steps
+from model_code.train_step import dropout_plan
 from model_code.trainer import Trainer
 
 
@@ -109,10 +113,89 @@ def test_resuming_from_state_continues_exactly(loss, embedding):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("alpha, same", [(1.0, True), (0.5, False)])
+def test_logq_forms_differ_only_where_alpha_is_below_one(alpha, same):
+    """With alpha 1 the targets' and the negatives' corrections agree, so both forms train alike."""
+    n_items = 20
+    data = _sessions(11, 30, n_items)
+    counts = np.arange(1, n_items + 1) ** 2
+
+    def epoch_loss(form):
+        model = GRU4Rec(n_items, layers=(5,), seed=1)
+        trainer = _trainer(model, data, sample_alpha=alpha, logq_form=form, item_counts=counts)
+        return trainer.train_epoch(session_parallel_steps(data, 4))["loss"]
+
+    reference, sampling = epoch_loss("reference"), epoch_loss("sampling")
+    assert (reference == pytest.approx(sampling, rel=1e-6)) is same
+
+
+@pytest.mark.parametrize("embedding", ["shared", "separate"])
+def test_padded_steps_change_no_weight_and_no_slot(embedding):
+    """An epoch in one exact block and the same epoch padded with empty steps end with equal weights and slots.
+
+    The padded block draws the same negatives and dropout masks for its first steps; with momentum, an
+    update on an empty step would still move every dense weight and the sampled rows.
+    """
+    n_items = 20
+    data = _sessions(13, 12, n_items)
+    n_steps = session_parallel_steps(data, 4).n_steps
+
+    def train(block_steps):
+        model = GRU4Rec(n_items, layers=(5,), embedding=embedding, dropout_embedding=0.2, dropout_hidden=0.3, seed=1)
+        trainer = _trainer(model, data, momentum=0.5, block_steps=block_steps)
+        trainer.train_epoch(session_parallel_steps(data, 4))
+        return model.get_weights(), trainer.get_state()
+
+    (exact, exact_state), (padded, padded_state) = train(n_steps), train(n_steps + 7)
+    for a, b in zip(exact, padded):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    for key in exact_state:
+        if key.startswith(("accumulator/", "velocity/")):
+            np.testing.assert_allclose(exact_state[key], padded_state[key], rtol=1e-6, atol=1e-7, err_msg=key)
+
+
+def test_dropout_plan_follows_the_reference():
+    """One-hot input: embedding dropout on the first layer's output, no input mask, no hidden dropout there."""
+    none = GRU4Rec(10, layers=(6, 4), embedding="none", dropout_embedding=0.2, dropout_hidden=0.3)
+    assert dropout_plan(none) == [(0.0, 1), (0.2, 6), (0.3, 4)]
+    shared = GRU4Rec(10, layers=(6, 4), dropout_embedding=0.2, dropout_hidden=0.3)
+    assert dropout_plan(shared) == [(0.2, 4), (0.3, 6), (0.3, 4)]
+    separate = GRU4Rec(10, layers=(6,), embedding="separate", embedding_size=3, dropout_embedding=0.2, dropout_hidden=0.3)
+    assert dropout_plan(separate) == [(0.2, 3), (0.3, 6)]
+
+
+@pytest.mark.parametrize("rates, same", [((0.0, 0.9), True), ((0.5, 0.0), False)])
+def test_one_hot_layer_takes_the_embedding_dropout_only(rates, same):
+    """With one-hot input and one layer, hidden dropout has no effect and embedding dropout does."""
+    n_items = 20
+    data = _sessions(17, 30, n_items)
+
+    def epoch_loss(dropout_embedding, dropout_hidden):
+        model = GRU4Rec(n_items, layers=(5,), embedding="none", dropout_embedding=dropout_embedding,
+                        dropout_hidden=dropout_hidden, seed=1)
+        return _trainer(model, data).train_epoch(session_parallel_steps(data, 4))["loss"]
+
+    assert (epoch_loss(*rates) == pytest.approx(epoch_loss(0.0, 0.0), rel=1e-6)) is same
+
+
+def test_engines_do_not_import_the_trainer():
+    """The step functions live in train_step: trainer -> engines -> train_step, never back."""
+    root = Path(__file__).resolve().parents[2] / "model_code"
+    for name in ("train_step.py", "trainer_tf.py", "trainer_jax.py"):
+        tree = ast.parse((root / name).read_text())
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        assert "model_code.trainer" not in imported, name
+        assert not any(isinstance(node, ast.ImportFrom) and node.module == "model_code"
+                       and any(alias.name == "trainer" for alias in node.names) for node in ast.walk(tree)), name
+
+
 def test_trainer_refuses_mismatched_inputs():
     model = GRU4Rec(10, layers=(3,))
     with pytest.raises(ValueError, match="loss must be one of"):
         Trainer(model, loss="top1", batch_size=2)
+    with pytest.raises(ValueError, match="logq_form must be one of"):
+        Trainer(model, logq_form="uniform", batch_size=2)
     with pytest.raises(ValueError, match="item_counts has 3 entries"):
         Trainer(model, item_counts=np.ones(3), batch_size=2)
     trainer = Trainer(model, batch_size=2, n_sample=4)

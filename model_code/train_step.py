@@ -1,0 +1,88 @@
+"""One GRU4Rec training step's arithmetic, in ``keras.ops``, shared by both compiled engines.
+
+The host side (:mod:`model_code.trainer`) and the engines
+(:mod:`model_code.trainer_tf`, :mod:`model_code.trainer_jax`) import from
+here; nothing here imports them, so the imports point one way. ``trainer``
+below is the :class:`model_code.trainer.Trainer` (its settings and model).
+"""
+from __future__ import annotations
+
+from keras import ops
+
+from model_code import losses, optimizer
+from model_code.model import gru_step
+
+SPARSE = ("item_table", "item_bias", "input_table")
+
+
+def dropout_plan(model) -> list[tuple[float, int]]:
+    """(rate, width) of the step's dropout masks: the input first, then each GRU layer's output.
+
+    With one-hot input (``embedding="none"``) the first GRU layer plays the
+    embedding, as in the reference: the embedding dropout applies to that
+    layer's output, the input gets no mask and that layer no hidden dropout.
+    """
+    hidden = [(model.dropout_hidden, units) for units in model.layer_sizes]
+    if model.embedding == "none":
+        return [(0.0, 1), (model.dropout_embedding, model.layer_sizes[0])] + hidden[1:]
+    return [(model.dropout_embedding, model.input_weights().shape[1])] + hidden
+
+
+def candidate_log_q(trainer, log_counts, targets, negatives):
+    """The logQ correction's ``[C]`` vector of a step's candidates (targets, then negatives)."""
+    return losses.logq_correction(log_counts, targets, negatives, trainer.sample_alpha, trainer.logq_form)
+
+
+def step_loss(trainer, input_rows, output_rows, bias_rows, dense: dict, states, masks, valid, log_q_rows):
+    """Mean loss of one step and the new states, from gathered rows and the dense weights.
+
+    ``masks`` (see :func:`dropout_plan`) are the dropout masks, already scaled
+    by 1 / keep, or None entries where a rate is 0; ``log_q_rows`` is
+    :func:`candidate_log_q`. Returns ``(batch mean, (summed row losses, new states))``.
+    """
+    model = trainer.model
+    x = input_rows if masks[0] is None else input_rows * masks[0]
+    new_states = []
+    for i, state in enumerate(states):
+        if i == 0 and model.embedding == "none":
+            projection = x + dense["bias_0"]
+        else:
+            projection = ops.matmul(x, dense[f"kernel_{i}"]) + dense[f"bias_{i}"]
+        x = gru_step(projection, state, dense[f"recurrent_{i}"])
+        if masks[i + 1] is not None:
+            x = x * masks[i + 1]
+        new_states.append(ops.stop_gradient(x))
+    scores = ops.matmul(x, ops.transpose(output_rows)) + ops.expand_dims(bias_rows, 0)
+    if trainer.loss == "cross-entropy":
+        row_loss = losses.cross_entropy(scores, valid, log_q_rows, trainer.logq)
+    else:
+        row_loss = losses.bpr_max(scores, valid, trainer.bpreg, trainer.elu)
+    return losses.batch_mean(row_loss), (ops.sum(row_loss), new_states)
+
+
+def sparse_gradients(trainer, inputs, candidates, valid, grad_input, grad_output, grad_bias) -> dict:
+    """{table name: (row ids, gradient rows, touched)} of the step's item-table gradients.
+
+    A step with no valid row (padding at an epoch's tail) touches no row.
+    """
+    any_valid = ops.any(valid)
+    column_used = ops.logical_and(losses.candidate_mask(valid, ops.shape(candidates)[0]), any_valid)
+    if trainer.model.embedding == "shared":
+        table = (ops.concatenate([inputs, candidates], 0), ops.concatenate([grad_input, grad_output], 0),
+                 ops.concatenate([ops.cast(valid, "bool"), column_used], 0))
+        return {"item_table": table, "item_bias": (candidates, grad_bias, column_used)}
+    return {
+        "item_table": (candidates, grad_output, column_used),
+        "input_table": (inputs, grad_input, ops.cast(valid, "bool")),
+        "item_bias": (candidates, grad_bias, column_used),
+    }
+
+
+def dense_update(param, accumulator, velocity, grad, valid, learning_rate, momentum):
+    """Adagrad with momentum on a dense weight; a step with no valid row leaves all three as they are.
+
+    (Its gradient is 0, but momentum alone would still move the weight.)
+    """
+    new = optimizer.adagrad_momentum(param, accumulator, velocity, grad, learning_rate, momentum)
+    any_valid = ops.any(valid)
+    return tuple(ops.where(any_valid, after, before) for after, before in zip(new, (param, accumulator, velocity)))
