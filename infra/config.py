@@ -55,6 +55,7 @@ class AppConfig:
     training_max_runtime_hours: int = 4
     use_spot: bool = True
     recall_threshold: float = 0.2
+    valid_days: float = 1.0
     endpoint_instance_type: str = "ml.m5.large"
     endpoint_initial_instance_count: int = 1
     endpoint_max_instance_count: int = 2
@@ -110,6 +111,8 @@ class AppConfig:
                f"got {self.endpoint_max_instance_count}")
         _check(0.0 <= self.recall_threshold <= 1.0, "recall_threshold",
                f"must be between 0 and 1, got {self.recall_threshold}")
+        _check(0.0 <= self.valid_days < float("inf"), "valid_days",
+               f"must be a number of days >= 0 (0: the gate reads the test channel's figure), got {self.valid_days}")
         _check(0 <= self.data_capture_percent <= 100, "data_capture_percent",
                f"must be between 0 (off) and 100, got {self.data_capture_percent}")
         _check(self.api_throttle_rate_limit > 0, "api_throttle_rate_limit",

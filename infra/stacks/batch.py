@@ -299,6 +299,8 @@ class BatchStack(cdk.Stack):
             "*": STATE_MACHINE_SERVICE_WILDCARDS + "; so does sagemaker:ListTransformJobs, which counts the running jobs.",
             sagemaker_arn(self, "transform-job", f"{self.job_name_prefix}*"): f"Transform jobs {self.job_name_prefix}*, " + reason,
             models: f"Each transform job's own model {self.job_name_prefix}*, " + reason,
+            f"{self.packager.function.function_arn}:*": "Step Functions' Lambda task grants the filter packager "
+                                                          "and its versions: this one function only.",
         })
 
     def _transform_role(self, config: AppConfig, storage: StorageStack, image: ImageStack) -> iam.Role:

@@ -5,7 +5,8 @@ State machine ``gru4rec-<stage>-training``; input (both keys optional)::
     {"hyperparameters": {"epochs": "5", "loss": "bpr-max"}, "test_channel": true}
 
 Name the job -> Train (CreateTrainingJob, run to the end) -> Quality gate (Recall@20 from the job's
-final metrics, by name) -> Create model -> Create endpoint config -> Is the endpoint free? (waits
+final metrics, by name: on the validation split, the last ``valid_days`` days of the training data,
+unless that context key is 0; the test channel, optional, is scored once at the end and never selects) -> Create model -> Create endpoint config -> Is the endpoint free? (waits
 while another rollout or a ``cdk deploy`` updates it; SageMaker runs one update at a time) -> Update
 endpoint (a guarded blue/green rollout, ``infra.rollout``) -> Wait / Check endpoint (until the endpoint
 serves the new configuration, or SageMaker has rolled it back on an alarm) -> Record model data ->
@@ -58,9 +59,25 @@ from infra.stacks.workflow import (
 JOB_KIND = "train"
 # Sent with every job; the execution input's "hyperparameters" override them key by key
 HYPERPARAMETER_DEFAULTS = {"preset": "rsc15"}
-GATE_METRIC = "recall@20"
-# The training command prints one "name=value;" line per metric (model_code.train.metric_lines)
-METRIC_DEFINITIONS = [{"Name": name, "Regex": f"{name}=([0-9.]+);"} for name in (GATE_METRIC, "mrr@20")]
+REPORTED_METRICS = ("recall@20", "mrr@20")
+VALIDATION_PREFIX = "validation:"
+# The training command prints one "name=value;" line per metric (model_code.train.metric_lines), the
+# validation figures as "validation:name=value;": a test metric's pattern must not match those
+METRIC_DEFINITIONS = [
+    *({"Name": name, "Regex": f"(?:^|[^:\\w]){name}=([0-9.]+);"} for name in REPORTED_METRICS),
+    *({"Name": VALIDATION_PREFIX + name, "Regex": f"{VALIDATION_PREFIX}{name}=([0-9.]+);"} for name in REPORTED_METRICS),
+]
+
+
+def hyperparameter_defaults(config: AppConfig) -> dict[str, str]:
+    """What every job gets unless the execution input says otherwise: the preset and the validation split."""
+    split = {"valid_days": f"{config.valid_days:g}"} if config.valid_days else {}
+    return {**HYPERPARAMETER_DEFAULTS, **split}
+
+
+def gate_metric(config: AppConfig) -> str:
+    """The metric the quality gate reads: Recall@20 on the validation split, or on the test channel without one."""
+    return (VALIDATION_PREFIX if config.valid_days else "") + REPORTED_METRICS[0]
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 TRAINING_VOLUME_GB = 30
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
@@ -107,7 +124,7 @@ class TrainingStack(cdk.Stack):
         return sfn.Pass.jsonata(self, "Name the job", assign={
             "jobName": job_name_expression(config, JOB_KIND),
             "bucket": bucket,
-            "defaultHyperparameters": HYPERPARAMETER_DEFAULTS,
+            "defaultHyperparameters": hyperparameter_defaults(config),
             "trainChannel": _channel("train", f"s3://{bucket}/{TRAINING_TRAIN_PREFIX}"),
             "testChannel": _channel("test", f"s3://{bucket}/{TRAINING_TEST_PREFIX}"),
             "polls": 0,
@@ -149,24 +166,28 @@ class TrainingStack(cdk.Stack):
                               comment="Train GRU4Rec with the repository's image (SageMaker runs `train`)",
                               assign={
                                   "modelData": "{% $states.result.ModelArtifacts.S3ModelArtifacts %}",
-                                  "recall": "{% ($value := $states.result.FinalMetricDataList[MetricName = '" + GATE_METRIC
-                                            + "'][0].Value; $type($value) = 'number' ? $value : null) %}",
+                                  "recall": "{% ($value := $states.result.FinalMetricDataList[MetricName = '"
+                                            + gate_metric(config) + "'][0].Value; $type($value) = 'number' ? $value : null) %}",
                               })
         add_capacity_retries(train)
         train.add_catch(on_failure)
         return train
 
     def _quality_gate(self, config: AppConfig, on_failure: sfn.IChainable, deploy: sfn.IChainable) -> sfn.Choice:
-        """Deploy only a model whose Recall@20 is at least ``recall_threshold``."""
+        """Deploy only a model whose Recall@20 (validation, else test) is at least ``recall_threshold``."""
         threshold = repr(float(config.recall_threshold))
+        metric = gate_metric(config)
+        hint = (f"does the training data span more than valid_days ({config.valid_days:g}) days, and do its last days "
+                "hold sessions of items seen before?" if config.valid_days else
+                f"was a test channel given? Start the pipeline with test data under {TRAINING_TEST_PREFIX} and "
+                "test_channel left true")
         no_metric = failure(
             self, "No recall metric", "QualityGate.MetricMissing",
-            f"'training job ' & $jobName & ' reported no {GATE_METRIC}: was a test channel given? "
-            f"Start the pipeline with test data under {TRAINING_TEST_PREFIX} and test_channel left true'",
+            f"'training job ' & $jobName & ' reported no {metric}: {hint}'",
         )
         below = failure(
             self, "Below threshold", "QualityGate.BelowThreshold",
-            f"'training job ' & $jobName & ' reached {GATE_METRIC} = ' & $string($recall) & "
+            f"'training job ' & $jobName & ' reached {metric} = ' & $string($recall) & "
             f"', below the quality gate threshold {threshold}: the endpoint keeps its current model'",
         )
         return (sfn.Choice.jsonata(self, "Quality gate")
@@ -304,7 +325,7 @@ class TrainingStack(cdk.Stack):
             record.add_catch(on_failure)
             records.append(record)
         done = sfn.Succeed.jsonata(self, "Done", outputs={
-            "model": "{% $jobName %}", "modelData": "{% $modelData %}", GATE_METRIC: "{% $recall %}",
+            "model": "{% $jobName %}", "modelData": "{% $modelData %}", gate_metric(config): "{% $recall %}",
         })
         return records[0].next(records[1]).next(done)
 

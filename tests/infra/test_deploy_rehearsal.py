@@ -401,7 +401,7 @@ def _served_model_data(session, endpoint_name: str) -> list[str]:
 def test_a_one_off_job_copies_the_deployed_training_job(rehearsal, synth, monkeypatch, tmp_path):
     """The one-off settings read from the real training definition, and a job started from
     them with the SageMaker SDK."""
-    from infra.stacks.training import HYPERPARAMETER_DEFAULTS
+    from infra.stacks.training import hyperparameter_defaults
 
     offline_sdk(monkeypatch, tmp_path)
     session, config = rehearsal["session"], synth.config
@@ -414,7 +414,7 @@ def test_a_one_off_job_copies_the_deployed_training_job(rehearsal, synth, monkey
     assert settings.instance_type == config.training_instance_type
     assert settings.spot is config.use_spot
     assert settings.network_isolation is True
-    defaults = {name: str(value) for name, value in HYPERPARAMETER_DEFAULTS.items()}
+    defaults = hyperparameter_defaults(config)
     assert settings.default_hyperparameters == defaults
     assert "recall@20" in {metric["Name"] for metric in settings.metric_definitions}
     session.client("iam").get_role(RoleName=settings.role_arn.rsplit("/", 1)[-1])

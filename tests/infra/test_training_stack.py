@@ -7,7 +7,7 @@ import re
 import pytest
 
 from infra.config import AppConfig
-from infra.stacks.training import ENDPOINT_MAX_POLLS, HYPERPARAMETER_DEFAULTS
+from infra.stacks.training import ENDPOINT_MAX_POLLS, gate_metric, hyperparameter_defaults
 from infra.stacks.workflow import job_name_expression
 from model_code.train import metric_lines
 from tests.infra.conftest import synthesize
@@ -83,10 +83,12 @@ def test_training_job_runs_the_image_to_the_end(states, synth):
 
 def test_metric_definitions_match_what_training_prints(states):
     definitions = {metric["Name"]: metric["Regex"] for metric in states["Train"]["Arguments"]["AlgorithmSpecification"]["MetricDefinitions"]}
-    assert definitions == {"recall@20": "recall@20=([0-9.]+);", "mrr@20": "mrr@20=([0-9.]+);"}
-    printed = metric_lines({"recall@20": 0.68123, "mrr@20": 0.35951})
-    found = {name: float(re.search(regex, printed).group(1)) for name, regex in definitions.items()}
-    assert found == {"recall@20": 0.6812, "mrr@20": 0.3595}
+    assert set(definitions) == {"recall@20", "mrr@20", "validation:recall@20", "validation:mrr@20"}
+    printed = "\n".join([metric_lines({"recall@20": 0.51234, "mrr@20": 0.2}, prefix="validation:"),
+                         metric_lines({"recall@20": 0.68123, "mrr@20": 0.35951})])
+    found = {name: [float(value) for value in re.findall(regex, printed)] for name, regex in definitions.items()}
+    assert found == {"recall@20": [0.6812], "mrr@20": [0.3595], "validation:recall@20": [0.5123],
+                     "validation:mrr@20": [0.2]}, "a test metric's pattern must not match the validation lines"
 
 
 def test_job_name_is_unique_per_execution_and_short_enough(variables, synth):
@@ -104,8 +106,8 @@ def test_hyperparameters_are_defaults_overridden_by_the_input_as_strings(states,
     expression = states["Train"]["Arguments"]["HyperParameters"]
     given = evaluate(expression, variables, states={"input": {"hyperparameters": {"epochs": 3, "preset": "diginetica",
                                                                                    "learning_rate": 0.05}}})
-    assert given == {"preset": "diginetica", "epochs": "3", "learning_rate": "0.05"}
-    assert evaluate(expression, variables, states={"input": {}}) == HYPERPARAMETER_DEFAULTS
+    assert given == {"preset": "diginetica", "epochs": "3", "learning_rate": "0.05", "valid_days": "1"}
+    assert evaluate(expression, variables, states={"input": {}}) == {"preset": "rsc15", "valid_days": "1"}
 
 
 def test_test_channel_unless_the_input_turns_it_off(states, variables):
@@ -141,15 +143,24 @@ def test_on_demand_training_has_no_spot_settings(without_spot):
 
 
 @pytest.mark.parametrize("metrics, expected", [
-    ([{"MetricName": "mrr@20", "Value": 0.31}, {"MetricName": "recall@20", "Value": 0.64}], 0.64),
-    ([{"MetricName": "mrr@20", "Value": 0.31}], None),
+    ([{"MetricName": "mrr@20", "Value": 0.31}, {"MetricName": "validation:recall@20", "Value": 0.64},
+      {"MetricName": "recall@20", "Value": 0.66}], 0.64),
+    ([{"MetricName": "recall@20", "Value": 0.66}], None),
     (None, None),
 ])
-def test_gate_reads_recall_by_name(states, metrics, expected):
+def test_gate_reads_the_validation_recall_by_name(states, metrics, expected):
     result = {"ModelArtifacts": {"S3ModelArtifacts": "s3://b/models/j/output/model.tar.gz"}}
     if metrics is not None:
         result["FinalMetricDataList"] = metrics
     assert evaluate(states["Train"]["Assign"]["recall"], states={"result": result}) == expected
+
+
+def test_validation_split_and_gate_metric_follow_valid_days():
+    assert (hyperparameter_defaults(AppConfig()), gate_metric(AppConfig())) == (
+        {"preset": "rsc15", "valid_days": "1"}, "validation:recall@20")
+    assert hyperparameter_defaults(AppConfig(valid_days=2.5))["valid_days"] == "2.5"
+    assert (hyperparameter_defaults(AppConfig(valid_days=0)), gate_metric(AppConfig(valid_days=0))) == (
+        {"preset": "rsc15"}, "recall@20")
 
 
 @pytest.mark.parametrize("recall, verdict", [
@@ -163,10 +174,11 @@ def test_quality_gate(states, variables, synth, recall, verdict):
 def test_failed_gate_says_why(states, variables):
     missing = states["No recall metric"]["Output"]
     assert missing["Error"] == "QualityGate.MetricMissing"
-    assert "reported no recall@20: was a test channel given?" in evaluate(missing["Cause"], variables)
+    assert "reported no validation:recall@20: does the training data span more than valid_days (1) days" in evaluate(
+        missing["Cause"], variables)
     below = states["Below threshold"]["Output"]
     cause = evaluate(below["Cause"], {**variables, "recall": 0.1234})
-    assert "recall@20 = 0.1234" in cause and "threshold 0.2" in cause
+    assert "validation:recall@20 = 0.1234" in cause and "threshold 0.2" in cause
     assert states["No recall metric"]["Next"] == states["Below threshold"]["Next"] == "Notify failure"
 
 
