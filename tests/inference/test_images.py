@@ -16,7 +16,7 @@ from benchmarks import containers
 from inference.local import LocalServer
 from model_code import artifacts
 
-from .conftest import REPO_ROOT, run_module
+from tests.conftest import REPO_ROOT, run_module
 
 pytestmark = pytest.mark.image
 
