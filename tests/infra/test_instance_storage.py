@@ -8,7 +8,7 @@ from tests.infra.conftest import synthesize
 from tests.infra.pipelines import as_list, definition, policy_statements, resources
 
 NVME_TYPES = {"training_instance_type": "ml.g4dn.xlarge", "endpoint_instance_type": "ml.g5.xlarge",
-              "transform_instance_type": "ml.m5d.xlarge"}
+              "transform_instance_type": "ml.g4dn.xlarge"}
 
 
 @pytest.mark.parametrize("instance_type, local", [

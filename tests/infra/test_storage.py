@@ -4,6 +4,7 @@ import json
 import aws_cdk as cdk
 from aws_cdk.assertions import Match
 
+from infra.layout import BATCH_MODELS_EXPIRATION_DAYS
 from infra.config import AppConfig
 from infra.stacks.storage import StorageStack
 from tests.infra.conftest import cdk_json_context, environment_agnostic
@@ -93,7 +94,8 @@ def test_sessions_captures_checkpoints_and_old_versions_expire(synth):
     assert expiring == {"sessions/scored/": config.scored_expiration_days,
                         "sessions/incoming/": config.incoming_expiration_days,
                         "capture/": config.capture_expiration_days,
-                        "checkpoints/": config.checkpoint_expiration_days}
+                        "checkpoints/": config.checkpoint_expiration_days,
+                        "batch-models/": BATCH_MODELS_EXPIRATION_DAYS}
     assert rules["ExpireNoncurrentVersions"]["NoncurrentVersionExpiration"] == {
         "NoncurrentDays": synth.config.noncurrent_version_expiration_days}
     assert "Prefix" not in rules["ExpireNoncurrentVersions"]
@@ -167,4 +169,5 @@ def test_each_prefix_expires_after_its_own_setting(tmp_path, dummy_model_artifac
     _, data = _bucket(template, "Data")
     expiring = {rule["Prefix"]: rule["ExpirationInDays"]
                 for rule in data["Properties"]["LifecycleConfiguration"]["Rules"] if "ExpirationInDays" in rule}
-    assert expiring == {"sessions/incoming/": 3, "sessions/scored/": 5, "capture/": 7, "checkpoints/": 11}
+    assert expiring == {"sessions/incoming/": 3, "sessions/scored/": 5, "capture/": 7, "checkpoints/": 11,
+                        "batch-models/": BATCH_MODELS_EXPIRATION_DAYS}
