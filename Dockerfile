@@ -2,6 +2,9 @@
 # `docker run IMAGE train` runs a training job. Built for linux/amd64 (the CDK image asset sets the platform).
 #   target `serve`: nginx + gunicorn + Flask + ONNX Runtime, no TensorFlow (endpoint, batch transform)
 #   target `train`: `serve` plus TensorFlow/Keras and all of model_code (training jobs; it can also serve)
+#   target `train-gpu`: `train` plus JAX with its CUDA 12 wheels, for GPU training instances: Keras runs on JAX
+#     (same `train` command, /opt/ml contract, metric lines and checkpoints); the ONNX export runs TensorFlow in a
+#     subprocess on the CPU. Several GB: built only when training_instance_type is a GPU type.
 
 FROM python:3.11-slim-bookworm AS serve
 
@@ -38,3 +41,11 @@ COPY requirements-train.txt ./
 RUN pip install --no-cache-dir -r requirements-train.txt
 
 COPY model_code/ model_code/
+
+
+FROM train AS train-gpu
+
+ENV KERAS_BACKEND=jax
+
+COPY requirements-train-gpu.txt ./
+RUN pip install --no-cache-dir -r requirements-train-gpu.txt

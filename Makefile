@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test synth model-artifact image clean
+.PHONY: setup demo test synth model-artifact image image-gpu clean
 
 setup: $(STAMP) nginx node_modules/.package-lock.json
 
@@ -43,6 +43,10 @@ test: setup
 # gru4rec:train; `.venv/bin/python -m pytest -m image` then runs them
 image:
 	./scripts/build_images.sh
+
+# the train-gpu target (Keras on JAX with CUDA 12 wheels, several GB) as gru4rec:train-gpu; only when asked
+image-gpu:
+	./scripts/build_images.sh train-gpu
 
 clean:
 	rm -rf demo_output cdk.out .pytest_cache

@@ -5,14 +5,16 @@ rsc15 preset, diginetica with the diginetica preset; 10 epochs unless
 ``--epochs``), each in its own process so its peak RSS is its own, and prints
 one table::
 
-    python benchmarks/train_real.py [--sets yoochoose100k diginetica] [--epochs N] [--json OUT]
+    python benchmarks/train_real.py [--sets yoochoose100k diginetica] [--epochs N] [--reference cpu|h100] [--json OUT]
 
 Data come from ../shared/data/<set>/{train,test}.tsv.gz (``--data-root``);
 a missing set is skipped with a message. The test set is scored once, after
 the last epoch. Peak RSS is the training process's own maximum resident set
 (``wait4``'s ``ru_maxrss``, what ``/usr/bin/time -v`` reports). Figures are
 noisy while other jobs share the CPU: the load average before each run and
-its mean during the run are printed beside them.
+its mean during the run are printed beside them, and the reference's figures
+(10 epochs) on a 2-core CPU or, with ``--reference h100``, on one H100 GPU,
+with how many times faster this run trained.
 """
 from __future__ import annotations
 
@@ -29,9 +31,15 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data"
 PRESET_OF = {"yoochoose100k": "rsc15", "diginetica": "diginetica"}
-REFERENCE = {  # the reference implementation on a 2-core CPU (ANCHORS.md)
-    "yoochoose100k": {"recall@20": 0.6824, "mrr@20": 0.3539, "seconds": 61.0},
-    "diginetica": {"recall@20": 0.5427, "mrr@20": 0.1832, "seconds": 1354.0},
+REFERENCES = {  # the reference implementation, 10 epochs (ANCHORS.md): per machine, per data set
+    "cpu": {  # a 2-core CPU
+        "yoochoose100k": {"recall@20": 0.6824, "mrr@20": 0.3539, "seconds": 61.0},
+        "diginetica": {"recall@20": 0.5427, "mrr@20": 0.1832, "seconds": 1354.0},
+    },
+    "h100": {  # one H100 GPU
+        "yoochoose100k": {"recall@20": 0.6785, "mrr@20": 0.3549, "seconds": 61.0},
+        "diginetica": {"recall@20": 0.5416, "mrr@20": 0.1826, "seconds": 242.0},
+    },
 }
 
 
@@ -93,18 +101,21 @@ def run_one(name: str, data_root: Path, out_root: Path, epochs: int | None, extr
     }
 
 
-def table(rows: list[dict]) -> str:
+def table(rows: list[dict], reference: str = "cpu") -> str:
+    """The rows beside the reference's figures on ``reference`` (a key of REFERENCES)."""
     header = ("data set", "preset", "epochs", "Recall@20", "MRR@20", "train s", "events/s", "wall s",
-              "peak RSS MiB", "load before / during", "ref Recall@20", "ref MRR@20", "ref s")
+              "peak RSS MiB", "load before / during", f"{reference} ref Recall@20", f"{reference} ref MRR@20",
+              f"{reference} ref s", "x faster")
     lines = [header]
     for r in rows:
-        ref = REFERENCE.get(r["data"], {})
+        ref = REFERENCES[reference].get(r["data"], {})
         lines.append((
             r["data"], r["preset"], str(r["epochs"]), f"{r['recall@20']:.4f}", f"{r['mrr@20']:.4f}",
             f"{r['seconds']:.1f}", f"{r['events_per_second']:,.0f}", f"{r['wall_seconds']:.1f}",
             f"{r['peak_rss_mib']:,.0f}", f"{r['load_before']:.2f} / {r['load_during']:.2f}",
             f"{ref.get('recall@20', float('nan')):.4f}",
             f"{ref.get('mrr@20', float('nan')):.4f}", f"{ref.get('seconds', float('nan')):.0f}",
+            f"{ref.get('seconds', float('nan')) / r['seconds']:.1f}",
         ))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = ["| " + " | ".join(cell.ljust(w) for cell, w in zip(line, widths)) + " |" for line in lines]
@@ -119,6 +130,8 @@ def main(argv=None) -> int:
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--out-dir", type=Path, help="keep the model directories here (default: a temporary folder)")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
+    parser.add_argument("--reference", choices=sorted(REFERENCES), default="cpu",
+                        help="the reference's figures to compare with: a 2-core CPU (default) or one H100 GPU")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="passed to every training")
     args = parser.parse_args(argv)
     extra = [item for p in args.param for item in ("--param", p)]
@@ -126,7 +139,7 @@ def main(argv=None) -> int:
         out_root = args.out_dir or Path(scratch)
         rows = [row for name in args.sets
                 if (row := run_one(name, args.data_root, out_root, args.epochs, extra))]
-    print(table(rows))
+    print(table(rows, args.reference))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0

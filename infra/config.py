@@ -18,7 +18,7 @@ from constructs import Node
 
 from infra import layout
 from infra.context_keys import unknown_settings
-from infra.instance_types import instance_type_problem
+from infra.instance_types import instance_type_problem, is_gpu_training_type, training_image_problem
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,6 +94,8 @@ class AppConfig:
             key = f"{kind}_instance_type"
             problem = instance_type_problem(kind, getattr(self, key))
             _check(problem is None, key, problem)
+        problem = training_image_problem(self.training_instance_type)
+        _check(problem is None, "training_instance_type", problem)
         for key in ("training_max_runtime_hours", "endpoint_initial_instance_count", "endpoint_invocations_per_instance",
                     "model_latency_alarm_ms", "transform_instance_count", "max_concurrent_transform_jobs",
                     "api_throttle_burst_limit", "api_quota_limit", "image_keep_count", "scored_expiration_days",
@@ -129,6 +131,11 @@ class AppConfig:
         self._check_rollout()
         _check(self.notification_email is None or _EMAIL.fullmatch(self.notification_email), "notification_email",
                f"must be an e-mail address, got {self.notification_email!r}")
+
+    @property
+    def training_on_gpu(self) -> bool:
+        """Whether training jobs run the GPU image (``train-gpu``): a GPU ``training_instance_type``."""
+        return is_gpu_training_type(self.training_instance_type)
 
     def _check_rollout(self) -> None:
         """The guarded rollout: a mode SageMaker knows, a traffic share and wait it accepts, an instance type it guards.

@@ -14,12 +14,19 @@ a small stand-in input table, and the real table is put into the finished
 graph (:mod:`model_code.export_stand_in`): converting a large table costs
 several gigabytes of memory.
 
-Export needs the TensorFlow backend (tf2onnx). On any other backend
-:func:`export_available` says why not and training skips this step.
+Export needs the TensorFlow backend (tf2onnx). A model trained on another backend (JAX, e.g. on a GPU)
+is exported from its ``model.keras`` (Keras files do not depend on the backend) by a child process on
+the TensorFlow backend, :func:`export_in_tensorflow`, where TensorFlow is installed (the ``train`` and
+``train-gpu`` images); elsewhere training skips this step, and ``python -m model_code.export --model-dir DIR``
+run later where TensorFlow is installed writes the scorer into the model directory.
 """
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import os
+import subprocess
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -37,8 +44,11 @@ class ExportError(RuntimeError):
     """The exported graph does not have the contract's inputs/outputs or does not match Keras."""
 
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
 def export_available() -> tuple[bool, str]:
-    """(True, "") where ONNX export can run; else (False, the reason)."""
+    """(True, "") where ONNX export can run in this process; else (False, the reason)."""
     import keras
 
     if keras.backend.backend() != "tensorflow":
@@ -49,6 +59,50 @@ def export_available() -> tuple[bool, str]:
     except ImportError as err:
         return False, f"ONNX export needs onnx and tf2onnx: {err}"
     return True, ""
+
+
+def tensorflow_installed() -> tuple[bool, str]:
+    """(True, "") where a child process can export on the TensorFlow backend; else (False, the reason)."""
+    missing = [name for name in ("tensorflow", "tf2onnx") if importlib.util.find_spec(name) is None]
+    if missing:
+        return False, (f"{' and '.join(missing)} not installed here; write scorer.onnx later with "
+                       "`python -m model_code.export --model-dir DIR` where they are (the train image, or the "
+                       "project's virtual environment)")
+    return True, ""
+
+
+def export_model_dir(model, model_dir: str | os.PathLike, log) -> None:
+    """Training's export into ``model_dir`` (which already holds model.keras): in this process on the
+    TensorFlow backend, in a TensorFlow child process on another backend, else skipped; ``log`` says which."""
+    available, reason = export_available()
+    if available:
+        export_scorer(model, model_dir)
+        return
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        installed, missing = tensorflow_installed()
+        if installed:
+            log(f"{reason}: exporting model.keras in a TensorFlow process")
+            export_in_tensorflow(model_dir)
+            return
+        reason = f"{reason}; {missing}"
+    log(f"skipping the ONNX scorer export: {reason}")
+
+
+def export_in_tensorflow(model_dir: str | os.PathLike) -> None:
+    """Export ``model_dir``'s model.keras in a child process on the TensorFlow backend (see :func:`main`).
+
+    For a model trained on another backend: this process keeps its backend, the child loads the saved
+    model with TensorFlow, exports and checks it against the Keras model there. Raises ExportError with
+    the end of the child's error output when it fails.
+    """
+    python_path = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", PYTHONPATH=python_path)
+    done = subprocess.run([sys.executable, "-m", "model_code.export", "--model-dir", str(model_dir)],
+                          env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise ExportError(f"the export on the TensorFlow backend failed (exit {done.returncode}): {done.stderr[-2000:]}")
 
 
 def export_scorer(model, model_dir: str | os.PathLike, check: bool = True) -> None:
@@ -160,3 +214,34 @@ def sample_sessions(n_items: int, n_sessions: int, max_length: int, rng: np.rand
     for row, length in enumerate(lengths):
         items[row, :length] = rng.integers(0, n_items, size=length)
     return items, lengths
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m model_code.export --model-dir DIR``: write DIR's scorer.onnx and output layer arrays
+    from DIR/model.keras, on the TensorFlow backend whatever backend trained the model."""
+    parser = argparse.ArgumentParser(
+        prog="python -m model_code.export",
+        description="Export a model directory's model.keras (trained on any Keras backend) to scorer.onnx, "
+                    "item_embeddings.npy and item_bias.npy in the same directory, on the TensorFlow backend.")
+    parser.add_argument("--model-dir", required=True, type=Path, help="the model directory holding model.keras")
+    parser.add_argument("--tensorflow-logs", action="store_true", help="show TensorFlow's start-up messages")
+    args = parser.parse_args(argv)
+    model_file = args.model_dir / artifacts.MODEL_FILE
+    if not model_file.is_file():
+        parser.error(f"--model-dir: no {artifacts.MODEL_FILE} in {args.model_dir}")
+    os.environ["KERAS_BACKEND"] = "tensorflow"  # read when Keras is first imported, below
+    from model_code.tf_startup import import_keras
+
+    keras = import_keras(args.tensorflow_logs)
+    import model_code.model  # noqa: F401  (registers the GRU4Rec class for deserialisation)
+
+    try:
+        export_scorer(keras.saving.load_model(model_file), args.model_dir)
+    except ExportError as err:
+        print(f"export failed: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

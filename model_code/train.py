@@ -369,7 +369,7 @@ def _versions() -> dict:
 def _write_model_dir(model_dir: Path, model, index: ItemIndex, metadata: dict, run: TrainingRun,
                      wall_start: float) -> None:
     """Assemble the directory in a temporary sibling, then move it into place."""
-    from model_code.export import export_available, export_scorer
+    from model_code.export import export_model_dir
     from model_code.plots import plot_training
 
     model_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -377,12 +377,10 @@ def _write_model_dir(model_dir: Path, model, index: ItemIndex, metadata: dict, r
     try:
         model.save(staging / artifacts.MODEL_FILE)
         index.save(staging)
-        available, reason = export_available()
-        if run.export and available:
-            export_scorer(model, staging)
+        if run.export:
+            export_model_dir(model, staging, run.log)
         else:
-            reason = reason if run.export else "export not asked for"
-            run.log(f"skipping the ONNX scorer export: {reason}")
+            run.log("skipping the ONNX scorer export: export not asked for")
         history = metadata["training"]["history"]
         plot_training(staging / artifacts.PLOT_FILE, [r["loss"] for r in history],
                       [r.get(VALIDATION_KEY, {}).get(PLOT_METRIC) for r in history])

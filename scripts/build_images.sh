@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Build the Dockerfile's two targets without a Docker daemon: gru4rec:serve and gru4rec:train, for
-# linux/amd64, with buildah (root, chroot isolation, vfs storage) into buildah's default store
+# Build the Dockerfile's targets without a Docker daemon: by default gru4rec:serve and gru4rec:train;
+# `build_images.sh train-gpu` (make image-gpu) builds the GPU training image, whose CUDA wheels are several
+# GB and which is built only when asked. For linux/amd64, with buildah (root, chroot isolation, vfs storage) into buildah's default store
 # (/var/lib/containers/storage), so `STORAGE_DRIVER=vfs buildah images` and `buildah run` find them.
 #
 # No image registry is reachable, so the Dockerfile's base, python:3.11-slim-bookworm, cannot be pulled.
@@ -31,7 +32,14 @@ else
     ./scripts/build_base_image.sh "$BASE_IMAGE"
 fi
 
-for target in serve train; do
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(serve train)
+for target in "${targets[@]}"; do
+    case $target in
+        serve|train|train-gpu) ;;
+        *) echo "unknown target $target: the Dockerfile's targets are serve, train and train-gpu" >&2; exit 2 ;;
+    esac
+
     echo "building gru4rec:$target"
     start=$SECONDS
     # --pull=never: the base comes from the store, never from a registry; --layers: the train build

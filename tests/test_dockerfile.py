@@ -173,10 +173,11 @@ def test_every_hadolint_ignore_is_explained_on_the_line_before():
                 f"Dockerfile line {number + 1}: say why on the comment line above the ignore")
 
 
-def test_two_targets_train_built_on_serve(dockerfile):
-    assert list(dockerfile) == ["serve", "train"]
+def test_three_targets_each_built_on_the_one_before(dockerfile):
+    assert list(dockerfile) == ["serve", "train", "train-gpu"]
     assert dockerfile["serve"]["base"] == BASE_IMAGE
     assert dockerfile["train"]["base"] == "serve", "the training image must also be able to serve"
+    assert dockerfile["train-gpu"]["base"] == "train", "the GPU image trains with the same code and exports with TensorFlow"
 
 
 def test_no_entrypoint_so_serve_and_train_are_plain_commands(dockerfile):
@@ -217,6 +218,16 @@ def test_train_stage_installs_the_training_requirements(dockerfile):
     assert "model_code/" in copy_sources(steps)
 
 
+def test_gpu_stage_trains_on_jax_with_cuda_wheels_and_keeps_tensorflow_for_the_export(dockerfile):
+    steps = dockerfile["train-gpu"]["steps"]
+    assert any(keyword == "RUN" and "-r requirements-train-gpu.txt" in arguments for keyword, arguments in steps)
+    assert environment(steps)["KERAS_BACKEND"] == "jax"
+    pinned = pins(REPO_ROOT / "requirements-train-gpu.txt")
+    assert {"jax", "jaxlib", "jax-cuda12-plugin", "jax-cuda12-pjrt", "nvidia-cudnn-cu12"} <= set(pinned)
+    assert pinned["jax-cuda12-plugin"] == pinned["jax-cuda12-pjrt"] == pinned["jaxlib"] == pinned["jax"]
+    assert set(pins(REPO_ROOT / "requirements-train.txt")) <= set(pinned), "the export needs the train image's packages"
+
+
 # --- the build context ---------------------------------------------------------------------------------
 
 def test_every_copy_source_exists_and_is_in_the_context(dockerfile, rules):
@@ -249,11 +260,13 @@ def _is_source(path: Path) -> bool:
 
 # --- pinned requirements -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["requirements-serve.txt", "requirements-train.txt"])
+@pytest.mark.parametrize("name", ["requirements-serve.txt", "requirements-train.txt", "requirements-train-gpu.txt"])
 def test_pins_agree_with_constraints_and_requirements(name):
     constraints = pins(REPO_ROOT / "constraints.txt")
     pinned = pins(REPO_ROOT / name)
     for package, version in pinned.items():
+        if name == "requirements-train-gpu.txt" and package not in constraints:
+            continue  # the CUDA wheels: only the GPU image has them
         assert constraints.get(package) == version, f"{name}: {package}=={version}, constraints.txt has {constraints.get(package)}"
     for package, requirement in requirements(REPO_ROOT / "requirements.txt").items():
         if package in pinned:

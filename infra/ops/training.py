@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from infra.instance_types import is_gpu_training_type
 from infra.layout import (
     CHECKPOINTS_PREFIX,
     MODELS_PREFIX,
@@ -199,6 +200,8 @@ def one_off_settings(
             f"could not read the {', '.join(missing)} from the training state machine; "
             "pass --role / --image / --instance-type"
         )
+    if image_uri is None:
+        _check_image_fits(chosen["instance type"], _literal(job, "ResourceConfig.InstanceType"))
     max_wait = _literal(job, "StoppingCondition.MaxWaitTimeInSeconds")
     return OneOffSettings(
         role_arn=chosen["role"],
@@ -214,6 +217,19 @@ def one_off_settings(
         max_wait_seconds=int(max_wait) if max_wait is not None else None,
         metric_definitions=_literal(job, "AlgorithmSpecification.MetricDefinitions") or [],
         default_hyperparameters=default_hyperparameters(definition),
+    )
+
+
+def _check_image_fits(instance_type: str, machine_instance_type: str | None) -> None:
+    """The state machine's image is the GPU image exactly when its instance type is a GPU type: another
+    --instance-type of the other kind needs the other image, which only --image can name."""
+    if machine_instance_type is None or is_gpu_training_type(instance_type) == is_gpu_training_type(machine_instance_type):
+        return
+    wanted, has = ("GPU (train-gpu)", "CPU (train)") if is_gpu_training_type(instance_type) else ("CPU (train)", "GPU (train-gpu)")
+    raise OpsError(
+        f"--instance-type {instance_type} needs the {wanted} image, but the state machine trains on "
+        f"{machine_instance_type} with the {has} image; pass --image with the Image stack's "
+        "TrainGpuImageUri / TrainImageUri output (the GPU image exists where training_instance_type is a GPU type)"
     )
 
 

@@ -1,4 +1,4 @@
-"""Image: the stage's ECR repository and the two images built from the repository's Dockerfile."""
+"""Image: the stage's ECR repository and the images built from the repository's Dockerfile."""
 from __future__ import annotations
 
 import aws_cdk as cdk
@@ -12,16 +12,21 @@ from infra.config import PROJECT_ROOT, AppConfig
 from infra.nag import wildcard_resource_finding
 
 BUILD_TARGETS = ("train", "serve")
+GPU_TARGET = "train-gpu"
+# tag prefix per target: `gpu-train-`, not `train-gpu-`, which the `train-` lifecycle rule would also match
+TAG_PREFIXES = {"train": "train-", "serve": "serve-", GPU_TARGET: "gpu-train-"}
 
 
 class ImageStack(cdk.Stack):
     """ECR repository with the ``train`` and ``serve`` targets of the Dockerfile, tagged ``<target>-<asset hash>``.
 
-    ``image_uri`` is the ``train`` image (TensorFlow; it can also serve) for training jobs;
-    ``serve_image_uri`` the slimmer ``serve`` image (ONNX Runtime) for the endpoint and Batch
-    Transform, which start instances faster from a smaller image. The CDK builds both into its
-    bootstrap repository; a copy step (cdk-ecr-deployment) puts them into this stage's repository so
-    that the stage owns its images, scans them and expires old ones.
+    ``image_uri`` is the ``train`` image (TensorFlow; it can also serve); ``serve_image_uri`` the
+    slimmer ``serve`` image (ONNX Runtime) for the endpoint and Batch Transform, which start
+    instances faster from a smaller image. With a GPU ``training_instance_type`` the ``train-gpu``
+    target (Keras on JAX with CUDA wheels, several GB) is built too, tagged ``gpu-train-<hash>``;
+    ``training_image_uri`` is the image training jobs run: ``train-gpu`` there, ``train`` otherwise.
+    The CDK builds the images into its bootstrap repository; a copy step (cdk-ecr-deployment) puts
+    them into this stage's repository so that the stage owns its images, scans them and expires old ones.
     """
 
     def __init__(self, scope: Construct, construct_id: str, config: AppConfig, **kwargs) -> None:
@@ -30,12 +35,16 @@ class ImageStack(cdk.Stack):
         self._copy_role = iam.Role(self, "ImageCopyRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
                                    description="Copies this stage's images from the CDK asset repository into its own")
         self._copy_policy = self._image_copy_policy()
-        uris = {target: self._publish(target) for target in BUILD_TARGETS}
+        uris = {target: self._publish(target) for target in _targets(config)}
         self.image_uri: str = uris["train"]
         self.serve_image_uri: str = uris["serve"]
+        self.training_image_uri: str = uris.get(GPU_TARGET, self.image_uri)
         cdk.CfnOutput(self, "RepositoryUri", value=self.repository.repository_uri, description="ECR repository of this stage")
         cdk.CfnOutput(self, "TrainImageUri", value=self.image_uri, description="Training image (train target)")
         cdk.CfnOutput(self, "ServeImageUri", value=self.serve_image_uri, description="Serving image (serve target)")
+        if GPU_TARGET in uris:
+            cdk.CfnOutput(self, "TrainGpuImageUri", value=uris[GPU_TARGET],
+                          description="GPU training image (train-gpu target), run by the training jobs")
 
     def _repository(self, config: AppConfig) -> ecr.Repository:
         # AES256 rather than the stage's KMS key: ECR cannot change encryption after creation, the
@@ -50,9 +59,9 @@ class ImageStack(cdk.Stack):
                 ecr.LifecycleRule(rule_priority=1, description="Drop untagged images after a day",
                                   tag_status=ecr.TagStatus.UNTAGGED, max_image_age=cdk.Duration.days(1)),
                 *(ecr.LifecycleRule(rule_priority=2 + index, description=f"Keep the last {config.image_keep_count} {target} images",
-                                    tag_status=ecr.TagStatus.TAGGED, tag_prefix_list=[f"{target}-"],
+                                    tag_status=ecr.TagStatus.TAGGED, tag_prefix_list=[TAG_PREFIXES[target]],
                                     max_image_count=config.image_keep_count)
-                  for index, target in enumerate(BUILD_TARGETS)),
+                  for index, target in enumerate(_targets(config))),
             ],
         )
 
@@ -88,20 +97,31 @@ class ImageStack(cdk.Stack):
 
     def _publish(self, target: str) -> str:
         """Build ``target`` as an image asset, copy it into the repository; its URI there."""
+        name = _construct_name(target)
         asset = ecr_assets.DockerImageAsset(
-            self, f"{target.capitalize()}Asset", directory=str(PROJECT_ROOT), target=target,
+            self, f"{name}Asset", directory=str(PROJECT_ROOT), target=target,
             platform=ecr_assets.Platform.LINUX_AMD64,
             display_name=f"gru4rec {target} image",
         )
         # both assets live in the CDK's asset repository: the policy keeps one copy of this statement
         self._copy_policy.add_statements(iam.PolicyStatement(actions=list(_PULL_ACTIONS), resources=[asset.repository.repository_arn]))
-        image_uri = f"{self.repository.repository_uri}:{target}-{asset.asset_hash}"
+        image_uri = f"{self.repository.repository_uri}:{TAG_PREFIXES[target]}{asset.asset_hash}"
         copy = ecr_deployment.ECRDeployment(
-            self, f"{target.capitalize()}ImageCopy", role=self._copy_role.without_policy_updates(),
+            self, f"{name}ImageCopy", role=self._copy_role.without_policy_updates(),
             src=ecr_deployment.DockerImageName(asset.image_uri), dest=ecr_deployment.DockerImageName(image_uri),
         )
         copy.node.add_dependency(self._copy_policy)
         return image_uri
+
+
+def _targets(config: AppConfig) -> tuple[str, ...]:
+    """The Dockerfile targets this stage builds: the GPU image only where training runs on a GPU."""
+    return BUILD_TARGETS + ((GPU_TARGET,) if config.training_on_gpu else ())
+
+
+def _construct_name(target: str) -> str:
+    """``train`` -> ``Train``, ``train-gpu`` -> ``TrainGpu`` (the existing ids stay as they were)."""
+    return "".join(part.capitalize() for part in target.split("-"))
 
 
 _PULL_ACTIONS = ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability")

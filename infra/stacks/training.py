@@ -138,7 +138,7 @@ class TrainingStack(cdk.Stack):
         arguments = {
             "TrainingJobName": "{% $jobName %}",
             "RoleArn": self.training_role.role_arn,
-            "AlgorithmSpecification": {"TrainingImage": image.image_uri, "TrainingInputMode": "File",
+            "AlgorithmSpecification": {"TrainingImage": image.training_image_uri, "TrainingInputMode": "File",
                                        "MetricDefinitions": METRIC_DEFINITIONS},
             # every value a string, as SageMaker requires
             "HyperParameters": "{% $merge($each($merge([$defaultHyperparameters, $states.input.hyperparameters]), "

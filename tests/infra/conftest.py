@@ -115,3 +115,13 @@ def dummy_model_artifact(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def synth(tmp_path_factory, dummy_model_artifact) -> SynthResult:
     return synthesize(tmp_path_factory.mktemp("cdk_out"), {"initial_model_artifact": str(dummy_model_artifact)})
+
+
+GPU_TRAINING_TYPE = "ml.g5.xlarge"
+
+
+@pytest.fixture(scope="session")
+def gpu_synth(tmp_path_factory, dummy_model_artifact) -> SynthResult:
+    """The app with a GPU training instance type: the Image stack adds the train-gpu image, training runs it."""
+    return synthesize(tmp_path_factory.mktemp("cdk_out_gpu"), {"initial_model_artifact": str(dummy_model_artifact),
+                                                               "training_instance_type": GPU_TRAINING_TYPE})

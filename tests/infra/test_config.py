@@ -71,6 +71,9 @@ def test_relative_artifact_path_is_resolved_against_the_project_root(tmp_path):
     ("endpoint_instance_type", "m5.large", "not a SageMaker endpoint instance type"),
     ("endpoint_instance_type", "ml.m5.huge", "not a SageMaker endpoint instance type (did you mean 'ml.m5.large'"),
     ("training_instance_type", "ml.c5.large", "not a SageMaker training instance type"),
+    ("training_instance_type", "ml.p2.xlarge", "cannot run the training images: its K80 GPUs"),
+    ("training_instance_type", "ml.trn1.2xlarge", "cannot run the training images: Trainium needs the Neuron SDK"),
+    ("training_instance_type", "ml.p6e-gb200.36xlarge", "cannot run the training images: its Grace hosts are Arm"),
     ("transform_instance_type", "ml.p4d.24xlarge", "not a SageMaker transform instance type"),
     ("endpoint_initial_instance_count", 0, "at least 1"),
     ("endpoint_initial_instance_count", "two", "whole number"),
@@ -134,6 +137,16 @@ def test_instance_types_accepted_per_kind(artifact):
                                      "training_instance_type": "ml.p4d.24xlarge",
                                      "transform_instance_type": "ml.inf2.xlarge"})
     assert (config.endpoint_instance_type, config.training_instance_type) == ("ml.c5.large", "ml.p4d.24xlarge")
+
+
+@pytest.mark.parametrize(("instance_type", "gpu"), [
+    ("ml.m5.xlarge", False), ("ml.c5.2xlarge", False), ("ml.r5.large", False), ("ml.g4dn.xlarge", True),
+    ("ml.g5.2xlarge", True), ("ml.g6.xlarge", True), ("ml.p3.2xlarge", True), ("ml.p4d.24xlarge", True),
+    ("ml.p5.48xlarge", True),
+])
+def test_a_gpu_training_type_selects_the_gpu_image(artifact, instance_type, gpu):
+    config = AppConfig.from_mapping({"initial_model_artifact": artifact, "training_instance_type": instance_type})
+    assert config.training_on_gpu is gpu
 
 
 def test_empty_notification_email_means_none(artifact):

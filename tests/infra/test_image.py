@@ -1,4 +1,4 @@
-"""Image stack: the repository, the two image assets and their copies, the copy function's narrow role."""
+"""Image stack: the repository, the image assets and their copies, the copy function's narrow role."""
 import json
 
 from infra.config import PROJECT_ROOT
@@ -76,3 +76,24 @@ def test_copy_function_may_push_only_to_the_stage_repository(synth):
         if statement["Resource"] == "*":
             assert actions == {"ecr:GetAuthorizationToken"}
         assert not any(a.startswith("s3:") for a in actions)
+
+
+def test_cpu_training_builds_no_gpu_image(synth):
+    assert "train-gpu" not in _docker_assets(synth)
+    assert "TrainGpuImageUri" not in synth.template_dict("image")["Outputs"]
+    assert synth.stacks["image"].training_image_uri == synth.stacks["image"].image_uri
+
+
+def test_gpu_training_builds_copies_and_keeps_the_gpu_image(gpu_synth):
+    assets = _docker_assets(gpu_synth)
+    assert set(assets) == {"train", "serve", "train-gpu"}
+    destinations = [copy["Properties"]["DestImage"]["Fn::Join"][1][-1] for copy in _copies(gpu_synth)]
+    assert sorted(destinations) == sorted([f":train-{assets['train']['hash']}", f":serve-{assets['serve']['hash']}",
+                                           f":gpu-train-{assets['train-gpu']['hash']}"])
+    outputs = gpu_synth.template_dict("image")["Outputs"]
+    assert outputs["TrainGpuImageUri"]["Value"]["Fn::Join"][1][-1] == f":gpu-train-{assets['train-gpu']['hash']}"
+    assert gpu_synth.stacks["image"].training_image_uri.endswith(f":gpu-train-{assets['train-gpu']['hash']}")
+    repository, = gpu_synth.template("image").find_resources("AWS::ECR::Repository").values()
+    rules = json.loads(repository["Properties"]["LifecyclePolicy"]["LifecyclePolicyText"])["rules"]
+    prefixes = sorted(prefix for rule in rules for prefix in rule["selection"].get("tagPrefixList", []))
+    assert prefixes == ["gpu-train-", "serve-", "train-"]

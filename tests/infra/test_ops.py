@@ -7,6 +7,7 @@ SageMaker. `recommend` talks to a local HTTP server standing in for API Gateway.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -343,6 +344,19 @@ def test_one_off_settings_follow_the_command_line_first():
     del definition["States"]["Train"]
     with pytest.raises(OpsError, match="no CreateTrainingJob task"):
         training.one_off_settings(definition)
+
+
+@pytest.mark.parametrize("state_machine_type", ["ml.c5.2xlarge", "ml.g5.xlarge"])
+def test_one_off_jobs_on_the_other_kind_of_instance_need_the_other_image(state_machine_type):
+    definition = training_definition("arn:aws:iam::1:role/r", spot=False)
+    definition["States"]["Train"]["Arguments"]["ResourceConfig"]["InstanceType"] = state_machine_type
+    other = "ml.m5.xlarge" if state_machine_type == "ml.g5.xlarge" else "ml.p4d.24xlarge"
+    with pytest.raises(OpsError, match=f"--instance-type {re.escape(other)} needs the .* image.*pass --image"):
+        training.one_off_settings(definition, instance_type=other)
+    named = training.one_off_settings(definition, instance_type=other, image_uri="123.dkr.ecr/x:other")
+    assert (named.instance_type, named.image_uri) == (other, "123.dkr.ecr/x:other")
+    same_kind = "ml.g6.xlarge" if state_machine_type == "ml.g5.xlarge" else "ml.m5.xlarge"
+    assert training.one_off_settings(definition, instance_type=same_kind).image_uri == IMAGE
 
 
 def test_wait_reports_until_the_execution_ends(stage):

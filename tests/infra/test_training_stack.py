@@ -2,6 +2,7 @@
 will run it, its roles; cdk-nag for the on-demand variant (the default app is checked in test_app)."""
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -10,7 +11,7 @@ from infra.config import AppConfig
 from infra.stacks.training import ENDPOINT_MAX_POLLS, gate_metric, hyperparameter_defaults
 from infra.stacks.workflow import job_name_expression
 from model_code.train import metric_lines
-from tests.infra.conftest import synthesize
+from tests.infra.conftest import GPU_TRAINING_TYPE, synthesize
 from tests.infra.pipelines import (
     PARTITION, actions_on, as_list, definition, evaluate, main_path, marker, policy_statements, resources,
     state_machine,
@@ -441,3 +442,26 @@ def _markers(value):
     if isinstance(value, list):
         return [_markers(item) for item in value]
     return value
+
+
+def _asset_hash(synth, target: str) -> str:
+    """The image asset's hash for a Dockerfile target, from the assembly's asset manifest."""
+    manifest = json.loads((synth.outdir / f"{synth.stacks['image'].stack_name}.assets.json").read_text())["dockerImages"]
+    (asset_hash,) = [key for key, entry in manifest.items() if entry["source"]["dockerBuildTarget"] == target]
+    return asset_hash
+
+
+def _training_image(synth) -> str:
+    train = definition(synth.template_dict("training"))["States"]["Train"]
+    return marker(train["Arguments"]["AlgorithmSpecification"]["TrainingImage"])
+
+
+def test_a_cpu_training_type_runs_the_tensorflow_image(synth):
+    assert not synth.config.training_on_gpu
+    assert _training_image(synth).endswith(f":train-{_asset_hash(synth, 'train')}")
+
+
+def test_a_gpu_training_type_runs_the_gpu_image(gpu_synth):
+    assert gpu_synth.config.training_instance_type == GPU_TRAINING_TYPE and gpu_synth.config.training_on_gpu
+    assert _training_image(gpu_synth).endswith(f":gpu-train-{_asset_hash(gpu_synth, 'train-gpu')}")
+    assert gpu_synth.nag_error is None
