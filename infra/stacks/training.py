@@ -33,8 +33,8 @@ from infra.layout import (
 )
 from infra.log_groups import log_group_arn, log_streams_arn
 from infra.rollout import MAX_EXECUTION_TIMEOUT_SECONDS, RETAINED_VARIANT_PROPERTIES, deployment_config
-from infra.sagemaker_models import NETWORK_ISOLATION, primary_container
-from infra.stacks.endpoint import EndpointStack, data_capture_config
+from infra.sagemaker_models import NETWORK_ISOLATION, endpoint_network_isolation, primary_container
+from infra.stacks.endpoint import EndpointStack, endpoint_config_settings, production_variant, uses_endpoint_volume_key
 from infra.stacks.image import ImageStack, pull_image_statements
 from infra.stacks.storage import StorageStack
 from infra.stacks.workflow import (
@@ -205,24 +205,17 @@ class TrainingStack(cdk.Stack):
             iam_resources=[sagemaker_arn(self, "model", names)],
             parameters={
                 "ModelName": "{% $jobName %}", "ExecutionRoleArn": endpoint.model_role.role_arn,
-                "PrimaryContainer": primary_container(image.serve_image_uri, "{% $modelData %}"),
-                "EnableNetworkIsolation": NETWORK_ISOLATION,
+                "PrimaryContainer": primary_container(image.serve_image_uri, "{% $modelData %}", config.serverless),
+                "EnableNetworkIsolation": endpoint_network_isolation(config.serverless),
                 "Tags": tags,
             },
         )
         endpoint_config = {
             "EndpointConfigName": "{% $jobName %}",
-            "ProductionVariants": [{
-                "VariantName": endpoint.variant_name, "ModelName": "{% $jobName %}", "InitialVariantWeight": 1,
-                "InstanceType": config.endpoint_instance_type,
-                "InitialInstanceCount": config.endpoint_initial_instance_count,
-            }],
-            "DataCaptureConfig": data_capture_config(config, storage),
+            "ProductionVariants": [production_variant(config, "{% $jobName %}")],
+            **endpoint_config_settings(config, storage),
             "Tags": tags,
         }
-        volume = volume_key(storage.key, config.endpoint_instance_type)
-        if volume:
-            endpoint_config["KmsKeyId"] = volume
         create_config = tasks.CallAwsService.jsonata(
             self, "Create endpoint config", service="sagemaker", action="createEndpointConfig",
             iam_resources=[sagemaker_arn(self, "endpoint-config", names)], parameters=endpoint_config,
@@ -394,7 +387,7 @@ class TrainingStack(cdk.Stack):
             iam.PolicyStatement(sid="TagModelsAndEndpointConfigs", actions=["sagemaker:AddTags"], resources=[models, configs]),
         ]
         # CreateTrainingJob and UpdateEndpoint with a volume key: the caller lets SageMaker grant the key too
-        if uses_volume_key(config.training_instance_type) or uses_volume_key(config.endpoint_instance_type):
+        if uses_volume_key(config.training_instance_type) or uses_endpoint_volume_key(config):
             statements += volume_key_statements(storage.key)
         for statement in statements:
             self.state_machine.add_to_role_policy(statement)
