@@ -42,6 +42,10 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+# EventBridge Scheduler's recurring expressions: rate(value unit) or cron(six fields)
+# https://docs.aws.amazon.com/scheduler/latest/UserGuide/schedule-types.html
+# (a value of 1 takes the singular unit, any other the plural)
+_SCHEDULE = re.compile(r"rate\((1 (minute|hour|day)|([2-9]|[1-9]\d+) (minutes|hours|days))\)|cron\(\S+( \S+){5}\)")
 
 
 class ConfigError(ValueError):
@@ -61,6 +65,7 @@ class AppConfig:
     training_max_runtime_hours: int = 4
     use_spot: bool = True
     recall_threshold: float = 0.2
+    retrain_schedule: str | None = None
     valid_days: float = 1.0
     endpoint_instance_type: str = "ml.m5.large"
     endpoint_initial_instance_count: int = 1
@@ -121,6 +126,9 @@ class AppConfig:
                f"got {self.endpoint_max_instance_count}")
         _check(0.0 <= self.recall_threshold <= 1.0, "recall_threshold",
                f"must be between 0 and 1, got {self.recall_threshold}")
+        _check(self.retrain_schedule is None or _SCHEDULE.fullmatch(self.retrain_schedule), "retrain_schedule",
+               "must be an EventBridge Scheduler expression such as 'rate(7 days)' or 'cron(0 3 ? * MON *)', "
+               f"or empty (off), got {self.retrain_schedule!r}")
         _check(0.0 <= self.valid_days < float("inf"), "valid_days",
                f"must be a number of days >= 0 (0: the gate reads the test channel's figure), got {self.valid_days}")
         _check(0 <= self.data_capture_percent <= 100, "data_capture_percent",

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_scheduler_targets as scheduler_targets
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
@@ -111,10 +113,28 @@ class TrainingStack(cdk.Stack):
         self.state_machine = pipeline_state_machine(self, config, storage.key, "training", definition, _timeout(config))
         self._grant_pipeline(config, storage, endpoint)
         notify_abnormal_ends(self, self.state_machine, self.topic, storage.key)
+        if config.retrain_schedule:
+            self._retrain_on_schedule(config, storage)
         cdk.CfnOutput(self, "TrainingStateMachineArn", value=self.state_machine.state_machine_arn,
                       description="Training pipeline: train, quality gate, roll the endpoint")
         cdk.CfnOutput(self, "ModelKeepCount", value=str(config.model_keep_count),
                       description="Models before the live one that the operator CLI's cleanup keeps")
+
+    def _retrain_on_schedule(self, config: AppConfig, storage: StorageStack) -> scheduler.Schedule:
+        """An EventBridge Scheduler schedule that starts the pipeline with its defaults on ``retrain_schedule``.
+
+        The target's role (made by the L2 target) may start this state machine only; the schedule is
+        encrypted with the stage's key. A start that fails is retried by Scheduler, then dropped: the
+        next run comes on the next tick.
+        """
+        return scheduler.Schedule(
+            self, "RetrainSchedule", schedule_name=f"{config.resource_prefix}-retrain",
+            description=f"Retrain GRU4Rec {config.stage} on {config.retrain_schedule}",
+            schedule=scheduler.ScheduleExpression.expression(config.retrain_schedule), key=storage.key,
+            target=scheduler_targets.StepFunctionsStartExecution(
+                self.state_machine, input=scheduler.ScheduleTargetInput.from_object({"trigger": "schedule"}),
+                retry_attempts=2, max_event_age=cdk.Duration.hours(1)),
+        )
 
     # --- states -----------------------------------------------------------------------------------
 
