@@ -80,7 +80,7 @@ class EndpointStack(cdk.Stack):
 
     def _model_role(self, config: AppConfig, storage: StorageStack, image: ImageStack) -> tuple[iam.Role, iam.Policy]:
         """The endpoint's models: read model artifacts (training output and the first model), write data
-        capture, pull the image, write the endpoint's logs. No session data: Batch Transform has a role of its own."""
+        capture (instance mode), pull the image, write the endpoint's logs. No session data: Batch Transform has a role of its own."""
         role = iam.Role(self, "ModelRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
                         description=f"Execution role of the GRU4Rec {config.stage} endpoint's models")
         models = storage.objects_arn(MODELS_PREFIX)
@@ -89,13 +89,14 @@ class EndpointStack(cdk.Stack):
         endpoint_logs = log_group_arn(self, config.endpoint_log_group_name)
         statements = [
             iam.PolicyStatement(sid="ReadModelArtifacts", actions=["s3:GetObject"], resources=[models, first_model]),
-            iam.PolicyStatement(sid="WriteDataCapture", actions=["s3:PutObject"], resources=[capture]),
             iam.PolicyStatement(sid="UseStageKey", resources=[storage.key.key_arn],
                                 actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]),
             *pull_image_statements(image),
             iam.PolicyStatement(sid="WriteEndpointLogs", resources=[endpoint_logs], actions=[
                 "logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]),
         ]
+        if not config.serverless:  # a serverless endpoint captures no data
+            statements.insert(1, iam.PolicyStatement(sid="WriteDataCapture", actions=["s3:PutObject"], resources=[capture]))
         if uses_endpoint_volume_key(config):
             statements += volume_key_statements(storage.key)
         policy = iam.Policy(self, "ModelPolicy", statements=statements)

@@ -8,7 +8,7 @@ import pytest
 from cfnlint.api import ManualArgs, lint
 
 from tests.infra.conftest import synthesize
-from tests.infra.pipelines import definition, resources
+from tests.infra.pipelines import definition, policy_statements, resources
 from tests.infra.test_app import LINT_REGIONS
 from tests.infra.test_deploy_rehearsal import rehearse
 
@@ -42,6 +42,14 @@ def test_the_model_runs_without_network_isolation_and_is_told_it_is_serverless(s
     assert model["PrimaryContainer"]["Environment"] == {"SAGEMAKER_SERVERLESS": "true"}
     instance_model = _one(synth.template_dict("endpoint"), "AWS::SageMaker::Model")
     assert instance_model["EnableNetworkIsolation"] is True and "Environment" not in instance_model["PrimaryContainer"]
+
+
+def test_the_serverless_models_role_may_not_write_captures(serverless, synth):
+    def capture_writes(result) -> list[dict]:
+        return [statement for statement in policy_statements(result.template_dict("endpoint"))
+                if statement.get("Sid") == "WriteDataCapture"]
+
+    assert capture_writes(serverless) == [] and len(capture_writes(synth)) == 1
 
 
 def test_no_autoscaling_target_on_a_serverless_endpoint(serverless, synth):
