@@ -47,6 +47,8 @@ JSON_LINES = "application/jsonlines"
 JSON_LINES_ALIASES = frozenset({JSON_LINES, "application/x-jsonlines", "application/json-lines", "application/jsonl"})
 ACCEPTABLE = frozenset({JSON, "*/*", "application/*"}) | JSON_LINES_ALIASES
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+# SageMaker Serverless Inference's limit on a request body
+SERVERLESS_MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
 MAX_SESSIONS = 10_000
 """Sessions in one ``application/json`` request at most (a JSON-lines body is bounded by its size only)."""
 MIN_K, MAX_K, DEFAULT_K = 1, 1000, 20

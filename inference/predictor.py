@@ -24,7 +24,7 @@ from inference.contracts import ClientError, SessionRequest
 from inference.engine import ItemFilter, Recommender, SessionResult
 from inference.job_filters import read_job_filters
 from inference.paths import model_dir as default_model_dir
-from inference.server_settings import SettingsError, ServerSettings, available_cores
+from inference.server_settings import SettingsError, ServerSettings, available_cores, max_payload_bytes
 from model_code import artifacts
 
 log = logging.getLogger(__name__)
@@ -77,10 +77,14 @@ class ModelHolder:
         log.info("model %s loaded from %s: %d items", model_version, self.model_dir, engine.n_items)
 
 
-def create_app(model_dir: str | Path | None = None) -> Flask:
-    """The app serving ``model_dir`` (default ``$OPT_ML_DIR/model``); the model loads on the first request."""
+def create_app(model_dir: str | Path | None = None, payload_limit: int | None = None) -> Flask:
+    """The app serving ``model_dir`` (default ``$OPT_ML_DIR/model``); the model loads on the first request.
+
+    ``payload_limit``: the largest body it takes, by default as ``$SAGEMAKER_SERVERLESS`` says (4 or 6 MB).
+    """
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = contracts.MAX_PAYLOAD_BYTES
+    limit = max_payload_bytes() if payload_limit is None else payload_limit
+    app.config["MAX_CONTENT_LENGTH"] = limit
     app.json.sort_keys = False
     holder = ModelHolder(Path(model_dir) if model_dir else default_model_dir())
 
@@ -127,7 +131,7 @@ def create_app(model_dir: str | Path | None = None) -> Flask:
         messages = {
             404: f"no such path {request.path!r}: the paths are /ping, /invocations and /execution-parameters",
             405: f"{request.method} is not allowed on {request.path}",
-            413: f"the body is larger than {contracts.MAX_PAYLOAD_BYTES:,} bytes (6 MB)",
+            413: f"the body is larger than {limit:,} bytes ({limit // (1024 * 1024)} MB)",
         }
         response = jsonify(error=messages.get(err.code, err.description))
         response.status_code = err.code or 500

@@ -9,6 +9,8 @@ MODEL_SERVER_TIMEOUT           seconds a request may take             60
 MODEL_SERVER_GRACEFUL_TIMEOUT  seconds in-flight requests get to      25 (SageMaker sends SIGKILL
                                finish after SIGTERM                   30 s after SIGTERM)
 OPT_ML_DIR                     stand-in for /opt/ml                   /opt/ml
+SAGEMAKER_SERVERLESS           ``true`` on a serverless endpoint's    unset (6 MB bodies)
+                               model: bodies above 4 MB get a 413
 =============================  =====================================  ==========================
 
 ``serve`` passes the resolved values on to gunicorn and the app, so every process sees the same
@@ -21,12 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from inference.contracts import MAX_PAYLOAD_BYTES, SERVERLESS_MAX_PAYLOAD_BYTES
 from inference.paths import MODEL_SUBDIR, opt_ml_dir
 
 DEFAULT_PORT = 8080
 DEFAULT_TIMEOUT_S = 60
 DEFAULT_GRACEFUL_TIMEOUT_S = 25
-PROXY_TIMEOUT_MARGIN_S = 10  # nginx waits this much longer than gunicorn, so gunicorn's timeout acts first
+PROXY_TIMEOUT_MARGIN_S = 10
+SERVERLESS_VARIABLE = "SAGEMAKER_SERVERLESS"  # nginx waits this much longer than gunicorn, so gunicorn's timeout acts first
 
 
 class SettingsError(ValueError):
@@ -54,6 +58,15 @@ def _integer(environ: Mapping[str, str], name: str, default: int, low: int, high
     return value
 
 
+def max_payload_bytes(environ: Mapping[str, str] = os.environ) -> int:
+    """The largest request body the server takes: SageMaker's 6 MB, or 4 MB on a serverless endpoint
+    (https://docs.aws.amazon.com/sagemaker/latest/dg/serverless-endpoints-invoke.html)."""
+    raw = environ.get(SERVERLESS_VARIABLE, "").strip().lower()
+    if raw not in ("", "true", "false"):
+        raise SettingsError(f"{SERVERLESS_VARIABLE}={raw!r} must be true or false")
+    return SERVERLESS_MAX_PAYLOAD_BYTES if raw == "true" else MAX_PAYLOAD_BYTES
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     port: int
@@ -61,6 +74,7 @@ class ServerSettings:
     timeout: int
     graceful_timeout: int
     opt_ml_dir: Path
+    payload_limit: int = MAX_PAYLOAD_BYTES
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "ServerSettings":
@@ -71,6 +85,7 @@ class ServerSettings:
             timeout=_integer(environ, "MODEL_SERVER_TIMEOUT", DEFAULT_TIMEOUT_S, 1),
             graceful_timeout=_integer(environ, "MODEL_SERVER_GRACEFUL_TIMEOUT", DEFAULT_GRACEFUL_TIMEOUT_S, 1),
             opt_ml_dir=opt_ml_dir(environ).absolute(),
+            payload_limit=max_payload_bytes(environ),
         )
 
     @property

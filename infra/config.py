@@ -29,6 +29,12 @@ ROLLOUT_MODES = ("all_at_once", "canary", "linear")
 # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_TrafficRoutingConfig.html
 ROLLOUT_PERCENT_LIMITS = {"canary": (1, 50), "linear": (10, 50)}
 ROLLOUT_WAIT_MINUTES_MAX = 60
+ENDPOINT_MODES = ("instance", "serverless")
+# SageMaker's limits on a serverless variant (API_ProductionVariantServerlessConfig): memory in 1 GB steps
+# from 1024 to 6144 MB, 1-200 concurrent invocations, provisioned concurrency at most the maximum
+# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ProductionVariantServerlessConfig.html
+SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
+SERVERLESS_MAX_CONCURRENCY = 200
 QUOTA_PERIODS = ("DAY", "WEEK", "MONTH")
 # the retention periods CloudWatch Logs accepts
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
@@ -36,6 +42,10 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+# EventBridge Scheduler's recurring expressions: rate(value unit) or cron(six fields)
+# https://docs.aws.amazon.com/scheduler/latest/UserGuide/schedule-types.html
+# (a value of 1 takes the singular unit, any other the plural)
+_SCHEDULE = re.compile(r"rate\((1 (minute|hour|day)|([2-9]|[1-9]\d+) (minutes|hours|days))\)|cron\(\S+( \S+){5}\)")
 
 
 class ConfigError(ValueError):
@@ -55,12 +65,17 @@ class AppConfig:
     training_max_runtime_hours: int = 4
     use_spot: bool = True
     recall_threshold: float = 0.2
+    retrain_schedule: str | None = None
     valid_days: float = 1.0
     endpoint_instance_type: str = "ml.m5.large"
     endpoint_initial_instance_count: int = 1
     endpoint_max_instance_count: int = 2
     endpoint_autoscaling: bool = True
     endpoint_invocations_per_instance: int = 1000
+    endpoint_mode: str = "instance"
+    serverless_memory_mb: int = 2048
+    serverless_max_concurrency: int = 5
+    serverless_provisioned_concurrency: int = 0
     model_latency_alarm_ms: int = 500
     rollout: str = "canary"
     rollout_traffic_percent: int = 10
@@ -113,6 +128,9 @@ class AppConfig:
                f"got {self.endpoint_max_instance_count}")
         _check(0.0 <= self.recall_threshold <= 1.0, "recall_threshold",
                f"must be between 0 and 1, got {self.recall_threshold}")
+        _check(self.retrain_schedule is None or _SCHEDULE.fullmatch(self.retrain_schedule), "retrain_schedule",
+               "must be an EventBridge Scheduler expression such as 'rate(7 days)' or 'cron(0 3 ? * MON *)', "
+               f"or empty (off), got {self.retrain_schedule!r}")
         _check(0.0 <= self.valid_days < float("inf"), "valid_days",
                f"must be a number of days >= 0 (0: the gate reads the test channel's figure), got {self.valid_days}")
         _check(0 <= self.data_capture_percent <= 100, "data_capture_percent",
@@ -129,6 +147,7 @@ class AppConfig:
                "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit, "
                f"got {self.initial_model_version!r}")
         self._check_rollout()
+        self._check_endpoint_mode()
         _check(self.notification_email is None or _EMAIL.fullmatch(self.notification_email), "notification_email",
                f"must be an e-mail address, got {self.notification_email!r}")
 
@@ -150,12 +169,44 @@ class AppConfig:
             _check(low <= self.rollout_traffic_percent <= high, "rollout_traffic_percent",
                    f"a {self.rollout} rollout shifts {low}-{high}% of the fleet per step (SageMaker's limits), "
                    f"got {self.rollout_traffic_percent}")
-            _check(not self.endpoint_instance_type.startswith("ml.inf1."), "rollout",
+            _check(self.serverless or not self.endpoint_instance_type.startswith("ml.inf1."), "rollout",
                    f"SageMaker runs no {self.rollout} rollout on Inf1 instances ({self.endpoint_instance_type}): "
                    "it falls back to all at once; set rollout to all_at_once or pick another instance type")
         _check(0 <= self.rollout_wait_minutes <= ROLLOUT_WAIT_MINUTES_MAX, "rollout_wait_minutes",
                f"must be from 0 to {ROLLOUT_WAIT_MINUTES_MAX} (SageMaker waits at most 3600 s between steps), "
                f"got {self.rollout_wait_minutes}")
+
+    def _check_endpoint_mode(self) -> None:
+        """An instance-backed or a serverless endpoint, the latter with a variant SageMaker accepts.
+
+        Every rollout of this app is blue/green; SageMaker excludes serverless endpoints from rolling
+        deployments only ("Exclusions", https://docs.aws.amazon.com/sagemaker/latest/dg/deployment-guardrails-exclusions.html),
+        so the rollout settings stand in both modes. The serverless "feature exclusions" (network isolation,
+        data capture, payloads above 4 MB) are dropped by the stacks, not refused here: data_capture_percent
+        keeps its meaning for the instance mode.
+        """
+        _check(self.endpoint_mode in ENDPOINT_MODES, "endpoint_mode",
+               f"must be one of {ENDPOINT_MODES}, got {self.endpoint_mode!r}")
+        _check(self.serverless_memory_mb in SERVERLESS_MEMORY_MB, "serverless_memory_mb",
+               f"SageMaker accepts {', '.join(map(str, SERVERLESS_MEMORY_MB))} MB, got {self.serverless_memory_mb}")
+        _check(1 <= self.serverless_max_concurrency <= SERVERLESS_MAX_CONCURRENCY, "serverless_max_concurrency",
+               f"must be from 1 to {SERVERLESS_MAX_CONCURRENCY} (SageMaker's limit), got {self.serverless_max_concurrency}")
+        _check(0 <= self.serverless_provisioned_concurrency <= self.serverless_max_concurrency,
+               "serverless_provisioned_concurrency",
+               f"must be from 0 (off) to serverless_max_concurrency ({self.serverless_max_concurrency}), "
+               f"got {self.serverless_provisioned_concurrency}")
+
+    @property
+    def serverless(self) -> bool:
+        """Whether the endpoint is SageMaker Serverless Inference rather than instances."""
+        return self.endpoint_mode == "serverless"
+
+    def serverless_config(self) -> dict:
+        """``ServerlessConfig`` of the endpoint's variant, as CloudFormation and CreateEndpointConfig both spell it."""
+        serverless = {"MemorySizeInMB": self.serverless_memory_mb, "MaxConcurrency": self.serverless_max_concurrency}
+        if self.serverless_provisioned_concurrency:
+            serverless["ProvisionedConcurrency"] = self.serverless_provisioned_concurrency
+        return serverless
 
     @classmethod
     def from_context(cls, node: Node) -> AppConfig:

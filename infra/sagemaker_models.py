@@ -20,13 +20,29 @@ MODEL_DATA_COMPRESSION = "Gzip"
 # https://docs.aws.amazon.com/sagemaker/latest/dg/mkt-algo-model-internet-free.html
 NETWORK_ISOLATION = True
 
+# Serverless Inference supports no network isolation and takes payloads of at most 4 MB ("Feature
+# exclusions", https://docs.aws.amazon.com/sagemaker/latest/dg/serverless-endpoints.html; "The maximum
+# request and response payload size for serverless invocations is 4 MB",
+# https://docs.aws.amazon.com/sagemaker/latest/dg/serverless-endpoints-invoke.html). The endpoint's models
+# run without isolation in that mode and tell the container so, which then refuses bodies above 4 MB.
+SERVERLESS_ENVIRONMENT = {"SAGEMAKER_SERVERLESS": "true"}
 
-def primary_container(image_uri: str, model_data_uri: str) -> dict:
-    """``PrimaryContainer`` of CreateModel / AWS::SageMaker::Model: one model from a model.tar.gz object."""
-    return {
+
+def endpoint_network_isolation(serverless: bool) -> bool:
+    """``EnableNetworkIsolation`` of the endpoint's models: on, except where serverless endpoints refuse it."""
+    return NETWORK_ISOLATION and not serverless
+
+
+def primary_container(image_uri: str, model_data_uri: str, serverless: bool = False) -> dict:
+    """``PrimaryContainer`` of CreateModel / AWS::SageMaker::Model: one model from a model.tar.gz object;
+    ``serverless``: a model of a serverless endpoint, whose container is told so."""
+    container = {
         "Image": image_uri,
         "Mode": "SingleModel",
         "ModelDataSource": {"S3DataSource": {
             "S3Uri": model_data_uri, "S3DataType": MODEL_DATA_TYPE, "CompressionType": MODEL_DATA_COMPRESSION,
         }},
     }
+    if serverless:
+        container["Environment"] = dict(SERVERLESS_ENVIRONMENT)
+    return container

@@ -146,7 +146,7 @@ def roll_back(session, deployment: Deployment, target: LiveModel, now: datetime 
 
 def _copy_endpoint_config(sagemaker, current_config: str, name: str, target: LiveModel) -> None:
     """A model ``name`` like the endpoint's current one with ``target``'s data, and an endpoint config
-    ``name`` like the current one (instances, data capture, key) serving it."""
+    ``name`` like the current one (instances or serverless settings, data capture, key) serving it."""
     config = sagemaker.describe_endpoint_config(EndpointConfigName=current_config)
     (variant,) = config["ProductionVariants"]
     model = sagemaker.describe_model(ModelName=variant["ModelName"])
@@ -159,7 +159,8 @@ def _copy_endpoint_config(sagemaker, current_config: str, name: str, target: Liv
     sagemaker.create_model(ModelName=name, ExecutionRoleArn=model["ExecutionRoleArn"], PrimaryContainer=container,
                            EnableNetworkIsolation=model.get("EnableNetworkIsolation", False), Tags=tags)
     copied = {key: config[key] for key in ("DataCaptureConfig", "KmsKeyId") if config.get(key)}
-    variant_keys = ("VariantName", "InitialInstanceCount", "InstanceType", "InitialVariantWeight")
+    # instances, or a serverless variant's memory and concurrency
+    variant_keys = ("VariantName", "InitialInstanceCount", "InstanceType", "InitialVariantWeight", "ServerlessConfig")
     sagemaker.create_endpoint_config(
         EndpointConfigName=name, Tags=tags, **copied,
         ProductionVariants=[{**{key: variant[key] for key in variant_keys if key in variant}, "ModelName": name}],

@@ -50,6 +50,11 @@ $original
 # message (it can name the account).
 THROTTLING_MESSAGE = "(?is).*(throttl|rate exceeded|too many requests).*"
 THROTTLED_BODY = '{"error": "too many requests: retry later"}'
+# A body above a serverless endpoint's 4 MB is refused by SageMaker before the container sees it, as a 400
+# ValidationError "Request <id> has oversize body" (https://github.com/aws/sagemaker-python-sdk/issues/4271):
+# that answers 413, as the container does for bodies above its limit.
+OVERSIZE_MESSAGE = "(?is).*oversize body.*"
+OVERSIZE_BODY = '{"error": "payload too large: this stage\'s endpoint takes at most 4 MB per request"}'
 REJECTED_TEMPLATE = f"""#set($message = $input.path('$.message'))
 #if("$!message" == "")
 #set($message = $input.path('$.Message'))
@@ -58,6 +63,9 @@ REJECTED_TEMPLATE = f"""#set($message = $input.path('$.message'))
 #set($context.responseOverride.status = 429)
 #set($context.responseOverride.header.{RETRY_AFTER} = '{RETRY_AFTER_SECONDS}')
 {THROTTLED_BODY}
+#elseif($message.matches('{OVERSIZE_MESSAGE}'))
+#set($context.responseOverride.status = 413)
+{OVERSIZE_BODY}
 #else
 {{"error": "the recommendation endpoint refused the request"}}
 #end"""

@@ -18,7 +18,7 @@ from infra.layout import CAPTURE_PREFIX, MODELS_PREFIX
 from infra.log_groups import log_group_arn, owned_log_group
 from infra.nag import wildcard_resource_finding
 from infra.rollout import RETAINED_VARIANT_PROPERTIES, deployment_config, rollback_alarm_names
-from infra.sagemaker_models import NETWORK_ISOLATION, primary_container
+from infra.sagemaker_models import endpoint_network_isolation, primary_container
 from infra.stacks.image import ImageStack, pull_image_statements
 from infra.stacks.storage import StorageStack
 from infra.stacks.workflow import volume_key, volume_key_statements
@@ -26,6 +26,8 @@ from infra.stacks.workflow import volume_key, volume_key_statements
 VARIANT_NAME = "AllTraffic"
 _AUTOSCALING_SERVICE = "sagemaker.application-autoscaling.amazonaws.com"
 _AUTOSCALING_ROLE = "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
+SERVERLESS_STORAGE_REASON = ("A serverless endpoint has no instance storage volume of this stage to encrypt: "
+                             "SageMaker manages the compute it runs on.")
 
 
 class EndpointStack(cdk.Stack):
@@ -50,8 +52,9 @@ class EndpointStack(cdk.Stack):
             self, "LiveModelData", parameter_name=config.model_data_parameter_name, force_dynamic_reference=True,
         ).string_value
         self.model = sagemaker.CfnModel(self, "Model", execution_role_arn=self.model_role.role_arn,
-                                        enable_network_isolation=NETWORK_ISOLATION)
-        self.model.add_property_override("PrimaryContainer", primary_container(image.serve_image_uri, model_data))
+                                        enable_network_isolation=endpoint_network_isolation(config.serverless))
+        self.model.add_property_override("PrimaryContainer",
+                                         primary_container(image.serve_image_uri, model_data, config.serverless))
         self.model.node.add_dependency(model_policy)
         self.endpoint_config = self._endpoint_config(config, storage)
         self.endpoint = sagemaker.CfnEndpoint(
@@ -69,14 +72,15 @@ class EndpointStack(cdk.Stack):
         # retention, before the first instance starts, and goes only after the endpoint is deleted
         self.log_group = owned_log_group(self, "EndpointLogs", config, storage.key, config.endpoint_log_group_name)
         self.endpoint.node.add_dependency(self.log_group)
-        if config.endpoint_autoscaling:
+        # a serverless endpoint scales itself: Application Auto Scaling has no instance count to set there
+        if config.endpoint_autoscaling and not config.serverless:
             self._autoscaling(config)
         self.alarm_topic = self._alarms(config, storage)
         cdk.CfnOutput(self, "EndpointName", value=self.endpoint.attr_endpoint_name, description="SageMaker endpoint of this stage")
 
     def _model_role(self, config: AppConfig, storage: StorageStack, image: ImageStack) -> tuple[iam.Role, iam.Policy]:
         """The endpoint's models: read model artifacts (training output and the first model), write data
-        capture, pull the image, write the endpoint's logs. No session data: Batch Transform has a role of its own."""
+        capture (instance mode), pull the image, write the endpoint's logs. No session data: Batch Transform has a role of its own."""
         role = iam.Role(self, "ModelRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
                         description=f"Execution role of the GRU4Rec {config.stage} endpoint's models")
         models = storage.objects_arn(MODELS_PREFIX)
@@ -85,14 +89,15 @@ class EndpointStack(cdk.Stack):
         endpoint_logs = log_group_arn(self, config.endpoint_log_group_name)
         statements = [
             iam.PolicyStatement(sid="ReadModelArtifacts", actions=["s3:GetObject"], resources=[models, first_model]),
-            iam.PolicyStatement(sid="WriteDataCapture", actions=["s3:PutObject"], resources=[capture]),
             iam.PolicyStatement(sid="UseStageKey", resources=[storage.key.key_arn],
                                 actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]),
             *pull_image_statements(image),
             iam.PolicyStatement(sid="WriteEndpointLogs", resources=[endpoint_logs], actions=[
                 "logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]),
         ]
-        if uses_volume_key(config.endpoint_instance_type):
+        if not config.serverless:  # a serverless endpoint captures no data
+            statements.insert(1, iam.PolicyStatement(sid="WriteDataCapture", actions=["s3:PutObject"], resources=[capture]))
+        if uses_endpoint_volume_key(config):
             statements += volume_key_statements(storage.key)
         policy = iam.Policy(self, "ModelPolicy", statements=statements)
         policy.attach_to_role(role)
@@ -111,18 +116,19 @@ class EndpointStack(cdk.Stack):
 
     def _endpoint_config(self, config: AppConfig, storage: StorageStack) -> sagemaker.CfnEndpointConfig:
         endpoint_config = sagemaker.CfnEndpointConfig(
-            self, "EndpointConfig", kms_key_id=volume_key(storage.key, config.endpoint_instance_type),
-            production_variants=[sagemaker.CfnEndpointConfig.ProductionVariantProperty(
-                variant_name=VARIANT_NAME, model_name=self.model.attr_model_name, initial_variant_weight=1.0,
-                initial_instance_count=config.endpoint_initial_instance_count, instance_type=config.endpoint_instance_type,
-            )],
+            self, "EndpointConfig", production_variants=[sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+                variant_name=VARIANT_NAME, model_name=self.model.attr_model_name)],
         )
-        # the same document the training pipeline gives the endpoint configs it creates
-        endpoint_config.add_property_override("DataCaptureConfig", data_capture_config(config, storage))
-        if not uses_volume_key(config.endpoint_instance_type):
+        # the same variant and settings the training pipeline gives the endpoint configs it creates
+        endpoint_config.add_property_override("ProductionVariants",
+                                              [production_variant(config, self.model.attr_model_name)])
+        for key, value in endpoint_config_settings(config, storage).items():
+            endpoint_config.add_property_override(key, value)
+        if not uses_endpoint_volume_key(config):
+            reason = SERVERLESS_STORAGE_REASON if config.serverless else LOCAL_STORAGE_REASON
             # AwsSolutions has no rule on an endpoint config's key; the packs that do are told why there is none
             cdk.Validations.of(endpoint_config).acknowledge(*(
-                _ack(f"{pack}-SageMakerEndpointConfigurationKMSKeyConfigured", LOCAL_STORAGE_REASON)
+                _ack(f"{pack}-SageMakerEndpointConfigurationKMSKeyConfigured", reason)
                 for pack in ("HIPAA.Security", "NIST.800.53.R5", "PCI.DSS.321")))
         return endpoint_config
 
@@ -188,6 +194,35 @@ class EndpointStack(cdk.Stack):
 
 def _ack(rule: str, reason: str) -> cdk.Acknowledgment:
     return cdk.Acknowledgment(id=rule, reason=reason)
+
+
+def uses_endpoint_volume_key(config: AppConfig) -> bool:
+    """Whether the endpoint's instances get the stage's key for their storage volume (none on serverless)."""
+    return not config.serverless and uses_volume_key(config.endpoint_instance_type)
+
+
+def production_variant(config: AppConfig, model_name: str) -> dict:
+    """The endpoint's one variant, as CloudFormation and CreateEndpointConfig both spell it: instances, or
+    a serverless variant (memory and concurrency instead of an instance type and count)."""
+    variant: dict = {"VariantName": VARIANT_NAME, "ModelName": model_name, "InitialVariantWeight": 1}
+    if config.serverless:
+        variant["ServerlessConfig"] = config.serverless_config()
+    else:
+        variant.update(InstanceType=config.endpoint_instance_type,
+                       InitialInstanceCount=config.endpoint_initial_instance_count)
+    return variant
+
+
+def endpoint_config_settings(config: AppConfig, storage: StorageStack) -> dict:
+    """``DataCaptureConfig`` and ``KmsKeyId`` of the endpoint's configurations, where the mode has them:
+    serverless endpoints support no data capture ("Feature exclusions",
+    https://docs.aws.amazon.com/sagemaker/latest/dg/serverless-endpoints.html) and have no volume to encrypt."""
+    if config.serverless:
+        return {}
+    settings = {"DataCaptureConfig": data_capture_config(config, storage)}
+    if uses_endpoint_volume_key(config):
+        settings["KmsKeyId"] = volume_key(storage.key, config.endpoint_instance_type)
+    return settings
 
 
 def data_capture_config(config: AppConfig, storage: StorageStack) -> dict:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_scheduler_targets as scheduler_targets
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
@@ -33,8 +35,8 @@ from infra.layout import (
 )
 from infra.log_groups import log_group_arn, log_streams_arn
 from infra.rollout import MAX_EXECUTION_TIMEOUT_SECONDS, RETAINED_VARIANT_PROPERTIES, deployment_config
-from infra.sagemaker_models import NETWORK_ISOLATION, primary_container
-from infra.stacks.endpoint import EndpointStack, data_capture_config
+from infra.sagemaker_models import NETWORK_ISOLATION, endpoint_network_isolation, primary_container
+from infra.stacks.endpoint import EndpointStack, endpoint_config_settings, production_variant, uses_endpoint_volume_key
 from infra.stacks.image import ImageStack, pull_image_statements
 from infra.stacks.storage import StorageStack
 from infra.stacks.workflow import (
@@ -111,10 +113,28 @@ class TrainingStack(cdk.Stack):
         self.state_machine = pipeline_state_machine(self, config, storage.key, "training", definition, _timeout(config))
         self._grant_pipeline(config, storage, endpoint)
         notify_abnormal_ends(self, self.state_machine, self.topic, storage.key)
+        if config.retrain_schedule:
+            self._retrain_on_schedule(config, storage)
         cdk.CfnOutput(self, "TrainingStateMachineArn", value=self.state_machine.state_machine_arn,
                       description="Training pipeline: train, quality gate, roll the endpoint")
         cdk.CfnOutput(self, "ModelKeepCount", value=str(config.model_keep_count),
                       description="Models before the live one that the operator CLI's cleanup keeps")
+
+    def _retrain_on_schedule(self, config: AppConfig, storage: StorageStack) -> scheduler.Schedule:
+        """An EventBridge Scheduler schedule that starts the pipeline with its defaults on ``retrain_schedule``.
+
+        The target's role (made by the L2 target) may start this state machine only; the schedule is
+        encrypted with the stage's key. A start that fails is retried by Scheduler, then dropped: the
+        next run comes on the next tick.
+        """
+        return scheduler.Schedule(
+            self, "RetrainSchedule", schedule_name=f"{config.resource_prefix}-retrain",
+            description=f"Retrain GRU4Rec {config.stage} on {config.retrain_schedule}",
+            schedule=scheduler.ScheduleExpression.expression(config.retrain_schedule), key=storage.key,
+            target=scheduler_targets.StepFunctionsStartExecution(
+                self.state_machine, input=scheduler.ScheduleTargetInput.from_object({"trigger": "schedule"}),
+                retry_attempts=2, max_event_age=cdk.Duration.hours(1)),
+        )
 
     # --- states -----------------------------------------------------------------------------------
 
@@ -205,24 +225,17 @@ class TrainingStack(cdk.Stack):
             iam_resources=[sagemaker_arn(self, "model", names)],
             parameters={
                 "ModelName": "{% $jobName %}", "ExecutionRoleArn": endpoint.model_role.role_arn,
-                "PrimaryContainer": primary_container(image.serve_image_uri, "{% $modelData %}"),
-                "EnableNetworkIsolation": NETWORK_ISOLATION,
+                "PrimaryContainer": primary_container(image.serve_image_uri, "{% $modelData %}", config.serverless),
+                "EnableNetworkIsolation": endpoint_network_isolation(config.serverless),
                 "Tags": tags,
             },
         )
         endpoint_config = {
             "EndpointConfigName": "{% $jobName %}",
-            "ProductionVariants": [{
-                "VariantName": endpoint.variant_name, "ModelName": "{% $jobName %}", "InitialVariantWeight": 1,
-                "InstanceType": config.endpoint_instance_type,
-                "InitialInstanceCount": config.endpoint_initial_instance_count,
-            }],
-            "DataCaptureConfig": data_capture_config(config, storage),
+            "ProductionVariants": [production_variant(config, "{% $jobName %}")],
+            **endpoint_config_settings(config, storage),
             "Tags": tags,
         }
-        volume = volume_key(storage.key, config.endpoint_instance_type)
-        if volume:
-            endpoint_config["KmsKeyId"] = volume
         create_config = tasks.CallAwsService.jsonata(
             self, "Create endpoint config", service="sagemaker", action="createEndpointConfig",
             iam_resources=[sagemaker_arn(self, "endpoint-config", names)], parameters=endpoint_config,
@@ -394,7 +407,7 @@ class TrainingStack(cdk.Stack):
             iam.PolicyStatement(sid="TagModelsAndEndpointConfigs", actions=["sagemaker:AddTags"], resources=[models, configs]),
         ]
         # CreateTrainingJob and UpdateEndpoint with a volume key: the caller lets SageMaker grant the key too
-        if uses_volume_key(config.training_instance_type) or uses_volume_key(config.endpoint_instance_type):
+        if uses_volume_key(config.training_instance_type) or uses_endpoint_volume_key(config):
             statements += volume_key_statements(storage.key)
         for statement in statements:
             self.state_machine.add_to_role_policy(statement)

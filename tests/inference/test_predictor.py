@@ -11,7 +11,7 @@ from inference import contracts
 from inference.engine import Recommender
 from inference.job_filters import FILTERS_FILE
 from inference.predictor import create_app
-from inference.server_settings import available_cores
+from inference.server_settings import SettingsError, available_cores, max_payload_bytes
 from tests.conftest import MODEL_VERSION
 
 JSON_LINES_TYPES = ["application/jsonlines", "application/x-jsonlines", "application/json-lines",
@@ -172,6 +172,28 @@ def test_a_body_over_6_mb_is_413(client):
     body = json.dumps({"items": ["x" * (contracts.MAX_PAYLOAD_BYTES + 1)]}).encode()
     assert_error(post(client, body), 413, "6 MB")
     assert_error(post(client, body, "application/jsonlines"), 413)
+
+
+def test_a_serverless_model_refuses_bodies_over_4_mb(model_dir, client):
+    """SageMaker Serverless Inference takes at most 4 MB: a body between 4 and 6 MB is refused there only."""
+    serverless = create_app(model_dir, payload_limit=max_payload_bytes({"SAGEMAKER_SERVERLESS": "true"})).test_client()
+    body = json.dumps({"items": ["x" * (4 * 1024 * 1024)]}).encode()
+    assert 4 * 1024 * 1024 < len(body) < 6 * 1024 * 1024
+    assert_error(post(serverless, body), 413, "4,194,304 bytes (4 MB)")
+    assert post(client, body).status_code != 413
+
+
+@pytest.mark.parametrize("environ, limit", [
+    ({}, 6 * 1024 * 1024), ({"SAGEMAKER_SERVERLESS": "false"}, 6 * 1024 * 1024),
+    ({"SAGEMAKER_SERVERLESS": "TRUE"}, 4 * 1024 * 1024),
+])
+def test_the_payload_limit_follows_the_serverless_variable(environ, limit):
+    assert max_payload_bytes(environ) == limit
+
+
+def test_a_serverless_variable_that_is_no_boolean_is_refused_by_name():
+    with pytest.raises(SettingsError, match="SAGEMAKER_SERVERLESS"):
+        max_payload_bytes({"SAGEMAKER_SERVERLESS": "yes"})
 
 
 @pytest.mark.parametrize("method, path, status", [

@@ -34,6 +34,8 @@ SAGEMAKER_ERRORS = {
     "throttling, empty body": (400, "", THROTTLED),
     "throttling, Rate exceeded": (400, '{"message": "Rate exceeded"}', THROTTLED),
     "throttling, named in Message": (400, '{"Message": "ThrottlingException: slow\\ndown, \\"please\\""}', THROTTLED),
+    # a serverless endpoint's refusal of a body above 4 MB (https://github.com/aws/sagemaker-python-sdk/issues/4271)
+    "oversize body": (400, '{"message": "Request 0f3c-example has oversize body."}', {"status": 413, "headers": {}}),
     "model not ready": (429, '{"message": "Model is not ready yet"}', THROTTLED),
     "validation error": (400, '{"message": "Endpoint gru4rec-dev of account 123456789012 not found."}', {"status": 400, "headers": {}}),
     "validation error, multi-line with quotes": (400, '{"message": "line \\"one\\"\\nline \\\\ two"}', {"status": 400, "headers": {}}),

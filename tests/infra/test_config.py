@@ -1,5 +1,6 @@
 """Settings from the CDK context: conversion of command-line strings, validation naming the key."""
 import json
+import re
 
 import aws_cdk as cdk
 import pytest
@@ -192,3 +193,36 @@ def test_rollouts_sagemaker_refuses_are_refused(artifact, values, key, fragment)
 def test_rollouts_within_sagemakers_limits_are_accepted(artifact, values):
     config = AppConfig.from_mapping({**values, "initial_model_artifact": artifact})
     assert config.rollout == values["rollout"]
+
+
+@pytest.mark.parametrize("values, key, fragment", [
+    ({"endpoint_mode": "lambda"}, "endpoint_mode", "must be one of ('instance', 'serverless')"),
+    ({"serverless_memory_mb": 1500}, "serverless_memory_mb", "1024, 2048, 3072, 4096, 5120, 6144 MB"),
+    ({"serverless_memory_mb": 7168}, "serverless_memory_mb", "got 7168"),
+    ({"serverless_max_concurrency": 0}, "serverless_max_concurrency", "from 1 to 200"),
+    ({"serverless_max_concurrency": 201}, "serverless_max_concurrency", "from 1 to 200"),
+    ({"serverless_max_concurrency": 4, "serverless_provisioned_concurrency": 5},
+     "serverless_provisioned_concurrency", "to serverless_max_concurrency (4)"),
+    ({"serverless_provisioned_concurrency": -1}, "serverless_provisioned_concurrency", "from 0 (off)"),
+])
+def test_serverless_settings_sagemaker_refuses_are_refused(artifact, values, key, fragment):
+    with pytest.raises(ConfigError, match=re.escape(fragment)) as caught:
+        AppConfig.from_mapping({"initial_model_artifact": str(artifact), "endpoint_mode": "serverless", **values})
+    assert caught.value.key == key
+
+
+def test_serverless_variant_settings_as_sagemaker_spells_them(artifact):
+    base = {"initial_model_artifact": str(artifact), "endpoint_mode": "serverless", "serverless_memory_mb": "6144",
+            "serverless_max_concurrency": "200"}
+    config = AppConfig.from_mapping(base)
+    assert config.serverless and config.serverless_config() == {"MemorySizeInMB": 6144, "MaxConcurrency": 200}
+    provisioned = AppConfig.from_mapping({**base, "serverless_provisioned_concurrency": "200"})
+    assert provisioned.serverless_config()["ProvisionedConcurrency"] == 200
+    assert not AppConfig.from_mapping({"initial_model_artifact": str(artifact)}).serverless
+
+
+def test_a_serverless_endpoint_keeps_its_blue_green_rollout_whatever_the_unused_instance_type(artifact):
+    """SageMaker excludes serverless endpoints from rolling deployments only; the Inf1 rule is about instances."""
+    config = AppConfig.from_mapping({"initial_model_artifact": str(artifact), "endpoint_mode": "serverless",
+                                     "rollout": "canary", "endpoint_instance_type": "ml.inf1.xlarge"})
+    assert config.rollout == "canary"

@@ -15,6 +15,7 @@ changed where they could reach the live model.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 import copy
 import io
 import json
@@ -229,6 +230,13 @@ def stack_events(cloudformation, name: str) -> str:
 @pytest.fixture(scope="module")
 def rehearsal(synth):
     """The assembly deployed into moto, stack by stack; moto stays active for this module."""
+    with rehearse(synth) as record:
+        yield record
+
+
+@contextmanager
+def rehearse(synth):
+    """Deploy ``synth``'s assembly into moto stack by stack; the record of what happened while moto is active."""
     manifest = json.loads((synth.outdir / "manifest.json").read_text())
     keys = {stack.stack_name: key for key, stack in synth.stacks.items()}
     record = {"order": deployment_order(manifest), "replaced": [], "untagged": [], "stacks": {}}

@@ -815,15 +815,21 @@ def finished_training_job(session, role_arn: str, name: str, recall: float, mrr:
         {"MetricName": "recall@20", "Value": recall}, {"MetricName": "mrr@20", "Value": mrr}]
 
 
-def pipeline_roll(session, role_arn: str, job: str) -> None:
+SERVERLESS_VARIANT = {"ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": 5}}
+SERVERLESS_CONTAINER = {"Environment": {"SAGEMAKER_SERVERLESS": "true"}}
+
+
+def pipeline_roll(session, role_arn: str, job: str, serverless: bool = False) -> None:
     """What a training execution leaves behind: its model and endpoint config, both named after the job and
-    tagged, then the pointers."""
+    tagged, then the pointers; ``serverless``: as the pipeline writes them in endpoint_mode=serverless."""
     tags = [{"Key": "project", "Value": "gru4rec"}, {"Key": "stage", "Value": "dev"}]
     sagemaker = session.client("sagemaker")
     sagemaker.create_model(ModelName=job, ExecutionRoleArn=role_arn, Tags=tags,
-                           PrimaryContainer={"Image": IMAGE, "ModelDataUrl": job_data(job)})
+                           PrimaryContainer={"Image": IMAGE, "ModelDataUrl": job_data(job),
+                                             **(SERVERLESS_CONTAINER if serverless else {})})
+    variant = SERVERLESS_VARIANT if serverless else {"InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}
     sagemaker.create_endpoint_config(EndpointConfigName=job, Tags=tags, ProductionVariants=[{
-        "VariantName": "AllTraffic", "ModelName": job, "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
+        "VariantName": "AllTraffic", "ModelName": job, **variant}])
     ssm = session.client("ssm")
     ssm.put_parameter(Name="/gru4rec/dev/current-model-data", Value=job_data(job), Type="String", Overwrite=True)
     ssm.put_parameter(Name="/gru4rec/dev/current-model-name", Value=job, Type="String", Overwrite=True)
@@ -899,6 +905,24 @@ def test_rollback_puts_the_previous_model_live_through_the_pipelines_guardrails(
     _, out, _ = run(capsys, "status")
     history = out.splitlines()[out.splitlines().index("Model history (newest first):") + 2]
     assert history.split()[0] == JOB_A and history.split()[-1] == "(live)"
+
+
+def test_rollback_of_a_serverless_endpoint_keeps_it_serverless(stage, capsys, update_endpoint):
+    for job in (JOB_A, JOB_B):
+        finished_training_job(stage.session, stage.role_arn, job, 0.6, 0.3)
+        pipeline_roll(stage.session, stage.role_arn, job, serverless=True)
+    from moto.sagemaker.models import sagemaker_backends
+
+    # the pipeline's rollout, which moto cannot run: the endpoint serves job B's serverless configuration
+    sagemaker_backends[ACCOUNT][REGION].endpoints["gru4rec-dev"].endpoint_config_name = JOB_B
+    code, _, err = run(capsys, "rollback")
+    assert code == 0, err
+    name = update_endpoint.calls[0]["EndpointConfigName"]
+    sagemaker = stage.session.client("sagemaker")
+    (variant,) = sagemaker.describe_endpoint_config(EndpointConfigName=name)["ProductionVariants"]
+    assert variant["ServerlessConfig"] == SERVERLESS_VARIANT["ServerlessConfig"] and "InstanceType" not in variant
+    container = sagemaker.describe_model(ModelName=name)["PrimaryContainer"]
+    assert container["Environment"] == SERVERLESS_CONTAINER["Environment"]
 
 
 def test_rollback_to_a_named_model_or_the_first(rolled_twice, capsys, update_endpoint):
