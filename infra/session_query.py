@@ -9,11 +9,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from infra.config import ATHENA_TIME_FORMS
 from model_code.event_rules import DATETIME_PATTERN, OptionError, ReadOptions
 from model_code.sessions import MAX_ITEMS
 
 SQL_FILE = Path(__file__).parent / "sql" / "group_sessions.sql"
-SQL_TIME_FORMS = ("auto", "epoch_s", "epoch_ms", "datetime")
 RUN_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=-]{0,127}")
 """A run's name (the folder under ``events/incoming/``): it goes into the query as a literal."""
 
@@ -35,8 +35,8 @@ def check_run(run: str) -> str:
 
 def select_sql(table: str, run_literal: str, options: ReadOptions = ReadOptions(), max_items: int = MAX_ITEMS) -> str:
     """The grouping SELECT over ``table`` for the run that ``run_literal`` (an SQL expression) names."""
-    if options.time_form not in SQL_TIME_FORMS:
-        raise OptionError(options.time_format, f"{', '.join(SQL_TIME_FORMS)} (the Athena query reads no %-pattern)")
+    if options.time_form not in ATHENA_TIME_FORMS:
+        raise OptionError(options.time_format, f"{', '.join(ATHENA_TIME_FORMS)} (the Athena query reads no %-pattern)")
     plain_groups = re.sub(r"\(\?P<\w+>", "(", DATETIME_PATTERN.pattern)
     body = "\n".join(line for line in SQL_FILE.read_text(encoding="utf-8").splitlines() if not line.startswith("--"))
     return body.format(
