@@ -19,6 +19,7 @@ from constructs import Node
 from infra import layout
 from infra.context_keys import unknown_settings
 from infra.instance_types import instance_type_problem, is_gpu_training_type, training_image_problem
+from model_code.event_rules import READ_OPTIONS, OptionError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,6 +41,10 @@ QUOTA_PERIODS = ("DAY", "WEEK", "MONTH")
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
                       2192, 2557, 2922, 3288, 3653)
 
+ATHENA_TIME_FORMS = ("auto", "epoch_s", "epoch_ms", "datetime")
+"""The time forms infra/sql/group_sessions.sql reads (a %-pattern is the local reader's only)."""
+ATHENA_MIN_CUTOFF = 10_000_000
+"""BytesScannedCutoffPerQuery's minimum: https://docs.aws.amazon.com/athena/latest/APIReference/API_WorkGroupConfiguration.html"""
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 # EventBridge Scheduler's recurring expressions: rate(value unit) or cron(six fields)
@@ -85,6 +90,12 @@ class AppConfig:
     transform_instance_type: str = "ml.m5.xlarge"
     transform_instance_count: int = 1
     max_concurrent_transform_jobs: int = 2
+    events_session_column: str = "SessionId"
+    events_item_column: str = "ItemId"
+    events_time_column: str = "Time"
+    events_separator: str = "tab"
+    events_time_format: str = "auto"
+    athena_bytes_scanned_cutoff: int = 10_000_000_000
     initial_model_artifact: str = "build/model.tar.gz"
     initial_model_version: str = "initial-1"
     api_auth: str = "iam"
@@ -148,6 +159,7 @@ class AppConfig:
                f"got {self.initial_model_version!r}")
         self._check_rollout()
         self._check_endpoint_mode()
+        self._check_events()
         _check(self.notification_email is None or _EMAIL.fullmatch(self.notification_email), "notification_email",
                f"must be an e-mail address, got {self.notification_email!r}")
 
@@ -207,6 +219,23 @@ class AppConfig:
         if self.serverless_provisioned_concurrency:
             serverless["ProvisionedConcurrency"] = self.serverless_provisioned_concurrency
         return serverless
+
+    def _check_events(self) -> None:
+        """The raw event files' table: the reader's options (model_code/event_rules.py) that a table can fix."""
+        for key in ("events_session_column", "events_item_column", "events_time_column", "events_separator",
+                    "events_time_format"):
+            name = key.removeprefix("events_")
+            option = next(option for option in READ_OPTIONS if option.name == name)
+            try:
+                value = option.parse(getattr(self, key))
+            except OptionError as err:
+                raise ConfigError(key, str(err)) from None
+            _check(key != "events_separator" or value is not None, key,
+                   "a table reads one separator: tab, comma, semicolon, pipe or one character, not auto")
+        _check(self.events_time_format.strip().lower() in ATHENA_TIME_FORMS, "events_time_format",
+               f"the Athena query reads {ATHENA_TIME_FORMS}, got {self.events_time_format!r}")
+        _check(self.athena_bytes_scanned_cutoff >= ATHENA_MIN_CUTOFF, "athena_bytes_scanned_cutoff",
+               f"Athena's smallest cut-off is {ATHENA_MIN_CUTOFF} bytes (10 MB), got {self.athena_bytes_scanned_cutoff}")
 
     @classmethod
     def from_context(cls, node: Node) -> AppConfig:

@@ -40,6 +40,8 @@ from model_code.event_rules import (BAD_ROW_REASONS, DATETIME_PATTERN, EPOCH_PAT
 
 CSV_SUFFIXES = {".tsv": "\t", ".txt": "\t", ".csv": ","}
 PARQUET_SUFFIXES = {".parquet", ".pq"}
+FILE = "File"
+"""The column :func:`read_events` adds with ``with_files``: the file (path or ``s3://`` URI) of each event."""
 COLUMN_FLAGS = "--session-column, --item-column and --time-column (hyperparameters session_column, item_column, time_column)"
 
 
@@ -91,16 +93,19 @@ class BadRows:
 
 
 def read_events(source: str | os.PathLike, options: ReadOptions = ReadOptions(),
-                log: Callable[[str], None] = _log_to_stderr) -> pd.DataFrame:
+                log: Callable[[str], None] = _log_to_stderr, with_files: bool = False) -> pd.DataFrame:
     """Read, validate and order the events of ``source`` (file, folder or ``s3://`` URI).
 
     Bad rows are skipped and reported through ``log`` (a function taking one line) up to
     ``options.max_bad_rows``; more raise :class:`DataError`. The frame's ``attrs`` record
-    ``rows_read``, ``skipped_rows`` ({reason: count}) and ``sessions_reordered``.
+    ``rows_read``, ``skipped_rows`` ({reason: count}) and ``sessions_reordered``. With
+    ``with_files`` the frame has a fourth column, :data:`FILE`: the file each event was read from.
     """
     frames, rows, bad = [], 0, BadRows()
     for file in _list_sources(str(source)):
         frame, file_rows, file_bad = _read_one(file, options)
+        if with_files:
+            frame[FILE] = file.name
         frames.append(frame)
         rows += file_rows
         bad.add(file_bad)
@@ -109,6 +114,8 @@ def read_events(source: str | os.PathLike, options: ReadOptions = ReadOptions(),
     if events.empty:
         raise DataError(f"{source}: no events (no data rows with a session id, an item id and a time)")
     events, reordered = _order(events, source, log)
+    if not with_files:
+        events = events[[SESSION, ITEM, TIME]]
     events.attrs.update(rows_read=rows, skipped_rows={k: v for k, v in bad.counts.items() if v},
                         sessions_reordered=reordered)
     return events
@@ -398,4 +405,4 @@ def _order(events: pd.DataFrame, source, log: Callable[[str], None]) -> tuple[pd
         order = np.lexsort((times, codes))
     if not np.array_equal(order, np.arange(len(order))):
         events = events.iloc[order].reset_index(drop=True)
-    return events[[SESSION, ITEM, TIME]], reordered
+    return events, reordered

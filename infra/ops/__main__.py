@@ -9,7 +9,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from infra.ops import recommend as recommending
-from infra.ops import cleanup, live_model, scoring, status, training
+from infra.ops import cleanup, event_runs, live_model, scoring, status, training
 from infra.ops.deployment import load_deployment, validate_stage
 from infra.ops.errors import OpsError
 
@@ -23,6 +23,7 @@ examples:
   python -m infra.ops train --upload-data demo_output/data -p epochs=5 --wait
   python -m infra.ops train --one-off -p loss=bpr-max -p learning_rate=0.05
   python -m infra.ops score sessions.jsonl --wait
+  python -m infra.ops score-events clicks/ --run 2026-11-29
   python -m infra.ops recommend 1000 1001 -k 10 --exclude-seen
   python -m infra.ops status --stage prod
   python -m infra.ops rollback --to gru4rec-dev-train-20261129-021710-0a1b2c3d
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(commands, location)
     _add_score(commands, location)
+    _add_score_events(commands, location)
     _add_recommend(commands, location)
     commands.add_parser(
         "status",
@@ -144,6 +146,20 @@ def _add_score(commands, location: argparse.ArgumentParser) -> None:
         "--timeout", type=float, default=3600.0, metavar="SECONDS",
         help="how long --wait waits (default: 3600)",
     )
+
+
+def _add_score_events(commands, location: argparse.ArgumentParser) -> None:
+    score = commands.add_parser(
+        "score-events",
+        parents=[location],
+        help="score raw click events: grouped into sessions on Athena, then Batch Transform",
+        description="Copy event files (a local file or folder, or an s3:// URI; .tsv/.csv/.txt, gzip or not, "
+        "the columns and separator the stage's events table was deployed with) to events/incoming/<run>/, then "
+        "put <run>/_SUCCESS, which starts the events pipeline; the scores appear in sessions/scored/<run>/ "
+        "with summary.json.",
+    )
+    score.add_argument("source", help="event file, folder of event files, or s3:// URI")
+    score.add_argument("--run", help="the run's name (default: events-<UTC time>); a run is scored once")
 
 
 def _add_recommend(commands, location: argparse.ArgumentParser) -> None:
@@ -243,6 +259,18 @@ def run_score(args, session, deployment) -> int:
     return 0
 
 
+def check_score_events(args) -> None:
+    if not args.source.startswith("s3://"):
+        event_runs.local_files(Path(args.source))
+
+
+def run_score_events(args, session, deployment) -> int:
+    run = event_runs.submit_events(session.client("s3"), deployment.data_bucket, args.source, args.run)
+    print(f"run {run.run}: {len(run.files)} event files and the _SUCCESS marker uploaded")
+    print(f"scores will appear in {run.scored_uri}, the summary at s3://{run.bucket}/{run.summary_key}")
+    return 0
+
+
 def run_recommend(args, session, deployment) -> int:
     result = recommending.recommend(session, deployment, args.items, args.k, args.exclude_seen)
     print(recommending.format_table(result))
@@ -278,12 +306,14 @@ def run_cleanup(args, session, deployment) -> int:
     return 0
 
 
-LOCAL_CHECKS = {"train": check_train, "score": check_score, "recommend": check_recommend}
+LOCAL_CHECKS = {"train": check_train, "score": check_score, "score-events": check_score_events,
+                "recommend": check_recommend}
 """What each command checks before it makes any AWS call."""
 
 COMMANDS = {
     "train": run_train,
     "score": run_score,
+    "score-events": run_score_events,
     "recommend": run_recommend,
     "status": run_status,
     "rollback": run_rollback,

@@ -35,12 +35,16 @@ from infra.instance_storage import uses_volume_key
 from infra.layout import (
     BATCH_MODELS_PREFIX,
     FILTERS_SUFFIX,
+    GROUPED_SESSIONS_PREFIX,
+    INCOMING_EVENTS_PREFIX,
     INCOMING_SESSIONS_PREFIX,
     MODELS_PREFIX,
     SCORED_SESSIONS_PREFIX,
 )
 from infra.log_groups import log_group_arn, log_streams_arn
 from infra.sagemaker_models import NETWORK_ISOLATION, primary_container
+from infra.stacks.event_sessions import PIPELINE as EVENTS_PIPELINE
+from infra.stacks.event_sessions import EventSessions
 from infra.stacks.filter_packager import FilterPackager
 from infra.stacks.image import ImageStack, pull_image_statements
 from infra.stacks.storage import StorageStack
@@ -98,6 +102,7 @@ class BatchStack(cdk.Stack):
                  image: ImageStack, **kwargs) -> None:
         super().__init__(scope, construct_id, description=f"GRU4Rec {config.stage}: batch scoring of new sessions files", **kwargs)
         self.job_name_prefix = job_name_prefix(config, JOB_KIND)
+        self.events_job_name_prefix = job_name_prefix(config, EVENTS_PIPELINE)
         self.transform_role = self._transform_role(config, storage, image)
         self.packager = FilterPackager(self, "FilterPackager", config, storage)
         self.topic = failure_topic(self, config, storage.key, "batch")
@@ -109,8 +114,24 @@ class BatchStack(cdk.Stack):
         self._grant_pipeline(config, storage)
         notify_abnormal_ends(self, self.state_machine, self.topic, storage.key)
         self.rule, self.dead_letter_queue = self._trigger(config, storage)
+        self.event_sessions = self._event_sessions(config, storage, image)
         cdk.CfnOutput(self, "BatchStateMachineArn", value=self.state_machine.state_machine_arn,
                       description="Batch pipeline: scores each new sessions/incoming/*.jsonl file")
+
+    def _event_sessions(self, config: AppConfig, storage: StorageStack, image: ImageStack) -> EventSessions:
+        """Raw event runs grouped by Athena and scored by one transform job of the pipeline ``events``."""
+        run_prefix = "{% 's3://' & $bucket & '/"
+        pipeline = EventSessions(
+            self, "EventSessions", config, storage, image.serve_image_uri, self.transform_role,
+            transform_arguments(config, storage, input_uri=f"{run_prefix}{GROUPED_SESSIONS_PREFIX}' & $run & '/' %}}",
+                                output_uri=f"{run_prefix}{SCORED_SESSIONS_PREFIX}' & $run %}}", compression="Gzip"),
+            self.events_job_name_prefix, job_name_expression(config, EVENTS_PIPELINE), self.topic, self.dead_letter_queue)
+        if uses_volume_key(config.transform_instance_type):
+            for statement in volume_key_statements(storage.key):
+                pipeline.state_machine.add_to_role_policy(statement)
+        cdk.CfnOutput(self, "EventsStateMachineArn", value=pipeline.state_machine.state_machine_arn,
+                      description=f"Events pipeline: groups and scores each run of {INCOMING_EVENTS_PREFIX}<run>/")
+        return pipeline
 
     # --- states -----------------------------------------------------------------------------------
 
@@ -187,32 +208,15 @@ class BatchStack(cdk.Stack):
         )
         for task in (read_model, create_model, delete_model):
             task.add_catch(on_failure)
-        workers = transform_workers(config.transform_instance_type)
         relative = f"$substringAfter($key, '{INCOMING_SESSIONS_PREFIX}')"
-        transform = sync_job_task(self, "Transform", "createTransformJob", {
-            "TransformJobName": "{% $jobName %}",
-            "ModelName": "{% $jobName %}",
-            "BatchStrategy": "MultiRecord",
-            "MaxPayloadInMB": MAX_PAYLOAD_MB,
-            "MaxConcurrentTransforms": workers,
-            # one request per worker: the container runs this many workers whatever the instance's cores
-            # a 6 MB payload of a large catalogue's sessions can take minutes to score: the container's and
-            # SageMaker's timeouts for one invocation are raised together
-            "Environment": {"MODEL_SERVER_WORKERS": str(workers), "MODEL_SERVER_TIMEOUT": str(INVOCATION_TIMEOUT_S)},
-            "ModelClientConfig": {"InvocationsTimeoutInSeconds": INVOCATION_TIMEOUT_S + 60, "InvocationsMaxRetries": 1},
-            "TransformInput": {
-                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "{% 's3://' & $bucket & '/' & $key %}"}},
-                "ContentType": CONTENT_TYPE, "SplitType": "Line", "CompressionType": "None",
-            },
-            "TransformOutput": {
-                # the key's folders below sessions/incoming/, under sessions/scored
-                "S3OutputPath": "{% 's3://' & $bucket & '/" + SCORED_SESSIONS_PREFIX.rstrip("/") + "' & $replace('/' & "
-                                + relative + ", /\\/[^\\/]*$/, '') %}",
-                "Accept": CONTENT_TYPE, "AssembleWith": "Line", "KmsKeyId": storage.key.key_arn,
-            },
-            "TransformResources": _transform_resources(config, storage),
-            "Tags": resource_tags(config, pipeline="batch"),
-        }, comment="Score the file with the live model (one output line per input line)")
+        transform = sync_job_task(self, "Transform", "createTransformJob", transform_arguments(
+            config, storage,
+            input_uri="{% 's3://' & $bucket & '/' & $key %}",
+            # the key's folders below sessions/incoming/, under sessions/scored
+            output_uri="{% 's3://' & $bucket & '/" + SCORED_SESSIONS_PREFIX.rstrip("/") + "' & $replace('/' & "
+                       + relative + ", /\\/[^\\/]*$/, '') %}",
+            compression="None",
+        ), comment="Score the file with the live model (one output line per input line)")
         add_capacity_retries(transform)
         transform.add_catch(on_failure)
         done = sfn.Succeed.jsonata(self, "Done", outputs={
@@ -308,16 +312,19 @@ class BatchStack(cdk.Stack):
         role = iam.Role(self, "TransformRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
                         description=f"Execution role of the GRU4Rec {config.stage} Batch Transform models")
         models, incoming = storage.objects_arn(MODELS_PREFIX), storage.objects_arn(INCOMING_SESSIONS_PREFIX)
+        grouped = storage.objects_arn(GROUPED_SESSIONS_PREFIX)
         scored, packed = storage.objects_arn(SCORED_SESSIONS_PREFIX), storage.objects_arn(BATCH_MODELS_PREFIX)
         first_model = storage.initial_model.bucket.arn_for_objects(storage.initial_model.s3_object_key)
         log_group = log_group_arn(self, TRANSFORM_LOG_GROUP)
         # SageMaker names a transform job's log streams <job name>/<instance id>
         log_streams = log_streams_arn(self, TRANSFORM_LOG_GROUP, f"{self.job_name_prefix}*")
+        event_log_streams = log_streams_arn(self, TRANSFORM_LOG_GROUP, f"{self.events_job_name_prefix}*")
         statements = [
             iam.PolicyStatement(sid="ReadModelArtifacts", actions=["s3:GetObject"], resources=[models, first_model, packed]),
             iam.PolicyStatement(sid="ListIncomingSessions", actions=["s3:ListBucket"], resources=[storage.bucket_arn],
-                                conditions={"StringLike": {"s3:prefix": [f"{INCOMING_SESSIONS_PREFIX}*"]}}),
-            iam.PolicyStatement(sid="ReadIncomingSessions", actions=["s3:GetObject"], resources=[incoming]),
+                                conditions={"StringLike": {"s3:prefix": [f"{INCOMING_SESSIONS_PREFIX}*",
+                                                                         f"{GROUPED_SESSIONS_PREFIX}*"]}}),
+            iam.PolicyStatement(sid="ReadIncomingSessions", actions=["s3:GetObject"], resources=[incoming, grouped]),
             iam.PolicyStatement(sid="WriteScoredSessions", actions=["s3:PutObject"], resources=[scored]),
             iam.PolicyStatement(sid="UseStageKey", resources=[storage.key.key_arn],
                                 actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]),
@@ -326,7 +333,7 @@ class BatchStack(cdk.Stack):
             iam.PolicyStatement(sid="CreateTransformLogGroup", actions=["logs:CreateLogGroup", "logs:DescribeLogStreams"],
                                 resources=[log_group]),
             iam.PolicyStatement(sid="WriteTransformLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                                resources=[log_streams]),
+                                resources=[log_streams, event_log_streams]),
         ]
         if uses_volume_key(config.transform_instance_type):
             statements += volume_key_statements(storage.key)
@@ -336,12 +343,41 @@ class BatchStack(cdk.Stack):
             models: "Training jobs write each new model under models/<job>/: the role reads model artifacts of this prefix only.",
             packed: "A run with a filter list reads its own packed model under batch-models/<job>/: get only, this prefix only.",
             incoming: "Batch Transform reads the session files dropped under sessions/incoming/: get only, this prefix only.",
+            grouped: "Batch Transform reads a run's sessions grouped by Athena under sessions/grouped/: get only, this prefix only.",
+            event_log_streams: "SageMaker names the log streams <job>/<instance>; only this stage's events jobs' streams.",
             scored: "Batch Transform writes <file>.out under sessions/scored/: put only, this prefix only.",
             log_group: "log-group:<name>:* is how IAM names the one log group SageMaker writes transform logs to "
                        "(CreateLogGroup on a region's first job, DescribeLogStreams).",
             log_streams: "SageMaker names the log streams <job>/<instance>; only this stage's batch jobs' streams.",
         })
         return role
+
+
+def transform_arguments(config: AppConfig, storage: StorageStack, input_uri: str, output_uri: str,
+                        compression: str) -> dict:
+    """CreateTransformJob's arguments for the job ``$jobName`` (also its model's name): JSON lines in
+    (``input_uri``, an S3 prefix or object; ``compression`` None or Gzip), one answer line per line out."""
+    workers = transform_workers(config.transform_instance_type)
+    return {
+        "TransformJobName": "{% $jobName %}",
+        "ModelName": "{% $jobName %}",
+        "BatchStrategy": "MultiRecord",
+        "MaxPayloadInMB": MAX_PAYLOAD_MB,
+        "MaxConcurrentTransforms": workers,
+        # one request per worker: the container runs this many workers whatever the instance's cores
+        # a 6 MB payload of a large catalogue's sessions can take minutes to score: the container's and
+        # SageMaker's timeouts for one invocation are raised together
+        "Environment": {"MODEL_SERVER_WORKERS": str(workers), "MODEL_SERVER_TIMEOUT": str(INVOCATION_TIMEOUT_S)},
+        "ModelClientConfig": {"InvocationsTimeoutInSeconds": INVOCATION_TIMEOUT_S + 60, "InvocationsMaxRetries": 1},
+        "TransformInput": {
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": input_uri}},
+            "ContentType": CONTENT_TYPE, "SplitType": "Line", "CompressionType": compression,
+        },
+        "TransformOutput": {"S3OutputPath": output_uri, "Accept": CONTENT_TYPE, "AssembleWith": "Line",
+                            "KmsKeyId": storage.key.key_arn},
+        "TransformResources": _transform_resources(config, storage),
+        "Tags": resource_tags(config, pipeline="batch"),
+    }
 
 
 def _transform_resources(config: AppConfig, storage: StorageStack) -> dict:

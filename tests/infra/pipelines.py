@@ -41,14 +41,20 @@ def resources(template: dict, resource_type: str) -> dict[str, dict]:
     return {name: body for name, body in template["Resources"].items() if body["Type"] == resource_type}
 
 
-def state_machine(template: dict) -> dict:
-    (machine,) = resources(template, "AWS::StepFunctions::StateMachine").values()
+def state_machine(template: dict, pipeline: str | None = None) -> dict:
+    """The properties of the state machine ``gru4rec-<stage>-<pipeline>``; without ``pipeline``, of the
+    stack's own one (a construct's inside the stack has a logical id of its construct's name first)."""
+    machines = resources(template, "AWS::StepFunctions::StateMachine")
+    if pipeline is None:
+        (machine,) = [body for name, body in machines.items() if name.startswith("StateMachine")]
+    else:
+        (machine,) = [body for body in machines.values() if body["Properties"]["StateMachineName"].endswith(f"-{pipeline}")]
     return machine["Properties"]
 
 
-def definition(template: dict) -> dict:
-    """The stack's (only) state machine definition, references replaced by markers."""
-    raw = state_machine(template)["DefinitionString"]
+def definition(template: dict, pipeline: str | None = None) -> dict:
+    """A state machine's definition (as :func:`state_machine` picks it), references replaced by markers."""
+    raw = state_machine(template, pipeline)["DefinitionString"]
     return json.loads(marker(raw) if isinstance(raw, dict) else raw)
 
 

@@ -97,7 +97,7 @@ def test_state_machine_is_standard_traced_and_logs_everything(template):
     assert properties["StateMachineType"] == "STANDARD" and properties["TracingConfiguration"] == {"Enabled": True}
     assert properties["LoggingConfiguration"]["Level"] == "ALL"
     log_groups = resources(template, "AWS::Logs::LogGroup")
-    assert len(log_groups) == 2  # the state machine's and the filter packager's
+    assert len(log_groups) == 3  # the two state machines' and the filter packager's
     for log_group in log_groups.values():
         assert STORAGE_EXPORTS in marker(log_group["Properties"]["KmsKeyId"])
     assert "BatchStateMachineArn" in template["Outputs"]
@@ -219,10 +219,12 @@ def test_transform_role_reads_models_and_incoming_sessions_and_writes_scores(tem
     assert actions_on(statements, "/models/*") == {"s3:GetObject"}
     assert actions_on(statements, "/batch-models/*") == {"s3:GetObject"}
     assert actions_on(statements, "/sessions/incoming/*") == {"s3:GetObject"}
+    assert actions_on(statements, "/sessions/grouped/*") == {"s3:GetObject"}
     assert actions_on(statements, "/sessions/scored/*") == {"s3:PutObject"}
     assert actions_on(statements, "/capture/") == set()
+    assert actions_on(statements, "/events/") == set()
     (listing,) = [s for s in statements if s["Action"] == "s3:ListBucket"]
-    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["sessions/incoming/*"]}}
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["sessions/incoming/*", "sessions/grouped/*"]}}
     assert actions_on(statements, "log-group:/aws/sagemaker/TransformJobs:log-stream:gru4rec-dev-batch-*") == {
         "logs:CreateLogStream", "logs:PutLogEvents"}
     assert actions_on(statements, "log-group:/aws/sagemaker/TransformJobs:*") >= {"logs:CreateLogGroup"}

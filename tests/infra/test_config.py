@@ -226,3 +226,22 @@ def test_a_serverless_endpoint_keeps_its_blue_green_rollout_whatever_the_unused_
     config = AppConfig.from_mapping({"initial_model_artifact": str(artifact), "endpoint_mode": "serverless",
                                      "rollout": "canary", "endpoint_instance_type": "ml.inf1.xlarge"})
     assert config.rollout == "canary"
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("events_separator", "auto", "not auto"),
+    ("events_separator", "ab", "one character"),
+    ("events_time_column", "", "not empty"),
+    ("events_time_format", "%d/%m/%Y", "Athena query reads"),
+    ("events_time_format", "%Q", "allowed"),
+    ("athena_bytes_scanned_cutoff", 9_999_999, "10 MB"),
+])
+def test_event_table_settings_are_checked_by_name(key, value, words):
+    with pytest.raises(ConfigError, match=key) as caught:
+        AppConfig(**{key: value})
+    assert words in str(caught.value)
+
+
+def test_event_table_settings_take_the_readers_names():
+    config = AppConfig(events_separator="comma", events_time_format="epoch_ms", events_session_column="user")
+    assert (config.events_separator, config.events_time_format, config.events_session_column) == ("comma", "epoch_ms", "user")

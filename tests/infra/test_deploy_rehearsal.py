@@ -82,7 +82,12 @@ NOT_CREATED_BY_MOTO = {
         "AWS::ApiGateway::UsagePlanKey",
     },
     "training": {"AWS::SNS::Subscription", "AWS::SNS::TopicPolicy"},
+    # moto 5.2.5's CloudFormation has no Athena workgroup or Glue database/table: the events pipeline's
+    # catalog and workgroup are checked in tests/infra/test_event_sessions_stack.py, its state machine here
     "batch": {
+        "AWS::Athena::WorkGroup",
+        "AWS::Glue::Database",
+        "AWS::Glue::Table",
         "AWS::CloudWatch::Alarm",
         "AWS::SNS::Subscription",
         "AWS::SNS::TopicPolicy",

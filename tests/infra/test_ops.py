@@ -968,3 +968,65 @@ def test_cleanup_keeps_the_models_live_before_the_current_one(stage, capsys):
     assert code == 0
     listed = set(out.splitlines()[:-1])
     assert listed == {"endpoint config gru4rec-dev-train-older", "model gru4rec-dev-train-older"}
+
+
+# --- score-events ----------------------------------------------------------------------------
+
+
+def _event_files(folder):
+    from tests.session_events import write_run
+
+    return write_run(folder)
+
+
+def test_score_events_uploads_a_run_then_its_marker(stage, capsys, tmp_path):
+    folder = _event_files(tmp_path / "clicks")
+    code, out, err = run(capsys, "score-events", str(folder), "--run", "2026-11-29")
+    assert code == 0, err
+    s3 = stage.session.client("s3")
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="events/incoming/")["Contents"])
+    assert keys == ["events/incoming/2026-11-29/_SUCCESS", "events/incoming/2026-11-29/part-0001.tsv",
+                    "events/incoming/2026-11-29/part-0002.tsv.gz"]
+    body = s3.get_object(Bucket=BUCKET, Key="events/incoming/2026-11-29/part-0002.tsv.gz")["Body"].read()
+    assert body == (folder / "part-0002.tsv.gz").read_bytes()
+    assert f"s3://{BUCKET}/sessions/scored/2026-11-29/" in out and "summary.json" in out
+
+
+def test_score_events_puts_the_marker_last_and_copies_s3_sources(stage, tmp_path):
+    from infra.ops.event_runs import submit_events
+
+    s3 = stage.session.client("s3")
+    for path in sorted(_event_files(tmp_path / "clicks").iterdir()):
+        s3.upload_file(str(path), BUCKET, f"exports/day1/{path.name}")
+    s3.put_object(Bucket=BUCKET, Key="exports/day1/_SUCCESS", Body=b"")  # the exporter's own marker: not copied
+    calls = []
+
+    class Recording:
+        def __getattr__(self, name):
+            method = getattr(s3, name)
+
+            def call(*args, **kwargs):
+                calls.append(name)
+                return method(*args, **kwargs)
+            return call
+
+    done = submit_events(Recording(), BUCKET, f"s3://{BUCKET}/exports/day1/", "r1")
+    assert done.files == ("part-0001.tsv", "part-0002.tsv.gz")
+    writes = [name for name in calls if name in ("copy", "put_object", "upload_file")]
+    assert writes == ["copy", "copy", "put_object"]
+    assert s3.head_object(Bucket=BUCKET, Key="events/incoming/r1/_SUCCESS")["ContentLength"] == 0
+
+
+def test_score_events_refuses_a_run_that_exists_or_a_bad_name(stage, capsys, tmp_path):
+    folder = _event_files(tmp_path / "clicks")
+    assert run(capsys, "score-events", str(folder), "--run", "r1")[0] == 0
+    code, _, err = run(capsys, "score-events", str(folder), "--run", "r1")
+    assert code == 1 and "already holds objects" in err
+    code, _, err = run(capsys, "score-events", str(folder), "--run", "a'b")
+    assert code == 1 and "run \"a'b\"" in err
+
+
+def test_score_events_refuses_files_the_table_cannot_read_before_any_call(capsys, tmp_path):
+    (tmp_path / "e.parquet").write_bytes(b"PAR1")
+    code, _, err = run(capsys, "score-events", str(tmp_path / "e.parquet"))
+    assert code == 1 and "e.parquet" in err and ".tsv" in err

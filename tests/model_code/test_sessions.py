@@ -1,0 +1,54 @@
+"""Grouping events into sessions locally: order, ties, the 200 latest items, the command line."""
+import json
+import subprocess
+import sys
+
+from model_code.event_rules import ReadOptions
+from model_code.events import read_events
+from model_code.sessions import MAX_ITEMS, group_sessions
+from tests.session_events import BAD_ROWS, EXPECTED, write_run
+
+OPTIONS = ReadOptions(max_bad_rows="5")
+
+
+def test_sessions_follow_the_rules_of_the_hand_written_reference(tmp_path):
+    events = read_events(write_run(tmp_path / "run"), OPTIONS, lambda line: None, with_files=True)
+    sessions = group_sessions(events)
+    assert [s["session_id"] for s in sessions] == list(EXPECTED)  # order of first appearance
+    assert {s["session_id"]: s["items"] for s in sessions} == EXPECTED
+    assert events.attrs["skipped_rows"] == BAD_ROWS
+
+
+def test_at_most_the_latest_items_are_kept():
+    import pandas as pd
+
+    events = pd.DataFrame({"SessionId": ["s"] * 5, "ItemId": list("abcde"), "Time": [5.0, 4, 3, 2, 1], "File": "f"})
+    assert group_sessions(events, max_items=2) == [{"session_id": "s", "items": ["b", "a"]}]
+    assert MAX_ITEMS == 200
+
+
+def test_command_writes_one_json_line_per_session(tmp_path):
+    out = tmp_path / "sessions.jsonl"
+    done = subprocess.run([sys.executable, "-m", "model_code.sessions", str(write_run(tmp_path / "run")),
+                           "--out", str(out), "--max-bad-rows", "5"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line) for line in lines] == [{"session_id": k, "items": v} for k, v in EXPECTED.items()]
+    assert "商品7" in lines[1]  # written as it is, not escaped
+    assert "6 sessions from 220 events (5 rows skipped)" in done.stderr
+
+
+def test_command_fails_with_the_readers_report_beyond_the_bad_row_bound(tmp_path):
+    out = tmp_path / "sessions.jsonl"
+    done = subprocess.run([sys.executable, "-m", "model_code.sessions", str(write_run(tmp_path / "run")),
+                           "--out", str(out)], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "5 of 225 rows are bad" in done.stderr and "--max-bad-rows" in done.stderr
+    assert not out.exists()
+
+
+def test_reading_options_are_checked_by_name(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "model_code.sessions", "x", "--out", "y", "--time-format", "%Q"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "--time-format" in done.stderr and "'%Q'" in done.stderr
