@@ -57,7 +57,8 @@ def test_no_grant_for_a_volume_key_that_is_not_used(nvme, synth):
                    for key in ("endpoint", "training", "batch") for s in policy_statements(result.template_dict(key)))
 
     assert grants(nvme) == 0
-    assert grants(synth) == 5  # model role, training role and its caller, transform role and its caller
+    # model role, training role and its caller, transform role and its two callers (the batch and events pipelines)
+    assert grants(synth) == 6
 
 
 def test_the_dropped_endpoint_key_is_acknowledged_with_the_aws_rule(nvme):
