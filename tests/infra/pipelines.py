@@ -41,6 +41,18 @@ def resources(template: dict, resource_type: str) -> dict[str, dict]:
     return {name: body for name, body in template["Resources"].items() if body["Type"] == resource_type}
 
 
+def logical_id(template: dict, resource_type: str, prefix: str) -> str:
+    """The one resource of ``resource_type`` whose logical id starts with ``prefix``."""
+    (name,) = [name for name in resources(template, resource_type) if name.startswith(prefix)]
+    return name
+
+
+def policy_of(template: dict, prefix: str) -> list[dict]:
+    """The statements of the IAM policy whose logical id starts with ``prefix``."""
+    return resources(template, "AWS::IAM::Policy")[logical_id(template, "AWS::IAM::Policy", prefix)]["Properties"][
+        "PolicyDocument"]["Statement"]
+
+
 def state_machine(template: dict, pipeline: str | None = None) -> dict:
     """The properties of the state machine ``gru4rec-<stage>-<pipeline>``; without ``pipeline``, of the
     stack's own one (a construct's inside the stack has a logical id of its construct's name first)."""

@@ -9,8 +9,8 @@ import pytest
 
 from infra.stacks.batch import transform_workers
 from tests.infra.pipelines import (
-    PARTITION, actions_on, as_list, definition, evaluate, main_path, marker, policy_statements, resources,
-    state_machine,
+    PARTITION, actions_on, as_list, definition, evaluate, logical_id, main_path, marker, policy_of, policy_statements,
+    resources, state_machine,
 )
 
 STORAGE_EXPORTS = "import:Gru4Rec-Dev-Storage"
@@ -179,11 +179,11 @@ def test_the_list_travels_in_a_copy_of_the_models_archive(states, template):
     packed = payload["output"]
     assert evaluate(attach["Assign"]["modelData"], states={"result": {"Payload": {"modelData": packed}}}) == packed
     assert attach["Next"] == "Create model"
-    assert _logical_id(template, "AWS::Lambda::Function", "FilterPackager") in attach["Arguments"]["FunctionName"]
+    assert logical_id(template, "AWS::Lambda::Function", "FilterPackager") in attach["Arguments"]["FunctionName"]
 
 
 def test_the_packager_reads_models_and_lists_and_writes_packed_models_only(template):
-    statements = _policy(template, "FilterPackagerPolicy")
+    statements = policy_of(template, "FilterPackagerPolicy")
     assert actions_on(statements, "/models/*") == {"s3:GetObject"}
     assert actions_on(statements, "/sessions/incoming/*") == {"s3:GetObject"}
     assert actions_on(statements, "/batch-models/*") == {"s3:PutObject"}
@@ -200,7 +200,7 @@ def test_each_job_gets_its_own_model_under_the_transform_role(states, template, 
     variables = variables_for(states, "sessions/incoming/a.jsonl")
     arguments = create["Arguments"]
     assert evaluate(arguments["ModelName"], variables) == variables["jobName"]
-    assert arguments["ExecutionRoleArn"] == f"<{_logical_id(template, 'AWS::IAM::Role', 'TransformRole')}.Arn>"
+    assert arguments["ExecutionRoleArn"] == f"<{logical_id(template, 'AWS::IAM::Role', 'TransformRole')}.Arn>"
     container = arguments["PrimaryContainer"]
     assert container["Image"].endswith(":" + marker(synth.stacks["image"].resolve(synth.stacks["image"].serve_image_uri)).rsplit(":", 1)[1])
     source = container["ModelDataSource"]["S3DataSource"]
@@ -215,7 +215,7 @@ def test_each_job_gets_its_own_model_under_the_transform_role(states, template, 
 
 
 def test_transform_role_reads_models_and_incoming_sessions_and_writes_scores(template):
-    statements = _policy(template, "TransformPolicy")
+    statements = policy_of(template, "TransformPolicy")
     assert actions_on(statements, "/models/*") == {"s3:GetObject"}
     assert actions_on(statements, "/batch-models/*") == {"s3:GetObject"}
     assert actions_on(statements, "/sessions/incoming/*") == {"s3:GetObject"}
@@ -300,7 +300,7 @@ def test_iam_least_privilege(template):
             assert as_list(statement["Action"]) == ["iam:PassRole"]
             assert marker(statement["Resource"]).startswith("<TransformRole")
             assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
-    machine = _policy(template, "StateMachineRoleDefaultPolicy")
+    machine = policy_of(template, "StateMachineRoleDefaultPolicy")
     star = {a for s in machine if s["Resource"] == "*" for a in as_list(s["Action"])}
     assert {a for a in star if not a.startswith(("logs:", "xray:"))} == {"sagemaker:listTransformJobs"}
     assert actions_on(statements, ":transform-job/gru4rec-dev-batch-*") == {
@@ -329,13 +329,3 @@ def test_workers_of_an_unknown_size():
 def _rule(template: dict, prefix: str) -> dict:
     (rule,) = [body for name, body in resources(template, "AWS::Events::Rule").items() if name.startswith(prefix)]
     return rule
-
-
-def _logical_id(template: dict, resource_type: str, prefix: str) -> str:
-    (name,) = [name for name in resources(template, resource_type) if name.startswith(prefix)]
-    return name
-
-
-def _policy(template: dict, prefix: str) -> list[dict]:
-    return resources(template, "AWS::IAM::Policy")[_logical_id(template, "AWS::IAM::Policy", prefix)]["Properties"][
-        "PolicyDocument"]["Statement"]

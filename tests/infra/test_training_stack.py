@@ -13,8 +13,8 @@ from infra.stacks.workflow import job_name_expression
 from model_code.train import metric_lines
 from tests.infra.conftest import GPU_TRAINING_TYPE, synthesize
 from tests.infra.pipelines import (
-    PARTITION, actions_on, as_list, definition, evaluate, main_path, marker, policy_statements, resources,
-    state_machine,
+    PARTITION, actions_on, as_list, definition, evaluate, logical_id, main_path, marker, policy_of, policy_statements,
+    resources, state_machine,
 )
 
 STORAGE_EXPORTS = "import:Gru4Rec-Dev-Storage"
@@ -72,7 +72,7 @@ def test_training_job_runs_the_image_to_the_end(states, synth):
     assert train["Resource"] == f"arn:{PARTITION}:states:::sagemaker:createTrainingJob.sync"
     arguments = train["Arguments"]
     assert arguments["AlgorithmSpecification"]["TrainingImage"].endswith(":" + _image_tag(synth, "train"))
-    assert arguments["RoleArn"] == "<" + _logical_id(synth.template_dict("training"), "AWS::IAM::Role", "TrainingRole") + ".Arn>"
+    assert arguments["RoleArn"] == "<" + logical_id(synth.template_dict("training"), "AWS::IAM::Role", "TrainingRole") + ".Arn>"
     assert arguments["ResourceConfig"]["InstanceType"] == synth.config.training_instance_type
     assert arguments["StoppingCondition"]["MaxRuntimeInSeconds"] == synth.config.training_max_runtime_hours * 3600
     assert arguments["OutputDataConfig"]["S3OutputPath"].endswith("/models/")
@@ -139,7 +139,7 @@ def test_on_demand_training_has_no_spot_settings(without_spot):
     arguments = definition(without_spot.template_dict("training"))["States"]["Train"]["Arguments"]
     assert "EnableManagedSpotTraining" not in arguments and "CheckpointConfig" not in arguments
     assert "MaxWaitTimeInSeconds" not in arguments["StoppingCondition"]
-    training_policy = _policy(without_spot.template_dict("training"), "TrainingPolicy")
+    training_policy = policy_of(without_spot.template_dict("training"), "TrainingPolicy")
     assert not any("/checkpoints/" in marker(r) for s in training_policy for r in as_list(s["Resource"]))
 
 
@@ -193,7 +193,7 @@ def test_every_task_and_failed_check_notifies_then_fails(states, synth):
             assert set(state["Output"]) == {"Error", "Cause"} and state["Next"] == "Notify failure", name
     notify = states["Notify failure"]
     assert notify["Resource"] == f"arn:{PARTITION}:states:::sns:publish"
-    topic = _logical_id(synth.template_dict("training"), "AWS::SNS::Topic", "FailureTopic")
+    topic = logical_id(synth.template_dict("training"), "AWS::SNS::Topic", "FailureTopic")
     assert notify["Arguments"]["TopicArn"] == f"<{topic}>"
     assert notify["Next"] == "Failed" and states["Failed"]["Type"] == "Fail"
     failure = {"Error": "States.TaskFailed", "Cause": "AlgorithmError: out of memory"}
@@ -204,12 +204,12 @@ def test_every_task_and_failed_check_notifies_then_fails(states, synth):
 def test_timed_out_or_stopped_executions_are_reported(synth):
     template = synth.template_dict("training")
     (rule,) = resources(template, "AWS::Events::Rule").values()
-    machine = _logical_id(template, "AWS::StepFunctions::StateMachine", "StateMachine")
+    machine = logical_id(template, "AWS::StepFunctions::StateMachine", "StateMachine")
     assert rule["Properties"]["EventPattern"] == {
         "source": ["aws.states"], "detail-type": ["Step Functions Execution Status Change"],
         "detail": {"status": ["TIMED_OUT", "ABORTED"], "stateMachineArn": [{"Ref": machine}]},
     }
-    topic = _logical_id(template, "AWS::SNS::Topic", "FailureTopic")
+    topic = logical_id(template, "AWS::SNS::Topic", "FailureTopic")
     assert [target["Arn"] for target in rule["Properties"]["Targets"]] == [{"Ref": topic}]
 
 
@@ -366,7 +366,7 @@ def test_pass_role_only_for_the_two_sagemaker_roles(synth):
     assert as_list(statement["Action"]) == ["iam:PassRole"]
     assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
     roles = {marker(r) for r in statement["Resource"]}
-    training_role = f"<{_logical_id(template, 'AWS::IAM::Role', 'TrainingRole')}.Arn>"
+    training_role = f"<{logical_id(template, 'AWS::IAM::Role', 'TrainingRole')}.Arn>"
     assert training_role in roles and len(roles) == 2
     (model_role,) = roles - {training_role}
     assert model_role.startswith("<import:Gru4Rec-Dev-Endpoint:") and "ModelRole" in model_role
@@ -384,7 +384,7 @@ def test_state_machine_runs_only_its_own_jobs(synth):
 
 
 def test_training_role_reads_training_data_and_writes_models(synth):
-    statements = _policy(synth.template_dict("training"), "TrainingPolicy")
+    statements = policy_of(synth.template_dict("training"), "TrainingPolicy")
     assert actions_on(statements, "/training/*") == {"s3:GetObject"}
     assert actions_on(statements, "/models/*") == {"s3:PutObject"}
     assert actions_on(statements, "/checkpoints/*") == {"s3:GetObject", "s3:PutObject"}
@@ -403,7 +403,7 @@ def test_training_role_reads_training_data_and_writes_models(synth):
 @pytest.mark.parametrize("policy_prefix", ["TrainingPolicy", "StateMachineRoleDefaultPolicy"])
 def test_training_and_its_caller_may_let_sagemaker_grant_the_volume_key(synth, policy_prefix):
     """CreateGrant only for grants to AWS resources; DescribeKey in a statement of its own, unconditioned."""
-    statements = _policy(synth.template_dict("training"), policy_prefix)
+    statements = policy_of(synth.template_dict("training"), policy_prefix)
     key_statements = [s for s in statements if {"kms:CreateGrant", "kms:DescribeKey"} & set(as_list(s["Action"]))]
     assert sorted((as_list(s["Action"]), s.get("Condition")) for s in key_statements) == [
         (["kms:CreateGrant"], {"Bool": {"kms:GrantIsForAWSResource": "true"}}), (["kms:DescribeKey"], None)]
@@ -415,16 +415,6 @@ def _choose(choice: dict, variables: dict, state_input: dict | None = None) -> s
         if evaluate(rule["Condition"], variables, {"input": state_input or {}}) is True:
             return rule["Next"]
     return choice["Default"]
-
-
-def _logical_id(template: dict, resource_type: str, prefix: str) -> str:
-    (name,) = [name for name in resources(template, resource_type) if name.startswith(prefix)]
-    return name
-
-
-def _policy(template: dict, prefix: str) -> list[dict]:
-    return resources(template, "AWS::IAM::Policy")[_logical_id(template, "AWS::IAM::Policy", prefix)]["Properties"][
-        "PolicyDocument"]["Statement"]
 
 
 def _image_tag(synth, target: str) -> str:
