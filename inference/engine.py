@@ -187,10 +187,14 @@ class Recommender:
                     recommendations = [pair for pair in recommendations if pair[1] != -math.inf]
                 results[row] = SessionResult(recommendations, len(sessions[row]) - len(known[row]),
                                              unknown_filter_items=_unknown(filters[row]))
+        fallbacks: dict[int, list[tuple[str, float]]] = {}  # one list per distinct filter, shared by its rows
         for row, indices in enumerate(known):
             if not indices:
                 # none of the session's items is known, so none of them is among the popular items either
-                results[row] = SessionResult(self._fallback(k, filters[row]), len(sessions[row]), fallback=True,
+                key = id(filters[row])
+                if key not in fallbacks:
+                    fallbacks[key] = self._fallback(k, filters[row])
+                results[row] = SessionResult(list(fallbacks[key]), len(sessions[row]), fallback=True,
                                              unknown_filter_items=_unknown(filters[row]))
         return results
 
