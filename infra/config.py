@@ -19,7 +19,7 @@ from constructs import Node
 from infra import layout
 from infra.context_keys import unknown_settings
 from infra.instance_types import instance_type_problem, is_gpu_training_type, training_image_problem
-from model_code.event_rules import READ_OPTIONS, OptionError
+from model_code.event_rules import DEFAULT_MAX_BAD_ROWS, READ_OPTIONS, OptionError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,6 +95,7 @@ class AppConfig:
     events_time_column: str = "Time"
     events_separator: str = "tab"
     events_time_format: str = "auto"
+    events_max_bad_rows: str = DEFAULT_MAX_BAD_ROWS
     athena_bytes_scanned_cutoff: int = 10_000_000_000
     initial_model_artifact: str = "build/model.tar.gz"
     initial_model_version: str = "initial-1"
@@ -108,6 +109,9 @@ class AppConfig:
     incoming_expiration_days: int = 30
     capture_expiration_days: int = 90
     checkpoint_expiration_days: int = 30
+    events_expiration_days: int = 30
+    grouped_expiration_days: int = 7
+    athena_results_expiration_days: int = 7
     noncurrent_version_expiration_days: int = 30
     access_log_expiration_days: int = 365
     log_retention_days: int = 365
@@ -126,7 +130,8 @@ class AppConfig:
                     "model_latency_alarm_ms", "transform_instance_count", "max_concurrent_transform_jobs",
                     "api_throttle_burst_limit", "api_quota_limit", "image_keep_count", "scored_expiration_days",
                     "incoming_expiration_days", "capture_expiration_days", "checkpoint_expiration_days",
-                    "noncurrent_version_expiration_days", "access_log_expiration_days", "model_keep_count"):
+                    "noncurrent_version_expiration_days", "access_log_expiration_days", "model_keep_count",
+                    "events_expiration_days"):
             _check(getattr(self, key) >= 1, key, f"must be at least 1, got {getattr(self, key)}")
         _check(self.training_max_runtime_hours <= 28 * 24, "training_max_runtime_hours",
                f"SageMaker allows at most 28 days (672 hours), got {self.training_max_runtime_hours}")
@@ -223,7 +228,7 @@ class AppConfig:
     def _check_events(self) -> None:
         """The raw event files' table: the reader's options (model_code/event_rules.py) that a table can fix."""
         for key in ("events_session_column", "events_item_column", "events_time_column", "events_separator",
-                    "events_time_format"):
+                    "events_time_format", "events_max_bad_rows"):
             name = key.removeprefix("events_")
             option = next(option for option in READ_OPTIONS if option.name == name)
             try:
@@ -236,6 +241,11 @@ class AppConfig:
                f"the Athena query reads {ATHENA_TIME_FORMS}, got {self.events_time_format!r}")
         _check(self.athena_bytes_scanned_cutoff >= ATHENA_MIN_CUTOFF, "athena_bytes_scanned_cutoff",
                f"Athena's smallest cut-off is {ATHENA_MIN_CUTOFF} bytes (10 MB), got {self.athena_bytes_scanned_cutoff}")
+        # a run reads its grouped lines and its query results until it ends, at most EVENTS_RUN_DAYS after it starts
+        for key in ("grouped_expiration_days", "athena_results_expiration_days"):
+            _check(getattr(self, key) > layout.EVENTS_RUN_DAYS, key,
+                   f"must outlast an events run ({layout.EVENTS_RUN_DAYS} days at most): at least "
+                   f"{layout.EVENTS_RUN_DAYS + 1}, got {getattr(self, key)}")
 
     @classmethod
     def from_context(cls, node: Node) -> AppConfig:

@@ -25,6 +25,9 @@ RUN_MARKER = "_SUCCESS"
 GROUPED_SESSIONS_PREFIX = "sessions/grouped/"
 """The Athena query's JSON lines of one run (``sessions/grouped/<run>/``), scored into ``sessions/scored/<run>/``."""
 ATHENA_RESULTS_PREFIX = "athena/"
+"""The events workgroup's query results (CSV and metadata, UNLOAD manifests)."""
+EVENTS_RUN_DAYS = 2
+"""An events run's longest execution: its grouped lines and query results must outlast it."""
 BATCH_MODELS_PREFIX = "batch-models/"
 """Model archives packed for one batch run with its filter list (``batch-models/<job>/model.tar.gz``)."""
 BATCH_MODELS_EXPIRATION_DAYS = 3

@@ -27,7 +27,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.config import AppConfig
-from infra.layout import (ATHENA_RESULTS_PREFIX, GROUPED_SESSIONS_PREFIX, INCOMING_EVENTS_PREFIX, RUN_MARKER,
+from infra.layout import (ATHENA_RESULTS_PREFIX, EVENTS_RUN_DAYS, GROUPED_SESSIONS_PREFIX, INCOMING_EVENTS_PREFIX, RUN_MARKER,
                           SCORED_SESSIONS_PREFIX)
 from infra.sagemaker_models import NETWORK_ISOLATION, primary_container
 from infra.session_query import RUN_PATTERN, quote_string, select_sql, unload_sql
@@ -40,7 +40,7 @@ from model_code.event_rules import ReadOptions
 
 PIPELINE = "events"
 TABLE = "events"
-EXECUTION_TIMEOUT = cdk.Duration.days(2)
+EXECUTION_TIMEOUT = cdk.Duration.days(EVENTS_RUN_DAYS)
 LAZY_SIMPLE_SERDE = "org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe"
 RUN_SLOT, BUCKET_SLOT = "{run}", "{bucket}"
 

@@ -6,6 +6,7 @@ import aws_cdk as cdk
 import pytest
 
 from infra.config import PROJECT_ROOT, AppConfig, ConfigError
+from model_code.event_rules import ReadOptions
 
 
 @pytest.fixture
@@ -158,6 +159,9 @@ def test_empty_notification_email_means_none(artifact):
     {"checkpoint_expiration_days": 1, "training_max_runtime_hours": 20},  # Spot may take 40 hours
     {"capture_expiration_days": 0},
     {"incoming_expiration_days": "-3"},
+    {"events_expiration_days": 0},
+    {"grouped_expiration_days": 2},  # a run may read them 2 days after it wrote them
+    {"athena_results_expiration_days": 2},
 ])
 def test_expirations_that_would_lose_data_in_use_are_refused(artifact, values):
     key = next(k for k in values if k.endswith("_expiration_days"))
@@ -235,11 +239,19 @@ def test_a_serverless_endpoint_keeps_its_blue_green_rollout_whatever_the_unused_
     ("events_time_format", "%d/%m/%Y", "Athena query reads"),
     ("events_time_format", "%Q", "allowed"),
     ("athena_bytes_scanned_cutoff", 9_999_999, "10 MB"),
+    ("events_max_bad_rows", "150%", "a share of the rows read"),
+    ("events_max_bad_rows", "-1", "a count"),
 ])
 def test_event_table_settings_are_checked_by_name(key, value, words):
     with pytest.raises(ConfigError, match=key) as caught:
         AppConfig(**{key: value})
     assert words in str(caught.value)
+
+
+def test_the_bad_row_bound_is_the_local_readers_by_default(artifact):
+    config = AppConfig.from_mapping({"initial_model_artifact": artifact})
+    assert config.events_max_bad_rows == ReadOptions().max_bad_rows == "1%"
+    assert AppConfig.from_mapping({"initial_model_artifact": artifact, "events_max_bad_rows": "0"}).events_max_bad_rows == "0"
 
 
 def test_event_table_settings_take_the_readers_names():
