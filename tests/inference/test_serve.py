@@ -445,3 +445,17 @@ def test_nginx_config_has_every_placeholder_filled(tmp_path):
     assert "listen 8123;" in text and f"unix:{tmp_path / 'g.sock'}" in text and "proxy_read_timeout 70s;" in text
     with pytest.raises(KeyError, match="PORT"):
         nginx_config.render("listen @PORT@;", {})
+
+
+@pytest.mark.slow
+def test_the_serving_benchmark_times_each_cold_start_and_stops_each_server(model_dir, nginx_binary, tmp_path):
+    """The mechanics of ``benchmarks/serving.py``'s cold start, not its speed: one figure per start, the median
+    and max taken from them, and every server started anew and stopped cleanly (one worker booted per start; a non-zero exit raises)."""
+    from benchmarks.serving import cold_starts
+
+    log_path = tmp_path / "cold.log"
+    figures = cold_starts(model_dir, workers=1, repeats=3, log_path=log_path)
+    assert len(figures["seconds"]) == 3 and all(value > 0 for value in figures["seconds"])
+    assert figures["median_s"] == sorted(figures["seconds"])[1]
+    assert figures["max_s"] == max(figures["seconds"])
+    assert log_path.read_text(errors="replace").count("Booting worker") == 3, log_tail(log_path)

@@ -242,40 +242,51 @@ def rehearsal(synth):
 @contextmanager
 def rehearse(synth):
     """Deploy ``synth``'s assembly into moto stack by stack; the record of what happened while moto is active."""
-    manifest = json.loads((synth.outdir / "manifest.json").read_text())
-    keys = {stack.stack_name: key for key, stack in synth.stacks.items()}
-    record = {"order": deployment_order(manifest), "replaced": [], "untagged": [], "stacks": {}}
     with pytest.MonkeyPatch.context() as env, mock_aws():
         env.setenv("AWS_DEFAULT_REGION", REGION)
         env.delenv("AWS_PROFILE", raising=False)
         session = boto3.Session(region_name=REGION)
-        session.client("ssm").put_parameter(
-            Name="/cdk-bootstrap/hnb659fds/version", Value=BOOTSTRAP_VERSION, Type="String"
+        bootstrap(session)
+        yield deploy_assembly(session, synth)
+
+
+def bootstrap(session) -> None:
+    """What ``cdk bootstrap`` leaves that the templates check: the bootstrap version parameter."""
+    session.client("ssm").put_parameter(
+        Name="/cdk-bootstrap/hnb659fds/version", Value=BOOTSTRAP_VERSION, Type="String"
+    )
+
+
+def deploy_assembly(session, synth) -> dict:
+    """Publish the file assets and create every stack of ``synth``'s assembly in (an active) moto, in order;
+    the record of what happened."""
+    manifest = json.loads((synth.outdir / "manifest.json").read_text())
+    keys = {stack.stack_name: key for key, stack in synth.stacks.items()}
+    record = {"order": deployment_order(manifest), "replaced": [], "untagged": [], "stacks": {}}
+    s3, cloudformation = session.client("s3"), session.client("cloudformation")
+    references = DynamicReferences(session.client("ssm"))
+    record["assets"] = []
+    for name in record["order"]:
+        artifact = manifest["artifacts"][name]
+        for dependency in artifact.get("dependencies", []):
+            if manifest["artifacts"][dependency]["type"] == "cdk:asset-manifest":
+                asset_file = manifest["artifacts"][dependency]["properties"]["file"]
+                assets = json.loads((synth.outdir / asset_file).read_text())
+                record["assets"] += publish_file_assets(s3, synth.outdir, assets)
+        template = references.apply(name, with_stand_ins(
+            synth.templates[name], keys[name], record["replaced"], record["untagged"]
+        ))
+        cloudformation.create_stack(
+            StackName=name,
+            TemplateBody=json.dumps(template),
+            Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
         )
-        s3, cloudformation = session.client("s3"), session.client("cloudformation")
-        references = DynamicReferences(session.client("ssm"))
-        record["assets"] = []
-        for name in record["order"]:
-            artifact = manifest["artifacts"][name]
-            for dependency in artifact.get("dependencies", []):
-                if manifest["artifacts"][dependency]["type"] == "cdk:asset-manifest":
-                    asset_file = manifest["artifacts"][dependency]["properties"]["file"]
-                    assets = json.loads((synth.outdir / asset_file).read_text())
-                    record["assets"] += publish_file_assets(s3, synth.outdir, assets)
-            template = references.apply(name, with_stand_ins(
-                synth.templates[name], keys[name], record["replaced"], record["untagged"]
-            ))
-            cloudformation.create_stack(
-                StackName=name,
-                TemplateBody=json.dumps(template),
-                Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
-            )
-            described = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
-            record["stacks"][name] = (described["StackStatus"], stack_events(cloudformation, name))
-        record["session"] = session
-        record["references"] = references
-        record["keys"] = keys
-        yield record
+        described = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
+        record["stacks"][name] = (described["StackStatus"], stack_events(cloudformation, name))
+    record["session"] = session
+    record["references"] = references
+    record["keys"] = keys
+    return record
 
 
 def test_every_stack_is_created_in_dependency_order(rehearsal, synth):
