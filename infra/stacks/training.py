@@ -138,6 +138,8 @@ class TrainingStack(cdk.Stack):
                       description="Training pipeline: train, quality gate, roll the endpoint")
         cdk.CfnOutput(self, "ModelKeepCount", value=str(config.model_keep_count),
                       description="Models before the live one that the operator CLI's cleanup keeps")
+        cdk.CfnOutput(self, "TrainWindowDays", value=str(config.train_window_days),
+                      description="Whole UTC days before its start that a training run (and a one-off job) reads")
 
     def _retrain_on_schedule(self, config: AppConfig, storage: StorageStack) -> scheduler.Schedule:
         """An EventBridge Scheduler schedule that starts the pipeline with its defaults on ``retrain_schedule``.
