@@ -6,12 +6,15 @@ import json
 import re
 
 import pytest
+from cfnlint.api import ManualArgs, lint
 
 from infra.config import AppConfig
 from infra.stacks.training import ENDPOINT_MAX_POLLS, gate_metric, hyperparameter_defaults
 from infra.stacks.workflow import job_name_expression
 from model_code.train import metric_lines
 from tests.infra.conftest import GPU_TRAINING_TYPE, synthesize
+from tests.infra.test_app import LINT_REGIONS
+from tests.infra.test_deploy_rehearsal import rehearse
 from tests.infra.pipelines import (
     PARTITION, actions_on, as_list, definition, evaluate, logical_id, main_path, marker, policy_of, policy_statements,
     resources, state_machine,
@@ -581,3 +584,23 @@ def test_a_days_marker_starts_training_at_most_once_a_day(refit_off_new_data_on)
     assert start["Catch"] == [{"ErrorEquals": ["StepFunctions.ExecutionAlreadyExistsException"],
                                "Next": "Already started today"}]
     assert trigger["States"]["Already started today"]["Type"] == "Succeed"
+
+
+def test_the_window_length_is_an_output_for_one_off_jobs(synth):
+    outputs = synth.template_dict("training")["Outputs"]
+    assert outputs["TrainWindowDays"]["Value"] == str(synth.config.train_window_days) == "28"
+
+
+@pytest.mark.filterwarnings("ignore:Tried to parse AWS:UserWarning")
+def test_a_stage_that_retrains_on_new_data_passes_cdk_nag_and_cfn_lint_and_deploys(refit_off_new_data_on):
+    """The trigger's rule and state machine (and the pipeline without the refit state) deploy like the rest."""
+    assert refit_off_new_data_on.nag_error is None, refit_off_new_data_on.nag_error
+    findings = [f"{name}: {match}" for name, template in refit_off_new_data_on.templates.items()
+                for match in lint(json.dumps(template), config=ManualArgs(regions=LINT_REGIONS))]
+    assert findings == []
+    training = refit_off_new_data_on.stacks["training"].stack_name
+    with rehearse(refit_off_new_data_on) as record:
+        statuses = {name: status for name, (status, _events) in record["stacks"].items()}
+        machines = record["session"].client("stepfunctions").list_state_machines()["stateMachines"]
+    assert set(statuses.values()) == {"CREATE_COMPLETE"}, statuses
+    assert [m["name"] for m in machines if m["name"].endswith("-training-trigger")] == ["gru4rec-dev-training-trigger"]
