@@ -37,6 +37,7 @@ ENDPOINT_MODES = ("instance", "serverless")
 SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
 SERVERLESS_MAX_CONCURRENCY = 200
 QUOTA_PERIODS = ("DAY", "WEEK", "MONTH")
+MAX_TRAIN_WINDOW_DAYS = 366
 # the retention periods CloudWatch Logs accepts
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
                       2192, 2557, 2922, 3288, 3653)
@@ -72,6 +73,10 @@ class AppConfig:
     recall_threshold: float = 0.2
     retrain_schedule: str | None = None
     valid_days: float = 1.0
+    train_window_days: int = 28
+    gate_tolerance: float = 0.005
+    refit_after_gate: bool = True
+    retrain_on_new_data: bool = False
     endpoint_instance_type: str = "ml.m5.large"
     endpoint_initial_instance_count: int = 1
     endpoint_max_instance_count: int = 2
@@ -149,6 +154,12 @@ class AppConfig:
                f"or empty (off), got {self.retrain_schedule!r}")
         _check(0.0 <= self.valid_days < float("inf"), "valid_days",
                f"must be a number of days >= 0 (0: the gate reads the test channel's figure), got {self.valid_days}")
+        _check(self.valid_days < self.train_window_days <= MAX_TRAIN_WINDOW_DAYS, "train_window_days",
+               f"must be more than valid_days ({self.valid_days:g}: the window's last days validate, the days "
+               f"before them train) and at most {MAX_TRAIN_WINDOW_DAYS}, got {self.train_window_days}")
+        _check(0.0 <= self.gate_tolerance <= 1.0, "gate_tolerance",
+               f"must be between 0 and 1 (how far below the live model's Recall@20 a new model may score), "
+               f"got {self.gate_tolerance}")
         _check(0 <= self.data_capture_percent <= 100, "data_capture_percent",
                f"must be between 0 (off) and 100, got {self.data_capture_percent}")
         _check(self.api_throttle_rate_limit > 0, "api_throttle_rate_limit",

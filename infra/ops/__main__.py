@@ -135,7 +135,8 @@ def _add_train(commands, location: argparse.ArgumentParser) -> None:
         "train",
         parents=[location],
         help="start the training state machine (or a one-off training job)",
-        description="Start the training state machine: train on s3://<bucket>/training/, "
+        description="Start the training state machine: train on the data window of "
+        "s3://<bucket>/training/events/dt=YYYY-MM-DD/, "
         "check the quality gate, roll the endpoint to the new model. With --one-off, run only "
         "a training job (same image, role and instance type) and leave the endpoint alone.",
     )
@@ -149,8 +150,13 @@ def _add_train(commands, location: argparse.ArgumentParser) -> None:
     )
     train.add_argument(
         "--upload-data", type=Path, metavar="DIR",
-        help="first upload DIR/train.* and DIR/test.* to training/train/ and training/test/ "
-        "(replacing what is there)",
+        help="first upload DIR/train.* into the day folder training/events/dt=DAY/ (then its _SUCCESS "
+        "marker) and DIR/test.* to training/test/, replacing what those two hold",
+    )
+    train.add_argument(
+        "--day", metavar="YYYY-MM-DD",
+        help="the day folder --upload-data files into (default: yesterday, UTC: the last day of the data "
+        "window of a run started today)",
     )
     train.add_argument("--wait", action="store_true", help="wait until it has finished")
     one_off = train.add_argument_group("one-off training job (SageMaker Python SDK)")
@@ -223,8 +229,11 @@ def check_train(args) -> None:
     args.hyperparameters = training.parse_hyperparameters(args.hyperparameter)
     if not args.one_off and (args.role or args.image or args.instance_type):
         raise OpsError("--role, --image and --instance-type are for --one-off jobs only")
+    if args.day is not None and not args.upload_data:
+        raise OpsError("--day is for --upload-data only")
     if args.upload_data:
         training.data_files(args.upload_data)
+        args.upload_day = training.upload_day(args.day)
 
 
 def check_score(args) -> None:
@@ -250,7 +259,7 @@ def run_train(args, session, deployment) -> int:
         )
     if args.upload_data:
         for uri in training.upload_training_data(
-            session.client("s3"), deployment.data_bucket, args.upload_data
+            session.client("s3"), deployment.data_bucket, args.upload_data, args.upload_day
         ):
             print(f"uploaded {uri}")
     if settings:
@@ -270,7 +279,8 @@ def run_train(args, session, deployment) -> int:
 
 def _one_off(args, session, deployment, settings, hyperparameters, test_channel) -> int:
     job = training.start_one_off_training(
-        session, deployment.stage, deployment.data_bucket, settings, hyperparameters, test_channel
+        session, deployment.stage, deployment.data_bucket, settings, hyperparameters,
+        deployment.train_window_days, test_channel,
     )
     print(f"started training job {job}")
     if not args.wait:

@@ -94,6 +94,12 @@ def test_relative_artifact_path_is_resolved_against_the_project_root(tmp_path):
     ("training_max_runtime_hours", 700, "28 days"),
     ("initial_model_version", "v 1", "letters, digits"),
     ("notification_email", "ops", "e-mail address"),
+    ("train_window_days", 1, "more than valid_days (1"),
+    ("train_window_days", 367, "at most 366"),
+    ("train_window_days", "a month", "whole number"),
+    ("gate_tolerance", -0.01, "between 0 and 1"),
+    ("refit_after_gate", "on", "true or false"),
+    ("retrain_on_new_data", 1, "true or false"),
 ])
 def test_invalid_values_name_the_context_key(artifact, key, value, fragment):
     with pytest.raises(ConfigError) as raised:
@@ -257,3 +263,13 @@ def test_the_bad_row_bound_is_the_local_readers_by_default(artifact):
 def test_event_table_settings_take_the_readers_names():
     config = AppConfig(events_separator="comma", events_time_format="epoch_ms", events_session_column="user")
     assert (config.events_separator, config.events_time_format, config.events_session_column) == ("comma", "epoch_ms", "user")
+
+
+def test_the_data_window_and_gate_defaults(artifact):
+    config = AppConfig.from_mapping({"initial_model_artifact": artifact})
+    assert (config.train_window_days, config.gate_tolerance, config.refit_after_gate, config.retrain_on_new_data) == (
+        28, 0.005, True, False)
+    converted = AppConfig.from_mapping({"initial_model_artifact": artifact, "train_window_days": "2", "valid_days": "1.5",
+                                        "gate_tolerance": "0", "refit_after_gate": "false", "retrain_on_new_data": "true"})
+    assert (converted.train_window_days, converted.gate_tolerance, converted.refit_after_gate,
+            converted.retrain_on_new_data) == (2, 0.0, False, True)

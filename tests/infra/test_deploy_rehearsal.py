@@ -363,7 +363,7 @@ CLI_OUTPUTS = {
     "Image": {"RepositoryUri"},
     "Endpoint": {"EndpointName"},
     "Api": {"ApiUrl", "ApiKeyId"},
-    "Training": {"TrainingStateMachineArn"},
+    "Training": {"TrainingStateMachineArn", "TrainWindowDays"},
     "Batch": {"BatchStateMachineArn"},
 }
 
@@ -444,7 +444,7 @@ def test_a_one_off_job_copies_the_deployed_training_job(rehearsal, synth, monkey
     session.client("iam").get_role(RoleName=settings.role_arn.rsplit("/", 1)[-1])
 
     job_name = training.start_one_off_training(
-        session, config.stage, deployment.data_bucket, settings, {"epochs": "1"}
+        session, config.stage, deployment.data_bucket, settings, {"epochs": "1"}, deployment.train_window_days
     )
     job = session.client("sagemaker").describe_training_job(TrainingJobName=job_name)
     assert job["RoleArn"] == settings.role_arn
@@ -453,6 +453,13 @@ def test_a_one_off_job_copies_the_deployed_training_job(rehearsal, synth, monkey
     assert job["HyperParameters"]["epochs"] == "1"
     assert job["EnableNetworkIsolation"] is True
     assert [c["ChannelName"] for c in job["InputDataConfig"]] == ["train", "test"]
+    # the pipeline's data: the window of the last train_window_days days of training/events/, in FastFile mode
+    assert deployment.train_window_days == config.train_window_days
+    assert job["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == (
+        f"s3://{deployment.data_bucket}/training/events/")
+    assert job["AlgorithmSpecification"]["TrainingInputMode"] == "FastFile"
+    window = {name: job["HyperParameters"][name] for name in ("window_start", "window_end")}
+    assert window == training.training_window(config.train_window_days)
 
 
 # --- a deploy after the pipeline has rolled the endpoint -------------------------------------------
