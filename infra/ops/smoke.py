@@ -4,7 +4,8 @@ The steps, in order, each reported with its time and what it found; the first th
 and the teardown runs in any case (unless `--keep`):
 
 1. deploy the stage (`cdk deploy --all -c stage=<stage>`, a new unique stage name);
-2. upload the built-in data (what `make demo` writes to `demo_output/data`) to the training prefixes;
+2. upload the built-in data (what `make demo` writes to `demo_output/data`) as yesterday's training events
+   (`training/events/dt=<yesterday>/`, the last day of the window of a run started now);
 3. run the training pipeline and wait for it (training job, quality gate, rollout);
 4. score a JSON-lines file of the test sessions through Batch Transform, and check every output line;
 5. call the API (signed, with the stage's key) for a few sessions, and check every answer;
@@ -232,7 +233,8 @@ class SmokeRun:
         return f"{len(PARTS)} stacks, bucket {self.deployment.data_bucket}"
 
     def upload(self) -> str:
-        uris = training.upload_training_data(self.session.client("s3"), self.deployment.data_bucket, self.data.folder)
+        uris = training.upload_training_data(self.session.client("s3"), self.deployment.data_bucket, self.data.folder,
+                                             training.upload_day())
         return ", ".join(uris)
 
     def train(self) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import boto3
@@ -176,15 +177,23 @@ def assert_torn_down(session, stage: str, made: dict) -> None:
     assert session.client("sagemaker").list_models()["Models"] == []
 
 
+def _yesterday() -> str:
+    return (datetime.now(timezone.utc).date() - timedelta(days=1)).isoformat()
+
+
 def test_the_smoke_test_passes_every_step_and_removes_the_stage(account, data_dir, tmp_path, dummy_model_artifact):
+    days = {_yesterday()}
     report, printed, cloud, made = smoke_run(account, data_dir, tmp_path, dummy_model_artifact)
+    days.add(_yesterday())  # the run may cross midnight (UTC)
     print("\n".join(printed))
     assert [(step.name, step.status) for step in report.steps] == [
         ("deploy stage smoketest", "ok"), ("upload the built-in data", "ok"), ("training pipeline", "ok"),
         ("JSON-lines batch", "ok"), ("signed API calls", "ok"), ("cost", "ok"), ("tear down", "ok"),
     ], report.render()
     assert not report.failed
-    assert sorted(cloud.training_data) == ["training/test/test.tsv.gz", "training/train/train.tsv.gz"]
+    # yesterday's day folder (the last day of a run started now), its marker after the file; the test channel
+    assert any(sorted(cloud.training_data) == [f"training/events/dt={day}/_SUCCESS", f"training/events/dt={day}/train.tsv.gz",
+                                               "training/test/test.tsv.gz"] for day in days), cloud.training_data
     assert cloud.waits >= 2  # the training and the batch were waited for
     batch = next(step for step in report.steps if step.name == "JSON-lines batch")
     sessions = min(smoke.BATCH_SESSIONS, len(smoke.read_smoke_data(data_dir).sessions))
