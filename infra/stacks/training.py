@@ -89,6 +89,13 @@ def hyperparameter_defaults(config: AppConfig) -> dict[str, str]:
     return {**HYPERPARAMETER_DEFAULTS, **split}
 
 
+def refits(config: AppConfig) -> bool:
+    """Whether a model that passed the gate is trained again on the whole window before it ships: with
+    ``refit_after_gate``, and only where validation days were held out (without them the gated model has
+    seen the whole window already)."""
+    return config.refit_after_gate and bool(config.valid_days)
+
+
 def gate_metric(config: AppConfig) -> str:
     """The metric the quality gate reads: Recall@20 on the validation split, or on the test channel without one."""
     return (VALIDATION_PREFIX if config.valid_days else "") + REPORTED_METRICS[0]
@@ -120,7 +127,7 @@ class TrainingStack(cdk.Stack):
         self.topic = failure_topic(self, config, storage.key, "training")
         on_failure = notify_and_fail(self, config, self.topic, "training", {"job": "$jobName"})
         deploy = self._deploy(config, storage, image, endpoint, on_failure)
-        if config.refit_after_gate:
+        if refits(config):
             deploy = self._refit(config, storage, image, on_failure).next(deploy)
         definition = sfn.Chain.start(self._name_the_job(config, storage))
         if config.valid_days:

@@ -9,7 +9,7 @@ import pytest
 from cfnlint.api import ManualArgs, lint
 
 from infra.config import AppConfig
-from infra.stacks.training import ENDPOINT_MAX_POLLS, gate_metric, hyperparameter_defaults
+from infra.stacks.training import ENDPOINT_MAX_POLLS, gate_metric, hyperparameter_defaults, refits
 from infra.stacks.workflow import job_name_expression
 from model_code.train import metric_lines
 from tests.infra.conftest import GPU_TRAINING_TYPE, synthesize
@@ -552,6 +552,11 @@ def test_the_record_says_which_model_was_gated_and_which_shipped(states, variabl
 def refit_off_new_data_on(tmp_path_factory, dummy_model_artifact):
     context = {"initial_model_artifact": str(dummy_model_artifact), "refit_after_gate": False, "retrain_on_new_data": True}
     return synthesize(tmp_path_factory.mktemp("training_refit_off"), context)
+
+
+def test_refit_only_where_validation_days_were_held_out():
+    assert [refits(AppConfig(refit_after_gate=refit, valid_days=days)) for refit, days in
+            ((True, 1), (True, 0), (False, 1), (False, 0))] == [True, False, False, False]
 
 
 def test_without_refit_the_gated_model_ships(refit_off_new_data_on):
