@@ -39,9 +39,10 @@ def test_the_endpoint_config_is_a_serverless_variant_without_capture_or_volume_k
 def test_the_model_runs_without_network_isolation_and_is_told_it_is_serverless(serverless, synth):
     model = _one(serverless.template_dict("endpoint"), "AWS::SageMaker::Model")
     assert model["EnableNetworkIsolation"] is False
-    assert model["PrimaryContainer"]["Environment"] == {"SAGEMAKER_SERVERLESS": "true"}
+    assert model["PrimaryContainer"]["Environment"] == {"SAGEMAKER_SERVERLESS": "true", "METRICS_SERVICE": "gru4rec-dev"}
     instance_model = _one(synth.template_dict("endpoint"), "AWS::SageMaker::Model")
-    assert instance_model["EnableNetworkIsolation"] is True and "Environment" not in instance_model["PrimaryContainer"]
+    assert instance_model["EnableNetworkIsolation"] is True
+    assert instance_model["PrimaryContainer"]["Environment"] == {"METRICS_SERVICE": "gru4rec-dev"}
 
 
 def test_the_serverless_models_role_may_not_write_captures(serverless, synth):
