@@ -18,6 +18,8 @@ nothing from the others. Where each figure comes from:
 """
 from __future__ import annotations
 
+import re
+
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
 
@@ -88,7 +90,7 @@ class StageMetrics:
         """``ExecutionsStarted``, ``ExecutionsSucceeded``, ``ExecutionsFailed``, ... of one pipeline."""
         return cloudwatch.Metric(namespace="AWS/States", metric_name=name, statistic="Sum", period=FIVE_MINUTES,
                                  dimensions_map={"StateMachineArn": self.state_machine_arn(pipeline)},
-                                 label=f"{pipeline} {name.removeprefix('Executions').lower()}")
+                                 label=f"{pipeline} {_words(name.removeprefix('Executions'))}")
 
     def abnormal_ends(self, pipeline: str) -> cloudwatch.MathExpression:
         """Executions of ``pipeline`` that failed, timed out or were aborted."""
@@ -101,8 +103,9 @@ class StageMetrics:
         """``name`` (e.g. ``validation:recall@20``) as each of the pipeline's training jobs reported it."""
         jobs = f"{self.config.resource_prefix}-train-"
         search = (f"SEARCH('{{{TRAINING_NAMESPACE},Host}} MetricName=\"{name}\" \"{jobs}\"', 'Maximum', 3600)")
-        return cloudwatch.MathExpression(expression=search, label=name, period=cdk.Duration.hours(1),
-                                         using_metrics={})
+        # a dynamic label: one line per job, named by its host (``<job>/algo-1``)
+        return cloudwatch.MathExpression(expression=search, label=f"{name} ${{PROP('Dim.Host')}}",
+                                         period=cdk.Duration.hours(1), using_metrics={})
 
     # --- the serving container's request metrics ---------------------------------------------------
 
@@ -118,3 +121,8 @@ class StageMetrics:
             expression="100 * unknown / items", label="unknown items, % of items sent", period=FIVE_MINUTES,
             using_metrics={"unknown": self.requests("UnknownItems", service),
                            "items": self.requests("RequestItems", service)})
+
+
+def _words(camel_case: str) -> str:
+    """``TimedOut`` -> ``timed out``."""
+    return re.sub(r"(?<!^)([A-Z])", r" \1", camel_case).lower()

@@ -86,7 +86,7 @@ def test_the_api_and_endpoint_graphs(synth):
     for name in ("CPUUtilization", "MemoryUtilization"):
         assert endpoint in dimensions_of(synth, "/aws/sagemaker/Endpoints", name), name
     instances = [line[-1] for line in graphed(synth) if line[:2] == ["/aws/sagemaker/Endpoints", "CPUUtilization"]
-                 and line[-1]["stat"] == "SampleCount"]
+                 and line[-1].get("stat") == "SampleCount"]
     assert instances and instances[0]["period"] == 60
 
 
@@ -202,7 +202,8 @@ def budgets_statements(result, stack: str, resource_type: str, path: tuple[str, 
         for key in path:
             document = document[key]
         found += [statement for statement in document["Statement"]
-                  if statement.get("Principal", {}).get("Service") == "budgets.amazonaws.com"]
+                  if isinstance(statement.get("Principal"), dict)
+                  and statement["Principal"].get("Service") == "budgets.amazonaws.com"]
     return found
 
 
