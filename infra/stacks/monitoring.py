@@ -38,7 +38,7 @@ WIDTH = 24
 
 
 class MonitoringStack(cdk.Stack):
-    """Dashboard, alarms and budget of one stage; ``alarms`` by short name, ``budget`` (None when off)."""
+    """Dashboard, alarms and budget of one stage; ``alarms`` by name less ``gru4rec-<stage>-``, ``budget`` (None when off)."""
 
     def __init__(self, scope: Construct, construct_id: str, config: AppConfig, api_name: str, **kwargs) -> None:
         super().__init__(scope, construct_id, description=f"GRU4Rec {config.stage}: dashboard, alarms, budget", **kwargs)
@@ -126,13 +126,17 @@ class MonitoringStack(cdk.Stack):
         for row in (self._alarm_row(), self._api_row(), self._endpoint_row(), self._pipeline_row(),
                     self._training_row(), self._requests_row()):
             dashboard.add_widgets(*row)
+        for alarm in self.alarms.values():
+            dashboard.node.add_dependency(alarm)
         return dashboard
 
     def _alarm_row(self) -> list[cloudwatch.IWidget]:
-        endpoint_alarms = [cloudwatch.Alarm.from_alarm_name(self, f"EndpointAlarm{i}", name)
-                           for i, name in enumerate(rollback_alarm_names(self.config))]
+        # every alarm by its name's ARN (the endpoint's are another stack's; this stack's could be GetAtt,
+        # but the dashboard then depends on them through DependsOn only: see _dashboard)
+        names = [f"{self.config.resource_prefix}-{key}" for key in self.alarms] + rollback_alarm_names(self.config)
+        shown = [cloudwatch.Alarm.from_alarm_name(self, f"Shown-{name}", name) for name in names]
         widgets: list[cloudwatch.IWidget] = [cloudwatch.AlarmStatusWidget(
-            title="Alarms", alarms=[*self.alarms.values(), *endpoint_alarms], height=6,
+            title="Alarms", alarms=shown, height=6,
             width=WIDTH // 2 if self.budget else WIDTH)]
         if self.budget:
             config = self.config
