@@ -15,6 +15,10 @@ Budget (``monthly_budget_usd`` set): an AWS Budgets cost budget of the resources
 ``stage=<stage>``, notifying the endpoint's alarm topic at ``budget_actual_percent`` of actual and
 ``budget_forecast_percent`` of forecast spend. The ``stage`` tag counts only once it is activated as a
 cost allocation tag in the Billing console.
+
+Built with the CDK's own ``aws_cloudwatch`` L2 constructs rather than cdk-monitoring-constructs (a
+further jsii dependency, not tried here): they express every widget and alarm below, including the
+serverless endpoint's metrics, the container's request metrics and the training jobs' SEARCH.
 """
 from __future__ import annotations
 
