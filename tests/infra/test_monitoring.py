@@ -12,6 +12,8 @@ from infra.config import AppConfig, ConfigError
 from inference import request_metrics
 from tests.infra.conftest import synthesize
 from tests.infra.pipelines import definition, marker, resources
+from tests.infra.policy_documents import AppPolicies
+from tests.infra.policy_lint import parliament_findings
 from tests.infra.test_app import LINT_REGIONS
 
 BUDGET_CONTEXT = {"monthly_budget_usd": "50", "budget_actual_percent": 75, "endpoint_mode": "serverless",
@@ -243,6 +245,13 @@ def test_budgets_may_publish_to_the_topic_and_use_its_key(budgeted):
     assert marker(topic_arn).rsplit(":", 1)[-1] == "gru4rec-dev-endpoint-alarms"
     budget_text = dashboard_body(budgeted)
     assert "Budget gru4rec-dev-monthly" in budget_text and "75% actual" in budget_text
+
+
+def test_parliament_finds_nothing_in_the_policies_that_let_budgets_publish(budgeted):
+    granting = [policy for policy in AppPolicies(budgeted.templates).documents()
+                if "budgets.amazonaws.com" in json.dumps(policy.document)]
+    assert {policy.stack for policy in granting} == {"Gru4Rec-Dev-Storage", "Gru4Rec-Dev-Endpoint"}
+    assert [line for policy in granting for line in parliament_findings(policy)] == []
 
 
 def test_the_budgeted_serverless_stage_passes_cdk_nag_and_cfn_lint(budgeted):
