@@ -54,7 +54,8 @@ class EndpointStack(cdk.Stack):
         self.model = sagemaker.CfnModel(self, "Model", execution_role_arn=self.model_role.role_arn,
                                         enable_network_isolation=endpoint_network_isolation(config.serverless))
         self.model.add_property_override("PrimaryContainer",
-                                         primary_container(image.serve_image_uri, model_data, config.endpoint_name, config.serverless))
+                                         primary_container(image.serve_image_uri, model_data, config.endpoint_name,
+                                                           config.serverless))
         self.model.node.add_dependency(model_policy)
         self.endpoint_config = self._endpoint_config(config, storage)
         self.endpoint = sagemaker.CfnEndpoint(
@@ -192,7 +193,6 @@ class EndpointStack(cdk.Stack):
             # a rollout names the alarms: they exist before the endpoint does
             self.endpoint.node.add_dependency(alarm)
         return topic
-
 
     def _budgets_may_publish(self, topic: sns.Topic) -> iam.PolicyStatement:
         """The stage's budget (``infra.stacks.monitoring``) notifies this topic: AWS Budgets may publish, for

@@ -99,8 +99,9 @@ class StorageStack(cdk.Stack):
 
     def _budgets_may_publish(self, config: AppConfig) -> iam.PolicyStatement:
         """AWS Budgets publishes the stage budget's notifications to the endpoint's alarm topic, which this key
-        encrypts (the SNS page cited in :meth:`_alarms_may_publish` lists budgets.amazonaws.com among the
-        services that need this grant). Only the encryption context that SNS itself sends ties it down: the
+        encrypts: a service publishing to an encrypted topic needs a data key from its key (the SNS page cited
+        in :meth:`_alarms_may_publish`), and Budgets publishes as budgets.amazonaws.com. Only the encryption
+        context that SNS itself sends ties it down: the
         topic's policy limits publishing to this account's budgets, and a source condition that the
         service's key request might not carry would drop the notifications without an error."""
         topic = self.format_arn(service="sns", resource=config.topic_name("endpoint-alarms"),
