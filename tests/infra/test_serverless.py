@@ -62,7 +62,7 @@ def test_the_training_pipeline_deploys_serverless_models_the_same_way(serverless
     states = definition(serverless.template_dict("training"))["States"]
     model = states["Create model"]["Arguments"]
     assert model["EnableNetworkIsolation"] is False
-    assert model["PrimaryContainer"]["Environment"] == {"SAGEMAKER_SERVERLESS": "true"}
+    assert model["PrimaryContainer"]["Environment"] == {"SAGEMAKER_SERVERLESS": "true", "METRICS_SERVICE": "gru4rec-dev"}
     config = states["Create endpoint config"]["Arguments"]
     (variant,) = config["ProductionVariants"]
     assert variant["ServerlessConfig"] == EXPECTED_SERVERLESS_CONFIG and "InstanceType" not in variant
