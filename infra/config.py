@@ -121,6 +121,11 @@ class AppConfig:
     access_log_expiration_days: int = 365
     log_retention_days: int = 365
     notification_email: str | None = None
+    api_5xx_alarm_threshold: int = 1
+    endpoint_4xx_alarm_percent: float = 5.0
+    monthly_budget_usd: float | None = None
+    budget_actual_percent: float = 80.0
+    budget_forecast_percent: float = 100.0
 
     def __post_init__(self) -> None:
         _check(layout.STAGE_PATTERN.fullmatch(self.stage), "stage",
@@ -176,6 +181,7 @@ class AppConfig:
         self._check_rollout()
         self._check_endpoint_mode()
         self._check_events()
+        self._check_monitoring()
         _check(self.notification_email is None or _EMAIL.fullmatch(self.notification_email), "notification_email",
                f"must be an e-mail address, got {self.notification_email!r}")
 
@@ -257,6 +263,23 @@ class AppConfig:
             _check(getattr(self, key) > layout.EVENTS_RUN_DAYS, key,
                    f"must outlast an events run ({layout.EVENTS_RUN_DAYS} days at most): at least "
                    f"{layout.EVENTS_RUN_DAYS + 1}, got {getattr(self, key)}")
+
+    def _check_monitoring(self) -> None:
+        """The dashboard's alarms and the stage's budget (``monthly_budget_usd`` unset: no budget)."""
+        _check(self.api_5xx_alarm_threshold >= 1, "api_5xx_alarm_threshold",
+               f"must be at least 1 (5xx answers in 5 minutes), got {self.api_5xx_alarm_threshold}")
+        _check(0.0 < self.endpoint_4xx_alarm_percent <= 100.0, "endpoint_4xx_alarm_percent",
+               f"must be above 0 and at most 100 (percent of invocations), got {self.endpoint_4xx_alarm_percent}")
+        _check(self.monthly_budget_usd is None or 0.0 < self.monthly_budget_usd < float("inf"), "monthly_budget_usd",
+               f"must be an amount in US dollars above 0, or empty (no budget), got {self.monthly_budget_usd}")
+        for key in ("budget_actual_percent", "budget_forecast_percent"):
+            _check(0.0 < getattr(self, key) <= 1000.0, key,
+                   f"must be above 0 and at most 1000 (percent of monthly_budget_usd), got {getattr(self, key)}")
+
+    @property
+    def batch_metrics_service(self) -> str:
+        """The ``Service`` dimension of the request metrics of the batch pipelines' models (``gru4rec-<stage>-batch``)."""
+        return f"{self.resource_prefix}-batch"
 
     @classmethod
     def from_context(cls, node: Node) -> AppConfig:
@@ -358,6 +381,7 @@ def _convert(key: str, kind: str, raw: Any) -> Any:
     """One context value as the field's type (annotations are strings here: 'int', 'str | None', ...)."""
     converters: dict[str, Callable[[str, Any], Any]] = {
         "str": _to_str, "str | None": _to_optional_str, "int": _to_int, "float": _to_float, "bool": _to_bool,
+        "float | None": _to_optional_float,
     }
     return converters[kind](key, raw)
 
@@ -386,6 +410,10 @@ def _to_float(key: str, raw: Any) -> float:
             raise ConfigError(key, f"must be a number, got {raw!r}") from None
     _check(isinstance(raw, (int, float)) and not isinstance(raw, bool), key, f"must be a number, got {raw!r}")
     return float(raw)
+
+
+def _to_optional_float(key: str, raw: Any) -> float | None:
+    return None if raw in ("", None) else _to_float(key, raw)
 
 
 def _to_bool(key: str, raw: Any) -> bool:

@@ -4,7 +4,7 @@ import re
 
 STAGE_PATTERN = re.compile(r"[a-z][a-z0-9]{0,15}")
 """A stage: 1-16 lower-case letters or digits, starting with a letter."""
-PARTS = ("Storage", "Image", "Endpoint", "Api", "Training", "Batch")
+PARTS = ("Storage", "Image", "Endpoint", "Api", "Training", "Batch", "Monitoring")
 """The app's stacks, in deployment order."""
 MODEL_DATA_PARAMETER = "current-model-data"
 """SSM parameter leaf: S3 URI of the live model.tar.gz."""

@@ -284,7 +284,7 @@ class EventSessions(Construct):
         create_model = tasks.CallAwsService.jsonata(
             self, "Create model", service="sagemaker", action="createModel", iam_resources=[models],
             parameters={"ModelName": "{% $jobName %}", "ExecutionRoleArn": transform_role.role_arn,
-                        "PrimaryContainer": primary_container(serve_image_uri, "{% $modelData %}"),
+                        "PrimaryContainer": primary_container(serve_image_uri, "{% $modelData %}", config.batch_metrics_service),
                         "EnableNetworkIsolation": NETWORK_ISOLATION, "Tags": resource_tags(config, pipeline=PIPELINE)},
         )
         job = sync_job_task(self, "Transform", "createTransformJob", transform,

@@ -337,7 +337,8 @@ class TrainingStack(cdk.Stack):
             iam_resources=[sagemaker_arn(self, "model", names)],
             parameters={
                 "ModelName": "{% $jobName %}", "ExecutionRoleArn": endpoint.model_role.role_arn,
-                "PrimaryContainer": primary_container(image.serve_image_uri, "{% $modelData %}", config.serverless),
+                "PrimaryContainer": primary_container(image.serve_image_uri, "{% $modelData %}", endpoint.endpoint_name,
+                                                      config.serverless),
                 "EnableNetworkIsolation": endpoint_network_isolation(config.serverless),
                 "Tags": tags,
             },
