@@ -32,7 +32,7 @@ from constructs import Construct
 from infra.config import AppConfig
 from infra.rollout import rollback_alarm_names
 from infra.stage_metrics import PIPELINES, StageMetrics
-from infra.stacks.training import REPORTED_METRICS, VALIDATION_PREFIX
+from infra.stacks.training import CHAMPION_PREFIX, REPORTED_METRICS, VALIDATION_PREFIX
 
 COST_TAG = "stage"
 """The tag app_builder puts on every resource, and the budget's filter (``user:stage$<stage>``)."""
@@ -185,7 +185,7 @@ class MonitoringStack(cdk.Stack):
         job_metric = self.metrics.training_job_metric
         return [
             _graph(f"Training jobs: {name} (one line per job)",
-                   [job_metric(VALIDATION_PREFIX + name), job_metric(name)],
+                   [job_metric(VALIDATION_PREFIX + name), job_metric(name), job_metric(CHAMPION_PREFIX + name)],
                    annotations=[cloudwatch.HorizontalAnnotation(value=self.config.recall_threshold, label="gate")]
                    if name == REPORTED_METRICS[0] else [])
             for name in REPORTED_METRICS

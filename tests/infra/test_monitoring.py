@@ -119,7 +119,8 @@ def test_each_training_jobs_metrics_are_searched_by_the_names_the_job_defines(sy
                              r"\"gru4rec-dev-train-\"', 'Maximum', 3600\)", expression)
         if match:
             searched.add(match.group(1))
-    assert searched == defined == {"recall@20", "mrr@20", "validation:recall@20", "validation:mrr@20"}
+    assert searched == defined == {"recall@20", "mrr@20", "validation:recall@20", "validation:mrr@20",
+                                   "champion:validation:recall@20", "champion:validation:mrr@20"}
 
 
 def test_request_metrics_are_read_by_the_service_the_models_tell_the_container(synth):
