@@ -9,6 +9,9 @@ For each model directory:
   installed (``apt-get install wrk``) and with a Python client otherwise;
 - Batch Transform shape: 6 MB JSON-lines payloads posted to ``/invocations``, sessions/s;
 - RSS per gunicorn worker;
+- cold start: the time from starting ``serve`` (real nginx + gunicorn, as the serving tests run it) to
+  its first ``/ping`` 200, ``--cold-starts`` times, median and max (``benchmarks/image_cold_start.py``
+  measures the same for the container image);
 - business rules: a request with a 10,000-id ``include_items`` list against the same request without
   it, in the engine and through the Flask app (parsing the list included), and batches of 1,000
   sharing one list (``--filters-only`` measures just this);
@@ -48,6 +51,7 @@ from model_code import artifacts  # noqa: E402
 PAYLOAD_BYTES = 6 * 1024 * 1024
 BATCH_INVOCATION_TIMEOUT_S = 900  # MODEL_SERVER_TIMEOUT of the batch stack's transform jobs
 BODY_VARIANTS = 200
+COLD_START_POLL_S = 0.02  # /ping polling interval while timing a cold start: the figures' resolution
 
 
 def random_sessions(items: list[str], n: int, rng: np.random.Generator, max_length: int = 10) -> list[list[str]]:
@@ -299,6 +303,21 @@ def bench_batch(url: str, items: list[str], rng: np.random.Generator, payloads: 
             "sessions_per_s": len(lines) * payloads / elapsed, "errors": errors}
 
 
+def cold_starts(model_dir: Path, workers: int, repeats: int, log_path: Path) -> dict:
+    """Seconds from starting ``serve`` to its first ``/ping`` 200, ``repeats`` times, each server stopped
+    (SIGTERM, which must end it with 0) before the next starts; their median and max."""
+    seconds = []
+    with log_path.open("ab") as log:
+        for _ in range(repeats):
+            server = LocalServer(model_dir, workers=workers, log=log, ping_poll_seconds=COLD_START_POLL_S)
+            start = time.perf_counter()
+            with server:
+                seconds.append(time.perf_counter() - start)
+            if server.exit_code != 0:
+                raise RuntimeError(f"serve exited with {server.exit_code} after SIGTERM; see {log_path}")
+    return {"seconds": seconds, "median_s": float(np.median(seconds)), "max_s": max(seconds)}
+
+
 def worker_rss_mib(root_pid: int) -> list[float]:
     """RSS of the gunicorn workers under ``root_pid``: gunicorn processes whose parent is gunicorn."""
     gunicorn = {pid for pid in [root_pid, *descendants(root_pid)] if "gunicorn" in command_line(pid)}
@@ -335,6 +354,8 @@ def bench_model(name: str, model_dir: Path, args) -> dict:
     bodies = request_bodies(items, rng)
     with tempfile.TemporaryDirectory(prefix="bench_serving_") as tmp:
         workdir = Path(tmp)
+        print(f"  cold start of serve, {args.cold_starts} times", flush=True)
+        figures["cold_start"] = cold_starts(model_dir, args.workers, args.cold_starts, workdir / "cold_start.log")
         figures["onnx_http"] = bench_http(onnx_server(model_dir, args.workers, workdir / "serve.log"), args, bodies,
                                           workdir, "onnx serve", batch_items=items)
         if not args.skip_keras:
@@ -368,6 +389,9 @@ def print_table(name: str, figures: dict, concurrency: list[int]) -> None:
     print_filters("business rules", figures["filters"])
     if "onnx_http" not in figures:
         return
+    cold = figures["cold_start"]
+    print(f"  cold start, serve started -> first /ping 200: median {cold['median_s']:.2f} s, max {cold['max_s']:.2f} s"
+          f" ({len(cold['seconds'])} starts)")
     rows = [("onnx serve", figures["onnx_http"])] + ([("keras predict", figures["keras_http"])]
                                                      if "keras_http" in figures else [])
     print(f"  {'HTTP':<14} {'conc':>5} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7}")
@@ -397,11 +421,15 @@ def parse_args(argv=None):
     parser.add_argument("--filters-only", action="store_true",
                         help="measure the in-process engine and the business rules' cost only (no servers)")
     parser.add_argument("--python-client", action="store_true", help="use the Python load generator even if wrk exists")
+    parser.add_argument("--cold-starts", type=int, default=5, metavar="N",
+                        help="how many times to time serve's start-up to the first /ping 200 (default: 5)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write every figure to this JSON file")
     args = parser.parse_args(argv)
     if 8 not in args.concurrency:
         parser.error("--concurrency must include 8 (the ratios are taken there)")
+    if args.cold_starts < 1:
+        parser.error(f"--cold-starts must be at least 1, got {args.cold_starts}")
     return args
 
 

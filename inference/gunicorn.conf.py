@@ -11,6 +11,7 @@ and does so as it starts (:func:`post_worker_init`), so no request waits for a m
 import os
 import wsgiref.util
 
+from inference.request_metrics import LOGGER_NAME as METRICS_LOGGER
 from inference.server_settings import ServerSettings
 
 _settings = ServerSettings.from_env()
@@ -29,14 +30,18 @@ control_socket_disable = True  # gunicorn's control socket lives at one fixed pa
 # the heartbeat file each worker touches: in memory where the container has /dev/shm
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 
-# gunicorn's and the app's messages to stdout, one format; requests are logged once, by nginx
+# gunicorn's and the app's messages to stdout, one format; requests are logged once, by nginx; the
+# per-request metrics line goes to stdout as it is, a JSON object that CloudWatch Logs reads as EMF
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "plain"}},
+    "formatters": {"plain": {"format": "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"},
+                   "bare": {"format": "%(message)s"}},
+    "handlers": {"stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "plain"},
+                 "metrics": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "bare"}},
     "root": {"level": "INFO", "handlers": ["stdout"]},
     "loggers": {
+        METRICS_LOGGER: {"level": "INFO", "handlers": ["metrics"], "propagate": False},
         "gunicorn.error": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
         "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
     },

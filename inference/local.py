@@ -41,8 +41,8 @@ def port_taken(port: int) -> bool:
     return False
 
 
-def wait_for_ping(url: str, process: subprocess.Popen, timeout: float = 180.0) -> None:
-    """Poll ``url/ping`` until it answers 200; fail early if ``process`` exits."""
+def wait_for_ping(url: str, process: subprocess.Popen, timeout: float = 180.0, poll_seconds: float = 0.3) -> None:
+    """Poll ``url/ping`` every ``poll_seconds`` until it answers 200; fail early if ``process`` exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -53,7 +53,7 @@ def wait_for_ping(url: str, process: subprocess.Popen, timeout: float = 180.0) -
                     return
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
-        time.sleep(0.3)
+        time.sleep(poll_seconds)
     raise RuntimeError(f"{url}/ping did not answer 200 within {timeout:.0f} s")
 
 
@@ -71,9 +71,11 @@ def stop(process: subprocess.Popen, timeout: float = 30.0) -> int:
 class LocalServer:
     """``inference/serve`` on a free port over a temporary ``/opt/ml``; stops with SIGTERM on exit."""
 
-    def __init__(self, model_dir: str | os.PathLike, workers: int | None = None, log=None):
+    def __init__(self, model_dir: str | os.PathLike, workers: int | None = None, log=None,
+                 ping_poll_seconds: float = 0.3):
         self.model_dir = Path(model_dir).resolve()
         self.workers = workers
+        self.ping_poll_seconds = ping_poll_seconds
         self.log = log if log is not None else subprocess.DEVNULL
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -87,7 +89,7 @@ class LocalServer:
         for attempt in range(PORT_ATTEMPTS):
             self.process = self._start()
             try:
-                wait_for_ping(self.url, self.process)
+                wait_for_ping(self.url, self.process, poll_seconds=self.ping_poll_seconds)
                 return self
             except BaseException as error:
                 retry = (isinstance(error, RuntimeError) and attempt + 1 < PORT_ATTEMPTS

@@ -6,7 +6,8 @@ loaded at import) and answers ``/ping`` 200 only once the model is loaded and a 
 succeeded. A model directory that cannot be loaded leaves the worker running: ``/ping`` answers 503
 and logs why, and every request tries the load again. Every answer that is not a recommendation is
 JSON ``{"error": "..."}``: 4xx for the client's mistakes, 503 while no model is loaded, and 500 (logged,
-no details given) for anything unexpected.
+no details given) for anything unexpected. Each scored request writes one metrics line
+(``inference.request_metrics``).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from inference import contracts
 from inference.contracts import ClientError, SessionRequest
 from inference.engine import ItemFilter, Recommender, SessionResult
 from inference.job_filters import read_job_filters
+from inference.request_metrics import log_request
 from inference.paths import model_dir as default_model_dir
 from inference.server_settings import SettingsError, ServerSettings, available_cores, max_payload_bytes
 from model_code import artifacts
@@ -112,6 +114,7 @@ def create_app(model_dir: str | Path | None = None, payload_limit: int | None = 
                 records = contracts.parse_json_lines(body, holder.defaults)
             sessions = [record for record in records if isinstance(record, SessionRequest)]
             results = score(engine, sessions, holder.filters)
+            log_request(sessions, results, holder.model_version)
             return Response(contracts.json_lines_answer(records, results, holder.model_version),
                             mimetype=contracts.JSON_LINES)
         defaults = holder.defaults
@@ -119,7 +122,9 @@ def create_app(model_dir: str | Path | None = None, payload_limit: int | None = 
         engine = _engine(holder)
         if holder.defaults is not defaults:
             parsed = contracts.parse_json_request(body, holder.defaults)
-        answer = contracts.json_answer(parsed, score(engine, parsed.sessions, holder.filters), holder.model_version)
+        results = score(engine, parsed.sessions, holder.filters)
+        log_request(parsed.sessions, results, holder.model_version)
+        answer = contracts.json_answer(parsed, results, holder.model_version)
         return Response(contracts.encode(answer) + b"\n", mimetype="application/json")
 
     @app.errorhandler(ClientError)

@@ -11,6 +11,8 @@ MODEL_SERVER_GRACEFUL_TIMEOUT  seconds in-flight requests get to      25 (SageMa
 OPT_ML_DIR                     stand-in for /opt/ml                   /opt/ml
 SAGEMAKER_SERVERLESS           ``true`` on a serverless endpoint's    unset (6 MB bodies)
                                model: bodies above 4 MB get a 413
+METRICS_SERVICE                ``Service`` dimension of the request   ``local``
+                               metrics (inference/request_metrics.py)
 =============================  =====================================  ==========================
 
 ``serve`` passes the resolved values on to gunicorn and the app, so every process sees the same

@@ -7,6 +7,7 @@ developer machine)::
     input/data/train/                   training events (required channel): TSV/CSV/Parquet, gzip or not
     input/data/test/                    test events (optional channel): scored once, after the last epoch
     input/data/valid/                   validation events (optional channel): the per-epoch figures
+    input/data/champion/model.tar.gz    the live model (optional channel): scored on the same validation sessions
     model/                              the model directory written here (SageMaker tars and uploads it)
     checkpoints/                        a checkpoint after every epoch; a restarted job resumes from it
     output/failure                      why the job failed (SageMaker shows it as the FailureReason)
@@ -21,6 +22,13 @@ starting ``sagemaker_`` or ``_``, such as ``_tuning_objective_metric``) are left
 ``recall@20=0.6812;`` lines for the test set and ``validation:recall@20=0.6731;`` lines for the validation
 set (printed first), the form the job's metric definitions match.
 
+Two hyperparameters belong to the job rather than to training: ``window_start`` and ``window_end``
+(``YYYY-MM-DD``, both or neither). With them the ``train`` channel is a folder of day folders
+``dt=YYYY-MM-DD/`` and the job reads only the days from the first to the last, both included
+(:mod:`model_code.data_window`); without them it reads the channel's files as they are. A ``champion``
+channel holds the live model's ``model.tar.gz``: it is unpacked and scored on this run's validation
+sessions, printed as ``champion:validation:recall@20=...;`` lines.
+
 The exit code is 0 on success, 2 for a problem with the job's input (hyperparameters, channels, data)
 and 1 for anything else; both failures write a one-line reason to ``output/failure``. TensorFlow and
 the training code load only once the input has been checked, so this module imports anywhere.
@@ -31,6 +39,8 @@ import argparse
 import json
 import os
 import sys
+import tarfile
+import tempfile
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +49,9 @@ from typing import Mapping
 from inference.paths import MODEL_SUBDIR, opt_ml_dir
 from model_code import artifacts
 
-TRAIN_CHANNEL, TEST_CHANNEL, VALID_CHANNEL = "train", "test", "valid"
+TRAIN_CHANNEL, TEST_CHANNEL, VALID_CHANNEL, CHAMPION_CHANNEL = "train", "test", "valid", "champion"
+WINDOW_OPTIONS = ("window_start", "window_end")
+MODEL_ARCHIVE = "model.tar.gz"
 SAGEMAKER_OWN_PREFIXES = ("sagemaker_", "_")
 # SageMaker names the training job in the container's environment; it becomes the model's version
 TRAINING_JOB_NAME = "TRAINING_JOB_NAME"
@@ -112,18 +124,59 @@ def channel_folder(paths: JobPaths, name: str, required: bool) -> Path | None:
     return folder
 
 
+def window_folder(train: Path, window: Mapping[str, str]) -> Path:
+    """The train channel itself, or with ``window_start``/``window_end`` a folder of links to that window's days."""
+    if not window:
+        return train
+    from model_code.data_window import Window, link_window
+    from model_code.events import DataError
+
+    missing = [name for name in WINDOW_OPTIONS if name not in window]
+    try:
+        if missing:
+            raise DataError(f"{missing[0]}: missing; give both {' and '.join(WINDOW_OPTIONS)} or neither")
+        days = Window.parse(window["window_start"], window["window_end"])
+        found = link_window(train, days, Path(tempfile.mkdtemp(prefix="window-")) / "events")
+    except DataError as err:
+        raise JobInputError(f"bad data window: {err}") from None
+    _log(found.summary(days))
+    return found.folder
+
+
+def champion_folder(paths: JobPaths) -> Path | None:
+    """The live model unpacked from the ``champion`` channel's model.tar.gz; None without that channel."""
+    channel = channel_folder(paths, CHAMPION_CHANNEL, required=False)
+    if channel is None:
+        return None
+    archive = channel / MODEL_ARCHIVE
+    if not archive.is_file():
+        raise JobInputError(f"input channel '{CHAMPION_CHANNEL}' holds no {MODEL_ARCHIVE}: {sorted(p.name for p in channel.iterdir())}")
+    target = Path(tempfile.mkdtemp(prefix="champion-"))
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(target, filter="data")
+    except (tarfile.TarError, OSError) as err:
+        raise JobInputError(f"input channel '{CHAMPION_CHANNEL}': cannot unpack {archive}: {err}") from None
+    return target
+
+
 def training_argv(paths: JobPaths, hyperparameters: Mapping[str, str]) -> list[str]:
     """The :mod:`model_code.train` command line for this job (channels, then hyperparameters checked)."""
     from model_code.hyperparameters import hyperparameters_argv
     from model_code.params import ParamError
 
-    argv = ["--train", str(channel_folder(paths, TRAIN_CHANNEL, required=True))]
+    window = {name: hyperparameters[name] for name in WINDOW_OPTIONS if name in hyperparameters}
+    hyperparameters = {name: value for name, value in hyperparameters.items() if name not in WINDOW_OPTIONS}
+    argv = ["--train", str(window_folder(channel_folder(paths, TRAIN_CHANNEL, required=True), window))]
     test = channel_folder(paths, TEST_CHANNEL, required=False)
     if test is not None:
         argv += ["--test", str(test)]
     valid = channel_folder(paths, VALID_CHANNEL, required=False)
     if valid is not None:
         argv += ["--valid", str(valid)]
+    champion = champion_folder(paths)
+    if champion is not None:
+        argv += ["--champion-dir", str(champion)]
     argv += ["--model-dir", str(paths.model), "--checkpoint-dir", str(paths.checkpoints), "--no-progress"]
     try:
         return argv + hyperparameters_argv(hyperparameters)

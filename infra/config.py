@@ -19,7 +19,7 @@ from constructs import Node
 from infra import layout
 from infra.context_keys import unknown_settings
 from infra.instance_types import instance_type_problem, is_gpu_training_type, training_image_problem
-from model_code.event_rules import READ_OPTIONS, OptionError
+from model_code.event_rules import DEFAULT_MAX_BAD_ROWS, READ_OPTIONS, OptionError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,6 +37,7 @@ ENDPOINT_MODES = ("instance", "serverless")
 SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
 SERVERLESS_MAX_CONCURRENCY = 200
 QUOTA_PERIODS = ("DAY", "WEEK", "MONTH")
+MAX_TRAIN_WINDOW_DAYS = 366
 # the retention periods CloudWatch Logs accepts
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
                       2192, 2557, 2922, 3288, 3653)
@@ -72,6 +73,10 @@ class AppConfig:
     recall_threshold: float = 0.2
     retrain_schedule: str | None = None
     valid_days: float = 1.0
+    train_window_days: int = 28
+    gate_tolerance: float = 0.005
+    refit_after_gate: bool = True
+    retrain_on_new_data: bool = False
     endpoint_instance_type: str = "ml.m5.large"
     endpoint_initial_instance_count: int = 1
     endpoint_max_instance_count: int = 2
@@ -95,6 +100,7 @@ class AppConfig:
     events_time_column: str = "Time"
     events_separator: str = "tab"
     events_time_format: str = "auto"
+    events_max_bad_rows: str = DEFAULT_MAX_BAD_ROWS
     athena_bytes_scanned_cutoff: int = 10_000_000_000
     initial_model_artifact: str = "build/model.tar.gz"
     initial_model_version: str = "initial-1"
@@ -108,10 +114,18 @@ class AppConfig:
     incoming_expiration_days: int = 30
     capture_expiration_days: int = 90
     checkpoint_expiration_days: int = 30
+    events_expiration_days: int = 30
+    grouped_expiration_days: int = 7
+    athena_results_expiration_days: int = 7
     noncurrent_version_expiration_days: int = 30
     access_log_expiration_days: int = 365
     log_retention_days: int = 365
     notification_email: str | None = None
+    api_5xx_alarm_threshold: int = 1
+    endpoint_4xx_alarm_percent: float = 5.0
+    monthly_budget_usd: float | None = None
+    budget_actual_percent: float = 80.0
+    budget_forecast_percent: float = 100.0
 
     def __post_init__(self) -> None:
         _check(layout.STAGE_PATTERN.fullmatch(self.stage), "stage",
@@ -126,7 +140,8 @@ class AppConfig:
                     "model_latency_alarm_ms", "transform_instance_count", "max_concurrent_transform_jobs",
                     "api_throttle_burst_limit", "api_quota_limit", "image_keep_count", "scored_expiration_days",
                     "incoming_expiration_days", "capture_expiration_days", "checkpoint_expiration_days",
-                    "noncurrent_version_expiration_days", "access_log_expiration_days", "model_keep_count"):
+                    "noncurrent_version_expiration_days", "access_log_expiration_days", "model_keep_count",
+                    "events_expiration_days"):
             _check(getattr(self, key) >= 1, key, f"must be at least 1, got {getattr(self, key)}")
         _check(self.training_max_runtime_hours <= 28 * 24, "training_max_runtime_hours",
                f"SageMaker allows at most 28 days (672 hours), got {self.training_max_runtime_hours}")
@@ -144,6 +159,12 @@ class AppConfig:
                f"or empty (off), got {self.retrain_schedule!r}")
         _check(0.0 <= self.valid_days < float("inf"), "valid_days",
                f"must be a number of days >= 0 (0: the gate reads the test channel's figure), got {self.valid_days}")
+        _check(self.valid_days < self.train_window_days <= MAX_TRAIN_WINDOW_DAYS, "train_window_days",
+               f"must be more than valid_days ({self.valid_days:g}: the window's last days validate, the days "
+               f"before them train) and at most {MAX_TRAIN_WINDOW_DAYS}, got {self.train_window_days}")
+        _check(0.0 <= self.gate_tolerance <= 1.0, "gate_tolerance",
+               f"must be between 0 and 1 (how far below the live model's Recall@20 a new model may score), "
+               f"got {self.gate_tolerance}")
         _check(0 <= self.data_capture_percent <= 100, "data_capture_percent",
                f"must be between 0 (off) and 100, got {self.data_capture_percent}")
         _check(self.api_throttle_rate_limit > 0, "api_throttle_rate_limit",
@@ -160,6 +181,7 @@ class AppConfig:
         self._check_rollout()
         self._check_endpoint_mode()
         self._check_events()
+        self._check_monitoring()
         _check(self.notification_email is None or _EMAIL.fullmatch(self.notification_email), "notification_email",
                f"must be an e-mail address, got {self.notification_email!r}")
 
@@ -223,7 +245,7 @@ class AppConfig:
     def _check_events(self) -> None:
         """The raw event files' table: the reader's options (model_code/event_rules.py) that a table can fix."""
         for key in ("events_session_column", "events_item_column", "events_time_column", "events_separator",
-                    "events_time_format"):
+                    "events_time_format", "events_max_bad_rows"):
             name = key.removeprefix("events_")
             option = next(option for option in READ_OPTIONS if option.name == name)
             try:
@@ -236,6 +258,28 @@ class AppConfig:
                f"the Athena query reads {ATHENA_TIME_FORMS}, got {self.events_time_format!r}")
         _check(self.athena_bytes_scanned_cutoff >= ATHENA_MIN_CUTOFF, "athena_bytes_scanned_cutoff",
                f"Athena's smallest cut-off is {ATHENA_MIN_CUTOFF} bytes (10 MB), got {self.athena_bytes_scanned_cutoff}")
+        # a run reads its grouped lines and its query results until it ends, at most EVENTS_RUN_DAYS after it starts
+        for key in ("grouped_expiration_days", "athena_results_expiration_days"):
+            _check(getattr(self, key) > layout.EVENTS_RUN_DAYS, key,
+                   f"must outlast an events run ({layout.EVENTS_RUN_DAYS} days at most): at least "
+                   f"{layout.EVENTS_RUN_DAYS + 1}, got {getattr(self, key)}")
+
+    def _check_monitoring(self) -> None:
+        """The dashboard's alarms and the stage's budget (``monthly_budget_usd`` unset: no budget)."""
+        _check(self.api_5xx_alarm_threshold >= 1, "api_5xx_alarm_threshold",
+               f"must be at least 1 (5xx answers in 5 minutes), got {self.api_5xx_alarm_threshold}")
+        _check(0.0 < self.endpoint_4xx_alarm_percent <= 100.0, "endpoint_4xx_alarm_percent",
+               f"must be above 0 and at most 100 (percent of invocations), got {self.endpoint_4xx_alarm_percent}")
+        _check(self.monthly_budget_usd is None or 0.0 < self.monthly_budget_usd < float("inf"), "monthly_budget_usd",
+               f"must be an amount in US dollars above 0, or empty (no budget), got {self.monthly_budget_usd}")
+        for key in ("budget_actual_percent", "budget_forecast_percent"):
+            _check(0.0 < getattr(self, key) <= 1000.0, key,
+                   f"must be above 0 and at most 1000 (percent of monthly_budget_usd), got {getattr(self, key)}")
+
+    @property
+    def batch_metrics_service(self) -> str:
+        """The ``Service`` dimension of the request metrics of the batch pipelines' models (``gru4rec-<stage>-batch``)."""
+        return f"{self.resource_prefix}-batch"
 
     @classmethod
     def from_context(cls, node: Node) -> AppConfig:
@@ -337,6 +381,7 @@ def _convert(key: str, kind: str, raw: Any) -> Any:
     """One context value as the field's type (annotations are strings here: 'int', 'str | None', ...)."""
     converters: dict[str, Callable[[str, Any], Any]] = {
         "str": _to_str, "str | None": _to_optional_str, "int": _to_int, "float": _to_float, "bool": _to_bool,
+        "float | None": _to_optional_float,
     }
     return converters[kind](key, raw)
 
@@ -365,6 +410,10 @@ def _to_float(key: str, raw: Any) -> float:
             raise ConfigError(key, f"must be a number, got {raw!r}") from None
     _check(isinstance(raw, (int, float)) and not isinstance(raw, bool), key, f"must be a number, got {raw!r}")
     return float(raw)
+
+
+def _to_optional_float(key: str, raw: Any) -> float | None:
+    return None if raw in ("", None) else _to_float(key, raw)
 
 
 def _to_bool(key: str, raw: Any) -> bool:

@@ -4,7 +4,7 @@ import re
 
 STAGE_PATTERN = re.compile(r"[a-z][a-z0-9]{0,15}")
 """A stage: 1-16 lower-case letters or digits, starting with a letter."""
-PARTS = ("Storage", "Image", "Endpoint", "Api", "Training", "Batch")
+PARTS = ("Storage", "Image", "Endpoint", "Api", "Training", "Batch", "Monitoring")
 """The app's stacks, in deployment order."""
 MODEL_DATA_PARAMETER = "current-model-data"
 """SSM parameter leaf: S3 URI of the live model.tar.gz."""
@@ -13,6 +13,9 @@ MODEL_NAME_PARAMETER = "current-model-name"
 INITIAL_MODEL_DATA_PARAMETER = "initial-model-data"
 """SSM parameter leaf: S3 URI of the first model.tar.gz, which seeds ``current-model-data`` once."""
 
+TRAINING_EVENTS_PREFIX = "training/events/"
+"""Training events, one folder per day: ``training/events/dt=YYYY-MM-DD/<files>``, then ``_SUCCESS`` when complete."""
+DAY_FOLDER_PREFIX = "dt="
 TRAINING_TRAIN_PREFIX = "training/train/"
 TRAINING_TEST_PREFIX = "training/test/"
 MODELS_PREFIX = "models/"
@@ -25,6 +28,9 @@ RUN_MARKER = "_SUCCESS"
 GROUPED_SESSIONS_PREFIX = "sessions/grouped/"
 """The Athena query's JSON lines of one run (``sessions/grouped/<run>/``), scored into ``sessions/scored/<run>/``."""
 ATHENA_RESULTS_PREFIX = "athena/"
+"""The events workgroup's query results (CSV and metadata, UNLOAD manifests)."""
+EVENTS_RUN_DAYS = 2
+"""An events run's longest execution: its grouped lines and query results must outlast it."""
 BATCH_MODELS_PREFIX = "batch-models/"
 """Model archives packed for one batch run with its filter list (``batch-models/<job>/model.tar.gz``)."""
 BATCH_MODELS_EXPIRATION_DAYS = 3

@@ -27,15 +27,20 @@ NETWORK_ISOLATION = True
 # run without isolation in that mode and tell the container so, which then refuses bodies above 4 MB.
 SERVERLESS_ENVIRONMENT = {"SAGEMAKER_SERVERLESS": "true"}
 
+# The container writes one CloudWatch embedded-metric-format line per request (inference/request_metrics.py)
+# with this variable's value as its ``Service`` dimension: the dashboard reads the metrics by it
+METRICS_SERVICE_VARIABLE = "METRICS_SERVICE"
+
 
 def endpoint_network_isolation(serverless: bool) -> bool:
     """``EnableNetworkIsolation`` of the endpoint's models: on, except where serverless endpoints refuse it."""
     return NETWORK_ISOLATION and not serverless
 
 
-def primary_container(image_uri: str, model_data_uri: str, serverless: bool = False) -> dict:
+def primary_container(image_uri: str, model_data_uri: str, metrics_service: str, serverless: bool = False) -> dict:
     """``PrimaryContainer`` of CreateModel / AWS::SageMaker::Model: one model from a model.tar.gz object;
-    ``serverless``: a model of a serverless endpoint, whose container is told so."""
+    ``metrics_service``: the ``Service`` dimension of its request metrics (the endpoint's name, or the batch
+    pipelines' ``metrics_service``); ``serverless``: a model of a serverless endpoint, whose container is told so."""
     container = {
         "Image": image_uri,
         "Mode": "SingleModel",
@@ -43,6 +48,6 @@ def primary_container(image_uri: str, model_data_uri: str, serverless: bool = Fa
             "S3Uri": model_data_uri, "S3DataType": MODEL_DATA_TYPE, "CompressionType": MODEL_DATA_COMPRESSION,
         }},
     }
-    if serverless:
-        container["Environment"] = dict(SERVERLESS_ENVIRONMENT)
+    container["Environment"] = {METRICS_SERVICE_VARIABLE: metrics_service,
+                                 **(SERVERLESS_ENVIRONMENT if serverless else {})}
     return container

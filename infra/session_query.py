@@ -1,7 +1,10 @@
-"""The Athena query that groups one run's events into sessions, from ``infra/sql/group_sessions.sql``.
+"""The Athena queries of an events run, from the files in ``infra/sql/``.
 
-The SQL file is the grouping; this module fills its placeholders from the reading options of
-:mod:`model_code.event_rules` and wraps it in the ``UNLOAD`` that writes JSON lines. Athena's
+``event_rows.sql`` reads a run's rows by the rules of :mod:`model_code.event_rules` (one source of
+those rules for both queries over the events); ``group_sessions.sql`` groups the good rows into
+sessions and ``count_events.sql`` counts the rows read, skipped (per reason) and the sessions;
+``count_answers.sql`` counts the Batch Transform answers. This module fills their placeholders from
+the reading options and wraps the grouping in the ``UNLOAD`` that writes JSON lines. Athena's
 UNLOAD: https://docs.aws.amazon.com/athena/latest/ug/unload.html
 """
 from __future__ import annotations
@@ -10,12 +13,14 @@ import re
 from pathlib import Path
 
 from infra.config import ATHENA_TIME_FORMS
-from model_code.event_rules import DATETIME_PATTERN, OptionError, ReadOptions
+from model_code.event_rules import BAD_ROW_REASONS, DATETIME_PATTERN, OptionError, ReadOptions
 from model_code.sessions import MAX_ITEMS
 
-SQL_FILE = Path(__file__).parent / "sql" / "group_sessions.sql"
+SQL_FOLDER = Path(__file__).parent / "sql"
 RUN_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=-]{0,127}")
 """A run's name (the folder under ``events/incoming/``): it goes into the query as a literal."""
+REASON_COLUMNS = {reason: reason.replace(" ", "_") for reason in BAD_ROW_REASONS}
+"""count_events.sql's column of each bad-row reason of :mod:`model_code.event_rules`."""
 
 
 def quote_identifier(name: str) -> str:
@@ -33,17 +38,38 @@ def check_run(run: str) -> str:
     return run
 
 
-def select_sql(table: str, run_literal: str, options: ReadOptions = ReadOptions(), max_items: int = MAX_ITEMS) -> str:
-    """The grouping SELECT over ``table`` for the run that ``run_literal`` (an SQL expression) names."""
+def rows_sql(table: str, run_literal: str, options: ReadOptions = ReadOptions()) -> str:
+    """The common table expressions that read the run's rows (``event_rows.sql``), the last one ``checked``."""
     if options.time_form not in ATHENA_TIME_FORMS:
         raise OptionError(options.time_format, f"{', '.join(ATHENA_TIME_FORMS)} (the Athena query reads no %-pattern)")
     plain_groups = re.sub(r"\(\?P<\w+>", "(", DATETIME_PATTERN.pattern)
-    body = "\n".join(line for line in SQL_FILE.read_text(encoding="utf-8").splitlines() if not line.startswith("--"))
-    return body.format(
+    return _sql("event_rows.sql").format(
         table=table, run=run_literal, session=quote_identifier(options.session_column),
         item=quote_identifier(options.item_column), time=quote_identifier(options.time_column),
-        time_form=quote_string(options.time_form), max_items=int(max_items), datetime=f"^(?:{plain_groups})$",
+        time_form=quote_string(options.time_form), datetime=f"^(?:{plain_groups})$",
     )
+
+
+def select_sql(table: str, run_literal: str, options: ReadOptions = ReadOptions(), max_items: int = MAX_ITEMS) -> str:
+    """The grouping SELECT over ``table`` for the run that ``run_literal`` (an SQL expression) names."""
+    return _sql("group_sessions.sql").format(rows=rows_sql(table, run_literal, options), max_items=int(max_items))
+
+
+def count_sql(table: str, run_literal: str, options: ReadOptions = ReadOptions()) -> str:
+    """One row: ``rows_read``, one column per bad-row reason (:data:`REASON_COLUMNS`) and ``sessions``."""
+    return _sql("count_events.sql").format(rows=rows_sql(table, run_literal, options))
+
+
+def answers_sql(table: str, run_literal: str) -> str:
+    """One row over the run's transform output: ``answer_lines``, ``sessions_scored``, ``fallback_sessions``,
+    ``error_lines``."""
+    return _sql("count_answers.sql").format(table=table, run=run_literal)
+
+
+def _sql(name: str) -> str:
+    """A file of ``infra/sql/`` without its comment lines and its last line break."""
+    text = (SQL_FOLDER / name).read_text(encoding="utf-8")
+    return "\n".join(line for line in text.splitlines() if not line.startswith("--"))
 
 
 def unload_sql(select: str, destination: str) -> str:

@@ -62,11 +62,25 @@ def evaluate_model_dir(
     The model directory and the test data are checked before TensorFlow is imported.
     """
     read_params(Path(model_dir))
+    return evaluate_events(model_dir, read_events(test_path, read, log), str(test_path), ties, batch_size, log,
+                           show_tensorflow_logs, name="test")
+
+
+def evaluate_events(
+    model_dir: str | Path, events, source: str, ties: str = "conservative", batch_size: int | None = None,
+    log=lambda message: None, show_tensorflow_logs: bool = False, name: str = "test",
+) -> dict[str, float]:
+    """Recall@k and MRR@k of the saved model on ``events`` (read from ``source``), as training evaluates.
+
+    Events whose item the model does not know are dropped and counted; DataError when no next-item
+    case is left.
+    """
+    read_params(Path(model_dir))
     index = ItemIndex.load(model_dir)
-    test = SessionArrays.from_events(read_events(test_path, read, log), index)
+    test = SessionArrays.from_events(events, index)
     if test.n_examples == 0:
-        raise DataError(f"{test_path}: no test session has two events with items known to the model")
-    log(f"test: {test.n_events} events, {test.sessions_summary()}, {test.n_examples} next-item cases, "
+        raise DataError(f"{source}: no {name} session has two events with items known to the model")
+    log(f"{name}: {test.n_events} events, {test.sessions_summary()}, {test.n_examples} next-item cases, "
         f"{test.dropped_unknown} events with items unknown to the model dropped")
     model, params = load_model(model_dir, show_tensorflow_logs)
     if len(index) != model.n_items:

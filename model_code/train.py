@@ -57,6 +57,8 @@ TIES = "conservative"
 PLOT_METRIC = "recall@20"
 VALIDATION_KEY = "validation_metrics"
 VALIDATION_PREFIX = "validation:"
+CHAMPION_KEY = "champion_validation_metrics"
+CHAMPION_PREFIX = "champion:" + VALIDATION_PREFIX
 
 
 def _log_to_stderr(message: str) -> None:
@@ -71,6 +73,7 @@ class TrainingRun:
     test_path: str | None = None
     valid_path: str | None = None
     valid_days: float | None = None
+    champion_dir: str | None = None
     model_dir: str = "model"
     checkpoint_dir: str | None = None
     seed: int = 42
@@ -89,6 +92,7 @@ class _Data:
     test: SessionArrays | None
     valid: SessionArrays | None
     stats: dict
+    valid_events: object = None
 
 
 def train_model(params: GRU4RecParams, run: TrainingRun) -> dict:
@@ -112,6 +116,7 @@ def train_model(params: GRU4RecParams, run: TrainingRun) -> dict:
     metrics = _evaluate(trainer, data.test, params) if data.test is not None else {}
     _release(trainer)
     del trainer
+    champion_metrics = _score_champion(run, data)
     epoch_seconds = sum(record["seconds"] for record in history)
     training = {
         "seconds": round(fit_seconds, 3),
@@ -131,6 +136,7 @@ def train_model(params: GRU4RecParams, run: TrainingRun) -> dict:
         "data": data.stats,
         "metrics": metrics,
         "validation_metrics": validation_metrics,
+        **({CHAMPION_KEY: champion_metrics} if run.champion_dir else {}),
         "training": training,
         "versions": _versions(),
         "popular_items": popular_items(data.train, data.index),
@@ -248,7 +254,25 @@ def _load_data(run: TrainingRun) -> _Data:
         test = _held_out(test_events, index, str(run.test_path), "test", stats, summary)
         stats["test"].update(_read_stats(test_events))
     run.log("; ".join(summary) + f"; read in {time.perf_counter() - started:.1f} s")
-    return _Data(index, train, test, valid, stats)
+    return _Data(index, train, test, valid, stats, valid_events)
+
+
+def _score_champion(run: TrainingRun, data: _Data) -> dict:
+    """The figures of the model in ``run.champion_dir`` on this run's validation sessions ({} without one).
+
+    Its events are the ones this model is validated on; items the champion does not know are dropped
+    and counted, as evaluation does. A champion that knows no next-item case gets no figures (logged).
+    """
+    if not run.champion_dir:
+        return {}
+    from model_code.evaluate import evaluate_events
+
+    try:
+        return evaluate_events(run.champion_dir, data.valid_events, f"champion {run.champion_dir}", TIES,
+                               log=run.log, show_tensorflow_logs=run.tensorflow_logs, name="champion validation")
+    except DataError as err:
+        run.log(f"the champion gets no figures: {err}")
+        return {}
 
 
 def _read_stats(events) -> dict:
@@ -458,6 +482,10 @@ def build_parser() -> argparse.ArgumentParser:
     validation.add_argument("--valid-days", type=_positive_days, metavar="N",
                             help="validation = the sessions starting in the last N days of --train, taken out of "
                                  "training before the item index is built (default: no validation)")
+    parser.add_argument("--champion-dir", metavar="DIR",
+                        help="a model directory (the live model) to score on the same validation sessions after "
+                             "training; its figures are printed as champion:validation:name=value; lines and kept "
+                             "in metadata.json under champion_validation_metrics")
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="parameter set of the published best runs (default: rsc15)")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
@@ -507,8 +535,15 @@ def run_command(args: argparse.Namespace) -> dict:
     params = resolve_params(args.preset, overrides)
     if args.eval_every < 0:
         raise ParamError(f"--eval-every: cannot use {args.eval_every}; allowed: an integer >= 0")
+    if args.champion_dir and args.valid is None and args.valid_days is None:
+        raise ParamError("--champion-dir: the champion is scored on the validation sessions: give --valid or --valid-days")
+    if args.champion_dir:
+        from model_code.evaluate import read_params
+
+        read_params(Path(args.champion_dir))
     run = TrainingRun(
         train_path=args.train, test_path=args.test, valid_path=args.valid, valid_days=args.valid_days,
+        champion_dir=args.champion_dir,
         model_dir=args.model_dir, checkpoint_dir=args.checkpoint_dir,
         seed=args.seed, eval_every=args.eval_every,
         read=read_options(args),
@@ -537,6 +572,8 @@ def print_results(metadata: dict) -> None:
         print(metrics_table(rows))
     if metadata[VALIDATION_KEY]:
         print(metric_lines(metadata[VALIDATION_KEY], VALIDATION_PREFIX))
+    if metadata.get(CHAMPION_KEY):
+        print(metric_lines(metadata[CHAMPION_KEY], CHAMPION_PREFIX))
     if metadata["metrics"]:
         print(metric_lines(metadata["metrics"]))
     print(f"training_seconds={metadata['training']['seconds']:.3f};")

@@ -9,7 +9,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from infra.ops import recommend as recommending
-from infra.ops import cleanup, event_runs, live_model, scoring, status, training
+from infra.ops import cleanup, event_runs, live_model, scoring, smoke, status, training
 from infra.ops.deployment import load_deployment, validate_stage
 from infra.ops.errors import OpsError
 
@@ -28,6 +28,7 @@ examples:
   python -m infra.ops status --stage prod
   python -m infra.ops rollback --to gru4rec-dev-train-20261129-021710-0a1b2c3d
   python -m infra.ops cleanup --yes
+  python -m infra.ops smoke --region eu-west-1
 
 --stage, --region and --profile go before or after the command. Everything that can be
 checked without AWS (arguments, hyperparameters, the sessions file, the request) is checked
@@ -92,7 +93,41 @@ def build_parser() -> argparse.ArgumentParser:
         "with --yes. After `cdk destroy`, it removes the last ones.",
     )
     tidy.add_argument("--yes", action="store_true", help="delete them (default: only list)")
+    _add_smoke(commands, location)
     return parser
+
+
+SMOKE_DESCRIPTION = """\
+Check a real account end to end on a throw-away stage, then delete it. Never run by the tests.
+
+Steps: deploy a new stage named smoke<6 random characters> (cdk deploy --all: needs Docker, the
+bootstrapped account, `make setup` and `make model-artifact`); upload the built-in data (the
+folder `make demo` writes; generated there when missing) to the training prefixes; run the
+training pipeline (3 epochs) and wait for it; score 100 test sessions as a JSON-lines Batch
+Transform and check every output line; make 5 signed API calls and check every answer (k items,
+ids the training data holds, no repeats, finite scores, best first); print a step-by-step report.
+
+Cost: about one hour of the stage. The training and transform jobs' billable time and the
+endpoint's instance time are priced at the account's region's on-demand list prices from the AWS
+Price List API (pricing:GetProducts; "price unavailable" where it cannot be asked), typically well
+under $1 with the default instance types; API Gateway, S3, KMS and logs add cents.
+
+Teardown, also after a failed step or Ctrl-C (not with --keep): delete the stage's stacks, empty
+its kept buckets (every object version and delete marker) and delete them, schedule its KMS key's
+deletion (7 days), delete the models and endpoint configs the pipeline made and the stage's SSM
+parameters. --teardown STAGE does just that for a stage a --keep run left."""
+
+
+def _add_smoke(commands, location: argparse.ArgumentParser) -> None:
+    run = commands.add_parser(
+        "smoke", parents=[location], formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="deploy a throw-away stage, train, score, call the API, check every answer, price it, delete it",
+        description=SMOKE_DESCRIPTION,
+    )
+    run.add_argument("--data", type=Path, default=smoke.DEFAULT_DATA, metavar="DIR",
+                     help="the built-in data's folder (default: demo_output/data; generated when it has no train file)")
+    run.add_argument("--keep", action="store_true", help="keep the stage afterwards, for debugging")
+    run.add_argument("--teardown", metavar="STAGE", help="only tear down a smoke stage a --keep run left")
 
 
 def _add_train(commands, location: argparse.ArgumentParser) -> None:
@@ -100,7 +135,8 @@ def _add_train(commands, location: argparse.ArgumentParser) -> None:
         "train",
         parents=[location],
         help="start the training state machine (or a one-off training job)",
-        description="Start the training state machine: train on s3://<bucket>/training/, "
+        description="Start the training state machine: train on the data window of "
+        "s3://<bucket>/training/events/dt=YYYY-MM-DD/, "
         "check the quality gate, roll the endpoint to the new model. With --one-off, run only "
         "a training job (same image, role and instance type) and leave the endpoint alone.",
     )
@@ -114,8 +150,13 @@ def _add_train(commands, location: argparse.ArgumentParser) -> None:
     )
     train.add_argument(
         "--upload-data", type=Path, metavar="DIR",
-        help="first upload DIR/train.* and DIR/test.* to training/train/ and training/test/ "
-        "(replacing what is there)",
+        help="first upload DIR/train.* into the day folder training/events/dt=DAY/ (then its _SUCCESS "
+        "marker) and DIR/test.* to training/test/, replacing what those two hold",
+    )
+    train.add_argument(
+        "--day", metavar="YYYY-MM-DD",
+        help="the day folder --upload-data files into (default: yesterday, UTC: the last day of the data "
+        "window of a run started today)",
     )
     train.add_argument("--wait", action="store_true", help="wait until it has finished")
     one_off = train.add_argument_group("one-off training job (SageMaker Python SDK)")
@@ -188,8 +229,11 @@ def check_train(args) -> None:
     args.hyperparameters = training.parse_hyperparameters(args.hyperparameter)
     if not args.one_off and (args.role or args.image or args.instance_type):
         raise OpsError("--role, --image and --instance-type are for --one-off jobs only")
+    if args.day is not None and not args.upload_data:
+        raise OpsError("--day is for --upload-data only")
     if args.upload_data:
         training.data_files(args.upload_data)
+        args.upload_day = training.upload_day(args.day)
 
 
 def check_score(args) -> None:
@@ -215,7 +259,7 @@ def run_train(args, session, deployment) -> int:
         )
     if args.upload_data:
         for uri in training.upload_training_data(
-            session.client("s3"), deployment.data_bucket, args.upload_data
+            session.client("s3"), deployment.data_bucket, args.upload_data, args.upload_day
         ):
             print(f"uploaded {uri}")
     if settings:
@@ -235,7 +279,8 @@ def run_train(args, session, deployment) -> int:
 
 def _one_off(args, session, deployment, settings, hyperparameters, test_channel) -> int:
     job = training.start_one_off_training(
-        session, deployment.stage, deployment.data_bucket, settings, hyperparameters, test_channel
+        session, deployment.stage, deployment.data_bucket, settings, hyperparameters,
+        deployment.train_window_days, test_channel,
     )
     print(f"started training job {job}")
     if not args.wait:
@@ -306,6 +351,18 @@ def run_cleanup(args, session, deployment) -> int:
     return 0
 
 
+def run_smoke(args, session) -> int:
+    if args.teardown:
+        for line in smoke.teardown(session, validate_stage(args.teardown)):
+            print(line)
+        return 0
+    data = smoke.read_smoke_data(smoke.ensure_builtin_data(args.data))
+    deploy = lambda stage: smoke.cdk_deploy(stage, session.region_name, args.profile)  # noqa: E731
+    report = smoke.run_smoke(session, data, smoke.Seams(deploy=deploy), keep=args.keep)
+    print(report.render())
+    return 1 if report.failed else 0
+
+
 LOCAL_CHECKS = {"train": check_train, "score": check_score, "score-events": check_score_events,
                 "recommend": check_recommend}
 """What each command checks before it makes any AWS call."""
@@ -327,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
         validate_stage(args.stage)
         LOCAL_CHECKS.get(args.command, lambda _: None)(args)
         session = make_session(args)
+        if args.command == "smoke":
+            return run_smoke(args, session)
         deployment = load_deployment(session, args.stage, allow_none=args.command == "cleanup")
         return COMMANDS[args.command](args, session, deployment)
     except OpsError as error:

@@ -61,6 +61,11 @@ class Deployment:
         return self.output("Training", "TrainingStateMachineArn")
 
     @property
+    def train_window_days(self) -> int:
+        """How many days before its start a training run reads (context ``train_window_days``)."""
+        return int(self.output("Training", "TrainWindowDays"))
+
+    @property
     def batch_state_machine_arn(self) -> str:
         return self.output("Batch", "BatchStateMachineArn")
 

@@ -1,8 +1,16 @@
 """Training: start the training state machine, or run a one-off training job, and upload data.
 
 The state machine trains, checks the quality gate and rolls the endpoint. A one-off job only
-trains (same image, role, instance and output place as the state machine's job) and leaves
-the endpoint alone: for trying hyperparameters.
+trains (same image, role, instance, data window and output place as the state machine's job) and
+leaves the endpoint alone: for trying hyperparameters.
+
+Uploaded training data goes into one day folder, ``training/events/dt=YYYY-MM-DD/``, by default
+yesterday's (UTC). A run's window is the last ``train_window_days`` whole UTC days before its start,
+so it never holds the run's own day: yesterday is the last day of the window of a run started
+today, and stays in the window of the runs of the next ``train_window_days - 1`` days. The folder's
+date is not the events' own: the file is not split by its timestamps (validation takes the last
+``valid_days`` by the events' timestamps anyway, and the built-in data's timestamps lie in the past,
+outside any window), so a file of any period trains as the day it is filed under.
 """
 from __future__ import annotations
 
@@ -10,22 +18,25 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from infra.instance_types import is_gpu_training_type
 from infra.layout import (
     CHECKPOINTS_PREFIX,
     MODELS_PREFIX,
+    RUN_MARKER,
+    TRAINING_EVENTS_PREFIX,
     TRAINING_TEST_PREFIX,
-    TRAINING_TRAIN_PREFIX,
     one_off_job_prefix,
 )
 from infra.ops.errors import OpsError
+from model_code.data_window import day_folder, parse_day
+from model_code.events import DataError
 from model_code.hyperparameters import check_hyperparameters
 from model_code.params import ParamError
 
-CHANNEL_PREFIXES = {"train": TRAINING_TRAIN_PREFIX, "test": TRAINING_TEST_PREFIX}
+CHANNEL_PREFIXES = {"train": TRAINING_EVENTS_PREFIX, "test": TRAINING_TEST_PREFIX}
 FINAL_EXECUTION_STATES = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 FINAL_JOB_STATES = ("Completed", "Failed", "Stopped")
 CREATE_TRAINING_JOB = "sagemaker:createTrainingJob"
@@ -54,6 +65,25 @@ def parse_hyperparameters(pairs: list[str]) -> dict[str, str]:
 def execution_name(now: datetime | None = None) -> str:
     """A readable, unique-enough execution name: `train-20261129-021710`."""
     return (now or datetime.now(timezone.utc)).strftime("train-%Y%m%d-%H%M%S")
+
+
+def upload_day(text: str | None = None, now: datetime | None = None) -> date:
+    """The day folder ``--upload-data`` files into: ``--day`` as given, else yesterday (UTC), the last day of the
+    window of a run started now."""
+    if text is not None:
+        try:
+            return parse_day(text, "--day")
+        except DataError as error:
+            raise OpsError(str(error)) from None
+    return (now or datetime.now(timezone.utc)).astimezone(timezone.utc).date() - timedelta(days=1)
+
+
+def training_window(days: int, now: datetime | None = None) -> dict[str, str]:
+    """The ``window_start``/``window_end`` hyperparameters of a run started ``now``: the last ``days`` whole UTC
+    days before it, as the training state machine computes them."""
+    today = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).date()
+    return {"window_start": (today - timedelta(days=days)).isoformat(),
+            "window_end": (today - timedelta(days=1)).isoformat()}
 
 
 def training_input(hyperparameters: dict[str, str], test_channel: bool) -> dict:
@@ -244,13 +274,15 @@ def start_one_off_training(
     bucket: str,
     settings: OneOffSettings,
     hyperparameters: dict[str, str],
+    window_days: int,
     test_channel: bool = True,
 ) -> str:
     """Start a training job with the SageMaker Python SDK (v3 ModelTrainer); return its name.
 
     Its model goes to `s3://<bucket>/models/`, like the state machine's (with the same default
-    hyperparameters, Spot setting and metrics), but the endpoint and the current-model
-    parameters are not touched.
+    hyperparameters, Spot setting and metrics), and it reads the same data: the day folders of
+    `training/events/` of the last `window_days` UTC days before now (FastFile). The endpoint and
+    the current-model parameters are not touched.
     """
     from sagemaker.core.helper.session_helper import Session
     from sagemaker.core.training.configs import (
@@ -269,6 +301,8 @@ def start_one_off_training(
     trainer = ModelTrainer(
         sagemaker_session=Session(boto_session=boto_session),
         training_image=settings.image_uri,
+        # the job opens only the window's day folders of training/events/: FastFile downloads nothing else
+        training_input_mode="FastFile",
         role=settings.role_arn,
         base_job_name=base_job_name,
         compute=Compute(
@@ -286,7 +320,7 @@ def start_one_off_training(
             s3_output_path=f"s3://{bucket}/{MODELS_PREFIX}", kms_key_id=settings.output_kms_key
         ),
         networking=Networking(enable_network_isolation=True) if settings.network_isolation else None,
-        hyperparameters={**settings.default_hyperparameters, **hyperparameters},
+        hyperparameters={**settings.default_hyperparameters, **hyperparameters, **training_window(window_days)},
         tags=[
             Tag(key="project", value="gru4rec"),
             Tag(key="stage", value=stage),
@@ -330,20 +364,25 @@ def data_files(folder: Path) -> dict[str, Path]:
     return found
 
 
-def upload_training_data(s3, bucket: str, folder: Path) -> list[str]:
-    """Upload `train.*` / `test.*` to `training/train/` / `training/test/`.
+def upload_training_data(s3, bucket: str, folder: Path, day: date) -> list[str]:
+    """Upload `train.*` into the day folder `training/events/dt=<day>/`, then that day's `_SUCCESS` marker, and
+    `test.*` to `training/test/`.
 
-    The folder replaces the training data as a whole: other objects under both prefixes are
-    deleted after the upload (the versioned bucket keeps them as old versions), so a channel
-    never mixes two data sets. Returns the S3 URIs of the uploaded files.
+    The folder replaces that day's events and the test channel as a whole: other objects in the day
+    folder and under `training/test/` are deleted after the upload (the versioned bucket keeps them as
+    old versions); other days stay. The marker goes last, once the day is complete (with
+    `retrain_on_new_data` it starts a run itself). Returns the S3 URIs of the uploaded files.
     """
+    prefixes = {"train": f"{TRAINING_EVENTS_PREFIX}{day_folder(day)}/", "test": TRAINING_TEST_PREFIX}
     uploaded = {}
     for channel, path in data_files(folder).items():
-        uploaded[channel] = CHANNEL_PREFIXES[channel] + path.name
+        uploaded[channel] = prefixes[channel] + path.name
         s3.upload_file(str(path), bucket, uploaded[channel])
-    for channel, prefix in CHANNEL_PREFIXES.items():
+    for channel, prefix in prefixes.items():
         _remove_others(s3, bucket, prefix, keep=uploaded.get(channel))
-    return [f"s3://{bucket}/{key}" for key in uploaded.values()]
+    marker = prefixes["train"] + RUN_MARKER
+    s3.put_object(Bucket=bucket, Key=marker, Body=b"")
+    return [f"s3://{bucket}/{key}" for key in (*uploaded.values(), marker)]
 
 
 def _remove_others(s3, bucket: str, prefix: str, keep: str | None) -> None:

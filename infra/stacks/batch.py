@@ -197,7 +197,7 @@ class BatchStack(cdk.Stack):
             self, "Create model", service="sagemaker", action="createModel", iam_resources=models,
             parameters={
                 "ModelName": "{% $jobName %}", "ExecutionRoleArn": self.transform_role.role_arn,
-                "PrimaryContainer": primary_container(image.serve_image_uri, "{% $modelData %}"),
+                "PrimaryContainer": primary_container(image.serve_image_uri, "{% $modelData %}", config.batch_metrics_service),
                 "EnableNetworkIsolation": NETWORK_ISOLATION,
                 "Tags": resource_tags(config, pipeline="batch"),
             },

@@ -54,7 +54,8 @@ class EndpointStack(cdk.Stack):
         self.model = sagemaker.CfnModel(self, "Model", execution_role_arn=self.model_role.role_arn,
                                         enable_network_isolation=endpoint_network_isolation(config.serverless))
         self.model.add_property_override("PrimaryContainer",
-                                         primary_container(image.serve_image_uri, model_data, config.serverless))
+                                         primary_container(image.serve_image_uri, model_data, config.endpoint_name,
+                                                           config.serverless))
         self.model.node.add_dependency(model_policy)
         self.endpoint_config = self._endpoint_config(config, storage)
         self.endpoint = sagemaker.CfnEndpoint(
@@ -159,6 +160,8 @@ class EndpointStack(cdk.Stack):
                           master_key=storage.key, enforce_ssl=True)
         if config.notification_email:
             topic.add_subscription(subscriptions.EmailSubscription(config.notification_email))
+        if config.monthly_budget_usd:
+            topic.add_to_resource_policy(self._budgets_may_publish(topic))
         dimensions = {"EndpointName": self.endpoint_name, "VariantName": VARIANT_NAME}
         errors = cloudwatch.Metric(namespace="AWS/SageMaker", metric_name="Invocation5XXErrors", dimensions_map=dimensions,
                                    statistic="Sum", period=cdk.Duration.minutes(5))
@@ -190,6 +193,18 @@ class EndpointStack(cdk.Stack):
             # a rollout names the alarms: they exist before the endpoint does
             self.endpoint.node.add_dependency(alarm)
         return topic
+
+    def _budgets_may_publish(self, topic: sns.Topic) -> iam.PolicyStatement:
+        """The stage's budget (``infra.stacks.monitoring``) notifies this topic: AWS Budgets may publish, for
+        this account's budgets only ("Creating an Amazon SNS topic for budget notifications",
+        https://docs.aws.amazon.com/cost-management/latest/userguide/budgets-sns-policy.html)."""
+        budgets_arn = self.format_arn(service="budgets", region="", resource="*",
+                                      arn_format=cdk.ArnFormat.NO_RESOURCE_NAME)
+        return iam.PolicyStatement(
+            sid="BudgetsPublish", principals=[iam.ServicePrincipal("budgets.amazonaws.com")],
+            actions=["sns:Publish"], resources=[topic.topic_arn],
+            conditions={"StringEquals": {"aws:SourceAccount": self.account}, "ArnLike": {"aws:SourceArn": budgets_arn}},
+        )
 
 
 def _ack(rule: str, reason: str) -> cdk.Acknowledgment:

@@ -11,10 +11,13 @@ from constructs import Construct
 
 from infra.config import AppConfig
 from infra.layout import (
+    ATHENA_RESULTS_PREFIX,
     BATCH_MODELS_EXPIRATION_DAYS,
     BATCH_MODELS_PREFIX,
     CAPTURE_PREFIX,
     CHECKPOINTS_PREFIX,
+    GROUPED_SESSIONS_PREFIX,
+    INCOMING_EVENTS_PREFIX,
     INCOMING_SESSIONS_PREFIX,
     SCORED_SESSIONS_PREFIX,
 )
@@ -93,7 +96,24 @@ class StorageStack(cdk.Stack):
         )
         key.add_to_resource_policy(self._logs_may_use_key(config))
         key.add_to_resource_policy(self._alarms_may_publish(config))
+        if config.monthly_budget_usd:
+            key.add_to_resource_policy(self._budgets_may_publish(config))
         return key
+
+    def _budgets_may_publish(self, config: AppConfig) -> iam.PolicyStatement:
+        """AWS Budgets publishes the stage budget's notifications to the endpoint's alarm topic, which this key
+        encrypts: a service publishing to an encrypted topic needs a data key from its key (the SNS page cited
+        in :meth:`_alarms_may_publish`), and Budgets publishes as budgets.amazonaws.com. Only the encryption
+        context that SNS itself sends ties it down: the
+        topic's policy limits publishing to this account's budgets, and a source condition that the
+        service's key request might not carry would drop the notifications without an error."""
+        topic = self.format_arn(service="sns", resource=config.topic_name("endpoint-alarms"),
+                                arn_format=cdk.ArnFormat.NO_RESOURCE_NAME)
+        return iam.PolicyStatement(
+            sid="BudgetsPublishToStageTopic", principals=[iam.ServicePrincipal("budgets.amazonaws.com")],
+            actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=["*"],
+            conditions={"StringEquals": {SNS_TOPIC_CONTEXT: topic}},
+        )
 
     def _alarms_may_publish(self, config: AppConfig) -> iam.PolicyStatement:
         """CloudWatch alarms publish to the stage's topics, which this key encrypts; only this account's
@@ -189,4 +209,7 @@ def _expiring_prefixes(config: AppConfig) -> list[tuple[str, str, int]]:
         ("ExpireDataCapture", CAPTURE_PREFIX, config.capture_expiration_days),
         ("ExpireCheckpoints", CHECKPOINTS_PREFIX, config.checkpoint_expiration_days),
         ("ExpireBatchModels", BATCH_MODELS_PREFIX, BATCH_MODELS_EXPIRATION_DAYS),
+        ("ExpireIncomingEvents", INCOMING_EVENTS_PREFIX, config.events_expiration_days),
+        ("ExpireGroupedSessions", GROUPED_SESSIONS_PREFIX, config.grouped_expiration_days),
+        ("ExpireAthenaResults", ATHENA_RESULTS_PREFIX, config.athena_results_expiration_days),
     ]

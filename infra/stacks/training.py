@@ -17,6 +17,8 @@ EventBridge rule.
 from __future__ import annotations
 
 import aws_cdk as cdk
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_scheduler_targets as scheduler_targets
@@ -28,9 +30,11 @@ from infra.config import AppConfig
 from infra.instance_storage import uses_volume_key
 from infra.layout import (
     CHECKPOINTS_PREFIX,
+    DAY_FOLDER_PREFIX,
     MODELS_PREFIX,
+    RUN_MARKER,
+    TRAINING_EVENTS_PREFIX,
     TRAINING_TEST_PREFIX,
-    TRAINING_TRAIN_PREFIX,
     one_off_job_prefix,
 )
 from infra.log_groups import log_group_arn, log_streams_arn
@@ -63,18 +67,33 @@ JOB_KIND = "train"
 HYPERPARAMETER_DEFAULTS = {"preset": "rsc15"}
 REPORTED_METRICS = ("recall@20", "mrr@20")
 VALIDATION_PREFIX = "validation:"
+CHAMPION_PREFIX = "champion:" + VALIDATION_PREFIX
 # The training command prints one "name=value;" line per metric (model_code.train.metric_lines), the
-# validation figures as "validation:name=value;": a test metric's pattern must not match those
+# validation figures as "validation:name=value;" and the live model's as "champion:validation:name=value;":
+# a pattern must not match the lines of a longer prefix
 METRIC_DEFINITIONS = [
-    *({"Name": name, "Regex": f"(?:^|[^:\\w]){name}=([0-9.]+);"} for name in REPORTED_METRICS),
-    *({"Name": VALIDATION_PREFIX + name, "Regex": f"{VALIDATION_PREFIX}{name}=([0-9.]+);"} for name in REPORTED_METRICS),
+    *({"Name": prefix + name, "Regex": f"(?:^|[^:\\w]){prefix}{name}=([0-9.]+);"}
+      for prefix in ("", VALIDATION_PREFIX) for name in REPORTED_METRICS),
+    *({"Name": CHAMPION_PREFIX + name, "Regex": f"{CHAMPION_PREFIX}{name}=([0-9.]+);"} for name in REPORTED_METRICS),
 ]
+DAY_MILLIS = 86_400_000
+DAY_PICTURE = "[Y0001]-[M01]-[D01]"
+REFIT_SUFFIX = "-refit"
+# the optimized StartExecution integration's error when the name was used in the last 90 days
+EXECUTION_EXISTS = "StepFunctions.ExecutionAlreadyExistsException"
 
 
 def hyperparameter_defaults(config: AppConfig) -> dict[str, str]:
     """What every job gets unless the execution input says otherwise: the preset and the validation split."""
     split = {"valid_days": f"{config.valid_days:g}"} if config.valid_days else {}
     return {**HYPERPARAMETER_DEFAULTS, **split}
+
+
+def refits(config: AppConfig) -> bool:
+    """Whether a model that passed the gate is trained again on the whole window before it ships: with
+    ``refit_after_gate``, and only where validation days were held out (without them the gated model has
+    seen the whole window already)."""
+    return config.refit_after_gate and bool(config.valid_days)
 
 
 def gate_metric(config: AppConfig) -> str:
@@ -107,18 +126,27 @@ class TrainingStack(cdk.Stack):
         self.training_role = self._training_role(config, storage, image)
         self.topic = failure_topic(self, config, storage.key, "training")
         on_failure = notify_and_fail(self, config, self.topic, "training", {"job": "$jobName"})
-        definition = (sfn.Chain.start(self._name_the_job(config, storage))
-                      .next(self._train(config, storage, image, on_failure))
-                      .next(self._quality_gate(config, on_failure, self._deploy(config, storage, image, endpoint, on_failure))))
+        deploy = self._deploy(config, storage, image, endpoint, on_failure)
+        if refits(config):
+            deploy = self._refit(config, storage, image, on_failure).next(deploy)
+        definition = sfn.Chain.start(self._name_the_job(config, storage))
+        if config.valid_days:
+            definition = definition.next(self._read_live_model(config, on_failure))
+        definition = (definition.next(self._train(config, storage, image, on_failure))
+                      .next(self._quality_gate(config, on_failure, deploy)))
         self.state_machine = pipeline_state_machine(self, config, storage.key, "training", definition, _timeout(config))
         self._grant_pipeline(config, storage, endpoint)
         notify_abnormal_ends(self, self.state_machine, self.topic, storage.key)
         if config.retrain_schedule:
             self._retrain_on_schedule(config, storage)
+        if config.retrain_on_new_data:
+            self._retrain_on_new_data(config, storage)
         cdk.CfnOutput(self, "TrainingStateMachineArn", value=self.state_machine.state_machine_arn,
                       description="Training pipeline: train, quality gate, roll the endpoint")
         cdk.CfnOutput(self, "ModelKeepCount", value=str(config.model_keep_count),
                       description="Models before the live one that the operator CLI's cleanup keeps")
+        cdk.CfnOutput(self, "TrainWindowDays", value=str(config.train_window_days),
+                      description="Whole UTC days before its start that a training run (and a one-off job) reads")
 
     def _retrain_on_schedule(self, config: AppConfig, storage: StorageStack) -> scheduler.Schedule:
         """An EventBridge Scheduler schedule that starts the pipeline with its defaults on ``retrain_schedule``.
@@ -136,6 +164,34 @@ class TrainingStack(cdk.Stack):
                 retry_attempts=2, max_event_age=cdk.Duration.hours(1)),
         )
 
+    def _retrain_on_new_data(self, config: AppConfig, storage: StorageStack) -> sfn.StateMachine:
+        """A day's ``_SUCCESS`` marker under ``training/events/dt=YYYY-MM-DD/`` starts the pipeline, at most once a day.
+
+        EventBridge cannot name the execution it starts, so the rule starts a one-state machine that starts
+        the pipeline under the name ``new-data-<UTC day of the event>``: Step Functions refuses a name a
+        standard workflow has used in the last 90 days (ExecutionAlreadyExists,
+        https://docs.aws.amazon.com/step-functions/latest/dg/express-at-least-once-execution.html), which
+        ends that day's later markers here, as a success.
+        """
+        scope = Construct(self, "NewDataTrigger")
+        start = tasks.StepFunctionsStartExecution.jsonata(
+            scope, "Start training", state_machine=self.state_machine,
+            name="{% 'new-data-' & $fromMillis($toMillis($states.input.time), '" + DAY_PICTURE + "') %}",
+            input=sfn.TaskInput.from_object({"trigger": "new-data", "marker": "{% $states.input.detail.object.key %}"}),
+        )
+        start.add_catch(sfn.Succeed.jsonata(scope, "Already started today"), errors=[EXECUTION_EXISTS])
+        machine = pipeline_state_machine(scope, config, storage.key, "training-trigger", start, cdk.Duration.minutes(5))
+        acknowledge_wildcards(machine.role, {"*": STATE_MACHINE_SERVICE_WILDCARDS + "."})
+        rule = events.Rule(scope, "DayComplete", description=f"{TRAINING_EVENTS_PREFIX}{DAY_FOLDER_PREFIX}YYYY-MM-DD/"
+                                                             f"{RUN_MARKER} markers in the GRU4Rec {config.stage} data bucket",
+                           event_pattern=events.EventPattern(
+                               source=["aws.s3"], detail_type=["Object Created"],
+                               detail={"bucket": {"name": [storage.bucket.bucket_name]},
+                                       "object": {"key": events.Match.wildcard(
+                                           f"{TRAINING_EVENTS_PREFIX}{DAY_FOLDER_PREFIX}*/{RUN_MARKER}")}}))
+        rule.add_target(targets.SfnStateMachine(machine, retry_attempts=8, max_event_age=cdk.Duration.hours(6)))
+        return machine
+
     # --- states -----------------------------------------------------------------------------------
 
     def _name_the_job(self, config: AppConfig, storage: StorageStack) -> sfn.Pass:
@@ -145,26 +201,82 @@ class TrainingStack(cdk.Stack):
             "jobName": job_name_expression(config, JOB_KIND),
             "bucket": bucket,
             "defaultHyperparameters": hyperparameter_defaults(config),
-            "trainChannel": _channel("train", f"s3://{bucket}/{TRAINING_TRAIN_PREFIX}"),
+            # the last train_window_days whole UTC days before the execution's start
+            "window": {"window_start": _day_before_start(config.train_window_days),
+                       "window_end": _day_before_start(1)},
+            "trainChannel": _channel("train", f"s3://{bucket}/{TRAINING_EVENTS_PREFIX}", "FastFile"),
             "testChannel": _channel("test", f"s3://{bucket}/{TRAINING_TEST_PREFIX}"),
+            "champion": "{% null %}",
+            "championRecall": "{% null %}",
             "polls": 0,
             "busyPolls": 0,
         })
 
+    def _read_live_model(self, config: AppConfig, on_failure: sfn.IChainable) -> sfn.IChainable:
+        """The champion: the live model's archive when a pipeline trained it (``models/``), else null.
+
+        The first model (a deploy-time asset) and a rollback to it have no champion: the gate uses the floor only.
+        """
+        read = tasks.CallAwsService.jsonata(
+            self, "Read live model", service="ssm", action="getParameter",
+            iam_resources=[self._parameter_arn(config.model_data_parameter_name)],
+            parameters={"Name": config.model_data_parameter_name},
+            assign={"champion": "{% ($live := $states.result.Parameter.Value; $models := 's3://' & $bucket & '/"
+                                + MODELS_PREFIX + "'; $substring($live, 0, $length($models)) = $models ? $live : null) %}"},
+        )
+        read.add_catch(on_failure)
+        return read
+
     def _train(self, config: AppConfig, storage: StorageStack, image: ImageStack,
                on_failure: sfn.IChainable) -> sfn.CustomState:
-        """CreateTrainingJob, run to the end; keeps the model's S3 URI and the gate metric (null when not reported)."""
+        """CreateTrainingJob on the window, run to the end; keeps the model's S3 URI and the gate metrics (null
+        when not reported): the new model's and the live model's on the same validation sessions."""
+        hyperparameters = ("$merge([$defaultHyperparameters, $states.input.hyperparameters, $window])")
+        channels = ("$append($states.input.test_channel = false ? [$trainChannel] : [$trainChannel, $testChannel], "
+                    "$champion ? [" + _CHAMPION_CHANNEL + "] : [])")
+        train = sync_job_task(self, "Train", "createTrainingJob",
+                              self._job_arguments(config, storage, image, "$jobName", hyperparameters, channels),
+                              comment="Train GRU4Rec with the repository's image (SageMaker runs `train`)",
+                              assign={
+                                  "gatedJob": "{% $jobName %}",
+                                  "modelData": "{% $states.result.ModelArtifacts.S3ModelArtifacts %}",
+                                  "recall": _final_metric(gate_metric(config)),
+                                  "championRecall": _final_metric(CHAMPION_PREFIX + REPORTED_METRICS[0]),
+                              })
+        add_capacity_retries(train)
+        train.add_catch(on_failure)
+        return train
+
+    def _refit(self, config: AppConfig, storage: StorageStack, image: ImageStack,
+               on_failure: sfn.IChainable) -> sfn.CustomState:
+        """The passing settings trained again on the whole window, validation days included: the model that ships
+        (items new in the last days are then known to it). Named ``<gated job>-refit``."""
+        hyperparameters = ("$sift($merge([$defaultHyperparameters, $states.input.hyperparameters, $window]), "
+                           "function($value, $name) {$name != 'valid_days'})")
+        channels = "$states.input.test_channel = false ? [$trainChannel] : [$trainChannel, $testChannel]"
+        name = f"$gatedJob & '{REFIT_SUFFIX}'"
+        refit = sync_job_task(self, "Refit on the whole window", "createTrainingJob",
+                              self._job_arguments(config, storage, image, name, hyperparameters, channels),
+                              comment="Retrain the gated settings on the whole window; this model ships",
+                              assign={"jobName": "{% " + name + " %}",
+                                      "modelData": "{% $states.result.ModelArtifacts.S3ModelArtifacts %}"})
+        add_capacity_retries(refit)
+        refit.add_catch(on_failure)
+        return refit
+
+    def _job_arguments(self, config: AppConfig, storage: StorageStack, image: ImageStack, name: str,
+                       hyperparameters: str, channels: str) -> dict:
+        """CreateTrainingJob's arguments: ``name``, ``hyperparameters`` and ``channels`` are JSONata expressions."""
         runtime = cdk.Duration.hours(config.training_max_runtime_hours)
         arguments = {
-            "TrainingJobName": "{% $jobName %}",
+            "TrainingJobName": "{% " + name + " %}",
             "RoleArn": self.training_role.role_arn,
             "AlgorithmSpecification": {"TrainingImage": image.training_image_uri, "TrainingInputMode": "File",
                                        "MetricDefinitions": METRIC_DEFINITIONS},
             # every value a string, as SageMaker requires
-            "HyperParameters": "{% $merge($each($merge([$defaultHyperparameters, $states.input.hyperparameters]), "
-                               "function($value, $name) {{$name: $string($value)}})) %}",
+            "HyperParameters": "{% $merge($each(" + hyperparameters + ", function($value, $name) {{$name: $string($value)}})) %}",
             # the test channel is left out only when the input says "test_channel": false
-            "InputDataConfig": "{% $states.input.test_channel = false ? [$trainChannel] : [$trainChannel, $testChannel] %}",
+            "InputDataConfig": "{% " + channels + " %}",
             "OutputDataConfig": {"S3OutputPath": f"s3://{storage.bucket.bucket_name}/{MODELS_PREFIX}",
                                  "KmsKeyId": storage.key.key_arn},
             "ResourceConfig": {"InstanceType": config.training_instance_type, "InstanceCount": 1,
@@ -180,18 +292,9 @@ class TrainingStack(cdk.Stack):
         if config.use_spot:
             arguments["EnableManagedSpotTraining"] = True
             arguments["StoppingCondition"]["MaxWaitTimeInSeconds"] = int(_spot_max_wait(config).to_seconds())
-            arguments["CheckpointConfig"] = {"S3Uri": "{% 's3://' & $bucket & '/" + CHECKPOINTS_PREFIX + "' & $jobName %}",
+            arguments["CheckpointConfig"] = {"S3Uri": "{% 's3://' & $bucket & '/" + CHECKPOINTS_PREFIX + "' & " + name + " %}",
                                              "LocalPath": CHECKPOINT_LOCAL_PATH}
-        train = sync_job_task(self, "Train", "createTrainingJob", arguments,
-                              comment="Train GRU4Rec with the repository's image (SageMaker runs `train`)",
-                              assign={
-                                  "modelData": "{% $states.result.ModelArtifacts.S3ModelArtifacts %}",
-                                  "recall": "{% ($value := $states.result.FinalMetricDataList[MetricName = '"
-                                            + gate_metric(config) + "'][0].Value; $type($value) = 'number' ? $value : null) %}",
-                              })
-        add_capacity_retries(train)
-        train.add_catch(on_failure)
-        return train
+        return arguments
 
     def _quality_gate(self, config: AppConfig, on_failure: sfn.IChainable, deploy: sfn.IChainable) -> sfn.Choice:
         """Deploy only a model whose Recall@20 (validation, else test) is at least ``recall_threshold``."""
@@ -210,9 +313,18 @@ class TrainingStack(cdk.Stack):
             f"'training job ' & $jobName & ' reached {metric} = ' & $string($recall) & "
             f"', below the quality gate threshold {threshold}: the endpoint keeps its current model'",
         )
+        tolerance = repr(float(config.gate_tolerance))
+        below_champion = failure(
+            self, "Below the live model", "QualityGate.BelowLiveModel",
+            f"'training job ' & $jobName & ' reached {metric} = ' & $string($recall) & ', the live model ' & "
+            f"$string($championRecall) & ' on the same validation sessions: more than gate_tolerance {tolerance} "
+            "below it; the endpoint keeps its current model'",
+        )
         return (sfn.Choice.jsonata(self, "Quality gate")
                 .when(sfn.Condition.jsonata("{% $recall = null %}"), no_metric.next(on_failure))
                 .when(sfn.Condition.jsonata("{% $recall < " + threshold + " %}"), below.next(on_failure))
+                .when(sfn.Condition.jsonata("{% $championRecall != null and $recall < $championRecall - " + tolerance + " %}"),
+                      below_champion.next(on_failure))
                 .otherwise(deploy))
 
     def _deploy(self, config: AppConfig, storage: StorageStack, image: ImageStack, endpoint: EndpointStack,
@@ -225,7 +337,8 @@ class TrainingStack(cdk.Stack):
             iam_resources=[sagemaker_arn(self, "model", names)],
             parameters={
                 "ModelName": "{% $jobName %}", "ExecutionRoleArn": endpoint.model_role.role_arn,
-                "PrimaryContainer": primary_container(image.serve_image_uri, "{% $modelData %}", config.serverless),
+                "PrimaryContainer": primary_container(image.serve_image_uri, "{% $modelData %}", endpoint.endpoint_name,
+                                                      config.serverless),
                 "EnableNetworkIsolation": endpoint_network_isolation(config.serverless),
                 "Tags": tags,
             },
@@ -339,6 +452,11 @@ class TrainingStack(cdk.Stack):
             records.append(record)
         done = sfn.Succeed.jsonata(self, "Done", outputs={
             "model": "{% $jobName %}", "modelData": "{% $modelData %}", gate_metric(config): "{% $recall %}",
+            "gated": {"job": "{% $gatedJob %}", gate_metric(config): "{% $recall %}",
+                      "champion": "{% $champion %}", CHAMPION_PREFIX + REPORTED_METRICS[0]: "{% $championRecall %}"},
+            "shipped": {"job": "{% $jobName %}", "modelData": "{% $modelData %}",
+                        "refit": "{% $jobName != $gatedJob %}"},
+            "window": "{% $window %}",
         })
         return records[0].next(records[1]).next(done)
 
@@ -360,6 +478,8 @@ class TrainingStack(cdk.Stack):
                                 conditions={"StringLike": {"s3:prefix": listed_prefixes}}),
             iam.PolicyStatement(sid="ReadTrainingData", actions=["s3:GetObject"], resources=[training_data]),
             iam.PolicyStatement(sid="WriteModels", actions=["s3:PutObject"], resources=[models]),
+            # the live model, scored beside the new one (the champion channel)
+            iam.PolicyStatement(sid="ReadLiveModels", actions=["s3:GetObject"], resources=[models]),
             iam.PolicyStatement(sid="UseStageKey", actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
                                 resources=[storage.key.key_arn]),
             *pull_image_statements(image),
@@ -381,7 +501,8 @@ class TrainingStack(cdk.Stack):
             "*": "Only ecr:GetAuthorizationToken (registry-wide tokens) and cloudwatch:PutMetricData (no resource-level "
                  f"permissions; limited to the namespace {TRAINING_METRICS_NAMESPACE} by a condition) use '*'.",
             training_data: "Training jobs read every file of the training channels under training/ (train/ and test/).",
-            models: "SageMaker writes each job's model.tar.gz under models/<job name>/: put only, this prefix only.",
+            models: "SageMaker writes each job's model.tar.gz under models/<job name>/, and reads the live one "
+                    "from there as the champion channel: this prefix only.",
             log_group: "log-group:<name>:* is how IAM names the one log group SageMaker writes training logs to "
                        "(CreateLogGroup on a region's first job, DescribeLogStreams).",
             log_streams: "SageMaker names each training job's log streams <job name>/algo-<n>-<time>; "
@@ -423,9 +544,28 @@ class TrainingStack(cdk.Stack):
         return self.format_arn(service="ssm", resource="parameter", resource_name=name.lstrip("/"))
 
 
-def _channel(name: str, s3_uri: str) -> dict:
-    return {"ChannelName": name, "InputMode": "File", "DataSource": {"S3DataSource": {
+def _channel(name: str, s3_uri: str, mode: str = "File") -> dict:
+    """A channel of every object under ``s3_uri``. FastFile streams the files the job opens (the window's days)
+    and downloads nothing else: https://docs.aws.amazon.com/AWSJavaSDK/latest/javadoc/com/amazonaws/services/sagemaker/model/TrainingInputMode.html"""
+    return {"ChannelName": name, "InputMode": mode, "DataSource": {"S3DataSource": {
         "S3DataType": "S3Prefix", "S3Uri": s3_uri, "S3DataDistributionType": "FullyReplicated"}}}
+
+
+# the live model's archive, one object, unpacked by the container
+_CHAMPION_CHANNEL = ('{"ChannelName": "champion", "InputMode": "File", "DataSource": {"S3DataSource": {'
+                     '"S3DataType": "S3Prefix", "S3Uri": $champion, "S3DataDistributionType": "FullyReplicated"}}}')
+
+
+def _day_before_start(days: int) -> str:
+    """JSONata: the UTC day ``days`` days before the execution's start, as YYYY-MM-DD."""
+    return ("{% $fromMillis($toMillis($states.context.Execution.StartTime) - " + str(days * DAY_MILLIS)
+            + ", '" + DAY_PICTURE + "') %}")
+
+
+def _final_metric(name: str) -> str:
+    """JSONata: a training job's final value of metric ``name``, or null when it reported none."""
+    return ("{% ($value := $states.result.FinalMetricDataList[MetricName = '" + name
+            + "'][0].Value; $type($value) = 'number' ? $value : null) %}")
 
 
 def _spot_max_wait(config: AppConfig) -> cdk.Duration:

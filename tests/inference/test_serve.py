@@ -21,7 +21,7 @@ import onnxruntime
 import pytest
 import requests
 
-from inference import nginx_config
+from inference import nginx_config, request_metrics
 from inference.local import LocalServer
 from inference.processes import children, command_line, descendants
 from inference.server_settings import ServerSettings, SettingsError
@@ -108,10 +108,15 @@ def server_log(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("serve_log") / "serve.log"
 
 
+METRICS_SERVICE = "gru4rec-test"
+
+
 @pytest.fixture(scope="module")
 def server(model_dir, nginx_binary, server_log):
-    with running_server(model_dir, server_log) as running:
-        yield running
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(request_metrics.SERVICE_VARIABLE, METRICS_SERVICE)
+        with running_server(model_dir, server_log) as running:
+            yield running
 
 
 # -- reference answers -----------------------------------------------------------------------------------
@@ -205,6 +210,62 @@ def test_jsonlines_bad_line_answered_in_place(server, items):
     assert len(out[3]["recommendations"]) == 4 and "error" not in out[3]
     # each line, as Batch Transform writes it to the scored file, names the model
     assert [line["model_version"] for line in out] == [MODEL_VERSION] * len(lines)
+
+
+def emf_lines(log_path: Path) -> list[dict]:
+    """The server log's lines that are whole JSON objects carrying CloudWatch's ``_aws`` metadata."""
+    found = []
+    for line in log_path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "_aws" in record:
+            found.append(record)
+    return found
+
+
+def metrics_of(record: dict) -> dict[str, float]:
+    """The metric values an EMF record declares, read the way CloudWatch reads them: each declared name at the top level."""
+    (directive,) = record["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "GRU4Rec"
+    assert directive["Dimensions"] == [["Service"]]
+    return {metric["Name"]: record[metric["Name"]] for metric in directive["Metrics"]}
+
+
+@pytest.mark.slow
+def test_each_request_writes_one_emf_line_with_its_item_counts(server, server_log, items):
+    """Two sessions, 9 ids of which 4 the model never saw: the line written for this request says so."""
+    unknown = ["never-seen-a", "never-seen-b", "never-seen-c", "never-seen-d"]
+    body = {"sessions": [{"session_id": "m1", "items": [items[0], unknown[0], items[1], unknown[1], items[2]]},
+                         {"session_id": "m2", "items": [unknown[2], items[3], unknown[3], items[4]]}]}
+    before = len(emf_lines(server_log))
+    response = requests.post(f"{server.url}/invocations", json=body, timeout=HTTP_TIMEOUT)
+    assert response.status_code == 200, response.text
+    assert sum(result["unknown_items"] for result in response.json()["results"]) == 4
+    new = emf_lines(server_log)[before:]
+    assert len(new) == 1, new
+    assert metrics_of(new[0]) == {"Sessions": 2, "RequestItems": 9, "UnknownItems": 4,
+                                  "UnknownItemShare": pytest.approx(4 / 9)}
+    assert new[0]["Service"] == METRICS_SERVICE
+    assert new[0]["ModelVersion"] == MODEL_VERSION
+
+
+@pytest.mark.slow
+def test_a_jsonlines_request_counts_its_scored_lines_only(server, server_log, items):
+    """Three good lines (one all unknown) and a bad one: one EMF line for the request, the bad line not counted."""
+    lines = [json.dumps({"session_id": "a", "items": [items[5], items[6]]}),
+             json.dumps({"session_id": "b", "items": ["nobody-knows-1", "nobody-knows-2", "nobody-knows-3"]}),
+             json.dumps({"session_id": "c", "items": 42}),
+             json.dumps({"session_id": "d", "items": [items[7]]})]
+    before = len(emf_lines(server_log))
+    response = requests.post(f"{server.url}/invocations", data="\n".join(lines) + "\n", headers=JSONLINES,
+                             timeout=HTTP_TIMEOUT)
+    assert response.status_code == 200, response.text
+    new = emf_lines(server_log)[before:]
+    assert len(new) == 1, new
+    assert metrics_of(new[0]) == {"Sessions": 3, "RequestItems": 6, "UnknownItems": 3,
+                                  "UnknownItemShare": pytest.approx(0.5)}
 
 
 @pytest.mark.slow
@@ -445,3 +506,17 @@ def test_nginx_config_has_every_placeholder_filled(tmp_path):
     assert "listen 8123;" in text and f"unix:{tmp_path / 'g.sock'}" in text and "proxy_read_timeout 70s;" in text
     with pytest.raises(KeyError, match="PORT"):
         nginx_config.render("listen @PORT@;", {})
+
+
+@pytest.mark.slow
+def test_the_serving_benchmark_times_each_cold_start_and_stops_each_server(model_dir, nginx_binary, tmp_path):
+    """The mechanics of ``benchmarks/serving.py``'s cold start, not its speed: one figure per start, the median
+    and max taken from them, and every server started anew and stopped cleanly (one worker booted per start; a non-zero exit raises)."""
+    from benchmarks.serving import cold_starts
+
+    log_path = tmp_path / "cold.log"
+    figures = cold_starts(model_dir, workers=1, repeats=3, log_path=log_path)
+    assert len(figures["seconds"]) == 3 and all(value > 0 for value in figures["seconds"])
+    assert figures["median_s"] == sorted(figures["seconds"])[1]
+    assert figures["max_s"] == max(figures["seconds"])
+    assert log_path.read_text(errors="replace").count("Booting worker") == 3, log_tail(log_path)

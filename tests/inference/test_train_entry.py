@@ -324,3 +324,56 @@ def test_a_bad_model_version_is_named(tmp_path, version):
     artifacts.write_json(tmp_path / artifacts.METADATA_FILE, {"model_version": version})
     with pytest.raises(artifacts.ModelDirError, match="'model_version' in metadata.json"):
         artifacts.read_model_version(tmp_path)
+
+
+def day_channel(root: Path) -> Path:
+    """A train channel of day folders dt=2026-11-28 .. dt=2026-12-01, one small TSV each."""
+    train = root / "input" / "data" / "train"
+    for day in ("2026-11-28", "2026-11-29", "2026-11-30", "2026-12-01"):
+        (train / f"dt={day}").mkdir(parents=True)
+        (train / f"dt={day}" / "part-0.tsv").write_text(f"SessionId\tItemId\tTime\n{day}\ta\t1\n{day}\tb\t2\n")
+    return train
+
+
+def test_a_window_reads_only_its_days_from_the_train_channel(tmp_path):
+    root = lay_out(tmp_path, None, None, channels=())
+    day_channel(root)
+    argv = training_job.training_argv(JobPaths(root), {"window_start": "2026-11-29", "window_end": "2026-11-30",
+                                                       "epochs": "2"})
+    args = training_job.parse_training_args(argv)
+    assert sorted(p.name for p in Path(args.train).iterdir()) == ["dt=2026-11-29_part-0.tsv", "dt=2026-11-30_part-0.tsv"]
+    assert args.param == ["epochs=2"], "the window is the job's, not a training parameter"
+
+
+@pytest.mark.parametrize("window, reason", [
+    ({"window_start": "2026-11-29"}, "bad data window: window_end: missing"),
+    ({"window_start": "2026-11-29", "window_end": "2026/11/30"}, "bad data window: window_end: cannot use '2026/11/30'"),
+    ({"window_start": "2026-12-05", "window_end": "2026-12-06"}, "bad data window: .* no event files for the data window"),
+])
+def test_a_bad_window_is_named(tmp_path, window, reason):
+    root = lay_out(tmp_path, None, None, channels=())
+    day_channel(root)
+    with pytest.raises(JobInputError, match=reason):
+        training_job.training_argv(JobPaths(root), window)
+
+
+def test_a_champion_channel_is_unpacked_for_scoring(tmp_path):
+    import tarfile
+
+    root = lay_out(tmp_path / "opt_ml", None, None, channels=("train", "champion"))
+    (root / "input" / "data" / "train" / "a.tsv").write_text("")
+    model = tmp_path / "live"
+    model.mkdir()
+    (model / "metadata.json").write_text("{}")
+    with tarfile.open(root / "input" / "data" / "champion" / "model.tar.gz", "w:gz") as tar:
+        tar.add(model / "metadata.json", arcname="metadata.json")
+    args = training_job.parse_training_args(training_job.training_argv(JobPaths(root), {"valid_days": "1"}))
+    assert (Path(args.champion_dir) / "metadata.json").read_text() == "{}"
+
+
+def test_a_champion_channel_without_an_archive_fails(tmp_path):
+    root = lay_out(tmp_path, None, None, channels=("train", "champion"))
+    (root / "input" / "data" / "train" / "a.tsv").write_text("")
+    (root / "input" / "data" / "champion" / "other.bin").write_text("x")
+    with pytest.raises(JobInputError, match="input channel 'champion' holds no model.tar.gz"):
+        training_job.training_argv(JobPaths(root), {"valid_days": "1"})

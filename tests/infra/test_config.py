@@ -6,6 +6,7 @@ import aws_cdk as cdk
 import pytest
 
 from infra.config import PROJECT_ROOT, AppConfig, ConfigError
+from model_code.event_rules import ReadOptions
 
 
 @pytest.fixture
@@ -93,6 +94,12 @@ def test_relative_artifact_path_is_resolved_against_the_project_root(tmp_path):
     ("training_max_runtime_hours", 700, "28 days"),
     ("initial_model_version", "v 1", "letters, digits"),
     ("notification_email", "ops", "e-mail address"),
+    ("train_window_days", 1, "more than valid_days (1"),
+    ("train_window_days", 367, "at most 366"),
+    ("train_window_days", "a month", "whole number"),
+    ("gate_tolerance", -0.01, "between 0 and 1"),
+    ("refit_after_gate", "on", "true or false"),
+    ("retrain_on_new_data", 1, "true or false"),
 ])
 def test_invalid_values_name_the_context_key(artifact, key, value, fragment):
     with pytest.raises(ConfigError) as raised:
@@ -158,6 +165,9 @@ def test_empty_notification_email_means_none(artifact):
     {"checkpoint_expiration_days": 1, "training_max_runtime_hours": 20},  # Spot may take 40 hours
     {"capture_expiration_days": 0},
     {"incoming_expiration_days": "-3"},
+    {"events_expiration_days": 0},
+    {"grouped_expiration_days": 2},  # a run may read them 2 days after it wrote them
+    {"athena_results_expiration_days": 2},
 ])
 def test_expirations_that_would_lose_data_in_use_are_refused(artifact, values):
     key = next(k for k in values if k.endswith("_expiration_days"))
@@ -235,6 +245,8 @@ def test_a_serverless_endpoint_keeps_its_blue_green_rollout_whatever_the_unused_
     ("events_time_format", "%d/%m/%Y", "Athena query reads"),
     ("events_time_format", "%Q", "allowed"),
     ("athena_bytes_scanned_cutoff", 9_999_999, "10 MB"),
+    ("events_max_bad_rows", "150%", "a share of the rows read"),
+    ("events_max_bad_rows", "-1", "a count"),
 ])
 def test_event_table_settings_are_checked_by_name(key, value, words):
     with pytest.raises(ConfigError, match=key) as caught:
@@ -242,6 +254,22 @@ def test_event_table_settings_are_checked_by_name(key, value, words):
     assert words in str(caught.value)
 
 
+def test_the_bad_row_bound_is_the_local_readers_by_default(artifact):
+    config = AppConfig.from_mapping({"initial_model_artifact": artifact})
+    assert config.events_max_bad_rows == ReadOptions().max_bad_rows == "1%"
+    assert AppConfig.from_mapping({"initial_model_artifact": artifact, "events_max_bad_rows": "0"}).events_max_bad_rows == "0"
+
+
 def test_event_table_settings_take_the_readers_names():
     config = AppConfig(events_separator="comma", events_time_format="epoch_ms", events_session_column="user")
     assert (config.events_separator, config.events_time_format, config.events_session_column) == ("comma", "epoch_ms", "user")
+
+
+def test_the_data_window_and_gate_defaults(artifact):
+    config = AppConfig.from_mapping({"initial_model_artifact": artifact})
+    assert (config.train_window_days, config.gate_tolerance, config.refit_after_gate, config.retrain_on_new_data) == (
+        28, 0.005, True, False)
+    converted = AppConfig.from_mapping({"initial_model_artifact": artifact, "train_window_days": "2", "valid_days": "1.5",
+                                        "gate_tolerance": "0", "refit_after_gate": "false", "retrain_on_new_data": "true"})
+    assert (converted.train_window_days, converted.gate_tolerance, converted.refit_after_gate,
+            converted.retrain_on_new_data) == (2, 0.0, False, True)

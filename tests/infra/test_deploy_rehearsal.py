@@ -93,6 +93,10 @@ NOT_CREATED_BY_MOTO = {
         "AWS::SNS::TopicPolicy",
         "AWS::SQS::QueuePolicy",
     },
+    # the dashboard is created; moto 5.2.5's CloudFormation has no CloudWatch alarm, nor an AWS Budgets budget
+    # (AWS::Budgets::Budget, present only with monthly_budget_usd set, which this rehearsal's context leaves unset):
+    # both are checked in tests/infra/test_monitoring.py
+    "monitoring": {"AWS::CloudWatch::Alarm"},
 }
 
 
@@ -242,40 +246,51 @@ def rehearsal(synth):
 @contextmanager
 def rehearse(synth):
     """Deploy ``synth``'s assembly into moto stack by stack; the record of what happened while moto is active."""
-    manifest = json.loads((synth.outdir / "manifest.json").read_text())
-    keys = {stack.stack_name: key for key, stack in synth.stacks.items()}
-    record = {"order": deployment_order(manifest), "replaced": [], "untagged": [], "stacks": {}}
     with pytest.MonkeyPatch.context() as env, mock_aws():
         env.setenv("AWS_DEFAULT_REGION", REGION)
         env.delenv("AWS_PROFILE", raising=False)
         session = boto3.Session(region_name=REGION)
-        session.client("ssm").put_parameter(
-            Name="/cdk-bootstrap/hnb659fds/version", Value=BOOTSTRAP_VERSION, Type="String"
+        bootstrap(session)
+        yield deploy_assembly(session, synth)
+
+
+def bootstrap(session) -> None:
+    """What ``cdk bootstrap`` leaves that the templates check: the bootstrap version parameter."""
+    session.client("ssm").put_parameter(
+        Name="/cdk-bootstrap/hnb659fds/version", Value=BOOTSTRAP_VERSION, Type="String"
+    )
+
+
+def deploy_assembly(session, synth) -> dict:
+    """Publish the file assets and create every stack of ``synth``'s assembly in (an active) moto, in order;
+    the record of what happened."""
+    manifest = json.loads((synth.outdir / "manifest.json").read_text())
+    keys = {stack.stack_name: key for key, stack in synth.stacks.items()}
+    record = {"order": deployment_order(manifest), "replaced": [], "untagged": [], "stacks": {}}
+    s3, cloudformation = session.client("s3"), session.client("cloudformation")
+    references = DynamicReferences(session.client("ssm"))
+    record["assets"] = []
+    for name in record["order"]:
+        artifact = manifest["artifacts"][name]
+        for dependency in artifact.get("dependencies", []):
+            if manifest["artifacts"][dependency]["type"] == "cdk:asset-manifest":
+                asset_file = manifest["artifacts"][dependency]["properties"]["file"]
+                assets = json.loads((synth.outdir / asset_file).read_text())
+                record["assets"] += publish_file_assets(s3, synth.outdir, assets)
+        template = references.apply(name, with_stand_ins(
+            synth.templates[name], keys[name], record["replaced"], record["untagged"]
+        ))
+        cloudformation.create_stack(
+            StackName=name,
+            TemplateBody=json.dumps(template),
+            Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
         )
-        s3, cloudformation = session.client("s3"), session.client("cloudformation")
-        references = DynamicReferences(session.client("ssm"))
-        record["assets"] = []
-        for name in record["order"]:
-            artifact = manifest["artifacts"][name]
-            for dependency in artifact.get("dependencies", []):
-                if manifest["artifacts"][dependency]["type"] == "cdk:asset-manifest":
-                    asset_file = manifest["artifacts"][dependency]["properties"]["file"]
-                    assets = json.loads((synth.outdir / asset_file).read_text())
-                    record["assets"] += publish_file_assets(s3, synth.outdir, assets)
-            template = references.apply(name, with_stand_ins(
-                synth.templates[name], keys[name], record["replaced"], record["untagged"]
-            ))
-            cloudformation.create_stack(
-                StackName=name,
-                TemplateBody=json.dumps(template),
-                Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
-            )
-            described = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
-            record["stacks"][name] = (described["StackStatus"], stack_events(cloudformation, name))
-        record["session"] = session
-        record["references"] = references
-        record["keys"] = keys
-        yield record
+        described = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
+        record["stacks"][name] = (described["StackStatus"], stack_events(cloudformation, name))
+    record["session"] = session
+    record["references"] = references
+    record["keys"] = keys
+    return record
 
 
 def test_every_stack_is_created_in_dependency_order(rehearsal, synth):
@@ -352,8 +367,9 @@ CLI_OUTPUTS = {
     "Image": {"RepositoryUri"},
     "Endpoint": {"EndpointName"},
     "Api": {"ApiUrl", "ApiKeyId"},
-    "Training": {"TrainingStateMachineArn"},
+    "Training": {"TrainingStateMachineArn", "TrainWindowDays"},
     "Batch": {"BatchStateMachineArn"},
+    "Monitoring": {"DashboardName"},
 }
 
 
@@ -433,7 +449,7 @@ def test_a_one_off_job_copies_the_deployed_training_job(rehearsal, synth, monkey
     session.client("iam").get_role(RoleName=settings.role_arn.rsplit("/", 1)[-1])
 
     job_name = training.start_one_off_training(
-        session, config.stage, deployment.data_bucket, settings, {"epochs": "1"}
+        session, config.stage, deployment.data_bucket, settings, {"epochs": "1"}, deployment.train_window_days
     )
     job = session.client("sagemaker").describe_training_job(TrainingJobName=job_name)
     assert job["RoleArn"] == settings.role_arn
@@ -442,6 +458,13 @@ def test_a_one_off_job_copies_the_deployed_training_job(rehearsal, synth, monkey
     assert job["HyperParameters"]["epochs"] == "1"
     assert job["EnableNetworkIsolation"] is True
     assert [c["ChannelName"] for c in job["InputDataConfig"]] == ["train", "test"]
+    # the pipeline's data: the window of the last train_window_days days of training/events/, in FastFile mode
+    assert deployment.train_window_days == config.train_window_days
+    assert job["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == (
+        f"s3://{deployment.data_bucket}/training/events/")
+    assert job["AlgorithmSpecification"]["TrainingInputMode"] == "FastFile"
+    window = {name: job["HyperParameters"][name] for name in ("window_start", "window_end")}
+    assert window == training.training_window(config.train_window_days)
 
 
 # --- a deploy after the pipeline has rolled the endpoint -------------------------------------------

@@ -39,8 +39,8 @@ from tests.session_events import EXPECTED, write_run
 OPTIONS = ReadOptions(max_bad_rows="5")
 
 
-def run_on_duckdb(incoming: Path, run: str, out: Path, options: ReadOptions = OPTIONS) -> list[str]:
-    """The query over ``incoming/<run>/``, its rows written as JSON lines to ``out``; the lines."""
+def events_on_duckdb(incoming: Path) -> duckdb.DuckDBPyConnection:
+    """A connection with the view ``events`` over every run under ``incoming``, as the Glue table reads them."""
     connection = duckdb.connect()
     connection.execute("CREATE MACRO regexp_like(text, pattern) AS regexp_matches(text, pattern)")
     connection.execute(f"""
@@ -48,6 +48,12 @@ def run_on_duckdb(incoming: Path, run: str, out: Path, options: ReadOptions = OP
         SELECT *, filename AS "$path", regexp_extract(filename, '/([^/]+)/[^/]+$', 1) AS run
         FROM read_csv('{incoming}/*/part-*', delim = '\t', header = true, all_varchar = true,
                       filename = true, quote = '', escape = '')""")
+    return connection
+
+
+def run_on_duckdb(incoming: Path, run: str, out: Path, options: ReadOptions = OPTIONS) -> list[str]:
+    """The query over ``incoming/<run>/``, its rows written as JSON lines to ``out``; the lines."""
+    connection = events_on_duckdb(incoming)
     query = select_sql("events", quote_string(run), options)
     connection.execute(f"COPY ({query}) TO '{out}' (FORMAT JSON)")
     return out.read_text(encoding="utf-8").splitlines()

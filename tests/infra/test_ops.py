@@ -176,7 +176,7 @@ def stage(aws):
         "Image": {"RepositoryUri": IMAGE.split(":")[0]},
         "Endpoint": {"EndpointName": "gru4rec-dev"},
         "Api": {"ApiUrl": api_url, "ApiKeyId": api_key["id"]},
-        "Training": {"TrainingStateMachineArn": training_arn},
+        "Training": {"TrainingStateMachineArn": training_arn, "TrainWindowDays": "28"},
         "Batch": {"BatchStateMachineArn": batch_arn},
     }
     cloudformation = aws.client("cloudformation")
@@ -274,20 +274,79 @@ def test_train_refuses_a_repeated_hyperparameter():
         training.parse_hyperparameters(["epochs=1", "epochs=2"])
 
 
-def test_train_upload_data_replaces_the_training_prefixes(stage, capsys, tmp_path):
+def test_train_upload_data_files_a_day_and_its_marker_and_replaces_that_day_only(stage, capsys, tmp_path):
     s3 = stage.session.client("s3")
-    s3.put_object(Bucket=BUCKET, Key="training/train/old.csv", Body=b"old")
+    s3.put_object(Bucket=BUCKET, Key="training/events/dt=2026-11-29/old.csv", Body=b"old")
+    s3.put_object(Bucket=BUCKET, Key="training/events/dt=2026-11-28/kept.csv", Body=b"kept")
     s3.put_object(Bucket=BUCKET, Key="training/test/old.csv", Body=b"old")
     (tmp_path / "train.tsv.gz").write_bytes(b"train-bytes")
     (tmp_path / "test.tsv.gz").write_bytes(b"test-bytes")
-    code, out, _ = run(capsys, "train", "--upload-data", str(tmp_path))
+    code, out, _ = run(capsys, "train", "--upload-data", str(tmp_path), "--day", "2026-11-29")
     assert code == 0
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"])
-    assert keys == ["training/test/test.tsv.gz", "training/train/train.tsv.gz"]
-    assert s3.get_object(Bucket=BUCKET, Key=keys[1])["Body"].read() == b"train-bytes"
-    assert f"uploaded s3://{BUCKET}/training/train/train.tsv.gz" in out
+    assert keys == ["training/events/dt=2026-11-28/kept.csv", "training/events/dt=2026-11-29/_SUCCESS",
+                    "training/events/dt=2026-11-29/train.tsv.gz", "training/test/test.tsv.gz"]
+    assert s3.get_object(Bucket=BUCKET, Key=keys[2])["Body"].read() == b"train-bytes"
+    assert f"uploaded s3://{BUCKET}/training/events/dt=2026-11-29/train.tsv.gz" in out
     sfn = stage.session.client("stepfunctions")
     assert len(sfn.list_executions(stateMachineArn=stage.training_arn)["executions"]) == 1
+
+
+def test_the_days_marker_is_written_after_its_files(stage, tmp_path):
+    s3 = stage.session.client("s3")
+    writes = []
+    for name in ("upload_file", "put_object"):
+        setattr(s3, name, _recording(getattr(s3, name), writes))
+    (tmp_path / "train.csv").write_bytes(b"a")
+    (tmp_path / "test.csv").write_bytes(b"b")
+    uris = training.upload_training_data(s3, BUCKET, tmp_path, training.upload_day("2026-11-29"))
+    # upload_file may itself call put_object: each key once, in the order first written
+    keys = list(dict.fromkeys(writes))
+    assert keys == ["training/events/dt=2026-11-29/train.csv", "training/test/test.csv",
+                    "training/events/dt=2026-11-29/_SUCCESS"]
+    assert writes[-1] == keys[-1]
+    assert uris == [f"s3://{BUCKET}/{key}" for key in keys]
+
+
+def _recording(call, keys: list):
+    """``call`` (an S3 upload_file or put_object), appending the key it writes to ``keys`` first."""
+    def record(*args, **kwargs):
+        keys.append(kwargs["Key"] if "Key" in kwargs else args[2])
+        return call(*args, **kwargs)
+    return record
+
+
+@pytest.mark.parametrize("now, day", [
+    (datetime(2026, 12, 2, 0, 5, tzinfo=timezone.utc), "2026-12-01"),
+    (datetime(2026, 12, 1, 23, 59, tzinfo=timezone.utc), "2026-11-30"),
+    # 01:00 in UTC+2 is still the evening before in UTC
+    (datetime.fromisoformat("2026-12-02T01:00:00+02:00"), "2026-11-30"),
+])
+def test_uploaded_data_is_filed_under_the_last_day_of_a_window_started_now(now, day):
+    assert training.upload_day(now=now).isoformat() == day
+    assert training.training_window(28, now)["window_end"] == day
+
+
+def test_the_window_is_the_whole_utc_days_before_the_start():
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+    assert training.training_window(3, now) == {"window_start": "2026-02-26", "window_end": "2026-02-28"}
+    assert training.training_window(1, now) == {"window_start": "2026-02-28", "window_end": "2026-02-28"}
+
+
+def test_upload_day_takes_a_given_day_and_names_a_bad_one():
+    assert training.upload_day("2026-11-29").isoformat() == "2026-11-29"
+    with pytest.raises(OpsError, match="--day: cannot use '29.11.2026'; allowed: a day as YYYY-MM-DD"):
+        training.upload_day("29.11.2026")
+
+
+@pytest.mark.parametrize("extra, problem", [
+    (["--day", "2026-02-30"], "--day: cannot use '2026-02-30'"),
+    (["--day", "yesterday"], "--day: cannot use 'yesterday'"),
+])
+def test_a_bad_upload_day_is_refused_before_any_aws_call(no_aws, capsys, tmp_path, extra, problem):
+    (tmp_path / "train.tsv.gz").write_bytes(b"x")
+    code, _, err = run(capsys, "train", "--upload-data", str(tmp_path), *extra)
+    assert code == 1 and problem in err
 
 
 def test_train_upload_data_needs_a_train_file(stage, capsys, tmp_path):
@@ -320,13 +379,14 @@ def test_one_off_training_job_copies_the_state_machines_job(stage, capsys):
     assert job["CheckpointConfig"]["S3Uri"].startswith(
         f"s3://{BUCKET}/checkpoints/gru4rec-dev-oneoff-"
     )
-    assert job["HyperParameters"] == {"preset": "rsc15", "epochs": "2"}
+    assert job["HyperParameters"] == {"preset": "rsc15", "epochs": "2", **training.training_window(28)}
     assert job["OutputDataConfig"]["S3OutputPath"] == f"s3://{BUCKET}/models/"
     assert job["OutputDataConfig"]["KmsKeyId"] == KEY_ARN
     assert [c["ChannelName"] for c in job["InputDataConfig"]] == ["train"]
     assert job["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == (
-        f"s3://{BUCKET}/training/train/"
+        f"s3://{BUCKET}/training/events/"
     )
+    assert job["AlgorithmSpecification"]["TrainingInputMode"] == "FastFile"
     tags = sagemaker.list_tags(ResourceArn=job["TrainingJobArn"])["Tags"]
     assert {"Key": "stage", "Value": "dev"} in tags
 
@@ -751,6 +811,7 @@ def no_aws(monkeypatch):
     (["train", "-p", "time_format=iso"], "bad hyperparameter: parameter 'time_format': cannot use 'iso'"),
     (["train", "--upload-data", "no-such-folder"], "no-such-folder: no such folder"),
     (["train", "--role", "arn:aws:iam::1:role/x"], "for --one-off jobs only"),
+    (["train", "--day", "2026-11-29"], "--day is for --upload-data only"),
     (["score", "nope.jsonl"], "nope.jsonl: no such file"),
     (["status", "--stage", "Prod_1"], "stage 'Prod_1' is not a valid stage name"),
 ])

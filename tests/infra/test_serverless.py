@@ -39,9 +39,10 @@ def test_the_endpoint_config_is_a_serverless_variant_without_capture_or_volume_k
 def test_the_model_runs_without_network_isolation_and_is_told_it_is_serverless(serverless, synth):
     model = _one(serverless.template_dict("endpoint"), "AWS::SageMaker::Model")
     assert model["EnableNetworkIsolation"] is False
-    assert model["PrimaryContainer"]["Environment"] == {"SAGEMAKER_SERVERLESS": "true"}
+    assert model["PrimaryContainer"]["Environment"] == {"SAGEMAKER_SERVERLESS": "true", "METRICS_SERVICE": "gru4rec-dev"}
     instance_model = _one(synth.template_dict("endpoint"), "AWS::SageMaker::Model")
-    assert instance_model["EnableNetworkIsolation"] is True and "Environment" not in instance_model["PrimaryContainer"]
+    assert instance_model["EnableNetworkIsolation"] is True
+    assert instance_model["PrimaryContainer"]["Environment"] == {"METRICS_SERVICE": "gru4rec-dev"}
 
 
 def test_the_serverless_models_role_may_not_write_captures(serverless, synth):
@@ -61,7 +62,7 @@ def test_the_training_pipeline_deploys_serverless_models_the_same_way(serverless
     states = definition(serverless.template_dict("training"))["States"]
     model = states["Create model"]["Arguments"]
     assert model["EnableNetworkIsolation"] is False
-    assert model["PrimaryContainer"]["Environment"] == {"SAGEMAKER_SERVERLESS": "true"}
+    assert model["PrimaryContainer"]["Environment"] == {"SAGEMAKER_SERVERLESS": "true", "METRICS_SERVICE": "gru4rec-dev"}
     config = states["Create endpoint config"]["Arguments"]
     (variant,) = config["ProductionVariants"]
     assert variant["ServerlessConfig"] == EXPECTED_SERVERLESS_CONFIG and "InstanceType" not in variant
@@ -81,7 +82,8 @@ def test_the_batch_models_keep_network_isolation(serverless):
     states = definition(serverless.template_dict("batch"))["States"]
     (model,) = [state["Arguments"] for state in states.values()
                 if state.get("Resource", "").endswith("sagemaker:createModel")]
-    assert model["EnableNetworkIsolation"] is True and "Environment" not in model["PrimaryContainer"]
+    assert model["EnableNetworkIsolation"] is True
+    assert model["PrimaryContainer"]["Environment"] == {"METRICS_SERVICE": "gru4rec-dev-batch"}  # not told serverless
 
 
 def test_serverless_stage_passes_cdk_nag_and_cfn_lint(serverless):

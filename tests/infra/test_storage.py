@@ -95,7 +95,12 @@ def test_sessions_captures_checkpoints_and_old_versions_expire(synth):
                         "sessions/incoming/": config.incoming_expiration_days,
                         "capture/": config.capture_expiration_days,
                         "checkpoints/": config.checkpoint_expiration_days,
-                        "batch-models/": BATCH_MODELS_EXPIRATION_DAYS}
+                        "batch-models/": BATCH_MODELS_EXPIRATION_DAYS,
+                        "events/incoming/": config.events_expiration_days,
+                        "sessions/grouped/": config.grouped_expiration_days,
+                        "athena/": config.athena_results_expiration_days}
+    assert (config.events_expiration_days, config.grouped_expiration_days, config.athena_results_expiration_days) == (
+        30, 7, 7)
     assert rules["ExpireNoncurrentVersions"]["NoncurrentVersionExpiration"] == {
         "NoncurrentDays": synth.config.noncurrent_version_expiration_days}
     assert "Prefix" not in rules["ExpireNoncurrentVersions"]
@@ -160,7 +165,8 @@ def test_data_bucket_name_and_arn_are_published(synth):
 def test_each_prefix_expires_after_its_own_setting(tmp_path, dummy_model_artifact):
     """Distinct day counts, so that a rule reading another prefix's setting shows."""
     days = {"incoming_expiration_days": 3, "scored_expiration_days": 5, "capture_expiration_days": 7,
-            "checkpoint_expiration_days": 11}
+            "checkpoint_expiration_days": 11, "events_expiration_days": 13, "grouped_expiration_days": 17,
+            "athena_results_expiration_days": 19}
     config = AppConfig.from_mapping({**days, "initial_model_artifact": str(dummy_model_artifact)})
     app = cdk.App(context={**cdk_json_context(), "aws:cdk:disable-asset-staging": True}, outdir=str(tmp_path))
     with environment_agnostic():
@@ -170,4 +176,5 @@ def test_each_prefix_expires_after_its_own_setting(tmp_path, dummy_model_artifac
     expiring = {rule["Prefix"]: rule["ExpirationInDays"]
                 for rule in data["Properties"]["LifecycleConfiguration"]["Rules"] if "ExpirationInDays" in rule}
     assert expiring == {"sessions/incoming/": 3, "sessions/scored/": 5, "capture/": 7, "checkpoints/": 11,
-                        "batch-models/": BATCH_MODELS_EXPIRATION_DAYS}
+                        "batch-models/": BATCH_MODELS_EXPIRATION_DAYS, "events/incoming/": 13,
+                        "sessions/grouped/": 17, "athena/": 19}

@@ -6,12 +6,15 @@ import json
 import re
 
 import pytest
+from cfnlint.api import ManualArgs, lint
 
 from infra.config import AppConfig
-from infra.stacks.training import ENDPOINT_MAX_POLLS, gate_metric, hyperparameter_defaults
+from infra.stacks.training import ENDPOINT_MAX_POLLS, gate_metric, hyperparameter_defaults, refits
 from infra.stacks.workflow import job_name_expression
 from model_code.train import metric_lines
 from tests.infra.conftest import GPU_TRAINING_TYPE, synthesize
+from tests.infra.test_app import LINT_REGIONS
+from tests.infra.test_deploy_rehearsal import rehearse
 from tests.infra.pipelines import (
     PARTITION, actions_on, as_list, definition, evaluate, logical_id, main_path, marker, policy_of, policy_statements,
     resources, state_machine,
@@ -38,13 +41,16 @@ def states(synth):
 def variables(states):
     """The variables "Name the job" assigns, evaluated for EXECUTION."""
     assigned = states["Name the job"]["Assign"]
-    return {**assigned, "jobName": evaluate(assigned["jobName"], states={"context": {"Execution": EXECUTION}})}
+    context = {"context": {"Execution": EXECUTION}}
+    return {**assigned, "jobName": evaluate(assigned["jobName"], states=context),
+            "window": {key: evaluate(value, states=context) for key, value in assigned["window"].items()},
+            "champion": None, "championRecall": None}
 
 
 def test_states_in_order(states):
     assert main_path(states, "Name the job", via={"Endpoint free?": "Update endpoint",
                                                   "Endpoint updated?": "Record model data"}) == [
-        "Name the job", "Train", "Quality gate", "Create model", "Create endpoint config", "Is the endpoint free?",
+        "Name the job", "Read live model", "Train", "Quality gate", "Refit on the whole window", "Create model", "Create endpoint config", "Is the endpoint free?",
         "Endpoint free?", "Update endpoint", "Wait for endpoint", "Check endpoint", "Endpoint updated?",
         "Record model data", "Record model name", "Done",
     ]
@@ -84,12 +90,15 @@ def test_training_job_runs_the_image_to_the_end(states, synth):
 
 def test_metric_definitions_match_what_training_prints(states):
     definitions = {metric["Name"]: metric["Regex"] for metric in states["Train"]["Arguments"]["AlgorithmSpecification"]["MetricDefinitions"]}
-    assert set(definitions) == {"recall@20", "mrr@20", "validation:recall@20", "validation:mrr@20"}
+    assert set(definitions) == {"recall@20", "mrr@20", "validation:recall@20", "validation:mrr@20",
+                                "champion:validation:recall@20", "champion:validation:mrr@20"}
     printed = "\n".join([metric_lines({"recall@20": 0.51234, "mrr@20": 0.2}, prefix="validation:"),
+                         metric_lines({"recall@20": 0.47, "mrr@20": 0.19}, prefix="champion:validation:"),
                          metric_lines({"recall@20": 0.68123, "mrr@20": 0.35951})])
     found = {name: [float(value) for value in re.findall(regex, printed)] for name, regex in definitions.items()}
     assert found == {"recall@20": [0.6812], "mrr@20": [0.3595], "validation:recall@20": [0.5123],
-                     "validation:mrr@20": [0.2]}, "a test metric's pattern must not match the validation lines"
+                     "validation:mrr@20": [0.2], "champion:validation:recall@20": [0.47],
+                     "champion:validation:mrr@20": [0.19]}, "a pattern must not match the lines of a longer prefix"
 
 
 def test_job_name_is_unique_per_execution_and_short_enough(variables, synth):
@@ -107,8 +116,11 @@ def test_hyperparameters_are_defaults_overridden_by_the_input_as_strings(states,
     expression = states["Train"]["Arguments"]["HyperParameters"]
     given = evaluate(expression, variables, states={"input": {"hyperparameters": {"epochs": 3, "preset": "diginetica",
                                                                                    "learning_rate": 0.05}}})
-    assert given == {"preset": "diginetica", "epochs": "3", "learning_rate": "0.05", "valid_days": "1"}
-    assert evaluate(expression, variables, states={"input": {}}) == {"preset": "rsc15", "valid_days": "1"}
+    window = {"window_start": "2026-11-01", "window_end": "2026-11-28"}
+    assert given == {"preset": "diginetica", "epochs": "3", "learning_rate": "0.05", "valid_days": "1", **window}
+    assert evaluate(expression, variables, states={"input": {}}) == {"preset": "rsc15", "valid_days": "1", **window}
+    overridden = evaluate(expression, variables, states={"input": {"hyperparameters": {"window_end": "2020-01-01"}}})
+    assert overridden["window_end"] == "2026-11-28", "the window is the pipeline's, never the input's"
 
 
 def test_test_channel_unless_the_input_turns_it_off(states, variables):
@@ -119,7 +131,7 @@ def test_test_channel_unless_the_input_turns_it_off(states, variables):
                 for c in as_list(evaluate(expression, variables, states={"input": execution_input}))}
 
     both = channels({})
-    assert both["train"].endswith("/training/train/") and both["test"].endswith("/training/test/")
+    assert both["train"].endswith("/training/events/") and both["test"].endswith("/training/test/")
     assert channels({"test_channel": True}) == both
     assert set(channels({"test_channel": False})) == {"train"}
 
@@ -165,7 +177,8 @@ def test_validation_split_and_gate_metric_follow_valid_days():
 
 
 @pytest.mark.parametrize("recall, verdict", [
-    (None, "No recall metric"), (0.05, "Below threshold"), (0.2, "Create model"), (0.7, "Create model"),
+    (None, "No recall metric"), (0.05, "Below threshold"), (0.2, "Refit on the whole window"),
+    (0.7, "Refit on the whole window"),
 ])
 def test_quality_gate(states, variables, synth, recall, verdict):
     assert synth.config.recall_threshold == 0.2
@@ -185,7 +198,7 @@ def test_failed_gate_says_why(states, variables):
 
 def test_every_task_and_failed_check_notifies_then_fails(states, synth):
     tasks = [name for name, state in states.items() if state["Type"] == "Task" and name != "Notify failure"]
-    assert len(tasks) == 8
+    assert len(tasks) == 10
     for name in tasks:
         assert states[name]["Catch"] == [{"ErrorEquals": ["States.ALL"], "Next": "Notify failure"}], name
     for name, state in states.items():
@@ -380,13 +393,14 @@ def test_state_machine_runs_only_its_own_jobs(synth):
     assert actions_on(statements, ":rule/StepFunctionsGetEventsForSageMakerTrainingJobsRule") == {
         "events:PutTargets", "events:PutRule", "events:DescribeRule"}
     assert actions_on(statements, ":endpoint/gru4rec-dev") >= {"sagemaker:updateEndpoint", "sagemaker:describeEndpoint"}
-    assert actions_on(statements, ":parameter/gru4rec/dev/current-model-") == {"ssm:putParameter"}
+    assert actions_on(statements, ":parameter/gru4rec/dev/current-model-name") == {"ssm:putParameter"}
+    assert actions_on(statements, ":parameter/gru4rec/dev/current-model-data") == {"ssm:putParameter", "ssm:getParameter"}
 
 
 def test_training_role_reads_training_data_and_writes_models(synth):
     statements = policy_of(synth.template_dict("training"), "TrainingPolicy")
     assert actions_on(statements, "/training/*") == {"s3:GetObject"}
-    assert actions_on(statements, "/models/*") == {"s3:PutObject"}
+    assert actions_on(statements, "/models/*") == {"s3:PutObject", "s3:GetObject"}, "writes models, reads the live one"
     assert actions_on(statements, "/checkpoints/*") == {"s3:GetObject", "s3:PutObject"}
     repository = actions_on(statements, "import:Gru4Rec-Dev-Image")
     assert repository == {"ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"}
@@ -455,3 +469,143 @@ def test_a_gpu_training_type_runs_the_gpu_image(gpu_synth):
     assert gpu_synth.config.training_instance_type == GPU_TRAINING_TYPE and gpu_synth.config.training_on_gpu
     assert _training_image(gpu_synth).endswith(f":gpu-train-{_asset_hash(gpu_synth, 'train-gpu')}")
     assert gpu_synth.nag_error is None
+
+
+BUCKET_MODELS = "s3://<bucket>/models/"
+
+
+@pytest.mark.parametrize("recall, champion, verdict", [
+    (0.30, None, "Refit on the whole window"),       # first deploy: the floor only
+    (0.30, 0.304, "Refit on the whole window"),      # within gate_tolerance 0.005 of the live model
+    (0.30, 0.306, "Below the live model"),
+    (0.15, None, "Below threshold"),                  # the floor holds whatever the live model scores
+    (0.15, 0.10, "Below threshold"),
+])
+def test_the_gate_with_and_without_a_champion(states, variables, synth, recall, champion, verdict):
+    assert synth.config.gate_tolerance == 0.005
+    assert _choose(states["Quality gate"], {**variables, "recall": recall, "championRecall": champion}) == verdict
+
+
+def test_below_the_live_model_says_both_figures(states, variables):
+    cause = evaluate(states["Below the live model"]["Output"]["Cause"],
+                     {**variables, "recall": 0.25, "championRecall": 0.3})
+    assert "validation:recall@20 = 0.25, the live model 0.3" in cause and "gate_tolerance 0.005" in cause
+    assert states["Below the live model"]["Next"] == "Notify failure"
+
+
+@pytest.mark.parametrize("live, champion", [
+    ("s3://<bucket>/models/gru4rec-dev-train-20261101-000000-0a1b2c3d/output/model.tar.gz",
+     "s3://<bucket>/models/gru4rec-dev-train-20261101-000000-0a1b2c3d/output/model.tar.gz"),
+    ("s3://cdk-hnb659fds-assets-123456789012-eu-west-1/abc.tar.gz", None),  # the first model: no champion
+])
+def test_the_live_model_is_the_champion_once_a_pipeline_trained_it(states, variables, live, champion):
+    read = states["Read live model"]
+    assert read["Arguments"] == {"Name": "/gru4rec/dev/current-model-data"}
+    bucket_variables = {**variables, "bucket": "<bucket>"}
+    assert evaluate(read["Assign"]["champion"], bucket_variables, states={"result": {"Parameter": {"Value": live}}}) == champion
+    channels = as_list(evaluate(states["Train"]["Arguments"]["InputDataConfig"], {**variables, "champion": champion},
+                                states={"input": {}}))
+    names = [c["ChannelName"] for c in channels]
+    assert names == (["train", "test", "champion"] if champion else ["train", "test"])
+    if champion:
+        assert channels[-1]["DataSource"]["S3DataSource"]["S3Uri"] == champion
+
+
+def test_the_window_is_the_last_whole_days_before_the_start_in_fast_file_mode(states, variables):
+    assert variables["window"] == {"window_start": "2026-11-01", "window_end": "2026-11-28"}  # 28 days, started 11-29
+    train = variables["trainChannel"]
+    assert train["InputMode"] == "FastFile" and train["DataSource"]["S3DataSource"]["S3Uri"].endswith("/training/events/")
+    new_year = {"context": {"Execution": {**EXECUTION, "StartTime": "2027-01-01T00:00:00.000Z"}}}
+    window = states["Name the job"]["Assign"]["window"]
+    assert evaluate(window["window_end"], states=new_year) == "2026-12-31"
+    assert evaluate(window["window_start"], states=new_year) == "2026-12-04"
+
+
+def test_refit_trains_the_gated_settings_on_the_whole_window_and_ships(states, variables):
+    refit = states["Refit on the whole window"]
+    arguments = refit["Arguments"]
+    gated = {**variables, "gatedJob": variables["jobName"]}
+    assert evaluate(arguments["TrainingJobName"], gated) == variables["jobName"] + "-refit"
+    hyperparameters = evaluate(arguments["HyperParameters"], gated, states={"input": {"hyperparameters": {"epochs": 4}}})
+    assert hyperparameters == {"preset": "rsc15", "epochs": "4", **variables["window"]}, "no validation split"
+    channels = [c["ChannelName"] for c in as_list(evaluate(arguments["InputDataConfig"], gated, states={"input": {}}))]
+    assert channels == ["train", "test"]
+    assert evaluate(refit["Assign"]["jobName"], gated) == variables["jobName"] + "-refit"
+    assert refit["Next"] == "Create model" and refit["Catch"][0]["Next"] == "Notify failure"
+    assert evaluate(arguments["CheckpointConfig"]["S3Uri"], gated).endswith("/checkpoints/" + variables["jobName"] + "-refit")
+    longest = evaluate(job_name_expression(AppConfig(stage="s" * 16), "train"), states={"context": {"Execution": EXECUTION}})
+    assert len(longest + "-refit") <= 63
+
+
+def test_the_record_says_which_model_was_gated_and_which_shipped(states, variables):
+    done = states["Done"]["Output"]
+    record = {**variables, "gatedJob": "j1", "jobName": "j1-refit", "modelData": "s3://b/models/j1-refit/output/model.tar.gz",
+              "recall": 0.31, "championRecall": 0.3, "champion": "s3://b/models/j0/output/model.tar.gz"}
+    assert {key: evaluate(value, record) for key, value in done["shipped"].items()} == {
+        "job": "j1-refit", "modelData": "s3://b/models/j1-refit/output/model.tar.gz", "refit": True}
+    assert {key: evaluate(value, record) for key, value in done["gated"].items()} == {
+        "job": "j1", "validation:recall@20": 0.31, "champion": "s3://b/models/j0/output/model.tar.gz",
+        "champion:validation:recall@20": 0.3}
+
+
+@pytest.fixture(scope="module")
+def refit_off_new_data_on(tmp_path_factory, dummy_model_artifact):
+    context = {"initial_model_artifact": str(dummy_model_artifact), "refit_after_gate": False, "retrain_on_new_data": True}
+    return synthesize(tmp_path_factory.mktemp("training_refit_off"), context)
+
+
+def test_refit_only_where_validation_days_were_held_out():
+    assert [refits(AppConfig(refit_after_gate=refit, valid_days=days)) for refit, days in
+            ((True, 1), (True, 0), (False, 1), (False, 0))] == [True, False, False, False]
+
+
+def test_without_refit_the_gated_model_ships(refit_off_new_data_on):
+    assert refit_off_new_data_on.nag_error is None, refit_off_new_data_on.nag_error
+    states = definition(refit_off_new_data_on.template_dict("training"))["States"]
+    assert "Refit on the whole window" not in states
+    assert states["Quality gate"]["Default"] == "Create model"
+
+
+def test_the_default_app_has_no_new_data_trigger(synth):
+    assert not [m for m in resources(synth.template_dict("training"), "AWS::StepFunctions::StateMachine").values()
+                if m["Properties"]["StateMachineName"].endswith("-training-trigger")]
+
+
+def test_a_days_marker_starts_training_at_most_once_a_day(refit_off_new_data_on):
+    template = refit_off_new_data_on.template_dict("training")
+    rules = [r["Properties"] for r in resources(template, "AWS::Events::Rule").values()
+             if r["Properties"]["EventPattern"].get("source") == ["aws.s3"]]
+    (rule,) = rules
+    assert rule["EventPattern"]["detail-type"] == ["Object Created"]
+    assert rule["EventPattern"]["detail"]["object"] == {"key": [{"wildcard": "training/events/dt=*/_SUCCESS"}]}
+    trigger = definition(template, "training-trigger")
+    assert marker(rule["Targets"][0]["Arn"]).startswith("<NewDataTrigger")
+    start = trigger["States"]["Start training"]
+    assert start["Resource"] == f"arn:{PARTITION}:states:::states:startExecution"
+    event = {"time": "2026-12-01T23:59:59Z", "detail": {"object": {"key": "training/events/dt=2026-12-01/_SUCCESS"}}}
+    later = {"time": "2026-12-01T00:00:01Z", "detail": {"object": {"key": "training/events/dt=2026-11-30/_SUCCESS"}}}
+    assert evaluate(start["Arguments"]["Name"], states={"input": event}) == "new-data-2026-12-01"
+    assert evaluate(start["Arguments"]["Name"], states={"input": later}) == "new-data-2026-12-01", "one name per day"
+    assert start["Catch"] == [{"ErrorEquals": ["StepFunctions.ExecutionAlreadyExistsException"],
+                               "Next": "Already started today"}]
+    assert trigger["States"]["Already started today"]["Type"] == "Succeed"
+
+
+def test_the_window_length_is_an_output_for_one_off_jobs(synth):
+    outputs = synth.template_dict("training")["Outputs"]
+    assert outputs["TrainWindowDays"]["Value"] == str(synth.config.train_window_days) == "28"
+
+
+@pytest.mark.filterwarnings("ignore:Tried to parse AWS:UserWarning")
+def test_a_stage_that_retrains_on_new_data_passes_cdk_nag_and_cfn_lint_and_deploys(refit_off_new_data_on):
+    """The trigger's rule and state machine (and the pipeline without the refit state) deploy like the rest."""
+    assert refit_off_new_data_on.nag_error is None, refit_off_new_data_on.nag_error
+    findings = [f"{name}: {match}" for name, template in refit_off_new_data_on.templates.items()
+                for match in lint(json.dumps(template), config=ManualArgs(regions=LINT_REGIONS))]
+    assert findings == []
+    training = refit_off_new_data_on.stacks["training"].stack_name
+    with rehearse(refit_off_new_data_on) as record:
+        statuses = {name: status for name, (status, _events) in record["stacks"].items()}
+        machines = record["session"].client("stepfunctions").list_state_machines()["stateMachines"]
+    assert set(statuses.values()) == {"CREATE_COMPLETE"}, statuses
+    assert [m["name"] for m in machines if m["name"].endswith("-training-trigger")] == ["gru4rec-dev-training-trigger"]

