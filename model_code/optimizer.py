@@ -83,3 +83,21 @@ def sparse_row_updates(
         row = ops.where(used, after, before)
         rows.append(ops.where(repeat, row[:1], row))
     return ops.expand_dims(unique_ids, 1), rows
+
+
+def whole_table_adagrad_momentum(
+    param, accumulator, velocity, ids, grads, touched, learning_rate, momentum, eps: float = EPSILON,
+):
+    """The row-sparse update computed over the whole table: the same result as
+    :func:`sparse_adagrad_momentum` (duplicates summed, untouched rows left alone).
+
+    No sort and no scatter of rows, only one scatter-add of the gradient rows
+    and a pass over the table; cheaper where the table is not much larger than
+    the rows a step uses (a small catalogue).
+    """
+    n = ops.shape(param)[0]
+    summed = ops.segment_sum(grads, ids, num_segments=n)
+    used = ops.segment_max(ops.cast(touched, "int32"), ids, num_segments=n) > 0
+    used = ops.reshape(used, (-1,) + (1,) * (len(ops.shape(param)) - 1))
+    new = adagrad_momentum(param, accumulator, velocity, summed, learning_rate, momentum, eps)
+    return tuple(ops.where(used, after, before) for after, before in zip(new, (param, accumulator, velocity)))
