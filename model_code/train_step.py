@@ -104,8 +104,11 @@ def table_update(mode: str, table, ids):
 def dense_update(param, accumulator, velocity, grad, valid, learning_rate, momentum):
     """Adagrad with momentum on a dense weight; a step with no valid row leaves all three as they are.
 
-    (Its gradient is 0, but momentum alone would still move the weight.)
+    (Its gradient is 0, but momentum alone would still move the weight; without momentum a zero
+    gradient changes nothing, and no choice is made.)
     """
     new = optimizer.adagrad_momentum(param, accumulator, velocity, grad, learning_rate, momentum)
+    if momentum == 0:
+        return new
     any_valid = ops.any(valid)
     return tuple(ops.where(any_valid, after, before) for after, before in zip(new, (param, accumulator, velocity)))

@@ -108,7 +108,8 @@ class TensorFlowEngine:
                     new = optimizer.whole_table_adagrad_momentum(
                         *tables, ids, grads, touched, trainer.learning_rate, trainer.momentum)
                     for table, value in zip(tables, new):
-                        table.assign(value)
+                        if value is not table:  # the velocity, without momentum
+                            table.assign(value)
                     continue
                 indices, rows = optimizer.sparse_row_updates(
                     *tables, ids, grads, touched, trainer.learning_rate, trainer.momentum)
@@ -117,7 +118,8 @@ class TensorFlowEngine:
             else:
                 new = dense_update(*tables, updates[name], valid, trainer.learning_rate, trainer.momentum)
                 for table, value in zip(tables, new):
-                    table.assign(value)
+                    if value is not table:  # the velocity, without momentum
+                        table.assign(value)
 
     def _eval_block_fn(self, inputs, targets, resets, states):
         n_steps = tf.shape(inputs)[0]

@@ -17,13 +17,17 @@ def _tables(rng, shape):
             rng.normal(size=shape).astype(np.float32))
 
 
-def test_dense_step_matches_numpy():
+@pytest.mark.parametrize("momentum", [0.3, 0.0])
+def test_dense_step_matches_numpy(momentum):
     rng = np.random.default_rng(0)
     param, acc, vel = _tables(rng, (4, 3))
     grad = rng.normal(size=(4, 3)).astype(np.float32)
-    got = optimizer.adagrad_momentum(param, acc, vel, grad, 0.1, 0.3)
-    for g, want in zip(got, _numpy_step(param, acc, vel, grad, 0.1, 0.3)):
-        np.testing.assert_allclose(ops.convert_to_numpy(g), want, rtol=1e-5, atol=1e-6)
+    got = optimizer.adagrad_momentum(param, acc, vel, grad, 0.1, momentum)
+    want = list(_numpy_step(param, acc, vel, grad, 0.1, momentum))
+    if momentum == 0:
+        want[2] = vel  # never read without momentum: not kept
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(ops.convert_to_numpy(g), w, rtol=1e-5, atol=1e-6)
 
 
 ROW_UPDATES = pytest.mark.parametrize("update", [optimizer.sparse_adagrad_momentum,
@@ -31,19 +35,22 @@ ROW_UPDATES = pytest.mark.parametrize("update", [optimizer.sparse_adagrad_moment
 
 
 @ROW_UPDATES
-def test_sparse_step_sums_duplicates_and_leaves_other_rows_alone(update):
+@pytest.mark.parametrize("momentum", [0.4, 0.0])
+def test_sparse_step_sums_duplicates_and_leaves_other_rows_alone(update, momentum):
     rng = np.random.default_rng(1)
     param, acc, vel = _tables(rng, (10, 3))
     ids = np.array([7, 2, 7, 5, 2, 7, 9], np.int32)
     touched = np.array([True, True, True, True, True, True, False])
     grads = rng.normal(size=(7, 3)).astype(np.float32)
-    got = [ops.convert_to_numpy(t) for t in update(param, acc, vel, ids, grads, touched, 0.2, 0.4)]
+    got = [ops.convert_to_numpy(t) for t in update(param, acc, vel, ids, grads, touched, 0.2, momentum)]
     want = [param.copy(), acc.copy(), vel.copy()]
     for row in (2, 5, 7):
         summed = grads[(ids == row) & touched].sum(axis=0)
-        new = _numpy_step(param[row], acc[row], vel[row], summed, 0.2, 0.4)
+        new = _numpy_step(param[row], acc[row], vel[row], summed, 0.2, momentum)
         for table, value in zip(want, new):
             table[row] = value
+    if momentum == 0:
+        want[2] = vel  # never read without momentum: not kept
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
     untouched = [0, 1, 3, 4, 6, 8, 9]  # 9 appears only with touched=False
