@@ -1,11 +1,15 @@
 """Full GRU4Rec trainings on the real data sets, with time, throughput, accuracy and peak memory.
 
-Runs ``python -m model_code.train`` once per data set (yoochoose100k with the
-rsc15 preset, diginetica with the diginetica preset; 10 epochs unless
-``--epochs``), each in its own process so its peak RSS is its own, and prints
-one table::
+Runs ``python -m model_code.train`` once per data set and preset (by default
+yoochoose100k with the rsc15 and the yoochoose presets, diginetica with the
+diginetica preset; 10 epochs unless ``--epochs``), each in its own process so
+its peak RSS is its own, and prints one table::
 
-    python benchmarks/train_real.py [--sets yoochoose100k diginetica] [--epochs N] [--reference cpu|h100] [--json OUT]
+    python benchmarks/train_real.py [--sets SET[:PRESET] ...] [--epochs N] [--reference cpu|h100] [--json OUT]
+
+A set named without a preset runs with its own (yoochoose100k: rsc15,
+diginetica: diginetica). The Keras backend is the environment's
+(``KERAS_BACKEND``, TensorFlow when unset) and is shown in the table.
 
 Data come from ../shared/data/<set>/{train,test}.tsv.gz (``--data-root``);
 a missing set is skipped with a message. The test set is scored once, after
@@ -29,16 +33,21 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from model_code.params import PRESETS  # noqa: E402
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data"
 PRESET_OF = {"yoochoose100k": "rsc15", "diginetica": "diginetica"}
-REFERENCES = {  # the reference implementation, 10 epochs (ANCHORS.md): per machine, per data set
-    "cpu": {  # a 2-core CPU
-        "yoochoose100k": {"recall@20": 0.6824, "mrr@20": 0.3539, "seconds": 61.0},
-        "diginetica": {"recall@20": 0.5427, "mrr@20": 0.1832, "seconds": 1354.0},
+DEFAULT_RUNS = ("yoochoose100k:rsc15", "yoochoose100k:yoochoose", "diginetica:diginetica")
+REFERENCES = {  # the reference implementation, 10 epochs: per machine, per (data set, preset)
+    "cpu": {  # a 2-core CPU (ANCHORS.md; the yoochoose preset measured beside this project on one machine)
+        ("yoochoose100k", "rsc15"): {"recall@20": 0.6824, "mrr@20": 0.3539, "seconds": 61.0},
+        ("yoochoose100k", "yoochoose"): {"recall@20": 0.6264, "mrr@20": 0.3061, "seconds": 131.4},
+        ("diginetica", "diginetica"): {"recall@20": 0.5427, "mrr@20": 0.1832, "seconds": 1354.0},
     },
     "h100": {  # one H100 GPU
-        "yoochoose100k": {"recall@20": 0.6785, "mrr@20": 0.3549, "seconds": 61.0},
-        "diginetica": {"recall@20": 0.5416, "mrr@20": 0.1826, "seconds": 242.0},
+        ("yoochoose100k", "rsc15"): {"recall@20": 0.6785, "mrr@20": 0.3549, "seconds": 61.0},
+        ("diginetica", "diginetica"): {"recall@20": 0.5416, "mrr@20": 0.1826, "seconds": 242.0},
     },
 }
 
@@ -68,15 +77,27 @@ class LoadSampler:
         return sum(self.samples) / len(self.samples)
 
 
-def run_one(name: str, data_root: Path, out_root: Path, epochs: int | None, extra: list[str]) -> dict | None:
+def parse_run(text: str) -> tuple[str, str]:
+    """``SET`` or ``SET:PRESET`` -> (data set, preset)."""
+    name, _, preset = text.partition(":")
+    if name not in PRESET_OF:
+        raise argparse.ArgumentTypeError(f"unknown data set {name!r}; known: {', '.join(sorted(PRESET_OF))}")
+    preset = preset or PRESET_OF[name]
+    if preset not in PRESETS:
+        raise argparse.ArgumentTypeError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+    return name, preset
+
+
+def run_one(run: tuple[str, str], data_root: Path, out_root: Path, epochs: int | None, extra: list[str]) -> dict | None:
+    name, preset = run
     folder = data_root / name
     if not (folder / "train.tsv.gz").exists():
         print(f"{name}: skipped, no data at {folder}", file=sys.stderr)
         return None
-    model_dir = out_root / name
+    model_dir = out_root / f"{name}-{preset}"
     command = [
         sys.executable, "-m", "model_code.train", "--train", str(folder / "train.tsv.gz"),
-        "--test", str(folder / "test.tsv.gz"), "--preset", PRESET_OF[name], "--model-dir", str(model_dir), *extra,
+        "--test", str(folder / "test.tsv.gz"), "--preset", preset, "--model-dir", str(model_dir), *extra,
     ]
     if epochs is not None:
         command += ["--epochs", str(epochs)]
@@ -92,7 +113,7 @@ def run_one(name: str, data_root: Path, out_root: Path, epochs: int | None, extr
         raise SystemExit(f"{name}: training failed with exit code {code}")
     meta = json.loads((model_dir / "metadata.json").read_text())
     return {
-        "data": name, "preset": PRESET_OF[name], "epochs": meta["training"]["epochs"],
+        "data": name, "preset": preset, "backend": meta["training"]["backend"], "epochs": meta["training"]["epochs"],
         "recall@20": meta["metrics"]["recall@20"], "mrr@20": meta["metrics"]["mrr@20"],
         "seconds": meta["training"]["seconds"], "events_per_second": meta["training"]["events_per_second"],
         "wall_seconds": round(wall, 1), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
@@ -103,19 +124,19 @@ def run_one(name: str, data_root: Path, out_root: Path, epochs: int | None, extr
 
 def table(rows: list[dict], reference: str = "cpu") -> str:
     """The rows beside the reference's figures on ``reference`` (a key of REFERENCES)."""
-    header = ("data set", "preset", "epochs", "Recall@20", "MRR@20", "train s", "events/s", "wall s",
+    header = ("data set", "preset", "backend", "epochs", "Recall@20", "MRR@20", "train s", "events/s", "wall s",
               "peak RSS MiB", "load before / during", f"{reference} ref Recall@20", f"{reference} ref MRR@20",
-              f"{reference} ref s", "x faster")
+              f"{reference} ref s", "x faster (per epoch)")
     lines = [header]
     for r in rows:
-        ref = REFERENCES[reference].get(r["data"], {})
+        ref = REFERENCES[reference].get((r["data"], r["preset"]), {})
         lines.append((
-            r["data"], r["preset"], str(r["epochs"]), f"{r['recall@20']:.4f}", f"{r['mrr@20']:.4f}",
+            r["data"], r["preset"], r["backend"], str(r["epochs"]), f"{r['recall@20']:.4f}", f"{r['mrr@20']:.4f}",
             f"{r['seconds']:.1f}", f"{r['events_per_second']:,.0f}", f"{r['wall_seconds']:.1f}",
             f"{r['peak_rss_mib']:,.0f}", f"{r['load_before']:.2f} / {r['load_during']:.2f}",
             f"{ref.get('recall@20', float('nan')):.4f}",
             f"{ref.get('mrr@20', float('nan')):.4f}", f"{ref.get('seconds', float('nan')):.0f}",
-            f"{ref.get('seconds', float('nan')) / r['seconds']:.1f}",
+            f"{ref.get('seconds', float('nan')) * r['epochs'] / 10 / r['seconds']:.1f}",
         ))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = ["| " + " | ".join(cell.ljust(w) for cell, w in zip(line, widths)) + " |" for line in lines]
@@ -125,7 +146,9 @@ def table(rows: list[dict], reference: str = "cpu") -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sets", nargs="+", choices=sorted(PRESET_OF), default=["yoochoose100k", "diginetica"])
+    parser.add_argument("--sets", nargs="+", type=parse_run, default=[parse_run(run) for run in DEFAULT_RUNS],
+                        metavar="SET[:PRESET]", help=f"data sets ({', '.join(sorted(PRESET_OF))}), each with a preset "
+                        f"or its own (default: {' '.join(DEFAULT_RUNS)})")
     parser.add_argument("--epochs", type=int, help="override the presets' 10 epochs (quick checks)")
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--out-dir", type=Path, help="keep the model directories here (default: a temporary folder)")
@@ -137,8 +160,8 @@ def main(argv=None) -> int:
     extra = [item for p in args.param for item in ("--param", p)]
     with tempfile.TemporaryDirectory(prefix="train_real_") as scratch:
         out_root = args.out_dir or Path(scratch)
-        rows = [row for name in args.sets
-                if (row := run_one(name, args.data_root, out_root, args.epochs, extra))]
+        rows = [row for run in args.sets
+                if (row := run_one(run, args.data_root, out_root, args.epochs, extra))]
     print(table(rows, args.reference))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

@@ -21,8 +21,14 @@ EPSILON = 1e-6
 
 
 def adagrad_momentum(param, accumulator, velocity, grad, learning_rate, momentum, eps: float = EPSILON):
-    """Dense update; returns the new (param, accumulator, velocity)."""
+    """Dense update; returns the new (param, accumulator, velocity).
+
+    With ``momentum`` 0 the velocity is never read, so it is returned as it came (one table less to
+    write per step).
+    """
     accumulator = accumulator + ops.square(grad)
+    if momentum == 0:
+        return param - learning_rate * grad / ops.sqrt(accumulator + eps), accumulator, velocity
     velocity = momentum * velocity - learning_rate * grad / ops.sqrt(accumulator + eps)
     return param + velocity, accumulator, velocity
 
@@ -83,3 +89,27 @@ def sparse_row_updates(
         row = ops.where(used, after, before)
         rows.append(ops.where(repeat, row[:1], row))
     return ops.expand_dims(unique_ids, 1), rows
+
+
+def whole_table_adagrad_momentum(
+    param, accumulator, velocity, ids, grads, touched, learning_rate, momentum, eps: float = EPSILON,
+):
+    """The row-sparse update computed over the whole table: the same result as
+    :func:`sparse_adagrad_momentum` (duplicates summed, untouched rows left alone).
+
+    No sort and no scatter of rows, only one scatter-add of the gradient rows
+    and a pass over the table; cheaper where the table is not much larger than
+    the rows a step uses (a small catalogue).
+    """
+    n = ops.shape(param)[0]
+    row_shape = (-1,) + (1,) * (len(ops.shape(param)) - 1)
+    if momentum == 0:
+        # An untouched row's gradient is 0, and without momentum a zero gradient changes nothing:
+        # no mask is needed.
+        grads = grads * ops.reshape(ops.cast(touched, grads.dtype), row_shape)
+        return adagrad_momentum(param, accumulator, velocity, ops.segment_sum(grads, ids, num_segments=n),
+                                learning_rate, momentum, eps)
+    summed = ops.segment_sum(grads, ids, num_segments=n)
+    used = ops.reshape(ops.segment_max(ops.cast(touched, "int32"), ids, num_segments=n) > 0, row_shape)
+    new = adagrad_momentum(param, accumulator, velocity, summed, learning_rate, momentum, eps)
+    return tuple(ops.where(used, after, before) for after, before in zip(new, (param, accumulator, velocity)))

@@ -18,7 +18,8 @@ so the host touches nothing between steps. Per step:
    counts as 0 rather than raising its neighbours' weight);
 5. gradients with respect to the *gathered* item rows and the GRU weights;
    Adagrad with momentum: dense for the GRU weights, row-sparse for the item
-   tables (duplicate rows summed first, untouched rows left alone).
+   tables (duplicate rows summed first, untouched rows left alone; a small
+   table is updated as a whole to the same effect, ``table_update``).
 
 Evaluation runs the test sessions the same way (zero state at each session
 start), scores every item, and counts inside the compiled call how many items
@@ -43,6 +44,7 @@ from model_code.metrics import CUTOFFS, TIE_MODES, RankingMetrics
 from model_code.model import GRU4Rec
 from model_code.sampler import PopularitySampler, log_item_counts
 from model_code.session_batches import EpochSteps, SessionArrays, session_parallel_steps
+from model_code.train_step import TABLE_UPDATES
 
 LOSSES = ("cross-entropy", "bpr-max")
 ProgressCallback = Callable[[int, float], None]
@@ -69,9 +71,12 @@ class Trainer:
         item_counts: np.ndarray | None = None,
         seed: int = 0,
         jit_compile: bool = True,
+        table_update: str = "auto",
     ):
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        if table_update not in TABLE_UPDATES:
+            raise ValueError(f"table_update must be one of {TABLE_UPDATES}, got {table_update!r}")
         if logq_form not in losses.LOGQ_FORMS:
             raise ValueError(f"logq_form must be one of {losses.LOGQ_FORMS}, got {logq_form!r}")
         if item_counts is None:
@@ -91,6 +96,7 @@ class Trainer:
         self.batch_size = int(batch_size)
         self.block_steps = int(block_steps)
         self.seed = int(seed)
+        self.table_update = table_update
         self.sampler = PopularitySampler(item_counts, sample_alpha, seed)
         self.log_counts = log_item_counts(item_counts)
         self.names, self.variables = trainable_weights(model)

@@ -13,9 +13,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from model_code import optimizer
 from model_code.model import gru_step
-from model_code.train_step import SPARSE, candidate_log_q, dense_update, dropout_plan, sparse_gradients, step_loss
+from model_code.train_step import (SPARSE, candidate_log_q, dense_update, dropout_plan, sparse_gradients, step_loss,
+                                   table_update)
 
 
 class JaxEngine:
@@ -102,7 +102,8 @@ class JaxEngine:
         for name, param, (accumulator, velocity) in zip(trainer.names, params, slots):
             if name in SPARSE:
                 ids, grads, touched = updates[name]
-                param, accumulator, velocity = optimizer.sparse_adagrad_momentum(
+                update = table_update(trainer.table_update, param, ids)
+                param, accumulator, velocity = update(
                     param, accumulator, velocity, ids, grads, touched, trainer.learning_rate, trainer.momentum)
             else:
                 param, accumulator, velocity = dense_update(

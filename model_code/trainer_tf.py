@@ -3,15 +3,17 @@
 A block of steps is one ``tf.function(jit_compile=True)`` call over a
 ``tf.while_loop`` whose carry is the hidden states; weights and optimizer
 slots are variables updated in place inside the loop (``scatter_nd_update``
-of the touched rows for the item tables), so no table is copied per step or
-per block. Gradients are taken with respect to the gathered rows.
+of the touched rows for a large item table, an update in place of a small one as
+a whole: :func:`model_code.train_step.updates_whole_table`), so no table is
+copied per step or per block. Gradients are taken with respect to the gathered rows.
 """
 from __future__ import annotations
 
 import tensorflow as tf
 
 from model_code import optimizer
-from model_code.train_step import SPARSE, candidate_log_q, dense_update, dropout_plan, sparse_gradients, step_loss
+from model_code.train_step import (SPARSE, candidate_log_q, dense_update, dropout_plan, sparse_gradients, step_loss,
+                                   updates_whole_table)
 
 
 class TensorFlowEngine:
@@ -102,6 +104,13 @@ class TensorFlowEngine:
             tables = (param.value, accumulator, velocity)
             if name in SPARSE:
                 ids, grads, touched = updates[name]
+                if updates_whole_table(trainer.table_update, param.shape[0], ids.shape[0]):
+                    new = optimizer.whole_table_adagrad_momentum(
+                        *tables, ids, grads, touched, trainer.learning_rate, trainer.momentum)
+                    for table, value in zip(tables, new):
+                        if value is not table:  # the velocity, without momentum
+                            table.assign(value)
+                    continue
                 indices, rows = optimizer.sparse_row_updates(
                     *tables, ids, grads, touched, trainer.learning_rate, trainer.momentum)
                 for table, row in zip(tables, rows):
@@ -109,7 +118,8 @@ class TensorFlowEngine:
             else:
                 new = dense_update(*tables, updates[name], valid, trainer.learning_rate, trainer.momentum)
                 for table, value in zip(tables, new):
-                    table.assign(value)
+                    if value is not table:  # the velocity, without momentum
+                        table.assign(value)
 
     def _eval_block_fn(self, inputs, targets, resets, states):
         n_steps = tf.shape(inputs)[0]

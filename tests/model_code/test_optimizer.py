@@ -1,5 +1,6 @@
-"""Adagrad with momentum against a NumPy reference; the sparse form touches only the used rows."""
+"""Adagrad with momentum against a NumPy reference; the sparse forms touch only the used rows."""
 import numpy as np
+import pytest
 from keras import ops
 
 from model_code import optimizer
@@ -16,28 +17,40 @@ def _tables(rng, shape):
             rng.normal(size=shape).astype(np.float32))
 
 
-def test_dense_step_matches_numpy():
+@pytest.mark.parametrize("momentum", [0.3, 0.0])
+def test_dense_step_matches_numpy(momentum):
     rng = np.random.default_rng(0)
     param, acc, vel = _tables(rng, (4, 3))
     grad = rng.normal(size=(4, 3)).astype(np.float32)
-    got = optimizer.adagrad_momentum(param, acc, vel, grad, 0.1, 0.3)
-    for g, want in zip(got, _numpy_step(param, acc, vel, grad, 0.1, 0.3)):
-        np.testing.assert_allclose(ops.convert_to_numpy(g), want, rtol=1e-5, atol=1e-6)
+    got = optimizer.adagrad_momentum(param, acc, vel, grad, 0.1, momentum)
+    want = list(_numpy_step(param, acc, vel, grad, 0.1, momentum))
+    if momentum == 0:
+        want[2] = vel  # never read without momentum: not kept
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(ops.convert_to_numpy(g), w, rtol=1e-5, atol=1e-6)
 
 
-def test_sparse_step_sums_duplicates_and_leaves_other_rows_alone():
+ROW_UPDATES = pytest.mark.parametrize("update", [optimizer.sparse_adagrad_momentum,
+                                                 optimizer.whole_table_adagrad_momentum], ids=["rows", "whole-table"])
+
+
+@ROW_UPDATES
+@pytest.mark.parametrize("momentum", [0.4, 0.0])
+def test_sparse_step_sums_duplicates_and_leaves_other_rows_alone(update, momentum):
     rng = np.random.default_rng(1)
     param, acc, vel = _tables(rng, (10, 3))
     ids = np.array([7, 2, 7, 5, 2, 7, 9], np.int32)
     touched = np.array([True, True, True, True, True, True, False])
     grads = rng.normal(size=(7, 3)).astype(np.float32)
-    got = [ops.convert_to_numpy(t) for t in optimizer.sparse_adagrad_momentum(param, acc, vel, ids, grads, touched, 0.2, 0.4)]
+    got = [ops.convert_to_numpy(t) for t in update(param, acc, vel, ids, grads, touched, 0.2, momentum)]
     want = [param.copy(), acc.copy(), vel.copy()]
     for row in (2, 5, 7):
         summed = grads[(ids == row) & touched].sum(axis=0)
-        new = _numpy_step(param[row], acc[row], vel[row], summed, 0.2, 0.4)
+        new = _numpy_step(param[row], acc[row], vel[row], summed, 0.2, momentum)
         for table, value in zip(want, new):
             table[row] = value
+    if momentum == 0:
+        want[2] = vel  # never read without momentum: not kept
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
     untouched = [0, 1, 3, 4, 6, 8, 9]  # 9 appears only with touched=False
@@ -45,11 +58,12 @@ def test_sparse_step_sums_duplicates_and_leaves_other_rows_alone():
         np.testing.assert_array_equal(g[untouched], original[untouched])
 
 
-def test_sparse_step_on_a_vector_with_all_ids_equal():
+@ROW_UPDATES
+def test_sparse_step_on_a_vector_with_all_ids_equal(update):
     param, acc, vel = np.arange(4, dtype=np.float32), np.ones(4, np.float32), np.zeros(4, np.float32)
     ids = np.array([3, 3, 3], np.int32)
     grads = np.array([1.0, 2.0, -0.5], np.float32)
-    new_param, new_acc, _ = (ops.convert_to_numpy(t) for t in optimizer.sparse_adagrad_momentum(
+    new_param, new_acc, _ = (ops.convert_to_numpy(t) for t in update(
         param, acc, vel, ids, grads, np.ones(3, bool), 1.0, 0.0))
     np.testing.assert_allclose(new_acc, [1, 1, 1, 1 + 2.5 ** 2])
     np.testing.assert_allclose(new_param, [0, 1, 2, 3 - 2.5 / np.sqrt(1 + 2.5 ** 2 + 1e-6)], rtol=1e-6)

@@ -11,7 +11,7 @@ from model_code.events import read_events
 from model_code.item_index import ItemIndex
 from model_code.model import GRU4Rec, SessionScorer
 from model_code.session_batches import SessionArrays, session_parallel_steps
-from model_code.train_step import dropout_plan
+from model_code.train_step import dropout_plan, updates_whole_table
 from model_code.trainer import Trainer
 
 
@@ -71,12 +71,13 @@ def test_a_reset_zeroes_the_slot_state_in_training():
     assert _block_loss(trainer, no_reset, noisy) != pytest.approx(from_zero, rel=1e-3)
 
 
-def test_training_touches_only_the_rows_it_used():
+@pytest.mark.parametrize("table_update", ["rows", "whole"])
+def test_training_touches_only_the_rows_it_used(table_update):
     n_items = 30
     model = GRU4Rec(n_items, layers=(4,), seed=5)
     data = SessionArrays.from_lists([[1, 2, 3], [4, 5], [2, 6, 1]])
     before_table = ops.convert_to_numpy(model.item_table).copy()
-    trainer = _trainer(model, data, n_sample=0, batch_size=2, block_steps=4)
+    trainer = _trainer(model, data, n_sample=0, batch_size=2, block_steps=4, table_update=table_update)
     result = trainer.train_epoch(session_parallel_steps(data, 2))
     assert result["examples"] == data.n_examples == 5
     table, bias = ops.convert_to_numpy(model.item_table), ops.convert_to_numpy(model.item_bias)
@@ -87,6 +88,31 @@ def test_training_touches_only_the_rows_it_used():
     assert (np.abs(table[used] - before_table[used]).sum(axis=1) > 0).all()
     state = trainer.get_state()
     assert not state["accumulator/item_table"][unused].any() and state["accumulator/item_table"][used].all()
+
+
+@pytest.mark.parametrize("embedding", ["shared", "separate"])
+def test_row_and_whole_table_updates_train_the_same_model(embedding):
+    data = _sessions(4, 30, 40)
+    results = {}
+    for table_update in ("rows", "whole"):
+        model = GRU4Rec(40, layers=(6,), embedding=embedding, seed=2)
+        trainer = _trainer(model, data, n_sample=10, momentum=0.3, table_update=table_update)
+        loss = trainer.train_epoch(session_parallel_steps(data, 4))["loss"]
+        results[table_update] = (loss, model.get_weights(), trainer.get_state())
+    (loss_rows, weights_rows, state_rows), (loss_whole, weights_whole, state_whole) = results["rows"], results["whole"]
+    assert loss_whole == pytest.approx(loss_rows, rel=1e-5)
+    for a, b in zip(weights_rows, weights_whole):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+    for name, value in state_rows.items():
+        np.testing.assert_allclose(state_whole[name], value, rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("table_rows,step_rows,mode,whole", [
+    (2933, 2112, "auto", True), (43097, 2304, "auto", False), (2933, 32, "auto", False), (100, 25, "auto", True),
+    (101, 25, "auto", False), (43097, 2304, "whole", True), (10, 2304, "rows", False),
+])
+def test_auto_updates_a_table_as_a_whole_only_while_it_is_small(table_rows, step_rows, mode, whole):
+    assert updates_whole_table(mode, table_rows, step_rows) is whole
 
 
 @pytest.mark.parametrize("loss,embedding", [("cross-entropy", "shared"), ("bpr-max", "separate"), ("bpr-max", "none")])
@@ -196,6 +222,8 @@ def test_trainer_refuses_mismatched_inputs():
         Trainer(model, loss="top1", batch_size=2)
     with pytest.raises(ValueError, match="logq_form must be one of"):
         Trainer(model, logq_form="uniform", batch_size=2)
+    with pytest.raises(ValueError, match="table_update must be one of"):
+        Trainer(model, table_update="dense", batch_size=2)
     with pytest.raises(ValueError, match="item_counts has 3 entries"):
         Trainer(model, item_counts=np.ones(3), batch_size=2)
     trainer = Trainer(model, batch_size=2, n_sample=4)

@@ -24,7 +24,7 @@ _SCRIPT = """
 import sys, numpy as np
 from tests.model_code.test_trainer_jax import train_once
 start = np.load(sys.argv[1])
-weights, loss, metrics = train_once([start[f"w{i}"] for i in range(len(start.files))], *sys.argv[3:6])
+weights, loss, metrics = train_once([start[f"w{i}"] for i in range(len(start.files))], *sys.argv[3:7])
 np.savez(sys.argv[2], loss=loss, recall=metrics["recall@5"], mrr=metrics["mrr@5"], **{f"w{i}": w for i, w in enumerate(weights)})
 """
 
@@ -34,7 +34,7 @@ def _data():
     return SessionArrays.from_lists([list(rng.integers(0, 25, rng.integers(1, 7))) for _ in range(40)])
 
 
-def train_once(start_weights, embedding, loss, logq_form):
+def train_once(start_weights, embedding, loss, logq_form, table_update):
     """One epoch on small fixed data from ``start_weights`` (no dropout: both backends see the same arithmetic)."""
     data = _data()
     model = GRU4Rec(25, layers=(8, 6), embedding=embedding, seed=0)
@@ -42,23 +42,24 @@ def train_once(start_weights, embedding, loss, logq_form):
         model.set_weights(start_weights)
     trainer = Trainer(model, loss=loss, n_sample=8, sample_alpha=0.5, learning_rate=0.1, momentum=0.2, logq=1.0,
                       logq_form=logq_form, bpreg=0.5, elu=0.5, batch_size=4, block_steps=5,
-                      item_counts=data.item_counts(25) + 1, seed=3)
+                      item_counts=data.item_counts(25) + 1, seed=3, table_update=table_update)
     result = trainer.train_epoch(session_parallel_steps(data, 4))
     return model.get_weights(), result["loss"], trainer.evaluate(data, batch_size=6)
 
 
-@pytest.mark.parametrize("embedding,loss,logq_form", [
-    ("shared", "cross-entropy", "reference"), ("shared", "cross-entropy", "sampling"), ("none", "bpr-max", "reference"),
+@pytest.mark.parametrize("embedding,loss,logq_form,table_update", [
+    ("shared", "cross-entropy", "reference", "rows"), ("shared", "cross-entropy", "sampling", "whole"),
+    ("none", "bpr-max", "reference", "auto"),
 ])
-def test_jax_engine_matches_tensorflow(tmp_path, embedding, loss, logq_form):
+def test_jax_engine_matches_tensorflow(tmp_path, embedding, loss, logq_form, table_update):
     start = GRU4Rec(25, layers=(8, 6), embedding=embedding, seed=0).get_weights()
     np.savez(tmp_path / "start.npz", **{f"w{i}": w for i, w in enumerate(start)})
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO_ROOT))
     subprocess.run([sys.executable, "-c", _SCRIPT, str(tmp_path / "start.npz"), str(tmp_path / "jax.npz"), embedding, loss,
-                    logq_form],
+                    logq_form, table_update],
                    check=True, env=env, cwd=REPO_ROOT, timeout=300)
     jax_out = np.load(tmp_path / "jax.npz")
-    weights, tf_loss, metrics = train_once(start, embedding, loss, logq_form)
+    weights, tf_loss, metrics = train_once(start, embedding, loss, logq_form, table_update)
     assert float(jax_out["loss"]) == pytest.approx(tf_loss, rel=1e-4)
     for i, w in enumerate(weights):
         np.testing.assert_allclose(jax_out[f"w{i}"], w, rtol=1e-3, atol=1e-5)
