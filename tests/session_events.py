@@ -52,6 +52,16 @@ def write_run(folder: Path) -> Path:
     return folder
 
 
+def write_two_runs(incoming: Path, other_run_text: str) -> Path:
+    """The shared run's files as ``incoming/run-2``, beside ``incoming/run-1`` holding one file of
+    ``other_run_text``: rows a query of run-2 must not read. Returns ``incoming``."""
+    write_run(incoming / "run-2")
+    other = incoming / "run-1"
+    other.mkdir(parents=True)
+    (other / "part-0001.tsv").write_text(other_run_text, encoding="utf-8")
+    return incoming
+
+
 EXPECTED = {
     "split": ["x", "a", "b", "z", "a", "c"],
     "unicode": ["ü-ß", "e", "é", "商品7"],

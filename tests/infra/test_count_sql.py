@@ -23,7 +23,7 @@ from model_code.artifacts import read_items
 from model_code.event_rules import BAD_ROW_REASONS, ReadOptions
 from model_code.events import read_events
 from tests.infra.test_group_sessions_sql import OPTIONS, events_on_duckdb, run_on_duckdb
-from tests.session_events import BAD_ROWS, EXPECTED, FIRST, SECOND, write_run
+from tests.session_events import BAD_ROWS, EXPECTED, FIRST, SECOND, write_two_runs
 
 
 def counts_on_duckdb(connection: duckdb.DuckDBPyConnection, query: str) -> dict[str, int]:
@@ -36,11 +36,7 @@ def counts_on_duckdb(connection: duckdb.DuckDBPyConnection, query: str) -> dict[
 @pytest.fixture
 def incoming(tmp_path) -> Path:
     """The shared run's files as run-2, beside another run whose rows must not be counted."""
-    write_run(tmp_path / "incoming" / "run-2")
-    other = tmp_path / "incoming" / "run-1"
-    other.mkdir(parents=True)
-    (other / "part-0001.tsv").write_text("SessionId\tItemId\tTime\n\tstranger\t1\nx\ty\tnever\n", encoding="utf-8")
-    return tmp_path / "incoming"
+    return write_two_runs(tmp_path / "incoming", "SessionId\tItemId\tTime\n\tstranger\t1\nx\ty\tnever\n")
 
 
 def test_event_counts_are_the_fixtures_and_the_local_readers(incoming):

@@ -34,7 +34,7 @@ from infra.session_query import check_run, quote_string, select_sql, unload_sql
 from model_code.event_rules import OptionError, ReadOptions
 from model_code.events import read_events
 from model_code.sessions import group_sessions
-from tests.session_events import EXPECTED, write_run
+from tests.session_events import EXPECTED, write_two_runs
 
 OPTIONS = ReadOptions(max_bad_rows="5")
 
@@ -62,11 +62,7 @@ def run_on_duckdb(incoming: Path, run: str, out: Path, options: ReadOptions = OP
 @pytest.fixture
 def incoming(tmp_path) -> Path:
     """Two runs' files; the query must read only the one it is given."""
-    write_run(tmp_path / "incoming" / "run-2")
-    other = tmp_path / "incoming" / "run-1"
-    other.mkdir(parents=True)
-    (other / "part-0001.tsv").write_text("SessionId\tItemId\tTime\nsplit\tstranger\t1\n", encoding="utf-8")
-    return tmp_path / "incoming"
+    return write_two_runs(tmp_path / "incoming", "SessionId\tItemId\tTime\nsplit\tstranger\t1\n")
 
 
 def test_duckdb_lines_are_the_local_readers_lines(incoming, tmp_path):
