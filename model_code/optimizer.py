@@ -64,7 +64,8 @@ def sparse_adagrad_momentum(
     Returns the new (param, accumulator, velocity); only the touched rows change.
     """
     indices, rows = sparse_row_updates(param, accumulator, velocity, ids, grads, touched, learning_rate, momentum, eps)
-    return tuple(ops.scatter_update(table, indices, new) for table, new in zip((param, accumulator, velocity), rows))
+    return tuple(table if new is None else ops.scatter_update(table, indices, new)
+                 for table, new in zip((param, accumulator, velocity), rows))
 
 
 def sparse_row_updates(
@@ -74,9 +75,12 @@ def sparse_row_updates(
 
     Scattering each list entry into its table at ``indices`` applies the
     update (in place, for a variable). Indices may repeat, always with equal rows.
+    Without momentum the velocity rows are None: the velocity is not kept (see
+    :func:`adagrad_momentum`), so nothing is read from or written to it.
     """
     unique_ids, grad, used = sum_duplicate_rows(ids, grads, touched)
-    old = [ops.take(table, unique_ids, axis=0) for table in (param, accumulator, velocity)]
+    old = [None if table is None else ops.take(table, unique_ids, axis=0)
+           for table in (param, accumulator, None if momentum == 0 else velocity)]
     new = adagrad_momentum(*old, grad, learning_rate, momentum, eps)
     row_shape = (-1,) + (1,) * (len(ops.shape(param)) - 1)
     used = ops.reshape(used, row_shape)
@@ -86,6 +90,9 @@ def sparse_row_updates(
     repeat = ops.reshape(ops.logical_and(ops.arange(n) > 0, unique_ids == unique_ids[0]), row_shape)
     rows = []
     for before, after in zip(old, new):
+        if before is None:
+            rows.append(None)
+            continue
         row = ops.where(used, after, before)
         rows.append(ops.where(repeat, row[:1], row))
     return ops.expand_dims(unique_ids, 1), rows

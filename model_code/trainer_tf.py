@@ -114,7 +114,8 @@ class TensorFlowEngine:
                 indices, rows = optimizer.sparse_row_updates(
                     *tables, ids, grads, touched, trainer.learning_rate, trainer.momentum)
                 for table, row in zip(tables, rows):
-                    table.scatter_nd_update(indices, row)
+                    if row is not None:  # None: the velocity, without momentum
+                        table.scatter_nd_update(indices, row)
             else:
                 new = dense_update(*tables, updates[name], valid, trainer.learning_rate, trainer.momentum)
                 for table, value in zip(tables, new):

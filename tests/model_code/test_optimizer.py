@@ -67,3 +67,10 @@ def test_sparse_step_on_a_vector_with_all_ids_equal(update):
         param, acc, vel, ids, grads, np.ones(3, bool), 1.0, 0.0))
     np.testing.assert_allclose(new_acc, [1, 1, 1, 1 + 2.5 ** 2])
     np.testing.assert_allclose(new_param, [0, 1, 2, 3 - 2.5 / np.sqrt(1 + 2.5 ** 2 + 1e-6)], rtol=1e-6)
+
+
+def test_without_momentum_the_row_form_reads_and_writes_no_velocity():
+    param, acc, vel = _tables(np.random.default_rng(2), (6, 2))
+    _, rows = optimizer.sparse_row_updates(param, acc, vel, np.array([1, 4, 1], np.int32), np.ones((3, 2), np.float32),
+                                           np.ones(3, bool), 0.1, 0.0)
+    assert rows[2] is None and rows[0] is not None and rows[1] is not None

@@ -90,13 +90,13 @@ def test_training_touches_only_the_rows_it_used(table_update):
     assert not state["accumulator/item_table"][unused].any() and state["accumulator/item_table"][used].all()
 
 
-@pytest.mark.parametrize("embedding", ["shared", "separate"])
-def test_row_and_whole_table_updates_train_the_same_model(embedding):
+@pytest.mark.parametrize("embedding,momentum", [("shared", 0.3), ("separate", 0.3), ("shared", 0.0)])
+def test_row_and_whole_table_updates_train_the_same_model(embedding, momentum):
     data = _sessions(4, 30, 40)
     results = {}
     for table_update in ("rows", "whole"):
         model = GRU4Rec(40, layers=(6,), embedding=embedding, seed=2)
-        trainer = _trainer(model, data, n_sample=10, momentum=0.3, table_update=table_update)
+        trainer = _trainer(model, data, n_sample=10, momentum=momentum, table_update=table_update)
         loss = trainer.train_epoch(session_parallel_steps(data, 4))["loss"]
         results[table_update] = (loss, model.get_weights(), trainer.get_state())
     (loss_rows, weights_rows, state_rows), (loss_whole, weights_whole, state_whole) = results["rows"], results["whole"]
