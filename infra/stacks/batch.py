@@ -52,12 +52,12 @@ from infra.stacks.workflow import (
     STATE_MACHINE_SERVICE_WILDCARDS,
     acknowledge_wildcards,
     add_capacity_retries,
-    failure,
     failure_topic,
     job_name_expression,
     job_name_prefix,
     notify_abnormal_ends,
     notify_and_fail,
+    object_key_check,
     pipeline_state_machine,
     resource_tags,
     sagemaker_arn,
@@ -147,14 +147,8 @@ class BatchStack(cdk.Stack):
     def _check_input(self, on_failure: sfn.IChainable, then: sfn.IChainable) -> sfn.Choice:
         """Go on only for a key ``sessions/incoming/...<name>.jsonl`` (the rule sends no other; a manual start might)."""
         pattern = "/^" + INCOMING_SESSIONS_PREFIX.replace("/", "\\/") + ".+\\" + SESSIONS_SUFFIX + "$/"
-        not_sessions = failure(
-            self, "Not a sessions file", "Input.NotASessionsFile",
-            f"'expected an S3 Object Created event for {INCOMING_SESSIONS_PREFIX}<name>{SESSIONS_SUFFIX}, got ' & "
-            "($key = '' ? 'no object key' : 'the key ' & $key)",
-        )
-        return (sfn.Choice.jsonata(self, "Sessions file?")
-                .when(sfn.Condition.jsonata(f"{{% $contains($key, {pattern}) %}}"), then)
-                .otherwise(not_sessions.next(on_failure)))
+        return object_key_check(self, "Sessions file?", "Not a sessions file", "Input.NotASessionsFile",
+                                f"{INCOMING_SESSIONS_PREFIX}<name>{SESSIONS_SUFFIX}", pattern, then, on_failure)
 
     def _bounded_concurrency(self, config: AppConfig, on_failure: sfn.IChainable, then: sfn.IChainable) -> sfn.IChainable:
         """Start a transform job only while fewer than ``max_concurrent_transform_jobs`` of this stage run.

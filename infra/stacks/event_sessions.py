@@ -40,7 +40,7 @@ from infra.session_query import (REASON_COLUMNS, RUN_PATTERN, answers_sql, count
                                  unload_sql)
 from infra.stacks.storage import StorageStack
 from infra.stacks.workflow import (
-    STATE_MACHINE_SERVICE_WILDCARDS, acknowledge_wildcards, add_capacity_retries, failure, notify_abnormal_ends, notify_and_fail, pipeline_state_machine, resource_tags,
+    STATE_MACHINE_SERVICE_WILDCARDS, acknowledge_wildcards, add_capacity_retries, failure, notify_abnormal_ends, notify_and_fail, object_key_check, pipeline_state_machine, resource_tags,
     sagemaker_arn, sync_job_statements, sync_job_task,
 )
 from model_code.event_rules import BadRowBound, ReadOptions
@@ -192,14 +192,9 @@ class EventSessions(Construct):
         """Go on only for ``events/incoming/<run>/_SUCCESS`` with a run name the query can hold as a literal."""
         pattern = ("/^" + INCOMING_EVENTS_PREFIX.replace("/", "\\/") + RUN_PATTERN.pattern + "\\/"
                    + RUN_MARKER + "$/")
-        not_marker = failure(
-            self, "Not a run marker", "Input.NotARunMarker",
-            f"'expected an S3 Object Created event for {INCOMING_EVENTS_PREFIX}<run>/{RUN_MARKER} "
-            "(a run: letters, digits, ., _, = or -), got ' & ($key = '' ? 'no object key' : 'the key ' & $key)",
-        )
-        return (sfn.Choice.jsonata(self, "Run marker?")
-                .when(sfn.Condition.jsonata(f"{{% $contains($key, {pattern}) %}}"), then)
-                .otherwise(not_marker.next(on_failure)))
+        return object_key_check(
+            self, "Run marker?", "Not a run marker", "Input.NotARunMarker",
+            f"{INCOMING_EVENTS_PREFIX}<run>/{RUN_MARKER} (a run: letters, digits, ., _, = or -)", pattern, then, on_failure)
 
     def _athena_query(self, construct_id: str, comment: str, template: str, query_id: str,
                       on_failure: sfn.IChainable) -> sfn.CustomState:

@@ -189,6 +189,20 @@ def failure(scope: Construct, construct_id: str, error: str, cause_expression: s
     return sfn.Pass.jsonata(scope, construct_id, outputs={"Error": error, "Cause": "{% " + cause_expression + " %}"})
 
 
+def object_key_check(scope: Construct, choice_id: str, failure_id: str, error: str, expected: str, pattern: str,
+                     then: sfn.IChainable, on_failure: sfn.IChainable) -> sfn.Choice:
+    """Go on to ``then`` only where the execution's ``$key`` matches the JSONata regex ``pattern``; any other
+    key (or none) fails with ``error``, saying what was ``expected`` and what came."""
+    not_matching = failure(
+        scope, failure_id, error,
+        f"'expected an S3 Object Created event for {expected}, got ' & "
+        "($key = '' ? 'no object key' : 'the key ' & $key)",
+    )
+    return (sfn.Choice.jsonata(scope, choice_id)
+            .when(sfn.Condition.jsonata(f"{{% $contains($key, {pattern}) %}}"), then)
+            .otherwise(not_matching.next(on_failure)))
+
+
 def publish_statement(key: kms.IKey) -> iam.PolicyStatement:
     """Publishing to a topic encrypted with ``key`` needs a data key from it."""
     return iam.PolicyStatement(sid="PublishToEncryptedTopic", actions=["kms:GenerateDataKey", "kms:Decrypt"],
