@@ -15,6 +15,8 @@ used, never to the table's size.
 """
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 from keras import ops
 
 EPSILON = 1e-6
@@ -33,76 +35,67 @@ def adagrad_momentum(param, accumulator, velocity, grad, learning_rate, momentum
     return param + velocity, accumulator, velocity
 
 
-def sum_duplicate_rows(ids, grads, touched):
-    """Sum the gradient rows of equal ids.
+class RowGroups(NamedTuple):
+    """A step's row ids, sorted once; every table updated at those ids shares it (:func:`group_rows`)."""
 
-    ``ids`` int [K], ``grads`` [K, ...], ``touched`` bool [K] (False: the row
-    was not really used, e.g. an invalid example's input). Returns
-    ``(unique_ids [K], summed [K, ...], used [K])``: the first n entries are
-    the distinct ids in ascending order; ``used`` is True where an entry holds
-    a distinct id that at least one touched row had. Entries past n repeat the
-    first id with ``used`` False.
-    """
+    order: Any  # int [K]: the permutation that sorts the ids
+    segment: Any  # int [K]: the group of each sorted entry (0, 1, ... in ascending id order)
+    rows: Any  # int [K]: the distinct ids in ascending order, then the first id repeated
+    distinct: Any  # bool [K]: True where ``rows`` holds a distinct id (the first n entries)
+
+
+def group_rows(ids) -> RowGroups:
+    """Group equal ids of ``ids`` (int [K]): the sort a row-sparse update needs, done once per set of ids."""
     n = ops.shape(ids)[0]
     order = ops.argsort(ids)
     sorted_ids = ops.take(ids, order)
     starts = ops.concatenate([ops.ones((1,), "int32"), ops.cast(sorted_ids[1:] != sorted_ids[:-1], "int32")])
     segment = ops.cumsum(starts) - 1
-    summed = ops.segment_sum(ops.take(grads, order, axis=0), segment, num_segments=n)
-    exists = ops.arange(n) <= segment[-1]
-    unique_ids = ops.where(exists, ops.segment_max(sorted_ids, segment, num_segments=n), sorted_ids[0])
-    any_touched = ops.segment_max(ops.cast(ops.take(touched, order), "int32"), segment, num_segments=n)
-    used = ops.logical_and(exists, any_touched > 0)
-    return unique_ids, summed, used
+    distinct = ops.arange(n) <= segment[-1]
+    rows = ops.where(distinct, ops.segment_max(sorted_ids, segment, num_segments=n), sorted_ids[0])
+    return RowGroups(order, segment, rows, distinct)
 
 
-def sparse_adagrad_momentum(
-    param, accumulator, velocity, ids, grads, touched, learning_rate, momentum, eps: float = EPSILON,
-):
-    """Row-sparse update of a table ``[N, ...]`` from gradient rows ``grads [K, ...]`` of rows ``ids [K]``.
+def sum_duplicate_rows(groups: RowGroups, grads, touched):
+    """Sum the gradient rows of equal ids: ``(summed [K, ...], used [K])``, entry i for ``groups.rows[i]``.
 
-    Returns the new (param, accumulator, velocity); only the touched rows change.
+    ``grads`` [K, ...] and ``touched`` bool [K] (False: the row was not really
+    used, e.g. an invalid example's input) follow the grouped ids. ``used`` is
+    True where an entry holds a distinct id that at least one touched row had.
     """
-    indices, rows = sparse_row_updates(param, accumulator, velocity, ids, grads, touched, learning_rate, momentum, eps)
-    return tuple(table if new is None else ops.scatter_update(table, indices, new)
-                 for table, new in zip((param, accumulator, velocity), rows))
+    n = ops.shape(groups.order)[0]
+    summed = ops.segment_sum(ops.take(grads, groups.order, axis=0), groups.segment, num_segments=n)
+    any_touched = ops.segment_max(ops.cast(ops.take(touched, groups.order), "int32"), groups.segment, num_segments=n)
+    return summed, ops.logical_and(groups.distinct, any_touched > 0)
 
 
 def sparse_row_updates(
-    param, accumulator, velocity, ids, grads, touched, learning_rate, momentum, eps: float = EPSILON,
+    param, accumulator, velocity, groups: RowGroups, grads, touched, learning_rate, momentum, eps: float = EPSILON,
 ):
     """The rows a sparse update writes: ``(indices [K, 1], [param rows, accumulator rows, velocity rows])``.
 
     Scattering each list entry into its table at ``indices`` applies the
-    update (in place, for a variable). Indices may repeat, always with equal rows.
-    Without momentum the velocity rows are None: the velocity is not kept (see
-    :func:`adagrad_momentum`), so nothing is read from or written to it.
+    update (in place, for a variable). An entry that must change nothing (an
+    untouched id, or a repeat past the distinct ids) has the index
+    ``len(param)``, one past the table: XLA's scatter skips an out-of-range
+    index, so the update runs compiled (``jax.jit``, ``tf.function(jit_compile=True)``)
+    and no row is read only to be written back unchanged. Without momentum the
+    velocity rows are None: the velocity is not kept (see :func:`adagrad_momentum`),
+    so nothing is read from or written to it.
     """
-    unique_ids, grad, used = sum_duplicate_rows(ids, grads, touched)
-    old = [None if table is None else ops.take(table, unique_ids, axis=0)
+    grad, used = sum_duplicate_rows(groups, grads, touched)
+    old = [None if table is None else ops.take(table, groups.rows, axis=0)
            for table in (param, accumulator, None if momentum == 0 else velocity)]
     new = adagrad_momentum(*old, grad, learning_rate, momentum, eps)
-    row_shape = (-1,) + (1,) * (len(ops.shape(param)) - 1)
-    used = ops.reshape(used, row_shape)
-    # Entries past the distinct ids repeat the first id: give them the first
-    # entry's row, so that duplicate indices in the scatter carry equal values.
-    n = ops.shape(unique_ids)[0]
-    repeat = ops.reshape(ops.logical_and(ops.arange(n) > 0, unique_ids == unique_ids[0]), row_shape)
-    rows = []
-    for before, after in zip(old, new):
-        if before is None:
-            rows.append(None)
-            continue
-        row = ops.where(used, after, before)
-        rows.append(ops.where(repeat, row[:1], row))
-    return ops.expand_dims(unique_ids, 1), rows
+    indices = ops.where(used, groups.rows, ops.shape(param)[0])
+    return ops.expand_dims(indices, 1), [None if before is None else after for before, after in zip(old, new)]
 
 
 def whole_table_adagrad_momentum(
     param, accumulator, velocity, ids, grads, touched, learning_rate, momentum, eps: float = EPSILON,
 ):
     """The row-sparse update computed over the whole table: the same result as
-    :func:`sparse_adagrad_momentum` (duplicates summed, untouched rows left alone).
+    :func:`sparse_row_updates` scattered (duplicates summed, untouched rows left alone).
 
     No sort and no scatter of rows, only one scatter-add of the gradient rows
     and a pass over the table; cheaper where the table is not much larger than

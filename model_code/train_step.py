@@ -66,14 +66,22 @@ def step_loss(trainer, input_rows, output_rows, bias_rows, dense: dict, states, 
 def sparse_gradients(trainer, inputs, candidates, valid, grad_input, grad_output, grad_bias) -> dict:
     """{table name: (row ids, gradient rows, touched)} of the step's item-table gradients.
 
-    A step with no valid row (padding at an epoch's tail) touches no row.
+    The item bias gets the item table's row ids (with the shared embedding, the
+    inputs' entries carry a zero gradient and are not touched), so that one
+    sort serves both (:func:`sparse_table_updates`). A step with no valid row
+    (padding at an epoch's tail) touches no row.
     """
     any_valid = ops.any(valid)
     column_used = ops.logical_and(losses.candidate_mask(valid, ops.shape(candidates)[0]), any_valid)
     if trainer.model.embedding == "shared":
-        table = (ops.concatenate([inputs, candidates], 0), ops.concatenate([grad_input, grad_output], 0),
-                 ops.concatenate([ops.cast(valid, "bool"), column_used], 0))
-        return {"item_table": table, "item_bias": (candidates, grad_bias, column_used)}
+        ids = ops.concatenate([inputs, candidates], 0)
+        not_inputs = ops.zeros(ops.shape(inputs), "bool")
+        return {
+            "item_table": (ids, ops.concatenate([grad_input, grad_output], 0),
+                           ops.concatenate([ops.cast(valid, "bool"), column_used], 0)),
+            "item_bias": (ids, ops.concatenate([ops.zeros(ops.shape(inputs), grad_bias.dtype), grad_bias], 0),
+                          ops.concatenate([not_inputs, column_used], 0)),
+        }
     return {
         "item_table": (candidates, grad_output, column_used),
         "input_table": (inputs, grad_input, ops.cast(valid, "bool")),
@@ -94,11 +102,30 @@ def updates_whole_table(mode: str, table_rows: int, step_rows: int) -> bool:
     return mode == "whole"
 
 
-def table_update(mode: str, table, ids):
-    """The Adagrad-momentum function for an item table and a step's row ids: row-sparse or whole-table."""
-    if updates_whole_table(mode, ops.shape(table)[0], ops.shape(ids)[0]):
-        return optimizer.whole_table_adagrad_momentum
-    return optimizer.sparse_adagrad_momentum
+ROW_IDS_OF = {"item_bias": "item_table"}
+"""Tables updated at another table's row ids (:func:`sparse_gradients`), grouped once for both."""
+
+
+def sparse_table_updates(trainer, tables: dict, updates: dict):
+    """Adagrad-momentum updates of the item tables, each ``(name, whole, result)``.
+
+    ``tables``: {name: (param, accumulator, velocity)}; ``updates``: :func:`sparse_gradients`.
+    Where ``whole`` (:func:`updates_whole_table`), ``result`` is the new
+    ``(param, accumulator, velocity)``, else the ``(indices, rows)`` to
+    scatter (:func:`model_code.optimizer.sparse_row_updates`; without momentum
+    the velocity is kept as it is).
+    """
+    groups = {}
+    for name, (param, accumulator, velocity) in tables.items():
+        ids, grads, touched = updates[name]
+        args = (grads, touched, trainer.learning_rate, trainer.momentum)
+        if updates_whole_table(trainer.table_update, ops.shape(param)[0], ops.shape(ids)[0]):
+            yield name, True, optimizer.whole_table_adagrad_momentum(param, accumulator, velocity, ids, *args)
+            continue
+        key = ROW_IDS_OF.get(name, name)
+        if key not in groups:
+            groups[key] = optimizer.group_rows(ids)
+        yield name, False, optimizer.sparse_row_updates(param, accumulator, velocity, groups[key], *args)
 
 
 def dense_update(param, accumulator, velocity, grad, valid, learning_rate, momentum):

@@ -70,7 +70,6 @@ class Trainer:
         block_steps: int = 200,
         item_counts: np.ndarray | None = None,
         seed: int = 0,
-        jit_compile: bool = True,
         table_update: str = "auto",
     ):
         if loss not in LOSSES:
@@ -101,7 +100,7 @@ class Trainer:
         self.log_counts = log_item_counts(item_counts)
         self.names, self.variables = trainable_weights(model)
         self.step_count = 0
-        self._engine = _engine_for_backend()(self, jit_compile)
+        self._engine = _engine_for_backend()(self)
 
     # ---- training -------------------------------------------------------
     def train_epoch(self, steps: EpochSteps, progress_callback: ProgressCallback | None = None) -> dict:

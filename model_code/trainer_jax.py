@@ -4,7 +4,7 @@ A block of steps is one ``jax.jit`` call over a ``lax.scan`` whose carry is
 the weights, the optimizer slots, the hidden states and the loss sum. The
 gradient is taken with respect to the gathered item rows, never the whole
 table, and the Adagrad-momentum update is scattered into the touched rows
-only (:func:`model_code.optimizer.sparse_adagrad_momentum`). The weights and
+only (:func:`model_code.train_step.sparse_table_updates`). The weights and
 slots are donated to the call, so on an accelerator they are updated in place.
 """
 from __future__ import annotations
@@ -14,19 +14,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from model_code.model import gru_step
-from model_code.train_step import (SPARSE, candidate_log_q, dense_update, dropout_plan, sparse_gradients, step_loss,
-                                   table_update)
+from model_code.train_step import (SPARSE, candidate_log_q, dense_update, dropout_plan, sparse_gradients,
+                                   sparse_table_updates, step_loss)
 
 
 class JaxEngine:
-    def __init__(self, trainer, jit_compile: bool = True):
+    def __init__(self, trainer):
         self.trainer = trainer
         self.model = trainer.model
         self._log_counts = jnp.asarray(trainer.log_counts)
         self._slots = [(jnp.zeros(v.shape), jnp.zeros(v.shape)) for v in trainer.variables]
-        wrap = (lambda f, **kw: jax.jit(f, **kw)) if jit_compile else (lambda f, **kw: f)
-        self._train_block = wrap(self._train_block_fn, donate_argnums=(0, 1))
-        self._eval_block = wrap(self._eval_block_fn)
+        self._train_block = jax.jit(self._train_block_fn, donate_argnums=(0, 1))
+        self._eval_block = jax.jit(self._eval_block_fn)
 
     def zero_states(self, batch_size):
         return [jnp.zeros((batch_size, units)) for units in self.model.layer_sizes]
@@ -98,19 +97,21 @@ class JaxEngine:
     def _apply(self, params, slots, updates, valid):
         """Adagrad-momentum updates; a step with no valid row touches no row and leaves the dense weights."""
         trainer = self.trainer
-        new_params, new_slots = [], []
-        for name, param, (accumulator, velocity) in zip(trainer.names, params, slots):
-            if name in SPARSE:
-                ids, grads, touched = updates[name]
-                update = table_update(trainer.table_update, param, ids)
-                param, accumulator, velocity = update(
-                    param, accumulator, velocity, ids, grads, touched, trainer.learning_rate, trainer.momentum)
-            else:
-                param, accumulator, velocity = dense_update(
-                    param, accumulator, velocity, updates[name], valid, trainer.learning_rate, trainer.momentum)
-            new_params.append(param)
-            new_slots.append((accumulator, velocity))
-        return new_params, new_slots
+        tables = {name: (param, accumulator, velocity)
+                  for name, param, (accumulator, velocity) in zip(trainer.names, params, slots)}
+        new = {}
+        sparse = {name: value for name, value in tables.items() if name in SPARSE}
+        for name, whole, result in sparse_table_updates(trainer, sparse, updates):
+            if whole:
+                new[name] = result
+                continue
+            indices, rows = result
+            new[name] = tuple(table if row is None else table.at[indices[:, 0]].set(row, mode="drop")
+                              for table, row in zip(tables[name], rows))
+        for name, value in tables.items():
+            if name not in SPARSE:
+                new[name] = dense_update(*value, updates[name], valid, trainer.learning_rate, trainer.momentum)
+        return [new[name][0] for name in trainer.names], [new[name][1:] for name in trainer.names]
 
     def _eval_block_fn(self, params, inputs, targets, resets, states):
         weights = dict(zip(self.trainer.names, params))

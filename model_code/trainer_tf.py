@@ -11,20 +11,19 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from model_code import optimizer
-from model_code.train_step import (SPARSE, candidate_log_q, dense_update, dropout_plan, sparse_gradients, step_loss,
-                                   updates_whole_table)
+from model_code.train_step import (SPARSE, candidate_log_q, dense_update, dropout_plan, sparse_gradients,
+                                   sparse_table_updates, step_loss)
 
 
 class TensorFlowEngine:
-    def __init__(self, trainer, jit_compile: bool = True):
+    def __init__(self, trainer):
         self.trainer = trainer
         self.model = trainer.model
         self._log_counts = tf.constant(trainer.log_counts)
         self._accumulators = [tf.Variable(tf.zeros_like(v.value), trainable=False) for v in trainer.variables]
         self._velocities = [tf.Variable(tf.zeros_like(v.value), trainable=False) for v in trainer.variables]
-        self._train_block = tf.function(self._train_block_fn, jit_compile=jit_compile, reduce_retracing=True)
-        self._eval_block = tf.function(self._eval_block_fn, jit_compile=jit_compile, reduce_retracing=True)
+        self._train_block = tf.function(self._train_block_fn, jit_compile=True, reduce_retracing=True)
+        self._eval_block = tf.function(self._eval_block_fn, jit_compile=True, reduce_retracing=True)
 
     def zero_states(self, batch_size):
         return [tf.zeros((batch_size, units)) for units in self.model.layer_sizes]
@@ -100,27 +99,20 @@ class TensorFlowEngine:
         A step with no valid row touches no row and leaves the dense weights as they are.
         """
         trainer = self.trainer
-        for name, param, accumulator, velocity in zip(trainer.names, trainer.variables, self._accumulators, self._velocities):
-            tables = (param.value, accumulator, velocity)
-            if name in SPARSE:
-                ids, grads, touched = updates[name]
-                if updates_whole_table(trainer.table_update, param.shape[0], ids.shape[0]):
-                    new = optimizer.whole_table_adagrad_momentum(
-                        *tables, ids, grads, touched, trainer.learning_rate, trainer.momentum)
-                    for table, value in zip(tables, new):
-                        if value is not table:  # the velocity, without momentum
-                            table.assign(value)
-                    continue
-                indices, rows = optimizer.sparse_row_updates(
-                    *tables, ids, grads, touched, trainer.learning_rate, trainer.momentum)
-                for table, row in zip(tables, rows):
-                    if row is not None:  # None: the velocity, without momentum
-                        table.scatter_nd_update(indices, row)
-            else:
-                new = dense_update(*tables, updates[name], valid, trainer.learning_rate, trainer.momentum)
-                for table, value in zip(tables, new):
-                    if value is not table:  # the velocity, without momentum
-                        table.assign(value)
+        variables = {name: (param.value, accumulator, velocity) for name, param, accumulator, velocity
+                     in zip(trainer.names, trainer.variables, self._accumulators, self._velocities)}
+        sparse = {name: tables for name, tables in variables.items() if name in SPARSE}
+        for name, whole, result in sparse_table_updates(trainer, sparse, updates):
+            if whole:
+                _assign(variables[name], result)
+                continue
+            indices, rows = result
+            for table, row in zip(variables[name], rows):
+                if row is not None:  # None: the velocity, without momentum
+                    table.scatter_nd_update(indices, row)
+        for name, tables in variables.items():
+            if name not in SPARSE:
+                _assign(tables, dense_update(*tables, updates[name], valid, trainer.learning_rate, trainer.momentum))
 
     def _eval_block_fn(self, inputs, targets, resets, states):
         n_steps = tf.shape(inputs)[0]
@@ -142,3 +134,9 @@ class TensorFlowEngine:
         _, states, greater, equal = tf.while_loop(
             lambda t, *_: t < n_steps, body, (tf.constant(0), list(states), greater, equal))
         return greater, equal, states
+
+
+def _assign(tables, values):
+    for table, value in zip(tables, values):
+        if value is not table:  # the velocity, without momentum
+            table.assign(value)

@@ -1,4 +1,5 @@
 """Adagrad with momentum against a NumPy reference; the sparse forms touch only the used rows."""
+import keras
 import numpy as np
 import pytest
 from keras import ops
@@ -30,8 +31,27 @@ def test_dense_step_matches_numpy(momentum):
         np.testing.assert_allclose(ops.convert_to_numpy(g), w, rtol=1e-5, atol=1e-6)
 
 
-ROW_UPDATES = pytest.mark.parametrize("update", [optimizer.sparse_adagrad_momentum,
-                                                 optimizer.whole_table_adagrad_momentum], ids=["rows", "whole-table"])
+def _compiled(function):
+    """``function`` compiled by XLA, as the engines run the updates."""
+    if keras.backend.backend() == "jax":
+        import jax
+        return jax.jit(function, static_argnums=(6, 7))
+    import tensorflow as tf
+    return lambda *args: tf.function(lambda *tensors: function(*tensors, *args[6:]), jit_compile=True)(*args[:6])
+
+
+def _row_update(param, acc, vel, ids, grads, touched, learning_rate, momentum):
+    """The row form as the engines apply it: group, compute the rows, scatter them."""
+    def update(param, acc, vel, ids, grads, touched, learning_rate, momentum):
+        indices, rows = optimizer.sparse_row_updates(param, acc, vel, optimizer.group_rows(ids), grads, touched,
+                                                     learning_rate, momentum)
+        return [table if row is None else ops.scatter_update(table, indices, row)
+                for table, row in zip((param, acc, vel), rows)]
+    return _compiled(update)(param, acc, vel, ids, grads, touched, learning_rate, momentum)
+
+
+ROW_UPDATES = pytest.mark.parametrize("update", [_row_update, optimizer.whole_table_adagrad_momentum],
+                                      ids=["rows", "whole-table"])
 
 
 @ROW_UPDATES
@@ -71,6 +91,25 @@ def test_sparse_step_on_a_vector_with_all_ids_equal(update):
 
 def test_without_momentum_the_row_form_reads_and_writes_no_velocity():
     param, acc, vel = _tables(np.random.default_rng(2), (6, 2))
-    _, rows = optimizer.sparse_row_updates(param, acc, vel, np.array([1, 4, 1], np.int32), np.ones((3, 2), np.float32),
-                                           np.ones(3, bool), 0.1, 0.0)
+    groups = optimizer.group_rows(np.array([1, 4, 1], np.int32))
+    _, rows = optimizer.sparse_row_updates(param, acc, vel, groups, np.ones((3, 2), np.float32), np.ones(3, bool), 0.1, 0.0)
     assert rows[2] is None and rows[0] is not None and rows[1] is not None
+
+
+def test_grouping_lists_each_id_once_in_order_then_repeats_the_first():
+    groups = optimizer.group_rows(np.array([7, 2, 7, 5, 2, 7, 9], np.int32))
+    ids = np.array([7, 2, 7, 5, 2, 7, 9])
+    np.testing.assert_array_equal(ops.convert_to_numpy(groups.rows), [2, 5, 7, 9, 2, 2, 2])
+    np.testing.assert_array_equal(ops.convert_to_numpy(groups.distinct), [True] * 4 + [False] * 3)
+    order, segment = ops.convert_to_numpy(groups.order), ops.convert_to_numpy(groups.segment)
+    np.testing.assert_array_equal(ids[order], [2, 2, 5, 7, 7, 7, 9])
+    np.testing.assert_array_equal(segment, [0, 0, 1, 2, 2, 2, 3])
+
+
+def test_rows_that_change_nothing_are_sent_past_the_table():
+    """Untouched ids and the repeats past the distinct ids get index len(table): the scatter skips them."""
+    param, acc, vel = _tables(np.random.default_rng(3), (10, 2))
+    groups = optimizer.group_rows(np.array([7, 2, 7, 9], np.int32))
+    touched = np.array([True, True, True, False])
+    indices, _ = optimizer.sparse_row_updates(param, acc, vel, groups, np.ones((4, 2), np.float32), touched, 0.1, 0.5)
+    np.testing.assert_array_equal(ops.convert_to_numpy(indices)[:, 0], [2, 7, 10, 10])

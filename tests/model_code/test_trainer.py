@@ -72,12 +72,14 @@ def test_a_reset_zeroes_the_slot_state_in_training():
 
 
 @pytest.mark.parametrize("table_update", ["rows", "whole"])
-def test_training_touches_only_the_rows_it_used(table_update):
+@pytest.mark.parametrize("momentum", [0.0, 0.4])
+def test_training_touches_only_the_rows_it_used(table_update, momentum):
     n_items = 30
     model = GRU4Rec(n_items, layers=(4,), seed=5)
     data = SessionArrays.from_lists([[1, 2, 3], [4, 5], [2, 6, 1]])
     before_table = ops.convert_to_numpy(model.item_table).copy()
-    trainer = _trainer(model, data, n_sample=0, batch_size=2, block_steps=4, table_update=table_update)
+    trainer = _trainer(model, data, n_sample=0, batch_size=2, block_steps=4, table_update=table_update,
+                       momentum=momentum)
     result = trainer.train_epoch(session_parallel_steps(data, 2))
     assert result["examples"] == data.n_examples == 5
     table, bias = ops.convert_to_numpy(model.item_table), ops.convert_to_numpy(model.item_bias)
@@ -88,6 +90,7 @@ def test_training_touches_only_the_rows_it_used(table_update):
     assert (np.abs(table[used] - before_table[used]).sum(axis=1) > 0).all()
     state = trainer.get_state()
     assert not state["accumulator/item_table"][unused].any() and state["accumulator/item_table"][used].all()
+    assert not state["velocity/item_table"][unused].any() and not state["velocity/item_bias"][unused].any()
 
 
 @pytest.mark.parametrize("embedding,momentum", [("shared", 0.3), ("separate", 0.3), ("shared", 0.0)])
