@@ -1,10 +1,12 @@
 # One image for SageMaker (bring your own container): `docker run IMAGE serve` answers on port 8080,
 # `docker run IMAGE train` runs a training job. Built for linux/amd64 (the CDK image asset sets the platform).
 #   target `serve`: nginx + gunicorn + Flask + ONNX Runtime, no TensorFlow (endpoint, batch transform)
-#   target `train`: `serve` plus TensorFlow/Keras and all of model_code (training jobs; it can also serve)
-#   target `train-gpu`: `train` plus JAX with its CUDA 12 wheels, for GPU training instances: Keras runs on JAX
-#     (same `train` command, /opt/ml contract, metric lines and checkpoints); the ONNX export runs TensorFlow in a
-#     subprocess on the CPU. Several GB: built only when training_instance_type is a GPU type.
+#   target `train`: `serve` plus Keras, JAX, TensorFlow and all of model_code (training jobs; it can also serve).
+#     Keras trains on JAX (faster than TensorFlow on a CPU); the ONNX export runs TensorFlow in a subprocess.
+#     glibc backs large allocations with transparent huge pages: the steps gather and scatter rows all over
+#     the item tables, and fewer TLB misses make that faster (README, "Training speed on a CPU").
+#   target `train-gpu`: `train` plus JAX's CUDA 12 wheels, for GPU training instances (same `train` command,
+#     /opt/ml contract, metric lines and checkpoints). Several GB: built only when training_instance_type is a GPU type.
 
 FROM python:3.11-slim-bookworm AS serve
 
@@ -37,6 +39,9 @@ CMD ["serve"]
 
 FROM serve AS train
 
+ENV KERAS_BACKEND=jax \
+    GLIBC_TUNABLES=glibc.malloc.hugetlb=1
+
 COPY requirements-train.txt ./
 RUN pip install --no-cache-dir -r requirements-train.txt
 
@@ -44,8 +49,6 @@ COPY model_code/ model_code/
 
 
 FROM train AS train-gpu
-
-ENV KERAS_BACKEND=jax
 
 COPY requirements-train-gpu.txt ./
 RUN pip install --no-cache-dir -r requirements-train-gpu.txt

@@ -9,7 +9,9 @@ its peak RSS is its own, and prints one table::
 
 A set named without a preset runs with its own (yoochoose100k: rsc15,
 diginetica: diginetica). The Keras backend is the environment's
-(``KERAS_BACKEND``, TensorFlow when unset) and is shown in the table.
+(``KERAS_BACKEND``; ``train_real.sh`` sets JAX, as the training image
+does) and is shown in the table, and so are ``GLIBC_TUNABLES``
+(``train_real.sh`` and the image back large allocations with huge pages).
 
 Data come from ../shared/data/<set>/{train,test}.tsv.gz (``--data-root``);
 a missing set is skipped with a message. The test set is scored once, after
@@ -162,6 +164,7 @@ def main(argv=None) -> int:
         out_root = args.out_dir or Path(scratch)
         rows = [row for run in args.sets
                 if (row := run_one(run, args.data_root, out_root, args.epochs, extra))]
+    print(f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')}")
     print(table(rows, args.reference))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

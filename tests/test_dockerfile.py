@@ -218,10 +218,17 @@ def test_train_stage_installs_the_training_requirements(dockerfile):
     assert "model_code/" in copy_sources(steps)
 
 
-def test_gpu_stage_trains_on_jax_with_cuda_wheels_and_keeps_tensorflow_for_the_export(dockerfile):
+def test_train_stage_trains_on_jax_with_huge_pages_and_keeps_tensorflow_for_the_export(dockerfile):
+    env = environment(dockerfile["train"]["steps"])
+    assert env["KERAS_BACKEND"] == "jax"
+    assert env["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
+    assert {"jax", "jaxlib", "tensorflow-cpu", "tf2onnx"} <= set(pins(REPO_ROOT / "requirements-train.txt"))
+
+
+def test_gpu_stage_adds_the_cuda_wheels_to_the_train_stage(dockerfile):
     steps = dockerfile["train-gpu"]["steps"]
     assert any(keyword == "RUN" and "-r requirements-train-gpu.txt" in arguments for keyword, arguments in steps)
-    assert environment(steps)["KERAS_BACKEND"] == "jax"
+    assert "KERAS_BACKEND" not in environment(steps), "inherited from the train stage"
     pinned = pins(REPO_ROOT / "requirements-train-gpu.txt")
     assert {"jax", "jaxlib", "jax-cuda12-plugin", "jax-cuda12-pjrt", "nvidia-cudnn-cu12"} <= set(pinned)
     assert pinned["jax-cuda12-plugin"] == pinned["jax-cuda12-pjrt"] == pinned["jaxlib"] == pinned["jax"]
@@ -289,6 +296,6 @@ def test_pins_include_every_dependency(name):
 def test_training_requirements_cover_what_requirements_txt_lists_for_training():
     pinned = pins(REPO_ROOT / "requirements-train.txt")
     listed = set(requirements(REPO_ROOT / "requirements.txt"))
-    needed = {"tensorflow-cpu", "keras", "numpy", "pandas", "scipy", "pyarrow", "tqdm", "matplotlib", "onnx",
+    needed = {"tensorflow-cpu", "keras", "jax", "jaxlib", "numpy", "pandas", "scipy", "pyarrow", "tqdm", "matplotlib", "onnx",
               "onnxruntime", "tf2onnx", "flask", "gunicorn"}
     assert needed <= listed and needed <= set(pinned)
