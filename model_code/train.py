@@ -183,12 +183,11 @@ def _release(trainer) -> None:
 
 def _make_model(params: GRU4RecParams, data: _Data, seed: int):
     """A fresh GRU4Rec model for the catalogue and its trainer."""
-    import keras
-
     from model_code.model import GRU4Rec
     from model_code.trainer import Trainer
 
-    keras.utils.set_random_seed(seed)
+    # Every random draw is seeded from ``seed`` (initializers, sampler, dropout masks), so no global seed is set:
+    # keras.utils.set_random_seed would also import TensorFlow, seconds of a JAX run's training time.
     n_items = len(data.index)
     model = GRU4Rec(
         n_items, layers=params.layers, embedding=params.embedding, embedding_size=params.embedding_size,

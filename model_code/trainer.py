@@ -110,14 +110,21 @@ class Trainer:
         start = time.perf_counter()
         states = self._engine.zero_states(self.batch_size)
         loss_sum, examples = 0.0, 0
-        for block in steps.blocks(self.block_steps):
-            negatives = self.sampler.draw(self.block_steps, self.n_sample)
+        blocks = steps.blocks(self.block_steps)
+        block = next(blocks, None)
+        negatives = None if block is None else self.sampler.draw(self.block_steps, self.n_sample)
+        while block is not None:
             block_loss, states = self._engine.train_block(block, negatives, (self.seed, self.step_count), states)
             self.step_count += self.block_steps
-            loss_sum += block_loss
+            # Where the engine runs the block asynchronously (JAX), the host prepares the next one meanwhile.
+            next_block = next(blocks, None)
+            if next_block is not None:
+                negatives = self.sampler.draw(self.block_steps, self.n_sample)
+            loss_sum += float(block_loss)
             examples += block.n_examples
             if progress_callback is not None:
                 progress_callback(examples, loss_sum / max(examples, 1))
+            block = next_block
         return {"loss": loss_sum / max(examples, 1), "examples": examples, "seconds": time.perf_counter() - start}
 
     # ---- evaluation -----------------------------------------------------

@@ -31,7 +31,7 @@ class TensorFlowEngine:
     def train_block(self, block, negatives, seed, states):
         loss, states = self._train_block(block.inputs, block.targets, block.resets, block.valid, negatives,
                                          tf.constant(seed, dtype=tf.int32), states)
-        return float(loss), states
+        return loss, states  # the block's summed loss, read back by the caller
 
     def eval_block(self, block, states):
         greater, equal, states = self._eval_block(block.inputs, block.targets, block.resets, states)

@@ -49,7 +49,7 @@ def _block_loss(trainer, steps, states):
     """Summed loss of one block from the given incoming states (through the backend's compiled block)."""
     negatives = trainer.sampler.draw(steps.n_steps, trainer.n_sample)
     loss, _ = trainer._engine.train_block(steps, negatives, (0, 0), states)
-    return loss
+    return float(loss)
 
 
 def test_a_reset_zeroes_the_slot_state_in_training():
