@@ -44,12 +44,23 @@ class GateUniform(keras.initializers.Initializer):
         return {"gates": self.gates, "seed": self.seed}
 
 
-def gru_step(input_projection, state, recurrent_kernel):
-    """One GRU step. ``input_projection`` = x @ kernel + bias ``[B, 3H]``; returns the new state ``[B, H]``."""
+def recurrent_columns(recurrent_kernel):
+    """A GRU layer's recurrent kernel ``[H, 3H]`` as its gate columns ``[H, 2H]`` (z, r) and candidate columns ``[H, H]``."""
+    units = ops.shape(recurrent_kernel)[0]
+    return recurrent_kernel[:, : 2 * units], recurrent_kernel[:, 2 * units:]
+
+
+def gru_step(input_projection, state, recurrent_gates, recurrent_candidate):
+    """One GRU step; returns the new state ``[B, H]``.
+
+    ``input_projection`` = x @ kernel + bias ``[B, 3H]``; ``recurrent_gates``
+    and ``recurrent_candidate``: the recurrent kernel's two column blocks
+    (:func:`recurrent_columns`), which the candidate multiplies by different states.
+    """
     units = ops.shape(state)[-1]
-    gates = ops.sigmoid(input_projection[:, : 2 * units] + ops.matmul(state, recurrent_kernel[:, : 2 * units]))
+    gates = ops.sigmoid(input_projection[:, : 2 * units] + ops.matmul(state, recurrent_gates))
     update, reset = gates[:, :units], gates[:, units:]
-    candidate = ops.tanh(input_projection[:, 2 * units:] + ops.matmul(reset * state, recurrent_kernel[:, 2 * units:]))
+    candidate = ops.tanh(input_projection[:, 2 * units:] + ops.matmul(reset * state, recurrent_candidate))
     return update * state + (1.0 - update) * candidate
 
 
@@ -142,7 +153,7 @@ class GRU4Rec(keras.Model):
             else:
                 x = self.embed(items) if i == 0 else x
                 projection = ops.matmul(x, cell.kernel) + cell.bias
-            x = gru_step(projection, state, cell.recurrent_kernel)
+            x = gru_step(projection, state, *recurrent_columns(cell.recurrent_kernel))
             new_states.append(x)
         return new_states
 

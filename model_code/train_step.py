@@ -10,10 +10,11 @@ from __future__ import annotations
 from keras import ops
 
 from model_code import losses, optimizer
-from model_code.model import gru_step
+from model_code.model import gru_step, recurrent_columns
 
 SPARSE = ("item_table", "item_bias", "input_table")
 TABLE_UPDATES = ("auto", "rows", "whole")
+RECURRENT_PARTS = ("gates", "candidate")
 WHOLE_TABLE_RATIO = 4
 """``auto`` updates an item table as a whole while it has at most this many rows per row a step uses."""
 
@@ -31,6 +32,36 @@ def dropout_plan(model) -> list[tuple[float, int]]:
     return [(model.dropout_embedding, model.input_weights().shape[1])] + hidden
 
 
+def split_recurrent(weights: dict) -> dict:
+    """``weights`` by name, each GRU layer's recurrent kernel (``recurrent_i``) as its two column blocks.
+
+    They become ``recurrent_i/gates`` and ``recurrent_i/candidate``
+    (:func:`model_code.model.recurrent_columns`): the dense weights as
+    :func:`step_loss` reads them. An engine that keeps the blocks apart across
+    steps (and their optimizer slots: Adagrad works element by element) slices
+    no kernel and pads no gradient per step.
+    """
+    split = {}
+    for name, value in weights.items():
+        if name.startswith("recurrent_"):
+            split.update(zip((f"{name}/{part}" for part in RECURRENT_PARTS), recurrent_columns(value)))
+        else:
+            split[name] = value
+    return split
+
+
+def join_recurrent(split: dict) -> dict:
+    """The inverse of :func:`split_recurrent`."""
+    joined = {}
+    for name, value in split.items():
+        kernel, _, part = name.partition("/")
+        if not part:
+            joined[name] = value
+        elif part == "gates":
+            joined[kernel] = ops.concatenate([value, split[f"{kernel}/candidate"]], 1)
+    return joined
+
+
 def candidate_log_q(trainer, log_counts, targets, negatives):
     """The logQ correction's ``[C]`` vector of a step's candidates (targets, then negatives)."""
     return losses.logq_correction(log_counts, targets, negatives, trainer.sample_alpha, trainer.logq_form)
@@ -39,8 +70,9 @@ def candidate_log_q(trainer, log_counts, targets, negatives):
 def step_loss(trainer, input_rows, output_rows, bias_rows, dense: dict, states, masks, valid, log_q_rows):
     """Mean loss of one step and the new states, from gathered rows and the dense weights.
 
-    ``masks`` (see :func:`dropout_plan`) are the dropout masks, already scaled
-    by 1 / keep, or None entries where a rate is 0; ``log_q_rows`` is
+    ``dense``: the GRU weights as :func:`split_recurrent` gives them; ``masks``
+    (see :func:`dropout_plan`): the dropout masks, already scaled by 1 / keep,
+    or None entries where a rate is 0; ``log_q_rows`` is
     :func:`candidate_log_q`. Returns ``(batch mean, (summed row losses, new states))``.
     """
     model = trainer.model
@@ -51,7 +83,7 @@ def step_loss(trainer, input_rows, output_rows, bias_rows, dense: dict, states, 
             projection = x + dense["bias_0"]
         else:
             projection = ops.matmul(x, dense[f"kernel_{i}"]) + dense[f"bias_{i}"]
-        x = gru_step(projection, state, dense[f"recurrent_{i}"])
+        x = gru_step(projection, state, *(dense[f"recurrent_{i}/{part}"] for part in RECURRENT_PARTS))
         if masks[i + 1] is not None:
             x = x * masks[i + 1]
         new_states.append(ops.stop_gradient(x))
@@ -132,10 +164,12 @@ def dense_update(param, accumulator, velocity, grad, valid, learning_rate, momen
     """Adagrad with momentum on a dense weight; a step with no valid row leaves all three as they are.
 
     (Its gradient is 0, but momentum alone would still move the weight; without momentum a zero
-    gradient changes nothing, and no choice is made.)
+    gradient changes nothing, and no choice is made.) The choice is a branch, not a per-element
+    select: XLA then fuses the update into fewer passes over the weight.
     """
-    new = optimizer.adagrad_momentum(param, accumulator, velocity, grad, learning_rate, momentum)
+    def update():
+        return optimizer.adagrad_momentum(param, accumulator, velocity, grad, learning_rate, momentum)
+
     if momentum == 0:
-        return new
-    any_valid = ops.any(valid)
-    return tuple(ops.where(any_valid, after, before) for after, before in zip(new, (param, accumulator, velocity)))
+        return update()
+    return ops.cond(ops.any(valid), update, lambda: (param, accumulator, velocity))

@@ -4,8 +4,10 @@ A block of steps is one ``jax.jit`` call over a ``lax.scan`` whose carry is
 the weights, the optimizer slots, the hidden states and the loss sum. The
 gradient is taken with respect to the gathered item rows, never the whole
 table, and the Adagrad-momentum update is scattered into the touched rows
-only (:func:`model_code.train_step.sparse_table_updates`). The weights and
-slots are donated to the call, so on an accelerator they are updated in place.
+only (:func:`model_code.train_step.sparse_table_updates`). Inside the call
+each recurrent kernel and its slots are kept as two column blocks
+(:func:`model_code.train_step.split_recurrent`). The weights and slots are
+donated to the call, so on an accelerator they are updated in place.
 """
 from __future__ import annotations
 
@@ -13,9 +15,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from model_code.model import gru_step
-from model_code.train_step import (SPARSE, candidate_log_q, dense_update, dropout_plan, sparse_gradients,
-                                   sparse_table_updates, step_loss)
+from model_code.model import gru_step, recurrent_columns
+from model_code.train_step import (SPARSE, candidate_log_q, dense_update, dropout_plan, join_recurrent,
+                                   sparse_gradients, sparse_table_updates, split_recurrent, step_loss)
 
 
 class JaxEngine:
@@ -51,26 +53,28 @@ class JaxEngine:
         self._slots = [(jnp.asarray(a), jnp.asarray(v)) for a, v in slots]
 
     def _train_block_fn(self, params, slots, inputs, targets, resets, valid, negatives, seed, states):
+        names = self.trainer.names
         key = jax.random.fold_in(jax.random.PRNGKey(seed[0]), seed[1])
+        tables = [split_recurrent(dict(zip(names, values))) for values in (params, *zip(*slots))]
 
         def body(carry, step):
-            params, slots, states, loss_sum = carry
-            row_loss_sum, states, updates = self._train_step(params, states, key, *step)
-            params, slots = self._apply(params, slots, updates, step[3])
-            return (params, slots, states, loss_sum + row_loss_sum), None
+            tables, states, loss_sum = carry
+            row_loss_sum, states, updates = self._train_step(tables[0], states, key, *step)
+            return (self._apply(*tables, updates, step[3]), states, loss_sum + row_loss_sum), None
 
         steps = (inputs, targets, resets, valid, negatives, jnp.arange(inputs.shape[0]))
-        (params, slots, states, loss_sum), _ = jax.lax.scan(body, (params, slots, list(states), jnp.float32(0.0)), steps)
-        return params, slots, loss_sum, states
+        (tables, states, loss_sum), _ = jax.lax.scan(body, (tables, list(states), jnp.float32(0.0)), steps)
+        weights, accumulators, velocities = (join_recurrent(values) for values in tables)
+        return ([weights[name] for name in names], [(accumulators[name], velocities[name]) for name in names],
+                loss_sum, states)
 
-    def _train_step(self, params, states, key, inputs, targets, resets, valid, negatives, t):
+    def _train_step(self, weights, states, key, inputs, targets, resets, valid, negatives, t):
         trainer = self.trainer
-        weights = dict(zip(trainer.names, params))
         keep = 1.0 - resets.astype(jnp.float32)[:, None]
         states = [state * keep for state in states]
         candidates = jnp.concatenate([targets, negatives])
         input_name = "item_table" if self.model.embedding == "shared" else "input_table"
-        dense = {name: weights[name] for name in trainer.names if name not in SPARSE}
+        dense = {name: value for name, value in weights.items() if name not in SPARSE}
         masks = self._masks(jax.random.fold_in(key, t), inputs.shape[0])
 
         log_q_rows = candidate_log_q(trainer, self._log_counts, targets, negatives)
@@ -94,11 +98,11 @@ class JaxEngine:
             masks.append((noise >= rate).astype(jnp.float32) / (1.0 - rate))
         return masks
 
-    def _apply(self, params, slots, updates, valid):
-        """Adagrad-momentum updates; a step with no valid row touches no row and leaves the dense weights."""
+    def _apply(self, weights, accumulators, velocities, updates, valid):
+        """Adagrad-momentum updates of the split weights (:func:`model_code.train_step.split_recurrent`) and
+        their slots; a step with no valid row touches no row and leaves the dense weights."""
         trainer = self.trainer
-        tables = {name: (param, accumulator, velocity)
-                  for name, param, (accumulator, velocity) in zip(trainer.names, params, slots)}
+        tables = {name: (weights[name], accumulators[name], velocities[name]) for name in weights}
         new = {}
         sparse = {name: value for name, value in tables.items() if name in SPARSE}
         for name, whole, result in sparse_table_updates(trainer, sparse, updates):
@@ -111,7 +115,7 @@ class JaxEngine:
         for name, value in tables.items():
             if name not in SPARSE:
                 new[name] = dense_update(*value, updates[name], valid, trainer.learning_rate, trainer.momentum)
-        return [new[name][0] for name in trainer.names], [new[name][1:] for name in trainer.names]
+        return [{name: value[i] for name, value in new.items()} for i in range(3)]
 
     def _eval_block_fn(self, params, inputs, targets, resets, states):
         weights = dict(zip(self.trainer.names, params))
@@ -142,6 +146,6 @@ class JaxEngine:
                     table = weights["item_table" if model.embedding == "shared" else "input_table"]
                     x = table[jnp.minimum(items, model.n_items - 1)]
                 projection = x @ weights[f"kernel_{i}"] + weights[f"bias_{i}"]
-            x = gru_step(projection, state, weights[f"recurrent_{i}"])
+            x = gru_step(projection, state, *recurrent_columns(weights[f"recurrent_{i}"]))
             new_states.append(x)
         return new_states

@@ -12,7 +12,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from model_code.train_step import (SPARSE, candidate_log_q, dense_update, dropout_plan, sparse_gradients,
-                                   sparse_table_updates, step_loss)
+                                   sparse_table_updates, split_recurrent, step_loss)
 
 
 class TensorFlowEngine:
@@ -76,7 +76,7 @@ class TensorFlowEngine:
             bias_rows = tf.gather(weights["item_bias"], candidates)
             tape.watch([input_rows, output_rows, bias_rows] + list(dense.values()))
             loss, (row_loss_sum, new_states) = step_loss(
-                trainer, input_rows, output_rows, bias_rows, dense, states, masks, valid,
+                trainer, input_rows, output_rows, bias_rows, split_recurrent(dense), states, masks, valid,
                 candidate_log_q(trainer, self._log_counts, targets, negatives))
         grads = tape.gradient(loss, [input_rows, output_rows, bias_rows] + list(dense.values()))
         updates = dict(zip(dense, grads[3:]))

@@ -4,7 +4,7 @@ import pytest
 import keras
 from keras import ops
 
-from model_code.model import GRU4Rec, GateUniform, SessionScorer, gru_step
+from model_code.model import GRU4Rec, GateUniform, SessionScorer, gru_step, recurrent_columns
 
 
 def _sigmoid(x):
@@ -27,7 +27,8 @@ def test_gru_step_matches_numpy():
     rng = np.random.default_rng(0)
     x, h = rng.normal(size=(4, 5)), rng.normal(size=(4, 3))
     kernel, recurrent, bias = rng.normal(size=(5, 9)), rng.normal(size=(3, 9)), rng.normal(size=9)
-    got = gru_step(ops.convert_to_tensor((x @ kernel + bias).astype(np.float32)), h.astype(np.float32), recurrent.astype(np.float32))
+    got = gru_step(ops.convert_to_tensor((x @ kernel + bias).astype(np.float32)), h.astype(np.float32),
+                   *recurrent_columns(recurrent.astype(np.float32)))
     np.testing.assert_allclose(ops.convert_to_numpy(got), _numpy_gru(x, h, kernel, recurrent, bias), rtol=1e-4, atol=1e-5)
 
 

@@ -11,8 +11,8 @@ from model_code.events import read_events
 from model_code.item_index import ItemIndex
 from model_code.model import GRU4Rec, SessionScorer
 from model_code.session_batches import SessionArrays, session_parallel_steps
-from model_code.train_step import dropout_plan, updates_whole_table
-from model_code.trainer import Trainer
+from model_code.train_step import dropout_plan, join_recurrent, split_recurrent, updates_whole_table
+from model_code.trainer import Trainer, trainable_weights
 
 
 def _sessions(seed, n_sessions, n_items, max_length=7):
@@ -205,6 +205,23 @@ def test_one_hot_layer_takes_the_embedding_dropout_only(rates, same):
         return _trainer(model, data).train_epoch(session_parallel_steps(data, 4))["loss"]
 
     assert (epoch_loss(*rates) == pytest.approx(epoch_loss(0.0, 0.0), rel=1e-6)) is same
+
+
+def test_recurrent_kernels_split_into_gate_and_candidate_columns_and_back():
+    """Each layer's recurrent kernel [H, 3H] splits into z, r columns [H, 2H] and h columns [H, H]; joining restores it."""
+    model = GRU4Rec(10, layers=(6, 4), seed=2)
+    names, variables = trainable_weights(model)
+    weights = {name: ops.convert_to_numpy(v) for name, v in zip(names, variables)}
+    split = split_recurrent(weights)
+    assert set(split) == (set(names) - {"recurrent_0", "recurrent_1"}) | {
+        "recurrent_0/gates", "recurrent_0/candidate", "recurrent_1/gates", "recurrent_1/candidate"}
+    kernel = weights["recurrent_1"]
+    np.testing.assert_array_equal(split["recurrent_1/gates"], kernel[:, :8])
+    np.testing.assert_array_equal(split["recurrent_1/candidate"], kernel[:, 8:])
+    joined = join_recurrent(split)
+    assert set(joined) == set(names)
+    for name in names:
+        np.testing.assert_array_equal(ops.convert_to_numpy(joined[name]), weights[name], err_msg=name)
 
 
 def test_engines_do_not_import_the_trainer():
