@@ -58,9 +58,10 @@ class JaxEngine:
         tables = [split_recurrent(dict(zip(names, values))) for values in (params, *zip(*slots))]
 
         def body(carry, step):
-            tables, states, loss_sum = carry
-            row_loss_sum, states, updates = self._train_step(tables[0], states, key, *step)
-            return (self._apply(*tables, updates, step[3]), states, loss_sum + row_loss_sum), None
+            (weights, accumulators, velocities), states, loss_sum = carry
+            row_loss_sum, states, updates = self._train_step(weights, states, key, *step)
+            tables = self._apply(weights, accumulators, velocities, updates, step[3])
+            return (tables, states, loss_sum + row_loss_sum), None
 
         steps = (inputs, targets, resets, valid, negatives, jnp.arange(inputs.shape[0]))
         (tables, states, loss_sum), _ = jax.lax.scan(body, (tables, list(states), jnp.float32(0.0)), steps)
