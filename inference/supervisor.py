@@ -5,7 +5,7 @@ socket in a run directory of this server's own (a new temporary directory each t
 run side by side); gunicorn runs ``inference.wsgi:app`` in sync workers that each load the model
 after the fork. Settings come from the environment (see :mod:`inference.server_settings`).
 
-The run directory (mode 0700) and the socket in it (0600) belong to the user ``serve`` runs as, and
+The run directory (mode 0700) and the socket in it (no group or other bits) belong to the user ``serve`` runs as, and
 nginx's workers run as that user too: no other local user can reach gunicorn and so go around
 nginx's limits. The run directory is made under ``$TMPDIR`` where that is set (an unusable one is an
 error, not a silent fallback), else in the system's temporary directory.
