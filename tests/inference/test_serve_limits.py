@@ -187,13 +187,14 @@ HOST = b"Host: localhost\r\nConnection: close\r\n"
     (b"GET /ping HTTP/1.1\r\n" + HOST + b"X-Large: " + b"a" * 20_000 + b"\r\n\r\n", 400),
     (b"GET /" + b"a" * 10_000 + b" HTTP/1.1\r\n" + HOST + b"\r\n", 414),
     (b"GET /ping HTTP/9.9\r\n" + HOST + b"\r\n", 505),
+    (b"GET /_errors/400 HTTP/1.1\r\n" + HOST + b"\r\n", 404),
     (b"POST /invocations HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501),
     # a control character in a header value: nginx passes it on, gunicorn refuses it itself
     (b"GET /ping HTTP/1.1\r\n" + HOST + b"X-Odd: a\x01b\r\n\r\n", 400),
     (b"POST /invocations HTTP/1.1\r\n" + HOST + b"Content-Type: application/json\r\nContent-Encoding: gzip\r\n"
      b"Content-Length: 2\r\n\r\n{}", 415),
 ], ids=["ping", "options", "trace", "connect", "bad-request-line", "headers-too-large", "uri-too-long",
-        "http-version", "transfer-coding", "gunicorn-invalid-header", "gzip-body"])
+        "http-version", "internal-location", "transfer-coding", "gunicorn-invalid-header", "gzip-body"])
 def test_every_answer_is_json_with_nosniff(server, request_bytes, status):
     response = raw_exchange(server.port, request_bytes)
     assert response.status == status, response.body
