@@ -14,7 +14,9 @@ metrics line (``inference.request_metrics``).
 A JSON-lines answer is streamed: the records are scored and written a chunk at a time (about
 :data:`STREAM_CHUNK_RECOMMENDATIONS` recommendations each), so a Batch Transform payload's answer is
 never held whole in memory; its bound (:data:`inference.contracts.MAX_JSON_LINES_RECOMMENDATIONS`) is
-checked before the first line is written, as a 413 cannot follow a 200.
+checked before the first line is written, as a 413 cannot follow a 200. For the same reason an
+unexpected failure while scoring a later chunk cannot become a 500: gunicorn logs it and ends the
+connection, and the client (Batch Transform) sees an answer cut short, not a complete one.
 """
 from __future__ import annotations
 
