@@ -191,7 +191,8 @@ def stream_json_lines(engine: Recommender, records: list, known_filters: dict[tu
 
 
 def _next_chunk(reversed_records: list) -> list:
-    """Records taken off the end of ``reversed_records`` until they ask for STREAM_CHUNK_RECOMMENDATIONS (one at least)."""
+    """Records taken off the end of ``reversed_records`` until they ask for STREAM_CHUNK_RECOMMENDATIONS
+    recommendations (one record at least)."""
     chunk, asked = [], 0
     while reversed_records and (not chunk or asked + _asked(reversed_records[-1]) <= STREAM_CHUNK_RECOMMENDATIONS):
         record = reversed_records.pop()

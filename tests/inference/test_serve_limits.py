@@ -333,7 +333,8 @@ def test_a_stalled_upload_is_held_on_disk_not_in_memory_and_cut_off(server):
             except ConnectionResetError:
                 leftover = b""
             assert leftover == b"" or leftover.startswith(b"HTTP/1.1 408")
-        wait_until(lambda: body_files(nginx_worker, directory) == 0, HTTP_TIMEOUT, "nginx removing the abandoned bodies")
+        wait_until(lambda: body_files(nginx_worker, directory) == 0, HTTP_TIMEOUT,
+                   "nginx removing the abandoned bodies")
     finally:
         for connection in connections:
             connection.close()
