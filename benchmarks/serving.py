@@ -7,7 +7,9 @@ For each model directory:
 - HTTP through the real ``inference/serve`` (nginx -> gunicorn -> Flask -> ONNX Runtime) at
   concurrency 1, 8 and 32: requests/s, p50, p99 and errors, measured with ``wrk`` where it is
   installed (``apt-get install wrk``) and with a Python client otherwise;
-- Batch Transform shape: 6 MB JSON-lines payloads posted to ``/invocations``, sessions/s;
+- Batch Transform shape: 6 MB JSON-lines payloads posted to ``/invocations``, sessions/s, and each
+  gunicorn worker's peak resident size while answering them (VmHWM, reset before the first payload;
+  ``--batch-only`` measures just this, against a fresh server);
 - RSS per gunicorn worker;
 - cold start: the time from starting ``serve`` (real nginx + gunicorn, as the serving tests run it) to
   its first ``/ping`` 200, ``--cold-starts`` times, median and max (``benchmarks/image_cold_start.py``
@@ -280,7 +282,7 @@ def load_python(url: str, bodies: list[str], concurrency: int, seconds: int, wor
             "errors": errors[0], "requests": len(latencies)}
 
 
-def bench_batch(url: str, items: list[str], rng: np.random.Generator, payloads: int = 3) -> dict:
+def bench_batch(url: str, items: list[str], rng: np.random.Generator, payloads: int) -> dict:
     """Sessions/s for Batch Transform-sized JSON-lines payloads (just under 6 MB each)."""
     lines, size, n = [], 0, 0
     while True:
@@ -318,11 +320,30 @@ def cold_starts(model_dir: Path, workers: int, repeats: int, log_path: Path) -> 
     return {"seconds": seconds, "median_s": float(np.median(seconds)), "max_s": max(seconds)}
 
 
-def worker_rss_mib(root_pid: int) -> list[float]:
-    """RSS of the gunicorn workers under ``root_pid``: gunicorn processes whose parent is gunicorn."""
+def gunicorn_workers(root_pid: int) -> list[int]:
+    """The gunicorn workers under ``root_pid``: gunicorn processes whose parent is gunicorn."""
     gunicorn = {pid for pid in [root_pid, *descendants(root_pid)] if "gunicorn" in command_line(pid)}
-    workers = {child for pid in gunicorn for child in children(pid)} & gunicorn
-    return [rss for rss in map(rss_mib, sorted(workers)) if rss is not None]
+    return sorted({child for pid in gunicorn for child in children(pid)} & gunicorn)
+
+
+def worker_rss_mib(root_pid: int) -> list[float]:
+    """RSS of the gunicorn workers under ``root_pid``."""
+    return [rss for rss in map(rss_mib, gunicorn_workers(root_pid)) if rss is not None]
+
+
+def reset_peak_rss(root_pid: int) -> None:
+    """Start each gunicorn worker's peak resident size (VmHWM) afresh (Linux: ``5`` written to clear_refs)."""
+    for pid in gunicorn_workers(root_pid):
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def worker_peak_rss_mib(root_pid: int) -> list[float]:
+    """Each gunicorn worker's peak resident size (VmHWM) since the last reset, in MiB."""
+    peaks = []
+    for pid in gunicorn_workers(root_pid):
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        peaks.append(next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024.0)
+    return peaks
 
 
 def bench_http(server, args, bodies, workdir: Path, label: str, batch_items=None) -> dict:
@@ -330,12 +351,16 @@ def bench_http(server, args, bodies, workdir: Path, label: str, batch_items=None
     load = load_wrk if shutil.which("wrk") and not args.python_client else load_python
     results: dict = {"load_generator": "wrk" if load is load_wrk else "python"}
     with server as (url, pid):
-        for concurrency in args.concurrency:
+        for concurrency in [] if args.batch_only else args.concurrency:
             print(f"  {label}: concurrency {concurrency} for {args.seconds} s", flush=True)
             results[f"c{concurrency}"] = load(url, bodies, concurrency, args.seconds, workdir)
         if batch_items is not None:
             print(f"  {label}: 6 MB JSON-lines payloads", flush=True)
-            results["batch"] = bench_batch(url, batch_items, np.random.default_rng(1))
+            rss_before = worker_rss_mib(pid)
+            reset_peak_rss(pid)
+            results["batch"] = bench_batch(url, batch_items, np.random.default_rng(1), args.payloads)
+            results["batch"]["worker_peak_rss_mib"] = worker_peak_rss_mib(pid)
+            results["batch"]["worker_rss_before_mib"] = rss_before
         results["worker_rss_mib"] = worker_rss_mib(pid)
     return results
 
@@ -346,6 +371,11 @@ def bench_model(name: str, model_dir: Path, args) -> dict:
     table, _ = artifacts.read_output_layer(model_dir)
     print(f"== {name}: {len(items):,} items x {table.shape[1]} units", flush=True)
     figures = {"items": len(items), "units": int(table.shape[1]), "workers": args.workers}
+    if args.batch_only:
+        with tempfile.TemporaryDirectory(prefix="bench_serving_") as tmp:
+            figures["onnx_http"] = bench_http(onnx_server(model_dir, args.workers, Path(tmp) / "serve.log"), args, [],
+                                              Path(tmp), "onnx serve", batch_items=items)
+        return figures
     print("  in-process engine", flush=True)
     figures["engine"] = bench_engine(model_dir, rng)
     figures["filters"] = bench_filters(model_dir, rng)
@@ -365,7 +395,7 @@ def bench_model(name: str, model_dir: Path, args) -> dict:
 
 
 def ratios(figures: dict) -> dict:
-    if "onnx_http" not in figures:
+    if "engine" not in figures or "onnx_http" not in figures:
         return {}
     engine, onnx = figures["engine"], figures["onnx_http"]
     found = {
@@ -380,8 +410,11 @@ def ratios(figures: dict) -> dict:
 
 
 def print_table(name: str, figures: dict, concurrency: list[int]) -> None:
-    engine = figures["engine"]
     print(f"\n{name} ({figures['items']:,} items x {figures['units']} units, {figures['workers']} workers)")
+    if "engine" not in figures:
+        print_batch(figures["onnx_http"]["batch"])
+        return
+    engine = figures["engine"]
     print(f"  in-process single session: p50 {engine['single_p50_ms']:.3f} ms, p99 {engine['single_p99_ms']:.3f} ms,"
           f" {engine['single_per_s']:,.0f} sessions/s")
     print(f"  in-process batches of 1,000: {engine['batch_sessions_per_s']:,.0f} sessions/s;"
@@ -404,10 +437,17 @@ def print_table(name: str, figures: dict, concurrency: list[int]) -> None:
         print(f"  {label:<14} worker RSS MiB: {rss}")
     batch = figures["onnx_http"].get("batch")
     if batch:
-        print(f"  Batch Transform shape: {batch['payload_mb']:.1f} MB payloads of {batch['sessions_per_payload']:,}"
-              f" sessions, {batch['sessions_per_s']:,.0f} sessions/s, {batch['errors']} errors")
+        print_batch(batch)
     for key, value in figures["ratios"].items():
         print(f"  {key}: {value:.2f}")
+
+
+def print_batch(batch: dict) -> None:
+    peaks = ", ".join(f"{value:.0f}" for value in batch["worker_peak_rss_mib"])
+    before = ", ".join(f"{value:.0f}" for value in batch["worker_rss_before_mib"])
+    print(f"  Batch Transform shape: {batch['payload_mb']:.1f} MB payloads of {batch['sessions_per_payload']:,}"
+          f" sessions, {batch['sessions_per_s']:,.0f} sessions/s, {batch['errors']} errors;"
+          f" worker RSS before {before} MiB, peak while answering {peaks} MiB")
 
 
 def parse_args(argv=None):
@@ -421,6 +461,9 @@ def parse_args(argv=None):
     parser.add_argument("--filters-only", action="store_true",
                         help="measure the in-process engine and the business rules' cost only (no servers)")
     parser.add_argument("--python-client", action="store_true", help="use the Python load generator even if wrk exists")
+    parser.add_argument("--batch-only", action="store_true",
+                        help="measure only the 6 MB JSON-lines payloads and the workers' peak memory (fresh server)")
+    parser.add_argument("--payloads", type=int, default=3, metavar="N", help="6 MB payloads to post (default: 3)")
     parser.add_argument("--cold-starts", type=int, default=5, metavar="N",
                         help="how many times to time serve's start-up to the first /ping 200 (default: 5)")
     parser.add_argument("--seed", type=int, default=0)

@@ -17,7 +17,8 @@ so one bad record never fails a batch.
 Rules: ``items`` is a non-empty list of item ids, strings or integers (integers are read as their
 decimal strings, as ``items.json`` holds ids as strings); ``k`` an integer from 1 to 1000 (default
 20); ``exclude_seen`` true or false (default false); ``session_id`` (optional) a string or an integer,
-echoed back as given (null where absent). Business rules, each a list of at most
+echoed back as given (null where absent; an integer must lie within +-(2^53 - 1), the integers every JSON
+reader keeps exactly, else it is sent as a string). Business rules, each a list of at most
 :data:`MAX_FILTER_ITEMS` item ids: ``exclude_items`` (never recommended) and ``include_items`` (when
 given, only these may be recommended); ids the model does not know are ignored and counted in the
 answer's ``unknown_filter_items``, which is there only where a list was given. A session's own
@@ -27,9 +28,18 @@ silently ignored. An answer where no item of the session was known carries ``"fa
 the most popular items, scored 0.0. Every answer, and every answer line, ends with ``"model_version"``:
 the model directory's version (the training job's name, or the first model's ``initial_model_version``).
 
+Bodies are strict JSON: a key given twice in one object, or a string holding a lone UTF-16 surrogate
+(``"\ud800"``, which no UTF-8 text can hold and strict JSON readers refuse), is a 400.
+
+The work of one request is bounded: an ``application/json`` request asks for at most
+:data:`MAX_JSON_RECOMMENDATIONS` recommendations (sessions x k, the sum of its sessions' ``k``), a
+JSON-lines request for at most :data:`MAX_JSON_LINES_RECOMMENDATIONS` (records x k); more is a 413
+naming the bound, before anything is scored.
+
 A request that cannot be answered as a whole raises :class:`ClientError` with its HTTP status and a
 message naming the problem and the field: 400 (malformed or invalid), 406 (``Accept`` names no format
-this server writes), 413 (over :data:`MAX_PAYLOAD_BYTES` or :data:`MAX_SESSIONS`), 415 (content type).
+this server writes), 413 (over :data:`MAX_PAYLOAD_BYTES`, :data:`MAX_SESSIONS` or a bound on the
+recommendations asked for), 415 (content type, or a ``Content-Encoding`` other than identity).
 
 Answers are compact ASCII JSON (:func:`encode`): a line of JSON lines never holds a character that a
 reader splitting at line breaks other than ``\n`` (U+2028, for one) would split at.
@@ -37,7 +47,8 @@ reader splitting at line breaks other than ``\n`` (U+2028, for one) would split 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+import re
+from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 import orjson
@@ -51,6 +62,26 @@ MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 SERVERLESS_MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
 MAX_SESSIONS = 10_000
 """Sessions in one ``application/json`` request at most (a JSON-lines body is bounded by its size only)."""
+MAX_JSON_RECOMMENDATIONS = 100_000
+"""Recommendations one ``application/json`` request may ask for: sessions x k (the sum of its sessions' ``k``).
+
+Its answer goes back whole through SageMaker's InvokeEndpoint, whose response body is at most
+6,291,456 bytes (``Body``, Length Constraints, in
+https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_runtime_InvokeEndpoint.html; botocore's
+service model says the same), and through API Gateway, whose payload is at most 10 MB
+(https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-execution-service-limits-table.html).
+A recommendation is about 50 bytes of JSON, so 100,000 of them (about 5 MB) is as much as can come back;
+anything larger would be scored only to be dropped on the way."""
+MAX_JSON_LINES_RECOMMENDATIONS = 10_000_000
+"""Recommendations one JSON-lines request may ask for: records x k (the sum of its good lines' ``k``).
+
+Batch Transform writes the answer to S3, so no response limit applies, and the answer is streamed a
+chunk at a time; the bound caps the work. The shortest line, ``{"items":[0]}`` and its newline, is 14
+bytes: a 6 MiB body holds at most 449,389 of them, which at the default k of 20 ask for 8,987,780, so
+every 6 MB payload at the default k is answered, while the same body at k = 1000 (449 million) is not."""
+MAX_SAFE_INTEGER = 2 ** 53 - 1
+"""The largest integer every JSON reader keeps exactly (JavaScript's Number.MAX_SAFE_INTEGER); larger
+integer session ids are refused, as they would come back changed to many readers."""
 MIN_K, MAX_K, DEFAULT_K = 1, 1000, 20
 MAX_FILTER_ITEMS = 10_000
 """Ids in one ``exclude_items`` or ``include_items`` list of a request at most."""
@@ -123,6 +154,13 @@ def check_content_type(content_type: str | None) -> str:
     return kind
 
 
+def check_content_encoding(encoding: str | None) -> None:
+    """Refuse (415) a compressed body: the server reads ``identity`` bodies only (no ``Content-Encoding``)."""
+    if encoding and encoding.strip().lower() != "identity":
+        raise ClientError(415, f"Content-Encoding {encoding!r} is not supported: send the body uncompressed "
+                               f"(no Content-Encoding, or identity)")
+
+
 def check_accept(accept: str | None) -> None:
     """Refuse (406) an ``Accept`` header that allows neither JSON nor JSON lines; the answer's format is the request's."""
     if not accept or not accept.strip():
@@ -174,7 +212,19 @@ def parse_json_request(body: bytes, defaults: SessionRequest | None = None) -> J
             raise ClientError(400, f"'{where}' must be an object with 'items', not {_kind(session)}")
         _check_fields(session, SESSION_FIELDS, f"'{where}'")
         parsed.append(_session(session, where + ".", request_defaults))
+    check_work(parsed, MAX_JSON_RECOMMENDATIONS, "sessions", JSON)
     return JsonRequest(True, parsed)
+
+
+def check_work(records: Iterable[SessionRequest | BadLine], bound: int, unit: str, kind: str) -> None:
+    """A 413 naming the bound where the sessions among ``records`` ask for more than ``bound`` recommendations.
+
+    ``unit`` names what the request holds (sessions, records) and ``kind`` its format, for the message.
+    """
+    asked = sum(record.k for record in records if isinstance(record, SessionRequest))
+    if asked > bound:
+        raise ClientError(413, f"the request asks for {asked:,} recommendations ({unit} x k): at most {bound:,} "
+                               f"per {kind} request; send fewer {unit} or a smaller k")
 
 
 def parse_json_lines(body: bytes, defaults: SessionRequest | None = None) -> list[SessionRequest | BadLine]:
@@ -214,21 +264,33 @@ def _session(record: dict, where: str, defaults: SessionRequest | None = None) -
     """One session object; ``where`` prefixes field names in messages, ``defaults`` carries the request's options."""
     session_id = record.get("session_id")
     if session_id is not None and not _is_session_id(session_id):
+        if isinstance(session_id, int) and not isinstance(session_id, bool):
+            raise ClientError(400, f"'{where}session_id' is an integer beyond +-{MAX_SAFE_INTEGER:,} (2^53 - 1), "
+                                   f"which JSON readers may change: send it as a string")
         raise ClientError(400, f"'{where}session_id' must be a string or an integer, not {_kind(session_id)}")
-    options = _options(record, where, defaults or SessionRequest(items=[]))
-    return replace(options, items=_items(record, where), session_id=session_id)
+    return _options(record, where, defaults or NO_DEFAULTS, session_id, with_items=True)
 
 
-def _options(record: dict, where: str, defaults: SessionRequest) -> SessionRequest:
-    """``defaults`` with the options ``record`` gives (k, exclude_seen, the filter lists) put in, each checked."""
-    return replace(defaults, k=_k(record, where, defaults.k),
-                   exclude_seen=_exclude_seen(record, where, defaults.exclude_seen),
-                   exclude_items=_id_list(record, where, "exclude_items", defaults.exclude_items),
-                   include_items=_id_list(record, where, "include_items", defaults.include_items))
+NO_DEFAULTS = SessionRequest(items=[])
+
+
+def _options(record: dict, where: str, defaults: SessionRequest, session_id: str | int | None = None,
+             with_items: bool = False) -> SessionRequest:
+    """``defaults`` with the options ``record`` gives (k, exclude_seen, the filter lists) put in, each checked,
+    and ``record``'s items where ``with_items`` (one constructor call: this runs once per JSON line)."""
+    k = _k(record, where, defaults.k)
+    exclude_seen = _exclude_seen(record, where, defaults.exclude_seen)
+    exclude_items = _id_list(record, where, "exclude_items", defaults.exclude_items)
+    include_items = _id_list(record, where, "include_items", defaults.include_items)
+    items = _items(record, where) if with_items else defaults.items
+    return SessionRequest(items, k, exclude_seen, session_id, exclude_items, include_items)
 
 
 def _is_session_id(value: Any) -> bool:
-    return isinstance(value, (str, int)) and not isinstance(value, bool)
+    """A string, or an integer that every JSON reader keeps exactly."""
+    if isinstance(value, str):
+        return True
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= MAX_SAFE_INTEGER
 
 
 def _items(record: dict, where: str) -> list[str]:
@@ -297,11 +359,31 @@ def _text(raw: bytes, what: str) -> str:
         raise ClientError(400, f"{what} is not UTF-8 text: the byte at position {err.start} is invalid") from None
 
 
+class _DuplicateKey(Exception):
+    """A JSON object gives one key twice."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    """``json.loads``'s object hook: the object, or :class:`_DuplicateKey` naming a key given twice."""
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        seen: set[str] = set()
+        raise _DuplicateKey(next(key for key, _ in pairs if key in seen or seen.add(key)))
+    return document
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys)
+# \uD800-\uDFFF written as a JSON escape: the only way a surrogate gets into text decoded from UTF-8
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def _load_json(text: str, what: str, one_line: bool = False) -> Any:
     if not text.strip(JSON_WHITESPACE.decode()):
         raise ClientError(400, f"{what} is empty: send a JSON object with 'items' or 'sessions'")
     try:
-        return json.loads(text)
+        document = _DECODER.decode(text)
+    except _DuplicateKey as err:
+        raise ClientError(400, f"{what} gives the key {_printable(err.args[0])} twice in one object") from None
     except json.JSONDecodeError as err:
         where = f"column {err.colno}" if one_line else f"line {err.lineno} column {err.colno}"
         raise ClientError(400, f"{what} is not valid JSON: {err.msg} at {where}") from None
@@ -309,6 +391,23 @@ def _load_json(text: str, what: str, one_line: bool = False) -> Any:
         raise ClientError(400, f"{what} is nested too deeply to read") from None
     except ValueError:  # Python reads integers of at most 4,300 digits
         raise ClientError(400, f"{what} holds a number of more than 4,300 digits") from None
+    if _SURROGATE_ESCAPE.search(text):
+        _check_unicode(document, what)
+    return document
+
+
+def _check_unicode(document: Any, what: str) -> None:
+    """A 400 where a string of ``document`` (keys too) holds a lone surrogate, which UTF-8 cannot encode."""
+    try:
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ClientError(400, f"{what} holds a string with a lone UTF-16 surrogate (an escape from \\ud800 to "
+                               f"\\udfff without its pair): ids must be valid Unicode text") from None
+
+
+def _printable(key: str) -> str:
+    """``key`` quoted for a message, lone surrogates escaped so the message stays valid UTF-8."""
+    return repr(key.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace"))
 
 
 def _kind(value: Any) -> str:

@@ -112,7 +112,8 @@ class Recommender:
         try:
             scorer = ort.InferenceSession(str(scorer_path), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # ONNX Runtime raises its own exception types for unreadable graphs
-            raise artifacts.ModelDirError(f"{scorer_path} is not a usable ONNX model: {err}") from err
+            # ONNX Runtime's own message stays on the exception's cause (the server logs it, answers without it)
+            raise artifacts.ModelDirError(f"{scorer_path} is not a usable ONNX model") from err
         table, bias = artifacts.read_output_layer(model_dir)
         popular = artifacts.read_metadata(model_dir).get("popular_items", [])
         return cls(scorer, artifacts.read_items(model_dir), table, bias, popular, max_length)

@@ -11,8 +11,11 @@ and does so as it starts (:func:`post_worker_init`), so no request waits for a m
 import os
 import wsgiref.util
 
+from inference import gunicorn_errors
 from inference.request_metrics import LOGGER_NAME as METRICS_LOGGER
 from inference.server_settings import ServerSettings
+
+gunicorn_errors.install()  # gunicorn's own 400s (an invalid header) in JSON, like every other answer
 
 _settings = ServerSettings.from_env()
 _socket = os.environ.get("MODEL_SERVER_SOCKET")
@@ -20,7 +23,7 @@ if not _socket:
     raise RuntimeError("MODEL_SERVER_SOCKET (the unix socket to bind) is not set: start the server with inference/serve")
 
 bind = [f"unix:{_socket}"]
-umask = 0o000  # the socket must be writable by nginx's worker user (nobody when nginx starts as root)
+umask = 0o077  # the socket is its owner's alone: nginx's workers run as the same user (inference/nginx.conf)
 workers = _settings.workers
 worker_class = "sync"
 timeout = _settings.timeout

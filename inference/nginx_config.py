@@ -5,7 +5,9 @@ upper-case names between ``@`` signs (``@PORT@``), so nginx's own ``$variables``
 """
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import re
 import shutil
 from pathlib import Path
@@ -13,6 +15,8 @@ from pathlib import Path
 TEMPLATE = Path(__file__).with_name("nginx.conf")
 FALLBACK_BINARY = Path("/usr/sbin/nginx")  # Debian's place, often not on a non-root user's PATH
 PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
+CLIENT_TIMEOUT_S = 10
+"""How long nginx waits for a client between two reads of its headers or body, or two writes of the answer."""
 
 
 class NginxNotFound(RuntimeError):
@@ -39,14 +43,33 @@ def render(template: str, values: dict[str, object]) -> str:
     return PLACEHOLDER.sub(lambda match: str(values[match.group(1)]), template)
 
 
-def write_config(run_dir: Path, *, port: int, socket: Path, proxy_timeout: int, shutdown_timeout: int) -> Path:
-    """Fill in the template for one server and write it as ``run_dir/nginx.conf``; its path."""
+def worker_user() -> str:
+    """nginx's ``user`` directive naming this process's user and group when it is root, else nothing.
+
+    nginx started as root runs its workers as ``nobody`` unless told otherwise; they must run as the
+    user that owns gunicorn's socket, which only its owner may open.
+    """
+    if os.geteuid() != 0:
+        return ""
+    return f"user {pwd.getpwuid(os.geteuid()).pw_name} {grp.getgrgid(os.getegid()).gr_name};"
+
+
+def write_config(run_dir: Path, *, port: int, socket: Path, proxy_timeout: int, shutdown_timeout: int,
+                 payload_limit: int) -> Path:
+    """Fill in the template for one server and write it as ``run_dir/nginx.conf``; its path.
+
+    ``payload_limit``: the largest request body in bytes; nginx answers a larger one 413 itself.
+    """
     text = render(TEMPLATE.read_text(), {
         "PORT": port,
         "SOCKET": socket,
         "RUN_DIR": run_dir,
         "PROXY_TIMEOUT": proxy_timeout,
         "SHUTDOWN_TIMEOUT": shutdown_timeout,
+        "PAYLOAD_LIMIT": payload_limit,
+        "PAYLOAD_MB": f"{payload_limit / (1024 * 1024):g}",
+        "CLIENT_TIMEOUT": CLIENT_TIMEOUT_S,
+        "WORKER_USER": worker_user(),
     })
     path = run_dir / "nginx.conf"
     path.write_text(text)

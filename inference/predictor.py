@@ -4,10 +4,19 @@ Each worker process loads the model directory on its first request (gunicorn for
 before any request arrives, so the model is loaded after the fork, once per worker; nothing is
 loaded at import) and answers ``/ping`` 200 only once the model is loaded and a warm-up call has
 succeeded. A model directory that cannot be loaded leaves the worker running: ``/ping`` answers 503
-and logs why, and every request tries the load again. Every answer that is not a recommendation is
-JSON ``{"error": "..."}``: 4xx for the client's mistakes, 503 while no model is loaded, and 500 (logged,
-no details given) for anything unexpected. Each scored request writes one metrics line
-(``inference.request_metrics``).
+and logs why, and every request tries the load again. Every answer is JSON (``application/json`` is
+the default content type, so ``/ping``'s and ``OPTIONS``' answers too); one that is not a
+recommendation is ``{"error": "..."}``: 4xx for the client's mistakes, 503 while no model is loaded
+(saying what is wrong, not where: the model directory's path and ONNX Runtime's own message go to the
+log only), and 500 (logged, no details given) for anything unexpected. Each scored request writes one
+metrics line (``inference.request_metrics``).
+
+A JSON-lines answer is streamed: the records are scored and written a chunk at a time (about
+:data:`STREAM_CHUNK_RECOMMENDATIONS` recommendations each), so a Batch Transform payload's answer is
+never held whole in memory; its bound (:data:`inference.contracts.MAX_JSON_LINES_RECOMMENDATIONS`) is
+checked before the first line is written, as a 413 cannot follow a 200. For the same reason an
+unexpected failure while scoring a later chunk cannot become a 500: gunicorn logs it and ends the
+connection, and the client (Batch Transform) sees an answer cut short, not a complete one.
 """
 from __future__ import annotations
 
@@ -15,7 +24,7 @@ import logging
 import threading
 from collections import defaultdict
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -24,12 +33,21 @@ from inference import contracts
 from inference.contracts import ClientError, SessionRequest
 from inference.engine import ItemFilter, Recommender, SessionResult
 from inference.job_filters import read_job_filters
-from inference.request_metrics import log_request
+from inference.request_metrics import log_counts, log_request
 from inference.paths import model_dir as default_model_dir
 from inference.server_settings import SettingsError, ServerSettings, available_cores, max_payload_bytes
 from model_code import artifacts
 
 log = logging.getLogger(__name__)
+
+STREAM_CHUNK_RECOMMENDATIONS = 50_000
+"""Recommendations asked for (records x k) per chunk of a streamed JSON-lines answer (a few MB of it)."""
+
+
+class JsonResponse(Response):
+    """Flask's response with JSON as its default content type: no answer of this app is ``text/html``."""
+
+    default_mimetype = "application/json"
 
 
 class ModelHolder:
@@ -63,9 +81,10 @@ class ModelHolder:
             defaults = read_job_filters(self.model_dir)
             model_version = artifacts.read_model_version(self.model_dir)
         except Exception as err:  # a broken model directory must not kill the worker: /ping reports it
-            error = f"cannot load the model from {self.model_dir}: {err}"
+            error = public_reason(err, self.model_dir)
             if error != self.error:
-                log.error("%s", error)
+                cause = f" ({err.__cause__})" if err.__cause__ is not None else ""
+                log.error("cannot load the model from %s: %s%s", self.model_dir, err, cause)
             self.error = error
             return
         if defaults is not None:
@@ -85,6 +104,7 @@ def create_app(model_dir: str | Path | None = None, payload_limit: int | None = 
     ``payload_limit``: the largest body it takes, by default as ``$SAGEMAKER_SERVERLESS`` says (4 or 6 MB).
     """
     app = Flask(__name__)
+    app.response_class = JsonResponse
     limit = max_payload_bytes() if payload_limit is None else payload_limit
     app.config["MAX_CONTENT_LENGTH"] = limit
     app.json.sort_keys = False
@@ -94,7 +114,7 @@ def create_app(model_dir: str | Path | None = None, payload_limit: int | None = 
     def ping():
         if holder.get() is None:
             return jsonify(error=holder.error), 503
-        return Response(status=200)
+        return jsonify(status="ready", model_version=holder.model_version)
 
     @app.get("/execution-parameters")
     def execution_parameters():
@@ -104,6 +124,7 @@ def create_app(model_dir: str | Path | None = None, payload_limit: int | None = 
     @app.post("/invocations")
     def invocations():
         kind = contracts.check_content_type(request.headers.get("Content-Type"))
+        contracts.check_content_encoding(request.headers.get("Content-Encoding"))
         contracts.check_accept(request.headers.get("Accept"))
         body = request.get_data(cache=False)
         if kind == contracts.JSON_LINES:
@@ -112,10 +133,9 @@ def create_app(model_dir: str | Path | None = None, payload_limit: int | None = 
             engine = _engine(holder)
             if holder.defaults is not defaults:  # the model, and with it the job's filters, loaded just now
                 records = contracts.parse_json_lines(body, holder.defaults)
-            sessions = [record for record in records if isinstance(record, SessionRequest)]
-            results = score(engine, sessions, holder.filters)
-            log_request(sessions, results, holder.model_version)
-            return Response(contracts.json_lines_answer(records, results, holder.model_version),
+            del body
+            contracts.check_work(records, contracts.MAX_JSON_LINES_RECOMMENDATIONS, "records", contracts.JSON_LINES)
+            return Response(stream_json_lines(engine, records, holder.filters, holder.model_version),
                             mimetype=contracts.JSON_LINES)
         defaults = holder.defaults
         parsed = contracts.parse_json_request(body, defaults)
@@ -150,6 +170,52 @@ def create_app(model_dir: str | Path | None = None, payload_limit: int | None = 
         return jsonify(error="internal error: the request was not answered"), 500
 
     return app
+
+
+def stream_json_lines(engine: Recommender, records: list, known_filters: dict[tuple[int, int], ItemFilter],
+                      model_version: str) -> Iterator[bytes]:
+    """The JSON-lines answer to ``records`` a chunk at a time, each chunk scored as it is written; the
+    request's metrics line once the last chunk is out. ``records`` empties as it goes, so each chunk's
+    parsed sessions are freed with its answer."""
+    sessions = items = unknown = 0
+    records.reverse()  # popped from the end: the first record first
+    while records:
+        chunk = _next_chunk(records)
+        scored = [record for record in chunk if isinstance(record, SessionRequest)]
+        results = score(engine, scored, known_filters)
+        sessions += len(scored)
+        items += sum(len(session.items) for session in scored)
+        unknown += sum(result.unknown_items for result in results)
+        yield contracts.json_lines_answer(chunk, results, model_version)
+    log_counts(sessions, items, unknown, model_version)
+
+
+def _next_chunk(reversed_records: list) -> list:
+    """Records taken off the end of ``reversed_records`` until they ask for STREAM_CHUNK_RECOMMENDATIONS
+    recommendations (one record at least)."""
+    chunk, asked = [], 0
+    while reversed_records and (not chunk or asked + _asked(reversed_records[-1]) <= STREAM_CHUNK_RECOMMENDATIONS):
+        record = reversed_records.pop()
+        asked += _asked(record)
+        chunk.append(record)
+    return chunk
+
+
+def _asked(record) -> int:
+    return record.k if isinstance(record, SessionRequest) else 0
+
+
+def public_reason(error: Exception, model_dir: Path) -> str:
+    """Why the model cannot be loaded, for a client: the model directory's problem without the server's paths
+    (file names relative to the model directory) and without any library's message (that one is logged)."""
+    if not isinstance(error, artifacts.ModelDirError):
+        return f"the model directory cannot be read ({type(error).__name__})"
+    text = str(error)
+    if error.__cause__ is not None:
+        text = text.replace(f": {error.__cause__}", "")
+    for folder in {str(model_dir), str(model_dir.resolve())}:
+        text = text.replace(folder + "/", "").replace(folder, "the model directory")
+    return text
 
 
 def score(engine: Recommender, sessions: Sequence[SessionRequest],

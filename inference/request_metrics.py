@@ -47,9 +47,14 @@ def request_record(sessions: Sequence, results: Sequence, service: str, model_ve
                    timestamp_ms: int | None = None) -> dict:
     """The EMF object for one request: ``sessions`` (each with ``.items``) and their engine results
     (each with ``.unknown_items``), in the same order."""
-    items = sum(len(session.items) for session in sessions)
-    unknown = sum(result.unknown_items for result in results)
-    values = {"Sessions": len(sessions), "RequestItems": items, "UnknownItems": unknown}
+    return counts_record(len(sessions), sum(len(session.items) for session in sessions),
+                         sum(result.unknown_items for result in results), service, model_version, timestamp_ms)
+
+
+def counts_record(sessions: int, items: int, unknown: int, service: str, model_version: str,
+                  timestamp_ms: int | None = None) -> dict:
+    """The EMF object for one request from its counts: sessions scored, their item ids, the unknown ones."""
+    values = {"Sessions": sessions, "RequestItems": items, "UnknownItems": unknown}
     units = {"Sessions": "Count", "RequestItems": "Count", "UnknownItems": "Count"}
     if items:
         values["UnknownItemShare"] = unknown / items
@@ -71,5 +76,13 @@ def request_record(sessions: Sequence, results: Sequence, service: str, model_ve
 
 def log_request(sessions: Sequence, results: Sequence, model_version: str) -> None:
     """Write the request's EMF line through the ``gru4rec.metrics`` logger."""
-    record = request_record(sessions, results, service_name(), model_version)
+    _write(request_record(sessions, results, service_name(), model_version))
+
+
+def log_counts(sessions: int, items: int, unknown: int, model_version: str) -> None:
+    """Write the EMF line of a request answered a chunk at a time, from the counts summed over its chunks."""
+    _write(counts_record(sessions, items, unknown, service_name(), model_version))
+
+
+def _write(record: dict) -> None:
     log.info("%s", json.dumps(record, separators=(",", ":")))

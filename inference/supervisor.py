@@ -5,6 +5,11 @@ socket in a run directory of this server's own (a new temporary directory each t
 run side by side); gunicorn runs ``inference.wsgi:app`` in sync workers that each load the model
 after the fork. Settings come from the environment (see :mod:`inference.server_settings`).
 
+The run directory (mode 0700) and the socket in it (no group or other bits) belong to the user ``serve`` runs as, and
+nginx's workers run as that user too: no other local user can reach gunicorn and so go around
+nginx's limits. The run directory is made under ``$TMPDIR`` where that is set (an unusable one is an
+error, not a silent fallback), else in the system's temporary directory.
+
 Stopping, and the exit code:
 
 - SIGTERM or SIGINT drains: nginx gets SIGQUIT (it closes the port at once and lets every request it
@@ -14,8 +19,8 @@ Stopping, and the exit code:
 - A second SIGTERM/SIGINT, or a drain that outlasts ``MODEL_SERVER_GRACEFUL_TIMEOUT`` by 5 s, stops
   both at once (nginx SIGTERM, gunicorn SIGQUIT); whatever still runs 5 s later is killed.
 - If nginx or gunicorn exits on its own, the other is stopped the same way and the exit code is 1.
-- A setting that cannot work (bad environment value, no nginx, no model directory) is reported on
-  stderr before anything starts; exit code 2.
+- A setting that cannot work (bad environment value, no nginx, no model directory, no usable
+  temporary directory) is reported on stderr before anything starts; exit code 2.
 
 ``serve`` makes itself the reaper of its descendants (Linux), so worker processes orphaned by a
 crashed nginx or gunicorn master come back to it and are ended before it exits.
@@ -25,6 +30,7 @@ from __future__ import annotations
 import ctypes
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -248,11 +254,24 @@ def serve(settings: ServerSettings, nginx_binary: Path, run_dir: Path) -> int:
     socket = socket_path(run_dir)
     config = nginx_config.write_config(run_dir, port=settings.port, socket=socket,
                                        proxy_timeout=settings.proxy_timeout,
-                                       shutdown_timeout=settings.graceful_timeout)
+                                       shutdown_timeout=settings.graceful_timeout,
+                                       payload_limit=settings.payload_limit)
     gunicorn_argv = [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONFIG), WSGI_APP]
     gunicorn_env = {**WORKER_THREADS, **os.environ, **settings.as_env(), "MODEL_SERVER_SOCKET": str(socket),
                     "PYTHONUNBUFFERED": "1"}
     return Supervisor(settings, gunicorn_argv, gunicorn_env, nginx_config.command(nginx_binary, config)).run()
+
+
+def make_run_dir() -> Path:
+    """A new private directory (mode 0700) for this run: under ``$TMPDIR`` when set, else the system's."""
+    chosen = os.environ.get("TMPDIR") or None
+    try:
+        return Path(tempfile.mkdtemp(prefix="serve-", dir=chosen))
+    except OSError as error:  # FileNotFoundError from tempfile when no candidate directory is usable
+        where = f"TMPDIR={chosen}" if chosen else "the system's temporary directories"
+        reason = error.strerror or str(error)
+        raise SetupError(f"cannot make the run directory in {where}: {reason}; "
+                         f"set TMPDIR to a writable directory") from None
 
 
 def main() -> int:
@@ -260,14 +279,14 @@ def main() -> int:
         settings = ServerSettings.from_env()
         nginx_binary = nginx_config.find_nginx()
         check_model_dir(settings)
+        run_dir = make_run_dir()
     except (SettingsError, nginx_config.NginxNotFound, SetupError) as error:
         print(f"serve: {error}", file=sys.stderr, flush=True)
         return EXIT_BAD_SETUP
-    with tempfile.TemporaryDirectory(prefix="serve-", ignore_cleanup_errors=True) as run:
-        run_dir = Path(run)
-        run_dir.chmod(0o711)  # nginx's workers (user nobody when started as root) must reach the socket
-        try:
-            return serve(settings, nginx_binary, run_dir)
-        except SetupError as error:
-            print(f"serve: {error}", file=sys.stderr, flush=True)
-            return EXIT_BAD_SETUP
+    try:
+        return serve(settings, nginx_binary, run_dir)
+    except SetupError as error:
+        print(f"serve: {error}", file=sys.stderr, flush=True)
+        return EXIT_BAD_SETUP
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)

@@ -109,9 +109,11 @@ def test_a_byte_order_mark_is_ignored():
 
 
 def test_the_largest_accepted_sizes():
-    """MAX_SESSIONS sessions; a session of any length (the engine reads its latest items); 100,000+ JSON lines."""
+    """MAX_SESSIONS sessions (at a k that keeps sessions x k within its bound); a session of any length (the
+    engine reads its latest items); 100,000+ JSON lines."""
     sessions = [{"items": ["a"]}] * contracts.MAX_SESSIONS
-    assert len(contracts.parse_json_request(encode({"sessions": sessions})).sessions) == contracts.MAX_SESSIONS
+    k = contracts.MAX_JSON_RECOMMENDATIONS // contracts.MAX_SESSIONS
+    assert len(contracts.parse_json_request(encode({"sessions": sessions, "k": k})).sessions) == contracts.MAX_SESSIONS
     items = ["i"] * 50_000
     assert len(contracts.parse_json_request(encode({"items": items})).sessions[0].items) == 50_000
     body = b'{"items": ["a"]}\n' * 120_000
@@ -206,6 +208,67 @@ def test_non_finite_numbers_are_rejected(text, field):
 def test_too_many_sessions_is_413():
     error = rejected(encode({"sessions": [{"items": ["a"]}] * (contracts.MAX_SESSIONS + 1)}))
     assert error.status == 413 and "'sessions'" in error.message
+
+
+def test_sessions_times_k_beyond_the_bound_is_413_naming_it():
+    """100 sessions at k 1000 is the bound exactly; one more session, or a session's own larger k, is over."""
+    at_bound = {"sessions": [{"items": ["a"]}] * 100, "k": 1000}
+    assert len(contracts.parse_json_request(encode(at_bound)).sessions) == 100
+    over = {"sessions": [{"items": ["a"]}] * 99 + [{"items": ["b"], "k": 1000}, {"items": ["c"], "k": 1}], "k": 1000}
+    error = rejected(encode(over))
+    assert error.status == 413
+    assert "100,001 recommendations (sessions x k)" in error.message and "at most 100,000" in error.message
+
+
+def test_the_json_lines_bound_counts_good_records_only():
+    """check_work sums the k of the sessions only: bad lines ask for nothing."""
+    records = [SessionRequest(["a"], k=600), BadLine(2, "bad"), SessionRequest(["b"], k=400)]
+    contracts.check_work(records, 1000, "records", contracts.JSON_LINES)
+    with pytest.raises(ClientError) as caught:
+        contracts.check_work(records, 999, "records", contracts.JSON_LINES)
+    assert caught.value.status == 413 and "1,000 recommendations (records x k)" in caught.value.message
+
+
+def test_every_6_mb_body_at_the_default_k_is_within_the_json_lines_bound():
+    shortest = len(b'{"items":[0]}\n')
+    assert contracts.MAX_PAYLOAD_BYTES // shortest * contracts.DEFAULT_K <= contracts.MAX_JSON_LINES_RECOMMENDATIONS
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ('{"items": ["a"], "items": ["b"]}', "'items' twice"),
+    ('{"sessions": [{"items": ["a"], "k": 1, "k": 2}]}', "'k' twice"),
+    ('{"items": ["\\ud800"]}', "lone UTF-16 surrogate"),
+    ('{"items": ["a"], "exclude_items": ["x\\udfff"]}', "lone UTF-16 surrogate"),
+    ('{"sessions": [{"items": ["a"], "session_id": "\\udbff"}]}', "lone UTF-16 surrogate"),
+    ('{"sessions": [{"items": ["a"], "session_id": 9007199254740992}]}', "send it as a string"),
+    ('{"sessions": [{"items": ["a"], "session_id": -9007199254740992}]}', "send it as a string"),
+])
+def test_what_strict_json_readers_refuse_is_400(text, fragment):
+    error = rejected(text.encode())
+    assert error.status == 400 and fragment in error.message
+    assert error.message.encode("utf-8")  # the message itself is valid text
+
+
+def test_a_surrogate_pair_and_the_largest_safe_integer_are_accepted():
+    request = contracts.parse_json_request(
+        b'{"sessions": [{"items": ["\\ud83d\\ude00"], "session_id": 9007199254740991}]}')
+    assert request.sessions[0].items == ["\U0001F600"] and request.sessions[0].session_id == 2 ** 53 - 1
+
+
+def test_a_json_line_with_an_unsafe_id_or_duplicate_key_is_a_bad_line_answered_by_number():
+    records = contracts.parse_json_lines(b'{"session_id": 9007199254740993, "items": ["a"]}\n'
+                                         b'{"items": ["a"], "items": ["b"]}\n{"session_id": "ok", "items": ["a"]}\n')
+    assert [(record.line, record.session_id) for record in records[:2]] == [(1, None), (2, None)]
+    assert records[2] == SessionRequest(["a"], session_id="ok")
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate, gzip", "br"])
+def test_a_compressed_body_is_415_naming_what_is_accepted(encoding):
+    with pytest.raises(ClientError) as caught:
+        contracts.check_content_encoding(encoding)
+    assert caught.value.status == 415 and repr(encoding) in caught.value.message and "identity" in caught.value.message
+    for accepted in (None, "", "identity", " Identity "):
+        contracts.check_content_encoding(accepted)
 
 
 def test_an_oversize_body_is_413():

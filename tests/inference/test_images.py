@@ -16,7 +16,7 @@ from benchmarks import containers
 from inference.local import LocalServer
 from model_code import artifacts
 
-from tests.conftest import REPO_ROOT, run_module
+from tests.conftest import MODEL_VERSION, REPO_ROOT, run_module
 
 pytestmark = pytest.mark.image
 
@@ -105,7 +105,8 @@ def test_serve_image_answers_as_the_repository_does_and_stops_on_sigterm(model_d
         if isolated:
             assert server.interfaces() == ["lo"], "no network but loopback in SageMaker's network isolation"
             assert server.port == 8080
-        assert server.request("GET", "/ping") == (200, b"")
+        status, body = server.request("GET", "/ping")
+        assert status == 200 and json.loads(body) == {"status": "ready", "model_version": MODEL_VERSION}
         for call, answer in zip(calls(artifacts.read_items(model_dir)), expected):
             status, body = server.request("POST", "/invocations", encode(call), call["content_type"],
                                           accept=call["content_type"])

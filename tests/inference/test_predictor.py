@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from inference import contracts
+from inference import contracts, predictor
 from inference.engine import Recommender
 from inference.job_filters import FILTERS_FILE
 from inference.predictor import create_app
@@ -70,9 +70,16 @@ def assert_error(response, status: int, *fragments: str):
 
 # -- /ping and /execution-parameters ---------------------------------------------------------------------
 
-def test_ping_answers_200_with_an_empty_body(client):
+def test_ping_answers_200_in_json_naming_the_model(client):
     response = client.get("/ping")
-    assert response.status_code == 200 and response.data == b""
+    assert response.status_code == 200 and response.mimetype == "application/json"
+    assert response.get_json() == {"status": "ready", "model_version": MODEL_VERSION}
+
+
+def test_options_answers_in_json_not_html(client):
+    response = client.options("/invocations")
+    assert response.status_code == 200 and response.mimetype == "application/json"
+    assert set(response.headers["Allow"].split(", ")) == {"OPTIONS", "POST"}
 
 
 def test_a_broken_model_dir_is_503_json_and_the_worker_keeps_answering(model_dir, tmp_path):
@@ -81,8 +88,9 @@ def test_a_broken_model_dir_is_503_json_and_the_worker_keeps_answering(model_dir
     (broken / "scorer.onnx").write_bytes((model_dir / "scorer.onnx").read_bytes())
     client = create_app(broken).test_client()
     for _ in range(2):
-        assert_error(client.get("/ping"), 503, str(broken), "item_embeddings.npy")
+        assert_error(client.get("/ping"), 503, "model directory file missing: item_embeddings.npy")
     assert_error(post(client, {"items": ["a"]}), 503, "not available", "item_embeddings.npy")
+    assert str(tmp_path) not in client.get("/ping").get_json()["error"]  # what is wrong, not where
     assert_error(post(client, {"items": []}), 400, "'items'")
     assert_error(post(client, {"items": ["a"]}, "text/plain"), 415)
     assert client.get("/execution-parameters").status_code == 200
@@ -462,3 +470,31 @@ def test_a_bad_filters_file_is_named_by_ping(model_dir, tmp_path):
     (job_model / FILTERS_FILE).write_text(json.dumps({"include": ["a"]}))
     response = create_app(job_model).test_client().get("/ping")
     assert response.status_code == 503 and FILTERS_FILE in response.get_json()["error"]
+
+
+def test_a_json_lines_answer_streamed_in_many_chunks_is_the_whole_answer(client, engine, items, monkeypatch):
+    """Chunks of at most 25 recommendations asked for: 60 records (bad ones among them, k from 1 to 20) come back
+    as many chunks whose concatenation is the answer written in one piece by contracts.json_lines_answer."""
+    monkeypatch.setattr(predictor, "STREAM_CHUNK_RECOMMENDATIONS", 25)
+    lines = [json.dumps({"session_id": n, "items": items[n % 30:n % 30 + 1 + n % 4], "k": 1 + n % 20})
+             if n % 7 else '{"broken": ' for n in range(60)]
+    body = ("\n".join(lines) + "\n").encode()
+    records = contracts.parse_json_lines(body)
+    sessions = [record for record in records if isinstance(record, contracts.SessionRequest)]
+    expected = contracts.json_lines_answer(records, predictor.score(engine, sessions), MODEL_VERSION)
+    chunks = list(predictor.stream_json_lines(engine, list(records), {}, MODEL_VERSION))
+    assert len(chunks) > 20 and all(chunk.endswith(b"\n") for chunk in chunks)
+    assert_same_lines(b"".join(chunks), expected)
+    response = post(client, body, "application/jsonlines")
+    assert response.status_code == 200
+    assert_same_lines(response.data, expected)
+
+
+def assert_same_lines(answer: bytes, expected: bytes) -> None:
+    """The same lines, ids and order; scores equal to float32 rounding (a batch's size changes the matmul's sums)."""
+    got, wanted = [[json.loads(line) for line in text.splitlines()] for text in (answer, expected)]
+    assert len(got) == len(wanted)
+    for line, reference in zip(got, wanted):
+        scores = [[item.pop("score") for item in each.get("recommendations", [])] for each in (line, reference)]
+        assert line == reference
+        assert scores[0] == pytest.approx(scores[1], rel=1e-5, abs=1e-5)
