@@ -19,6 +19,11 @@ DAY_FOLDER_PREFIX = "dt="
 TRAINING_TRAIN_PREFIX = "training/train/"
 TRAINING_TEST_PREFIX = "training/test/"
 MODELS_PREFIX = "models/"
+INITIAL_MODELS_PREFIX = "initial-models/"
+"""The first model, copied from its CDK asset to ``initial-models/<initial_model_version>/model.tar.gz``: a .tar.gz
+key, as ``ModelDataUrl`` wants, outside ``models/`` (a pipeline's models, which the training pipeline scores as
+the champion)."""
+INITIAL_MODEL_ARCHIVE = "model.tar.gz"
 CHECKPOINTS_PREFIX = "checkpoints/"
 INCOMING_SESSIONS_PREFIX = "sessions/incoming/"
 SCORED_SESSIONS_PREFIX = "sessions/scored/"

@@ -308,7 +308,7 @@ class BatchStack(cdk.Stack):
         models, incoming = storage.objects_arn(MODELS_PREFIX), storage.objects_arn(INCOMING_SESSIONS_PREFIX)
         grouped = storage.objects_arn(GROUPED_SESSIONS_PREFIX)
         scored, packed = storage.objects_arn(SCORED_SESSIONS_PREFIX), storage.objects_arn(BATCH_MODELS_PREFIX)
-        first_model = storage.initial_model.bucket.arn_for_objects(storage.initial_model.s3_object_key)
+        first_model = storage.initial_model.object_arn
         log_group = log_group_arn(self, TRANSFORM_LOG_GROUP)
         # SageMaker names a transform job's log streams <job name>/<instance id>
         log_streams = log_streams_arn(self, TRANSFORM_LOG_GROUP, f"{self.job_name_prefix}*")

@@ -86,7 +86,7 @@ class EndpointStack(cdk.Stack):
                         description=f"Execution role of the GRU4Rec {config.stage} endpoint's models")
         models = storage.objects_arn(MODELS_PREFIX)
         capture = storage.objects_arn(CAPTURE_PREFIX)
-        first_model = storage.initial_model.bucket.arn_for_objects(storage.initial_model.s3_object_key)
+        first_model = storage.initial_model.object_arn
         endpoint_logs = log_group_arn(self, config.endpoint_log_group_name)
         statements = [
             iam.PolicyStatement(sid="ReadModelArtifacts", actions=["s3:GetObject"], resources=[models, first_model]),

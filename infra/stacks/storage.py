@@ -5,11 +5,11 @@ import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infra.config import AppConfig
+from infra.stacks.initial_model import InitialModel
 from infra.layout import (
     ATHENA_RESULTS_PREFIX,
     BATCH_MODELS_EXPIRATION_DAYS,
@@ -31,8 +31,8 @@ class StorageStack(cdk.Stack):
 
     ``key`` encrypts the data bucket, the endpoint's volumes and data capture, and the log groups and
     topics of the other stacks. ``initial_model`` is the first model.tar.gz, uploaded as a file asset
-    whose hash is fixed by ``initial_model_version`` (a rebuilt tarball changes nothing), recorded in
-    ``initial-model-data``; ``model_data_parameter`` (``current-model-data``) starts out pointing at it
+    whose hash is fixed by ``initial_model_version`` (a rebuilt tarball changes nothing) and copied to a
+    .tar.gz key (:mod:`infra.stacks.initial_model`), recorded in ``initial-model-data``; ``model_data_parameter`` (``current-model-data``) starts out pointing at it
     and is then moved only by the training pipeline and the operator CLI (:meth:`_live_model_pointer`).
     """
 
@@ -41,15 +41,14 @@ class StorageStack(cdk.Stack):
         self.key = self._key(config)
         self.log_bucket = self._log_bucket(config)
         self.bucket = self._data_bucket(config)
-        self.initial_model = s3_assets.Asset(
-            self, "InitialModel", path=config.initial_model_artifact,
-            asset_hash=config.initial_model_version, asset_hash_type=cdk.AssetHashType.CUSTOM,
-        )
+        self.initial_model = InitialModel(self, "InitialModel", config, self.bucket, self.key)
         self.initial_model_parameter = ssm.StringParameter(
             self, "InitialModelData", parameter_name=config.initial_model_data_parameter_name,
-            string_value=self.initial_model.s3_object_url,
+            string_value=self.initial_model.uri,
             description=f"S3 URI of the first model.tar.gz ({config.initial_model_version}); seeds current-model-data once",
         )
+        # the seed names the copy only once it exists
+        self.initial_model_parameter.node.add_dependency(self.initial_model.copy)
         self.model_data_parameter = self._live_model_pointer(config)
         self.bucket_arn_export_name = f"{config.resource_prefix}-data-bucket-arn"
         self._bucket_arn_import = self.export_value(self.bucket.bucket_arn, name=self.bucket_arn_export_name)

@@ -203,9 +203,8 @@ def test_each_job_gets_its_own_model_under_the_transform_role(states, template, 
     assert arguments["ExecutionRoleArn"] == f"<{logical_id(template, 'AWS::IAM::Role', 'TransformRole')}.Arn>"
     container = arguments["PrimaryContainer"]
     assert container["Image"].endswith(":" + marker(synth.stacks["image"].resolve(synth.stacks["image"].serve_image_uri)).rsplit(":", 1)[1])
-    source = container["ModelDataSource"]["S3DataSource"]
-    assert evaluate(source["S3Uri"], variables) == MODEL_DATA
-    assert (source["S3DataType"], source["CompressionType"]) == ("S3Object", "Gzip")
+    assert "ModelDataSource" not in container, "Batch Transform refuses ModelDataSource"
+    assert evaluate(container["ModelDataUrl"], variables) == MODEL_DATA
     assert arguments["EnableNetworkIsolation"] is True
     assert create["Next"] == "Transform" and states["Transform"]["Next"] == "Delete model"
     delete = states["Delete model"]

@@ -423,7 +423,7 @@ def _served_model_data(session, endpoint_name: str) -> list[str]:
     for variant in sagemaker.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"]:
         model = sagemaker.describe_model(ModelName=variant["ModelName"])
         containers = [model["PrimaryContainer"]] if "PrimaryContainer" in model else model["Containers"]
-        data += [c["ModelDataSource"]["S3DataSource"]["S3Uri"] for c in containers]
+        data += [c["ModelDataUrl"] for c in containers]
     return data
 
 
@@ -531,8 +531,7 @@ def redeployed(rehearsal, synth):
         EndpointConfigName=sagemaker.describe_endpoint(EndpointName=deployment.endpoint_name)["EndpointConfigName"]
     )["ProductionVariants"][0]["ModelName"])
     sagemaker.create_model(ModelName=job, ExecutionRoleArn=served["ExecutionRoleArn"], PrimaryContainer={
-        **served["PrimaryContainer"], "ModelDataSource": {"S3DataSource": {
-            "S3Uri": job_data, "S3DataType": "S3Object", "CompressionType": "Gzip"}}})
+        **served["PrimaryContainer"], "ModelDataUrl": job_data})
     ssm = session.client("ssm")
     ssm.put_parameter(Name=config.model_data_parameter_name, Value=job_data, Type="String", Overwrite=True)
     ssm.put_parameter(Name=config.model_name_parameter_name, Value=job, Type="String", Overwrite=True)
@@ -545,7 +544,7 @@ def redeployed(rehearsal, synth):
     owned = [r["PhysicalResourceId"].rsplit("/", 1)[-1] for r in session.client("cloudformation").list_stack_resources(
         StackName=endpoint_stack)["StackResourceSummaries"] if r["ResourceType"] == "AWS::SageMaker::Model"]
     states["stack_model_data"] = [
-        sagemaker.describe_model(ModelName=name)["PrimaryContainer"]["ModelDataSource"]["S3DataSource"]["S3Uri"]
+        sagemaker.describe_model(ModelName=name)["PrimaryContainer"]["ModelDataUrl"]
         for name in owned]
     states["job_data"], states["job"] = job_data, job
     return states

@@ -29,8 +29,7 @@ def test_model_data_is_a_dynamic_reference_to_the_live_model(endpoint):
     """Resolved only when CloudFormation creates or replaces the model, never at every deploy: no
     SSM-typed stack parameter (which CloudFormation resolves at every deploy) is left."""
     _, model = _one(endpoint, "AWS::SageMaker::Model")
-    source = model["Properties"]["PrimaryContainer"]["ModelDataSource"]["S3DataSource"]
-    assert source["S3Uri"] == "{{resolve:ssm:/gru4rec/dev/current-model-data}}"
+    assert model["Properties"]["PrimaryContainer"]["ModelDataUrl"] == "{{resolve:ssm:/gru4rec/dev/current-model-data}}"
     resolved_at_every_deploy = [p["Default"] for p in endpoint.get("Parameters", {}).values()
                                 if p["Type"].startswith("AWS::SSM::Parameter::Value")]
     assert resolved_at_every_deploy == ["/cdk-bootstrap/hnb659fds/version"]
@@ -83,13 +82,10 @@ def test_without_autoscaling_there_is_no_scalable_target(tmp_path, dummy_model_a
     assert not {"AWS::ApplicationAutoScaling::ScalableTarget", "AWS::ApplicationAutoScaling::ScalingPolicy"} & types
 
 
-def test_model_data_is_declared_a_gzipped_tar_whatever_its_key_ends_with(endpoint):
-    """The first model's asset key ends in .gz only; the data source says what the object is."""
+def test_model_data_is_a_model_data_url(endpoint):
+    """ModelDataUrl, which serverless endpoints and Batch Transform take as well; ModelDataSource they refuse."""
     _, model = _one(endpoint, "AWS::SageMaker::Model")
-    container = model["Properties"]["PrimaryContainer"]
-    assert "ModelDataUrl" not in container
-    source = container["ModelDataSource"]["S3DataSource"]
-    assert (source["S3DataType"], source["CompressionType"]) == ("S3Object", "Gzip")
+    assert "ModelDataSource" not in model["Properties"]["PrimaryContainer"]
 
 
 def test_model_runs_without_a_network(endpoint):
@@ -198,7 +194,7 @@ def test_endpoint_model_role_reaches_model_objects_only(synth):
     (policy,) = [d for d in documents.documents() if d.stack == endpoint_stack and d.logical_id == attached[0]]
     bucket = documents.resolve(synth.stacks["storage"].stack_name,
                                {"Fn::GetAtt": [_data_bucket_id(synth), "Arn"]})
-    first_model = f"arn:aws:s3:::cdk-hnb659fds-assets-{ACCOUNT}-{REGION}/{_first_model_key(synth)}"
+    first_model = f"{bucket}/initial-models/initial-1/model.tar.gz"
     s3 = {(action, resource) for statement in policy.document["Statement"]
           for action in _as_list(statement["Action"]) if action.startswith("s3:")
           for resource in _as_list(statement["Resource"])}
@@ -234,9 +230,3 @@ def _data_bucket_id(synth) -> str:
     (name,) = [k for k, v in synth.template_dict("storage")["Resources"].items()
                if v["Type"] == "AWS::S3::Bucket" and k.startswith("Data")]
     return name
-
-
-def _first_model_key(synth) -> str:
-    assets = json.loads((synth.outdir / "Gru4Rec-Dev-Storage.assets.json").read_text())["files"]
-    (key,) = [d["objectKey"] for a in assets.values() if a["displayName"] == "InitialModel" for d in a["destinations"].values()]
-    return key

@@ -110,7 +110,7 @@ def test_eventbridge_notifications_are_native_not_a_custom_resource(synth):
     _, data = _bucket(synth.template_dict("storage"), "Data")
     assert data["Properties"]["NotificationConfiguration"] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
     types = {resource["Type"] for resource in synth.template_dict("storage")["Resources"].values()}
-    assert not any(t.startswith("Custom::") or t == "AWS::Lambda::Function" for t in types)
+    assert "Custom::S3BucketNotifications" not in types
 
 
 def _parameters(template: dict) -> dict[str, tuple[str, dict]]:
@@ -118,16 +118,45 @@ def _parameters(template: dict) -> dict[str, tuple[str, dict]]:
     return {r["Properties"]["Name"]: (k, r) for k, r in template["Resources"].items() if r["Type"] == "AWS::SSM::Parameter"}
 
 
-def test_the_first_model_asset_seeds_current_model_data_once(synth, dummy_model_artifact):
+def _first_model_asset_key(synth, dummy_model_artifact) -> str:
+    assets = json.loads((synth.outdir / "Gru4Rec-Dev-Storage.assets.json").read_text())["files"]
+    model_asset, = [a for a in assets.values() if a["source"]["path"] == str(dummy_model_artifact)]
+    assert model_asset["source"]["packaging"] == "file"
+    destination, = model_asset["destinations"].values()
+    return destination["objectKey"]
+
+
+def test_the_first_model_is_copied_to_a_tar_gz_key(synth, dummy_model_artifact):
+    """ModelDataUrl must name a .tar.gz object (API_ContainerDefinition); the asset's key ends in .gz only."""
+    template = synth.template_dict("storage")
+    asset_key = _first_model_asset_key(synth, dummy_model_artifact)
+    assert not asset_key.endswith(".tar.gz")
+    (copy,) = [r for r in template["Resources"].values() if r["Type"] == "Custom::AWS"]
+    create = copy["Properties"]["Create"]
+    assert create == copy["Properties"]["Update"], "a new initial_model_version copies its archive"
+    call = json.loads(_flat(create))
+    assert (call["service"], call["action"]) == ("S3", "copyObject")
+    assert call["parameters"]["Key"] == "initial-models/initial-1/model.tar.gz"
+    assert call["parameters"]["CopySource"] == f"cdk-hnb659fds-assets-<AWS::AccountId>-<AWS::Region>/{asset_key}"
+
+
+def _flat(value) -> str:
+    """A template's Fn::Join of strings and references as text, references as <LogicalId>."""
+    if isinstance(value, str):
+        return value
+    if "Fn::Join" in value:
+        return "".join(_flat(part) for part in value["Fn::Join"][1])
+    if "Fn::Sub" in value:
+        return value["Fn::Sub"].replace("${", "<").replace("}", ">")
+    return "<" + value["Ref"] + ">"
+
+
+def test_the_first_model_copy_seeds_current_model_data_once(synth):
     parameters = _parameters(synth.template_dict("storage"))
     assert set(parameters) == {"/gru4rec/dev/initial-model-data", "/gru4rec/dev/current-model-data"}
     seed_id, seed = parameters["/gru4rec/dev/initial-model-data"]
-    assets = json.loads((synth.outdir / "Gru4Rec-Dev-Storage.assets.json").read_text())["files"]
-    model_asset, = [a for a in assets.values() if a["displayName"] == "InitialModel"]
-    assert model_asset["source"] == {"path": str(dummy_model_artifact), "packaging": "file"}
-    destination, = model_asset["destinations"].values()
-    assert seed["Properties"]["Value"] == {
-        "Fn::Sub": f"s3://cdk-hnb659fds-assets-${{AWS::AccountId}}-${{AWS::Region}}/{destination['objectKey']}"}
+    data_bucket, _ = _bucket(synth.template_dict("storage"), "Data")
+    assert _flat(seed["Properties"]["Value"]) == f"s3://<{data_bucket}>/initial-models/initial-1/model.tar.gz"
     _, pointer = parameters["/gru4rec/dev/current-model-data"]
     assert pointer["Properties"] == {"Name": "/gru4rec/dev/current-model-data", "Type": "String",
                                      "Value": "{{resolve:ssm:/gru4rec/dev/initial-model-data}}"}
@@ -139,7 +168,7 @@ def _storage_template(tmp_path, dummy_model_artifact, **context) -> dict:
     app = cdk.App(context={**cdk_json_context(), "aws:cdk:disable-asset-staging": True}, outdir=str(tmp_path))
     with environment_agnostic():
         stack = StorageStack(app, "Storage", config)
-    cdk.Tags.of(app).add("cost-centre", str(context))
+    cdk.Tags.of(app).add("cost-centre", " ".join(f"{key}={value}" for key, value in context.items()))
     return app.synth().get_stack_by_name(stack.stack_name).template
 
 

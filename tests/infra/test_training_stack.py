@@ -239,8 +239,8 @@ def test_model_and_endpoint_config_from_the_job(states, synth):
     model = states["Create model"]
     assert model["Resource"] == f"arn:{PARTITION}:states:::aws-sdk:sagemaker:createModel"
     assert model["Arguments"]["ModelName"] == "{% $jobName %}"
-    assert model["Arguments"]["PrimaryContainer"]["ModelDataSource"] == {"S3DataSource": {
-        "S3Uri": "{% $modelData %}", "S3DataType": "S3Object", "CompressionType": "Gzip"}}
+    assert model["Arguments"]["PrimaryContainer"]["ModelDataUrl"] == "{% $modelData %}"
+    assert "ModelDataSource" not in model["Arguments"]["PrimaryContainer"]
     assert model["Arguments"]["EnableNetworkIsolation"] is True
     assert model["Arguments"]["PrimaryContainer"]["Image"].endswith(":" + _image_tag(synth, "serve"))
     assert "ModelRole" in model["Arguments"]["ExecutionRoleArn"]
