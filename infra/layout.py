@@ -40,6 +40,8 @@ BATCH_MODELS_PREFIX = "batch-models/"
 """Model archives packed for one batch run with its filter list (``batch-models/<job>/model.tar.gz``)."""
 BATCH_MODELS_EXPIRATION_DAYS = 3
 """A packed archive is read when the run's transform job starts, within the batch execution's 2 days."""
+BATCH_MANIFESTS_PREFIX = "batch-manifests/"
+"""Each batch run's input manifest (``batch-manifests/<job>.manifest``), naming its one sessions file."""
 FILTERS_SUFFIX = ".filters.json"
 """A run's list file: ``sessions/incoming/NAME.filters.json`` beside ``NAME.jsonl``."""
 CAPTURE_PREFIX = "capture/"

@@ -12,6 +12,7 @@ from infra.config import AppConfig
 from infra.stacks.initial_model import InitialModel
 from infra.layout import (
     ATHENA_RESULTS_PREFIX,
+    BATCH_MANIFESTS_PREFIX,
     BATCH_MODELS_EXPIRATION_DAYS,
     BATCH_MODELS_PREFIX,
     CAPTURE_PREFIX,
@@ -208,6 +209,7 @@ def _expiring_prefixes(config: AppConfig) -> list[tuple[str, str, int]]:
         ("ExpireDataCapture", CAPTURE_PREFIX, config.capture_expiration_days),
         ("ExpireCheckpoints", CHECKPOINTS_PREFIX, config.checkpoint_expiration_days),
         ("ExpireBatchModels", BATCH_MODELS_PREFIX, BATCH_MODELS_EXPIRATION_DAYS),
+        ("ExpireBatchManifests", BATCH_MANIFESTS_PREFIX, BATCH_MODELS_EXPIRATION_DAYS),
         ("ExpireIncomingEvents", INCOMING_EVENTS_PREFIX, config.events_expiration_days),
         ("ExpireGroupedSessions", GROUPED_SESSIONS_PREFIX, config.grouped_expiration_days),
         ("ExpireAthenaResults", ATHENA_RESULTS_PREFIX, config.athena_results_expiration_days),
