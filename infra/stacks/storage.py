@@ -6,6 +6,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_ssm as ssm
+from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from infra.config import AppConfig
@@ -55,24 +56,30 @@ class StorageStack(cdk.Stack):
         self._bucket_arn_import = self.export_value(self.bucket.bucket_arn, name=self.bucket_arn_export_name)
         cdk.CfnOutput(self, "DataBucketName", value=self.bucket.bucket_name, description="Data bucket of this stage")
 
-    def _live_model_pointer(self, config: AppConfig) -> ssm.CfnParameter:
-        """``current-model-data``, which the training pipeline and ``infra.ops rollback`` own after it is created.
+    def _live_model_pointer(self, config: AppConfig) -> cr.AwsCustomResource:
+        """``current-model-data``, written once, when the stack is created, with the first model's copy; from then
+        on the training pipeline and ``infra.ops rollback`` own it, and no template change (an
+        ``initial_model_version`` bump included) puts another model live.
 
-        CloudFormation creates it from the seed through a dynamic reference and never writes it again:
-        its template text names only the stage (no value, description or tag a change could touch), and
-        "during stack updates, CloudFormation doesn't retrieve the value of the dynamic reference unless a
-        change is made to the dynamic reference itself"
-        (https://repost.aws/knowledge-center/cloudformation-stack-update-secrets). So no template change, an
-        ``initial_model_version`` bump included, puts another model live.
+        Not an ``AWS::SSM::Parameter`` resolving ``{{resolve:ssm:initial-model-data}}``: CloudFormation resolves
+        ssm dynamic references while it builds the change set, before any resource of the stack exists ("To verify
+        which version of an ssm dynamic reference will be used in a stack operation, create a change set ... review
+        the processed template", https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/dynamic-references-ssm.html),
+        so a first deploy that creates the parameter it reads fails.
         """
-        seed = ssm.StringParameter.from_string_parameter_attributes(
-            self, "SeedModelData", parameter_name=config.initial_model_data_parameter_name, force_dynamic_reference=True,
-        ).string_value
-        pointer = ssm.CfnParameter(self, "CurrentModelData", name=config.model_data_parameter_name, type="String",
-                                   value=seed)
-        pointer.node.add_dependency(self.initial_model_parameter)
-        # tags given to the app would make a template change to this resource
-        pointer.add_deletion_override("Properties.Tags")
+        name = config.model_data_parameter_name
+        pointer = cr.AwsCustomResource(
+            self, "CurrentModelData", install_latest_aws_sdk=False,
+            on_create=cr.AwsSdkCall(service="SSM", action="putParameter", physical_resource_id=cr.PhysicalResourceId.of(name),
+                                    parameters={"Name": name, "Value": self.initial_model.uri, "Type": "String",
+                                                "Overwrite": False}),
+            on_delete=cr.AwsSdkCall(service="SSM", action="deleteParameter", parameters={"Name": name},
+                                    ignore_error_codes_matching="ParameterNotFound"),
+            policy=cr.AwsCustomResourcePolicy.from_statements([iam.PolicyStatement(
+                sid="WriteLiveModelPointer", actions=["ssm:PutParameter", "ssm:DeleteParameter"],
+                resources=[self.format_arn(service="ssm", resource="parameter", resource_name=name.lstrip("/"))])]),
+        )
+        pointer.node.add_dependency(self.initial_model.copy)
         return pointer
 
     @property

@@ -131,10 +131,9 @@ def test_the_first_model_is_copied_to_a_tar_gz_key(synth, dummy_model_artifact):
     template = synth.template_dict("storage")
     asset_key = _first_model_asset_key(synth, dummy_model_artifact)
     assert not asset_key.endswith(".tar.gz")
-    (copy,) = [r for r in template["Resources"].values() if r["Type"] == "Custom::AWS"]
-    create = copy["Properties"]["Create"]
-    assert create == copy["Properties"]["Update"], "a new initial_model_version copies its archive"
-    call = json.loads(_flat(create))
+    (copy,) = [calls for calls in _sdk_calls(template).values() if calls["Create"]["service"] == "S3"]
+    assert copy["Create"] == copy["Update"], "a new initial_model_version copies its archive"
+    call = copy["Create"]
     assert (call["service"], call["action"]) == ("S3", "copyObject")
     assert call["parameters"]["Key"] == "initial-models/initial-1/model.tar.gz"
     assert call["parameters"]["CopySource"] == f"cdk-hnb659fds-assets-<AWS::AccountId>-<AWS::Region>/{asset_key}"
@@ -153,14 +152,34 @@ def _flat(value) -> str:
 
 def test_the_first_model_copy_seeds_current_model_data_once(synth):
     parameters = _parameters(synth.template_dict("storage"))
-    assert set(parameters) == {"/gru4rec/dev/initial-model-data", "/gru4rec/dev/current-model-data"}
+    assert set(parameters) == {"/gru4rec/dev/initial-model-data"}
     seed_id, seed = parameters["/gru4rec/dev/initial-model-data"]
     data_bucket, _ = _bucket(synth.template_dict("storage"), "Data")
     assert _flat(seed["Properties"]["Value"]) == f"s3://<{data_bucket}>/initial-models/initial-1/model.tar.gz"
-    _, pointer = parameters["/gru4rec/dev/current-model-data"]
-    assert pointer["Properties"] == {"Name": "/gru4rec/dev/current-model-data", "Type": "String",
-                                     "Value": "{{resolve:ssm:/gru4rec/dev/initial-model-data}}"}
-    assert seed_id in pointer["DependsOn"]
+
+
+def _sdk_calls(template: dict) -> dict[str, dict]:
+    """The AwsCustomResource resources of a template by logical id: {"Create": call, "Update": ..., "Delete": ...}."""
+    return {logical_id: {event: json.loads(_flat(resource["Properties"][event]))
+                         for event in ("Create", "Update", "Delete") if event in resource["Properties"]}
+            for logical_id, resource in template["Resources"].items() if resource["Type"] == "Custom::AWS"}
+
+
+def test_current_model_data_is_written_once_when_the_stack_is_created(synth):
+    """No ssm dynamic reference to a parameter of the same stack (CloudFormation resolves it while building the
+    change set, before the parameter exists): a call that puts the seed's value on create only, and never
+    overwrites a value the pipeline wrote."""
+    template = synth.template_dict("storage")
+    assert "{{resolve:ssm:" not in json.dumps(template)
+    assert "/gru4rec/dev/current-model-data" not in _parameters(template)
+    (pointer,) = [calls for calls in _sdk_calls(template).values()
+                  if calls["Create"]["parameters"].get("Name") == "/gru4rec/dev/current-model-data"]
+    assert set(pointer) == {"Create", "Delete"}, "an update of the stack never writes the pointer"
+    create = pointer["Create"]
+    assert (create["service"], create["action"]) == ("SSM", "putParameter")
+    data_bucket, _ = _bucket(template, "Data")
+    assert create["parameters"] == {"Name": "/gru4rec/dev/current-model-data", "Type": "String", "Overwrite": False,
+                                    "Value": f"s3://<{data_bucket}>/initial-models/initial-1/model.tar.gz"}
 
 
 def _storage_template(tmp_path, dummy_model_artifact, **context) -> dict:
@@ -173,12 +192,16 @@ def _storage_template(tmp_path, dummy_model_artifact, **context) -> dict:
 
 
 def test_no_template_change_touches_the_live_model_pointer(tmp_path, dummy_model_artifact):
-    """A new first model and new tags change the seed, never current-model-data's resource: CloudFormation
-    updates only resources whose template changed, so the pipeline's value stays."""
+    """A new first model changes the seed and copies the new archive; the pointer's resource has no update call,
+    so the pipeline's value stays."""
     before = _storage_template(tmp_path / "a", dummy_model_artifact, initial_model_version="initial-1")
     after = _storage_template(tmp_path / "b", dummy_model_artifact, initial_model_version="initial-2")
-    pointer = "/gru4rec/dev/current-model-data"
-    assert _parameters(before)[pointer] == _parameters(after)[pointer]
+    for template in (before, after):
+        (pointer,) = [calls for calls in _sdk_calls(template).values() if calls["Create"]["service"] == "SSM"]
+        assert "Update" not in pointer
+    copies = [calls["Update"]["parameters"]["Key"] for template in (before, after)
+              for calls in _sdk_calls(template).values() if calls["Create"]["service"] == "S3"]
+    assert copies == ["initial-models/initial-1/model.tar.gz", "initial-models/initial-2/model.tar.gz"]
     seed = "/gru4rec/dev/initial-model-data"
     assert _parameters(before)[seed] != _parameters(after)[seed]
 
