@@ -160,17 +160,36 @@ def test_alarms_on_server_errors_and_latency_notify_the_encrypted_topic(synth, e
     assert "Fn::ImportValue" in topic["Properties"]["KmsMasterKeyId"]
     _, subscription = _one(endpoint, "AWS::SNS::Subscription")
     assert subscription["Properties"]["Endpoint"] == synth.config.notification_email
-    alarms = {a["Properties"]["MetricName"]: a["Properties"]
-              for a in endpoint["Resources"].values() if a["Type"] == "AWS::CloudWatch::Alarm"}
-    assert set(alarms) == {"Invocation5XXErrors", "ModelLatency", "InvocationModelErrors"}
-    assert {a["AlarmName"] for a in alarms.values()} == {
-        "gru4rec-dev-5xx", "gru4rec-dev-model-latency", "gru4rec-dev-model-errors"}
+    by_name = {a["Properties"]["AlarmName"]: a["Properties"]
+               for a in endpoint["Resources"].values() if a["Type"] == "AWS::CloudWatch::Alarm"}
+    assert set(by_name) == {"gru4rec-dev-5xx", "gru4rec-dev-model-latency", "gru4rec-dev-model-errors"}
+    assert by_name["gru4rec-dev-model-errors"]["AlarmActions"] == [{"Ref": topic_id}]
+    alarms = {a["MetricName"]: a for name, a in by_name.items() if name != "gru4rec-dev-model-errors"}
+    assert set(alarms) == {"Invocation5XXErrors", "ModelLatency"}
     for alarm in alarms.values():
         assert alarm["Namespace"] == "AWS/SageMaker"
         assert alarm["Dimensions"] == [{"Name": "EndpointName", "Value": "gru4rec-dev"},
                                        {"Name": "VariantName", "Value": "AllTraffic"}]
         assert alarm["AlarmActions"] == [{"Ref": topic_id}]
     assert alarms["ModelLatency"]["Threshold"] == synth.config.model_latency_alarm_ms * 1000  # microseconds
+
+
+def test_the_model_errors_alarm_leaves_out_the_clients_4xx(endpoint):
+    """InvocationModelErrors counts 4xx too (SageMaker's metrics page): the alarm reads it less Invocation4XXErrors,
+    per minute, a minute without either as 0; a model error of any other kind (timeouts included) still counts."""
+    (alarm,) = [a["Properties"] for a in endpoint["Resources"].values()
+                if a["Type"] == "AWS::CloudWatch::Alarm" and a["Properties"]["AlarmName"] == "gru4rec-dev-model-errors"]
+    (expression,) = [m for m in alarm["Metrics"] if "Expression" in m]
+    metrics = {m["Id"]: m["MetricStat"] for m in alarm["Metrics"] if "MetricStat" in m}
+    assert expression["Expression"] == "FILL(modelErrors, 0) - FILL(clientErrors, 0)"
+    assert {name: stat["Metric"]["MetricName"] for name, stat in metrics.items()} == {
+        "modelErrors": "InvocationModelErrors", "clientErrors": "Invocation4XXErrors"}
+    for stat in metrics.values():
+        assert (stat["Stat"], stat["Period"]) == ("Sum", 60)
+        assert stat["Metric"]["Dimensions"] == [{"Name": "EndpointName", "Value": "gru4rec-dev"},
+                                                {"Name": "VariantName", "Value": "AllTraffic"}]
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+    assert alarm["TreatMissingData"] == "notBreaching"
 
 
 def test_model_role_is_assumed_only_by_sagemaker(endpoint):
@@ -214,6 +233,11 @@ def test_model_role_pulls_only_this_repository_and_uses_only_the_stage_key(endpo
             assert "Key" in statement["Resource"]["Fn::ImportValue"]
         elif any(a.startswith("logs:") for a in actions):
             assert json.dumps(statement["Resource"]).endswith(':log-group:/aws/sagemaker/Endpoints/gru4rec-dev:*"]]}')
+        elif actions == {"cloudwatch:DescribeAlarms"}:
+            # the rollback alarms only: "Ensure that your IAM execution role has permission to perform the
+            # cloudwatch:DescribeAlarms action on the auto-rollback alarms" (deployment-guardrails-configuration)
+            names = [json.dumps(r).rsplit(":alarm:", 1)[1].split('"')[0] for r in _as_list(statement["Resource"])]
+            assert sorted(names) == ["gru4rec-dev-5xx", "gru4rec-dev-model-errors", "gru4rec-dev-model-latency"]
         else:
             assert all(a.startswith("s3:") for a in actions)
 
