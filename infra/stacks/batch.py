@@ -128,7 +128,8 @@ class BatchStack(cdk.Stack):
         pipeline = EventSessions(
             self, "EventSessions", config, storage, image.serve_image_uri, self.transform_role,
             transform_arguments(config, storage, input_uri=f"{run_prefix}{GROUPED_SESSIONS_PREFIX}' & $run & '/' %}}",
-                                output_uri=f"{run_prefix}{SCORED_SESSIONS_PREFIX}' & $run %}}", compression="Gzip"),
+                                output_uri=f"{run_prefix}{SCORED_SESSIONS_PREFIX}' & $run %}}", compression="Gzip",
+                                pipeline=EVENTS_PIPELINE),
             self.events_job_name_prefix, job_name_expression(config, EVENTS_PIPELINE), self.topic, self.dead_letter_queue)
         if uses_volume_key(config.transform_instance_type):
             for statement in volume_key_statements(storage.key):
@@ -368,10 +369,10 @@ class BatchStack(cdk.Stack):
 
 
 def transform_arguments(config: AppConfig, storage: StorageStack, input_uri: str, output_uri: str,
-                        compression: str, data_type: str = "S3Prefix") -> dict:
+                        compression: str, data_type: str = "S3Prefix", pipeline: str = JOB_KIND) -> dict:
     """CreateTransformJob's arguments for the job ``$jobName`` (also its model's name): JSON lines in
     (``input_uri``, an S3 prefix ending in '/' or a manifest, as ``data_type`` says; ``compression`` None or Gzip),
-    one answer line per line out."""
+    one answer line per line out; the job is tagged with its ``pipeline``."""
     workers = transform_workers(config.transform_instance_type)
     return {
         "TransformJobName": "{% $jobName %}",
@@ -391,7 +392,7 @@ def transform_arguments(config: AppConfig, storage: StorageStack, input_uri: str
         "TransformOutput": {"S3OutputPath": output_uri, "Accept": CONTENT_TYPE, "AssembleWith": "Line",
                             "KmsKeyId": storage.key.key_arn},
         "TransformResources": _transform_resources(config, storage),
-        "Tags": resource_tags(config, pipeline="batch"),
+        "Tags": resource_tags(config, pipeline=pipeline),
     }
 
 

@@ -198,6 +198,11 @@ class StorageStack(cdk.Stack):
                 s3.LifecycleRule(id="ExpireNoncurrentVersions",
                                  noncurrent_version_expiration=cdk.Duration.days(config.noncurrent_version_expiration_days),
                                  abort_incomplete_multipart_upload_after=cdk.Duration.days(7)),
+                # an expired current version leaves a delete marker; once its noncurrent versions expire the marker
+                # is alone and S3 keeps listing it: "ExpiredObjectDeleteMarker ... removes expired object delete
+                # markers" (https://docs.aws.amazon.com/AmazonS3/latest/userguide/lifecycle-configuration-examples.html);
+                # it cannot share a rule with an expiration in days
+                s3.LifecycleRule(id="RemoveExpiredDeleteMarkers", expired_object_delete_marker=True),
             ],
         )
         # S3 sends object events to EventBridge natively; the L2 ``event_bridge_enabled`` would add a

@@ -104,6 +104,9 @@ def test_sessions_captures_checkpoints_and_old_versions_expire(synth):
     assert rules["ExpireNoncurrentVersions"]["NoncurrentVersionExpiration"] == {
         "NoncurrentDays": synth.config.noncurrent_version_expiration_days}
     assert "Prefix" not in rules["ExpireNoncurrentVersions"]
+    # expired objects leave delete markers; once their noncurrent versions are gone S3 removes the markers too
+    assert rules["RemoveExpiredDeleteMarkers"] == {"Id": "RemoveExpiredDeleteMarkers", "Status": "Enabled",
+                                                   "ExpiredObjectDeleteMarker": True}
 
 
 def test_eventbridge_notifications_are_native_not_a_custom_resource(synth):
