@@ -70,9 +70,11 @@ class StorageStack(cdk.Stack):
         name = config.model_data_parameter_name
         pointer = cr.AwsCustomResource(
             self, "CurrentModelData", install_latest_aws_sdk=False,
+            # never over a value already there (see docs/deploy.md on upgrading a stage from the parameter resource)
             on_create=cr.AwsSdkCall(service="SSM", action="putParameter", physical_resource_id=cr.PhysicalResourceId.of(name),
                                     parameters={"Name": name, "Value": self.initial_model.uri, "Type": "String",
-                                                "Overwrite": False}),
+                                                "Overwrite": False},
+                                    ignore_error_codes_matching="ParameterAlreadyExists"),
             on_delete=cr.AwsSdkCall(service="SSM", action="deleteParameter", parameters={"Name": name},
                                     ignore_error_codes_matching="ParameterNotFound"),
             policy=cr.AwsCustomResourcePolicy.from_statements([iam.PolicyStatement(
