@@ -5,12 +5,11 @@ pipelines create), so that they cannot drift apart.
 """
 from __future__ import annotations
 
-# Every model names its archive by ``ModelDataUrl``, a .tar.gz object: "ModelDataSource ... is not supported
-# for Batch Transform, serverless endpoints, multi-model endpoints or Marketplace" and ModelDataUrl "must point
-# to a single gzip compressed tar archive (.tar.gz suffix)"
-# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ContainerDefinition.html
-# One spelling for the endpoint, the serverless endpoint, Batch Transform and the events pipeline.
-MODEL_ARCHIVE_SUFFIX = ".tar.gz"
+# Every model names its archive by ``ModelDataUrl``, a .tar.gz object (one spelling for the endpoint, the
+# serverless endpoint, Batch Transform and the events pipeline): "Currently you cannot use ModelDataSource in
+# conjunction with SageMaker batch transform, SageMaker serverless endpoints, SageMaker multi-model endpoints,
+# and SageMaker Marketplace", while ModelDataUrl "must point to a single gzip compressed tar archive (.tar.gz
+# suffix)" https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ContainerDefinition.html
 
 # The container makes no AWS call of its own (it reads /opt/ml/model; SageMaker downloads the model
 # and uploads captures and transform output outside it), so it runs without a network: "If you
