@@ -158,7 +158,8 @@ def model_data_source_exclusions(app: AppView) -> list[str]:
 
 
 def _serverless_models(app: AppView) -> Iterator[tuple[str, str, dict]]:
-    """The CloudFormation models named by a serverless variant of an endpoint config of the same stack."""
+    """The CloudFormation models named by a serverless variant of an endpoint config of the same stack (a
+    ``GetAtt`` of ``ModelName`` resolves to ``<logical id>-modelname``, as AppPolicies spells attributes)."""
     for stack, _, config in app.resources("AWS::SageMaker::EndpointConfig"):
         names = {v["ModelName"] for v in config["ProductionVariants"] if "ServerlessConfig" in v}
         for model_stack, logical_id, model in app.resources("AWS::SageMaker::Model"):
@@ -314,8 +315,8 @@ def publishers_let_in(app: AppView) -> list[str]:
     """A topic with a policy of its own names each publishing service; its key lets the service make data keys.
     A publisher acting through a role (EventBridge targets, state machines) needs sns:Publish and the key's data
     keys in that role (https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html)."""
-    topics = {properties.get("TopicName") and f"arn:aws:sns:{REGION}:{ACCOUNT}:{properties['TopicName']}": (stack, properties)
-              for stack, _, properties in app.resources("AWS::SNS::Topic")}
+    topics = {f"arn:aws:sns:{REGION}:{ACCOUNT}:{properties['TopicName']}": (stack, properties)
+              for stack, _, properties in app.resources("AWS::SNS::Topic") if "TopicName" in properties}
     policies = {topic: properties["PolicyDocument"] for _, _, properties in app.resources("AWS::SNS::TopicPolicy")
                 for topic in properties["Topics"]}
     keys = {f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{logical_id.lower()}": properties["KeyPolicy"]
@@ -483,6 +484,23 @@ def _read_problems(app: AppView, role: str, uri: str, listed: bool) -> list[str]
     return problems
 
 
+# --- dynamic references --------------------------------------------------------------------------------
+
+DYNAMIC_SSM = re.compile(r"\{\{resolve:ssm:([^}:]+)(?::\d+)?\}\}")
+
+
+def ssm_references_resolve(app: AppView) -> list[str]:
+    """No ``{{resolve:ssm:NAME}}`` of a parameter its own stack creates: CloudFormation resolves the reference while
+    it builds the change set, before the stack's resources exist, so a first deploy fails."""
+    found = []
+    for stack, template in app.templates.items():
+        created = {r["Properties"].get("Name") for r in template["Resources"].values() if r["Type"] == "AWS::SSM::Parameter"}
+        for name in DYNAMIC_SSM.findall(json.dumps(template["Resources"])):
+            if name in created:
+                found.append(f"{stack}: resolves {name}, a parameter the same stack creates")
+    return found
+
+
 RULES = [
     Rule("ModelDataSource exclusions", "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ContainerDefinition.html",
          model_data_source_exclusions),
@@ -500,4 +518,6 @@ RULES = [
          "https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-roles.html", reads_are_granted),
     Rule("guardrail limits", "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_BlueGreenUpdatePolicy.html",
          guardrail_limits),
+    Rule("ssm dynamic references name existing parameters",
+         "https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/dynamic-references-ssm.html", ssm_references_resolve),
 ]

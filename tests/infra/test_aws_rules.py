@@ -39,7 +39,7 @@ def _view(variants, views: dict[str, AppView], name: str) -> AppView:
 
 
 def test_every_rule_cites_the_aws_page_that_states_it():
-    assert len(RULES) == 8
+    assert len(RULES) == 9
     for rule in RULES:
         assert _PAGE.fullmatch(rule.page), rule.name
 
@@ -296,3 +296,15 @@ def test_guardrails_beyond_sagemakers_limits_are_reported(variants, change, prob
     found = _check("guardrail limits", _planted(variants, "prod", machine_fault=fault))
     assert any(problem in line for line in found), found
     assert all(line.startswith("gru4rec-prod-training / Update endpoint: ") for line in found)
+
+
+def test_a_pointer_resolving_a_parameter_of_its_own_stack_is_reported(variants):
+    """current-model-data as it was: an AWS::SSM::Parameter resolving the seed the same stack creates."""
+    def fault(templates):
+        storage = templates["Gru4Rec-Dev-Storage"]["Resources"]
+        storage["CurrentModelData"] = {"Type": "AWS::SSM::Parameter", "Properties": {
+            "Name": "/gru4rec/dev/current-model-data", "Type": "String",
+            "Value": "{{resolve:ssm:/gru4rec/dev/initial-model-data}}"}}
+
+    found = _check("ssm dynamic references name existing parameters", _planted(variants, "default", template_fault=fault))
+    assert found == ["Gru4Rec-Dev-Storage: resolves /gru4rec/dev/initial-model-data, a parameter the same stack creates"]
