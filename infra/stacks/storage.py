@@ -10,7 +10,6 @@ from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from infra.config import AppConfig
-from infra.stacks.initial_model import InitialModel
 from infra.layout import (
     ATHENA_RESULTS_PREFIX,
     BATCH_MANIFESTS_PREFIX,
@@ -23,6 +22,7 @@ from infra.layout import (
     INCOMING_SESSIONS_PREFIX,
     SCORED_SESSIONS_PREFIX,
 )
+from infra.stacks.initial_model import InitialModel
 
 # the encryption context key SNS sends with its KMS requests for an encrypted topic
 SNS_TOPIC_CONTEXT = "kms:EncryptionContext:aws:sns:topicArn"
@@ -34,8 +34,9 @@ class StorageStack(cdk.Stack):
     ``key`` encrypts the data bucket, the endpoint's volumes and data capture, and the log groups and
     topics of the other stacks. ``initial_model`` is the first model.tar.gz, uploaded as a file asset
     whose hash is fixed by ``initial_model_version`` (a rebuilt tarball changes nothing) and copied to a
-    .tar.gz key (:mod:`infra.stacks.initial_model`), recorded in ``initial-model-data``; ``model_data_parameter`` (``current-model-data``) starts out pointing at it
-    and is then moved only by the training pipeline and the operator CLI (:meth:`_live_model_pointer`).
+    .tar.gz key (:mod:`infra.stacks.initial_model`), recorded in ``initial-model-data``;
+    ``model_data_parameter`` (``current-model-data``) starts out pointing at it and is then moved only by
+    the training pipeline and the operator CLI (:meth:`_live_model_pointer`).
     """
 
     def __init__(self, scope: Construct, construct_id: str, config: AppConfig, **kwargs) -> None:
@@ -200,10 +201,9 @@ class StorageStack(cdk.Stack):
                 s3.LifecycleRule(id="ExpireNoncurrentVersions",
                                  noncurrent_version_expiration=cdk.Duration.days(config.noncurrent_version_expiration_days),
                                  abort_incomplete_multipart_upload_after=cdk.Duration.days(7)),
-                # an expired current version leaves a delete marker; once its noncurrent versions expire the marker
-                # is alone and S3 keeps listing it: "ExpiredObjectDeleteMarker ... removes expired object delete
-                # markers" (https://docs.aws.amazon.com/AmazonS3/latest/userguide/lifecycle-configuration-examples.html);
-                # it cannot share a rule with an expiration in days
+                # an expired current version leaves a delete marker, alone once its noncurrent versions expire: "Indicates
+                # whether Amazon S3 will remove a delete marker with no noncurrent versions ... This cannot be specified
+                # with Days or Date" (https://docs.aws.amazon.com/AmazonS3/latest/API/API_LifecycleExpiration.html)
                 s3.LifecycleRule(id="RemoveExpiredDeleteMarkers", expired_object_delete_marker=True),
             ],
         )
