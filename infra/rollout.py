@@ -10,6 +10,10 @@ https://docs.aws.amazon.com/sagemaker/latest/dg/deployment-guardrails-configurat
 """
 from __future__ import annotations
 
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
 from infra.config import AppConfig
 
 # SageMaker's bound on a whole blue/green deployment (API_BlueGreenUpdatePolicy: 600-14400 s)
@@ -49,3 +53,13 @@ def deployment_config(config: AppConfig) -> dict:
         "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": name} for name in rollback_alarm_names(config)]},
     }
 
+
+
+def read_rollback_alarms_statement(scope: Construct, config: AppConfig) -> iam.PolicyStatement:
+    """``cloudwatch:DescribeAlarms`` on the rollback alarms, for the endpoint's execution role and every caller
+    that creates or updates the endpoint: "Ensure that your IAM execution role has permission to perform the
+    cloudwatch:DescribeAlarms action on the auto-rollback alarms you specify" (the page cited above)."""
+    stack = cdk.Stack.of(scope)
+    alarms = [stack.format_arn(service="cloudwatch", resource="alarm", resource_name=name,
+                               arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME) for name in rollback_alarm_names(config)]
+    return iam.PolicyStatement(sid="ReadRollbackAlarms", actions=["cloudwatch:DescribeAlarms"], resources=alarms)

@@ -5,13 +5,11 @@ pipelines create), so that they cannot drift apart.
 """
 from __future__ import annotations
 
-# The first model is a CDK file asset whose key keeps one extension (``<hash>.gz``), while
-# ``ModelDataUrl`` is documented as a .tar.gz archive. ``ModelDataSource`` says what the object is:
-# "If you choose Gzip and choose S3Object as the value of S3DataType, S3Uri identifies an object that
-# is a gzip-compressed TAR archive. SageMaker will attempt to decompress and untar the object"
-# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_S3ModelDataSource.html
-MODEL_DATA_TYPE = "S3Object"
-MODEL_DATA_COMPRESSION = "Gzip"
+# Every model names its archive by ``ModelDataUrl``, a .tar.gz object (one spelling for the endpoint, the
+# serverless endpoint, Batch Transform and the events pipeline): "Currently you cannot use ModelDataSource in
+# conjunction with SageMaker batch transform, SageMaker serverless endpoints, SageMaker multi-model endpoints,
+# and SageMaker Marketplace", while ModelDataUrl "must point to a single gzip compressed tar archive (.tar.gz
+# suffix)" https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ContainerDefinition.html
 
 # The container makes no AWS call of its own (it reads /opt/ml/model; SageMaker downloads the model
 # and uploads captures and transform output outside it), so it runs without a network: "If you
@@ -38,15 +36,14 @@ def endpoint_network_isolation(serverless: bool) -> bool:
 
 
 def primary_container(image_uri: str, model_data_uri: str, metrics_service: str, serverless: bool = False) -> dict:
-    """``PrimaryContainer`` of CreateModel / AWS::SageMaker::Model: one model from a model.tar.gz object;
+    """``PrimaryContainer`` of CreateModel / AWS::SageMaker::Model: one model from a model.tar.gz object
+    (``ModelDataUrl``, which every kind of model accepts);
     ``metrics_service``: the ``Service`` dimension of its request metrics (the endpoint's name, or the batch
     pipelines' ``metrics_service``); ``serverless``: a model of a serverless endpoint, whose container is told so."""
     container = {
         "Image": image_uri,
         "Mode": "SingleModel",
-        "ModelDataSource": {"S3DataSource": {
-            "S3Uri": model_data_uri, "S3DataType": MODEL_DATA_TYPE, "CompressionType": MODEL_DATA_COMPRESSION,
-        }},
+        "ModelDataUrl": model_data_uri,
     }
     container["Environment"] = {METRICS_SERVICE_VARIABLE: metrics_service,
                                  **(SERVERLESS_ENVIRONMENT if serverless else {})}

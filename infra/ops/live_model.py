@@ -3,7 +3,7 @@
 The history is SSM's own record of ``current-model-data``: every value it has held, when it was
 written and by whom (the training pipeline's role, or the operator who ran ``rollback``). Each
 value is a model.tar.gz: ``models/<training job>/output/model.tar.gz`` for a pipeline's model,
-the first model's asset otherwise. ``rollback`` builds a model from an earlier value and rolls the
+the first model's copy (``initial-models/<version>/model.tar.gz``) otherwise. ``rollback`` builds a model from an earlier value and rolls the
 endpoint to it through the guardrails the training pipeline uses (read from its definition), then
 records it in ``current-model-data`` and ``current-model-name`` like the pipeline does.
 """
@@ -151,9 +151,9 @@ def _copy_endpoint_config(sagemaker, current_config: str, name: str, target: Liv
     (variant,) = config["ProductionVariants"]
     model = sagemaker.describe_model(ModelName=variant["ModelName"])
     container = dict(model["PrimaryContainer"])
-    container.pop("ModelDataUrl", None)
-    container["ModelDataSource"] = {"S3DataSource": {"S3Uri": target.model_data, "S3DataType": "S3Object",
-                                                     "CompressionType": "Gzip"}}
+    # ModelDataUrl, which serverless endpoints take too (infra.sagemaker_models)
+    container.pop("ModelDataSource", None)
+    container["ModelDataUrl"] = target.model_data
     tags = _tags(sagemaker, model["ModelArn"]) + [{"Key": "training-job", "Value": target.version.replace(" ", "-")},
                                                   {"Key": "pipeline", "Value": "rollback"}]
     sagemaker.create_model(ModelName=name, ExecutionRoleArn=model["ExecutionRoleArn"], PrimaryContainer=container,

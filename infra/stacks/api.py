@@ -21,6 +21,10 @@ JSON = "application/json"
 # Every 429 tells the caller how long to wait before retrying.
 RETRY_AFTER = "Retry-After"
 RETRY_AFTER_SECONDS = 1
+# A key over its usage plan's quota waits for the next period (day, week or month, from its start in UTC):
+# the 429 QUOTA_EXCEEDED says to come back no sooner than this. "QUOTA_EXCEEDED: The gateway response for the
+# usage plan quota exceeded error" (https://docs.aws.amazon.com/apigateway/latest/developerguide/supported-gateway-response-types.html)
+QUOTA_RETRY_AFTER_SECONDS = {"DAY": 3600, "WEEK": 86400, "MONTH": 86400}
 # The container's 4xx statuses the API passes on (its contract: 400 bad input, 413 too large, 415 content type).
 CONTAINER_CLIENT_STATUSES = (400, 413, 415)
 
@@ -100,7 +104,7 @@ class ApiStack(cdk.Stack):
         super().__init__(scope, construct_id, description=f"GRU4Rec {config.stage}: REST API in front of the SageMaker endpoint", **kwargs)
         self.add_stack_dependency(endpoint, "the integration invokes the endpoint by name")
         self.api = self._rest_api(config, log_key)
-        self._gateway_responses()
+        self._gateway_responses(config)
         model = self._request_model()
         method = self.api.root.add_resource("recommendations").add_method(
             "POST", self._integration(endpoint), api_key_required=True,
@@ -140,7 +144,7 @@ class ApiStack(cdk.Stack):
         ))
         return api
 
-    def _gateway_responses(self) -> None:
+    def _gateway_responses(self, config: AppConfig) -> None:
         """Errors API Gateway answers itself, as JSON ``{"error": ...}`` like the container's.
 
         A header may take a context variable (``context.NAME``: "Parameter mapping source reference for REST
@@ -154,6 +158,11 @@ class ApiStack(cdk.Stack):
         self.api.add_gateway_response(
             "Throttled", type=apigw.ResponseType.THROTTLED, status_code="429",
             response_headers={RETRY_AFTER: f"'{RETRY_AFTER_SECONDS}'"}, templates={JSON: GATEWAY_ERROR_TEMPLATE},
+        )
+        self.api.add_gateway_response(
+            "QuotaExceeded", type=apigw.ResponseType.QUOTA_EXCEEDED, status_code="429",
+            response_headers={RETRY_AFTER: f"'{QUOTA_RETRY_AFTER_SECONDS[config.api_quota_period]}'"},
+            templates={JSON: GATEWAY_ERROR_TEMPLATE},
         )
         for name, response_type in (("Default4xx", apigw.ResponseType.DEFAULT_4_XX), ("Default5xx", apigw.ResponseType.DEFAULT_5_XX)):
             self.api.add_gateway_response(name, type=response_type, templates={JSON: GATEWAY_ERROR_TEMPLATE})

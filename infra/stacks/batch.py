@@ -6,7 +6,8 @@ starts the state machine ``gru4rec-<stage>-batch`` with the event as its input:
 Name the job -> Sessions file? -> Stagger -> Count running jobs -> Capacity free? (no: Wait for
 capacity -> Count running jobs) -> Read live model (``current-model-data``) -> Find list file ->
 List file? (yes: Attach filters, a Lambda function that packs the list into a copy of the model's
-archive) -> Create model (the job's own, under the transform role) -> Transform (CreateTransformJob,
+archive) -> Create model (the job's own, under the transform role) -> Write input manifest (the one
+sessions file: ``x.jsonl`` as a key prefix would also read ``x.jsonl.bak``) -> Transform (CreateTransformJob,
 run to the end) -> Delete model -> Done. Any failure: Notify failure (SNS) -> Failed (a model left behind is tagged, and
 ``infra.ops cleanup`` removes it); an execution that times out or is stopped is reported to the
 same topic by an EventBridge rule.
@@ -33,6 +34,7 @@ from constructs import Construct
 from infra.config import AppConfig
 from infra.instance_storage import uses_volume_key
 from infra.layout import (
+    BATCH_MANIFESTS_PREFIX,
     BATCH_MODELS_PREFIX,
     FILTERS_SUFFIX,
     GROUPED_SESSIONS_PREFIX,
@@ -68,6 +70,8 @@ from infra.stacks.workflow import (
 )
 
 JOB_KIND = "batch"
+# JSONata: the run's input manifest
+MANIFEST_KEY = f"'{BATCH_MANIFESTS_PREFIX}' & $jobName & '.manifest'"
 TRANSFORM_LOG_GROUP = "/aws/sagemaker/TransformJobs"
 SESSIONS_SUFFIX = ".jsonl"
 CONTENT_TYPE = "application/jsonlines"
@@ -124,7 +128,8 @@ class BatchStack(cdk.Stack):
         pipeline = EventSessions(
             self, "EventSessions", config, storage, image.serve_image_uri, self.transform_role,
             transform_arguments(config, storage, input_uri=f"{run_prefix}{GROUPED_SESSIONS_PREFIX}' & $run & '/' %}}",
-                                output_uri=f"{run_prefix}{SCORED_SESSIONS_PREFIX}' & $run %}}", compression="Gzip"),
+                                output_uri=f"{run_prefix}{SCORED_SESSIONS_PREFIX}' & $run %}}", compression="Gzip",
+                                pipeline=EVENTS_PIPELINE),
             self.events_job_name_prefix, job_name_expression(config, EVENTS_PIPELINE), self.topic, self.dead_letter_queue)
         if uses_volume_key(config.transform_instance_type):
             for statement in volume_key_statements(storage.key):
@@ -200,12 +205,12 @@ class BatchStack(cdk.Stack):
             self, "Delete model", service="sagemaker", action="deleteModel", iam_resources=models,
             parameters={"ModelName": "{% $jobName %}"}, outputs="{% $states.input %}",
         )
-        for task in (read_model, create_model, delete_model):
+        write_manifest = self._input_manifest(storage)
+        for task in (read_model, create_model, write_manifest, delete_model):
             task.add_catch(on_failure)
         relative = f"$substringAfter($key, '{INCOMING_SESSIONS_PREFIX}')"
         transform = sync_job_task(self, "Transform", "createTransformJob", transform_arguments(
-            config, storage,
-            input_uri="{% 's3://' & $bucket & '/' & $key %}",
+            config, storage, data_type="ManifestFile", input_uri=f"{{% 's3://' & $bucket & '/' & {MANIFEST_KEY} %}}",
             # the key's folders below sessions/incoming/, under sessions/scored
             output_uri="{% 's3://' & $bucket & '/" + SCORED_SESSIONS_PREFIX.rstrip("/") + "' & $replace('/' & "
                        + relative + ", /\\/[^\\/]*$/, '') %}",
@@ -217,7 +222,19 @@ class BatchStack(cdk.Stack):
             "job": "{% $jobName %}", "modelData": "{% $modelData %}", "input": "{% 's3://' & $bucket & '/' & $key %}",
             "output": "{% $states.input.TransformOutput.S3OutputPath %}",
         })
-        return read_model.next(filters(create_model.next(transform).next(delete_model).next(done)))
+        return read_model.next(filters(create_model.next(write_manifest).next(transform).next(delete_model).next(done)))
+
+    def _input_manifest(self, storage: StorageStack) -> tasks.CallAwsService:
+        """The job's input: a manifest naming exactly the new object. A key given as an ``S3Prefix`` reads
+        every object whose key starts with it; a manifest lists the objects, relative to its ``prefix``
+        (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_TransformS3DataSource.html)."""
+        folder, name = "$replace($key, /[^\\/]*$/, '')", "$replace($key, /^.*\\//, '')"
+        return tasks.CallAwsService.jsonata(
+            self, "Write input manifest", service="s3", action="putObject", iam_action="s3:PutObject",
+            iam_resources=[storage.objects_arn(BATCH_MANIFESTS_PREFIX)],
+            parameters={"Bucket": "{% $bucket %}", "Key": f"{{% {MANIFEST_KEY} %}}", "ContentType": "application/json",
+                        "Body": f"{{% $string([{{'prefix': 's3://' & $bucket & '/' & {folder}}}, {name}]) %}}"},
+        )
 
     def _job_filters(self, storage: StorageStack, on_failure: sfn.IChainable):
         """States that swap ``$modelData`` for a copy of the live model's archive holding the run's list file,
@@ -297,6 +314,8 @@ class BatchStack(cdk.Stack):
             "*": STATE_MACHINE_SERVICE_WILDCARDS + "; so does sagemaker:ListTransformJobs, which counts the running jobs.",
             sagemaker_arn(self, "transform-job", f"{self.job_name_prefix}*"): f"Transform jobs {self.job_name_prefix}*, " + reason,
             models: f"Each transform job's own model {self.job_name_prefix}*, " + reason,
+            storage.objects_arn(BATCH_MANIFESTS_PREFIX): "Each run writes its input manifest under batch-manifests/: "
+                                                         "put only, this prefix only.",
             f"{self.packager.function.function_arn}:*": "Step Functions' Lambda task grants the filter packager "
                                                           "and its versions: this one function only.",
         })
@@ -308,7 +327,8 @@ class BatchStack(cdk.Stack):
         models, incoming = storage.objects_arn(MODELS_PREFIX), storage.objects_arn(INCOMING_SESSIONS_PREFIX)
         grouped = storage.objects_arn(GROUPED_SESSIONS_PREFIX)
         scored, packed = storage.objects_arn(SCORED_SESSIONS_PREFIX), storage.objects_arn(BATCH_MODELS_PREFIX)
-        first_model = storage.initial_model.bucket.arn_for_objects(storage.initial_model.s3_object_key)
+        manifests = storage.objects_arn(BATCH_MANIFESTS_PREFIX)
+        first_model = storage.initial_model.object_arn
         log_group = log_group_arn(self, TRANSFORM_LOG_GROUP)
         # SageMaker names a transform job's log streams <job name>/<instance id>
         log_streams = log_streams_arn(self, TRANSFORM_LOG_GROUP, f"{self.job_name_prefix}*")
@@ -318,7 +338,7 @@ class BatchStack(cdk.Stack):
             iam.PolicyStatement(sid="ListIncomingSessions", actions=["s3:ListBucket"], resources=[storage.bucket_arn],
                                 conditions={"StringLike": {"s3:prefix": [f"{INCOMING_SESSIONS_PREFIX}*",
                                                                          f"{GROUPED_SESSIONS_PREFIX}*"]}}),
-            iam.PolicyStatement(sid="ReadIncomingSessions", actions=["s3:GetObject"], resources=[incoming, grouped]),
+            iam.PolicyStatement(sid="ReadIncomingSessions", actions=["s3:GetObject"], resources=[incoming, grouped, manifests]),
             iam.PolicyStatement(sid="WriteScoredSessions", actions=["s3:PutObject"], resources=[scored]),
             iam.PolicyStatement(sid="UseStageKey", resources=[storage.key.key_arn],
                                 actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]),
@@ -337,6 +357,7 @@ class BatchStack(cdk.Stack):
             models: "Training jobs write each new model under models/<job>/: the role reads model artifacts of this prefix only.",
             packed: "A run with a filter list reads its own packed model under batch-models/<job>/: get only, this prefix only.",
             incoming: "Batch Transform reads the session files dropped under sessions/incoming/: get only, this prefix only.",
+            manifests: "Batch Transform reads each run's input manifest under batch-manifests/: get only, this prefix only.",
             grouped: "Batch Transform reads a run's sessions grouped by Athena under sessions/grouped/: get only, this prefix only.",
             event_log_streams: "SageMaker names the log streams <job>/<instance>; only this stage's events jobs' streams.",
             scored: "Batch Transform writes <file>.out under sessions/scored/: put only, this prefix only.",
@@ -348,9 +369,10 @@ class BatchStack(cdk.Stack):
 
 
 def transform_arguments(config: AppConfig, storage: StorageStack, input_uri: str, output_uri: str,
-                        compression: str) -> dict:
+                        compression: str, data_type: str = "S3Prefix", pipeline: str = JOB_KIND) -> dict:
     """CreateTransformJob's arguments for the job ``$jobName`` (also its model's name): JSON lines in
-    (``input_uri``, an S3 prefix or object; ``compression`` None or Gzip), one answer line per line out."""
+    (``input_uri``, an S3 prefix ending in '/' or a manifest, as ``data_type`` says; ``compression`` None or Gzip),
+    one answer line per line out; the job is tagged with its ``pipeline``."""
     workers = transform_workers(config.transform_instance_type)
     return {
         "TransformJobName": "{% $jobName %}",
@@ -364,13 +386,13 @@ def transform_arguments(config: AppConfig, storage: StorageStack, input_uri: str
         "Environment": {"MODEL_SERVER_WORKERS": str(workers), "MODEL_SERVER_TIMEOUT": str(INVOCATION_TIMEOUT_S)},
         "ModelClientConfig": {"InvocationsTimeoutInSeconds": INVOCATION_TIMEOUT_S + 60, "InvocationsMaxRetries": 1},
         "TransformInput": {
-            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": input_uri}},
+            "DataSource": {"S3DataSource": {"S3DataType": data_type, "S3Uri": input_uri}},
             "ContentType": CONTENT_TYPE, "SplitType": "Line", "CompressionType": compression,
         },
         "TransformOutput": {"S3OutputPath": output_uri, "Accept": CONTENT_TYPE, "AssembleWith": "Line",
                             "KmsKeyId": storage.key.key_arn},
         "TransformResources": _transform_resources(config, storage),
-        "Tags": resource_tags(config, pipeline="batch"),
+        "Tags": resource_tags(config, pipeline=pipeline),
     }
 
 

@@ -17,11 +17,12 @@ from infra.instance_storage import LOCAL_STORAGE_REASON, uses_volume_key
 from infra.layout import CAPTURE_PREFIX, MODELS_PREFIX
 from infra.log_groups import log_group_arn, owned_log_group
 from infra.nag import wildcard_resource_finding
-from infra.rollout import RETAINED_VARIANT_PROPERTIES, deployment_config, rollback_alarm_names
+from infra.rollout import (RETAINED_VARIANT_PROPERTIES, deployment_config, read_rollback_alarms_statement,
+                           rollback_alarm_names)
 from infra.sagemaker_models import endpoint_network_isolation, primary_container
 from infra.stacks.image import ImageStack, pull_image_statements
 from infra.stacks.storage import StorageStack
-from infra.stacks.workflow import volume_key, volume_key_statements
+from infra.stacks.workflow import alarms_may_publish, volume_key, volume_key_statements
 
 VARIANT_NAME = "AllTraffic"
 _AUTOSCALING_SERVICE = "sagemaker.application-autoscaling.amazonaws.com"
@@ -86,7 +87,7 @@ class EndpointStack(cdk.Stack):
                         description=f"Execution role of the GRU4Rec {config.stage} endpoint's models")
         models = storage.objects_arn(MODELS_PREFIX)
         capture = storage.objects_arn(CAPTURE_PREFIX)
-        first_model = storage.initial_model.bucket.arn_for_objects(storage.initial_model.s3_object_key)
+        first_model = storage.initial_model.object_arn
         endpoint_logs = log_group_arn(self, config.endpoint_log_group_name)
         statements = [
             iam.PolicyStatement(sid="ReadModelArtifacts", actions=["s3:GetObject"], resources=[models, first_model]),
@@ -95,6 +96,7 @@ class EndpointStack(cdk.Stack):
             *pull_image_statements(image),
             iam.PolicyStatement(sid="WriteEndpointLogs", resources=[endpoint_logs], actions=[
                 "logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]),
+            read_rollback_alarms_statement(self, config),
         ]
         if not config.serverless:  # a serverless endpoint captures no data
             statements.insert(1, iam.PolicyStatement(sid="WriteDataCapture", actions=["s3:PutObject"], resources=[capture]))
@@ -160,6 +162,7 @@ class EndpointStack(cdk.Stack):
                           master_key=storage.key, enforce_ssl=True)
         if config.notification_email:
             topic.add_subscription(subscriptions.EmailSubscription(config.notification_email))
+        alarms_may_publish(topic)
         if config.monthly_budget_usd:
             topic.add_to_resource_policy(self._budgets_may_publish(topic))
         dimensions = {"EndpointName": self.endpoint_name, "VariantName": VARIANT_NAME}
@@ -167,8 +170,7 @@ class EndpointStack(cdk.Stack):
                                    statistic="Sum", period=cdk.Duration.minutes(5))
         latency = cloudwatch.Metric(namespace="AWS/SageMaker", metric_name="ModelLatency", dimensions_map=dimensions,
                                     statistic="p90", period=cdk.Duration.minutes(5))
-        model_errors = cloudwatch.Metric(namespace="AWS/SageMaker", metric_name="InvocationModelErrors",
-                                         dimensions_map=dimensions, statistic="Sum", period=cdk.Duration.minutes(1))
+        model_errors = self._model_errors(dimensions)
         five_xx, slow, failing = rollback_alarm_names(config)
         # named, so that every rollout can name them for its automatic rollback
         alarms = [
@@ -182,7 +184,7 @@ class EndpointStack(cdk.Stack):
                                  comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
                                  treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
                                  alarm_description=f"{self.endpoint_name}: p90 model latency above {config.model_latency_alarm_ms} ms"),
-            # invocations the model container did not answer with 2xx (timeouts and broken answers included)
+            # invocations the model container failed: 5xx, timeouts and broken answers, not a client's 4xx
             model_errors.create_alarm(self, "ModelErrorsAlarm", alarm_name=failing, threshold=1, evaluation_periods=1,
                                       comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                                       treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
@@ -193,6 +195,24 @@ class EndpointStack(cdk.Stack):
             # a rollout names the alarms: they exist before the endpoint does
             self.endpoint.node.add_dependency(alarm)
         return topic
+
+    @staticmethod
+    def _model_errors(dimensions: dict[str, str]) -> cloudwatch.MathExpression:
+        """Invocations the model failed, per minute: InvocationModelErrors less Invocation4XXErrors.
+
+        InvocationModelErrors counts every invocation "which did not result in 2XX HTTP response. This includes
+        4XX/5XX status codes, low-level socket errors, malformed HTTP responses, and request timeouts"
+        (https://docs.aws.amazon.com/sagemaker/latest/dg/monitoring-cloudwatch.html): a client's bad request (a
+        400) would roll a rollout back. A minute without invocations reports neither metric: FILL makes it 0.
+        """
+        def metric(name: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(namespace="AWS/SageMaker", metric_name=name, dimensions_map=dimensions,
+                                     statistic="Sum", period=cdk.Duration.minutes(1))
+        return cloudwatch.MathExpression(
+            expression="FILL(modelErrors, 0) - FILL(clientErrors, 0)", label="Model errors other than 4xx",
+            using_metrics={"modelErrors": metric("InvocationModelErrors"), "clientErrors": metric("Invocation4XXErrors")},
+            period=cdk.Duration.minutes(1),
+        )
 
     def _budgets_may_publish(self, topic: sns.Topic) -> iam.PolicyStatement:
         """The stage's budget (``infra.stacks.monitoring``) notifies this topic: AWS Budgets may publish, for

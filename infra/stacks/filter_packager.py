@@ -34,8 +34,7 @@ class FilterPackager(Construct):
         log_group = stage_log_group(self, "Logs", config, storage.key, "attach-filters")
         role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
                         description=f"GRU4Rec {config.stage}: packs a batch run's filter list into a model archive")
-        models, first_model = storage.objects_arn(MODELS_PREFIX), storage.initial_model.bucket.arn_for_objects(
-            storage.initial_model.s3_object_key)
+        models, first_model = storage.objects_arn(MODELS_PREFIX), storage.initial_model.object_arn
         lists, packed = storage.objects_arn(INCOMING_SESSIONS_PREFIX), storage.objects_arn(BATCH_MODELS_PREFIX)
         streams = log_streams_arn(self, log_group.log_group_name, "*")
         policy = iam.Policy(self, "Policy", roles=[role], statements=[

@@ -107,7 +107,7 @@ class ImageStack(cdk.Stack):
         self._copy_policy.add_statements(iam.PolicyStatement(actions=list(_PULL_ACTIONS), resources=[asset.repository.repository_arn]))
         image_uri = f"{self.repository.repository_uri}:{TAG_PREFIXES[target]}{asset.asset_hash}"
         copy = ecr_deployment.ECRDeployment(
-            self, f"{name}ImageCopy", role=self._copy_role.without_policy_updates(),
+            self, f"{name}ImageCopy", role=self._copy_role.without_policy_updates(), memory_limit=COPY_MEMORY_MB,
             src=ecr_deployment.DockerImageName(asset.image_uri), dest=ecr_deployment.DockerImageName(image_uri),
         )
         copy.node.add_dependency(self._copy_policy)
@@ -124,6 +124,10 @@ def _construct_name(target: str) -> str:
     return "".join(part.capitalize() for part in target.split("-"))
 
 
+# The copy function streams each layer through the function's memory; its default (512 MB) is too little for the
+# GPU image's multi-GB layers. Lambda allows up to 10,240 MB
+# (https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html).
+COPY_MEMORY_MB = 4096
 _PULL_ACTIONS = ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability")
 
 

@@ -5,13 +5,14 @@ import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_ssm as ssm
+from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from infra.config import AppConfig
 from infra.layout import (
     ATHENA_RESULTS_PREFIX,
+    BATCH_MANIFESTS_PREFIX,
     BATCH_MODELS_EXPIRATION_DAYS,
     BATCH_MODELS_PREFIX,
     CAPTURE_PREFIX,
@@ -21,6 +22,7 @@ from infra.layout import (
     INCOMING_SESSIONS_PREFIX,
     SCORED_SESSIONS_PREFIX,
 )
+from infra.stacks.initial_model import InitialModel
 
 # the encryption context key SNS sends with its KMS requests for an encrypted topic
 SNS_TOPIC_CONTEXT = "kms:EncryptionContext:aws:sns:topicArn"
@@ -31,9 +33,10 @@ class StorageStack(cdk.Stack):
 
     ``key`` encrypts the data bucket, the endpoint's volumes and data capture, and the log groups and
     topics of the other stacks. ``initial_model`` is the first model.tar.gz, uploaded as a file asset
-    whose hash is fixed by ``initial_model_version`` (a rebuilt tarball changes nothing), recorded in
-    ``initial-model-data``; ``model_data_parameter`` (``current-model-data``) starts out pointing at it
-    and is then moved only by the training pipeline and the operator CLI (:meth:`_live_model_pointer`).
+    whose hash is fixed by ``initial_model_version`` (a rebuilt tarball changes nothing) and copied to a
+    .tar.gz key (:mod:`infra.stacks.initial_model`), recorded in ``initial-model-data``;
+    ``model_data_parameter`` (``current-model-data``) starts out pointing at it and is then moved only by
+    the training pipeline and the operator CLI (:meth:`_live_model_pointer`).
     """
 
     def __init__(self, scope: Construct, construct_id: str, config: AppConfig, **kwargs) -> None:
@@ -41,38 +44,45 @@ class StorageStack(cdk.Stack):
         self.key = self._key(config)
         self.log_bucket = self._log_bucket(config)
         self.bucket = self._data_bucket(config)
-        self.initial_model = s3_assets.Asset(
-            self, "InitialModel", path=config.initial_model_artifact,
-            asset_hash=config.initial_model_version, asset_hash_type=cdk.AssetHashType.CUSTOM,
-        )
+        self.initial_model = InitialModel(self, "InitialModel", config, self.bucket, self.key)
         self.initial_model_parameter = ssm.StringParameter(
             self, "InitialModelData", parameter_name=config.initial_model_data_parameter_name,
-            string_value=self.initial_model.s3_object_url,
+            string_value=self.initial_model.uri,
             description=f"S3 URI of the first model.tar.gz ({config.initial_model_version}); seeds current-model-data once",
         )
+        # the seed names the copy only once it exists
+        self.initial_model_parameter.node.add_dependency(self.initial_model.copy)
         self.model_data_parameter = self._live_model_pointer(config)
         self.bucket_arn_export_name = f"{config.resource_prefix}-data-bucket-arn"
         self._bucket_arn_import = self.export_value(self.bucket.bucket_arn, name=self.bucket_arn_export_name)
         cdk.CfnOutput(self, "DataBucketName", value=self.bucket.bucket_name, description="Data bucket of this stage")
 
-    def _live_model_pointer(self, config: AppConfig) -> ssm.CfnParameter:
-        """``current-model-data``, which the training pipeline and ``infra.ops rollback`` own after it is created.
+    def _live_model_pointer(self, config: AppConfig) -> cr.AwsCustomResource:
+        """``current-model-data``, written once, when the stack is created, with the first model's copy; from then
+        on the training pipeline and ``infra.ops rollback`` own it, and no template change (an
+        ``initial_model_version`` bump included) puts another model live.
 
-        CloudFormation creates it from the seed through a dynamic reference and never writes it again:
-        its template text names only the stage (no value, description or tag a change could touch), and
-        "during stack updates, CloudFormation doesn't retrieve the value of the dynamic reference unless a
-        change is made to the dynamic reference itself"
-        (https://repost.aws/knowledge-center/cloudformation-stack-update-secrets). So no template change, an
-        ``initial_model_version`` bump included, puts another model live.
+        Not an ``AWS::SSM::Parameter`` resolving ``{{resolve:ssm:initial-model-data}}``: CloudFormation resolves
+        ssm dynamic references while it builds the change set, before any resource of the stack exists ("To verify
+        which version of an ssm dynamic reference will be used in a stack operation, create a change set ... review
+        the processed template", https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/dynamic-references-ssm.html),
+        so a first deploy that creates the parameter it reads fails.
         """
-        seed = ssm.StringParameter.from_string_parameter_attributes(
-            self, "SeedModelData", parameter_name=config.initial_model_data_parameter_name, force_dynamic_reference=True,
-        ).string_value
-        pointer = ssm.CfnParameter(self, "CurrentModelData", name=config.model_data_parameter_name, type="String",
-                                   value=seed)
-        pointer.node.add_dependency(self.initial_model_parameter)
-        # tags given to the app would make a template change to this resource
-        pointer.add_deletion_override("Properties.Tags")
+        name = config.model_data_parameter_name
+        pointer = cr.AwsCustomResource(
+            self, "CurrentModelData", install_latest_aws_sdk=False,
+            # never over a value already there (see docs/deploy.md on upgrading a stage from the parameter resource)
+            on_create=cr.AwsSdkCall(service="SSM", action="putParameter", physical_resource_id=cr.PhysicalResourceId.of(name),
+                                    parameters={"Name": name, "Value": self.initial_model.uri, "Type": "String",
+                                                "Overwrite": False},
+                                    ignore_error_codes_matching="ParameterAlreadyExists"),
+            on_delete=cr.AwsSdkCall(service="SSM", action="deleteParameter", parameters={"Name": name},
+                                    ignore_error_codes_matching="ParameterNotFound"),
+            policy=cr.AwsCustomResourcePolicy.from_statements([iam.PolicyStatement(
+                sid="WriteLiveModelPointer", actions=["ssm:PutParameter", "ssm:DeleteParameter"],
+                resources=[self.format_arn(service="ssm", resource="parameter", resource_name=name.lstrip("/"))])]),
+        )
+        pointer.node.add_dependency(self.initial_model.copy)
         return pointer
 
     @property
@@ -191,6 +201,10 @@ class StorageStack(cdk.Stack):
                 s3.LifecycleRule(id="ExpireNoncurrentVersions",
                                  noncurrent_version_expiration=cdk.Duration.days(config.noncurrent_version_expiration_days),
                                  abort_incomplete_multipart_upload_after=cdk.Duration.days(7)),
+                # an expired current version leaves a delete marker, alone once its noncurrent versions expire: "Indicates
+                # whether Amazon S3 will remove a delete marker with no noncurrent versions ... This cannot be specified
+                # with Days or Date" (https://docs.aws.amazon.com/AmazonS3/latest/API/API_LifecycleExpiration.html)
+                s3.LifecycleRule(id="RemoveExpiredDeleteMarkers", expired_object_delete_marker=True),
             ],
         )
         # S3 sends object events to EventBridge natively; the L2 ``event_bridge_enabled`` would add a
@@ -209,6 +223,7 @@ def _expiring_prefixes(config: AppConfig) -> list[tuple[str, str, int]]:
         ("ExpireDataCapture", CAPTURE_PREFIX, config.capture_expiration_days),
         ("ExpireCheckpoints", CHECKPOINTS_PREFIX, config.checkpoint_expiration_days),
         ("ExpireBatchModels", BATCH_MODELS_PREFIX, BATCH_MODELS_EXPIRATION_DAYS),
+        ("ExpireBatchManifests", BATCH_MANIFESTS_PREFIX, BATCH_MODELS_EXPIRATION_DAYS),
         ("ExpireIncomingEvents", INCOMING_EVENTS_PREFIX, config.events_expiration_days),
         ("ExpireGroupedSessions", GROUPED_SESSIONS_PREFIX, config.grouped_expiration_days),
         ("ExpireAthenaResults", ATHENA_RESULTS_PREFIX, config.athena_results_expiration_days),

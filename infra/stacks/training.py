@@ -38,7 +38,8 @@ from infra.layout import (
     one_off_job_prefix,
 )
 from infra.log_groups import log_group_arn, log_streams_arn
-from infra.rollout import MAX_EXECUTION_TIMEOUT_SECONDS, RETAINED_VARIANT_PROPERTIES, deployment_config
+from infra.rollout import (MAX_EXECUTION_TIMEOUT_SECONDS, RETAINED_VARIANT_PROPERTIES, deployment_config,
+                           read_rollback_alarms_statement)
 from infra.sagemaker_models import NETWORK_ISOLATION, endpoint_network_isolation, primary_container
 from infra.stacks.endpoint import EndpointStack, endpoint_config_settings, production_variant, uses_endpoint_volume_key
 from infra.stacks.image import ImageStack, pull_image_statements
@@ -472,7 +473,9 @@ class TrainingStack(cdk.Stack):
         # SageMaker names a job's log streams <job name>/algo-<n>-<time>: the pipeline's and the operator CLI's one-off jobs
         log_streams = log_streams_arn(self, TRAINING_LOG_GROUP, f"{self.job_name_prefix}*")
         one_off_streams = log_streams_arn(self, TRAINING_LOG_GROUP, f"{one_off_job_prefix(config.stage)}-*")
-        listed_prefixes = ["training/*"] + ([f"{CHECKPOINTS_PREFIX}*"] if config.use_spot else [])
+        # every channel is an S3Prefix, which SageMaker lists: the training data, and the live model's archive
+        # under models/ (the champion channel, once a pipeline's model is live)
+        listed_prefixes = ["training/*", f"{MODELS_PREFIX}*"] + ([f"{CHECKPOINTS_PREFIX}*"] if config.use_spot else [])
         statements = [
             iam.PolicyStatement(sid="ListTrainingData", actions=["s3:ListBucket"], resources=[storage.bucket.bucket_arn],
                                 conditions={"StringLike": {"s3:prefix": listed_prefixes}}),
@@ -526,6 +529,7 @@ class TrainingStack(cdk.Stack):
                                 conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}),
             # tags given at creation are authorized as AddTags
             iam.PolicyStatement(sid="TagModelsAndEndpointConfigs", actions=["sagemaker:AddTags"], resources=[models, configs]),
+            read_rollback_alarms_statement(self, config),
         ]
         # CreateTrainingJob and UpdateEndpoint with a volume key: the caller lets SageMaker grant the key too
         if uses_volume_key(config.training_instance_type) or uses_endpoint_volume_key(config):

@@ -154,7 +154,27 @@ def failure_topic(scope: Construct, config: AppConfig, key: kms.IKey, pipeline: 
                       topic_name=config.topic_name(f"{pipeline}-failures"), master_key=key, enforce_ssl=True)
     if config.notification_email:
         topic.add_subscription(subscriptions.EmailSubscription(config.notification_email))
+    alarms_may_publish(topic)
     return topic
+
+
+def alarms_may_publish(topic: sns.Topic) -> None:
+    """CloudWatch alarms of this account may publish to ``topic``.
+
+    A topic policy replaces SNS's default policy (which lets the owner account's principals publish), so the
+    TLS-only policy the CDK writes leaves no one allowed: CloudWatch's notifications fail with "is not
+    authorized to perform: SNS:Publish ... because no resource-based policy allows". The service principal is
+    tied to this account's alarms by ``aws:SourceArn`` and ``aws:SourceAccount`` (Amazon SNS, "Allow CloudWatch
+    alarms ... to publish to a topic": https://docs.aws.amazon.com/sns/latest/dg/sns-access-policy-use-cases.html).
+    """
+    stack = cdk.Stack.of(topic)
+    alarms = stack.format_arn(service="cloudwatch", resource="alarm", resource_name="*",
+                              arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)
+    topic.add_to_resource_policy(iam.PolicyStatement(
+        sid="AlarmsPublish", principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+        actions=["sns:Publish"], resources=[topic.topic_arn],
+        conditions={"ArnLike": {"aws:SourceArn": alarms}, "StringEquals": {"aws:SourceAccount": stack.account}},
+    ))
 
 
 def notify_and_fail(scope: Construct, config: AppConfig, topic: sns.ITopic, pipeline: str,

@@ -125,3 +125,33 @@ def gpu_synth(tmp_path_factory, dummy_model_artifact) -> SynthResult:
     """The app with a GPU training instance type: the Image stack adds the train-gpu image, training runs it."""
     return synthesize(tmp_path_factory.mktemp("cdk_out_gpu"), {"initial_model_artifact": str(dummy_model_artifact),
                                                                "training_instance_type": GPU_TRAINING_TYPE})
+
+
+# The variants every AWS rule is held on (tests/infra/test_aws_rules.py), each synthesized once per session
+VARIANTS = {
+    "default": {},
+    "serverless": {"endpoint_mode": "serverless", "serverless_provisioned_concurrency": 2},
+    "gpu_nvme": {"training_instance_type": "ml.g5.xlarge", "transform_instance_type": "ml.g4dn.xlarge",
+                 "endpoint_instance_type": "ml.g5.xlarge"},
+    "retraining": {"retrain_schedule": "rate(7 days)", "retrain_on_new_data": True, "monthly_budget_usd": 100},
+    "prod": {"stage": "prod", "api_auth": "api_key", "rollout": "linear", "rollout_traffic_percent": 20, "valid_days": 0},
+}
+
+
+class Variants:
+    """Synthesized variants by name, each made on first use; ``default`` is the session's ``synth``."""
+
+    def __init__(self, tmp_path_factory, artifact: Path, default: SynthResult):
+        self._factory, self._artifact = tmp_path_factory, artifact
+        self._made = {"default": default}
+
+    def __getitem__(self, name: str) -> SynthResult:
+        if name not in self._made:
+            self._made[name] = synthesize(self._factory.mktemp(f"cdk_out_{name}"),
+                                          {"initial_model_artifact": str(self._artifact), **VARIANTS[name]})
+        return self._made[name]
+
+
+@pytest.fixture(scope="session")
+def variants(tmp_path_factory, dummy_model_artifact, synth) -> Variants:
+    return Variants(tmp_path_factory, dummy_model_artifact, synth)

@@ -111,13 +111,16 @@ def test_every_status_the_integration_can_answer_is_a_declared_method_response(a
 def test_gateway_errors_carry_the_message_as_a_json_string_and_the_validation_detail_in_a_header(api):
     responses = {r["Properties"]["ResponseType"]: r["Properties"] for r in api["Resources"].values()
                  if r["Type"] == "AWS::ApiGateway::GatewayResponse"}
-    assert set(responses) == {"BAD_REQUEST_BODY", "THROTTLED", "DEFAULT_4XX", "DEFAULT_5XX"}
+    assert set(responses) == {"BAD_REQUEST_BODY", "THROTTLED", "QUOTA_EXCEEDED", "DEFAULT_4XX", "DEFAULT_5XX"}
     bad_body = responses["BAD_REQUEST_BODY"]
     assert bad_body["StatusCode"] == "400"
     assert bad_body["ResponseParameters"] == {"gatewayresponse.header.X-Validation-Error": "context.error.validationErrorString"}
     assert "$context" not in bad_body["ResponseTemplates"]["application/json"]
     assert responses["THROTTLED"]["StatusCode"] == "429"
-    for kind in ("THROTTLED", "DEFAULT_4XX", "DEFAULT_5XX"):
+    # a key over its daily quota is told to come back in an hour at the soonest
+    assert responses["QUOTA_EXCEEDED"]["StatusCode"] == "429"
+    assert responses["QUOTA_EXCEEDED"]["ResponseParameters"] == {"gatewayresponse.header.Retry-After": "'3600'"}
+    for kind in ("THROTTLED", "QUOTA_EXCEEDED", "DEFAULT_4XX", "DEFAULT_5XX"):
         assert responses[kind]["ResponseTemplates"] == {"application/json": '{"error": $context.error.messageString}'}
 
 

@@ -206,7 +206,9 @@ def test_gateway_errors_are_json_whatever_the_message(gateway_responses, promise
     answer = vtl.gateway_answer(response, status, {"context.error.message": message})
     assert check(answer, promised, response_type) == {"error": message}
     assert answer.status == status
-    assert answer.headers == ({"Retry-After": "1"} if response_type == "THROTTLED" else {})
+    # a throttled caller retries in a second; a key over its daily quota, in an hour at the soonest
+    retry_after = {"THROTTLED": {"Retry-After": "1"}, "QUOTA_EXCEEDED": {"Retry-After": "3600"}}
+    assert answer.headers == retry_after.get(response_type, {})
 
 
 @pytest.mark.parametrize("message", [*AWKWARD_MESSAGES, None])

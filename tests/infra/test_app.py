@@ -27,6 +27,9 @@ LOG_GROUP = "arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:
 LOG_STREAMS = LOG_GROUP + ":log-stream:*"
 ACKNOWLEDGED = {
     "/Gru4Rec-Dev-Storage/AccessLogs": {"AwsSolutions-S1"},
+    "/Gru4Rec-Dev-Storage/AWS679f53fac002430cb0da5b7982bd2287": {
+        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+    },
     "/Gru4Rec-Dev-Image/ImageCopyPolicy": {
         "AwsSolutions-IAM5[Resource::*]",
         f"AwsSolutions-IAM5[Resource::{LOG_STREAMS.format('/aws/lambda/Gru4Rec-Dev-Image-*')}]",

@@ -3,6 +3,7 @@ machine read as Step Functions will run it, IAM."""
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 
 import pytest
@@ -43,10 +44,10 @@ def variables_for(states, key):
 def test_states_in_order(states):
     assert main_path(states, "Name the job", via={"Sessions file?": "Stagger", "Capacity free?": "Read live model"}) == [
         "Name the job", "Sessions file?", "Stagger", "Count running jobs", "Capacity free?", "Read live model",
-        "Find list file", "List file?", "Create model", "Transform", "Delete model", "Done",
+        "Find list file", "List file?", "Create model", "Write input manifest", "Transform", "Delete model", "Done",
     ]
     assert main_path(states, "List file?", via={"List file?": "Attach filters"}) == [
-        "List file?", "Attach filters", "Create model", "Transform", "Delete model", "Done"]
+        "List file?", "Attach filters", "Create model", "Write input manifest", "Transform", "Delete model", "Done"]
     assert main_path(states, "Wait for capacity") == ["Wait for capacity", "Count running jobs", "Capacity free?"]
     assert states["Capacity free?"]["Default"] == "Wait for capacity"
 
@@ -203,11 +204,10 @@ def test_each_job_gets_its_own_model_under_the_transform_role(states, template, 
     assert arguments["ExecutionRoleArn"] == f"<{logical_id(template, 'AWS::IAM::Role', 'TransformRole')}.Arn>"
     container = arguments["PrimaryContainer"]
     assert container["Image"].endswith(":" + marker(synth.stacks["image"].resolve(synth.stacks["image"].serve_image_uri)).rsplit(":", 1)[1])
-    source = container["ModelDataSource"]["S3DataSource"]
-    assert evaluate(source["S3Uri"], variables) == MODEL_DATA
-    assert (source["S3DataType"], source["CompressionType"]) == ("S3Object", "Gzip")
+    assert "ModelDataSource" not in container, "Batch Transform refuses ModelDataSource"
+    assert evaluate(container["ModelDataUrl"], variables) == MODEL_DATA
     assert arguments["EnableNetworkIsolation"] is True
-    assert create["Next"] == "Transform" and states["Transform"]["Next"] == "Delete model"
+    assert create["Next"] == "Write input manifest" and states["Transform"]["Next"] == "Delete model"
     delete = states["Delete model"]
     assert delete["Resource"] == f"arn:{PARTITION}:states:::aws-sdk:sagemaker:deleteModel"
     assert evaluate(delete["Arguments"]["ModelName"], variables) == variables["jobName"]
@@ -220,6 +220,7 @@ def test_transform_role_reads_models_and_incoming_sessions_and_writes_scores(tem
     assert actions_on(statements, "/batch-models/*") == {"s3:GetObject"}
     assert actions_on(statements, "/sessions/incoming/*") == {"s3:GetObject"}
     assert actions_on(statements, "/sessions/grouped/*") == {"s3:GetObject"}
+    assert actions_on(statements, "/batch-manifests/*") == {"s3:GetObject"}
     assert actions_on(statements, "/sessions/scored/*") == {"s3:PutObject"}
     assert actions_on(statements, "/capture/") == set()
     assert actions_on(statements, "/events/") == set()
@@ -240,7 +241,7 @@ def test_transform_job_follows_the_serving_contract(states, synth):
     assert (arguments["BatchStrategy"], arguments["MaxPayloadInMB"]) == ("MultiRecord", 6)
     assert arguments["TransformInput"]["ContentType"] == "application/jsonlines"
     assert arguments["TransformInput"]["SplitType"] == "Line"
-    assert arguments["TransformInput"]["DataSource"]["S3DataSource"]["S3DataType"] == "S3Prefix"
+    assert arguments["TransformInput"]["DataSource"]["S3DataSource"]["S3DataType"] == "ManifestFile"
     assert arguments["TransformOutput"]["AssembleWith"] == "Line"
     assert arguments["TransformOutput"]["Accept"] == "application/jsonlines"
     workers = arguments["MaxConcurrentTransforms"]
@@ -261,9 +262,21 @@ def test_transform_job_follows_the_serving_contract(states, synth):
     ("sessions/incoming/2026/11/b.jsonl", "s3://gru4rec-dev-data/sessions/scored/2026/11"),
 ])
 def test_input_and_output_locations(states, key, output_path):
+    """The job reads a manifest naming exactly the new object, relative to its folder (the output keeps
+    the folders below sessions/incoming/); a prefix would read x.jsonl.bak beside x.jsonl too."""
     variables = variables_for(states, key)
     arguments = states["Transform"]["Arguments"]
-    assert evaluate(arguments["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"], variables) == f"s3://{BUCKET}/{key}"
+    write = states["Write input manifest"]
+    assert write["Resource"] == f"arn:{PARTITION}:states:::aws-sdk:s3:putObject"
+    manifest_key = evaluate(write["Arguments"]["Key"], variables)
+    assert manifest_key == f"batch-manifests/{variables['jobName']}.manifest"
+    assert evaluate(write["Arguments"]["Bucket"], variables) == BUCKET
+    folder, name = key.rsplit("/", 1)
+    assert json.loads(evaluate(write["Arguments"]["Body"], variables)) == [{"prefix": f"s3://{BUCKET}/{folder}/"}, name]
+    assert write["Next"] == "Transform"
+    source = arguments["TransformInput"]["DataSource"]["S3DataSource"]
+    assert source == {"S3DataType": "ManifestFile", "S3Uri": f"{{% 's3://' & $bucket & '/' & 'batch-manifests/' & $jobName & '.manifest' %}}"}
+    assert evaluate(source["S3Uri"], variables) == f"s3://{BUCKET}/{manifest_key}"
     assert evaluate(arguments["TransformOutput"]["S3OutputPath"], variables) == output_path
     assert evaluate(arguments["TransformJobName"], variables) == variables["jobName"]
     assert evaluate(arguments["ModelName"], variables) == variables["jobName"]
@@ -279,7 +292,7 @@ def test_transform_retries_when_sagemaker_is_out_of_capacity(states):
 def test_every_task_and_failed_check_notifies_then_fails(states):
     tasks = [name for name, state in states.items() if state["Type"] == "Task" and name != "Notify failure"]
     assert sorted(tasks) == ["Attach filters", "Count running jobs", "Create model", "Delete model", "Find list file",
-                            "Read live model", "Transform"]
+                            "Read live model", "Transform", "Write input manifest"]
     for name in tasks:
         assert states[name]["Catch"] == [{"ErrorEquals": ["States.ALL"], "Next": "Notify failure"}], name
     assert states["Not a sessions file"]["Next"] == "Notify failure"

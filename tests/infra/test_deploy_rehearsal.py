@@ -46,6 +46,10 @@ STAND_IN = {"Type": "AWS::CloudFormation::WaitConditionHandle"}
 # Resources replaced by a WaitConditionHandle under the same logical id (so Refs and DependsOn
 # still resolve), by stack and type, with the reason.
 STAND_INS = {
+    ("storage", "Custom::AWS"): (
+        "the CDK's AwsCustomResource Lambda makes one SDK call (copy the first model to its .tar.gz key, write "
+        "current-model-data once); the rehearsal makes the same Create call with boto3 (run_sdk_calls)"
+    ),
     ("image", "Custom::CDKECRDeployment"): (
         "cdk-ecr-deployment's Lambda copies the built images into the stage's repository; moto "
         "would have to run that Lambda in Docker, and no image is built here"
@@ -227,6 +231,31 @@ class DynamicReferences:
             return substitute(value["Fn::Sub"]) if isinstance(value, dict) else value
 
 
+def run_sdk_calls(session, stack: str, template: dict) -> list[str]:
+    """Make each ``Custom::AWS`` resource's Create call in moto, as the AwsCustomResource Lambda would once the
+    stack's other resources exist; references resolve to moto's physical ids. Returns "service.action" per call."""
+    physical = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in session.client("cloudformation")
+                .list_stack_resources(StackName=stack)["StackResourceSummaries"]}
+
+    def text(value) -> str:
+        if isinstance(value, str):
+            return value
+        if "Fn::Join" in value:
+            return "".join(text(part) for part in value["Fn::Join"][1])
+        if "Fn::Sub" in value:
+            return substitute(value["Fn::Sub"])
+        return physical[value["Ref"]]
+
+    made = []
+    for resource in template["Resources"].values():
+        if resource["Type"] == "Custom::AWS":
+            call = json.loads(text(resource["Properties"]["Create"]))
+            action = re.sub(r"(?<!^)(?=[A-Z])", "_", call["action"]).lower()
+            getattr(session.client(call["service"].lower()), action)(**call["parameters"])
+            made.append(f"{call['service']}.{call['action']}")
+    return made
+
+
 def stack_events(cloudformation, name: str) -> str:
     events = cloudformation.describe_stack_events(StackName=name)["StackEvents"]
     return "\n".join(
@@ -269,7 +298,7 @@ def deploy_assembly(session, synth) -> dict:
     record = {"order": deployment_order(manifest), "replaced": [], "untagged": [], "stacks": {}}
     s3, cloudformation = session.client("s3"), session.client("cloudformation")
     references = DynamicReferences(session.client("ssm"))
-    record["assets"] = []
+    record["assets"], record["sdk_calls"] = [], []
     for name in record["order"]:
         artifact = manifest["artifacts"][name]
         for dependency in artifact.get("dependencies", []):
@@ -286,6 +315,8 @@ def deploy_assembly(session, synth) -> dict:
             Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
         )
         described = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
+        if described["StackStatus"] == "CREATE_COMPLETE":
+            record["sdk_calls"] += run_sdk_calls(session, name, synth.templates[name])
         record["stacks"][name] = (described["StackStatus"], stack_events(cloudformation, name))
     record["session"] = session
     record["references"] = references
@@ -402,12 +433,18 @@ def _stack_parts(synth, stage: str) -> dict[str, str | None]:
 
 
 def test_the_first_deploy_serves_the_first_model_and_seeds_the_pointer(rehearsal, synth):
-    """The first model's asset URI seeds current-model-data, and the endpoint's model uses it;
-    current-model-name is the pipeline's to write, so it does not exist yet."""
+    """The first model's asset is copied to a .tar.gz key, whose URI seeds current-model-data, and the endpoint's
+    model uses it; current-model-name is the pipeline's to write, so it does not exist yet."""
     session = rehearsal["session"]
-    ssm = session.client("ssm")
+    ssm, s3 = session.client("ssm"), session.client("s3")
+    assert sorted(rehearsal["sdk_calls"]) == ["S3.copyObject", "SSM.putParameter"]
     model_data = ssm.get_parameter(Name=synth.config.model_data_parameter_name)["Parameter"]["Value"]
-    assert model_data in rehearsal["assets"]
+    bucket, key = model_data.removeprefix("s3://").split("/", 1)
+    assert key == f"initial-models/{synth.config.initial_model_version}/model.tar.gz"
+    (asset,) = [uri for uri in rehearsal["assets"] if uri.endswith(".gz")]
+    asset_bucket, asset_key = asset.removeprefix("s3://").split("/", 1)
+    assert (s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            == s3.get_object(Bucket=asset_bucket, Key=asset_key)["Body"].read())
     assert ssm.get_parameter(Name=synth.config.initial_model_data_parameter_name)["Parameter"]["Value"] == model_data
     with pytest.raises(ssm.exceptions.ParameterNotFound):
         ssm.get_parameter(Name=synth.config.model_name_parameter_name)
@@ -423,7 +460,7 @@ def _served_model_data(session, endpoint_name: str) -> list[str]:
     for variant in sagemaker.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"]:
         model = sagemaker.describe_model(ModelName=variant["ModelName"])
         containers = [model["PrimaryContainer"]] if "PrimaryContainer" in model else model["Containers"]
-        data += [c["ModelDataSource"]["S3DataSource"]["S3Uri"] for c in containers]
+        data += [c["ModelDataUrl"] for c in containers]
     return data
 
 
@@ -531,8 +568,7 @@ def redeployed(rehearsal, synth):
         EndpointConfigName=sagemaker.describe_endpoint(EndpointName=deployment.endpoint_name)["EndpointConfigName"]
     )["ProductionVariants"][0]["ModelName"])
     sagemaker.create_model(ModelName=job, ExecutionRoleArn=served["ExecutionRoleArn"], PrimaryContainer={
-        **served["PrimaryContainer"], "ModelDataSource": {"S3DataSource": {
-            "S3Uri": job_data, "S3DataType": "S3Object", "CompressionType": "Gzip"}}})
+        **served["PrimaryContainer"], "ModelDataUrl": job_data})
     ssm = session.client("ssm")
     ssm.put_parameter(Name=config.model_data_parameter_name, Value=job_data, Type="String", Overwrite=True)
     ssm.put_parameter(Name=config.model_name_parameter_name, Value=job, Type="String", Overwrite=True)
@@ -545,7 +581,7 @@ def redeployed(rehearsal, synth):
     owned = [r["PhysicalResourceId"].rsplit("/", 1)[-1] for r in session.client("cloudformation").list_stack_resources(
         StackName=endpoint_stack)["StackResourceSummaries"] if r["ResourceType"] == "AWS::SageMaker::Model"]
     states["stack_model_data"] = [
-        sagemaker.describe_model(ModelName=name)["PrimaryContainer"]["ModelDataSource"]["S3DataSource"]["S3Uri"]
+        sagemaker.describe_model(ModelName=name)["PrimaryContainer"]["ModelDataUrl"]
         for name in owned]
     states["job_data"], states["job"] = job_data, job
     return states

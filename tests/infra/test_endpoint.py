@@ -29,8 +29,7 @@ def test_model_data_is_a_dynamic_reference_to_the_live_model(endpoint):
     """Resolved only when CloudFormation creates or replaces the model, never at every deploy: no
     SSM-typed stack parameter (which CloudFormation resolves at every deploy) is left."""
     _, model = _one(endpoint, "AWS::SageMaker::Model")
-    source = model["Properties"]["PrimaryContainer"]["ModelDataSource"]["S3DataSource"]
-    assert source["S3Uri"] == "{{resolve:ssm:/gru4rec/dev/current-model-data}}"
+    assert model["Properties"]["PrimaryContainer"]["ModelDataUrl"] == "{{resolve:ssm:/gru4rec/dev/current-model-data}}"
     resolved_at_every_deploy = [p["Default"] for p in endpoint.get("Parameters", {}).values()
                                 if p["Type"].startswith("AWS::SSM::Parameter::Value")]
     assert resolved_at_every_deploy == ["/cdk-bootstrap/hnb659fds/version"]
@@ -83,13 +82,10 @@ def test_without_autoscaling_there_is_no_scalable_target(tmp_path, dummy_model_a
     assert not {"AWS::ApplicationAutoScaling::ScalableTarget", "AWS::ApplicationAutoScaling::ScalingPolicy"} & types
 
 
-def test_model_data_is_declared_a_gzipped_tar_whatever_its_key_ends_with(endpoint):
-    """The first model's asset key ends in .gz only; the data source says what the object is."""
+def test_model_data_is_a_model_data_url(endpoint):
+    """ModelDataUrl, which serverless endpoints and Batch Transform take as well; ModelDataSource they refuse."""
     _, model = _one(endpoint, "AWS::SageMaker::Model")
-    container = model["Properties"]["PrimaryContainer"]
-    assert "ModelDataUrl" not in container
-    source = container["ModelDataSource"]["S3DataSource"]
-    assert (source["S3DataType"], source["CompressionType"]) == ("S3Object", "Gzip")
+    assert "ModelDataSource" not in model["Properties"]["PrimaryContainer"]
 
 
 def test_model_runs_without_a_network(endpoint):
@@ -164,17 +160,36 @@ def test_alarms_on_server_errors_and_latency_notify_the_encrypted_topic(synth, e
     assert "Fn::ImportValue" in topic["Properties"]["KmsMasterKeyId"]
     _, subscription = _one(endpoint, "AWS::SNS::Subscription")
     assert subscription["Properties"]["Endpoint"] == synth.config.notification_email
-    alarms = {a["Properties"]["MetricName"]: a["Properties"]
-              for a in endpoint["Resources"].values() if a["Type"] == "AWS::CloudWatch::Alarm"}
-    assert set(alarms) == {"Invocation5XXErrors", "ModelLatency", "InvocationModelErrors"}
-    assert {a["AlarmName"] for a in alarms.values()} == {
-        "gru4rec-dev-5xx", "gru4rec-dev-model-latency", "gru4rec-dev-model-errors"}
+    by_name = {a["Properties"]["AlarmName"]: a["Properties"]
+               for a in endpoint["Resources"].values() if a["Type"] == "AWS::CloudWatch::Alarm"}
+    assert set(by_name) == {"gru4rec-dev-5xx", "gru4rec-dev-model-latency", "gru4rec-dev-model-errors"}
+    assert by_name["gru4rec-dev-model-errors"]["AlarmActions"] == [{"Ref": topic_id}]
+    alarms = {a["MetricName"]: a for name, a in by_name.items() if name != "gru4rec-dev-model-errors"}
+    assert set(alarms) == {"Invocation5XXErrors", "ModelLatency"}
     for alarm in alarms.values():
         assert alarm["Namespace"] == "AWS/SageMaker"
         assert alarm["Dimensions"] == [{"Name": "EndpointName", "Value": "gru4rec-dev"},
                                        {"Name": "VariantName", "Value": "AllTraffic"}]
         assert alarm["AlarmActions"] == [{"Ref": topic_id}]
     assert alarms["ModelLatency"]["Threshold"] == synth.config.model_latency_alarm_ms * 1000  # microseconds
+
+
+def test_the_model_errors_alarm_leaves_out_the_clients_4xx(endpoint):
+    """InvocationModelErrors counts 4xx too (SageMaker's metrics page): the alarm reads it less Invocation4XXErrors,
+    per minute, a minute without either as 0; a model error of any other kind (timeouts included) still counts."""
+    (alarm,) = [a["Properties"] for a in endpoint["Resources"].values()
+                if a["Type"] == "AWS::CloudWatch::Alarm" and a["Properties"]["AlarmName"] == "gru4rec-dev-model-errors"]
+    (expression,) = [m for m in alarm["Metrics"] if "Expression" in m]
+    metrics = {m["Id"]: m["MetricStat"] for m in alarm["Metrics"] if "MetricStat" in m}
+    assert expression["Expression"] == "FILL(modelErrors, 0) - FILL(clientErrors, 0)"
+    assert {name: stat["Metric"]["MetricName"] for name, stat in metrics.items()} == {
+        "modelErrors": "InvocationModelErrors", "clientErrors": "Invocation4XXErrors"}
+    for stat in metrics.values():
+        assert (stat["Stat"], stat["Period"]) == ("Sum", 60)
+        assert stat["Metric"]["Dimensions"] == [{"Name": "EndpointName", "Value": "gru4rec-dev"},
+                                                {"Name": "VariantName", "Value": "AllTraffic"}]
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+    assert alarm["TreatMissingData"] == "notBreaching"
 
 
 def test_model_role_is_assumed_only_by_sagemaker(endpoint):
@@ -198,7 +213,7 @@ def test_endpoint_model_role_reaches_model_objects_only(synth):
     (policy,) = [d for d in documents.documents() if d.stack == endpoint_stack and d.logical_id == attached[0]]
     bucket = documents.resolve(synth.stacks["storage"].stack_name,
                                {"Fn::GetAtt": [_data_bucket_id(synth), "Arn"]})
-    first_model = f"arn:aws:s3:::cdk-hnb659fds-assets-{ACCOUNT}-{REGION}/{_first_model_key(synth)}"
+    first_model = f"{bucket}/initial-models/initial-1/model.tar.gz"
     s3 = {(action, resource) for statement in policy.document["Statement"]
           for action in _as_list(statement["Action"]) if action.startswith("s3:")
           for resource in _as_list(statement["Resource"])}
@@ -218,6 +233,11 @@ def test_model_role_pulls_only_this_repository_and_uses_only_the_stage_key(endpo
             assert "Key" in statement["Resource"]["Fn::ImportValue"]
         elif any(a.startswith("logs:") for a in actions):
             assert json.dumps(statement["Resource"]).endswith(':log-group:/aws/sagemaker/Endpoints/gru4rec-dev:*"]]}')
+        elif actions == {"cloudwatch:DescribeAlarms"}:
+            # the rollback alarms only: "Ensure that your IAM execution role has permission to perform the
+            # cloudwatch:DescribeAlarms action on the auto-rollback alarms" (deployment-guardrails-configuration)
+            names = [json.dumps(r).rsplit(":alarm:", 1)[1].split('"')[0] for r in _as_list(statement["Resource"])]
+            assert sorted(names) == ["gru4rec-dev-5xx", "gru4rec-dev-model-errors", "gru4rec-dev-model-latency"]
         else:
             assert all(a.startswith("s3:") for a in actions)
 
@@ -234,9 +254,3 @@ def _data_bucket_id(synth) -> str:
     (name,) = [k for k, v in synth.template_dict("storage")["Resources"].items()
                if v["Type"] == "AWS::S3::Bucket" and k.startswith("Data")]
     return name
-
-
-def _first_model_key(synth) -> str:
-    assets = json.loads((synth.outdir / "Gru4Rec-Dev-Storage.assets.json").read_text())["files"]
-    (key,) = [d["objectKey"] for a in assets.values() if a["displayName"] == "InitialModel" for d in a["destinations"].values()]
-    return key

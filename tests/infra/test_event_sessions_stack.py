@@ -239,6 +239,8 @@ def test_one_gzip_transform_job_over_the_grouped_prefix(states):
     assert arguments["TransformInput"]["SplitType"] == "Line"
     assert evaluate(arguments["TransformOutput"]["S3OutputPath"], variables) == f"s3://{BUCKET}/sessions/scored/r1"
     assert states["Transform"]["Resource"] == "arn:aws:states:::sagemaker:createTransformJob.sync"
+    assert {"Key": "pipeline", "Value": "events"} in arguments["Tags"]
+    assert {"Key": "pipeline", "Value": "batch"} not in arguments["Tags"]
 
 
 def test_each_query_adds_its_bytes_scanned(states):

@@ -49,6 +49,13 @@ def test_each_image_is_copied_into_the_repository_tagged_with_its_asset_hash(syn
         assert f"cdk-hnb659fds-container-assets-${{AWS::AccountId}}-${{AWS::Region}}:{assets[target]['hash']}" in source
 
 
+def test_the_copy_function_has_memory_for_multi_gigabyte_layers(synth):
+    """cdk-ecr-deployment's function copies layer by layer; its default 512 MB is short of a GPU image's layers."""
+    functions = [r["Properties"] for r in synth.template_dict("image")["Resources"].values()
+                 if r["Type"] == "AWS::Lambda::Function"]
+    assert functions and all(f["MemorySize"] == 4096 for f in functions)
+
+
 def test_image_uris_name_the_copies_in_the_stage_repository(synth):
     outputs = synth.template_dict("image")["Outputs"]
     assets = _docker_assets(synth)

@@ -960,7 +960,8 @@ def test_rollback_puts_the_previous_model_live_through_the_pipelines_guardrails(
     (variant,) = sagemaker.describe_endpoint_config(EndpointConfigName=name)["ProductionVariants"]
     assert (variant["ModelName"], variant["InstanceType"], variant["VariantName"]) == (name, "ml.m5.large", "AllTraffic")
     model = sagemaker.describe_model(ModelName=name)
-    assert model["PrimaryContainer"]["ModelDataSource"]["S3DataSource"]["S3Uri"] == job_data(JOB_A)
+    assert model["PrimaryContainer"]["ModelDataUrl"] == job_data(JOB_A)
+    assert "ModelDataSource" not in model["PrimaryContainer"]
     assert model["PrimaryContainer"]["Image"] == IMAGE
     assert _pointers(session) == (job_data(JOB_A), name)
     _, out, _ = run(capsys, "status")

@@ -95,7 +95,7 @@ def test_sessions_captures_checkpoints_and_old_versions_expire(synth):
                         "sessions/incoming/": config.incoming_expiration_days,
                         "capture/": config.capture_expiration_days,
                         "checkpoints/": config.checkpoint_expiration_days,
-                        "batch-models/": BATCH_MODELS_EXPIRATION_DAYS,
+                        "batch-models/": BATCH_MODELS_EXPIRATION_DAYS, "batch-manifests/": BATCH_MODELS_EXPIRATION_DAYS,
                         "events/incoming/": config.events_expiration_days,
                         "sessions/grouped/": config.grouped_expiration_days,
                         "athena/": config.athena_results_expiration_days}
@@ -104,13 +104,16 @@ def test_sessions_captures_checkpoints_and_old_versions_expire(synth):
     assert rules["ExpireNoncurrentVersions"]["NoncurrentVersionExpiration"] == {
         "NoncurrentDays": synth.config.noncurrent_version_expiration_days}
     assert "Prefix" not in rules["ExpireNoncurrentVersions"]
+    # expired objects leave delete markers; once their noncurrent versions are gone S3 removes the markers too
+    assert rules["RemoveExpiredDeleteMarkers"] == {"Id": "RemoveExpiredDeleteMarkers", "Status": "Enabled",
+                                                   "ExpiredObjectDeleteMarker": True}
 
 
 def test_eventbridge_notifications_are_native_not_a_custom_resource(synth):
     _, data = _bucket(synth.template_dict("storage"), "Data")
     assert data["Properties"]["NotificationConfiguration"] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
     types = {resource["Type"] for resource in synth.template_dict("storage")["Resources"].values()}
-    assert not any(t.startswith("Custom::") or t == "AWS::Lambda::Function" for t in types)
+    assert "Custom::S3BucketNotifications" not in types
 
 
 def _parameters(template: dict) -> dict[str, tuple[str, dict]]:
@@ -118,20 +121,68 @@ def _parameters(template: dict) -> dict[str, tuple[str, dict]]:
     return {r["Properties"]["Name"]: (k, r) for k, r in template["Resources"].items() if r["Type"] == "AWS::SSM::Parameter"}
 
 
-def test_the_first_model_asset_seeds_current_model_data_once(synth, dummy_model_artifact):
-    parameters = _parameters(synth.template_dict("storage"))
-    assert set(parameters) == {"/gru4rec/dev/initial-model-data", "/gru4rec/dev/current-model-data"}
-    seed_id, seed = parameters["/gru4rec/dev/initial-model-data"]
+def _first_model_asset_key(synth, dummy_model_artifact) -> str:
     assets = json.loads((synth.outdir / "Gru4Rec-Dev-Storage.assets.json").read_text())["files"]
-    model_asset, = [a for a in assets.values() if a["displayName"] == "InitialModel"]
-    assert model_asset["source"] == {"path": str(dummy_model_artifact), "packaging": "file"}
+    model_asset, = [a for a in assets.values() if a["source"]["path"] == str(dummy_model_artifact)]
+    assert model_asset["source"]["packaging"] == "file"
     destination, = model_asset["destinations"].values()
-    assert seed["Properties"]["Value"] == {
-        "Fn::Sub": f"s3://cdk-hnb659fds-assets-${{AWS::AccountId}}-${{AWS::Region}}/{destination['objectKey']}"}
-    _, pointer = parameters["/gru4rec/dev/current-model-data"]
-    assert pointer["Properties"] == {"Name": "/gru4rec/dev/current-model-data", "Type": "String",
-                                     "Value": "{{resolve:ssm:/gru4rec/dev/initial-model-data}}"}
-    assert seed_id in pointer["DependsOn"]
+    return destination["objectKey"]
+
+
+def test_the_first_model_is_copied_to_a_tar_gz_key(synth, dummy_model_artifact):
+    """ModelDataUrl must name a .tar.gz object (API_ContainerDefinition); the asset's key ends in .gz only."""
+    template = synth.template_dict("storage")
+    asset_key = _first_model_asset_key(synth, dummy_model_artifact)
+    assert not asset_key.endswith(".tar.gz")
+    (copy,) = [calls for calls in _sdk_calls(template).values() if calls["Create"]["service"] == "S3"]
+    assert copy["Create"] == copy["Update"], "a new initial_model_version copies its archive"
+    call = copy["Create"]
+    assert (call["service"], call["action"]) == ("S3", "copyObject")
+    assert call["parameters"]["Key"] == "initial-models/initial-1/model.tar.gz"
+    assert call["parameters"]["CopySource"] == f"cdk-hnb659fds-assets-<AWS::AccountId>-<AWS::Region>/{asset_key}"
+
+
+def _flat(value) -> str:
+    """A template's Fn::Join of strings and references as text, references as <LogicalId>."""
+    if isinstance(value, str):
+        return value
+    if "Fn::Join" in value:
+        return "".join(_flat(part) for part in value["Fn::Join"][1])
+    if "Fn::Sub" in value:
+        return value["Fn::Sub"].replace("${", "<").replace("}", ">")
+    return "<" + value["Ref"] + ">"
+
+
+def test_the_first_model_copy_seeds_current_model_data_once(synth):
+    parameters = _parameters(synth.template_dict("storage"))
+    assert set(parameters) == {"/gru4rec/dev/initial-model-data"}
+    seed_id, seed = parameters["/gru4rec/dev/initial-model-data"]
+    data_bucket, _ = _bucket(synth.template_dict("storage"), "Data")
+    assert _flat(seed["Properties"]["Value"]) == f"s3://<{data_bucket}>/initial-models/initial-1/model.tar.gz"
+
+
+def _sdk_calls(template: dict) -> dict[str, dict]:
+    """The AwsCustomResource resources of a template by logical id: {"Create": call, "Update": ..., "Delete": ...}."""
+    return {logical_id: {event: json.loads(_flat(resource["Properties"][event]))
+                         for event in ("Create", "Update", "Delete") if event in resource["Properties"]}
+            for logical_id, resource in template["Resources"].items() if resource["Type"] == "Custom::AWS"}
+
+
+def test_current_model_data_is_written_once_when_the_stack_is_created(synth):
+    """No ssm dynamic reference to a parameter of the same stack (CloudFormation resolves it while building the
+    change set, before the parameter exists): a call that puts the seed's value on create only, and never
+    overwrites a value the pipeline wrote."""
+    template = synth.template_dict("storage")
+    assert "{{resolve:ssm:" not in json.dumps(template)
+    assert "/gru4rec/dev/current-model-data" not in _parameters(template)
+    (pointer,) = [calls for calls in _sdk_calls(template).values()
+                  if calls["Create"]["parameters"].get("Name") == "/gru4rec/dev/current-model-data"]
+    assert set(pointer) == {"Create", "Delete"}, "an update of the stack never writes the pointer"
+    create = pointer["Create"]
+    assert (create["service"], create["action"]) == ("SSM", "putParameter")
+    data_bucket, _ = _bucket(template, "Data")
+    assert create["parameters"] == {"Name": "/gru4rec/dev/current-model-data", "Type": "String", "Overwrite": False,
+                                    "Value": f"s3://<{data_bucket}>/initial-models/initial-1/model.tar.gz"}
 
 
 def _storage_template(tmp_path, dummy_model_artifact, **context) -> dict:
@@ -139,17 +190,21 @@ def _storage_template(tmp_path, dummy_model_artifact, **context) -> dict:
     app = cdk.App(context={**cdk_json_context(), "aws:cdk:disable-asset-staging": True}, outdir=str(tmp_path))
     with environment_agnostic():
         stack = StorageStack(app, "Storage", config)
-    cdk.Tags.of(app).add("cost-centre", str(context))
+    cdk.Tags.of(app).add("cost-centre", " ".join(f"{key}={value}" for key, value in context.items()))
     return app.synth().get_stack_by_name(stack.stack_name).template
 
 
 def test_no_template_change_touches_the_live_model_pointer(tmp_path, dummy_model_artifact):
-    """A new first model and new tags change the seed, never current-model-data's resource: CloudFormation
-    updates only resources whose template changed, so the pipeline's value stays."""
+    """A new first model changes the seed and copies the new archive; the pointer's resource has no update call,
+    so the pipeline's value stays."""
     before = _storage_template(tmp_path / "a", dummy_model_artifact, initial_model_version="initial-1")
     after = _storage_template(tmp_path / "b", dummy_model_artifact, initial_model_version="initial-2")
-    pointer = "/gru4rec/dev/current-model-data"
-    assert _parameters(before)[pointer] == _parameters(after)[pointer]
+    for template in (before, after):
+        (pointer,) = [calls for calls in _sdk_calls(template).values() if calls["Create"]["service"] == "SSM"]
+        assert "Update" not in pointer
+    copies = [calls["Update"]["parameters"]["Key"] for template in (before, after)
+              for calls in _sdk_calls(template).values() if calls["Create"]["service"] == "S3"]
+    assert copies == ["initial-models/initial-1/model.tar.gz", "initial-models/initial-2/model.tar.gz"]
     seed = "/gru4rec/dev/initial-model-data"
     assert _parameters(before)[seed] != _parameters(after)[seed]
 
@@ -176,5 +231,5 @@ def test_each_prefix_expires_after_its_own_setting(tmp_path, dummy_model_artifac
     expiring = {rule["Prefix"]: rule["ExpirationInDays"]
                 for rule in data["Properties"]["LifecycleConfiguration"]["Rules"] if "ExpirationInDays" in rule}
     assert expiring == {"sessions/incoming/": 3, "sessions/scored/": 5, "capture/": 7, "checkpoints/": 11,
-                        "batch-models/": BATCH_MODELS_EXPIRATION_DAYS, "events/incoming/": 13,
+                        "batch-models/": BATCH_MODELS_EXPIRATION_DAYS, "batch-manifests/": BATCH_MODELS_EXPIRATION_DAYS, "events/incoming/": 13,
                         "sessions/grouped/": 17, "athena/": 19}

@@ -239,8 +239,8 @@ def test_model_and_endpoint_config_from_the_job(states, synth):
     model = states["Create model"]
     assert model["Resource"] == f"arn:{PARTITION}:states:::aws-sdk:sagemaker:createModel"
     assert model["Arguments"]["ModelName"] == "{% $jobName %}"
-    assert model["Arguments"]["PrimaryContainer"]["ModelDataSource"] == {"S3DataSource": {
-        "S3Uri": "{% $modelData %}", "S3DataType": "S3Object", "CompressionType": "Gzip"}}
+    assert model["Arguments"]["PrimaryContainer"]["ModelDataUrl"] == "{% $modelData %}"
+    assert "ModelDataSource" not in model["Arguments"]["PrimaryContainer"]
     assert model["Arguments"]["EnableNetworkIsolation"] is True
     assert model["Arguments"]["PrimaryContainer"]["Image"].endswith(":" + _image_tag(synth, "serve"))
     assert "ModelRole" in model["Arguments"]["ExecutionRoleArn"]
@@ -395,6 +395,9 @@ def test_state_machine_runs_only_its_own_jobs(synth):
     assert actions_on(statements, ":endpoint/gru4rec-dev") >= {"sagemaker:updateEndpoint", "sagemaker:describeEndpoint"}
     assert actions_on(statements, ":parameter/gru4rec/dev/current-model-name") == {"ssm:putParameter"}
     assert actions_on(statements, ":parameter/gru4rec/dev/current-model-data") == {"ssm:putParameter", "ssm:getParameter"}
+    # UpdateEndpoint names the rollback alarms: its caller reads them (deployment-guardrails-configuration)
+    for alarm in ("gru4rec-dev-5xx", "gru4rec-dev-model-latency", "gru4rec-dev-model-errors"):
+        assert actions_on(statements, f":alarm:{alarm}") == {"cloudwatch:DescribeAlarms"}
 
 
 def test_training_role_reads_training_data_and_writes_models(synth):
@@ -402,6 +405,9 @@ def test_training_role_reads_training_data_and_writes_models(synth):
     assert actions_on(statements, "/training/*") == {"s3:GetObject"}
     assert actions_on(statements, "/models/*") == {"s3:PutObject", "s3:GetObject"}, "writes models, reads the live one"
     assert actions_on(statements, "/checkpoints/*") == {"s3:GetObject", "s3:PutObject"}
+    # every channel is an S3Prefix SageMaker lists: the training data, and the live model under models/ (champion)
+    (listing,) = [s for s in statements if s["Action"] == "s3:ListBucket"]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["training/*", "models/*", "checkpoints/*"]}}
     repository = actions_on(statements, "import:Gru4Rec-Dev-Image")
     assert repository == {"ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"}
     assert actions_on(statements, "log-group:/aws/sagemaker/TrainingJobs:log-stream:gru4rec-dev-train-*") == {
