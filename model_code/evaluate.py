@@ -29,6 +29,7 @@ from model_code.params import GRU4RecParams
 from model_code.report import metrics_table
 from model_code.session_batches import SessionArrays
 from model_code.tf_startup import import_keras
+from model_code.training_env import use_training_environment
 from model_code.train import metric_lines
 
 
@@ -137,4 +138,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    use_training_environment()
     sys.exit(main())

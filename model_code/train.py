@@ -16,6 +16,10 @@ directory (see :mod:`model_code.artifacts`). The directory is assembled in a
 temporary sibling folder and moved into place at the end, so a failed run
 never leaves a half-written model.
 
+The command trains on Keras's JAX backend with glibc's large allocations on
+huge pages, whatever the caller's environment says (:mod:`model_code.training_env`:
+the process re-executes itself once with both set).
+
 ``training.seconds`` in metadata.json counts, like the reference, from the
 start of fitting (data loaded) to the end of the last epoch, compilation
 included, evaluation, checkpointing and export excluded; ``wall_seconds`` is
@@ -50,6 +54,7 @@ from model_code.params import PRESETS, GRU4RecParams, ParamError, parse_assignme
 from model_code.report import metrics_table
 from model_code.session_batches import SessionArrays, session_parallel_steps
 from model_code.tf_startup import import_keras
+from model_code.training_env import TUNABLES_VARIABLE, startup_variable, use_training_environment
 
 POPULAR_ITEMS = 1000
 WEIGHT_NEUTRAL_PARAMS = ("epochs", "eval_batch_size")
@@ -125,6 +130,7 @@ def train_model(params: GRU4RecParams, run: TrainingRun) -> dict:
         "resumed_after_epoch": first_epoch or None,
         "seed": run.seed,
         "backend": keras.backend.backend(),
+        "glibc_tunables": startup_variable(TUNABLES_VARIABLE),
         "history": history,
     }
     n_items = len(data.index)
@@ -590,4 +596,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    use_training_environment()
     sys.exit(main())
