@@ -13,9 +13,11 @@ Every fenced block of these pages says what it is in its info string (the words 
   runs the images). ``sh benchmark``: measures on the real data sets and prints figures; no test runs it.
 - ``text``, ``json``, ``yaml``: not commands.
 
-How the ``sh offline`` blocks run: the blocks of one page in order, each with ``bash -e -o pipefail``, in one
-fresh temporary folder that links the repository's tracked top-level entries, ``.venv`` and ``node_modules``
-(so paths resolve as from the repository root and what the commands write stays out of the tree), with
+How the ``sh offline`` blocks run: page after page in reading order (README.md first, then docs/ as READ_ORDER
+lists them), block after block, each with ``bash -e -o pipefail``, all in one fresh temporary folder that links
+the repository's tracked top-level entries, ``.venv`` and ``node_modules`` (so paths resolve as from the
+repository root, a page may use what an earlier one made, as a reader would, e.g. ``make demo``'s model, and
+what the commands write stays out of the tree), with
 ``PYTHONUNBUFFERED=1`` (output in the order it is written) and ``DEMO_EPOCHS=1`` (``make demo`` trains one
 epoch instead of five). Port 8080 in a block is replaced by a free port, which ``serve`` is given as
 ``SAGEMAKER_BIND_TO_PORT``, since other tests on the machine may hold 8080. Whatever a block started is
@@ -36,7 +38,16 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-PAGES = sorted([REPO_ROOT / "README.md", REPO_ROOT / "CHANGELOG.md", *(REPO_ROOT / "docs").glob("*.md")])
+
+
+def page_name(page: Path) -> str:
+    return str(page.relative_to(REPO_ROOT))
+
+
+READ_ORDER = ["README.md", "docs/data.md", "docs/model.md", "docs/container.md", "docs/deploy.md",
+              "docs/operations.md", "docs/benchmarks.md", "CHANGELOG.md"]
+PAGES = sorted([REPO_ROOT / "README.md", REPO_ROOT / "CHANGELOG.md", *(REPO_ROOT / "docs").glob("*.md")],
+               key=lambda page: (READ_ORDER + [page_name(page)]).index(page_name(page)))
 README_LIMIT = 12_000
 SHELL_TAGS = {"offline", "long", "aws", "image", "benchmark"}
 OTHER_LANGUAGES = {"text", "json", "yaml"}
@@ -157,13 +168,9 @@ def run_block(block: Block, folder: Path) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(block.text, process.returncode, output)
 
 
-def page_id(page: Path) -> str:
-    return str(page.relative_to(REPO_ROOT))
-
-
 # --- the convention ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("page", PAGES, ids=page_id)
+@pytest.mark.parametrize("page", PAGES, ids=page_name)
 def test_every_block_says_what_it_is(page):
     assert problems(fenced_blocks(page.read_text())) == []
 
@@ -210,7 +217,7 @@ def heading_anchors(markdown: str) -> set[str]:
     return {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-") for heading in headings}
 
 
-@pytest.mark.parametrize("page", PAGES, ids=page_id)
+@pytest.mark.parametrize("page", PAGES, ids=page_name)
 def test_links_reach_a_file_and_heading(page):
     broken = []
     for target in LINK.findall(page.read_text()):
@@ -227,16 +234,14 @@ def test_links_reach_a_file_and_heading(page):
 
 # --- the commands -------------------------------------------------------------------------------------------
 
-RUNNABLE = [page for page in PAGES if offline_runs(fenced_blocks(page.read_text()))]
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("page", RUNNABLE, ids=page_id)
-def test_offline_commands_run_and_print_what_the_page_shows(page, tmp_path):
+def test_offline_commands_run_and_print_what_the_pages_show(tmp_path):
     folder = stand_in_root(tmp_path)
-    for block, expected in offline_runs(fenced_blocks(page.read_text())):
+    runs = [(page, block, expected) for page in PAGES for block, expected in offline_runs(fenced_blocks(page.read_text()))]
+    assert runs, "no 'sh offline' block found"
+    for page, block, expected in runs:
         result = run_block(block, folder)
-        where = f"{page_id(page)} line {block.line}"
+        where = f"{page_name(page)} line {block.line}"
         assert result.returncode == 0, f"{where}: exit {result.returncode}; output:\n{result.stdout[-4000:]}"
         assert output_matches(expected, result.stdout), (
             f"{where}: the output lacks the lines the page shows:\n{expected}\noutput:\n{result.stdout[-4000:]}")
