@@ -1,7 +1,7 @@
 """What the REST API answers, run offline: the synthesized mapping templates through a Velocity engine
 (tests/infra/apigw_vtl.py), the gateway responses and the access-log format substituted the way API
-Gateway does. Every answer must be JSON and carry a status (and headers) that README.md and
-infra/api/openapi.yaml promise, whatever the messages hold."""
+Gateway does. Every answer must be JSON and carry a status (and headers) that docs/deploy.md ("What the API
+answers") and infra/api/openapi.yaml promise, whatever the messages hold."""
 import json
 import re
 from pathlib import Path
@@ -15,7 +15,7 @@ from inference.predictor import create_app
 from tests.infra import apigw_vtl as vtl
 from tests.infra.test_openapi import BAD_REQUESTS, GOOD_REQUESTS, OPENAPI_FILE
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+DEPLOY_GUIDE = Path(__file__).resolve().parents[2] / "docs" / "deploy.md"
 # messages with what breaks naive templates: quotes, backslashes, newlines, non-ASCII
 AWKWARD_MESSAGES = [
     'Invalid key=value pair (missing equal-sign) in Authorization header: \'AWS4 "x"\'.',
@@ -90,14 +90,16 @@ def access_log_format(api) -> str:
 
 @pytest.fixture(scope="module")
 def promised():
-    """The answers README and the OpenAPI description promise: status -> documented headers, and README's statuses."""
+    """The answers the deployment guide and the OpenAPI description promise: status -> documented headers, and the
+    statuses of the guide's table."""
     openapi = yaml.safe_load(OPENAPI_FILE.read_text())
     responses = openapi["paths"]["/recommendations"]["post"]["responses"]
-    section = README.read_text().split("**What the API answers**", 1)[1].split("\n\n", 2)[1]
-    readme_statuses = {int(status) for status in re.findall(r"^\| (\d{3}) \|", section, re.M)}
+    section = DEPLOY_GUIDE.read_text().split("### What the API answers", 1)[1].split("\n#", 1)[0]
+    guide_statuses = {int(status) for status in re.findall(r"^\| (\d{3}) \|", section, re.M)}
+    assert guide_statuses, "docs/deploy.md has no status table under 'What the API answers'"
     error_schema = openapi["components"]["schemas"]["Error"]
     return {"openapi": {int(status): set(r.get("headers", {})) for status, r in responses.items()},
-            "readme": readme_statuses, "error_schema": error_schema}
+            "guide": guide_statuses, "error_schema": error_schema}
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +112,7 @@ def check(answer: vtl.Answer, promised: dict, where: str):
     """The answer's body parsed, after checking it is JSON and that its status and headers are the promised ones."""
     body = vtl.json_body(answer.body, where)
     assert answer.status in promised["openapi"], f"{where}: status {answer.status} is not in openapi.yaml"
-    assert answer.status in promised["readme"], f"{where}: status {answer.status} is not in README's table"
+    assert answer.status in promised["guide"], f"{where}: status {answer.status} is not in docs/deploy.md's table"
     assert set(answer.headers) <= promised["openapi"][answer.status], f"{where}: undocumented headers {answer.headers}"
     if answer.status >= 400:
         jsonschema.Draft4Validator(promised["error_schema"]).validate(body)
