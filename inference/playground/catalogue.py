@@ -55,6 +55,8 @@ def _rows(reader: csv.DictReader, path: Path) -> dict[str, Item]:
     described: dict[str, Item] = {}
     for row in reader:
         where = f"{path}, line {reader.line_num}"
+        if None in row:
+            raise ItemsFileError(f"{where}: more fields than the header row names (quote a field holding a comma)")
         item_id = (row.get(ID_COLUMN) or "").strip()
         if not item_id:
             raise ItemsFileError(f"{where}: empty {ID_COLUMN}")

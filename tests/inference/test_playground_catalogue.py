@@ -31,6 +31,7 @@ def test_items_file_rows_by_id(tmp_path):
     ("item_id,name\na,Apple\na,Again\n", "line 3: item_id 'a' given twice"),
     ("item_id,name\n,Nameless\n", "line 2: empty item_id"),
     ("item_id,image_url\na,javascript:alert(1)\n", "line 2: image_url must start with"),
+    ("item_id,name\na,Apple,fruit\n", "line 2: more fields than the header row names"),
 ])
 def test_items_file_errors_name_the_problem(tmp_path, text, message):
     with pytest.raises(ItemsFileError, match=message):
