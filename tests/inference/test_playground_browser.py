@@ -168,9 +168,11 @@ def test_report_tab_shows_the_models_figures(page, model_dir):
     WebDriverWait(page, WAIT_SECONDS).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-report"))
     for name, value in metadata["metrics"].items():
         figure = page.find_element(By.CSS_SELECTOR, f'td[data-metric="{name}"][data-split="test"]')
-        assert figure.text == f"{value:.4f}"
+        assert figure.is_displayed() and figure.text == f"{value:.4f}"
+    assert not page.find_element(By.ID, "try").is_displayed()
     assert page.find_element(By.ID, "report-version").text == metadata["model_version"]
     plot = page.find_element(By.ID, "training-plot")
     WebDriverWait(page, WAIT_SECONDS).until(lambda d: plot.get_property("naturalWidth") > 0)
+    assert plot.is_displayed()
     assert severe(page) == []
     screenshot(page, "report")

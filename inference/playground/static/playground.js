@@ -146,7 +146,7 @@ function table(target, rows) {
 }
 
 function cell(text, attributes = {}) {
-  const node = element(attributes.header ? "th" : "td", typeof text === "number" ? "number" : "", 
+  const node = element(attributes.header ? "th" : "td", typeof text === "number" ? "number" : "",
                        typeof text === "number" && !Number.isInteger(text) ? text.toFixed(4) : String(text ?? ""));
   for (const [key, value] of Object.entries(attributes.data || {})) node.dataset[key] = value;
   return node;
@@ -167,7 +167,7 @@ function showReport(report) {
       cell(validation[name] ?? "", { data: { metric: name, split: "validation" } }),
       cell(test[name] ?? "", { data: { metric: name, split: "test" } })])]);
   table($("report-parameters"), Object.entries(report.parameters || {}).map(([name, value]) =>
-    [cell(name, { header: true }), cell(typeof value === "object" ? JSON.stringify(value) : value)]));
+    [cell(name, { header: true }), cell(typeof value === "object" ? JSON.stringify(value) : String(value))]));
   const training = report.training || {};
   $("report-training").textContent = training.seconds === undefined ? "" :
     `${training.epochs} epochs in ${training.seconds.toFixed(1)} s on ${training.backend}`;
