@@ -157,8 +157,9 @@ def test_an_unknown_id_shows_the_fallback(page, engine):
 
 def test_search_by_name_keeps_the_matching_items(page, engine):
     item = engine.popular[4]
-    page.find_element(By.ID, "search").send_keys(f"product {item}")
-    WebDriverWait(page, WAIT_SECONDS).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-searches"))
+    query = f"product {item}"
+    page.find_element(By.ID, "search").send_keys(query)
+    WebDriverWait(page, WAIT_SECONDS).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-searched") == query)
     assert [row.get_attribute("data-item-id") for row in page.find_elements(By.CSS_SELECTOR, "#catalogue > li")] == [item]
 
 

@@ -129,12 +129,13 @@ function addToSession(itemId) {
 }
 
 async function search() {
-  const query = encodeURIComponent($("search").value);
-  const answer = await call(`/playground/items?q=${query}`);
+  const text = $("search").value;
+  const answer = await call(`/playground/items?q=${encodeURIComponent(text)}`);
   remember(answer.items);
   $("catalogue").replaceChildren(...answer.items.map((item) => itemRow(item)));
   const described = answer.described ? `, ${answer.described} described by the items file` : "";
   $("catalogue-note").textContent = `${answer.items.length} shown of ${answer.total} items${described}`;
+  document.body.dataset.searched = text;
 }
 
 function table(target, rows) {
@@ -194,9 +195,7 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const tab of document.querySelectorAll(".tab")) tab.addEventListener("click", () => openTab(tab.dataset.panel));
   $("search").addEventListener("input", () => {
     clearTimeout(searchTimer);
-    searchTimer = setTimeout(() => search().then(() => {
-      document.body.dataset.searches = String(Number(document.body.dataset.searches || 0) + 1);
-    }), 200);
+    searchTimer = setTimeout(search, 200);
   });
   $("add-by-id").addEventListener("submit", (event) => {
     event.preventDefault();
