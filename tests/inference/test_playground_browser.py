@@ -117,6 +117,8 @@ def test_page_loads_with_no_console_error(page, engine):
     rows = page.find_elements(By.CSS_SELECTOR, "#catalogue > li")
     assert [row.get_attribute("data-item-id") for row in rows[:5]] == engine.popular[:5]
     assert rows[0].find_element(By.CSS_SELECTOR, ".label").text.startswith(f"Product {engine.popular[0]}")
+    assert shown(page, "popular-list") == [(item, 0.0) for item in engine.popular[:K]]
+    assert shown(page, "model-list") == []
     assert severe(page) == []
     screenshot(page, "loaded")
 

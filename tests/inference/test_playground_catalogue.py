@@ -71,11 +71,18 @@ def test_popular_answer_is_the_engines_fallback_under_the_same_filters(client, m
     assert got["fallback"] is True
 
 
+def test_popular_answer_takes_an_empty_session(client, model_dir):
+    engine = Recommender.load(model_dir)
+    answer = client.post("/playground/popular", json={"items": [], "k": 3}).get_json()
+    assert [r["item_id"] for r in answer["recommendations"]] == engine.popular[:3]
+
+
 @pytest.mark.parametrize("method, path, body, message", [
     ("get", "/playground/items?limit=0", None, "limit must be an integer from 1 to 500"),
     ("post", "/playground/describe", {"ids": []}, 'the body must be JSON {"item_ids": [...]}'),
     ("post", "/playground/describe", {"item_ids": [1.5]}, "'item_ids[0]' must be an item id"),
-    ("post", "/playground/popular", {"items": []}, "items"),
+    ("post", "/playground/popular", {"items": [], "k": 0}, "'k' is 0"),
+    ("post", "/playground/popular", {"items": "a"}, "'items'"),
 ])
 def test_bad_requests_are_400s_naming_the_problem(client, method, path, body, message):
     answer = getattr(client, method)(path, json=body)

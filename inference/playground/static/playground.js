@@ -101,20 +101,16 @@ async function refresh() {
   status.textContent = "";
   status.className = "";
   try {
-    if (state.session.length === 0) {
-      $("model-list").replaceChildren();
-      $("popular-list").replaceChildren();
-      $("fallback").hidden = true;
-    } else {
-      const body = request();
-      const [model, popular] = await Promise.all([call("/invocations", body), call("/playground/popular", body)]);
-      const ids = [...model.recommendations, ...popular.recommendations].map((r) => r.item_id);
-      remember((await call("/playground/describe", { item_ids: ids })).items);
-      ranked(model, $("model-list"));
-      ranked(popular, $("popular-list"));
-      $("fallback").hidden = !model.fallback;
-      if (model.unknown_items) status.textContent = `${model.unknown_items} item(s) of the session unknown to the model`;
-    }
+    const body = request();
+    const empty = { recommendations: [] };
+    const [model, popular] = await Promise.all([
+      state.session.length ? call("/invocations", body) : empty, call("/playground/popular", body)]);
+    const ids = [...model.recommendations, ...popular.recommendations].map((r) => r.item_id);
+    remember((await call("/playground/describe", { item_ids: ids })).items);
+    ranked(model, $("model-list"));
+    ranked(popular, $("popular-list"));
+    $("fallback").hidden = !model.fallback;
+    if (model.unknown_items) status.textContent = `${model.unknown_items} item(s) of the session unknown to the model`;
     await search();
   } catch (error) {
     status.textContent = error.message;
