@@ -17,7 +17,8 @@ DEFAULT_PORT = 8765
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m inference.playground", description=__doc__)
     parser.add_argument("--model-dir", required=True, help="a model directory (scorer.onnx, items.json, ...)")
-    parser.add_argument("--items", help="optional CSV: item_id,name,category,image_url (header row; only item_id required)")
+    parser.add_argument("--items", help="optional CSV with a header row: item_id (required), name, category, "
+                                        "image_url")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: a free one)")
     return parser.parse_args(argv)

@@ -39,7 +39,8 @@ def engine(model_dir):
 def items_file(model_dir, tmp_path_factory):
     """Names and categories for every item of the model, and an inline image for the first."""
     ids = json.loads((model_dir / "items.json").read_text())
-    pixel = "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg'%3E%3Crect width='32' height='32' fill='orange'/%3E%3C/svg%3E"
+    pixel = ("data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg'%3E"
+             "%3Crect width='32' height='32' fill='orange'/%3E%3C/svg%3E")
     path = tmp_path_factory.mktemp("playground") / "items.csv"
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
@@ -80,8 +81,13 @@ def page(browser, url):
     return browser
 
 
+def body_data(driver, name: str) -> str | None:
+    """The page's ``data-<name>`` mark on <body>, set by its script once an update is drawn."""
+    return driver.find_element(By.TAG_NAME, "body").get_attribute(f"data-{name}")
+
+
 def updates(driver) -> int:
-    return int(driver.find_element(By.TAG_NAME, "body").get_attribute("data-updates"))
+    return int(body_data(driver, "updates"))
 
 
 def wait_for_updates(driver, before: int) -> None:
@@ -144,7 +150,8 @@ def test_excluding_an_item_removes_it_from_the_list(page, engine):
     expected = engine.recommend([session], k=K, filters=[engine.item_filter([top], None)])[0].recommendations
     assert top not in [item for item, _ in shown(page, "model-list")]
     assert shown(page, "model-list") == expected
-    assert [chip.get_attribute("data-item-id") for chip in page.find_elements(By.CSS_SELECTOR, "#excluded > li")] == [top]
+    excluded = page.find_elements(By.CSS_SELECTOR, "#excluded > li")
+    assert [chip.get_attribute("data-item-id") for chip in excluded] == [top]
     screenshot(page, "excluded")
 
 
@@ -161,14 +168,15 @@ def test_search_by_name_keeps_the_matching_items(page, engine):
     item = engine.popular[4]
     query = f"product {item}"
     page.find_element(By.ID, "search").send_keys(query)
-    WebDriverWait(page, WAIT_SECONDS).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-searched") == query)
-    assert [row.get_attribute("data-item-id") for row in page.find_elements(By.CSS_SELECTOR, "#catalogue > li")] == [item]
+    WebDriverWait(page, WAIT_SECONDS).until(lambda d: body_data(d, "searched") == query)
+    rows = page.find_elements(By.CSS_SELECTOR, "#catalogue > li")
+    assert [row.get_attribute("data-item-id") for row in rows] == [item]
 
 
 def test_report_tab_shows_the_models_figures(page, model_dir):
     metadata = json.loads((model_dir / "metadata.json").read_text())
     page.find_element(By.ID, "tab-report").click()
-    WebDriverWait(page, WAIT_SECONDS).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-report"))
+    WebDriverWait(page, WAIT_SECONDS).until(lambda d: body_data(d, "report") == "shown")
     for name, value in metadata["metrics"].items():
         figure = page.find_element(By.CSS_SELECTOR, f'td[data-metric="{name}"][data-split="test"]')
         assert figure.is_displayed() and figure.text == f"{value:.4f}"
