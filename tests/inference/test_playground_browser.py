@@ -4,7 +4,6 @@ directly. Screenshots go to build/screenshots/. Skipped, saying why, where Chrom
 (``make setup`` installs both where the user is root)."""
 import csv
 import json
-import os
 import threading
 from pathlib import Path
 
@@ -62,13 +61,14 @@ def url(model_dir, items_file):
 
 @pytest.fixture(scope="module")
 def browser():
-    os.environ["SE_OFFLINE"] = "true"  # selenium manager must not fetch a driver: the system's is used
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1500,950"):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SE_OFFLINE", "true")  # selenium manager must not fetch a driver: the system's is used
+        driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     yield driver
     driver.quit()
 
