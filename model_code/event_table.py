@@ -74,6 +74,13 @@ class EventCodes:
         return frame
 
 
+def block_starts(codes: np.ndarray) -> np.ndarray:
+    """Where each run of equal values of ``codes`` begins (int64; empty for no codes)."""
+    if len(codes) == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.concatenate([[0], np.flatnonzero(codes[1:] != codes[:-1]) + 1])
+
+
 @dataclass
 class _Block:
     """One block's good events: ids dictionary-encoded (block-local dictionaries) and times."""
