@@ -141,7 +141,7 @@ def _header(source: _Source) -> str:
     try:
         with _open_stream(source) as stream:
             first = b""
-            while not first.endswith(b"\n"):
+            while b"\n" not in first:
                 chunk = stream.read(1 << 16)
                 if not chunk:
                     break
