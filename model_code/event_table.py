@@ -188,23 +188,26 @@ def _parquet_tables(source: _Source, options: ReadOptions) -> Iterator[pa.Table]
         except Exception as err:  # pyarrow raises several types for a corrupt file
             raise DataError(f"{source.name}: cannot be read as Parquet: {err}") from err
         _check_columns(present, wanted, source, "schema", "")
+        first_row = 1
         try:
             for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=wanted):
                 table = pa.Table.from_batches([batch])
                 for name in (options.session_column, options.item_column):
-                    table = table.set_column(table.column_names.index(name), name, _string_ids(table[name], source, name))
+                    ids = _string_ids(table[name], source, name, first_row)
+                    table = table.set_column(table.column_names.index(name), name, ids)
+                first_row += table.num_rows
                 yield table
         except pa.ArrowException as err:
             raise DataError(f"{source.name}: cannot be read as Parquet: {err}") from err
 
 
-def _string_ids(column: pa.ChunkedArray, source: _Source, name: str) -> pa.ChunkedArray:
+def _string_ids(column: pa.ChunkedArray, source: _Source, name: str, first_row: int) -> pa.ChunkedArray:
     """String ids as they are; other types through the rule of :func:`model_code.events._ids_as_strings`."""
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
         return column.cast(pa.string())
     if pa.types.is_dictionary(column.type) and pa.types.is_string(column.type.value_type):
         return column.cast(pa.string())
-    strings = _ids_as_strings(column.to_pandas(), source, name)
+    strings = _ids_as_strings(column.to_pandas(), source, name, first_row)
     return pa.chunked_array([pa.array(strings.astype(object), type=pa.string(), from_pandas=True)])
 
 

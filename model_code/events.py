@@ -225,14 +225,15 @@ def _check_columns(present: list[str], wanted: list[str], source: _Source, where
         )
 
 
-def _ids_as_strings(values: pd.Series, source: _Source, column: str) -> pd.Series:
-    """Parquet ids typed as numbers become their integer spelling, never '123.0'."""
+def _ids_as_strings(values: pd.Series, source: _Source, column: str, first_row: int = 1) -> pd.Series:
+    """Parquet ids typed as numbers become their integer spelling, never '123.0' (rows counted from ``first_row``)."""
     missing = values.isna()
     if pd.api.types.is_float_dtype(values):
         fractional = ~missing.to_numpy() & (np.mod(values.fillna(0).to_numpy(), 1) != 0)
         if fractional.any():
             row = int(np.flatnonzero(fractional)[0])
-            raise DataError(f"{source.name}: column {column!r} holds a fractional id {values.iloc[row]!r} at row {row + 1}")
+            raise DataError(f"{source.name}: column {column!r} holds a fractional id {float(values.iloc[row])!r} "
+                            f"at row {row + first_row}")
         values = values.astype("Int64")
     return values.astype(str).where(~missing)
 
