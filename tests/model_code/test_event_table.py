@@ -72,6 +72,7 @@ def test_bad_rows_in_later_blocks_are_reported_with_their_own_lines(tmp_path, sm
 @pytest.mark.parametrize("values", [
     ["+5", "5.", ".5", "-3.25", "1709421011", "0"],  # plain epoch numbers: Arrow's cast
     ["1", " 7 ", "1e5", "inf", "2024-03-02T23:08:31Z", ""],  # everything else: the rules in full
+    ["1", "1e5"], ["2", "0x10"], ["3", "1_000"],  # numbers Arrow would cast that the rules call bad
 ])
 @pytest.mark.parametrize("form", ["auto", "epoch_s", "epoch_ms"])
 def test_block_times_follow_parse_times(values, form):
