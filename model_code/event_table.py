@@ -113,7 +113,7 @@ def read_event_codes(source, options: ReadOptions = ReadOptions(),
     _report_bad_rows(source, options, rows, bad, log)
     if not blocks:
         raise DataError(f"{source}: no events (no data rows with a session id, an item id and a time)")
-    events = _join(blocks, [file.name for file in files] if with_files else [])
+    events = _join(blocks, [file.name for file in files] if with_files else [])  # empties blocks
     reordered = _order(events, source, log)
     events.attrs.update(rows_read=rows, skipped_rows={k: v for k, v in bad.counts.items() if v},
                         sessions_reordered=reordered)
@@ -261,43 +261,60 @@ def _times(column: pa.ChunkedArray, form: str) -> np.ndarray:
 
 
 def _join(blocks: list[_Block], file_names: list[str]) -> EventCodes:
-    """The blocks as one set of arrays, their dictionaries unified (ids in first-appearance order)."""
-    sessions = pa.chunked_array([block.sessions for block in blocks]).unify_dictionaries()
-    items = pa.chunked_array([block.items for block in blocks]).unify_dictionaries()
+    """The blocks as one set of arrays, their dictionaries unified (ids in first-appearance order).
+
+    ``blocks`` is emptied on the way, so that each block's arrays are freed as soon as they are joined.
+    """
     files = None
     if file_names:
         files = np.concatenate([np.full(len(block.times), block.file, dtype=np.int32) for block in blocks])
-    return EventCodes(
-        sessions=_indices(sessions), items=_indices(items),
-        times=np.concatenate([block.times for block in blocks]),
-        session_ids=sessions.chunk(0).dictionary, item_ids=items.chunk(0).dictionary,
-        files=files, file_names=file_names,
-    )
+    times = np.concatenate([block.times for block in blocks])
+    sessions = pa.chunked_array([block.sessions for block in blocks])
+    items = pa.chunked_array([block.items for block in blocks])
+    blocks.clear()
+    session_codes, session_ids = _codes(sessions)
+    del sessions
+    item_codes, item_ids = _codes(items)
+    del items
+    pa.default_memory_pool().release_unused()
+    return EventCodes(sessions=session_codes, items=item_codes, times=times, session_ids=session_ids,
+                      item_ids=item_ids, files=files, file_names=file_names)
 
 
-def _indices(column: pa.ChunkedArray) -> np.ndarray:
-    """The codes of a unified dictionary column as one int32 array."""
-    return np.concatenate([chunk.indices.to_numpy().astype(np.int32, copy=False) for chunk in column.chunks])
+def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
+    """The codes (int32) of a column of dictionary blocks in one unified dictionary, and that dictionary."""
+    unified = column.unify_dictionaries()
+    dictionary = unified.chunk(0).dictionary
+    codes = np.empty(len(unified), dtype=np.int32)
+    start = 0
+    for chunk in unified.chunks:
+        codes[start:start + len(chunk)] = chunk.indices.to_numpy()
+        start += len(chunk)
+    return codes, dictionary
 
 
 def _order(events: EventCodes, source, log: Callable[[str], None]) -> int:
     """Group ``events`` by session (first-appearance order), then time, in place; log the sessions out of order."""
-    codes, times = events.sessions, events.times
-    order = np.argsort(codes, kind="stable")
-    in_session = np.diff(codes[order]) == 0
-    step_back = in_session & (np.diff(times[order]) < 0)
-    del in_session
+    order = np.argsort(events.sessions, kind="stable")
+    if np.array_equal(order, np.arange(len(order))):
+        order = None
+    sessions = events.sessions if order is None else events.sessions[order]
+    times = events.times if order is None else events.times[order]
+    step_back = np.diff(times) < 0
+    step_back &= sessions[1:] == sessions[:-1]
     reordered = 0
     if step_back.any():
-        backward = codes[order][1:][step_back]
+        backward = sessions[1:][step_back]
         reordered = len(np.unique(backward))
         first = events.session_ids[int(backward[0])].as_py()
         log(f"{source}: {reordered} sessions have events out of time order (first: session {first!r}); "
             f"sorted them by time")
-        order = np.lexsort((times, codes))
+        del sessions, times
+        order = np.lexsort((events.times, events.sessions))
+        sessions, times = events.sessions[order], events.times[order]
     del step_back
-    if not np.array_equal(order, np.arange(len(order))):
-        events.sessions, events.items, events.times = codes[order], events.items[order], times[order]
+    if order is not None:
+        events.sessions, events.times, events.items = sessions, times, events.items[order]
         if events.files is not None:
             events.files = events.files[order]
     return reordered
