@@ -18,6 +18,11 @@ the header, a file that cannot be parsed) raise :class:`DataError` naming the
 file and the column; bad rows are skipped and reported as log lines up to the
 ``max_bad_rows`` bound, beyond which :class:`DataError` carries the same report.
 Sessions written out of time order are sorted, with a log line.
+
+The files are read column by column by :func:`model_code.event_table.read_event_codes`
+(ids as integer codes); this module holds what that read shares with the frame: the
+sources, the header checks, the time parsing and the bad-row report. Training and the
+sessions command take the codes; the frame is for the smaller reads (evaluation, baselines).
 """
 from __future__ import annotations
 
