@@ -22,7 +22,8 @@ Sessions written out of time order are sorted, with a log line.
 The files are read column by column by :func:`model_code.event_table.read_event_codes`
 (ids as integer codes); this module holds what that read shares with the frame: the
 sources, the header checks, the time parsing and the bad-row report. Training and the
-sessions command take the codes; the frame is for the smaller reads (evaluation, baselines).
+sessions command take the codes; the commands that work on frames (preprocess, evaluation, the
+baselines) take the frame.
 """
 from __future__ import annotations
 
