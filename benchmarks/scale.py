@@ -187,8 +187,9 @@ def plot(rows: list[dict], path: Path) -> None:
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     keys = sorted({(r["code"], r["step"], r["format"]) for r in rows if "error" not in r})
     for code, step, fmt in keys:
-        points = sorted((SIZES[r["label"]], r) for r in rows
-                        if "error" not in r and (r["code"], r["step"], r["format"]) == (code, step, fmt))
+        points = sorted(((SIZES[r["label"]], r) for r in rows
+                         if "error" not in r and (r["code"], r["step"], r["format"]) == (code, step, fmt)),
+                        key=lambda point: point[0])
         x = [n for n, _ in points]
         style = "-o" if code == "new" else "--x"
         left.plot(x, [r["seconds"] for _, r in points], style, label=f"{step} {fmt} ({code})")
@@ -207,7 +208,7 @@ def plot(rows: list[dict], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", action="store_true", required=True, help="measure the data path (the only curve so far)")
-    parser.add_argument("--events", nargs="+", default=["1M", "10M", "50M"], choices=[k for k in SIZES if k != "100M"])
+    parser.add_argument("--events", nargs="*", default=["1M", "10M", "50M"], choices=[k for k in SIZES if k != "100M"])
     parser.add_argument("--with-100m", action="store_true", help="add 100M events (about 10 minutes to write, 5 per measurement)")
     parser.add_argument("--formats", nargs="+", default=list(FORMATS), choices=FORMATS)
     parser.add_argument("--steps", nargs="+", default=["prepare", "sessions"], choices=["prepare", "sessions"])
@@ -218,11 +219,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare-steps", nargs="+", default=["prepare", "sessions"], choices=["prepare", "sessions"],
                         help="steps measured with --compare too")
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/gru4rec-scale"))
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "scale")
+    parser.add_argument("--out", type=Path, default=Path("/tmp/gru4rec-scale/out"))
+    parser.add_argument("--include", nargs="+", type=Path, default=[],
+                        help="scale.json files of earlier runs whose rows join this run's table and plot")
     args = parser.parse_args(argv)
     labels = args.events + (["100M"] if args.with_100m else [])
     print(f"load: {os.getloadavg()[0]:.2f} (1 min), cpus: {os.cpu_count()}", flush=True)
-    rows = []
+    rows = [row for path in args.include for row in json.loads(path.read_text())]
     for label in labels:
         for fmt in args.formats:
             path = data_file(args.data_dir, label, fmt)
