@@ -17,8 +17,8 @@ measurements on another checkout of the code (e.g. ``git worktree add /tmp/base 
 after the other, so both columns come from one run on the same machine. Prints a table and
 writes ``scale.png`` and ``scale.json`` into ``--out``. Nothing here asserts anything about time.
 
-100M events (``--with-100m``) need about 5 GB of disk per text format and, on a 2-core machine,
-about 10 minutes to write and 5 minutes per measurement (see docs/benchmarks.md).
+100M events (``--with-100m``) need about 4.4 GB of disk for CSV and, on a 2-core machine, by the
+50M figures, about 3 minutes for ``prepare`` and 10 for ``sessions`` (see docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", action="store_true", required=True, help="measure the data path (the only curve so far)")
     parser.add_argument("--events", nargs="*", default=["1M", "10M", "50M"], choices=[k for k in SIZES if k != "100M"])
-    parser.add_argument("--with-100m", action="store_true", help="add 100M events (about 10 minutes to write, 5 per measurement)")
+    parser.add_argument("--with-100m", action="store_true", help="add 100M events (CSV: about 3 minutes to prepare, 10 for sessions)")
     parser.add_argument("--formats", nargs="+", default=list(FORMATS), choices=FORMATS)
     parser.add_argument("--steps", nargs="+", default=["prepare", "sessions"], choices=["prepare", "sessions"])
     parser.add_argument("--compare", type=Path, help="another checkout whose code is measured the same way, first")
