@@ -119,3 +119,11 @@ def test_session_arrays_from_codes_by_hand(tmp_path):
     # sessions by the time of their first known event: c (x@4), b (x@5, z@7), a (q@3 unknown, y@9)
     assert data.items.tolist() == [0, 0, 2, 1] and data.offsets.tolist() == [0, 1, 3, 4]
     assert data.dropped_unknown == 1
+
+
+@pytest.mark.parametrize("row", ["1\tb", "1\tc\t3\t9"])
+def test_a_row_with_another_number_of_fields_names_the_file_and_the_row(tmp_path, row):
+    path = tmp_path / "e.tsv"
+    path.write_text(f"SessionId\tItemId\tTime\n1\ta\t1\n{row}\n")
+    with pytest.raises(DataError, match=rf"e\.tsv: cannot be parsed as text split at tab: .*columns.*{row}"):
+        read_event_codes(path, **QUIET)
