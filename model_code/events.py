@@ -18,6 +18,12 @@ the header, a file that cannot be parsed) raise :class:`DataError` naming the
 file and the column; bad rows are skipped and reported as log lines up to the
 ``max_bad_rows`` bound, beyond which :class:`DataError` carries the same report.
 Sessions written out of time order are sorted, with a log line.
+
+The files are read column by column by :func:`model_code.event_table.read_event_codes`
+(ids as integer codes); this module holds what that read shares with the frame: the
+sources, the header checks, the time parsing and the bad-row report. Training and the
+sessions command take the codes; the commands that work on frames (preprocess, evaluation, the
+baselines) take the frame.
 """
 from __future__ import annotations
 
@@ -100,25 +106,11 @@ def read_events(source: str | os.PathLike, options: ReadOptions = ReadOptions(),
     ``options.max_bad_rows``; more raise :class:`DataError`. The frame's ``attrs`` record
     ``rows_read``, ``skipped_rows`` ({reason: count}) and ``sessions_reordered``. With
     ``with_files`` the frame has a fourth column, :data:`FILE`: the file each event was read from.
+    The reading itself is :func:`model_code.event_table.read_event_codes`; this is its frame.
     """
-    frames, rows, bad = [], 0, BadRows()
-    for file in _list_sources(str(source)):
-        frame, file_rows, file_bad = _read_one(file, options)
-        if with_files:
-            frame[FILE] = file.name
-        frames.append(frame)
-        rows += file_rows
-        bad.add(file_bad)
-    _report_bad_rows(source, options, rows, bad, log)
-    events = pd.concat(frames, ignore_index=True)
-    if events.empty:
-        raise DataError(f"{source}: no events (no data rows with a session id, an item id and a time)")
-    events, reordered = _order(events, source, log)
-    if not with_files:
-        events = events[[SESSION, ITEM, TIME]]
-    events.attrs.update(rows_read=rows, skipped_rows={k: v for k, v in bad.counts.items() if v},
-                        sessions_reordered=reordered)
-    return events
+    from model_code.event_table import read_event_codes  # it builds on this module's rules
+
+    return read_event_codes(source, options, log, with_files).to_frame()
 
 
 def _report_bad_rows(source, options: ReadOptions, rows: int, bad: BadRows, log: Callable[[str], None]) -> None:
@@ -215,67 +207,6 @@ def _list_s3(uri: str) -> list[_Source]:
     return [_Source(name=f"s3://{bucket}/{k}", s3_bucket=bucket, s3_key=k) for k in keys]
 
 
-def _read_one(source: _Source, options: ReadOptions) -> tuple[pd.DataFrame, int, BadRows]:
-    """One file's good events with canonical columns, its number of rows, and its bad rows."""
-    suffix = _format_suffix(source.base_name)
-    if suffix in PARQUET_SUFFIXES:
-        frame, first_line, unit = _read_parquet(source, options), 1, "row"
-    elif suffix in CSV_SUFFIXES:
-        frame, first_line, unit = _read_delimited(source, options, CSV_SUFFIXES[suffix]), 2, "line"
-    else:
-        raise DataError(f"{source.name}: unknown file type (expected .tsv, .csv, .txt or .parquet, optionally .gz)")
-    names = dict(zip((SESSION, ITEM, TIME), options.columns()))
-    frame = frame.rename(columns={name: canonical for canonical, name in names.items()})
-    times = parse_times(frame[TIME], options.time_form)
-    problems = {
-        "missing session id": (SESSION, frame[SESSION].isna().to_numpy()),
-        "missing item id": (ITEM, frame[ITEM].isna().to_numpy()),
-        "bad time": (TIME, ~np.isfinite(times)),
-    }
-    bad_rows, taken, examples = BadRows(), np.zeros(len(frame), dtype=bool), []
-    for reason, (column, rows) in problems.items():
-        rows = rows & ~taken
-        taken |= rows
-        bad_rows.counts[reason] = int(rows.sum())
-        for row in np.flatnonzero(rows)[:REPORTED_EXAMPLES]:
-            detail = ""
-            if reason == "bad time":
-                value = frame[TIME].iloc[row]
-                detail = " (empty)" if pd.isna(value) else f" {value!r}"
-            examples.append((row, f"{source.name} {unit} {row + first_line}, column {names[column]!r}: {reason}{detail}"))
-    bad_rows.examples = [text for _, text in sorted(examples)[:REPORTED_EXAMPLES]]
-    good = frame.assign(**{TIME: times}).loc[~taken]
-    return good.reset_index(drop=True), len(frame), bad_rows
-
-
-def _read_delimited(source: _Source, options: ReadOptions, extension_sep: str) -> pd.DataFrame:
-    """The wanted columns of a text file, as strings (empty fields as missing values)."""
-    wanted = options.columns()
-    with source.open() as raw:
-        stream = gzip.GzipFile(fileobj=raw, mode="rb") if source.base_name.lower().endswith(".gz") else raw
-        try:
-            header_line = stream.readline().decode("utf-8-sig").rstrip("\r\n")
-        except (OSError, EOFError, UnicodeDecodeError) as err:
-            raise DataError(f"{source.name}: cannot be parsed as delimited text: {err}") from err
-        if not header_line.strip():
-            raise DataError(f"{source.name}: empty file (no header, no events)")
-        sep = options.separator_char or detect_separator(header_line, extension_sep)
-        header = next(csv.reader([header_line], delimiter=sep))
-        _check_columns(header, wanted, source, f"header (split at {separator_name(sep)})",
-                       " and the separator with --separator (hyperparameter separator)")
-        if len(set(header)) != len(header):
-            duplicated = sorted({name for name in header if header.count(name) > 1})
-            raise DataError(f"{source.name}: the header names column(s) {duplicated} more than once")
-        try:
-            frame = pd.read_csv(
-                stream, sep=sep, header=None, names=header, usecols=wanted, dtype=str, index_col=False,
-                keep_default_na=False, na_values=[""], skip_blank_lines=False, encoding="utf-8",
-            )
-        except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError, ValueError) as err:
-            raise DataError(f"{source.name}: cannot be parsed as text split at {separator_name(sep)}: {err}") from err
-    return frame[wanted]
-
-
 def detect_separator(header_line: str, extension_sep: str) -> str:
     """Of the separators in :data:`~model_code.event_rules.SEPARATORS`, the one that splits the header into
     the most fields (the extension's on a tie); the extension's when none occurs."""
@@ -291,22 +222,6 @@ def separator_name(sep: str) -> str:
     return names.get(sep, repr(sep))
 
 
-def _read_parquet(source: _Source, options: ReadOptions) -> pd.DataFrame:
-    import pyarrow.parquet as pq
-
-    wanted = options.columns()
-    with source.open() as handle:
-        try:
-            table = pq.read_table(handle)
-        except Exception as err:  # pyarrow raises several types for a corrupt file
-            raise DataError(f"{source.name}: cannot be read as Parquet: {err}") from err
-    _check_columns(table.column_names, wanted, source, "schema", "")
-    frame = table.select(wanted).to_pandas()
-    for name in (options.session_column, options.item_column):
-        frame[name] = _ids_as_strings(frame[name], source, name)
-    return frame
-
-
 def _check_columns(present: list[str], wanted: list[str], source: _Source, where: str, hint: str) -> None:
     missing = [name for name in wanted if name not in set(present)]
     if missing:
@@ -316,14 +231,15 @@ def _check_columns(present: list[str], wanted: list[str], source: _Source, where
         )
 
 
-def _ids_as_strings(values: pd.Series, source: _Source, column: str) -> pd.Series:
-    """Parquet ids typed as numbers become their integer spelling, never '123.0'."""
+def _ids_as_strings(values: pd.Series, source: _Source, column: str, first_row: int = 1) -> pd.Series:
+    """Parquet ids typed as numbers become their integer spelling, never '123.0' (rows counted from ``first_row``)."""
     missing = values.isna()
     if pd.api.types.is_float_dtype(values):
         fractional = ~missing.to_numpy() & (np.mod(values.fillna(0).to_numpy(), 1) != 0)
         if fractional.any():
             row = int(np.flatnonzero(fractional)[0])
-            raise DataError(f"{source.name}: column {column!r} holds a fractional id {values.iloc[row]!r} at row {row + 1}")
+            raise DataError(f"{source.name}: column {column!r} holds a fractional id {float(values.iloc[row])!r} "
+                            f"at row {row + first_row}")
         values = values.astype("Int64")
     return values.astype(str).where(~missing)
 
@@ -388,21 +304,3 @@ def _zone_offsets(zones: pd.Series) -> pd.Series:
 def _datetime_seconds(values: pd.Series) -> pd.Series:
     values = pd.to_datetime(values, utc=True)
     return (values - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
-
-
-def _order(events: pd.DataFrame, source, log: Callable[[str], None]) -> tuple[pd.DataFrame, int]:
-    """Group by session (first-appearance order), then time; log the sessions written out of order."""
-    codes, _ = pd.factorize(events[SESSION])
-    times = events[TIME].to_numpy()
-    order = np.argsort(codes, kind="stable")
-    step_back = (np.diff(codes[order]) == 0) & (np.diff(times[order]) < 0)
-    reordered = 0
-    if step_back.any():
-        reordered = len(np.unique(codes[order][1:][step_back]))
-        first = events[SESSION].iloc[int(order[1:][step_back][0])]
-        log(f"{source}: {reordered} sessions have events out of time order (first: session {first!r}); "
-            f"sorted them by time")
-        order = np.lexsort((times, codes))
-    if not np.array_equal(order, np.arange(len(order))):
-        events = events.iloc[order].reset_index(drop=True)
-    return events, reordered

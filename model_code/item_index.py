@@ -35,6 +35,11 @@ class ItemIndex:
         """Every distinct item of ``events``, in order of first appearance."""
         return cls(pd.unique(events[column].to_numpy(dtype=object)).tolist())
 
+    @classmethod
+    def from_codes(cls, events) -> "ItemIndex":
+        """Every distinct item of :class:`~model_code.event_table.EventCodes`, in order of first appearance."""
+        return cls(events.item_ids.take(pd.unique(events.items)).to_pylist())
+
     @property
     def ids(self) -> list[str]:
         return self._ids

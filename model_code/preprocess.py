@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from model_code.event_rules import add_read_options, read_options
+from model_code.event_table import block_starts
 from model_code.events import ITEM, SESSION, TIME, DataError, read_events, write_events
 
 DAY_SECONDS = 86_400.0
@@ -73,6 +74,15 @@ def split_by_time(events: pd.DataFrame, days: float, day_length: float = DAY_SEC
     cut = events[TIME].max() - days * day_length
     is_last = (starts >= cut).to_numpy()
     return events.loc[~is_last].reset_index(drop=True), events.loc[is_last].reset_index(drop=True)
+
+
+def split_codes_by_time(events, days: float, day_length: float = DAY_SECONDS):
+    """:func:`split_by_time` for :class:`~model_code.event_table.EventCodes` (grouped, time-ordered events)."""
+    starts = block_starts(events.sessions)
+    lengths = np.diff(np.append(starts, len(events)))
+    cut = events.times.max() - days * day_length
+    is_last = np.repeat(events.times[starts] >= cut, lengths)
+    return events.take(~is_last), events.take(is_last)
 
 
 def split_last_days(events: pd.DataFrame, test_days: float = 1.0, day_length: float = DAY_SECONDS, min_session_length: int = 2):

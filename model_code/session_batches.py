@@ -21,6 +21,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
+from model_code.event_table import block_starts
 from model_code.events import ITEM, SESSION, TIME
 from model_code.item_index import ItemIndex
 
@@ -70,6 +71,26 @@ class SessionArrays:
             session_ids=session_ids,
             dropped_unknown=int((~known).sum()),
         )
+
+    @classmethod
+    def from_codes(cls, events, index: ItemIndex) -> "SessionArrays":
+        """The same arrays as :meth:`from_events`, from :class:`~model_code.event_table.EventCodes`.
+
+        The events are grouped by session and time-ordered already, so each session is one block of
+        the arrays and only the blocks are reordered (by first event time, ties by first appearance);
+        no per-event string is made. ``session_ids`` is left out: training does not use it.
+        """
+        rows, known_ids = index.lookup(np.asarray(events.item_ids.to_pylist(), dtype=object))
+        rows = rows[events.items]
+        known = known_ids[events.items]
+        sessions, times = events.sessions[known], events.times[known]
+        starts = block_starts(sessions)
+        lengths = np.diff(np.append(starts, len(sessions)))
+        order = np.argsort(times[starts], kind="stable")
+        offsets = np.zeros(len(starts) + 1, dtype=np.int64)
+        np.cumsum(lengths[order], out=offsets[1:])
+        gather = np.repeat(starts[order] - offsets[:-1], lengths[order]) + np.arange(len(sessions))
+        return cls(items=rows[known][gather], offsets=offsets, dropped_unknown=int((~known).sum()))
 
     @classmethod
     def from_lists(cls, sessions: list[list[int]]) -> "SessionArrays":

@@ -18,35 +18,61 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Iterator
 
-import pandas as pd
+import numpy as np
+import pyarrow.compute as pc
 
 from model_code.artifacts import file_mode
 from model_code.event_rules import ReadOptions, add_read_options, read_options
-from model_code.events import FILE, ITEM, SESSION, TIME, DataError, read_events
+from model_code.event_table import EventCodes, block_starts, read_event_codes
+from model_code.events import DataError
 
 MAX_ITEMS = 200
 """Items kept per session: the latest ones (the scorer reads at most this many)."""
+SESSIONS_PER_CHUNK = 100_000
+"""Sessions turned into Python objects at a time."""
 
 
-def group_sessions(events: pd.DataFrame, max_items: int = MAX_ITEMS) -> list[dict]:
-    """``{"session_id", "items"}`` per session of ``events`` (the frame of ``read_events(..., with_files=True)``)."""
-    first_seen = {session: rank for rank, session in enumerate(pd.unique(events[SESSION]))}
-    ordered = events.assign(_rank=events[SESSION].map(first_seen)).sort_values(
-        ["_rank", TIME, FILE, ITEM], kind="stable")
-    return [{"session_id": group[SESSION].iloc[0], "items": group[ITEM].tolist()[-max_items:]}
-            for _, group in ordered.groupby("_rank", sort=True)]
+def group_sessions(events: EventCodes, max_items: int = MAX_ITEMS) -> Iterator[dict]:
+    """``{"session_id", "items"}`` per session of ``events`` (read with ``with_files=True``), in order.
+
+    The events are sorted as integer arrays (session code, time, file, rank of the item id as a
+    string); ids become Python strings only for one chunk of sessions at a time.
+    """
+    item_rank = np.empty(len(events.item_ids), dtype=np.int64)
+    item_rank[pc.sort_indices(events.item_ids).to_numpy()] = np.arange(len(events.item_ids))
+    order = np.lexsort((item_rank[events.items], events.files, events.times, events.sessions))
+    items = events.items[order]
+    sessions = events.sessions[order]
+    del order, item_rank
+    starts = block_starts(sessions)
+    ends = np.append(starts[1:], len(sessions))
+    kept = np.maximum(starts, ends - max_items)
+    names = events.item_ids.to_pylist()
+    for first in range(0, len(starts), SESSIONS_PER_CHUNK):
+        last = min(first + SESSIONS_PER_CHUNK, len(starts))
+        ids = events.session_ids.take(sessions[starts[first:last]]).to_pylist()
+        for session_id, begin, end in zip(ids, kept[first:last].tolist(), ends[first:last].tolist()):
+            yield {"session_id": session_id, "items": [names[code] for code in items[begin:end].tolist()]}
 
 
-def write_sessions(path: str | os.PathLike, sessions: list[dict]) -> None:
-    """One JSON object per line (UTF-8, non-ASCII kept as it is), written atomically."""
+def write_sessions(path: str | os.PathLike, sessions) -> int:
+    """One JSON object per line (UTF-8, non-ASCII kept as it is), written atomically; returns the count."""
     path = Path(path)
     partial = path.with_name(f".{path.name}.partial")
-    with open(partial, "w", encoding="utf-8", newline="\n") as handle:
-        for session in sessions:
-            handle.write(json.dumps(session, ensure_ascii=False) + "\n")
-    os.chmod(partial, file_mode())
-    os.replace(partial, path)
+    count = 0
+    try:
+        with open(partial, "w", encoding="utf-8", newline="\n") as handle:
+            for session in sessions:
+                handle.write(json.dumps(session, ensure_ascii=False) + "\n")
+                count += 1
+        os.chmod(partial, file_mode())
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return count
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,13 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     options: ReadOptions = read_options(args)
     try:
-        events = read_events(args.events, options, with_files=True)
+        events = read_event_codes(args.events, options, with_files=True)
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    sessions = group_sessions(events)
-    write_sessions(args.out, sessions)
-    print(f"{args.out}: {len(sessions)} sessions from {len(events)} events "
+    count = write_sessions(args.out, group_sessions(events))
+    print(f"{args.out}: {count} sessions from {len(events)} events "
           f"({events.attrs['rows_read'] - len(events)} rows skipped)", file=sys.stderr)
     return 0
 

@@ -48,6 +48,7 @@ from model_code import artifacts
 from model_code.checkpoints import Checkpoint, CheckpointError, fingerprint, load_checkpoint, save_checkpoint
 from model_code import hyperparameters
 from model_code.event_rules import ITEM, OptionError, ReadOptions, add_read_options, read_options
+from model_code.event_table import read_event_codes
 from model_code.events import DataError, read_events
 from model_code.item_index import ItemIndex
 from model_code.metrics import CUTOFFS
@@ -240,11 +241,12 @@ def _fit(params, run, data, model, trainer, steps, ids, history, fit_seconds, fi
 
 def _load_data(run: TrainingRun) -> _Data:
     started = time.perf_counter()
-    train_events = read_events(run.train_path, run.read, run.log)
+    train_events = read_event_codes(run.train_path, run.read, run.log)
     read_stats = _read_stats(train_events)
     train_events, valid_events, valid_source = _validation_split(run, train_events)
-    index = ItemIndex.from_events(train_events)
-    train = SessionArrays.from_events(train_events, index)
+    index = ItemIndex.from_codes(train_events)
+    train = SessionArrays.from_codes(train_events, index)
+    del train_events
     if train.n_examples == 0:
         raise DataError(f"{run.train_path}: no session has two or more events: nothing to train on")
     stats = {"train": {"source": str(run.train_path), "items": len(index), **read_stats, **train.stats()}}
@@ -287,16 +289,16 @@ def _read_stats(events) -> dict:
 
 
 def _validation_split(run: TrainingRun, train_events):
-    """(training events, validation events or None, where the validation events come from)."""
+    """(training events as codes, validation events as a frame or None, where the validation events come from)."""
     if run.valid_days is not None:
-        from model_code.preprocess import split_by_time
+        from model_code.preprocess import split_codes_by_time
 
         source = f"the last {run.valid_days:g} days of {run.train_path}"
-        train_events, valid_events = split_by_time(train_events, run.valid_days)
-        if train_events.empty or valid_events.empty:
+        train_events, valid_events = split_codes_by_time(train_events, run.valid_days)
+        if not len(train_events) or not len(valid_events):
             raise DataError(f"--valid-days {run.valid_days:g}: {source} leave "
-                            f"{'no training' if train_events.empty else 'no validation'} session")
-        return train_events, valid_events, source
+                            f"{'no training' if not len(train_events) else 'no validation'} session")
+        return train_events, valid_events.to_frame(), source
     if run.valid_path:
         return train_events, read_events(run.valid_path, run.read, run.log), str(run.valid_path)
     return train_events, None, None

@@ -32,7 +32,7 @@ from inference.contracts import BadLine, parse_json_lines
 from inference.predictor import create_app
 from infra.session_query import check_run, quote_string, select_sql, unload_sql
 from model_code.event_rules import OptionError, ReadOptions
-from model_code.events import read_events
+from model_code.event_table import read_event_codes
 from model_code.sessions import group_sessions
 from tests.session_events import EXPECTED, write_two_runs
 
@@ -67,7 +67,7 @@ def incoming(tmp_path) -> Path:
 
 def test_duckdb_lines_are_the_local_readers_lines(incoming, tmp_path):
     lines = run_on_duckdb(incoming, "run-2", tmp_path / "grouped.json")
-    local = group_sessions(read_events(incoming / "run-2", OPTIONS, lambda line: None, with_files=True))
+    local = list(group_sessions(read_event_codes(incoming / "run-2", OPTIONS, lambda line: None, with_files=True)))
     assert sorted(json.loads(line)["session_id"] for line in lines) == sorted(EXPECTED)
     assert sorted(map(json.loads, lines), key=lambda s: s["session_id"]) == \
         sorted(local, key=lambda s: s["session_id"])
@@ -80,7 +80,7 @@ def test_epoch_milliseconds_and_a_custom_column_name(tmp_path):
     (run / "part-1.csv").write_text("user\tItemId\tTime\nu\tb\t2000\nu\ta\t1000\nu\tc\t2000.5\n", encoding="utf-8")
     options = ReadOptions(session_column="user", time_format="epoch_ms")
     lines = run_on_duckdb(tmp_path / "incoming", "r", tmp_path / "out.json", options)
-    local = group_sessions(read_events(run, options, lambda line: None, with_files=True))
+    local = list(group_sessions(read_event_codes(run, options, lambda line: None, with_files=True)))
     assert [json.loads(line) for line in lines] == local == [{"session_id": "u", "items": ["a", "b", "c"]}]
 
 

@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 from model_code.event_rules import ReadOptions
-from model_code.events import read_events
+from model_code.event_table import read_event_codes
 from model_code.sessions import MAX_ITEMS, group_sessions
 from tests.session_events import BAD_ROWS, EXPECTED, write_run
 
@@ -12,18 +12,18 @@ OPTIONS = ReadOptions(max_bad_rows="5")
 
 
 def test_sessions_follow_the_rules_of_the_hand_written_reference(tmp_path):
-    events = read_events(write_run(tmp_path / "run"), OPTIONS, lambda line: None, with_files=True)
-    sessions = group_sessions(events)
+    events = read_event_codes(write_run(tmp_path / "run"), OPTIONS, lambda line: None, with_files=True)
+    sessions = list(group_sessions(events))
     assert [s["session_id"] for s in sessions] == list(EXPECTED)  # order of first appearance
     assert {s["session_id"]: s["items"] for s in sessions} == EXPECTED
     assert events.attrs["skipped_rows"] == BAD_ROWS
 
 
-def test_at_most_the_latest_items_are_kept():
-    import pandas as pd
-
-    events = pd.DataFrame({"SessionId": ["s"] * 5, "ItemId": list("abcde"), "Time": [5.0, 4, 3, 2, 1], "File": "f"})
-    assert group_sessions(events, max_items=2) == [{"session_id": "s", "items": ["b", "a"]}]
+def test_at_most_the_latest_items_are_kept(tmp_path):
+    path = tmp_path / "e.tsv"
+    path.write_text("SessionId\tItemId\tTime\n" + "".join(f"s\t{i}\t{t}\n" for i, t in zip("abcde", [5, 4, 3, 2, 1])))
+    events = read_event_codes(path, with_files=True, log=lambda line: None)
+    assert list(group_sessions(events, max_items=2)) == [{"session_id": "s", "items": ["b", "a"]}]
     assert MAX_ITEMS == 200
 
 
