@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from inference import contracts, predictor
+from inference import contracts, streaming
 from inference.engine import Recommender
 from inference.job_filters import FILTERS_FILE
 from inference.predictor import create_app
@@ -475,14 +475,14 @@ def test_a_bad_filters_file_is_named_by_ping(model_dir, tmp_path):
 def test_a_json_lines_answer_streamed_in_many_chunks_is_the_whole_answer(client, engine, items, monkeypatch):
     """Chunks of at most 25 recommendations asked for: 60 records (bad ones among them, k from 1 to 20) come back
     as many chunks whose concatenation is the answer written in one piece by contracts.json_lines_answer."""
-    monkeypatch.setattr(predictor, "STREAM_CHUNK_RECOMMENDATIONS", 25)
+    monkeypatch.setattr(streaming, "STREAM_CHUNK_RECOMMENDATIONS", 25)
     lines = [json.dumps({"session_id": n, "items": items[n % 30:n % 30 + 1 + n % 4], "k": 1 + n % 20})
              if n % 7 else '{"broken": ' for n in range(60)]
     body = ("\n".join(lines) + "\n").encode()
     records = contracts.parse_json_lines(body)
     sessions = [record for record in records if isinstance(record, contracts.SessionRequest)]
-    expected = contracts.json_lines_answer(records, predictor.score(engine, sessions), MODEL_VERSION)
-    chunks = list(predictor.stream_json_lines(engine, list(records), {}, MODEL_VERSION))
+    expected = contracts.json_lines_answer(records, streaming.score(engine, sessions), MODEL_VERSION)
+    chunks = list(streaming.stream_json_lines(engine, list(records), {}, MODEL_VERSION))
     assert len(chunks) > 20 and all(chunk.endswith(b"\n") for chunk in chunks)
     assert_same_lines(b"".join(chunks), expected)
     response = post(client, body, "application/jsonlines")
