@@ -190,6 +190,16 @@ def test_json_request_gets_the_models_top_k(server, model_dir, items):
 
 
 @pytest.mark.slow
+def test_an_empty_session_gets_the_popular_items_through_nginx(server, model_dir):
+    """A home-page visitor ({"items": []}) gets 200 and the metadata's popular items, marked fallback."""
+    popular = json.loads((model_dir / "metadata.json").read_text())["popular_items"]
+    response = requests.post(f"{server.url}/invocations", json={"items": [], "k": 3}, timeout=HTTP_TIMEOUT)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"recommendations": [{"item_id": item, "score": 0.0} for item in popular[:3]],
+                               "unknown_items": 0, "fallback": True, "model_version": MODEL_VERSION}
+
+
+@pytest.mark.slow
 def test_jsonlines_bad_line_answered_in_place(server, items):
     lines = [
         json.dumps({"session_id": "first", "items": [items[0], items[1]], "k": 3}),
