@@ -44,6 +44,9 @@ import re
 from dataclasses import dataclass
 
 SESSION, ITEM, TIME = "SessionId", "ItemId", "Time"
+SESSION_ITEMS_KEPT = 200
+"""Items kept per session when events are grouped into sessions to score (``model_code.sessions``, its Athena
+twin infra/sql/group_sessions.sql): the latest ones, as the scorer reads at most this many."""
 REPORTED_EXAMPLES = 5
 
 SEPARATORS = {"tab": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}

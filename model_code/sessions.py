@@ -22,11 +22,9 @@ from pathlib import Path
 import pandas as pd
 
 from model_code.artifacts import file_mode
+from model_code.event_rules import SESSION_ITEMS_KEPT as MAX_ITEMS
 from model_code.event_rules import ReadOptions, add_read_options, read_options
 from model_code.events import FILE, ITEM, SESSION, TIME, DataError, read_events
-
-MAX_ITEMS = 200
-"""Items kept per session: the latest ones (the scorer reads at most this many)."""
 
 
 def group_sessions(events: pd.DataFrame, max_items: int = MAX_ITEMS) -> list[dict]:

@@ -2,16 +2,20 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from typing import TYPE_CHECKING
 from pathlib import Path
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from infra.ops import recommend as recommending
 from infra.ops import cleanup, event_runs, live_model, scoring, smoke, status, training
 from infra.ops.deployment import load_deployment, validate_stage
 from infra.ops.errors import OpsError
+
+if TYPE_CHECKING:
+    import boto3
 
 DESCRIPTION = """\
 Operate a deployed GRU4Rec stage. Resource names come from the outputs of the stage's
@@ -43,7 +47,7 @@ def _add_location(parser: argparse.ArgumentParser, defaults: bool) -> None:
 
     parser.add_argument("--stage", default=default("dev"), help="stage to operate on (default: dev)")
     parser.add_argument("--region", default=default(None),
-                        help="AWS region (default: AWS_REGION / profile's region)")
+                        help="AWS region (default: AWS_DEFAULT_REGION, the profile's region, else AWS_REGION)")
     parser.add_argument("--profile", default=default(None),
                         help="AWS profile (default: AWS_PROFILE / default)")
 
@@ -219,9 +223,16 @@ def _add_recommend(commands, location: argparse.ArgumentParser) -> None:
 
 
 def make_session(args: argparse.Namespace) -> boto3.Session:
+    """A session in --region, else boto3's region (AWS_DEFAULT_REGION, the profile's), else AWS_REGION, which
+    boto3 does not read but other AWS tools (and Lambda) set. boto3 is imported here, not by --help."""
+    import boto3
+
     session = boto3.Session(profile_name=args.profile, region_name=args.region)
+    if not session.region_name and os.environ.get("AWS_REGION"):
+        session = boto3.Session(profile_name=args.profile, region_name=os.environ["AWS_REGION"])
     if not session.region_name:
-        raise OpsError("no AWS region: pass --region or set AWS_REGION (or a profile's region)")
+        raise OpsError("no AWS region: pass --region, or set AWS_DEFAULT_REGION (or AWS_REGION), "
+                       "or use a profile that names a region")
     return session
 
 
