@@ -1,12 +1,15 @@
 """``python -m infra.ops`` as an operator meets it: a light start, and errors that say what to do."""
 import json
 import os
+import shutil
 import subprocess
+import tarfile
 import sys
 from types import SimpleNamespace
 
 import pytest
 
+from inference.predictor import create_app
 from infra.ops.__main__ import make_session
 from infra.ops.errors import OpsError
 from tests.conftest import REPO_ROOT
@@ -78,3 +81,39 @@ def test_make_session_without_any_region_is_an_ops_error(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(OpsError, match="AWS_DEFAULT_REGION"):
         make_session(SimpleNamespace(profile=None, region=None))
+
+
+def test_package_model_makes_the_first_model_answer_with_the_shops_items(model_dir, tmp_path):
+    """The archive unpacks to a model the server loads, its items the trained model's, named by the version;
+    the model directory itself is left as it was."""
+    before = {path.name: path.read_bytes() for path in model_dir.iterdir()}
+    archive = tmp_path / "build" / "model.tar.gz"
+    done = ops("package-model", str(model_dir), "--out", str(archive), "--version", "shop-1")
+    assert done.returncode == 0, done.stderr
+    assert "initial_model_version" in done.stderr  # shop-1 is not cdk.json's version: say where to set it
+    unpacked = tmp_path / "opt_ml_model"
+    with tarfile.open(archive) as tar:
+        assert sorted(tar.getnames()) == sorted(before)  # the files at the archive's root
+        tar.extractall(unpacked, filter="data")
+    answer = create_app(unpacked).test_client().post("/invocations", json={"items": [], "k": 3}).get_json()
+    popular = json.loads(before["metadata.json"])["popular_items"]
+    assert answer["model_version"] == "shop-1"
+    assert [r["item_id"] for r in answer["recommendations"]] == popular[:3]
+    assert {path.name: path.read_bytes() for path in model_dir.iterdir()} == before
+    assert sorted(path.name for path in archive.parent.iterdir()) == ["model.tar.gz"]
+
+
+@pytest.mark.parametrize("problem", ["missing", "no scorer", "bad version"])
+def test_package_model_refuses_what_the_server_could_not_load(model_dir, tmp_path, problem):
+    source = tmp_path / "model"
+    if problem != "missing":
+        shutil.copytree(model_dir, source)
+    if problem == "no scorer":
+        (source / "scorer.onnx").unlink()
+    archive = tmp_path / "out" / "model.tar.gz"
+    version = "-bad" if problem == "bad version" else "shop-1"
+    done = ops("package-model", str(source), "--out", str(archive), f"--version={version}")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert {"missing": "no such model directory", "no scorer": "scorer.onnx", "bad version": "'-bad'"}[problem] \
+        in done.stderr
+    assert not archive.exists() and not (archive.parent.exists() and any(archive.parent.iterdir()))
