@@ -8,10 +8,10 @@ its peak RSS is its own, and prints one table::
     python benchmarks/train_real.py [--sets SET[:PRESET] ...] [--epochs N] [--reference cpu|h100] [--json OUT]
 
 A set named without a preset runs with its own (yoochoose100k: rsc15,
-diginetica: diginetica). The Keras backend is the environment's
-(``KERAS_BACKEND``; ``train_real.sh`` sets JAX, as the training image
-does) and is shown in the table, and so are ``GLIBC_TUNABLES``
-(``train_real.sh`` and the image back large allocations with huge pages).
+diginetica: diginetica). The training command runs Keras on JAX and backs
+large allocations with huge pages itself (:mod:`model_code.training_env`);
+the backend and the ``GLIBC_TUNABLES`` each training process started with
+(from its metadata) are shown in the table.
 
 Data come from ../shared/data/<set>/{train,test}.tsv.gz (``--data-root``);
 a missing set is skipped with a message. The test set is scored once, after
@@ -115,7 +115,8 @@ def run_one(run: tuple[str, str], data_root: Path, out_root: Path, epochs: int |
         raise SystemExit(f"{name}: training failed with exit code {code}")
     meta = json.loads((model_dir / "metadata.json").read_text())
     return {
-        "data": name, "preset": preset, "backend": meta["training"]["backend"], "epochs": meta["training"]["epochs"],
+        "data": name, "preset": preset, "backend": meta["training"]["backend"],
+        "glibc_tunables": meta["training"].get("glibc_tunables") or "", "epochs": meta["training"]["epochs"],
         "recall@20": meta["metrics"]["recall@20"], "mrr@20": meta["metrics"]["mrr@20"],
         "seconds": meta["training"]["seconds"], "events_per_second": meta["training"]["events_per_second"],
         "wall_seconds": round(wall, 1), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
@@ -126,14 +127,16 @@ def run_one(run: tuple[str, str], data_root: Path, out_root: Path, epochs: int |
 
 def table(rows: list[dict], reference: str = "cpu") -> str:
     """The rows beside the reference's figures on ``reference`` (a key of REFERENCES)."""
-    header = ("data set", "preset", "backend", "epochs", "Recall@20", "MRR@20", "train s", "events/s", "wall s",
+    header = ("data set", "preset", "backend", "GLIBC_TUNABLES", "epochs", "Recall@20", "MRR@20", "train s", "events/s",
+              "wall s",
               "peak RSS MiB", "load before / during", f"{reference} ref Recall@20", f"{reference} ref MRR@20",
               f"{reference} ref s", "x faster (per epoch)")
     lines = [header]
     for r in rows:
         ref = REFERENCES[reference].get((r["data"], r["preset"]), {})
         lines.append((
-            r["data"], r["preset"], r["backend"], str(r["epochs"]), f"{r['recall@20']:.4f}", f"{r['mrr@20']:.4f}",
+            r["data"], r["preset"], r["backend"], r["glibc_tunables"], str(r["epochs"]),
+            f"{r['recall@20']:.4f}", f"{r['mrr@20']:.4f}",
             f"{r['seconds']:.1f}", f"{r['events_per_second']:,.0f}", f"{r['wall_seconds']:.1f}",
             f"{r['peak_rss_mib']:,.0f}", f"{r['load_before']:.2f} / {r['load_during']:.2f}",
             f"{ref.get('recall@20', float('nan')):.4f}",
@@ -164,7 +167,6 @@ def main(argv=None) -> int:
         out_root = args.out_dir or Path(scratch)
         rows = [row for run in args.sets
                 if (row := run_one(run, args.data_root, out_root, args.epochs, extra))]
-    print(f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')}")
     print(table(rows, args.reference))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

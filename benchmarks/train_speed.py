@@ -64,4 +64,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from model_code.training_env import use_training_environment
+
+    use_training_environment()  # Keras on JAX with huge pages, as training runs
     main()

@@ -28,7 +28,8 @@ from model_code.metrics import CUTOFFS, TIE_MODES
 from model_code.params import GRU4RecParams
 from model_code.report import metrics_table
 from model_code.session_batches import SessionArrays
-from model_code.tf_startup import import_keras
+from model_code.tf_startup import import_keras, load_tensorflow_quietly
+from model_code.training_env import use_training_environment
 from model_code.train import metric_lines
 
 
@@ -37,6 +38,7 @@ def load_model(model_dir: str | Path, show_tensorflow_logs: bool = False):
     model_dir = Path(model_dir)
     params = read_params(model_dir)
     keras = import_keras(show_tensorflow_logs)
+    load_tensorflow_quietly(show_tensorflow_logs)  # Keras's loading imports it where it is installed
 
     import model_code.model  # noqa: F401  (registers the GRU4Rec class for deserialisation)
 
@@ -137,4 +139,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    use_training_environment()
     sys.exit(main())

@@ -4,8 +4,8 @@
 ``n_items`` (an index no item uses) and their lengths ``[N]``, and returns the
 last GRU layer's hidden state after position ``length - 1`` (zero initial
 state). Scores are ``hidden @ item_table.T + item_bias``. This is the inference
-and ONNX-export path; training steps the same weights one item at a time
-(:func:`gru_step`, in :mod:`model_code.trainer`).
+and ONNX-export path; training and evaluation step the same weights one item at a time
+(:func:`forward_step`, whose GRU is :func:`gru_step`).
 
 Embedding modes, as in the reference:
 
@@ -25,6 +25,8 @@ import numpy as np
 from keras import ops
 
 EMBEDDINGS = ("shared", "separate", "none")
+INPUT_TABLE = {"shared": "item_table", "separate": "input_table", "none": "input_table"}
+"""The name (:meth:`GRU4Rec.named_weights`) of the table whose rows the input items select."""
 
 
 @keras.saving.register_keras_serializable(package="gru4rec")
@@ -62,6 +64,34 @@ def gru_step(input_projection, state, recurrent_gates, recurrent_candidate):
     update, reset = gates[:, :units], gates[:, units:]
     candidate = ops.tanh(input_projection[:, 2 * units:] + ops.matmul(reset * state, recurrent_candidate))
     return update * state + (1.0 - update) * candidate
+
+
+def forward_step(model, weights: dict, items, states):
+    """One item per slot through the GRU layers (no dropout): ``items [B]``, ``states`` per layer ``[B, H_l]``.
+
+    ``weights``: tensors by the names of :meth:`GRU4Rec.named_weights`, the model's own variables or
+    arrays standing in for them (the compiled evaluation passes its block's weights). An item index
+    past the catalogue (the padding index) reads the last row; its state is never used.
+    Returns the new states.
+    """
+    items = ops.minimum(items, model.n_items - 1)
+    x = None
+    new_states = []
+    for i, state in enumerate(states):
+        if i == 0 and model.embedding == "none":  # one-hot input: the first kernel's rows are the projection
+            projection = ops.take(weights["input_table"], items, axis=0) + weights["bias_0"]
+        else:
+            if i == 0:
+                x = ops.take(weights[INPUT_TABLE[model.embedding]], items, axis=0)
+            projection = ops.matmul(x, weights[f"kernel_{i}"]) + weights[f"bias_{i}"]
+        x = gru_step(projection, state, *recurrent_columns(weights[f"recurrent_{i}"]))
+        new_states.append(x)
+    return new_states
+
+
+def item_scores(hidden, item_table, item_bias):
+    """Scores of every item ``[B, n_items]`` from last-layer states ``[B, H]``."""
+    return ops.matmul(hidden, ops.transpose(item_table)) + item_bias
 
 
 @keras.saving.register_keras_serializable(package="gru4rec")
@@ -142,24 +172,27 @@ class GRU4Rec(keras.Model):
     def zero_states(self, batch_size: int):
         return [ops.zeros((batch_size, units)) for units in self.layer_sizes]
 
+    def named_weights(self) -> dict:
+        """The trained variables by name: the item tables (``item_table``, ``item_bias``, and ``input_table``
+        unless shared: with one-hot input the first GRU kernel is the input table) and each layer's
+        ``kernel_i``, ``recurrent_i`` and ``bias_i``."""
+        weights = {"item_table": self.item_table, "item_bias": self.item_bias}
+        if self.embedding != "shared":
+            weights["input_table"] = self.input_weights()
+        for i, gru in enumerate(self.grus):
+            cell = gru.cell
+            if not (i == 0 and self.embedding == "none"):
+                weights[f"kernel_{i}"] = cell.kernel
+            weights.update({f"recurrent_{i}": cell.recurrent_kernel, f"bias_{i}": cell.bias})
+        return weights
+
     def step(self, items, states):
         """One item per slot: ``items [B]``, ``states`` per layer ``[B, H_l]`` -> new states (no dropout)."""
-        x = None
-        new_states = []
-        for i, (gru, state) in enumerate(zip(self.grus, states)):
-            cell = gru.cell
-            if i == 0 and self.embedding == "none":
-                projection = ops.take(cell.kernel, items, axis=0) + cell.bias
-            else:
-                x = self.embed(items) if i == 0 else x
-                projection = ops.matmul(x, cell.kernel) + cell.bias
-            x = gru_step(projection, state, *recurrent_columns(cell.recurrent_kernel))
-            new_states.append(x)
-        return new_states
+        return forward_step(self, self.named_weights(), items, states)
 
     def scores(self, hidden):
         """Scores of every item ``[B, n_items]`` from last-layer states ``[B, H]``."""
-        return ops.matmul(hidden, ops.transpose(self.item_table)) + self.item_bias
+        return item_scores(hidden, self.item_table, self.item_bias)
 
     def get_config(self):
         config = super().get_config()

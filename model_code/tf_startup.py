@@ -12,6 +12,7 @@ leaves both alone.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 import tempfile
@@ -24,6 +25,17 @@ def import_keras(show_logs: bool = False):
     if not show_logs:
         os.environ.setdefault(LOG_LEVEL_VARIABLE, "3")
     return quiet_import("keras", show_logs)
+
+
+def load_tensorflow_quietly(show_logs: bool = False) -> None:
+    """Import TensorFlow now, quietly unless ``show_logs``, where it is installed.
+
+    Keras imports TensorFlow whatever its backend when it saves or loads a model, if TensorFlow is
+    installed (its serialisation checks for TensorFlow's shape type); on JAX that import would print the
+    start-up lines. Called before ``model.save`` and ``keras.saving.load_model``.
+    """
+    if importlib.util.find_spec("tensorflow") is not None:
+        quiet_import("tensorflow", show_logs)
 
 
 def quiet_import(name: str, show_logs: bool = False):

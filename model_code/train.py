@@ -16,6 +16,10 @@ directory (see :mod:`model_code.artifacts`). The directory is assembled in a
 temporary sibling folder and moved into place at the end, so a failed run
 never leaves a half-written model.
 
+The command trains on Keras's JAX backend with glibc's large allocations on
+huge pages, whatever the caller's environment says (:mod:`model_code.training_env`:
+the process re-executes itself once with both set).
+
 ``training.seconds`` in metadata.json counts, like the reference, from the
 start of fitting (data loaded) to the end of the last epoch, compilation
 included, evaluation, checkpointing and export excluded; ``wall_seconds`` is
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib.metadata
 import os
 import platform
 import shutil
@@ -49,7 +54,8 @@ from model_code.metrics import CUTOFFS
 from model_code.params import PRESETS, GRU4RecParams, ParamError, parse_assignments, resolve_params
 from model_code.report import metrics_table
 from model_code.session_batches import SessionArrays, session_parallel_steps
-from model_code.tf_startup import import_keras
+from model_code.tf_startup import import_keras, load_tensorflow_quietly
+from model_code.training_env import TUNABLES_VARIABLE, startup_variable, use_training_environment
 
 POPULAR_ITEMS = 1000
 WEIGHT_NEUTRAL_PARAMS = ("epochs", "eval_batch_size")
@@ -125,6 +131,7 @@ def train_model(params: GRU4RecParams, run: TrainingRun) -> dict:
         "resumed_after_epoch": first_epoch or None,
         "seed": run.seed,
         "backend": keras.backend.backend(),
+        "glibc_tunables": startup_variable(TUNABLES_VARIABLE),
         "history": history,
     }
     n_items = len(data.index)
@@ -376,17 +383,24 @@ def popular_items(train: SessionArrays, index: ItemIndex, limit: int = POPULAR_I
 
 
 def _versions() -> dict:
+    """Versions of what trained (Keras, its backend, JAX) and of the export's TensorFlow, read from the installed
+    packages' metadata: importing TensorFlow here would cost the run seconds and print its start-up lines."""
     import keras
 
     versions = {"python": platform.python_version(), "keras": keras.__version__, "numpy": np.__version__,
                 "backend": keras.backend.backend()}
-    try:
-        import tensorflow as tf
-
-        versions["tensorflow"] = tf.__version__
-    except ImportError:
-        pass
+    for name, distributions in (("jax", ("jax",)), ("tensorflow", ("tensorflow", "tensorflow-cpu"))):
+        found = [version for version in map(_installed_version, distributions) if version]
+        if found:
+            versions[name] = found[0]
     return versions
+
+
+def _installed_version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def _write_model_dir(model_dir: Path, model, index: ItemIndex, metadata: dict, run: TrainingRun,
@@ -398,6 +412,7 @@ def _write_model_dir(model_dir: Path, model, index: ItemIndex, metadata: dict, r
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=model_dir.parent, prefix=f".{model_dir.name}.tmp-"))
     try:
+        load_tensorflow_quietly(run.tensorflow_logs)  # Keras's saving imports it where it is installed
         model.save(staging / artifacts.MODEL_FILE)
         index.save(staging)
         if run.export:
@@ -590,4 +605,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    use_training_environment()
     sys.exit(main())

@@ -1,7 +1,7 @@
-"""One GRU4Rec training step's arithmetic, in ``keras.ops``, shared by both compiled engines.
+"""One GRU4Rec training step's arithmetic, in ``keras.ops``, compiled by the engine.
 
-The host side (:mod:`model_code.trainer`) and the engines
-(:mod:`model_code.trainer_tf`, :mod:`model_code.trainer_jax`) import from
+The host side (:mod:`model_code.trainer`) and the engine
+(:mod:`model_code.trainer_jax`) import from
 here; nothing here imports them, so the imports point one way. ``trainer``
 below is the :class:`model_code.trainer.Trainer` (its settings and model).
 """

@@ -25,11 +25,12 @@ Evaluation runs the test sessions the same way (zero state at each session
 start), scores every item, and counts inside the compiled call how many items
 score ``>`` and ``==`` the target; ranks follow from the tie mode.
 
-The step's arithmetic is written once in ``keras.ops``
-(:mod:`model_code.train_step`); the compiled loops are per backend, as
-row-sparse updates need (:mod:`model_code.trainer_tf`,
-:mod:`model_code.trainer_jax`). A step with no valid row (padding at the end
-of an epoch) changes no weight and no optimizer slot.
+The step's arithmetic is written in ``keras.ops`` (:mod:`model_code.train_step`,
+and :func:`model_code.model.forward_step` for evaluation); the compiled loops
+run on Keras's JAX backend (:mod:`model_code.trainer_jax`), which the
+training commands select themselves (:mod:`model_code.training_env`). A step
+with no valid row (padding at the end of an epoch) changes no weight and no
+optimizer slot.
 """
 from __future__ import annotations
 
@@ -100,7 +101,7 @@ class Trainer:
         self.log_counts = log_item_counts(item_counts)
         self.names, self.variables = trainable_weights(model)
         self.step_count = 0
-        self._engine = _engine_for_backend()(self)
+        self._engine = _jax_engine()(self)
 
     # ---- training -------------------------------------------------------
     def train_epoch(self, steps: EpochSteps, progress_callback: ProgressCallback | None = None) -> dict:
@@ -178,30 +179,19 @@ class Trainer:
 
 def trainable_weights(model: GRU4Rec) -> tuple[list[str], list]:
     """Names and Keras variables the trainer updates: item tables (sparse) and GRU weights (dense)."""
-    names = ["item_table", "item_bias"]
-    variables = [model.item_table, model.item_bias]
-    if model.embedding != "shared":
-        names.append("input_table")
-        variables.append(model.input_weights())
-    for i, gru in enumerate(model.grus):
-        cell = gru.cell
-        if not (i == 0 and model.embedding == "none"):
-            names.append(f"kernel_{i}")
-            variables.append(cell.kernel)
-        names += [f"recurrent_{i}", f"bias_{i}"]
-        variables += [cell.recurrent_kernel, cell.bias]
-    return names, variables
+    weights = model.named_weights()
+    return list(weights), list(weights.values())
 
 
-def _engine_for_backend():
+def _jax_engine():
+    """The compiled engine's class; training runs on Keras's JAX backend only."""
     backend = keras.backend.backend()
-    if backend == "tensorflow":
-        from model_code.trainer_tf import TensorFlowEngine
-        return TensorFlowEngine
-    if backend == "jax":
-        from model_code.trainer_jax import JaxEngine
-        return JaxEngine
-    raise RuntimeError(f"the GRU4Rec trainer runs on the tensorflow or jax backend, not {backend!r}")
+    if backend != "jax":
+        raise RuntimeError(
+            f"the GRU4Rec trainer runs on Keras's JAX backend, this process uses {backend!r}: set "
+            "KERAS_BACKEND=jax before Keras is imported (the training commands do it themselves)")
+    from model_code.trainer_jax import JaxEngine
+    return JaxEngine
 
 
 def _ranks(greater: np.ndarray, equal: np.ndarray, ties: str) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The compiled training and evaluation loops on JAX.
+"""The compiled training and evaluation loops (Keras's JAX backend, the one training engine).
 
 A block of steps is one ``jax.jit`` call over a ``lax.scan`` whose carry is
 the weights, the optimizer slots, the hidden states and the loss sum. The
@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from model_code.model import gru_step, recurrent_columns
+from model_code.model import forward_step, item_scores
 from model_code.train_step import (SPARSE, candidate_log_q, dense_update, dropout_plan, join_recurrent,
                                    sparse_gradients, sparse_table_updates, split_recurrent, step_loss)
 
@@ -124,8 +124,8 @@ class JaxEngine:
         def body(states, step):
             items, target, reset = step
             keep = 1.0 - reset.astype(jnp.float32)[:, None]
-            states = self._step(weights, items, [state * keep for state in states])
-            scores = states[-1] @ weights["item_table"].T + weights["item_bias"]
+            states = forward_step(self.model, weights, items, [state * keep for state in states])
+            scores = item_scores(states[-1], weights["item_table"], weights["item_bias"])
             target_score = jnp.take_along_axis(scores, target[:, None], axis=1)
             above = jnp.sum(scores > target_score, axis=1, dtype=jnp.int32)
             ties = jnp.sum(scores == target_score, axis=1, dtype=jnp.int32)
@@ -133,20 +133,3 @@ class JaxEngine:
 
         states, (greater, equal) = jax.lax.scan(body, list(states), (inputs, targets, resets))
         return greater, equal, states
-
-    def _step(self, weights, items, states):
-        """One inference step (no dropout) from explicit weights."""
-        model = self.model
-        x = None
-        new_states = []
-        for i, state in enumerate(states):
-            if i == 0 and model.embedding == "none":
-                projection = weights["input_table"][items] + weights["bias_0"]
-            else:
-                if i == 0:
-                    table = weights["item_table" if model.embedding == "shared" else "input_table"]
-                    x = table[jnp.minimum(items, model.n_items - 1)]
-                projection = x @ weights[f"kernel_{i}"] + weights[f"bias_{i}"]
-            x = gru_step(projection, state, *recurrent_columns(weights[f"recurrent_{i}"]))
-            new_states.append(x)
-        return new_states

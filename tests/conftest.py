@@ -3,7 +3,11 @@ directory (the serving tests' and the batch filter tests'), trained once per tes
 
 Hypothesis runs without its per-example deadline: timing is for the benchmarks, and a loaded CI
 machine must not fail a property that holds.
+
+The tests run Keras on JAX, the training engine, as the training commands do (they set it themselves,
+:mod:`model_code.training_env`); Keras reads the variable when it is first imported, after this file.
 """
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +16,9 @@ import pytest
 from hypothesis import settings
 
 from model_code.artifacts import record_model_version
+from model_code.training_env import BACKEND, BACKEND_VARIABLE
+
+os.environ[BACKEND_VARIABLE] = BACKEND
 
 settings.register_profile("project", deadline=None)
 settings.load_profile("project")

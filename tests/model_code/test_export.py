@@ -1,3 +1,5 @@
+"""The ONNX scorer of a model trained on JAX and exported by a TensorFlow child process: contract names,
+agreement with the Keras model, padding, other embeddings, the stand-in table."""
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -7,7 +9,8 @@ from hypothesis import strategies as st
 
 from model_code import artifacts
 from model_code.evaluate import load_model
-from model_code.export import ExportError, _rename_output, check_scorer, export_available, sample_sessions
+from model_code.export import (ExportError, _rename_output, check_scorer, export_available, export_in_tensorflow,
+                               main, sample_sessions, tensorflow_installed)
 
 
 @pytest.fixture(scope="module")
@@ -83,35 +86,51 @@ def test_rename_output_rewires_consumers():
     assert graph.output[0].name == "hidden" and list(graph.node[0].output) == ["hidden"]
 
 
-def test_export_needs_tensorflow_backend(monkeypatch):
-    import keras
-
-    assert export_available() == (True, "")
-    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
-    available, reason = export_available()
+def test_export_in_this_process_needs_the_tensorflow_backend():
+    available, reason = export_available()  # this process trains: Keras on JAX
     assert not available and "TensorFlow backend" in reason and "jax" in reason
 
 
-def test_training_without_export_says_so(tiny_data, tmp_path, monkeypatch):
+def test_training_without_tensorflow_says_how_to_export_later(tiny_data, tmp_path, monkeypatch):
     import model_code.export
     from tests.model_code.conftest import TINY_ARGS, run_train
 
-    monkeypatch.setattr(model_code.export, "export_available", lambda: (False, "ONNX export needs the TensorFlow backend"))
+    monkeypatch.setattr(model_code.export, "tensorflow_installed",
+                        lambda: (False, "tensorflow not installed here; write scorer.onnx later with "
+                                        "`python -m model_code.export --model-dir DIR`"))
     code, _, err = run_train(["--train", str(tiny_data / "train.tsv.gz"), "--epochs", "1",
                               "--model-dir", str(tmp_path / "m"), *TINY_ARGS[:-1]])
     assert code == 0, err
-    assert "skipping the ONNX scorer export: ONNX export needs the TensorFlow backend" in err
+    assert ("skipping the ONNX scorer export: ONNX export needs the TensorFlow backend (this run uses 'jax'); "
+            "tensorflow not installed here") in err
+    assert "python -m model_code.export --model-dir DIR" in err
     assert not (tmp_path / "m" / artifacts.SCORER_FILE).exists()
     assert (tmp_path / "m" / artifacts.MODEL_FILE).exists()
 
 
+def test_tensorflow_is_found_where_it_is_installed():
+    assert tensorflow_installed() == (True, "")
+
+
+def test_export_command_names_a_directory_without_model_keras(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--model-dir", str(tmp_path)])
+    assert exited.value.code == 2
+    assert f"--model-dir: no {artifacts.MODEL_FILE} in {tmp_path}" in capsys.readouterr().err
+
+
+def _export(model, folder):
+    """Export ``model`` as training does on JAX: saved as model.keras, converted by a TensorFlow child process."""
+    model.save(folder / artifacts.MODEL_FILE)
+    export_in_tensorflow(folder)
+
+
 @pytest.mark.parametrize("embedding, layers, size", [("separate", (8, 6), 5), ("none", (7,), None)])
 def test_export_of_other_embeddings_and_stacked_layers(tmp_path, embedding, layers, size):
-    from model_code.export import export_scorer
     from model_code.model import GRU4Rec
 
     model = GRU4Rec(30, layers=layers, embedding=embedding, embedding_size=size, seed=4)
-    export_scorer(model, tmp_path)  # checks names and hidden states against Keras itself
+    _export(model, tmp_path)  # the child checks names and hidden states against Keras on TensorFlow
     session = ort.InferenceSession(str(tmp_path / artifacts.SCORER_FILE), providers=["CPUExecutionProvider"])
     items, lengths = sample_sessions(30, 12, 9, np.random.default_rng(0))
     hidden = session.run(None, {"items": items, "lengths": lengths})[0]
@@ -126,13 +145,12 @@ def test_a_large_catalogue_is_exported_through_the_stand_in(tmp_path, embedding,
     """The graph ends up holding the model's own input table once, and the stand-in's nowhere."""
     from onnx import numpy_helper
 
-    from model_code.export import export_scorer
     from model_code.export_stand_in import STAND_IN_ITEMS
     from model_code.model import GRU4Rec
 
     n_items = STAND_IN_ITEMS * 2 + 17
     model = GRU4Rec(n_items, layers=(8,), embedding=embedding, embedding_size=size, seed=6)
-    export_scorer(model, tmp_path)  # checks the hidden states against Keras on items across the catalogue
+    _export(model, tmp_path)  # the child checks the hidden states against Keras on items across the catalogue
     values = [numpy_helper.to_array(t) for t in onnx.load(str(tmp_path / artifacts.SCORER_FILE)).graph.initializer]
     table = np.asarray(model.input_weights())
     assert sum(v.shape == table.shape and np.array_equal(v, table) for v in values) == 1

@@ -1,5 +1,5 @@
 """Adagrad with momentum against a NumPy reference; the sparse forms touch only the used rows."""
-import keras
+import jax
 import numpy as np
 import pytest
 from keras import ops
@@ -32,16 +32,12 @@ def test_dense_step_matches_numpy(momentum):
 
 
 def _compiled(function):
-    """``function`` compiled by XLA, as the engines run the updates."""
-    if keras.backend.backend() == "jax":
-        import jax
-        return jax.jit(function, static_argnums=(6, 7))
-    import tensorflow as tf
-    return lambda *args: tf.function(lambda *tensors: function(*tensors, *args[6:]), jit_compile=True)(*args[:6])
+    """``function`` compiled by XLA, as the engine runs the updates."""
+    return jax.jit(function, static_argnums=(6, 7))
 
 
 def _row_update(param, acc, vel, ids, grads, touched, learning_rate, momentum):
-    """The row form as the engines apply it: group, compute the rows, scatter them."""
+    """The row form as the engine applies it: group, compute the rows, scatter them."""
     def update(param, acc, vel, ids, grads, touched, learning_rate, momentum):
         indices, rows = optimizer.sparse_row_updates(param, acc, vel, optimizer.group_rows(ids), grads, touched,
                                                      learning_rate, momentum)

@@ -112,11 +112,11 @@ def test_bad_data_exits_2_naming_the_file(tmp_path):
 def test_failed_run_leaves_no_model_directory(tiny_data, tmp_path, monkeypatch):
     import model_code.export
 
-    def broken_export(model, model_dir, check=True):
+    def broken_export(model_dir):
         (model_dir / artifacts.SCORER_FILE).write_bytes(b"half")
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(model_code.export, "export_scorer", broken_export)
+    monkeypatch.setattr(model_code.export, "export_in_tensorflow", broken_export)
     with pytest.raises(RuntimeError, match="disk full"):
         run_train(["--train", str(tiny_data / "train.tsv.gz"), "--epochs", "1",
                    "--model-dir", str(tmp_path / "m"), *TINY_ARGS])
