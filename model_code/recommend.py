@@ -34,7 +34,7 @@ from inference.engine import Recommender
 from inference.job_filters import read_job_filters
 from model_code import artifacts
 from model_code.artifacts import file_mode
-from model_code.event_rules import add_read_options, read_options
+from model_code.event_rules import add_trained_read_options, trained_read_options
 from model_code.events import DataError, read_events
 from model_code.sessions import group_sessions
 
@@ -52,12 +52,14 @@ class Model:
     defaults: SessionRequest | None
     filters: dict
     version: str
+    metadata: dict
 
     @classmethod
     def load(cls, model_dir: Path) -> "Model":
         engine = Recommender.load(model_dir)
         defaults = read_job_filters(model_dir)
-        return cls(engine, defaults, streaming.job_filters(engine, defaults), artifacts.read_model_version(model_dir))
+        return cls(engine, defaults, streaming.job_filters(engine, defaults), artifacts.read_model_version(model_dir),
+                   artifacts.read_metadata(model_dir))
 
 
 def is_json_lines(source: str) -> bool:
@@ -131,12 +133,13 @@ def output(out: str | None) -> Iterator[BinaryIO]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m model_code.recommend", description=__doc__.split("\n")[0],
                                      epilog="INPUT ending in .jsonl, .ndjson or .json (optionally .gz) holds "
-                                            "requests; anything else is read as events.")
+                                            "requests; anything else is read as events, by default with the "
+                                            "reading options the model was trained with (its metadata.json).")
     parser.add_argument("input", help="JSON-lines requests, or events: a file, a folder of files or an s3:// URI")
     parser.add_argument("--model-dir", required=True, type=Path, help="a model directory (scorer.onnx, items.json, ...)")
     parser.add_argument("--out", help="the JSON-lines file of answers to write (default: standard output)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_read_options(parser)
+    add_trained_read_options(parser)
     return parser.parse_args(argv)
 
 
@@ -156,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
               desc="scoring") as progress:
         try:
             lines = (file_lines(Path(args.input), progress) if json_lines
-                     else event_lines(args.input, read_options(args), progress))
+                     else event_lines(args.input, trained_read_options(args, model.metadata), progress))
             with output(args.out) as out:
                 answered = answer_lines(model, lines, out.write)
         except DataError as err:

@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -47,7 +47,8 @@ import numpy as np
 from model_code import artifacts
 from model_code.checkpoints import Checkpoint, CheckpointError, fingerprint, load_checkpoint, save_checkpoint
 from model_code import hyperparameters
-from model_code.event_rules import ITEM, OptionError, ReadOptions, add_read_options, read_options
+from model_code.event_rules import (ITEM, TRAINED_READ_OPTIONS, OptionError, ReadOptions, add_read_options,
+                                    read_options)
 from model_code.events import DataError, read_events
 from model_code.item_index import ItemIndex
 from model_code.metrics import CUTOFFS
@@ -141,6 +142,7 @@ def train_model(params: GRU4RecParams, run: TrainingRun) -> dict:
         "padding_index": n_items,
         "parameters": params.to_dict(),
         "data": data.stats,
+        TRAINED_READ_OPTIONS: asdict(run.read),
         "metrics": metrics,
         "validation_metrics": validation_metrics,
         **({CHAMPION_KEY: champion_metrics} if run.champion_dir else {}),

@@ -1,4 +1,5 @@
 """``python -m model_code.recommend``, run as a user runs it: the endpoint's answers, without a server."""
+import gzip
 import json
 import shutil
 import subprocess
@@ -154,3 +155,22 @@ def test_recommend_loads_neither_tensorflow_nor_keras(model_dir, tmp_path):
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report == {"code": 0, "heavy": []}
     assert json.loads((tmp_path / "out").read_text())["fallback"] is True
+
+
+def test_recommend_reads_events_as_the_model_was_trained_to_and_flags_override(model_dir, small_data, tmp_path):
+    """A model trained on `sid;iid;ts` files reads such files without flags; a flag given still wins."""
+    shop_model = tmp_path / "model"
+    shutil.copytree(model_dir, shop_model)
+    metadata = json.loads((shop_model / "metadata.json").read_text())
+    assert metadata["read_options"]["separator"] == "auto"  # train records what it read with
+    metadata["read_options"].update(session_column="sid", item_column="iid", time_column="ts", separator=";")
+    (shop_model / "metadata.json").write_text(json.dumps(metadata))
+    rows = gzip.decompress((small_data / "test.tsv.gz").read_bytes()).decode().splitlines()
+    (tmp_path / "shop.txt").write_text("\n".join(["sid;iid;ts"] + [row.replace("\t", ";") for row in rows[1:]]) + "\n")
+    (tmp_path / "comma.txt").write_text("\n".join(["sid,iid,ts"] + [row.replace("\t", ",") for row in rows[1:]]) + "\n")
+    reference = recommend(str(small_data / "test.tsv.gz"), "--model-dir", str(model_dir), "--quiet")
+    inherited = recommend(str(tmp_path / "shop.txt"), "--model-dir", str(shop_model), "--quiet")
+    overridden = recommend(str(tmp_path / "comma.txt"), "--model-dir", str(shop_model), "--quiet", "--separator", ",")
+    for done in (reference, inherited, overridden):
+        assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert inherited.stdout == overridden.stdout == reference.stdout != b""
