@@ -423,7 +423,8 @@ def _write_model_dir(model_dir: Path, model, index: ItemIndex, metadata: dict, r
             run.log("skipping the ONNX scorer export: export not asked for")
         history = metadata["training"]["history"]
         plot_training(staging / artifacts.PLOT_FILE, [r["loss"] for r in history],
-                      [r.get(VALIDATION_KEY, {}).get(PLOT_METRIC) for r in history])
+                      [r.get(VALIDATION_KEY, {}).get(PLOT_METRIC) for r in history],
+                      (metadata["metrics"] or {}).get(PLOT_METRIC))
         metadata["training"]["wall_seconds"] = round(time.perf_counter() - wall_start, 3)
         artifacts.write_json(staging / artifacts.METADATA_FILE, metadata)
         _readable_by_all(staging)
