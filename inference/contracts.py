@@ -14,8 +14,9 @@ each, in the same order. Blank lines are skipped. A bad line is answered in plac
 ``{"session_id": ..., "error": "..."}``, or ``{"line": N, "error": "..."}`` where it has no readable id,
 so one bad record never fails a batch.
 
-Rules: ``items`` is a non-empty list of item ids, strings or integers (integers are read as their
-decimal strings, as ``items.json`` holds ids as strings); ``k`` an integer from 1 to 1000 (default
+Rules: ``items`` is a list of item ids, strings or integers (integers are read as their
+decimal strings, as ``items.json`` holds ids as strings), and may be empty: a visitor on the home page
+with no item seen yet gets the popular items, marked ``"fallback": true``; ``k`` an integer from 1 to 1000 (default
 20); ``exclude_seen`` true or false (default false); ``session_id`` (optional) a string or an integer,
 echoed back as given (null where absent; an integer must lie within +-(2^53 - 1), the integers every JSON
 reader keeps exactly, else it is sent as a string). Business rules, each a list of at most
@@ -297,8 +298,8 @@ def _items(record: dict, where: str) -> list[str]:
     if "items" not in record:
         raise ClientError(400, f"'{where}items' is missing: give the session's item ids, oldest first")
     items = record["items"]
-    if not isinstance(items, list) or not items:
-        raise ClientError(400, f"'{where}items' must be a non-empty list of item ids, not {_kind(items)}")
+    if not isinstance(items, list):
+        raise ClientError(400, f"'{where}items' must be a list of item ids, not {_kind(items)}")
     return item_ids(items, f"{where}items")
 
 

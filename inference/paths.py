@@ -11,6 +11,8 @@ from typing import Mapping
 
 DEFAULT_OPT_ML_DIR = "/opt/ml"
 MODEL_SUBDIR = "model"
+MODEL_DIR_VARIABLE = "SERVE_MODEL_DIR"
+"""Names the model directory itself, in place of ``<opt_ml_dir>/model`` (``serve --model-dir`` sets it)."""
 
 
 def opt_ml_dir(environ: Mapping[str, str] = os.environ) -> Path:
@@ -19,5 +21,7 @@ def opt_ml_dir(environ: Mapping[str, str] = os.environ) -> Path:
 
 
 def model_dir(environ: Mapping[str, str] = os.environ) -> Path:
-    """The model directory SageMaker unpacks ``model.tar.gz`` into: ``<opt_ml_dir>/model``."""
-    return opt_ml_dir(environ) / MODEL_SUBDIR
+    """The model directory: ``$SERVE_MODEL_DIR`` when set and not empty, else the one SageMaker unpacks
+    ``model.tar.gz`` into, ``<opt_ml_dir>/model``."""
+    named = environ.get(MODEL_DIR_VARIABLE)
+    return Path(named) if named else opt_ml_dir(environ) / MODEL_SUBDIR

@@ -12,7 +12,7 @@ log only), and 500 (logged, no details given) for anything unexpected. Each scor
 metrics line (``inference.request_metrics``).
 
 A JSON-lines answer is streamed: the records are scored and written a chunk at a time (about
-:data:`STREAM_CHUNK_RECOMMENDATIONS` recommendations each), so a Batch Transform payload's answer is
+:data:`inference.streaming.STREAM_CHUNK_RECOMMENDATIONS` recommendations each), so a Batch Transform payload's answer is
 never held whole in memory; its bound (:data:`inference.contracts.MAX_JSON_LINES_RECOMMENDATIONS`) is
 checked before the first line is written, as a 413 cannot follow a 200. For the same reason an
 unexpected failure while scoring a later chunk cannot become a 500: gunicorn logs it and ends the
@@ -22,16 +22,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import defaultdict
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from inference import contracts
+from inference import contracts, streaming
 from inference.contracts import ClientError, SessionRequest
-from inference.engine import ItemFilter, Recommender, SessionResult
+from inference.engine import ItemFilter, Recommender
+from inference.streaming import score
 from inference.job_filters import read_job_filters
 from inference.request_metrics import log_counts, log_request
 from inference.paths import model_dir as default_model_dir
@@ -39,10 +39,6 @@ from inference.server_settings import SettingsError, ServerSettings, available_c
 from model_code import artifacts
 
 log = logging.getLogger(__name__)
-
-STREAM_CHUNK_RECOMMENDATIONS = 50_000
-"""Recommendations asked for (records x k) per chunk of a streamed JSON-lines answer (a few MB of it)."""
-
 
 class JsonResponse(Response):
     """Flask's response with JSON as its default content type: no answer of this app is ``text/html``."""
@@ -88,8 +84,8 @@ class ModelHolder:
             self.error = error
             return
         if defaults is not None:
-            job_filter = engine.item_filter(defaults.exclude_items, defaults.include_items)
-            self.filters = {_lists_key(defaults): job_filter}
+            self.filters = streaming.job_filters(engine, defaults)
+            job_filter = next(iter(self.filters.values()))
             log.info("job filters from %s: %d items ruled out, %d listed ids unknown", self.model_dir,
                      int(job_filter.blocked.sum()), job_filter.unknown)
         self.defaults = defaults
@@ -135,7 +131,7 @@ def create_app(model_dir: str | Path | None = None, payload_limit: int | None = 
                 records = contracts.parse_json_lines(body, holder.defaults)
             del body
             contracts.check_work(records, contracts.MAX_JSON_LINES_RECOMMENDATIONS, "records", contracts.JSON_LINES)
-            return Response(stream_json_lines(engine, records, holder.filters, holder.model_version),
+            return Response(stream_with_metrics(engine, records, holder.filters, holder.model_version),
                             mimetype=contracts.JSON_LINES)
         defaults = holder.defaults
         parsed = contracts.parse_json_request(body, defaults)
@@ -172,37 +168,12 @@ def create_app(model_dir: str | Path | None = None, payload_limit: int | None = 
     return app
 
 
-def stream_json_lines(engine: Recommender, records: list, known_filters: dict[tuple[int, int], ItemFilter],
-                      model_version: str) -> Iterator[bytes]:
-    """The JSON-lines answer to ``records`` a chunk at a time, each chunk scored as it is written; the
-    request's metrics line once the last chunk is out. ``records`` empties as it goes, so each chunk's
-    parsed sessions are freed with its answer."""
-    sessions = items = unknown = 0
-    records.reverse()  # popped from the end: the first record first
-    while records:
-        chunk = _next_chunk(records)
-        scored = [record for record in chunk if isinstance(record, SessionRequest)]
-        results = score(engine, scored, known_filters)
-        sessions += len(scored)
-        items += sum(len(session.items) for session in scored)
-        unknown += sum(result.unknown_items for result in results)
-        yield contracts.json_lines_answer(chunk, results, model_version)
-    log_counts(sessions, items, unknown, model_version)
-
-
-def _next_chunk(reversed_records: list) -> list:
-    """Records taken off the end of ``reversed_records`` until they ask for STREAM_CHUNK_RECOMMENDATIONS
-    recommendations (one record at least)."""
-    chunk, asked = [], 0
-    while reversed_records and (not chunk or asked + _asked(reversed_records[-1]) <= STREAM_CHUNK_RECOMMENDATIONS):
-        record = reversed_records.pop()
-        asked += _asked(record)
-        chunk.append(record)
-    return chunk
-
-
-def _asked(record) -> int:
-    return record.k if isinstance(record, SessionRequest) else 0
+def stream_with_metrics(engine: Recommender, records: list, known_filters: dict[tuple[int, int], ItemFilter],
+                        model_version: str) -> Iterator[bytes]:
+    """:func:`inference.streaming.stream_json_lines`, then the request's metrics line once the last chunk is out."""
+    counts = streaming.Counts()
+    yield from streaming.stream_json_lines(engine, records, known_filters, model_version, counts)
+    log_counts(counts.sessions, counts.items, counts.unknown, model_version)
 
 
 def public_reason(error: Exception, model_dir: Path) -> str:
@@ -216,41 +187,6 @@ def public_reason(error: Exception, model_dir: Path) -> str:
     for folder in {str(model_dir), str(model_dir.resolve())}:
         text = text.replace(folder + "/", "").replace(folder, "the model directory")
     return text
-
-
-def score(engine: Recommender, sessions: Sequence[SessionRequest],
-          known_filters: dict[tuple[int, int], ItemFilter] | None = None) -> list[SessionResult]:
-    """Engine results in the order of ``sessions``: one batched call per distinct (k, exclude_seen).
-
-    Sessions that share their filter lists (the request's or the job's) share one engine filter;
-    ``known_filters`` holds those already built, by the lists' identity.
-    """
-    filters = dict(known_filters or {})
-    groups: dict[tuple[int, bool], list[int]] = defaultdict(list)
-    for position, session in enumerate(sessions):
-        groups[(session.k, session.exclude_seen)].append(position)
-    results: list = [None] * len(sessions)
-    for (k, exclude_seen), positions in groups.items():
-        chosen = [sessions[p] for p in positions]
-        answers = engine.recommend([session.items for session in chosen], k=k, exclude_seen=exclude_seen,
-                                   filters=[_filter(engine, session, filters) for session in chosen])
-        for position, answer in zip(positions, answers):
-            results[position] = answer
-    return results
-
-
-def _filter(engine: Recommender, session: SessionRequest, built: dict) -> ItemFilter | None:
-    if not session.filtered:
-        return None
-    key = _lists_key(session)
-    if key not in built:
-        built[key] = engine.item_filter(session.exclude_items, session.include_items)
-    return built[key]
-
-
-def _lists_key(session: SessionRequest) -> tuple[int, int]:
-    """The identity of a session's two filter lists: lists shared by many sessions are the same objects."""
-    return id(session.exclude_items), id(session.include_items)
 
 
 class ModelUnavailable(HTTPException):

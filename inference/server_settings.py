@@ -9,6 +9,7 @@ MODEL_SERVER_TIMEOUT           seconds a request may take             60
 MODEL_SERVER_GRACEFUL_TIMEOUT  seconds in-flight requests get to      25 (SageMaker sends SIGKILL
                                finish after SIGTERM                   30 s after SIGTERM)
 OPT_ML_DIR                     stand-in for /opt/ml                   /opt/ml
+SERVE_MODEL_DIR                the model directory itself             ``$OPT_ML_DIR/model``
 SAGEMAKER_SERVERLESS           ``true`` on a serverless endpoint's    unset (6 MB bodies)
                                model: bodies above 4 MB get a 413
 METRICS_SERVICE                ``Service`` dimension of the request   ``local``
@@ -26,7 +27,8 @@ from pathlib import Path
 from typing import Mapping
 
 from inference.contracts import MAX_PAYLOAD_BYTES, SERVERLESS_MAX_PAYLOAD_BYTES
-from inference.paths import MODEL_SUBDIR, opt_ml_dir
+from inference.paths import MODEL_DIR_VARIABLE, opt_ml_dir
+from inference.paths import model_dir as model_dir_from
 
 DEFAULT_PORT = 8080
 DEFAULT_TIMEOUT_S = 60
@@ -76,6 +78,7 @@ class ServerSettings:
     timeout: int
     graceful_timeout: int
     opt_ml_dir: Path
+    model_dir: Path
     payload_limit: int = MAX_PAYLOAD_BYTES
 
     @classmethod
@@ -88,11 +91,8 @@ class ServerSettings:
             graceful_timeout=_integer(environ, "MODEL_SERVER_GRACEFUL_TIMEOUT", DEFAULT_GRACEFUL_TIMEOUT_S, 1),
             opt_ml_dir=opt_ml_dir(environ).absolute(),
             payload_limit=max_payload_bytes(environ),
+            model_dir=model_dir_from(environ).absolute(),
         )
-
-    @property
-    def model_dir(self) -> Path:
-        return self.opt_ml_dir / MODEL_SUBDIR
 
     @property
     def proxy_timeout(self) -> int:
@@ -107,4 +107,5 @@ class ServerSettings:
             "MODEL_SERVER_TIMEOUT": str(self.timeout),
             "MODEL_SERVER_GRACEFUL_TIMEOUT": str(self.graceful_timeout),
             "OPT_ML_DIR": str(self.opt_ml_dir),
+            MODEL_DIR_VARIABLE: str(self.model_dir),
         }

@@ -3,7 +3,10 @@
 nginx listens on ``SAGEMAKER_BIND_TO_PORT`` and passes the three routes on to gunicorn over a unix
 socket in a run directory of this server's own (a new temporary directory each time, so servers can
 run side by side); gunicorn runs ``inference.wsgi:app`` in sync workers that each load the model
-after the fork. Settings come from the environment (see :mod:`inference.server_settings`).
+after the fork. Settings come from the environment (see :mod:`inference.server_settings`); on a
+developer machine two flags replace the two a user most often sets::
+
+    inference/serve --model-dir DIR [--port N]      # --help says the same
 
 The run directory (mode 0700) and the socket in it (no group or other bits) belong to the user ``serve`` runs as, and
 nginx's workers run as that user too: no other local user can reach gunicorn and so go around
@@ -27,6 +30,7 @@ crashed nginx or gunicorn master come back to it and are ended before it exits.
 """
 from __future__ import annotations
 
+import argparse
 import ctypes
 import os
 import select
@@ -39,6 +43,7 @@ import time
 from pathlib import Path
 
 from inference import nginx_config, processes
+from inference.paths import MODEL_DIR_VARIABLE
 from inference.server_settings import ServerSettings, SettingsError
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -235,7 +240,34 @@ class Supervisor:
 def check_model_dir(settings: ServerSettings) -> None:
     if not settings.model_dir.is_dir():
         raise SetupError(f"model directory {settings.model_dir} does not exist (SageMaker unpacks model.tar.gz "
-                         f"there; on another machine set OPT_ML_DIR to a directory that holds model/)")
+                         f"there; on another machine give serve --model-dir DIR)")
+
+
+def _port(text: str) -> str:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number from 1 to 65535")
+    return text
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="serve", description="The model server: nginx in front of gunicorn, answering /ping and /invocations.",
+        epilog="Other settings come from the environment: MODEL_SERVER_WORKERS, MODEL_SERVER_TIMEOUT, "
+               "MODEL_SERVER_GRACEFUL_TIMEOUT, SAGEMAKER_SERVERLESS (see inference/server_settings.py).")
+    parser.add_argument("--model-dir", type=Path,
+                        help="the model directory to serve (default: $OPT_ML_DIR/model, /opt/ml/model in SageMaker)")
+    parser.add_argument("--port", type=_port, help="the port to listen on (default: $SAGEMAKER_BIND_TO_PORT or 8080)")
+    return parser.parse_args(argv)
+
+
+def environment(args: argparse.Namespace) -> dict[str, str]:
+    """This process's environment with the flags given put in place of the variables they replace."""
+    environ = dict(os.environ)
+    if args.model_dir is not None:
+        environ[MODEL_DIR_VARIABLE] = str(args.model_dir.absolute())
+    if args.port is not None:
+        environ["SAGEMAKER_BIND_TO_PORT"] = args.port
+    return environ
 
 
 def socket_path(run_dir: Path) -> Path:
@@ -274,9 +306,10 @@ def make_run_dir() -> Path:
                          f"set TMPDIR to a writable directory") from None
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     try:
-        settings = ServerSettings.from_env()
+        settings = ServerSettings.from_env(environment(args))
         nginx_binary = nginx_config.find_nginx()
         check_model_dir(settings)
         run_dir = make_run_dir()

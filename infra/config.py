@@ -19,6 +19,7 @@ from constructs import Node
 from infra import layout
 from infra.context_keys import unknown_settings
 from infra.instance_types import instance_type_problem, is_gpu_training_type, training_image_problem
+from infra.session_query import ATHENA_TIME_FORMS
 from model_code.event_rules import DEFAULT_MAX_BAD_ROWS, READ_OPTIONS, OptionError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -42,8 +43,6 @@ MAX_TRAIN_WINDOW_DAYS = 366
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
                       2192, 2557, 2922, 3288, 3653)
 
-ATHENA_TIME_FORMS = ("auto", "epoch_s", "epoch_ms", "datetime")
-"""The time forms infra/sql/group_sessions.sql reads (a %-pattern is the local reader's only)."""
 ATHENA_MIN_CUTOFF = 10_000_000
 """BytesScannedCutoffPerQuery's minimum: https://docs.aws.amazon.com/athena/latest/APIReference/API_WorkGroupConfiguration.html"""
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")

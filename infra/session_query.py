@@ -12,13 +12,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from infra.config import ATHENA_TIME_FORMS
-from model_code.event_rules import BAD_ROW_REASONS, DATETIME_PATTERN, OptionError, ReadOptions
-from model_code.sessions import MAX_ITEMS
+from model_code.event_rules import BAD_ROW_REASONS, DATETIME_PATTERN, SESSION_ITEMS_KEPT, OptionError, ReadOptions
 
 SQL_FOLDER = Path(__file__).parent / "sql"
 RUN_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=-]{0,127}")
 """A run's name (the folder under ``events/incoming/``): it goes into the query as a literal."""
+ATHENA_TIME_FORMS = ("auto", "epoch_s", "epoch_ms", "datetime")
+"""The time forms infra/sql/group_sessions.sql reads (a %-pattern is the local reader's only)."""
 REASON_COLUMNS = {reason: reason.replace(" ", "_") for reason in BAD_ROW_REASONS}
 """count_events.sql's column of each bad-row reason of :mod:`model_code.event_rules`."""
 
@@ -50,7 +50,7 @@ def rows_sql(table: str, run_literal: str, options: ReadOptions = ReadOptions())
     )
 
 
-def select_sql(table: str, run_literal: str, options: ReadOptions = ReadOptions(), max_items: int = MAX_ITEMS) -> str:
+def select_sql(table: str, run_literal: str, options: ReadOptions = ReadOptions(), max_items: int = SESSION_ITEMS_KEPT) -> str:
     """The grouping SELECT over ``table`` for the run that ``run_literal`` (an SQL expression) names."""
     return _sql("group_sessions.sql").format(rows=rows_sql(table, run_literal, options), max_items=int(max_items))
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from model_code import artifacts
-from model_code.event_rules import ReadOptions, add_read_options, read_options
+from model_code.event_rules import ReadOptions, add_trained_read_options, trained_read_options
 from model_code.events import DataError, read_events
 from model_code.item_index import ItemIndex
 from model_code.metrics import CUTOFFS, TIE_MODES
@@ -99,6 +99,11 @@ def evaluate_events(
     return {key: float(value) for key, value in metrics.items()}
 
 
+def _metadata(model_dir: str) -> dict:
+    """The model directory's metadata, or none where the directory is missing (evaluation names that)."""
+    return artifacts.read_metadata(model_dir) if Path(model_dir).is_dir() else {}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m model_code.evaluate",
@@ -107,13 +112,14 @@ def main(argv: list[str] | None = None) -> int:
             "against all items of the model; prints Recall@k and MRR@k "
             f"(k = {', '.join(map(str, CUTOFFS))}) and one name=value; line per metric."
         ),
+        epilog="The reading options default to those the model was trained with (its metadata.json).",
     )
     parser.add_argument("--model-dir", required=True, help="model directory written by model_code.train")
     parser.add_argument("--test", required=True, help="test events: TSV/CSV/Parquet file (gzip or not), folder or s3:// URI")
     parser.add_argument("--ties", choices=TIE_MODES, default="conservative",
                         help="how ties with the target's score count (default: conservative, as training reports)")
     parser.add_argument("--batch-size", type=int, help="test sessions scored side by side (default: the model's eval_batch_size)")
-    add_read_options(parser)
+    add_trained_read_options(parser)
     parser.add_argument("--out", help="also write the metrics as JSON to this file")
     parser.add_argument("--tensorflow-logs", action="store_true",
                         help="show TensorFlow's own start-up log lines (default: quietened)")
@@ -125,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             warnings.filterwarnings("ignore", category=FutureWarning)
             metrics = evaluate_model_dir(
                 args.model_dir, args.test, args.ties, args.batch_size,
-                read_options(args), log=lambda message: print(message, file=sys.stderr),
+                trained_read_options(args, _metadata(args.model_dir)), log=lambda message: print(message, file=sys.stderr),
                 show_tensorflow_logs=args.tensorflow_logs,
             )
     except (DataError, artifacts.ModelDirError) as err:

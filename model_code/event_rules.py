@@ -44,6 +44,9 @@ import re
 from dataclasses import dataclass
 
 SESSION, ITEM, TIME = "SessionId", "ItemId", "Time"
+SESSION_ITEMS_KEPT = 200
+"""Items kept per session when events are grouped into sessions to score (``model_code.sessions``, its Athena
+twin infra/sql/group_sessions.sql): the latest ones, as the scorer reads at most this many."""
 REPORTED_EXAMPLES = 5
 
 SEPARATORS = {"tab": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
@@ -216,6 +219,26 @@ def add_read_options(parser: argparse.ArgumentParser) -> None:
 def read_options(args: argparse.Namespace) -> ReadOptions:
     """The parsed flags of :func:`add_read_options` as :class:`ReadOptions`."""
     return ReadOptions(**{name: getattr(args, name) for name in READ_OPTION_NAMES})
+
+
+TRAINED_READ_OPTIONS = "read_options"
+"""The key of a model's metadata.json that records the reading options it was trained with."""
+
+
+def add_trained_read_options(parser: argparse.ArgumentParser) -> None:
+    """The reading flags of a command that reads events for a trained model: a flag not given takes the value
+    the model was trained with (:func:`trained_read_options`), not the built-in default."""
+    add_read_options(parser)
+    parser.set_defaults(**{name: None for name in READ_OPTION_NAMES})
+
+
+def trained_read_options(args: argparse.Namespace, metadata: dict) -> ReadOptions:
+    """The flags of :func:`add_trained_read_options` given, the rest from the model's ``metadata`` (its
+    :data:`TRAINED_READ_OPTIONS`), else the built-in defaults."""
+    trained = metadata.get(TRAINED_READ_OPTIONS) or {}
+    values = {option.name: getattr(args, option.name) for option in READ_OPTIONS}
+    return ReadOptions(**{option.name: values[option.name] if values[option.name] is not None
+                          else str(trained.get(option.name, option.default)) for option in READ_OPTIONS})
 
 
 def _checked(option: ReadOption):

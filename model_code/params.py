@@ -106,6 +106,7 @@ class _Spec:
     parse_one: Callable[[str], Any]
     allowed: str
     accepts: Callable[[Any], bool]
+    meaning: str = ""
 
     def parse(self, text: Any) -> Any:
         text = str(text).strip()
@@ -153,22 +154,22 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _int_spec(name: str, low: int) -> _Spec:
-    return _Spec(name, _parse_int, f"an integer >= {low}", lambda v: _is_int(v) and v >= low)
+def _int_spec(name: str, low: int, meaning: str) -> _Spec:
+    return _Spec(name, _parse_int, f"an integer >= {low}", lambda v: _is_int(v) and v >= low, meaning)
 
 
-def _float_spec(name: str, low: float, high: float | None = None, open_high: bool = False) -> _Spec:
+def _float_spec(name: str, low: float, high: float | None = None, open_high: bool = False, meaning: str = "") -> _Spec:
     if high is None:
-        return _Spec(name, float, f"a number >= {low:g}", lambda v: _is_number(v) and v >= low)
+        return _Spec(name, float, f"a number >= {low:g}", lambda v: _is_number(v) and v >= low, meaning)
     bracket = ")" if open_high else "]"
     return _Spec(
         name, float, f"a number in [{low:g}, {high:g}{bracket}",
-        lambda v: _is_number(v) and low <= v and (v < high if open_high else v <= high),
+        lambda v: _is_number(v) and low <= v and (v < high if open_high else v <= high), meaning,
     )
 
 
-def _choice_spec(name: str, choices: tuple[str, ...]) -> _Spec:
-    return _Spec(name, _parse_choice, " | ".join(choices), lambda v: v in choices)
+def _choice_spec(name: str, choices: tuple[str, ...], meaning: str) -> _Spec:
+    return _Spec(name, _parse_choice, " | ".join(choices), lambda v: v in choices, meaning)
 
 
 _SPECS: dict[str, _Spec] = {
@@ -177,27 +178,28 @@ _SPECS: dict[str, _Spec] = {
         _Spec(
             "layers", _parse_layers, "comma-separated GRU layer widths, each an integer >= 1 (e.g. 100 or 100,100)",
             lambda v: isinstance(v, tuple) and len(v) >= 1 and all(_is_int(n) and n >= 1 for n in v),
+            "GRU units per layer, first to last",
         ),
-        _choice_spec("loss", LOSSES),
-        _int_spec("batch_size", 1),
-        _float_spec("dropout_embedding", 0.0, 1.0, open_high=True),
-        _float_spec("dropout_hidden", 0.0, 1.0, open_high=True),
-        _Spec("learning_rate", float, "a number > 0", lambda v: _is_number(v) and v > 0),
-        _float_spec("momentum", 0.0, 1.0, open_high=True),
-        _float_spec("sample_alpha", 0.0, 1.0),
-        _int_spec("n_sample", 0),
-        _float_spec("bpreg", 0.0),
-        _float_spec("elu", 0.0),
-        _float_spec("logq", 0.0),
-        _choice_spec("logq_form", LOGQ_FORMS),
-        _choice_spec("embedding", EMBEDDINGS),
+        _choice_spec("loss", LOSSES, "cross-entropy (softmax over the sampled candidates) or bpr-max"),
+        _int_spec("batch_size", 1, "sessions trained side by side (session-parallel mini-batches)"),
+        _float_spec("dropout_embedding", 0.0, 1.0, open_high=True, meaning="dropout on the input embedding"),
+        _float_spec("dropout_hidden", 0.0, 1.0, open_high=True, meaning="dropout on each GRU layer's output"),
+        _Spec("learning_rate", float, "a number > 0", lambda v: _is_number(v) and v > 0, "Adagrad's learning rate"),
+        _float_spec("momentum", 0.0, 1.0, open_high=True, meaning="Adagrad's momentum"),
+        _float_spec("sample_alpha", 0.0, 1.0, meaning="extra negatives are drawn by popularity ** sample_alpha"),
+        _int_spec("n_sample", 0, "extra negatives shared by the mini-batch (0: only the batch's own targets)"),
+        _float_spec("bpreg", 0.0, meaning="BPR-max score regularisation (bpr-max only)"),
+        _float_spec("elu", 0.0, meaning="ELU parameter applied to the scores, 0: off (bpr-max only)"),
+        _float_spec("logq", 0.0, meaning="weight of cross-entropy's logQ correction (0: off)"),
+        _choice_spec("logq_form", LOGQ_FORMS, "which candidates the logQ correction applies to (see GRU4RecParams)"),
+        _choice_spec("embedding", EMBEDDINGS, "input: the output item table (shared), a table of its own, or one-hot"),
         _Spec(
             "embedding_size", _parse_optional_int, "an integer >= 1, or none (the last layer's width)",
-            lambda v: v is None or (_is_int(v) and v >= 1),
+            lambda v: v is None or (_is_int(v) and v >= 1), "width of a separate input embedding",
         ),
-        _int_spec("epochs", 1),
-        _int_spec("block_steps", 1),
-        _int_spec("eval_batch_size", 1),
+        _int_spec("epochs", 1, "passes over the training data"),
+        _int_spec("block_steps", 1, "mini-batch steps compiled into one call"),
+        _int_spec("eval_batch_size", 1, "sessions scored side by side during evaluation"),
     )
 }
 PARAMETER_NAMES = tuple(_SPECS)
@@ -221,6 +223,19 @@ PRESETS: dict[str, GRU4RecParams] = {
     ),
 }
 DEFAULT_PRESET = "rsc15"
+
+
+def parameter_help(preset: str = DEFAULT_PRESET) -> str:
+    """One block per parameter of the table above: its meaning, the preset's default, the values allowed."""
+    defaults = PRESETS[preset].to_dict()
+    return "\n".join(f"  {name}={_shown(defaults[name])}\n      {spec.meaning}; allowed: {spec.allowed}"
+                     for name, spec in _SPECS.items())
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return "none" if value is None else str(value)
 
 
 def _normalise(name: str) -> str:

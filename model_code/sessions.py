@@ -1,6 +1,6 @@
 """Group click events into sessions, one JSON line each, ready for Batch Transform.
 
-    python -m model_code.sessions EVENTS --out sessions.jsonl [reading options]
+    python -m model_code.sessions EVENTS --out sessions.jsonl [reading options]   # or sessions.jsonl.gz
 
 EVENTS is what :func:`model_code.events.read_events` reads (a file, a folder of files or an
 ``s3://`` URI), with the same reading options and bad-row policy (see
@@ -14,6 +14,7 @@ Sessions come in the order of their first appearance in the input.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import sys
@@ -24,12 +25,11 @@ import numpy as np
 import pyarrow.compute as pc
 
 from model_code.artifacts import file_mode
+from model_code.event_rules import SESSION_ITEMS_KEPT as MAX_ITEMS
 from model_code.event_rules import ReadOptions, add_read_options, read_options
 from model_code.event_table import EventCodes, block_starts, read_event_codes
 from model_code.events import DataError
 
-MAX_ITEMS = 200
-"""Items kept per session: the latest ones (the scorer reads at most this many)."""
 SESSIONS_PER_CHUNK = 100_000
 """Sessions turned into Python objects at a time."""
 
@@ -58,12 +58,14 @@ def group_sessions(events: EventCodes, max_items: int = MAX_ITEMS) -> Iterator[d
 
 
 def write_sessions(path: str | os.PathLike, sessions) -> int:
-    """One JSON object per line (UTF-8, non-ASCII kept as it is), written atomically; returns the count."""
+    """One JSON object per line (UTF-8, non-ASCII kept as it is), written atomically; gzip where the name
+    ends in ``.gz``; returns the count."""
     path = Path(path)
     partial = path.with_name(f".{path.name}.partial")
+    opener = gzip.open if path.name.endswith(".gz") else open
     count = 0
     try:
-        with open(partial, "w", encoding="utf-8", newline="\n") as handle:
+        with opener(partial, "wt", encoding="utf-8", newline="\n") as handle:
             for session in sessions:
                 handle.write(json.dumps(session, ensure_ascii=False) + "\n")
                 count += 1
@@ -78,7 +80,7 @@ def write_sessions(path: str | os.PathLike, sessions) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model_code.sessions", description=__doc__.split("\n")[0])
     parser.add_argument("events", help="event file, folder of event files, or s3:// URI")
-    parser.add_argument("--out", required=True, help="the JSON-lines file to write")
+    parser.add_argument("--out", required=True, help="the JSON-lines file to write (gzip where it ends in .gz)")
     add_read_options(parser)
     args = parser.parse_args(argv)
     options: ReadOptions = read_options(args)

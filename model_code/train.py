@@ -29,6 +29,7 @@ next event in their session) per second of epoch time.
 from __future__ import annotations
 
 import argparse
+import difflib
 import errno
 import importlib.metadata
 import os
@@ -36,9 +37,10 @@ import platform
 import shutil
 import sys
 import tempfile
+import textwrap
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -47,12 +49,14 @@ import numpy as np
 from model_code import artifacts
 from model_code.checkpoints import Checkpoint, CheckpointError, fingerprint, load_checkpoint, save_checkpoint
 from model_code import hyperparameters
-from model_code.event_rules import ITEM, OptionError, ReadOptions, add_read_options, read_options
+from model_code.event_rules import (ITEM, TRAINED_READ_OPTIONS, OptionError, ReadOptions, add_read_options,
+                                    read_options)
 from model_code.event_table import read_event_codes
 from model_code.events import DataError, read_events
 from model_code.item_index import ItemIndex
 from model_code.metrics import CUTOFFS
-from model_code.params import PRESETS, GRU4RecParams, ParamError, parse_assignments, resolve_params
+from model_code.params import (DEFAULT_PRESET, PRESETS, GRU4RecParams, ParamError, parameter_help,
+                               parse_assignments, resolve_params)
 from model_code.report import metrics_table
 from model_code.session_batches import SessionArrays, session_parallel_steps
 from model_code.tf_startup import import_keras, load_tensorflow_quietly
@@ -142,6 +146,7 @@ def train_model(params: GRU4RecParams, run: TrainingRun) -> dict:
         "padding_index": n_items,
         "parameters": params.to_dict(),
         "data": data.stats,
+        TRAINED_READ_OPTIONS: asdict(run.read),
         "metrics": metrics,
         "validation_metrics": validation_metrics,
         **({CHAMPION_KEY: champion_metrics} if run.champion_dir else {}),
@@ -218,7 +223,7 @@ def _fit(params, run, data, model, trainer, steps, ids, history, fit_seconds, fi
     """
     excluded = 0.0
     for epoch in range(first_epoch, params.epochs):
-        stats = _train_epoch(trainer, steps, epoch, params.epochs, run.progress)
+        stats = _train_epoch(trainer, steps, epoch, params.epochs, run.progress, compiling=epoch == first_epoch)
         epoch_end = time.perf_counter()
         fit_total = fit_seconds + (epoch_end - fit_start - excluded)
         record = {"epoch": epoch + 1, "loss": float(stats["loss"]), "seconds": float(stats["seconds"])}
@@ -356,11 +361,16 @@ def _resume(run: TrainingRun, ids: _RunIds, params: GRU4RecParams, model, traine
     return history, checkpoint.fit_seconds, checkpoint.epochs_done
 
 
-def _train_epoch(trainer, steps, epoch: int, epochs: int, progress: bool) -> dict:
+def _train_epoch(trainer, steps, epoch: int, epochs: int, progress: bool, compiling: bool = False) -> dict:
+    """One epoch behind a progress bar; on the run's first epoch the bar says "compiling" until the first
+    block (compiled on its first call, which can take a while) is done."""
     from tqdm.auto import tqdm
 
     with tqdm(total=steps.n_examples, desc=f"epoch {epoch + 1}/{epochs}", unit="event", unit_scale=True,
               disable=not progress, mininterval=0.5) as bar:
+        if compiling:
+            bar.set_postfix_str("compiling the training step (once per run)")
+
         def update(done: int, loss: float) -> None:
             bar.update(done - bar.n)
             bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
@@ -423,7 +433,8 @@ def _write_model_dir(model_dir: Path, model, index: ItemIndex, metadata: dict, r
             run.log("skipping the ONNX scorer export: export not asked for")
         history = metadata["training"]["history"]
         plot_training(staging / artifacts.PLOT_FILE, [r["loss"] for r in history],
-                      [r.get(VALIDATION_KEY, {}).get(PLOT_METRIC) for r in history])
+                      [r.get(VALIDATION_KEY, {}).get(PLOT_METRIC) for r in history],
+                      (metadata["metrics"] or {}).get(PLOT_METRIC))
         metadata["training"]["wall_seconds"] = round(time.perf_counter() - wall_start, 3)
         artifacts.write_json(staging / artifacts.METADATA_FILE, metadata)
         _readable_by_all(staging)
@@ -477,18 +488,37 @@ def _move_file(source: Path, target: Path) -> None:
             partial.unlink(missing_ok=True)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a "did you mean" for a misspelt flag."""
+
+    def error(self, message: str):
+        prefix = "unrecognized arguments: "
+        if message.startswith(prefix):
+            known = [flag for action in self._actions for flag in action.option_strings]
+            hints = []
+            for given in message[len(prefix):].split():
+                close = difflib.get_close_matches(given.split("=")[0], known, n=1, cutoff=0.6)
+                if given.startswith("-") and close:
+                    hints.append(f"{given} (did you mean {close[0]}?)")
+            if hints:
+                message += "; " + "; ".join(hints)
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m model_code.train",
-        description=(
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.fill(
             "Train GRU4Rec (session-parallel mini-batches, sampled negatives, Adagrad with momentum) on an event "
             "log and write the model directory: model.keras, scorer.onnx, item_embeddings.npy, item_bias.npy, "
             "items.json, metadata.json and training.png. Recall@k and MRR@k (conservative ties, all training "
             "items ranked) are measured on the validation set (--valid or --valid-days) after every epoch, and on "
-            "--test once, at the end."
+            "--test once, at the end.", width=100,
         ),
-        epilog=f"Parameters (--param): {', '.join(GRU4RecParams.__dataclass_fields__)}. "
-               "Example: --preset diginetica --param layers=256 --param n_sample=1024",
+        epilog=f"parameters (--param NAME=VALUE; the {DEFAULT_PRESET} preset's default after '='):\n"
+               f"{parameter_help()}\n\n"
+               "example: --preset diginetica --param layers=256 --param n_sample=1024",
     )
     parser.add_argument("--train", required=True, help="training events: TSV/CSV/Parquet file (gzip or not), folder or s3:// URI")
     parser.add_argument("--test", help="test events, same formats; items unknown to training are dropped; "

@@ -2,16 +2,20 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from typing import TYPE_CHECKING
 from pathlib import Path
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from infra.ops import recommend as recommending
-from infra.ops import cleanup, event_runs, live_model, scoring, smoke, status, training
+from infra.ops import cleanup, event_runs, first_model, live_model, scoring, smoke, status, training
 from infra.ops.deployment import load_deployment, validate_stage
 from infra.ops.errors import OpsError
+
+if TYPE_CHECKING:
+    import boto3
 
 DESCRIPTION = """\
 Operate a deployed GRU4Rec stage. Resource names come from the outputs of the stage's
@@ -43,7 +47,7 @@ def _add_location(parser: argparse.ArgumentParser, defaults: bool) -> None:
 
     parser.add_argument("--stage", default=default("dev"), help="stage to operate on (default: dev)")
     parser.add_argument("--region", default=default(None),
-                        help="AWS region (default: AWS_REGION / profile's region)")
+                        help="AWS region (default: AWS_DEFAULT_REGION, the profile's region, else AWS_REGION)")
     parser.add_argument("--profile", default=default(None),
                         help="AWS profile (default: AWS_PROFILE / default)")
 
@@ -63,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_score(commands, location)
     _add_score_events(commands, location)
     _add_recommend(commands, location)
+    _add_package_model(commands)
     commands.add_parser(
         "status",
         parents=[location],
@@ -218,10 +223,40 @@ def _add_recommend(commands, location: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_package_model(commands) -> None:
+    package = commands.add_parser(
+        "package-model",
+        help="package a locally trained model as the stack's first model (no AWS call)",
+        description=first_model.__doc__.split("\n\n")[1].replace("\n", " "),
+    )
+    package.add_argument("model_dir", type=Path, help="the model directory model_code.train wrote")
+    package.add_argument("--out", type=Path, default=first_model.DEFAULT_ARCHIVE,
+                         help="the archive to write (default: build/model.tar.gz, cdk.json's initial_model_artifact)")
+    package.add_argument("--version", dest="model_version", default=None,
+                         help="the version its answers name (default: cdk.json's initial_model_version)")
+
+
+def run_package_model(args) -> int:
+    version = args.model_version or first_model.configured_version()
+    items = first_model.package(args.model_dir, args.out, version)
+    print(f"wrote {args.out}: {items} items, model_version {version}")
+    if version != first_model.configured_version():
+        print(f"set initial_model_version to {version} in cdk.json (or -c initial_model_version={version}): the "
+              f"stack uploads its first model under that version (docs/deploy.md, step 1)", file=sys.stderr)
+    return 0
+
+
 def make_session(args: argparse.Namespace) -> boto3.Session:
+    """A session in --region, else boto3's region (AWS_DEFAULT_REGION, the profile's), else AWS_REGION, which
+    boto3 does not read but other AWS tools (and Lambda) set. boto3 is imported here, not by --help."""
+    import boto3
+
     session = boto3.Session(profile_name=args.profile, region_name=args.region)
+    if not session.region_name and os.environ.get("AWS_REGION"):
+        session = boto3.Session(profile_name=args.profile, region_name=os.environ["AWS_REGION"])
     if not session.region_name:
-        raise OpsError("no AWS region: pass --region or set AWS_REGION (or a profile's region)")
+        raise OpsError("no AWS region: pass --region, or set AWS_DEFAULT_REGION (or AWS_REGION), "
+                       "or use a profile that names a region")
     return session
 
 
@@ -367,6 +402,9 @@ LOCAL_CHECKS = {"train": check_train, "score": check_score, "score-events": chec
                 "recommend": check_recommend}
 """What each command checks before it makes any AWS call."""
 
+LOCAL_COMMANDS = {"package-model": run_package_model}
+"""The commands that make no AWS call at all."""
+
 COMMANDS = {
     "train": run_train,
     "score": run_score,
@@ -383,6 +421,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         validate_stage(args.stage)
         LOCAL_CHECKS.get(args.command, lambda _: None)(args)
+        if args.command in LOCAL_COMMANDS:
+            return LOCAL_COMMANDS[args.command](args)
         session = make_session(args)
         if args.command == "smoke":
             return run_smoke(args, session)

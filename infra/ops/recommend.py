@@ -9,14 +9,15 @@ import json
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import boto3
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
 
 from inference.contracts import ClientError, parse_json_request
 from infra.ops.deployment import Deployment
 from infra.ops.errors import OpsError
+
+if TYPE_CHECKING:  # boto3 takes a while to import: the commands that call AWS import it, --help does not
+    import boto3
 
 TIMEOUT_SECONDS = 30
 
@@ -45,6 +46,9 @@ def signed_request(
     session: boto3.Session, url: str, body: bytes, api_key: str | None
 ) -> urllib.request.Request:
     """A POST request with JSON body, API key header and a SigV4 signature for execute-api."""
+    from botocore.auth import SigV4Auth  # imported by the command that signs, not by --help
+    from botocore.awsrequest import AWSRequest
+
     credentials = session.get_credentials()
     if credentials is None:
         raise OpsError("no AWS credentials found to sign the request (see `aws configure`)")

@@ -13,7 +13,6 @@ from pathlib import Path
 from botocore.exceptions import ClientError
 
 from inference.contracts import BadLine, parse_json_line
-from inference.job_filters import FiltersFileError, parse_filters
 from infra.layout import FILTERS_SUFFIX, INCOMING_SESSIONS_PREFIX, SCORED_SESSIONS_PREFIX
 from infra.ops.errors import OpsError
 
@@ -39,9 +38,20 @@ class Submission:
         return f"s3://{self.bucket}/{self.output_key}"
 
 
+EVENT_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet")
+"""Names of event files (gzip or not), which `score-events` takes, not `score`."""
+
+
 def object_name(path: Path, name: str | None = None) -> str:
-    """The file name the sessions get in the bucket; it must end in `.jsonl`."""
+    """The file name the sessions get in the bucket; it must end in `.jsonl`. An event file is pointed at the
+    two ways to score events."""
     chosen = name or path.name
+    if path.name.lower().removesuffix(".gz").endswith(EVENT_SUFFIXES):
+        raise OpsError(
+            f"{path} holds click events, not sessions: group them into sessions first with "
+            f"`python -m model_code.sessions {path} --out {path.name.split('.')[0]}.jsonl` and score that file, "
+            f"or let the stage group them: `python -m infra.ops score-events {path}`"
+        )
     if "/" in chosen or not chosen.endswith(SUFFIX) or chosen == SUFFIX:
         raise OpsError(
             f"{chosen!r} is not a usable name: only `<name>.jsonl` files start batch scoring; "
@@ -80,6 +90,8 @@ def validate_filters_file(path: Path) -> None:
     """Check a job-level filter list file as the container will read it; OpsError names the problem."""
     if not path.is_file():
         raise OpsError(f"{path}: no such file")
+    from inference.job_filters import FiltersFileError, parse_filters  # NumPy: loaded by `score`, not by --help
+
     try:
         parse_filters(path.read_bytes(), str(path))
     except FiltersFileError as err:

@@ -31,8 +31,6 @@ from infra.layout import (
     one_off_job_prefix,
 )
 from infra.ops.errors import OpsError
-from model_code.data_window import day_folder, parse_day
-from model_code.events import DataError
 from model_code.hyperparameters import check_hyperparameters
 from model_code.params import ParamError
 
@@ -71,6 +69,9 @@ def upload_day(text: str | None = None, now: datetime | None = None) -> date:
     """The day folder ``--upload-data`` files into: ``--day`` as given, else yesterday (UTC), the last day of the
     window of a run started now."""
     if text is not None:
+        from model_code.data_window import parse_day  # pandas: loaded by the commands that need it, not by --help
+        from model_code.events import DataError
+
         try:
             return parse_day(text, "--day")
         except DataError as error:
@@ -373,6 +374,8 @@ def upload_training_data(s3, bucket: str, folder: Path, day: date) -> list[str]:
     old versions); other days stay. The marker goes last, once the day is complete (with
     `retrain_on_new_data` it starts a run itself). Returns the S3 URIs of the uploaded files.
     """
+    from model_code.data_window import day_folder  # pandas: loaded by the commands that need it, not by --help
+
     prefixes = {"train": f"{TRAINING_EVENTS_PREFIX}{day_folder(day)}/", "test": TRAINING_TEST_PREFIX}
     uploaded = {}
     for channel, path in data_files(folder).items():

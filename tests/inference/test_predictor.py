@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from inference import contracts, predictor
+from inference import contracts, streaming
 from inference.engine import Recommender
 from inference.job_filters import FILTERS_FILE
 from inference.predictor import create_app
@@ -91,7 +91,7 @@ def test_a_broken_model_dir_is_503_json_and_the_worker_keeps_answering(model_dir
         assert_error(client.get("/ping"), 503, "model directory file missing: item_embeddings.npy")
     assert_error(post(client, {"items": ["a"]}), 503, "not available", "item_embeddings.npy")
     assert str(tmp_path) not in client.get("/ping").get_json()["error"]  # what is wrong, not where
-    assert_error(post(client, {"items": []}), 400, "'items'")
+    assert_error(post(client, {"items": "a"}), 400, "'items'")
     assert_error(post(client, {"items": ["a"]}, "text/plain"), 415)
     assert client.get("/execution-parameters").status_code == 200
 
@@ -144,6 +144,22 @@ def test_one_unknown_session_gets_the_fallback(client, engine):
                       "unknown_items": 2, "fallback": True, "model_version": MODEL_VERSION}
 
 
+def test_an_empty_session_gets_the_popular_items_in_every_request_form(client, model_dir):
+    """A visitor on the home page: the metadata's popular items, marked fallback, as one session, one of
+    several (beside a known one) and a JSON line; the request's filter applies to them too."""
+    popular = json.loads((model_dir / "metadata.json").read_text())["popular_items"]
+    fallback = {"recommendations": [{"item_id": item, "score": 0.0} for item in popular[:5]],
+                "unknown_items": 0, "fallback": True}
+    assert post(client, {"items": [], "k": 5}).get_json() == {**fallback, "model_version": MODEL_VERSION}
+    many = post(client, {"sessions": [{"session_id": "home", "items": []}, {"items": popular[:1]}], "k": 5})
+    first, second = many.get_json()["results"]
+    assert first == {"session_id": "home", **fallback} and "fallback" not in second
+    lines = post(client, b'{"session_id": 1, "items": [], "k": 5}\n', "application/jsonlines")
+    assert json.loads(lines.data) == {"session_id": 1, **fallback, "model_version": MODEL_VERSION}
+    filtered = post(client, {"items": [], "k": 5, "exclude_items": popular[:2]}).get_json()
+    assert [r["item_id"] for r in filtered["recommendations"]] == popular[2:7] and filtered["fallback"] is True
+
+
 def test_many_sessions_each_with_its_own_options_in_order(client, engine, items):
     sessions = [{"session_id": "s1", "items": items[:3]},
                 {"session_id": 2, "items": ["unknown"], "k": 2},
@@ -167,7 +183,7 @@ def test_many_sessions_each_with_its_own_options_in_order(client, engine, items)
     (b"\xff", "application/json", 400, ["UTF-8"]),
     (b'{"items": ["a"], "k": 0}', "application/json", 400, ["'k'"]),
     (b'{"items": ["a"], "k": ' + b"1" * 5000 + b"}", "application/json", 400, ["digits"]),
-    (b'{"sessions": [{"items": []}]}', "application/json", 400, ["'sessions[0].items'"]),
+    (b'{"sessions": [{"items": {}}]}', "application/json", 400, ["'sessions[0].items'"]),
     (b'{"items": ["a"]}', "text/plain", 415, ["'text/plain'"]),
     (b'{"items": ["a"]}', None, 415, ["missing"]),
     (b"\n\n", "application/jsonlines", 400, ["no JSON lines"]),
@@ -288,8 +304,8 @@ def test_json_lines_one_answer_line_per_record_in_order(client, engine, items, c
     answers = [strict_json(line) for line in text.split("\n")[:-1]]
     assert [answer.get("session_id", answer.get("line")) for answer in answers] == [
         "a", 2, "c", "d", 6, 5, 8, "e\u2028f"]
-    assert [("error" in answer) for answer in answers] == [False, True, False, True, True, False, True, False]
-    assert "'items'" in answers[3]["error"] and "'session_id'" in answers[6]["error"]
+    assert [("error" in answer) for answer in answers] == [False, True, False, False, True, False, True, False]
+    assert answers[3]["fallback"] is True and "'session_id'" in answers[6]["error"]
     assert [answer["model_version"] for answer in answers] == [MODEL_VERSION] * len(answers)
     for answer, (session, k, exclude_seen) in zip(
             [answers[0], answers[2], answers[5], answers[7]],
@@ -475,14 +491,14 @@ def test_a_bad_filters_file_is_named_by_ping(model_dir, tmp_path):
 def test_a_json_lines_answer_streamed_in_many_chunks_is_the_whole_answer(client, engine, items, monkeypatch):
     """Chunks of at most 25 recommendations asked for: 60 records (bad ones among them, k from 1 to 20) come back
     as many chunks whose concatenation is the answer written in one piece by contracts.json_lines_answer."""
-    monkeypatch.setattr(predictor, "STREAM_CHUNK_RECOMMENDATIONS", 25)
+    monkeypatch.setattr(streaming, "STREAM_CHUNK_RECOMMENDATIONS", 25)
     lines = [json.dumps({"session_id": n, "items": items[n % 30:n % 30 + 1 + n % 4], "k": 1 + n % 20})
              if n % 7 else '{"broken": ' for n in range(60)]
     body = ("\n".join(lines) + "\n").encode()
     records = contracts.parse_json_lines(body)
     sessions = [record for record in records if isinstance(record, contracts.SessionRequest)]
-    expected = contracts.json_lines_answer(records, predictor.score(engine, sessions), MODEL_VERSION)
-    chunks = list(predictor.stream_json_lines(engine, list(records), {}, MODEL_VERSION))
+    expected = contracts.json_lines_answer(records, streaming.score(engine, sessions), MODEL_VERSION)
+    chunks = list(streaming.stream_json_lines(engine, list(records), {}, MODEL_VERSION))
     assert len(chunks) > 20 and all(chunk.endswith(b"\n") for chunk in chunks)
     assert_same_lines(b"".join(chunks), expected)
     response = post(client, body, "application/jsonlines")

@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from inference import nginx_config, request_metrics
-from inference.local import LocalServer
+from inference.local import LocalServer, free_port, stop, wait_for_ping
 from inference.processes import children, command_line, descendants
 from inference.server_settings import ServerSettings, SettingsError
 from model_code import artifacts
@@ -187,6 +187,16 @@ def test_json_request_gets_the_models_top_k(server, model_dir, items):
     assert [r["score"] for r in answer["recommendations"]] == pytest.approx([s for _, s in expected], rel=1e-3, abs=1e-3)
     assert answer["unknown_items"] == 0
     assert answer["model_version"] == MODEL_VERSION
+
+
+@pytest.mark.slow
+def test_an_empty_session_gets_the_popular_items_through_nginx(server, model_dir):
+    """A home-page visitor ({"items": []}) gets 200 and the metadata's popular items, marked fallback."""
+    popular = json.loads((model_dir / "metadata.json").read_text())["popular_items"]
+    response = requests.post(f"{server.url}/invocations", json={"items": [], "k": 3}, timeout=HTTP_TIMEOUT)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"recommendations": [{"item_id": item, "score": 0.0} for item in popular[:3]],
+                               "unknown_items": 0, "fallback": True, "model_version": MODEL_VERSION}
 
 
 @pytest.mark.slow
@@ -470,10 +480,52 @@ def test_local_server_moves_off_a_port_taken_before_nginx_binds_it(model_dir, ng
 
 # -- before anything starts ------------------------------------------------------------------------------
 
-def run_serve(env_changes: dict[str, str]) -> subprocess.CompletedProcess:
+def serve_env(env_changes: dict[str, str]) -> dict[str, str]:
+    """This environment with this interpreter's bin folder first on PATH (serve's gunicorn), and the changes."""
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    env = {**os.environ, "PATH": path, **env_changes}
-    return subprocess.run([str(SERVE)], env=env, capture_output=True, text=True, timeout=HTTP_TIMEOUT)
+    return {**os.environ, "PATH": path, **env_changes}
+
+
+def run_serve(env_changes: dict[str, str], *flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(SERVE), *flags], env=serve_env(env_changes), capture_output=True, text=True,
+                          timeout=HTTP_TIMEOUT)
+
+
+def test_help_prints_the_flags_and_starts_nothing(tmp_path):
+    """--help answers even where nothing could start (no model directory at all)."""
+    done = run_serve({"OPT_ML_DIR": str(tmp_path)}, "--help")
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout.startswith("usage: serve") and "--model-dir" in done.stdout and "--port" in done.stdout
+
+
+@pytest.mark.parametrize("flags, named", [(["--port", "0"], "'0'"), (["--port", "http"], "'http'"),
+                                          (["--model-dir"], "--model-dir"), (["--workers", "2"], "--workers")])
+def test_bad_flags_are_named(tmp_path, flags, named):
+    done = run_serve({"OPT_ML_DIR": str(tmp_path)}, *flags)
+    assert done.returncode == 2 and named in done.stderr and "usage: serve" in done.stderr
+
+
+def test_a_missing_model_dir_flag_is_named(tmp_path):
+    done = run_serve({"OPT_ML_DIR": str(tmp_path)}, "--model-dir", str(tmp_path / "nowhere"))
+    assert done.returncode == 2
+    assert str(tmp_path / "nowhere") in done.stderr and "--model-dir" in done.stderr
+
+
+@pytest.mark.slow
+def test_model_dir_and_port_flags_serve_that_model_on_that_port(model_dir, nginx_binary, tmp_path):
+    """No OPT_ML_DIR to build: an empty one stands beside the flags, which win over the variables."""
+    port = free_port()
+    env = serve_env({"OPT_ML_DIR": str(tmp_path), "SAGEMAKER_BIND_TO_PORT": "1", "MODEL_SERVER_WORKERS": "1"})
+    process = subprocess.Popen([str(SERVE), "--model-dir", str(model_dir), "--port", str(port)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for_ping(f"http://127.0.0.1:{port}", process)
+        response = requests.post(f"http://127.0.0.1:{port}/invocations", json={"items": [], "k": 2},
+                                 timeout=HTTP_TIMEOUT)
+    finally:
+        exit_code = stop(process)
+    assert response.status_code == 200 and response.json()["model_version"] == MODEL_VERSION
+    assert exit_code == 0
 
 
 def test_bad_setting_named_before_anything_starts(tmp_path):

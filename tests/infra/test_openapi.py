@@ -14,6 +14,8 @@ OPENAPI_FILE = Path(__file__).resolve().parents[2] / "infra" / "api" / "openapi.
 GOOD_REQUESTS = [
     {"items": ["214716935", "214832672"], "k": 20, "exclude_seen": True},
     {"items": ["a"]},
+    {"items": []},
+    {"sessions": [{"items": []}, {"items": ["a"]}]},
     {"items": [214716935, "214832672"]},
     {"items": [""]},
     {"sessions": [{"session_id": "s1", "items": ["a", "b"]}, {"session_id": "s2", "items": ["c"]}], "k": 10},
@@ -33,7 +35,6 @@ BAD_REQUESTS = {
     "k boolean": {"items": ["a"], "k": True},
     "neither items nor sessions": {"k": 5},
     "both items and sessions": {"items": ["a"], "sessions": [{"session_id": "s", "items": ["b"]}]},
-    "empty session": {"items": []},
     "item a number with a fraction": {"items": [2.5]},
     "item a boolean": {"items": [True]},
     "item null": {"items": [None]},

@@ -1,6 +1,8 @@
 import contextlib
+import gzip
 import io
 import os
+import shutil
 import subprocess
 import sys
 
@@ -83,3 +85,19 @@ def test_test_items_unknown_to_the_model_are_dropped(tiny_model, tmp_path):
     code, out, err = run_evaluate(["--model-dir", str(model_dir), "--test", str(test)])
     assert code == 0, err
     assert "1 events with items unknown to the model dropped" in err and "2 next-item cases" in err
+
+
+def test_evaluate_reads_the_test_events_as_the_model_was_trained_to(tiny_model, tiny_data, tmp_path):
+    """A model whose metadata says `sid;iid;ts` reads such a test file without flags, to the same metrics."""
+    model_dir, _ = tiny_model
+    shop_model = tmp_path / "model"
+    shutil.copytree(model_dir, shop_model)
+    metadata = artifacts.read_metadata(shop_model)
+    metadata["read_options"].update(session_column="sid", item_column="iid", time_column="ts", separator=";")
+    artifacts.write_json(shop_model / "metadata.json", metadata)
+    rows = gzip.decompress((tiny_data / "test.tsv.gz").read_bytes()).decode().splitlines()
+    (tmp_path / "test.txt").write_text("\n".join(["sid;iid;ts"] + [row.replace("\t", ";") for row in rows[1:]]) + "\n")
+    code, out, err = run_evaluate(["--model-dir", str(shop_model), "--test", str(tmp_path / "test.txt")])
+    assert code == 0, err
+    code, reference, err = run_evaluate(["--model-dir", str(model_dir), "--test", str(tiny_data / "test.tsv.gz")])
+    assert code == 0 and out == reference

@@ -1,5 +1,6 @@
 """Grouping events into sessions locally: order, ties, the 200 latest items, the command line."""
 import json
+import gzip
 import subprocess
 import sys
 
@@ -36,6 +37,17 @@ def test_command_writes_one_json_line_per_session(tmp_path):
     assert [json.loads(line) for line in lines] == [{"session_id": k, "items": v} for k, v in EXPECTED.items()]
     assert "商品7" in lines[1]  # written as it is, not escaped
     assert "6 sessions from 220 events (5 rows skipped)" in done.stderr
+
+
+def test_an_out_name_ending_in_gz_is_written_as_gzip(tmp_path):
+    plain, packed = tmp_path / "sessions.jsonl", tmp_path / "sessions.jsonl.gz"
+    for out in (plain, packed):
+        done = subprocess.run([sys.executable, "-m", "model_code.sessions", str(write_run(tmp_path / "run")),
+                               "--out", str(out), "--max-bad-rows", "5"], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    assert packed.read_bytes()[:2] == b"\x1f\x8b"  # gzip's magic number
+    assert gzip.decompress(packed.read_bytes()) == plain.read_bytes()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["run", "sessions.jsonl", "sessions.jsonl.gz"]
 
 
 def test_command_fails_with_the_readers_report_beyond_the_bad_row_bound(tmp_path):

@@ -321,3 +321,45 @@ def test_a_champion_needs_validation_and_a_model_directory(tiny_data, tmp_path, 
     code, _, err = run_train(["--train", str(tiny_data / "train.tsv.gz"), "--champion-dir", str(tmp_path / "none"),
                               "--model-dir", str(tmp_path / "m"), *extra])
     assert code == 2 and problem in err
+
+
+def test_help_gives_each_parameters_meaning_default_and_range():
+    """`--help` as run from a shell: a block per parameter of the table that checks them, rsc15's defaults."""
+    import subprocess
+    import sys
+
+    from model_code.params import _SPECS, PARAMETER_NAMES
+    from tests.conftest import REPO_ROOT
+
+    done = subprocess.run([sys.executable, "-m", "model_code.train", "--help"], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    for name in PARAMETER_NAMES:
+        heading = next(i for i, line in enumerate(lines) if line.startswith(f"  {name}="))
+        assert lines[heading + 1].strip().endswith(f"allowed: {_SPECS[name].allowed}")
+        assert _SPECS[name].meaning and _SPECS[name].meaning in lines[heading + 1]
+    for default in ("layers=100", "loss=cross-entropy", "batch_size=32", "dropout_hidden=0.4", "learning_rate=0.2",
+                    "n_sample=2048", "embedding_size=none", "epochs=10", "block_steps=200"):
+        assert f"  {default}" in lines
+
+
+@pytest.mark.parametrize("flag, meant", [("--model_dir", "--model-dir"), ("--epohcs=3", "--epochs"),
+                                         ("--vlaid-days", "--valid-days")])
+def test_a_misspelt_flag_gets_did_you_mean(capsys, flag, meant):
+    from model_code.train import main
+
+    with pytest.raises(SystemExit) as exit_code:
+        main(["--train", "x", flag] + ([] if "=" in flag else ["1"]))
+    assert exit_code.value.code == 2
+    assert f"did you mean {meant}?" in capsys.readouterr().err
+
+
+def test_the_first_epoch_says_compiling_until_its_first_block_is_done(tiny_data, tmp_path):
+    args = [arg for arg in TINY_ARGS if arg != "--quiet"]
+    code, _, err = run_train(["--train", str(tiny_data / "train.tsv.gz"), "--epochs", "2",
+                              "--model-dir", str(tmp_path / "model"), "--no-export", *args])
+    assert code == 0, err
+    assert err.count("compiling the training step") >= 1
+    epoch_two = err[err.index("epoch 2/2"):]
+    assert "compiling" not in epoch_two
