@@ -31,6 +31,9 @@ _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?")
 # A rate-based rule's request limit per client IP in its evaluation window (RateBasedStatement's Limit)
 # https://docs.aws.amazon.com/waf/latest/APIReference/API_RateBasedStatement.html
 WAF_RATE_LIMIT_RANGE = (10, 2_000_000_000)
+# WAF's logging destination: "Your log group name must start with aws-waf-logs-"
+# https://docs.aws.amazon.com/waf/latest/developerguide/logging-cw-logs.html
+WAF_LOG_GROUP_PREFIX = "aws-waf-logs-"
 ROLLOUT_MODES = ("all_at_once", "canary", "linear")
 # SageMaker's limits on a blue/green traffic shift (API_TrafficRoutingConfig): a canary is at most 50% of the
 # fleet, a linear step 10-50%, the wait between steps 0-3600 s
@@ -365,6 +368,11 @@ class AppConfig:
     def endpoint_log_group_name(self) -> str:
         """The log group SageMaker writes the endpoint's container logs to; the endpoint stack creates and owns it."""
         return f"/aws/sagemaker/Endpoints/{self.endpoint_name}"
+
+    @property
+    def waf_log_group_name(self) -> str:
+        """``aws-waf-logs-gru4rec-<stage>``: the firewall's log group (the stage key's policy lets Logs use the key for it)."""
+        return f"{WAF_LOG_GROUP_PREFIX}{self.resource_prefix}"
 
     @property
     def model_data_parameter_name(self) -> str:
