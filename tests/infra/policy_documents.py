@@ -163,6 +163,7 @@ _REF_IS_ARN = {"AWS::SNS::Topic", "AWS::StepFunctions::StateMachine", "AWS::IAM:
 _NAME_PROPERTIES = {
     "AWS::IAM::Role": "RoleName", "AWS::S3::Bucket": "BucketName", "AWS::Logs::LogGroup": "LogGroupName",
     "AWS::ECR::Repository": "RepositoryName", "AWS::SSM::Parameter": "Name", "AWS::Lambda::Function": "FunctionName",
+    "AWS::ApiGateway::Stage": "StageName",
 }
 
 
