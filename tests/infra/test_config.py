@@ -301,3 +301,12 @@ def test_the_data_window_and_gate_defaults(artifact):
                                         "gate_tolerance": "0", "refit_after_gate": "false", "retrain_on_new_data": "true"})
     assert (converted.train_window_days, converted.gate_tolerance, converted.refit_after_gate,
             converted.retrain_on_new_data) == (2, 0.0, False, True)
+
+
+def test_the_waf_rate_limit_range_is_wafs():
+    """WAF_RATE_LIMIT_RANGE against botocore's service model of RateBasedStatement's Limit."""
+    import botocore.session
+    from infra.config import WAF_RATE_LIMIT_RANGE
+
+    limit = botocore.session.get_session().get_service_model("wafv2").shape_for("RateBasedStatement").members["Limit"]
+    assert WAF_RATE_LIMIT_RANGE == (limit.metadata["min"], limit.metadata["max"])
