@@ -3,9 +3,10 @@ import json
 import re
 
 import aws_cdk as cdk
+import botocore.session
 import pytest
 
-from infra.config import PROJECT_ROOT, AppConfig, ConfigError
+from infra.config import PROJECT_ROOT, WAF_RATE_LIMIT_RANGE, AppConfig, ConfigError
 from model_code.event_rules import ReadOptions
 
 
@@ -305,8 +306,5 @@ def test_the_data_window_and_gate_defaults(artifact):
 
 def test_the_waf_rate_limit_range_is_wafs():
     """WAF_RATE_LIMIT_RANGE against botocore's service model of RateBasedStatement's Limit."""
-    import botocore.session
-    from infra.config import WAF_RATE_LIMIT_RANGE
-
     limit = botocore.session.get_session().get_service_model("wafv2").shape_for("RateBasedStatement").members["Limit"]
     assert WAF_RATE_LIMIT_RANGE == (limit.metadata["min"], limit.metadata["max"])
