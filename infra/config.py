@@ -24,7 +24,17 @@ from model_code.event_rules import DEFAULT_MAX_BAD_ROWS, READ_OPTIONS, OptionErr
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-API_AUTH_MODES = ("iam", "api_key")
+API_AUTH_MODES = ("iam", "api_key", "cognito")
+# A user pool ARN as Cognito writes it: arn:<partition>:cognito-idp:<region>:<account>:userpool/<region>_<id>
+_USER_POOL_ARN = re.compile(r"arn:aws[a-z-]*:cognito-idp:[a-z0-9-]+:\d{12}:userpool/[a-z0-9-]+_[0-9A-Za-z]+")
+# A browser origin: scheme, host and an optional port, no path ("Origin", https://www.rfc-editor.org/rfc/rfc6454)
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?")
+# A rate-based rule's request limit per client IP in its evaluation window (RateBasedStatement's Limit)
+# https://docs.aws.amazon.com/waf/latest/APIReference/API_RateBasedStatement.html
+WAF_RATE_LIMIT_RANGE = (10, 2_000_000_000)
+# WAF's logging destination: "Your log group name must start with aws-waf-logs-"
+# https://docs.aws.amazon.com/waf/latest/developerguide/logging-cw-logs.html
+WAF_LOG_GROUP_PREFIX = "aws-waf-logs-"
 ROLLOUT_MODES = ("all_at_once", "canary", "linear")
 # SageMaker's limits on a blue/green traffic shift (API_TrafficRoutingConfig): a canary is at most 50% of the
 # fleet, a linear step 10-50%, the wait between steps 0-3600 s
@@ -108,6 +118,11 @@ class AppConfig:
     api_throttle_burst_limit: int = 100
     api_quota_limit: int = 100_000
     api_quota_period: str = "DAY"
+    api_guest_identities: bool = False
+    api_user_pool_arn: str | None = None
+    cors_allowed_origins: str | None = None
+    waf: bool = False
+    waf_rate_limit: int = 1000
     image_keep_count: int = 10
     scored_expiration_days: int = 30
     incoming_expiration_days: int = 30
@@ -177,12 +192,37 @@ class AppConfig:
         _check(_VERSION.fullmatch(self.initial_model_version), "initial_model_version",
                "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit, "
                f"got {self.initial_model_version!r}")
+        self._check_browser_access()
         self._check_rollout()
         self._check_endpoint_mode()
         self._check_events()
         self._check_monitoring()
         _check(self.notification_email is None or _EMAIL.fullmatch(self.notification_email), "notification_email",
                f"must be an e-mail address, got {self.notification_email!r}")
+
+    def _check_browser_access(self) -> None:
+        """Guest identities sign with SigV4 (``api_auth=iam``); ``cognito`` needs a user pool; CORS names one origin."""
+        _check(not self.api_guest_identities or self.api_auth == "iam", "api_guest_identities",
+               f"guests sign their requests with SigV4: needs api_auth=iam, got api_auth={self.api_auth!r}")
+        _check((self.api_auth == "cognito") == (self.api_user_pool_arn is not None), "api_user_pool_arn",
+               "must be a Cognito user pool ARN exactly when api_auth=cognito "
+               f"(api_auth={self.api_auth!r}, api_user_pool_arn={self.api_user_pool_arn!r})")
+        _check(self.api_user_pool_arn is None or _USER_POOL_ARN.fullmatch(self.api_user_pool_arn), "api_user_pool_arn",
+               f"must be a user pool ARN (arn:aws:cognito-idp:REGION:ACCOUNT:userpool/POOL_ID), got {self.api_user_pool_arn!r}")
+        _check(self.cors_allowed_origins != "*", "cors_allowed_origins",
+               "'*' is refused: every request to this API carries credentials (SigV4, a token or a key); "
+               "name the storefront's origin, e.g. https://shop.example.com")
+        _check(self.cors_allowed_origins is None or _ORIGIN.fullmatch(self.cors_allowed_origins), "cors_allowed_origins",
+               "must be one origin (scheme://host[:port], no path, no trailing slash): API Gateway's error "
+               f"responses carry a fixed Access-Control-Allow-Origin, got {self.cors_allowed_origins!r}")
+        low, high = WAF_RATE_LIMIT_RANGE
+        _check(low <= self.waf_rate_limit <= high, "waf_rate_limit",
+               f"must be from {low} to {high} requests per client IP in 5 minutes (WAF's limits), got {self.waf_rate_limit}")
+
+    @property
+    def browser_callers(self) -> bool:
+        """Whether pages call the API (guest identities or a user pool): they hold no API key."""
+        return self.api_guest_identities or self.api_auth == "cognito"
 
     @property
     def training_on_gpu(self) -> bool:
@@ -327,6 +367,11 @@ class AppConfig:
     def endpoint_log_group_name(self) -> str:
         """The log group SageMaker writes the endpoint's container logs to; the endpoint stack creates and owns it."""
         return f"/aws/sagemaker/Endpoints/{self.endpoint_name}"
+
+    @property
+    def waf_log_group_name(self) -> str:
+        """``aws-waf-logs-gru4rec-<stage>``: the firewall's log group (the stage key's policy lets Logs use the key for it)."""
+        return f"{WAF_LOG_GROUP_PREFIX}{self.resource_prefix}"
 
     @property
     def model_data_parameter_name(self) -> str:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import aws_cdk as cdk
 from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_cognito as cognito
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
@@ -13,6 +14,7 @@ from constructs import Construct
 from infra.config import AppConfig
 from infra.log_groups import stage_log_group
 from infra.nag import managed_policy_finding
+from infra.stacks import api_browser
 from infra.stacks.endpoint import EndpointStack
 
 REQUEST_SCHEMA_FILE = Path(__file__).resolve().parent.parent / "api" / "request_schema.json"
@@ -83,6 +85,8 @@ METHOD_STATUSES = ("200", "400", "413", "415", "429", "502")
 # $context.error.validationErrorString holds quotes of its own, so it travels in a header.
 GATEWAY_ERROR_TEMPLATE = '{"error": $context.error.messageString}'
 VALIDATION_ERROR_HEADER = "X-Validation-Error"
+# headers beyond CORS's safelisted ones that a page may read from an answer
+EXPOSED_HEADERS = (RETRY_AFTER, VALIDATION_ERROR_HEADER)
 BAD_REQUEST_BODY_TEMPLATE = ('{"error": "the request body is not JSON or does not match the request schema: '
                              f'the {VALIDATION_ERROR_HEADER} header says where"}}')
 
@@ -96,7 +100,9 @@ class ApiStack(cdk.Stack):
     """REST API with request validation, API key and usage plan, access logs and X-Ray tracing.
 
     ``api_auth="iam"`` (default): callers sign with SigV4 (AWS_IAM) and send the API key;
-    ``api_auth="api_key"``: the API key alone. ``log_key`` encrypts the access log group.
+    ``api_auth="api_key"``: the API key alone; ``api_auth="cognito"``: a user pool's ID token. Where pages
+    call (guest identities or a user pool) the method requires no key, which a page cannot keep secret.
+    ``log_key`` encrypts the access log group and the firewall's.
     """
 
     def __init__(self, scope: Construct, construct_id: str, config: AppConfig, endpoint: EndpointStack,
@@ -106,14 +112,16 @@ class ApiStack(cdk.Stack):
         self.api = self._rest_api(config, log_key)
         self._gateway_responses(config)
         model = self._request_model()
-        method = self.api.root.add_resource("recommendations").add_method(
-            "POST", self._integration(endpoint), api_key_required=True,
-            authorization_type=apigw.AuthorizationType.IAM if config.api_auth == "iam" else apigw.AuthorizationType.NONE,
+        resource = self.api.root.add_resource("recommendations")
+        method = resource.add_method(
+            "POST", self._integration(config, endpoint), api_key_required=not config.browser_callers,
+            **self._authorization(config),
             request_models={JSON: apigw.Model.from_model_name(self, "RequestModelName", model.ref)},
             request_validator=self.api.add_request_validator("Validator", validate_request_body=True, validate_request_parameters=True),
-            method_responses=[_method_response(status) for status in METHOD_STATUSES],
+            method_responses=[_method_response(config, status) for status in METHOD_STATUSES],
         )
         self._acknowledge_auth(config, method)
+        self._browser_access(config, resource, method, log_key)
         api_key = self._usage_plan(config)
         cdk.CfnOutput(self, "ApiUrl", value=self.api.url, description="Base URL of the stage (append recommendations)")
         cdk.CfnOutput(self, "RecommendationsUrl", value=self.api.url_for_path("/recommendations"))
@@ -130,6 +138,7 @@ class ApiStack(cdk.Stack):
                 logging_level=apigw.MethodLoggingLevel.ERROR, data_trace_enabled=False,
                 access_log_destination=apigw.LogGroupLogDestination(access_logs),
                 access_log_format=apigw.AccessLogFormat.custom(access_log_format()),
+                **_stage_throttling(config),
             ),
         )
         cdk.Validations.of(api).acknowledge(cdk.Acknowledgment(
@@ -137,11 +146,12 @@ class ApiStack(cdk.Stack):
             reason="API Gateway's account-level CloudWatch role, needed for access and execution logs; "
                    "AWS maintains this service-role policy, which grants log writing only.",
         ))
-        cdk.Validations.of(api.deployment_stage).acknowledge(cdk.Acknowledgment(
-            id="AwsSolutions-APIG3",
-            reason="No WAF web ACL: callers are authenticated (SigV4 or API key), the usage plan throttles and caps "
-                   "each key, and request bodies are validated against the schema before reaching the endpoint.",
-        ))
+        if not config.waf:
+            cdk.Validations.of(api.deployment_stage).acknowledge(cdk.Acknowledgment(
+                id="AwsSolutions-APIG3",
+                reason="No WAF web ACL (waf=false): callers are authenticated (SigV4, a token or an API key), throttled, "
+                       "and request bodies are validated against the schema before reaching the endpoint.",
+            ))
         return api
 
     def _gateway_responses(self, config: AppConfig) -> None:
@@ -149,23 +159,26 @@ class ApiStack(cdk.Stack):
 
         A header may take a context variable (``context.NAME``: "Parameter mapping source reference for REST
         APIs", https://docs.aws.amazon.com/apigateway/latest/developerguide/rest-api-parameter-mapping-sources.html).
+        With CORS on, every one carries the page's origin: an error a page cannot read is a blank failure.
         """
+        cors = api_browser.response_cors_headers(config, EXPOSED_HEADERS)
         self.api.add_gateway_response(
             "BadRequestBody", type=apigw.ResponseType.BAD_REQUEST_BODY, status_code="400",
-            response_headers={VALIDATION_ERROR_HEADER: "context.error.validationErrorString"},
+            response_headers={VALIDATION_ERROR_HEADER: "context.error.validationErrorString", **cors},
             templates={JSON: BAD_REQUEST_BODY_TEMPLATE},
         )
         self.api.add_gateway_response(
             "Throttled", type=apigw.ResponseType.THROTTLED, status_code="429",
-            response_headers={RETRY_AFTER: f"'{RETRY_AFTER_SECONDS}'"}, templates={JSON: GATEWAY_ERROR_TEMPLATE},
+            response_headers={RETRY_AFTER: f"'{RETRY_AFTER_SECONDS}'", **cors}, templates={JSON: GATEWAY_ERROR_TEMPLATE},
         )
         self.api.add_gateway_response(
             "QuotaExceeded", type=apigw.ResponseType.QUOTA_EXCEEDED, status_code="429",
-            response_headers={RETRY_AFTER: f"'{QUOTA_RETRY_AFTER_SECONDS[config.api_quota_period]}'"},
+            response_headers={RETRY_AFTER: f"'{QUOTA_RETRY_AFTER_SECONDS[config.api_quota_period]}'", **cors},
             templates={JSON: GATEWAY_ERROR_TEMPLATE},
         )
         for name, response_type in (("Default4xx", apigw.ResponseType.DEFAULT_4_XX), ("Default5xx", apigw.ResponseType.DEFAULT_5_XX)):
-            self.api.add_gateway_response(name, type=response_type, templates={JSON: GATEWAY_ERROR_TEMPLATE})
+            self.api.add_gateway_response(name, type=response_type, response_headers=cors or None,
+                                          templates={JSON: GATEWAY_ERROR_TEMPLATE})
 
     def _request_model(self) -> apigw.CfnModel:
         schema = request_schema()
@@ -174,7 +187,7 @@ class ApiStack(cdk.Stack):
         return apigw.CfnModel(self, "RequestModel", rest_api_id=self.api.rest_api_id, content_type=JSON,
                               name="RecommendationRequest", description=schema["description"], schema=schema)
 
-    def _integration(self, endpoint: EndpointStack) -> apigw.AwsIntegration:
+    def _integration(self, config: AppConfig, endpoint: EndpointStack) -> apigw.AwsIntegration:
         role = iam.Role(self, "InvokeRole", assumed_by=iam.ServicePrincipal("apigateway.amazonaws.com"),
                         description=f"API Gateway calls the SageMaker endpoint {endpoint.endpoint_name}, nothing else")
         role.add_to_policy(iam.PolicyStatement(
@@ -188,27 +201,38 @@ class ApiStack(cdk.Stack):
                 request_parameters={"integration.request.header.Content-Type": f"'{JSON}'",
                                     "integration.request.header.Accept": f"'{JSON}'"},
                 request_templates={JSON: "$input.body"},
-                integration_responses=[
-                    apigw.IntegrationResponse(status_code="200"),
-                    apigw.IntegrationResponse(selection_pattern="424", status_code="400",
-                                              response_templates={JSON: MODEL_ERROR_TEMPLATE}),
-                    apigw.IntegrationResponse(selection_pattern="400", status_code="400",
-                                              response_templates={JSON: REJECTED_TEMPLATE}),
-                    apigw.IntegrationResponse(selection_pattern="429", status_code="429",
-                                              response_parameters={f"method.response.header.{RETRY_AFTER}": f"'{RETRY_AFTER_SECONDS}'"},
-                                              response_templates={JSON: THROTTLED_BODY}),
-                    # 403, 404 and the like mean this stage is misconfigured, not that the caller erred
-                    apigw.IntegrationResponse(selection_pattern=r"4(?!00|24|29)\d{2}|5\d{2}", status_code="502",
-                                              response_templates={JSON: UNAVAILABLE_BODY}),
-                ],
+                integration_responses=_integration_responses(config),
             ),
         )
 
+    def _authorization(self, config: AppConfig) -> dict:
+        """The method's authorization: SigV4, a Cognito user pool's ID token, or none (the API key alone)."""
+        if config.api_auth == "cognito":
+            pool = cognito.UserPool.from_user_pool_arn(self, "UserPool", config.api_user_pool_arn)
+            authorizer = apigw.CognitoUserPoolsAuthorizer(self, "UserPoolAuthorizer", cognito_user_pools=[pool],
+                                                          authorizer_name=f"{config.resource_prefix}-users")
+            return {"authorization_type": apigw.AuthorizationType.COGNITO, "authorizer": authorizer}
+        return {"authorization_type": apigw.AuthorizationType.IAM if config.api_auth == "iam" else apigw.AuthorizationType.NONE}
+
+    def _browser_access(self, config: AppConfig, resource: apigw.Resource, method: apigw.Method, log_key: kms.IKey) -> None:
+        """The preflight, the guests' identity pool and the firewall, each where the context asks for it."""
+        preflight = api_browser.add_preflight(config, resource)
+        if preflight is not None:
+            cdk.Validations.of(preflight).acknowledge(*(cdk.Acknowledgment(id=rule, reason=(
+                "The CORS preflight (OPTIONS) is answered by API Gateway itself with headers only: browsers send "
+                "it without credentials, so it cannot require any.")) for rule in ("AwsSolutions-APIG4", "AwsSolutions-COG4")))
+        if config.api_guest_identities:
+            api_browser.guest_identities(self, config, method)
+        if config.waf:
+            api_browser.web_firewall(self, config, self.api.deployment_stage, log_key)
+
     def _acknowledge_auth(self, config: AppConfig, method: apigw.Method) -> None:
+        if config.api_auth == "cognito":
+            return
         acknowledgments = [cdk.Acknowledgment(
             id="AwsSolutions-COG4",
-            reason="Callers are services, not end users: they sign with IAM (SigV4) and/or present an API key; "
-                   "there is no Cognito user pool.",
+            reason="Callers sign with IAM (SigV4: services, or pages with guest credentials) and/or present an API "
+                   "key; api_auth=cognito was not chosen, so there is no user pool authorizer.",
         )]
         if config.api_auth == "api_key":
             acknowledgments.append(cdk.Acknowledgment(
@@ -230,9 +254,37 @@ class ApiStack(cdk.Stack):
         return api_key
 
 
-def _method_response(status: str) -> apigw.MethodResponse:
-    """A declared method response; a 429 carries Retry-After."""
-    headers = {f"method.response.header.{RETRY_AFTER}": True} if status == "429" else None
+def _stage_throttling(config: AppConfig) -> dict:
+    """Where pages call with no key, the usage plan cannot hold them: the stage throttles every caller at its rates."""
+    if not config.browser_callers:
+        return {}
+    return {"throttling_rate_limit": config.api_throttle_rate_limit, "throttling_burst_limit": config.api_throttle_burst_limit}
+
+
+def _integration_responses(config: AppConfig) -> list[apigw.IntegrationResponse]:
+    """The method's answers to SageMaker's statuses, each with the CORS headers where CORS is on."""
+    cors = {f"method.response.header.{name}": value
+            for name, value in api_browser.response_cors_headers(config, EXPOSED_HEADERS).items()}
+    retry = {f"method.response.header.{RETRY_AFTER}": f"'{RETRY_AFTER_SECONDS}'"}
+    return [
+        apigw.IntegrationResponse(status_code="200", response_parameters=cors or None),
+        apigw.IntegrationResponse(selection_pattern="424", status_code="400", response_parameters=cors or None,
+                                  response_templates={JSON: MODEL_ERROR_TEMPLATE}),
+        apigw.IntegrationResponse(selection_pattern="400", status_code="400", response_parameters=cors or None,
+                                  response_templates={JSON: REJECTED_TEMPLATE}),
+        apigw.IntegrationResponse(selection_pattern="429", status_code="429", response_parameters={**retry, **cors},
+                                  response_templates={JSON: THROTTLED_BODY}),
+        # 403, 404 and the like mean this stage is misconfigured, not that the caller erred
+        apigw.IntegrationResponse(selection_pattern=r"4(?!00|24|29)\d{2}|5\d{2}", status_code="502",
+                                  response_parameters=cors or None, response_templates={JSON: UNAVAILABLE_BODY}),
+    ]
+
+
+def _method_response(config: AppConfig, status: str) -> apigw.MethodResponse:
+    """A declared method response; a 429 carries Retry-After; with CORS on, every one carries the CORS headers."""
+    names = [RETRY_AFTER] if status == "429" else []
+    names += list(api_browser.response_cors_headers(config, EXPOSED_HEADERS))
+    headers = {f"method.response.header.{name}": True for name in names} or None
     return apigw.MethodResponse(status_code=status, response_models={JSON: apigw.Model.EMPTY_MODEL}, response_parameters=headers)
 
 

@@ -151,7 +151,7 @@ class StorageStack(cdk.Stack):
 
     def _logs_may_use_key(self, config: AppConfig) -> iam.PolicyStatement:
         """CloudWatch Logs may encrypt this stage's log groups (``/gru4rec/<stage>/...``, Step Functions' vended
-        logs and the endpoint's ``/aws/sagemaker/Endpoints/<endpoint>``)."""
+        logs, the endpoint's ``/aws/sagemaker/Endpoints/<endpoint>`` and the firewall's ``aws-waf-logs-gru4rec-<stage>``)."""
         def log_group_arn(name_pattern: str) -> str:
             return self.format_arn(service="logs", resource="log-group", resource_name=name_pattern,
                                    arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)
@@ -168,6 +168,7 @@ class StorageStack(cdk.Stack):
                 log_group_arn(config.log_group_name("*")),
                 log_group_arn(f"/aws/vendedlogs/states/{config.resource_prefix}-*"),
                 log_group_arn(config.endpoint_log_group_name),
+                log_group_arn(config.waf_log_group_name),
             ]}},
         )
 

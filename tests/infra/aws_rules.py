@@ -501,6 +501,66 @@ def ssm_references_resolve(app: AppView) -> list[str]:
     return found
 
 
+# WAF's log destinations: "Your log group name must start with aws-waf-logs-" (the same for a bucket or a
+# Firehose stream): https://docs.aws.amazon.com/waf/latest/developerguide/logging-cw-logs.html
+WAF_LOG_PREFIX = "aws-waf-logs-"
+_WAF_DESTINATION_NAME = re.compile(r"arn:[^:]+:(?:logs:[^:]*:[^:]*:log-group:([^:]+)(?::\*)?|s3:::([^/]+)|firehose:[^:]*:[^:]*:deliverystream/(.+))")
+COGNITO_IDENTITY = "cognito-identity.amazonaws.com"
+
+
+def waf_log_destinations(app: AppView) -> list[str]:
+    """Every WAF logging destination is named with WAF's prefix (a log group, bucket or Firehose stream)."""
+    found = []
+    for stack, logical_id, properties in app.resources("AWS::WAFv2::LoggingConfiguration"):
+        for destination in properties["LogDestinationConfigs"]:
+            match = _WAF_DESTINATION_NAME.fullmatch(destination)
+            name = next((group for group in match.groups() if group), "") if match else ""
+            if not name.startswith(WAF_LOG_PREFIX):
+                found.append(f"{stack}/{logical_id}: logs to {destination}, whose name does not start {WAF_LOG_PREFIX}")
+    return found
+
+
+def _pool_roles(app: AppView) -> Iterator[tuple[str, str, str, str]]:
+    """(stack, identity pool id, "authenticated" or "unauthenticated", role ARN) of every role attachment."""
+    for stack, _, properties in app.resources("AWS::Cognito::IdentityPoolRoleAttachment"):
+        for kind, role in properties.get("Roles", {}).items():
+            yield stack, properties["IdentityPoolId"], kind, role
+
+
+def _trust_documents(app: AppView) -> dict[str, dict]:
+    """Role ARN -> its trust policy, resolved."""
+    return {app.policies.resolve(stack, {"Fn::GetAtt": [logical_id, "Arn"]}): properties["AssumeRolePolicyDocument"]
+            for stack, logical_id, properties in app.resources("AWS::IAM::Role")}
+
+
+def pool_roles_trust_their_pool(app: AppView) -> list[str]:
+    """An identity pool's role trusts cognito-identity only for its own pool (``aud``) and its kind of identity
+    (``amr``): without both, an OpenID token of any pool, or a guest's, could assume it."""
+    trusts, found = _trust_documents(app), []
+    for stack, pool, kind, role in _pool_roles(app):
+        wanted = {"StringEquals": {f"{COGNITO_IDENTITY}:aud": pool}, "ForAnyValue:StringLike": {f"{COGNITO_IDENTITY}:amr": kind}}
+        statements = [s for s in _as_list(trusts[role]["Statement"])
+                      if s.get("Principal", {}).get("Federated") == COGNITO_IDENTITY and s["Effect"] == "Allow"]
+        if not statements or any(s.get("Condition") != wanted for s in statements):
+            found.append(f"{stack}: {role} ({kind} role of {pool}) trusts {COGNITO_IDENTITY} without {wanted}")
+    return found
+
+
+def guests_can_call_the_api(app: AppView) -> list[str]:
+    """A guest role granted execute-api sits in a pool that allows the basic flow: in the enhanced flow Cognito
+    intersects a guest's role with AmazonCognitoUnAuthedIdentitiesSessionPolicy, whose actions include no
+    execute-api one, so every call would be refused."""
+    classic = {app.policies.resolve(stack, {"Ref": logical_id}): properties.get("AllowClassicFlow") is True
+               for stack, logical_id, properties in app.resources("AWS::Cognito::IdentityPool")}
+    found = []
+    for stack, pool, kind, role in _pool_roles(app):
+        grants = [a for s in app.role_statements(role) for a in _as_list(s.get("Action", [])) if a.startswith("execute-api:")]
+        if kind == "unauthenticated" and grants and not classic[pool]:
+            found.append(f"{stack}: guest role {role} of {pool} is granted {grants}, which the enhanced flow's session "
+                         "policy withholds, and the pool does not allow the basic flow")
+    return found
+
+
 RULES = [
     Rule("ModelDataSource exclusions", "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ContainerDefinition.html",
          model_data_source_exclusions),
@@ -520,4 +580,11 @@ RULES = [
          guardrail_limits),
     Rule("ssm dynamic references name existing parameters",
          "https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/dynamic-references-ssm.html", ssm_references_resolve),
+    Rule("WAF log destinations named aws-waf-logs-", "https://docs.aws.amazon.com/waf/latest/developerguide/logging-cw-logs.html",
+         waf_log_destinations),
+    Rule("identity pool roles trust their own pool and identity kind",
+         "https://docs.aws.amazon.com/cognito/latest/developerguide/role-trust-and-permissions.html", pool_roles_trust_their_pool),
+    Rule("guests reach execute-api only through the basic flow",
+         "https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AmazonCognitoUnAuthedIdentitiesSessionPolicy.html",
+         guests_can_call_the_api),
 ]

@@ -135,6 +135,10 @@ VARIANTS = {
                  "endpoint_instance_type": "ml.g5.xlarge"},
     "retraining": {"retrain_schedule": "rate(7 days)", "retrain_on_new_data": True, "monthly_budget_usd": 100},
     "prod": {"stage": "prod", "api_auth": "api_key", "rollout": "linear", "rollout_traffic_percent": 20, "valid_days": 0},
+    "storefront_guests": {"api_guest_identities": True, "cors_allowed_origins": "https://shop.example.com", "waf": True,
+                          "waf_rate_limit": 500},
+    "storefront_users": {"api_auth": "cognito", "cors_allowed_origins": "https://shop.example.com:8443",
+                         "api_user_pool_arn": "arn:aws:cognito-idp:eu-west-1:123456789012:userpool/eu-west-1_Ab12cD"},
 }
 
 

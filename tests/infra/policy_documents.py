@@ -157,11 +157,13 @@ _ARN_FORMATS = {
     "AWS::Events::Rule": ("arn:aws:events:{region}:{account}:rule/{name}", "Name"),
     "AWS::SSM::Parameter": ("arn:aws:ssm:{region}:{account}:parameter{name}", "Name"),
     "AWS::ApiGateway::RestApi": ("arn:aws:apigateway:{region}::/restapis/{name}", ""),
+    "AWS::WAFv2::WebACL": ("arn:aws:wafv2:{region}:{account}:regional/webacl/{name}/id", "Name"),
 }
 _REF_IS_ARN = {"AWS::SNS::Topic", "AWS::StepFunctions::StateMachine", "AWS::IAM::ManagedPolicy"}
 _NAME_PROPERTIES = {
     "AWS::IAM::Role": "RoleName", "AWS::S3::Bucket": "BucketName", "AWS::Logs::LogGroup": "LogGroupName",
     "AWS::ECR::Repository": "RepositoryName", "AWS::SSM::Parameter": "Name", "AWS::Lambda::Function": "FunctionName",
+    "AWS::ApiGateway::Stage": "StageName",
 }
 
 

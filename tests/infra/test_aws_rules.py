@@ -2,7 +2,8 @@
 
 The variants (tests/infra/conftest.py ``VARIANTS``): the default stage; serverless with provisioned
 concurrency; GPU training with NVMe transform and endpoint types; retraining on a schedule and on new data
-with a budget; a prod stage with ``api_key`` auth, a linear rollout and ``valid_days=0``. Each is synthesized
+with a budget; a prod stage with ``api_key`` auth, a linear rollout and ``valid_days=0``; a storefront with guest
+identities, CORS and the web firewall; a storefront with a Cognito user pool authorizer. Each is synthesized
 once per session. Every rule has a negative control: the fault it exists for, planted back into a synthesized
 variant, is reported.
 """
@@ -16,7 +17,7 @@ from typing import Callable
 import pytest
 from cfnlint.api import ManualArgs, lint
 
-from tests.infra.aws_rules import RULES, AppView, Machine, has_nvme
+from tests.infra.aws_rules import RULES, AppView, Machine, _pool_roles, has_nvme
 from tests.infra.conftest import VARIANTS
 from tests.infra.policy_documents import AppPolicies
 from tests.infra.policy_lint import logs_arn_problems, parliament_findings
@@ -39,7 +40,7 @@ def _view(variants, views: dict[str, AppView], name: str) -> AppView:
 
 
 def test_every_rule_cites_the_aws_page_that_states_it():
-    assert len(RULES) == 9
+    assert len(RULES) == 12
     for rule in RULES:
         assert _PAGE.fullmatch(rule.page), rule.name
 
@@ -87,6 +88,12 @@ def test_the_variants_are_what_they_say(variants, views):
     (_, _, endpoint), = prod.resources("AWS::SageMaker::Endpoint")
     assert endpoint["DeploymentConfig"]["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["Type"] == "LINEAR"
     assert list(prod.resources("AWS::ApiGateway::UsagePlan"))
+    guests = _view(variants, views, "storefront_guests")
+    assert list(guests.resources("AWS::WAFv2::LoggingConfiguration"))
+    assert [kind for _, _, kind, _ in _pool_roles(guests)] == ["authenticated", "unauthenticated"]
+    users = _view(variants, views, "storefront_users")
+    (_, _, authorizer), = users.resources("AWS::ApiGateway::Authorizer")
+    assert authorizer["Type"] == "COGNITO_USER_POOLS"
 
 
 # --- negative controls: each fault as it was, planted back ---------------------------------------------
@@ -308,3 +315,44 @@ def test_a_pointer_resolving_a_parameter_of_its_own_stack_is_reported(variants):
 
     found = _check("ssm dynamic references name existing parameters", _planted(variants, "default", template_fault=fault))
     assert found == ["Gru4Rec-Dev-Storage: resolves /gru4rec/dev/initial-model-data, a parameter the same stack creates"]
+
+
+def _resources_of(templates: dict, resource_type: str) -> list[dict]:
+    found = [r for t in templates.values() for r in t["Resources"].values() if r["Type"] == resource_type]
+    assert found, f"no {resource_type}"
+    return found
+
+
+def test_a_waf_log_group_without_the_prefix_is_reported(variants):
+    def fault(templates):
+        for group in _resources_of(templates, "AWS::Logs::LogGroup"):
+            if str(group["Properties"]["LogGroupName"]).startswith("aws-waf-logs-"):
+                group["Properties"]["LogGroupName"] = "/gru4rec/dev/waf"
+
+    found = _check("WAF log destinations named aws-waf-logs-", _planted(variants, "storefront_guests", fault))
+    assert len(found) == 1 and "log-group:/gru4rec/dev/waf" in found[0]
+
+
+@pytest.mark.parametrize("fault", ["no_audience", "any_identity"])
+def test_a_pool_role_trusting_beyond_its_pool_and_kind_is_reported(variants, fault):
+    def plant(templates):
+        for role in _resources_of(templates, "AWS::IAM::Role"):
+            for statement in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]:
+                condition = statement.get("Condition", {})
+                if condition.get("ForAnyValue:StringLike", {}).get("cognito-identity.amazonaws.com:amr") == "unauthenticated":
+                    if fault == "no_audience":
+                        del condition["StringEquals"]
+                    else:
+                        condition["ForAnyValue:StringLike"]["cognito-identity.amazonaws.com:amr"] = "*"
+
+    found = _check("identity pool roles trust their own pool and identity kind", _planted(variants, "storefront_guests", plant))
+    assert len(found) == 1 and "unauthenticated role" in found[0]
+
+
+def test_a_guest_role_in_an_enhanced_flow_only_pool_is_reported(variants):
+    def fault(templates):
+        for pool in _resources_of(templates, "AWS::Cognito::IdentityPool"):
+            pool["Properties"]["AllowClassicFlow"] = False
+
+    found = _check("guests reach execute-api only through the basic flow", _planted(variants, "storefront_guests", fault))
+    assert len(found) == 1 and "execute-api:Invoke" in found[0]

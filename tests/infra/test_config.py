@@ -3,9 +3,10 @@ import json
 import re
 
 import aws_cdk as cdk
+import botocore.session
 import pytest
 
-from infra.config import PROJECT_ROOT, AppConfig, ConfigError
+from infra.config import PROJECT_ROOT, WAF_RATE_LIMIT_RANGE, AppConfig, ConfigError
 from model_code.event_rules import ReadOptions
 
 
@@ -86,7 +87,13 @@ def test_relative_artifact_path_is_resolved_against_the_project_root(tmp_path):
     ("recall_threshold", "high", "must be a number"),
     ("data_capture_percent", 101, "between 0 (off) and 100"),
     ("use_spot", "yes", "true or false"),
-    ("api_auth", "cognito", "one of"),
+    ("api_auth", "oauth", "one of"),
+    ("api_user_pool_arn", "arn:aws:cognito-idp:eu-west-1:123456789012:userpool/eu-west-1_Ab12", "exactly when api_auth=cognito"),
+    ("api_guest_identities", "yes", "true or false"),
+    ("cors_allowed_origins", "*", "'*' is refused"),
+    ("cors_allowed_origins", "https://shop.example.com/", "one origin"),
+    ("cors_allowed_origins", "https://a.example.com,https://b.example.com", "one origin"),
+    ("waf_rate_limit", 9, "from 10 to 2000000000"),
     ("api_quota_period", "YEAR", "one of"),
     ("api_throttle_rate_limit", 0, "above 0"),
     ("log_retention_days", 10, "retention periods"),
@@ -107,6 +114,28 @@ def test_invalid_values_name_the_context_key(artifact, key, value, fragment):
     assert raised.value.key == key
     assert f"context key {key!r}" in str(raised.value)
     assert fragment in str(raised.value)
+
+
+@pytest.mark.parametrize(("values", "key", "fragment"), [
+    ({"api_auth": "api_key", "api_guest_identities": True}, "api_guest_identities", "needs api_auth=iam"),
+    ({"api_auth": "cognito"}, "api_user_pool_arn", "Cognito user pool ARN exactly when api_auth=cognito"),
+    ({"api_auth": "cognito", "api_user_pool_arn": "arn:aws:cognito-idp:eu-west-1:123456789012:pool/x"},
+     "api_user_pool_arn", "must be a user pool ARN"),
+])
+def test_browser_settings_that_contradict_each_other_are_refused(artifact, values, key, fragment):
+    with pytest.raises(ConfigError) as raised:
+        AppConfig.from_mapping({"initial_model_artifact": artifact, **values})
+    assert raised.value.key == key and fragment in str(raised.value)
+
+
+def test_browser_settings_read_from_strings(artifact):
+    pool = "arn:aws:cognito-idp:eu-west-1:123456789012:userpool/eu-west-1_Ab12cD"
+    config = AppConfig.from_mapping({"initial_model_artifact": artifact, "api_auth": "cognito", "api_user_pool_arn": pool,
+                                     "cors_allowed_origins": "https://shop.example.com:8443", "waf": "true",
+                                     "waf_rate_limit": "500"})
+    assert (config.api_user_pool_arn, config.cors_allowed_origins, config.waf, config.waf_rate_limit) == (
+        pool, "https://shop.example.com:8443", True, 500)
+    assert config.browser_callers
 
 
 def test_missing_model_artifact_says_how_to_build_it(tmp_path):
@@ -273,3 +302,9 @@ def test_the_data_window_and_gate_defaults(artifact):
                                         "gate_tolerance": "0", "refit_after_gate": "false", "retrain_on_new_data": "true"})
     assert (converted.train_window_days, converted.gate_tolerance, converted.refit_after_gate,
             converted.retrain_on_new_data) == (2, 0.0, False, True)
+
+
+def test_the_waf_rate_limit_range_is_wafs():
+    """WAF_RATE_LIMIT_RANGE against botocore's service model of RateBasedStatement's Limit."""
+    limit = botocore.session.get_session().get_service_model("wafv2").shape_for("RateBasedStatement").members["Limit"]
+    assert WAF_RATE_LIMIT_RANGE == (limit.metadata["min"], limit.metadata["max"])

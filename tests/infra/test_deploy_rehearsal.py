@@ -601,3 +601,4 @@ def test_a_template_change_to_storage_or_endpoint_never_changes_the_live_model(r
                         synth.config.model_name_parameter_name: redeployed["job"]}
     assert redeployed["stack_model_data"] == [redeployed["job_data"]]
     assert redeployed["job"] in redeployed["changed"][0]["models"]
+

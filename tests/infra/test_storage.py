@@ -29,7 +29,7 @@ def test_cloudwatch_logs_may_use_the_key_only_for_this_stages_log_groups(synth):
     statement, = [s for s in key["Properties"]["KeyPolicy"]["Statement"] if s.get("Sid") == "CloudWatchLogsEncryptsStageLogGroups"]
     patterns = [part["Fn::Join"][1][-1] for part in statement["Condition"]["StringLike"]["kms:EncryptionContext:aws:logs:arn"]]
     assert patterns == [":log-group:/gru4rec/dev/*", ":log-group:/aws/vendedlogs/states/gru4rec-dev-*",
-                        ":log-group:/aws/sagemaker/Endpoints/gru4rec-dev"]
+                        ":log-group:/aws/sagemaker/Endpoints/gru4rec-dev", ":log-group:aws-waf-logs-gru4rec-dev"]
     assert "kms:DescribeKey" not in statement["Action"], "DescribeKey carries no encryption context"
 
 
