@@ -122,10 +122,10 @@ def _dimension(base: GRU4RecParams, name: str, spec: Any) -> Dimension:
         return Dimension(name, choices=texts)
     if not {"low", "high"} <= set(spec) <= RANGE_KEYS:
         raise ParamError(f"search entry {name!r}: give 'choices', or 'low' and 'high' (with 'step' or 'log')")
-    if name not in GRU4RecParams.__dataclass_fields__ or name == "layers" or isinstance(getattr(base, name), str):
-        raise ParamError(f"search entry {name!r}: a range needs a numeric parameter; use 'choices'")
     for bound in ("low", "high"):
         base.with_strings({name: as_text(spec[bound])})
+    if name == "layers" or not isinstance(getattr(base, name), (int, float)):
+        raise ParamError(f"search entry {name!r}: a range needs a numeric parameter; use 'choices'")
     low, high, step, log = spec["low"], spec["high"], spec.get("step"), bool(spec.get("log", False))
     if not low < high:
         raise ParamError(f"search entry {name!r}: low ({low}) must be below high ({high})")
