@@ -23,7 +23,6 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import os
 import re
 import subprocess
 import sys

@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 
 from model_code import artifacts
 from model_code import train as train_module
-from model_code.params import read_params_file
+from model_code.params import ParamError, read_params_file
 from model_code.tune import STUDY_FILE, main, parse_duration
 from tests.model_code.conftest import run_train
 
@@ -158,3 +158,18 @@ def test_a_bad_params_file_is_refused_by_train(tmp_path):
 @pytest.mark.parametrize("text, seconds", [("90", 90), ("90s", 90), ("45m", 2700), ("2h", 7200), ("1.5h", 5400)])
 def test_time_budget_durations(text, seconds):
     assert parse_duration(text) == seconds
+
+
+def test_final_training_with_a_valid_file_reads_both_files(tiny_data, tmp_path):
+    from model_code.events import read_events
+    from model_code.tune import build_parser, train_and_valid
+
+    train, valid = tiny_data / "train.tsv.gz", tiny_data / "test.tsv.gz"
+    args = build_parser().parse_args(["--train", str(train), "--valid", str(valid), "--study-dir", str(tmp_path)])
+    both = read_events(train_and_valid(args), log=lambda line: None)
+    alone = [read_events(path, log=lambda line: None) for path in (train, valid)]
+    assert len(both) == sum(map(len, alone))
+    assert set(both["ItemId"]) == set(alone[0]["ItemId"]) | set(alone[1]["ItemId"])
+    args.train = str(tiny_data)
+    with pytest.raises(ParamError, match="give local files, or use --valid-days"):
+        train_and_valid(args)
