@@ -231,14 +231,14 @@ def train_and_valid(args: argparse.Namespace) -> str:
     return str(folder)
 
 
-def final_run(args: argparse.Namespace, best_file: Path) -> dict:
+def final_run(args: argparse.Namespace, best_file: Path, log=_log) -> dict:
     """The best settings trained on training plus validation events, scored once on the test set."""
     from model_code.train import TrainingRun, train_model
 
     params, origin = read_params_file(best_file)
     run = TrainingRun(train_path=train_and_valid(args), test_path=args.test, model_dir=str(Path(args.study_dir) / "model"),
                       seed=args.seed, read=read_options(args), export=not args.no_export, progress=False,
-                      log=_log, provenance=origin)
+                      log=log, provenance=origin)
     return train_model(params, run)
 
 
@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         best_file = tune(args, log)
         if args.test:
-            metadata = final_run(args, best_file)
+            metadata = final_run(args, best_file, log)
             print(metric_lines(metadata["metrics"]))
     except INPUT_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
