@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 LOSSES = ("cross-entropy", "bpr-max")
@@ -267,3 +270,44 @@ def resolve_params(preset: str | None = None, overrides: Mapping[str, str] | Non
     if name not in PRESETS:
         raise ParamError(f"unknown preset {preset!r}; known presets: {', '.join(PRESETS)}")
     return PRESETS[name].with_strings(overrides or {})
+
+
+PARAMS_KEY = "parameters"
+PROVENANCE_KEY = "provenance"
+
+
+def write_params_file(path: str | os.PathLike, params: GRU4RecParams, provenance: Mapping[str, Any]) -> None:
+    """Write ``{"parameters": ..., "provenance": ...}`` as JSON, the form :func:`read_params_file` reads."""
+    text = json.dumps({PARAMS_KEY: params.to_dict(), PROVENANCE_KEY: dict(provenance)}, indent=2) + "\n"
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
+def read_params_file(path: str | os.PathLike) -> tuple[GRU4RecParams, dict | None]:
+    """(parameters, provenance or None) of a parameter file.
+
+    The file is a JSON object: either ``{"parameters": {name: value}, "provenance": {...}}`` (what
+    ``model_code.tune`` writes) or ``{name: value}`` alone. Parameters it leaves out take the rsc15
+    preset's values; each value is checked by the same table as ``--param`` (typed: a number, a list of
+    layer widths), and a bad one raises :class:`ParamError` naming the file and the parameter.
+    """
+    try:
+        document = json.loads(Path(path).read_text())
+    except OSError as err:
+        raise ParamError(f"parameter file {path}: cannot read it ({err.strerror or err})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ParamError(f"parameter file {path}: not valid JSON ({err})") from None
+    if not isinstance(document, dict):
+        raise ParamError(f"parameter file {path}: expected a JSON object of parameters")
+    values = document.get(PARAMS_KEY, document)
+    provenance = document.get(PROVENANCE_KEY) if PARAMS_KEY in document else None
+    if not isinstance(values, dict) or not (provenance is None or isinstance(provenance, dict)):
+        raise ParamError(f"parameter file {path}: '{PARAMS_KEY}' and '{PROVENANCE_KEY}' must be JSON objects")
+    try:
+        return GRU4RecParams.from_dict(values), provenance
+    except ParamError as err:
+        raise ParamError(f"parameter file {path}: {err}") from None
+    except TypeError:
+        raise ParamError(f"parameter file {path}: parameter 'layers' must be a list of widths") from None

@@ -3,7 +3,7 @@
 Command line::
 
     python -m model_code.train --train PATH [--test PATH] [--valid PATH | --valid-days N]
-        [--preset rsc15|yoochoose|retailrocket|diginetica] [--param name=value ...] [--epochs N] [--seed S]
+        [--preset rsc15|yoochoose|retailrocket|diginetica | --params FILE] [--param name=value ...] [--epochs N] [--seed S]
         [--model-dir DIR] [--checkpoint-dir DIR]
 
 The run reads the events, sets the validation sessions apart (``--valid-days``:
@@ -56,7 +56,7 @@ from model_code.events import DataError, read_events
 from model_code.item_index import ItemIndex
 from model_code.metrics import CUTOFFS
 from model_code.params import (DEFAULT_PRESET, PRESETS, GRU4RecParams, ParamError, parameter_help,
-                               parse_assignments, resolve_params)
+                               parse_assignments, read_params_file, resolve_params)
 from model_code.report import metrics_table
 from model_code.session_batches import SessionArrays, session_parallel_steps
 from model_code.tf_startup import import_keras, load_tensorflow_quietly
@@ -78,7 +78,14 @@ def _log_to_stderr(message: str) -> None:
 
 @dataclass
 class TrainingRun:
-    """What one call of :func:`train_model` needs besides the parameters."""
+    """What one call of :func:`train_model` needs besides the parameters.
+
+    ``epoch_callback(epoch, record)`` is called after every epoch with that epoch's history record (its
+    validation figures under :data:`VALIDATION_KEY` where measured); an exception it raises ends the run
+    before anything is written (a tuning study prunes a trial so). ``save_model=False`` returns the
+    metadata without writing a model directory. ``provenance`` (where the parameters came from, e.g. a
+    tuning study) is kept in metadata.json under ``tuning``.
+    """
 
     train_path: str
     test_path: str | None = None
@@ -94,6 +101,9 @@ class TrainingRun:
     progress: bool = True
     log: Callable[[str], None] = _log_to_stderr
     tensorflow_logs: bool = False
+    epoch_callback: Callable[[int, dict], None] | None = None
+    save_model: bool = True
+    provenance: dict | None = None
 
 
 @dataclass
@@ -153,8 +163,10 @@ def train_model(params: GRU4RecParams, run: TrainingRun) -> dict:
         "training": training,
         "versions": _versions(),
         "popular_items": popular_items(data.train, data.index),
+        **({"tuning": run.provenance} if run.provenance else {}),
     }
-    _write_model_dir(model_dir, model, data.index, metadata, run, wall_start)
+    if run.save_model:
+        _write_model_dir(model_dir, model, data.index, metadata, run, wall_start)
     return metadata
 
 
@@ -239,6 +251,8 @@ def _fit(params, run, data, model, trainer, steps, ids, history, fit_seconds, fi
                 fit_total, ids.evaluation,
             ))
         excluded += time.perf_counter() - epoch_end
+        if run.epoch_callback is not None:
+            run.epoch_callback(epoch + 1, record)
         if epoch + 1 == params.epochs:
             fit_seconds = fit_total
     return history, fit_seconds
@@ -532,8 +546,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a model directory (the live model) to score on the same validation sessions after "
                              "training; its figures are printed as champion:validation:name=value; lines and kept "
                              "in metadata.json under champion_validation_metrics")
-    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                        help="parameter set of the published best runs (default: rsc15)")
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                       help="parameter set of the published best runs (default: rsc15)")
+    start.add_argument("--params", metavar="FILE",
+                       help="a parameter file (JSON, e.g. best_params.json of python -m model_code.tune) to start "
+                            "from instead of a preset; its provenance is kept in metadata.json under tuning")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="override one parameter of the preset (repeatable), e.g. --param layers=100,100")
     parser.add_argument("--epochs", type=int, help="passes over the training data (default: the preset's, 10)")
@@ -578,7 +596,12 @@ def run_command(args: argparse.Namespace) -> dict:
     overrides = parse_assignments(args.param)
     if args.epochs is not None:
         overrides["epochs"] = str(args.epochs)
-    params = resolve_params(args.preset, overrides)
+    provenance = None
+    if args.params:
+        base, provenance = read_params_file(args.params)
+        params = base.with_strings(overrides)
+    else:
+        params = resolve_params(args.preset, overrides)
     if args.eval_every < 0:
         raise ParamError(f"--eval-every: cannot use {args.eval_every}; allowed: an integer >= 0")
     if args.champion_dir and args.valid is None and args.valid_days is None:
@@ -594,7 +617,7 @@ def run_command(args: argparse.Namespace) -> dict:
         seed=args.seed, eval_every=args.eval_every,
         read=read_options(args),
         export=not args.no_export, progress=not (args.quiet or args.no_progress), log=log,
-        tensorflow_logs=args.tensorflow_logs,
+        tensorflow_logs=args.tensorflow_logs, provenance=provenance,
     )
     log(f"parameters: {params.to_dict()}")
     with warnings.catch_warnings():
