@@ -264,7 +264,7 @@ def parse_json_line(number: int, raw: bytes, defaults: SessionRequest | None = N
 def _session(record: dict, where: str, defaults: SessionRequest | None = None) -> SessionRequest:
     """One session object; ``where`` prefixes field names in messages, ``defaults`` carries the request's options."""
     session_id = record.get("session_id")
-    if session_id is not None and not _is_session_id(session_id):
+    if "session_id" in record and not _is_session_id(session_id):
         if isinstance(session_id, int) and not isinstance(session_id, bool):
             raise ClientError(400, f"'{where}session_id' is an integer beyond +-{MAX_SAFE_INTEGER:,} (2^53 - 1), "
                                    f"which JSON readers may change: send it as a string")

@@ -187,6 +187,7 @@ def test_unreadable_bodies(body, status, fragments):
     ({"sessions": [{"items": ["a"], "session_id": ["s"]}]}, ["'sessions[0].session_id'", "a list"]),
     ({"sessions": [{"items": ["a"], "session_id": True}]}, ["'sessions[0].session_id'", "a boolean"]),
     ({"sessions": [{"items": ["a"], "session_id": 1.5}]}, ["'sessions[0].session_id'", "a number"]),
+    ({"sessions": [{"items": ["a"], "session_id": None}]}, ["'sessions[0].session_id'", "not null"]),
     ({"sessions": [{"items": ["a"], "user": "u"}]}, ["sessions[0]", "'user'", "unknown field"]),
 ])
 def test_wrong_documents_are_400_naming_the_field(document, fragments):
