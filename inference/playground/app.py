@@ -10,6 +10,9 @@
   ``items`` may be empty.
 - ``GET /playground/report``: the model's data, parameters and figures from ``metadata.json``;
   ``GET /playground/training.png``: its training curve.
+- ``GET /playground/config``: where the page sends its sessions: ``{"api": null}`` (this server's
+  ``/invocations``) or ``{"api": {...}}``, a deployed stage's API called as a Cognito guest
+  (:class:`GuestApi`, the settings of ``static/aws_guest.js``).
 """
 from __future__ import annotations
 
@@ -33,6 +36,23 @@ MAX_LIMIT = 500
 REPORT_KEYS = ("data", "parameters", "validation_metrics", "metrics", "training", "n_items")
 
 
+@dataclasses.dataclass(frozen=True)
+class GuestApi:
+    """A deployed stage's ``POST /recommendations`` as its guests call it: the stack's outputs
+    ``RecommendationsUrl``, ``GuestIdentityPoolId`` and ``GuestRoleArn``; Cognito's and STS's addresses
+    default to the pool's region's (set only to stand in for them)."""
+
+    api_url: str
+    identity_pool_id: str
+    role_arn: str
+    cognito_url: str | None = None
+    sts_url: str | None = None
+
+    def to_json(self) -> dict:
+        return {"apiUrl": self.api_url, "identityPoolId": self.identity_pool_id, "roleArn": self.role_arn,
+                "cognitoUrl": self.cognito_url, "stsUrl": self.sts_url}
+
+
 class LazyEngine:
     """The model directory's Recommender, loaded on first use (the page's most-popular answers)."""
 
@@ -48,8 +68,10 @@ class LazyEngine:
         return self._engine
 
 
-def create_playground(model_dir: str | Path, described: dict[str, Item] | None = None) -> Flask:
-    """The model server's app for ``model_dir`` with the playground's routes; ``described``: the items file's rows."""
+def create_playground(model_dir: str | Path, described: dict[str, Item] | None = None,
+                      api: GuestApi | None = None) -> Flask:
+    """The model server's app for ``model_dir`` with the playground's routes; ``described``: the items file's
+    rows; ``api``: a deployed stage the page calls instead of this server's ``/invocations``."""
     model_dir = Path(model_dir)
     metadata = artifacts.read_metadata(model_dir)
     catalogue = Catalogue(artifacts.read_items(model_dir), metadata.get("popular_items", []), described)
@@ -92,6 +114,10 @@ def create_playground(model_dir: str | Path, described: dict[str, Item] | None =
         figures = {key: metadata.get(key) for key in REPORT_KEYS}
         return jsonify(model_version=model_version,
                        has_plot=(model_dir / artifacts.PLOT_FILE).is_file(), **figures)
+
+    @app.get("/playground/config")
+    def config():
+        return jsonify(api=api.to_json() if api else None)
 
     @app.get("/playground/training.png")
     def training_plot():

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from inference.engine import Recommender
-from inference.playground.app import create_playground
+from inference.playground import __main__ as playground_cli
+from inference.playground.app import GuestApi, create_playground
 from inference.playground.catalogue import Catalogue, Item, ItemsFileError, read_items_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -107,3 +108,28 @@ def test_cli_refuses_a_bad_items_file(tmp_path, model_dir):
                           timeout=60)
     assert done.returncode == 2
     assert "no 'item_id' column" in done.stderr
+
+
+def test_config_names_the_deployed_api_or_none(model_dir):
+    assert create_playground(model_dir).test_client().get("/playground/config").get_json() == {"api": None}
+    api = GuestApi("https://abc.execute-api.eu-west-1.amazonaws.com/dev/recommendations", "eu-west-1:pool", "arn:role")
+    config = create_playground(model_dir, api=api).test_client().get("/playground/config").get_json()
+    assert config == {"api": {"apiUrl": api.api_url, "identityPoolId": "eu-west-1:pool", "roleArn": "arn:role",
+                              "cognitoUrl": None, "stsUrl": None}}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--api-url", "https://x/dev/recommendations"], "missing: --guest-pool, --guest-role"),
+    (["--api-url", "u", "--guest-pool", "no-region", "--guest-role", "r"], "REGION:UUID, not 'no-region'"),
+])
+def test_cli_refuses_an_incomplete_deployed_api(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        playground_cli.parse_args(["--model-dir", "m", *argv])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_cli_builds_the_guest_api_from_its_three_options():
+    args = playground_cli.parse_args(["--model-dir", "m", "--api-url", "u", "--guest-pool", "eu-west-1:p",
+                                      "--guest-role", "r"])
+    assert playground_cli.guest_api(args) == GuestApi("u", "eu-west-1:p", "r")
+    assert playground_cli.guest_api(playground_cli.parse_args(["--model-dir", "m"])) is None

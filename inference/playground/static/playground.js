@@ -1,9 +1,10 @@
 // The playground page: every GRU4Rec list is the answer of POST /invocations (the model server's own
-// route and JSON contract) to the session built here; the most-popular list is /playground/popular's
-// answer to the same request. No framework, no build step.
+// route and JSON contract) to the session built here, or of a deployed stage's POST /recommendations
+// (same contract) called as a Cognito guest when /playground/config names one (GuestApi, aws_guest.js);
+// the most-popular list is /playground/popular's answer to the same request. No framework, no build step.
 "use strict";
 
-const state = { session: [], excluded: [], included: [], details: new Map(), reportLoaded: false };
+const state = { session: [], excluded: [], included: [], details: new Map(), reportLoaded: false, api: null };
 const $ = (id) => document.getElementById(id);
 
 async function call(path, body) {
@@ -13,6 +14,15 @@ async function call(path, body) {
   const response = await fetch(path, options);
   const answer = await response.json();
   if (!response.ok) throw new Error(answer.error || `${path} answered ${response.status}`);
+  return answer;
+}
+
+// GRU4Rec's answer to `body`, from this server or from the deployed API.
+async function recommendations(body) {
+  if (!state.api) return call("/invocations", body);
+  const response = await state.api.post(body);
+  const answer = await response.json();
+  if (!response.ok) throw new Error(`${state.api.apiUrl}: ${response.status} ${answer.error || answer.message || ""}`);
   return answer;
 }
 
@@ -104,7 +114,7 @@ async function refresh() {
     const body = request();
     const empty = { recommendations: [] };
     const [model, popular] = await Promise.all([
-      state.session.length ? call("/invocations", body) : empty, call("/playground/popular", body)]);
+      state.session.length ? recommendations(body) : empty, call("/playground/popular", body)]);
     const ids = [...model.recommendations, ...popular.recommendations].map((r) => r.item_id);
     remember((await call("/playground/describe", { item_ids: ids })).items);
     ranked(model, $("model-list"));
@@ -187,7 +197,17 @@ async function openTab(panel) {
 }
 
 let searchTimer;
-document.addEventListener("DOMContentLoaded", () => {
+async function configure() {
+  const { api } = await call("/playground/config");
+  if (api) {
+    state.api = new GuestApi(api);
+    $("target").textContent = `answers from ${api.apiUrl}, as a guest`;
+  } else {
+    $("target").textContent = "answers from this server's model";
+  }
+}
+
+document.addEventListener("DOMContentLoaded", async () => {
   for (const tab of document.querySelectorAll(".tab")) tab.addEventListener("click", () => openTab(tab.dataset.panel));
   $("search").addEventListener("input", () => {
     clearTimeout(searchTimer);
@@ -202,5 +222,11 @@ document.addEventListener("DOMContentLoaded", () => {
   $("clear").addEventListener("click", () => { state.session = []; refresh(); });
   $("k").addEventListener("change", refresh);
   $("exclude-seen").addEventListener("change", refresh);
+  try {
+    await configure();
+  } catch (error) {
+    $("status").textContent = error.message;
+    $("status").className = "error";
+  }
   refresh();
 });
