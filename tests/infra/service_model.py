@@ -3,8 +3,8 @@
 botocore's own parameter validation checks required members, types and minimums; AWS also refuses
 values outside an enum, longer than a maximum or not matching a pattern. :func:`problems` checks all
 of these, member by member, and names each bad field by its path (``ResourceConfig.InstanceType``).
-Smithy patterns are not anchored (a value matches when the pattern is found in it); a pattern the
-``regex`` module cannot compile is reported, never skipped.
+A value must match a pattern as a whole, as AWS checks it ("Member must satisfy regular expression
+pattern"); a pattern the ``regex`` module cannot compile is reported, never skipped.
 """
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ def _string(shape, value: Any, path: str, found: list[str]) -> None:
     pattern = shape.metadata.get("pattern")
     if pattern is not None:
         try:
-            matches = _pattern(pattern).search(value) is not None
+            matches = _pattern(pattern).fullmatch(value) is not None
         except regex.error as error:
             found.append(f"{path}: the model's pattern {pattern!r} does not compile here ({error})")
             return

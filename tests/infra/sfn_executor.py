@@ -15,6 +15,9 @@ changes this module alone owns:
 - every AWS call the interpreter makes goes through :class:`Boundary`: recorded (service, operation, API
   parameters, response), then answered by a stand-in the test installed for it, or by moto.
 
+Left as moto has it: a workflow variable holding a string with a double quote breaks the expression
+moto composes (it quotes variables' strings without escaping them); Step Functions has no such limit.
+
 :class:`Pipelines` creates the app's state machines in moto from a synthesized template (intrinsics
 resolved by ``tests.infra.cfn_values``) and runs executions to their end (:class:`Run`).
 """
@@ -270,6 +273,7 @@ class Pipelines:
         self.stacks, self.boundary = Stacks(templates), boundary
         self.client = boto3.client("stepfunctions", region_name=REGION)
         self._arns: dict[str, str] = {}
+        self._started = 0
 
     def machines(self) -> dict[str, tuple[str, dict]]:
         """State machine name -> (stack name, resource properties)."""
@@ -304,8 +308,9 @@ class Pipelines:
         """Start an execution of ``name`` (created first if it is not yet) and wait for its end."""
         arn = self._arns.get(name) or self.create(name)
         first_request, first_wait = len(self.boundary.requests), len(self.boundary.waits)
+        self._started += 1
         started = self.client.start_execution(stateMachineArn=arn, input=json.dumps(execution_input or {}),
-                                              **({"name": execution_name} if execution_name else {}))
+                                              name=execution_name or f"run-{self._started}")
         return self.wait_for(started["executionArn"], first_request, first_wait)
 
     def wait_for(self, execution_arn: str, first_request: int = 0, first_wait: int = 0) -> Run:

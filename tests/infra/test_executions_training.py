@@ -175,3 +175,49 @@ def test_a_failed_training_job_notifies_and_fails(synth):
     assert run.status == "FAILED" and run.calls("sagemaker", "CreateModel") == []
     (message,) = published(run)
     assert message["error"] == "States.TaskFailed" and "AlgorithmError" in message["cause"]
+
+
+# --- negative controls: each stand-in fails a run whose definition is wrong --------------------------------------
+
+def _run_edited(result, edit, statuses=ROLLOUT):
+    with offline_stage(result) as stage:
+        TrainingJobs(stage.boundary, PASSING)
+        Endpoint(stage.boundary, result.config.endpoint_name, statuses)
+        stage.pipelines.create(stage.machine("training"), edit)
+        return stage.run("training")
+
+
+def test_a_train_state_that_does_not_wait_for_the_job_fails(synth):
+    """Without ``.sync`` the state's result is CreateTrainingJob's answer, which has no model artifact."""
+    def no_sync(definition):
+        definition["States"]["Train"]["Resource"] = definition["States"]["Train"]["Resource"].removesuffix(".sync")
+
+    run = _run_edited(synth, no_sync)
+    assert run.status == "FAILED" and run.calls("sagemaker", "DescribeTrainingJob") == []
+    (message,) = published(run)
+    assert message["error"] == "States.QueryEvaluationError"
+
+
+def test_a_gate_reading_another_metric_name_finds_none(synth):
+    def other_metric(definition):
+        assign = definition["States"]["Train"]["Assign"]
+        assign["recall"] = assign["recall"].replace("validation:recall@20", "validation:recall@10")
+
+    assert _run_edited(synth, other_metric).error == "QualityGate.MetricMissing"
+
+
+def test_an_update_of_another_endpoint_is_refused(synth):
+    def other_endpoint(definition):
+        definition["States"]["Update endpoint"]["Arguments"]["EndpointName"] = "gru4rec-other"
+
+    run = _run_edited(synth, other_endpoint)
+    assert run.status == "FAILED" and run.calls("sagemaker", "UpdateEndpoint")[0]["EndpointName"] == "gru4rec-other"
+    assert run.calls("ssm", "PutParameter") == []
+
+
+def test_a_rollout_check_against_the_gated_job_mistakes_the_refit_for_a_rollback(synth):
+    def gated(definition):
+        for rule in definition["States"]["Endpoint updated?"]["Choices"]:
+            rule["Condition"] = rule["Condition"].replace("$jobName", "$gatedJob")
+
+    assert _run_edited(synth, gated).error == "Deployment.RolledBack"
