@@ -13,7 +13,9 @@ changes this module alone owns:
   GetQueryExecution), as Step Functions does once the job ends. A job that ends Failed or Stopped fails
   the task with ``States.TaskFailed`` and the Describe response as the cause;
 - every AWS call the interpreter makes goes through :class:`Boundary`: recorded (service, operation, API
-  parameters, response), then answered by a stand-in the test installed for it, or by moto.
+  parameters, response), then answered by a stand-in the test installed for it, or by moto. Parameters
+  are renamed to the API's own member names where they differ only in case (moto's interpreter passes
+  the ``states:startExecution`` integration's StateMachineArn/Input/Name on as they are written).
 
 Left as moto has it: a workflow variable holding a string with a double quote breaks the expression
 moto composes (it quotes variables' strings without escaping them); Step Functions has no such limit.
@@ -32,6 +34,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from unittest import mock
 
@@ -130,12 +133,33 @@ class _BoundaryClient:
         service = self._client.meta.service_model.service_name
 
         def call(**params):
-            request = Request(service, operation, params)
+            request = Request(service, operation, _member_names(self._client, operation, params))
             self._boundary.requests.append(request)
             answer = self._boundary.stand_ins.get((service, operation))
-            request.response = answer(params) if answer else method(**params)
-            return request.response
+            request.response = answer(request.params) if answer else method(**request.params)
+            return _json_dates(request.response)
         return call
+
+
+def _json_dates(value: Any) -> Any:
+    """``value`` with its timestamps as ISO 8601 text, as Step Functions passes an answer on (moto's
+    interpreter would keep boto3's datetimes, which moto's own execution output cannot serialise)."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {key: _json_dates(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_dates(item) for item in value]
+    return value
+
+
+def _member_names(client, operation: str, params: dict) -> dict:
+    """``params`` under the API's own member names: an optimised integration's arguments are written
+    StateMachineArn, Input, Name, and Step Functions calls StartExecution with stateMachineArn, input, name."""
+    shape = client.meta.service_model.operation_model(operation).input_shape
+    members = shape.members if shape is not None else {}
+    by_lower = {name.lower(): name for name in members}
+    return {key if key in members else by_lower.get(key.lower(), key): value for key, value in params.items()}
 
 
 def service_error(operation: str, code: str, message: str, status: int = 400) -> ClientError:
@@ -304,9 +328,13 @@ class Pipelines:
         self._arns[name] = arn
         return arn
 
+    def create_once(self, name: str) -> str:
+        """The ARN of ``name`` in moto, created as synthesized unless it was created before."""
+        return self._arns.get(name) or self.create(name)
+
     def run(self, name: str, execution_input: Any = None, execution_name: str | None = None) -> Run:
         """Start an execution of ``name`` (created first if it is not yet) and wait for its end."""
-        arn = self._arns.get(name) or self.create(name)
+        arn = self.create_once(name)
         first_request, first_wait = len(self.boundary.requests), len(self.boundary.waits)
         self._started += 1
         started = self.client.start_execution(stateMachineArn=arn, input=json.dumps(execution_input or {}),
