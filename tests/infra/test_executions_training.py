@@ -10,7 +10,6 @@ from __future__ import annotations
 import pytest
 
 from infra.stacks.training import ENDPOINT_MAX_POLLS
-from tests.infra.conftest import synthesize
 from tests.infra.pipeline_runs import FIRST_MODEL, assert_well_formed, data_bucket, offline_stage, published
 from tests.infra.stand_ins import Endpoint, TrainingJobs
 
@@ -18,12 +17,6 @@ VARIANTS = ["default", "serverless"]
 ROLLOUT = [("InService", "old"), ("Updating", "old"), ("Updating", "new"), ("InService", "new")]
 PASSING = {"": {"validation:recall@20": 0.31, "recall@20": 0.30, "mrr@20": 0.12}}
 OPERATOR_INPUT = {"hyperparameters": {"epochs": 3, "loss": "bpr-max", "preset": "diginetica"}, "test_channel": False}
-
-
-@pytest.fixture(scope="module")
-def refit_off(tmp_path_factory, dummy_model_artifact):
-    return synthesize(tmp_path_factory.mktemp("executions_refit_off"),
-                      {"initial_model_artifact": str(dummy_model_artifact), "refit_after_gate": False})
 
 
 def _models_uri(bucket: str, job: str) -> str:
@@ -112,7 +105,8 @@ def test_below_the_floor_fails_the_gate(synth):
     assert run.calls("sagemaker", "CreateModel") == []
 
 
-def test_without_refit_the_gated_job_ships(refit_off):
+def test_without_refit_the_gated_job_ships(refit_off_new_data_on):
+    refit_off = refit_off_new_data_on
     stage, run, records = _run(refit_off, OPERATOR_INPUT)
     assert run.status == "SUCCEEDED", (run.error, run.cause)
     (train,) = run.calls("sagemaker", "CreateTrainingJob")
@@ -151,6 +145,7 @@ def test_a_rolled_back_rollout_fails_and_keeps_the_live_model(variants, variant)
     assert records[result.config.model_data_parameter_name] == FIRST_MODEL
 
 
+@pytest.mark.slow
 def test_a_busy_endpoint_is_awaited_then_given_up(synth):
     stage, run, records = _run(synth, statuses=[("Updating", "old")])
     assert (run.status, run.error) == ("FAILED", "Deployment.EndpointBusy")

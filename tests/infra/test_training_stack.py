@@ -560,12 +560,6 @@ def test_the_record_says_which_model_was_gated_and_which_shipped(states, variabl
         "champion:validation:recall@20": 0.3}
 
 
-@pytest.fixture(scope="module")
-def refit_off_new_data_on(tmp_path_factory, dummy_model_artifact):
-    context = {"initial_model_artifact": str(dummy_model_artifact), "refit_after_gate": False, "retrain_on_new_data": True}
-    return synthesize(tmp_path_factory.mktemp("training_refit_off"), context)
-
-
 def test_refit_only_where_validation_days_were_held_out():
     assert [refits(AppConfig(refit_after_gate=refit, valid_days=days)) for refit, days in
             ((True, 1), (True, 0), (False, 1), (False, 0))] == [True, False, False, False]
