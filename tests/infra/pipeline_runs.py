@@ -20,6 +20,10 @@ from tests.infra.sfn_executor import Boundary, Pipelines, Run, offline_aws
 
 # the first model: a deploy-time asset, outside the bucket's models/ prefix
 FIRST_MODEL = "s3://cdk-hnb659fds-assets-123456789012-eu-west-1/0123abcd.tar.gz"
+# a training job's final metrics that pass the default gate (stand_ins.TrainingJobs), and a rollout that
+# ends serving the new configuration (stand_ins.Endpoint)
+PASSING = {"": {"validation:recall@20": 0.31, "recall@20": 0.30, "mrr@20": 0.12}}
+ROLLOUT = [("InService", "old"), ("Updating", "old"), ("Updating", "new"), ("InService", "new")]
 
 
 @dataclass

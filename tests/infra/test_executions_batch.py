@@ -70,9 +70,10 @@ def test_a_sessions_file_is_scored_by_its_own_model_and_the_model_deleted(varian
                           "input": f"s3://{stage.bucket}/{SESSIONS_KEY}", "output": f"s3://{stage.bucket}/sessions/scored/shop-a"}
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("execution_input", [{}, {"detail": {"object": {"key": "sessions/incoming/shop-a/notes.txt"}}}])
-def test_an_input_without_a_sessions_key_fails_before_anything_runs(synth, execution_input):
-    with offline_stage(synth) as stage:
+def test_an_input_without_a_sessions_key_fails_before_anything_runs(variants, variant, execution_input):
+    with offline_stage(variants[variant]) as stage:
         run = stage.run("batch", execution_input)
     assert (run.status, run.error) == ("FAILED", "Input.NotASessionsFile")
     assert_well_formed(run)

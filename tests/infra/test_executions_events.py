@@ -68,8 +68,9 @@ def test_a_run_within_the_bad_row_bound_is_grouped_scored_and_summarised(variant
     assert summary["job"] == job["TransformJobName"]
 
 
-def test_a_run_beyond_the_bad_row_bound_fails_before_grouping(synth):
-    _stage, run, _summary = _run(synth, _counts(1000, 5, 3, 3, 400))
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_a_run_beyond_the_bad_row_bound_fails_before_grouping(variants, variant):
+    _stage, run, _summary = _run(variants[variant], _counts(1000, 5, 3, 3, 400))
     assert (run.status, run.error) == ("FAILED", "Events.TooManyBadRows")
     assert len(_queries(run)) == 1, "counted, never grouped"
     assert run.calls("sagemaker", "CreateModel") == [] and run.calls("s3", "PutObject") == []
@@ -78,8 +79,9 @@ def test_a_run_beyond_the_bad_row_bound_fails_before_grouping(synth):
     assert message["run"] == RUN
 
 
-def test_a_run_without_sessions_fails_before_grouping(synth):
-    _stage, run, _summary = _run(synth, _counts(0, 0, 0, 0, 0))
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_a_run_without_sessions_fails_before_grouping(variants, variant):
+    _stage, run, _summary = _run(variants[variant], _counts(0, 0, 0, 0, 0))
     assert (run.status, run.error) == ("FAILED", "Events.NoSessions")
     assert len(_queries(run)) == 1
 

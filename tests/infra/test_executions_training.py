@@ -10,12 +10,11 @@ from __future__ import annotations
 import pytest
 
 from infra.stacks.training import ENDPOINT_MAX_POLLS
-from tests.infra.pipeline_runs import FIRST_MODEL, assert_well_formed, data_bucket, offline_stage, published
+from tests.infra.pipeline_runs import (FIRST_MODEL, PASSING, ROLLOUT, assert_well_formed, data_bucket, offline_stage,
+                                      published)
 from tests.infra.stand_ins import Endpoint, TrainingJobs
 
 VARIANTS = ["default", "serverless"]
-ROLLOUT = [("InService", "old"), ("Updating", "old"), ("Updating", "new"), ("InService", "new")]
-PASSING = {"": {"validation:recall@20": 0.31, "recall@20": 0.30, "mrr@20": 0.12}}
 OPERATOR_INPUT = {"hyperparameters": {"epochs": 3, "loss": "bpr-max", "preset": "diginetica"}, "test_channel": False}
 
 
@@ -73,7 +72,9 @@ def test_the_operators_hyperparameters_and_test_channel_reach_train_and_refit(va
     assert _channels(train) == _channels(refit) == ["train"]
 
 
-def test_a_challenger_scored_beside_the_live_model_passes_and_ships_through_refit(synth):
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_a_challenger_scored_beside_the_live_model_passes_and_ships_through_refit(variants, variant):
+    synth = variants[variant]
     live = _models_uri(data_bucket(synth), "gru4rec-dev-train-20261101-000000-0a1b2c3d")
     metrics = {"": {"validation:recall@20": 0.31, "champion:validation:recall@20": 0.30}}
     stage, run, records = _run(synth, metrics=metrics, live=live)
@@ -85,7 +86,9 @@ def test_a_challenger_scored_beside_the_live_model_passes_and_ships_through_refi
     assert records[synth.config.model_name_parameter_name] == refit["TrainingJobName"]
 
 
-def test_a_challenger_below_the_live_model_stops_before_any_model_is_made(synth):
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_a_challenger_below_the_live_model_stops_before_any_model_is_made(variants, variant):
+    synth = variants[variant]
     live = _models_uri(data_bucket(synth), "gru4rec-dev-train-20261101-000000-0a1b2c3d")
     metrics = {"": {"validation:recall@20": 0.29, "champion:validation:recall@20": 0.30}}
     stage, run, records = _run(synth, metrics=metrics, live=live)

@@ -10,9 +10,8 @@ import json
 
 import pytest
 
-from tests.infra.pipeline_runs import assert_well_formed, offline_stage
+from tests.infra.pipeline_runs import PASSING, ROLLOUT, assert_well_formed, offline_stage
 from tests.infra.stand_ins import Endpoint, TrainingJobs
-from tests.infra.test_executions_training import PASSING, ROLLOUT
 
 MARKER = "training/events/dt={day}/_SUCCESS"
 
