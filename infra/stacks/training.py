@@ -196,12 +196,17 @@ class TrainingStack(cdk.Stack):
     # --- states -----------------------------------------------------------------------------------
 
     def _name_the_job(self, config: AppConfig, storage: StorageStack) -> sfn.Pass:
-        """Variables for the whole execution: the job name (also the model's and endpoint config's) and the channels."""
+        """Variables for the whole execution: the job name (also the model's and endpoint config's), the channels,
+        and what the execution input asks for. A Task's output is its result (``$states.result``), so no later
+        state sees the execution input as ``$states.input``: Train and Refit read these variables."""
         bucket = storage.bucket.bucket_name
         return sfn.Pass.jsonata(self, "Name the job", assign={
             "jobName": job_name_expression(config, JOB_KIND),
             "bucket": bucket,
             "defaultHyperparameters": hyperparameter_defaults(config),
+            "hyperparameters": "{% $exists($states.input.hyperparameters) ? $states.input.hyperparameters : {} %}",
+            # the test channel is left out only when the input says "test_channel": false
+            "skipTestChannel": "{% $states.input.test_channel = false %}",
             # the last train_window_days whole UTC days before the execution's start
             "window": {"window_start": _day_before_start(config.train_window_days),
                        "window_end": _day_before_start(1)},
@@ -232,8 +237,8 @@ class TrainingStack(cdk.Stack):
                on_failure: sfn.IChainable) -> sfn.CustomState:
         """CreateTrainingJob on the window, run to the end; keeps the model's S3 URI and the gate metrics (null
         when not reported): the new model's and the live model's on the same validation sessions."""
-        hyperparameters = ("$merge([$defaultHyperparameters, $states.input.hyperparameters, $window])")
-        channels = ("$append($states.input.test_channel = false ? [$trainChannel] : [$trainChannel, $testChannel], "
+        hyperparameters = "$merge([$defaultHyperparameters, $hyperparameters, $window])"
+        channels = ("$append($skipTestChannel ? [$trainChannel] : [$trainChannel, $testChannel], "
                     "$champion ? [" + _CHAMPION_CHANNEL + "] : [])")
         train = sync_job_task(self, "Train", "createTrainingJob",
                               self._job_arguments(config, storage, image, "$jobName", hyperparameters, channels),
@@ -252,9 +257,9 @@ class TrainingStack(cdk.Stack):
                on_failure: sfn.IChainable) -> sfn.CustomState:
         """The passing settings trained again on the whole window, validation days included: the model that ships
         (items new in the last days are then known to it). Named ``<gated job>-refit``."""
-        hyperparameters = ("$sift($merge([$defaultHyperparameters, $states.input.hyperparameters, $window]), "
+        hyperparameters = ("$sift($merge([$defaultHyperparameters, $hyperparameters, $window]), "
                            "function($value, $name) {$name != 'valid_days'})")
-        channels = "$states.input.test_channel = false ? [$trainChannel] : [$trainChannel, $testChannel]"
+        channels = "$skipTestChannel ? [$trainChannel] : [$trainChannel, $testChannel]"
         name = f"$gatedJob & '{REFIT_SUFFIX}'"
         refit = sync_job_task(self, "Refit on the whole window", "createTrainingJob",
                               self._job_arguments(config, storage, image, name, hyperparameters, channels),
@@ -276,7 +281,6 @@ class TrainingStack(cdk.Stack):
                                        "MetricDefinitions": METRIC_DEFINITIONS},
             # every value a string, as SageMaker requires
             "HyperParameters": "{% $merge($each(" + hyperparameters + ", function($value, $name) {{$name: $string($value)}})) %}",
-            # the test channel is left out only when the input says "test_channel": false
             "InputDataConfig": "{% " + channels + " %}",
             "OutputDataConfig": {"S3OutputPath": f"s3://{storage.bucket.bucket_name}/{MODELS_PREFIX}",
                                  "KmsKeyId": storage.key.key_arn},

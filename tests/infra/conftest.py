@@ -127,6 +127,13 @@ def gpu_synth(tmp_path_factory, dummy_model_artifact) -> SynthResult:
                                                                "training_instance_type": GPU_TRAINING_TYPE})
 
 
+@pytest.fixture(scope="session")
+def refit_off_new_data_on(tmp_path_factory, dummy_model_artifact) -> SynthResult:
+    """The app without the refit after the gate, with the new-data trigger (training stack tests, executions)."""
+    context = {"initial_model_artifact": str(dummy_model_artifact), "refit_after_gate": False, "retrain_on_new_data": True}
+    return synthesize(tmp_path_factory.mktemp("training_refit_off"), context)
+
+
 # The variants every AWS rule is held on (tests/infra/test_aws_rules.py), each synthesized once per session
 VARIANTS = {
     "default": {},

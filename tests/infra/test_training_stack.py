@@ -39,12 +39,19 @@ def states(synth):
 
 @pytest.fixture(scope="module")
 def variables(states):
-    """The variables "Name the job" assigns, evaluated for EXECUTION."""
+    """The variables "Name the job" assigns, evaluated for EXECUTION and the input {}."""
     assigned = states["Name the job"]["Assign"]
     context = {"context": {"Execution": EXECUTION}}
     return {**assigned, "jobName": evaluate(assigned["jobName"], states=context),
             "window": {key: evaluate(value, states=context) for key, value in assigned["window"].items()},
-            "champion": None, "championRecall": None}
+            "champion": None, "championRecall": None, **_input_variables(states, {})}
+
+
+def _input_variables(states, execution_input: dict) -> dict:
+    """What "Name the job" keeps of the execution input: later states never see it as $states.input."""
+    assigned = states["Name the job"]["Assign"]
+    return {name: evaluate(assigned[name], states={"input": execution_input})
+            for name in ("hyperparameters", "skipTestChannel")}
 
 
 def test_states_in_order(states):
@@ -114,12 +121,12 @@ def test_job_name_is_unique_per_execution_and_short_enough(variables, synth):
 
 def test_hyperparameters_are_defaults_overridden_by_the_input_as_strings(states, variables):
     expression = states["Train"]["Arguments"]["HyperParameters"]
-    given = evaluate(expression, variables, states={"input": {"hyperparameters": {"epochs": 3, "preset": "diginetica",
-                                                                                   "learning_rate": 0.05}}})
+    given = evaluate(expression, {**variables, **_input_variables(states, {"hyperparameters": {
+        "epochs": 3, "preset": "diginetica", "learning_rate": 0.05}})})
     window = {"window_start": "2026-11-01", "window_end": "2026-11-28"}
     assert given == {"preset": "diginetica", "epochs": "3", "learning_rate": "0.05", "valid_days": "1", **window}
-    assert evaluate(expression, variables, states={"input": {}}) == {"preset": "rsc15", "valid_days": "1", **window}
-    overridden = evaluate(expression, variables, states={"input": {"hyperparameters": {"window_end": "2020-01-01"}}})
+    assert evaluate(expression, variables) == {"preset": "rsc15", "valid_days": "1", **window}
+    overridden = evaluate(expression, {**variables, **_input_variables(states, {"hyperparameters": {"window_end": "2020-01-01"}})})
     assert overridden["window_end"] == "2026-11-28", "the window is the pipeline's, never the input's"
 
 
@@ -128,7 +135,7 @@ def test_test_channel_unless_the_input_turns_it_off(states, variables):
 
     def channels(execution_input):
         return {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"]
-                for c in as_list(evaluate(expression, variables, states={"input": execution_input}))}
+                for c in as_list(evaluate(expression, {**variables, **_input_variables(states, execution_input)}))}
 
     both = channels({})
     assert both["train"].endswith("/training/events/") and both["test"].endswith("/training/test/")
@@ -509,8 +516,7 @@ def test_the_live_model_is_the_champion_once_a_pipeline_trained_it(states, varia
     assert read["Arguments"] == {"Name": "/gru4rec/dev/current-model-data"}
     bucket_variables = {**variables, "bucket": "<bucket>"}
     assert evaluate(read["Assign"]["champion"], bucket_variables, states={"result": {"Parameter": {"Value": live}}}) == champion
-    channels = as_list(evaluate(states["Train"]["Arguments"]["InputDataConfig"], {**variables, "champion": champion},
-                                states={"input": {}}))
+    channels = as_list(evaluate(states["Train"]["Arguments"]["InputDataConfig"], {**variables, "champion": champion}))
     names = [c["ChannelName"] for c in channels]
     assert names == (["train", "test", "champion"] if champion else ["train", "test"])
     if champion:
@@ -532,9 +538,9 @@ def test_refit_trains_the_gated_settings_on_the_whole_window_and_ships(states, v
     arguments = refit["Arguments"]
     gated = {**variables, "gatedJob": variables["jobName"]}
     assert evaluate(arguments["TrainingJobName"], gated) == variables["jobName"] + "-refit"
-    hyperparameters = evaluate(arguments["HyperParameters"], gated, states={"input": {"hyperparameters": {"epochs": 4}}})
+    hyperparameters = evaluate(arguments["HyperParameters"], {**gated, **_input_variables(states, {"hyperparameters": {"epochs": 4}})})
     assert hyperparameters == {"preset": "rsc15", "epochs": "4", **variables["window"]}, "no validation split"
-    channels = [c["ChannelName"] for c in as_list(evaluate(arguments["InputDataConfig"], gated, states={"input": {}}))]
+    channels = [c["ChannelName"] for c in as_list(evaluate(arguments["InputDataConfig"], gated))]
     assert channels == ["train", "test"]
     assert evaluate(refit["Assign"]["jobName"], gated) == variables["jobName"] + "-refit"
     assert refit["Next"] == "Create model" and refit["Catch"][0]["Next"] == "Notify failure"
@@ -552,12 +558,6 @@ def test_the_record_says_which_model_was_gated_and_which_shipped(states, variabl
     assert {key: evaluate(value, record) for key, value in done["gated"].items()} == {
         "job": "j1", "validation:recall@20": 0.31, "champion": "s3://b/models/j0/output/model.tar.gz",
         "champion:validation:recall@20": 0.3}
-
-
-@pytest.fixture(scope="module")
-def refit_off_new_data_on(tmp_path_factory, dummy_model_artifact):
-    context = {"initial_model_artifact": str(dummy_model_artifact), "refit_after_gate": False, "retrain_on_new_data": True}
-    return synthesize(tmp_path_factory.mktemp("training_refit_off"), context)
 
 
 def test_refit_only_where_validation_days_were_held_out():

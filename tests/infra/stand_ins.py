@@ -1,0 +1,208 @@
+"""Stand-ins for what moto cannot answer when a pipeline runs offline (``tests.infra.sfn_executor``).
+
+Each answers one operation at the service boundary the way AWS does, from the requests captured
+before it, with the figures the test chooses:
+
+- :class:`TrainingJobs`: DescribeTrainingJob of a job that ran to its end (``.sync`` reads it):
+  its model artifact under the job's output path, the final metrics the test gives per job;
+- :class:`TransformJobs`: DescribeTransformJob of a finished transform job (``.sync``);
+- :class:`Queries`: GetQueryExecution of a finished Athena query (``.sync``) with its bytes scanned,
+  and GetQueryResults (a header row, then one row of the figures the test gives for that query);
+- :class:`Endpoint`: UpdateEndpoint (moto has none) and DescribeEndpoint, answering the statuses the
+  test scripts, call by call;
+- :class:`FilterPackager`: the Lambda Invoke of the filter packager, running its handler
+  (``infra/functions/attach_filters``) in process against moto's S3.
+"""
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from tests.infra.cfn_values import ACCOUNT, REGION
+from tests.infra.sfn_executor import Boundary, service_error
+
+FINISHED = datetime(2026, 12, 1, 3, 0, tzinfo=timezone.utc)
+PACKAGER_CODE = Path(__file__).resolve().parents[2] / "infra" / "functions" / "attach_filters" / "index.py"
+
+
+def _created(boundary: Boundary, service: str, operation: str, key: str, value: str) -> dict:
+    """The one captured ``operation`` request whose ``key`` is ``value`` (the job the Describe call asks about)."""
+    matching = [params for params in boundary.calls(service, operation) if params.get(key) == value]
+    if not matching:
+        raise service_error(operation.replace("Create", "Describe"), "ValidationException", f"Requested resource not found: {value}")
+    return matching[-1]
+
+
+class TrainingJobs:
+    """DescribeTrainingJob of finished jobs; ``metrics[job name suffix or ""]`` are its final metrics
+    ({name: value}), ``failed`` the names' suffixes of jobs that end Failed."""
+
+    def __init__(self, boundary: Boundary, metrics: dict[str, dict[str, float]] | None = None,
+                 failed: tuple[str, ...] = ()):
+        self.boundary, self.metrics, self.failed = boundary, metrics or {}, failed
+        boundary.stand_in("sagemaker", "DescribeTrainingJob", self.describe)
+
+    def _pick(self, name: str, table) -> Any:
+        suffixes = sorted((suffix for suffix in table if name.endswith(suffix)), key=len, reverse=True)
+        return suffixes[0] if suffixes else None
+
+    def describe(self, params: dict) -> dict:
+        name = params["TrainingJobName"]
+        job = _created(self.boundary, "sagemaker", "CreateTrainingJob", "TrainingJobName", name)
+        failed = any(name.endswith(suffix) for suffix in self.failed)
+        chosen = self._pick(name, self.metrics)
+        metrics = self.metrics[chosen] if chosen is not None else {}
+        answer = {
+            "TrainingJobName": name,
+            "TrainingJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/{name}",
+            "TrainingJobStatus": "Failed" if failed else "Completed",
+            "SecondaryStatus": "Failed" if failed else "Completed",
+            "ModelArtifacts": {"S3ModelArtifacts": f"{job['OutputDataConfig']['S3OutputPath']}{name}/output/model.tar.gz"},
+            "HyperParameters": job.get("HyperParameters", {}),
+            "AlgorithmSpecification": job["AlgorithmSpecification"],
+            "RoleArn": job["RoleArn"],
+            "InputDataConfig": job["InputDataConfig"],
+            "OutputDataConfig": job["OutputDataConfig"],
+            "ResourceConfig": job["ResourceConfig"],
+            "StoppingCondition": job["StoppingCondition"],
+            "CreationTime": FINISHED,
+            "TrainingEndTime": FINISHED,
+            "FinalMetricDataList": [{"MetricName": metric, "Value": value, "Timestamp": FINISHED}
+                                    for metric, value in metrics.items()],
+        }
+        if failed:
+            answer["FailureReason"] = "AlgorithmError: the stand-in job failed"
+        return answer
+
+
+class TransformJobs:
+    """DescribeTransformJob of finished transform jobs (``failed``: every job ends Failed)."""
+
+    def __init__(self, boundary: Boundary, failed: bool = False):
+        self.boundary, self.failed = boundary, failed
+        boundary.stand_in("sagemaker", "DescribeTransformJob", self.describe)
+
+    def describe(self, params: dict) -> dict:
+        name = params["TransformJobName"]
+        job = _created(self.boundary, "sagemaker", "CreateTransformJob", "TransformJobName", name)
+        answer = {
+            "TransformJobName": name,
+            "TransformJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:transform-job/{name}",
+            "TransformJobStatus": "Failed" if self.failed else "Completed",
+            "ModelName": job["ModelName"],
+            "TransformInput": job["TransformInput"],
+            "TransformOutput": job["TransformOutput"],
+            "TransformResources": job["TransformResources"],
+            "CreationTime": FINISHED,
+            "TransformEndTime": FINISHED,
+        }
+        for key in ("BatchStrategy", "MaxPayloadInMB", "MaxConcurrentTransforms", "Environment", "ModelClientConfig"):
+            if key in job:
+                answer[key] = job[key]
+        if self.failed:
+            answer["FailureReason"] = "ClientError: the stand-in job failed"
+        return answer
+
+
+class Queries:
+    """Finished Athena queries: ``results`` maps a text the query contains to its one row of figures
+    ({column: number}); each query scanned ``bytes_scanned``."""
+
+    def __init__(self, boundary: Boundary, results: dict[str, dict[str, int]], bytes_scanned: int = 1000):
+        self.boundary, self.results, self.bytes_scanned = boundary, results, bytes_scanned
+        boundary.stand_in("athena", "GetQueryExecution", self.describe)
+        boundary.stand_in("athena", "GetQueryResults", self.query_results)
+
+    def _started(self, query_id: str) -> dict:
+        for request in self.boundary.requests:
+            if (request.service, request.operation) == ("athena", "StartQueryExecution") and \
+                    (request.response or {}).get("QueryExecutionId") == query_id:
+                return request.params
+        raise service_error("GetQueryExecution", "InvalidRequestException", f"QueryExecution {query_id} was not found")
+
+    def describe(self, params: dict) -> dict:
+        query_id = params["QueryExecutionId"]
+        started = self._started(query_id)
+        return {"QueryExecution": {
+            "QueryExecutionId": query_id, "Query": started["QueryString"], "StatementType": "DML",
+            "WorkGroup": started.get("WorkGroup", "primary"), "QueryExecutionContext": started.get("QueryExecutionContext", {}),
+            "Status": {"State": "SUCCEEDED", "SubmissionDateTime": FINISHED, "CompletionDateTime": FINISHED},
+            "Statistics": {"DataScannedInBytes": self.bytes_scanned, "EngineExecutionTimeInMillis": 1200},
+        }}
+
+    def query_results(self, params: dict) -> dict:
+        query = self._started(params["QueryExecutionId"])["QueryString"]
+        matching = [row for text, row in self.results.items() if text in query]
+        if len(matching) != 1:
+            raise AssertionError(f"{len(matching)} stand-in results match the query {query[:120]!r}")
+        (row,) = matching
+        header = {"Data": [{"VarCharValue": column} for column in row]}
+        values = {"Data": [{"VarCharValue": str(value)} for value in row.values()]}
+        return {"ResultSet": {"Rows": [header, values], "ResultSetMetadata": {"ColumnInfo": [
+            {"Name": column, "Label": column, "Type": "bigint", "CatalogName": "hive", "SchemaName": "", "TableName": ""}
+            for column in row]}}, "UpdateCount": 0}
+
+
+class Endpoint:
+    """UpdateEndpoint and DescribeEndpoint of one endpoint. ``statuses`` are DescribeEndpoint's answers,
+    call by call (the last repeats): (status, configuration), where the configuration "new" means the one
+    the last UpdateEndpoint asked for."""
+
+    def __init__(self, boundary: Boundary, name: str, statuses: list[tuple[str, str]],
+                 failure_reason: str | None = None):
+        self.boundary, self.name, self.statuses, self.failure_reason = boundary, name, list(statuses), failure_reason
+        self.described = 0
+        boundary.stand_in("sagemaker", "UpdateEndpoint", self.update)
+        boundary.stand_in("sagemaker", "DescribeEndpoint", self.describe)
+
+    def _check_name(self, operation: str, params: dict) -> None:
+        if params["EndpointName"] != self.name:
+            raise service_error(operation, "ValidationException", f"Could not find endpoint \"{params['EndpointName']}\".")
+
+    def update(self, params: dict) -> dict:
+        self._check_name("UpdateEndpoint", params)
+        return {"EndpointArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{self.name}"}
+
+    def describe(self, params: dict) -> dict:
+        self._check_name("DescribeEndpoint", params)
+        status, config = self.statuses[min(self.described, len(self.statuses) - 1)]
+        self.described += 1
+        updates = self.boundary.calls("sagemaker", "UpdateEndpoint")
+        if config == "new":
+            config = updates[-1]["EndpointConfigName"] if updates else "no-update-was-made"
+        answer = {"EndpointName": self.name, "EndpointArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{self.name}",
+                  "EndpointConfigName": config, "EndpointStatus": status, "CreationTime": FINISHED,
+                  "LastModifiedTime": FINISHED}
+        if self.failure_reason and status != "Updating":
+            answer["FailureReason"] = self.failure_reason
+        return answer
+
+
+class FilterPackager:
+    """Lambda Invoke of the function ``function_arn``: its handler runs here against moto's S3; an
+    exception becomes an Unhandled function error, as Lambda reports it."""
+
+    def __init__(self, boundary: Boundary, function_arn: str):
+        self.function_arn = function_arn
+        spec = importlib.util.spec_from_file_location("attach_filters_stand_in", PACKAGER_CODE)
+        self.module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(self.module)
+        boundary.stand_in("lambda", "Invoke", self.invoke)
+
+    def invoke(self, params: dict) -> dict:
+        if params["FunctionName"] != self.function_arn:
+            raise service_error("Invoke", "ResourceNotFoundException", f"Function not found: {params['FunctionName']}", 404)
+        payload = params.get("Payload") or b"{}"
+        event = json.loads(payload.decode() if isinstance(payload, bytes) else payload)
+        try:
+            result, error = self.module.handler(event), None
+        except Exception as raised:  # noqa: BLE001 - Lambda reports any exception of the handler
+            result, error = {"errorMessage": str(raised), "errorType": type(raised).__name__}, "Unhandled"
+        answer = {"StatusCode": 200, "ExecutedVersion": "$LATEST", "Payload": io.BytesIO(json.dumps(result).encode())}
+        if error:
+            answer["FunctionError"] = error
+        return answer
