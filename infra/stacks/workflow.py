@@ -3,7 +3,7 @@
 Both state machines are written in JSONata: a first state names the SageMaker job and keeps it in
 the variable ``$jobName``; every failure (a task's error, a failed quality gate, bad input) reaches
 the same two states, a notification on the pipeline's SNS topic and a Fail state that repeats
-the error and its cause. Failures arrive there as ``{"Error": ..., "Cause": ...}``: the error
+the error (``States.X`` as ``GRU4Rec.X``) and its cause. Failures arrive there as ``{"Error": ..., "Cause": ...}``: the error
 output of a Catch, or the output of a Pass state that describes a failed check.
 """
 from __future__ import annotations
@@ -27,6 +27,12 @@ from infra.nag import wildcard_resource_finding
 # UTC time of the execution's start, 15 characters: 20261129-021710
 JOB_TIMESTAMP_PICTURE = "[Y0001][M01][D01]-[H01][m01][s01]"
 JOB_HASH_LENGTH = 8
+# The Fail state repeats the error it was given, but a name in the States Language's reserved prefix
+# ("States.", which a Catch hands on, e.g. States.TaskFailed) becomes GRU4Rec.<rest>: the States
+# Language lets a state machine report other names only ("Errors", https://states-language.net/spec.html)
+RESERVED_ERROR_PREFIX = "States."
+FAIL_ERROR = (f"$substring($states.input.Error, 0, {len(RESERVED_ERROR_PREFIX)}) = '{RESERVED_ERROR_PREFIX}' ? "
+              f"'GRU4Rec.' & $substring($states.input.Error, {len(RESERVED_ERROR_PREFIX)}) : $states.input.Error")
 SAGEMAKER_NAME_LIMIT = 63
 
 # SageMaker reports an exhausted account quota (instances of a type, concurrent jobs) under this name
@@ -197,7 +203,7 @@ def notify_and_fail(scope: Construct, config: AppConfig, topic: sns.ITopic, pipe
         outputs="{% $states.input %}",
     )
     fail = sfn.Fail.jsonata(
-        scope, "Failed", error="{% $states.input.Error %}",
+        scope, "Failed", error="{% " + FAIL_ERROR + " %}",
         cause="{% $exists($states.input.Cause) ? $states.input.Cause : 'no cause was reported' %}",
     )
     notify.next(fail)

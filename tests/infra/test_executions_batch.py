@@ -125,6 +125,7 @@ def test_a_failed_transform_job_notifies_and_leaves_its_model_for_cleanup(synth,
     assert run.status == "FAILED" and run.calls("sagemaker", "DeleteModel") == []
     (message,) = published(run)
     assert message["error"] == "States.TaskFailed" and message["file"] == SESSIONS_KEY
+    assert run.error == "GRU4Rec.TaskFailed"
 
 
 # --- negative controls: each stand-in fails a run whose definition is wrong --------------------------------------

@@ -97,6 +97,7 @@ def test_a_failed_transform_job_writes_no_summary(synth):
     assert run.status == "FAILED" and run.calls("s3", "PutObject") == []
     (message,) = published(run)
     assert message["error"] == "States.TaskFailed"
+    assert run.error == "GRU4Rec.TaskFailed"
 
 
 # --- negative controls: each stand-in fails a run whose definition is wrong --------------------------------------

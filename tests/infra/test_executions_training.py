@@ -166,11 +166,11 @@ def test_a_busy_endpoint_that_frees_up_is_updated(synth):
 
 
 def test_a_failed_training_job_notifies_and_fails(synth):
-    """The notification names the task's error and the job's Describe response. (The interpreter then refuses to
-    repeat an error named States.* in the Fail state, as the States Language reserves that prefix: the execution's
-    own error is not asserted here.)"""
+    """The notification names the task's error and the job's Describe response; the execution fails with that
+    error outside the States Language's reserved prefix (the interpreter refuses a Fail state's States.* name)."""
     _stage, run, _records = _run(synth, failed=("",))
     assert run.status == "FAILED" and run.calls("sagemaker", "CreateModel") == []
+    assert run.error == "GRU4Rec.TaskFailed" and "AlgorithmError" in run.cause
     (message,) = published(run)
     assert message["error"] == "States.TaskFailed" and "AlgorithmError" in message["cause"]
 

@@ -217,7 +217,8 @@ def test_every_task_and_failed_check_notifies_then_fails(states, synth):
     assert notify["Arguments"]["TopicArn"] == f"<{topic}>"
     assert notify["Next"] == "Failed" and states["Failed"]["Type"] == "Fail"
     failure = {"Error": "States.TaskFailed", "Cause": "AlgorithmError: out of memory"}
-    assert evaluate(states["Failed"]["Error"], states={"input": failure}) == "States.TaskFailed"
+    assert evaluate(states["Failed"]["Error"], states={"input": failure}) == "GRU4Rec.TaskFailed"
+    assert evaluate(states["Failed"]["Error"], states={"input": {"Error": "BelowFloor"}}) == "BelowFloor"
     assert evaluate(states["Failed"]["Cause"], states={"input": failure}) == "AlgorithmError: out of memory"
 
 
