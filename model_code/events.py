@@ -41,8 +41,8 @@ import numpy as np
 import pandas as pd
 
 from model_code.artifacts import file_mode
-from model_code.event_rules import (BAD_ROW_REASONS, DATETIME_PATTERN, EPOCH_PATTERN, FLAGS, ITEM,
-                                    REPORTED_EXAMPLES, SEPARATORS, SESSION, TIME, ReadOptions)
+from model_code.event_rules import (BAD_ROW_REASONS, DATETIME_PATTERN, EPOCH_MS_FROM, EPOCH_PATTERN, EPOCH_US_FROM,
+                                    FLAGS, ITEM, REPORTED_EXAMPLES, SEPARATORS, SESSION, TIME, ReadOptions)
 
 CSV_SUFFIXES = {".tsv": "\t", ".txt": "\t", ".csv": ","}
 PARQUET_SUFFIXES = {".parquet", ".pq"}
@@ -84,6 +84,8 @@ class BadRows:
 
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BAD_ROW_REASONS, 0))
     examples: list[str] = field(default_factory=list)
+    unreadable_times: list[str] = field(default_factory=list)
+    """The files none of whose rows has a time of the form read (each with its first bad time)."""
 
     @property
     def total(self) -> int:
@@ -93,6 +95,7 @@ class BadRows:
         for reason, count in other.counts.items():
             self.counts[reason] += count
         self.examples = (self.examples + other.examples)[:REPORTED_EXAMPLES]
+        self.unreadable_times += other.unreadable_times
 
     def summary(self) -> str:
         return ", ".join(f"{count} {reason}" for reason, count in self.counts.items() if count)
@@ -119,6 +122,13 @@ def _report_bad_rows(source, options: ReadOptions, rows: int, bad: BadRows, log:
         return
     limit = options.bad_row_bound.limit(rows)
     bound = f"{FLAGS['max_bad_rows']} {options.max_bad_rows} allows {limit}"
+    if bad.total > limit and bad.unreadable_times:
+        raise DataError(
+            f"{source}: {bad.total} of {rows} rows are bad ({bad.summary()}); in {bad.unreadable_times[0]} no row "
+            f"has a time that {FLAGS['time_format']} {options.time_format} reads (first: {bad.examples[0]}). "
+            f"Name the form of the times with {FLAGS['time_format']} (hyperparameter time_format): epoch_s, "
+            f"epoch_ms, datetime or a pattern such as '%d/%m/%Y %H:%M' (see model_code/event_rules.py)"
+        )
     if bad.total > limit:
         raise DataError(
             f"{source}: {bad.total} of {rows} rows are bad ({bad.summary()}), more than {bound}; "
@@ -256,10 +266,13 @@ def parse_times(values: pd.Series, form: str = "auto") -> np.ndarray:
         numbers = values.to_numpy(dtype="float64", na_value=np.nan)
         if form == "epoch_ms":
             return numbers / 1000.0
-        return numbers if form in ("auto", "epoch_s") else np.full(len(values), np.nan)
+        if form == "auto":
+            return epoch_seconds(numbers)
+        return numbers if form == "epoch_s" else np.full(len(values), np.nan)
     text = values.astype(str).str.strip().where(values.notna())
     if form in ("auto", "epoch_s", "epoch_ms"):
-        numbers = _epoch_numbers(text) / (1000.0 if form == "epoch_ms" else 1.0)
+        numbers = _epoch_numbers(text)
+        numbers = numbers / 1000.0 if form == "epoch_ms" else epoch_seconds(numbers) if form == "auto" else numbers
         if form != "auto" or not np.isnan(numbers).any():
             return numbers
         rest = np.isnan(numbers)
@@ -269,6 +282,12 @@ def parse_times(values: pd.Series, form: str = "auto") -> np.ndarray:
         return _datetime_text_seconds(text)
     parsed = pd.to_datetime(text, format=form, errors="coerce", utc=True)
     return _datetime_seconds(parsed).to_numpy(dtype="float64", na_value=np.nan)
+
+
+def epoch_seconds(numbers: np.ndarray) -> np.ndarray:
+    """Epoch numbers read under ``--time-format auto`` as seconds: from 1e11 milliseconds, from 1e14 microseconds."""
+    size = np.abs(numbers)
+    return np.where(size >= EPOCH_US_FROM, numbers / 1e6, np.where(size >= EPOCH_MS_FROM, numbers / 1e3, numbers))
 
 
 def _epoch_numbers(text: pd.Series) -> np.ndarray:

@@ -366,6 +366,20 @@ def test_the_bound_counts_rows_over_all_files_of_a_folder(tmp_path):
         read_events(tmp_path / "b.csv")
 
 
+def test_a_file_without_one_readable_time_is_told_to_name_the_time_format(tmp_path):
+    write(tmp_path / "a.csv", "SessionId,ItemId,Time\n" + "".join(f"s{i},i,{i}\n" for i in range(20)))
+    write(tmp_path / "b.csv", "SessionId,ItemId,Time\nt1,i,03/02/2024 10:00\nt2,i,04/02/2024 11:00\n")
+    with pytest.raises(DataError, match=r"in \S+b\.csv no row has a time that --time-format auto reads "
+                                        r"\(first: \S+b\.csv line 2, column 'Time': bad time '03/02/2024 10:00'\)"
+                                        r"\. Name the form of the times with --time-format") as raised:
+        read_events(tmp_path)
+    assert "--max-bad-rows" not in str(raised.value)
+    # negative control: a few bad times among good ones keep the bound's advice
+    write(tmp_path / "b.csv", "SessionId,ItemId,Time\nt1,i,03/02/2024 10:00\nt2,i,5\n")
+    with pytest.raises(DataError, match="raise --max-bad-rows"):
+        read_events(tmp_path, ReadOptions(max_bad_rows="0"))
+
+
 def test_written_files_follow_the_umask(tmp_path):
     from model_code.events import write_events
 
