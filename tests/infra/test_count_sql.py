@@ -23,7 +23,8 @@ from model_code.artifacts import read_items
 from model_code.event_rules import BAD_ROW_REASONS, ReadOptions
 from model_code.events import read_events
 from tests.infra.test_group_sessions_sql import OPTIONS, events_on_duckdb, run_on_duckdb
-from tests.session_events import BAD_ROWS, EXPECTED, FIRST, SECOND, write_two_runs
+from tests.session_events import (BAD_ROWS, EXPECTED, FIRST, SECOND, VISIT_COUNTS, VISIT_OPTIONS, VISIT_SESSIONS,
+                                  write_two_runs, write_visits)
 
 
 def counts_on_duckdb(connection: duckdb.DuckDBPyConnection, query: str) -> dict[str, int]:
@@ -51,6 +52,15 @@ def test_event_counts_are_the_fixtures_and_the_local_readers(incoming):
     local = read_events(incoming / "run-2", OPTIONS, lambda line: None)
     assert counts["rows_read"] == local.attrs["rows_read"]
     assert {reason: count for reason, count in skipped.items() if count} == local.attrs["skipped_rows"]
+
+
+def test_a_visitor_logs_counts_are_its_sessions_after_the_gap(tmp_path):
+    write_visits(tmp_path / "incoming" / "r")
+    counts = counts_on_duckdb(events_on_duckdb(tmp_path / "incoming"),
+                              count_sql("events", quote_string("r"), ReadOptions(**VISIT_OPTIONS)))
+    assert counts == {"rows_read": VISIT_COUNTS["rows_read"], "missing_session_id": 0,
+                      "missing_item_id": VISIT_COUNTS["bad_rows"], "bad_time": 0, "sessions": len(VISIT_SESSIONS),
+                      "other_kinds": VISIT_COUNTS["other_kinds"]}
 
 
 def test_a_run_of_bad_rows_only_counts_no_session(tmp_path):

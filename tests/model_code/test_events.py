@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from model_code.event_rules import OptionError, ReadOptions, parse_max_bad_rows, parse_separator, parse_time_format
+from model_code.event_rules import (OptionError, ReadOptions, parse_max_bad_rows, parse_separator, parse_session_gap,
+                                    parse_time_format)
 from model_code.events import DataError, parse_times, read_events
 
 TSV = "SessionId\tItemId\tTime\n1\t0042\t10\n1\t7\t11\n2\t7\t5\n2\t9.50\t6\n"
@@ -393,3 +394,45 @@ def test_written_files_follow_the_umask(tmp_path):
         os.umask(previous)
     assert (tmp_path / "out.tsv.gz").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "private.tsv").stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.parametrize("written", ["1709421011", "1709421011000", "1709421011000000", "1709421011.5"])
+def test_auto_reads_epoch_seconds_milliseconds_and_microseconds_by_magnitude(tmp_path, written):
+    events = read_events(write(tmp_path / "e.csv", f"SessionId,ItemId,Time\ns,a,{written}\ns,b,2024-03-02T23:12:11Z\n"))
+    expected = float(written) if "." in written else 1709421011.0
+    assert events["Time"].tolist() == [expected, 1709421011.0 + 120]  # 2024-03-02T23:12:11Z is 120 s later
+
+
+def test_epoch_s_keeps_every_number_as_seconds(tmp_path):
+    path = write(tmp_path / "e.csv", "SessionId,ItemId,Time\ns,a,1709421011000\ns,b,7\n")
+    assert read_events(path, ReadOptions(time_format="epoch_s"))["Time"].tolist() == [7.0, 1709421011000.0]
+    assert read_events(path)["Time"].tolist() == [7.0, 1709421011.0]
+
+
+def test_typed_parquet_milliseconds_are_read_by_magnitude(tmp_path):
+    frame = pd.DataFrame({"SessionId": ["s", "s"], "ItemId": ["a", "b"],
+                          "Time": np.array([1709421011000, 1709421012000], dtype=np.int64)})
+    frame.to_parquet(tmp_path / "e.parquet")
+    assert read_events(tmp_path / "e.parquet")["Time"].tolist() == [1709421011.0, 1709421012.0]
+
+
+@pytest.mark.parametrize("text, seconds", [("30m", 1800.0), ("1800s", 1800.0), ("1800", 1800.0), ("1.5h", 5400.0),
+                                           ("1d", 86400.0), (" 2 h ", 7200.0), ("off", None), ("OFF", None)])
+def test_session_gaps(text, seconds):
+    assert parse_session_gap(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["0", "0m", "-5m", "30x", "m", "", "inf", "1e3"])
+def test_bad_session_gaps_name_what_is_allowed(text):
+    with pytest.raises(OptionError, match="a duration > 0"):
+        parse_session_gap(text)
+
+
+def test_event_types_need_an_event_column():
+    assert ReadOptions(event_column="event_type", event_types=" view, cart ").kinds == {"view", "cart"}
+    assert ReadOptions(event_column="event_type").kinds is None
+    assert ReadOptions(event_column="event_type").columns() == ["SessionId", "ItemId", "Time", "event_type"]
+    with pytest.raises(OptionError, match="--event-column"):
+        ReadOptions(event_types="view")
+    with pytest.raises(OptionError, match="event kinds separated by commas"):
+        ReadOptions(event_column="event_type", event_types="view,,cart")
