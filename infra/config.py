@@ -110,6 +110,9 @@ class AppConfig:
     events_separator: str = "tab"
     events_time_format: str = "auto"
     events_max_bad_rows: str = DEFAULT_MAX_BAD_ROWS
+    events_session_gap: str = "off"
+    events_event_column: str = "none"
+    events_event_types: str = "all"
     athena_bytes_scanned_cutoff: int = 10_000_000_000
     initial_model_artifact: str = "build/model.tar.gz"
     initial_model_version: str = "initial-1"
@@ -284,7 +287,8 @@ class AppConfig:
     def _check_events(self) -> None:
         """The raw event files' table: the reader's options (model_code/event_rules.py) that a table can fix."""
         for key in ("events_session_column", "events_item_column", "events_time_column", "events_separator",
-                    "events_time_format", "events_max_bad_rows"):
+                    "events_time_format", "events_max_bad_rows", "events_session_gap", "events_event_column",
+                    "events_event_types"):
             name = key.removeprefix("events_")
             option = next(option for option in READ_OPTIONS if option.name == name)
             try:
@@ -293,6 +297,8 @@ class AppConfig:
                 raise ConfigError(key, str(err)) from None
             _check(key != "events_separator" or value is not None, key,
                    "a table reads one separator: tab, comma, semicolon, pipe or one character, not auto")
+        _check(self.events_event_types.strip().lower() == "all" or self.events_event_column.strip().lower() != "none",
+               "events_event_types", "needs events_event_column: the column of the event kinds")
         _check(self.events_time_format.strip().lower() in ATHENA_TIME_FORMS, "events_time_format",
                f"the Athena query reads {ATHENA_TIME_FORMS}, got {self.events_time_format!r}")
         _check(self.athena_bytes_scanned_cutoff >= ATHENA_MIN_CUTOFF, "athena_bytes_scanned_cutoff",

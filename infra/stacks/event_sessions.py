@@ -60,7 +60,9 @@ def table_options(config: AppConfig) -> ReadOptions:
     """The reading options of the Glue table: Athena folds column names to lower case."""
     return ReadOptions(session_column=config.events_session_column.lower(), item_column=config.events_item_column.lower(),
                        time_column=config.events_time_column.lower(), separator=config.events_separator,
-                       time_format=config.events_time_format, max_bad_rows=config.events_max_bad_rows)
+                       time_format=config.events_time_format, max_bad_rows=config.events_max_bad_rows,
+                       session_gap=config.events_session_gap, event_column=config.events_event_column.lower(),
+                       event_types=config.events_event_types)
 
 
 def query_template(config: AppConfig, database: str) -> str:

@@ -276,6 +276,10 @@ def test_a_serverless_endpoint_keeps_its_blue_green_rollout_whatever_the_unused_
     ("athena_bytes_scanned_cutoff", 9_999_999, "10 MB"),
     ("events_max_bad_rows", "150%", "a share of the rows read"),
     ("events_max_bad_rows", "-1", "a count"),
+    ("events_session_gap", "0", "a duration > 0"),
+    ("events_session_gap", "30 minutes", "a duration > 0"),
+    ("events_event_types", "view,,cart", "event kinds separated by commas"),
+    ("events_event_types", "view", "needs events_event_column"),
 ])
 def test_event_table_settings_are_checked_by_name(key, value, words):
     with pytest.raises(ConfigError, match=key) as caught:
@@ -287,6 +291,17 @@ def test_the_bad_row_bound_is_the_local_readers_by_default(artifact):
     config = AppConfig.from_mapping({"initial_model_artifact": artifact})
     assert config.events_max_bad_rows == ReadOptions().max_bad_rows == "1%"
     assert AppConfig.from_mapping({"initial_model_artifact": artifact, "events_max_bad_rows": "0"}).events_max_bad_rows == "0"
+
+
+def test_the_gap_and_the_kinds_reach_the_tables_reading_options():
+    from infra.stacks.event_sessions import table_options
+
+    options = table_options(AppConfig(events_session_gap="30m", events_event_column="Event_Type",
+                                      events_event_types="view,cart"))
+    assert (options.gap_seconds, options.kind_column, options.kinds) == (1800.0, "event_type", {"view", "cart"})
+    assert options.columns() == ["sessionid", "itemid", "time", "event_type"]
+    plain = table_options(AppConfig())
+    assert (plain.gap_seconds, plain.kind_column, plain.kinds, len(plain.columns())) == (None, None, None, 3)
 
 
 def test_event_table_settings_take_the_readers_names():
