@@ -13,6 +13,7 @@ Options (command line ``--name``, training-job hyperparameter ``name`` with unde
     --session-gap     off, or a duration (30m, 1800s, 2h, 1d; a bare number is seconds)  (default off)
     --event-column    the column of the event kind (view, cart, ...), or none          (default none)
     --event-types     the kinds kept, comma-separated, or all                          (default all)
+    --encoding        the text files' encoding: utf-8, latin-1, cp1252, ... (Python's names) (default utf-8)
 
 Separator ``auto``: of tab, comma, semicolon and pipe, the one that splits the header line into
 the most fields; when none of them occurs there, the file's extension decides (``.csv`` comma,
@@ -38,7 +39,9 @@ directives ``%Y %m %d %H %M %S %f %z %%`` and literal characters, such as ``%d/%
 (without ``%z`` the time is UTC). Date-times become Unix seconds.
 
 Bad rows: a row whose session id is empty, whose item id is empty, or whose time is empty or not
-of the accepted forms is skipped (one reason per row, checked in that order). The skipped rows
+of the accepted forms is skipped (one reason per row, checked in that order); so is, for the local
+reader, a row of a text file with a field that is not text of ``--encoding`` (:data:`ENCODING_REASON`:
+one stray byte fails no read). The skipped rows
 are reported as log lines: the count per reason and the first :data:`REPORTED_EXAMPLES` with
 file, line (row, for Parquet) and column. When more rows are skipped than ``--max-bad-rows``
 allows, counted over all files of the source, reading fails with the same report. A file in
@@ -58,6 +61,7 @@ from 1 in time order. Event kinds are filtered before the split, repeats collaps
 from __future__ import annotations
 
 import argparse
+import codecs
 import re
 from dataclasses import dataclass
 
@@ -96,6 +100,8 @@ SESSION_GAP_ALLOWED = "off, or a duration > 0: a number with s, m, h or d (30m, 
 EVENT_TYPES_ALLOWED = "all, or event kinds separated by commas (view,cart)"
 
 BAD_ROW_REASONS = ("missing session id", "missing item id", "bad time")
+ENCODING_REASON = "not text of the encoding"
+"""The local reader's fourth bad-row reason: a field whose bytes are not text of ``--encoding``."""
 DEFAULT_MAX_BAD_ROWS = "1%"
 MAX_BAD_ROWS_ALLOWED = "a count (an integer >= 0, e.g. 100) or a share of the rows read (e.g. 0.01 or 1%)"
 
@@ -175,6 +181,14 @@ def parse_column(text: str) -> str:
     return value
 
 
+def parse_encoding(text: str) -> str:
+    """A text encoding Python knows (``utf-8``, ``latin-1``, ``cp1252``, ...), by its canonical name."""
+    try:
+        return codecs.lookup(str(text).strip()).name
+    except LookupError:
+        raise OptionError(str(text), "a text encoding such as utf-8, latin-1 or cp1252") from None
+
+
 def parse_optional_column(text: str) -> str | None:
     """``none`` or nothing -> None; else a column name."""
     value = str(text)
@@ -237,6 +251,8 @@ READ_OPTIONS = (
                "an item in a session are collapsed"),
     ReadOption("event_types", parse_event_types, "all",
                "the event kinds read, comma-separated (view,cart), or all; needs --event-column"),
+    ReadOption("encoding", parse_encoding, "utf-8",
+               "the encoding of text files (utf-8, latin-1, cp1252, ...); a field not of it is a bad row"),
 )
 READ_OPTION_NAMES = tuple(option.name for option in READ_OPTIONS)
 FLAGS = {option.name: option.flag for option in READ_OPTIONS}
@@ -255,6 +271,7 @@ class ReadOptions:
     session_gap: str = "off"
     event_column: str = "none"
     event_types: str = "all"
+    encoding: str = "utf-8"
 
     def __post_init__(self):
         for option in READ_OPTIONS:

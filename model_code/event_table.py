@@ -24,7 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
-from model_code.event_rules import EPOCH_PATTERN, REPORTED_EXAMPLES, SESSION_NUMBER_MARK, ReadOptions
+from model_code.event_rules import (ENCODING_REASON, EPOCH_PATTERN, REPORTED_EXAMPLES, SESSION_NUMBER_MARK, ReadOptions,
+                                    parse_encoding)
 from model_code.events import (CSV_SUFFIXES, FILE, ITEM, PARQUET_SUFFIXES, SESSION, TIME, BadRows, DataError,
                                _check_columns, _format_suffix, _ids_as_strings, _list_sources, _log_to_stderr,
                                _report_bad_rows, _Source, detect_separator, epoch_seconds, parse_times,
@@ -191,7 +192,7 @@ def _open_stream(source: _Source) -> pa.NativeFile:
     return pa.CompressedInputStream(raw, "gzip") if source.base_name.lower().endswith(".gz") else raw
 
 
-def _header(source: _Source) -> str:
+def _header(source: _Source, encoding: str) -> str:
     """The first line of a text file, without its line end and byte-order mark."""
     try:
         with _open_stream(source) as stream:
@@ -201,14 +202,14 @@ def _header(source: _Source) -> str:
                 if not chunk:
                     break
                 first += chunk
-        return first.split(b"\n", 1)[0].decode("utf-8-sig").rstrip("\r\n")
+        return first.split(b"\n", 1)[0].decode("utf-8-sig" if encoding == "utf-8" else encoding).rstrip("\r\n")
     except (OSError, EOFError, UnicodeDecodeError, pa.ArrowException) as err:
         raise DataError(f"{source.name}: cannot be parsed as delimited text: {err}") from err
 
 
 def _delimited_tables(source: _Source, options: ReadOptions, extension_sep: str) -> Iterator[pa.Table]:
     """Blocks of a text file's wanted columns as strings (empty fields as nulls), after its header checks."""
-    header_line = _header(source)
+    header_line = _header(source, parse_encoding(options.encoding))
     if not header_line.strip():
         raise DataError(f"{source.name}: empty file (no header, no events)")
     wanted = options.columns()
@@ -219,9 +220,11 @@ def _delimited_tables(source: _Source, options: ReadOptions, extension_sep: str)
     if len(set(header)) != len(header):
         duplicated = sorted({name for name in header if header.count(name) > 1})
         raise DataError(f"{source.name}: the header names column(s) {duplicated} more than once")
-    reading = pcsv.ReadOptions(column_names=header, skip_rows=1, block_size=BLOCK_BYTES)
+    reading = pcsv.ReadOptions(column_names=header, skip_rows=1, block_size=BLOCK_BYTES,
+                               encoding=parse_encoding(options.encoding))
     parsing = pcsv.ParseOptions(delimiter=sep)
-    converting = pcsv.ConvertOptions(column_types={name: pa.string() for name in wanted}, include_columns=wanted,
+    # bytes, decoded block by block (_decoded): a field that is not text is one bad row, not a failed read
+    converting = pcsv.ConvertOptions(column_types={name: pa.binary() for name in wanted}, include_columns=wanted,
                                      strings_can_be_null=True, quoted_strings_can_be_null=True, null_values=[""])
     try:
         with _open_stream(source) as stream, pcsv.open_csv(stream, reading, parsing, converting) as reader:
@@ -272,23 +275,28 @@ def _block(table: pa.Table, file: int, source: _Source, options: ReadOptions, fi
            unit: str) -> tuple[_Block, BadRows]:
     """One block's good events and its bad rows (line numbers from ``first_line``)."""
     session_name, item_name, time_name = options.columns()[:3]
+    table, undecodable = _decoded(table)
     times = _times(table[time_name], options.time_form)
     other = _other_kinds(table, options)
-    problems = {
-        "missing session id": (session_name, table[session_name].is_null().to_numpy(zero_copy_only=False)),
-        "missing item id": (item_name, table[item_name].is_null().to_numpy(zero_copy_only=False)),
-        "bad time": (time_name, ~np.isfinite(times)),
-    }
+    problems = [
+        (ENCODING_REASON, column, rows) for column, rows in undecodable.items()
+    ] + [
+        ("missing session id", session_name, table[session_name].is_null().to_numpy(zero_copy_only=False)),
+        ("missing item id", item_name, table[item_name].is_null().to_numpy(zero_copy_only=False)),
+        ("bad time", time_name, ~np.isfinite(times)),
+    ]
     bad, taken, examples = BadRows(), other.copy(), []
-    for reason, (column, rows) in problems.items():
+    for reason, column, rows in problems:
         rows = rows & ~taken
         taken |= rows
-        bad.counts[reason] = int(rows.sum())
+        bad.counts[reason] += int(rows.sum())
         for row in np.flatnonzero(rows)[:REPORTED_EXAMPLES]:
             detail = ""
             if reason == "bad time":
                 value = table[time_name][int(row)].as_py()
                 detail = " (empty)" if value is None else f" {value!r}"
+            if reason == ENCODING_REASON:
+                detail = f" ({options.encoding}; --encoding names another)"
             examples.append((row, f"{source.name} {unit} {row + first_line}, column {column!r}: {reason}{detail}"))
     bad.examples = [text for _, text in sorted(examples)[:REPORTED_EXAMPLES]]
     good = pa.array(~taken)
@@ -299,6 +307,34 @@ def _block(table: pa.Table, file: int, source: _Source, options: ReadOptions, fi
         file=file,
         other_kinds=int(other.sum()),
     ), bad
+
+
+def _decoded(table: pa.Table) -> tuple[pa.Table, dict[str, np.ndarray]]:
+    """The table's binary columns as UTF-8 strings, and per column the rows whose bytes are no UTF-8 (those
+    fields become empty strings). A text file's columns arrive as bytes, already transcoded from ``--encoding``."""
+    undecodable = {}
+    for position, name in enumerate(table.column_names):
+        column = table[name]
+        if not pa.types.is_binary(column.type):
+            continue
+        try:
+            strings = column.cast(pa.string())
+        except pa.ArrowInvalid:
+            values = column.to_pylist()
+            rows = np.array([value is not None and not _is_utf8(value) for value in values], dtype=bool)
+            undecodable[name] = rows
+            strings = pa.array([None if value is None else value.decode("utf-8", "replace") if not bad else ""
+                                for value, bad in zip(values, rows.tolist())], type=pa.string())
+        table = table.set_column(position, name, strings)
+    return table, undecodable
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _other_kinds(table: pa.Table, options: ReadOptions) -> np.ndarray:

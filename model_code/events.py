@@ -41,8 +41,9 @@ import numpy as np
 import pandas as pd
 
 from model_code.artifacts import file_mode
-from model_code.event_rules import (BAD_ROW_REASONS, DATETIME_PATTERN, EPOCH_MS_FROM, EPOCH_PATTERN, EPOCH_US_FROM,
-                                    FLAGS, ITEM, REPORTED_EXAMPLES, SEPARATORS, SESSION, TIME, ReadOptions)
+from model_code.event_rules import (BAD_ROW_REASONS, DATETIME_PATTERN, ENCODING_REASON, EPOCH_MS_FROM, EPOCH_PATTERN,
+                                    EPOCH_US_FROM, FLAGS, ITEM, REPORTED_EXAMPLES, SEPARATORS, SESSION, TIME,
+                                    ReadOptions)
 
 CSV_SUFFIXES = {".tsv": "\t", ".txt": "\t", ".csv": ","}
 PARQUET_SUFFIXES = {".parquet", ".pq"}
@@ -82,7 +83,7 @@ class _Source:
 class BadRows:
     """The rows a read skipped: how many per reason, and the first few as ``file line N, column 'c': reason``."""
 
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BAD_ROW_REASONS, 0))
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BAD_ROW_REASONS + (ENCODING_REASON,), 0))
     examples: list[str] = field(default_factory=list)
     unreadable_times: list[str] = field(default_factory=list)
     """The files none of whose rows has a time of the form read (each with its first bad time)."""

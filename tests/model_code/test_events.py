@@ -436,3 +436,24 @@ def test_event_types_need_an_event_column():
         ReadOptions(event_types="view")
     with pytest.raises(OptionError, match="event kinds separated by commas"):
         ReadOptions(event_column="event_type", event_types="view,,cart")
+
+
+def test_a_byte_that_is_not_utf8_is_one_bad_row_with_its_file_line_and_column(tmp_path):
+    path = tmp_path / "e.csv"
+    path.write_bytes(b"SessionId,ItemId,Time\ns1,a\xff,1\ns1,b,2\ns2,caf\xc3\xa9,3\ns2,d,4\n")
+    lines = []
+    events = read_events(path, ReadOptions(max_bad_rows="1"), lines.append)
+    assert events["ItemId"].tolist() == ["b", "café", "d"] and events.attrs["skipped_rows"] == {"not text of the encoding": 1}
+    assert lines[1] == f"  {path} line 2, column 'ItemId': not text of the encoding (utf-8; --encoding names another)"
+    with pytest.raises(DataError, match="1 of 4 rows are bad"):
+        read_events(path, ReadOptions(max_bad_rows="0"))
+
+
+def test_encoding_reads_a_latin1_file(tmp_path):
+    path = tmp_path / "e.tsv"
+    path.write_bytes("SessionId\tItemId\tTime\ns\tcafé\t1\ns\tthé\t2\n".encode("latin-1"))
+    assert read_events(path, ReadOptions(encoding="latin-1"))["ItemId"].tolist() == ["café", "thé"]
+    with pytest.raises(DataError, match="2 of 2 rows are bad"):  # negative control: read as UTF-8
+        read_events(path)
+    with pytest.raises(OptionError, match="a text encoding"):
+        ReadOptions(encoding="klingon")
