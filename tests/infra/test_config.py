@@ -323,3 +323,26 @@ def test_the_waf_rate_limit_range_is_wafs():
     """WAF_RATE_LIMIT_RANGE against botocore's service model of RateBasedStatement's Limit."""
     limit = botocore.session.get_session().get_service_model("wafv2").shape_for("RateBasedStatement").members["Limit"]
     assert WAF_RATE_LIMIT_RANGE == (limit.metadata["min"], limit.metadata["max"])
+
+
+def test_training_hyperparameters_are_the_stages_and_checked_by_name(artifact):
+    shop = {"session_column": "user_id", "item_column": "product_id", "time_column": "event_time",
+            "session_gap": "30m", "event_column": "event_type", "event_types": "view,cart", "epochs": 3}
+    from_json = AppConfig.from_mapping({"initial_model_artifact": artifact, "training_hyperparameters": shop})
+    from_text = AppConfig.from_mapping({"initial_model_artifact": artifact, "training_hyperparameters": json.dumps(shop)})
+    assert from_json == from_text
+    assert from_json.training_hyperparameter_values == {**shop, "epochs": "3"}
+    assert AppConfig().training_hyperparameter_values == {}
+
+
+@pytest.mark.parametrize("value, words", [
+    ({"session_gap": "soon"}, "parameter 'session_gap': cannot use 'soon'"),
+    ({"learnig_rate": "0.1"}, "did you mean 'learning_rate'"),
+    ({"valid_days": "2"}, "set the context key valid_days"),
+    ("[1, 2]", "a JSON object of hyperparameters"),
+    ("{not json", "a JSON object of hyperparameters"),
+])
+def test_bad_training_hyperparameters_are_refused_by_name(artifact, value, words):
+    with pytest.raises(ConfigError, match="training_hyperparameters") as caught:
+        AppConfig.from_mapping({"initial_model_artifact": artifact, "training_hyperparameters": value})
+    assert words in str(caught.value)
