@@ -35,6 +35,8 @@ BLOCK_BYTES = 32 << 20
 """Bytes of text pyarrow parses per block of a delimited file."""
 PARQUET_BATCH_ROWS = 1 << 20
 """Rows per batch of a Parquet file."""
+LISTED_FILES = 20
+"""Files of a folder named in the log line that lists what a read takes."""
 _EPOCH_ONLY = f"^(?:{EPOCH_PATTERN.pattern})$"
 
 
@@ -107,6 +109,8 @@ def read_event_codes(source, options: ReadOptions = ReadOptions(),
     ``--session-gap``) and ``repeats_collapsed``.
     """
     files = _list_sources(str(source))
+    if len(files) > 1:
+        log(f"{source}: {len(files)} files: {_file_list(str(source), files)}")
     blocks, rows, bad, other_kinds = [], 0, BadRows(), 0
     for number, file in enumerate(files):
         file_rows, file_bad, file_other = 0, BadRows(), 0
@@ -137,6 +141,13 @@ def read_event_codes(source, options: ReadOptions = ReadOptions(),
                         sessions_reordered=reordered, other_kinds=other_kinds, sessions_split=split,
                         repeats_collapsed=collapsed)
     return events
+
+
+def _file_list(source: str, files: list[_Source], shown: int = LISTED_FILES) -> str:
+    """The files' names under ``source``, the first ``shown`` of them."""
+    prefix = source.rstrip("/") + "/"
+    names = [file.name.removeprefix(prefix) for file in files[:shown]]
+    return ", ".join(names) + (f" and {len(files) - shown} more" if len(files) > shown else "")
 
 
 def split_sessions(events: EventCodes, gap: float) -> int:

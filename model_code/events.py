@@ -31,6 +31,7 @@ import csv
 import gzip
 import io
 import os
+import re
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -47,6 +48,8 @@ from model_code.event_rules import (BAD_ROW_REASONS, DATETIME_PATTERN, ENCODING_
 
 CSV_SUFFIXES = {".tsv": "\t", ".txt": "\t", ".csv": ","}
 PARQUET_SUFFIXES = {".parquet", ".pq"}
+HIVE_PARTITION = re.compile(r"[^=/]+=[^=/]+")
+"""A Hive-style partition folder (``dt=2026-11-30``): a folder source reads its files too."""
 FILE = "File"
 """The column :func:`read_events` adds with ``with_files``: the file (path or ``s3://`` URI) of each event."""
 COLUMN_FLAGS = "--session-column, --item-column and --time-column (hyperparameters session_column, item_column, time_column)"
@@ -182,16 +185,39 @@ def _format_suffix(name: str) -> str:
 
 def _list_sources(source: str) -> list[_Source]:
     if source.startswith("s3://"):
-        return _list_s3(source)
+        return _refuse_twins(_list_s3(source))
     path = Path(source)
     if path.is_file():
         return [_Source(name=str(path), path=path)]
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and is_event_file(p.name))
+        files = sorted(_folder_files(path), key=str)
         if not files:
             raise DataError(f"{source}: folder holds no event files (.tsv, .csv, .txt, .parquet, optionally .gz)")
-        return [_Source(name=str(p), path=p) for p in files]
+        return _refuse_twins([_Source(name=str(p), path=p) for p in files])
     raise DataError(f"{source}: no such file or folder")
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    """A folder's event files, and those of its Hive-style partition folders (``dt=2026-11-30/``), at any depth."""
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir() and HIVE_PARTITION.fullmatch(entry.name) and not entry.name.startswith("_"):
+            found += _folder_files(entry)
+        elif entry.is_file() and is_event_file(entry.name):
+            found.append(entry)
+    return found
+
+
+def _refuse_twins(sources: list[_Source]) -> list[_Source]:
+    """Refuse one file present twice, compressed and not (``day.csv`` and ``day.csv.gz``): it would be read twice."""
+    names = {source.name for source in sources}
+    for source in sources:
+        if source.name.lower().endswith(".gz") and source.name[:-3] in names:
+            raise DataError(f"{source.name[:-3]} and {source.name}: the same file twice, plain and gzip-compressed; "
+                            f"keep one of them, or its events are read twice")
+    return sources
 
 
 def _s3_client():

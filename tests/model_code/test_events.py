@@ -457,3 +457,26 @@ def test_encoding_reads_a_latin1_file(tmp_path):
         read_events(path)
     with pytest.raises(OptionError, match="a text encoding"):
         ReadOptions(encoding="klingon")
+
+
+def test_a_folder_of_day_partitions_is_read_and_its_files_listed(tmp_path):
+    for day, rows in (("2026-11-29", "s,a,1\ns,b,2\n"), ("2026-11-30", "t,a,3\nt,c,4\n")):
+        (tmp_path / "events" / f"dt={day}").mkdir(parents=True)
+        write(tmp_path / "events" / f"dt={day}" / "part-0000.csv", "SessionId,ItemId,Time\n" + rows)
+    write(tmp_path / "events" / "dt=2026-11-30" / "_SUCCESS", "")
+    (tmp_path / "events" / "notes").mkdir()
+    write(tmp_path / "events" / "notes" / "old.csv", "SessionId,ItemId,Time\nx,y,1\n")  # not a partition folder
+    lines = []
+    events = read_events(tmp_path / "events", log=lines.append)
+    assert events["SessionId"].tolist() == ["s", "s", "t", "t"]
+    assert lines == [f"{tmp_path / 'events'}: 2 files: dt=2026-11-29/part-0000.csv, dt=2026-11-30/part-0000.csv"]
+
+
+def test_the_same_day_plain_and_compressed_is_refused_by_name(tmp_path):
+    write(tmp_path / "day.csv", "SessionId,ItemId,Time\ns,a,1\n")
+    with gzip.open(tmp_path / "day.csv.gz", "wt") as handle:
+        handle.write("SessionId,ItemId,Time\ns,a,1\n")
+    with pytest.raises(DataError, match=r"day\.csv and \S+day\.csv\.gz: the same file twice"):
+        read_events(tmp_path)
+    (tmp_path / "day.csv").rename(tmp_path / "other-day.csv")  # negative control: two days, both read
+    assert len(read_events(tmp_path, log=lambda line: None)) == 2
