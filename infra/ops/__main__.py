@@ -156,7 +156,8 @@ def _add_train(commands, location: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--upload-data", type=Path, metavar="DIR",
         help="first upload DIR/train.* into the day folder training/events/dt=DAY/ (then its _SUCCESS "
-        "marker) and DIR/test.* to training/test/, replacing what those two hold",
+        "marker), or DIR's own days (day folders dt=YYYY-MM-DD/, daily files YYYY-MM-DD.csv.gz) each into "
+        "its day folder, and DIR/test.* to training/test/, replacing what those hold",
     )
     train.add_argument(
         "--day", metavar="YYYY-MM-DD",
@@ -267,7 +268,9 @@ def check_train(args) -> None:
     if args.day is not None and not args.upload_data:
         raise OpsError("--day is for --upload-data only")
     if args.upload_data:
-        training.data_files(args.upload_data)
+        files = training.data_files(args.upload_data)
+        if args.day is not None and "train" not in files:
+            raise OpsError("--day is for a train.* file: the folder's days name themselves")
         args.upload_day = training.upload_day(args.day)
 
 

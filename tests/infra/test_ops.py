@@ -1092,3 +1092,40 @@ def test_score_events_refuses_files_the_table_cannot_read_before_any_call(capsys
     (tmp_path / "e.parquet").write_bytes(b"PAR1")
     code, _, err = run(capsys, "score-events", str(tmp_path / "e.parquet"))
     assert code == 1 and "e.parquet" in err and ".tsv" in err
+
+
+def test_train_upload_data_files_a_folder_of_days_each_into_its_day(stage, capsys, tmp_path):
+    s3 = stage.session.client("s3")
+    s3.put_object(Bucket=BUCKET, Key="training/events/dt=2026-11-29/old.csv", Body=b"old")
+    s3.put_object(Bucket=BUCKET, Key="training/events/dt=2026-11-27/kept.csv", Body=b"kept")
+    (tmp_path / "dt=2026-11-28").mkdir()
+    (tmp_path / "dt=2026-11-28" / "part-0.csv.gz").write_bytes(b"day-28")
+    (tmp_path / "dt=2026-11-28" / "_SUCCESS").write_bytes(b"")
+    (tmp_path / "2026-11-29.csv").write_bytes(b"day-29")
+    code, out, err = run(capsys, "train", "--upload-data", str(tmp_path))
+    assert code == 0, err
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"])
+    assert keys == ["training/events/dt=2026-11-27/kept.csv",
+                    "training/events/dt=2026-11-28/_SUCCESS", "training/events/dt=2026-11-28/part-0.csv.gz",
+                    "training/events/dt=2026-11-29/2026-11-29.csv", "training/events/dt=2026-11-29/_SUCCESS"]
+    assert s3.get_object(Bucket=BUCKET, Key="training/events/dt=2026-11-28/part-0.csv.gz")["Body"].read() == b"day-28"
+    assert out.index("dt=2026-11-29/2026-11-29.csv") < out.index("dt=2026-11-28/_SUCCESS")  # markers last
+
+
+@pytest.mark.parametrize("layout, problem", [
+    ({"train.csv": b"a", "2026-11-29.csv": b"b"}, "both a train.* file and days"),
+    ({"dt=2026-02-30/part-0.csv": b"a"}, "cannot use '2026-02-30'"),
+    ({"notes.txt.bak": b"a"}, "no train.* file (e.g. train.tsv.gz), no day folder (dt=YYYY-MM-DD/)"),
+])
+def test_a_folder_of_unclear_days_is_refused_before_any_aws_call(no_aws, capsys, tmp_path, layout, problem):
+    for name, body in layout.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(body)
+    code, _, err = run(capsys, "train", "--upload-data", str(tmp_path))
+    assert code == 1 and problem in err
+
+
+def test_day_is_for_a_train_file_only(no_aws, capsys, tmp_path):
+    (tmp_path / "2026-11-29.csv").write_bytes(b"a")
+    code, _, err = run(capsys, "train", "--upload-data", str(tmp_path), "--day", "2026-11-29")
+    assert code == 1 and "--day is for a train.* file" in err
