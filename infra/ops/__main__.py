@@ -10,7 +10,7 @@ from pathlib import Path
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from infra.ops import recommend as recommending
-from infra.ops import cleanup, event_runs, first_model, live_model, scoring, smoke, status, training
+from infra.ops import cleanup, event_files, event_runs, first_model, live_model, scoring, smoke, status, training
 from infra.ops.deployment import load_deployment, validate_stage
 from infra.ops.errors import OpsError
 
@@ -348,7 +348,8 @@ def check_score_events(args) -> None:
 
 
 def run_score_events(args, session, deployment) -> int:
-    run = event_runs.submit_events(session.client("s3"), deployment.data_bucket, args.source, args.run)
+    layout = event_files.table_layout(session.client("glue"), deployment.stage)
+    run = event_runs.submit_events(session.client("s3"), deployment.data_bucket, args.source, args.run, layout)
     print(f"run {run.run}: {len(run.files)} event files and the _SUCCESS marker uploaded")
     print(f"scores will appear in {run.scored_uri}, the summary at s3://{run.bucket}/{run.summary_key}")
     return 0
