@@ -8,6 +8,9 @@ the times are parsed to float64 and the two id columns are dictionary-encoded. A
 blocks' dictionaries are unified, so every event is three numbers (session code, item code,
 time) and each distinct id is stored once. Grouping by session and ordering by time are sorts of
 those integer arrays, so the peak memory of a read is a small multiple of the final arrays.
+The reading options that reshape sessions work on those arrays too: rows of event kinds not read
+are dropped in the blocks, ``--session-gap`` renumbers the sessions (:func:`split_sessions`) and
+an event column collapses consecutive repeats (:func:`collapse_repeats`).
 
 A text row with more or fewer fields than the header makes the file unreadable: the error names
 the file, the separator and the row as written (Arrow's parser gives no line number for it).
