@@ -93,3 +93,22 @@ def test_the_command_takes_the_gap_and_the_kinds(tmp_path):
     assert done.returncode == 0, done.stderr
     assert {json.loads(line)["session_id"]: json.loads(line)["items"]
             for line in out.read_text(encoding="utf-8").splitlines()} == VISIT_SESSIONS
+
+
+def test_the_command_reads_day_partitions_and_counts_a_stray_byte_as_one_bad_row(tmp_path):
+    events = tmp_path / "events"
+    for day, body in (("2026-11-29", b"s\ta\t1\ns\tb\xff\t2\ns\tc\t3\n"), ("2026-11-30", b"t\tcaf\xe9\t4\nt\td\t5\n")):
+        (events / f"dt={day}").mkdir(parents=True)
+        (events / f"dt={day}" / "part-0.tsv").write_bytes(b"SessionId\tItemId\tTime\n" + body)
+    out = tmp_path / "sessions.jsonl"
+    done = subprocess.run([sys.executable, "-m", "model_code.sessions", str(events), "--out", str(out),
+                           "--max-bad-rows", "2"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert f"{events}: 2 files: dt=2026-11-29/part-0.tsv, dt=2026-11-30/part-0.tsv" in done.stderr
+    assert f"{events / 'dt=2026-11-29' / 'part-0.tsv'} line 3, column 'ItemId': not text of the encoding" in done.stderr
+    assert [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()] == [
+        {"session_id": "s", "items": ["a", "c"]}, {"session_id": "t", "items": ["d"]}]
+    latin = subprocess.run([sys.executable, "-m", "model_code.sessions", str(events / "dt=2026-11-30"), "--out",
+                            str(out), "--encoding", "latin-1"], capture_output=True, text=True)
+    assert latin.returncode == 0, latin.stderr
+    assert json.loads(out.read_text(encoding="utf-8")) == {"session_id": "t", "items": ["café", "d"]}
