@@ -96,6 +96,6 @@ visit_events AS (
     SELECT session_id, item_id, file_path, event_time
     FROM (SELECT numbered.*,
                  lag(item_id) OVER (PARTITION BY session_id ORDER BY event_time, file_path, item_id) AS previous_item
-          FROM numbered)
+          FROM numbered) AS ordered
     WHERE NOT {collapse} OR previous_item IS NULL OR previous_item <> item_id
 )
