@@ -7,6 +7,7 @@ settings: they come from CDK_DEFAULT_ACCOUNT / CDK_DEFAULT_REGION (see ``environ
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from infra.context_keys import unknown_settings
 from infra.instance_types import instance_type_problem, is_gpu_training_type, training_image_problem
 from infra.session_query import ATHENA_TIME_FORMS
 from model_code.event_rules import DEFAULT_MAX_BAD_ROWS, READ_OPTIONS, OptionError
+from model_code.hyperparameters import check_hyperparameters
+from model_code.params import ParamError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -86,6 +89,7 @@ class AppConfig:
     gate_tolerance: float = 0.005
     refit_after_gate: bool = True
     retrain_on_new_data: bool = False
+    training_hyperparameters: str = "{}"
     endpoint_instance_type: str = "ml.m5.large"
     endpoint_initial_instance_count: int = 1
     endpoint_max_instance_count: int = 2
@@ -110,6 +114,9 @@ class AppConfig:
     events_separator: str = "tab"
     events_time_format: str = "auto"
     events_max_bad_rows: str = DEFAULT_MAX_BAD_ROWS
+    events_session_gap: str = "off"
+    events_event_column: str = "none"
+    events_event_types: str = "all"
     athena_bytes_scanned_cutoff: int = 10_000_000_000
     initial_model_artifact: str = "build/model.tar.gz"
     initial_model_version: str = "initial-1"
@@ -196,6 +203,7 @@ class AppConfig:
         self._check_rollout()
         self._check_endpoint_mode()
         self._check_events()
+        self._check_training_hyperparameters()
         self._check_monitoring()
         _check(self.notification_email is None or _EMAIL.fullmatch(self.notification_email), "notification_email",
                f"must be an e-mail address, got {self.notification_email!r}")
@@ -281,10 +289,28 @@ class AppConfig:
             serverless["ProvisionedConcurrency"] = self.serverless_provisioned_concurrency
         return serverless
 
+    @property
+    def training_hyperparameter_values(self) -> dict[str, str]:
+        """``training_hyperparameters`` as checked names and values: what every training job of the stage gets."""
+        values = json.loads(self.training_hyperparameters)
+        if not isinstance(values, dict):
+            raise ValueError(f"must be a JSON object of hyperparameters, got {self.training_hyperparameters!r}")
+        return check_hyperparameters({name: str(value) for name, value in values.items()})
+
+    def _check_training_hyperparameters(self) -> None:
+        """The stage's hyperparameters pass the container's checks; the split is the ``valid_days`` setting's."""
+        try:
+            values = self.training_hyperparameter_values
+        except (ValueError, ParamError) as err:
+            raise ConfigError("training_hyperparameters", str(err)) from None
+        _check("valid_days" not in values, "training_hyperparameters",
+               "valid_days is a setting of its own: set the context key valid_days")
+
     def _check_events(self) -> None:
         """The raw event files' table: the reader's options (model_code/event_rules.py) that a table can fix."""
         for key in ("events_session_column", "events_item_column", "events_time_column", "events_separator",
-                    "events_time_format", "events_max_bad_rows"):
+                    "events_time_format", "events_max_bad_rows", "events_session_gap", "events_event_column",
+                    "events_event_types"):
             name = key.removeprefix("events_")
             option = next(option for option in READ_OPTIONS if option.name == name)
             try:
@@ -293,6 +319,8 @@ class AppConfig:
                 raise ConfigError(key, str(err)) from None
             _check(key != "events_separator" or value is not None, key,
                    "a table reads one separator: tab, comma, semicolon, pipe or one character, not auto")
+        _check(self.events_event_types.strip().lower() == "all" or self.events_event_column.strip().lower() != "none",
+               "events_event_types", "needs events_event_column: the column of the event kinds")
         _check(self.events_time_format.strip().lower() in ATHENA_TIME_FORMS, "events_time_format",
                f"the Athena query reads {ATHENA_TIME_FORMS}, got {self.events_time_format!r}")
         _check(self.athena_bytes_scanned_cutoff >= ATHENA_MIN_CUTOFF, "athena_bytes_scanned_cutoff",
@@ -423,11 +451,24 @@ def _check(condition: object, key: str, problem: str) -> None:
 
 def _convert(key: str, kind: str, raw: Any) -> Any:
     """One context value as the field's type (annotations are strings here: 'int', 'str | None', ...)."""
+    if key == "training_hyperparameters":
+        return _to_hyperparameters(key, raw)
     converters: dict[str, Callable[[str, Any], Any]] = {
         "str": _to_str, "str | None": _to_optional_str, "int": _to_int, "float": _to_float, "bool": _to_bool,
         "float | None": _to_optional_float,
     }
     return converters[kind](key, raw)
+
+
+def _to_hyperparameters(key: str, raw: Any) -> str:
+    """A JSON object of hyperparameters (from cdk.json, or its text from ``-c``), as canonical JSON text."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw or "{}")
+        except ValueError:
+            raise ConfigError(key, f"must be a JSON object of hyperparameters, got {raw!r}") from None
+    _check(isinstance(raw, Mapping), key, f"must be a JSON object of hyperparameters, got {raw!r}")
+    return json.dumps({str(name): str(value) for name, value in raw.items()}, sort_keys=True)
 
 
 def _to_str(key: str, raw: Any) -> str:

@@ -63,6 +63,15 @@ def one_off_job_prefix(stage: str) -> str:
     return f"gru4rec-{stage}-oneoff"
 
 
+def events_database(stage: str) -> str:
+    """The Glue database of a stage's raw click events (tables ``events`` and ``answers``), e.g. ``gru4rec_dev_events``."""
+    return f"gru4rec_{stage}_events"
+
+
+EVENTS_TABLE = "events"
+"""The Glue table over ``events/incoming/<run>/`` in :func:`events_database`."""
+
+
 def parameter_name(stage: str, leaf: str) -> str:
     """SSM parameter (or log group) name under the stage's prefix, e.g. ``/gru4rec/dev/current-model-name``."""
     return f"/gru4rec/{stage}/{leaf}"

@@ -43,10 +43,16 @@ def rows_sql(table: str, run_literal: str, options: ReadOptions = ReadOptions())
     if options.time_form not in ATHENA_TIME_FORMS:
         raise OptionError(options.time_format, f"{', '.join(ATHENA_TIME_FORMS)} (the Athena query reads no %-pattern)")
     plain_groups = re.sub(r"\(\?P<\w+>", "(", DATETIME_PATTERN.pattern)
+    kind, kinds, gap = options.kind_column, options.kinds, options.gap_seconds
     return _sql("event_rows.sql").format(
         table=table, run=run_literal, session=quote_identifier(options.session_column),
         item=quote_identifier(options.item_column), time=quote_identifier(options.time_column),
         time_form=quote_string(options.time_form), datetime=f"^(?:{plain_groups})$",
+        kind="NULL" if kind is None else quote_identifier(kind),
+        other_kind="FALSE" if kinds is None else
+        f"(kind IS NULL OR kind NOT IN ({', '.join(quote_string(k) for k in sorted(kinds))}))",
+        gap="CAST(NULL AS DOUBLE)" if gap is None else f"CAST({gap!r} AS DOUBLE)",
+        collapse="FALSE" if kind is None else "TRUE",
     )
 
 
@@ -56,7 +62,8 @@ def select_sql(table: str, run_literal: str, options: ReadOptions = ReadOptions(
 
 
 def count_sql(table: str, run_literal: str, options: ReadOptions = ReadOptions()) -> str:
-    """One row: ``rows_read``, one column per bad-row reason (:data:`REASON_COLUMNS`) and ``sessions``."""
+    """One row: ``rows_read``, one column per bad-row reason (:data:`REASON_COLUMNS`), ``sessions`` and
+    ``other_kinds`` (rows of event kinds not read)."""
     return _sql("count_events.sql").format(rows=rows_sql(table, run_literal, options))
 
 

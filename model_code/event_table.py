@@ -8,6 +8,9 @@ the times are parsed to float64 and the two id columns are dictionary-encoded. A
 blocks' dictionaries are unified, so every event is three numbers (session code, item code,
 time) and each distinct id is stored once. Grouping by session and ordering by time are sorts of
 those integer arrays, so the peak memory of a read is a small multiple of the final arrays.
+The reading options that reshape sessions work on those arrays too: rows of event kinds not read
+are dropped in the blocks, ``--session-gap`` renumbers the sessions (:func:`split_sessions`) and
+an event column collapses consecutive repeats (:func:`collapse_repeats`).
 
 A text row with more or fewer fields than the header makes the file unreadable: the error names
 the file, the separator and the row as written (Arrow's parser gives no line number for it).
@@ -24,15 +27,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
-from model_code.event_rules import EPOCH_PATTERN, REPORTED_EXAMPLES, ReadOptions
+from model_code.event_rules import (ENCODING_REASON, EPOCH_PATTERN, REPORTED_EXAMPLES, SESSION_NUMBER_MARK, ReadOptions,
+                                    parse_encoding)
 from model_code.events import (CSV_SUFFIXES, FILE, ITEM, PARQUET_SUFFIXES, SESSION, TIME, BadRows, DataError,
                                _check_columns, _format_suffix, _ids_as_strings, _list_sources, _log_to_stderr,
-                               _report_bad_rows, _Source, detect_separator, parse_times, separator_name)
+                               _report_bad_rows, _Source, detect_separator, epoch_seconds, parse_times,
+                               separator_name)
 
 BLOCK_BYTES = 32 << 20
 """Bytes of text pyarrow parses per block of a delimited file."""
 PARQUET_BATCH_ROWS = 1 << 20
 """Rows per batch of a Parquet file."""
+LISTED_FILES = 20
+"""Files of a folder named in the log line that lists what a read takes."""
 _EPOCH_ONLY = f"^(?:{EPOCH_PATTERN.pattern})$"
 
 
@@ -92,6 +99,7 @@ class _Block:
     items: pa.DictionaryArray
     times: np.ndarray
     file: int
+    other_kinds: int = 0
 
 
 def read_event_codes(source, options: ReadOptions = ReadOptions(),
@@ -99,28 +107,87 @@ def read_event_codes(source, options: ReadOptions = ReadOptions(),
     """Read, validate and order the events of ``source`` as :class:`EventCodes`.
 
     Bad rows are skipped and reported through ``log`` up to ``options.max_bad_rows``; more raise
-    :class:`DataError`. ``attrs`` records ``rows_read``, ``skipped_rows`` and ``sessions_reordered``.
+    :class:`DataError`. ``attrs`` records ``rows_read``, ``skipped_rows``, ``sessions_reordered``,
+    ``other_kinds`` (rows of event kinds not read), ``sessions_split`` (sessions added by
+    ``--session-gap``) and ``repeats_collapsed``.
     """
     files = _list_sources(str(source))
-    blocks, rows, bad = [], 0, BadRows()
+    if len(files) > 1:
+        log(f"{source}: {len(files)} files: {_file_list(str(source), files)}")
+    blocks, rows, bad, other_kinds = [], 0, BadRows(), 0
     for number, file in enumerate(files):
-        file_rows, file_bad = 0, BadRows()
+        file_rows, file_bad, file_other = 0, BadRows(), 0
         for table, first_line, unit in _file_tables(file, options):
             block, block_bad = _block(table, number, file, options, first_line + file_rows, unit)
             file_rows += table.num_rows
             file_bad.add(block_bad)
+            file_other += block.other_kinds
             if len(block.times):
                 blocks.append(block)
+        if file_rows > file_other and file_bad.counts["bad time"] == file_rows - file_other:
+            file_bad.unreadable_times.append(file.name)
+        other_kinds += file_other
         rows += file_rows
         bad.add(file_bad)
     _report_bad_rows(source, options, rows, bad, log)
     if not blocks:
-        raise DataError(f"{source}: no events (no data rows with a session id, an item id and a time)")
-    events = _join(blocks, [file.name for file in files] if with_files else [])  # empties blocks
+        raise DataError(f"{source}: no events (no data rows with a session id, an item id and a time"
+                        f"{' of the kinds read' if options.kinds is not None else ''})")
+    collapse = options.kind_column is not None
+    events = _join(blocks, [file.name for file in files] if with_files or collapse else [])  # empties blocks
     reordered = _order(events, source, log)
+    split = 0 if options.gap_seconds is None else split_sessions(events, options.gap_seconds)
+    collapsed = collapse_repeats(events) if collapse else 0
+    if not with_files:
+        events.files, events.file_names = None, []
     events.attrs.update(rows_read=rows, skipped_rows={k: v for k, v in bad.counts.items() if v},
-                        sessions_reordered=reordered)
+                        sessions_reordered=reordered, other_kinds=other_kinds, sessions_split=split,
+                        repeats_collapsed=collapsed)
     return events
+
+
+def _file_list(source: str, files: list[_Source], shown: int = LISTED_FILES) -> str:
+    """The files' names under ``source``, the first ``shown`` of them."""
+    prefix = source.rstrip("/") + "/"
+    names = [file.name.removeprefix(prefix) for file in files[:shown]]
+    return ", ".join(names) + (f" and {len(files) - shown} more" if len(files) > shown else "")
+
+
+def split_sessions(events: EventCodes, gap: float) -> int:
+    """Split each session of ``events`` (grouped, time-ordered) where the time between two events exceeds
+    ``gap``, in place: the sessions become ``<session>#<n>`` (:mod:`model_code.event_rules`). Returns the
+    sessions added."""
+    starts = np.ones(len(events), dtype=bool)
+    starts[1:] = (events.sessions[1:] != events.sessions[:-1]) | (np.diff(events.times) > gap)
+    first_rows = np.flatnonzero(starts)
+    visitors = events.sessions[first_rows]
+    visitor_first = np.ones(len(first_rows), dtype=bool)
+    visitor_first[1:] = visitors[1:] != visitors[:-1]
+    positions = np.arange(len(first_rows))
+    numbers = positions - np.maximum.accumulate(np.where(visitor_first, positions, 0)) + 1
+    events.session_ids = pc.binary_join_element_wise(
+        events.session_ids.take(pa.array(visitors)), pa.array(numbers).cast(pa.string()), SESSION_NUMBER_MARK)
+    events.sessions = (np.cumsum(starts) - 1).astype(np.int32)
+    return len(first_rows) - int(visitor_first.sum())
+
+
+def collapse_repeats(events: EventCodes) -> int:
+    """Drop, in place, each event whose item is the previous event's in its session; returns how many.
+
+    The events are first ordered as the sessions command orders them (time, then file, then item id)
+    so that ties in time give the same result everywhere. Needs ``events.files``.
+    """
+    item_rank = np.empty(len(events.item_ids), dtype=np.int64)
+    item_rank[pc.sort_indices(events.item_ids).to_numpy()] = np.arange(len(events.item_ids))
+    order = np.lexsort((item_rank[events.items], events.files, events.times, events.sessions))
+    del item_rank
+    sessions, items = events.sessions[order], events.items[order]
+    kept = np.ones(len(order), dtype=bool)
+    kept[1:] = (sessions[1:] != sessions[:-1]) | (items[1:] != items[:-1])
+    order = order[kept]
+    events.sessions, events.items, events.times = sessions[kept], items[kept], events.times[order]
+    events.files = events.files[order]
+    return int(len(kept) - kept.sum())
 
 
 def _file_tables(source: _Source, options: ReadOptions) -> Iterator[tuple[pa.Table, int, str]]:
@@ -139,7 +206,7 @@ def _open_stream(source: _Source) -> pa.NativeFile:
     return pa.CompressedInputStream(raw, "gzip") if source.base_name.lower().endswith(".gz") else raw
 
 
-def _header(source: _Source) -> str:
+def _header(source: _Source, encoding: str) -> str:
     """The first line of a text file, without its line end and byte-order mark."""
     try:
         with _open_stream(source) as stream:
@@ -149,14 +216,14 @@ def _header(source: _Source) -> str:
                 if not chunk:
                     break
                 first += chunk
-        return first.split(b"\n", 1)[0].decode("utf-8-sig").rstrip("\r\n")
+        return first.split(b"\n", 1)[0].decode("utf-8-sig" if encoding == "utf-8" else encoding).rstrip("\r\n")
     except (OSError, EOFError, UnicodeDecodeError, pa.ArrowException) as err:
         raise DataError(f"{source.name}: cannot be parsed as delimited text: {err}") from err
 
 
 def _delimited_tables(source: _Source, options: ReadOptions, extension_sep: str) -> Iterator[pa.Table]:
     """Blocks of a text file's wanted columns as strings (empty fields as nulls), after its header checks."""
-    header_line = _header(source)
+    header_line = _header(source, parse_encoding(options.encoding))
     if not header_line.strip():
         raise DataError(f"{source.name}: empty file (no header, no events)")
     wanted = options.columns()
@@ -167,9 +234,11 @@ def _delimited_tables(source: _Source, options: ReadOptions, extension_sep: str)
     if len(set(header)) != len(header):
         duplicated = sorted({name for name in header if header.count(name) > 1})
         raise DataError(f"{source.name}: the header names column(s) {duplicated} more than once")
-    reading = pcsv.ReadOptions(column_names=header, skip_rows=1, block_size=BLOCK_BYTES)
+    reading = pcsv.ReadOptions(column_names=header, skip_rows=1, block_size=BLOCK_BYTES,
+                               encoding=parse_encoding(options.encoding))
     parsing = pcsv.ParseOptions(delimiter=sep)
-    converting = pcsv.ConvertOptions(column_types={name: pa.string() for name in wanted}, include_columns=wanted,
+    # bytes, decoded block by block (_decoded): a field that is not text is one bad row, not a failed read
+    converting = pcsv.ConvertOptions(column_types={name: pa.binary() for name in wanted}, include_columns=wanted,
                                      strings_can_be_null=True, quoted_strings_can_be_null=True, null_values=[""])
     try:
         with _open_stream(source) as stream, pcsv.open_csv(stream, reading, parsing, converting) as reader:
@@ -195,7 +264,9 @@ def _parquet_tables(source: _Source, options: ReadOptions) -> Iterator[pa.Table]
         try:
             for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=wanted):
                 table = pa.Table.from_batches([batch])
-                for name in (options.session_column, options.item_column):
+                for name in (options.session_column, options.item_column, options.kind_column):
+                    if name is None:
+                        continue
                     ids = _string_ids(table[name], source, name, first_row)
                     table = table.set_column(table.column_names.index(name), name, ids)
                 first_row += table.num_rows
@@ -217,23 +288,29 @@ def _string_ids(column: pa.ChunkedArray, source: _Source, name: str, first_row: 
 def _block(table: pa.Table, file: int, source: _Source, options: ReadOptions, first_line: int,
            unit: str) -> tuple[_Block, BadRows]:
     """One block's good events and its bad rows (line numbers from ``first_line``)."""
-    session_name, item_name, time_name = options.columns()
+    session_name, item_name, time_name = options.columns()[:3]
+    table, undecodable = _decoded(table)
     times = _times(table[time_name], options.time_form)
-    problems = {
-        "missing session id": (session_name, table[session_name].is_null().to_numpy(zero_copy_only=False)),
-        "missing item id": (item_name, table[item_name].is_null().to_numpy(zero_copy_only=False)),
-        "bad time": (time_name, ~np.isfinite(times)),
-    }
-    bad, taken, examples = BadRows(), np.zeros(table.num_rows, dtype=bool), []
-    for reason, (column, rows) in problems.items():
+    other = _other_kinds(table, options)
+    problems = [
+        (ENCODING_REASON, column, rows) for column, rows in undecodable.items()
+    ] + [
+        ("missing session id", session_name, table[session_name].is_null().to_numpy(zero_copy_only=False)),
+        ("missing item id", item_name, table[item_name].is_null().to_numpy(zero_copy_only=False)),
+        ("bad time", time_name, ~np.isfinite(times)),
+    ]
+    bad, taken, examples = BadRows(), other.copy(), []
+    for reason, column, rows in problems:
         rows = rows & ~taken
         taken |= rows
-        bad.counts[reason] = int(rows.sum())
+        bad.counts[reason] += int(rows.sum())
         for row in np.flatnonzero(rows)[:REPORTED_EXAMPLES]:
             detail = ""
             if reason == "bad time":
                 value = table[time_name][int(row)].as_py()
                 detail = " (empty)" if value is None else f" {value!r}"
+            if reason == ENCODING_REASON:
+                detail = f" ({options.encoding}; --encoding names another)"
             examples.append((row, f"{source.name} {unit} {row + first_line}, column {column!r}: {reason}{detail}"))
     bad.examples = [text for _, text in sorted(examples)[:REPORTED_EXAMPLES]]
     good = pa.array(~taken)
@@ -242,7 +319,45 @@ def _block(table: pa.Table, file: int, source: _Source, options: ReadOptions, fi
         items=_encoded(table[item_name].filter(good)),
         times=times[~taken],
         file=file,
+        other_kinds=int(other.sum()),
     ), bad
+
+
+def _decoded(table: pa.Table) -> tuple[pa.Table, dict[str, np.ndarray]]:
+    """The table's binary columns as UTF-8 strings, and per column the rows whose bytes are no UTF-8 (those
+    fields become empty strings). A text file's columns arrive as bytes, already transcoded from ``--encoding``."""
+    undecodable = {}
+    for position, name in enumerate(table.column_names):
+        column = table[name]
+        if not pa.types.is_binary(column.type):
+            continue
+        try:
+            strings = column.cast(pa.string())
+        except pa.ArrowInvalid:
+            values = column.to_pylist()
+            rows = np.array([value is not None and not _is_utf8(value) for value in values], dtype=bool)
+            undecodable[name] = rows
+            strings = pa.array([None if value is None else value.decode("utf-8", "replace") if not bad else ""
+                                for value, bad in zip(values, rows.tolist())], type=pa.string())
+        table = table.set_column(position, name, strings)
+    return table, undecodable
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _other_kinds(table: pa.Table, options: ReadOptions) -> np.ndarray:
+    """The rows whose event kind is not read (all False without ``--event-types``)."""
+    kinds = options.kinds
+    if kinds is None:
+        return np.zeros(table.num_rows, dtype=bool)
+    read = pc.is_in(table[options.kind_column], value_set=pa.array(sorted(kinds), type=pa.string()))
+    return ~pc.fill_null(read, False).to_numpy(zero_copy_only=False)
 
 
 def _encoded(column: pa.ChunkedArray) -> pa.DictionaryArray:
@@ -259,7 +374,7 @@ def _times(column: pa.ChunkedArray, form: str) -> np.ndarray:
         plain = pc.all(pc.match_substring_regex(column, _EPOCH_ONLY)).as_py()
         if plain or len(column) == 0:
             numbers = pc.cast(column, pa.float64()).to_numpy()
-            return numbers / 1000.0 if form == "epoch_ms" else numbers
+            return numbers / 1000.0 if form == "epoch_ms" else epoch_seconds(numbers) if form == "auto" else numbers
     return parse_times(column.to_pandas(), form)
 
 

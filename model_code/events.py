@@ -31,6 +31,7 @@ import csv
 import gzip
 import io
 import os
+import re
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -41,11 +42,14 @@ import numpy as np
 import pandas as pd
 
 from model_code.artifacts import file_mode
-from model_code.event_rules import (BAD_ROW_REASONS, DATETIME_PATTERN, EPOCH_PATTERN, FLAGS, ITEM,
-                                    REPORTED_EXAMPLES, SEPARATORS, SESSION, TIME, ReadOptions)
+from model_code.event_rules import (BAD_ROW_REASONS, DATETIME_PATTERN, ENCODING_REASON, EPOCH_MS_FROM, EPOCH_PATTERN,
+                                    EPOCH_US_FROM, FLAGS, ITEM, REPORTED_EXAMPLES, SEPARATORS, SESSION, TIME,
+                                    ReadOptions)
 
 CSV_SUFFIXES = {".tsv": "\t", ".txt": "\t", ".csv": ","}
 PARQUET_SUFFIXES = {".parquet", ".pq"}
+HIVE_PARTITION = re.compile(r"[^=/]+=[^=/]+")
+"""A Hive-style partition folder (``dt=2026-11-30``): a folder source reads its files too."""
 FILE = "File"
 """The column :func:`read_events` adds with ``with_files``: the file (path or ``s3://`` URI) of each event."""
 COLUMN_FLAGS = "--session-column, --item-column and --time-column (hyperparameters session_column, item_column, time_column)"
@@ -82,8 +86,10 @@ class _Source:
 class BadRows:
     """The rows a read skipped: how many per reason, and the first few as ``file line N, column 'c': reason``."""
 
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BAD_ROW_REASONS, 0))
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BAD_ROW_REASONS + (ENCODING_REASON,), 0))
     examples: list[str] = field(default_factory=list)
+    unreadable_times: list[str] = field(default_factory=list)
+    """The files none of whose rows has a time of the form read (each with its first bad time)."""
 
     @property
     def total(self) -> int:
@@ -93,6 +99,7 @@ class BadRows:
         for reason, count in other.counts.items():
             self.counts[reason] += count
         self.examples = (self.examples + other.examples)[:REPORTED_EXAMPLES]
+        self.unreadable_times += other.unreadable_times
 
     def summary(self) -> str:
         return ", ".join(f"{count} {reason}" for reason, count in self.counts.items() if count)
@@ -119,6 +126,13 @@ def _report_bad_rows(source, options: ReadOptions, rows: int, bad: BadRows, log:
         return
     limit = options.bad_row_bound.limit(rows)
     bound = f"{FLAGS['max_bad_rows']} {options.max_bad_rows} allows {limit}"
+    if bad.total > limit and bad.unreadable_times:
+        raise DataError(
+            f"{source}: {bad.total} of {rows} rows are bad ({bad.summary()}); in {bad.unreadable_times[0]} no row "
+            f"has a time that {FLAGS['time_format']} {options.time_format} reads (first: {bad.examples[0]}). "
+            f"Name the form of the times with {FLAGS['time_format']} (hyperparameter time_format): epoch_s, "
+            f"epoch_ms, datetime or a pattern such as '%d/%m/%Y %H:%M' (see model_code/event_rules.py)"
+        )
     if bad.total > limit:
         raise DataError(
             f"{source}: {bad.total} of {rows} rows are bad ({bad.summary()}), more than {bound}; "
@@ -171,16 +185,39 @@ def _format_suffix(name: str) -> str:
 
 def _list_sources(source: str) -> list[_Source]:
     if source.startswith("s3://"):
-        return _list_s3(source)
+        return _refuse_twins(_list_s3(source))
     path = Path(source)
     if path.is_file():
         return [_Source(name=str(path), path=path)]
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and is_event_file(p.name))
+        files = sorted(_folder_files(path), key=str)
         if not files:
             raise DataError(f"{source}: folder holds no event files (.tsv, .csv, .txt, .parquet, optionally .gz)")
-        return [_Source(name=str(p), path=p) for p in files]
+        return _refuse_twins([_Source(name=str(p), path=p) for p in files])
     raise DataError(f"{source}: no such file or folder")
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    """A folder's event files, and those of its Hive-style partition folders (``dt=2026-11-30/``), at any depth."""
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir() and HIVE_PARTITION.fullmatch(entry.name) and not entry.name.startswith("_"):
+            found += _folder_files(entry)
+        elif entry.is_file() and is_event_file(entry.name):
+            found.append(entry)
+    return found
+
+
+def _refuse_twins(sources: list[_Source]) -> list[_Source]:
+    """Refuse one file present twice, compressed and not (``day.csv`` and ``day.csv.gz``): it would be read twice."""
+    names = {source.name for source in sources}
+    for source in sources:
+        if source.name.lower().endswith(".gz") and source.name[:-3] in names:
+            raise DataError(f"{source.name[:-3]} and {source.name}: the same file twice, plain and gzip-compressed; "
+                            f"keep one of them, or its events are read twice")
+    return sources
 
 
 def _s3_client():
@@ -256,10 +293,13 @@ def parse_times(values: pd.Series, form: str = "auto") -> np.ndarray:
         numbers = values.to_numpy(dtype="float64", na_value=np.nan)
         if form == "epoch_ms":
             return numbers / 1000.0
-        return numbers if form in ("auto", "epoch_s") else np.full(len(values), np.nan)
+        if form == "auto":
+            return epoch_seconds(numbers)
+        return numbers if form == "epoch_s" else np.full(len(values), np.nan)
     text = values.astype(str).str.strip().where(values.notna())
     if form in ("auto", "epoch_s", "epoch_ms"):
-        numbers = _epoch_numbers(text) / (1000.0 if form == "epoch_ms" else 1.0)
+        numbers = _epoch_numbers(text)
+        numbers = numbers / 1000.0 if form == "epoch_ms" else epoch_seconds(numbers) if form == "auto" else numbers
         if form != "auto" or not np.isnan(numbers).any():
             return numbers
         rest = np.isnan(numbers)
@@ -269,6 +309,12 @@ def parse_times(values: pd.Series, form: str = "auto") -> np.ndarray:
         return _datetime_text_seconds(text)
     parsed = pd.to_datetime(text, format=form, errors="coerce", utc=True)
     return _datetime_seconds(parsed).to_numpy(dtype="float64", na_value=np.nan)
+
+
+def epoch_seconds(numbers: np.ndarray) -> np.ndarray:
+    """Epoch numbers read under ``--time-format auto`` as seconds: from 1e11 milliseconds, from 1e14 microseconds."""
+    size = np.abs(numbers)
+    return np.where(size >= EPOCH_US_FROM, numbers / 1e6, np.where(size >= EPOCH_MS_FROM, numbers / 1e3, numbers))
 
 
 def _epoch_numbers(text: pd.Series) -> np.ndarray:

@@ -4,7 +4,8 @@ SageMaker hands the ``train`` command its hyperparameters as strings. Each name 
 
 - a run option of :mod:`model_code.train`: ``preset``, ``seed``, ``eval_every``, ``valid_days``;
 - a reading option of :mod:`model_code.event_rules`: ``session_column``, ``item_column``,
-  ``time_column``, ``separator``, ``time_format``, ``max_bad_rows``;
+  ``time_column``, ``separator``, ``time_format``, ``max_bad_rows``, ``session_gap``,
+  ``event_column``, ``event_types``, ``encoding``;
 - a GRU4Rec parameter of :mod:`model_code.params` (``epochs``, ``layers``, ``learning_rate``, ...).
 
 Names are read case-insensitively, with ``-`` or ``_``. Run and reading options become the command-line

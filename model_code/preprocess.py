@@ -29,6 +29,7 @@ import pandas as pd
 from model_code.event_rules import add_read_options, read_options
 from model_code.event_table import block_starts
 from model_code.events import ITEM, SESSION, TIME, DataError, read_events, write_events
+from model_code.read_summary import time_span
 
 DAY_SECONDS = 86_400.0
 
@@ -107,7 +108,8 @@ def preprocess(events: pd.DataFrame, protocol: Protocol = Protocol(), log=print)
     log(f"train: {_stats(train)}")
     log(f"test (sessions starting in the last {protocol.test_days:g} days, train items only): {_stats(test)}")
     if train.empty or test.empty:
-        raise DataError(f"the split leaves {'train' if train.empty else 'test'} empty: change --test-days or --day-length")
+        raise DataError(f"the split leaves {'train' if train.empty else 'test'} empty ({time_span(events[TIME].to_numpy())}): "
+                        f"change --test-days or --day-length, or check how times are read (--time-format)")
     return train, test
 
 

@@ -54,6 +54,7 @@ from model_code.event_rules import (ITEM, TRAINED_READ_OPTIONS, OptionError, Rea
 from model_code.event_table import read_event_codes
 from model_code.events import DataError, read_events
 from model_code.item_index import ItemIndex
+from model_code.read_summary import read_notes, time_span
 from model_code.metrics import CUTOFFS
 from model_code.params import (DEFAULT_PRESET, PRESETS, GRU4RecParams, ParamError, parameter_help,
                                parse_assignments, read_params_file, resolve_params)
@@ -262,14 +263,16 @@ def _load_data(run: TrainingRun) -> _Data:
     started = time.perf_counter()
     train_events = read_event_codes(run.train_path, run.read, run.log)
     read_stats = _read_stats(train_events)
-    train_events, valid_events, valid_source = _validation_split(run, train_events)
+    span, notes = time_span(train_events.times), read_notes(train_events)
+    train_events, valid_events, valid_source = _validation_split(run, train_events, span)
     index = ItemIndex.from_codes(train_events)
     train = SessionArrays.from_codes(train_events, index)
     del train_events
     if train.n_examples == 0:
         raise DataError(f"{run.train_path}: no session has two or more events: nothing to train on")
     stats = {"train": {"source": str(run.train_path), "items": len(index), **read_stats, **train.stats()}}
-    summary = [f"train: {train.n_events} events, {train.sessions_summary()}, {len(index)} items"]
+    summary = [f"train: {train.n_events} events, {train.sessions_summary()}, {len(index)} items, "
+               + ", ".join([span, *notes])]
     valid = None
     if valid_events is not None:
         valid = _held_out(valid_events, index, valid_source, "validation", stats, summary)
@@ -303,11 +306,12 @@ def _score_champion(run: TrainingRun, data: _Data) -> dict:
 
 
 def _read_stats(events) -> dict:
-    """What reading the file skipped, as metadata.json records it."""
-    return {"rows_read": events.attrs["rows_read"], "skipped_rows": events.attrs["skipped_rows"]}
+    """What reading the file skipped and changed, as metadata.json records it."""
+    keys = ("rows_read", "skipped_rows", "other_kinds", "sessions_split", "repeats_collapsed")
+    return {key: events.attrs[key] for key in keys}
 
 
-def _validation_split(run: TrainingRun, train_events):
+def _validation_split(run: TrainingRun, train_events, span: str):
     """(training events as codes, validation events as a frame or None, where the validation events come from)."""
     if run.valid_days is not None:
         from model_code.preprocess import split_codes_by_time
@@ -316,7 +320,8 @@ def _validation_split(run: TrainingRun, train_events):
         train_events, valid_events = split_codes_by_time(train_events, run.valid_days)
         if not len(train_events) or not len(valid_events):
             raise DataError(f"--valid-days {run.valid_days:g}: {source} leave "
-                            f"{'no training' if not len(train_events) else 'no validation'} session")
+                            f"{'no training' if not len(train_events) else 'no validation'} session ({span} "
+                            f"read with --time-format {run.read.time_format})")
         return train_events, valid_events.to_frame(), source
     if run.valid_path:
         return train_events, read_events(run.valid_path, run.read, run.log), str(run.valid_path)

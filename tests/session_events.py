@@ -71,3 +71,46 @@ EXPECTED = {
     "long": [f"item{n:03d}" for n in range(LONG_SESSION_EVENTS - 200, LONG_SESSION_EVENTS)],
 }
 """Each session's items as both groupers must give them (written out by hand from the rows above)."""
+
+
+VISIT_OPTIONS = dict(session_column="visitor", item_column="product_id", time_column="event_time",
+                     event_column="event_type", session_gap="30m", event_types="view,cart", max_bad_rows="5")
+"""The reading options of the visitor log below (keyword arguments of ReadOptions)."""
+VISIT_HEADER = ("visitor", "event_type", "product_id", "event_time")
+VISITS_FIRST = [
+    ("v1", "view", "a", "1700000000000"),     # epoch milliseconds
+    ("v1", "cart", "a", "1700000060000"),     # the same product put in the cart: a repeat, collapsed
+    ("v1", "view", "b", "1700000120000"),
+    ("v1", "purchase", "b", "1700000130000"),  # a kind not read
+    ("v1", "view", "c", "1700003000000"),     # 2880 s after b: a second session
+    ("v2", "view", "x", "2024-03-02T10:00:00Z"),
+    ("v2", "view", "y", "2024-03-02T10:29:59Z"),  # 1799 s later: the same session
+    ("v2", "view", "y", "2024-03-02T11:00:00Z"),  # 1801 s later: a new session, so no repeat
+    ("v3", "purchase", "z", "5"),              # a visitor with no event of the kinds read
+    ("v4", "view", "p", "1700000000.5"),      # epoch seconds
+    ("v4", "", "q", "1700000001"),             # no kind: not read
+    ("v5", "view", "", "1700000001"),          # a bad row: missing item id
+]
+VISITS_SECOND = [
+    ("v1", "view", "c", "1700003000000"),     # the same time as c in the first file: a repeat after it
+    ("v1", "cart", "d", "1700003000000"),
+    ("v1", "view", "b", "1700003001"),        # epoch seconds, one second later
+    ("v2", "view", "z", "1709373600"),        # 2024-03-02T10:00:00Z in seconds: the file path orders it after x
+]
+VISIT_SESSIONS = {
+    "v1#1": ["a", "b"],
+    "v1#2": ["c", "d", "b"],
+    "v2#1": ["x", "z", "y"],
+    "v2#2": ["y"],
+    "v4#1": ["p"],
+}
+"""The visitor log's sessions by those options (written out by hand from the rows above)."""
+VISIT_COUNTS = {"rows_read": 16, "other_kinds": 3, "bad_rows": 1, "repeats_collapsed": 2, "sessions_split": 2}
+
+
+def write_visits(folder: Path) -> Path:
+    """The visitor log as two tab-separated files of one run in ``folder`` (created); returns ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, rows in (("part-0001.tsv", VISITS_FIRST), ("part-0002.tsv", VISITS_SECOND)):
+        (folder / name).write_text("\n".join("\t".join(row) for row in [VISIT_HEADER, *rows]) + "\n", encoding="utf-8")
+    return folder

@@ -10,7 +10,7 @@ from pathlib import Path
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from infra.ops import recommend as recommending
-from infra.ops import cleanup, event_runs, first_model, live_model, scoring, smoke, status, training
+from infra.ops import cleanup, event_files, event_runs, first_model, live_model, scoring, smoke, status, training
 from infra.ops.deployment import load_deployment, validate_stage
 from infra.ops.errors import OpsError
 
@@ -156,7 +156,8 @@ def _add_train(commands, location: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--upload-data", type=Path, metavar="DIR",
         help="first upload DIR/train.* into the day folder training/events/dt=DAY/ (then its _SUCCESS "
-        "marker) and DIR/test.* to training/test/, replacing what those two hold",
+        "marker), or DIR's own days (day folders dt=YYYY-MM-DD/, daily files YYYY-MM-DD.csv.gz) each into "
+        "its day folder, and DIR/test.* to training/test/, replacing what those hold",
     )
     train.add_argument(
         "--day", metavar="YYYY-MM-DD",
@@ -267,7 +268,9 @@ def check_train(args) -> None:
     if args.day is not None and not args.upload_data:
         raise OpsError("--day is for --upload-data only")
     if args.upload_data:
-        training.data_files(args.upload_data)
+        files = training.data_files(args.upload_data)
+        if args.day is not None and "train" not in files:
+            raise OpsError("--day is for a train.* file: the folder's days name themselves")
         args.upload_day = training.upload_day(args.day)
 
 
@@ -345,7 +348,8 @@ def check_score_events(args) -> None:
 
 
 def run_score_events(args, session, deployment) -> int:
-    run = event_runs.submit_events(session.client("s3"), deployment.data_bucket, args.source, args.run)
+    layout = event_files.table_layout(session.client("glue"), deployment.stage)
+    run = event_runs.submit_events(session.client("s3"), deployment.data_bucket, args.source, args.run, layout)
     print(f"run {run.run}: {len(run.files)} event files and the _SUCCESS marker uploaded")
     print(f"scores will appear in {run.scored_uri}, the summary at s3://{run.bucket}/{run.summary_key}")
     return 0

@@ -14,10 +14,13 @@ from pathlib import Path
 
 from infra.layout import GROUPED_SESSIONS_PREFIX, INCOMING_EVENTS_PREFIX, RUN_MARKER, SCORED_SESSIONS_PREFIX
 from infra.ops.errors import OpsError
+from infra.ops.event_files import TableLayout, rewrite, rewritten_name
 from infra.session_query import check_run
 
 TEXT_SUFFIXES = (".tsv", ".csv", ".txt", ".tsv.gz", ".csv.gz", ".txt.gz")
-"""What the Athena table reads: delimited text, gzip or not (Parquet is the local reader's only)."""
+"""What the Athena table reads: delimited text, gzip or not."""
+LOCAL_SUFFIXES = TEXT_SUFFIXES + (".parquet", ".pq")
+"""What a local source may hold: the table's text, or Parquet (rewritten as the table's text)."""
 
 
 @dataclass(frozen=True)
@@ -49,9 +52,9 @@ def local_files(path: Path) -> list[Path]:
         files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith((".", "_")))
     else:
         raise OpsError(f"{path}: no such file or folder")
-    unusable = [p.name for p in files if not p.name.lower().endswith(TEXT_SUFFIXES)]
+    unusable = [p.name for p in files if not p.name.lower().endswith(LOCAL_SUFFIXES)]
     if unusable or not files:
-        raise OpsError(f"{path}: {unusable or 'no files'}: the events table reads {', '.join(TEXT_SUFFIXES)} files")
+        raise OpsError(f"{path}: {unusable or 'no files'}: score-events takes {', '.join(LOCAL_SUFFIXES)} files")
     return files
 
 
@@ -66,8 +69,12 @@ def _check_new_run(s3, bucket: str, run: str) -> None:
             raise OpsError(f"run {run!r}: s3://{bucket}/{prefix}{run}/ already holds objects; pick a new --run")
 
 
-def submit_events(s3, bucket: str, source: str, run: str | None = None) -> EventRun:
-    """Copy the event files of ``source`` (a local file or folder, or an ``s3://`` URI) into a new run, marker last."""
+def submit_events(s3, bucket: str, source: str, run: str | None = None, layout: TableLayout | None = None) -> EventRun:
+    """Copy the event files of ``source`` (a local file or folder, or an ``s3://`` URI) into a new run, marker last.
+
+    With the stage's table ``layout``, local files are rewritten as the table reads them, their columns taken
+    by header name (:mod:`infra.ops.event_files`); ``s3://`` objects are copied as they are.
+    """
     run = run or default_run()
     try:
         check_run(run)
@@ -87,8 +94,17 @@ def submit_events(s3, bucket: str, source: str, run: str | None = None) -> Event
             s3.copy({"Bucket": source_bucket, "Key": key}, bucket, target + name)
             names.append(name)
     else:
-        for path in local_files(Path(source)):
-            s3.upload_file(str(path), bucket, target + path.name)
-            names.append(path.name)
+        files = local_files(Path(source))
+        if layout is None and any(not p.name.lower().endswith(TEXT_SUFFIXES) for p in files):
+            raise OpsError(f"{source}: Parquet is rewritten as the stage's events table reads text, and the stage "
+                           f"has no events table")
+        bodies = {rewritten_name(p): rewrite(p, layout) for p in files} if layout else None  # all checked first
+        for path in files:
+            if bodies is None:
+                s3.upload_file(str(path), bucket, target + path.name)
+                names.append(path.name)
+            else:
+                s3.put_object(Bucket=bucket, Key=target + rewritten_name(path), Body=bodies[rewritten_name(path)])
+                names.append(rewritten_name(path))
     s3.put_object(Bucket=bucket, Key=target + RUN_MARKER, Body=b"")
     return EventRun(bucket, run, tuple(names))

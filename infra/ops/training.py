@@ -15,6 +15,7 @@ outside any window), so a file of any period trains as the day it is filed under
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from infra.ops.errors import OpsError
 from model_code.hyperparameters import check_hyperparameters
 from model_code.params import ParamError
 
+_DAY_NAME = re.compile(r"\d{4}-\d{2}-\d{2}\b")
+"""A daily file's name: its day first (``2026-11-29.csv.gz``, ``2026-11-29_events.tsv``)."""
 CHANNEL_PREFIXES = {"train": TRAINING_EVENTS_PREFIX, "test": TRAINING_TEST_PREFIX}
 FINAL_EXECUTION_STATES = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 FINAL_JOB_STATES = ("Completed", "Failed", "Stopped")
@@ -349,7 +352,8 @@ def start_one_off_training(
 
 
 def data_files(folder: Path) -> dict[str, Path]:
-    """`train.*` and `test.*` files of a folder (as written by model_code.synthetic), by channel."""
+    """`train.*` and `test.*` files of a folder (as written by model_code.synthetic), by channel; without a
+    `train.*` file the folder must hold days instead (:func:`day_files`)."""
     if not folder.is_dir():
         raise OpsError(f"{folder}: no such folder")
     found: dict[str, Path] = {}
@@ -360,37 +364,80 @@ def data_files(folder: Path) -> dict[str, Path]:
             raise OpsError(f"{folder}: more than one {channel} file ({names})")
         if matches:
             found[channel] = matches[0]
-    if "train" not in found:
-        raise OpsError(f"{folder}: no train.* file (e.g. train.tsv.gz)")
+    days = day_files(folder)
+    if "train" in found and days:
+        raise OpsError(f"{folder}: holds both a train.* file and days ({', '.join(map(str, days))}): keep one layout")
+    if "train" not in found and not days:
+        raise OpsError(f"{folder}: no train.* file (e.g. train.tsv.gz), no day folder (dt=YYYY-MM-DD/) and no daily "
+                       f"file (YYYY-MM-DD.csv.gz)")
     return found
 
 
-def upload_training_data(s3, bucket: str, folder: Path, day: date) -> list[str]:
-    """Upload `train.*` into the day folder `training/events/dt=<day>/`, then that day's `_SUCCESS` marker, and
-    `test.*` to `training/test/`.
+def day_files(folder: Path) -> dict[date, list[Path]]:
+    """A folder's days: the event files of each day folder ``dt=YYYY-MM-DD/``, and each event file whose name starts
+    with its day (``2026-11-29.csv.gz``), by day."""
+    from model_code.data_window import DAY_FOLDER_PREFIX
+    from model_code.events import is_event_file
 
-    The folder replaces that day's events and the test channel as a whole: other objects in the day
-    folder and under `training/test/` are deleted after the upload (the versioned bucket keeps them as
-    old versions); other days stay. The marker goes last, once the day is complete (with
-    `retrain_on_new_data` it starts a run itself). Returns the S3 URIs of the uploaded files.
+    days: dict[date, list[Path]] = {}
+    for entry in sorted(folder.iterdir()):
+        if entry.is_dir() and entry.name.startswith(DAY_FOLDER_PREFIX):
+            files = [p for p in sorted(entry.iterdir()) if p.is_file() and is_event_file(p.name)
+                     and not p.name.startswith(".")]
+            day = _day_of(entry.name.removeprefix(DAY_FOLDER_PREFIX), entry)
+        elif entry.is_file() and _DAY_NAME.match(entry.name) and is_event_file(entry.name):
+            files, day = [entry], _day_of(entry.name[:10], entry)
+        else:
+            continue
+        days.setdefault(day, []).extend(files)
+    return {day: files for day, files in days.items() if files}
+
+
+def _day_of(text: str, path: Path) -> date:
+    from model_code.data_window import parse_day
+    from model_code.events import DataError
+
+    try:
+        return parse_day(text, str(path))
+    except DataError as error:
+        raise OpsError(str(error)) from None
+
+
+def upload_training_data(s3, bucket: str, folder: Path, day: date | None) -> list[str]:
+    """Upload the training events into their day folders `training/events/dt=<day>/`, then each day's `_SUCCESS`
+    marker, and `test.*` to `training/test/`.
+
+    The events are `train.*`, filed under ``day``, or the folder's own days (:func:`day_files`). Each day
+    uploaded replaces that day's events, and the folder replaces the test channel, as a whole: other objects
+    in those prefixes are deleted after the upload (the versioned bucket keeps them as old versions); other
+    days stay. The markers go last, once every day is complete (with `retrain_on_new_data` a marker starts a
+    run itself). Returns the S3 URIs of the uploaded files and markers.
     """
     from model_code.data_window import day_folder  # pandas: loaded by the commands that need it, not by --help
 
-    prefixes = {"train": f"{TRAINING_EVENTS_PREFIX}{day_folder(day)}/", "test": TRAINING_TEST_PREFIX}
-    uploaded = {}
-    for channel, path in data_files(folder).items():
-        uploaded[channel] = prefixes[channel] + path.name
-        s3.upload_file(str(path), bucket, uploaded[channel])
-    for channel, prefix in prefixes.items():
-        _remove_others(s3, bucket, prefix, keep=uploaded.get(channel))
-    marker = prefixes["train"] + RUN_MARKER
-    s3.put_object(Bucket=bucket, Key=marker, Body=b"")
-    return [f"s3://{bucket}/{key}" for key in (*uploaded.values(), marker)]
+    files = data_files(folder)
+    days = day_files(folder) if "train" not in files else {day: [files["train"]]}
+    prefixes = {f"{TRAINING_EVENTS_PREFIX}{day_folder(each)}/": paths for each, paths in days.items()}
+    if "test" in files:
+        prefixes[TRAINING_TEST_PREFIX] = [files["test"]]
+    uploaded = []
+    for prefix, paths in prefixes.items():
+        keys = [prefix + path.name for path in paths]
+        for path, key in zip(paths, keys):
+            s3.upload_file(str(path), bucket, key)
+        uploaded += keys
+        _remove_others(s3, bucket, prefix, keep=set(keys))
+    if "test" not in files:
+        _remove_others(s3, bucket, TRAINING_TEST_PREFIX, keep=set())
+    markers = [prefix + RUN_MARKER for prefix in prefixes if prefix != TRAINING_TEST_PREFIX]
+    for marker in markers:
+        s3.put_object(Bucket=bucket, Key=marker, Body=b"")
+    return [f"s3://{bucket}/{key}" for key in (*uploaded, *markers)]
 
 
-def _remove_others(s3, bucket: str, prefix: str, keep: str | None) -> None:
+def _remove_others(s3, bucket: str, prefix: str, keep: set[str]) -> None:
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-    stale = [o["Key"] for page in pages for o in page.get("Contents", []) if o["Key"] != keep]
+    stale = [o["Key"] for page in pages for o in page.get("Contents", []) if o["Key"] not in keep]
     for start in range(0, len(stale), 1000):
         batch = [{"Key": key} for key in stale[start : start + 1000]]
         s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})

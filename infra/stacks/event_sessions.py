@@ -33,8 +33,8 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.config import AppConfig
-from infra.layout import (ATHENA_RESULTS_PREFIX, EVENTS_RUN_DAYS, GROUPED_SESSIONS_PREFIX, INCOMING_EVENTS_PREFIX, RUN_MARKER,
-                          SCORED_SESSIONS_PREFIX)
+from infra.layout import (ATHENA_RESULTS_PREFIX, EVENTS_RUN_DAYS, EVENTS_TABLE, GROUPED_SESSIONS_PREFIX, INCOMING_EVENTS_PREFIX,
+                          RUN_MARKER, SCORED_SESSIONS_PREFIX, events_database)
 from infra.sagemaker_models import NETWORK_ISOLATION, primary_container
 from infra.session_query import (REASON_COLUMNS, RUN_PATTERN, answers_sql, count_sql, quote_string, select_sql,
                                  unload_sql)
@@ -46,7 +46,7 @@ from infra.stacks.workflow import (
 from model_code.event_rules import BadRowBound, ReadOptions
 
 PIPELINE = "events"
-TABLE = "events"
+TABLE = EVENTS_TABLE
 ANSWERS_TABLE = "answers"
 ANSWER_COLUMNS = {"session_id": "string", "fallback": "boolean", "error": "string"}
 """What count_answers.sql reads of each output line (inference/contracts.py); the other keys are skipped."""
@@ -60,7 +60,9 @@ def table_options(config: AppConfig) -> ReadOptions:
     """The reading options of the Glue table: Athena folds column names to lower case."""
     return ReadOptions(session_column=config.events_session_column.lower(), item_column=config.events_item_column.lower(),
                        time_column=config.events_time_column.lower(), separator=config.events_separator,
-                       time_format=config.events_time_format, max_bad_rows=config.events_max_bad_rows)
+                       time_format=config.events_time_format, max_bad_rows=config.events_max_bad_rows,
+                       session_gap=config.events_session_gap, event_column=config.events_event_column.lower(),
+                       event_types=config.events_event_types)
 
 
 def query_template(config: AppConfig, database: str) -> str:
@@ -98,7 +100,7 @@ class EventSessions(Construct):
                  dead_letter_queue: sqs.IQueue) -> None:
         super().__init__(scope, construct_id)
         stack = cdk.Stack.of(self)
-        self.database_name = f"{config.resource_prefix.replace('-', '_')}_events"
+        self.database_name = events_database(config.stage)
         self.workgroup_name = f"{config.resource_prefix}-events"
         self.workgroup_arn = stack.format_arn(service="athena", resource="workgroup", resource_name=self.workgroup_name)
         database = self._database(config)

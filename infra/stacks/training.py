@@ -85,9 +85,10 @@ EXECUTION_EXISTS = "StepFunctions.ExecutionAlreadyExistsException"
 
 
 def hyperparameter_defaults(config: AppConfig) -> dict[str, str]:
-    """What every job gets unless the execution input says otherwise: the preset and the validation split."""
+    """What every job gets unless the execution input says otherwise: the preset, the stage's
+    ``training_hyperparameters`` (a shop's reading options, tuned settings) and the validation split."""
     split = {"valid_days": f"{config.valid_days:g}"} if config.valid_days else {}
-    return {**HYPERPARAMETER_DEFAULTS, **split}
+    return {**HYPERPARAMETER_DEFAULTS, **config.training_hyperparameter_values, **split}
 
 
 def refits(config: AppConfig) -> bool:

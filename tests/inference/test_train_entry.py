@@ -377,3 +377,18 @@ def test_a_champion_channel_without_an_archive_fails(tmp_path):
     (root / "input" / "data" / "champion" / "other.bin").write_text("x")
     with pytest.raises(JobInputError, match="input channel 'champion' holds no model.tar.gz"):
         training_job.training_argv(JobPaths(root), {"valid_days": "1"})
+
+
+def test_a_visitor_log_trains_as_a_job_on_visits_of_the_kinds_read(tmp_path):
+    from tests.model_code.test_train_cli import _visitor_log
+
+    options = {"session_column": "user_id", "item_column": "product_id", "time_column": "event_time",
+               "session_gap": "30m", "event_column": "event_type", "event_types": "view,cart"}
+    root = lay_out(tmp_path / "job", None, {**options, **SHOP_PARAMETERS, "valid_days": "1"}, channels=("train",))
+    _visitor_log(root / "input" / "data" / "train" / "clicks.csv")
+    job = run_job(root)
+    assert job.returncode == 0, job.stderr
+    assert "times 2024-03-01" in job.stderr and "sessions added by the session gap" in job.stderr
+    metadata = artifacts.read_metadata(root / "model")
+    assert {name: metadata["read_options"][name] for name in options} == options
+    assert metadata["data"]["train"]["sessions_split"] == 40 * 5 and metadata["data"]["train"]["other_kinds"] == 240

@@ -276,6 +276,10 @@ def test_a_serverless_endpoint_keeps_its_blue_green_rollout_whatever_the_unused_
     ("athena_bytes_scanned_cutoff", 9_999_999, "10 MB"),
     ("events_max_bad_rows", "150%", "a share of the rows read"),
     ("events_max_bad_rows", "-1", "a count"),
+    ("events_session_gap", "0", "a duration > 0"),
+    ("events_session_gap", "30 minutes", "a duration > 0"),
+    ("events_event_types", "view,,cart", "event kinds separated by commas"),
+    ("events_event_types", "view", "needs events_event_column"),
 ])
 def test_event_table_settings_are_checked_by_name(key, value, words):
     with pytest.raises(ConfigError, match=key) as caught:
@@ -287,6 +291,17 @@ def test_the_bad_row_bound_is_the_local_readers_by_default(artifact):
     config = AppConfig.from_mapping({"initial_model_artifact": artifact})
     assert config.events_max_bad_rows == ReadOptions().max_bad_rows == "1%"
     assert AppConfig.from_mapping({"initial_model_artifact": artifact, "events_max_bad_rows": "0"}).events_max_bad_rows == "0"
+
+
+def test_the_gap_and_the_kinds_reach_the_tables_reading_options():
+    from infra.stacks.event_sessions import table_options
+
+    options = table_options(AppConfig(events_session_gap="30m", events_event_column="Event_Type",
+                                      events_event_types="view,cart"))
+    assert (options.gap_seconds, options.kind_column, options.kinds) == (1800.0, "event_type", {"view", "cart"})
+    assert options.columns() == ["sessionid", "itemid", "time", "event_type"]
+    plain = table_options(AppConfig())
+    assert (plain.gap_seconds, plain.kind_column, plain.kinds, len(plain.columns())) == (None, None, None, 3)
 
 
 def test_event_table_settings_take_the_readers_names():
@@ -308,3 +323,26 @@ def test_the_waf_rate_limit_range_is_wafs():
     """WAF_RATE_LIMIT_RANGE against botocore's service model of RateBasedStatement's Limit."""
     limit = botocore.session.get_session().get_service_model("wafv2").shape_for("RateBasedStatement").members["Limit"]
     assert WAF_RATE_LIMIT_RANGE == (limit.metadata["min"], limit.metadata["max"])
+
+
+def test_training_hyperparameters_are_the_stages_and_checked_by_name(artifact):
+    shop = {"session_column": "user_id", "item_column": "product_id", "time_column": "event_time",
+            "session_gap": "30m", "event_column": "event_type", "event_types": "view,cart", "epochs": 3}
+    from_json = AppConfig.from_mapping({"initial_model_artifact": artifact, "training_hyperparameters": shop})
+    from_text = AppConfig.from_mapping({"initial_model_artifact": artifact, "training_hyperparameters": json.dumps(shop)})
+    assert from_json == from_text
+    assert from_json.training_hyperparameter_values == {**shop, "epochs": "3"}
+    assert AppConfig().training_hyperparameter_values == {}
+
+
+@pytest.mark.parametrize("value, words", [
+    ({"session_gap": "soon"}, "parameter 'session_gap': cannot use 'soon'"),
+    ({"learnig_rate": "0.1"}, "did you mean 'learning_rate'"),
+    ({"valid_days": "2"}, "set the context key valid_days"),
+    ("[1, 2]", "a JSON object of hyperparameters"),
+    ("{not json", "a JSON object of hyperparameters"),
+])
+def test_bad_training_hyperparameters_are_refused_by_name(artifact, value, words):
+    with pytest.raises(ConfigError, match="training_hyperparameters") as caught:
+        AppConfig.from_mapping({"initial_model_artifact": artifact, "training_hyperparameters": value})
+    assert words in str(caught.value)

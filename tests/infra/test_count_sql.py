@@ -23,7 +23,8 @@ from model_code.artifacts import read_items
 from model_code.event_rules import BAD_ROW_REASONS, ReadOptions
 from model_code.events import read_events
 from tests.infra.test_group_sessions_sql import OPTIONS, events_on_duckdb, run_on_duckdb
-from tests.session_events import BAD_ROWS, EXPECTED, FIRST, SECOND, write_two_runs
+from tests.session_events import (BAD_ROWS, EXPECTED, FIRST, SECOND, VISIT_COUNTS, VISIT_OPTIONS, VISIT_SESSIONS,
+                                  write_two_runs, write_visits)
 
 
 def counts_on_duckdb(connection: duckdb.DuckDBPyConnection, query: str) -> dict[str, int]:
@@ -41,7 +42,7 @@ def incoming(tmp_path) -> Path:
 
 def test_event_counts_are_the_fixtures_and_the_local_readers(incoming):
     counts = counts_on_duckdb(events_on_duckdb(incoming), count_sql("events", quote_string("run-2"), OPTIONS))
-    assert list(counts) == ["rows_read", *REASON_COLUMNS.values(), "sessions"]
+    assert list(counts) == ["rows_read", *REASON_COLUMNS.values(), "sessions", "other_kinds"]
     skipped = {reason: counts[REASON_COLUMNS[reason]] for reason in BAD_ROW_REASONS}
     # written out by hand with the rows of tests/session_events.py
     assert counts["rows_read"] == len(FIRST) + len(SECOND)
@@ -53,13 +54,23 @@ def test_event_counts_are_the_fixtures_and_the_local_readers(incoming):
     assert {reason: count for reason, count in skipped.items() if count} == local.attrs["skipped_rows"]
 
 
+def test_a_visitor_logs_counts_are_its_sessions_after_the_gap(tmp_path):
+    write_visits(tmp_path / "incoming" / "r")
+    counts = counts_on_duckdb(events_on_duckdb(tmp_path / "incoming"),
+                              count_sql("events", quote_string("r"), ReadOptions(**VISIT_OPTIONS)))
+    assert counts == {"rows_read": VISIT_COUNTS["rows_read"], "missing_session_id": 0,
+                      "missing_item_id": VISIT_COUNTS["bad_rows"], "bad_time": 0, "sessions": len(VISIT_SESSIONS),
+                      "other_kinds": VISIT_COUNTS["other_kinds"]}
+
+
 def test_a_run_of_bad_rows_only_counts_no_session(tmp_path):
     run = tmp_path / "incoming" / "r"
     run.mkdir(parents=True)
     (run / "part-1.tsv").write_text("SessionId\tItemId\tTime\n\ta\t1\ns\t\t1\ns\ta\tsoon\ns\t\tsoon\n", encoding="utf-8")
     counts = counts_on_duckdb(events_on_duckdb(tmp_path / "incoming"), count_sql("events", quote_string("r")))
     # one reason per row, the first that applies: a row with no item and a bad time is a missing item id
-    assert counts == {"rows_read": 4, "missing_session_id": 1, "missing_item_id": 2, "bad_time": 1, "sessions": 0}
+    assert counts == {"rows_read": 4, "missing_session_id": 1, "missing_item_id": 2, "bad_time": 1, "sessions": 0,
+                      "other_kinds": 0}
 
 
 def test_the_counts_read_the_contexts_columns_and_time_form(tmp_path):
@@ -68,7 +79,8 @@ def test_the_counts_read_the_contexts_columns_and_time_form(tmp_path):
     (run / "part-1.tsv").write_text("user\tItemId\tTime\nu\tb\t2000\nv\ta\t2024-03-02\nu\tc\t2000.5\n", encoding="utf-8")
     options = ReadOptions(session_column="user", time_format="epoch_ms")
     counts = counts_on_duckdb(events_on_duckdb(tmp_path / "incoming"), count_sql("events", quote_string("r"), options))
-    assert counts == {"rows_read": 3, "missing_session_id": 0, "missing_item_id": 0, "bad_time": 1, "sessions": 1}
+    assert counts == {"rows_read": 3, "missing_session_id": 0, "missing_item_id": 0, "bad_time": 1, "sessions": 1,
+                      "other_kinds": 0}
 
 
 def test_answer_counts_are_the_containers_lines(incoming, tmp_path, model_dir):

@@ -144,7 +144,7 @@ def test_the_counts_athena_returns_become_the_runs_counts(states, tmp_path):
     assert variable == "counts"
     assert counts == {"rows_read": len(FIRST) + len(SECOND), "missing_session_id": BAD_ROWS["missing session id"],
                       "missing_item_id": BAD_ROWS["missing item id"], "bad_time": BAD_ROWS["bad time"],
-                      "sessions": len(EXPECTED)}
+                      "sessions": len(EXPECTED), "other_kinds": 0}
 
 
 def test_the_answer_counts_are_read_by_column_name(states):

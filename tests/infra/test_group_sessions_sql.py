@@ -34,7 +34,7 @@ from infra.session_query import check_run, quote_string, select_sql, unload_sql
 from model_code.event_rules import OptionError, ReadOptions
 from model_code.event_table import read_event_codes
 from model_code.sessions import group_sessions
-from tests.session_events import EXPECTED, write_two_runs
+from tests.session_events import EXPECTED, VISIT_OPTIONS, VISIT_SESSIONS, write_two_runs, write_visits
 
 OPTIONS = ReadOptions(max_bad_rows="5")
 
@@ -82,6 +82,24 @@ def test_epoch_milliseconds_and_a_custom_column_name(tmp_path):
     lines = run_on_duckdb(tmp_path / "incoming", "r", tmp_path / "out.json", options)
     local = list(group_sessions(read_event_codes(run, options, lambda line: None, with_files=True)))
     assert [json.loads(line) for line in lines] == local == [{"session_id": "u", "items": ["a", "b", "c"]}]
+
+
+def test_a_visitor_log_gives_the_same_sessions_in_sql_and_locally(tmp_path):
+    """Visitors split by inactivity, kinds not read left out, repeats collapsed, epoch ms beside seconds."""
+    write_visits(tmp_path / "incoming" / "r")
+    options = ReadOptions(**VISIT_OPTIONS)
+    lines = run_on_duckdb(tmp_path / "incoming", "r", tmp_path / "out.json", options)
+    local = group_sessions(read_event_codes(tmp_path / "incoming" / "r", options, lambda line: None, with_files=True))
+    assert {s["session_id"]: s["items"] for s in map(json.loads, lines)} == VISIT_SESSIONS
+    assert sorted(map(json.loads, lines), key=lambda s: s["session_id"]) == sorted(local, key=lambda s: s["session_id"])
+
+
+def test_without_a_gap_the_sql_keeps_a_visitor_whole(tmp_path):
+    write_visits(tmp_path / "incoming" / "r")
+    options = ReadOptions(**{**VISIT_OPTIONS, "session_gap": "off"})
+    lines = run_on_duckdb(tmp_path / "incoming", "r", tmp_path / "out.json", options)
+    assert {s["session_id"]: s["items"] for s in map(json.loads, lines)} == {
+        "v1": ["a", "b", "c", "d", "b"], "v2": ["x", "z", "y"], "v4": ["p"]}
 
 
 def test_a_time_pattern_is_refused_by_name():

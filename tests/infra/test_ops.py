@@ -6,6 +6,7 @@ SageMaker. `recommend` talks to a local HTTP server standing in for API Gateway.
 """
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import threading
@@ -1089,6 +1090,87 @@ def test_score_events_refuses_a_run_that_exists_or_a_bad_name(stage, capsys, tmp
 
 
 def test_score_events_refuses_files_the_table_cannot_read_before_any_call(capsys, tmp_path):
-    (tmp_path / "e.parquet").write_bytes(b"PAR1")
-    code, _, err = run(capsys, "score-events", str(tmp_path / "e.parquet"))
-    assert code == 1 and "e.parquet" in err and ".tsv" in err
+    (tmp_path / "e.json").write_bytes(b"{}")
+    code, _, err = run(capsys, "score-events", str(tmp_path / "e.json"))
+    assert code == 1 and "e.json" in err and ".tsv" in err and ".parquet" in err
+
+
+def _events_table(stage, columns, separator="\t"):
+    """The stage's Glue table over events/incoming/, as the Batch stack declares it."""
+    glue = stage.session.client("glue")
+    glue.create_database(DatabaseInput={"Name": "gru4rec_dev_events"})
+    glue.create_table(DatabaseName="gru4rec_dev_events", TableInput={
+        "Name": "events", "StorageDescriptor": {
+            "Columns": [{"Name": name, "Type": "string"} for name in columns],
+            "SerdeInfo": {"Parameters": {"field.delim": separator}}}})
+
+
+def test_score_events_takes_the_tables_columns_by_header_name_from_csv_and_parquet(stage, capsys, tmp_path):
+    import pandas as pd
+
+    _events_table(stage, ["user_session", "product_id", "event_time", "event_type"])
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    (folder / "2019-10-01.csv").write_text("event_time,event_type,product_id,price,user_session\n"
+                                           "2019-10-01 00:00:00 UTC,view,p1,1.5,s1\n"
+                                           "2019-10-01 00:00:05 UTC,cart,p2,,s1\n", encoding="utf-8")
+    pd.DataFrame({"USER_SESSION": ["s2"], "Product_Id": [7], "event_time": [1569888010000],
+                  "event_type": ["view"]}).to_parquet(folder / "2019-10-02.parquet")
+    code, out, err = run(capsys, "score-events", str(folder), "--run", "r1")
+    assert code == 0, err
+    s3 = stage.session.client("s3")
+    read = lambda key: gzip.decompress(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()).decode()
+    assert read("events/incoming/r1/2019-10-01.txt.gz") == (
+        "user_session\tproduct_id\tevent_time\tevent_type\n"
+        "s1\tp1\t2019-10-01 00:00:00 UTC\tview\n"
+        "s1\tp2\t2019-10-01 00:00:05 UTC\tcart\n")
+    assert read("events/incoming/r1/2019-10-02.txt.gz").splitlines()[1] == "s2\t7\t1569888010000\tview"
+    assert "run r1: 2 event files" in out
+
+
+def test_score_events_refuses_a_missing_column_or_a_value_the_table_cannot_split(stage, capsys, tmp_path):
+    _events_table(stage, ["sessionid", "itemid", "time"], separator=",")
+    (tmp_path / "a.tsv").write_text("SessionId\tItemId\tTime\ns\ta,b\t1\n", encoding="utf-8")
+    code, _, err = run(capsys, "score-events", str(tmp_path / "a.tsv"), "--run", "r1")
+    assert code == 1 and "a.tsv line 2, column 'itemid'" in err
+    (tmp_path / "b.tsv").write_text("SessionId\tItem\tTime\ns\ta\t1\n", encoding="utf-8")
+    code, _, err = run(capsys, "score-events", str(tmp_path / "b.tsv"), "--run", "r2")
+    assert code == 1 and "no column 'itemid'" in err and "'Item'" in err
+    assert "Contents" not in stage.session.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="events/")
+
+
+def test_train_upload_data_files_a_folder_of_days_each_into_its_day(stage, capsys, tmp_path):
+    s3 = stage.session.client("s3")
+    s3.put_object(Bucket=BUCKET, Key="training/events/dt=2026-11-29/old.csv", Body=b"old")
+    s3.put_object(Bucket=BUCKET, Key="training/events/dt=2026-11-27/kept.csv", Body=b"kept")
+    (tmp_path / "dt=2026-11-28").mkdir()
+    (tmp_path / "dt=2026-11-28" / "part-0.csv.gz").write_bytes(b"day-28")
+    (tmp_path / "dt=2026-11-28" / "_SUCCESS").write_bytes(b"")
+    (tmp_path / "2026-11-29.csv").write_bytes(b"day-29")
+    code, out, err = run(capsys, "train", "--upload-data", str(tmp_path))
+    assert code == 0, err
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"])
+    assert keys == ["training/events/dt=2026-11-27/kept.csv",
+                    "training/events/dt=2026-11-28/_SUCCESS", "training/events/dt=2026-11-28/part-0.csv.gz",
+                    "training/events/dt=2026-11-29/2026-11-29.csv", "training/events/dt=2026-11-29/_SUCCESS"]
+    assert s3.get_object(Bucket=BUCKET, Key="training/events/dt=2026-11-28/part-0.csv.gz")["Body"].read() == b"day-28"
+    assert out.index("dt=2026-11-29/2026-11-29.csv") < out.index("dt=2026-11-28/_SUCCESS")  # markers last
+
+
+@pytest.mark.parametrize("layout, problem", [
+    ({"train.csv": b"a", "2026-11-29.csv": b"b"}, "both a train.* file and days"),
+    ({"dt=2026-02-30/part-0.csv": b"a"}, "cannot use '2026-02-30'"),
+    ({"notes.txt.bak": b"a"}, "no train.* file (e.g. train.tsv.gz), no day folder (dt=YYYY-MM-DD/)"),
+])
+def test_a_folder_of_unclear_days_is_refused_before_any_aws_call(no_aws, capsys, tmp_path, layout, problem):
+    for name, body in layout.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(body)
+    code, _, err = run(capsys, "train", "--upload-data", str(tmp_path))
+    assert code == 1 and problem in err
+
+
+def test_day_is_for_a_train_file_only(no_aws, capsys, tmp_path):
+    (tmp_path / "2026-11-29.csv").write_bytes(b"a")
+    code, _, err = run(capsys, "train", "--upload-data", str(tmp_path), "--day", "2026-11-29")
+    assert code == 1 and "--day is for a train.* file" in err

@@ -179,6 +179,9 @@ def test_validation_split_and_gate_metric_follow_valid_days():
     assert (hyperparameter_defaults(AppConfig()), gate_metric(AppConfig())) == (
         {"preset": "rsc15", "valid_days": "1"}, "validation:recall@20")
     assert hyperparameter_defaults(AppConfig(valid_days=2.5))["valid_days"] == "2.5"
+    shop = AppConfig(training_hyperparameters='{"session_column": "user_id", "session_gap": "30m", "preset": "diginetica"}')
+    assert hyperparameter_defaults(shop) == {"preset": "diginetica", "session_column": "user_id", "session_gap": "30m",
+                                             "valid_days": "1"}
     assert (hyperparameter_defaults(AppConfig(valid_days=0)), gate_metric(AppConfig(valid_days=0))) == (
         {"preset": "rsc15"}, "recall@20")
 

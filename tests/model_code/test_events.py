@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from model_code.event_rules import OptionError, ReadOptions, parse_max_bad_rows, parse_separator, parse_time_format
+from model_code.event_rules import (OptionError, ReadOptions, parse_max_bad_rows, parse_separator, parse_session_gap,
+                                    parse_time_format)
 from model_code.events import DataError, parse_times, read_events
 
 TSV = "SessionId\tItemId\tTime\n1\t0042\t10\n1\t7\t11\n2\t7\t5\n2\t9.50\t6\n"
@@ -366,6 +367,20 @@ def test_the_bound_counts_rows_over_all_files_of_a_folder(tmp_path):
         read_events(tmp_path / "b.csv")
 
 
+def test_a_file_without_one_readable_time_is_told_to_name_the_time_format(tmp_path):
+    write(tmp_path / "a.csv", "SessionId,ItemId,Time\n" + "".join(f"s{i},i,{i}\n" for i in range(20)))
+    write(tmp_path / "b.csv", "SessionId,ItemId,Time\nt1,i,03/02/2024 10:00\nt2,i,04/02/2024 11:00\n")
+    with pytest.raises(DataError, match=r"in \S+b\.csv no row has a time that --time-format auto reads "
+                                        r"\(first: \S+b\.csv line 2, column 'Time': bad time '03/02/2024 10:00'\)"
+                                        r"\. Name the form of the times with --time-format") as raised:
+        read_events(tmp_path)
+    assert "--max-bad-rows" not in str(raised.value)
+    # negative control: a few bad times among good ones keep the bound's advice
+    write(tmp_path / "b.csv", "SessionId,ItemId,Time\nt1,i,03/02/2024 10:00\nt2,i,5\n")
+    with pytest.raises(DataError, match="raise --max-bad-rows"):
+        read_events(tmp_path, ReadOptions(max_bad_rows="0"))
+
+
 def test_written_files_follow_the_umask(tmp_path):
     from model_code.events import write_events
 
@@ -379,3 +394,89 @@ def test_written_files_follow_the_umask(tmp_path):
         os.umask(previous)
     assert (tmp_path / "out.tsv.gz").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "private.tsv").stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.parametrize("written", ["1709421011", "1709421011000", "1709421011000000", "1709421011.5"])
+def test_auto_reads_epoch_seconds_milliseconds_and_microseconds_by_magnitude(tmp_path, written):
+    events = read_events(write(tmp_path / "e.csv", f"SessionId,ItemId,Time\ns,a,{written}\ns,b,2024-03-02T23:12:11Z\n"))
+    expected = float(written) if "." in written else 1709421011.0
+    assert events["Time"].tolist() == [expected, 1709421011.0 + 120]  # 2024-03-02T23:12:11Z is 120 s later
+
+
+def test_epoch_s_keeps_every_number_as_seconds(tmp_path):
+    path = write(tmp_path / "e.csv", "SessionId,ItemId,Time\ns,a,1709421011000\ns,b,7\n")
+    assert read_events(path, ReadOptions(time_format="epoch_s"))["Time"].tolist() == [7.0, 1709421011000.0]
+    assert read_events(path)["Time"].tolist() == [7.0, 1709421011.0]
+
+
+def test_typed_parquet_milliseconds_are_read_by_magnitude(tmp_path):
+    frame = pd.DataFrame({"SessionId": ["s", "s"], "ItemId": ["a", "b"],
+                          "Time": np.array([1709421011000, 1709421012000], dtype=np.int64)})
+    frame.to_parquet(tmp_path / "e.parquet")
+    assert read_events(tmp_path / "e.parquet")["Time"].tolist() == [1709421011.0, 1709421012.0]
+
+
+@pytest.mark.parametrize("text, seconds", [("30m", 1800.0), ("1800s", 1800.0), ("1800", 1800.0), ("1.5h", 5400.0),
+                                           ("1d", 86400.0), (" 2 h ", 7200.0), ("off", None), ("OFF", None)])
+def test_session_gaps(text, seconds):
+    assert parse_session_gap(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["0", "0m", "-5m", "30x", "m", "", "inf", "1e3"])
+def test_bad_session_gaps_name_what_is_allowed(text):
+    with pytest.raises(OptionError, match="a duration > 0"):
+        parse_session_gap(text)
+
+
+def test_event_types_need_an_event_column():
+    assert ReadOptions(event_column="event_type", event_types=" view, cart ").kinds == {"view", "cart"}
+    assert ReadOptions(event_column="event_type").kinds is None
+    assert ReadOptions(event_column="event_type").columns() == ["SessionId", "ItemId", "Time", "event_type"]
+    with pytest.raises(OptionError, match="--event-column"):
+        ReadOptions(event_types="view")
+    with pytest.raises(OptionError, match="event kinds separated by commas"):
+        ReadOptions(event_column="event_type", event_types="view,,cart")
+
+
+def test_a_byte_that_is_not_utf8_is_one_bad_row_with_its_file_line_and_column(tmp_path):
+    path = tmp_path / "e.csv"
+    path.write_bytes(b"SessionId,ItemId,Time\ns1,a\xff,1\ns1,b,2\ns2,caf\xc3\xa9,3\ns2,d,4\n")
+    lines = []
+    events = read_events(path, ReadOptions(max_bad_rows="1"), lines.append)
+    assert events["ItemId"].tolist() == ["b", "café", "d"] and events.attrs["skipped_rows"] == {"not text of the encoding": 1}
+    assert lines[1] == f"  {path} line 2, column 'ItemId': not text of the encoding (utf-8; --encoding names another)"
+    with pytest.raises(DataError, match="1 of 4 rows are bad"):
+        read_events(path, ReadOptions(max_bad_rows="0"))
+
+
+def test_encoding_reads_a_latin1_file(tmp_path):
+    path = tmp_path / "e.tsv"
+    path.write_bytes("SessionId\tItemId\tTime\ns\tcafé\t1\ns\tthé\t2\n".encode("latin-1"))
+    assert read_events(path, ReadOptions(encoding="latin-1"))["ItemId"].tolist() == ["café", "thé"]
+    with pytest.raises(DataError, match="2 of 2 rows are bad"):  # negative control: read as UTF-8
+        read_events(path)
+    with pytest.raises(OptionError, match="a text encoding"):
+        ReadOptions(encoding="klingon")
+
+
+def test_a_folder_of_day_partitions_is_read_and_its_files_listed(tmp_path):
+    for day, rows in (("2026-11-29", "s,a,1\ns,b,2\n"), ("2026-11-30", "t,a,3\nt,c,4\n")):
+        (tmp_path / "events" / f"dt={day}").mkdir(parents=True)
+        write(tmp_path / "events" / f"dt={day}" / "part-0000.csv", "SessionId,ItemId,Time\n" + rows)
+    write(tmp_path / "events" / "dt=2026-11-30" / "_SUCCESS", "")
+    (tmp_path / "events" / "notes").mkdir()
+    write(tmp_path / "events" / "notes" / "old.csv", "SessionId,ItemId,Time\nx,y,1\n")  # not a partition folder
+    lines = []
+    events = read_events(tmp_path / "events", log=lines.append)
+    assert events["SessionId"].tolist() == ["s", "s", "t", "t"]
+    assert lines == [f"{tmp_path / 'events'}: 2 files: dt=2026-11-29/part-0000.csv, dt=2026-11-30/part-0000.csv"]
+
+
+def test_the_same_day_plain_and_compressed_is_refused_by_name(tmp_path):
+    write(tmp_path / "day.csv", "SessionId,ItemId,Time\ns,a,1\n")
+    with gzip.open(tmp_path / "day.csv.gz", "wt") as handle:
+        handle.write("SessionId,ItemId,Time\ns,a,1\n")
+    with pytest.raises(DataError, match=r"day\.csv and \S+day\.csv\.gz: the same file twice"):
+        read_events(tmp_path)
+    (tmp_path / "day.csv").rename(tmp_path / "other-day.csv")  # negative control: two days, both read
+    assert len(read_events(tmp_path, log=lambda line: None)) == 2

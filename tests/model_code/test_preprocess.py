@@ -74,3 +74,12 @@ def test_command_error_when_nothing_is_left(tmp_path, capsys):
     assert main([str(raw), "--out", str(tmp_path / "out")]) == 2
     assert "no events left after filtering" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_an_empty_split_names_the_time_span_read(tmp_path, capsys):
+    # sequence numbers, not a clock: one "day" covers them all, so the test split takes every session
+    raw = tmp_path / "raw.csv"
+    raw.write_text("SessionId,ItemId,Time\n" + "".join(f"s{n // 3},i{n % 4},{n}\n" for n in range(60)), encoding="utf-8")
+    code = main([str(raw), "--out", str(tmp_path / "out"), "--min-item-support", "1"])
+    err = capsys.readouterr().err
+    assert code != 0 and "leaves train empty (times 0 to 59 (numbers that are no dates" in err and "--time-format" in err

@@ -363,3 +363,50 @@ def test_the_first_epoch_says_compiling_until_its_first_block_is_done(tiny_data,
     assert err.count("compiling the training step") >= 1
     epoch_two = err[err.index("epoch 2/2"):]
     assert "compiling" not in epoch_two
+
+
+def _visitor_log(path, days: int = 6) -> None:
+    """A shop's visitor log: no session id, epoch milliseconds, event kinds; each visitor comes back daily."""
+    rng = np.random.default_rng(3)
+    rows, start = [], 1_709_251_200_000  # 2024-03-01T00:00:00Z in milliseconds
+    for visitor in range(40):
+        for day in range(days):
+            clock = start + day * 86_400_000 + int(rng.integers(0, 40_000_000))
+            for _ in range(int(rng.integers(2, 6))):
+                item = int(rng.integers(0, 12))
+                for kind in ("view", "cart")[:int(rng.integers(1, 3))]:
+                    rows.append(f"{clock},{kind},p{item},u{visitor}")
+                    clock += int(rng.integers(1_000, 120_000))
+            rows.append(f"{clock},purchase,p0,u{visitor}")
+    path.write_text("event_time,event_type,product_id,user_id\n" + "\n".join(rows) + "\n", encoding="utf-8")
+
+
+VISITOR_FLAGS = ["--session-column", "user_id", "--item-column", "product_id", "--time-column", "event_time",
+                 *[arg for arg in TINY_ARGS if arg != "--quiet"], "--no-progress"]  # the data summary is logged
+
+
+def test_a_visitor_log_trains_on_visits_split_by_inactivity(tmp_path):
+    _visitor_log(tmp_path / "clicks.csv")
+    code, _, err = run_train(["--train", str(tmp_path / "clicks.csv"), "--valid-days", "1", "--epochs", "1",
+                              "--model-dir", str(tmp_path / "m"), *VISITOR_FLAGS, "--session-gap", "30m",
+                              "--event-column", "event_type", "--event-types", "view,cart"])
+    assert code == 0, err
+    assert "times 2024-03-01" in err and "UTC (5." in err  # milliseconds read as such: six days of March
+    assert "rows of other event kinds left out" in err and "consecutive repeats of an item collapsed" in err
+    assert "sessions added by the session gap" in err and "days on average" not in err
+    meta = artifacts.read_metadata(tmp_path / "m")
+    assert meta["read_options"]["session_gap"] == "30m"
+    train = meta["data"]["train"]
+    assert train["other_kinds"] == 40 * 6 and train["sessions_split"] == 40 * 5 and train["repeats_collapsed"] > 0
+
+
+def test_a_visitor_log_without_a_gap_is_pointed_at_the_option(tmp_path):
+    _visitor_log(tmp_path / "clicks.csv")
+    code, _, err = run_train(["--train", str(tmp_path / "clicks.csv"), "--valid-days", "1", "--epochs", "1",
+                              "--model-dir", str(tmp_path / "m"), *VISITOR_FLAGS])
+    assert code == 2, err  # a visitor's whole week is one "session": the last day leaves no validation session
+    assert "no validation session (times 2024-03-01" in err and "--time-format auto" in err
+    code, _, err = run_train(["--train", str(tmp_path / "clicks.csv"), "--epochs", "1",
+                              "--model-dir", str(tmp_path / "m"), *VISITOR_FLAGS])
+    assert code == 0, err
+    assert "sessions span 5." in err and "days on average" in err and "--session-gap 30m" in err
