@@ -3,7 +3,8 @@
 ``scorer.onnx`` is the Keras model's own forward pass (``model.export(...,
 format="onnx")``, i.e. tf2onnx over the traced ``call``): padded item-index
 sequences and their lengths in, each sequence's final hidden state out. The
-output item table and bias are written beside it as ``.npy`` arrays, and
+output item table and bias are written beside it as ``.npy`` arrays (and, for
+large catalogues, a search index of them: :mod:`inference.search_index`), and
 serving computes ``hidden @ item_embeddings.T + item_bias`` with NumPy. Keeping
 the scores out of the graph lets serving score many sessions with one BLAS
 matrix product and pick the top k by a partial sort, and keeps the graph
@@ -33,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from inference import search_index
 from model_code import artifacts, export_stand_in
 from model_code.memory import release_heap
 from model_code.onnx_loops import hoist_loop_invariants
@@ -128,6 +130,16 @@ def export_scorer(model, model_dir: str | os.PathLike, check: bool = True) -> No
     table, bias = output_layer(model)
     artifacts.write_array(model_dir / artifacts.EMBEDDINGS_FILE, table)
     artifacts.write_array(model_dir / artifacts.BIAS_FILE, bias)
+    write_search_index(model_dir, table, bias)
+
+
+def write_search_index(model_dir: Path, table: np.ndarray, bias: np.ndarray) -> None:
+    """The fast top-k index for a large catalogue (:mod:`inference.search_index`); a smaller one gets none,
+    and an index left from an earlier export is removed, so it never describes another output layer."""
+    if len(table) >= search_index.INDEX_MIN_ITEMS:
+        search_index.write(model_dir, table, bias)
+    else:
+        (model_dir / search_index.INDEX_FILE).unlink(missing_ok=True)
 
 
 def output_layer(model) -> tuple[np.ndarray, np.ndarray]:

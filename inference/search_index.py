@@ -1,0 +1,144 @@
+"""Fast top-k for large catalogues: a FAISS inverted-file index over the output layer.
+
+A session's scores are ``hidden @ table.T + bias`` (maximum inner product). The index turns that
+into a nearest-neighbour search (Bachrach et al., 2014): each item becomes
+``[embedding, bias, sqrt(M^2 - |embedding|^2 - bias^2)]`` with ``M`` the largest norm of
+``[embedding, bias]``, and a session the query ``[hidden, 1, 0]``; the squared distance is then
+``|query|^2 + M^2 - 2 x score``, so the nearest items are the best-scored ones. The items are split
+into :func:`cluster_count` clusters by k-means (``faiss.IndexIVFFlat``); a search scans the items of
+the ``nprobe`` clusters nearest the query, so it reads a few percent of the table instead of all of
+it, and may miss an item whose cluster it does not scan: :func:`recall` measures how often.
+
+The index is written at export time beside the output layer (:data:`INDEX_FILE`, for catalogues of
+:data:`INDEX_MIN_ITEMS` items or more) and read memory-mapped, so the server's workers share its
+pages as they share the table's. ``python -m inference.search_index --model-dir DIR`` builds it for
+an existing model directory.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from model_code import artifacts
+
+INDEX_FILE = "item_search.faiss"
+INDEX_MIN_ITEMS = 100_000
+"""Catalogues this large get an index at export, and the server uses it by default (see ``SERVE_TOP_K``)."""
+PROBE_FRACTION = 1 / 16
+"""Clusters scanned per search, as a share of all clusters (``nprobe``; see docs/benchmarks.md for recall)."""
+TRAINING_POINTS_PER_CLUSTER = 64
+"""k-means trains on at most this many items per cluster (a sample: FAISS needs about 39)."""
+
+
+def cluster_count(n_items: int) -> int:
+    """About 2 sqrt(n) clusters, a power of two: 2,048 for a million items."""
+    return max(1, 2 ** round(math.log2(2 * math.sqrt(n_items))))
+
+
+def augment_items(table: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """The items as vectors whose nearness to :func:`augment_queries` ranks them as the scores do."""
+    scored = np.concatenate([table, bias[:, None]], axis=1).astype(np.float32)
+    norms = np.einsum("ij,ij->i", scored, scored)
+    slack = np.sqrt(np.maximum(norms.max() - norms, 0.0)).astype(np.float32)
+    return np.ascontiguousarray(np.concatenate([scored, slack[:, None]], axis=1))
+
+
+def augment_queries(hidden: np.ndarray) -> np.ndarray:
+    rows = hidden.shape[0]
+    ones, zeros = np.ones((rows, 1), np.float32), np.zeros((rows, 1), np.float32)
+    return np.ascontiguousarray(np.concatenate([hidden.astype(np.float32), ones, zeros], axis=1))
+
+
+def build(table: np.ndarray, bias: np.ndarray, seed: int = 0) -> faiss.Index:
+    """An inverted-file index of the output layer's items (ids: the item indices)."""
+    vectors = augment_items(table, bias)
+    clusters = cluster_count(len(vectors))
+    index = faiss.IndexIVFFlat(faiss.IndexFlatL2(vectors.shape[1]), vectors.shape[1], clusters)
+    sample = min(len(vectors), clusters * TRAINING_POINTS_PER_CLUSTER)
+    chosen = np.random.default_rng(seed).choice(len(vectors), size=sample, replace=False)
+    index.train(vectors[np.sort(chosen)])
+    index.add(vectors)
+    return index
+
+
+def write(model_dir: str | Path, table: np.ndarray, bias: np.ndarray) -> Path:
+    """Build the index and write it into ``model_dir`` atomically; returns its path."""
+    target = Path(model_dir) / INDEX_FILE
+    partial = target.with_name(f".{INDEX_FILE}.partial")
+    try:
+        faiss.write_index(build(table, bias), str(partial))
+        partial.chmod(artifacts.file_mode())
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return target
+
+
+class SearchIndex:
+    """A model directory's index, memory-mapped, searched ``nprobe`` clusters deep."""
+
+    def __init__(self, index: faiss.Index, nprobe: int | None = None):
+        self.index = index
+        self.nprobe = nprobe or max(1, round(index.nlist * PROBE_FRACTION))
+
+    @classmethod
+    def load(cls, model_dir: str | Path, n_items: int, dimensions: int) -> "SearchIndex | None":
+        """The index of ``model_dir``, or None where it has none; ModelDirError where it does not fit."""
+        path = Path(model_dir) / INDEX_FILE
+        if not path.is_file():
+            return None
+        try:
+            index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+        except RuntimeError as err:  # FAISS reports unreadable files as RuntimeError
+            raise artifacts.ModelDirError(f"{INDEX_FILE} is not a readable FAISS index") from err
+        if index.ntotal != n_items or index.d != dimensions + 2:
+            raise artifacts.ModelDirError(f"{INDEX_FILE} holds {index.ntotal} items of {index.d - 2} dimensions, "
+                              f"the output layer {n_items} of {dimensions}: export the model again")
+        return cls(index)
+
+    def search(self, hidden: np.ndarray, k: int, allowed: np.ndarray | None = None) -> np.ndarray:
+        """Item indices ``[rows, k]`` of the best-scored items found, best first, -1 past the last found.
+
+        ``allowed``: a bitmap of the items that may be returned (:func:`allowed_bitmap`), or None for all.
+        """
+        selector = None if allowed is None else faiss.IDSelectorBitmap(self.index.ntotal, faiss.swig_ptr(allowed))
+        params = faiss.SearchParametersIVF(nprobe=self.nprobe, sel=selector)
+        _, found = self.index.search(augment_queries(hidden), k, params=params)
+        return found
+
+
+def allowed_bitmap(blocked: np.ndarray) -> np.ndarray:
+    """FAISS's bitmap (bit i of byte i // 8, least significant first) of the items ``blocked`` does not rule out."""
+    return np.packbits(~blocked, bitorder="little")
+
+
+def recall(exact: np.ndarray, found: np.ndarray) -> float:
+    """Mean share of each row's exact top items that ``found`` (same rows) holds."""
+    hits = [len(np.intersect1d(want, got[got >= 0])) for want, got in zip(exact, found)]
+    return float(np.sum(hits) / exact.size)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m inference.search_index --model-dir DIR``: write DIR's index from its output layer."""
+    parser = argparse.ArgumentParser(prog="python -m inference.search_index", description=main.__doc__)
+    parser.add_argument("--model-dir", required=True, type=Path)
+    args = parser.parse_args(argv)
+    try:
+        table, bias = artifacts.read_output_layer(args.model_dir)
+    except artifacts.ModelDirError as err:
+        parser.error(f"--model-dir: {err}")
+    start = time.perf_counter()
+    path = write(args.model_dir, table, bias)
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.0f} MiB, {cluster_count(len(table))} clusters) "
+          f"in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
