@@ -1,13 +1,13 @@
 """Fast top-k for large catalogues: a FAISS inverted-file index over the output layer.
 
-A session's scores are ``hidden @ table.T + bias`` (maximum inner product). The index turns that
-into a nearest-neighbour search (Bachrach et al., 2014): each item becomes
-``[embedding, bias, sqrt(M^2 - |embedding|^2 - bias^2)]`` with ``M`` the largest norm of
-``[embedding, bias]``, and a session the query ``[hidden, 1, 0]``; the squared distance is then
-``|query|^2 + M^2 - 2 x score``, so the nearest items are the best-scored ones. The items are split
-into :func:`cluster_count` clusters by k-means (``faiss.IndexIVFFlat``); a search scans the items of
-the ``nprobe`` clusters nearest the query, so it reads a few percent of the table instead of all of
-it, and may miss an item whose cluster it does not scan: :func:`recall` measures how often.
+A session's scores are ``hidden @ table.T + bias``: an inner product of the query ``[hidden, 1]``
+with the items ``[embedding, bias]``. The index (``faiss.IndexIVFFlat``, inner-product metric) splits
+the items into :func:`cluster_count` clusters by k-means and files each item under the centroid it
+scores best against; a search scores the query against the centroids, scans the items of the
+``nprobe`` best clusters, so it reads a few percent of the table instead of all of it, and may miss
+an item whose cluster it does not scan: :func:`recall` measures how often. (The textbook reduction
+of inner products to distances, an extra coordinate ``sqrt(M^2 - |item|^2)``, recalled far less
+here: item norms vary, and that coordinate then dominates the clustering.)
 
 The index is written at export time beside the output layer (:data:`INDEX_FILE`, for catalogues of
 :data:`INDEX_MIN_ITEMS` items or more) and read memory-mapped, so the server's workers share its
@@ -30,7 +30,7 @@ from model_code import artifacts
 INDEX_FILE = "item_search.faiss"
 INDEX_MIN_ITEMS = 100_000
 """Catalogues this large get an index at export, and the server uses it by default (see ``SERVE_TOP_K``)."""
-PROBE_FRACTION = 1 / 16
+PROBE_FRACTION = 1 / 8
 """Clusters scanned per search, as a share of all clusters (``nprobe``; see docs/benchmarks.md for recall)."""
 TRAINING_POINTS_PER_CLUSTER = 64
 """k-means trains on at most this many items per cluster (a sample: FAISS needs about 39)."""
@@ -42,24 +42,22 @@ def cluster_count(n_items: int) -> int:
 
 
 def augment_items(table: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """The items as vectors whose nearness to :func:`augment_queries` ranks them as the scores do."""
-    scored = np.concatenate([table, bias[:, None]], axis=1).astype(np.float32)
-    norms = np.einsum("ij,ij->i", scored, scored)
-    slack = np.sqrt(np.maximum(norms.max() - norms, 0.0)).astype(np.float32)
-    return np.ascontiguousarray(np.concatenate([scored, slack[:, None]], axis=1))
+    """The items as ``[embedding, bias]`` rows: their inner product with :func:`augment_queries` is the score."""
+    return np.ascontiguousarray(np.concatenate([table, bias[:, None]], axis=1), dtype=np.float32)
 
 
 def augment_queries(hidden: np.ndarray) -> np.ndarray:
-    rows = hidden.shape[0]
-    ones, zeros = np.ones((rows, 1), np.float32), np.zeros((rows, 1), np.float32)
-    return np.ascontiguousarray(np.concatenate([hidden.astype(np.float32), ones, zeros], axis=1))
+    """The sessions' hidden states as ``[hidden, 1]`` rows."""
+    ones = np.ones((hidden.shape[0], 1), np.float32)
+    return np.ascontiguousarray(np.concatenate([hidden.astype(np.float32), ones], axis=1))
 
 
 def build(table: np.ndarray, bias: np.ndarray, seed: int = 0) -> faiss.Index:
     """An inverted-file index of the output layer's items (ids: the item indices)."""
     vectors = augment_items(table, bias)
     clusters = cluster_count(len(vectors))
-    index = faiss.IndexIVFFlat(faiss.IndexFlatL2(vectors.shape[1]), vectors.shape[1], clusters)
+    dimensions = vectors.shape[1]
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dimensions), dimensions, clusters, faiss.METRIC_INNER_PRODUCT)
     sample = min(len(vectors), clusters * TRAINING_POINTS_PER_CLUSTER)
     chosen = np.random.default_rng(seed).choice(len(vectors), size=sample, replace=False)
     index.train(vectors[np.sort(chosen)])
@@ -97,8 +95,8 @@ class SearchIndex:
             index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
         except RuntimeError as err:  # FAISS reports unreadable files as RuntimeError
             raise artifacts.ModelDirError(f"{INDEX_FILE} is not a readable FAISS index") from err
-        if index.ntotal != n_items or index.d != dimensions + 2:
-            raise artifacts.ModelDirError(f"{INDEX_FILE} holds {index.ntotal} items of {index.d - 2} dimensions, "
+        if index.ntotal != n_items or index.d != dimensions + 1:
+            raise artifacts.ModelDirError(f"{INDEX_FILE} holds {index.ntotal} items of {index.d - 1} dimensions, "
                               f"the output layer {n_items} of {dimensions}: export the model again")
         return cls(index)
 
