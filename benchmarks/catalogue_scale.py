@@ -10,7 +10,8 @@ processes so that one measurement's memory never counts in another's:
   the search index): seconds, peak memory, and the sizes of ``scorer.onnx`` and the model directory;
 * **serving in process**: the output layer is replaced by a clustered one of the same shape (an
   untrained table is random: no index finds structure in it; trained item vectors gather by what is
-  bought together) and the index rebuilt for it; then single-session p50/p99 with exact scoring and
+  bought together) and the index rebuilt for it (``benchmarks/index_recall.py`` measures the recall on
+  a trained model and its own sessions); then single-session p50/p99 with exact scoring and
   with the index, the index's recall of the exact top 20 on those sessions, and batch sessions/s
   (1,000 sessions a call, exact);
 * **serving through HTTP**: ``inference/serve`` with 2 workers: seconds from start to the first
@@ -98,18 +99,21 @@ def export_figures(n_items: int, model_dir: Path) -> dict:
     run_measured(sys.executable, "-c", UNTRAINED_MODEL, str(n_items), str(model_dir), PRESET)
     figures = run_measured(sys.executable, "-m", "model_code.export", "--model-dir", str(model_dir))
     return {"export_s": figures["seconds"], "export_peak_bytes": figures["peak_bytes"],
-            "scorer_bytes": (model_dir / artifacts.SCORER_FILE).stat().st_size,
+            "scorer_bytes": sum(path.stat().st_size for path in (model_dir / artifacts.SCORER_FILE,
+                                                                  model_dir / artifacts.SCORER_DATA_FILE) if path.exists()),
             "model_dir_bytes": sum(path.stat().st_size for path in model_dir.iterdir() if path.is_file())}
 
 
 def clustered_layer(n_items: int, hidden: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Item vectors around n_items / 100 topics, with the untrained table's scale (+-1/sqrt(hidden))."""
+    """Item vectors around n_items / 100 topics, with the untrained table's scale (+-1/sqrt(hidden)), and
+    the untrained model's zero bias (with a random bias as large as the untrained sessions' scores are
+    small, the ranking would be the bias alone, the same for every session, which no session model gives)."""
     rng = np.random.default_rng(seed)
     scale = 1.0 / np.sqrt(hidden)
     topics = rng.uniform(-scale, scale, (max(2, n_items // 100), hidden)).astype(np.float32)
     table = topics[rng.integers(0, len(topics), n_items)]
     table += rng.normal(0.0, 0.3 * scale, table.shape).astype(np.float32)
-    return table, rng.normal(0.0, 0.1, n_items).astype(np.float32)
+    return table, np.zeros(n_items, np.float32)
 
 
 def use_clustered_layer(model_dir: Path) -> dict:

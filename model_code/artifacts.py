@@ -8,6 +8,7 @@ Layout::
 
     model.keras            the full Keras model (retraining, inspection)
     scorer.onnx            padded item-index sequences + lengths -> final hidden state
+    scorer.onnx.data       the graph's large weights (its input item table), where it has any
     item_embeddings.npy    float32 [n_items, hidden]: output item table
     item_bias.npy          float32 [n_items]: output bias
     item_search.faiss      catalogues of 100,000 items or more: a FAISS index of the output layer
@@ -35,6 +36,7 @@ import numpy as np
 
 MODEL_FILE = "model.keras"
 SCORER_FILE = "scorer.onnx"
+SCORER_DATA_FILE = "scorer.onnx.data"
 EMBEDDINGS_FILE = "item_embeddings.npy"
 BIAS_FILE = "item_bias.npy"
 ITEMS_FILE = "items.json"
