@@ -49,6 +49,9 @@ FILTER_CACHE_SIZE = 4
 """Filters kept by their lists' contents, per process (each holds a mask of the catalogue)."""
 FALLBACK_SCORE = 0.0
 """The score given to popularity-fallback recommendations, which have no model score."""
+FEW_ALLOWED = 20_000
+"""A filter allowing at most this many items has them scored exactly, even where the model has an index:
+cheaper than a search, and an index finds few of them in the clusters it scans."""
 TOP_K_SEARCHES = server_settings.TOP_K_SEARCHES
 """How single requests find their top k: ``auto`` uses the model directory's index where it has one and
 the catalogue holds at least :data:`inference.search_index.INDEX_MIN_ITEMS` items; ``exact`` scores
@@ -71,6 +74,11 @@ class ItemFilter:
     def allowed_bits(self) -> np.ndarray:
         """The items not blocked, as the search index's bitmap (built once per filter)."""
         return search_index.allowed_bitmap(self.blocked)
+
+    @cached_property
+    def allowed(self) -> np.ndarray:
+        """The indices of the items not blocked, ascending (built once per filter)."""
+        return np.flatnonzero(~self.blocked)
 
 
 @dataclass(frozen=True)
@@ -270,6 +278,10 @@ class Recommender:
         for row, item_filter in enumerate(filters):
             groups.setdefault(id(item_filter), (item_filter, []))[1].append(row)
         for item_filter, rows in groups.values():
+            if item_filter is not None and len(item_filter.allowed) <= FEW_ALLOWED:
+                top[rows], values[rows] = self._rank_allowed(hidden[rows], None if seen is None else
+                                                             [seen[row] for row in rows], item_filter, k)
+                continue
             extra = max(len(seen[row]) for row in rows) if seen is not None else 0
             allowed = None if item_filter is None else item_filter.allowed_bits
             found = self.search.search(hidden[rows], min(k + extra, self.n_items), allowed)
@@ -284,6 +296,23 @@ class Recommender:
                 scores = self.table[candidates] @ hidden[row] + self.bias[candidates]
                 best = np.lexsort((candidates, -scores))[:k]
                 top[row], values[row] = candidates[best], scores[best]
+        return top, values
+
+    def _rank_allowed(self, hidden: np.ndarray, seen: list[list[int]] | None, item_filter: ItemFilter,
+                      k: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_rank` over the few items ``item_filter`` allows: only their rows are read and scored."""
+        columns = item_filter.allowed
+        top = np.zeros((len(hidden), k), dtype=np.int64)
+        values = np.full((len(hidden), k), -np.inf, dtype=np.float32)
+        if len(columns) == 0:
+            return top, values
+        scores = hidden @ self.table[columns].T
+        scores += self.bias[columns]
+        if seen is not None:
+            for row, indices in enumerate(seen):
+                scores[row, np.isin(columns, indices)] = -np.inf
+        best, best_scores = top_k(scores, k)
+        top[:, :best.shape[1]], values[:, :best.shape[1]] = columns[best], best_scores
         return top, values
 
 

@@ -1,6 +1,7 @@
 """The search index for large catalogues against exact NumPy scoring: the reduction to nearest
 neighbours, its recall at the default depth, filters and ``exclude_seen`` through the engine, and
 the model directory's arrays memory-mapped rather than copied."""
+import json
 import shutil
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from inference import engine as engine_module
 from inference import search_index
 from inference.engine import Recommender
 from inference.search_index import SearchIndex
@@ -108,8 +110,12 @@ def test_auto_uses_no_index_for_a_small_catalogue(indexed_dir, engines):
     assert engines[0].search is not None and engines[1].search is None
 
 
+@pytest.mark.parametrize("few_allowed", [0, engine_module.FEW_ALLOWED], ids=["filters-in-the-search", "few-scored-alone"])
 @pytest.mark.parametrize("exclude_seen", [False, True])
-def test_index_answers_match_exact_scoring_with_filters(engines, exclude_seen):
+def test_index_answers_match_exact_scoring_with_filters(engines, exclude_seen, few_allowed, monkeypatch):
+    """Filters either go into the search (a row left with fewer than k is ranked exactly) or, where they
+    allow few items, have those scored alone; both must give the exact answers."""
+    monkeypatch.setattr(engine_module, "FEW_ALLOWED", few_allowed)
     indexed, exact = engines
     sessions = sessions_of(exact.items)
     few = exact.item_filter(include=exact.items[:5])  # fewer allowed than k: the row falls back to exact
@@ -193,3 +199,19 @@ def test_the_engine_keeps_the_mapped_table_read_only(model_dir):
     assert not engine.table.flags.writeable and not engine.bias.flags.writeable
     mapped = np.load(model_dir / artifacts.EMBEDDINGS_FILE, mmap_mode="r")
     assert np.array_equal(engine.table, mapped)
+
+
+def test_json_lines_are_scored_exactly_and_json_requests_through_the_index(engines, monkeypatch):
+    """The server's two paths: a JSON request asks the index, a JSON-lines (batch) request never does."""
+    from inference import contracts, streaming
+
+    indexed, _ = engines
+    searched = []
+    search = Recommender._search
+    monkeypatch.setattr(Recommender, "_search", lambda self, *args: searched.append(len(args[0])) or search(self, *args))
+    body = {"items": indexed.items[:3], "k": 5}
+    lines = contracts.parse_json_lines(json.dumps({"session_id": "s", **body}).encode() + b"\n")
+    list(streaming.stream_json_lines(indexed, lines, {}, "v"))
+    assert searched == []
+    streaming.score(indexed, contracts.parse_json_request(json.dumps(body).encode()).sessions)
+    assert searched == [1]  # the control: the same session as a JSON request goes through the index
