@@ -1,6 +1,7 @@
 """The search index for large catalogues against exact NumPy scoring: the reduction to nearest
 neighbours, its recall at the default depth, filters and ``exclude_seen`` through the engine, and
 the model directory's arrays memory-mapped rather than copied."""
+import argparse
 import json
 import shutil
 import subprocess
@@ -215,3 +216,24 @@ def test_json_lines_are_scored_exactly_and_json_requests_through_the_index(engin
     assert searched == []
     streaming.score(indexed, contracts.parse_json_request(json.dumps(body).encode()).sessions)
     assert searched == [1]  # the control: the same session as a JSON request goes through the index
+
+
+def test_the_index_command_writes_an_index_the_engine_takes(model_dir, tmp_path, capsys):
+    target = shutil.copytree(model_dir, tmp_path / "model")
+    assert search_index.main(["--model-dir", str(target)]) == 0
+    assert search_index.INDEX_FILE in capsys.readouterr().out
+    assert Recommender.load(target, top_k_search="index").search.index.ntotal == len(artifacts.read_items(target))
+
+
+def test_the_index_command_names_a_directory_without_an_output_layer(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exited:
+        search_index.main(["--model-dir", str(tmp_path)])
+    assert exited.value.code == 2 and "--model-dir" in capsys.readouterr().err
+
+
+def test_catalogue_sizes_read_as_the_benchmark_takes_them():
+    from benchmarks.scale import catalogue_sizes
+
+    assert catalogue_sizes("10000,100000,1000000") == catalogue_sizes("10k,100k,1M") == [10_000, 100_000, 1_000_000]
+    with pytest.raises(argparse.ArgumentTypeError, match="'ten'"):
+        catalogue_sizes("ten")
