@@ -237,3 +237,11 @@ def test_catalogue_sizes_read_as_the_benchmark_takes_them():
     assert catalogue_sizes("10000,100000,1000000") == catalogue_sizes("10k,100k,1M") == [10_000, 100_000, 1_000_000]
     with pytest.raises(argparse.ArgumentTypeError, match="'ten'"):
         catalogue_sizes("ten")
+
+
+def test_the_index_is_mapped_from_its_file(indexed_dir):
+    """The loaded index's item vectors are the file's pages (shared by the workers), not a copy."""
+    path = (indexed_dir / search_index.INDEX_FILE).resolve()
+    search = SearchIndex.load(indexed_dir, *artifacts.read_output_layer(indexed_dir)[0].shape)
+    assert search is not None
+    assert any(line.rstrip().endswith(str(path)) for line in open("/proc/self/maps"))
