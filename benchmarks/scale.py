@@ -2,6 +2,10 @@
 
     .venv/bin/python benchmarks/scale.py --data [--events 1M 10M 50M] [--with-100m]
         [--formats csv csv.gz parquet parquet.gz] [--compare /tmp/base] [--out benchmarks/out/scale]
+    .venv/bin/python benchmarks/scale.py --items 10000,100000,1000000 [--blocks 3] [--out DIR]
+
+``--items`` measures training, export and serving by catalogue size instead: see
+benchmarks/catalogue_scale.py. The rest of this text is about ``--data``.
 
 Writes synthetic click logs (string ids, power-law item popularity, session lengths with a
 long tail; see :func:`write_events`) once into ``--data-dir``, then measures, each in a fresh
@@ -205,9 +209,27 @@ def plot(rows: list[dict], path: Path) -> None:
     figure.savefig(path, dpi=110)
 
 
+def catalogue_sizes(text: str) -> list[int]:
+    """``10000,100000,1000000`` (or 10k,100k,1M) as item counts."""
+    factors = {"k": 1_000, "m": 1_000_000}
+    sizes = []
+    for part in filter(None, text.lower().replace(" ", ",").split(",")):
+        try:
+            sizes.append(int(float(part[:-1]) * factors[part[-1]]) if part[-1] in factors else int(part))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part!r} is not a catalogue size (e.g. 10000 or 10k)") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError("give one or more positive catalogue sizes")
+    return sizes
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", action="store_true", required=True, help="measure the data path (the only curve so far)")
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--data", action="store_true", help="measure the data path")
+    mode.add_argument("--items", type=catalogue_sizes, metavar="N,N,...",
+                      help="measure training, export and serving at these catalogue sizes (benchmarks/catalogue_scale.py)")
+    parser.add_argument("--blocks", type=int, default=3, help="--items: timed training blocks per size")
     parser.add_argument("--events", nargs="*", default=["1M", "10M", "50M"], choices=[k for k in SIZES if k != "100M"])
     parser.add_argument("--with-100m", action="store_true", help="add 100M events (CSV: about 3 minutes to prepare, 10 for sessions)")
     parser.add_argument("--formats", nargs="+", default=list(FORMATS), choices=FORMATS)
@@ -223,6 +245,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--include", nargs="+", type=Path, default=[],
                         help="scale.json files of earlier runs whose rows join this run's table and plot")
     args = parser.parse_args(argv)
+    if args.items:
+        sys.path.insert(0, str(ROOT))
+        from benchmarks import catalogue_scale
+
+        return catalogue_scale.run(args.items, args.data_dir / "catalogue", args.out, args.blocks)
     labels = args.events + (["100M"] if args.with_100m else [])
     print(f"load: {os.getloadavg()[0]:.2f} (1 min), cpus: {os.cpu_count()}", flush=True)
     rows = [row for path in args.include for row in json.loads(path.read_text())]

@@ -13,19 +13,27 @@ One :meth:`Recommender.recommend` call scores a whole list of sessions:
   however many sessions a request holds), and :func:`top_k` picks each row's best ``k`` with
   ``np.argpartition`` without sorting the catalogue; ``exclude_seen`` and a session's
   :class:`ItemFilter` (business rules: items never to recommend, or the only ones allowed) set the
-  scores of the items they rule out to -inf first, so the top ``k`` is taken among what remains.
+  scores of the items they rule out to -inf first, so the top ``k`` is taken among what remains;
+- or, for large catalogues (a model directory with an :mod:`inference.search_index` index, used as
+  ``top_k_search`` says), the index proposes each session's candidates from a few percent of the
+  table, filters applied inside the search, and only those are scored exactly. Calls with ``exact``
+  (batch jobs, where reading the table once per chunk of rows is cheap per session) always score
+  every item.
 """
 from __future__ import annotations
 
 import math
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 import onnxruntime as ort
 
+from inference import search_index, server_settings
+from inference.search_index import SearchIndex
 from model_code import artifacts
 
 MAX_SESSION_LENGTH = 200
@@ -41,6 +49,13 @@ FILTER_CACHE_SIZE = 4
 """Filters kept by their lists' contents, per process (each holds a mask of the catalogue)."""
 FALLBACK_SCORE = 0.0
 """The score given to popularity-fallback recommendations, which have no model score."""
+FEW_ALLOWED = 20_000
+"""A filter allowing at most this many items has them scored exactly, even where the model has an index:
+cheaper than a search, and an index finds few of them in the clusters it scans."""
+TOP_K_SEARCHES = server_settings.TOP_K_SEARCHES
+"""How single requests find their top k: ``auto`` uses the model directory's index where it has one and
+the catalogue holds at least :data:`inference.search_index.INDEX_MIN_ITEMS` items; ``exact`` scores
+every item; ``index`` requires the index."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,6 +69,16 @@ class ItemFilter:
 
     blocked: np.ndarray
     unknown: int
+
+    @cached_property
+    def allowed_bits(self) -> np.ndarray:
+        """The items not blocked, as the search index's bitmap (built once per filter)."""
+        return search_index.allowed_bitmap(self.blocked)
+
+    @cached_property
+    def allowed(self) -> np.ndarray:
+        """The indices of the items not blocked, ascending (built once per filter)."""
+        return np.flatnonzero(~self.blocked)
 
 
 @dataclass(frozen=True)
@@ -75,7 +100,7 @@ class Recommender:
     """A model directory's scorer, output layer, item ids and popular items, loaded once per process."""
 
     def __init__(self, scorer: ort.InferenceSession, items: list[str], table: np.ndarray, bias: np.ndarray,
-                 popular: Sequence[str], max_length: int = MAX_SESSION_LENGTH):
+                 popular: Sequence[str], max_length: int = MAX_SESSION_LENGTH, search: SearchIndex | None = None):
         if not items:
             raise artifacts.ModelDirError(f"{artifacts.ITEMS_FILE} lists no items")
         if table.shape[0] != len(items) or bias.shape != (len(items),):
@@ -93,15 +118,19 @@ class Recommender:
         self.padding_index = len(items)
         self.max_length = max_length
         self.chunk_rows = max(16, min(MAX_CHUNK_ROWS, SCORES_PER_CHUNK // len(items)))
+        self.search = search
         self._filters: dict[tuple, ItemFilter] = {}
 
     @classmethod
     def load(cls, model_dir: str | os.PathLike, intra_op_threads: int = 1,
-             max_length: int = MAX_SESSION_LENGTH) -> "Recommender":
+             max_length: int = MAX_SESSION_LENGTH, top_k_search: str = "auto") -> "Recommender":
         """Read ``model_dir`` (:class:`model_code.artifacts.ModelDirError` names what is missing or wrong).
 
-        ``intra_op_threads`` is ONNX Runtime's thread count for one call: 1 suits one worker process per core.
+        ``intra_op_threads`` is ONNX Runtime's (and the index's) thread count for one call: 1 suits one
+        worker process per core. ``top_k_search`` is one of :data:`TOP_K_SEARCHES`.
         """
+        if top_k_search not in TOP_K_SEARCHES:
+            raise ValueError(f"top_k_search must be one of {', '.join(TOP_K_SEARCHES)}, not {top_k_search!r}")
         model_dir = Path(model_dir)
         scorer_path = model_dir / artifacts.SCORER_FILE
         if not scorer_path.is_file():
@@ -116,7 +145,13 @@ class Recommender:
             raise artifacts.ModelDirError(f"{scorer_path} is not a usable ONNX model") from err
         table, bias = artifacts.read_output_layer(model_dir)
         popular = artifacts.read_metadata(model_dir).get("popular_items", [])
-        return cls(scorer, artifacts.read_items(model_dir), table, bias, popular, max_length)
+        search = None
+        if top_k_search == "index" or (top_k_search == "auto" and len(table) >= search_index.INDEX_MIN_ITEMS):
+            search = SearchIndex.load(model_dir, *table.shape)
+            if search is None and top_k_search == "index":
+                raise artifacts.ModelDirError(f"model directory file missing: {model_dir / search_index.INDEX_FILE}")
+            search_index.faiss.omp_set_num_threads(intra_op_threads)
+        return cls(scorer, artifacts.read_items(model_dir), table, bias, popular, max_length, search)
 
     @property
     def n_items(self) -> int:
@@ -159,12 +194,13 @@ class Recommender:
         return ItemFilter(blocked, unknown)
 
     def recommend(self, sessions: Sequence[Sequence[str]], k: int = 20, exclude_seen: bool = False,
-                  filters: Sequence[ItemFilter | None] | None = None) -> list[SessionResult]:
+                  filters: Sequence[ItemFilter | None] | None = None, exact: bool = False) -> list[SessionResult]:
         """The top ``k`` items (at most all items) for each session of item ids in time order, in the order given.
 
         ``exclude_seen`` leaves out the items of the session itself; ``filters``, one per session (or
         None), leaves out the items each session's filter rules out. Fewer than ``k`` come back only
-        where fewer than ``k`` items remain.
+        where fewer than ``k`` items remain. ``exact`` scores every item even where the model has a
+        search index (whose answers may miss a few of the true top ``k``).
         """
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a positive integer, not {k!r}")
@@ -179,8 +215,9 @@ class Recommender:
         for start in range(0, len(scored), self.chunk_rows):
             rows = scored[start:start + self.chunk_rows]
             chunk = [known[row] for row in rows]
-            top, top_scores = self._rank(self._hidden(chunk), chunk if exclude_seen else None,
-                                         [filters[row] for row in rows], k)
+            rank = self._rank if exact or self.search is None else self._search
+            top, top_scores = rank(self._hidden(chunk), chunk if exclude_seen else None,
+                                   [filters[row] for row in rows], k)
             ranked = zip(self.item_ids[top].tolist(), top_scores.tolist())
             for row, (ids, values) in zip(rows, ranked):
                 recommendations = list(zip(ids, values))
@@ -229,6 +266,54 @@ class Recommender:
             scores[rows, np.concatenate(seen)] = -np.inf
         _rule_out(scores, filters)
         return top_k(scores, k)
+
+    def _search(self, hidden: np.ndarray, seen: list[list[int]] | None, filters: list[ItemFilter | None],
+                k: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_rank`'s answer from the index's candidates, scored exactly; a row that gets fewer than
+        ``k`` (a filter allowing few items) is ranked exactly instead."""
+        k = min(k, self.n_items)
+        top = np.zeros((len(hidden), k), dtype=np.int64)
+        values = np.full((len(hidden), k), -np.inf, dtype=np.float32)
+        groups: dict[int, tuple[ItemFilter | None, list[int]]] = {}
+        for row, item_filter in enumerate(filters):
+            groups.setdefault(id(item_filter), (item_filter, []))[1].append(row)
+        for item_filter, rows in groups.values():
+            if item_filter is not None and len(item_filter.allowed) <= FEW_ALLOWED:
+                top[rows], values[rows] = self._rank_allowed(hidden[rows], None if seen is None else
+                                                             [seen[row] for row in rows], item_filter, k)
+                continue
+            extra = max(len(seen[row]) for row in rows) if seen is not None else 0
+            allowed = None if item_filter is None else item_filter.allowed_bits
+            found = self.search.search(hidden[rows], min(k + extra, self.n_items), allowed)
+            for row, candidates in zip(rows, found):
+                candidates = candidates[candidates >= 0]
+                if seen is not None:
+                    candidates = candidates[~np.isin(candidates, seen[row])]
+                if len(candidates) < k:
+                    one = self._rank(hidden[row:row + 1], None if seen is None else [seen[row]], [item_filter], k)
+                    top[row], values[row] = one[0][0], one[1][0]
+                    continue
+                scores = self.table[candidates] @ hidden[row] + self.bias[candidates]
+                best = np.lexsort((candidates, -scores))[:k]
+                top[row], values[row] = candidates[best], scores[best]
+        return top, values
+
+    def _rank_allowed(self, hidden: np.ndarray, seen: list[list[int]] | None, item_filter: ItemFilter,
+                      k: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_rank` over the few items ``item_filter`` allows: only their rows are read and scored."""
+        columns = item_filter.allowed
+        top = np.zeros((len(hidden), k), dtype=np.int64)
+        values = np.full((len(hidden), k), -np.inf, dtype=np.float32)
+        if len(columns) == 0:
+            return top, values
+        scores = hidden @ self.table[columns].T
+        scores += self.bias[columns]
+        if seen is not None:
+            for row, indices in enumerate(seen):
+                scores[row, np.isin(columns, indices)] = -np.inf
+        best, best_scores = top_k(scores, k)
+        top[:, :best.shape[1]], values[:, :best.shape[1]] = columns[best], best_scores
+        return top, values
 
 
 def _rule_out(scores: np.ndarray, filters: list[ItemFilter | None]) -> None:

@@ -6,7 +6,9 @@ responses, so a slow client never holds a worker; one request per worker matches
 MaxConcurrentTransforms = workers for Batch Transform; and gunicorn's timeout really ends a request
 that hangs (the master replaces the worker), which it cannot do for a thread. The model is not
 preloaded: each worker loads it after the fork, so no ONNX Runtime session is shared across a fork,
-and does so as it starts (:func:`post_worker_init`), so no request waits for a model load.
+and does so as it starts (:func:`post_worker_init`), so no request waits for a model load. The
+model's large files (the output layer, the scorer's weights, the search index) are memory-mapped, so
+the workers still share one copy of them in the page cache.
 """
 import os
 import wsgiref.util

@@ -35,7 +35,7 @@ from inference.streaming import score
 from inference.job_filters import read_job_filters
 from inference.request_metrics import log_counts, log_request
 from inference.paths import model_dir as default_model_dir
-from inference.server_settings import SettingsError, ServerSettings, available_cores, max_payload_bytes
+from inference.server_settings import SettingsError, ServerSettings, available_cores, max_payload_bytes, top_k_search
 from model_code import artifacts
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class ModelHolder:
 
     def _load(self) -> None:
         try:
-            engine = Recommender.load(self.model_dir)
+            engine = Recommender.load(self.model_dir, top_k_search=top_k_search())
             engine.warm_up()
             defaults = read_job_filters(self.model_dir)
             model_version = artifacts.read_model_version(self.model_dir)

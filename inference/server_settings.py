@@ -14,6 +14,11 @@ SAGEMAKER_SERVERLESS           ``true`` on a serverless endpoint's    unset (6 M
                                model: bodies above 4 MB get a 413
 METRICS_SERVICE                ``Service`` dimension of the request   ``local``
                                metrics (inference/request_metrics.py)
+SERVE_TOP_K                    how a JSON request's top k is found:   ``auto``
+                               ``exact`` (score every item),
+                               ``index`` (the model's search index),
+                               ``auto`` (the index from 100,000
+                               items, where the model has one)
 =============================  =====================================  ==========================
 
 ``serve`` passes the resolved values on to gunicorn and the app, so every process sees the same
@@ -34,6 +39,8 @@ DEFAULT_PORT = 8080
 DEFAULT_TIMEOUT_S = 60
 DEFAULT_GRACEFUL_TIMEOUT_S = 25
 PROXY_TIMEOUT_MARGIN_S = 10
+TOP_K_VARIABLE = "SERVE_TOP_K"
+TOP_K_SEARCHES = ("auto", "exact", "index")  # inference.engine.TOP_K_SEARCHES (the engine loads faiss, this module does not)
 SERVERLESS_VARIABLE = "SAGEMAKER_SERVERLESS"  # nginx waits this much longer than gunicorn, so gunicorn's timeout acts first
 
 
@@ -71,6 +78,14 @@ def max_payload_bytes(environ: Mapping[str, str] = os.environ) -> int:
     return SERVERLESS_MAX_PAYLOAD_BYTES if raw == "true" else MAX_PAYLOAD_BYTES
 
 
+def top_k_search(environ: Mapping[str, str] = os.environ) -> str:
+    """``SERVE_TOP_K``: how single requests find their top k (``auto`` where unset)."""
+    raw = environ.get(TOP_K_VARIABLE, "").strip().lower() or "auto"
+    if raw not in TOP_K_SEARCHES:
+        raise SettingsError(f"{TOP_K_VARIABLE}={raw!r} must be one of {', '.join(TOP_K_SEARCHES)}")
+    return raw
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     port: int
@@ -80,6 +95,7 @@ class ServerSettings:
     opt_ml_dir: Path
     model_dir: Path
     payload_limit: int = MAX_PAYLOAD_BYTES
+    top_k: str = "auto"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "ServerSettings":
@@ -92,6 +108,7 @@ class ServerSettings:
             opt_ml_dir=opt_ml_dir(environ).absolute(),
             payload_limit=max_payload_bytes(environ),
             model_dir=model_dir_from(environ).absolute(),
+            top_k=top_k_search(environ),
         )
 
     @property
@@ -108,4 +125,5 @@ class ServerSettings:
             "MODEL_SERVER_GRACEFUL_TIMEOUT": str(self.graceful_timeout),
             "OPT_ML_DIR": str(self.opt_ml_dir),
             MODEL_DIR_VARIABLE: str(self.model_dir),
+            TOP_K_VARIABLE: self.top_k,
         }

@@ -39,7 +39,7 @@ def stream_json_lines(engine: Recommender, records: list, known_filters: dict[tu
     while records:
         chunk = _next_chunk(records)
         scored = [record for record in chunk if isinstance(record, SessionRequest)]
-        results = score(engine, scored, known_filters)
+        results = score(engine, scored, known_filters, exact=True)
         counts.sessions += len(scored)
         counts.items += sum(len(session.items) for session in scored)
         counts.unknown += sum(result.unknown_items for result in results)
@@ -62,8 +62,10 @@ def _asked(record) -> int:
 
 
 def score(engine: Recommender, sessions: Sequence[SessionRequest],
-          known_filters: dict[tuple[int, int], ItemFilter] | None = None) -> list[SessionResult]:
+          known_filters: dict[tuple[int, int], ItemFilter] | None = None, exact: bool = False) -> list[SessionResult]:
     """Engine results in the order of ``sessions``: one batched call per distinct (k, exclude_seen).
+
+    ``exact``: score every item even where the model has a search index (JSON lines: batch jobs).
 
     Sessions that share their filter lists (the request's or the job's) share one engine filter;
     ``known_filters`` holds those already built, by the lists' identity.
@@ -76,7 +78,7 @@ def score(engine: Recommender, sessions: Sequence[SessionRequest],
     for (k, exclude_seen), positions in groups.items():
         chosen = [sessions[p] for p in positions]
         answers = engine.recommend([session.items for session in chosen], k=k, exclude_seen=exclude_seen,
-                                   filters=[_filter(engine, session, filters) for session in chosen])
+                                   filters=[_filter(engine, session, filters) for session in chosen], exact=exact)
         for position, answer in zip(positions, answers):
             results[position] = answer
     return results

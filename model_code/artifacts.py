@@ -8,8 +8,11 @@ Layout::
 
     model.keras            the full Keras model (retraining, inspection)
     scorer.onnx            padded item-index sequences + lengths -> final hidden state
+    scorer.onnx.data       the graph's large weights (its input item table), where it has any
     item_embeddings.npy    float32 [n_items, hidden]: output item table
     item_bias.npy          float32 [n_items]: output bias
+    item_search.faiss      catalogues of 100,000 items or more: a FAISS index of the output layer
+                           for fast top-k (inference/search_index.py)
     items.json             ["item id of index 0", "item id of index 1", ...]
     metadata.json          parameters, data statistics, metrics, versions, popular items, and
                            ``model_version``: the SageMaker training job's name (the first model:
@@ -33,6 +36,7 @@ import numpy as np
 
 MODEL_FILE = "model.keras"
 SCORER_FILE = "scorer.onnx"
+SCORER_DATA_FILE = "scorer.onnx.data"
 EMBEDDINGS_FILE = "item_embeddings.npy"
 BIAS_FILE = "item_bias.npy"
 ITEMS_FILE = "items.json"
@@ -124,7 +128,12 @@ def record_model_version(model_dir: str | os.PathLike, version: str) -> None:
 
 
 def read_output_layer(model_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """The output item table [n_items, hidden] and bias [n_items], both float32."""
+    """The output item table [n_items, hidden] and bias [n_items], both float32 and read-only.
+
+    Both are memory-mapped from their files, not read into the process: the server's workers map the
+    same pages of the OS page cache, so a million-item table (400 MB) is held once however many workers
+    serve it. Files stored in another dtype are converted (a private copy).
+    """
     model_dir = Path(model_dir)
     embeddings = _read_array(model_dir / EMBEDDINGS_FILE)
     bias = _read_array(model_dir / BIAS_FILE)
@@ -148,6 +157,6 @@ def _read_array(path: Path) -> np.ndarray:
     if not path.is_file():
         raise ModelDirError(f"model directory file missing: {path}")
     try:
-        return np.load(path, allow_pickle=False)
+        return np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, EOFError) as err:  # truncated, not .npy, or an object array
         raise ModelDirError(f"{path} is not a readable .npy array: {err}") from err

@@ -3,7 +3,10 @@
 ``scorer.onnx`` is the Keras model's own forward pass (``model.export(...,
 format="onnx")``, i.e. tf2onnx over the traced ``call``): padded item-index
 sequences and their lengths in, each sequence's final hidden state out. The
-output item table and bias are written beside it as ``.npy`` arrays, and
+output item table and bias are written beside it as ``.npy`` arrays (the graph's
+own large weights, the input item table, go to ``scorer.onnx.data``, which ONNX
+Runtime memory-maps; and, for
+large catalogues, a search index of them: :mod:`inference.search_index`), and
 serving computes ``hidden @ item_embeddings.T + item_bias`` with NumPy. Keeping
 the scores out of the graph lets serving score many sessions with one BLAS
 matrix product and pick the top k by a partial sort, and keeps the graph
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,10 +37,14 @@ from pathlib import Path
 
 import numpy as np
 
+from inference import search_index
 from model_code import artifacts, export_stand_in
 from model_code.memory import release_heap
 from model_code.onnx_loops import hoist_loop_invariants
 
+EXTERNAL_WEIGHTS_BYTES = 1 << 20
+"""Weights this large (the item table) go to ``scorer.onnx.data`` beside the graph: ONNX Runtime maps
+that file instead of copying it into each process, so the server's workers share it."""
 DIM_NAMES = {"items": ("batch", "time"), "lengths": ("batch",), "hidden": ("batch", None)}
 
 
@@ -115,19 +123,42 @@ def export_scorer(model, model_dir: str | os.PathLike, check: bool = True) -> No
     if not available:
         raise ExportError(reason)
     model_dir = Path(model_dir)
-    target = model_dir / artifacts.SCORER_FILE
-    fd, tmp = tempfile.mkstemp(dir=model_dir, prefix=f".{target.name}.", suffix=".onnx")
-    os.close(fd)
+    staging = Path(tempfile.mkdtemp(dir=model_dir, prefix=f".{artifacts.SCORER_FILE}."))
     try:
-        _export_graph(model, tmp)
+        graph = staging / artifacts.SCORER_FILE
+        _export_graph(model, str(graph))
         if check:
-            check_scorer(model, tmp)
-        os.replace(tmp, target)
+            check_scorer(model, graph)
+        _publish_scorer(staging, model_dir)
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
     table, bias = output_layer(model)
     artifacts.write_array(model_dir / artifacts.EMBEDDINGS_FILE, table)
     artifacts.write_array(model_dir / artifacts.BIAS_FILE, bias)
+    write_search_index(model_dir, table, bias)
+
+
+def write_search_index(model_dir: Path, table: np.ndarray, bias: np.ndarray) -> None:
+    """The fast top-k index for a large catalogue (:mod:`inference.search_index`); a smaller one gets none,
+    and an index left from an earlier export is removed, so it never describes another output layer."""
+    if len(table) >= search_index.INDEX_MIN_ITEMS:
+        search_index.write(model_dir, table, bias)
+    else:
+        (model_dir / search_index.INDEX_FILE).unlink(missing_ok=True)
+
+
+def _publish_scorer(staging: Path, model_dir: Path) -> None:
+    """Move the checked graph (and its weights file, where it has one) into ``model_dir``; remove a weights
+    file an earlier, larger export left. The weights go first, so the old graph is replaced last."""
+    data = staging / artifacts.SCORER_DATA_FILE
+    if data.exists():
+        data.chmod(artifacts.file_mode())
+        os.replace(data, model_dir / artifacts.SCORER_DATA_FILE)
+    else:
+        (model_dir / artifacts.SCORER_DATA_FILE).unlink(missing_ok=True)
+    graph = staging / artifacts.SCORER_FILE
+    graph.chmod(artifacts.file_mode())
+    os.replace(graph, model_dir / artifacts.SCORER_FILE)
 
 
 def output_layer(model) -> tuple[np.ndarray, np.ndarray]:
@@ -159,7 +190,8 @@ def _export_graph(model, path: str) -> None:
     _name_dynamic_dims(graph.graph)
     hoist_loop_invariants(graph.graph)
     onnx.checker.check_model(graph)
-    onnx.save(graph, path)
+    onnx.save(graph, path, save_as_external_data=True, all_tensors_to_one_file=True,
+              location=artifacts.SCORER_DATA_FILE, size_threshold=EXTERNAL_WEIGHTS_BYTES)
 
 
 def _rename_output(graph, name: str) -> None:

@@ -271,7 +271,7 @@ def test_an_unexpected_error_is_a_500_without_details(model_dir, monkeypatch, ca
     client = create_app(model_dir).test_client()
     assert client.get("/ping").status_code == 200
 
-    def broken(self, sessions, k=20, exclude_seen=False, filters=None):
+    def broken(self, sessions, k=20, exclude_seen=False, filters=None, exact=False):
         raise RuntimeError("secret internals")
 
     monkeypatch.setattr(Recommender, "recommend", broken)

@@ -176,6 +176,23 @@ def test_workers_run_numpy_on_one_thread_each(server):
         assert environment["OPENBLAS_NUM_THREADS"] == "1"
 
 
+def mapped_files(pid: int) -> set[str]:
+    """The files mapped into process ``pid``'s memory."""
+    fields = (line.split(maxsplit=5) for line in Path(f"/proc/{pid}/maps").read_text().splitlines())
+    return {entry[5].strip() for entry in fields if len(entry) == 6 and entry[5].startswith("/")}
+
+
+@pytest.mark.slow
+def test_workers_share_the_item_table_through_one_mapped_file(server, model_dir):
+    """Each worker maps item_embeddings.npy (the page cache holds it once) instead of reading a private copy."""
+    table = str((model_dir / artifacts.EMBEDDINGS_FILE).resolve())
+    workers = server_processes(server.process.pid)["gunicorn_workers"]
+    assert len(workers) == WORKERS
+    wait_until(lambda: all(table in mapped_files(pid) for pid in workers), timeout=HTTP_TIMEOUT,
+               what="every worker mapping the item table")  # a worker loads the model as it starts
+    assert table not in mapped_files(server_processes(server.process.pid)["gunicorn"][0])  # loaded after the fork
+
+
 @pytest.mark.slow
 def test_json_request_gets_the_models_top_k(server, model_dir, items):
     session = [items[3], items[7], items[3], items[11]]

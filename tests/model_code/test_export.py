@@ -162,6 +162,40 @@ def test_a_large_catalogue_is_exported_through_the_stand_in(tmp_path, embedding,
                                np.asarray(model((items, lengths))), rtol=1e-4, atol=1e-5)
 
 
+def mapped_into_this_process(path) -> bool:
+    return any(line.rstrip().endswith(str(path.resolve())) for line in open("/proc/self/maps"))
+
+
+def test_a_large_item_table_goes_to_a_weights_file_that_onnx_runtime_maps(tmp_path):
+    """The graph keeps its small weights; the input table goes to scorer.onnx.data, mapped, not copied."""
+    from model_code.export import EXTERNAL_WEIGHTS_BYTES
+    from model_code.model import GRU4Rec
+
+    n_items = EXTERNAL_WEIGHTS_BYTES // (4 * 16) + 100
+    model = GRU4Rec(n_items, layers=(16,), seed=8)
+    (tmp_path / artifacts.SCORER_DATA_FILE).write_bytes(b"left by an earlier export")
+    _export(model, tmp_path)
+    data = tmp_path / artifacts.SCORER_DATA_FILE
+    assert data.stat().st_size >= n_items * 16 * 4 > (tmp_path / artifacts.SCORER_FILE).stat().st_size
+    session = ort.InferenceSession(str(tmp_path / artifacts.SCORER_FILE), providers=["CPUExecutionProvider"])
+    assert mapped_into_this_process(data)
+    items, lengths = sample_sessions(n_items, 6, 5, np.random.default_rng(1))
+    np.testing.assert_allclose(session.run(None, {"items": items, "lengths": lengths})[0],
+                               np.asarray(model((items, lengths))), rtol=1e-4, atol=1e-5)
+    _export(GRU4Rec(30, layers=(16,), seed=8), tmp_path)  # a small model: one file, the old weights removed
+    assert not data.exists()
+    ort.InferenceSession(str(tmp_path / artifacts.SCORER_FILE), providers=["CPUExecutionProvider"])
+    assert not any(name.startswith(".") for name in map(lambda path: path.name, tmp_path.iterdir()))
+
+
+def test_the_mapping_check_sees_only_mapped_files(tmp_path):
+    """Negative control for the check above: a file only read is not mapped."""
+    path = tmp_path / "read.bin"
+    path.write_bytes(b"x" * 8192)
+    path.read_bytes()
+    assert not mapped_into_this_process(path)
+
+
 def test_an_ambiguous_stand_in_value_fails_the_export():
     from onnx import numpy_helper
 
