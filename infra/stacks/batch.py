@@ -54,6 +54,7 @@ from infra.stacks.filter_packager import FilterPackager
 from infra.stacks.image import ImageStack, pull_image_statements
 from infra.stacks.session_sharder import SessionSharder
 from infra.stacks.storage import StorageStack
+from infra.transform_settings import BATCH_STRATEGY, MAX_PAYLOAD_MB, transform_workers
 from infra.stacks.workflow import (
     STATE_MACHINE_SERVICE_WILDCARDS,
     acknowledge_wildcards,
@@ -85,14 +86,8 @@ MB = 1024 * 1024
 TRANSFORM_LOG_GROUP = "/aws/sagemaker/TransformJobs"
 SESSIONS_SUFFIX = ".jsonl"
 CONTENT_TYPE = "application/jsonlines"
-# The serving container's contract (its /execution-parameters): MultiRecord batches of at most 6 MB
-MAX_PAYLOAD_MB = 6
 # seconds one 6 MB invocation may take in the container (gunicorn; nginx waits 10 s more)
 INVOCATION_TIMEOUT_S = 900
-# SageMaker: MaxConcurrentTransforms x MaxPayloadInMB may not exceed 100 MB
-MAX_PAYLOAD_TOTAL_MB = 100
-# vCPUs of the SageMaker instance sizes below "2xlarge"; "<n>xlarge" has 4 n
-SMALL_SIZE_VCPUS = {"medium": 1, "large": 2, "xlarge": 4}
 # ListTransformJobs returns at most this many jobs per call
 LIST_PAGE_LIMIT = 100
 # Executions started together (many files at once) spread their first count over this many seconds
@@ -400,7 +395,7 @@ def transform_arguments(config: AppConfig, storage: StorageStack, input_uri: str
     return {
         "TransformJobName": "{% $jobName %}",
         "ModelName": "{% $jobName %}",
-        "BatchStrategy": "MultiRecord",
+        "BatchStrategy": BATCH_STRATEGY,
         "MaxPayloadInMB": MAX_PAYLOAD_MB,
         "MaxConcurrentTransforms": workers,
         # one request per worker: the container runs this many workers whatever the instance's cores
@@ -426,17 +421,3 @@ def _transform_resources(config: AppConfig, storage: StorageStack) -> dict:
     if volume:
         resources["VolumeKmsKeyId"] = volume
     return resources
-
-
-def transform_workers(instance_type: str) -> int:
-    """Requests a transform instance serves at once: one per vCPU (the container's default worker count),
-    at most as many as SageMaker allows with ``MAX_PAYLOAD_MB`` payloads."""
-    size = instance_type.rsplit(".", 1)[-1]
-    multiple = size.removesuffix("xlarge")
-    if size in SMALL_SIZE_VCPUS:
-        vcpus = SMALL_SIZE_VCPUS[size]
-    elif size.endswith("xlarge") and multiple.isdigit():
-        vcpus = 4 * int(multiple)
-    else:
-        raise ValueError(f"transform_instance_type {instance_type!r}: cannot tell its vCPUs from the size {size!r}")
-    return min(vcpus, MAX_PAYLOAD_TOTAL_MB // MAX_PAYLOAD_MB)

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from infra.stacks.batch import transform_workers
+from infra.transform_settings import transform_workers
 from tests.infra.pipelines import (
     PARTITION, actions_on, as_list, definition, evaluate, logical_id, main_path, marker, policy_of, policy_statements,
     resources, state_machine,
