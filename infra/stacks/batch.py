@@ -54,7 +54,6 @@ from infra.stacks.filter_packager import FilterPackager
 from infra.stacks.image import ImageStack, pull_image_statements
 from infra.stacks.session_sharder import SessionSharder
 from infra.stacks.storage import StorageStack
-from infra.transform_settings import BATCH_STRATEGY, MAX_PAYLOAD_MB, transform_workers
 from infra.stacks.workflow import (
     STATE_MACHINE_SERVICE_WILDCARDS,
     acknowledge_wildcards,
@@ -73,6 +72,7 @@ from infra.stacks.workflow import (
     volume_key,
     volume_key_statements,
 )
+from infra.transform_settings import BATCH_STRATEGY, MAX_PAYLOAD_MB, transform_workers
 
 JOB_KIND = "batch"
 # JSONata: the run's input manifest, its shards and their answers (URIs)
