@@ -3,7 +3,6 @@ machine read as Step Functions will run it, IAM."""
 from __future__ import annotations
 
 import fnmatch
-import json
 import re
 
 import pytest
