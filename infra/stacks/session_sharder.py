@@ -41,6 +41,9 @@ class SessionSharder(Construct):
             iam.PolicyStatement(sid="ReadSessionsAndAnswers", actions=["s3:GetObject"], resources=[incoming, shards]),
             iam.PolicyStatement(sid="WriteShardsManifestsAndScores", actions=["s3:PutObject"],
                                 resources=[shards, manifests, scored]),
+            # without ListBucket, S3 answers a missing object with AccessDenied, not NoSuchKey: the join names it
+            iam.PolicyStatement(sid="ListShards", actions=["s3:ListBucket"], resources=[storage.bucket_arn],
+                                conditions={"StringLike": {"s3:prefix": [f"{BATCH_SHARDS_PREFIX}*"]}}),
             iam.PolicyStatement(sid="AbortUnfinishedJoins", actions=["s3:AbortMultipartUpload"], resources=[scored]),
             iam.PolicyStatement(sid="UseStageKey", actions=["kms:Decrypt", "kms:GenerateDataKey"],
                                 resources=[storage.key.key_arn]),

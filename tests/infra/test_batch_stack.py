@@ -203,6 +203,8 @@ def test_the_sharder_reads_sessions_and_answers_and_writes_shards_manifests_and_
     assert actions_on(statements, "/batch-manifests/*") == {"s3:PutObject"}
     assert actions_on(statements, "/sessions/scored/*") == {"s3:PutObject", "s3:AbortMultipartUpload"}
     assert not actions_on(statements, "/models/*")
+    (listing,) = [s for s in statements if s["Action"] == "s3:ListBucket"]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["batch-shards/*"]}}, "a missing answer: NoSuchKey"
     function = logical_id(template, "AWS::Lambda::Function", "SessionSharder")
     assert function in states["Split sessions"]["Arguments"]["FunctionName"]
     assert function in states["Join answers"]["Arguments"]["FunctionName"]
