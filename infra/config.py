@@ -45,6 +45,8 @@ ROLLOUT_MODES = ("all_at_once", "canary", "linear")
 ROLLOUT_PERCENT_LIMITS = {"canary": (1, 50), "linear": (10, 50)}
 ROLLOUT_WAIT_MINUTES_MAX = 60
 ENDPOINT_MODES = ("instance", "serverless")
+MAX_SHARD_MB = 512
+"""The sharder holds one shard in memory (its function has 2 GB)."""
 # SageMaker's limits on a serverless variant (API_ProductionVariantServerlessConfig): memory in 1 GB steps
 # from 1024 to 6144 MB, 1-200 concurrent invocations, provisioned concurrency at most the maximum
 # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ProductionVariantServerlessConfig.html
@@ -107,6 +109,7 @@ class AppConfig:
     data_capture_percent: int = 10
     transform_instance_type: str = "ml.m5.xlarge"
     transform_instance_count: int = 1
+    transform_shard_mb: int = 64
     max_concurrent_transform_jobs: int = 2
     events_session_column: str = "SessionId"
     events_item_column: str = "ItemId"
@@ -190,6 +193,8 @@ class AppConfig:
                f"must be between 0 (off) and 100, got {self.data_capture_percent}")
         _check(self.api_throttle_rate_limit > 0, "api_throttle_rate_limit",
                f"must be above 0 requests per second, got {self.api_throttle_rate_limit}")
+        _check(1 <= self.transform_shard_mb <= MAX_SHARD_MB, "transform_shard_mb",
+               f"must be 1 to {MAX_SHARD_MB} (MB per shard of a batch input), got {self.transform_shard_mb}")
         _check(self.image_keep_count <= 1000, "image_keep_count", f"must be at most 1000, got {self.image_keep_count}")
         _check(self.api_auth in API_AUTH_MODES, "api_auth", f"must be one of {API_AUTH_MODES}, got {self.api_auth!r}")
         _check(self.api_quota_period in QUOTA_PERIODS, "api_quota_period",

@@ -41,7 +41,10 @@ BATCH_MODELS_PREFIX = "batch-models/"
 BATCH_MODELS_EXPIRATION_DAYS = 3
 """A packed archive is read when the run's transform job starts, within the batch execution's 2 days."""
 BATCH_MANIFESTS_PREFIX = "batch-manifests/"
-"""Each batch run's input manifest (``batch-manifests/<job>.manifest``), naming its one sessions file."""
+"""Each batch run's input manifest (``batch-manifests/<job>.manifest``), naming the shards of its sessions file."""
+BATCH_SHARDS_PREFIX = "batch-shards/"
+"""One batch run's sessions cut into shards (``batch-shards/<job>/in/``) and their answers (``.../out/``), joined
+into ``sessions/scored/``; expired with the manifests."""
 FILTERS_SUFFIX = ".filters.json"
 """A run's list file: ``sessions/incoming/NAME.filters.json`` beside ``NAME.jsonl``."""
 CAPTURE_PREFIX = "capture/"

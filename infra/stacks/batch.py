@@ -6,14 +6,16 @@ starts the state machine ``gru4rec-<stage>-batch`` with the event as its input:
 Name the job -> Sessions file? -> Stagger -> Count running jobs -> Capacity free? (no: Wait for
 capacity -> Count running jobs) -> Read live model (``current-model-data``) -> Find list file ->
 List file? (yes: Attach filters, a Lambda function that packs the list into a copy of the model's
-archive) -> Create model (the job's own, under the transform role) -> Write input manifest (the one
-sessions file: ``x.jsonl`` as a key prefix would also read ``x.jsonl.bak``) -> Transform (CreateTransformJob,
-run to the end) -> Delete model -> Done. Any failure: Notify failure (SNS) -> Failed (a model left behind is tagged, and
+archive) -> Split sessions (the sharder, a Lambda function: the file cut into shards under
+``batch-shards/<job>/in/`` and the job's input manifest listing them) -> Create model (the job's own, under
+the transform role) -> Transform (CreateTransformJob over the manifest, run to the end: Batch Transform spreads
+objects, not lines, across ``transform_instance_count`` instances) -> Join answers (the sharder: the shards'
+answers, in the shards' order, into one file) -> Delete model -> Done. Any failure: Notify failure (SNS) -> Failed (a model left behind is tagged, and
 ``infra.ops cleanup`` removes it); an execution that times out or is stopped is reported to the
 same topic by an EventBridge rule.
 
 ``sessions/incoming/<dir>/<name>.jsonl`` is scored into ``sessions/scored/<dir>/<name>.jsonl.out``
-(SageMaker appends ``.out``), one output line per input line, in order. A list file
+(as SageMaker names one object's answers), one output line per input line (blank lines have none), in order. A list file
 ``<name>.filters.json`` put beside it first (``{"exclude_items": [...], "include_items": [...]}``)
 applies to every line that gives no list of its own: the container runs network-isolated, so the
 list travels inside the job's model archive (``batch-models/<job>/model.tar.gz``).
@@ -36,6 +38,7 @@ from infra.instance_storage import uses_volume_key
 from infra.layout import (
     BATCH_MANIFESTS_PREFIX,
     BATCH_MODELS_PREFIX,
+    BATCH_SHARDS_PREFIX,
     FILTERS_SUFFIX,
     GROUPED_SESSIONS_PREFIX,
     INCOMING_EVENTS_PREFIX,
@@ -49,6 +52,7 @@ from infra.stacks.event_sessions import PIPELINE as EVENTS_PIPELINE
 from infra.stacks.event_sessions import EventSessions
 from infra.stacks.filter_packager import FilterPackager
 from infra.stacks.image import ImageStack, pull_image_statements
+from infra.stacks.session_sharder import SessionSharder
 from infra.stacks.storage import StorageStack
 from infra.stacks.workflow import (
     STATE_MACHINE_SERVICE_WILDCARDS,
@@ -68,21 +72,22 @@ from infra.stacks.workflow import (
     volume_key,
     volume_key_statements,
 )
+from infra.transform_settings import BATCH_STRATEGY, MAX_PAYLOAD_MB, transform_workers
 
 JOB_KIND = "batch"
-# JSONata: the run's input manifest
+# JSONata: the run's input manifest, its shards and their answers (URIs)
 MANIFEST_KEY = f"'{BATCH_MANIFESTS_PREFIX}' & $jobName & '.manifest'"
+SHARDS_URI = f"'s3://' & $bucket & '/{BATCH_SHARDS_PREFIX}' & $jobName & '/in/'"
+ANSWERS_URI = f"'s3://' & $bucket & '/{BATCH_SHARDS_PREFIX}' & $jobName & '/out'"
+# ... and the run's one scored file: its key's folders and name below sessions/incoming/, under sessions/scored/
+SCORED_URI = (f"'s3://' & $bucket & '/{SCORED_SESSIONS_PREFIX}' & $substringAfter($key, '{INCOMING_SESSIONS_PREFIX}') "
+              "& '.out'")
+MB = 1024 * 1024
 TRANSFORM_LOG_GROUP = "/aws/sagemaker/TransformJobs"
 SESSIONS_SUFFIX = ".jsonl"
 CONTENT_TYPE = "application/jsonlines"
-# The serving container's contract (its /execution-parameters): MultiRecord batches of at most 6 MB
-MAX_PAYLOAD_MB = 6
 # seconds one 6 MB invocation may take in the container (gunicorn; nginx waits 10 s more)
 INVOCATION_TIMEOUT_S = 900
-# SageMaker: MaxConcurrentTransforms x MaxPayloadInMB may not exceed 100 MB
-MAX_PAYLOAD_TOTAL_MB = 100
-# vCPUs of the SageMaker instance sizes below "2xlarge"; "<n>xlarge" has 4 n
-SMALL_SIZE_VCPUS = {"medium": 1, "large": 2, "xlarge": 4}
 # ListTransformJobs returns at most this many jobs per call
 LIST_PAGE_LIMIT = 100
 # Executions started together (many files at once) spread their first count over this many seconds
@@ -109,6 +114,7 @@ class BatchStack(cdk.Stack):
         self.events_job_name_prefix = job_name_prefix(config, EVENTS_PIPELINE)
         self.transform_role = self._transform_role(config, storage, image)
         self.packager = FilterPackager(self, "FilterPackager", config, storage)
+        self.sharder = SessionSharder(self, "SessionSharder", config, storage)
         self.topic = failure_topic(self, config, storage.key, "batch")
         on_failure = notify_and_fail(self, config, self.topic, "batch", {"job": "$jobName", "file": "$key"})
         transform = self._transform(config, storage, image, on_failure)
@@ -181,8 +187,8 @@ class BatchStack(cdk.Stack):
 
     def _transform(self, config: AppConfig, storage: StorageStack, image: ImageStack,
                    on_failure: sfn.IChainable) -> sfn.IChainable:
-        """Read the live model's data, make this job's own model of it (the transform role, no network),
-        run one transform job over the new file, then delete the model."""
+        """Read the live model's data, cut the new file into shards, make this job's own model (the transform
+        role, no network), run one transform job over the shards, join their answers, then delete the model."""
         read_model = tasks.CallAwsService.jsonata(
             self, "Read live model", service="ssm", action="getParameter",
             iam_resources=[self.format_arn(service="ssm", resource="parameter",
@@ -205,35 +211,45 @@ class BatchStack(cdk.Stack):
             self, "Delete model", service="sagemaker", action="deleteModel", iam_resources=models,
             parameters={"ModelName": "{% $jobName %}"}, outputs="{% $states.input %}",
         )
-        write_manifest = self._input_manifest(storage)
-        for task in (read_model, create_model, write_manifest, delete_model):
+        split, join = self._split(config), self._join()
+        for task in (read_model, create_model, split, join, delete_model):
             task.add_catch(on_failure)
-        relative = f"$substringAfter($key, '{INCOMING_SESSIONS_PREFIX}')"
         transform = sync_job_task(self, "Transform", "createTransformJob", transform_arguments(
             config, storage, data_type="ManifestFile", input_uri=f"{{% 's3://' & $bucket & '/' & {MANIFEST_KEY} %}}",
-            # the key's folders below sessions/incoming/, under sessions/scored
-            output_uri="{% 's3://' & $bucket & '/" + SCORED_SESSIONS_PREFIX.rstrip("/") + "' & $replace('/' & "
-                       + relative + ", /\\/[^\\/]*$/, '') %}",
-            compression="None",
-        ), comment="Score the file with the live model (one output line per input line)")
+            output_uri=f"{{% {ANSWERS_URI} %}}", compression="None",
+        ), comment="Score the shards with the live model (one <shard>.out per shard, one output line per input line)")
         add_capacity_retries(transform)
         transform.add_catch(on_failure)
         done = sfn.Succeed.jsonata(self, "Done", outputs={
             "job": "{% $jobName %}", "modelData": "{% $modelData %}", "input": "{% 's3://' & $bucket & '/' & $key %}",
-            "output": "{% $states.input.TransformOutput.S3OutputPath %}",
+            "output": f"{{% {SCORED_URI} %}}", "shards": "{% $shards %}", "sessions": "{% $sessions %}",
         })
-        return read_model.next(filters(create_model.next(write_manifest).next(transform).next(delete_model).next(done)))
+        return read_model.next(filters(split.next(create_model).next(transform).next(join).next(delete_model).next(done)))
 
-    def _input_manifest(self, storage: StorageStack) -> tasks.CallAwsService:
-        """The job's input: a manifest naming exactly the new object. A key given as an ``S3Prefix`` reads
-        every object whose key starts with it; a manifest lists the objects, relative to its ``prefix``
+    def _split(self, config: AppConfig) -> tasks.LambdaInvoke:
+        """The new file cut into shards and the job's input manifest naming them, in order. A manifest lists
+        objects relative to its ``prefix``, where an ``S3Prefix`` would read every key starting with it
         (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_TransformS3DataSource.html)."""
-        folder, name = "$replace($key, /[^\\/]*$/, '')", "$replace($key, /^.*\\//, '')"
-        return tasks.CallAwsService.jsonata(
-            self, "Write input manifest", service="s3", action="putObject", iam_action="s3:PutObject",
-            iam_resources=[storage.objects_arn(BATCH_MANIFESTS_PREFIX)],
-            parameters={"Bucket": "{% $bucket %}", "Key": f"{{% {MANIFEST_KEY} %}}", "ContentType": "application/json",
-                        "Body": f"{{% $string([{{'prefix': 's3://' & $bucket & '/' & {folder}}}, {name}]) %}}"},
+        return tasks.LambdaInvoke.jsonata(
+            self, "Split sessions", lambda_function=self.sharder.function,
+            comment="Cut the sessions file into shards, one share per instance at most transform_shard_mb each",
+            payload=sfn.TaskInput.from_object({
+                "action": "split", "input": "{% 's3://' & $bucket & '/' & $key %}",
+                "shards": f"{{% {SHARDS_URI} %}}", "manifest": f"{{% 's3://' & $bucket & '/' & {MANIFEST_KEY} %}}",
+                "instances": config.transform_instance_count, "maxShardBytes": config.transform_shard_mb * MB,
+            }),
+            assign={"shards": "{% $states.result.Payload.shards %}", "sessions": "{% $states.result.Payload.sessions %}"},
+        )
+
+    def _join(self) -> tasks.LambdaInvoke:
+        """The shards' answers, in the shards' order, written as the run's one scored file."""
+        return tasks.LambdaInvoke.jsonata(
+            self, "Join answers", lambda_function=self.sharder.function,
+            comment="Join the shards' answers in the input's order into sessions/scored/<name>.jsonl.out",
+            payload=sfn.TaskInput.from_object({
+                "action": "join", "shards": f"{{% {SHARDS_URI} %}}", "answers": f"{{% {ANSWERS_URI} & '/' %}}",
+                "output": f"{{% {SCORED_URI} %}}",
+            }),
         )
 
     def _job_filters(self, storage: StorageStack, on_failure: sfn.IChainable):
@@ -314,17 +330,18 @@ class BatchStack(cdk.Stack):
             "*": STATE_MACHINE_SERVICE_WILDCARDS + "; so does sagemaker:ListTransformJobs, which counts the running jobs.",
             sagemaker_arn(self, "transform-job", f"{self.job_name_prefix}*"): f"Transform jobs {self.job_name_prefix}*, " + reason,
             models: f"Each transform job's own model {self.job_name_prefix}*, " + reason,
-            storage.objects_arn(BATCH_MANIFESTS_PREFIX): "Each run writes its input manifest under batch-manifests/: "
-                                                         "put only, this prefix only.",
             f"{self.packager.function.function_arn}:*": "Step Functions' Lambda task grants the filter packager "
                                                           "and its versions: this one function only.",
+            f"{self.sharder.function.function_arn}:*": "Step Functions' Lambda task grants the sharder "
+                                                         "and its versions: this one function only.",
         })
 
     def _transform_role(self, config: AppConfig, storage: StorageStack, image: ImageStack) -> iam.Role:
-        """The transform jobs' models: read model artifacts and the new sessions files, write the scores."""
+        """The transform jobs' models: read model artifacts and the sessions (a batch run's shards, an events run's
+        grouped files), write the answers (a batch run's under batch-shards/, an events run's under sessions/scored/)."""
         role = iam.Role(self, "TransformRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
                         description=f"Execution role of the GRU4Rec {config.stage} Batch Transform models")
-        models, incoming = storage.objects_arn(MODELS_PREFIX), storage.objects_arn(INCOMING_SESSIONS_PREFIX)
+        models, shards = storage.objects_arn(MODELS_PREFIX), storage.objects_arn(BATCH_SHARDS_PREFIX)
         grouped = storage.objects_arn(GROUPED_SESSIONS_PREFIX)
         scored, packed = storage.objects_arn(SCORED_SESSIONS_PREFIX), storage.objects_arn(BATCH_MODELS_PREFIX)
         manifests = storage.objects_arn(BATCH_MANIFESTS_PREFIX)
@@ -335,11 +352,11 @@ class BatchStack(cdk.Stack):
         event_log_streams = log_streams_arn(self, TRANSFORM_LOG_GROUP, f"{self.events_job_name_prefix}*")
         statements = [
             iam.PolicyStatement(sid="ReadModelArtifacts", actions=["s3:GetObject"], resources=[models, first_model, packed]),
-            iam.PolicyStatement(sid="ListIncomingSessions", actions=["s3:ListBucket"], resources=[storage.bucket_arn],
-                                conditions={"StringLike": {"s3:prefix": [f"{INCOMING_SESSIONS_PREFIX}*",
+            iam.PolicyStatement(sid="ListSessions", actions=["s3:ListBucket"], resources=[storage.bucket_arn],
+                                conditions={"StringLike": {"s3:prefix": [f"{BATCH_SHARDS_PREFIX}*",
                                                                          f"{GROUPED_SESSIONS_PREFIX}*"]}}),
-            iam.PolicyStatement(sid="ReadIncomingSessions", actions=["s3:GetObject"], resources=[incoming, grouped, manifests]),
-            iam.PolicyStatement(sid="WriteScoredSessions", actions=["s3:PutObject"], resources=[scored]),
+            iam.PolicyStatement(sid="ReadSessions", actions=["s3:GetObject"], resources=[shards, grouped, manifests]),
+            iam.PolicyStatement(sid="WriteAnswers", actions=["s3:PutObject"], resources=[scored, shards]),
             iam.PolicyStatement(sid="UseStageKey", resources=[storage.key.key_arn],
                                 actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]),
             *pull_image_statements(image),
@@ -356,7 +373,8 @@ class BatchStack(cdk.Stack):
             "*": "Only ecr:GetAuthorizationToken uses '*': it has no resource-level permissions.",
             models: "Training jobs write each new model under models/<job>/: the role reads model artifacts of this prefix only.",
             packed: "A run with a filter list reads its own packed model under batch-models/<job>/: get only, this prefix only.",
-            incoming: "Batch Transform reads the session files dropped under sessions/incoming/: get only, this prefix only.",
+            shards: "Batch Transform reads a batch run's shards and writes their answers under batch-shards/<job>/: "
+                    "get and put only, this prefix only.",
             manifests: "Batch Transform reads each run's input manifest under batch-manifests/: get only, this prefix only.",
             grouped: "Batch Transform reads a run's sessions grouped by Athena under sessions/grouped/: get only, this prefix only.",
             event_log_streams: "SageMaker names the log streams <job>/<instance>; only this stage's events jobs' streams.",
@@ -377,7 +395,7 @@ def transform_arguments(config: AppConfig, storage: StorageStack, input_uri: str
     return {
         "TransformJobName": "{% $jobName %}",
         "ModelName": "{% $jobName %}",
-        "BatchStrategy": "MultiRecord",
+        "BatchStrategy": BATCH_STRATEGY,
         "MaxPayloadInMB": MAX_PAYLOAD_MB,
         "MaxConcurrentTransforms": workers,
         # one request per worker: the container runs this many workers whatever the instance's cores
@@ -403,17 +421,3 @@ def _transform_resources(config: AppConfig, storage: StorageStack) -> dict:
     if volume:
         resources["VolumeKmsKeyId"] = volume
     return resources
-
-
-def transform_workers(instance_type: str) -> int:
-    """Requests a transform instance serves at once: one per vCPU (the container's default worker count),
-    at most as many as SageMaker allows with ``MAX_PAYLOAD_MB`` payloads."""
-    size = instance_type.rsplit(".", 1)[-1]
-    multiple = size.removesuffix("xlarge")
-    if size in SMALL_SIZE_VCPUS:
-        vcpus = SMALL_SIZE_VCPUS[size]
-    elif size.endswith("xlarge") and multiple.isdigit():
-        vcpus = 4 * int(multiple)
-    else:
-        raise ValueError(f"transform_instance_type {instance_type!r}: cannot tell its vCPUs from the size {size!r}")
-    return min(vcpus, MAX_PAYLOAD_TOTAL_MB // MAX_PAYLOAD_MB)

@@ -6,7 +6,8 @@ A run's event files land in ``events/incoming/<run>/``, then its marker ``_SUCCE
 Name the run -> Run marker? -> Count events (Athena, infra/sql/count_events.sql: rows read, skipped
 per reason, sessions) -> Read event counts -> Rows within bound? (more bad rows than
 ``events_max_bad_rows`` allows, or no session: fail, nothing scored) -> Group sessions (Athena,
-infra/sql/group_sessions.sql, UNLOAD to ``sessions/grouped/<run>/``) -> Read live model -> Create model
+infra/sql/group_sessions.sql, UNLOAD to ``sessions/grouped/<run>/``) -> Count grouped files (the UNLOAD's objects,
+which the job spreads across its instances) -> Read live model -> Create model
 -> Transform (one Batch Transform job over the gzip JSON lines, into ``sessions/scored/<run>/``) ->
 Delete model -> Count answers (Athena, infra/sql/count_answers.sql: scored, fallback and error lines)
 -> Read answer counts -> Write summary (``sessions/scored/<run>/summary.json``) -> Done. Queries run to
@@ -109,7 +110,7 @@ class EventSessions(Construct):
         self.workgroup = self._workgroup(config, storage)
         on_failure = notify_and_fail(self, config, topic, PIPELINE, {"run": "$run", "job": "$jobName"})
         models = sagemaker_arn(self, "model", f"{job_name_prefix}*")
-        group = self._group(config, on_failure).next(
+        group = self._group(config, on_failure).next(self._count_grouped_files(storage, on_failure)).next(
             self._score(config, storage, serve_image_uri, transform_role, transform, models, on_failure))
         definition = (sfn.Chain.start(self._name_the_run(config, storage, job_name))
                       .next(self._check_marker(on_failure, self._count_events(config, on_failure)
@@ -269,6 +270,19 @@ class EventSessions(Construct):
             "Group sessions", "Athena: group the run's events into sessions, UNLOAD JSON lines to sessions/grouped/<run>/",
             query_template(config, self.database_name), "groupQueryId", on_failure)
 
+    def _count_grouped_files(self, storage: StorageStack, on_failure: sfn.IChainable) -> tasks.CallAwsService:
+        """The objects the UNLOAD wrote: Athena writes its results "to multiple files in parallel"
+        (https://docs.aws.amazon.com/athena/latest/ug/unload.html), as many as its workers made, and the
+        transform job spreads them, by key, across its instances; the summary records how many (up to 1000)."""
+        count = tasks.CallAwsService.jsonata(
+            self, "Count grouped files", service="s3", action="listObjectsV2",
+            iam_resources=[storage.bucket_arn], iam_action="s3:ListBucket",
+            parameters={"Bucket": "{% $bucket %}", "Prefix": "{% '" + GROUPED_SESSIONS_PREFIX + "' & $run & '/' %}"},
+            assign={"groupedFiles": "{% $states.result.KeyCount %}"},
+        )
+        count.add_catch(on_failure)
+        return count
+
     def _score(self, config: AppConfig, storage: StorageStack, serve_image_uri: str, transform_role: iam.IRole,
                transform: dict, models: str, on_failure: sfn.IChainable) -> sfn.IChainable:
         read_model = tasks.CallAwsService.jsonata(
@@ -383,7 +397,7 @@ def summary_fields(config: AppConfig) -> str:
             f"'rowsRead': $counts.rows_read, 'skippedRows': {{{skipped}}}, "
             f"'maxBadRows': '{config.events_max_bad_rows}', "
             f"'allowedBadRows': {allowed_bad_rows(table_options(config).bad_row_bound)}, "
-            "'sessionsGrouped': $counts.sessions, 'sessionsScored': $answers.sessions_scored, "
+            "'sessionsGrouped': $counts.sessions, 'groupedFiles': $groupedFiles, 'sessionsScored': $answers.sessions_scored, "
             "'fallbackSessions': $answers.fallback_sessions, 'errorLines': $answers.error_lines, "
             "'queries': {'countEvents': $countQueryId, 'group': $groupQueryId, 'countAnswers': $answersQueryId}, "
             "'bytesScanned': $bytesScanned, 'job': $jobName, 'modelData': $modelData}")

@@ -5,13 +5,15 @@ before it, with the figures the test chooses:
 
 - :class:`TrainingJobs`: DescribeTrainingJob of a job that ran to its end (``.sync`` reads it):
   its model artifact under the job's output path, the final metrics the test gives per job;
-- :class:`TransformJobs`: DescribeTransformJob of a finished transform job (``.sync``);
+- :class:`TransformJobs`: DescribeTransformJob of a finished transform job (``.sync``); given an ``answer``
+  per line, the job's output too: the objects its manifest lists spread over its instances by key, and
+  ``<object>.out`` under its output path, one answer line per input line, as Batch Transform writes them;
 - :class:`Queries`: GetQueryExecution of a finished Athena query (``.sync``) with its bytes scanned,
   and GetQueryResults (a header row, then one row of the figures the test gives for that query);
 - :class:`Endpoint`: UpdateEndpoint (moto has none) and DescribeEndpoint, answering the statuses the
   test scripts, call by call;
-- :class:`FilterPackager`: the Lambda Invoke of the filter packager, running its handler
-  (``infra/functions/attach_filters``) in process against moto's S3.
+- :class:`Functions`: the Lambda Invoke of the app's functions (the filter packager, the sharder), running
+  their handlers (``infra/functions/<name>``) in process against moto's S3.
 """
 from __future__ import annotations
 
@@ -19,14 +21,17 @@ import importlib.util
 import io
 import json
 from datetime import datetime, timezone
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import boto3
 
 from tests.infra.cfn_values import ACCOUNT, REGION
 from tests.infra.sfn_executor import Boundary, service_error
 
 FINISHED = datetime(2026, 12, 1, 3, 0, tzinfo=timezone.utc)
-PACKAGER_CODE = Path(__file__).resolve().parents[2] / "infra" / "functions" / "attach_filters" / "index.py"
+FUNCTIONS_CODE = Path(__file__).resolve().parents[2] / "infra" / "functions"
 
 
 def _created(boundary: Boundary, service: str, operation: str, key: str, value: str) -> dict:
@@ -80,11 +85,33 @@ class TrainingJobs:
 
 
 class TransformJobs:
-    """DescribeTransformJob of finished transform jobs (``failed``: every job ends Failed)."""
+    """DescribeTransformJob of finished transform jobs (``failed``: every job ends Failed). With ``answer``
+    (one input line -> its output line), a completed job has written its output the first time it is described;
+    ``spread[job]`` is then the objects each instance took, instance by instance."""
 
-    def __init__(self, boundary: Boundary, failed: bool = False):
-        self.boundary, self.failed = boundary, failed
+    def __init__(self, boundary: Boundary, failed: bool = False, answer: Callable[[bytes], bytes] | None = None):
+        self.boundary, self.failed, self.answer = boundary, failed, answer
+        self.spread: dict[str, list[list[str]]] = {}
         boundary.stand_in("sagemaker", "DescribeTransformJob", self.describe)
+
+    def _run(self, job: dict) -> None:
+        """Batch Transform's work on a manifest input: its objects mapped to instances by key (round robin over
+        the sorted keys), each object's lines answered into ``<S3OutputPath>/<name>.out``, in the object's order."""
+        s3 = boto3.client("s3", region_name=REGION)
+        source = job["TransformInput"]["DataSource"]["S3DataSource"]
+        assert source["S3DataType"] == "ManifestFile", source
+        bucket, key = source["S3Uri"].removeprefix("s3://").split("/", 1)
+        prefix, *names = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        instances = [[] for _ in range(job["TransformResources"]["InstanceCount"])]
+        for index, name in enumerate(sorted(names)):
+            instances[index % len(instances)].append(name)
+        self.spread[job["TransformJobName"]] = instances
+        out_bucket, out_prefix = job["TransformOutput"]["S3OutputPath"].removeprefix("s3://").split("/", 1)
+        in_bucket, in_prefix = prefix["prefix"].removeprefix("s3://").split("/", 1)
+        for name in (name for taken in instances for name in taken):
+            lines = s3.get_object(Bucket=in_bucket, Key=in_prefix + name)["Body"].read().splitlines(keepends=True)
+            s3.put_object(Bucket=out_bucket, Key=f"{out_prefix.rstrip('/')}/{name}.out",
+                          Body=b"".join(self.answer(line) for line in lines))
 
     def describe(self, params: dict) -> dict:
         name = params["TransformJobName"]
@@ -105,6 +132,8 @@ class TransformJobs:
                 answer[key] = job[key]
         if self.failed:
             answer["FailureReason"] = "ClientError: the stand-in job failed"
+        elif self.answer is not None and name not in self.spread:
+            self._run(job)
         return answer
 
 
@@ -182,24 +211,28 @@ class Endpoint:
         return answer
 
 
-class FilterPackager:
-    """Lambda Invoke of the function ``function_arn``: its handler runs here against moto's S3; an
-    exception becomes an Unhandled function error, as Lambda reports it."""
+class Functions:
+    """Lambda Invoke of the app's functions, ``{function ARN: folder under infra/functions}``: the function's own
+    handler runs here against moto's S3; an exception becomes an Unhandled function error, as Lambda reports it."""
 
-    def __init__(self, boundary: Boundary, function_arn: str):
-        self.function_arn = function_arn
-        spec = importlib.util.spec_from_file_location("attach_filters_stand_in", PACKAGER_CODE)
-        self.module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(self.module)
+    def __init__(self, boundary: Boundary, functions: dict[str, str]):
+        self.handlers = {arn: self._load(folder) for arn, folder in functions.items()}
         boundary.stand_in("lambda", "Invoke", self.invoke)
 
+    @staticmethod
+    def _load(folder: str):
+        spec = importlib.util.spec_from_file_location(f"{folder}_stand_in", FUNCTIONS_CODE / folder / "index.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.handler
+
     def invoke(self, params: dict) -> dict:
-        if params["FunctionName"] != self.function_arn:
+        if params["FunctionName"] not in self.handlers:
             raise service_error("Invoke", "ResourceNotFoundException", f"Function not found: {params['FunctionName']}", 404)
         payload = params.get("Payload") or b"{}"
         event = json.loads(payload.decode() if isinstance(payload, bytes) else payload)
         try:
-            result, error = self.module.handler(event), None
+            result, error = self.handlers[params["FunctionName"]](event), None
         except Exception as raised:  # noqa: BLE001 - Lambda reports any exception of the handler
             result, error = {"errorMessage": str(raised), "errorType": type(raised).__name__}, "Unhandled"
         answer = {"StatusCode": 200, "ExecutedVersion": "$LATEST", "Payload": io.BytesIO(json.dumps(result).encode())}

@@ -3,12 +3,11 @@ machine read as Step Functions will run it, IAM."""
 from __future__ import annotations
 
 import fnmatch
-import json
 import re
 
 import pytest
 
-from infra.stacks.batch import transform_workers
+from infra.transform_settings import transform_workers
 from tests.infra.pipelines import (
     PARTITION, actions_on, as_list, definition, evaluate, logical_id, main_path, marker, policy_of, policy_statements,
     resources, state_machine,
@@ -44,10 +43,12 @@ def variables_for(states, key):
 def test_states_in_order(states):
     assert main_path(states, "Name the job", via={"Sessions file?": "Stagger", "Capacity free?": "Read live model"}) == [
         "Name the job", "Sessions file?", "Stagger", "Count running jobs", "Capacity free?", "Read live model",
-        "Find list file", "List file?", "Create model", "Write input manifest", "Transform", "Delete model", "Done",
+        "Find list file", "List file?", "Split sessions", "Create model", "Transform", "Join answers", "Delete model",
+        "Done",
     ]
     assert main_path(states, "List file?", via={"List file?": "Attach filters"}) == [
-        "List file?", "Attach filters", "Create model", "Write input manifest", "Transform", "Delete model", "Done"]
+        "List file?", "Attach filters", "Split sessions", "Create model", "Transform", "Join answers", "Delete model",
+        "Done"]
     assert main_path(states, "Wait for capacity") == ["Wait for capacity", "Count running jobs", "Capacity free?"]
     assert states["Capacity free?"]["Default"] == "Wait for capacity"
 
@@ -98,7 +99,7 @@ def test_state_machine_is_standard_traced_and_logs_everything(template):
     assert properties["StateMachineType"] == "STANDARD" and properties["TracingConfiguration"] == {"Enabled": True}
     assert properties["LoggingConfiguration"]["Level"] == "ALL"
     log_groups = resources(template, "AWS::Logs::LogGroup")
-    assert len(log_groups) == 3  # the two state machines' and the filter packager's
+    assert len(log_groups) == 4  # the two state machines' and the filter packager's and sharder's
     for log_group in log_groups.values():
         assert STORAGE_EXPORTS in marker(log_group["Properties"]["KmsKeyId"])
     assert "BatchStateMachineArn" in template["Outputs"]
@@ -167,7 +168,7 @@ def test_a_list_file_beside_the_sessions_file_is_found(states, key, listed, list
     choice = states["List file?"]
     (rule,) = choice["Choices"]
     assert evaluate(rule["Condition"], {"listKey": list_key}) is bool(list_key)
-    assert (rule["Next"], choice["Default"]) == ("Attach filters", "Create model")
+    assert (rule["Next"], choice["Default"]) == ("Attach filters", "Split sessions")
 
 
 def test_the_list_travels_in_a_copy_of_the_models_archive(states, template):
@@ -179,7 +180,7 @@ def test_the_list_travels_in_a_copy_of_the_models_archive(states, template):
                        "output": f"s3://{BUCKET}/batch-models/{variables['jobName']}/model.tar.gz"}
     packed = payload["output"]
     assert evaluate(attach["Assign"]["modelData"], states={"result": {"Payload": {"modelData": packed}}}) == packed
-    assert attach["Next"] == "Create model"
+    assert attach["Next"] == "Split sessions"
     assert logical_id(template, "AWS::Lambda::Function", "FilterPackager") in attach["Arguments"]["FunctionName"]
 
 
@@ -195,6 +196,21 @@ def test_the_packager_reads_models_and_lists_and_writes_packed_models_only(templ
     assert packager["Properties"]["EphemeralStorage"]["Size"] >= 4096
 
 
+def test_the_sharder_reads_sessions_and_answers_and_writes_shards_manifests_and_scores_only(template, states):
+    statements = policy_of(template, "SessionSharderPolicy")
+    assert actions_on(statements, "/sessions/incoming/*") == {"s3:GetObject"}
+    assert actions_on(statements, "/batch-shards/*") == {"s3:GetObject", "s3:PutObject"}
+    assert actions_on(statements, "/batch-manifests/*") == {"s3:PutObject"}
+    assert actions_on(statements, "/sessions/scored/*") == {"s3:PutObject", "s3:AbortMultipartUpload"}
+    assert not actions_on(statements, "/models/*")
+    (listing,) = [s for s in statements if s["Action"] == "s3:ListBucket"]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["batch-shards/*"]}}, "a missing answer: NoSuchKey"
+    function = logical_id(template, "AWS::Lambda::Function", "SessionSharder")
+    assert function in states["Split sessions"]["Arguments"]["FunctionName"]
+    assert function in states["Join answers"]["Arguments"]["FunctionName"]
+    assert resources(template, "AWS::Lambda::Function")[function]["Properties"]["Timeout"] == 900
+
+
 def test_each_job_gets_its_own_model_under_the_transform_role(states, template, synth):
     create = states["Create model"]
     assert create["Resource"] == f"arn:{PARTITION}:states:::aws-sdk:sagemaker:createModel"
@@ -207,25 +223,26 @@ def test_each_job_gets_its_own_model_under_the_transform_role(states, template, 
     assert "ModelDataSource" not in container, "Batch Transform refuses ModelDataSource"
     assert evaluate(container["ModelDataUrl"], variables) == MODEL_DATA
     assert arguments["EnableNetworkIsolation"] is True
-    assert create["Next"] == "Write input manifest" and states["Transform"]["Next"] == "Delete model"
+    assert create["Next"] == "Transform" and states["Transform"]["Next"] == "Join answers"
     delete = states["Delete model"]
     assert delete["Resource"] == f"arn:{PARTITION}:states:::aws-sdk:sagemaker:deleteModel"
     assert evaluate(delete["Arguments"]["ModelName"], variables) == variables["jobName"]
     assert delete["Next"] == "Done"
 
 
-def test_transform_role_reads_models_and_incoming_sessions_and_writes_scores(template):
+def test_transform_role_reads_models_and_shards_and_writes_answers(template):
     statements = policy_of(template, "TransformPolicy")
     assert actions_on(statements, "/models/*") == {"s3:GetObject"}
     assert actions_on(statements, "/batch-models/*") == {"s3:GetObject"}
-    assert actions_on(statements, "/sessions/incoming/*") == {"s3:GetObject"}
+    assert actions_on(statements, "/sessions/incoming/*") == set(), "the sharder reads the file, the job its shards"
+    assert actions_on(statements, "/batch-shards/*") == {"s3:GetObject", "s3:PutObject"}
     assert actions_on(statements, "/sessions/grouped/*") == {"s3:GetObject"}
     assert actions_on(statements, "/batch-manifests/*") == {"s3:GetObject"}
     assert actions_on(statements, "/sessions/scored/*") == {"s3:PutObject"}
     assert actions_on(statements, "/capture/") == set()
     assert actions_on(statements, "/events/") == set()
     (listing,) = [s for s in statements if s["Action"] == "s3:ListBucket"]
-    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["sessions/incoming/*", "sessions/grouped/*"]}}
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["batch-shards/*", "sessions/grouped/*"]}}
     assert actions_on(statements, "log-group:/aws/sagemaker/TransformJobs:log-stream:gru4rec-dev-batch-*") == {
         "logs:CreateLogStream", "logs:PutLogEvents"}
     assert actions_on(statements, "log-group:/aws/sagemaker/TransformJobs:*") >= {"logs:CreateLogGroup"}
@@ -257,29 +274,38 @@ def test_transform_job_follows_the_serving_contract(states, synth):
     assert {"Key": "project", "Value": "gru4rec"} in arguments["Tags"]
 
 
-@pytest.mark.parametrize("key, output_path", [
-    ("sessions/incoming/a.jsonl", "s3://gru4rec-dev-data/sessions/scored"),
-    ("sessions/incoming/2026/11/b.jsonl", "s3://gru4rec-dev-data/sessions/scored/2026/11"),
+@pytest.mark.parametrize("key, scored", [
+    ("sessions/incoming/a.jsonl", "s3://gru4rec-dev-data/sessions/scored/a.jsonl.out"),
+    ("sessions/incoming/2026/11/b.jsonl", "s3://gru4rec-dev-data/sessions/scored/2026/11/b.jsonl.out"),
 ])
-def test_input_and_output_locations(states, key, output_path):
-    """The job reads a manifest naming exactly the new object, relative to its folder (the output keeps
-    the folders below sessions/incoming/); a prefix would read x.jsonl.bak beside x.jsonl too."""
+def test_input_and_output_locations(states, key, scored, synth):
+    """The sharder cuts the new object (and no x.jsonl.bak beside it) into the run's shards and writes the manifest
+    the job reads; the job answers under the run's folder; the join writes the one scored file (the output keeps
+    the folders below sessions/incoming/)."""
     variables = variables_for(states, key)
-    arguments = states["Transform"]["Arguments"]
-    write = states["Write input manifest"]
-    assert write["Resource"] == f"arn:{PARTITION}:states:::aws-sdk:s3:putObject"
-    manifest_key = evaluate(write["Arguments"]["Key"], variables)
-    assert manifest_key == f"batch-manifests/{variables['jobName']}.manifest"
-    assert evaluate(write["Arguments"]["Bucket"], variables) == BUCKET
-    folder, name = key.rsplit("/", 1)
-    assert json.loads(evaluate(write["Arguments"]["Body"], variables)) == [{"prefix": f"s3://{BUCKET}/{folder}/"}, name]
-    assert write["Next"] == "Transform"
+    job, arguments = variables["jobName"], states["Transform"]["Arguments"]
+
+    def payload(state: dict) -> dict:
+        return {name: evaluate(value, variables) if isinstance(value, str) and value.startswith("{%") else value
+                for name, value in state["Arguments"]["Payload"].items()}
+
+    split, join = states["Split sessions"], states["Join answers"]
+    assert split["Resource"] == join["Resource"] == f"arn:{PARTITION}:states:::lambda:invoke"
+    assert payload(split) == {
+        "action": "split", "input": f"s3://{BUCKET}/{key}", "shards": f"s3://{BUCKET}/batch-shards/{job}/in/",
+        "manifest": f"s3://{BUCKET}/batch-manifests/{job}.manifest",
+        "instances": synth.config.transform_instance_count, "maxShardBytes": synth.config.transform_shard_mb * 1024 * 1024}
+    assert split["Next"] == "Create model"
     source = arguments["TransformInput"]["DataSource"]["S3DataSource"]
     assert source == {"S3DataType": "ManifestFile", "S3Uri": f"{{% 's3://' & $bucket & '/' & 'batch-manifests/' & $jobName & '.manifest' %}}"}
-    assert evaluate(source["S3Uri"], variables) == f"s3://{BUCKET}/{manifest_key}"
-    assert evaluate(arguments["TransformOutput"]["S3OutputPath"], variables) == output_path
-    assert evaluate(arguments["TransformJobName"], variables) == variables["jobName"]
-    assert evaluate(arguments["ModelName"], variables) == variables["jobName"]
+    assert evaluate(source["S3Uri"], variables) == f"s3://{BUCKET}/batch-manifests/{job}.manifest"
+    assert evaluate(arguments["TransformOutput"]["S3OutputPath"], variables) == f"s3://{BUCKET}/batch-shards/{job}/out"
+    assert payload(join) == {
+        "action": "join", "shards": f"s3://{BUCKET}/batch-shards/{job}/in/",
+        "answers": f"s3://{BUCKET}/batch-shards/{job}/out/", "output": scored}
+    assert join["Next"] == "Delete model"
+    assert evaluate(arguments["TransformJobName"], variables) == job
+    assert evaluate(arguments["ModelName"], variables) == job
 
 
 def test_transform_retries_when_sagemaker_is_out_of_capacity(states):
@@ -292,7 +318,7 @@ def test_transform_retries_when_sagemaker_is_out_of_capacity(states):
 def test_every_task_and_failed_check_notifies_then_fails(states):
     tasks = [name for name, state in states.items() if state["Type"] == "Task" and name != "Notify failure"]
     assert sorted(tasks) == ["Attach filters", "Count running jobs", "Create model", "Delete model", "Find list file",
-                            "Read live model", "Transform", "Write input manifest"]
+                            "Join answers", "Read live model", "Split sessions", "Transform"]
     for name in tasks:
         assert states[name]["Catch"] == [{"ErrorEquals": ["States.ALL"], "Next": "Notify failure"}], name
     assert states["Not a sessions file"]["Next"] == "Notify failure"

@@ -107,6 +107,8 @@ def test_relative_artifact_path_is_resolved_against_the_project_root(tmp_path):
     ("gate_tolerance", -0.01, "between 0 and 1"),
     ("refit_after_gate", "on", "true or false"),
     ("retrain_on_new_data", 1, "true or false"),
+    ("transform_shard_mb", 0, "must be 1 to 512 (MB per shard"),
+    ("transform_shard_mb", 513, "must be 1 to 512 (MB per shard"),
 ])
 def test_invalid_values_name_the_context_key(artifact, key, value, fragment):
     with pytest.raises(ConfigError) as raised:

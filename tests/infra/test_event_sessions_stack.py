@@ -42,14 +42,14 @@ def variables_for(states, key):
     return {**values, "bucket": BUCKET}
 
 
-TASKS = ["Count events", "Read event counts", "Group sessions", "Read live model", "Create model", "Transform",
+TASKS = ["Count events", "Read event counts", "Group sessions", "Count grouped files", "Read live model", "Create model", "Transform",
          "Delete model", "Count answers", "Read answer counts", "Write summary"]
 
 
 def test_states_in_order(states):
     assert main_path(states, "Name the run", via={"Run marker?": "Count events"}) == [
         "Name the run", "Run marker?", "Count events", "Read event counts", "Rows within bound?", "Group sessions",
-        "Read live model", "Create model", "Transform", "Delete model", "Count answers", "Read answer counts",
+        "Count grouped files", "Read live model", "Create model", "Transform", "Delete model", "Count answers", "Read answer counts",
         "Write summary", "Done"]
     for name in TASKS:
         assert states[name]["Catch"][0]["Next"] == "Notify failure"
@@ -256,6 +256,7 @@ def test_each_query_adds_its_bytes_scanned(states):
 def test_the_summary_holds_the_runs_counts_and_what_it_read_and_wrote(states):
     variables = {"run": "r1", "bucket": BUCKET, "jobName": "gru4rec-dev-events-x", "countQueryId": "q-1",
                  "groupQueryId": "q-2", "answersQueryId": "q-3", "bytesScanned": 1234, "modelData": "s3://m/model.tar.gz",
+                 "groupedFiles": 4,
                  "counts": counts_of(3517, missing_session=1, missing_item=2, bad_time=3, sessions=700),
                  "answers": {"answer_lines": 700, "sessions_scored": 700, "fallback_sessions": 12, "error_lines": 0}}
     write = states["Write summary"]["Arguments"]
@@ -264,7 +265,7 @@ def test_the_summary_holds_the_runs_counts_and_what_it_read_and_wrote(states):
     assert summary == {"run": "r1", "events": f"s3://{BUCKET}/events/incoming/r1/",
                        "grouped": f"s3://{BUCKET}/sessions/grouped/r1/", "scored": f"s3://{BUCKET}/sessions/scored/r1/",
                        "rowsRead": 3517, "skippedRows": {"missing session id": 1, "missing item id": 2, "bad time": 3},
-                       "maxBadRows": "1%", "allowedBadRows": 35, "sessionsGrouped": 700, "sessionsScored": 700,
+                       "maxBadRows": "1%", "allowedBadRows": 35, "sessionsGrouped": 700, "groupedFiles": 4, "sessionsScored": 700,
                        "fallbackSessions": 12, "errorLines": 0,
                        "queries": {"countEvents": "q-1", "group": "q-2", "countAnswers": "q-3"},
                        "bytesScanned": 1234, "job": "gru4rec-dev-events-x", "modelData": "s3://m/model.tar.gz"}

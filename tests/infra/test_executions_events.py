@@ -26,8 +26,15 @@ def _counts(rows: int, missing_session: int, missing_item: int, bad_time: int, s
             "bad_time": bad_time, "sessions": sessions}
 
 
+# what the UNLOAD leaves under sessions/grouped/<run>/: several gzip objects, written in parallel
+UNLOADED = ["20261129_000000_00001_abcde_0a1b.gz", "20261129_000000_00001_abcde_2c3d.gz",
+            "20261129_000000_00001_abcde_4e5f.gz"]
+
+
 def _run(result, counts: dict, event_key: str = MARKER, failed_job: bool = False):
     with offline_stage(result) as stage:
+        for name in UNLOADED:
+            stage.put_object(f"sessions/grouped/{RUN}/{name}", b"")
         Queries(stage.boundary, {"AS rows_read": counts, "AS answer_lines": ANSWERS}, bytes_scanned=BYTES_PER_QUERY)
         TransformJobs(stage.boundary, failed=failed_job)
         run = stage.run("events", {"detail-type": "Object Created", "source": "aws.s3",
@@ -62,6 +69,7 @@ def test_a_run_within_the_bad_row_bound_is_grouped_scored_and_summarised(variant
     assert run.calls("sagemaker", "DeleteModel") == [{"ModelName": job["ModelName"]}]
     assert summary == run.output
     assert summary["rowsRead"] == 1000 and summary["allowedBadRows"] == 10 and summary["sessionsGrouped"] == 400
+    assert summary["groupedFiles"] == len(UNLOADED), "the UNLOAD's objects, which the job spreads by key"
     assert summary["skippedRows"] == {"missing session id": 4, "missing item id": 3, "bad time": 3}
     assert (summary["sessionsScored"], summary["fallbackSessions"], summary["errorLines"]) == (390, 12, 5)
     assert summary["bytesScanned"] == 3 * BYTES_PER_QUERY

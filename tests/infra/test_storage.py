@@ -96,6 +96,7 @@ def test_sessions_captures_checkpoints_and_old_versions_expire(synth):
                         "capture/": config.capture_expiration_days,
                         "checkpoints/": config.checkpoint_expiration_days,
                         "batch-models/": BATCH_MODELS_EXPIRATION_DAYS, "batch-manifests/": BATCH_MODELS_EXPIRATION_DAYS,
+                        "batch-shards/": BATCH_MODELS_EXPIRATION_DAYS,
                         "events/incoming/": config.events_expiration_days,
                         "sessions/grouped/": config.grouped_expiration_days,
                         "athena/": config.athena_results_expiration_days}
@@ -231,5 +232,6 @@ def test_each_prefix_expires_after_its_own_setting(tmp_path, dummy_model_artifac
     expiring = {rule["Prefix"]: rule["ExpirationInDays"]
                 for rule in data["Properties"]["LifecycleConfiguration"]["Rules"] if "ExpirationInDays" in rule}
     assert expiring == {"sessions/incoming/": 3, "sessions/scored/": 5, "capture/": 7, "checkpoints/": 11,
-                        "batch-models/": BATCH_MODELS_EXPIRATION_DAYS, "batch-manifests/": BATCH_MODELS_EXPIRATION_DAYS, "events/incoming/": 13,
+                        "batch-models/": BATCH_MODELS_EXPIRATION_DAYS, "batch-manifests/": BATCH_MODELS_EXPIRATION_DAYS,
+                        "batch-shards/": BATCH_MODELS_EXPIRATION_DAYS, "events/incoming/": 13,
                         "sessions/grouped/": 17, "athena/": 19}
