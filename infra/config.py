@@ -416,6 +416,11 @@ class AppConfig:
         """SSM parameter holding the SageMaker model name of the live model."""
         return self.parameter_name(layout.MODEL_NAME_PARAMETER)
 
+    @property
+    def tuned_hyperparameters_parameter_name(self) -> str:
+        """SSM parameter holding the hyperparameters taken from a tuning job (``infra.ops tune --apply``)."""
+        return self.parameter_name(layout.TUNED_HYPERPARAMETERS_PARAMETER)
+
     def stack_name(self, part: str) -> str:
         """``Gru4Rec-<Stage>-<part>``, e.g. ``Gru4Rec-Dev-Storage``."""
         return layout.stack_name(self.stage, part)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from infra.layout import tuning_job_prefix
 from model_code.tuning_space import Dimension, TuningSpace
 
 OBJECTIVE_METRIC = "validation:recall@20"
@@ -33,12 +34,6 @@ NAME_TIME_FORMAT = "%y%m%d%H%M"
 
 class TuningError(ValueError):
     """A tuning request SageMaker would refuse; the message names the setting."""
-
-
-def tuning_job_prefix(stage: str) -> str:
-    """The fixed start of a stage's tuning job names; the training jobs a tuning job starts are named
-    ``<tuning job>-<NNN>-<hash>``, so their log streams start with it too."""
-    return f"tune-{stage}-"
 
 
 def tuning_job_name(stage: str, now: datetime | None = None) -> str:

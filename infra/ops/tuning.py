@@ -19,17 +19,15 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from infra.layout import MODELS_PREFIX, parameter_name
+from infra.layout import MODELS_PREFIX, TUNED_HYPERPARAMETERS_PARAMETER, parameter_name, tuning_job_prefix
 from infra.ops.errors import OpsError
 from infra.ops.training import CHANNEL_PREFIXES, OneOffSettings, training_window
 from infra.tuning import (TuningError, best_settings, check_objective_reported, static_hyperparameters,
-                          tuning_job_config, tuning_job_name, tuning_job_prefix)
+                          tuning_job_config, tuning_job_name)
 from model_code.hyperparameters import check_hyperparameters
 from model_code.params import ParamError
 from model_code.tuning_space import TuningSpace, load_space
 
-TUNED_PARAMETER = "tuned-hyperparameters"
-"""SSM parameter leaf: the applied tuning job's best settings, read by every training run."""
 RECENT = 5
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -138,7 +136,7 @@ def recent_tuning_jobs(sagemaker, stage: str) -> list[TuningLine]:
 
 
 def tuned_parameter_name(stage: str) -> str:
-    return parameter_name(stage, TUNED_PARAMETER)
+    return parameter_name(stage, TUNED_HYPERPARAMETERS_PARAMETER)
 
 
 def apply_best(sagemaker, ssm, stage: str, job: str, stage_defaults: dict[str, str]) -> dict[str, str]:

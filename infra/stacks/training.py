@@ -36,6 +36,7 @@ from infra.layout import (
     TRAINING_EVENTS_PREFIX,
     TRAINING_TEST_PREFIX,
     one_off_job_prefix,
+    tuning_job_prefix,
 )
 from infra.log_groups import log_group_arn, log_streams_arn
 from infra.rollout import (MAX_EXECUTION_TIMEOUT_SECONDS, RETAINED_VARIANT_PROPERTIES, deployment_config,
@@ -131,7 +132,7 @@ class TrainingStack(cdk.Stack):
         deploy = self._deploy(config, storage, image, endpoint, on_failure)
         if refits(config):
             deploy = self._refit(config, storage, image, on_failure).next(deploy)
-        definition = sfn.Chain.start(self._name_the_job(config, storage))
+        definition = sfn.Chain.start(self._name_the_job(config, storage)).next(self._read_tuned_settings(config, on_failure))
         if config.valid_days:
             definition = definition.next(self._read_live_model(config, on_failure))
         definition = (definition.next(self._train(config, storage, image, on_failure))
@@ -219,6 +220,20 @@ class TrainingStack(cdk.Stack):
             "busyPolls": 0,
         })
 
+    def _read_tuned_settings(self, config: AppConfig, on_failure: sfn.IChainable) -> sfn.IChainable:
+        """``$tuned``: the hyperparameters ``infra.ops tune --apply`` wrote (the tuning job's best, ``tuning_job``
+        naming it), read at run time so an apply needs no deploy; ``{}`` until the first apply. GetParameters lists
+        a name that does not exist under InvalidParameters instead of failing."""
+        name = config.tuned_hyperparameters_parameter_name
+        read = tasks.CallAwsService.jsonata(
+            self, "Read tuned settings", service="ssm", action="getParameters",
+            iam_resources=[self._parameter_arn(name)], iam_action="ssm:GetParameters",
+            parameters={"Names": [name]},
+            assign={"tuned": "{% $count($states.result.Parameters) > 0 ? $parse($states.result.Parameters[0].Value) : {} %}"},
+        )
+        read.add_catch(on_failure)
+        return read
+
     def _read_live_model(self, config: AppConfig, on_failure: sfn.IChainable) -> sfn.IChainable:
         """The champion: the live model's archive when a pipeline trained it (``models/``), else null.
 
@@ -238,7 +253,7 @@ class TrainingStack(cdk.Stack):
                on_failure: sfn.IChainable) -> sfn.CustomState:
         """CreateTrainingJob on the window, run to the end; keeps the model's S3 URI and the gate metrics (null
         when not reported): the new model's and the live model's on the same validation sessions."""
-        hyperparameters = "$merge([$defaultHyperparameters, $hyperparameters, $window])"
+        hyperparameters = "$merge([$defaultHyperparameters, $tuned, $hyperparameters, $window])"
         channels = ("$append($skipTestChannel ? [$trainChannel] : [$trainChannel, $testChannel], "
                     "$champion ? [" + _CHAMPION_CHANNEL + "] : [])")
         train = sync_job_task(self, "Train", "createTrainingJob",
@@ -258,7 +273,7 @@ class TrainingStack(cdk.Stack):
                on_failure: sfn.IChainable) -> sfn.CustomState:
         """The passing settings trained again on the whole window, validation days included: the model that ships
         (items new in the last days are then known to it). Named ``<gated job>-refit``."""
-        hyperparameters = ("$sift($merge([$defaultHyperparameters, $hyperparameters, $window]), "
+        hyperparameters = ("$sift($merge([$defaultHyperparameters, $tuned, $hyperparameters, $window]), "
                            "function($value, $name) {$name != 'valid_days'})")
         channels = "$skipTestChannel ? [$trainChannel] : [$trainChannel, $testChannel]"
         name = f"$gatedJob & '{REFIT_SUFFIX}'"
@@ -478,6 +493,7 @@ class TrainingStack(cdk.Stack):
         # SageMaker names a job's log streams <job name>/algo-<n>-<time>: the pipeline's and the operator CLI's one-off jobs
         log_streams = log_streams_arn(self, TRAINING_LOG_GROUP, f"{self.job_name_prefix}*")
         one_off_streams = log_streams_arn(self, TRAINING_LOG_GROUP, f"{one_off_job_prefix(config.stage)}-*")
+        tuning_streams = log_streams_arn(self, TRAINING_LOG_GROUP, f"{tuning_job_prefix(config.stage)}*")
         # every channel is an S3Prefix, which SageMaker lists: the training data, and the live model's archive
         # under models/ (the champion channel, once a pipeline's model is live)
         listed_prefixes = ["training/*", f"{MODELS_PREFIX}*"] + ([f"{CHECKPOINTS_PREFIX}*"] if config.use_spot else [])
@@ -495,7 +511,7 @@ class TrainingStack(cdk.Stack):
             iam.PolicyStatement(sid="CreateTrainingLogGroup", actions=["logs:CreateLogGroup", "logs:DescribeLogStreams"],
                                 resources=[log_group]),
             iam.PolicyStatement(sid="WriteTrainingLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                                resources=[log_streams, one_off_streams]),
+                                resources=[log_streams, one_off_streams, tuning_streams]),
             iam.PolicyStatement(sid="PublishTrainingMetrics", actions=["cloudwatch:PutMetricData"], resources=["*"],
                                 conditions={"StringEquals": {"cloudwatch:namespace": TRAINING_METRICS_NAMESPACE}}),
         ]
@@ -517,6 +533,8 @@ class TrainingStack(cdk.Stack):
                          "the grant covers this pipeline's job names only.",
             one_off_streams: "The operator CLI's one-off training jobs (same role) are named <stage prefix>-oneoff-<time>; "
                              "their log streams only.",
+            tuning_streams: "The training jobs of the operator CLI's tuning jobs (same role) are named "
+                            "tune-<stage>-<time>-<NNN>-<hash>; their log streams only.",
         }
         if config.use_spot:
             findings[checkpoints] = "Managed Spot syncs /opt/ml/checkpoints with checkpoints/<job name>/ to resume an interrupted job."
