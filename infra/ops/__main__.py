@@ -379,9 +379,9 @@ def _one_off(args, session, deployment, settings, hyperparameters, test_channel)
 def run_tune(args, session, deployment) -> int:
     stepfunctions, sagemaker = session.client("stepfunctions"), session.client("sagemaker")
     if args.apply:
-        defaults = training.read_one_off_settings(stepfunctions, deployment.training_state_machine_arn)
-        applied = tuning.apply_best(sagemaker, session.client("ssm"), deployment.stage, args.apply,
-                                    defaults.default_hyperparameters)
+        described = stepfunctions.describe_state_machine(stateMachineArn=deployment.training_state_machine_arn)
+        defaults = training.default_hyperparameters(json.loads(described["definition"]))
+        applied = tuning.apply_best(sagemaker, session.client("ssm"), deployment.stage, args.apply, defaults)
         print(f"{tuning.tuned_parameter_name(deployment.stage)}: {json.dumps(applied, sort_keys=True)}")
         print("every later training run of the stage uses these settings (a run's own -p values override them)")
         return 0

@@ -19,9 +19,10 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from infra.layout import MODELS_PREFIX, TUNED_HYPERPARAMETERS_PARAMETER, parameter_name, tuning_job_prefix
+from infra.layout import (MODELS_PREFIX, TRAINING_EVENTS_PREFIX, TUNED_HYPERPARAMETERS_PARAMETER, parameter_name,
+                          tuning_job_prefix)
 from infra.ops.errors import OpsError
-from infra.ops.training import CHANNEL_PREFIXES, OneOffSettings, training_window
+from infra.ops.training import OneOffSettings, training_window
 from infra.tuning import (TuningError, best_settings, check_objective_reported, static_hyperparameters,
                           tuning_job_config, tuning_job_name)
 from model_code.hyperparameters import check_hyperparameters
@@ -72,7 +73,8 @@ def tuning_request(stage: str, bucket: str, settings: OneOffSettings, space: Tun
         "AlgorithmSpecification": {"TrainingImage": settings.image_uri, "TrainingInputMode": "FastFile",
                                    "MetricDefinitions": settings.metric_definitions},
         "RoleArn": settings.role_arn,
-        "InputDataConfig": [_channel(channel, f"s3://{bucket}/{prefix}") for channel, prefix in CHANNEL_PREFIXES.items()],
+        # the objective is measured on the validation split of the train channel: no test channel to score each trial
+        "InputDataConfig": [_channel("train", f"s3://{bucket}/{TRAINING_EVENTS_PREFIX}")],
         "OutputDataConfig": _drop_none({"S3OutputPath": f"s3://{bucket}/{MODELS_PREFIX}",
                                         "KmsKeyId": settings.output_kms_key}),
         "ResourceConfig": _drop_none({"InstanceType": settings.instance_type, "InstanceCount": settings.instance_count,

@@ -151,7 +151,8 @@ def test_tune_starts_a_tuning_job_like_the_training_jobs_and_status_shows_it(tun
     assert "EnableManagedSpotTraining" not in definition
     assert definition["StaticHyperParameters"] == {"preset": "diginetica", "epochs": "10", "valid_days": "1",
                                                    "loss": "bpr-max", "logq": "0.0", **training.training_window(28)}
-    assert [channel["ChannelName"] for channel in definition["InputDataConfig"]] == ["train", "test"]
+    assert [channel["DataSource"]["S3DataSource"]["S3Uri"] for channel in definition["InputDataConfig"]] == [
+        f"s3://{BUCKET}/training/events/"]
     assert {"Key": "stage", "Value": "dev"} in sagemaker.list_tags(ResourceArn=job["HyperParameterTuningJobArn"])["Tags"]
 
     code, out, _ = run(capsys, "status")
