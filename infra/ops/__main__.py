@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -346,6 +347,9 @@ def run_train(args, session, deployment) -> int:
         ):
             print(f"uploaded {uri}")
     if settings:
+        # as the state machine does: the stage's defaults, then the applied tuning job's settings, then -p
+        tuned = tuning.applied_settings(session.client("ssm"), deployment.stage)
+        settings = dataclasses.replace(settings, default_hyperparameters={**settings.default_hyperparameters, **tuned})
         return _one_off(args, session, deployment, settings, hyperparameters, test_channel)
     arn = training.start_training(
         stepfunctions, deployment.training_state_machine_arn, hyperparameters, test_channel

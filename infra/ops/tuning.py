@@ -141,6 +141,15 @@ def tuned_parameter_name(stage: str) -> str:
     return parameter_name(stage, TUNED_HYPERPARAMETERS_PARAMETER)
 
 
+def applied_settings(ssm, stage: str) -> dict[str, str]:
+    """What the last ``--apply`` wrote; ``{}`` before the first."""
+    try:
+        value = ssm.get_parameter(Name=tuned_parameter_name(stage))["Parameter"]["Value"]
+    except ssm.exceptions.ParameterNotFound:
+        return {}
+    return json.loads(value)
+
+
 def apply_best(sagemaker, ssm, stage: str, job: str, stage_defaults: dict[str, str]) -> dict[str, str]:
     """Write the best settings of tuning job ``job`` (with ``tuning_job``, which names it in every later model's
     metadata.json) to the stage's tuned-hyperparameters parameter; return what was written."""

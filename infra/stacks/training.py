@@ -227,7 +227,7 @@ class TrainingStack(cdk.Stack):
         name = config.tuned_hyperparameters_parameter_name
         read = tasks.CallAwsService.jsonata(
             self, "Read tuned settings", service="ssm", action="getParameters",
-            iam_resources=[self._parameter_arn(name)], iam_action="ssm:GetParameters",
+            iam_resources=[self._parameter_arn(name)],
             parameters={"Names": [name]},
             assign={"tuned": "{% $count($states.result.Parameters) > 0 ? $parse($states.result.Parameters[0].Value) : {} %}"},
         )

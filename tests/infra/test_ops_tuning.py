@@ -231,3 +231,16 @@ def test_apply_refuses_an_unfinished_job_and_another_stages(tuning_stage, capsys
     assert code == 1 and f"tuning job {name} is InProgress" in err
     code, _, err = run(capsys, "tune", "--apply", "tune-prod-2612071345")
     assert code == 1 and "not a tuning job of stage dev" in err
+
+
+def test_a_one_off_job_gets_the_applied_settings_under_its_own(tuning_stage, capsys):
+    applied = {"layers": "192", "learning_rate": "0.0734", "tuning_job": "tune-dev-2612071345"}
+    tuning_stage.session.client("ssm").put_parameter(Name="/gru4rec/dev/tuned-hyperparameters",
+                                                     Value=json.dumps(applied), Type="String")
+    code, out, err = run(capsys, "train", "--one-off", "-p", "learning_rate=0.05")
+    assert code == 0, err
+    sagemaker = tuning_stage.session.client("sagemaker")
+    [summary] = sagemaker.list_training_jobs()["TrainingJobSummaries"]
+    job = sagemaker.describe_training_job(TrainingJobName=summary["TrainingJobName"])
+    assert job["HyperParameters"] == {"preset": "rsc15", "epochs": "10", "valid_days": "1", **applied,
+                                      "learning_rate": "0.05", **training.training_window(28)}
