@@ -28,6 +28,8 @@ MAX_CATEGORICAL_VALUES = 30
 # https://docs.aws.amazon.com/sagemaker/latest/dg/automatic-model-tuning-warm-start.html
 MAX_WARM_START_PARENTS = 5
 WARM_START_TYPE = "TransferLearning"
+# ResourceLimits.MaxRuntimeInSeconds: 120 to 15768000 (API_ResourceLimits, botocore's model)
+MAX_RUNTIME_SECONDS = (120, 15_768_000)
 # HyperParameterTuningJobName: at most 32 characters (botocore's model); tune-<stage of <= 16>-YYMMDDHHMM is 32
 NAME_TIME_FORMAT = "%y%m%d%H%M"
 
@@ -83,6 +85,9 @@ def tuning_job_config(space: TuningSpace, trials: int, parallel: int, max_runtim
     if parallel > trials:
         raise TuningError(f"--parallel ({parallel}) is more than --trials ({trials})")
     limits = {"MaxNumberOfTrainingJobs": trials, "MaxParallelTrainingJobs": parallel}
+    if max_runtime_seconds is not None and not MAX_RUNTIME_SECONDS[0] <= max_runtime_seconds <= MAX_RUNTIME_SECONDS[1]:
+        raise TuningError(f"--max-runtime ({max_runtime_seconds} s) must be from {MAX_RUNTIME_SECONDS[0]} s to "
+                          f"{MAX_RUNTIME_SECONDS[1]} s (182.5 days)")
     if max_runtime_seconds is not None:
         limits["MaxRuntimeInSeconds"] = max_runtime_seconds
     return {

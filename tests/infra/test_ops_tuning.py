@@ -114,6 +114,7 @@ def test_what_sagemaker_would_refuse_is_refused_first(tmp_path, space, limits, p
     (["tune", "--space", "nope"], "--space nope: not a built-in space"),
     (["tune", "--trials", "2", "--parallel", "3"], "--parallel (3) is more than --trials (2)"),
     (["tune", "--max-runtime", "soon"], "--max-runtime 'soon': give a duration such as 90m"),
+    (["tune", "--max-runtime", "1m"], "--max-runtime (60 s) must be from 120 s"),
     (["tune", "--apply", "tune-dev-1", "--image", "x"], "--image: for starting a tuning job, not with --apply"),
 ])
 def test_local_tune_problems_are_refused_before_any_aws_call(no_aws, capsys, argv, problem):
