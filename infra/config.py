@@ -17,13 +17,14 @@ from typing import Any, Callable, Mapping
 import aws_cdk as cdk
 from constructs import Node
 
-from infra import layout
+from infra import layout, tuning
 from infra.context_keys import unknown_settings
 from infra.instance_types import instance_type_problem, is_gpu_training_type, training_image_problem
 from infra.session_query import ATHENA_TIME_FORMS
 from model_code.event_rules import DEFAULT_MAX_BAD_ROWS, READ_OPTIONS, OptionError
 from model_code.hyperparameters import check_hyperparameters
 from model_code.params import ParamError
+from model_code.tuning_space import load_space
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,6 +93,10 @@ class AppConfig:
     refit_after_gate: bool = True
     retrain_on_new_data: bool = False
     training_hyperparameters: str = "{}"
+    tune_every_days: int = 0
+    tune_space: str = "xe"
+    tune_trials: int = 20
+    tune_parallel: int = 2
     endpoint_instance_type: str = "ml.m5.large"
     endpoint_initial_instance_count: int = 1
     endpoint_max_instance_count: int = 2
@@ -209,6 +214,7 @@ class AppConfig:
         self._check_endpoint_mode()
         self._check_events()
         self._check_training_hyperparameters()
+        self._check_tuning()
         self._check_monitoring()
         _check(self.notification_email is None or _EMAIL.fullmatch(self.notification_email), "notification_email",
                f"must be an e-mail address, got {self.notification_email!r}")
@@ -310,6 +316,25 @@ class AppConfig:
             raise ConfigError("training_hyperparameters", str(err)) from None
         _check("valid_days" not in values, "training_hyperparameters",
                "valid_days is a setting of its own: set the context key valid_days")
+
+    def _check_tuning(self) -> None:
+        """A tuning step: a space SageMaker can search, limits it accepts, and the validation split its objective needs."""
+        _check(self.tune_every_days >= 0, "tune_every_days", f"must be a number of days >= 0 (0: off), got {self.tune_every_days}")
+        if not self.tune_every_days:
+            return
+        _check(self.valid_days > 0, "tune_every_days",
+               f"tuning maximises {tuning.OBJECTIVE_METRIC}, measured on the validation split: needs valid_days > 0")
+        try:
+            space = load_space(self.tune_space)
+        except ParamError as err:
+            raise ConfigError("tune_space", str(err)) from None
+        try:
+            tuning.parameter_ranges(space)
+        except tuning.TuningError as err:
+            raise ConfigError("tune_space", str(err)) from None
+        _check(self.tune_trials >= 1, "tune_trials", f"must be at least 1, got {self.tune_trials}")
+        _check(1 <= self.tune_parallel <= self.tune_trials, "tune_parallel",
+               f"must be from 1 to tune_trials ({self.tune_trials}), got {self.tune_parallel}")
 
     def _check_events(self) -> None:
         """The raw event files' table: the reader's options (model_code/event_rules.py) that a table can fix."""
@@ -420,6 +445,11 @@ class AppConfig:
     def model_name_parameter_name(self) -> str:
         """SSM parameter holding the SageMaker model name of the live model."""
         return self.parameter_name(layout.MODEL_NAME_PARAMETER)
+
+    @property
+    def tuned_hyperparameters_parameter_name(self) -> str:
+        """SSM parameter holding the hyperparameters taken from a tuning job (``infra.ops tune --apply``)."""
+        return self.parameter_name(layout.TUNED_HYPERPARAMETERS_PARAMETER)
 
     def stack_name(self, part: str) -> str:
         """``Gru4Rec-<Stage>-<part>``, e.g. ``Gru4Rec-Dev-Storage``."""

@@ -10,6 +10,9 @@ MODEL_DATA_PARAMETER = "current-model-data"
 """SSM parameter leaf: S3 URI of the live model.tar.gz."""
 MODEL_NAME_PARAMETER = "current-model-name"
 """SSM parameter leaf: SageMaker model name of the live model (absent while the first model is live)."""
+TUNED_HYPERPARAMETERS_PARAMETER = "tuned-hyperparameters"
+"""SSM parameter leaf: JSON object of the hyperparameters ``infra.ops tune --apply`` took from a tuning job (``tuning_job``
+names it), read by every training run; absent until the first apply."""
 INITIAL_MODEL_DATA_PARAMETER = "initial-model-data"
 """SSM parameter leaf: S3 URI of the first model.tar.gz, which seeds ``current-model-data`` once."""
 
@@ -58,6 +61,13 @@ def stage_title(stage: str) -> str:
 def stack_name(stage: str, part: str) -> str:
     """CloudFormation stack of one part of a stage, e.g. ``Gru4Rec-Dev-Storage``."""
     return f"Gru4Rec-{stage_title(stage)}-{part}"
+
+
+def tuning_job_prefix(stage: str) -> str:
+    """The fixed start of a stage's tuning job names (``tune-dev-2612071345``); the training jobs a tuning job starts
+    are named ``<tuning job>-<NNN>-<hash>``, so their log streams start with it too, which the training role's log
+    grant names."""
+    return f"tune-{stage}-"
 
 
 def one_off_job_prefix(stage: str) -> str:

@@ -2,7 +2,8 @@
 
 SageMaker hands the ``train`` command its hyperparameters as strings. Each name is one of
 
-- a run option of :mod:`model_code.train`: ``preset``, ``seed``, ``eval_every``, ``valid_days``;
+- a run option of :mod:`model_code.train`: ``preset``, ``seed``, ``eval_every``, ``valid_days``, ``tuning_job``
+  (the SageMaker tuning job whose best settings these are, named in metadata.json);
 - a reading option of :mod:`model_code.event_rules`: ``session_column``, ``item_column``,
   ``time_column``, ``separator``, ``time_format``, ``max_bad_rows``, ``session_gap``,
   ``event_column``, ``event_types``, ``encoding``;
@@ -18,10 +19,14 @@ parameter 'learnig_rate' (did you mean 'learning_rate'?)``. It imports only the 
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Callable, Mapping
 
 from model_code.event_rules import READ_OPTIONS, OptionError
 from model_code.params import PARAMETER_NAMES, PRESETS, ParamError, resolve_params
+
+
+_TUNING_JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}")
 
 
 def _non_negative_int(text: str) -> int:
@@ -40,6 +45,13 @@ def positive_days(text: str) -> float:
     return days
 
 
+def tuning_job_name(text: str) -> str:
+    """A SageMaker tuning job's name: 1-32 letters, digits and single hyphens inside (API_CreateHyperParameterTuningJob)."""
+    if not _TUNING_JOB_NAME.fullmatch(text.strip()):
+        raise OptionError(text, "a SageMaker tuning job name (1-32 letters, digits and hyphens)")
+    return text.strip()
+
+
 def _preset(text: str) -> str:
     if text.strip().lower() not in PRESETS:
         raise OptionError(text, " | ".join(PRESETS))
@@ -51,6 +63,7 @@ RUN_OPTIONS: dict[str, Callable[[str], object]] = {
     "seed": _non_negative_int,
     "eval_every": _non_negative_int,
     "valid_days": positive_days,
+    "tuning_job": tuning_job_name,
     **{option.name: option.parse for option in READ_OPTIONS},
 }
 """Hyperparameters that are command-line options of ``model_code.train``, with their value checks."""

@@ -557,6 +557,9 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--params", metavar="FILE",
                        help="a parameter file (JSON, e.g. best_params.json of python -m model_code.tune) to start "
                             "from instead of a preset; its provenance is kept in metadata.json under tuning")
+    parser.add_argument("--tuning-job", type=_tuning_job, metavar="NAME",
+                        help="the SageMaker tuning job whose best settings these parameters are: kept in "
+                             "metadata.json under tuning.sagemaker_tuning_job")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="override one parameter of the preset (repeatable), e.g. --param layers=100,100")
     parser.add_argument("--epochs", type=int, help="passes over the training data (default: the preset's, 10)")
@@ -574,6 +577,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tensorflow-logs", action="store_true",
                         help="show TensorFlow's own start-up and compilation log lines (default: quietened)")
     return parser
+
+
+def _tuning_job(text: str) -> str:
+    try:
+        return hyperparameters.tuning_job_name(text)
+    except OptionError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _positive_days(text: str) -> float:
@@ -607,6 +617,8 @@ def run_command(args: argparse.Namespace) -> dict:
         params = base.with_strings(overrides)
     else:
         params = resolve_params(args.preset, overrides)
+    if args.tuning_job:
+        provenance = {**(provenance or {}), "sagemaker_tuning_job": args.tuning_job}
     if args.eval_every < 0:
         raise ParamError(f"--eval-every: cannot use {args.eval_every}; allowed: an integer >= 0")
     if args.champion_dir and args.valid is None and args.valid_days is None:

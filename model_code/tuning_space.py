@@ -58,9 +58,11 @@ class Dimension:
 
 @dataclass(frozen=True)
 class TuningSpace:
-    """Base preset, fixed values (as strings) and searched dimensions."""
+    """Base preset (its name and its parameters with the fixed values), fixed values (as strings) and searched
+    dimensions."""
 
     source: str
+    preset: str
     base: GRU4RecParams
     fixed: dict[str, str]
     dimensions: tuple[Dimension, ...]
@@ -105,7 +107,7 @@ def _parse(source: str, document: Any) -> TuningSpace:
     if overlap:
         raise ParamError(f"{', '.join(sorted(overlap))}: both fixed and searched")
     dimensions = tuple(_dimension(base, name, spec) for name, spec in document["search"].items())
-    return TuningSpace(source, base, fixed, dimensions)
+    return TuningSpace(source, base_name, base, fixed, dimensions)
 
 
 def _dimension(base: GRU4RecParams, name: str, spec: Any) -> Dimension:

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from botocore.exceptions import ClientError
 
 from infra.ops import live_model
+from infra.ops.tuning import TuningLine, recent_tuning_jobs
 from infra.ops.deployment import Deployment
 
 RECENT = 5
@@ -40,6 +41,7 @@ class StatusReport:
     endpoint: EndpointLine | None
     batch: list[ExecutionLine] | None
     models: list[live_model.LiveModel] | None = None  # oldest first
+    tuning: list[TuningLine] | None = None
 
 
 def job_name_from_history(events: list[dict], job_kind: str) -> str | None:
@@ -104,17 +106,18 @@ def endpoint_line(sagemaker, ssm, deployment: Deployment) -> EndpointLine:
 def collect_status(session, deployment: Deployment) -> StatusReport:
     """Everything `status` shows; parts whose stack is not deployed are None."""
     stepfunctions = session.client("stepfunctions")
-    training = batch = endpoint = None
+    training = batch = endpoint = tuning = None
     if deployment.has("Training"):
         training = recent_executions(
             stepfunctions, deployment.training_state_machine_arn, "TrainingJob"
         )
+        tuning = recent_tuning_jobs(session.client("sagemaker"), deployment.stage)
     if deployment.has("Endpoint"):
         endpoint = endpoint_line(session.client("sagemaker"), session.client("ssm"), deployment)
     if deployment.has("Batch"):
         batch = recent_executions(stepfunctions, deployment.batch_state_machine_arn, "TransformJob")
     models = live_model.history(session, deployment) if deployment.has("Storage") else None
-    return StatusReport(deployment.stage, deployment.region, training, endpoint, batch, models)
+    return StatusReport(deployment.stage, deployment.region, training, endpoint, batch, models, tuning)
 
 
 def _execution_table(title: str, lines: list[ExecutionLine] | None, job_title: str) -> list[str]:
@@ -174,10 +177,29 @@ def _history_lines(models: list[live_model.LiveModel] | None) -> list[str]:
     ]
 
 
+def _tuning_lines(jobs: list[TuningLine] | None) -> list[str]:
+    """Newest first: each tuning job, its training jobs completed and its best one so far."""
+    if jobs is None:
+        return ["Tuning jobs: stack not deployed"]
+    if not jobs:
+        return ["Tuning jobs: none yet"]
+    rows = [("STATUS", "STARTED (UTC)", "TUNING JOB", "DONE", "BEST VALIDATION:RECALL@20")] + [
+        (job.status, job.started.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"), job.name, str(job.completed),
+         "-" if job.best_job is None else f"{job.best_value:.4f} ({job.best_job})" if job.best_value is not None
+         else job.best_job)
+        for job in jobs
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return ["Tuning jobs:"] + [
+        "  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4] for row in rows
+    ]
+
+
 def render(report: StatusReport) -> str:
     return "\n".join(
         [f"Stage {report.stage} ({report.region})"]
         + _execution_table("Training executions", report.training, "TRAINING JOB")
+        + _tuning_lines(report.tuning)
         + _endpoint_lines(report.endpoint)
         + _history_lines(report.models)
         + _execution_table("Batch executions", report.batch, "TRANSFORM JOB")

@@ -4,7 +4,9 @@ State machine ``gru4rec-<stage>-training``; input (both keys optional)::
 
     {"hyperparameters": {"epochs": "5", "loss": "bpr-max"}, "test_channel": true}
 
-Name the job -> Train (CreateTrainingJob, run to the end) -> Quality gate (Recall@20 from the job's
+Name the job -> Read tuned settings (what ``infra.ops tune --apply`` or an earlier tuning step recorded) -> [with
+``tune_every_days``: Find earlier tuning jobs -> Tuning due? -> Tune (a SageMaker tuning job, warm-started from
+the stage's last ones) -> Record tuned settings] -> Train (CreateTrainingJob, run to the end) -> Quality gate (Recall@20 from the job's
 final metrics, by name: on the validation split, the last ``valid_days`` days of the training data,
 unless that context key is 0; the test channel, optional, is scored once at the end and never selects) -> Create model -> Create endpoint config -> Is the endpoint free? (waits
 while another rollout or a ``cdk deploy`` updates it; SageMaker runs one update at a time) -> Update
@@ -16,6 +18,8 @@ EventBridge rule.
 """
 from __future__ import annotations
 
+import json
+
 import aws_cdk as cdk
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -25,6 +29,8 @@ from aws_cdk import aws_scheduler_targets as scheduler_targets
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
+
+from model_code.tuning_space import load_space
 
 from infra.config import AppConfig
 from infra.instance_storage import uses_volume_key
@@ -36,10 +42,12 @@ from infra.layout import (
     TRAINING_EVENTS_PREFIX,
     TRAINING_TEST_PREFIX,
     one_off_job_prefix,
+    tuning_job_prefix,
 )
 from infra.log_groups import log_group_arn, log_streams_arn
 from infra.rollout import (MAX_EXECUTION_TIMEOUT_SECONDS, RETAINED_VARIANT_PROPERTIES, deployment_config,
                            read_rollback_alarms_statement)
+from infra.tuning import MAX_RUNTIME_SECONDS, MAX_WARM_START_PARENTS, WARM_START_TYPE, tuning_job_config
 from infra.sagemaker_models import NETWORK_ISOLATION, endpoint_network_isolation, primary_container
 from infra.stacks.endpoint import EndpointStack, endpoint_config_settings, production_variant, uses_endpoint_volume_key
 from infra.stacks.image import ImageStack, pull_image_statements
@@ -79,6 +87,8 @@ METRIC_DEFINITIONS = [
 ]
 DAY_MILLIS = 86_400_000
 DAY_PICTURE = "[Y0001]-[M01]-[D01]"
+# a tuning job's name: tune-<stage>-YYMMDDHHMM, as the operator CLI names its own (infra.tuning.tuning_job_name)
+TUNING_NAME_PICTURE = "[Y01][M01][D01][H01][m01]"
 REFIT_SUFFIX = "-refit"
 # the optimized StartExecution integration's error when the name was used in the last 90 days
 EXECUTION_EXISTS = "StepFunctions.ExecutionAlreadyExistsException"
@@ -131,11 +141,13 @@ class TrainingStack(cdk.Stack):
         deploy = self._deploy(config, storage, image, endpoint, on_failure)
         if refits(config):
             deploy = self._refit(config, storage, image, on_failure).next(deploy)
-        definition = sfn.Chain.start(self._name_the_job(config, storage))
+        definition = sfn.Chain.start(self._name_the_job(config, storage)).next(self._read_tuned_settings(config, on_failure))
         if config.valid_days:
             definition = definition.next(self._read_live_model(config, on_failure))
-        definition = (definition.next(self._train(config, storage, image, on_failure))
-                      .next(self._quality_gate(config, on_failure, deploy)))
+        train = self._train(config, storage, image, on_failure)
+        train.next(self._quality_gate(config, on_failure, deploy))
+        definition = definition.next(self._tuning(config, storage, image, on_failure, train) if config.tune_every_days
+                                     else train)
         self.state_machine = pipeline_state_machine(self, config, storage.key, "training", definition, _timeout(config))
         self._grant_pipeline(config, storage, endpoint)
         notify_abnormal_ends(self, self.state_machine, self.topic, storage.key)
@@ -219,6 +231,20 @@ class TrainingStack(cdk.Stack):
             "busyPolls": 0,
         })
 
+    def _read_tuned_settings(self, config: AppConfig, on_failure: sfn.IChainable) -> sfn.IChainable:
+        """``$tuned``: the hyperparameters ``infra.ops tune --apply`` wrote (the tuning job's best, ``tuning_job``
+        naming it), read at run time so an apply needs no deploy; ``{}`` until the first apply. GetParameters lists
+        a name that does not exist under InvalidParameters instead of failing."""
+        name = config.tuned_hyperparameters_parameter_name
+        read = tasks.CallAwsService.jsonata(
+            self, "Read tuned settings", service="ssm", action="getParameters",
+            iam_resources=[self._parameter_arn(name)],
+            parameters={"Names": [name]},
+            assign={"tuned": "{% $count($states.result.Parameters) > 0 ? $parse($states.result.Parameters[0].Value) : {} %}"},
+        )
+        read.add_catch(on_failure)
+        return read
+
     def _read_live_model(self, config: AppConfig, on_failure: sfn.IChainable) -> sfn.IChainable:
         """The champion: the live model's archive when a pipeline trained it (``models/``), else null.
 
@@ -238,7 +264,7 @@ class TrainingStack(cdk.Stack):
                on_failure: sfn.IChainable) -> sfn.CustomState:
         """CreateTrainingJob on the window, run to the end; keeps the model's S3 URI and the gate metrics (null
         when not reported): the new model's and the live model's on the same validation sessions."""
-        hyperparameters = "$merge([$defaultHyperparameters, $hyperparameters, $window])"
+        hyperparameters = "$merge([$defaultHyperparameters, $tuned, $hyperparameters, $window])"
         channels = ("$append($skipTestChannel ? [$trainChannel] : [$trainChannel, $testChannel], "
                     "$champion ? [" + _CHAMPION_CHANNEL + "] : [])")
         train = sync_job_task(self, "Train", "createTrainingJob",
@@ -254,11 +280,96 @@ class TrainingStack(cdk.Stack):
         train.add_catch(on_failure)
         return train
 
+    def _tuning(self, config: AppConfig, storage: StorageStack, image: ImageStack, on_failure: sfn.IChainable,
+                train: sfn.IChainable) -> sfn.IChainable:
+        """Every ``tune_every_days``: a SageMaker tuning job before the gated training, its best settings then used by
+        this run and recorded for later ones (as ``infra.ops tune --apply`` does).
+
+        The stage's last completed tuning jobs (at most five, SageMaker's limit on parents) warm-start it with
+        ``TransferLearning``, since the data window has moved since they ran. Not due (the last completed one is
+        younger than ``tune_every_days``): straight to Train.
+        """
+        prefix = tuning_job_prefix(config.stage)
+        find = tasks.CallAwsService.jsonata(
+            self, "Find earlier tuning jobs", service="sagemaker", action="listHyperParameterTuningJobs",
+            # List calls take no resource-level permissions
+            iam_resources=["*"],
+            parameters={"NameContains": prefix, "SortBy": "CreationTime", "SortOrder": "Descending",
+                        "StatusEquals": "Completed", "MaxResults": MAX_WARM_START_PARENTS},
+            assign={
+                "parents": "{% $append([], $states.result.HyperParameterTuningJobSummaries[$substring("
+                           f"HyperParameterTuningJobName, 0, {len(prefix)}) = '{prefix}'].HyperParameterTuningJobName) %}}",
+                "lastTuned": "{% ($first := $states.result.HyperParameterTuningJobSummaries[$substring("
+                             f"HyperParameterTuningJobName, 0, {len(prefix)}) = '{prefix}'][0]; "
+                             "$exists($first) ? $toMillis($first.CreationTime) : 0) %}",
+                "tuningJob": "{% '" + prefix + "' & $fromMillis($toMillis($states.context.Execution.StartTime), '"
+                             + TUNING_NAME_PICTURE + "') %}",
+            },
+        )
+        find.add_catch(on_failure)
+        tune = sync_job_task(self, "Tune", "createHyperParameterTuningJob",
+                             self._tuning_request(config, storage, image),
+                             comment="Search the tuning space with SageMaker Automatic Model Tuning",
+                             assign={"tuned": "{% $merge([$tuned, " + _jsonata_object(self._space_static(config))
+                                              + ", $states.result.BestTrainingJob.TunedHyperParameters, "
+                                              "{'tuning_job': $tuningJob}]) %}"})
+        add_capacity_retries(tune)
+        tune.add_catch(on_failure)
+        record = tasks.CallAwsService.jsonata(
+            self, "Record tuned settings", service="ssm", action="putParameter",
+            iam_resources=[self._parameter_arn(config.tuned_hyperparameters_parameter_name)],
+            parameters={"Name": config.tuned_hyperparameters_parameter_name, "Value": "{% $string($tuned) %}",
+                        "Type": "String", "Overwrite": True},
+        )
+        record.add_catch(on_failure)
+        due = (f"$count($parents) = 0 or $toMillis($states.context.Execution.StartTime) - $lastTuned >= "
+               f"{config.tune_every_days * DAY_MILLIS}")
+        choice = (sfn.Choice.jsonata(self, "Tuning due?")
+                  .when(sfn.Condition.jsonata("{% " + due + " %}"), tune.next(record).next(train))
+                  .otherwise(train))
+        return sfn.Chain.custom(find, [train], find.next(choice))
+
+    def _space_static(self, config: AppConfig) -> dict[str, str]:
+        space = load_space(config.tune_space)
+        return {"preset": space.preset, **space.fixed}
+
+    def _tuning_request(self, config: AppConfig, storage: StorageStack, image: ImageStack) -> str:
+        """CreateHyperParameterTuningJob's arguments as one JSONata expression: the parents' WarmStartConfig is
+        there only when there are parents (SageMaker refuses an empty list)."""
+        space = load_space(config.tune_space)
+        searched = [dimension.name for dimension in space.dimensions]
+        trial_hours = config.training_max_runtime_hours
+        job = self._job_arguments(config, storage, image, "$tuningJob", "{}", "[$trainChannel]")
+        rounds = -(-config.tune_trials // config.tune_parallel)
+        request = {
+            "HyperParameterTuningJobConfig": tuning_job_config(space, config.tune_trials, config.tune_parallel,
+                                                               min(rounds * trial_hours * 3600, MAX_RUNTIME_SECONDS[1])),
+            "TrainingJobDefinition": {
+                "AlgorithmSpecification": {**job["AlgorithmSpecification"], "TrainingInputMode": "FastFile"},
+                "RoleArn": job["RoleArn"], "OutputDataConfig": job["OutputDataConfig"],
+                "ResourceConfig": job["ResourceConfig"],
+                "StoppingCondition": {"MaxRuntimeInSeconds": job["StoppingCondition"]["MaxRuntimeInSeconds"]},
+                "EnableNetworkIsolation": job["EnableNetworkIsolation"],
+            },
+            "Tags": resource_tags(config, pipeline="tuning"),
+        }
+        static = ("$sift($merge([$defaultHyperparameters, $tuned, " + _jsonata_object(self._space_static(config))
+                  + ", $window]), function($value, $name) {$not($name in " + json.dumps(searched)
+                  + ") and $name != 'tuning_job'})")
+        dynamic = ("{'HyperParameterTuningJobName': $tuningJob, 'TrainingJobDefinition': $merge([" + "$definition, "
+                   "{'StaticHyperParameters': $merge($each(" + static + ", function($value, $name) {{$name: "
+                   "$string($value)}})), 'InputDataConfig': [$trainChannel]}])}")
+        warm = ("$count($parents) > 0 ? {'WarmStartConfig': {'WarmStartType': '" + WARM_START_TYPE + "', "
+                "'ParentHyperParameterTuningJobs': $append([], $map($parents, function($parent) "
+                "{{'HyperParameterTuningJobName': $parent}}))}} : {}")
+        return ("{% ($request := " + _jsonata_object(request) + "; $definition := $request.TrainingJobDefinition; "
+                "$merge([$request, " + dynamic + ", " + warm + "])) %}")
+
     def _refit(self, config: AppConfig, storage: StorageStack, image: ImageStack,
                on_failure: sfn.IChainable) -> sfn.CustomState:
         """The passing settings trained again on the whole window, validation days included: the model that ships
         (items new in the last days are then known to it). Named ``<gated job>-refit``."""
-        hyperparameters = ("$sift($merge([$defaultHyperparameters, $hyperparameters, $window]), "
+        hyperparameters = ("$sift($merge([$defaultHyperparameters, $tuned, $hyperparameters, $window]), "
                            "function($value, $name) {$name != 'valid_days'})")
         channels = "$skipTestChannel ? [$trainChannel] : [$trainChannel, $testChannel]"
         name = f"$gatedJob & '{REFIT_SUFFIX}'"
@@ -478,6 +589,7 @@ class TrainingStack(cdk.Stack):
         # SageMaker names a job's log streams <job name>/algo-<n>-<time>: the pipeline's and the operator CLI's one-off jobs
         log_streams = log_streams_arn(self, TRAINING_LOG_GROUP, f"{self.job_name_prefix}*")
         one_off_streams = log_streams_arn(self, TRAINING_LOG_GROUP, f"{one_off_job_prefix(config.stage)}-*")
+        tuning_streams = log_streams_arn(self, TRAINING_LOG_GROUP, f"{tuning_job_prefix(config.stage)}*")
         # every channel is an S3Prefix, which SageMaker lists: the training data, and the live model's archive
         # under models/ (the champion channel, once a pipeline's model is live)
         listed_prefixes = ["training/*", f"{MODELS_PREFIX}*"] + ([f"{CHECKPOINTS_PREFIX}*"] if config.use_spot else [])
@@ -495,7 +607,7 @@ class TrainingStack(cdk.Stack):
             iam.PolicyStatement(sid="CreateTrainingLogGroup", actions=["logs:CreateLogGroup", "logs:DescribeLogStreams"],
                                 resources=[log_group]),
             iam.PolicyStatement(sid="WriteTrainingLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                                resources=[log_streams, one_off_streams]),
+                                resources=[log_streams, one_off_streams, tuning_streams]),
             iam.PolicyStatement(sid="PublishTrainingMetrics", actions=["cloudwatch:PutMetricData"], resources=["*"],
                                 conditions={"StringEquals": {"cloudwatch:namespace": TRAINING_METRICS_NAMESPACE}}),
         ]
@@ -517,6 +629,8 @@ class TrainingStack(cdk.Stack):
                          "the grant covers this pipeline's job names only.",
             one_off_streams: "The operator CLI's one-off training jobs (same role) are named <stage prefix>-oneoff-<time>; "
                              "their log streams only.",
+            tuning_streams: "The training jobs of the operator CLI's tuning jobs (same role) are named "
+                            "tune-<stage>-<time>-<NNN>-<hash>; their log streams only.",
         }
         if config.use_spot:
             findings[checkpoints] = "Managed Spot syncs /opt/ml/checkpoints with checkpoints/<job name>/ to resume an interrupted job."
@@ -539,15 +653,39 @@ class TrainingStack(cdk.Stack):
         # CreateTrainingJob and UpdateEndpoint with a volume key: the caller lets SageMaker grant the key too
         if uses_volume_key(config.training_instance_type) or uses_endpoint_volume_key(config):
             statements += volume_key_statements(storage.key)
+        findings = {}
+        if config.tune_every_days:
+            statements += self._tuning_statements(config)
+            tuning_jobs = sagemaker_arn(self, "hyper-parameter-tuning-job", f"{tuning_job_prefix(config.stage)}*")
+            findings[tuning_jobs] = ("Tuning jobs tune-<stage>-<UTC minute>: the grant covers this stage's tuning jobs "
+                                     "only.")
         for statement in statements:
             self.state_machine.add_to_role_policy(statement)
         reason = "Names carry the execution's start time and hash: the grant covers this pipeline's names only."
+        list_note = ("; sagemaker:ListHyperParameterTuningJobs (the tuning step's earlier jobs) takes no resource-level "
+                     "permissions either") if config.tune_every_days else ""
         acknowledge_wildcards(self.state_machine.role, {
-            "*": STATE_MACHINE_SERVICE_WILDCARDS + ".",
+            **findings,
+            "*": STATE_MACHINE_SERVICE_WILDCARDS + list_note + ".",
             sagemaker_arn(self, "training-job", names): f"Training jobs {names}. " + reason,
             models: f"Models {names} (named after their training job). " + reason,
             configs: f"Endpoint configurations {names} (named after their training job). " + reason,
         })
+
+    def _tuning_statements(self, config: AppConfig) -> list[iam.PolicyStatement]:
+        """Run and watch the stage's tuning jobs (``createHyperParameterTuningJob.sync``): the tuning-job form of
+        ``sync_job_statements``, whose rule is StepFunctionsGetEventsForSageMakerTuningJobsRule
+        (https://docs.aws.amazon.com/step-functions/latest/dg/sagemaker-iam.html)."""
+        jobs = sagemaker_arn(self, "hyper-parameter-tuning-job", f"{tuning_job_prefix(config.stage)}*")
+        rule = self.format_arn(service="events", resource="rule",
+                               resource_name="StepFunctionsGetEventsForSageMakerTuningJobsRule")
+        return [
+            iam.PolicyStatement(sid="RunTuningJobs", resources=[jobs], actions=[
+                "sagemaker:CreateHyperParameterTuningJob", "sagemaker:DescribeHyperParameterTuningJob",
+                "sagemaker:StopHyperParameterTuningJob", "sagemaker:AddTags", "sagemaker:ListTags"]),
+            iam.PolicyStatement(sid="WatchTuningJobs", resources=[rule],
+                                actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"]),
+        ]
 
     def _parameter_arn(self, name: str) -> str:
         return self.format_arn(service="ssm", resource="parameter", resource_name=name.lstrip("/"))
@@ -577,6 +715,11 @@ def _final_metric(name: str) -> str:
             + "'][0].Value; $type($value) = 'number' ? $value : null) %}")
 
 
+def _jsonata_object(value) -> str:
+    """A JSON value as a JSONata literal (JSON is one); CDK tokens inside its strings resolve in place."""
+    return json.dumps(value)
+
+
 def _spot_max_wait(config: AppConfig) -> cdk.Duration:
     hours = config.training_max_runtime_hours
     return cdk.Duration.hours(hours + min(hours, int(SPOT_EXTRA_WAIT_LIMIT.to_hours())))
@@ -584,4 +727,11 @@ def _spot_max_wait(config: AppConfig) -> cdk.Duration:
 
 def _timeout(config: AppConfig) -> cdk.Duration:
     training = _spot_max_wait(config) if config.use_spot else cdk.Duration.hours(config.training_max_runtime_hours)
-    return cdk.Duration.hours(int(training.to_hours() + DEPLOYMENT_ALLOWANCE.to_hours()))
+    return cdk.Duration.hours(int(training.to_hours() + _tuning_hours(config) + DEPLOYMENT_ALLOWANCE.to_hours()))
+
+
+def _tuning_hours(config: AppConfig) -> int:
+    """The longest a tuning step takes: its rounds of parallel trials, each at most a training job's runtime."""
+    if not config.tune_every_days:
+        return 0
+    return -(-config.tune_trials // config.tune_parallel) * config.training_max_runtime_hours

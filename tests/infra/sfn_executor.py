@@ -10,7 +10,7 @@ changes this module alone owns:
 - Wait states return at once; the seconds each asked for are kept (``Boundary.waits``);
 - ``.sync`` tasks of services moto's interpreter only forwards (SageMaker, Athena): the start call is
   made, then the finished job is read with its Describe call (DescribeTrainingJob, DescribeTransformJob,
-  GetQueryExecution), as Step Functions does once the job ends. A job that ends Failed or Stopped fails
+  DescribeHyperParameterTuningJob, GetQueryExecution), as Step Functions does once the job ends. A job that ends Failed or Stopped fails
   the task with ``States.TaskFailed`` and the Describe response as the cause;
 - every AWS call the interpreter makes goes through :class:`Boundary`: recorded (service, operation, API
   parameters, response), then answered by a stand-in the test installed for it, or by moto. Parameters
@@ -63,6 +63,7 @@ EXECUTION_LIMIT_S = 300
 SYNC_DESCRIBE = {
     "CreateTrainingJob": ("DescribeTrainingJob", "TrainingJobName", "request"),
     "CreateTransformJob": ("DescribeTransformJob", "TransformJobName", "request"),
+    "CreateHyperParameterTuningJob": ("DescribeHyperParameterTuningJob", "HyperParameterTuningJobName", "request"),
     "StartQueryExecution": ("GetQueryExecution", "QueryExecutionId", "response"),
 }
 FAILED_JOB_STATUSES = {"Failed", "Stopped", "FAILED", "CANCELLED"}
@@ -249,6 +250,7 @@ def _sync_jobs_class(boundary: Boundary) -> type:
 
 def _job_status(described: dict) -> str | None:
     return (described.get("TrainingJobStatus") or described.get("TransformJobStatus")
+            or described.get("HyperParameterTuningJobStatus")
             or described.get("QueryExecution", {}).get("Status", {}).get("State"))
 
 

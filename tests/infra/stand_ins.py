@@ -8,6 +8,8 @@ before it, with the figures the test chooses:
 - :class:`TransformJobs`: DescribeTransformJob of a finished transform job (``.sync``); given an ``answer``
   per line, the job's output too: the objects its manifest lists spread over its instances by key, and
   ``<object>.out`` under its output path, one answer line per input line, as Batch Transform writes them;
+- :class:`TuningJobs`: DescribeHyperParameterTuningJob of a finished tuning job (``.sync``) with the best settings
+  the test gives;
 - :class:`Queries`: GetQueryExecution of a finished Athena query (``.sync``) with its bytes scanned,
   and GetQueryResults (a header row, then one row of the figures the test gives for that query);
 - :class:`Endpoint`: UpdateEndpoint (moto has none) and DescribeEndpoint, answering the statuses the
@@ -81,6 +83,45 @@ class TrainingJobs:
         }
         if failed:
             answer["FailureReason"] = "AlgorithmError: the stand-in job failed"
+        return answer
+
+
+class TuningJobs:
+    """DescribeHyperParameterTuningJob of a finished tuning job (``.sync``): the request it was created with, and a best
+    training job tuned with ``best`` ({name: value}); ``failed``: every tuning job ends Failed."""
+
+    def __init__(self, boundary: Boundary, best: dict[str, str], objective: float = 0.33, failed: bool = False):
+        self.boundary, self.best, self.objective, self.failed = boundary, best, objective, failed
+        boundary.stand_in("sagemaker", "DescribeHyperParameterTuningJob", self.describe)
+
+    def describe(self, params: dict) -> dict:
+        name = params["HyperParameterTuningJobName"]
+        job = _created(self.boundary, "sagemaker", "CreateHyperParameterTuningJob", "HyperParameterTuningJobName", name)
+        trial = f"{name}-003-0a1b2c3d"
+        config = job["HyperParameterTuningJobConfig"]
+        answer = {
+            "HyperParameterTuningJobName": name,
+            "HyperParameterTuningJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:hyper-parameter-tuning-job/{name}",
+            "HyperParameterTuningJobConfig": config,
+            "TrainingJobDefinition": job["TrainingJobDefinition"],
+            "HyperParameterTuningJobStatus": "Failed" if self.failed else "Completed",
+            "CreationTime": FINISHED,
+            "TrainingJobStatusCounters": {"Completed": config["ResourceLimits"]["MaxNumberOfTrainingJobs"]},
+            "ObjectiveStatusCounters": {"Succeeded": config["ResourceLimits"]["MaxNumberOfTrainingJobs"]},
+        }
+        if "WarmStartConfig" in job:
+            answer["WarmStartConfig"] = job["WarmStartConfig"]
+        if self.failed:
+            answer["FailureReason"] = "the stand-in tuning job failed"
+            return answer
+        answer["BestTrainingJob"] = {
+            "TrainingJobName": trial, "TrainingJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/{trial}",
+            "CreationTime": FINISHED, "TrainingJobStatus": "Completed", "TunedHyperParameters": self.best,
+            "FinalHyperParameterTuningJobObjectiveMetric": {
+                "Type": "Maximize", "MetricName": config["HyperParameterTuningJobObjective"]["MetricName"],
+                "Value": self.objective},
+            "ObjectiveStatus": "Succeeded",
+        }
         return answer
 
 

@@ -130,6 +130,24 @@ def test_browser_settings_that_contradict_each_other_are_refused(artifact, value
     assert raised.value.key == key and fragment in str(raised.value)
 
 
+@pytest.mark.parametrize(("values", "key", "fragment"), [
+    ({"tune_every_days": -1}, "tune_every_days", "days >= 0"),
+    ({"tune_every_days": 7, "valid_days": 0}, "tune_every_days", "needs valid_days > 0"),
+    ({"tune_every_days": 7, "tune_space": "nope"}, "tune_space", "not a built-in space"),
+    ({"tune_every_days": 7, "tune_parallel": 21}, "tune_parallel", "from 1 to tune_trials (20)"),
+    ({"tune_every_days": 7, "tune_trials": 0, "tune_parallel": 0}, "tune_trials", "at least 1"),
+])
+def test_a_tuning_step_sagemaker_would_refuse_is_refused_at_synth(artifact, values, key, fragment):
+    with pytest.raises(ConfigError) as raised:
+        AppConfig.from_mapping({"initial_model_artifact": artifact, **values})
+    assert raised.value.key == key and fragment in str(raised.value)
+
+
+def test_tuning_settings_are_only_checked_when_tuning_is_on(artifact):
+    config = AppConfig.from_mapping({"initial_model_artifact": artifact, "tune_space": "nope", "tune_every_days": "0"})
+    assert config.tune_every_days == 0
+
+
 def test_browser_settings_read_from_strings(artifact):
     pool = "arn:aws:cognito-idp:eu-west-1:123456789012:userpool/eu-west-1_Ab12cD"
     config = AppConfig.from_mapping({"initial_model_artifact": artifact, "api_auth": "cognito", "api_user_pool_arn": pool,

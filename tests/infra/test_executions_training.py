@@ -7,9 +7,13 @@ endpoint configurations are moto's.
 """
 from __future__ import annotations
 
+import json
+
+import boto3
 import pytest
 
 from infra.stacks.training import ENDPOINT_MAX_POLLS
+from tests.infra.cfn_values import REGION
 from tests.infra.pipeline_runs import (FIRST_MODEL, PASSING, ROLLOUT, assert_well_formed, data_bucket, offline_stage,
                                       published)
 from tests.infra.stand_ins import Endpoint, TrainingJobs
@@ -70,6 +74,39 @@ def test_the_operators_hyperparameters_and_test_channel_reach_train_and_refit(va
                                         **window}
     assert refit["HyperParameters"] == {"preset": "diginetica", "epochs": "3", "loss": "bpr-max", **window}
     assert _channels(train) == _channels(refit) == ["train"]
+
+
+TUNED = {"layers": "192", "learning_rate": "0.0734", "loss": "cross-entropy", "tuning_job": "tune-dev-2612071345"}
+
+
+def _run_tuned(result, execution_input, tuned):
+    with offline_stage(result) as stage:
+        if tuned is not None:
+            boto3.client("ssm", region_name=REGION).put_parameter(
+                Name=result.config.tuned_hyperparameters_parameter_name, Value=json.dumps(tuned), Type="String")
+        TrainingJobs(stage.boundary, PASSING)
+        Endpoint(stage.boundary, result.config.endpoint_name, ROLLOUT)
+        run = stage.run("training", execution_input)
+    assert_well_formed(run)
+    return run
+
+
+def test_applied_tuned_settings_reach_train_and_refit_under_the_operators_own(synth):
+    run = _run_tuned(synth, {"hyperparameters": {"learning_rate": "0.05"}}, TUNED)
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    assert run.calls("ssm", "GetParameters") == [{"Names": [synth.config.tuned_hyperparameters_parameter_name]}]
+    train, refit = run.calls("sagemaker", "CreateTrainingJob")
+    expected = {"preset": "rsc15", **TUNED, "learning_rate": "0.05", **run.output["window"]}
+    assert train["HyperParameters"] == {**expected, "valid_days": "1"}
+    assert refit["HyperParameters"] == expected
+
+
+def test_without_an_applied_tuning_job_no_tuned_settings_are_sent(synth):
+    """Negative control: the same run with no tuned-hyperparameters parameter."""
+    run = _run_tuned(synth, None, None)
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    train, _refit = run.calls("sagemaker", "CreateTrainingJob")
+    assert train["HyperParameters"] == {"preset": "rsc15", "valid_days": "1", **run.output["window"]}
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -57,7 +57,7 @@ def _input_variables(states, execution_input: dict) -> dict:
 def test_states_in_order(states):
     assert main_path(states, "Name the job", via={"Endpoint free?": "Update endpoint",
                                                   "Endpoint updated?": "Record model data"}) == [
-        "Name the job", "Read live model", "Train", "Quality gate", "Refit on the whole window", "Create model", "Create endpoint config", "Is the endpoint free?",
+        "Name the job", "Read tuned settings", "Read live model", "Train", "Quality gate", "Refit on the whole window", "Create model", "Create endpoint config", "Is the endpoint free?",
         "Endpoint free?", "Update endpoint", "Wait for endpoint", "Check endpoint", "Endpoint updated?",
         "Record model data", "Record model name", "Done",
     ]
@@ -208,7 +208,7 @@ def test_failed_gate_says_why(states, variables):
 
 def test_every_task_and_failed_check_notifies_then_fails(states, synth):
     tasks = [name for name, state in states.items() if state["Type"] == "Task" and name != "Notify failure"]
-    assert len(tasks) == 10
+    assert len(tasks) == 11
     for name in tasks:
         assert states[name]["Catch"] == [{"ErrorEquals": ["States.ALL"], "Next": "Notify failure"}], name
     for name, state in states.items():
@@ -406,6 +406,8 @@ def test_state_machine_runs_only_its_own_jobs(synth):
     assert actions_on(statements, ":endpoint/gru4rec-dev") >= {"sagemaker:updateEndpoint", "sagemaker:describeEndpoint"}
     assert actions_on(statements, ":parameter/gru4rec/dev/current-model-name") == {"ssm:putParameter"}
     assert actions_on(statements, ":parameter/gru4rec/dev/current-model-data") == {"ssm:putParameter", "ssm:getParameter"}
+    # the settings infra.ops tune --apply wrote: read only
+    assert actions_on(statements, ":parameter/gru4rec/dev/tuned-hyperparameters") == {"ssm:getParameters"}
     # UpdateEndpoint names the rollback alarms: its caller reads them (deployment-guardrails-configuration)
     for alarm in ("gru4rec-dev-5xx", "gru4rec-dev-model-latency", "gru4rec-dev-model-errors"):
         assert actions_on(statements, f":alarm:{alarm}") == {"cloudwatch:DescribeAlarms"}

@@ -164,6 +164,20 @@ def test_hyperparameters_become_options_and_params():
         "user_session", "%d/%m/%Y %H:%M", ";", "2%")
 
 
+def test_the_tuning_job_of_applied_settings_is_named_in_the_metadata(tiny_data, tmp_path):
+    from model_code.hyperparameters import hyperparameters_argv
+
+    argv = hyperparameters_argv({"tuning_job": "tune-dev-2612071345", "epochs": "1"})
+    assert argv[0] == "--tuning-job=tune-dev-2612071345"
+    code, _, err = run_train(["--train", str(tiny_data / "train.tsv.gz"), "--model-dir", str(tmp_path / "m"),
+                              "--no-export", *TINY_ARGS, *argv])
+    assert code == 0, err
+    assert artifacts.read_metadata(tmp_path / "m")["tuning"] == {"sagemaker_tuning_job": "tune-dev-2612071345"}
+    with pytest.raises(SystemExit) as refused:  # argparse's refusal, before anything is read
+        run_train(["--train", str(tiny_data / "train.tsv.gz"), "--model-dir", str(tmp_path / "n"), "--tuning-job", "tune dev"])
+    assert refused.value.code == 2 and not (tmp_path / "n").exists()
+
+
 def test_bad_hyperparameter_is_named(tiny_data, tmp_path):
     from model_code.hyperparameters import hyperparameters_argv
 
