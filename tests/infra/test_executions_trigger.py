@@ -2,7 +2,8 @@
 (a day's ``_SUCCESS`` marker starts one training run a day) and the schedule's input.
 
 The trigger's StartExecution is moto's (which refuses a name used before, as Step Functions does); the
-training runs it starts use the training stand-ins (``tests.infra.stand_ins``).
+training runs it starts use the training stand-ins (``tests.infra.stand_ins``), the tuning job's too: the
+retraining variant tunes before its first gated training.
 """
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import json
 import pytest
 
 from tests.infra.pipeline_runs import PASSING, ROLLOUT, assert_well_formed, offline_stage
-from tests.infra.stand_ins import Endpoint, TrainingJobs
+from tests.infra.stand_ins import Endpoint, TrainingJobs, TuningJobs
 
 MARKER = "training/events/dt={day}/_SUCCESS"
+TUNED = {"layers": "128", "learning_rate": "0.05"}
 
 
 def _marker_event(bucket: str, day: str, at: str) -> dict:
@@ -37,6 +39,7 @@ def _training_runs(stage) -> dict[str, dict]:
 def stage(variants):
     with offline_stage(variants["retraining"]) as stage:
         TrainingJobs(stage.boundary, PASSING)
+        TuningJobs(stage.boundary, TUNED)
         Endpoint(stage.boundary, stage.config.endpoint_name, ROLLOUT)
         stage.pipelines.create_once(stage.machine("training"))
         yield stage
@@ -87,3 +90,4 @@ def test_the_schedule_starts_the_pipeline_with_an_input_it_runs_on(stage):
     train, _refit = run.calls("sagemaker", "CreateTrainingJob")
     assert train["HyperParameters"]["preset"] == "rsc15" and [c["ChannelName"] for c in train["InputDataConfig"]] == [
         "train", "test"]
+    assert {name: train["HyperParameters"][name] for name in TUNED} == TUNED  # the tuning step ran first
