@@ -7,20 +7,15 @@ joined answers (``sessions/scored/``), and logs to a stage log group under the s
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from infra.config import AppConfig
 from infra.layout import BATCH_MANIFESTS_PREFIX, BATCH_SHARDS_PREFIX, INCOMING_SESSIONS_PREFIX, SCORED_SESSIONS_PREFIX
-from infra.log_groups import log_streams_arn, stage_log_group
+from infra.stacks.stage_function import stage_function
 from infra.stacks.storage import StorageStack
-from infra.stacks.workflow import acknowledge_wildcards
 
-CODE = Path(__file__).resolve().parent.parent / "functions" / "shard_sessions"
 # Lambda's longest run: S3 streams at tens of MB/s to a function of this size, several GB in 15 minutes
 TIMEOUT = cdk.Duration.minutes(15)
 MEMORY_MB = 2048  # one shard (at most transform_shard_mb) in memory, and more network bandwidth
@@ -31,13 +26,9 @@ class SessionSharder(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, config: AppConfig, storage: StorageStack) -> None:
         super().__init__(scope, construct_id)
-        log_group = stage_log_group(self, "Logs", config, storage.key, "shard-sessions")
-        role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-                        description=f"GRU4Rec {config.stage}: cuts batch sessions files into shards, joins their answers")
         incoming, shards = storage.objects_arn(INCOMING_SESSIONS_PREFIX), storage.objects_arn(BATCH_SHARDS_PREFIX)
         manifests, scored = storage.objects_arn(BATCH_MANIFESTS_PREFIX), storage.objects_arn(SCORED_SESSIONS_PREFIX)
-        streams = log_streams_arn(self, log_group.log_group_name, "*")
-        policy = iam.Policy(self, "Policy", roles=[role], statements=[
+        statements = [
             iam.PolicyStatement(sid="ReadSessionsAndAnswers", actions=["s3:GetObject"], resources=[incoming, shards]),
             iam.PolicyStatement(sid="WriteShardsManifestsAndScores", actions=["s3:PutObject"],
                                 resources=[shards, manifests, scored]),
@@ -45,23 +36,15 @@ class SessionSharder(Construct):
             iam.PolicyStatement(sid="ListShards", actions=["s3:ListBucket"], resources=[storage.bucket_arn],
                                 conditions={"StringLike": {"s3:prefix": [f"{BATCH_SHARDS_PREFIX}*"]}}),
             iam.PolicyStatement(sid="AbortUnfinishedJoins", actions=["s3:AbortMultipartUpload"], resources=[scored]),
-            iam.PolicyStatement(sid="UseStageKey", actions=["kms:Decrypt", "kms:GenerateDataKey"],
-                                resources=[storage.key.key_arn]),
-            iam.PolicyStatement(sid="WriteLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                                resources=[streams]),
-        ])
-        acknowledge_wildcards(policy, {
-            incoming: "A run's sessions file lies under sessions/incoming/: read only, this prefix only.",
-            shards: "Each run's shards and their answers lie under batch-shards/<job>/: this prefix only.",
-            manifests: "Each run's input manifest is written under batch-manifests/: put only, this prefix only.",
-            scored: "A run's joined answers are written under sessions/scored/ (a multipart upload, aborted on "
-                    "failure): this prefix only.",
-            streams: "Lambda names its log streams by date and instance; the function's own log group only.",
-        })
-        self.function = lambda_.Function(
-            self, "Function", runtime=lambda_.Runtime.PYTHON_3_14, handler="index.handler",
-            code=lambda_.Code.from_asset(str(CODE), exclude=["__pycache__", "__init__.py"]),
-            role=role, timeout=TIMEOUT, memory_size=MEMORY_MB, log_group=log_group,
-            description=f"GRU4Rec {config.stage}: a batch run's sessions file -> shards; their answers -> one scored file",
-        )
-        self.function.node.add_dependency(policy)
+        ]
+        self.function = stage_function(
+            self, config, storage, code="shard_sessions", log_leaf="shard-sessions",
+            role_description="cuts batch sessions files into shards, joins their answers",
+            description="a batch run's sessions file -> shards; their answers -> one scored file",
+            statements=statements, timeout=TIMEOUT, memory_mb=MEMORY_MB, wildcards={
+                incoming: "A run's sessions file lies under sessions/incoming/: read only, this prefix only.",
+                shards: "Each run's shards and their answers lie under batch-shards/<job>/: this prefix only.",
+                manifests: "Each run's input manifest is written under batch-manifests/: put only, this prefix only.",
+                scored: "A run's joined answers are written under sessions/scored/ (a multipart upload, aborted on "
+                        "failure): this prefix only.",
+            })
