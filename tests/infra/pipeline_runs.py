@@ -68,7 +68,7 @@ def data_bucket(result) -> str:
     storage = result.stacks["storage"].stack_name
     (bucket_id,) = [logical for logical, resource in result.templates[storage]["Resources"].items()
                     if resource["Type"] == "AWS::S3::Bucket" and logical.startswith("Data")]
-    return Stacks(result.templates).resolve({"Ref": bucket_id}, storage)
+    return Stacks(result.templates).resolve(storage, {"Ref": bucket_id})
 
 
 @contextmanager
@@ -82,9 +82,9 @@ def offline_stage(result) -> Iterator[Stage]:
         for stack, template in result.templates.items():
             for logical, resource in template["Resources"].items():
                 if resource["Type"] == "AWS::SNS::Topic":
-                    sns.create_topic(Name=pipelines.stacks.resolve({"Ref": logical}, stack).rsplit(":", 1)[1])
+                    sns.create_topic(Name=pipelines.stacks.resolve(stack, {"Ref": logical}).rsplit(":", 1)[1])
                 if resource["Type"] == "AWS::Athena::WorkGroup":
-                    athena.create_work_group(Name=pipelines.stacks.resolve(resource["Properties"]["Name"], stack))
+                    athena.create_work_group(Name=pipelines.stacks.resolve(stack, resource["Properties"]["Name"]))
         stage = Stage(pipelines, boundary, bucket, result.config)
         stage.live_model(FIRST_MODEL)
         yield stage

@@ -8,9 +8,10 @@ new kind of resource is never linted as a made-up string.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Iterator
+
+from tests.infra.cfn_intrinsics import IntrinsicResolver
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -18,7 +19,6 @@ PSEUDO_PARAMETERS = {
     "AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::URLSuffix": "amazonaws.com",
     "AWS::StackName": "stack",
 }
-_SUB_VARIABLE = re.compile(r"\$\{([^}!][^}]*)\}")
 
 
 @dataclass(frozen=True)
@@ -36,16 +36,8 @@ class PolicyDocument:
         return f"{self.stack}/{self.logical_id} ({self.kind})"
 
 
-class AppPolicies:
+class AppPolicies(IntrinsicResolver):
     """The templates of one app (stack name -> template), their exports and their policy documents."""
-
-    def __init__(self, templates: dict[str, dict]):
-        self.templates = templates
-        self.exports = {
-            output["Export"]["Name"]: (stack, output["Value"])
-            for stack, template in templates.items()
-            for output in template.get("Outputs", {}).values() if "Export" in output
-        }
 
     def documents(self) -> Iterator[PolicyDocument]:
         for stack, template in self.templates.items():
@@ -53,60 +45,6 @@ class AppPolicies:
                 key_arn = self._arn(stack, logical_id) if resource["Type"] == "AWS::KMS::Key" else None
                 for kind, document in _documents_of(resource):
                     yield PolicyDocument(stack, logical_id, kind, self.resolve(stack, document), key_arn)
-
-    def resolve(self, stack: str, value: Any) -> Any:
-        """``value`` (from the template of ``stack``) with every intrinsic function evaluated."""
-        if isinstance(value, list):
-            return [self.resolve(stack, item) for item in value]
-        if not isinstance(value, dict):
-            return value
-        if len(value) == 1:
-            (name, argument), = value.items()
-            if name == "Ref" or name.startswith("Fn::"):
-                return self._intrinsic(stack, name, argument)
-        return {key: self.resolve(stack, item) for key, item in value.items()}
-
-    def _intrinsic(self, stack: str, name: str, argument: Any) -> Any:
-        if name == "Ref":
-            return self._ref(stack, argument)
-        if name == "Fn::GetAtt":
-            logical_id, attribute = argument if isinstance(argument, list) else argument.split(".", 1)
-            return self._attribute(stack, logical_id, attribute)
-        if name == "Fn::ImportValue":
-            exporter, exported = self.exports[self.resolve(stack, argument)]
-            return self.resolve(exporter, exported)
-        if name == "Fn::Join":
-            delimiter, items = argument
-            return delimiter.join(str(item) for item in self.resolve(stack, items))
-        if name == "Fn::Sub":
-            return self._sub(stack, argument)
-        if name == "Fn::Select":
-            index, items = argument
-            return self.resolve(stack, items)[int(index)]
-        if name == "Fn::Split":
-            delimiter, text = argument
-            return self.resolve(stack, text).split(delimiter)
-        raise ValueError(f"{stack}: cannot resolve {name} {argument!r}")
-
-    def _sub(self, stack: str, argument: Any) -> str:
-        text, variables = (argument, {}) if isinstance(argument, str) else argument
-        variables = {key: self.resolve(stack, item) for key, item in variables.items()}
-
-        def value_of(match: re.Match) -> str:
-            name = match.group(1)
-            if name in variables:
-                return str(variables[name])
-            if "." in name:
-                return str(self._attribute(stack, *name.split(".", 1)))
-            return str(self._ref(stack, name))
-
-        return _SUB_VARIABLE.sub(value_of, text)
-
-    def _resource(self, stack: str, logical_id: str) -> dict:
-        try:
-            return self.templates[stack]["Resources"][logical_id]
-        except KeyError:
-            raise ValueError(f"{stack}: no resource {logical_id!r}") from None
 
     def _ref(self, stack: str, logical_id: str) -> Any:
         if logical_id in PSEUDO_PARAMETERS:

@@ -314,8 +314,8 @@ class Pipelines:
     def definition(self, name: str) -> dict:
         """The definition of the state machine ``name`` as deployed (references resolved)."""
         stack, properties = self.machines()[name]
-        raw = self.stacks.resolve(properties["DefinitionString"], stack)
-        substitutions = self.stacks.resolve(properties.get("DefinitionSubstitutions", {}), stack)
+        raw = self.stacks.resolve(stack, properties["DefinitionString"])
+        substitutions = self.stacks.resolve(stack, properties.get("DefinitionSubstitutions", {}))
         for key, value in substitutions.items():
             raw = raw.replace("${" + key + "}", str(value))
         return json.loads(raw)

@@ -82,7 +82,7 @@ def test_the_schedule_starts_the_pipeline_with_an_input_it_runs_on(stage):
     stacks, training = stage.pipelines.stacks, stage.pipelines.machines()[stage.machine("training")][0]
     (schedule,) = [resource["Properties"] for resource in stacks.templates[training]["Resources"].values()
                    if resource["Type"] == "AWS::Scheduler::Schedule"]
-    target = stacks.resolve(schedule["Target"], training)
+    target = stacks.resolve(training, schedule["Target"])
     assert target["Arn"] == stage.pipelines.create_once(stage.machine("training"))
     run = stage.run("training", json.loads(target["Input"]))
     assert run.status == "SUCCEEDED", (run.error, run.cause)

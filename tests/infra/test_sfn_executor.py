@@ -116,6 +116,6 @@ def test_template_values_resolve_across_stacks_and_unknown_ones_are_refused():
     }
     stacks = Stacks(templates)
     value = {"Fn::Join": ["", [{"Fn::ImportValue": "A:Bucket"}, "|", {"Ref": "Topic"}, "|", {"Ref": "AWS::Region"}]]}
-    assert stacks.resolve(value, "B") == f"arn:aws:s3:::bucket|arn:aws:sns:{REGION}:{ACCOUNT}:t|{REGION}"
+    assert stacks.resolve("B", value) == f"arn:aws:s3:::bucket|arn:aws:sns:{REGION}:{ACCOUNT}:t|{REGION}"
     with pytest.raises(ValueError, match="Thing"):
-        stacks.resolve({"Fn::GetAtt": ["Thing", "Arn"]}, "B")
+        stacks.resolve("B", {"Fn::GetAtt": ["Thing", "Arn"]})
