@@ -18,6 +18,7 @@ COUNT_COLUMNS = ("answers", "attributable", "followed", "hits", "rank_sum", "rec
                  "requested_items", "unknown_items", "recommended_items", "catalogue_items")
 """The query's counts, after its key columns ``day``, ``variant`` and ``model_version``."""
 MAX_WINDOW_MINUTES = 24 * 60
+"""The longest attribution window: an answer's later events count for at most a day."""
 MAX_DAYS = 90
 
 

@@ -20,6 +20,7 @@ from constructs import Node
 from infra import layout, tuning
 from infra.context_keys import unknown_settings
 from infra.instance_types import instance_type_problem, is_gpu_training_type, training_image_problem
+from infra.attribution import MAX_WINDOW_MINUTES
 from infra.session_query import ATHENA_TIME_FORMS
 from model_code.event_rules import DEFAULT_MAX_BAD_ROWS, READ_OPTIONS, OptionError
 from model_code.hyperparameters import check_hyperparameters
@@ -111,7 +112,11 @@ class AppConfig:
     rollout_traffic_percent: int = 10
     rollout_wait_minutes: int = 10
     model_keep_count: int = 3
-    data_capture_percent: int = 10
+    data_capture_percent: int = 0
+    attribution_minutes: int = 30
+    attribution_schedule: str | None = None
+    stale_unknown_percent: float = 20.0
+    stale_coverage_percent: float = 5.0
     transform_instance_type: str = "ml.m5.xlarge"
     transform_instance_count: int = 1
     transform_shard_mb: int = 64
@@ -196,6 +201,7 @@ class AppConfig:
                f"got {self.gate_tolerance}")
         _check(0 <= self.data_capture_percent <= 100, "data_capture_percent",
                f"must be between 0 (off) and 100, got {self.data_capture_percent}")
+        self._check_attribution()
         _check(self.api_throttle_rate_limit > 0, "api_throttle_rate_limit",
                f"must be above 0 requests per second, got {self.api_throttle_rate_limit}")
         _check(1 <= self.transform_shard_mb <= MAX_SHARD_MB, "transform_shard_mb",
@@ -218,6 +224,18 @@ class AppConfig:
         self._check_monitoring()
         _check(self.notification_email is None or _EMAIL.fullmatch(self.notification_email), "notification_email",
                f"must be an e-mail address, got {self.notification_email!r}")
+
+    def _check_attribution(self) -> None:
+        """The attribution of captured answers: a window, an optional daily schedule and the staleness bounds."""
+        _check(1 <= self.attribution_minutes <= MAX_WINDOW_MINUTES, "attribution_minutes",
+               f"must be 1 to {MAX_WINDOW_MINUTES} minutes after an answer, got {self.attribution_minutes}")
+        _check(self.attribution_schedule is None or _SCHEDULE.fullmatch(self.attribution_schedule), "attribution_schedule",
+               "must be an EventBridge Scheduler expression such as 'cron(30 2 * * ? *)' or 'rate(1 day)', "
+               f"or empty (off), got {self.attribution_schedule!r}")
+        _check(self.attribution_schedule is None or self.data_capture_percent > 0, "attribution_schedule",
+               "reads the endpoint's captured answers: needs data_capture_percent above 0")
+        for key in ("stale_unknown_percent", "stale_coverage_percent"):
+            _check(0.0 <= getattr(self, key) <= 100.0, key, f"must be a percentage from 0 to 100, got {getattr(self, key)}")
 
     def _check_browser_access(self) -> None:
         """Guest identities sign with SigV4 (``api_auth=iam``); ``cognito`` needs a user pool; CORS names one origin."""

@@ -35,6 +35,8 @@ ENVIRONMENT_VARIABLES = ("CDK_DEFAULT_ACCOUNT", "CDK_DEFAULT_REGION")
 TEST_ONLY_CONTEXT = {
     "aws:cdk:disable-asset-staging": True,
     "notification_email": "ops@example.com",
+    # capture is off by default; the tests' stage captures, so that its templates hold the capture settings
+    "data_capture_percent": 10,
 }
 
 

@@ -7,6 +7,7 @@ import botocore.session
 import pytest
 
 from infra.config import PROJECT_ROOT, WAF_RATE_LIMIT_RANGE, AppConfig, ConfigError
+from tests.infra.conftest import cdk_json_context
 from model_code.event_rules import ReadOptions
 
 
@@ -86,6 +87,11 @@ def test_relative_artifact_path_is_resolved_against_the_project_root(tmp_path):
     ("recall_threshold", 1.5, "between 0 and 1"),
     ("recall_threshold", "high", "must be a number"),
     ("data_capture_percent", 101, "between 0 (off) and 100"),
+    ("attribution_minutes", 0, "1 to 1440 minutes"),
+    ("attribution_minutes", 1441, "1 to 1440 minutes"),
+    ("attribution_schedule", "daily", "EventBridge Scheduler expression"),
+    ("stale_unknown_percent", 101, "percentage from 0 to 100"),
+    ("stale_coverage_percent", -1, "percentage from 0 to 100"),
     ("use_spot", "yes", "true or false"),
     ("api_auth", "oauth", "one of"),
     ("api_user_pool_arn", "arn:aws:cognito-idp:eu-west-1:123456789012:userpool/eu-west-1_Ab12", "exactly when api_auth=cognito"),
@@ -366,3 +372,14 @@ def test_bad_training_hyperparameters_are_refused_by_name(artifact, value, words
     with pytest.raises(ConfigError, match="training_hyperparameters") as caught:
         AppConfig.from_mapping({"initial_model_artifact": artifact, "training_hyperparameters": value})
     assert words in str(caught.value)
+
+
+def test_capture_and_its_attribution_are_off_unless_asked(artifact):
+    """Capture reads visitors' requests and costs storage: off by default, and the daily attribution, which
+    reads it, needs it on."""
+    assert AppConfig().data_capture_percent == 0 and AppConfig().attribution_schedule is None
+    assert cdk_json_context()["data_capture_percent"] == 0 and cdk_json_context()["attribution_schedule"] == ""
+    with pytest.raises(ConfigError, match="attribution_schedule.*needs data_capture_percent"):
+        AppConfig(initial_model_artifact=artifact, attribution_schedule="rate(1 day)")
+    config = AppConfig(initial_model_artifact=artifact, attribution_schedule="rate(1 day)", data_capture_percent=5)
+    assert config.attribution_schedule == "rate(1 day)"
