@@ -11,8 +11,9 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from infra.attribution import MAX_DAYS
 from infra.ops import recommend as recommending
-from infra.ops import cleanup, event_files, event_runs, first_model, live_model, scoring, smoke, status, training, tuning
+from infra.ops import cleanup, event_files, event_runs, first_model, live_model, report, scoring, smoke, status, training, tuning
 from infra.ops.deployment import load_deployment, validate_stage
 from infra.ops.errors import OpsError
 
@@ -34,6 +35,7 @@ examples:
   python -m infra.ops score-events clicks/ --run 2026-11-29
   python -m infra.ops recommend 1000 1001 -k 10 --exclude-seen
   python -m infra.ops status --stage prod
+  python -m infra.ops report --days 14
   python -m infra.ops rollback --to gru4rec-dev-train-20261129-021710-0a1b2c3d
   python -m infra.ops cleanup --yes
   python -m infra.ops smoke --region eu-west-1
@@ -103,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         "with --yes. After `cdk destroy`, it removes the last ones.",
     )
     tidy.add_argument("--yes", action="store_true", help="delete them (default: only list)")
+    _add_report(commands, location)
     _add_smoke(commands, location)
     return parser
 
@@ -126,6 +129,21 @@ Teardown, also after a failed step or Ctrl-C (not with --keep): delete the stage
 its kept buckets (every object version and delete marker) and delete them, schedule its KMS key's
 deletion (7 days), delete the models and endpoint configs the pipeline made and the stage's SSM
 parameters. --teardown STAGE does just that for a stage a --keep run left."""
+
+
+def _add_report(commands, location: argparse.ArgumentParser) -> None:
+    attribution = commands.add_parser(
+        "report",
+        parents=[location],
+        help="which model earns the clicks: captured answers joined to what the sessions did next",
+        description="Run the attribution query on Athena over the endpoint's captured answers of the last "
+        "N whole days (UTC) and the event runs that arrived since: per production variant, model version "
+        "and day, the hit rate (the next item was recommended), its mean rank and MRR, clicks on recommended "
+        "items per answer, catalogue coverage and the share of requested items the model did not know; "
+        "with two variants, the A/B comparison. Needs data capture on (data_capture_percent); Athena bills "
+        "the bytes it scans.",
+    )
+    attribution.add_argument("--days", type=int, default=7, help="whole days before today to report (1-90, default 7)")
 
 
 def _add_smoke(commands, location: argparse.ArgumentParser) -> None:
@@ -399,6 +417,11 @@ def run_tune(args, session, deployment) -> int:
     return 0
 
 
+def check_report(args) -> None:
+    if not 1 <= args.days <= MAX_DAYS:
+        raise OpsError(f"--days: from 1 to {MAX_DAYS}, got {args.days}")
+
+
 def run_score(args, session, deployment) -> int:
     s3 = session.client("s3")
     submission = scoring.submit_sessions(s3, deployment.data_bucket, args.file, args.name, args.filters)
@@ -431,6 +454,11 @@ def run_recommend(args, session, deployment) -> int:
 
 def run_status(args, session, deployment) -> int:
     print(status.render(status.collect_status(session, deployment)))
+    return 0
+
+
+def run_report(args, session, deployment) -> int:
+    print(report.report(session, deployment, args.days))
     return 0
 
 
@@ -471,7 +499,7 @@ def run_smoke(args, session) -> int:
 
 
 LOCAL_CHECKS = {"train": check_train, "tune": check_tune, "score": check_score, "score-events": check_score_events,
-                "recommend": check_recommend}
+                "recommend": check_recommend, "report": check_report}
 """What each command checks before it makes any AWS call."""
 
 LOCAL_COMMANDS = {"package-model": run_package_model}
@@ -486,6 +514,7 @@ COMMANDS = {
     "status": run_status,
     "rollback": run_rollback,
     "cleanup": run_cleanup,
+    "report": run_report,
 }
 
 

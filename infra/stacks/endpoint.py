@@ -14,7 +14,7 @@ from constructs import Construct
 
 from infra.config import AppConfig
 from infra.instance_storage import LOCAL_STORAGE_REASON, uses_volume_key
-from infra.layout import CAPTURE_PREFIX, MODELS_PREFIX
+from infra.layout import CAPTURE_PREFIX, LIVE_VARIANT, MODELS_PREFIX
 from infra.log_groups import log_group_arn, owned_log_group
 from infra.nag import wildcard_resource_finding
 from infra.rollout import (RETAINED_VARIANT_PROPERTIES, deployment_config, read_rollback_alarms_statement,
@@ -24,7 +24,7 @@ from infra.stacks.image import ImageStack, pull_image_statements
 from infra.stacks.storage import StorageStack
 from infra.stacks.workflow import alarms_may_publish, volume_key, volume_key_statements
 
-VARIANT_NAME = "AllTraffic"
+VARIANT_NAME = LIVE_VARIANT
 _AUTOSCALING_SERVICE = "sagemaker.application-autoscaling.amazonaws.com"
 _AUTOSCALING_ROLE = "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
 SERVERLESS_STORAGE_REASON = ("A serverless endpoint has no instance storage volume of this stage to encrypt: "

@@ -34,8 +34,9 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.config import AppConfig
-from infra.layout import (ATHENA_RESULTS_PREFIX, EVENTS_RUN_DAYS, EVENTS_TABLE, GROUPED_SESSIONS_PREFIX, INCOMING_EVENTS_PREFIX,
-                          RUN_MARKER, SCORED_SESSIONS_PREFIX, events_database)
+from infra.layout import (ATHENA_RESULTS_PREFIX, CAPTURE_PREFIX, CAPTURES_TABLE, CHALLENGER_VARIANT, EVENTS_RUN_DAYS,
+                          EVENTS_TABLE, GROUPED_SESSIONS_PREFIX, INCOMING_EVENTS_PREFIX, LIVE_VARIANT, RUN_MARKER,
+                          SCORED_SESSIONS_PREFIX, events_database)
 from infra.sagemaker_models import NETWORK_ISOLATION, primary_container
 from infra.session_query import (REASON_COLUMNS, RUN_PATTERN, answers_sql, count_sql, quote_string, select_sql,
                                  unload_sql)
@@ -52,18 +53,30 @@ ANSWERS_TABLE = "answers"
 ANSWER_COLUMNS = {"session_id": "string", "fallback": "boolean", "error": "string"}
 """What count_answers.sql reads of each output line (inference/contracts.py); the other keys are skipped."""
 HIVE_JSON_SERDE = "org.apache.hive.hcatalog.data.JsonSerDe"
+OPENX_JSON_SERDE = "org.openx.data.jsonserde.JsonSerDe"
+_CAPTURED_PART = "struct<observedContentType:string,mode:string,data:string,encoding:string>"
+CAPTURE_COLUMNS = {
+    "captureData": f"struct<endpointInput:{_CAPTURED_PART},endpointOutput:{_CAPTURED_PART}>",
+    "eventMetadata": "struct<eventId:string,inferenceTime:string>",
+}
+"""What infra/sql/attribute_answers.sql reads of each captured line (SageMaker's data capture format)."""
 EXECUTION_TIMEOUT = cdk.Duration.days(EVENTS_RUN_DAYS)
 LAZY_SIMPLE_SERDE = "org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe"
 RUN_SLOT, BUCKET_SLOT = "{run}", "{bucket}"
 
 
+def table_option_values(config: AppConfig) -> dict[str, str]:
+    """The reading options of the Glue table, as :class:`ReadOptions` takes them: Athena folds column names
+    to lower case."""
+    return dict(session_column=config.events_session_column.lower(), item_column=config.events_item_column.lower(),
+                time_column=config.events_time_column.lower(), separator=config.events_separator,
+                time_format=config.events_time_format, max_bad_rows=config.events_max_bad_rows,
+                session_gap=config.events_session_gap, event_column=config.events_event_column.lower(),
+                event_types=config.events_event_types)
+
+
 def table_options(config: AppConfig) -> ReadOptions:
-    """The reading options of the Glue table: Athena folds column names to lower case."""
-    return ReadOptions(session_column=config.events_session_column.lower(), item_column=config.events_item_column.lower(),
-                       time_column=config.events_time_column.lower(), separator=config.events_separator,
-                       time_format=config.events_time_format, max_bad_rows=config.events_max_bad_rows,
-                       session_gap=config.events_session_gap, event_column=config.events_event_column.lower(),
-                       event_types=config.events_event_types)
+    return ReadOptions(**table_option_values(config))
 
 
 def query_template(config: AppConfig, database: str) -> str:
@@ -107,6 +120,7 @@ class EventSessions(Construct):
         database = self._database(config)
         self.table = self._events_table(config, storage, database)
         self.answers_table = self._answers_table(storage, database)
+        self.captures_table = self._captures_table(config, storage, database)
         self.workgroup = self._workgroup(config, storage)
         on_failure = notify_and_fail(self, config, topic, PIPELINE, {"run": "$run", "job": "$jobName"})
         models = sagemaker_arn(self, "model", f"{job_name_prefix}*")
@@ -141,6 +155,34 @@ class EventSessions(Construct):
         """The run's transform output: one JSON line per session, the columns count_answers.sql reads."""
         return self._run_table("AnswersTable", ANSWERS_TABLE, storage, SCORED_SESSIONS_PREFIX, database, ANSWER_COLUMNS,
                                glue.CfnTable.SerdeInfoProperty(serialization_library=HIVE_JSON_SERDE), {})
+
+    def _captures_table(self, config: AppConfig, storage: StorageStack, database: glue.CfnDatabase) -> glue.CfnTable:
+        """The endpoint's captured requests and answers, partitioned by projection as SageMaker lays them out
+        (``capture/<endpoint>/<variant>/yyyy/mm/dd/hh/``): the variant, the day (within the captures' retention)
+        and the hour. The OpenX JSON SerDe matches the capture's camel-case keys to the columns whatever their case
+        (https://docs.aws.amazon.com/athena/latest/ug/openx-json-serde.html)."""
+        location = f"s3://{storage.bucket.bucket_name}/{CAPTURE_PREFIX}{config.endpoint_name}/"
+        table = glue.CfnTable(self, "CapturesTable", catalog_id=cdk.Stack.of(self).account, database_name=self.database_name,
+                              table_input=glue.CfnTable.TableInputProperty(
+            name=CAPTURES_TABLE, table_type="EXTERNAL_TABLE",
+            parameters={"projection.enabled": "true",
+                        "projection.variant.type": "enum", "projection.variant.values": f"{LIVE_VARIANT},{CHALLENGER_VARIANT}",
+                        "projection.day.type": "date", "projection.day.format": "yyyy/MM/dd",
+                        "projection.day.range": f"NOW-{config.capture_expiration_days}DAYS,NOW",
+                        "projection.day.interval": "1", "projection.day.interval.unit": "DAYS",
+                        "projection.hour.type": "integer", "projection.hour.range": "0,23", "projection.hour.digits": "2",
+                        "storage.location.template": location + "${variant}/${day}/${hour}/"},
+            partition_keys=[glue.CfnTable.ColumnProperty(name=name, type="string") for name in ("variant", "day", "hour")],
+            storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
+                location=location,
+                columns=[glue.CfnTable.ColumnProperty(name=column, type=kind) for column, kind in CAPTURE_COLUMNS.items()],
+                input_format="org.apache.hadoop.mapred.TextInputFormat",
+                output_format="org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
+                serde_info=glue.CfnTable.SerdeInfoProperty(serialization_library=OPENX_JSON_SERDE),
+            ),
+        ))
+        table.node.add_dependency(database)
+        return table
 
     def _run_table(self, construct_id: str, name: str, storage: StorageStack, prefix: str, database: glue.CfnDatabase,
                    columns: dict[str, str], serde: glue.CfnTable.SerdeInfoProperty,

@@ -141,20 +141,21 @@ def write_events(incoming: Path) -> None:
             "SessionId\tItemId\tTime\n" + "".join(f"{s}\t{i}\t{t:.0f}\n" for s, i, t in rows), encoding="utf-8")
 
 
-def on_duckdb(capture: Path, incoming: Path) -> duckdb.DuckDBPyConnection:
+def on_duckdb(capture: Path, incoming: Path, schema: str = "main") -> duckdb.DuckDBPyConnection:
     """A connection with the views ``events`` (as tests/infra/test_group_sessions_sql.py reads them) and
-    ``captures`` over ``capture/<endpoint>/<variant>/yyyy/mm/dd/hh/*.jsonl``."""
+    ``captures`` over ``capture/<endpoint>/<variant>/yyyy/mm/dd/hh/*.jsonl``, in ``schema`` (a Glue database)."""
     connection = duckdb.connect()
     for bridge in BRIDGES:
         connection.execute(bridge)
+    connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
     connection.execute(f"""
-        CREATE VIEW events AS
+        CREATE VIEW "{schema}".events AS
         SELECT *, filename AS "$path", regexp_extract(filename, '/([^/]+)/[^/]+$', 1) AS run
         FROM read_csv('{incoming}/*/part-*', delim = '\t', header = true, all_varchar = true,
                       filename = true, quote = '', escape = '')""")
     columns = ", ".join(f"'{name}': '{kind}'" for name, kind in CAPTURE_COLUMNS.items())
     connection.execute(f"""
-        CREATE VIEW captures AS
+        CREATE VIEW "{schema}".captures AS
         SELECT captureData, eventMetadata,
                regexp_extract(filename, '/([^/]+)/[0-9]{{4}}/[0-9]{{2}}/[0-9]{{2}}/[0-9]{{2}}/[^/]+$', 1) AS variant,
                regexp_extract(filename, '/([0-9]{{4}}/[0-9]{{2}}/[0-9]{{2}})/[0-9]{{2}}/[^/]+$', 1) AS day
