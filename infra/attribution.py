@@ -60,12 +60,18 @@ def attribution_sql(captures: str, events: str, runs: list[str], period: Period,
     if not runs:
         raise ValueError("runs: name at least one run of events to attribute the answers to")
     start, end = period.seconds()
+    return attribution_template(captures, events, ", ".join(quote_string(run) for run in runs),
+                                quote_string(period.first.strftime("%Y/%m/%d")), quote_string(period.last.strftime("%Y/%m/%d")),
+                                f"CAST({start!r} AS DOUBLE)", f"CAST({end!r} AS DOUBLE)", window_minutes, options)
+
+
+def attribution_template(captures: str, events: str, runs: str, first_day: str, last_day: str, start: str, end: str,
+                         window_minutes: int, options: ReadOptions = ReadOptions()) -> str:
+    """The attribution SELECT with its runs (string literals, comma-separated), days ('yyyy/MM/dd' literals) and
+    bounds (DOUBLE expressions in Unix seconds) given as SQL text, for a caller that fills them in later."""
     return read_sql("attribute_answers.sql").format(
-        rows=rows_sql(events, ", ".join(quote_string(run) for run in runs), options), captures=captures,
-        first_day=quote_string(period.first.strftime("%Y/%m/%d")), last_day=quote_string(period.last.strftime("%Y/%m/%d")),
-        start=f"CAST({start!r} AS DOUBLE)", end=f"CAST({end!r} AS DOUBLE)",
-        window=f"CAST({float(check_window(window_minutes) * 60)!r} AS DOUBLE)",
-    )
+        rows=rows_sql(events, runs, options), captures=captures, first_day=first_day, last_day=last_day,
+        start=start, end=end, window=f"CAST({float(check_window(window_minutes) * 60)!r} AS DOUBLE)")
 
 
 def _ratio(numerator: float, denominator: float) -> float | None:

@@ -51,6 +51,7 @@ from infra.layout import (
 from infra.log_groups import log_group_arn, log_streams_arn
 from infra.sagemaker_models import NETWORK_ISOLATION, primary_container
 from infra.stacks.event_sessions import PIPELINE as EVENTS_PIPELINE
+from infra.stacks.attribution import Attribution
 from infra.stacks.event_sessions import EventSessions, table_option_values
 from infra.stacks.filter_packager import FilterPackager
 from infra.stacks.image import ImageStack, pull_image_statements
@@ -127,6 +128,9 @@ class BatchStack(cdk.Stack):
         notify_abnormal_ends(self, self.state_machine, self.topic, storage.key)
         self.rule, self.dead_letter_queue = self._trigger(config, storage)
         self.event_sessions = self._event_sessions(config, storage, image)
+        # off by default: it reads the endpoint's captured answers, which costs
+        self.attribution = (Attribution(self, "Attribution", config, storage, self.event_sessions, self.topic)
+                            if config.attribution_schedule else None)
         cdk.CfnOutput(self, "BatchStateMachineArn", value=self.state_machine.state_machine_arn,
                       description="Batch pipeline: scores each new sessions/incoming/*.jsonl file")
 
