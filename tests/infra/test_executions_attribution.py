@@ -129,3 +129,35 @@ def test_the_schedule_starts_the_state_machine(scheduled):
                    if r["Type"] == "AWS::Scheduler::Schedule" and r["Properties"]["Name"] == "gru4rec-dev-attribution"]
     assert schedule["Properties"]["ScheduleExpression"] == SCHEDULE
     assert scheduled.nag_error is None
+
+
+def _alarms(result) -> dict[str, dict]:
+    return {r["Properties"]["AlarmName"]: r["Properties"] for t in result.templates.values() for r in t["Resources"].values()
+            if r["Type"] == "AWS::CloudWatch::Alarm" and isinstance(r["Properties"].get("AlarmName"), str)}
+
+
+def test_the_staleness_alarms_watch_what_the_state_machine_publishes(scheduled, tmp_path):
+    """The alarms' namespace, metric names and dimensions are those of the executed run's PutMetricData, on the
+    live variant; a metric of the challenger, or of another stage, would be another metric (negative control)."""
+    _, run, _ = _run(scheduled, tmp_path)
+    (published_metrics,) = run.calls("cloudwatch", "PutMetricData")
+    datums = {(published_metrics["Namespace"], d["MetricName"], tuple((x["Name"], x["Value"]) for x in d["Dimensions"]))
+              for d in published_metrics["MetricData"]}
+    alarms = _alarms(scheduled)
+    unknown, coverage = alarms["gru4rec-dev-stale-unknown-items"], alarms["gru4rec-dev-stale-coverage"]
+    assert (unknown["Threshold"], unknown["ComparisonOperator"]) == (0.2, "GreaterThanThreshold")
+    assert (coverage["Threshold"], coverage["ComparisonOperator"]) == (0.05, "LessThanThreshold")
+    for alarm in (unknown, coverage):
+        (query,) = alarm["Metrics"]
+        stat, metric = query["MetricStat"], query["MetricStat"]["Metric"]
+        assert stat["Period"] * alarm["EvaluationPeriods"] <= 86400, "CloudWatch evaluates at most a day"
+        watched = (metric["Namespace"], metric["MetricName"], tuple((d["Name"], d["Value"]) for d in metric["Dimensions"]))
+        assert watched[2] == (("Stage", "dev"), ("Variant", "AllTraffic"))
+        # the fixture's variants are Champion and Challenger: the same metric of the live variant's name
+        assert (watched[0], watched[1], (("Stage", "dev"), ("Variant", "Champion"))) in datums
+        assert watched not in datums
+
+
+def test_without_the_schedule_there_is_no_staleness_alarm(synth):
+    assert not [name for name in _alarms(synth) if "stale" in name]
+    assert "GRU4Rec/Attribution" not in json.dumps(synth.template_dict("monitoring"))
