@@ -13,7 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from infra.attribution import MAX_DAYS
 from infra.ops import recommend as recommending
-from infra.ops import cleanup, event_files, event_runs, first_model, live_model, report, scoring, smoke, status, training, tuning
+from infra.ops import ab, cleanup, event_files, event_runs, first_model, live_model, report, scoring, smoke, status, training, tuning
 from infra.ops.deployment import load_deployment, validate_stage
 from infra.ops.errors import OpsError
 
@@ -36,6 +36,7 @@ examples:
   python -m infra.ops recommend 1000 1001 -k 10 --exclude-seen
   python -m infra.ops status --stage prod
   python -m infra.ops report --days 14
+  python -m infra.ops ab promote Challenger
   python -m infra.ops rollback --to gru4rec-dev-train-20261129-021710-0a1b2c3d
   python -m infra.ops cleanup --yes
   python -m infra.ops smoke --region eu-west-1
@@ -106,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tidy.add_argument("--yes", action="store_true", help="delete them (default: only list)")
     _add_report(commands, location)
+    _add_ab(commands, location)
     _add_smoke(commands, location)
     return parser
 
@@ -144,6 +146,20 @@ def _add_report(commands, location: argparse.ArgumentParser) -> None:
         "the bytes it scans.",
     )
     attribution.add_argument("--days", type=int, default=7, help="whole days before today to report (1-90, default 7)")
+
+
+def _add_ab(commands, location: argparse.ArgumentParser) -> None:
+    test = commands.add_parser("ab", parents=[location], help="end the endpoint's A/B test (context key ab_test)",
+                               description="End the A/B test the context key ab_test started.")
+    actions = test.add_subparsers(dest="ab_action", required=True, metavar="ACTION")
+    promote = actions.add_parser(
+        "promote", parents=[location], help="keep one variant's model and drop the other variant",
+        description="Keep VARIANT's model: promoting Challenger rolls AllTraffic to the challenger's model through "
+        "the training pipeline's guarded rollout (rolled back on the stage's alarms), then drops the Challenger "
+        "variant and records the challenger as the live model; promoting AllTraffic only drops the challenger. "
+        "Then remove ab_test from the context and deploy.",
+    )
+    promote.add_argument("variant", choices=ab.VARIANTS, metavar="VARIANT", help=" or ".join(ab.VARIANTS))
 
 
 def _add_smoke(commands, location: argparse.ArgumentParser) -> None:
@@ -462,6 +478,13 @@ def run_report(args, session, deployment) -> int:
     return 0
 
 
+def run_ab(args, session, deployment) -> int:
+    done = ab.promote(session, deployment, args.variant)
+    print(f"{args.variant} promoted: {deployment.endpoint_name} serves {done.model_data} (model {done.model_name}) "
+          f"alone; remove ab_test from the context and deploy")
+    return 0
+
+
 def run_rollback(args, session, deployment) -> int:
     target = live_model.rollback_target(live_model.history(session, deployment), args.to)
     print(f"rolling {deployment.endpoint_name} back to {target.version} ({target.model_data})")
@@ -515,6 +538,7 @@ COMMANDS = {
     "rollback": run_rollback,
     "cleanup": run_cleanup,
     "report": run_report,
+    "ab": run_ab,
 }
 
 

@@ -92,6 +92,11 @@ def test_relative_artifact_path_is_resolved_against_the_project_root(tmp_path):
     ("attribution_schedule", "daily", "EventBridge Scheduler expression"),
     ("stale_unknown_percent", 101, "percentage from 0 to 100"),
     ("stale_coverage_percent", -1, "percentage from 0 to 100"),
+    ("ab_weights", "90", "two whole numbers"),
+    ("ab_weights", "90,0", "two whole numbers"),
+    ("ab_weights", "a,b", "two whole numbers"),
+    ("ab_test", "models/x/model.tar.gz", "s3://BUCKET/models/KEY.tar.gz"),
+    ("ab_test", "s3://bucket/elsewhere/model.tar.gz", "s3://BUCKET/models/KEY.tar.gz"),
     ("use_spot", "yes", "true or false"),
     ("api_auth", "oauth", "one of"),
     ("api_user_pool_arn", "arn:aws:cognito-idp:eu-west-1:123456789012:userpool/eu-west-1_Ab12", "exactly when api_auth=cognito"),
@@ -383,3 +388,13 @@ def test_capture_and_its_attribution_are_off_unless_asked(artifact):
         AppConfig(initial_model_artifact=artifact, attribution_schedule="rate(1 day)")
     config = AppConfig(initial_model_artifact=artifact, attribution_schedule="rate(1 day)", data_capture_percent=5)
     assert config.attribution_schedule == "rate(1 day)"
+
+
+def test_an_ab_test_needs_instances_and_capture(artifact):
+    challenger = "s3://bucket/models/job-2/output/model.tar.gz"
+    with pytest.raises(ConfigError, match="needs data_capture_percent"):
+        AppConfig(initial_model_artifact=artifact, ab_test=challenger)
+    with pytest.raises(ConfigError, match="needs endpoint_mode instance"):
+        AppConfig(initial_model_artifact=artifact, ab_test=challenger, data_capture_percent=10, endpoint_mode="serverless")
+    config = AppConfig(initial_model_artifact=artifact, ab_test=challenger, data_capture_percent=10, ab_weights="80, 20")
+    assert config.ab_split() == (80, 20)
