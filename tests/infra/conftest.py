@@ -149,6 +149,8 @@ VARIANTS = {
                           "waf_rate_limit": 500},
     "storefront_users": {"api_auth": "cognito", "cors_allowed_origins": "https://shop.example.com:8443",
                          "api_user_pool_arn": "arn:aws:cognito-idp:eu-west-1:123456789012:userpool/eu-west-1_Ab12cD"},
+    "ab_test": {"ab_test": "s3://gru4rec-dev-data/models/job-2/output/model.tar.gz", "ab_weights": "80,20",
+                "attribution_schedule": "cron(30 2 * * ? *)"},
 }
 
 
