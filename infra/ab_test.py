@@ -53,7 +53,8 @@ class Comparison:
         if self.verdict == TOO_SMALL:
             return (f"{self.b.name} vs {self.a.name}: sample too small ({self.a.trials} and {self.b.trials} followed "
                     f"answers; each arm needs {MIN_OUTCOMES} expected hits and misses)")
-        interval = f"{self.difference:+.4f} ({self.confidence:.0%} CI {self.low:+.4f} to {self.high:+.4f}, p = {self.p_value:.3g})"
+        interval = (f"{self.difference:+.4f} ({self.confidence:.0%} CI {self.low:+.4f} to {self.high:+.4f}, "
+                    f"p = {self.p_value:.3g})")
         if self.verdict == CLEAR:
             return f"hit rate {self.b.name} - {self.a.name}: {interval}: {self.better} is clearly better"
         return f"hit rate {self.b.name} - {self.a.name}: {interval}: no clear difference yet"

@@ -20,6 +20,7 @@ COUNT_COLUMNS = ("answers", "attributable", "followed", "hits", "rank_sum", "rec
 MAX_WINDOW_MINUTES = 24 * 60
 """The longest attribution window: an answer's later events count for at most a day."""
 MAX_DAYS = 90
+DEFAULT_OPTIONS = ReadOptions()
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class Period:
             raise ValueError(f"days: from 1 to {MAX_DAYS}, got {self.days}")
 
     @classmethod
-    def ending(cls, last: dt.date, days: int) -> "Period":
+    def ending(cls, last: dt.date, days: int) -> Period:
         """The ``days`` days up to and including ``last``."""
         return cls(last - dt.timedelta(days=days - 1), days)
 
@@ -44,29 +45,31 @@ class Period:
 
     def seconds(self) -> tuple[float, float]:
         """The period as Unix seconds, start included, end not."""
-        start = dt.datetime.combine(self.first, dt.time(), tzinfo=dt.timezone.utc).timestamp()
+        start = dt.datetime.combine(self.first, dt.time(), tzinfo=dt.UTC).timestamp()
         return start, start + self.days * 86400.0
 
 
 def check_window(minutes: int) -> int:
     if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= MAX_WINDOW_MINUTES:
-        raise ValueError(f"attribution_minutes: a whole number of minutes from 1 to {MAX_WINDOW_MINUTES}, got {minutes!r}")
+        raise ValueError(f"attribution_minutes: a whole number of minutes from 1 to {MAX_WINDOW_MINUTES}, "
+                         f"got {minutes!r}")
     return minutes
 
 
 def attribution_sql(captures: str, events: str, runs: list[str], period: Period, window_minutes: int,
-                    options: ReadOptions = ReadOptions()) -> str:
+                    options: ReadOptions = DEFAULT_OPTIONS) -> str:
     """The attribution SELECT over the ``captures`` table and the ``runs`` of the ``events`` table."""
     if not runs:
         raise ValueError("runs: name at least one run of events to attribute the answers to")
     start, end = period.seconds()
     return attribution_template(captures, events, ", ".join(quote_string(run) for run in runs),
-                                quote_string(period.first.strftime("%Y/%m/%d")), quote_string(period.last.strftime("%Y/%m/%d")),
+                                quote_string(period.first.strftime("%Y/%m/%d")),
+                                quote_string(period.last.strftime("%Y/%m/%d")),
                                 f"CAST({start!r} AS DOUBLE)", f"CAST({end!r} AS DOUBLE)", window_minutes, options)
 
 
 def attribution_template(captures: str, events: str, runs: str, first_day: str, last_day: str, start: str, end: str,
-                         window_minutes: int, options: ReadOptions = ReadOptions()) -> str:
+                         window_minutes: int, options: ReadOptions = DEFAULT_OPTIONS) -> str:
     """The attribution SELECT with its runs (string literals, comma-separated), days ('yyyy/MM/dd' literals) and
     bounds (DOUBLE expressions in Unix seconds) given as SQL text, for a caller that fills them in later."""
     return read_sql("attribute_answers.sql").format(

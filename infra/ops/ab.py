@@ -16,7 +16,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from infra.layout import CHALLENGER_VARIANT, LIVE_VARIANT
 from infra.ops.deployment import Deployment
@@ -54,7 +54,7 @@ def promote(session, deployment: Deployment, variant: str, now: datetime | None 
     if sorted(variants) != sorted(VARIANTS):
         raise OpsError(f"no A/B test runs on endpoint {endpoint}: its variants are {', '.join(variants)} "
                        f"(a test has {' and '.join(VARIANTS)}; context key ab_test starts one)")
-    stamp = f"{(now or datetime.now(timezone.utc)):%Y%m%d-%H%M%S}"
+    stamp = f"{(now or datetime.now(UTC)):%Y%m%d-%H%M%S}"
     wait = lambda: _wait(sagemaker, endpoint, poll_seconds, sleep, report)  # noqa: E731
     kept = variants[variant]
     model_name = kept["ModelName"]
@@ -71,7 +71,8 @@ def promote(session, deployment: Deployment, variant: str, now: datetime | None 
         _check_ended(wait(), guarded, endpoint, "the guarded rollout of the challenger's model did not finish",
                      "the A/B test goes on")
     final = f"gru4rec-{deployment.stage}-ab-ended-{stamp}"
-    _create_config(sagemaker, config, final, [{**variants[LIVE_VARIANT], "ModelName": model_name, "InitialVariantWeight": 1}])
+    _create_config(sagemaker, config, final,
+                   [{**variants[LIVE_VARIANT], "ModelName": model_name, "InitialVariantWeight": 1}])
     sagemaker.update_endpoint(EndpointName=endpoint, EndpointConfigName=final)
     _check_ended(wait(), final, endpoint, f"dropping the {CHALLENGER_VARIANT} variant did not finish",
                  f"{LIVE_VARIANT} serves the promoted model")
@@ -97,7 +98,8 @@ def _check_ended(ended: dict, config_name: str, endpoint: str, problem: str, sta
 def _copy_model(sagemaker, source: str, name: str) -> None:
     """A model ``name`` like ``source`` (its container, role, isolation and the stage's tags)."""
     model = sagemaker.describe_model(ModelName=source)
-    tags = [tag for tag in sagemaker.list_tags(ResourceArn=model["ModelArn"])["Tags"] if tag["Key"] in ("project", "stage")]
+    tags = [tag for tag in sagemaker.list_tags(ResourceArn=model["ModelArn"])["Tags"]
+            if tag["Key"] in ("project", "stage")]
     sagemaker.create_model(ModelName=name, ExecutionRoleArn=model["ExecutionRoleArn"],
                            PrimaryContainer=dict(model["PrimaryContainer"]),
                            EnableNetworkIsolation=model.get("EnableNetworkIsolation", False),

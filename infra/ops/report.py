@@ -10,25 +10,34 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from infra.ab_test import Arm, Comparison, compare
 from infra.attribution import Period, attribution_sql, figures, read_rows
-from infra.layout import CAPTURES_TABLE, CHALLENGER_VARIANT, EVENTS_TABLE, INCOMING_EVENTS_PREFIX, LIVE_VARIANT, RUN_MARKER
+from infra.layout import (
+    CAPTURES_TABLE,
+    CHALLENGER_VARIANT,
+    EVENTS_TABLE,
+    INCOMING_EVENTS_PREFIX,
+    LIVE_VARIANT,
+    RUN_MARKER,
+)
 from infra.ops.errors import OpsError
 from model_code.event_rules import ReadOptions
 
 FINISHED = ("SUCCEEDED", "FAILED", "CANCELLED")
 POLL_SECONDS = 3.0
 COLUMNS = (("answers", "answers", "{:d}"), ("followed", "followed", "{:d}"), ("hit_rate", "hit rate", "{:.3f}"),
-           ("mean_rank", "mean rank", "{:.2f}"), ("mrr", "MRR", "{:.3f}"), ("clicks_per_answer", "clicks/answer", "{:.2f}"),
+           ("mean_rank", "mean rank", "{:.2f}"), ("mrr", "MRR", "{:.3f}"),
+           ("clicks_per_answer", "clicks/answer", "{:.2f}"),
            ("coverage", "coverage", "{:.1%}"), ("unknown_share", "unknown", "{:.1%}"))
 
 
 def runs_since(s3, bucket: str, since: dt.datetime) -> list[str]:
     """The runs under ``events/incoming/`` whose marker was written at or after ``since``, by name."""
     runs = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=INCOMING_EVENTS_PREFIX, Delimiter="/"):
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=INCOMING_EVENTS_PREFIX, Delimiter="/")
+    for page in pages:
         for prefix in page.get("CommonPrefixes", []):
             run = prefix["Prefix"][len(INCOMING_EVENTS_PREFIX):].rstrip("/")
             marker = s3.list_objects_v2(Bucket=bucket, Prefix=f"{INCOMING_EVENTS_PREFIX}{run}/{RUN_MARKER}", MaxKeys=1)
@@ -49,7 +58,8 @@ def run_query(athena, sql: str, workgroup: str, database: str,
             break
         sleep(POLL_SECONDS)
     if status["State"] != "SUCCEEDED":
-        raise OpsError(f"attribution query {query_id} {status['State'].lower()}: {status.get('StateChangeReason', 'no reason given')}")
+        reason = status.get("StateChangeReason", "no reason given")
+        raise OpsError(f"attribution query {query_id} {status['State'].lower()}: {reason}")
     header, rows = None, []
     for page in athena.get_paginator("get_query_results").paginate(QueryExecutionId=query_id):
         for row in page["ResultSet"]["Rows"]:
@@ -69,11 +79,13 @@ def render(rows: list[dict], period: Period, runs: list[str], window_minutes: in
         return "\n".join(lines + ["no captured answers in the period: is data capture on (data_capture_percent)?"])
     header = f"{'variant':<12} {'model version':<40} {'day':<10} " + " ".join(f"{title:>13}" for _, title, _ in COLUMNS)
     lines.append(header)
-    ordered = sorted(rows, key=lambda r: (r["variant"] or "", r["model_version"] or "", r["day"] is not None, r["day"] or ""))
+    ordered = sorted(rows, key=lambda r: (r["variant"] or "", r["model_version"] or "", r["day"] is not None,
+                                          r["day"] or ""))
     for row in ordered:
         rates = {**row, **figures(row)}
         cells = " ".join(f"{'-' if rates[key] is None else form.format(rates[key]):>13}" for key, _, form in COLUMNS)
-        lines.append(f"{row['variant'] or '-':<12} {row['model_version'] or '-':<40} {row['day'] or 'period':<10} {cells}")
+        key = f"{row['variant'] or '-':<12} {row['model_version'] or '-':<40} {row['day'] or 'period':<10}"
+        lines.append(f"{key} {cells}")
     comparison = ab_comparison(rows)
     if comparison is not None:
         lines.append("A/B: " + comparison.sentence())
@@ -95,16 +107,17 @@ def ab_comparison(rows: list[dict]) -> Comparison | None:
 def report(session, deployment, days: int, today: dt.date | None = None,
            sleep: Callable[[float], None] = time.sleep) -> str:
     """The last ``days`` whole days (UTC) before ``today``."""
-    today = today or dt.datetime.now(dt.timezone.utc).date()
+    today = today or dt.datetime.now(dt.UTC).date()
     try:
         period = Period.ending(today - dt.timedelta(days=1), days)
     except ValueError as error:
         raise OpsError(f"--{error}") from None
-    since = dt.datetime.combine(period.first, dt.time(), tzinfo=dt.timezone.utc)
+    since = dt.datetime.combine(period.first, dt.time(), tzinfo=dt.UTC)
     runs = runs_since(session.client("s3"), deployment.data_bucket, since)
     if not runs:
-        raise OpsError(f"no event run arrived since {period.first} (s3://{deployment.data_bucket}/{INCOMING_EVENTS_PREFIX}"
-                       f"<run>/{RUN_MARKER}): the answers have no later events to be attributed to")
+        markers = f"s3://{deployment.data_bucket}/{INCOMING_EVENTS_PREFIX}<run>/{RUN_MARKER}"
+        raise OpsError(f"no event run arrived since {period.first} ({markers}): the answers have no later events "
+                       "to be attributed to")
     database = deployment.events_database
     sql = attribution_sql(f'"{database}"."{CAPTURES_TABLE}"', f'"{database}"."{EVENTS_TABLE}"', runs, period,
                           deployment.attribution_minutes, ReadOptions(**deployment.event_read_options))

@@ -23,13 +23,25 @@ from constructs import Construct
 
 from infra.attribution import attribution_template
 from infra.config import AppConfig
-from infra.layout import (ATHENA_RESULTS_PREFIX, CAPTURE_PREFIX, CAPTURES_TABLE, EVENTS_TABLE, INCOMING_EVENTS_PREFIX,
-                          REPORTS_PREFIX, RUN_MARKER)
+from infra.layout import (
+    ATHENA_RESULTS_PREFIX,
+    CAPTURE_PREFIX,
+    CAPTURES_TABLE,
+    EVENTS_TABLE,
+    INCOMING_EVENTS_PREFIX,
+    REPORTS_PREFIX,
+    RUN_MARKER,
+)
 from infra.session_query import RUN_PATTERN
 from infra.stacks.event_sessions import EventSessions, table_options
 from infra.stacks.storage import StorageStack
-from infra.stacks.workflow import (STATE_MACHINE_SERVICE_WILDCARDS, acknowledge_wildcards, notify_abnormal_ends,
-                                   notify_and_fail, pipeline_state_machine)
+from infra.stacks.workflow import (
+    STATE_MACHINE_SERVICE_WILDCARDS,
+    acknowledge_wildcards,
+    notify_abnormal_ends,
+    notify_and_fail,
+    pipeline_state_machine,
+)
 
 PIPELINE = "attribution"
 METRICS_NAMESPACE = "GRU4Rec/Attribution"

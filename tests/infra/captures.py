@@ -30,7 +30,7 @@ import duckdb
 
 ENDPOINT = "gru4rec-test"
 DAY = dt.date(2026, 12, 1)
-T0 = dt.datetime(2026, 12, 1, 10, 0, tzinfo=dt.timezone.utc).timestamp()
+T0 = dt.datetime(2026, 12, 1, 10, 0, tzinfo=dt.UTC).timestamp()
 WINDOW_MINUTES = 30
 CAPTURE_COLUMNS = {
     "captureData": "STRUCT(endpointInput STRUCT(observedContentType VARCHAR, mode VARCHAR, data VARCHAR, encoding VARCHAR), "
@@ -51,7 +51,7 @@ BRIDGES = (
 
 
 def iso(seconds: float) -> str:
-    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def capture_line(event_id: str, at: float, request: dict, response: dict, encoding: str = "JSON",
@@ -72,7 +72,7 @@ def _recs(*items: str) -> list[dict]:
 def write_captures(prefix: Path) -> None:
     """The captured answers of two variants on :data:`DAY` (and one the day before, outside the period)."""
     def write(variant: str, at: float, lines: list[str]) -> None:
-        moment = dt.datetime.fromtimestamp(at, dt.timezone.utc)
+        moment = dt.datetime.fromtimestamp(at, dt.UTC)
         folder = prefix / ENDPOINT / variant / moment.strftime("%Y/%m/%d/%H")
         folder.mkdir(parents=True, exist_ok=True)
         with (folder / f"{moment:%M-%S}-{len(lines)}.jsonl").open("a", encoding="utf-8") as out:

@@ -18,7 +18,7 @@ from infra.layout import CAPTURE_PREFIX, INCOMING_EVENTS_PREFIX
 from tests.infra.captures import DAY, EXPECTED, on_duckdb, run_attribution, write_captures, write_events
 from tests.infra.cfn_values import REGION
 from tests.infra.conftest import synthesize
-from tests.infra.pipeline_runs import assert_well_formed, offline_stage, published
+from tests.infra.pipeline_runs import assert_well_formed, offline_stage
 from tests.infra.stand_ins import Queries
 
 SCHEDULE = "cron(30 2 * * ? *)"

@@ -88,9 +88,9 @@ class Session:
 
 
 def test_only_runs_with_a_marker_since_the_period_start_are_read(s3):
-    since = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    since = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     assert report.runs_since(s3, BUCKET, since) == ["r-other", "r1"]
-    assert report.runs_since(s3, BUCKET, dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)) == []
+    assert report.runs_since(s3, BUCKET, dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)) == []
 
 
 def test_the_report_of_the_fixtures_day(s3, athena):
