@@ -9,6 +9,8 @@
 -- Placeholders (filled by infra/session_query.py):
 --   {table}      the events table (a Glue table over events/incoming/<run>/, partition column "run")
 --   {run}        the runs read: one string literal, or several separated by commas
+--                (the injected projection of "run" takes static values, an IN list too:
+--                https://docs.aws.amazon.com/athena/latest/ug/partition-projection-dynamic-id-partitioning.html)
 --   {session} {item} {time}   the quoted column names
 --   {time_form}  'auto', 'epoch_s', 'epoch_ms' or 'datetime' (a %-pattern is not offered here)
 --   {datetime}   the date-time form of model_code/event_rules.py, anchored, groups unnamed
