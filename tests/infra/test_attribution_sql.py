@@ -17,7 +17,10 @@ def connection(tmp_path):
     return on_duckdb(tmp_path / "capture", tmp_path / "incoming")
 
 
-def _attribute(connection, runs=("r1",), period=Period(DAY, 1), window=WINDOW_MINUTES, options=ReadOptions()):
+THE_DAY, READING = Period(DAY, 1), ReadOptions()
+
+
+def _attribute(connection, runs=("r1",), period=THE_DAY, window=WINDOW_MINUTES, options=READING):
     return run_attribution(connection, attribution_sql("captures", "events", list(runs), period, window, options))
 
 
