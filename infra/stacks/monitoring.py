@@ -39,7 +39,8 @@ from infra.stacks.training import CHAMPION_PREFIX, REPORTED_METRICS, VALIDATION_
 COST_TAG = "stage"
 """The tag app_builder puts on every resource, and the budget's filter (``user:stage$<stage>``)."""
 ENDPOINT_ALARM_TOPIC = "endpoint-alarms"
-PIPELINE_TOPICS = {"training": "training-failures", "batch": "batch-failures", "events": "batch-failures"}
+PIPELINE_TOPICS = {"training": "training-failures", "batch": "batch-failures", "events": "batch-failures",
+                   "attribution": "batch-failures"}
 WIDTH = 24
 
 
@@ -87,7 +88,8 @@ class MonitoringStack(cdk.Stack):
         endpoint_topic = self.topic(ENDPOINT_ALARM_TOPIC)
         for alarm in alarms.values():
             alarm.add_alarm_action(cloudwatch_actions.SnsAction(endpoint_topic))
-        for pipeline in PIPELINES:
+        # the daily attribution's state machine exists only with its schedule
+        for pipeline in PIPELINES + (("attribution",) if config.attribution_schedule else ()):
             alarm = metrics.abnormal_ends(pipeline).create_alarm(
                 self, f"{pipeline.capitalize()}FailuresAlarm", alarm_name=f"{prefix}-{pipeline}-failures",
                 threshold=1, evaluation_periods=1,

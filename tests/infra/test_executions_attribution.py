@@ -161,3 +161,9 @@ def test_the_staleness_alarms_watch_what_the_state_machine_publishes(scheduled, 
 def test_without_the_schedule_there_is_no_staleness_alarm(synth):
     assert not [name for name in _alarms(synth) if "stale" in name]
     assert "GRU4Rec/Attribution" not in json.dumps(synth.template_dict("monitoring"))
+
+
+def test_a_failed_attribution_raises_the_pipelines_failure_alarm(scheduled):
+    alarm = _alarms(scheduled)["gru4rec-dev-attribution-failures"]
+    assert "gru4rec-dev-batch-failures" in json.dumps(alarm["AlarmActions"])
+    assert "gru4rec-dev-attribution" in json.dumps(alarm["Metrics"])
