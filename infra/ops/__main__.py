@@ -170,7 +170,7 @@ def _add_train(commands, location: argparse.ArgumentParser) -> None:
         "window of a run started today)",
     )
     train.add_argument("--wait", action="store_true", help="wait until it has finished")
-    one_off = train.add_argument_group("one-off training job (SageMaker Python SDK)")
+    one_off = train.add_argument_group("one-off training job (CreateTrainingJob)")
     one_off.add_argument("--one-off", action="store_true", help="run a single training job")
     one_off.add_argument("--role", help="execution role ARN (default: the state machine's)")
     one_off.add_argument("--image", help="training image URI (default: the state machine's)")
@@ -366,7 +366,7 @@ def run_train(args, session, deployment) -> int:
 
 def _one_off(args, session, deployment, settings, hyperparameters, test_channel) -> int:
     job = training.start_one_off_training(
-        session, deployment.stage, deployment.data_bucket, settings, hyperparameters,
+        session.client("sagemaker"), deployment.stage, deployment.data_bucket, settings, hyperparameters,
         deployment.train_window_days, test_channel,
     )
     print(f"started training job {job}")

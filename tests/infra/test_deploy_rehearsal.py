@@ -30,7 +30,6 @@ from moto.cloudformation.parsing import NULL_MODELS, get_model_map
 
 from infra.ops import training
 from infra.ops.deployment import PARTS, load_deployment, stack_name
-from tests.infra.sagemaker_sdk import offline_sdk
 
 # moto warns about each type it skips; they are declared and printed below instead
 pytestmark = [
@@ -464,12 +463,11 @@ def _served_model_data(session, endpoint_name: str) -> list[str]:
     return data
 
 
-def test_a_one_off_job_copies_the_deployed_training_job(rehearsal, synth, monkeypatch, tmp_path):
+def test_a_one_off_job_copies_the_deployed_training_job(rehearsal, synth):
     """The one-off settings read from the real training definition, and a job started from
-    them with the SageMaker SDK."""
+    them through boto3."""
     from infra.stacks.training import hyperparameter_defaults
 
-    offline_sdk(monkeypatch, tmp_path)
     session, config = rehearsal["session"], synth.config
     deployment = load_deployment(session, config.stage)
     settings = training.read_one_off_settings(
@@ -486,7 +484,7 @@ def test_a_one_off_job_copies_the_deployed_training_job(rehearsal, synth, monkey
     session.client("iam").get_role(RoleName=settings.role_arn.rsplit("/", 1)[-1])
 
     job_name = training.start_one_off_training(
-        session, config.stage, deployment.data_bucket, settings, {"epochs": "1"}, deployment.train_window_days
+        session.client("sagemaker"), config.stage, deployment.data_bucket, settings, {"epochs": "1"}, deployment.train_window_days
     )
     job = session.client("sagemaker").describe_training_job(TrainingJobName=job_name)
     assert job["RoleArn"] == settings.role_arn

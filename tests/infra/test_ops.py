@@ -1,8 +1,7 @@
 """The operator CLI against a stage deployed in moto: stacks carrying the agreed outputs, and
 the resources they name (bucket, state machines, SSM parameters, API key, endpoint).
 
-The one-off training job goes through the SageMaker Python SDK's ModelTrainer into moto's
-SageMaker. `recommend` talks to a local HTTP server standing in for API Gateway.
+The one-off training job's CreateTrainingJob request goes through boto3 into moto's SageMaker. `recommend` talks to a local HTTP server standing in for API Gateway.
 """
 from __future__ import annotations
 
@@ -25,7 +24,7 @@ from infra.ops import scoring, status, training
 from infra.ops.__main__ import main
 from infra.ops.deployment import load_deployment
 from infra.ops.errors import OpsError
-from tests.infra.sagemaker_sdk import offline_sdk
+from tests.infra.service_model import problems
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:sagemaker.*")
 
@@ -130,12 +129,11 @@ def create_endpoint(sagemaker, role_arn: str, name: str) -> None:
 
 
 @pytest.fixture
-def aws(monkeypatch, tmp_path):
-    """moto's fake credentials, a region, the SageMaker SDK offline."""
+def aws(monkeypatch):
+    """moto's fake credentials and a region."""
     for name in ("AWS_PROFILE", "AWS_REGION", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    offline_sdk(monkeypatch, tmp_path)
     with mock_aws():
         yield boto3.Session(region_name=REGION)
 
@@ -377,9 +375,7 @@ def test_one_off_training_job_copies_the_state_machines_job(stage, capsys):
     }
     assert job["StoppingCondition"] == {"MaxRuntimeInSeconds": 7200, "MaxWaitTimeInSeconds": 14400}
     assert job["EnableManagedSpotTraining"] is True
-    assert job["CheckpointConfig"]["S3Uri"].startswith(
-        f"s3://{BUCKET}/checkpoints/gru4rec-dev-oneoff-"
-    )
+    assert job["CheckpointConfig"]["S3Uri"] == f"s3://{BUCKET}/checkpoints/{summary['TrainingJobName']}/"
     assert job["HyperParameters"] == {"preset": "rsc15", "epochs": "2", **training.training_window(28)}
     assert job["OutputDataConfig"]["S3OutputPath"] == f"s3://{BUCKET}/models/"
     assert job["OutputDataConfig"]["KmsKeyId"] == KEY_ARN
@@ -390,6 +386,23 @@ def test_one_off_training_job_copies_the_state_machines_job(stage, capsys):
     assert job["AlgorithmSpecification"]["TrainingInputMode"] == "FastFile"
     tags = sagemaker.list_tags(ResourceArn=job["TrainingJobArn"])["Tags"]
     assert {"Key": "stage", "Value": "dev"} in tags
+
+
+@pytest.mark.parametrize("spot", [True, False])
+def test_the_one_off_request_is_one_sagemaker_accepts(spot):
+    """The CreateTrainingJob request sent through boto3, against botocore's service model (patterns,
+    lengths, enums), for the longest stage name at the last millisecond of a year."""
+    settings = training.one_off_settings(training_definition("arn:aws:iam::123456789012:role/r", spot=spot))
+    stage = "s" * 16
+    name = training.one_off_job_name(stage, datetime(2026, 12, 31, 23, 59, 59, 999_999, tzinfo=timezone.utc))
+    assert name == f"gru4rec-{stage}-oneoff-20261231-235959-999"
+    request = training.one_off_request(name, stage, BUCKET, settings, {"epochs": "2"}, 28)
+    assert problems("sagemaker", "CreateTrainingJob", request) == []
+    assert ("CheckpointConfig" in request) is spot
+    # the negative control: the same check refuses a name one character too long
+    too_long = training.one_off_request(name + "x" * (64 - len(name)), stage, BUCKET, settings, {}, 28)
+    assert "CreateTrainingJob.TrainingJobName: length 64 is above the maximum 63" in problems(
+        "sagemaker", "CreateTrainingJob", too_long)
 
 
 def test_one_off_settings_follow_the_command_line_first():
