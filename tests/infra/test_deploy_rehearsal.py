@@ -34,7 +34,6 @@ from infra.ops.deployment import PARTS, load_deployment, stack_name
 # moto warns about each type it skips; they are declared and printed below instead
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Tried to parse AWS:UserWarning"),
-    pytest.mark.filterwarnings("ignore::DeprecationWarning:sagemaker.*"),
 ]
 
 REGION = "us-east-1"
@@ -86,7 +85,7 @@ NOT_CREATED_BY_MOTO = {
     },
     "training": {"AWS::SNS::Subscription", "AWS::SNS::TopicPolicy"},
     # moto 5.2.5's CloudFormation has no Athena workgroup or Glue database/table: the events pipeline's
-    # catalog and workgroup are checked in tests/infra/test_event_sessions_stack.py, its state machine here
+    # catalog and workgroup are checked in tests/infra/stacks/test_event_sessions.py, its state machine here
     "batch": {
         "AWS::Athena::WorkGroup",
         "AWS::Glue::Database",
@@ -98,7 +97,7 @@ NOT_CREATED_BY_MOTO = {
     },
     # the dashboard is created; moto 5.2.5's CloudFormation has no CloudWatch alarm, nor an AWS Budgets budget
     # (AWS::Budgets::Budget, present only with monthly_budget_usd set, which this rehearsal's context leaves unset):
-    # both are checked in tests/infra/test_monitoring.py
+    # both are checked in tests/infra/stacks/test_monitoring.py
     "monitoring": {"AWS::CloudWatch::Alarm"},
 }
 
