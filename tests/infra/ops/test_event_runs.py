@@ -7,7 +7,7 @@ from tests.support.ops_stage import BUCKET, run
 
 
 def _event_files(folder):
-    from tests.session_events import write_run
+    from tests.support.session_events import write_run
 
     return write_run(folder)
 
