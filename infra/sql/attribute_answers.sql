@@ -1,5 +1,5 @@
 -- Which answers earned the clicks: the endpoint's captured answers joined to what the same session did
--- next. Athena (Trino) SQL; infra/attribution.py fills the {placeholders}; tests/infra/test_attribution_sql.py
+-- next. Athena (Trino) SQL; infra/attribution.py fills the {placeholders}; tests/infra/sql/test_attribute_answers.py
 -- runs it on DuckDB.
 --
 -- The captures table reads SageMaker's data capture files (one JSON object per line, captureData.endpointInput
