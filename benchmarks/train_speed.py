@@ -18,7 +18,7 @@ import numpy as np
 
 
 def main() -> None:
-    from model_code.params import PRESETS
+    from model_code.gru4rec.params import PRESETS
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="rsc15", choices=sorted(PRESETS))
@@ -28,9 +28,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    from model_code.model import GRU4Rec
-    from model_code.session_batches import SessionArrays, session_parallel_steps
-    from model_code.trainer import Trainer
+    from model_code.gru4rec.model import GRU4Rec
+    from model_code.data.session_batches import SessionArrays, session_parallel_steps
+    from model_code.gru4rec.trainer import Trainer
 
     params = PRESETS[args.preset]
     block_steps = args.block_steps or params.block_steps
@@ -64,7 +64,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from model_code.training_env import use_training_environment
+    from model_code.gru4rec.training_env import use_training_environment
 
     use_training_environment()  # Keras on JAX with huge pages, as training runs
     main()
