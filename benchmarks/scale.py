@@ -11,7 +11,7 @@ Writes synthetic click logs (string ids, power-law item popularity, session leng
 long tail; see :func:`write_events`) once into ``--data-dir``, then measures, each in a fresh
 Python process so that one measurement's memory never counts in another's:
 
-* ``prepare``: training's data preparation, ``model_code.commands.train._load_data`` with a one-day
+* ``prepare``: training's data preparation, ``model_code.commands.training_run._load_data`` with a one-day
   validation split (read, item index, session arrays, validation arrays);
 * ``sessions``: ``python -m model_code.data.sessions`` (read and write one JSON line per session).
 
@@ -52,7 +52,7 @@ GENERATE_CHUNK = 2_000_000  # events generated and written at a time
 PREPARE = """
 import json, resource, sys, time
 from model_code.data.event_rules import ReadOptions
-from model_code.commands.train import TrainingRun, _load_data
+from model_code.commands.training_run import TrainingRun, _load_data
 lines = []
 start = time.perf_counter()
 data = _load_data(TrainingRun(train_path=sys.argv[1], valid_days=1.0, read=ReadOptions(max_bad_rows="0"), log=lines.append))

@@ -22,15 +22,15 @@ import numpy as np
 
 from model_code import artifacts
 from model_code.data.event_rules import ReadOptions, add_trained_read_options, trained_read_options
-from model_code.data.events import DataError, read_events
+from model_code.data.events import DataError
+from model_code.data.event_table import read_events
 from model_code.data.item_index import ItemIndex
 from model_code.ranking.metrics import CUTOFFS, TIE_MODES
 from model_code.gru4rec.params import GRU4RecParams
-from model_code.commands.report import metrics_table
+from model_code.commands.report import metric_lines, metrics_table
 from model_code.data.session_batches import SessionArrays
 from model_code.gru4rec.tf_startup import import_keras, load_tensorflow_quietly
 from model_code.gru4rec.training_env import use_training_environment
-from model_code.commands.train import metric_lines
 
 
 def load_model(model_dir: str | Path, show_tensorflow_logs: bool = False):
@@ -89,12 +89,7 @@ def evaluate_events(
         raise artifacts.ModelDirError(f"{model_dir}: items.json lists {len(index)} items, the model has {model.n_items}")
     from model_code.gru4rec.trainer import Trainer
 
-    trainer = Trainer(
-        model, loss=params.loss, n_sample=params.n_sample, sample_alpha=params.sample_alpha,
-        learning_rate=params.learning_rate, momentum=params.momentum, bpreg=params.bpreg, elu=params.elu,
-        logq=params.logq, logq_form=params.logq_form, batch_size=params.batch_size, block_steps=params.block_steps,
-        item_counts=np.ones(len(index), dtype=np.int64), seed=0,
-    )
+    trainer = Trainer(model, params, item_counts=np.ones(len(index), dtype=np.int64), seed=0)
     metrics = trainer.evaluate(test, batch_size=batch_size or params.eval_batch_size, cutoffs=CUTOFFS, ties=ties)
     return {key: float(value) for key, value in metrics.items()}
 

@@ -1,8 +1,20 @@
-"""Plain-text tables of evaluation results."""
+"""Evaluation results as text: the metrics table, and the ``name=value;`` lines training jobs are read by.
+
+The names of the figures in metadata.json and the prefixes of their lines are defined here, once; the
+training pipeline's metric definitions import them (this module needs nothing beyond the standard library).
+"""
 from __future__ import annotations
 
 import re
 
+VALIDATION_KEY = "validation_metrics"
+"""metadata.json's key (and a history record's) for the validation figures."""
+CHAMPION_KEY = "champion_validation_metrics"
+"""metadata.json's key for the champion's figures on the same validation sessions."""
+VALIDATION_PREFIX = "validation:"
+CHAMPION_PREFIX = "champion:" + VALIDATION_PREFIX
+PLOT_METRIC = "recall@20"
+"""The figure the epoch log and training.png follow."""
 _KEY = re.compile(r"^(recall|mrr)@(\d+)$")
 
 
@@ -31,3 +43,8 @@ def metrics_table(rows: dict[str, dict]) -> str:
 
 def _cell(value) -> str:
     return "-" if value is None else f"{float(value):.4f}"
+
+
+def metric_lines(metrics: dict, prefix: str = "") -> str:
+    """One ``prefix + name=value;`` line per metric, the form training-job metric definitions match."""
+    return "\n".join(f"{prefix}{name}={value:.4f};" for name, value in metrics.items())

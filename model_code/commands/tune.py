@@ -6,7 +6,7 @@ Command line::
         [--space xe|bpr-max|FILE.json] [--trials N] [--time-budget 2h] [--metric recall@20|mrr@20]
         [--study-dir DIR] [--epochs N] [--start-from PRESET|FILE ...] [--seed S] [reading options]
 
-Every trial is one :func:`model_code.commands.train.train_model` run on the training events, measured on the
+Every trial is one :func:`model_code.commands.training_run.train_model` run on the training events, measured on the
 validation sessions after every epoch; the figure of each epoch is reported to the study, and the
 median pruner stops a trial whose figure falls below the median of the earlier trials at the same
 epoch (after ``--prune-after`` finished trials). The study lives in ``DIR/study.db`` (SQLite): a rerun
@@ -123,7 +123,8 @@ def enqueue_starts(study, space: TuningSpace, starts: list[str]) -> None:
 def make_objective(args: argparse.Namespace, space: TuningSpace, epochs: int):
     """The study's objective: one training run on the validation split, pruned on its per-epoch figure."""
     import optuna
-    from model_code.commands.train import VALIDATION_KEY, TrainingRun, train_model
+    from model_code.commands.report import VALIDATION_KEY
+    from model_code.commands.training_run import TrainingRun, train_model
 
     template = TrainingRun(train_path=args.train, valid_path=args.valid, valid_days=args.valid_days, seed=args.seed,
                            read=read_options(args), export=False, progress=False, log=lambda message: None,
@@ -234,7 +235,7 @@ def train_and_valid(args: argparse.Namespace) -> str:
 
 def final_run(args: argparse.Namespace, best_file: Path, log=_log) -> dict:
     """The best settings trained on training plus validation events, scored once on the test set."""
-    from model_code.commands.train import TrainingRun, train_model
+    from model_code.commands.training_run import TrainingRun, train_model
 
     params, origin = read_params_file(best_file)
     run = TrainingRun(train_path=train_and_valid(args), test_path=args.test, model_dir=str(Path(args.study_dir) / "model"),
@@ -325,7 +326,8 @@ def tune(args: argparse.Namespace, log=_log) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from model_code.commands.train import INPUT_ERRORS, metric_lines
+    from model_code.commands.report import metric_lines
+    from model_code.commands.train import INPUT_ERRORS
 
     args = build_parser().parse_args(argv)
     log = (lambda message: None) if args.quiet else _log

@@ -1,6 +1,6 @@
 """Read event files column by column into integer arrays: the reading path of large event logs.
 
-:func:`read_event_codes` reads what :func:`model_code.data.events.read_events` reads (TSV, CSV or
+:func:`read_event_codes` reads what :func:`read_events` reads (TSV, CSV or
 Parquet, gzip or not; a file, a folder or an ``s3://`` URI) by the same rules
 (:mod:`model_code.data.event_rules`), but never holds an id as a Python string per event. Files are
 read with pyarrow in blocks; in each block the rows that break a rule are counted and dropped,
@@ -18,6 +18,7 @@ the file, the separator and the row as written (Arrow's parser gives no line num
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -27,12 +28,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
-from model_code.data.event_rules import (ENCODING_REASON, EPOCH_PATTERN, REPORTED_EXAMPLES, SESSION_NUMBER_MARK, ReadOptions,
-                                    parse_encoding)
+from model_code.data.event_rules import (ENCODING_REASON, EPOCH_PATTERN, REPORTED_EXAMPLES, SESSION_NUMBER_MARK,
+                                         ReadOptions, parse_encoding)
 from model_code.data.events import (CSV_SUFFIXES, FILE, ITEM, PARQUET_SUFFIXES, SESSION, TIME, BadRows, DataError,
-                               _check_columns, _format_suffix, _ids_as_strings, _list_sources, _log_to_stderr,
-                               _report_bad_rows, _Source, detect_separator, epoch_seconds, parse_times,
-                               separator_name)
+                                    _check_columns, _format_suffix, _ids_as_strings, _list_sources, _log_to_stderr,
+                                    _report_bad_rows, _Source, detect_separator, epoch_seconds, parse_times,
+                                    separator_name)
 
 BLOCK_BYTES = 32 << 20
 """Bytes of text pyarrow parses per block of a delimited file."""
@@ -71,7 +72,7 @@ class EventCodes:
                           self.item_ids, files, self.file_names, dict(self.attrs))
 
     def to_frame(self) -> pd.DataFrame:
-        """The canonical frame of :func:`model_code.data.events.read_events` (ids as strings)."""
+        """The canonical frame of :func:`read_events` (ids as strings)."""
         columns = {
             SESSION: self.session_ids.take(pa.array(self.sessions)).to_pandas(),
             ITEM: self.item_ids.take(pa.array(self.items)).to_pandas(),
@@ -100,6 +101,19 @@ class _Block:
     times: np.ndarray
     file: int
     other_kinds: int = 0
+
+
+def read_events(source: str | os.PathLike, options: ReadOptions = ReadOptions(),
+                log: Callable[[str], None] = _log_to_stderr, with_files: bool = False) -> pd.DataFrame:
+    """Read, validate and order the events of ``source`` (file, folder or ``s3://`` URI).
+
+    Bad rows are skipped and reported through ``log`` (a function taking one line) up to
+    ``options.max_bad_rows``; more raise :class:`DataError`. The frame's ``attrs`` record
+    ``rows_read``, ``skipped_rows`` ({reason: count}) and ``sessions_reordered``. With
+    ``with_files`` the frame has a fourth column, :data:`FILE`: the file each event was read from.
+    The reading itself is :func:`read_event_codes`; this is its frame.
+    """
+    return read_event_codes(source, options, log, with_files).to_frame()
 
 
 def read_event_codes(source, options: ReadOptions = ReadOptions(),

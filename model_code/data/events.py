@@ -1,7 +1,7 @@
-"""Read click-event logs into one validated DataFrame.
+"""Click-event logs: their sources, columns, times and bad rows, and the canonical frame they are read into.
 
 An event log has one row per click: a session id, an item id and a time.
-:func:`read_events` reads TSV, CSV or Parquet files (gzip-compressed or not)
+:func:`model_code.data.event_table.read_events` reads TSV, CSV or Parquet files (gzip-compressed or not)
 from a local file, a local folder of such files, or an ``s3://`` URI (one
 object or every event file under a prefix), and returns the canonical frame::
 
@@ -42,9 +42,9 @@ import numpy as np
 import pandas as pd
 
 from model_code.artifacts import file_mode
-from model_code.data.event_rules import (BAD_ROW_REASONS, DATETIME_PATTERN, ENCODING_REASON, EPOCH_MS_FROM, EPOCH_PATTERN,
-                                    EPOCH_US_FROM, FLAGS, ITEM, REPORTED_EXAMPLES, SEPARATORS, SESSION, TIME,
-                                    ReadOptions)
+from model_code.data.event_rules import (BAD_ROW_REASONS, DATETIME_PATTERN, ENCODING_REASON, EPOCH_MS_FROM,
+                                         EPOCH_PATTERN, EPOCH_US_FROM, FLAGS, ITEM, REPORTED_EXAMPLES, SEPARATORS,
+                                         SESSION, TIME, ReadOptions)
 
 CSV_SUFFIXES = {".tsv": "\t", ".txt": "\t", ".csv": ","}
 PARQUET_SUFFIXES = {".parquet", ".pq"}
@@ -103,21 +103,6 @@ class BadRows:
 
     def summary(self) -> str:
         return ", ".join(f"{count} {reason}" for reason, count in self.counts.items() if count)
-
-
-def read_events(source: str | os.PathLike, options: ReadOptions = ReadOptions(),
-                log: Callable[[str], None] = _log_to_stderr, with_files: bool = False) -> pd.DataFrame:
-    """Read, validate and order the events of ``source`` (file, folder or ``s3://`` URI).
-
-    Bad rows are skipped and reported through ``log`` (a function taking one line) up to
-    ``options.max_bad_rows``; more raise :class:`DataError`. The frame's ``attrs`` record
-    ``rows_read``, ``skipped_rows`` ({reason: count}) and ``sessions_reordered``. With
-    ``with_files`` the frame has a fourth column, :data:`FILE`: the file each event was read from.
-    The reading itself is :func:`model_code.data.event_table.read_event_codes`; this is its frame.
-    """
-    from model_code.data.event_table import read_event_codes  # it builds on this module's rules
-
-    return read_event_codes(source, options, log, with_files).to_frame()
 
 
 def _report_bad_rows(source, options: ReadOptions, rows: int, bad: BadRows, log: Callable[[str], None]) -> None:

@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 
 from model_code.data.event_rules import add_read_options, read_options
-from model_code.data.event_table import block_starts
-from model_code.data.events import ITEM, SESSION, TIME, DataError, read_events, write_events
+from model_code.data.events import ITEM, SESSION, TIME, DataError, write_events
+from model_code.data.event_table import block_starts, read_events
 from model_code.data.read_summary import time_span
 
 DAY_SECONDS = 86_400.0

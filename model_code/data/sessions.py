@@ -2,7 +2,7 @@
 
     python -m model_code.data.sessions EVENTS --out sessions.jsonl [reading options]   # or sessions.jsonl.gz
 
-EVENTS is what :func:`model_code.data.events.read_events` reads (a file, a folder of files or an
+EVENTS is what :func:`model_code.data.event_table.read_events` reads (a file, a folder of files or an
 ``s3://`` URI), with the same reading options and bad-row policy (see
 :mod:`model_code.data.event_rules`). Each output line is ``{"session_id": ..., "items": [...]}``: the
 session's events ordered by time, ties broken by the path of the file they were read from, then

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from keras import ops
 
+from model_code.gru4rec.params import LOGQ_FORMS
+
 _MASKED = -1e9
-LOGQ_FORMS = ("reference", "sampling")
 
 
 def logq_correction(log_counts, targets, negatives, alpha: float, form: str = "reference"):

@@ -24,7 +24,7 @@ import keras
 import numpy as np
 from keras import ops
 
-EMBEDDINGS = ("shared", "separate", "none")
+from model_code.gru4rec.params import EMBEDDINGS
 INPUT_TABLE = {"shared": "item_table", "separate": "input_table", "none": "input_table"}
 """The name (:meth:`GRU4Rec.named_weights`) of the table whose rows the input items select."""
 

@@ -40,64 +40,48 @@ from typing import Callable, Sequence
 import keras
 import numpy as np
 
-from model_code.gru4rec import losses
-from model_code.ranking.metrics import CUTOFFS, TIE_MODES, RankingMetrics
 from model_code.gru4rec.model import GRU4Rec
+from model_code.gru4rec.params import GRU4RecParams
+from model_code.ranking.metrics import CUTOFFS, TIE_MODES, RankingMetrics
 from model_code.gru4rec.sampler import PopularitySampler, log_item_counts
 from model_code.data.session_batches import EpochSteps, SessionArrays, session_parallel_steps
 from model_code.gru4rec.train_step import TABLE_UPDATES
 
-LOSSES = ("cross-entropy", "bpr-max")
 ProgressCallback = Callable[[int, float], None]
 
 
 class Trainer:
-    """Trains a :class:`GRU4Rec` model with session-parallel mini-batches and sampled negatives."""
+    """Trains a :class:`GRU4Rec` model with session-parallel mini-batches and sampled negatives.
 
-    def __init__(
-        self,
-        model: GRU4Rec,
-        *,
-        loss: str = "cross-entropy",
-        n_sample: int = 2048,
-        sample_alpha: float = 0.75,
-        learning_rate: float = 0.05,
-        momentum: float = 0.0,
-        bpreg: float = 1.0,
-        elu: float = 0.0,
-        logq: float = 0.0,
-        logq_form: str = "reference",
-        batch_size: int = 32,
-        block_steps: int = 200,
-        item_counts: np.ndarray | None = None,
-        seed: int = 0,
-        table_update: str = "auto",
-    ):
-        if loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    The training settings (loss, negatives, learning rate, batch size, ...) are ``params``'s, checked
+    when the parameters were made; the model's shape (layers, embedding, dropout) is the model's own.
+    ``item_counts`` (training counts per item; default: all equal) drive the sampler and the logQ
+    correction; ``seed`` seeds the sampler and the dropout masks.
+    """
+
+    def __init__(self, model: GRU4Rec, params: GRU4RecParams, *, item_counts: np.ndarray | None = None,
+                 seed: int = 0, table_update: str = "auto"):
         if table_update not in TABLE_UPDATES:
             raise ValueError(f"table_update must be one of {TABLE_UPDATES}, got {table_update!r}")
-        if logq_form not in losses.LOGQ_FORMS:
-            raise ValueError(f"logq_form must be one of {losses.LOGQ_FORMS}, got {logq_form!r}")
         if item_counts is None:
             item_counts = np.ones(model.n_items)
         if len(item_counts) != model.n_items:
             raise ValueError(f"item_counts has {len(item_counts)} entries, the model has {model.n_items} items")
         self.model = model
-        self.loss = loss
-        self.n_sample = int(n_sample)
-        self.learning_rate = float(learning_rate)
-        self.momentum = float(momentum)
-        self.bpreg = float(bpreg)
-        self.elu = float(elu)
-        self.logq = float(logq)
-        self.logq_form = logq_form
-        self.sample_alpha = float(sample_alpha)
-        self.batch_size = int(batch_size)
-        self.block_steps = int(block_steps)
+        self.loss = params.loss
+        self.n_sample = int(params.n_sample)
+        self.learning_rate = float(params.learning_rate)
+        self.momentum = float(params.momentum)
+        self.bpreg = float(params.bpreg)
+        self.elu = float(params.elu)
+        self.logq = float(params.logq)
+        self.logq_form = params.logq_form
+        self.sample_alpha = float(params.sample_alpha)
+        self.batch_size = int(params.batch_size)
+        self.block_steps = int(params.block_steps)
         self.seed = int(seed)
         self.table_update = table_update
-        self.sampler = PopularitySampler(item_counts, sample_alpha, seed)
+        self.sampler = PopularitySampler(item_counts, params.sample_alpha, seed)
         self.log_counts = log_item_counts(item_counts)
         self.names, self.variables = trainable_weights(model)
         self.step_count = 0

@@ -17,7 +17,7 @@ import numpy as np
 
 from model_code.gru4rec.model import forward_step, item_scores
 from model_code.gru4rec.train_step import (SPARSE, candidate_log_q, dense_update, dropout_plan, join_recurrent,
-                                   sparse_gradients, sparse_table_updates, split_recurrent, step_loss)
+                                           sparse_gradients, sparse_table_updates, split_recurrent, step_loss)
 
 
 class JaxEngine:

@@ -29,7 +29,8 @@ import scipy.sparse as sp
 
 from model_code import artifacts
 from model_code.data.event_rules import ReadOptions, add_read_options, read_options
-from model_code.data.events import DataError, read_events
+from model_code.data.events import DataError
+from model_code.data.event_table import read_events
 from model_code.data.item_index import ItemIndex
 from model_code.ranking.metrics import CUTOFFS, TIE_MODES, evaluate
 from model_code.commands.report import metrics_table

@@ -10,7 +10,7 @@ from model_code.commands.checkpoints import CHECKPOINT_FILE, Checkpoint, fingerp
 from model_code.commands.evaluate import evaluate_model_dir
 from model_code.gru4rec.params import GRU4RecParams
 from model_code.data.session_batches import SessionArrays
-from model_code.commands.train import WEIGHT_NEUTRAL_PARAMS, eval_fingerprint, run_fingerprint
+from model_code.commands.training_run import WEIGHT_NEUTRAL_PARAMS, eval_fingerprint, run_fingerprint
 from tests.model_code.conftest import TINY_ARGS, run_train
 from tests.pausing import kill_after_first_checkpoint
 

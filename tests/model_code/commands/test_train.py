@@ -310,7 +310,8 @@ def test_valid_days_that_leave_no_training_session_are_refused(dated_data, tmp_p
 def test_a_champion_is_scored_on_the_same_validation_sessions(tiny_data, tiny_model, tmp_path):
     """The live model's figures come from the sessions this run set apart, measured as evaluate measures them."""
     from model_code.commands.evaluate import evaluate_model_dir
-    from model_code.data.events import read_events, write_events
+    from model_code.data.events import write_events
+    from model_code.data.event_table import read_events
     from model_code.data.preprocess import split_by_time
 
     champion, _ = tiny_model

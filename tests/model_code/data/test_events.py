@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from model_code.data.event_rules import (OptionError, ReadOptions, parse_max_bad_rows, parse_separator, parse_session_gap,
-                                    parse_time_format)
-from model_code.data.events import DataError, parse_times, read_events
+from model_code.data.event_rules import (OptionError, ReadOptions, parse_max_bad_rows, parse_separator,
+                                         parse_session_gap, parse_time_format)
+from model_code.data.events import DataError, parse_times
+from model_code.data.event_table import read_events
 
 TSV = "SessionId\tItemId\tTime\n1\t0042\t10\n1\t7\t11\n2\t7\t5\n2\t9.50\t6\n"
 

@@ -1,7 +1,7 @@
 """The reference preprocessing protocol, step by step against hand-worked examples."""
 import pandas as pd
 
-from model_code.data.events import read_events
+from model_code.data.event_table import read_events
 from model_code.data.preprocess import DAY_SECONDS, drop_consecutive_repeats, filter_support, main, split_last_days
 
 

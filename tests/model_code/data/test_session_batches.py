@@ -158,7 +158,7 @@ def test_from_events_sorts_time_inside_a_session():
 
 
 def test_real_data_schedule(yoochoose100k):
-    from model_code.data.events import read_events
+    from model_code.data.event_table import read_events
 
     train = read_events(yoochoose100k / "train.tsv.gz")
     data = SessionArrays.from_events(train, ItemIndex.from_events(train))

@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 
 from model_code.ranking.baselines import ItemKNNScorer, PopularityScorer
-from model_code.data.events import read_events
+from model_code.data.event_table import read_events
 from model_code.data.item_index import ItemIndex
 from model_code.ranking.metrics import evaluate
 from model_code.data.session_batches import SessionArrays

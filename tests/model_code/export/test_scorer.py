@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from model_code import artifacts
 from model_code.commands.evaluate import load_model
 from model_code.export.scorer import (ExportError, _rename_output, check_scorer, export_available, export_in_tensorflow,
-                               main, sample_sessions, tensorflow_installed)
+                                      main, sample_sessions, tensorflow_installed)
 
 
 @pytest.fixture(scope="module")

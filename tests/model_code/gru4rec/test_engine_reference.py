@@ -12,13 +12,15 @@ from keras import ops
 
 from model_code.gru4rec.model import GRU4Rec
 from model_code.gru4rec.optimizer import EPSILON
+from model_code.gru4rec.params import GRU4RecParams
 from model_code.gru4rec.sampler import log_item_counts
 from model_code.data.session_batches import EpochSteps
 from model_code.gru4rec.trainer import Trainer
 
 N_ITEMS, BATCH, N_SAMPLE = 9, 3, 4
 SETTINGS = dict(n_sample=N_SAMPLE, sample_alpha=0.5, learning_rate=0.1, logq=1.0, bpreg=0.5, elu=0.5,
-                batch_size=BATCH, block_steps=3, seed=3)
+                batch_size=BATCH, block_steps=3)
+SEED = 3
 COUNTS = np.array([5, 1, 3, 8, 2, 2, 7, 1, 4])
 
 
@@ -167,8 +169,8 @@ def test_compiled_block_equals_the_numpy_reference(embedding, loss, logq_form, t
     model = GRU4Rec(N_ITEMS, layers=(4, 3), embedding=embedding,
                     embedding_size=2 if embedding == "separate" else None, seed=4)
     start = {name: ops.convert_to_numpy(v).astype(np.float64) for name, v in model.named_weights().items()}
-    trainer = Trainer(model, loss=loss, logq_form=logq_form, table_update=table_update, momentum=momentum,
-                      item_counts=COUNTS, **SETTINGS)
+    params = GRU4RecParams(loss=loss, logq_form=logq_form, momentum=momentum, **SETTINGS)
+    trainer = Trainer(model, params, item_counts=COUNTS, seed=SEED, table_update=table_update)
     block, negatives = _block()
     loss_sum, _ = trainer._engine.train_block(block, negatives, (0, 0), trainer._engine.zero_states(BATCH))
 

@@ -5,13 +5,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from model_code.gru4rec.params import (
-    PARAMETER_NAMES,
-    PRESETS,
-    GRU4RecParams,
-    ParamError,
-    parse_assignments,
-    resolve_params,
-)
+                                       PARAMETER_NAMES,
+                                       PRESETS,
+                                       GRU4RecParams,
+                                       ParamError,
+                                       parse_assignments,
+                                       resolve_params,
+                                       )
 
 # ANCHORS.md's preset table: loss, units, batch, dropout emb / hidden, lr, momentum, alpha, bpreg, elu, logq
 ANCHOR_TABLE = {

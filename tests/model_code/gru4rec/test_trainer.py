@@ -7,9 +7,10 @@ import pytest
 from keras import ops
 
 from model_code.ranking import metrics
-from model_code.data.events import read_events
+from model_code.data.event_table import read_events
 from model_code.data.item_index import ItemIndex
 from model_code.gru4rec.model import GRU4Rec, SessionScorer
+from model_code.gru4rec.params import GRU4RecParams
 from model_code.data.session_batches import SessionArrays, session_parallel_steps
 from model_code.gru4rec.train_step import dropout_plan, join_recurrent, split_recurrent, updates_whole_table
 from model_code.gru4rec.trainer import Trainer, trainable_weights
@@ -20,11 +21,15 @@ def _sessions(seed, n_sessions, n_items, max_length=7):
     return SessionArrays.from_lists([list(rng.integers(0, n_items, rng.integers(1, max_length))) for _ in range(n_sessions)])
 
 
+TRAINER_OPTIONS = ("item_counts", "seed", "table_update")
+
+
 def _trainer(model, data, **kwargs):
-    options = dict(loss="cross-entropy", n_sample=8, sample_alpha=0.5, learning_rate=0.1, momentum=0.2,
+    options = dict(loss="cross-entropy", n_sample=8, sample_alpha=0.5, learning_rate=0.1, momentum=0.2, bpreg=1.0,
                    logq=1.0, batch_size=4, block_steps=5, item_counts=data.item_counts(model.n_items) + 1, seed=3)
     options.update(kwargs)
-    return Trainer(model, **options)
+    params = GRU4RecParams(**{name: value for name, value in options.items() if name not in TRAINER_OPTIONS})
+    return Trainer(model, params, **{name: value for name, value in options.items() if name in TRAINER_OPTIONS})
 
 
 @pytest.mark.parametrize("ties", ["conservative", "standard", "median"])
@@ -238,15 +243,12 @@ def test_the_engine_does_not_import_the_trainer():
 
 def test_trainer_refuses_mismatched_inputs():
     model = GRU4Rec(10, layers=(3,))
-    with pytest.raises(ValueError, match="loss must be one of"):
-        Trainer(model, loss="top1", batch_size=2)
-    with pytest.raises(ValueError, match="logq_form must be one of"):
-        Trainer(model, logq_form="uniform", batch_size=2)
+    params = GRU4RecParams(batch_size=2, n_sample=4)
     with pytest.raises(ValueError, match="table_update must be one of"):
-        Trainer(model, table_update="dense", batch_size=2)
+        Trainer(model, params, table_update="dense")
     with pytest.raises(ValueError, match="item_counts has 3 entries"):
-        Trainer(model, item_counts=np.ones(3), batch_size=2)
-    trainer = Trainer(model, batch_size=2, n_sample=4)
+        Trainer(model, params, item_counts=np.ones(3))
+    trainer = Trainer(model, params)
     with pytest.raises(ValueError, match="batch size 3"):
         trainer.train_epoch(session_parallel_steps(SessionArrays.from_lists([[1, 2, 3]]), 3))
 
@@ -263,8 +265,9 @@ def test_short_training_on_real_data_clears_the_recall_floor(yoochoose100k):
     index = ItemIndex.from_events(train_events)
     train, test = SessionArrays.from_events(train_events, index), SessionArrays.from_events(test_events, index)
     model = GRU4Rec(len(index), layers=(100,), dropout_hidden=0.4, seed=0)
-    trainer = Trainer(model, loss="cross-entropy", n_sample=2048, sample_alpha=0.5, learning_rate=0.2, momentum=0.2,
-                      logq=1.0, batch_size=32, item_counts=train.item_counts(len(index)), seed=0)
+    params = GRU4RecParams(loss="cross-entropy", n_sample=2048, sample_alpha=0.5, learning_rate=0.2, momentum=0.2,
+                           logq=1.0, batch_size=32)
+    trainer = Trainer(model, params, item_counts=train.item_counts(len(index)), seed=0)
     losses = [trainer.train_epoch(session_parallel_steps(train, 32))["loss"] for _ in range(3)]
     assert losses[2] < losses[0]
     result = trainer.evaluate(test)
