@@ -10,8 +10,8 @@ The command trains on Keras's JAX backend with glibc's large allocations on
 huge pages, whatever the caller's environment says (:mod:`model_code.gru4rec.training_env`:
 the process re-executes itself once with both set).
 
-The run itself is :mod:`model_code.commands.training_run`; writing the model directory,
-:mod:`model_code.commands.publish`.
+The run itself is :mod:`model_code.commands.training_run`; what it reads,
+:mod:`model_code.commands.training_data`; writing the model directory, :mod:`model_code.commands.publish`.
 """
 from __future__ import annotations
 

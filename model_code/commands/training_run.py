@@ -1,5 +1,5 @@
-"""One training run: read the data, fit epoch by epoch (resuming from a matching checkpoint), evaluate, and
-hand the model to :mod:`model_code.commands.publish`.
+"""One training run: read the data (:mod:`model_code.commands.training_data`), fit epoch by epoch (resuming
+from a matching checkpoint), evaluate, and hand the model to :mod:`model_code.commands.publish`.
 
 The run reads the events, sets the validation sessions apart (``--valid-days``:
 those starting in the last N days of the training data), maps item ids to
@@ -36,11 +36,10 @@ from model_code import artifacts
 from model_code.commands.checkpoints import Checkpoint, CheckpointError, fingerprint, load_checkpoint, save_checkpoint
 from model_code.commands.publish import write_model_dir
 from model_code.commands.report import CHAMPION_KEY, PLOT_METRIC, VALIDATION_KEY
-from model_code.data.event_rules import ITEM, TRAINED_READ_OPTIONS, ReadOptions
+from model_code.commands.training_data import TrainingData, load_training_data
+from model_code.data.event_rules import TRAINED_READ_OPTIONS, ReadOptions
 from model_code.data.events import DataError
-from model_code.data.event_table import read_event_codes, read_events
 from model_code.data.item_index import ItemIndex
-from model_code.data.read_summary import read_notes, time_span
 from model_code.data.session_batches import SessionArrays, session_parallel_steps
 from model_code.gru4rec.params import GRU4RecParams
 from model_code.gru4rec.tf_startup import import_keras
@@ -86,21 +85,12 @@ class TrainingRun:
     provenance: dict | None = None
 
 
-@dataclass
-class _Data:
-    index: ItemIndex
-    train: SessionArrays
-    test: SessionArrays | None
-    valid: SessionArrays | None
-    stats: dict
-    valid_events: object = None
-
-
 def train_model(params: GRU4RecParams, run: TrainingRun) -> dict:
     """Train, evaluate and write ``run.model_dir``; returns the metadata written there."""
     wall_start = time.perf_counter()
     model_dir = Path(run.model_dir).resolve()
-    data = _load_data(run)
+    data = load_training_data(run.train_path, valid_path=run.valid_path, valid_days=run.valid_days,
+                              test_path=run.test_path, read=run.read, log=run.log)
     keras = import_keras(run.tensorflow_logs)
 
     fit_start = time.perf_counter()
@@ -187,7 +177,7 @@ def _release(trainer) -> None:
     release_heap()
 
 
-def _make_model(params: GRU4RecParams, data: _Data, seed: int):
+def _make_model(params: GRU4RecParams, data: TrainingData, seed: int):
     """A fresh GRU4Rec model for the catalogue and its trainer."""
     from model_code.gru4rec.model import GRU4Rec
     from model_code.gru4rec.trainer import Trainer
@@ -234,35 +224,7 @@ def _fit(params, run, data, model, trainer, steps, ids, history, fit_seconds, fi
     return history, fit_seconds
 
 
-def _load_data(run: TrainingRun) -> _Data:
-    started = time.perf_counter()
-    train_events = read_event_codes(run.train_path, run.read, run.log)
-    read_stats = _read_stats(train_events)
-    span, notes = time_span(train_events.times), read_notes(train_events)
-    train_events, valid_events, valid_source = _validation_split(run, train_events, span)
-    index = ItemIndex.from_codes(train_events)
-    train = SessionArrays.from_codes(train_events, index)
-    del train_events
-    if train.n_examples == 0:
-        raise DataError(f"{run.train_path}: no session has two or more events: nothing to train on")
-    stats = {"train": {"source": str(run.train_path), "items": len(index), **read_stats, **train.stats()}}
-    summary = [f"train: {train.n_events} events, {train.sessions_summary()}, {len(index)} items, "
-               + ", ".join([span, *notes])]
-    valid = None
-    if valid_events is not None:
-        valid = _held_out(valid_events, index, valid_source, "validation", stats, summary)
-        stats["validation"]["unknown_items"] = _unknown_items(valid_events, index)
-        summary[-1] += f", {stats['validation']['unknown_items']} items seen only there (unknown to the model)"
-    test = None
-    if run.test_path:
-        test_events = read_events(run.test_path, run.read, run.log)
-        test = _held_out(test_events, index, str(run.test_path), "test", stats, summary)
-        stats["test"].update(_read_stats(test_events))
-    run.log("; ".join(summary) + f"; read in {time.perf_counter() - started:.1f} s")
-    return _Data(index, train, test, valid, stats, valid_events)
-
-
-def _score_champion(run: TrainingRun, data: _Data) -> dict:
+def _score_champion(run: TrainingRun, data: TrainingData) -> dict:
     """The figures of the model in ``run.champion_dir`` on this run's validation sessions ({} without one).
 
     Its events are the ones this model is validated on; items the champion does not know are dropped
@@ -278,46 +240,6 @@ def _score_champion(run: TrainingRun, data: _Data) -> dict:
     except DataError as err:
         run.log(f"the champion gets no figures: {err}")
         return {}
-
-
-def _read_stats(events) -> dict:
-    """What reading the file skipped and changed, as metadata.json records it."""
-    keys = ("rows_read", "skipped_rows", "other_kinds", "sessions_split", "repeats_collapsed")
-    return {key: events.attrs[key] for key in keys}
-
-
-def _validation_split(run: TrainingRun, train_events, span: str):
-    """(training events as codes, validation events as a frame or None, where the validation events come from)."""
-    if run.valid_days is not None:
-        from model_code.data.preprocess import split_codes_by_time
-
-        source = f"the last {run.valid_days:g} days of {run.train_path}"
-        train_events, valid_events = split_codes_by_time(train_events, run.valid_days)
-        if not len(train_events) or not len(valid_events):
-            raise DataError(f"--valid-days {run.valid_days:g}: {source} leave "
-                            f"{'no training' if not len(train_events) else 'no validation'} session ({span} "
-                            f"read with --time-format {run.read.time_format})")
-        return train_events, valid_events.to_frame(), source
-    if run.valid_path:
-        return train_events, read_events(run.valid_path, run.read, run.log), str(run.valid_path)
-    return train_events, None, None
-
-
-def _held_out(events, index: ItemIndex, source: str, name: str, stats: dict, summary: list[str]) -> SessionArrays:
-    """Validation or test events as sessions of known items; their figures go into ``stats`` and ``summary``."""
-    data = SessionArrays.from_events(events, index)
-    if data.n_examples == 0:
-        raise DataError(f"{source}: no {name} session has two events with items known to training")
-    stats[name] = {"source": source, **data.stats()}
-    summary.append(f"{name}: {data.n_events} events, {data.sessions_summary()}, {data.n_examples} next-item cases, "
-                   f"{data.dropped_unknown} events with items unknown to training dropped")
-    return data
-
-
-def _unknown_items(events, index: ItemIndex) -> int:
-    """How many distinct items of ``events`` the index does not know."""
-    _, known = index.lookup(events[ITEM])
-    return int(events[ITEM][~known].nunique())
 
 
 def _resume(run: TrainingRun, ids: _RunIds, params: GRU4RecParams, model, trainer) -> tuple[list[dict], float, int]:

@@ -11,7 +11,7 @@ import pytest
 from optuna.trial import TrialState
 
 from model_code import artifacts
-from model_code.commands import training_run
+from model_code.commands import training_data
 from model_code.gru4rec.params import ParamError, read_params_file
 from model_code.commands.tune import STUDY_FILE, main, parse_duration
 from tests.model_code.conftest import run_train
@@ -46,9 +46,9 @@ def study(tiny_data, tmp_path_factory):
     train, test = str(tiny_data / "train.tsv.gz"), str(tiny_data / "test.tsv.gz")
     common = ["--train", train, "--valid-days", "1", "--space", str(space), "--epochs", "2", "--prune-after", "2",
               "--study-dir", str(folder / "study"), "--seed", "7"]
-    reads, original = [], training_run.read_events
+    reads, original = [], training_data.read_events
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(training_run, "read_events", lambda source, *a, **k: (reads.append((run, str(source))),
+        patch.setattr(training_data, "read_events", lambda source, *a, **k: (reads.append((run, str(source))),
                                                                             original(source, *a, **k))[1])
         run = 1
         first = run_tune([*common, "--trials", "2", "--start-from", _rate_file(folder, "a.json", GOOD_RATES[0]),
