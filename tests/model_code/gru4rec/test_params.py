@@ -5,13 +5,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from model_code.gru4rec.params import (
-                                       PARAMETER_NAMES,
-                                       PRESETS,
-                                       GRU4RecParams,
-                                       ParamError,
-                                       parse_assignments,
-                                       resolve_params,
-                                       )
+    PARAMETER_NAMES,
+    PRESETS,
+    GRU4RecParams,
+    ParamError,
+    parse_assignments,
+    resolve_params,
+)
 
 # ANCHORS.md's preset table: loss, units, batch, dropout emb / hidden, lr, momentum, alpha, bpreg, elu, logq
 ANCHOR_TABLE = {
@@ -116,3 +116,12 @@ def test_round_trip_through_strings_and_dict(layers, batch, dropout, lr, loss, p
     as_strings = {k: (",".join(map(str, v)) if k == "layers" else str(v)) for k, v in p.to_dict().items()}
     assert resolve_params("rsc15", as_strings) == p
     assert dataclasses.replace(p) == p
+
+
+@pytest.mark.parametrize("name, value, allowed", [("loss", "top1", "cross-entropy | bpr-max"),
+                                                  ("logq_form", "uniform", "reference | sampling"),
+                                                  ("embedding", "tied", "shared | separate | none")])
+def test_parameters_made_in_code_are_checked_as_parsed_ones_are(name, value, allowed):
+    """The trainer and the model take their names from a GRU4RecParams: one made directly is checked too."""
+    with pytest.raises(ParamError, match=f"parameter '{name}': cannot use '{value}'; allowed: {allowed}"):
+        GRU4RecParams(**{name: value})
