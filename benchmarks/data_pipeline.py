@@ -18,11 +18,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from model_code.ranking.baselines import ItemKNNScorer, PopularityScorer  # noqa: E402
 from model_code.data.event_table import read_events  # noqa: E402
 from model_code.data.item_index import ItemIndex  # noqa: E402
-from model_code.ranking.metrics import RankingMetrics, evaluate, target_ranks  # noqa: E402
 from model_code.data.session_batches import SessionArrays, session_parallel_steps  # noqa: E402
+from model_code.ranking.baselines import ItemKNNScorer, PopularityScorer  # noqa: E402
+from model_code.ranking.metrics import RankingMetrics, evaluate, target_ranks  # noqa: E402
 
 
 class Timer:
@@ -39,7 +39,11 @@ class Timer:
 
 
 def main() -> int:
-    folder = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "shared" / "data" / "diginetica"
+    folder = (
+        Path(sys.argv[1])
+        if len(sys.argv) > 1
+        else Path(__file__).resolve().parents[2] / "shared" / "data" / "diginetica"
+    )
     if not (folder / "train.tsv.gz").exists():
         print(f"no data at {folder}: pass a folder with train.tsv.gz and test.tsv.gz")
         return 1

@@ -29,8 +29,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    from model_code.gru4rec.model import GRU4Rec
     from model_code.data.session_batches import SessionArrays, session_parallel_steps
+    from model_code.gru4rec.model import GRU4Rec
     from model_code.gru4rec.trainer import Trainer
 
     params = PRESETS[args.preset]
@@ -44,8 +44,12 @@ def main() -> None:
     steps = session_parallel_steps(data, params.batch_size)
     model = GRU4Rec(args.items, layers=params.layers, embedding=params.embedding, embedding_size=params.embedding_size,
                     dropout_embedding=params.dropout_embedding, dropout_hidden=params.dropout_hidden, seed=args.seed)
-    trainer = Trainer(model, dataclasses.replace(params, block_steps=block_steps),
-                      item_counts=data.item_counts(args.items) + 1, seed=args.seed)
+    trainer = Trainer(
+        model,
+        dataclasses.replace(params, block_steps=block_steps),
+        item_counts=data.item_counts(args.items) + 1,
+        seed=args.seed,
+    )
     blocks = list(steps.blocks(block_steps))[: args.blocks + 1]
     times = []
     for block in blocks:
