@@ -12,7 +12,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from infra.session_query import quote_string, read_sql, rows_sql
-from model_code.event_rules import ReadOptions
+from model_code.data.event_rules import ReadOptions
 
 COUNT_COLUMNS = ("answers", "attributable", "followed", "hits", "rank_sum", "reciprocal_rank_sum", "clicks", "sessions",
                  "requested_items", "unknown_items", "recommended_items", "catalogue_items")

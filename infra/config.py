@@ -22,10 +22,10 @@ from infra.context_keys import unknown_settings
 from infra.instance_types import instance_type_problem, is_gpu_training_type, training_image_problem
 from infra.attribution import MAX_WINDOW_MINUTES
 from infra.session_query import ATHENA_TIME_FORMS
-from model_code.event_rules import DEFAULT_MAX_BAD_ROWS, READ_OPTIONS, OptionError
-from model_code.hyperparameters import check_hyperparameters
-from model_code.params import ParamError
-from model_code.tuning_space import load_space
+from model_code.data.event_rules import DEFAULT_MAX_BAD_ROWS, READ_OPTIONS, OptionError
+from model_code.gru4rec.hyperparameters import check_hyperparameters
+from model_code.gru4rec.params import ParamError
+from model_code.commands.tuning_space import load_space
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -382,7 +382,7 @@ class AppConfig:
                f"must be from 1 to tune_trials ({self.tune_trials}), got {self.tune_parallel}")
 
     def _check_events(self) -> None:
-        """The raw event files' table: the reader's options (model_code/event_rules.py) that a table can fix."""
+        """The raw event files' table: the reader's options (model_code/data/event_rules.py) that a table can fix."""
         for key in ("events_session_column", "events_item_column", "events_time_column", "events_separator",
                     "events_time_format", "events_max_bad_rows", "events_session_gap", "events_event_column",
                     "events_event_types"):

@@ -1,7 +1,7 @@
 """SageMaker Automatic Model Tuning over a tuning space file: the parts of a CreateHyperParameterTuningJob
 request that the operator CLI and the training pipeline share (no CDK import).
 
-The space is the local tuner's (:mod:`model_code.tuning_space`): ``choices`` become categorical ranges,
+The space is the local tuner's (:mod:`model_code.commands.tuning_space`): ``choices`` become categorical ranges,
 ``low``..``high`` an integer or continuous range, linear or (``log``) logarithmic. SageMaker's ranges have no
 step: a ``step`` of the local grid is dropped, and SageMaker draws any value between the bounds, which the
 parameter table has checked at load time. The objective is the validation Recall@20 line the training image
@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from infra.layout import tuning_job_prefix
-from model_code.tuning_space import Dimension, TuningSpace
+from model_code.commands.tuning_space import Dimension, TuningSpace
 
 OBJECTIVE_METRIC = "validation:recall@20"
 STRATEGY = "Bayesian"

@@ -23,7 +23,7 @@ NEVER_IN_CONTEXT = [
     ".venv/bin/python", "node_modules/aws-cdk/package.json", ".git/HEAD", "cdk.out/manifest.json",
     "data/train.tsv.gz", "demo_output/report.md", "build/model.tar.gz", "tests/conftest.py",
     "benchmarks/bench_serving.py", ".hypothesis/examples/a", ".pytest_cache/v/cache", "infra/config.py",
-    "app.py", "model.tar.gz", "model_code/__pycache__/train.cpython-311.pyc", "inference/model.tar.gz",
+    "app.py", "model.tar.gz", "model_code/commands/__pycache__/train.cpython-311.pyc", "inference/model.tar.gz",
 ]
 
 

@@ -23,7 +23,7 @@ from infra.layout import (
     RUN_MARKER,
 )
 from infra.ops.errors import OpsError
-from model_code.event_rules import ReadOptions
+from model_code.data.event_rules import ReadOptions
 
 FINISHED = ("SUCCEEDED", "FAILED", "CANCELLED")
 POLL_SECONDS = 3.0

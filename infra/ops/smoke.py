@@ -140,7 +140,7 @@ class SmokeData:
 def ensure_builtin_data(folder: Path) -> Path:
     """The built-in data in ``folder``, generated there as `make demo` does when it has no train file."""
     if not any(folder.glob("train.*")):
-        subprocess.run([sys.executable, "-m", "model_code.synthetic", "--out", str(folder)], check=True,
+        subprocess.run([sys.executable, "-m", "model_code.data.synthetic", "--out", str(folder)], check=True,
                        cwd=PROJECT_ROOT)
     return folder
 

@@ -25,9 +25,9 @@ from infra.ops.errors import OpsError
 from infra.ops.training import OneOffSettings, training_window
 from infra.tuning import (TuningError, best_settings, check_objective_reported, static_hyperparameters,
                           tuning_job_config, tuning_job_name)
-from model_code.hyperparameters import check_hyperparameters
-from model_code.params import ParamError
-from model_code.tuning_space import TuningSpace, load_space
+from model_code.gru4rec.hyperparameters import check_hyperparameters
+from model_code.gru4rec.params import ParamError
+from model_code.commands.tuning_space import TuningSpace, load_space
 
 RECENT = 5
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -153,7 +153,7 @@ class BatchStack(cdk.Stack):
         cdk.CfnOutput(self, "EventsDatabase", value=pipeline.database_name,
                       description="Glue database of the events, the answers and the captures")
         cdk.CfnOutput(self, "EventReadOptions", value=json.dumps(table_option_values(config), sort_keys=True),
-                      description="How the events table's rows are read (model_code.event_rules.ReadOptions)")
+                      description="How the events table's rows are read (model_code.data.event_rules.ReadOptions)")
         cdk.CfnOutput(self, "AttributionMinutes", value=str(config.attribution_minutes),
                       description="How long after an answer its session's events count for it")
         return pipeline

@@ -45,7 +45,7 @@ from infra.stacks.workflow import (
     STATE_MACHINE_SERVICE_WILDCARDS, acknowledge_wildcards, add_capacity_retries, failure, notify_abnormal_ends, notify_and_fail, object_key_check, pipeline_state_machine, resource_tags,
     sagemaker_arn, sync_job_statements, sync_job_task,
 )
-from model_code.event_rules import BadRowBound, ReadOptions
+from model_code.data.event_rules import BadRowBound, ReadOptions
 
 PIPELINE = "events"
 TABLE = EVENTS_TABLE

@@ -31,7 +31,8 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from model_code.tuning_space import load_space
+from model_code.commands.report import CHAMPION_PREFIX, VALIDATION_PREFIX
+from model_code.commands.tuning_space import load_space
 
 from infra.config import AppConfig
 from infra.layout import (
@@ -71,9 +72,7 @@ JOB_KIND = "train"
 # Sent with every job; the execution input's "hyperparameters" override them key by key
 HYPERPARAMETER_DEFAULTS = {"preset": "rsc15"}
 REPORTED_METRICS = ("recall@20", "mrr@20")
-VALIDATION_PREFIX = "validation:"
-CHAMPION_PREFIX = "champion:" + VALIDATION_PREFIX
-# The training command prints one "name=value;" line per metric (model_code.train.metric_lines), the
+# The training command prints one "name=value;" line per metric (model_code.commands.report.metric_lines), the
 # validation figures as "validation:name=value;" and the live model's as "champion:validation:name=value;":
 # a pattern must not match the lines of a longer prefix
 METRIC_DEFINITIONS = [

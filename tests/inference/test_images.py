@@ -194,9 +194,9 @@ def test_train_image_trains_from_a_folder_laid_out_as_opt_ml(small_data, tmp_pat
 def large_model(tmp_path_factory) -> Path:
     """A model with a catalogue of about 20,000 items and 256 units, trained briefly (its size is the point)."""
     folder = tmp_path_factory.mktemp("large_model")
-    run_module("model_code.synthetic", "--out", str(folder / "data"), "--sessions", "20000", "--items", "30000",
+    run_module("model_code.data.synthetic", "--out", str(folder / "data"), "--sessions", "20000", "--items", "30000",
                "--seed", "3")
-    run_module("model_code.train", "--train", str(folder / "data" / "train.tsv.gz"), "--epochs", "1", "--seed", "1",
+    run_module("model_code.commands.train", "--train", str(folder / "data" / "train.tsv.gz"), "--epochs", "1", "--seed", "1",
                "--quiet", "--no-progress", "--model-dir", str(folder / "model"), "--param", "layers=256",
                "--param", "batch_size=64", "--param", "n_sample=256", "--param", "block_steps=32")
     return folder / "model"

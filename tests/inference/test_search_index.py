@@ -17,7 +17,7 @@ from inference.engine import Recommender
 from inference.search_index import SearchIndex
 from inference.server_settings import ServerSettings, SettingsError
 from model_code import artifacts
-from model_code.export import write_search_index
+from model_code.export.scorer import write_search_index
 
 
 def clustered_layer(n_items: int, dimensions: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,7 @@ import pytest
 from inference import training_job
 from inference.training_job import JobInputError, JobPaths
 from model_code import artifacts
-from model_code.checkpoints import load_checkpoint
+from model_code.commands.checkpoints import load_checkpoint
 from tests.support.pausing import kill_after_first_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +37,7 @@ ON_MOUNTED_MODEL_FOLDER = (
 def events(tmp_path_factory) -> Path:
     """train.tsv.gz and test.tsv.gz from the built-in generator: 500 sessions over 80 items."""
     folder = tmp_path_factory.mktemp("train_entry_data")
-    subprocess.run([sys.executable, "-m", "model_code.synthetic", "--out", str(folder), "--sessions", "500",
+    subprocess.run([sys.executable, "-m", "model_code.data.synthetic", "--out", str(folder), "--sessions", "500",
                     "--items", "80", "--seed", "3"], cwd=REPO_ROOT, check=True, capture_output=True)
     return folder
 
@@ -280,7 +280,7 @@ def skipped_rows_report(stderr: str, *data_paths: Path) -> list[str]:
 
 def test_a_shop_export_trains_alike_from_the_command_line_and_as_a_job(shop_csv, tmp_path):
     local = subprocess.run(
-        [sys.executable, "-m", "model_code.train", "--train", str(shop_csv), "--model-dir", str(tmp_path / "local"),
+        [sys.executable, "-m", "model_code.commands.train", "--train", str(shop_csv), "--model-dir", str(tmp_path / "local"),
          "--no-progress", *[f"--{name.replace('_', '-')}={value}" for name, value in SHOP_OPTIONS.items()],
          *[arg for name, value in SHOP_PARAMETERS.items()
            for arg in (["--seed", value] if name == "seed" else ["--param", f"{name}={value}"])]],
@@ -380,7 +380,7 @@ def test_a_champion_channel_without_an_archive_fails(tmp_path):
 
 
 def test_a_visitor_log_trains_as_a_job_on_visits_of_the_kinds_read(tmp_path):
-    from tests.model_code.test_train_cli import _visitor_log
+    from tests.model_code.commands.test_train import _visitor_log
 
     options = {"session_column": "user_id", "item_column": "product_id", "time_column": "event_time",
                "session_gap": "30m", "event_column": "event_type", "event_types": "view,cart"}

@@ -7,8 +7,8 @@ import botocore.session
 import pytest
 
 from infra.config import PROJECT_ROOT, WAF_RATE_LIMIT_RANGE, AppConfig, ConfigError
+from model_code.data.event_rules import ReadOptions
 from tests.infra.conftest import cdk_json_context
-from model_code.event_rules import ReadOptions
 
 
 @pytest.fixture

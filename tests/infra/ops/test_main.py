@@ -72,7 +72,7 @@ def test_score_given_events_points_at_sessions_and_score_events(tmp_path, name):
     events.write_text("SessionId,ItemId,Time\ns1,a,1\n")
     done = ops("score", str(events), env=no_aws_env(AWS_DEFAULT_REGION="eu-west-1"))
     assert done.returncode == 1
-    assert "python -m model_code.sessions" in done.stderr and f"infra.ops score-events {events}" in done.stderr
+    assert "python -m model_code.data.sessions" in done.stderr and f"infra.ops score-events {events}" in done.stderr
 
 
 def test_make_session_without_any_region_is_an_ops_error(monkeypatch):

@@ -35,7 +35,7 @@ from infra.layout import INCOMING_SESSIONS_PREFIX, PARTS, SCORED_SESSIONS_PREFIX
 from infra.ops import smoke, teardown
 from infra.ops.deployment import load_deployment
 from infra.ops.recommend import Recommendations
-from model_code.synthetic import SyntheticSpec, write_dataset
+from model_code.data.synthetic import SyntheticSpec, write_dataset
 from tests.infra.conftest import synthesize
 from tests.infra.test_deploy_rehearsal import ACCOUNT, REGION, bootstrap, deploy_assembly
 

@@ -10,7 +10,7 @@ from moto.sagemaker.models import sagemaker_backends
 
 from infra.ops import training, tuning
 from infra.tuning import OBJECTIVE_METRIC, TuningError, parameter_ranges
-from model_code.tuning_space import load_space
+from model_code.commands.tuning_space import load_space
 from tests.support.service_model import problems
 from tests.support.ops_stage import ACCOUNT, BUCKET, IMAGE, KEY_ARN, REGION, run, training_definition
 

@@ -6,7 +6,7 @@ import datetime as dt
 import pytest
 
 from infra.attribution import Period, attribution_sql, check_window
-from model_code.event_rules import ReadOptions
+from model_code.data.event_rules import ReadOptions
 from tests.support.captures import (
     DAY,
     EXPECTED,

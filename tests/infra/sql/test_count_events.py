@@ -20,8 +20,8 @@ import pytest
 from inference.predictor import create_app
 from infra.session_query import REASON_COLUMNS, answers_sql, count_sql, quote_string
 from model_code.artifacts import read_items
-from model_code.event_rules import BAD_ROW_REASONS, ReadOptions
-from model_code.events import read_events
+from model_code.data.event_rules import BAD_ROW_REASONS, ReadOptions
+from model_code.data.event_table import read_events
 from tests.infra.sql.test_group_sessions import OPTIONS, events_on_duckdb, run_on_duckdb
 from tests.support.session_events import (BAD_ROWS, EXPECTED, FIRST, SECOND, VISIT_COUNTS, VISIT_OPTIONS, VISIT_SESSIONS,
                                   write_two_runs, write_visits)

@@ -12,7 +12,7 @@ import pytest
 
 from infra.session_query import quote_string
 from infra.stacks.event_sessions import allowed_bad_rows
-from model_code.event_rules import BAD_ROW_REASONS, ReadOptions
+from model_code.data.event_rules import BAD_ROW_REASONS, ReadOptions
 from tests.support.pipelines import actions_on, definition, evaluate, main_path, marker, policy_statements, resources
 from tests.infra.conftest import synthesize
 from tests.infra.sql.test_group_sessions import OPTIONS

@@ -11,7 +11,7 @@ from cfnlint.api import ManualArgs, lint
 from infra.config import AppConfig
 from infra.stacks.training import ENDPOINT_MAX_POLLS, gate_metric, hyperparameter_defaults, refits
 from infra.stacks.workflow import job_name_expression
-from model_code.train import metric_lines
+from model_code.commands.report import metric_lines
 from tests.infra.conftest import GPU_TRAINING_TYPE, synthesize
 from tests.infra.test_app import LINT_REGIONS
 from tests.infra.test_deploy_rehearsal import rehearse

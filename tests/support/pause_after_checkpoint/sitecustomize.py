@@ -9,7 +9,7 @@ import os
 import signal
 from pathlib import Path
 
-from model_code import checkpoints
+from model_code.commands import checkpoints
 
 _save_checkpoint = checkpoints.save_checkpoint
 
