@@ -9,13 +9,25 @@ import dataclasses
 import json
 import os
 import sys
-from typing import TYPE_CHECKING
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from infra.ops import (
+    cleanup,
+    event_files,
+    event_runs,
+    first_model,
+    live_model,
+    scoring,
+    smoke,
+    status,
+    teardown,
+    training,
+    tuning,
+)
 from infra.ops import recommend as recommending
-from infra.ops import cleanup, event_files, event_runs, first_model, live_model, scoring, smoke, status, teardown, training, tuning
 from infra.ops.cli import build_parser
 from infra.ops.deployment import load_deployment, validate_stage
 from infra.ops.errors import OpsError
