@@ -12,9 +12,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from infra.layout import tuning_job_prefix
+from model_code.commands.report import VALIDATION_PREFIX
 from model_code.commands.tuning_space import Dimension, TuningSpace
 
-OBJECTIVE_METRIC = "validation:recall@20"
+OBJECTIVE_METRIC = VALIDATION_PREFIX + "recall@20"
 STRATEGY = "Bayesian"
 # SageMaker stops a training job whose objective is unlikely to beat the best so far ("Auto")
 EARLY_STOPPING = "Auto"
