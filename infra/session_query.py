@@ -56,7 +56,9 @@ def rows_sql(table: str, run_literal: str, options: ReadOptions = ReadOptions())
     )
 
 
-def select_sql(table: str, run_literal: str, options: ReadOptions = ReadOptions(), max_items: int = SESSION_ITEMS_KEPT) -> str:
+def select_sql(
+    table: str, run_literal: str, options: ReadOptions = ReadOptions(), max_items: int = SESSION_ITEMS_KEPT
+) -> str:
     """The grouping SELECT over ``table`` for the run that ``run_literal`` (an SQL expression) names."""
     return read_sql("group_sessions.sql").format(rows=rows_sql(table, run_literal, options), max_items=int(max_items))
 

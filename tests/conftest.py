@@ -74,8 +74,14 @@ def model_dir(small_data, tmp_path_factory) -> Path:
     """A complete model directory (scorer.onnx, output layer, items, metadata) trained on ``small_data``."""
     target = tmp_path_factory.mktemp("serving_model") / "model"
     run_module(
-        "model_code.commands.train", "--train", str(small_data / "train.tsv.gz"), "--test", str(small_data / "test.tsv.gz"),
-        "--model-dir", str(target), *SMALL_TRAINING,
+        "model_code.commands.train",
+        "--train",
+        str(small_data / "train.tsv.gz"),
+        "--test",
+        str(small_data / "test.tsv.gz"),
+        "--model-dir",
+        str(target),
+        *SMALL_TRAINING,
     )
     record_model_version(target, MODEL_VERSION)
     return target

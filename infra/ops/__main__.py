@@ -9,15 +9,27 @@ import dataclasses
 import json
 import os
 import sys
-from typing import TYPE_CHECKING
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from infra.attribution import MAX_DAYS
+from infra.ops import (
+    ab,
+    cleanup,
+    event_files,
+    event_runs,
+    first_model,
+    live_model,
+    scoring,
+    smoke,
+    status,
+    teardown,
+    training,
+    tuning,
+)
 from infra.ops import recommend as recommending
-from infra.ops import (ab, cleanup, event_files, event_runs, first_model, live_model, scoring, smoke, status, teardown,
-                       training, tuning)
 from infra.ops import report as reporting
 from infra.ops.cli import build_parser
 from infra.ops.deployment import load_deployment, validate_stage

@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from infra.instance_types import is_gpu_training_type
@@ -65,7 +65,7 @@ def parse_hyperparameters(pairs: list[str]) -> dict[str, str]:
 
 def execution_name(now: datetime | None = None) -> str:
     """A readable, unique-enough execution name: `train-20261129-021710`."""
-    return (now or datetime.now(timezone.utc)).strftime("train-%Y%m%d-%H%M%S")
+    return (now or datetime.now(UTC)).strftime("train-%Y%m%d-%H%M%S")
 
 
 def upload_day(text: str | None = None, now: datetime | None = None) -> date:
@@ -79,13 +79,13 @@ def upload_day(text: str | None = None, now: datetime | None = None) -> date:
             return parse_day(text, "--day")
         except DataError as error:
             raise OpsError(str(error)) from None
-    return (now or datetime.now(timezone.utc)).astimezone(timezone.utc).date() - timedelta(days=1)
+    return (now or datetime.now(UTC)).astimezone(UTC).date() - timedelta(days=1)
 
 
 def training_window(days: int, now: datetime | None = None) -> dict[str, str]:
     """The ``window_start``/``window_end`` hyperparameters of a run started ``now``: the last ``days`` whole UTC
     days before it, as the training state machine computes them."""
-    today = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).date()
+    today = (now or datetime.now(UTC)).astimezone(UTC).date()
     return {"window_start": (today - timedelta(days=days)).isoformat(),
             "window_end": (today - timedelta(days=1)).isoformat()}
 
@@ -257,9 +257,15 @@ def one_off_settings(
 def _check_image_fits(instance_type: str, machine_instance_type: str | None) -> None:
     """The state machine's image is the GPU image exactly when its instance type is a GPU type: another
     --instance-type of the other kind needs the other image, which only --image can name."""
-    if machine_instance_type is None or is_gpu_training_type(instance_type) == is_gpu_training_type(machine_instance_type):
+    if machine_instance_type is None or is_gpu_training_type(instance_type) == is_gpu_training_type(
+        machine_instance_type
+    ):
         return
-    wanted, has = ("GPU (train-gpu)", "CPU (train)") if is_gpu_training_type(instance_type) else ("CPU (train)", "GPU (train-gpu)")
+    wanted, has = (
+        ("GPU (train-gpu)", "CPU (train)")
+        if is_gpu_training_type(instance_type)
+        else ("CPU (train)", "GPU (train-gpu)")
+    )
     raise OpsError(
         f"--instance-type {instance_type} needs the {wanted} image, but the state machine trains on "
         f"{machine_instance_type} with the {has} image; pass --image with the Image stack's "
@@ -275,7 +281,7 @@ def read_one_off_settings(stepfunctions, state_machine_arn: str, **overrides) ->
 def one_off_job_name(stage: str, now: datetime | None = None) -> str:
     """A one-off job's name: the stage's one-off prefix and the UTC time to the millisecond
     (``gru4rec-dev-oneoff-20261129-021710-123``), at most 63 characters for a stage name of at most 16."""
-    moment = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
     return f"{one_off_job_prefix(stage)}-{moment:%Y%m%d-%H%M%S}-{moment.microsecond // 1000:03d}"
 
 

@@ -21,16 +21,16 @@ from pathlib import Path
 import numpy as np
 
 from model_code import artifacts
-from model_code.data.event_rules import ReadOptions, add_trained_read_options, trained_read_options
-from model_code.data.events import DataError
-from model_code.data.event_table import read_events
-from model_code.data.item_index import ItemIndex
-from model_code.ranking.metrics import CUTOFFS, TIE_MODES
-from model_code.gru4rec.params import GRU4RecParams
 from model_code.commands.report import metric_lines, metrics_table
+from model_code.data.event_rules import ReadOptions, add_trained_read_options, trained_read_options
+from model_code.data.event_table import read_events
+from model_code.data.events import DataError
+from model_code.data.item_index import ItemIndex
 from model_code.data.session_batches import SessionArrays
+from model_code.gru4rec.params import GRU4RecParams
 from model_code.gru4rec.tf_startup import import_keras, load_tensorflow_quietly
 from model_code.gru4rec.training_env import use_training_environment
+from model_code.ranking.metrics import CUTOFFS, TIE_MODES
 
 
 def load_model(model_dir: str | Path, show_tensorflow_logs: bool = False):
@@ -86,7 +86,9 @@ def evaluate_events(
         f"{test.dropped_unknown} events with items unknown to the model dropped")
     model, params = load_model(model_dir, show_tensorflow_logs)
     if len(index) != model.n_items:
-        raise artifacts.ModelDirError(f"{model_dir}: items.json lists {len(index)} items, the model has {model.n_items}")
+        raise artifacts.ModelDirError(
+            f"{model_dir}: items.json lists {len(index)} items, the model has {model.n_items}"
+        )
     from model_code.gru4rec.trainer import Trainer
 
     trainer = Trainer(model, params, item_counts=np.ones(len(index), dtype=np.int64), seed=0)
@@ -110,10 +112,14 @@ def main(argv: list[str] | None = None) -> int:
         epilog="The reading options default to those the model was trained with (its metadata.json).",
     )
     parser.add_argument("--model-dir", required=True, help="model directory written by model_code.commands.train")
-    parser.add_argument("--test", required=True, help="test events: TSV/CSV/Parquet file (gzip or not), folder or s3:// URI")
+    parser.add_argument(
+        "--test", required=True, help="test events: TSV/CSV/Parquet file (gzip or not), folder or s3:// URI"
+    )
     parser.add_argument("--ties", choices=TIE_MODES, default="conservative",
                         help="how ties with the target's score count (default: conservative, as training reports)")
-    parser.add_argument("--batch-size", type=int, help="test sessions scored side by side (default: the model's eval_batch_size)")
+    parser.add_argument(
+        "--batch-size", type=int, help="test sessions scored side by side (default: the model's eval_batch_size)"
+    )
     add_trained_read_options(parser)
     parser.add_argument("--out", help="also write the metrics as JSON to this file")
     parser.add_argument("--tensorflow-logs", action="store_true",
@@ -125,8 +131,12 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=FutureWarning)
             metrics = evaluate_model_dir(
-                args.model_dir, args.test, args.ties, args.batch_size,
-                trained_read_options(args, _metadata(args.model_dir)), log=lambda message: print(message, file=sys.stderr),
+                args.model_dir,
+                args.test,
+                args.ties,
+                args.batch_size,
+                trained_read_options(args, _metadata(args.model_dir)),
+                log=lambda message: print(message, file=sys.stderr),
                 show_tensorflow_logs=args.tensorflow_logs,
             )
     except (DataError, artifacts.ModelDirError) as err:

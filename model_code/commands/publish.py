@@ -10,8 +10,8 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from model_code import artifacts
 from model_code.commands.report import PLOT_METRIC, VALIDATION_KEY
@@ -21,8 +21,8 @@ from model_code.gru4rec.tf_startup import load_tensorflow_quietly
 def write_model_dir(model_dir: Path, model, index, metadata: dict, *, export: bool, log: Callable[[str], None],
                     tensorflow_logs: bool, wall_start: float) -> None:
     """Assemble the directory in a temporary sibling, then move it into place."""
-    from model_code.export.scorer import export_model_dir
     from model_code.commands.plots import plot_training
+    from model_code.export.scorer import export_model_dir
 
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=model_dir.parent, prefix=f".{model_dir.name}.tmp-"))

@@ -21,10 +21,11 @@ import gzip
 import json
 import os
 import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO
 
 from tqdm import tqdm
 
@@ -56,7 +57,7 @@ class Model:
     metadata: dict
 
     @classmethod
-    def load(cls, model_dir: Path) -> "Model":
+    def load(cls, model_dir: Path) -> Model:
         engine = Recommender.load(model_dir)
         defaults = read_job_filters(model_dir)
         return cls(engine, defaults, streaming.job_filters(engine, defaults), artifacts.read_model_version(model_dir),
@@ -137,7 +138,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                             "requests; anything else is read as events, by default with the "
                                             "reading options the model was trained with (its metadata.json).")
     parser.add_argument("input", help="JSON-lines requests, or events: a file, a folder of files or an s3:// URI")
-    parser.add_argument("--model-dir", required=True, type=Path, help="a model directory (scorer.onnx, items.json, ...)")
+    parser.add_argument(
+        "--model-dir", required=True, type=Path, help="a model directory (scorer.onnx, items.json, ...)"
+    )
     parser.add_argument("--out", help="the JSON-lines file of answers to write (default: standard output)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_trained_read_options(parser)

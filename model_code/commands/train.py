@@ -3,8 +3,8 @@
 Command line::
 
     python -m model_code.commands.train --train PATH [--test PATH] [--valid PATH | --valid-days N]
-        [--preset rsc15|yoochoose|retailrocket|diginetica | --params FILE] [--param name=value ...] [--epochs N] [--seed S]
-        [--model-dir DIR] [--checkpoint-dir DIR]
+        [--preset rsc15|yoochoose|retailrocket|diginetica | --params FILE] [--param name=value ...] [--epochs N] [--seed
+        S] [--model-dir DIR] [--checkpoint-dir DIR]
 
 The command trains on Keras's JAX backend with glibc's large allocations on
 huge pages, whatever the caller's environment says (:mod:`model_code.gru4rec.training_env`:
@@ -24,14 +24,27 @@ from pathlib import Path
 
 from model_code import artifacts
 from model_code.commands.checkpoints import CheckpointError
-from model_code.commands.report import (CHAMPION_KEY, CHAMPION_PREFIX, VALIDATION_KEY, VALIDATION_PREFIX, metric_lines,
-                                        metrics_table)
+from model_code.commands.report import (
+    CHAMPION_KEY,
+    CHAMPION_PREFIX,
+    VALIDATION_KEY,
+    VALIDATION_PREFIX,
+    metric_lines,
+    metrics_table,
+)
 from model_code.commands.training_run import TrainingRun, log_to_stderr, train_model
 from model_code.data.event_rules import OptionError, add_read_options, read_options
 from model_code.data.events import DataError
 from model_code.gru4rec import hyperparameters
-from model_code.gru4rec.params import (DEFAULT_PRESET, PRESETS, ParamError, parameter_help, parse_assignments,
-                                       read_params_file, resolve_params)
+from model_code.gru4rec.params import (
+    DEFAULT_PRESET,
+    PRESETS,
+    ParamError,
+    parameter_help,
+    parse_assignments,
+    read_params_file,
+    resolve_params,
+)
 from model_code.gru4rec.training_env import use_training_environment
 
 
@@ -67,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                f"{parameter_help()}\n\n"
                "example: --preset diginetica --param layers=256 --param n_sample=1024",
     )
-    parser.add_argument("--train", required=True, help="training events: TSV/CSV/Parquet file (gzip or not), folder or s3:// URI")
+    parser.add_argument(
+        "--train", required=True, help="training events: TSV/CSV/Parquet file (gzip or not), folder or s3:// URI"
+    )
     parser.add_argument("--test", help="test events, same formats; items unknown to training are dropped; "
                                        "scored once, after the last epoch")
     validation = parser.add_mutually_exclusive_group()
@@ -82,18 +97,28 @@ def build_parser() -> argparse.ArgumentParser:
     start = parser.add_mutually_exclusive_group()
     start.add_argument("--preset", choices=sorted(PRESETS), default=None,
                        help="parameter set of the published best runs (default: rsc15)")
-    start.add_argument("--params", metavar="FILE",
-                       help="a parameter file (JSON, e.g. best_params.json of python -m model_code.commands.tune) to start "
-                            "from instead of a preset; its provenance is kept in metadata.json under tuning")
+    start.add_argument(
+        "--params",
+        metavar="FILE",
+        help="a parameter file (JSON, e.g. best_params.json of python -m model_code.commands.tune) to start "
+        "from instead of a preset; its provenance is kept in metadata.json under tuning",
+    )
     parser.add_argument("--tuning-job", type=_tuning_job, metavar="NAME",
                         help="the SageMaker tuning job whose best settings these parameters are: kept in "
                              "metadata.json under tuning.sagemaker_tuning_job")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="override one parameter of the preset (repeatable), e.g. --param layers=100,100")
     parser.add_argument("--epochs", type=int, help="passes over the training data (default: the preset's, 10)")
-    parser.add_argument("--seed", type=int, default=42, help="random seed: the same seed on the same CPU gives the same model (default: 42)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=42,
+        help="random seed: the same seed on the same CPU gives the same model (default: 42)",
+    )
     parser.add_argument("--model-dir", default="model", help="where to write the model directory (default: ./model)")
-    parser.add_argument("--checkpoint-dir", help="save a checkpoint here after every epoch, and resume from it if one matches this run")
+    parser.add_argument(
+        "--checkpoint-dir", help="save a checkpoint here after every epoch, and resume from it if one matches this run"
+    )
     parser.add_argument("--eval-every", type=int, default=1, metavar="N",
                         help="evaluate on the validation set every N epochs and after the last "
                              "(0: after the last only; default: 1)")
@@ -145,7 +170,9 @@ def run_command(args: argparse.Namespace) -> dict:
     if args.eval_every < 0:
         raise ParamError(f"--eval-every: cannot use {args.eval_every}; allowed: an integer >= 0")
     if args.champion_dir and args.valid is None and args.valid_days is None:
-        raise ParamError("--champion-dir: the champion is scored on the validation sessions: give --valid or --valid-days")
+        raise ParamError(
+            "--champion-dir: the champion is scored on the validation sessions: give --valid or --valid-days"
+        )
     if args.champion_dir:
         from model_code.commands.evaluate import read_params
 

@@ -4,8 +4,8 @@ item index built from the training sessions left, and the test events; with the 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from model_code.data.event_rules import ITEM, ReadOptions
 from model_code.data.event_table import read_event_codes, read_events
@@ -39,7 +39,9 @@ def load_training_data(train_path: str, *, valid_path: str | None, valid_days: f
     train_events = read_event_codes(train_path, read, log)
     read_stats = _read_stats(train_events)
     span, notes = time_span(train_events.times), read_notes(train_events)
-    train_events, valid_events, valid_source = _validation_split(train_events, span, train_path, valid_path, valid_days, read, log)
+    train_events, valid_events, valid_source = _validation_split(
+        train_events, span, train_path, valid_path, valid_days, read, log
+    )
     index = ItemIndex.from_codes(train_events)
     train = SessionArrays.from_codes(train_events, index)
     del train_events

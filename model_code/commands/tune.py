@@ -29,10 +29,10 @@ import sys
 import time
 from pathlib import Path
 
+from model_code.commands.tuning_space import BUILT_IN, TuningSpace, as_text, load_space
 from model_code.data.event_rules import OptionError, add_read_options, read_options
 from model_code.gru4rec.params import PRESETS, ParamError, read_params_file, write_params_file
 from model_code.gru4rec.training_env import use_training_environment
-from model_code.commands.tuning_space import BUILT_IN, TuningSpace, as_text, load_space
 
 METRICS = ("recall@20", "mrr@20")
 STUDY_FILE, BEST_FILE, TRIALS_FILE, PLOT_FILE = "study.db", "best_params.json", "trials.csv", "search.png"
@@ -94,7 +94,9 @@ def open_study(args: argparse.Namespace, space: TuningSpace, log):
     if known is None:
         study.set_user_attr(SETUP_ATTR, setup)
     elif known != setup:
-        changed = ", ".join(f"{key} {known.get(key)!r} -> {setup[key]!r}" for key in setup if known.get(key) != setup[key])
+        changed = ", ".join(
+            f"{key} {known.get(key)!r} -> {setup[key]!r}" for key in setup if known.get(key) != setup[key]
+        )
         raise ParamError(f"--study-dir {study_dir}: its study was run with other settings ({changed}); "
                          "give another --study-dir to start a new study")
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -123,6 +125,7 @@ def enqueue_starts(study, space: TuningSpace, starts: list[str]) -> None:
 def make_objective(args: argparse.Namespace, space: TuningSpace, epochs: int):
     """The study's objective: one training run on the validation split, pruned on its per-epoch figure."""
     import optuna
+
     from model_code.commands.report import VALIDATION_KEY
     from model_code.commands.training_run import TrainingRun, train_model
 
@@ -238,9 +241,17 @@ def final_run(args: argparse.Namespace, best_file: Path, log=_log) -> dict:
     from model_code.commands.training_run import TrainingRun, train_model
 
     params, origin = read_params_file(best_file)
-    run = TrainingRun(train_path=train_and_valid(args), test_path=args.test, model_dir=str(Path(args.study_dir) / "model"),
-                      seed=args.seed, read=read_options(args), export=not args.no_export, progress=False,
-                      log=log, provenance=origin)
+    run = TrainingRun(
+        train_path=train_and_valid(args),
+        test_path=args.test,
+        model_dir=str(Path(args.study_dir) / "model"),
+        seed=args.seed,
+        read=read_options(args),
+        export=not args.no_export,
+        progress=False,
+        log=log,
+        provenance=origin,
+    )
     return train_model(params, run)
 
 
@@ -294,9 +305,8 @@ def _days(text: str) -> float:
 
 def tune(args: argparse.Namespace, log=_log) -> Path:
     """Run (or continue) the study and write its results; returns the best parameter file's path."""
-    import optuna
-    from model_code.data.events import DataError
     from model_code.commands.tune_plots import plot_search
+    from model_code.data.events import DataError
 
     space = load_space(args.space)
     args.epochs = args.epochs or space.base.epochs

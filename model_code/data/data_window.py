@@ -48,7 +48,7 @@ class Window:
             raise DataError(f"window_start {self.first} is after window_end {self.last}")
 
     @classmethod
-    def parse(cls, first: str, last: str) -> "Window":
+    def parse(cls, first: str, last: str) -> Window:
         return cls(parse_day(first, "window_start"), parse_day(last, "window_end"))
 
     @property
@@ -97,7 +97,9 @@ def link_window(root: Path, window: Window, target: Path) -> WindowFiles:
     """
     found = window_files(root, window)
     if not found:
-        present = sorted(p.name for p in root.iterdir() if p.name.startswith(DAY_FOLDER_PREFIX)) if root.is_dir() else []
+        present = (
+            sorted(p.name for p in root.iterdir() if p.name.startswith(DAY_FOLDER_PREFIX)) if root.is_dir() else []
+        )
         seen = f"the day folders there run from {present[0]} to {present[-1]}" if present else "it holds no day folders"
         raise DataError(f"{root}: no event files for the data window {window} ({DAY_FOLDER_PREFIX}YYYY-MM-DD "
                         f"folders); {seen}")

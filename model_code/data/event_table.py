@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -28,12 +28,35 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
-from model_code.data.event_rules import (ENCODING_REASON, EPOCH_PATTERN, REPORTED_EXAMPLES, SESSION_NUMBER_MARK,
-                                         ReadOptions, parse_encoding)
-from model_code.data.events import (CSV_SUFFIXES, FILE, ITEM, PARQUET_SUFFIXES, SESSION, TIME, BadRows, DataError,
-                                    _check_columns, _format_suffix, _ids_as_strings, _list_sources, _log_to_stderr,
-                                    _report_bad_rows, _Source, detect_separator, epoch_seconds, parse_times,
-                                    separator_name)
+from model_code.data.event_rules import (
+    ENCODING_REASON,
+    EPOCH_PATTERN,
+    REPORTED_EXAMPLES,
+    SESSION_NUMBER_MARK,
+    ReadOptions,
+    parse_encoding,
+)
+from model_code.data.events import (
+    CSV_SUFFIXES,
+    FILE,
+    ITEM,
+    PARQUET_SUFFIXES,
+    SESSION,
+    TIME,
+    BadRows,
+    DataError,
+    _check_columns,
+    _format_suffix,
+    _ids_as_strings,
+    _list_sources,
+    _log_to_stderr,
+    _report_bad_rows,
+    _Source,
+    detect_separator,
+    epoch_seconds,
+    parse_times,
+    separator_name,
+)
 
 BLOCK_BYTES = 32 << 20
 """Bytes of text pyarrow parses per block of a delimited file."""
@@ -65,7 +88,7 @@ class EventCodes:
     def __len__(self) -> int:
         return len(self.times)
 
-    def take(self, rows: np.ndarray) -> "EventCodes":
+    def take(self, rows: np.ndarray) -> EventCodes:
         """The events at ``rows`` (indices or a boolean mask), with the same id arrays."""
         files = None if self.files is None else self.files[rows]
         return EventCodes(self.sessions[rows], self.items[rows], self.times[rows], self.session_ids,

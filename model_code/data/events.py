@@ -34,17 +34,27 @@ import os
 import re
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from model_code.artifacts import file_mode
-from model_code.data.event_rules import (BAD_ROW_REASONS, DATETIME_PATTERN, ENCODING_REASON, EPOCH_MS_FROM,
-                                         EPOCH_PATTERN, EPOCH_US_FROM, FLAGS, ITEM, REPORTED_EXAMPLES, SEPARATORS,
-                                         SESSION, TIME, ReadOptions)
+from model_code.data.event_rules import (
+    BAD_ROW_REASONS,
+    DATETIME_PATTERN,
+    ENCODING_REASON,
+    EPOCH_MS_FROM,
+    EPOCH_PATTERN,
+    EPOCH_US_FROM,
+    FLAGS,
+    REPORTED_EXAMPLES,
+    SEPARATORS,
+    TIME,
+    ReadOptions,
+)
 
 CSV_SUFFIXES = {".tsv": "\t", ".txt": "\t", ".csv": ","}
 PARQUET_SUFFIXES = {".parquet", ".pq"}
@@ -52,7 +62,9 @@ HIVE_PARTITION = re.compile(r"[^=/]+=[^=/]+")
 """A Hive-style partition folder (``dt=2026-11-30``): a folder source reads its files too."""
 FILE = "File"
 """The column :func:`read_events` adds with ``with_files``: the file (path or ``s3://`` URI) of each event."""
-COLUMN_FLAGS = "--session-column, --item-column and --time-column (hyperparameters session_column, item_column, time_column)"
+COLUMN_FLAGS = (
+    "--session-column, --item-column and --time-column (hyperparameters session_column, item_column, time_column)"
+)
 
 
 class DataError(ValueError):
@@ -95,7 +107,7 @@ class BadRows:
     def total(self) -> int:
         return sum(self.counts.values())
 
-    def add(self, other: "BadRows") -> None:
+    def add(self, other: BadRows) -> None:
         for reason, count in other.counts.items():
             self.counts[reason] += count
         self.examples = (self.examples + other.examples)[:REPORTED_EXAMPLES]
@@ -144,7 +156,10 @@ def write_events(path: str | os.PathLike, events: pd.DataFrame) -> None:
         os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as raw:
             if path.name.endswith(".gz"):
-                with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as zipped, io.TextIOWrapper(zipped, encoding="utf-8", newline="") as text:
+                with (
+                    gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as zipped,
+                    io.TextIOWrapper(zipped, encoding="utf-8", newline="") as text,
+                ):
                     events.to_csv(text, sep="\t", index=False, lineterminator="\n")
             else:
                 with io.TextIOWrapper(raw, encoding="utf-8", newline="") as text:
@@ -223,7 +238,9 @@ def _list_s3(uri: str) -> list[_Source]:
         keys = [key]
     else:
         prefix = key if key.endswith("/") or not key else key + "/"
-        keys = sorted(k for k in keys if k.startswith(prefix) and is_event_file(k) and not k.rsplit("/", 1)[-1].startswith("."))
+        keys = sorted(
+            k for k in keys if k.startswith(prefix) and is_event_file(k) and not k.rsplit("/", 1)[-1].startswith(".")
+        )
     if not keys:
         raise DataError(f"{uri}: no event objects (.tsv, .csv, .txt, .parquet, optionally .gz) at this URI")
     return [_Source(name=f"s3://{bucket}/{k}", s3_bucket=bucket, s3_key=k) for k in keys]

@@ -6,8 +6,8 @@ serving maps the same ids to the same rows of the output layer.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -31,12 +31,12 @@ class ItemIndex:
         self._ids = ids
 
     @classmethod
-    def from_events(cls, events: pd.DataFrame, column: str = ITEM) -> "ItemIndex":
+    def from_events(cls, events: pd.DataFrame, column: str = ITEM) -> ItemIndex:
         """Every distinct item of ``events``, in order of first appearance."""
         return cls(pd.unique(events[column].to_numpy(dtype=object)).tolist())
 
     @classmethod
-    def from_codes(cls, events) -> "ItemIndex":
+    def from_codes(cls, events) -> ItemIndex:
         """Every distinct item of :class:`~model_code.data.event_table.EventCodes`, in order of first appearance."""
         return cls(events.item_ids.take(pd.unique(events.items)).to_pylist())
 
@@ -64,5 +64,5 @@ class ItemIndex:
         artifacts.write_json(Path(model_dir) / artifacts.ITEMS_FILE, self._ids)
 
     @classmethod
-    def load(cls, model_dir: str | os.PathLike) -> "ItemIndex":
+    def load(cls, model_dir: str | os.PathLike) -> ItemIndex:
         return cls(artifacts.read_items(model_dir))

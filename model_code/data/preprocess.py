@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 
 from model_code.data.event_rules import add_read_options, read_options
-from model_code.data.events import ITEM, SESSION, TIME, DataError, write_events
 from model_code.data.event_table import block_starts, read_events
+from model_code.data.events import ITEM, SESSION, TIME, DataError, write_events
 from model_code.data.read_summary import time_span
 
 DAY_SECONDS = 86_400.0
@@ -52,7 +52,9 @@ def drop_consecutive_repeats(events: pd.DataFrame) -> pd.DataFrame:
     return events.loc[~repeat].reset_index(drop=True)
 
 
-def filter_support(events: pd.DataFrame, min_item_support: int = 5, min_session_length: int = 2, iterate: bool = True) -> pd.DataFrame:
+def filter_support(
+    events: pd.DataFrame, min_item_support: int = 5, min_session_length: int = 2, iterate: bool = True
+) -> pd.DataFrame:
     """Drop rare items and short sessions; with ``iterate`` until both conditions hold everywhere."""
     def short_sessions_out(frame):
         return frame[frame.groupby(SESSION, sort=False)[SESSION].transform("size") >= min_session_length]
@@ -86,7 +88,9 @@ def split_codes_by_time(events, days: float, day_length: float = DAY_SECONDS):
     return events.take(~is_last), events.take(is_last)
 
 
-def split_last_days(events: pd.DataFrame, test_days: float = 1.0, day_length: float = DAY_SECONDS, min_session_length: int = 2):
+def split_last_days(
+    events: pd.DataFrame, test_days: float = 1.0, day_length: float = DAY_SECONDS, min_session_length: int = 2
+):
     """(train, test): test = sessions starting in the last ``test_days`` days, restricted to train items."""
     train, test = split_by_time(events, test_days, day_length)
     test = test[test[ITEM].isin(pd.unique(train[ITEM]))]
@@ -101,15 +105,20 @@ def preprocess(events: pd.DataFrame, protocol: Protocol = Protocol(), log=print)
         events = drop_consecutive_repeats(events)
         log(f"without consecutive repeats: {_stats(events)}")
     events = filter_support(events, protocol.min_item_support, protocol.min_session_length, protocol.iterate)
-    log(f"items >= {protocol.min_item_support} events, sessions >= {protocol.min_session_length} events: {_stats(events)}")
+    log(
+        f"items >= {protocol.min_item_support} events, sessions >= {protocol.min_session_length} events: "
+        f"{_stats(events)}"
+    )
     if events.empty:
         raise DataError("no events left after filtering: lower --min-item-support or --min-session-length")
     train, test = split_last_days(events, protocol.test_days, protocol.day_length, protocol.min_session_length)
     log(f"train: {_stats(train)}")
     log(f"test (sessions starting in the last {protocol.test_days:g} days, train items only): {_stats(test)}")
     if train.empty or test.empty:
-        raise DataError(f"the split leaves {'train' if train.empty else 'test'} empty ({time_span(events[TIME].to_numpy())}): "
-                        f"change --test-days or --day-length, or check how times are read (--time-format)")
+        raise DataError(
+            f"the split leaves {'train' if train.empty else 'test'} empty ({time_span(events[TIME].to_numpy())}): "
+            f"change --test-days or --day-length, or check how times are read (--time-format)"
+        )
     return train, test
 
 
@@ -124,19 +133,50 @@ def main(argv=None) -> int:
         description=__doc__.replace("``", ""),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("raw", metavar="RAW", help="raw events: TSV/CSV/Parquet file (gzip or not), folder or s3:// URI")
+    parser.add_argument(
+        "raw", metavar="RAW", help="raw events: TSV/CSV/Parquet file (gzip or not), folder or s3:// URI"
+    )
     parser.add_argument("--out", required=True, help="folder for train.tsv.gz and test.tsv.gz (created if missing)")
-    parser.add_argument("--keep-repeats", action="store_true", help="keep events that repeat the previous item of their session")
-    parser.add_argument("--min-item-support", type=int, default=defaults.min_item_support, help=f"drop items with fewer events (default: {defaults.min_item_support})")
-    parser.add_argument("--min-session-length", type=int, default=defaults.min_session_length, help=f"drop sessions with fewer events (default: {defaults.min_session_length})")
-    parser.add_argument("--single-pass", action="store_true", help="filter sessions, items, sessions once instead of until stable")
-    parser.add_argument("--test-days", type=float, default=defaults.test_days, help=f"sessions starting in the last N days are the test set (default: {defaults.test_days:g})")
-    parser.add_argument("--day-length", type=float, default=defaults.day_length, help=f"one day in the unit of the time column (default: {defaults.day_length:g}, seconds; 86400000 for milliseconds)")
+    parser.add_argument(
+        "--keep-repeats", action="store_true", help="keep events that repeat the previous item of their session"
+    )
+    parser.add_argument(
+        "--min-item-support",
+        type=int,
+        default=defaults.min_item_support,
+        help=f"drop items with fewer events (default: {defaults.min_item_support})",
+    )
+    parser.add_argument(
+        "--min-session-length",
+        type=int,
+        default=defaults.min_session_length,
+        help=f"drop sessions with fewer events (default: {defaults.min_session_length})",
+    )
+    parser.add_argument(
+        "--single-pass", action="store_true", help="filter sessions, items, sessions once instead of until stable"
+    )
+    parser.add_argument(
+        "--test-days",
+        type=float,
+        default=defaults.test_days,
+        help=f"sessions starting in the last N days are the test set (default: {defaults.test_days:g})",
+    )
+    parser.add_argument(
+        "--day-length",
+        type=float,
+        default=defaults.day_length,
+        help=f"one day in the unit of the time column (default: {defaults.day_length:g}, seconds; 86400000 for "
+             "milliseconds)",
+    )
     add_read_options(parser)
     args = parser.parse_args(argv)
     protocol = Protocol(
-        drop_repeats=not args.keep_repeats, min_item_support=args.min_item_support, min_session_length=args.min_session_length,
-        iterate=not args.single_pass, test_days=args.test_days, day_length=args.day_length,
+        drop_repeats=not args.keep_repeats,
+        min_item_support=args.min_item_support,
+        min_session_length=args.min_session_length,
+        iterate=not args.single_pass,
+        test_days=args.test_days,
+        day_length=args.day_length,
     )
     log = lambda message: print(message, file=sys.stderr)  # noqa: E731
     try:

@@ -8,7 +8,7 @@ the option. Times that fall between :data:`CALENDAR_RANGE` are shown as UTC date
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -17,7 +17,7 @@ from model_code.data.event_table import EventCodes, block_starts
 
 DAY_SECONDS = 86_400.0
 LONG_SESSION_SECONDS = DAY_SECONDS
-CALENDAR_RANGE = (datetime(1990, 1, 1, tzinfo=timezone.utc).timestamp(), datetime(2100, 1, 1, tzinfo=timezone.utc).timestamp())
+CALENDAR_RANGE = (datetime(1990, 1, 1, tzinfo=UTC).timestamp(), datetime(2100, 1, 1, tzinfo=UTC).timestamp())
 SUGGESTED_GAP = "30m"
 
 
@@ -58,4 +58,4 @@ def read_notes(events: EventCodes) -> list[str]:
 
 
 def _date(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%d %H:%M")

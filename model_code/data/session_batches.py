@@ -15,8 +15,8 @@ steps (:meth:`EpochSteps.blocks`) to a compiled loop.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -41,13 +41,18 @@ class SessionArrays:
     dropped_unknown: int = 0
 
     def __post_init__(self):
-        if self.offsets.ndim != 1 or len(self.offsets) < 1 or self.offsets[0] != 0 or self.offsets[-1] != len(self.items):
+        if (
+            self.offsets.ndim != 1
+            or len(self.offsets) < 1
+            or self.offsets[0] != 0
+            or self.offsets[-1] != len(self.items)
+        ):
             raise ValueError("offsets must start at 0 and end at len(items)")
         if np.any(np.diff(self.offsets) < 0):
             raise ValueError("offsets must not decrease")
 
     @classmethod
-    def from_events(cls, events: pd.DataFrame, index: ItemIndex) -> "SessionArrays":
+    def from_events(cls, events: pd.DataFrame, index: ItemIndex) -> SessionArrays:
         """Map ``events`` (columns SessionId, ItemId, Time) through ``index``; drop and count unknown items."""
         items, known = index.lookup(events[ITEM])
         sessions = events[SESSION].to_numpy(dtype=object)[known]
@@ -73,7 +78,7 @@ class SessionArrays:
         )
 
     @classmethod
-    def from_codes(cls, events, index: ItemIndex) -> "SessionArrays":
+    def from_codes(cls, events, index: ItemIndex) -> SessionArrays:
         """The same arrays as :meth:`from_events`, from :class:`~model_code.data.event_table.EventCodes`.
 
         The events are grouped by session and time-ordered already, so each session is one block of
@@ -93,7 +98,7 @@ class SessionArrays:
         return cls(items=rows[known][gather], offsets=offsets, dropped_unknown=int((~known).sum()))
 
     @classmethod
-    def from_lists(cls, sessions: list[list[int]]) -> "SessionArrays":
+    def from_lists(cls, sessions: list[list[int]]) -> SessionArrays:
         """Sessions given as lists of item indices, in order (handy for tests and small inputs)."""
         lengths = np.array([len(s) for s in sessions], dtype=np.int64)
         offsets = np.zeros(len(sessions) + 1, dtype=np.int64)
@@ -171,7 +176,7 @@ class EpochSteps:
     def n_examples(self) -> int:
         return int(self.valid.sum())
 
-    def blocks(self, block_steps: int) -> Iterator["EpochSteps"]:
+    def blocks(self, block_steps: int) -> Iterator[EpochSteps]:
         """Consecutive slices of exactly ``block_steps`` steps; the last is padded with invalid steps."""
         if block_steps < 1:
             raise ValueError(f"block_steps must be >= 1, got {block_steps}")
@@ -179,7 +184,9 @@ class EpochSteps:
             block = EpochSteps(*(array[start:start + block_steps] for array in self._arrays()))
             missing = block_steps - block.n_steps
             if missing:
-                block = EpochSteps(*(np.concatenate([a, np.zeros((missing,) + a.shape[1:], a.dtype)]) for a in block._arrays()))
+                block = EpochSteps(
+                    *(np.concatenate([a, np.zeros((missing,) + a.shape[1:], a.dtype)]) for a in block._arrays())
+                )
             yield block
 
     def _arrays(self) -> tuple[np.ndarray, ...]:

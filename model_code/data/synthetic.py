@@ -87,7 +87,9 @@ class _Catalogue:
 
     def popular(self, rng: np.random.Generator, size: int) -> np.ndarray:
         """Items drawn by popularity from the whole catalogue."""
-        return np.minimum(np.searchsorted(self.global_cdf, rng.random(size) * self.global_cdf[-1]), len(self.global_cdf) - 1)
+        return np.minimum(
+            np.searchsorted(self.global_cdf, rng.random(size) * self.global_cdf[-1]), len(self.global_cdf) - 1
+        )
 
     def popular_in_topic(self, rng: np.random.Generator, items: np.ndarray) -> np.ndarray:
         """For each item, an item of its topic drawn by popularity."""
@@ -151,7 +153,9 @@ def _split(spec: SyntheticSpec, events: pd.DataFrame) -> tuple[pd.DataFrame, pd.
     return train, test
 
 
-def write_dataset(out_dir: str | os.PathLike, spec: SyntheticSpec = SyntheticSpec()) -> tuple[pd.DataFrame, pd.DataFrame]:
+def write_dataset(
+    out_dir: str | os.PathLike, spec: SyntheticSpec = SyntheticSpec()
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     train, test = generate(spec)
@@ -170,18 +174,26 @@ def main(argv=None) -> int:
             "direction, so a sequence model beats item-kNN, which beats most-popular. Same seed, same files."
         ),
     )
-    parser.add_argument("--out", required=True, help="folder to write train.tsv.gz and test.tsv.gz into (created if missing)")
-    parser.add_argument("--sessions", type=int, default=defaults.sessions, help=f"sessions to generate (default: {defaults.sessions})")
+    parser.add_argument(
+        "--out", required=True, help="folder to write train.tsv.gz and test.tsv.gz into (created if missing)"
+    )
+    parser.add_argument(
+        "--sessions", type=int, default=defaults.sessions, help=f"sessions to generate (default: {defaults.sessions})"
+    )
     parser.add_argument("--items", type=int, default=defaults.items, help=f"catalogue size (default: {defaults.items})")
     parser.add_argument("--seed", type=int, default=defaults.seed, help=f"random seed (default: {defaults.seed})")
-    parser.add_argument("--days", type=int, default=defaults.days, help=f"days the sessions span (default: {defaults.days})")
+    parser.add_argument(
+        "--days", type=int, default=defaults.days, help=f"days the sessions span (default: {defaults.days})"
+    )
     parser.add_argument(
         "--test-days", type=int, default=defaults.test_days,
         help=f"sessions starting in the last N days form the test set (default: {defaults.test_days})",
     )
     args = parser.parse_args(argv)
     try:
-        spec = SyntheticSpec(sessions=args.sessions, items=args.items, seed=args.seed, days=args.days, test_days=args.test_days)
+        spec = SyntheticSpec(
+            sessions=args.sessions, items=args.items, seed=args.seed, days=args.days, test_days=args.test_days
+        )
     except ValueError as err:
         parser.error(str(err))
     train, test = write_dataset(args.out, spec)

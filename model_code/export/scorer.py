@@ -40,8 +40,8 @@ import numpy as np
 from inference import search_index
 from model_code import artifacts
 from model_code.export import export_stand_in
-from model_code.gru4rec.memory import release_heap
 from model_code.export.onnx_loops import hoist_loop_invariants
+from model_code.gru4rec.memory import release_heap
 
 EXTERNAL_WEIGHTS_BYTES = 1 << 20
 """Weights this large (the item table) go to ``scorer.onnx.data`` beside the graph: ONNX Runtime maps
@@ -111,7 +111,9 @@ def export_in_tensorflow(model_dir: str | os.PathLike) -> None:
     done = subprocess.run([sys.executable, "-m", "model_code.export.scorer", "--model-dir", str(model_dir)],
                           env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise ExportError(f"the export on the TensorFlow backend failed (exit {done.returncode}): {done.stderr[-2000:]}")
+        raise ExportError(
+            f"the export on the TensorFlow backend failed (exit {done.returncode}): {done.stderr[-2000:]}"
+        )
 
 
 def export_scorer(model, model_dir: str | os.PathLike, check: bool = True) -> None:

@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from model_code.data.event_rules import READ_OPTIONS, OptionError
 from model_code.gru4rec.params import PARAMETER_NAMES, PRESETS, ParamError, resolve_params
-
 
 _TUNING_JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}")
 
@@ -46,7 +45,8 @@ def positive_days(text: str) -> float:
 
 
 def tuning_job_name(text: str) -> str:
-    """A SageMaker tuning job's name: 1-32 letters, digits and single hyphens inside (API_CreateHyperParameterTuningJob)."""
+    """A SageMaker tuning job's name: 1-32 letters, digits and single hyphens inside
+    (API_CreateHyperParameterTuningJob)."""
     if not _TUNING_JOB_NAME.fullmatch(text.strip()):
         raise OptionError(text, "a SageMaker tuning job name (1-32 letters, digits and hyphens)")
     return text.strip()

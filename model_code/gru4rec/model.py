@@ -25,6 +25,7 @@ import numpy as np
 from keras import ops
 
 from model_code.gru4rec.params import EMBEDDINGS
+
 INPUT_TABLE = {"shared": "item_table", "separate": "input_table", "none": "input_table"}
 """The name (:meth:`GRU4Rec.named_weights`) of the table whose rows the input items select."""
 
@@ -47,7 +48,8 @@ class GateUniform(keras.initializers.Initializer):
 
 
 def recurrent_columns(recurrent_kernel):
-    """A GRU layer's recurrent kernel ``[H, 3H]`` as its gate columns ``[H, 2H]`` (z, r) and candidate columns ``[H, H]``."""
+    """A GRU layer's recurrent kernel ``[H, 3H]`` as its gate columns ``[H, 2H]`` (z, r) and candidate columns ``[H,
+    H]``."""
     units = ops.shape(recurrent_kernel)[0]
     return recurrent_kernel[:, : 2 * units], recurrent_kernel[:, 2 * units:]
 
@@ -123,7 +125,11 @@ class GRU4Rec(keras.Model):
         self.dropout_embedding = float(dropout_embedding)
         self.dropout_hidden = float(dropout_hidden)
         self.seed = seed
-        seeds = np.random.SeedSequence(seed).generate_state(len(self.layer_sizes) + 2) if seed is not None else [None] * (len(self.layer_sizes) + 2)
+        seeds = (
+            np.random.SeedSequence(seed).generate_state(len(self.layer_sizes) + 2)
+            if seed is not None
+            else [None] * (len(self.layer_sizes) + 2)
+        )
         hidden = self.layer_sizes[-1]
         self.item_table = self.add_weight(
             shape=(self.n_items, hidden), initializer=GateUniform(1, _int(seeds[0])), name="item_table")
@@ -151,7 +157,11 @@ class GRU4Rec(keras.Model):
 
     def input_weights(self):
         """The table whose rows are looked up by input item: item_table, input_table or the first GRU kernel."""
-        return {"shared": self.item_table, "separate": getattr(self, "input_table", None), "none": self.grus[0].cell.kernel}[self.embedding]
+        return {
+            "shared": self.item_table,
+            "separate": getattr(self, "input_table", None),
+            "none": self.grus[0].cell.kernel,
+        }[self.embedding]
 
     def embed(self, items):
         """Input vectors ``[..., width]`` of item indices (padding index n_items: any vector, it is never read)."""

@@ -16,9 +16,10 @@ import difflib
 import json
 import math
 import os
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 LOSSES = ("cross-entropy", "bpr-max")
 LOGQ_FORMS = ("reference", "sampling")
@@ -86,7 +87,7 @@ class GRU4RecParams:
         return values
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "GRU4RecParams":
+    def from_dict(cls, values: Mapping[str, Any]) -> GRU4RecParams:
         """The inverse of :meth:`to_dict` (typed values, as read back from JSON)."""
         _check_names(values)
         typed = dict(values)
@@ -94,7 +95,7 @@ class GRU4RecParams:
             typed["layers"] = tuple(typed["layers"])
         return cls(**typed)
 
-    def with_strings(self, overrides: Mapping[str, str]) -> "GRU4RecParams":
+    def with_strings(self, overrides: Mapping[str, str]) -> GRU4RecParams:
         """A copy with ``overrides`` ({name: value as a string}) parsed and applied."""
         _check_names(overrides)
         parsed = {_normalise(name): _SPECS[_normalise(name)].parse(value) for name, value in overrides.items()}

@@ -45,7 +45,10 @@ class PopularitySampler:
         return np.minimum(drawn, self.n_items - 1).astype(np.int32)
 
     def get_state(self) -> dict[str, np.ndarray]:
-        return {"sampler_seed": np.array(self.seed, dtype=np.int64), "sampler_counter": np.array(self.counter, dtype=np.int64)}
+        return {
+            "sampler_seed": np.array(self.seed, dtype=np.int64),
+            "sampler_counter": np.array(self.counter, dtype=np.int64),
+        }
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
         self.seed = int(state["sampler_seed"])

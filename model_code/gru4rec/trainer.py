@@ -35,17 +35,17 @@ optimizer slot.
 from __future__ import annotations
 
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import keras
 import numpy as np
 
+from model_code.data.session_batches import EpochSteps, SessionArrays, session_parallel_steps
 from model_code.gru4rec.model import GRU4Rec
 from model_code.gru4rec.params import GRU4RecParams
-from model_code.ranking.metrics import CUTOFFS, TIE_MODES, RankingMetrics
 from model_code.gru4rec.sampler import PopularitySampler, log_item_counts
-from model_code.data.session_batches import EpochSteps, SessionArrays, session_parallel_steps
 from model_code.gru4rec.train_step import TABLE_UPDATES
+from model_code.ranking.metrics import CUTOFFS, TIE_MODES, RankingMetrics
 
 ProgressCallback = Callable[[int, float], None]
 
@@ -153,7 +153,9 @@ class Trainer:
             for kind in ("accumulator", "velocity"):
                 value = np.asarray(state[f"{kind}/{name}"], dtype=np.float32)
                 if value.shape != tuple(variable.shape):
-                    raise ValueError(f"checkpoint {kind}/{name} has shape {value.shape}, expected {tuple(variable.shape)}")
+                    raise ValueError(
+                        f"checkpoint {kind}/{name} has shape {value.shape}, expected {tuple(variable.shape)}"
+                    )
                 pair.append(value)
             slots.append(tuple(pair))
         self._engine.set_slots(slots)

@@ -16,8 +16,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from model_code.gru4rec.model import forward_step, item_scores
-from model_code.gru4rec.train_step import (SPARSE, candidate_log_q, dense_update, dropout_plan, join_recurrent,
-                                           sparse_gradients, sparse_table_updates, split_recurrent, step_loss)
+from model_code.gru4rec.train_step import (
+    SPARSE,
+    candidate_log_q,
+    dense_update,
+    dropout_plan,
+    join_recurrent,
+    sparse_gradients,
+    sparse_table_updates,
+    split_recurrent,
+    step_loss,
+)
 
 
 class JaxEngine:
@@ -84,7 +93,9 @@ class JaxEngine:
             return step_loss(trainer, input_rows, output_rows, bias_rows, dense, states, masks, valid, log_q_rows)
 
         rows = (weights[input_name][inputs], weights["item_table"][candidates], weights["item_bias"][candidates])
-        (_, (row_loss_sum, new_states)), grads = jax.value_and_grad(loss_fn, argnums=(0, 1, 2, 3), has_aux=True)(*rows, dense)
+        (_, (row_loss_sum, new_states)), grads = jax.value_and_grad(loss_fn, argnums=(0, 1, 2, 3), has_aux=True)(
+            *rows, dense
+        )
         updates = dict(grads[3])
         updates.update(sparse_gradients(trainer, inputs, candidates, valid, *grads[:3]))
         return row_loss_sum, new_states, updates

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 BACKEND_VARIABLE = "KERAS_BACKEND"
 BACKEND = "jax"

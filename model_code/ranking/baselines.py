@@ -28,13 +28,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from model_code import artifacts
-from model_code.data.event_rules import ReadOptions, add_read_options, read_options
-from model_code.data.events import DataError
-from model_code.data.event_table import read_events
-from model_code.data.item_index import ItemIndex
-from model_code.ranking.metrics import CUTOFFS, TIE_MODES, evaluate
 from model_code.commands.report import metrics_table
+from model_code.data.event_rules import ReadOptions, add_read_options, read_options
+from model_code.data.event_table import read_events
+from model_code.data.events import DataError
+from model_code.data.item_index import ItemIndex
 from model_code.data.session_batches import SessionArrays
+from model_code.ranking.metrics import CUTOFFS, TIE_MODES, evaluate
 
 KNN_REGULARISATION = 20.0
 
@@ -125,18 +125,30 @@ def main(argv=None) -> int:
             "whose item is unknown to training are dropped and counted."
         ),
     )
-    parser.add_argument("--train", required=True, help="training events: TSV/CSV/Parquet file (gzip or not), folder or s3:// URI")
+    parser.add_argument(
+        "--train", required=True, help="training events: TSV/CSV/Parquet file (gzip or not), folder or s3:// URI"
+    )
     parser.add_argument("--test", required=True, help="test events, same formats as --train")
     parser.add_argument("--out", help="also write the results as JSON to this file: {baseline: {metric: value}}")
-    parser.add_argument("--ties", choices=TIE_MODES, default="conservative", help="how ties with the target's score count (default: conservative)")
+    parser.add_argument(
+        "--ties",
+        choices=TIE_MODES,
+        default="conservative",
+        help="how ties with the target's score count (default: conservative)",
+    )
     parser.add_argument("--batch-size", type=int, default=512, help="test sessions scored side by side (default: 512)")
     parser.add_argument(
-        "--knn-regularisation", type=float, default=KNN_REGULARISATION,
-        help=f"item-kNN: lambda added to each item's session count in the cosine denominator (default: {KNN_REGULARISATION:g})",
+        "--knn-regularisation",
+        type=float,
+        default=KNN_REGULARISATION,
+        help="item-kNN: lambda added to each item's session count in the cosine denominator (default: "
+             f"{KNN_REGULARISATION:g})",
     )
     parser.add_argument(
-        "--knn-include-self", action="store_true",
-        help="item-kNN: let an item be its own nearest neighbour, i.e. predict repeats of the current item (default: off)",
+        "--knn-include-self",
+        action="store_true",
+        help="item-kNN: let an item be its own nearest neighbour, i.e. predict repeats of the current item (default: "
+             "off)",
     )
     add_read_options(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars or timings, only the table")

@@ -12,7 +12,8 @@ k (0 beyond). Ties between the target's score and other scores count as:
 """
 from __future__ import annotations
 
-from typing import Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -104,7 +105,9 @@ def evaluate(
             scores = scorer.score(steps.inputs[t], steps.resets[t])
             valid = steps.valid[t]
             if scores.shape != (batch_size, scorer.n_items):
-                raise ValueError(f"scorer returned scores of shape {scores.shape}, expected {(batch_size, scorer.n_items)}")
+                raise ValueError(
+                    f"scorer returned scores of shape {scores.shape}, expected {(batch_size, scorer.n_items)}"
+                )
             if valid.all():
                 ranks = target_ranks(scores, steps.targets[t], ties)
             else:

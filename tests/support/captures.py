@@ -19,6 +19,7 @@ tests/infra/sql/test_group_sessions.py (``regexp_like``, ``"$path"``, ``run``):
 - The captures table's partitions (``variant``, ``day`` as yyyy/MM/dd) come from the file's path,
   as the Glue table's projection reads them.
 """
+
 from __future__ import annotations
 
 import base64
@@ -32,9 +33,9 @@ ENDPOINT = "gru4rec-test"
 DAY = dt.date(2026, 12, 1)
 T0 = dt.datetime(2026, 12, 1, 10, 0, tzinfo=dt.UTC).timestamp()
 WINDOW_MINUTES = 30
+_PART = "STRUCT(observedContentType VARCHAR, mode VARCHAR, data VARCHAR, encoding VARCHAR)"
 CAPTURE_COLUMNS = {
-    "captureData": "STRUCT(endpointInput STRUCT(observedContentType VARCHAR, mode VARCHAR, data VARCHAR, encoding VARCHAR), "
-                   "endpointOutput STRUCT(observedContentType VARCHAR, mode VARCHAR, data VARCHAR, encoding VARCHAR))",
+    "captureData": f"STRUCT(endpointInput {_PART}, endpointOutput {_PART})",
     "eventMetadata": "STRUCT(eventId VARCHAR, inferenceTime VARCHAR)",
     "eventVersion": "VARCHAR",
 }
@@ -54,15 +55,28 @@ def iso(seconds: float) -> str:
     return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def capture_line(event_id: str, at: float, request: dict, response: dict, encoding: str = "JSON",
-                 content_type: str = "application/json") -> str:
+def capture_line(
+    event_id: str,
+    at: float,
+    request: dict,
+    response: dict,
+    encoding: str = "JSON",
+    content_type: str = "application/json",
+) -> str:
     """One captured invocation as SageMaker writes it."""
+
     def part(mode: str, body: dict) -> dict:
         text = json.dumps(body)
         data = base64.b64encode(text.encode()).decode() if encoding == "BASE64" else text
         return {"observedContentType": content_type, "mode": mode, "data": data, "encoding": encoding}
-    return json.dumps({"captureData": {"endpointInput": part("INPUT", request), "endpointOutput": part("OUTPUT", response)},
-                       "eventMetadata": {"eventId": event_id, "inferenceTime": iso(at)}, "eventVersion": "0"})
+
+    return json.dumps(
+        {
+            "captureData": {"endpointInput": part("INPUT", request), "endpointOutput": part("OUTPUT", response)},
+            "eventMetadata": {"eventId": event_id, "inferenceTime": iso(at)},
+            "eventVersion": "0",
+        }
+    )
 
 
 def _recs(*items: str) -> list[dict]:
@@ -71,6 +85,7 @@ def _recs(*items: str) -> list[dict]:
 
 def write_captures(prefix: Path) -> None:
     """The captured answers of two variants on :data:`DAY` (and one the day before, outside the period)."""
+
     def write(variant: str, at: float, lines: list[str]) -> None:
         moment = dt.datetime.fromtimestamp(at, dt.UTC)
         folder = prefix / ENDPOINT / variant / moment.strftime("%Y/%m/%d/%H")
@@ -78,48 +93,124 @@ def write_captures(prefix: Path) -> None:
         with (folder / f"{moment:%M-%S}-{len(lines)}.jsonl").open("a", encoding="utf-8") as out:
             out.write("".join(line + "\n" for line in lines))
 
-    write("Champion", T0, [
-        capture_line("e1", T0, {"sessions": [{"session_id": "s1", "items": ["a", "b"]}, {"session_id": "s2", "items": ["x", "zz"]}]},
-                     {"results": [{"session_id": "s1", "recommendations": _recs("c", "d", "e"), "unknown_items": 0},
-                                  {"session_id": "s2", "recommendations": _recs("a", "c", "f"), "unknown_items": 1}],
-                      "model_version": "v1"}),
-        capture_line("e2", T0 + 60, {"items": ["a"]},
-                     {"recommendations": _recs("b", "c"), "unknown_items": 0, "model_version": "v1"}),
-    ])
-    write("Challenger", T0 + 120, [
-        capture_line("e3", T0 + 120, {"sessions": [{"session_id": "s3", "items": ["c"]}, {"session_id": "s4", "items": ["a"]},
-                                                   {"session_id": "s5", "items": ["q"]}], "k": 3},
-                     {"results": [{"session_id": "s3", "recommendations": _recs("d", "a", "b"), "unknown_items": 0},
-                                  {"session_id": "s4", "recommendations": _recs("b"), "unknown_items": 0},
-                                  {"session_id": "s5", "recommendations": _recs("r"), "unknown_items": 1}],
-                      "model_version": "v2"}, encoding="BASE64"),
-        capture_line("e4", T0 + 130, {"items": "a"}, {"error": "'items' must be a list"}),
-    ])
+    write(
+        "Champion",
+        T0,
+        [
+            capture_line(
+                "e1",
+                T0,
+                {"sessions": [{"session_id": "s1", "items": ["a", "b"]}, {"session_id": "s2", "items": ["x", "zz"]}]},
+                {
+                    "results": [
+                        {"session_id": "s1", "recommendations": _recs("c", "d", "e"), "unknown_items": 0},
+                        {"session_id": "s2", "recommendations": _recs("a", "c", "f"), "unknown_items": 1},
+                    ],
+                    "model_version": "v1",
+                },
+            ),
+            capture_line(
+                "e2",
+                T0 + 60,
+                {"items": ["a"]},
+                {"recommendations": _recs("b", "c"), "unknown_items": 0, "model_version": "v1"},
+            ),
+        ],
+    )
+    write(
+        "Challenger",
+        T0 + 120,
+        [
+            capture_line(
+                "e3",
+                T0 + 120,
+                {
+                    "sessions": [
+                        {"session_id": "s3", "items": ["c"]},
+                        {"session_id": "s4", "items": ["a"]},
+                        {"session_id": "s5", "items": ["q"]},
+                    ],
+                    "k": 3,
+                },
+                {
+                    "results": [
+                        {"session_id": "s3", "recommendations": _recs("d", "a", "b"), "unknown_items": 0},
+                        {"session_id": "s4", "recommendations": _recs("b"), "unknown_items": 0},
+                        {"session_id": "s5", "recommendations": _recs("r"), "unknown_items": 1},
+                    ],
+                    "model_version": "v2",
+                },
+                encoding="BASE64",
+            ),
+            capture_line("e4", T0 + 130, {"items": "a"}, {"error": "'items' must be a list"}),
+        ],
+    )
     # the day before the period: never read
-    write("Challenger", T0 - 86400, [
-        capture_line("e0", T0 - 86400, {"sessions": [{"session_id": "s1", "items": ["a"]}]},
-                     {"results": [{"session_id": "s1", "recommendations": _recs("d"), "unknown_items": 0}],
-                      "model_version": "v2"}),
-    ])
+    write(
+        "Challenger",
+        T0 - 86400,
+        [
+            capture_line(
+                "e0",
+                T0 - 86400,
+                {"sessions": [{"session_id": "s1", "items": ["a"]}]},
+                {
+                    "results": [{"session_id": "s1", "recommendations": _recs("d"), "unknown_items": 0}],
+                    "model_version": "v2",
+                },
+            ),
+        ],
+    )
 
 
 EVENTS = {
-    "r1": [("s1", "a", T0 - 100), ("s1", "b", T0 - 50), ("s1", "", T0 + 20), ("s1", "d", T0 + 30), ("s1", "x", T0 + 100),
-           ("s1", "e", T0 + 200), ("s1", "c", T0 + 3000),
-           ("s2", "f", T0 + 10), ("s2", "a", T0 + 20),
-           ("s3", "z", T0 + 130), ("s3", "a", T0 + 140),
-           ("s4", "b", T0 + 500)],
+    "r1": [
+        ("s1", "a", T0 - 100),
+        ("s1", "b", T0 - 50),
+        ("s1", "", T0 + 20),
+        ("s1", "d", T0 + 30),
+        ("s1", "x", T0 + 100),
+        ("s1", "e", T0 + 200),
+        ("s1", "c", T0 + 3000),
+        ("s2", "f", T0 + 10),
+        ("s2", "a", T0 + 20),
+        ("s3", "z", T0 + 130),
+        ("s3", "a", T0 + 140),
+        ("s4", "b", T0 + 500),
+    ],
     "r-other": [("s3", "d", T0 + 125)],
 }
 """Visitors' events per run: s1's empty item is a bad row; run r-other is not attributed to."""
 
 EXPECTED = {
-    ("Champion", "v1"): {"answers": 3, "attributable": 2, "followed": 2, "hits": 2, "rank_sum": 5,
-                         "reciprocal_rank_sum": 1 / 2 + 1 / 3, "clicks": 4, "sessions": 2, "requested_items": 5,
-                         "unknown_items": 1, "recommended_items": 6, "catalogue_items": 8},
-    ("Challenger", "v2"): {"answers": 3, "attributable": 3, "followed": 2, "hits": 1, "rank_sum": 1,
-                           "reciprocal_rank_sum": 1.0, "clicks": 2, "sessions": 3, "requested_items": 3,
-                           "unknown_items": 1, "recommended_items": 4, "catalogue_items": 8},
+    ("Champion", "v1"): {
+        "answers": 3,
+        "attributable": 2,
+        "followed": 2,
+        "hits": 2,
+        "rank_sum": 5,
+        "reciprocal_rank_sum": 1 / 2 + 1 / 3,
+        "clicks": 4,
+        "sessions": 2,
+        "requested_items": 5,
+        "unknown_items": 1,
+        "recommended_items": 6,
+        "catalogue_items": 8,
+    },
+    ("Challenger", "v2"): {
+        "answers": 3,
+        "attributable": 3,
+        "followed": 2,
+        "hits": 1,
+        "rank_sum": 1,
+        "reciprocal_rank_sum": 1.0,
+        "clicks": 2,
+        "sessions": 3,
+        "requested_items": 3,
+        "unknown_items": 1,
+        "recommended_items": 4,
+        "catalogue_items": 8,
+    },
 }
 """Worked out by hand from the answers and events above (window 30 minutes):
 
@@ -138,7 +229,8 @@ def write_events(incoming: Path) -> None:
         folder = incoming / run
         folder.mkdir(parents=True)
         (folder / "part-1.tsv").write_text(
-            "SessionId\tItemId\tTime\n" + "".join(f"{s}\t{i}\t{t:.0f}\n" for s, i, t in rows), encoding="utf-8")
+            "SessionId\tItemId\tTime\n" + "".join(f"{s}\t{i}\t{t:.0f}\n" for s, i, t in rows), encoding="utf-8"
+        )
 
 
 def on_duckdb(capture: Path, incoming: Path, schema: str = "main") -> duckdb.DuckDBPyConnection:

@@ -1,4 +1,5 @@
 """`infra.ops ab promote`: ending an A/B test on moto's SageMaker, UpdateEndpoint stood in as SageMaker runs it."""
+
 from __future__ import annotations
 
 import json
@@ -13,11 +14,23 @@ from infra.ops.deployment import Deployment, Stack
 from infra.ops.errors import OpsError
 
 REGION, ACCOUNT, ENDPOINT = "eu-west-1", "123456789012", "gru4rec-dev"
-LIVE_DATA, CHALLENGER_DATA = "s3://bucket/models/job-1/output/model.tar.gz", "s3://bucket/models/job-2/output/model.tar.gz"
-ROLLOUT = {"DeploymentConfig": {"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {
-    "Type": "CANARY", "WaitIntervalInSeconds": 600, "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 10}}},
-    "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "gru4rec-dev-5xx"}]}},
-    "RetainAllVariantProperties": True}
+LIVE_DATA, CHALLENGER_DATA = (
+    "s3://bucket/models/job-1/output/model.tar.gz",
+    "s3://bucket/models/job-2/output/model.tar.gz",
+)
+ROLLOUT = {
+    "DeploymentConfig": {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": {
+                "Type": "CANARY",
+                "WaitIntervalInSeconds": 600,
+                "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 10},
+            }
+        },
+        "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "gru4rec-dev-5xx"}]},
+    },
+    "RetainAllVariantProperties": True,
+}
 
 
 @pytest.fixture
@@ -44,9 +57,13 @@ def update_endpoint(monkeypatch):
 
 
 def _model(sagemaker, name: str, data: str, role: str) -> None:
-    sagemaker.create_model(ModelName=name, ExecutionRoleArn=role, EnableNetworkIsolation=True,
-                           PrimaryContainer={"Image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/gru4rec:serve",
-                                             "ModelDataUrl": data}, Tags=[{"Key": "stage", "Value": "dev"}])
+    sagemaker.create_model(
+        ModelName=name,
+        ExecutionRoleArn=role,
+        EnableNetworkIsolation=True,
+        PrimaryContainer={"Image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/gru4rec:serve", "ModelDataUrl": data},
+        Tags=[{"Key": "stage", "Value": "dev"}],
+    )
 
 
 @pytest.fixture
@@ -61,23 +78,47 @@ def stage(monkeypatch):
         _model(sagemaker, "live", LIVE_DATA, role)
         _model(sagemaker, "challenger", CHALLENGER_DATA, role)
         variant = {"InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}
-        sagemaker.create_endpoint_config(EndpointConfigName="ab", ProductionVariants=[
-            {**variant, "VariantName": "AllTraffic", "ModelName": "live", "InitialVariantWeight": 90},
-            {**variant, "VariantName": "Challenger", "ModelName": "challenger", "InitialVariantWeight": 10}],
-            DataCaptureConfig={"EnableCapture": True, "InitialSamplingPercentage": 10, "DestinationS3Uri": "s3://bucket/capture",
-                               "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}]})
+        sagemaker.create_endpoint_config(
+            EndpointConfigName="ab",
+            ProductionVariants=[
+                {**variant, "VariantName": "AllTraffic", "ModelName": "live", "InitialVariantWeight": 90},
+                {**variant, "VariantName": "Challenger", "ModelName": "challenger", "InitialVariantWeight": 10},
+            ],
+            DataCaptureConfig={
+                "EnableCapture": True,
+                "InitialSamplingPercentage": 10,
+                "DestinationS3Uri": "s3://bucket/capture",
+                "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+            },
+        )
         sagemaker.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName="ab")
-        definition = {"QueryLanguage": "JSONata", "StartAt": "Update endpoint", "States": {"Update endpoint": {
-            "Type": "Task", "Resource": "arn:aws:states:::sagemaker:updateEndpoint", "End": True,
-            "Arguments": {"EndpointName": ENDPOINT, "EndpointConfigName": "{% $jobName %}", **ROLLOUT}}}}
+        definition = {
+            "QueryLanguage": "JSONata",
+            "StartAt": "Update endpoint",
+            "States": {
+                "Update endpoint": {
+                    "Type": "Task",
+                    "Resource": "arn:aws:states:::sagemaker:updateEndpoint",
+                    "End": True,
+                    "Arguments": {"EndpointName": ENDPOINT, "EndpointConfigName": "{% $jobName %}", **ROLLOUT},
+                }
+            },
+        }
         arn = session.client("stepfunctions").create_state_machine(
-            name="gru4rec-dev-training", definition=json.dumps(definition), roleArn=role)["stateMachineArn"]
+            name="gru4rec-dev-training", definition=json.dumps(definition), roleArn=role
+        )["stateMachineArn"]
         ssm = session.client("ssm")
         ssm.put_parameter(Name="/gru4rec/dev/current-model-data", Value=LIVE_DATA, Type="String")
         ssm.put_parameter(Name="/gru4rec/dev/current-model-name", Value="live", Type="String")
         outputs = {"Endpoint": {"EndpointName": ENDPOINT}, "Training": {"TrainingStateMachineArn": arn}}
-        deployment = Deployment("dev", REGION, {part: Stack(part, "CREATE_COMPLETE", outputs.get(part, {}))
-                                                for part in ("Storage", "Endpoint", "Training")})
+        deployment = Deployment(
+            "dev",
+            REGION,
+            {
+                part: Stack(part, "CREATE_COMPLETE", outputs.get(part, {}))
+                for part in ("Storage", "Endpoint", "Training")
+            },
+        )
         yield SimpleNamespace(session=session, deployment=deployment, sagemaker=sagemaker, ssm=ssm)
 
 
@@ -86,15 +127,22 @@ def _promote(stage, variant):
 
 
 def _variants(stage, config_name):
-    return {v["VariantName"]: v for v in stage.sagemaker.describe_endpoint_config(EndpointConfigName=config_name)["ProductionVariants"]}
+    return {
+        v["VariantName"]: v
+        for v in stage.sagemaker.describe_endpoint_config(EndpointConfigName=config_name)["ProductionVariants"]
+    }
 
 
 def _pointers(stage):
-    return tuple(stage.ssm.get_parameter(Name=f"/gru4rec/dev/current-model-{leaf}")["Parameter"]["Value"]
-                 for leaf in ("data", "name"))
+    return tuple(
+        stage.ssm.get_parameter(Name=f"/gru4rec/dev/current-model-{leaf}")["Parameter"]["Value"]
+        for leaf in ("data", "name")
+    )
 
 
-def test_promoting_the_challenger_rolls_the_live_variant_to_it_under_guardrails_then_drops_the_other(stage, update_endpoint):
+def test_promoting_the_challenger_rolls_the_live_variant_to_it_under_guardrails_then_drops_the_other(
+    stage, update_endpoint
+):
     done = _promote(stage, "Challenger")
     guarded, final = update_endpoint.calls
     assert {key: guarded[key] for key in ROLLOUT} == ROLLOUT, "the training pipeline's guardrails"

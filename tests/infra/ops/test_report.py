@@ -3,6 +3,7 @@
 Athena is stood in for by DuckDB: the stand-in runs the very query the command sends over the fixture
 of tests/support/captures.py and answers as GetQueryResults does (a header row, every value a string,
 NULL as a cell without a value)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -28,8 +29,17 @@ from tests.support.captures import (
 )
 
 BUCKET, REGION, DATABASE, WORKGROUP = "gru4rec-dev-data", "eu-west-1", "gru4rec_dev_events", "gru4rec-dev-events"
-READ_OPTIONS = {"session_column": "sessionid", "item_column": "itemid", "time_column": "time", "separator": "tab",
-                "time_format": "auto", "max_bad_rows": "1%", "session_gap": "off", "event_column": "none", "event_types": "all"}
+READ_OPTIONS = {
+    "session_column": "sessionid",
+    "item_column": "itemid",
+    "time_column": "time",
+    "separator": "tab",
+    "time_format": "auto",
+    "max_bad_rows": "1%",
+    "session_gap": "off",
+    "event_column": "none",
+    "event_types": "all",
+}
 
 
 class DuckAthena:
@@ -52,19 +62,35 @@ class DuckAthena:
         assert operation == "get_query_results"
         rows = run_attribution(self.connection, self.queries[-1])
         header = list(rows[0]) if rows else []
-        cells = [{"Data": [{} if row[name] is None else {"VarCharValue": str(row[name])} for name in header]} for row in rows]
+        cells = [
+            {"Data": [{} if row[name] is None else {"VarCharValue": str(row[name])} for name in header]} for row in rows
+        ]
         pages = [[{"Data": [{"VarCharValue": name} for name in header]}] + cells[:2], cells[2:]]
-        return type("Paginator", (), {"paginate": lambda _self, QueryExecutionId: (
-            {"ResultSet": {"Rows": page}} for page in pages)})()
+        return type(
+            "Paginator",
+            (),
+            {"paginate": lambda _self, QueryExecutionId: ({"ResultSet": {"Rows": page}} for page in pages)},
+        )()
 
 
 def _deployment() -> Deployment:
-    outputs = {"Storage": {"DataBucketName": BUCKET},
-               "Batch": {"EventsWorkGroup": WORKGROUP, "EventsDatabase": DATABASE,
-                         "EventReadOptions": json.dumps(READ_OPTIONS), "AttributionMinutes": str(WINDOW_MINUTES)}}
-    return Deployment("dev", REGION, {part: Stack(f"Gru4Rec-Dev-{part}", "CREATE_COMPLETE" if part in outputs else None,
-                                                  outputs.get(part, {}))
-                                      for part in ("Storage", "Image", "Endpoint", "Api", "Training", "Batch", "Monitoring")})
+    outputs = {
+        "Storage": {"DataBucketName": BUCKET},
+        "Batch": {
+            "EventsWorkGroup": WORKGROUP,
+            "EventsDatabase": DATABASE,
+            "EventReadOptions": json.dumps(READ_OPTIONS),
+            "AttributionMinutes": str(WINDOW_MINUTES),
+        },
+    }
+    return Deployment(
+        "dev",
+        REGION,
+        {
+            part: Stack(f"Gru4Rec-Dev-{part}", "CREATE_COMPLETE" if part in outputs else None, outputs.get(part, {}))
+            for part in ("Storage", "Image", "Endpoint", "Api", "Training", "Batch", "Monitoring")
+        },
+    )
 
 
 @pytest.fixture
@@ -103,8 +129,9 @@ def test_only_runs_with_a_marker_since_the_period_start_are_read(s3):
 
 def test_the_report_of_the_fixtures_day(s3, athena):
     sleeps = []
-    text = report.report(Session(s3=s3, athena=athena), _deployment(), days=1, today=DAY + dt.timedelta(days=1),
-                         sleep=sleeps.append)
+    text = report.report(
+        Session(s3=s3, athena=athena), _deployment(), days=1, today=DAY + dt.timedelta(days=1), sleep=sleeps.append
+    )
     assert sleeps == [report.POLL_SECONDS], "polled until the query finished"
     assert "run IN ('r-other', 'r1')" in athena.queries[0]
     lines = text.splitlines()
@@ -119,14 +146,21 @@ def test_the_report_of_the_fixtures_day(s3, athena):
 def test_a_failed_query_is_an_error_with_athenas_reason(s3, athena):
     athena.final = "FAILED"
     with pytest.raises(OpsError, match="failed: bytes scanned cut-off"):
-        report.report(Session(s3=s3, athena=athena), _deployment(), days=1, today=DAY + dt.timedelta(days=1),
-                      sleep=lambda seconds: None)
+        report.report(
+            Session(s3=s3, athena=athena),
+            _deployment(),
+            days=1,
+            today=DAY + dt.timedelta(days=1),
+            sleep=lambda seconds: None,
+        )
 
 
 def test_two_variants_get_a_verdict():
-    rows = [{"day": None, "variant": "AllTraffic", "model_version": "v1", "hits": 120, "followed": 1000},
-            {"day": None, "variant": "Challenger", "model_version": "v2", "hits": 150, "followed": 1000},
-            {"day": "2026-12-01", "variant": "Challenger", "model_version": "v2", "hits": 150, "followed": 1000}]
+    rows = [
+        {"day": None, "variant": "AllTraffic", "model_version": "v1", "hits": 120, "followed": 1000},
+        {"day": None, "variant": "Challenger", "model_version": "v2", "hits": 150, "followed": 1000},
+        {"day": "2026-12-01", "variant": "Challenger", "model_version": "v2", "hits": 150, "followed": 1000},
+    ]
     comparison = report.ab_comparison(rows)
     assert (comparison.a.trials, comparison.b.hits, comparison.better) == (1000, 150, "Challenger")
     assert report.ab_comparison(rows[:1]) is None

@@ -1,4 +1,5 @@
 """infra/sql/attribute_answers.sql executed on DuckDB over captured answers and later events with known hits."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -33,8 +34,13 @@ def _attribute(connection, runs=("r1",), period=THE_DAY, window=WINDOW_MINUTES, 
 
 
 def _by_key(rows, day):
-    return {(row["variant"], row["model_version"]): {k: v for k, v in row.items() if k not in ("day", "variant", "model_version")}
-            for row in rows if row["day"] == day}
+    return {
+        (row["variant"], row["model_version"]): {
+            k: v for k, v in row.items() if k not in ("day", "variant", "model_version")
+        }
+        for row in rows
+        if row["day"] == day
+    }
 
 
 def test_the_counts_are_the_hand_worked_ones(connection):

@@ -6,6 +6,7 @@ which runs the query the state machine sent on DuckDB over the objects the bucke
 ``capture/`` and ``events/incoming/`` (the dialect bridges of ``tests.support.captures``) and answers as
 Athena does. S3, SNS, CloudWatch and Athena's StartQueryExecution are moto's.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,10 @@ SCHEDULE = "cron(30 2 * * ? *)"
 
 @pytest.fixture(scope="module")
 def scheduled(tmp_path_factory, dummy_model_artifact):
-    return synthesize(tmp_path_factory.mktemp("cdk_out_attribution"),
-                      {"initial_model_artifact": str(dummy_model_artifact), "attribution_schedule": SCHEDULE})
+    return synthesize(
+        tmp_path_factory.mktemp("cdk_out_attribution"),
+        {"initial_model_artifact": str(dummy_model_artifact), "attribution_schedule": SCHEDULE},
+    )
 
 
 class DuckQueries(Queries):
@@ -52,11 +55,26 @@ class DuckQueries(Queries):
         rows = run_attribution(connection, query)
         names = list(rows[0]) if rows else []
         cell = lambda value: {} if value is None else {"VarCharValue": str(value)}  # noqa: E731
-        return {"ResultSet": {"Rows": [{"Data": [{"VarCharValue": name} for name in names]}]
-                              + [{"Data": [cell(row[name]) for name in names]} for row in rows],
-                              "ResultSetMetadata": {"ColumnInfo": [
-                                  {"Name": name, "Label": name, "Type": "varchar", "CatalogName": "hive", "SchemaName": "",
-                                   "TableName": ""} for name in names]}}, "UpdateCount": 0}
+        return {
+            "ResultSet": {
+                "Rows": [{"Data": [{"VarCharValue": name} for name in names]}]
+                + [{"Data": [cell(row[name]) for name in names]} for row in rows],
+                "ResultSetMetadata": {
+                    "ColumnInfo": [
+                        {
+                            "Name": name,
+                            "Label": name,
+                            "Type": "varchar",
+                            "CatalogName": "hive",
+                            "SchemaName": "",
+                            "TableName": "",
+                        }
+                        for name in names
+                    ]
+                },
+            },
+            "UpdateCount": 0,
+        }
 
 
 def _stage_files(stage, folder: Path, markers: tuple[str, ...]) -> None:
@@ -98,9 +116,16 @@ def test_the_days_answers_are_attributed_summarised_and_published(scheduled, tmp
     (metrics,) = run.calls("cloudwatch", "PutMetricData")
     assert metrics["Namespace"] == "GRU4Rec/Attribution"
     datums = {(d["MetricName"], d["Dimensions"][1]["Value"]): d["Value"] for d in metrics["MetricData"]}
-    assert datums == pytest.approx({("HitRate", "Champion"): 1.0, ("Coverage", "Champion"): 0.75,
-                                    ("UnknownShare", "Champion"): 0.2, ("HitRate", "Challenger"): 0.5,
-                                    ("Coverage", "Challenger"): 0.5, ("UnknownShare", "Challenger"): 1 / 3})
+    assert datums == pytest.approx(
+        {
+            ("HitRate", "Champion"): 1.0,
+            ("Coverage", "Champion"): 0.75,
+            ("UnknownShare", "Champion"): 0.2,
+            ("HitRate", "Challenger"): 0.5,
+            ("Coverage", "Challenger"): 0.5,
+            ("UnknownShare", "Challenger"): 1 / 3,
+        }
+    )
 
 
 def test_a_run_whose_marker_came_is_read_too(scheduled, tmp_path):
@@ -119,21 +144,33 @@ def test_no_run_since_the_day_ends_with_nothing_to_attribute(scheduled, tmp_path
 
 
 def test_the_schedule_is_off_by_default(synth):
-    assert not [r for t in synth.templates.values() for r in t["Resources"].values()
-                if r["Type"] == "AWS::Scheduler::Schedule" and "attribution" in json.dumps(r)]
+    assert not [
+        r
+        for t in synth.templates.values()
+        for r in t["Resources"].values()
+        if r["Type"] == "AWS::Scheduler::Schedule" and "attribution" in json.dumps(r)
+    ]
     assert "gru4rec-dev-attribution" not in json.dumps(synth.templates)
 
 
 def test_the_schedule_starts_the_state_machine(scheduled):
-    (schedule,) = [r for t in scheduled.templates.values() for r in t["Resources"].values()
-                   if r["Type"] == "AWS::Scheduler::Schedule" and r["Properties"]["Name"] == "gru4rec-dev-attribution"]
+    (schedule,) = [
+        r
+        for t in scheduled.templates.values()
+        for r in t["Resources"].values()
+        if r["Type"] == "AWS::Scheduler::Schedule" and r["Properties"]["Name"] == "gru4rec-dev-attribution"
+    ]
     assert schedule["Properties"]["ScheduleExpression"] == SCHEDULE
     assert scheduled.nag_error is None
 
 
 def _alarms(result) -> dict[str, dict]:
-    return {r["Properties"]["AlarmName"]: r["Properties"] for t in result.templates.values() for r in t["Resources"].values()
-            if r["Type"] == "AWS::CloudWatch::Alarm" and isinstance(r["Properties"].get("AlarmName"), str)}
+    return {
+        r["Properties"]["AlarmName"]: r["Properties"]
+        for t in result.templates.values()
+        for r in t["Resources"].values()
+        if r["Type"] == "AWS::CloudWatch::Alarm" and isinstance(r["Properties"].get("AlarmName"), str)
+    }
 
 
 def test_the_staleness_alarms_watch_what_the_state_machine_publishes(scheduled, tmp_path):
@@ -141,8 +178,10 @@ def test_the_staleness_alarms_watch_what_the_state_machine_publishes(scheduled, 
     live variant; a metric of the challenger, or of another stage, would be another metric (negative control)."""
     _, run, _ = _run(scheduled, tmp_path)
     (published_metrics,) = run.calls("cloudwatch", "PutMetricData")
-    datums = {(published_metrics["Namespace"], d["MetricName"], tuple((x["Name"], x["Value"]) for x in d["Dimensions"]))
-              for d in published_metrics["MetricData"]}
+    datums = {
+        (published_metrics["Namespace"], d["MetricName"], tuple((x["Name"], x["Value"]) for x in d["Dimensions"]))
+        for d in published_metrics["MetricData"]
+    }
     alarms = _alarms(scheduled)
     unknown, coverage = alarms["gru4rec-dev-stale-unknown-items"], alarms["gru4rec-dev-stale-coverage"]
     assert (unknown["Threshold"], unknown["ComparisonOperator"]) == (0.2, "GreaterThanThreshold")
@@ -151,7 +190,11 @@ def test_the_staleness_alarms_watch_what_the_state_machine_publishes(scheduled, 
         (query,) = alarm["Metrics"]
         stat, metric = query["MetricStat"], query["MetricStat"]["Metric"]
         assert stat["Period"] * alarm["EvaluationPeriods"] <= 86400, "CloudWatch evaluates at most a day"
-        watched = (metric["Namespace"], metric["MetricName"], tuple((d["Name"], d["Value"]) for d in metric["Dimensions"]))
+        watched = (
+            metric["Namespace"],
+            metric["MetricName"],
+            tuple((d["Name"], d["Value"]) for d in metric["Dimensions"]),
+        )
         assert watched[2] == (("Stage", "dev"), ("Variant", "AllTraffic"))
         # the fixture's variants are Champion and Challenger: the same metric of the live variant's name
         assert (watched[0], watched[1], (("Stage", "dev"), ("Variant", "Champion"))) in datums

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from tests.support.policy_documents import ACCOUNT, REGION, AppPolicies
+from tests.support.policy_documents import AppPolicies
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +151,9 @@ def test_autoscaling_tracks_invocations_per_instance(synth, endpoint):
     _, policy = _one(endpoint, "AWS::ApplicationAutoScaling::ScalingPolicy")
     tracking = policy["Properties"]["TargetTrackingScalingPolicyConfiguration"]
     assert policy["Properties"]["ScalingTargetId"] == {"Ref": target_id}
-    assert tracking["PredefinedMetricSpecification"] == {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"}
+    assert tracking["PredefinedMetricSpecification"] == {
+        "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+    }
     assert tracking["TargetValue"] == synth.config.endpoint_invocations_per_instance
 
 

@@ -8,9 +8,9 @@ import pytest
 from model_code import artifacts
 from model_code.commands.checkpoints import CHECKPOINT_FILE, Checkpoint, fingerprint, load_checkpoint, save_checkpoint
 from model_code.commands.evaluate import evaluate_model_dir
-from model_code.gru4rec.params import GRU4RecParams
-from model_code.data.session_batches import SessionArrays
 from model_code.commands.training_run import WEIGHT_NEUTRAL_PARAMS, eval_fingerprint, run_fingerprint
+from model_code.data.session_batches import SessionArrays
+from model_code.gru4rec.params import GRU4RecParams
 from tests.model_code.conftest import TINY_ARGS, run_train
 from tests.support.pausing import kill_after_first_checkpoint
 
@@ -25,7 +25,9 @@ def test_round_trip_keeps_nested_state(tmp_path):
     loaded = load_checkpoint(tmp_path)
     assert (loaded.fingerprint, loaded.epochs_done, loaded.history, loaded.fit_seconds, loaded.eval_fingerprint) == (
         "abc", 3, saved.history, 12.5, "def")
-    assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(loaded.model_variables, saved.model_variables))
+    assert all(
+        np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(loaded.model_variables, saved.model_variables)
+    )
     ts = loaded.trainer_state
     assert np.array_equal(ts["optimizer"][0], state["optimizer"][0]) and ts["optimizer"][1].dtype == np.int64
     assert ts["sampler"]["position"] == 17 and ts["sampler"]["name"] == "pop" and ts["sampler"]["none"] is None
@@ -168,5 +170,7 @@ def test_resume_with_another_validation_set_measures_it_afresh(tiny_data, tmp_pa
     first, resumed = artifacts.read_metadata(tmp_path / "a"), artifacts.read_metadata(tmp_path / "b")
     assert "validation_metrics" not in resumed["training"]["history"][0]
     assert resumed["validation_metrics"] != first["validation_metrics"]
-    assert resumed["validation_metrics"] == pytest.approx(evaluate_model_dir(tmp_path / "b", str(other_valid)), abs=1e-12)
+    assert resumed["validation_metrics"] == pytest.approx(
+        evaluate_model_dir(tmp_path / "b", str(other_valid)), abs=1e-12
+    )
     assert resumed["metrics"] == first["metrics"], "same weights, same test set"

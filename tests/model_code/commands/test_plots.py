@@ -15,7 +15,10 @@ def test_validation_per_epoch_and_the_test_figure_once_after_the_last_epoch():
     title, legend, lines = right_panel(training_figure([3.0, 2.0, 1.5], [0.1, None, 0.3], test=0.25))
     assert title == "Recall@20: validation per epoch; test after the last epoch"
     assert legend == ["validation (each epoch)", "test (once, after the last epoch)"]
-    assert lines == {"validation (each epoch)": ([1, 3], [0.1, 0.3]), "test (once, after the last epoch)": ([3], [0.25])}
+    assert lines == {
+        "validation (each epoch)": ([1, 3], [0.1, 0.3]),
+        "test (once, after the last epoch)": ([3], [0.25]),
+    }
 
 
 def test_without_a_test_set_no_test_figure_is_shown():

@@ -9,9 +9,21 @@ def test_metrics_table_rows_and_columns():
         }
     )
     lines = table.splitlines()
-    assert [cell.strip() for cell in lines[0].strip("|").split("|")] == ["model", "Recall@1", "MRR@1", "Recall@20", "MRR@20"]
+    assert [cell.strip() for cell in lines[0].strip("|").split("|")] == [
+        "model",
+        "Recall@1",
+        "MRR@1",
+        "Recall@20",
+        "MRR@20",
+    ]
     assert [cell.strip() for cell in lines[2].strip("|").split("|")] == ["pop", "0.0010", "0.0010", "0.0123", "0.0046"]
-    assert [cell.strip() for cell in lines[3].strip("|").split("|")] == ["item-knn", "0.1000", "0.1000", "0.5000", "0.2500"]
+    assert [cell.strip() for cell in lines[3].strip("|").split("|")] == [
+        "item-knn",
+        "0.1000",
+        "0.1000",
+        "0.5000",
+        "0.2500",
+    ]
     assert len({len(line) for line in lines}) == 1
 
 

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from model_code import artifacts
-from model_code.ranking.metrics import CUTOFFS
 from model_code.gru4rec.params import ParamError
+from model_code.ranking.metrics import CUTOFFS
 from tests.model_code.conftest import TINY_ARGS, run_train
 
 METRIC_KEYS = {f"{name}@{k}" for name in ("recall", "mrr") for k in CUTOFFS}
@@ -131,7 +131,9 @@ def test_failed_run_keeps_the_previous_model(tiny_model, tiny_data, tmp_path, mo
     previous = tmp_path / "m"
     shutil.copytree(tiny_model[0], previous)
     before = {p.name: p.read_bytes() for p in previous.iterdir()}
-    monkeypatch.setattr(model_code.commands.plots, "plot_training", lambda *a, **k: (_ for _ in ()).throw(OSError("no space")))
+    monkeypatch.setattr(
+        model_code.commands.plots, "plot_training", lambda *a, **k: (_ for _ in ()).throw(OSError("no space"))
+    )
     with pytest.raises(OSError, match="no space"):
         run_train(["--train", str(tiny_data / "train.tsv.gz"), "--epochs", "1", "--model-dir", str(previous),
                    "--no-export", *TINY_ARGS])
@@ -151,8 +153,8 @@ def test_replaces_an_existing_model_directory(tiny_model, tiny_data, tmp_path):
 
 
 def test_hyperparameters_become_options_and_params():
-    from model_code.gru4rec.hyperparameters import hyperparameters_argv
     from model_code.commands.train import build_parser
+    from model_code.gru4rec.hyperparameters import hyperparameters_argv
 
     argv = hyperparameters_argv({"preset": "diginetica", "epochs": "3", "seed": "5", "eval-every": "0",
                                  "layers": "100,100", "dropout_hidden": "0.1", "session-column": "user_session",
@@ -174,7 +176,9 @@ def test_the_tuning_job_of_applied_settings_is_named_in_the_metadata(tiny_data, 
     assert code == 0, err
     assert artifacts.read_metadata(tmp_path / "m")["tuning"] == {"sagemaker_tuning_job": "tune-dev-2612071345"}
     with pytest.raises(SystemExit) as refused:  # argparse's refusal, before anything is read
-        run_train(["--train", str(tiny_data / "train.tsv.gz"), "--model-dir", str(tmp_path / "n"), "--tuning-job", "tune dev"])
+        run_train(
+            ["--train", str(tiny_data / "train.tsv.gz"), "--model-dir", str(tmp_path / "n"), "--tuning-job", "tune dev"]
+        )
     assert refused.value.code == 2 and not (tmp_path / "n").exists()
 
 
@@ -188,17 +192,29 @@ def test_bad_hyperparameter_is_named(tiny_data, tmp_path):
     assert code == 2 and "parameter 'learning_rate': cannot use 'fast'; allowed: a number > 0" in err
 
 
-@pytest.mark.parametrize("hyperparameters, message", [
-    ({"epochs": "two"}, "parameter 'epochs': cannot use 'two'; allowed: an integer >= 1"),
-    ({"seed": "-1"}, "parameter 'seed': cannot use '-1'; allowed: an integer >= 0"),
-    ({"preset": "movielens"}, "parameter 'preset': cannot use 'movielens'; allowed: rsc15 | yoochoose | retailrocket | diginetica"),
-    ({"separator": "::"}, "parameter 'separator': cannot use '::'; allowed: auto, tab, comma, semicolon, pipe, or one character"),
-    ({"time_format": "iso"}, "parameter 'time_format': cannot use 'iso'; allowed: auto, epoch_s, epoch_ms, datetime, or a pattern"),
-    ({"max_bad_rows": "lots"}, "parameter 'max_bad_rows': cannot use 'lots'; allowed: a count"),
-    ({"session_column": " "}, "parameter 'session_column': cannot use ' '; allowed: a column name"),
-    ({"learnig_rate": "0.1"}, "unknown parameter 'learnig_rate' (did you mean 'learning_rate'?)"),
-    ({"time_fromat": "auto"}, "unknown parameter 'time_fromat' (did you mean 'time_format'?)"),
-])
+@pytest.mark.parametrize(
+    "hyperparameters, message",
+    [
+        ({"epochs": "two"}, "parameter 'epochs': cannot use 'two'; allowed: an integer >= 1"),
+        ({"seed": "-1"}, "parameter 'seed': cannot use '-1'; allowed: an integer >= 0"),
+        (
+            {"preset": "movielens"},
+            "parameter 'preset': cannot use 'movielens'; allowed: rsc15 | yoochoose | retailrocket | diginetica",
+        ),
+        (
+            {"separator": "::"},
+            "parameter 'separator': cannot use '::'; allowed: auto, tab, comma, semicolon, pipe, or one character",
+        ),
+        (
+            {"time_format": "iso"},
+            "parameter 'time_format': cannot use 'iso'; allowed: auto, epoch_s, epoch_ms, datetime, or a pattern",
+        ),
+        ({"max_bad_rows": "lots"}, "parameter 'max_bad_rows': cannot use 'lots'; allowed: a count"),
+        ({"session_column": " "}, "parameter 'session_column': cannot use ' '; allowed: a column name"),
+        ({"learnig_rate": "0.1"}, "unknown parameter 'learnig_rate' (did you mean 'learning_rate'?)"),
+        ({"time_fromat": "auto"}, "unknown parameter 'time_fromat' (did you mean 'time_format'?)"),
+    ],
+)
 def test_every_bad_hyperparameter_reads_the_same_way(hyperparameters, message):
     from model_code.gru4rec.hyperparameters import check_hyperparameters
 
@@ -310,8 +326,8 @@ def test_valid_days_that_leave_no_training_session_are_refused(dated_data, tmp_p
 def test_a_champion_is_scored_on_the_same_validation_sessions(tiny_data, tiny_model, tmp_path):
     """The live model's figures come from the sessions this run set apart, measured as evaluate measures them."""
     from model_code.commands.evaluate import evaluate_model_dir
-    from model_code.data.events import write_events
     from model_code.data.event_table import read_events
+    from model_code.data.events import write_events
     from model_code.data.preprocess import split_by_time
 
     champion, _ = tiny_model
@@ -346,8 +362,13 @@ def test_help_gives_each_parameters_meaning_default_and_range():
     from model_code.gru4rec.params import _SPECS, PARAMETER_NAMES
     from tests.conftest import REPO_ROOT
 
-    done = subprocess.run([sys.executable, "-m", "model_code.commands.train", "--help"], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "model_code.commands.train", "--help"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     for name in PARAMETER_NAMES:

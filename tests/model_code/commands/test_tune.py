@@ -1,5 +1,7 @@
 """python -m model_code.commands.tune on the tiny synthetic data: a study of a few tiny trials, continued after a kill,
-a bad setting pruned, the best settings' file trained by model_code.commands.train --params, the test set read only at the end."""
+a bad setting pruned, the best settings' file trained by model_code.commands.train --params, the test set read only at
+the end."""
+
 import contextlib
 import io
 import json
@@ -12,8 +14,8 @@ from optuna.trial import TrialState
 
 from model_code import artifacts
 from model_code.commands import training_data
-from model_code.gru4rec.params import ParamError, read_params_file
 from model_code.commands.tune import STUDY_FILE, main, parse_duration
+from model_code.gru4rec.params import ParamError, read_params_file
 from tests.model_code.conftest import run_train
 
 TINY_FIXED = {"layers": "24", "batch_size": 16, "n_sample": 24, "block_steps": 16, "eval_batch_size": 64}
@@ -161,8 +163,8 @@ def test_time_budget_durations(text, seconds):
 
 
 def test_final_training_with_a_valid_file_reads_both_files(tiny_data, tmp_path):
-    from model_code.data.event_table import read_events
     from model_code.commands.tune import build_parser, train_and_valid
+    from model_code.data.event_table import read_events
 
     train, valid = tiny_data / "train.tsv.gz", tiny_data / "test.tsv.gz"
     args = build_parser().parse_args(["--train", str(train), "--valid", str(valid), "--study-dir", str(tmp_path)])

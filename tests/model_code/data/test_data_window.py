@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from model_code.data.data_window import Window, link_window, parse_day
-from model_code.data.events import DataError
 from model_code.data.event_table import read_events
+from model_code.data.events import DataError
 
 
 def write_day(root: Path, day: str, name: str, text: str) -> None:

@@ -7,10 +7,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from model_code.data.event_rules import (OptionError, ReadOptions, parse_max_bad_rows, parse_separator,
-                                         parse_session_gap, parse_time_format)
-from model_code.data.events import DataError, parse_times
+from model_code.data.event_rules import (
+    OptionError,
+    ReadOptions,
+    parse_max_bad_rows,
+    parse_separator,
+    parse_session_gap,
+    parse_time_format,
+)
 from model_code.data.event_table import read_events
+from model_code.data.events import DataError, parse_times
 
 TSV = "SessionId\tItemId\tTime\n1\t0042\t10\n1\t7\t11\n2\t7\t5\n2\t9.50\t6\n"
 
@@ -53,7 +59,9 @@ def test_parquet_with_numeric_ids_gives_integer_strings(tmp_path):
 
 
 def test_parquet_string_ids(tmp_path):
-    frame = pd.DataFrame({"SessionId": ["1", "1", "2", "2"], "ItemId": ["0042", "7", "7", "9.50"], "Time": [10, 11, 5, 6]})
+    frame = pd.DataFrame(
+        {"SessionId": ["1", "1", "2", "2"], "ItemId": ["0042", "7", "7", "9.50"], "Time": [10, 11, 5, 6]}
+    )
     frame.to_parquet(tmp_path / "events.parquet")
     check_canonical(read_events(tmp_path / "events.parquet"))
 
@@ -73,7 +81,9 @@ def test_configurable_column_names_and_extra_columns(tmp_path):
 
 
 def test_iso_times_become_unix_seconds(tmp_path):
-    path = write(tmp_path / "e.csv", "SessionId,ItemId,Time\ns,a,2014-04-07T10:51:09.277Z\ns,b,2014-04-07T10:51:10.277Z\n")
+    path = write(
+        tmp_path / "e.csv", "SessionId,ItemId,Time\ns,a,2014-04-07T10:51:09.277Z\ns,b,2014-04-07T10:51:10.277Z\n"
+    )
     events = read_events(path)
     assert events["Time"].tolist() == pytest.approx([1396867869.277, 1396867870.277])
 
@@ -121,8 +131,11 @@ def test_the_string_nan_is_an_id_not_a_missing_value(tmp_path):
 
 def test_missing_column_names_file_and_column(tmp_path):
     path = write(tmp_path / "e.tsv", "SessionId\tItem\tTime\n1\ta\t1\n")
-    with pytest.raises(DataError, match=r"e\.tsv: column 'ItemId' missing from the header \(split at tab\): "
-                                        r"found \['SessionId', 'Item', 'Time'\]; name the columns with --session-column"):
+    with pytest.raises(
+        DataError,
+        match=r"e\.tsv: column 'ItemId' missing from the header \(split at tab\): "
+        r"found \['SessionId', 'Item', 'Time'\]; name the columns with --session-column",
+    ):
         read_events(path)
 
 
@@ -134,14 +147,19 @@ def test_missing_column_in_parquet(tmp_path):
 
 def test_unparsable_time_names_file_column_and_first_bad_line(tmp_path):
     path = write(tmp_path / "e.tsv", "SessionId\tItemId\tTime\n1\ta\t1\n1\tb\t2\n1\tc\tyesterday\n1\td\toops\n")
-    with pytest.raises(DataError, match=r"e\.tsv: 2 of 4 rows are bad \(2 bad time\), more than --max-bad-rows 1% allows 0; "
-                                        r"first: \S*e\.tsv line 4, column 'Time': bad time 'yesterday'; \S*e\.tsv line 5"):
+    with pytest.raises(
+        DataError,
+        match=r"e\.tsv: 2 of 4 rows are bad \(2 bad time\), more than --max-bad-rows 1% allows 0; "
+        r"first: \S*e\.tsv line 4, column 'Time': bad time 'yesterday'; \S*e\.tsv line 5",
+    ):
         read_events(path)
 
 
 def test_line_numbers_count_dropped_rows(tmp_path):
     path = write(tmp_path / "e.csv", "SessionId,ItemId,Time\n1,,1\n1,b,x\n")
-    with pytest.raises(DataError, match=r"line 2, column 'ItemId': missing item id; \S+ line 3, column 'Time': bad time 'x'"):
+    with pytest.raises(
+        DataError, match=r"line 2, column 'ItemId': missing item id; \S+ line 3, column 'Time': bad time 'x'"
+    ):
         read_events(path)
 
 
@@ -185,7 +203,11 @@ def test_s3_object_and_prefix(tmp_path):
     with moto.mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="data")
-        s3.put_object(Bucket="data", Key="clicks/part-0.tsv.gz", Body=gzip.compress(b"SessionId\tItemId\tTime\n1\t0042\t10\n2\t7\t5\n"))
+        s3.put_object(
+            Bucket="data",
+            Key="clicks/part-0.tsv.gz",
+            Body=gzip.compress(b"SessionId\tItemId\tTime\n1\t0042\t10\n2\t7\t5\n"),
+        )
         frame = pd.DataFrame({"SessionId": ["1", "2"], "ItemId": ["7", "9.50"], "Time": [11, 6]})
         frame.to_parquet(tmp_path / "p.parquet")
         s3.put_object(Bucket="data", Key="clicks/part-1.parquet", Body=(tmp_path / "p.parquet").read_bytes())
@@ -250,7 +272,9 @@ def test_separator_option_overrides_detection(tmp_path):
     check_canonical(read_events(path, ReadOptions(separator=";")))
 
 
-@pytest.mark.parametrize("text, expected", [("auto", None), ("tab", "\t"), ("\\t", "\t"), ("COMMA", ","), (";", ";"), ("|", "|")])
+@pytest.mark.parametrize(
+    "text, expected", [("auto", None), ("tab", "\t"), ("\\t", "\t"), ("COMMA", ","), (";", ";"), ("|", "|")]
+)
 def test_separator_values(text, expected):
     assert parse_separator(text) == expected
 
@@ -300,19 +324,30 @@ def test_time_format_options():
     assert parse_times(pd.Series(["1709421011250"]), "epoch_ms") == pytest.approx([1709421011.25])
     assert np.isnan(parse_times(pd.Series(["2024-03-02"]), "epoch_s")).all()
     assert np.isnan(parse_times(pd.Series(["1709421011"]), "datetime")).all()
-    assert parse_times(pd.Series(["2024-03-02 23:08:31 UTC"]), "datetime") == pytest.approx([unix(2024, 3, 2, 23, 8, 31)])
+    assert parse_times(pd.Series(["2024-03-02 23:08:31 UTC"]), "datetime") == pytest.approx(
+        [unix(2024, 3, 2, 23, 8, 31)]
+    )
     pattern = parse_time_format("%d/%m/%Y %H:%M")
-    assert parse_times(pd.Series(["02/03/2024 23:08", "2024-03-02"]), pattern)[0] == pytest.approx(unix(2024, 3, 2, 23, 8))
+    assert parse_times(pd.Series(["02/03/2024 23:08", "2024-03-02"]), pattern)[0] == pytest.approx(
+        unix(2024, 3, 2, 23, 8)
+    )
     assert np.isnan(parse_times(pd.Series(["2024-03-02"]), pattern)).all()
     zoned = parse_time_format("%Y%m%d %H%M%S %z")
-    assert parse_times(pd.Series(["20240302 230831 +0100"]), zoned) == pytest.approx([unix(2024, 3, 2, 23, 8, 31, offset_minutes=60)])
+    assert parse_times(pd.Series(["20240302 230831 +0100"]), zoned) == pytest.approx(
+        [unix(2024, 3, 2, 23, 8, 31, offset_minutes=60)]
+    )
 
 
 def test_parquet_typed_times_keep_their_meaning(tmp_path):
     stamps = pd.to_datetime(["2024-03-02T23:08:31Z", "2024-03-02T23:09:31Z"], utc=True)
     pd.DataFrame({"SessionId": ["s", "s"], "ItemId": ["a", "b"], "Time": stamps}).to_parquet(tmp_path / "d.parquet")
-    assert read_events(tmp_path / "d.parquet")["Time"].tolist() == [unix(2024, 3, 2, 23, 8, 31), unix(2024, 3, 2, 23, 9, 31)]
-    pd.DataFrame({"SessionId": ["s", "s"], "ItemId": ["a", "b"], "Time": [1000, 3000]}).to_parquet(tmp_path / "m.parquet")
+    assert read_events(tmp_path / "d.parquet")["Time"].tolist() == [
+        unix(2024, 3, 2, 23, 8, 31),
+        unix(2024, 3, 2, 23, 9, 31),
+    ]
+    pd.DataFrame({"SessionId": ["s", "s"], "ItemId": ["a", "b"], "Time": [1000, 3000]}).to_parquet(
+        tmp_path / "m.parquet"
+    )
     assert read_events(tmp_path / "m.parquet", ReadOptions(time_format="epoch_ms"))["Time"].tolist() == [1.0, 3.0]
 
 
@@ -352,7 +387,9 @@ def test_bad_rows_up_to_the_bound_are_skipped_and_the_first_five_reported(tmp_pa
 
 def test_bad_rows_beyond_the_bound_fail_with_the_report(tmp_path):
     path = bad_rows_file(tmp_path, good=989, bad_times=11)
-    with pytest.raises(DataError, match=r"11 of 1000 rows are bad \(11 bad time\), more than --max-bad-rows 1% allows 10"):
+    with pytest.raises(
+        DataError, match=r"11 of 1000 rows are bad \(11 bad time\), more than --max-bad-rows 1% allows 10"
+    ):
         read_events(path)
     assert len(read_events(path, ReadOptions(max_bad_rows="11"), log=lambda line: None)) == 989
     with pytest.raises(DataError, match="more than --max-bad-rows 0 allows 0"):
@@ -444,7 +481,9 @@ def test_a_byte_that_is_not_utf8_is_one_bad_row_with_its_file_line_and_column(tm
     path.write_bytes(b"SessionId,ItemId,Time\ns1,a\xff,1\ns1,b,2\ns2,caf\xc3\xa9,3\ns2,d,4\n")
     lines = []
     events = read_events(path, ReadOptions(max_bad_rows="1"), lines.append)
-    assert events["ItemId"].tolist() == ["b", "café", "d"] and events.attrs["skipped_rows"] == {"not text of the encoding": 1}
+    assert events["ItemId"].tolist() == ["b", "café", "d"] and events.attrs["skipped_rows"] == {
+        "not text of the encoding": 1
+    }
     assert lines[1] == f"  {path} line 2, column 'ItemId': not text of the encoding (utf-8; --encoding names another)"
     with pytest.raises(DataError, match="1 of 4 rows are bad"):
         read_events(path, ReadOptions(max_bad_rows="0"))

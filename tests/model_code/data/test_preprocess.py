@@ -12,12 +12,28 @@ def frame(rows):
 def test_drop_consecutive_repeats_only_within_a_session():
     events = frame([("1", "a", 1), ("1", "a", 2), ("1", "b", 3), ("1", "a", 4), ("2", "a", 5), ("2", "a", 6)])
     kept = drop_consecutive_repeats(events)
-    assert list(zip(kept.SessionId, kept.ItemId, kept.Time)) == [("1", "a", 1), ("1", "b", 3), ("1", "a", 4), ("2", "a", 5)]
+    assert list(zip(kept.SessionId, kept.ItemId, kept.Time)) == [
+        ("1", "a", 1),
+        ("1", "b", 3),
+        ("1", "a", 4),
+        ("2", "a", 5),
+    ]
 
 
 def test_filter_support_iterates_until_stable():
     # items c and d have 1 event; without them sessions 2 and 3 are too short; without session 3, b has 1 event
-    events = frame([("1", "a", 1), ("1", "b", 2), ("2", "a", 3), ("2", "c", 4), ("3", "b", 5), ("3", "d", 6), ("4", "a", 7), ("4", "a", 8)])
+    events = frame(
+        [
+            ("1", "a", 1),
+            ("1", "b", 2),
+            ("2", "a", 3),
+            ("2", "c", 4),
+            ("3", "b", 5),
+            ("3", "d", 6),
+            ("4", "a", 7),
+            ("4", "a", 8),
+        ]
+    )
     once = filter_support(events, min_item_support=2, min_session_length=2, iterate=False)
     assert sorted(set(once.ItemId)) == ["a", "b"]
     assert once.groupby("SessionId").size().to_dict() == {"1": 2, "4": 2}
@@ -57,7 +73,9 @@ def test_command_writes_files_and_reports(tmp_path, capsys):
     train = read_events(tmp_path / "out" / "train.tsv.gz")
     test = read_events(tmp_path / "out" / "test.tsv.gz")
     assert "rare" not in set(train.ItemId)  # fewer than 5 events
-    assert not (train.ItemId.to_numpy()[1:] == train.ItemId.to_numpy()[:-1])[(train.SessionId.to_numpy()[1:] == train.SessionId.to_numpy()[:-1])].any()
+    assert not (train.ItemId.to_numpy()[1:] == train.ItemId.to_numpy()[:-1])[
+        (train.SessionId.to_numpy()[1:] == train.SessionId.to_numpy()[:-1])
+    ].any()
     assert set(test.SessionId) == {"20", "21", "22", "23", "24", "25", "26", "27", "28", "29"}
     assert set(train.SessionId) == {str(s) for s in range(20)}
     assert "raw: 94 events" in capsys.readouterr().err
@@ -79,7 +97,11 @@ def test_command_error_when_nothing_is_left(tmp_path, capsys):
 def test_an_empty_split_names_the_time_span_read(tmp_path, capsys):
     # sequence numbers, not a clock: one "day" covers them all, so the test split takes every session
     raw = tmp_path / "raw.csv"
-    raw.write_text("SessionId,ItemId,Time\n" + "".join(f"s{n // 3},i{n % 4},{n}\n" for n in range(60)), encoding="utf-8")
+    raw.write_text(
+        "SessionId,ItemId,Time\n" + "".join(f"s{n // 3},i{n % 4},{n}\n" for n in range(60)), encoding="utf-8"
+    )
     code = main([str(raw), "--out", str(tmp_path / "out"), "--min-item-support", "1"])
     err = capsys.readouterr().err
-    assert code != 0 and "leaves train empty (times 0 to 59 (numbers that are no dates" in err and "--time-format" in err
+    assert (
+        code != 0 and "leaves train empty (times 0 to 59 (numbers that are no dates" in err and "--time-format" in err
+    )

@@ -1,13 +1,21 @@
 """Grouping events into sessions locally: order, ties, the 200 latest items, the command line."""
-import json
 import gzip
+import json
 import subprocess
 import sys
 
 from model_code.data.event_rules import ReadOptions
 from model_code.data.event_table import read_event_codes
 from model_code.data.sessions import MAX_ITEMS, group_sessions
-from tests.support.session_events import BAD_ROWS, EXPECTED, VISIT_COUNTS, VISIT_OPTIONS, VISIT_SESSIONS, write_run, write_visits
+from tests.support.session_events import (
+    BAD_ROWS,
+    EXPECTED,
+    VISIT_COUNTS,
+    VISIT_OPTIONS,
+    VISIT_SESSIONS,
+    write_run,
+    write_visits,
+)
 
 OPTIONS = ReadOptions(max_bad_rows="5")
 

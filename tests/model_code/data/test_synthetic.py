@@ -5,12 +5,12 @@ from collections import Counter
 
 import pytest
 
-from model_code.ranking.baselines import ItemKNNScorer, PopularityScorer
 from model_code.data.event_table import read_events
 from model_code.data.item_index import ItemIndex
-from model_code.ranking.metrics import evaluate
 from model_code.data.session_batches import SessionArrays
 from model_code.data.synthetic import DAY, START_TIME, SyntheticSpec, generate, main, write_dataset
+from model_code.ranking.baselines import ItemKNNScorer, PopularityScorer
+from model_code.ranking.metrics import evaluate
 
 SMALL = SyntheticSpec(sessions=3000, items=400, seed=3, days=10, test_days=2)
 

@@ -52,11 +52,17 @@ def loop_model(weights_out: bool = False, noise: bool = False) -> onnx.ModelProt
     if weights_out:
         outputs.append(helper.make_tensor_value_info("w_final", TensorProto.FLOAT, [WIDTH, 2 * WIDTH]))
     graph = helper.make_graph(
-        outer, "loop",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [STEPS, BATCH, WIDTH]),
-         helper.make_tensor_value_info("h0", TensorProto.FLOAT, [BATCH, WIDTH])],
+        outer,
+        "loop",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [STEPS, BATCH, WIDTH]),
+            helper.make_tensor_value_info("h0", TensorProto.FLOAT, [BATCH, WIDTH]),
+        ],
         outputs,
-        initializer=[numpy_helper.from_array(weights, "w"), numpy_helper.from_array(np.array(STEPS, np.int64), "steps")],
+        initializer=[
+            numpy_helper.from_array(weights, "w"),
+            numpy_helper.from_array(np.array(STEPS, np.int64), "steps"),
+        ],
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 

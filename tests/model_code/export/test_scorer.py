@@ -9,8 +9,16 @@ from hypothesis import strategies as st
 
 from model_code import artifacts
 from model_code.commands.evaluate import load_model
-from model_code.export.scorer import (ExportError, _rename_output, check_scorer, export_available, export_in_tensorflow,
-                                      main, sample_sessions, tensorflow_installed)
+from model_code.export.scorer import (
+    ExportError,
+    _rename_output,
+    check_scorer,
+    export_available,
+    export_in_tensorflow,
+    main,
+    sample_sessions,
+    tensorflow_installed,
+)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +71,10 @@ def test_padding_after_the_length_is_ignored(exported):
     longer = np.concatenate([items, np.full((6, 4), model.n_items, np.int32)], axis=1)
     garbage = longer.copy()
     garbage[:, 5:] = np.random.default_rng(2).integers(0, model.n_items, size=(6, 4))
-    run = lambda x: session.run(None, {"items": x, "lengths": lengths})[0]
+
+    def run(x):
+        return session.run(None, {"items": x, "lengths": lengths})[0]
+
     np.testing.assert_allclose(run(items), run(longer), atol=1e-6)
     np.testing.assert_allclose(run(items), run(garbage), atol=1e-6)
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from keras import ops
 
+from model_code.data.session_batches import EpochSteps
 from model_code.gru4rec.model import GRU4Rec
 from model_code.gru4rec.optimizer import EPSILON
 from model_code.gru4rec.params import GRU4RecParams
 from model_code.gru4rec.sampler import log_item_counts
-from model_code.data.session_batches import EpochSteps
 from model_code.gru4rec.trainer import Trainer
 
 N_ITEMS, BATCH, N_SAMPLE = 9, 3, 4
@@ -137,11 +137,13 @@ def numpy_block(w, embedding, loss, logq_form, momentum, block, negatives):
         inputs, targets, valid = block.inputs[t], block.targets[t], block.valid[t]
         states = [state * ~block.resets[t][:, None] for state in states]
         candidates = np.concatenate([targets, negatives[t]])
-        log_q = np.concatenate([target_weight * log_counts[targets], SETTINGS["sample_alpha"] * log_counts[negatives[t]]])
+        log_q = np.concatenate(
+            [target_weight * log_counts[targets], SETTINGS["sample_alpha"] * log_counts[negatives[t]]]
+        )
         args = (embedding, loss, log_q, inputs, candidates, valid, states)
         mean, new_states = _step_loss(w, *args)
         total += mean * BATCH
-        grads = _gradients(w, lambda weights: _step_loss(weights, *args)[0])
+        grads = _gradients(w, lambda weights, args=args: _step_loss(weights, *args)[0])
         for name in w:
             if name in ("item_table", "item_bias", "input_table"):
                 rows = _touched(name, embedding, inputs, targets, negatives[t], valid)

@@ -48,11 +48,18 @@ def _case(seed, n_rows, n_extra):
 
 
 @settings(max_examples=25)
-@given(seed=st.integers(0, 10_000), n_rows=st.integers(1, 6), n_extra=st.integers(0, 5), logq=st.sampled_from([0.0, 0.5, 1.0]))
+@given(
+    seed=st.integers(0, 10_000),
+    n_rows=st.integers(1, 6),
+    n_extra=st.integers(0, 5),
+    logq=st.sampled_from([0.0, 0.5, 1.0]),
+)
 def test_cross_entropy_matches_numpy(seed, n_rows, n_extra, logq):
     scores, valid, log_q = _case(seed, n_rows, n_extra)
     got = ops.convert_to_numpy(losses.cross_entropy(scores, valid, log_q, logq))
-    np.testing.assert_allclose(got, _numpy_cross_entropy(scores.astype(np.float64), valid, log_q, logq), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        got, _numpy_cross_entropy(scores.astype(np.float64), valid, log_q, logq), rtol=1e-4, atol=1e-4
+    )
 
 
 @settings(max_examples=25)
@@ -75,7 +82,10 @@ def test_invalid_target_column_is_no_negative():
     # a valid row's column does act as a negative
     bumped[:, 1] -= 50.0
     bumped[:, 2] += 50.0
-    assert not np.allclose(ops.convert_to_numpy(losses.cross_entropy(bumped, valid))[0], ops.convert_to_numpy(losses.cross_entropy(scores, valid))[0])
+    assert not np.allclose(
+        ops.convert_to_numpy(losses.cross_entropy(bumped, valid))[0],
+        ops.convert_to_numpy(losses.cross_entropy(scores, valid))[0],
+    )
 
 
 @pytest.mark.parametrize("form", ["reference", "sampling"])
@@ -84,7 +94,9 @@ def test_logq_correction_column_by_column(form):
     rng = np.random.default_rng(4)
     counts = rng.integers(1, 1000, 50).astype(np.float64)
     targets, negatives, alpha = rng.integers(0, 50, 6), rng.integers(0, 50, 9), 0.3
-    got = ops.convert_to_numpy(losses.logq_correction(np.log(counts).astype(np.float32), targets, negatives, alpha, form))
+    got = ops.convert_to_numpy(
+        losses.logq_correction(np.log(counts).astype(np.float32), targets, negatives, alpha, form)
+    )
     assert got.shape == (15,)
     for column in range(15):
         if column < 6:

@@ -1,10 +1,10 @@
 """The GRU4Rec network: GRU cell against NumPy, sequence path against stepping, saving."""
+import keras
 import numpy as np
 import pytest
-import keras
 from keras import ops
 
-from model_code.gru4rec.model import GRU4Rec, GateUniform, SessionScorer, gru_step, recurrent_columns
+from model_code.gru4rec.model import GateUniform, GRU4Rec, SessionScorer, gru_step, recurrent_columns
 
 
 def _sigmoid(x):
@@ -29,7 +29,9 @@ def test_gru_step_matches_numpy():
     kernel, recurrent, bias = rng.normal(size=(5, 9)), rng.normal(size=(3, 9)), rng.normal(size=9)
     got = gru_step(ops.convert_to_tensor((x @ kernel + bias).astype(np.float32)), h.astype(np.float32),
                    *recurrent_columns(recurrent.astype(np.float32)))
-    np.testing.assert_allclose(ops.convert_to_numpy(got), _numpy_gru(x, h, kernel, recurrent, bias), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(got), _numpy_gru(x, h, kernel, recurrent, bias), rtol=1e-4, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("embedding", ["shared", "separate", "none"])
@@ -52,7 +54,11 @@ def test_sequence_path_equals_stepping_and_numpy(embedding):
         x = np.eye(n_items)[column] if embedding == "none" else table[column]
         for layer, gru in enumerate(model.grus):
             cell = gru.cell
-            numpy_states[layer] = _numpy_gru(x, numpy_states[layer], *(ops.convert_to_numpy(w) for w in (cell.kernel, cell.recurrent_kernel, cell.bias)))
+            numpy_states[layer] = _numpy_gru(
+                x,
+                numpy_states[layer],
+                *(ops.convert_to_numpy(w) for w in (cell.kernel, cell.recurrent_kernel, cell.bias)),
+            )
             x = numpy_states[layer]
         np.testing.assert_allclose(stepped[-1], x, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(hidden[0], stepped[2][0], rtol=1e-5, atol=1e-6)
@@ -77,7 +83,9 @@ def test_save_and_load_round_trip(tmp_path):
     model.save(path)
     loaded = keras.saving.load_model(path)
     assert loaded.get_config() == model.get_config()
-    np.testing.assert_array_equal(ops.convert_to_numpy(loaded((items, lengths))), ops.convert_to_numpy(model((items, lengths))))
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(loaded((items, lengths))), ops.convert_to_numpy(model((items, lengths)))
+    )
 
 
 def test_reset_zeroes_the_slot_state_in_the_scorer():

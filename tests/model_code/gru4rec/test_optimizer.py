@@ -88,7 +88,9 @@ def test_sparse_step_on_a_vector_with_all_ids_equal(update):
 def test_without_momentum_the_row_form_reads_and_writes_no_velocity():
     param, acc, vel = _tables(np.random.default_rng(2), (6, 2))
     groups = optimizer.group_rows(np.array([1, 4, 1], np.int32))
-    _, rows = optimizer.sparse_row_updates(param, acc, vel, groups, np.ones((3, 2), np.float32), np.ones(3, bool), 0.1, 0.0)
+    _, rows = optimizer.sparse_row_updates(
+        param, acc, vel, groups, np.ones((3, 2), np.float32), np.ones(3, bool), 0.1, 0.0
+    )
     assert rows[2] is None and rows[0] is not None and rows[1] is not None
 
 

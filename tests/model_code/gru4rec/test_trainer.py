@@ -6,19 +6,21 @@ import numpy as np
 import pytest
 from keras import ops
 
-from model_code.ranking import metrics
 from model_code.data.event_table import read_events
 from model_code.data.item_index import ItemIndex
+from model_code.data.session_batches import SessionArrays, session_parallel_steps
 from model_code.gru4rec.model import GRU4Rec, SessionScorer
 from model_code.gru4rec.params import GRU4RecParams
-from model_code.data.session_batches import SessionArrays, session_parallel_steps
 from model_code.gru4rec.train_step import dropout_plan, join_recurrent, split_recurrent, updates_whole_table
 from model_code.gru4rec.trainer import Trainer, trainable_weights
+from model_code.ranking import metrics
 
 
 def _sessions(seed, n_sessions, n_items, max_length=7):
     rng = np.random.default_rng(seed)
-    return SessionArrays.from_lists([list(rng.integers(0, n_items, rng.integers(1, max_length))) for _ in range(n_sessions)])
+    return SessionArrays.from_lists(
+        [list(rng.integers(0, n_items, rng.integers(1, max_length))) for _ in range(n_sessions)]
+    )
 
 
 TRAINER_OPTIONS = ("item_counts", "seed", "table_update")
@@ -194,7 +196,9 @@ def test_dropout_plan_follows_the_reference():
     assert dropout_plan(none) == [(0.0, 1), (0.2, 6), (0.3, 4)]
     shared = GRU4Rec(10, layers=(6, 4), dropout_embedding=0.2, dropout_hidden=0.3)
     assert dropout_plan(shared) == [(0.2, 4), (0.3, 6), (0.3, 4)]
-    separate = GRU4Rec(10, layers=(6,), embedding="separate", embedding_size=3, dropout_embedding=0.2, dropout_hidden=0.3)
+    separate = GRU4Rec(
+        10, layers=(6,), embedding="separate", embedding_size=3, dropout_embedding=0.2, dropout_hidden=0.3
+    )
     assert dropout_plan(separate) == [(0.2, 3), (0.3, 6)]
 
 
@@ -213,7 +217,8 @@ def test_one_hot_layer_takes_the_embedding_dropout_only(rates, same):
 
 
 def test_recurrent_kernels_split_into_gate_and_candidate_columns_and_back():
-    """Each layer's recurrent kernel [H, 3H] splits into z, r columns [H, 2H] and h columns [H, H]; joining restores it."""
+    """Each layer's recurrent kernel [H, 3H] splits into z, r columns [H, 2H] and h columns [H, H]; joining restores
+    it."""
     model = GRU4Rec(10, layers=(6, 4), seed=2)
     names, variables = trainable_weights(model)
     weights = {name: ops.convert_to_numpy(v) for name, v in zip(names, variables)}

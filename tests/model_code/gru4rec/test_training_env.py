@@ -17,9 +17,9 @@ from tests.inference.test_train_entry import TRAIN, job_environment, lay_out
 from tests.model_code.conftest import REPO_ROOT_FOR_SUBPROCESS as REPO_ROOT
 from tests.model_code.conftest import TINY_ARGS
 
-
 TENSORFLOW_START_UP = ("oneDNN", "cpu_feature_guard", "E0000 ", "I0000 ")
-"""Pieces of the lines TensorFlow writes while it loads (model_code.gru4rec.tf_startup), held back by the export's child."""
+"""Pieces of the lines TensorFlow writes while it loads (model_code.gru4rec.tf_startup), held back by the export's
+child."""
 
 
 def _bare(environ: dict, **extra: str) -> dict:
@@ -29,13 +29,19 @@ def _bare(environ: dict, **extra: str) -> dict:
     return env
 
 
-@pytest.mark.parametrize("given,tunables", [
-    ({}, HUGE_PAGES),
-    ({"KERAS_BACKEND": "tensorflow"}, HUGE_PAGES),
-    ({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}, f"glibc.malloc.arena_max=2:{HUGE_PAGES}"),
-    ({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0:glibc.malloc.arena_max=2"}, "glibc.malloc.hugetlb=0:glibc.malloc.arena_max=2"),
-    ({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=2"}, "glibc.malloc.hugetlb=2"),
-])
+@pytest.mark.parametrize(
+    "given,tunables",
+    [
+        ({}, HUGE_PAGES),
+        ({"KERAS_BACKEND": "tensorflow"}, HUGE_PAGES),
+        ({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}, f"glibc.malloc.arena_max=2:{HUGE_PAGES}"),
+        (
+            {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0:glibc.malloc.arena_max=2"},
+            "glibc.malloc.hugetlb=0:glibc.malloc.arena_max=2",
+        ),
+        ({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=2"}, "glibc.malloc.hugetlb=2"),
+    ],
+)
 def test_training_environment_sets_jax_and_keeps_the_callers_tunables(given, tunables):
     env = training_environment({"PATH": "/bin", **given})
     assert env == {"PATH": "/bin", "KERAS_BACKEND": "jax", "GLIBC_TUNABLES": tunables}

@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
+from model_code.data.session_batches import SessionArrays
 from model_code.ranking.baselines import ItemKNNScorer, PopularityScorer, item_similarity, main
 from model_code.ranking.metrics import NextItemScorer, evaluate
-from model_code.data.session_batches import SessionArrays
 
 TRAIN = [[0, 1, 2], [1, 2], [2, 3, 3], [0, 4], [1, 1]]
 N_ITEMS = 6  # item 5 never occurs
@@ -114,7 +114,10 @@ def test_command_refuses_a_test_set_without_cases(tmp_path, capsys):
 
 
 def test_item_knn_beats_pop_on_real_data(yoochoose100k, capsys):
-    assert main(["--train", str(yoochoose100k / "train.tsv.gz"), "--test", str(yoochoose100k / "test.tsv.gz"), "--quiet"]) == 0
+    assert (
+        main(["--train", str(yoochoose100k / "train.tsv.gz"), "--test", str(yoochoose100k / "test.tsv.gz"), "--quiet"])
+        == 0
+    )
     rows = {line.split("|")[1].strip(): line for line in capsys.readouterr().out.splitlines()[2:]}
     recall20 = {name: float(line.split("|")[8]) for name, line in rows.items()}
     assert recall20["item-knn"] > 3 * recall20["pop"] > 0

@@ -5,8 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from model_code.ranking.metrics import CUTOFFS, TIE_MODES, NextItemScorer, RankingMetrics, evaluate, target_ranks
 from model_code.data.session_batches import SessionArrays
+from model_code.ranking.metrics import CUTOFFS, TIE_MODES, NextItemScorer, RankingMetrics, evaluate, target_ranks
 
 SCORES = np.array(
     [
@@ -77,7 +77,9 @@ def test_metric_values_spelled_out():
 
 @settings(max_examples=60)
 @given(
-    scores=hnp.arrays(np.float32, st.tuples(st.integers(1, 6), st.integers(1, 8)), elements=st.sampled_from([0.0, 0.5, 1.0, -2.0])),
+    scores=hnp.arrays(
+        np.float32, st.tuples(st.integers(1, 6), st.integers(1, 8)), elements=st.sampled_from([0.0, 0.5, 1.0, -2.0])
+    ),
     data=st.data(),
 )
 def test_ranks_match_a_sort_based_reference(scores, data):

@@ -15,7 +15,7 @@ _save_checkpoint = checkpoints.save_checkpoint
 
 
 def _save_then_pause(directory, checkpoint):
-    path = _save_checkpoint(directory, checkpoint)
+    _save_checkpoint(directory, checkpoint)
     Path(os.environ["PAUSE_AFTER_CHECKPOINT"]).touch()
     while True:
         signal.pause()
