@@ -31,18 +31,18 @@ import pyarrow.csv as pcsv
 from model_code.data.event_rules import (
     ENCODING_REASON,
     EPOCH_PATTERN,
+    ITEM,
     REPORTED_EXAMPLES,
+    SESSION,
     SESSION_NUMBER_MARK,
+    TIME,
     ReadOptions,
     parse_encoding,
 )
 from model_code.data.events import (
     CSV_SUFFIXES,
     FILE,
-    ITEM,
     PARQUET_SUFFIXES,
-    SESSION,
-    TIME,
     BadRows,
     DataError,
     _check_columns,

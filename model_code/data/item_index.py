@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from model_code import artifacts
-from model_code.data.events import ITEM
+from model_code.data.event_rules import ITEM
 
 
 class ItemIndex:

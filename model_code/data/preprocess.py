@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from model_code.data.event_rules import add_read_options, read_options
+from model_code.data.event_rules import ITEM, SESSION, TIME, add_read_options, read_options
 from model_code.data.event_table import block_starts, read_events
-from model_code.data.events import ITEM, SESSION, TIME, DataError, write_events
+from model_code.data.events import DataError, write_events
 from model_code.data.read_summary import time_span
 
 DAY_SECONDS = 86_400.0

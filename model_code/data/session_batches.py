@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from model_code.data.event_rules import ITEM, SESSION, TIME
 from model_code.data.event_table import block_starts
-from model_code.data.events import ITEM, SESSION, TIME
 from model_code.data.item_index import ItemIndex
 
 

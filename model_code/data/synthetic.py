@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from model_code.data.events import ITEM, SESSION, TIME, write_events
+from model_code.data.event_rules import ITEM, SESSION, TIME
+from model_code.data.events import write_events
 
 START_TIME = 1_767_225_600  # 2026-01-01T00:00:00Z
 DAY = 86_400
