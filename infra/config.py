@@ -19,6 +19,7 @@ import aws_cdk as cdk
 from constructs import Node
 
 from infra import layout, tuning
+from infra.attribution import MAX_WINDOW_MINUTES
 from infra.context_keys import unknown_settings
 from infra.instance_types import instance_type_problem, is_gpu_training_type, training_image_problem
 from infra.session_query import ATHENA_TIME_FORMS
@@ -62,6 +63,7 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 
 ATHENA_MIN_CUTOFF = 10_000_000
 """BytesScannedCutoffPerQuery's minimum: https://docs.aws.amazon.com/athena/latest/APIReference/API_WorkGroupConfiguration.html"""
+_MODEL_DATA = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/models/\S+\.tar\.gz")
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 # EventBridge Scheduler's recurring expressions: rate(value unit) or cron(six fields)
@@ -112,7 +114,13 @@ class AppConfig:
     rollout_traffic_percent: int = 10
     rollout_wait_minutes: int = 10
     model_keep_count: int = 3
-    data_capture_percent: int = 10
+    data_capture_percent: int = 0
+    attribution_minutes: int = 30
+    attribution_schedule: str | None = None
+    stale_unknown_percent: float = 20.0
+    stale_coverage_percent: float = 5.0
+    ab_test: str | None = None
+    ab_weights: str = "90,10"
     transform_instance_type: str = "ml.m5.xlarge"
     transform_instance_count: int = 1
     transform_shard_mb: int = 64
@@ -210,6 +218,8 @@ class AppConfig:
                f"got {self.gate_tolerance}")
         _check(0 <= self.data_capture_percent <= 100, "data_capture_percent",
                f"must be between 0 (off) and 100, got {self.data_capture_percent}")
+        self._check_attribution()
+        self._check_ab_test()
         _check(self.api_throttle_rate_limit > 0, "api_throttle_rate_limit",
                f"must be above 0 requests per second, got {self.api_throttle_rate_limit}")
         _check(1 <= self.transform_shard_mb <= MAX_SHARD_MB, "transform_shard_mb",
@@ -235,6 +245,43 @@ class AppConfig:
         self._check_monitoring()
         _check(self.notification_email is None or _EMAIL.fullmatch(self.notification_email), "notification_email",
                f"must be an e-mail address, got {self.notification_email!r}")
+
+    def _check_attribution(self) -> None:
+        """The attribution of captured answers: a window, an optional daily schedule and the staleness bounds."""
+        _check(1 <= self.attribution_minutes <= MAX_WINDOW_MINUTES, "attribution_minutes",
+               f"must be 1 to {MAX_WINDOW_MINUTES} minutes after an answer, got {self.attribution_minutes}")
+        schedule = self.attribution_schedule
+        _check(schedule is None or _SCHEDULE.fullmatch(schedule), "attribution_schedule",
+               "must be an EventBridge Scheduler expression such as 'cron(30 2 * * ? *)' or 'rate(1 day)', "
+               f"or empty (off), got {self.attribution_schedule!r}")
+        _check(self.attribution_schedule is None or self.data_capture_percent > 0, "attribution_schedule",
+               "reads the endpoint's captured answers: needs data_capture_percent above 0")
+        for key in ("stale_unknown_percent", "stale_coverage_percent"):
+            value = getattr(self, key)
+            _check(0.0 <= value <= 100.0, key, f"must be a percentage from 0 to 100, got {value}")
+
+    def _check_ab_test(self) -> None:
+        """An A/B test: the challenger's model.tar.gz (the live model is the other variant), a split of the traffic,
+        instances (a serverless endpoint captures nothing to compare the two by) and data capture."""
+        self.ab_split()
+        if self.ab_test is None:
+            return
+        _check(_MODEL_DATA.fullmatch(self.ab_test), "ab_test",
+               f"must be the challenger's model data, a model.tar.gz of the stage's data bucket under models/ (which "
+               f"the endpoint's role reads): s3://BUCKET/models/KEY.tar.gz, got {self.ab_test!r}")
+        _check(not self.serverless, "ab_test",
+               "needs endpoint_mode instance: a serverless endpoint captures no answers to compare the two variants by")
+        _check(self.data_capture_percent > 0, "ab_test", "needs data_capture_percent above 0: the report compares the "
+                                                         "variants by their captured answers")
+
+    def ab_split(self) -> tuple[int, int]:
+        """``ab_weights`` as the live and the challenger variant's weights."""
+        parts = self.ab_weights.split(",")
+        _check(len(parts) == 2 and all(re.fullmatch(r"\s*[1-9]\d{0,5}\s*", part) for part in parts), "ab_weights",
+               f"must be two whole numbers from 1, the live variant's and the challenger's share, e.g. '90,10', "
+               f"got {self.ab_weights!r}")
+        live, challenger = (int(part) for part in parts)
+        return live, challenger
 
     def _check_browser_access(self) -> None:
         """Guest identities sign with SigV4 (``api_auth=iam``); ``cognito`` needs a user pool; CORS names one origin."""

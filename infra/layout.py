@@ -50,7 +50,16 @@ BATCH_SHARDS_PREFIX = "batch-shards/"
 into ``sessions/scored/``; expired with the manifests."""
 FILTERS_SUFFIX = ".filters.json"
 """A run's list file: ``sessions/incoming/NAME.filters.json`` beside ``NAME.jsonl``."""
+REPORTS_PREFIX = "reports/"
+"""Summaries the stage writes about itself: ``reports/attribution/<day>.json``."""
 CAPTURE_PREFIX = "capture/"
+"""The endpoint's data capture: ``capture/<endpoint>/<variant>/yyyy/mm/dd/hh/<file>.jsonl`` (SageMaker's layout)."""
+LIVE_VARIANT = "AllTraffic"
+"""The endpoint's production variant that serves the live model."""
+CHALLENGER_VARIANT = "Challenger"
+"""The second production variant while an A/B test runs (context ``ab_test``)."""
+CAPTURES_TABLE = "captures"
+"""The Glue table over the endpoint's data capture in :func:`events_database`."""
 
 
 def stage_title(stage: str) -> str:

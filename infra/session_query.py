@@ -44,7 +44,7 @@ def rows_sql(table: str, run_literal: str, options: ReadOptions = ReadOptions())
         raise OptionError(options.time_format, f"{', '.join(ATHENA_TIME_FORMS)} (the Athena query reads no %-pattern)")
     plain_groups = re.sub(r"\(\?P<\w+>", "(", DATETIME_PATTERN.pattern)
     kind, kinds, gap = options.kind_column, options.kinds, options.gap_seconds
-    return _sql("event_rows.sql").format(
+    return read_sql("event_rows.sql").format(
         table=table, run=run_literal, session=quote_identifier(options.session_column),
         item=quote_identifier(options.item_column), time=quote_identifier(options.time_column),
         time_form=quote_string(options.time_form), datetime=f"^(?:{plain_groups})$",
@@ -60,22 +60,22 @@ def select_sql(
     table: str, run_literal: str, options: ReadOptions = ReadOptions(), max_items: int = SESSION_ITEMS_KEPT
 ) -> str:
     """The grouping SELECT over ``table`` for the run that ``run_literal`` (an SQL expression) names."""
-    return _sql("group_sessions.sql").format(rows=rows_sql(table, run_literal, options), max_items=int(max_items))
+    return read_sql("group_sessions.sql").format(rows=rows_sql(table, run_literal, options), max_items=int(max_items))
 
 
 def count_sql(table: str, run_literal: str, options: ReadOptions = ReadOptions()) -> str:
     """One row: ``rows_read``, one column per bad-row reason (:data:`REASON_COLUMNS`), ``sessions`` and
     ``other_kinds`` (rows of event kinds not read)."""
-    return _sql("count_events.sql").format(rows=rows_sql(table, run_literal, options))
+    return read_sql("count_events.sql").format(rows=rows_sql(table, run_literal, options))
 
 
 def answers_sql(table: str, run_literal: str) -> str:
     """One row over the run's transform output: ``answer_lines``, ``sessions_scored``, ``fallback_sessions``,
     ``error_lines``."""
-    return _sql("count_answers.sql").format(table=table, run=run_literal)
+    return read_sql("count_answers.sql").format(table=table, run=run_literal)
 
 
-def _sql(name: str) -> str:
+def read_sql(name: str) -> str:
     """A file of ``infra/sql/`` without its comment lines and its last line break."""
     text = (SQL_FOLDER / name).read_text(encoding="utf-8")
     return "\n".join(line for line in text.splitlines() if not line.startswith("--"))

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from infra.attribution import MAX_DAYS
 from infra.ops import (
+    ab,
     cleanup,
     event_files,
     event_runs,
@@ -28,6 +30,7 @@ from infra.ops import (
     tuning,
 )
 from infra.ops import recommend as recommending
+from infra.ops import report as reporting
 from infra.ops.cli import build_parser
 from infra.ops.deployment import load_deployment, validate_stage
 from infra.ops.errors import OpsError
@@ -169,6 +172,11 @@ def run_tune(args, session, deployment) -> int:
     return 0
 
 
+def check_report(args) -> None:
+    if not 1 <= args.days <= MAX_DAYS:
+        raise OpsError(f"--days: from 1 to {MAX_DAYS}, got {args.days}")
+
+
 def run_score(args, session, deployment) -> int:
     s3 = session.client("s3")
     submission = scoring.submit_sessions(s3, deployment.data_bucket, args.file, args.name, args.filters)
@@ -201,6 +209,18 @@ def run_recommend(args, session, deployment) -> int:
 
 def run_status(args, session, deployment) -> int:
     print(status.render(status.collect_status(session, deployment)))
+    return 0
+
+
+def run_report(args, session, deployment) -> int:
+    print(reporting.report(session, deployment, args.days))
+    return 0
+
+
+def run_ab(args, session, deployment) -> int:
+    done = ab.promote(session, deployment, args.variant)
+    print(f"{args.variant} promoted: {deployment.endpoint_name} serves {done.model_data} (model {done.model_name}) "
+          f"alone; remove ab_test from the context and deploy")
     return 0
 
 
@@ -241,7 +261,7 @@ def run_smoke(args, session) -> int:
 
 
 LOCAL_CHECKS = {"train": check_train, "tune": check_tune, "score": check_score, "score-events": check_score_events,
-                "recommend": check_recommend}
+                "recommend": check_recommend, "report": check_report}
 """What each command checks before it makes any AWS call."""
 
 LOCAL_COMMANDS = {"package-model": run_package_model}
@@ -256,6 +276,8 @@ COMMANDS = {
     "status": run_status,
     "rollback": run_rollback,
     "cleanup": run_cleanup,
+    "report": run_report,
+    "ab": run_ab,
 }
 
 

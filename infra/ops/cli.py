@@ -7,7 +7,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from infra.layout import CHALLENGER_VARIANT, LIVE_VARIANT
 from infra.ops import first_model, smoke
+
+AB_VARIANTS = (LIVE_VARIANT, CHALLENGER_VARIANT)
 
 DESCRIPTION = """\
 Operate a deployed GRU4Rec stage. Resource names come from the outputs of the stage's
@@ -24,6 +27,8 @@ examples:
   python -m infra.ops score-events clicks/ --run 2026-11-29
   python -m infra.ops recommend 1000 1001 -k 10 --exclude-seen
   python -m infra.ops status --stage prod
+  python -m infra.ops report --days 14
+  python -m infra.ops ab promote Challenger
   python -m infra.ops rollback --to gru4rec-dev-train-20261129-021710-0a1b2c3d
   python -m infra.ops cleanup --yes
   python -m infra.ops smoke --region eu-west-1
@@ -93,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
         "with --yes. After `cdk destroy`, it removes the last ones.",
     )
     tidy.add_argument("--yes", action="store_true", help="delete them (default: only list)")
+    _add_report(commands, location)
+    _add_ab(commands, location)
     _add_smoke(commands, location)
     return parser
 
@@ -116,6 +123,35 @@ Teardown, also after a failed step or Ctrl-C (not with --keep): delete the stage
 its kept buckets (every object version and delete marker) and delete them, schedule its KMS key's
 deletion (7 days), delete the models and endpoint configs the pipeline made and the stage's SSM
 parameters. --teardown STAGE does just that for a stage a --keep run left."""
+
+
+def _add_report(commands, location: argparse.ArgumentParser) -> None:
+    attribution = commands.add_parser(
+        "report",
+        parents=[location],
+        help="which model earns the clicks: captured answers joined to what the sessions did next",
+        description="Run the attribution query on Athena over the endpoint's captured answers of the last "
+        "N whole days (UTC) and the event runs that arrived since: per production variant, model version "
+        "and day, the hit rate (the next item was recommended), its mean rank and MRR, clicks on recommended "
+        "items per answer, catalogue coverage and the share of requested items the model did not know; "
+        "with two variants, the A/B comparison. Needs data capture on (data_capture_percent); Athena bills "
+        "the bytes it scans.",
+    )
+    attribution.add_argument("--days", type=int, default=7, help="whole days before today to report (1-90, default 7)")
+
+
+def _add_ab(commands, location: argparse.ArgumentParser) -> None:
+    test = commands.add_parser("ab", parents=[location], help="end the endpoint's A/B test (context key ab_test)",
+                               description="End the A/B test the context key ab_test started.")
+    actions = test.add_subparsers(dest="ab_action", required=True, metavar="ACTION")
+    promote = actions.add_parser(
+        "promote", parents=[location], help="keep one variant's model and drop the other variant",
+        description="Keep VARIANT's model: promoting Challenger rolls AllTraffic to the challenger's model through "
+        "the training pipeline's guarded rollout (rolled back on the stage's alarms), then drops the Challenger "
+        "variant and records the challenger as the live model; promoting AllTraffic only drops the challenger. "
+        "Then remove ab_test from the context and deploy.",
+    )
+    promote.add_argument("variant", choices=AB_VARIANTS, metavar="VARIANT", help=" or ".join(AB_VARIANTS))
 
 
 def _add_smoke(commands, location: argparse.ArgumentParser) -> None:

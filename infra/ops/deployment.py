@@ -1,6 +1,7 @@
 """Where a stage's resources are: read once from its stacks' CloudFormation outputs."""
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -78,6 +79,23 @@ class Deployment:
     @property
     def batch_state_machine_arn(self) -> str:
         return self.output("Batch", "BatchStateMachineArn")
+
+    @property
+    def events_workgroup(self) -> str:
+        return self.output("Batch", "EventsWorkGroup")
+
+    @property
+    def events_database(self) -> str:
+        return self.output("Batch", "EventsDatabase")
+
+    @property
+    def event_read_options(self) -> dict[str, str]:
+        """How the events table's rows are read, as ``ReadOptions`` takes them."""
+        return json.loads(self.output("Batch", "EventReadOptions"))
+
+    @property
+    def attribution_minutes(self) -> int:
+        return int(self.output("Batch", "AttributionMinutes"))
 
     @property
     def current_model_name_parameter(self) -> str:

@@ -148,6 +148,10 @@ def _copy_endpoint_config(sagemaker, current_config: str, name: str, target: Liv
     """A model ``name`` like the endpoint's current one with ``target``'s data, and an endpoint config
     ``name`` like the current one (instances or serverless settings, data capture, key) serving it."""
     config = sagemaker.describe_endpoint_config(EndpointConfigName=current_config)
+    if len(config["ProductionVariants"]) != 1:
+        names = ", ".join(v["VariantName"] for v in config["ProductionVariants"])
+        raise OpsError(f"the endpoint runs an A/B test (variants {names}): end it first with "
+                       "`infra.ops ab promote VARIANT`")
     (variant,) = config["ProductionVariants"]
     model = sagemaker.describe_model(ModelName=variant["ModelName"])
     container = dict(model["PrimaryContainer"])

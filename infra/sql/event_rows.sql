@@ -8,7 +8,9 @@
 -- becomes '<session>#<n>') and, with an event column, without consecutive repeats of an item.
 -- Placeholders (filled by infra/session_query.py):
 --   {table}      the events table (a Glue table over events/incoming/<run>/, partition column "run")
---   {run}        the run, a string literal
+--   {run}        the runs read: one string literal, or several separated by commas
+--                (the injected projection of "run" takes static values, an IN list too:
+--                https://docs.aws.amazon.com/athena/latest/ug/partition-projection-dynamic-id-partitioning.html)
 --   {session} {item} {time}   the quoted column names
 --   {time_form}  'auto', 'epoch_s', 'epoch_ms' or 'datetime' (a %-pattern is not offered here)
 --   {datetime}   the date-time form of model_code/data/event_rules.py, anchored, groups unnamed
@@ -25,7 +27,7 @@ raw AS (
            CAST({kind} AS VARCHAR) AS kind,
            "$path" AS file_path
     FROM {table}
-    WHERE run = {run}
+    WHERE run IN ({run})
 ),
 parts AS (
     SELECT raw.*,

@@ -85,8 +85,12 @@ METHOD_STATUSES = ("200", "400", "413", "415", "429", "502")
 # $context.error.validationErrorString holds quotes of its own, so it travels in a header.
 GATEWAY_ERROR_TEMPLATE = '{"error": $context.error.messageString}'
 VALIDATION_ERROR_HEADER = "X-Validation-Error"
+# the production variant that answered, which SageMaker names in InvokeEndpoint's response ("InvokedProductionVariant",
+# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_runtime_InvokeEndpoint.html): passed on, so that an
+# answer names its variant as well as its model_version while an A/B test runs
+VARIANT_HEADER = "X-Amzn-Invoked-Production-Variant"
 # headers beyond CORS's safelisted ones that a page may read from an answer
-EXPOSED_HEADERS = (RETRY_AFTER, VALIDATION_ERROR_HEADER)
+EXPOSED_HEADERS = (RETRY_AFTER, VALIDATION_ERROR_HEADER, VARIANT_HEADER)
 BAD_REQUEST_BODY_TEMPLATE = ('{"error": "the request body is not JSON or does not match the request schema: '
                              f'the {VALIDATION_ERROR_HEADER} header says where"}}')
 
@@ -324,8 +328,9 @@ def _integration_responses(config: AppConfig) -> list[apigw.IntegrationResponse]
     cors = {f"method.response.header.{name}": value
             for name, value in api_browser.response_cors_headers(config, EXPOSED_HEADERS).items()}
     retry = {f"method.response.header.{RETRY_AFTER}": f"'{RETRY_AFTER_SECONDS}'"}
+    variant = {f"method.response.header.{VARIANT_HEADER}": f"integration.response.header.{VARIANT_HEADER}"}
     return [
-        apigw.IntegrationResponse(status_code="200", response_parameters=cors or None),
+        apigw.IntegrationResponse(status_code="200", response_parameters={**variant, **cors}),
         apigw.IntegrationResponse(selection_pattern="424", status_code="400", response_parameters=cors or None,
                                   response_templates={JSON: MODEL_ERROR_TEMPLATE}),
         apigw.IntegrationResponse(selection_pattern="400", status_code="400", response_parameters=cors or None,
@@ -339,8 +344,9 @@ def _integration_responses(config: AppConfig) -> list[apigw.IntegrationResponse]
 
 
 def _method_response(config: AppConfig, status: str) -> apigw.MethodResponse:
-    """A declared method response; a 429 carries Retry-After; with CORS on, every one carries the CORS headers."""
-    names = [RETRY_AFTER] if status == "429" else []
+    """A declared method response; a 429 carries Retry-After, a 200 the variant that answered; with CORS on, every
+    one carries the CORS headers."""
+    names = {"429": [RETRY_AFTER], "200": [VARIANT_HEADER]}.get(status, [])
     names += list(api_browser.response_cors_headers(config, EXPOSED_HEADERS))
     headers = {f"method.response.header.{name}": True for name in names} or None
     return apigw.MethodResponse(

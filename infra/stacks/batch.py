@@ -22,6 +22,8 @@ list travels inside the job's model archive (``batch-models/<job>/model.tar.gz``
 """
 from __future__ import annotations
 
+import json
+
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
@@ -48,8 +50,9 @@ from infra.layout import (
 )
 from infra.log_groups import log_group_arn, log_streams_arn
 from infra.sagemaker_models import NETWORK_ISOLATION, primary_container
+from infra.stacks.attribution import Attribution
 from infra.stacks.event_sessions import PIPELINE as EVENTS_PIPELINE
-from infra.stacks.event_sessions import EventSessions
+from infra.stacks.event_sessions import EventSessions, table_option_values
 from infra.stacks.filter_packager import FilterPackager
 from infra.stacks.image import ImageStack, pull_image_statements
 from infra.stacks.session_sharder import SessionSharder
@@ -127,6 +130,9 @@ class BatchStack(cdk.Stack):
         notify_abnormal_ends(self, self.state_machine, self.topic, storage.key)
         self.rule, self.dead_letter_queue = self._trigger(config, storage)
         self.event_sessions = self._event_sessions(config, storage, image)
+        # off by default: it reads the endpoint's captured answers, which costs
+        self.attribution = (Attribution(self, "Attribution", config, storage, self.event_sessions, self.topic)
+                            if config.attribution_schedule else None)
         cdk.CfnOutput(self, "BatchStateMachineArn", value=self.state_machine.state_machine_arn,
                       description="Batch pipeline: scores each new sessions/incoming/*.jsonl file")
 
@@ -158,6 +164,15 @@ class BatchStack(cdk.Stack):
                 pipeline.state_machine.add_to_role_policy(statement)
         cdk.CfnOutput(self, "EventsStateMachineArn", value=pipeline.state_machine.state_machine_arn,
                       description=f"Events pipeline: groups and scores each run of {INCOMING_EVENTS_PREFIX}<run>/")
+        # what `infra.ops report` needs to attribute the captured answers as the stage reads its events
+        cdk.CfnOutput(self, "EventsWorkGroup", value=pipeline.workgroup_name,
+                      description="Athena workgroup of the events")
+        cdk.CfnOutput(self, "EventsDatabase", value=pipeline.database_name,
+                      description="Glue database of the events, the answers and the captures")
+        cdk.CfnOutput(self, "EventReadOptions", value=json.dumps(table_option_values(config), sort_keys=True),
+                      description="How the events table's rows are read (model_code.data.event_rules.ReadOptions)")
+        cdk.CfnOutput(self, "AttributionMinutes", value=str(config.attribution_minutes),
+                      description="How long after an answer its session's events count for it")
         return pipeline
 
     # --- states -----------------------------------------------------------------------------------

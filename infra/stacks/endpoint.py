@@ -14,7 +14,7 @@ from constructs import Construct
 
 from infra.config import AppConfig
 from infra.instance_storage import LOCAL_STORAGE_REASON, uses_volume_key
-from infra.layout import CAPTURE_PREFIX, MODELS_PREFIX
+from infra.layout import CAPTURE_PREFIX, CHALLENGER_VARIANT, LIVE_VARIANT, MODELS_PREFIX
 from infra.log_groups import log_group_arn, owned_log_group
 from infra.nag import wildcard_resource_finding
 from infra.rollout import (
@@ -28,7 +28,7 @@ from infra.stacks.image import ImageStack, pull_image_statements
 from infra.stacks.storage import StorageStack
 from infra.stacks.workflow import alarms_may_publish, volume_key, volume_key_statements
 
-VARIANT_NAME = "AllTraffic"
+VARIANT_NAME = LIVE_VARIANT
 _AUTOSCALING_SERVICE = "sagemaker.application-autoscaling.amazonaws.com"
 _AUTOSCALING_ROLE = "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
 SERVERLESS_STORAGE_REASON = ("A serverless endpoint has no instance storage volume of this stage to encrypt: "
@@ -67,6 +67,7 @@ class EndpointStack(cdk.Stack):
                                          primary_container(image.serve_image_uri, model_data, config.endpoint_name,
                                                            config.serverless))
         self.model.node.add_dependency(model_policy)
+        self.challenger_model = self._challenger_model(config, image, model_policy) if config.ab_test else None
         self.endpoint_config = self._endpoint_config(config, storage)
         self.endpoint = sagemaker.CfnEndpoint(
             self, "Endpoint", endpoint_name=self.endpoint_name,
@@ -75,8 +76,12 @@ class EndpointStack(cdk.Stack):
         )
         self.endpoint.add_property_override("ExcludeRetainedVariantProperties",
                                             RETAINED_VARIANT_PROPERTIES["ExcludeRetainedVariantProperties"])
-        # the same guardrails the training pipeline and the operator CLI's rollback use
-        self.endpoint.add_property_override("DeploymentConfig", deployment_config(config))
+        # the same guardrails the training pipeline and the operator CLI's rollback use; not while an A/B test runs:
+        # SageMaker's guarded updates keep the variants' names ("Exclusions",
+        # https://docs.aws.amazon.com/sagemaker/latest/dg/deployment-guardrails-exclusions.html), and starting or
+        # ending a test adds or removes one
+        if not config.ab_test:
+            self.endpoint.add_property_override("DeploymentConfig", deployment_config(config))
         # SageMaker executes the template's own DeploymentConfig, not the last update's
         self.endpoint.add_property_override("RetainDeploymentConfig", False)
         # SageMaker writes the endpoint's container logs here: the group exists, encrypted and with its
@@ -140,14 +145,31 @@ class EndpointStack(cdk.Stack):
         )
         return role, policy
 
+    def _challenger_model(self, config: AppConfig, image: ImageStack, model_policy: iam.Policy) -> sagemaker.CfnModel:
+        """The A/B test's second model (``ab_test``): a model.tar.gz of the stage's ``models/``, served by the same
+        image under the same role. Its answers name its own ``model_version``; a registry version plugs in here
+        as its model data."""
+        model = sagemaker.CfnModel(self, "ChallengerModel", execution_role_arn=self.model_role.role_arn,
+                                   enable_network_isolation=endpoint_network_isolation(config.serverless))
+        model.add_property_override("PrimaryContainer", primary_container(image.serve_image_uri, config.ab_test,
+                                                                          config.endpoint_name, config.serverless))
+        model.node.add_dependency(model_policy)
+        return model
+
     def _endpoint_config(self, config: AppConfig, storage: StorageStack) -> sagemaker.CfnEndpointConfig:
         endpoint_config = sagemaker.CfnEndpointConfig(
             self, "EndpointConfig", production_variants=[sagemaker.CfnEndpointConfig.ProductionVariantProperty(
                 variant_name=VARIANT_NAME, model_name=self.model.attr_model_name)],
         )
-        # the same variant and settings the training pipeline gives the endpoint configs it creates
-        endpoint_config.add_property_override("ProductionVariants",
-                                              [production_variant(config, self.model.attr_model_name)])
+        # the same variant and settings the training pipeline gives the endpoint configs it creates, and the
+        # challenger's beside it while an A/B test runs
+        variants = [production_variant(config, self.model.attr_model_name)]
+        if self.challenger_model is not None:
+            live_weight, challenger_weight = config.ab_split()
+            variants = [{**variants[0], "InitialVariantWeight": live_weight},
+                        production_variant(config, self.challenger_model.attr_model_name, CHALLENGER_VARIANT,
+                                           challenger_weight)]
+        endpoint_config.add_property_override("ProductionVariants", variants)
         for key, value in endpoint_config_settings(config, storage).items():
             endpoint_config.add_property_override(key, value)
         if not uses_endpoint_volume_key(config):
@@ -286,10 +308,10 @@ def uses_endpoint_volume_key(config: AppConfig) -> bool:
     return not config.serverless and uses_volume_key(config.endpoint_instance_type)
 
 
-def production_variant(config: AppConfig, model_name: str) -> dict:
-    """The endpoint's one variant, as CloudFormation and CreateEndpointConfig both spell it: instances, or
-    a serverless variant (memory and concurrency instead of an instance type and count)."""
-    variant: dict = {"VariantName": VARIANT_NAME, "ModelName": model_name, "InitialVariantWeight": 1}
+def production_variant(config: AppConfig, model_name: str, name: str = VARIANT_NAME, weight: int = 1) -> dict:
+    """A variant of the endpoint (the live one unless named), as CloudFormation and CreateEndpointConfig both spell
+    it: instances, or a serverless variant (memory and concurrency instead of an instance type and count)."""
+    variant: dict = {"VariantName": name, "ModelName": model_name, "InitialVariantWeight": weight}
     if config.serverless:
         variant["ServerlessConfig"] = config.serverless_config()
     else:

@@ -36,10 +36,14 @@ from constructs import Construct
 from infra.config import AppConfig
 from infra.layout import (
     ATHENA_RESULTS_PREFIX,
+    CAPTURE_PREFIX,
+    CAPTURES_TABLE,
+    CHALLENGER_VARIANT,
     EVENTS_RUN_DAYS,
     EVENTS_TABLE,
     GROUPED_SESSIONS_PREFIX,
     INCOMING_EVENTS_PREFIX,
+    LIVE_VARIANT,
     RUN_MARKER,
     SCORED_SESSIONS_PREFIX,
     events_database,
@@ -77,14 +81,22 @@ ANSWERS_TABLE = "answers"
 ANSWER_COLUMNS = {"session_id": "string", "fallback": "boolean", "error": "string"}
 """What count_answers.sql reads of each output line (inference/contracts.py); the other keys are skipped."""
 HIVE_JSON_SERDE = "org.apache.hive.hcatalog.data.JsonSerDe"
+OPENX_JSON_SERDE = "org.openx.data.jsonserde.JsonSerDe"
+_CAPTURED_PART = "struct<observedContentType:string,mode:string,data:string,encoding:string>"
+CAPTURE_COLUMNS = {
+    "captureData": f"struct<endpointInput:{_CAPTURED_PART},endpointOutput:{_CAPTURED_PART}>",
+    "eventMetadata": "struct<eventId:string,inferenceTime:string>",
+}
+"""What infra/sql/attribute_answers.sql reads of each captured line (SageMaker's data capture format)."""
 EXECUTION_TIMEOUT = cdk.Duration.days(EVENTS_RUN_DAYS)
 LAZY_SIMPLE_SERDE = "org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe"
 RUN_SLOT, BUCKET_SLOT = "{run}", "{bucket}"
 
 
-def table_options(config: AppConfig) -> ReadOptions:
-    """The reading options of the Glue table: Athena folds column names to lower case."""
-    return ReadOptions(
+def table_option_values(config: AppConfig) -> dict[str, str]:
+    """The reading options of the Glue table, as :class:`ReadOptions` takes them: Athena folds column names
+    to lower case."""
+    return dict(
         session_column=config.events_session_column.lower(),
         item_column=config.events_item_column.lower(),
         time_column=config.events_time_column.lower(),
@@ -95,6 +107,11 @@ def table_options(config: AppConfig) -> ReadOptions:
         event_column=config.events_event_column.lower(),
         event_types=config.events_event_types,
     )
+
+
+def table_options(config: AppConfig) -> ReadOptions:
+    """The reading options of the Glue table (:func:`table_option_values`)."""
+    return ReadOptions(**table_option_values(config))
 
 
 def query_template(config: AppConfig, database: str) -> str:
@@ -149,6 +166,7 @@ class EventSessions(Construct):
         database = self._database(config)
         self.table = self._events_table(config, storage, database)
         self.answers_table = self._answers_table(storage, database)
+        self.captures_table = self._captures_table(config, storage, database)
         self.workgroup = self._workgroup(config, storage)
         on_failure = notify_and_fail(self, config, topic, PIPELINE, {"run": "$run", "job": "$jobName"})
         models = sagemaker_arn(self, "model", f"{job_name_prefix}*")
@@ -183,6 +201,45 @@ class EventSessions(Construct):
         """The run's transform output: one JSON line per session, the columns count_answers.sql reads."""
         return self._run_table("AnswersTable", ANSWERS_TABLE, storage, SCORED_SESSIONS_PREFIX, database, ANSWER_COLUMNS,
                                glue.CfnTable.SerdeInfoProperty(serialization_library=HIVE_JSON_SERDE), {})
+
+    def _captures_table(self, config: AppConfig, storage: StorageStack, database: glue.CfnDatabase) -> glue.CfnTable:
+        """The endpoint's captured requests and answers, partitioned by projection as SageMaker lays them out
+        (``capture/<endpoint>/<variant>/yyyy/mm/dd/hh/``): the variant, the day (within the captures' retention)
+        and the hour. The OpenX JSON SerDe matches the capture's camel-case keys to the columns whatever their case
+        (https://docs.aws.amazon.com/athena/latest/ug/openx-json-serde.html)."""
+        location = f"s3://{storage.bucket.bucket_name}/{CAPTURE_PREFIX}{config.endpoint_name}/"
+        parameters = {
+            "projection.enabled": "true",
+            "projection.variant.type": "enum",
+            "projection.variant.values": f"{LIVE_VARIANT},{CHALLENGER_VARIANT}",
+            "projection.day.type": "date",
+            "projection.day.format": "yyyy/MM/dd",
+            "projection.day.range": f"NOW-{config.capture_expiration_days}DAYS,NOW",
+            "projection.day.interval": "1",
+            "projection.day.interval.unit": "DAYS",
+            "projection.hour.type": "integer",
+            "projection.hour.range": "0,23",
+            "projection.hour.digits": "2",
+            "storage.location.template": location + "${variant}/${day}/${hour}/",
+        }
+        table = glue.CfnTable(
+            self, "CapturesTable", catalog_id=cdk.Stack.of(self).account, database_name=self.database_name,
+            table_input=glue.CfnTable.TableInputProperty(
+                name=CAPTURES_TABLE, table_type="EXTERNAL_TABLE", parameters=parameters,
+                partition_keys=[glue.CfnTable.ColumnProperty(name=name, type="string")
+                                for name in ("variant", "day", "hour")],
+                storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
+                    location=location,
+                    columns=[glue.CfnTable.ColumnProperty(name=column, type=kind)
+                             for column, kind in CAPTURE_COLUMNS.items()],
+                    input_format="org.apache.hadoop.mapred.TextInputFormat",
+                    output_format="org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
+                    serde_info=glue.CfnTable.SerdeInfoProperty(serialization_library=OPENX_JSON_SERDE),
+                ),
+            ),
+        )
+        table.node.add_dependency(database)
+        return table
 
     def _run_table(self, construct_id: str, name: str, storage: StorageStack, prefix: str, database: glue.CfnDatabase,
                    columns: dict[str, str], serde: glue.CfnTable.SerdeInfoProperty,

@@ -30,14 +30,17 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from infra.config import AppConfig
+from infra.layout import CHALLENGER_VARIANT, LIVE_VARIANT
 from infra.rollout import rollback_alarm_names
+from infra.stacks.attribution import METRICS_NAMESPACE
 from infra.stacks.training import CHAMPION_PREFIX, REPORTED_METRICS, VALIDATION_PREFIX
 from infra.stage_metrics import PIPELINES, StageMetrics
 
 COST_TAG = "stage"
 """The tag app_builder puts on every resource, and the budget's filter (``user:stage$<stage>``)."""
 ENDPOINT_ALARM_TOPIC = "endpoint-alarms"
-PIPELINE_TOPICS = {"training": "training-failures", "batch": "batch-failures", "events": "batch-failures"}
+PIPELINE_TOPICS = {"training": "training-failures", "batch": "batch-failures", "events": "batch-failures",
+                   "attribution": "batch-failures"}
 WIDTH = 24
 
 
@@ -98,7 +101,8 @@ class MonitoringStack(cdk.Stack):
         endpoint_topic = self.topic(ENDPOINT_ALARM_TOPIC)
         for alarm in alarms.values():
             alarm.add_alarm_action(cloudwatch_actions.SnsAction(endpoint_topic))
-        for pipeline in PIPELINES:
+        # the daily attribution's state machine exists only with its schedule
+        for pipeline in PIPELINES + (("attribution",) if config.attribution_schedule else ()):
             alarm = metrics.abnormal_ends(pipeline).create_alarm(
                 self, f"{pipeline.capitalize()}FailuresAlarm", alarm_name=f"{prefix}-{pipeline}-failures",
                 threshold=1, evaluation_periods=1,
@@ -107,7 +111,39 @@ class MonitoringStack(cdk.Stack):
                 alarm_description=f"Executions of {prefix}-{pipeline} failed, timed out or were aborted")
             alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.topic(PIPELINE_TOPICS[pipeline])))
             alarms[f"{pipeline}-failures"] = alarm
+        if config.attribution_schedule:
+            for key, alarm in self._staleness_alarms().items():
+                alarm.add_alarm_action(cloudwatch_actions.SnsAction(endpoint_topic))
+                alarms[key] = alarm
         return alarms
+
+    def attribution_metric(self, name: str, variant: str = LIVE_VARIANT,
+                           statistic: str = "Average") -> cloudwatch.Metric:
+        """One of the daily attribution's metrics (``infra.stacks.attribution``) of a variant, per day."""
+        return cloudwatch.Metric(namespace=METRICS_NAMESPACE, metric_name=name, statistic=statistic,
+                                 dimensions_map={"Stage": self.config.stage, "Variant": variant},
+                                 period=cdk.Duration.days(1), label=variant)
+
+    def _staleness_alarms(self) -> dict[str, cloudwatch.Alarm]:
+        """A live model that no longer knows the catalogue: too many requested items it does not know, or its
+        answers cover too little of the items visitors view. One day's figure each (the attribution runs daily);
+        a day without a figure leaves the alarm as it is."""
+        config, prefix = self.config, self.config.resource_prefix
+        unknown, coverage = config.stale_unknown_percent, config.stale_coverage_percent
+        return {
+            "stale-unknown-items": self.attribution_metric("UnknownShare", statistic="Maximum").create_alarm(
+                self, "StaleUnknownItemsAlarm", alarm_name=f"{prefix}-stale-unknown-items", threshold=unknown / 100,
+                evaluation_periods=1, comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.IGNORE,
+                alarm_description=f"More than {unknown:g}% of the items requested of the live model were unknown to it "
+                                  "in a day: retrain on recent events"),
+            "stale-coverage": self.attribution_metric("Coverage", statistic="Minimum").create_alarm(
+                self, "StaleCoverageAlarm", alarm_name=f"{prefix}-stale-coverage", threshold=coverage / 100,
+                evaluation_periods=1, comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.IGNORE,
+                alarm_description=f"The live model's answers covered less than {coverage:g}% of the items visitors "
+                                  "viewed in a day"),
+        }
 
     # --- budget -------------------------------------------------------------------------------------
 
@@ -147,8 +183,11 @@ class MonitoringStack(cdk.Stack):
     def _dashboard(self) -> cloudwatch.Dashboard:
         dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=self.config.resource_prefix,
                                          default_interval=cdk.Duration.hours(24))
-        for row in (self._alarm_row(), self._api_row(), self._endpoint_row(), self._pipeline_row(),
-                    self._training_row(), self._requests_row()):
+        rows = [self._alarm_row(), self._api_row(), self._endpoint_row(), self._pipeline_row(),
+                self._training_row(), self._requests_row()]
+        if self.config.attribution_schedule:
+            rows.append(self._attribution_row())
+        for row in rows:
             dashboard.add_widgets(*row)
         for alarm in self.alarms.values():
             dashboard.node.add_dependency(alarm)
@@ -242,6 +281,24 @@ class MonitoringStack(cdk.Stack):
                    right=[requests("UnknownItemShare", endpoint, "Average", "mean share per request")]),
             _graph("Sessions scored", [requests("Sessions", batch, label="batch and events pipelines")],
                    right=[requests("Sessions", endpoint, label="endpoint")]),
+        ]
+
+    def _attribution_row(self) -> list[cloudwatch.IWidget]:
+        """The daily attribution per variant: hit rate, and the two staleness figures against their bounds."""
+        config = self.config
+
+        def per_variant(name: str) -> list[cloudwatch.IMetric]:
+            return [self.attribution_metric(name, variant) for variant in (LIVE_VARIANT, CHALLENGER_VARIANT)]
+
+        def bound(percent: float) -> list[cloudwatch.HorizontalAnnotation]:
+            return [cloudwatch.HorizontalAnnotation(value=percent / 100, label="stale")]
+
+        return [
+            _graph("Hit rate: next item among the recommendations (daily)", per_variant("HitRate"), width=WIDTH // 3),
+            _graph("Catalogue coverage of the answers (daily)", per_variant("Coverage"), width=WIDTH // 3,
+                   annotations=bound(config.stale_coverage_percent)),
+            _graph("Requested items unknown to the model (daily)", per_variant("UnknownShare"), width=WIDTH // 3,
+                   annotations=bound(config.stale_unknown_percent)),
         ]
 
 

@@ -35,6 +35,8 @@ ENVIRONMENT_VARIABLES = ("CDK_DEFAULT_ACCOUNT", "CDK_DEFAULT_REGION")
 TEST_ONLY_CONTEXT = {
     "aws:cdk:disable-asset-staging": True,
     "notification_email": "ops@example.com",
+    # capture is off by default; the tests' stage captures, so that its templates hold the capture settings
+    "data_capture_percent": 10,
 }
 
 
@@ -170,6 +172,11 @@ VARIANTS = {
         "api_auth": "cognito",
         "cors_allowed_origins": "https://shop.example.com:8443",
         "api_user_pool_arn": "arn:aws:cognito-idp:eu-west-1:123456789012:userpool/eu-west-1_Ab12cD",
+    },
+    "ab_test": {
+        "ab_test": "s3://gru4rec-dev-data/models/job-2/output/model.tar.gz",
+        "ab_weights": "80,20",
+        "attribution_schedule": "cron(30 2 * * ? *)",
     },
 }
 

@@ -2,7 +2,8 @@
 
 The variants (tests/infra/conftest.py ``VARIANTS``): the default stage; serverless with provisioned
 concurrency; GPU training with NVMe transform and endpoint types; retraining on a schedule and on new data
-with a budget; a prod stage with ``api_key`` auth, a linear rollout and ``valid_days=0``; a storefront with guest
+with a budget; a prod stage with ``api_key`` auth, a linear rollout and ``valid_days=0``; an A/B test with the daily
+attribution; a storefront with guest
 identities, CORS and the web firewall; a storefront with a Cognito user pool authorizer. Each is synthesized
 once per session. Every rule has a negative control: the fault it exists for, planted back into a synthesized
 variant, is reported.

@@ -8,6 +8,7 @@ import pytest
 
 from infra.config import PROJECT_ROOT, WAF_RATE_LIMIT_RANGE, AppConfig, ConfigError
 from model_code.data.event_rules import ReadOptions
+from tests.infra.conftest import cdk_json_context
 
 
 @pytest.fixture
@@ -88,6 +89,16 @@ def test_relative_artifact_path_is_resolved_against_the_project_root(tmp_path):
         ("recall_threshold", 1.5, "between 0 and 1"),
         ("recall_threshold", "high", "must be a number"),
         ("data_capture_percent", 101, "between 0 (off) and 100"),
+        ("attribution_minutes", 0, "1 to 1440 minutes"),
+        ("attribution_minutes", 1441, "1 to 1440 minutes"),
+        ("attribution_schedule", "daily", "EventBridge Scheduler expression"),
+        ("stale_unknown_percent", 101, "percentage from 0 to 100"),
+        ("stale_coverage_percent", -1, "percentage from 0 to 100"),
+        ("ab_weights", "90", "two whole numbers"),
+        ("ab_weights", "90,0", "two whole numbers"),
+        ("ab_weights", "a,b", "two whole numbers"),
+        ("ab_test", "models/x/model.tar.gz", "s3://BUCKET/models/KEY.tar.gz"),
+        ("ab_test", "s3://bucket/elsewhere/model.tar.gz", "s3://BUCKET/models/KEY.tar.gz"),
         ("use_spot", "yes", "true or false"),
         ("api_auth", "oauth", "one of"),
         (
@@ -400,3 +411,26 @@ def test_bad_training_hyperparameters_are_refused_by_name(artifact, value, words
     with pytest.raises(ConfigError, match="training_hyperparameters") as caught:
         AppConfig.from_mapping({"initial_model_artifact": artifact, "training_hyperparameters": value})
     assert words in str(caught.value)
+
+
+def test_capture_and_its_attribution_are_off_unless_asked(artifact):
+    """Capture reads visitors' requests and costs storage: off by default, and the daily attribution, which
+    reads it, needs it on."""
+    assert AppConfig().data_capture_percent == 0 and AppConfig().attribution_schedule is None
+    assert cdk_json_context()["data_capture_percent"] == 0 and cdk_json_context()["attribution_schedule"] == ""
+    with pytest.raises(ConfigError, match="attribution_schedule.*needs data_capture_percent"):
+        AppConfig(initial_model_artifact=artifact, attribution_schedule="rate(1 day)")
+    config = AppConfig(initial_model_artifact=artifact, attribution_schedule="rate(1 day)", data_capture_percent=5)
+    assert config.attribution_schedule == "rate(1 day)"
+
+
+def test_an_ab_test_needs_instances_and_capture(artifact):
+    challenger = "s3://bucket/models/job-2/output/model.tar.gz"
+    with pytest.raises(ConfigError, match="needs data_capture_percent"):
+        AppConfig(initial_model_artifact=artifact, ab_test=challenger)
+    with pytest.raises(ConfigError, match="needs endpoint_mode instance"):
+        AppConfig(initial_model_artifact=artifact, ab_test=challenger, data_capture_percent=10,
+                  endpoint_mode="serverless")
+    config = AppConfig(initial_model_artifact=artifact, ab_test=challenger, data_capture_percent=10,
+                       ab_weights="80, 20")
+    assert config.ab_split() == (80, 20)

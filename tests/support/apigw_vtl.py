@@ -288,21 +288,38 @@ def select_integration_response(responses: list[dict], backend_status: int) -> d
     return defaults[0]
 
 
-def integration_answer(integration: dict, backend_status: int, backend_body: str) -> Answer:
+def integration_answer(integration: dict, backend_status: int, backend_body: str,
+                       backend_headers: dict[str, str] | None = None) -> Answer:
     """The method's answer to a back-end response, given the synthesized ``Integration`` property."""
     response = select_integration_response(integration["IntegrationResponses"], backend_status)
     template = response.get("ResponseTemplates", {}).get(JSON)
     context = Context()
     body = backend_body if template is None else render(template, backend_body, context)
-    headers = {name.removeprefix("method.response.header."): _static_value(value)
-               for name, value in response.get("ResponseParameters", {}).items()}
+    headers = {}
+    for name, value in response.get("ResponseParameters", {}).items():
+        mapped = _mapped_value(value, backend_headers or {})
+        if mapped is not None:
+            headers[name.removeprefix("method.response.header.")] = mapped
     headers.update(context.responseOverride.header.values)
     return Answer(context.responseOverride.status or int(response["StatusCode"]), body, headers)
 
 
+INTEGRATION_HEADER = "integration.response.header."
+
+
+def _mapped_value(expression: str, backend_headers: dict[str, str]) -> str | None:
+    """A static 'value', or a header of the back end's response (None where it sent none: the header is left out).
+    "Map data to method response": https://docs.aws.amazon.com/apigateway/latest/developerguide/request-response-data-mappings.html"""
+    if expression.startswith(INTEGRATION_HEADER):
+        wanted = expression.removeprefix(INTEGRATION_HEADER).lower()
+        return next((value for name, value in backend_headers.items() if name.lower() == wanted), None)
+    return _static_value(expression)
+
+
 def _static_value(expression: str) -> str:
     if not (len(expression) >= 2 and expression[0] == expression[-1] == "'"):
-        raise UndocumentedBehaviour(f"mapping {expression!r}: this stand-in maps only static 'values'")
+        raise UndocumentedBehaviour(f"mapping {expression!r}: this stand-in maps only static 'values' and the back "
+                                    "end's headers")
     return expression[1:-1]
 
 

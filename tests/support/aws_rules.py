@@ -370,12 +370,15 @@ def _service_allowed(document: dict, service: str, action: str, resource: str) -
 # --- guardrails ---------------------------------------------------------------------------------------
 
 def deployment_configs(app: AppView) -> Iterator[tuple[str, dict, list[str]]]:
-    """(where, DeploymentConfig, roles that must read its alarms) of the endpoint and of every UpdateEndpoint call."""
+    """(where, DeploymentConfig, roles that must read its alarms) of the endpoint (none while an A/B test changes its
+    variants: tests/infra/stacks/test_endpoint_ab.py) and of every UpdateEndpoint call."""
     models = {f"{logical_id.lower()}-modelname": model["ExecutionRoleArn"]
               for _, logical_id, model in app.resources("AWS::SageMaker::Model")}
     configs = {f"{logical_id.lower()}-endpointconfigname": config
                for _, logical_id, config in app.resources("AWS::SageMaker::EndpointConfig")}
     for stack, logical_id, endpoint in app.resources("AWS::SageMaker::Endpoint"):
+        if "DeploymentConfig" not in endpoint:
+            continue
         config = configs[endpoint["EndpointConfigName"]]
         roles = [models[v["ModelName"]] for v in config["ProductionVariants"]]
         yield f"{stack}/{logical_id}", endpoint["DeploymentConfig"], roles

@@ -176,6 +176,16 @@ def test_recommendations_pass_through_unchanged(integration, promised):
     check(answer, promised, "200")
 
 
+def test_an_answer_names_the_variant_that_gave_it(integration, promised):
+    """SageMaker's X-Amzn-Invoked-Production-Variant goes on to the caller (an A/B test's two variants);
+    without it (negative control) no header is made up."""
+    answer_text = '{"recommendations": [], "unknown_items": 0, "model_version": "v2"}'
+    answer = vtl.integration_answer(integration, 200, answer_text, {"x-amzn-invoked-production-variant": "Challenger"})
+    assert answer.headers == {"X-Amzn-Invoked-Production-Variant": "Challenger"}
+    check(answer, promised, "200")
+    assert vtl.integration_answer(integration, 200, answer_text).headers == {}
+
+
 @pytest.mark.parametrize("case", sorted(BAD_REQUESTS) + ["too many sessions"])
 def test_the_containers_own_error_passes_through_with_its_status_and_body(integration, container, promised, case):
     request_body = {"sessions": [{"items": ["a"]}] * 10_001} if case == "too many sessions" else BAD_REQUESTS[case]
