@@ -45,12 +45,15 @@ from infra.layout import (
     tuning_job_prefix,
 )
 from infra.log_groups import log_group_arn, log_streams_arn
+from infra.registry import REJECTED, approval_on_pass
 from infra.rollout import (MAX_EXECUTION_TIMEOUT_SECONDS, RETAINED_VARIANT_PROPERTIES, deployment_config,
                            read_rollback_alarms_statement)
 from infra.tuning import MAX_RUNTIME_SECONDS, MAX_WARM_START_PARENTS, WARM_START_TYPE, tuning_job_config
 from infra.sagemaker_models import NETWORK_ISOLATION, endpoint_network_isolation, primary_container
 from infra.stacks.endpoint import EndpointStack, endpoint_config_settings, production_variant, uses_endpoint_volume_key
 from infra.stacks.image import ImageStack, pull_image_statements
+from infra.stacks.model_versions import (passed_verdict, record_version, rollout_entry, rollout_on_approval,
+                                         versions_arn)
 from infra.stacks.storage import StorageStack
 from infra.stacks.workflow import (
     STATE_MACHINE_SERVICE_WILDCARDS,
@@ -138,17 +141,25 @@ class TrainingStack(cdk.Stack):
         self.training_role = self._training_role(config, storage, image)
         self.topic = failure_topic(self, config, storage.key, "training")
         on_failure = notify_and_fail(self, config, self.topic, "training", {"job": "$jobName"})
-        deploy = self._deploy(config, storage, image, endpoint, on_failure)
+        rollout = self._deploy(config, storage, image, endpoint, on_failure)
+        # a manual stage's model waits in the registry until a person approves it (then the approval's event rolls it out)
+        after_registration = (rollout if config.approval_mode == "auto"
+                              else sfn.Succeed.jsonata(self, "Awaiting approval", outputs=self._outputs(config)))
+        ship = self._record_version(config, storage, image, on_failure, "", approval_on_pass(config),
+                                    passed_verdict(gate_metric(config), config.recall_threshold)).next(after_registration)
         if refits(config):
-            deploy = self._refit(config, storage, image, on_failure).next(deploy)
-        definition = sfn.Chain.start(self._name_the_job(config, storage)).next(self._read_tuned_settings(config, on_failure))
+            ship = self._refit(config, storage, image, on_failure).next(ship)
+        training = sfn.Chain.start(self._name_the_job(config, storage)).next(self._read_tuned_settings(config, on_failure))
         if config.valid_days:
-            definition = definition.next(self._read_live_model(config, on_failure))
+            training = training.next(self._read_live_model(config, on_failure))
         train = self._train(config, storage, image, on_failure)
-        train.next(self._quality_gate(config, on_failure, deploy))
-        definition = definition.next(self._tuning(config, storage, image, on_failure, train) if config.tune_every_days
-                                     else train)
+        reject = self._record_version(config, storage, image, on_failure, "rejected ", REJECTED, "$states.input.Cause")
+        reject.next(on_failure)
+        train.next(self._quality_gate(config, reject, ship))
+        training.next(self._tuning(config, storage, image, on_failure, train) if config.tune_every_days else train)
+        definition = rollout_entry(self, config, on_failure, rollout, training)
         self.state_machine = pipeline_state_machine(self, config, storage.key, "training", definition, _timeout(config))
+        self.approval_trigger = rollout_on_approval(self, config, storage.key, self.state_machine)
         self._grant_pipeline(config, storage, endpoint)
         notify_abnormal_ends(self, self.state_machine, self.topic, storage.key)
         if config.retrain_schedule:
@@ -227,6 +238,8 @@ class TrainingStack(cdk.Stack):
             "testChannel": _channel("test", f"s3://{bucket}/{TRAINING_TEST_PREFIX}"),
             "champion": "{% null %}",
             "championRecall": "{% null %}",
+            "metrics": {},
+            "modelPackage": "{% null %}",
             "polls": 0,
             "busyPolls": 0,
         })
@@ -275,6 +288,7 @@ class TrainingStack(cdk.Stack):
                                   "modelData": "{% $states.result.ModelArtifacts.S3ModelArtifacts %}",
                                   "recall": _final_metric(gate_metric(config)),
                                   "championRecall": _final_metric(CHAMPION_PREFIX + REPORTED_METRICS[0]),
+                                  "metrics": "{% $merge($append([{}], $states.result.FinalMetricDataList.{MetricName: Value})) %}",
                               })
         add_capacity_retries(train)
         train.add_catch(on_failure)
@@ -413,8 +427,9 @@ class TrainingStack(cdk.Stack):
                                              "LocalPath": CHECKPOINT_LOCAL_PATH}
         return arguments
 
-    def _quality_gate(self, config: AppConfig, on_failure: sfn.IChainable, deploy: sfn.IChainable) -> sfn.Choice:
-        """Deploy only a model whose Recall@20 (validation, else test) is at least ``recall_threshold``."""
+    def _quality_gate(self, config: AppConfig, reject: sfn.IChainable, deploy: sfn.IChainable) -> sfn.Choice:
+        """Deploy only a model whose Recall@20 (validation, else test) is at least ``recall_threshold``; a model that
+        fails is registered as Rejected (``reject``) with the failure's cause, then the execution fails with it."""
         threshold = repr(float(config.recall_threshold))
         metric = gate_metric(config)
         hint = (f"does the training data span more than valid_days ({config.valid_days:g}) days, and do its last days "
@@ -438,17 +453,18 @@ class TrainingStack(cdk.Stack):
             "below it; the endpoint keeps its current model'",
         )
         return (sfn.Choice.jsonata(self, "Quality gate")
-                .when(sfn.Condition.jsonata("{% $recall = null %}"), no_metric.next(on_failure))
-                .when(sfn.Condition.jsonata("{% $recall < " + threshold + " %}"), below.next(on_failure))
+                .when(sfn.Condition.jsonata("{% $recall = null %}"), no_metric.next(reject))
+                .when(sfn.Condition.jsonata("{% $recall < " + threshold + " %}"), below.next(reject))
                 .when(sfn.Condition.jsonata("{% $championRecall != null and $recall < $championRecall - " + tolerance + " %}"),
-                      below_champion.next(on_failure))
+                      below_champion.next(reject))
                 .otherwise(deploy))
 
     def _deploy(self, config: AppConfig, storage: StorageStack, image: ImageStack, endpoint: EndpointStack,
                 on_failure: sfn.IChainable) -> sfn.IChainable:
         """Model -> endpoint config -> endpoint update -> wait until it serves the model -> record the live model."""
         names = f"{self.job_name_prefix}*"
-        tags = resource_tags(config, pipeline="training", **{"training-job": "{% $jobName %}"})
+        tags = resource_tags(config, pipeline="training", **{"training-job": "{% $jobName %}",
+                                                              "model-package": "{% $modelPackage %}"})
         create_model = tasks.CallAwsService.jsonata(
             self, "Create model", service="sagemaker", action="createModel",
             iam_resources=[sagemaker_arn(self, "model", names)],
@@ -567,15 +583,29 @@ class TrainingStack(cdk.Stack):
             )
             record.add_catch(on_failure)
             records.append(record)
-        done = sfn.Succeed.jsonata(self, "Done", outputs={
+        done = sfn.Succeed.jsonata(self, "Done", outputs=self._outputs(config))
+        return records[0].next(records[1]).next(done)
+
+    def _outputs(self, config: AppConfig) -> dict:
+        """What an execution that registered a model ends with: the model, its registry version, the gate's figures."""
+        return {
             "model": "{% $jobName %}", "modelData": "{% $modelData %}", gate_metric(config): "{% $recall %}",
+            "modelPackage": "{% $modelPackage %}",
             "gated": {"job": "{% $gatedJob %}", gate_metric(config): "{% $recall %}",
                       "champion": "{% $champion %}", CHAMPION_PREFIX + REPORTED_METRICS[0]: "{% $championRecall %}"},
             "shipped": {"job": "{% $jobName %}", "modelData": "{% $modelData %}",
                         "refit": "{% $jobName != $gatedJob %}"},
             "window": "{% $window %}",
-        })
-        return records[0].next(records[1]).next(done)
+        }
+
+    def _record_version(self, config: AppConfig, storage: StorageStack, image: ImageStack, on_failure: sfn.IChainable,
+                        label: str, status: str, verdict: str) -> sfn.Chain:
+        """Register the model the run holds (``$jobName``, ``$modelData``) with ``status`` (``model_versions``)."""
+        gate = {"metric": gate_metric(config), "floor": float(config.recall_threshold),
+                "tolerance": float(config.gate_tolerance)}
+        images = {"training": image.training_image_uri, "serve": image.serve_image_uri}
+        return record_version(self, config, storage.objects_arn(MODELS_PREFIX), images, on_failure, label, status,
+                              verdict, gate)
 
     # --- permissions ------------------------------------------------------------------------------
 
@@ -641,6 +671,7 @@ class TrainingStack(cdk.Stack):
         """What the state machine does beyond its CallAwsService tasks (which grant their own calls)."""
         names = f"{self.job_name_prefix}*"
         models, configs = sagemaker_arn(self, "model", names), sagemaker_arn(self, "endpoint-config", names)
+        versions = versions_arn(self, config)
         statements = [
             *sync_job_statements(self, "training-job", self.job_name_prefix, "StepFunctionsGetEventsForSageMakerTrainingJobsRule"),
             iam.PolicyStatement(sid="PassRolesToSageMaker", actions=["iam:PassRole"],
@@ -649,6 +680,10 @@ class TrainingStack(cdk.Stack):
             # tags given at creation are authorized as AddTags
             iam.PolicyStatement(sid="TagModelsAndEndpointConfigs", actions=["sagemaker:AddTags"], resources=[models, configs]),
             read_rollback_alarms_statement(self, config),
+            iam.PolicyStatement(sid="TagModelVersions", actions=["sagemaker:AddTags"], resources=[versions]),
+            # the bucket encrypts the evaluation reports with the stage's key
+            iam.PolicyStatement(sid="EncryptEvaluationReports", actions=["kms:GenerateDataKey"],
+                                resources=[storage.key.key_arn]),
         ]
         # CreateTrainingJob and UpdateEndpoint with a volume key: the caller lets SageMaker grant the key too
         if uses_volume_key(config.training_instance_type) or uses_endpoint_volume_key(config):
@@ -670,6 +705,10 @@ class TrainingStack(cdk.Stack):
             sagemaker_arn(self, "training-job", names): f"Training jobs {names}. " + reason,
             models: f"Models {names} (named after their training job). " + reason,
             configs: f"Endpoint configurations {names} (named after their training job). " + reason,
+            versions: f"The versions of the stage's model package group {config.model_package_group_name}, numbered by "
+                      "SageMaker as they are registered: this group's only.",
+            storage.objects_arn(MODELS_PREFIX): "Each model's evaluation report goes beside its archive, "
+                                                "models/<job name>/evaluation.json: this prefix only.",
         })
 
     def _tuning_statements(self, config: AppConfig) -> list[iam.PolicyStatement]:
