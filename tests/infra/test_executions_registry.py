@@ -11,13 +11,15 @@ import json
 
 import boto3
 import pytest
+from moto.events.models import EventPattern
 
 from infra.registry import APPROVED, CONTENT_TYPES, METRICS_GROUP, PENDING, REJECTED, metadata_value
-from tests.infra.cfn_values import REGION
+from infra.stacks.model_versions import APPROVAL_EVENT
+from tests.infra.cfn_values import ACCOUNT, REGION
 from tests.infra.pipeline_runs import FIRST_MODEL, PASSING, ROLLOUT, assert_well_formed, data_bucket, offline_stage
 from tests.infra.service_model import problems
-from tests.infra.sfn_executor import evaluate_jsonata
-from tests.infra.stand_ins import Endpoint, TrainingJobs
+from tests.infra.sfn_executor import Run, evaluate_jsonata
+from tests.infra.stand_ins import Endpoint, ModelPackages, TrainingJobs
 
 LIVE_JOB = "gru4rec-dev-train-20261101-000000-0a1b2c3d"
 
@@ -31,6 +33,7 @@ def _run(result, metrics=PASSING, live=FIRST_MODEL, execution_input=None, tuned=
                 Name=result.config.tuned_hyperparameters_parameter_name, Value=json.dumps(tuned), Type="String")
         TrainingJobs(stage.boundary, metrics)
         Endpoint(stage.boundary, result.config.endpoint_name, ROLLOUT)
+        ModelPackages(stage.boundary)
         run = stage.run("training", execution_input)
         versions = _versions(result.config.model_package_group_name)
         reports = {version["ModelPackageArn"]: json.loads(stage.get_object(_report_key(stage, version)))
@@ -163,3 +166,153 @@ def test_registration_into_a_group_that_does_not_exist_fails_the_run(synth):
         run = stage.run("training")
     assert run.status == "FAILED" and "Model Package Group does not exist" in run.cause
     assert run.calls("sagemaker", "CreateModel") == []
+
+
+# --- deployment follows approval ----------------------------------------------------------------------------------
+
+def _approval_event(version: dict, status: str = APPROVED) -> dict:
+    """The registry's event of a version's state change, as SageMaker sends it (the fields the rule and the trigger
+    read): https://docs.aws.amazon.com/sagemaker/latest/dg/automating-sagemaker-with-eventbridge.html#eventbridge-model-package"""
+    return {"version": "0", "id": "844e2571-85d4-695f-b930-0153b71dcb42", "detail-type": APPROVAL_EVENT,
+            "source": "aws.sagemaker", "account": ACCOUNT, "time": "2026-12-07T17:00:14Z", "region": REGION,
+            "resources": [version["ModelPackageArn"]],
+            "detail": {"ModelPackageGroupName": version["ModelPackageGroupName"],
+                       "ModelPackageVersion": version["ModelPackageVersion"],
+                       "ModelPackageArn": version["ModelPackageArn"], "ModelApprovalStatus": status,
+                       "ModelPackageStatus": "Completed"}}
+
+
+def _pipeline_runs(stage, first_request: int) -> dict[str, Run]:
+    """Executions of the training pipeline the trigger started (named ``version-<n>``), each waited for to its end,
+    with the requests made from ``first_request`` on."""
+    client = stage.pipelines.client
+    arn = stage.pipelines.create_once(stage.machine("training"))
+    runs = {}
+    for execution in client.list_executions(stateMachineArn=arn)["executions"]:
+        if execution["name"].startswith("version-"):
+            runs[execution["name"]] = stage.pipelines.wait_for(execution["executionArn"], first_request)
+    return runs
+
+
+def _approve(arn: str) -> None:
+    boto3.client("sagemaker", region_name=REGION).update_model_package(
+        ModelPackageArn=arn, ModelApprovalStatus=APPROVED, ApprovalDescription="checked the report")
+
+
+def _pending_then_approved(result, events: int, edit=None):
+    """A manual stage: a run registers a pending version, a person approves it, the registry sends ``events``
+    events of that approval (SageMaker may send several per change)."""
+    with offline_stage(result) as stage:
+        TrainingJobs(stage.boundary, {"": {"recall@20": 0.4}})
+        Endpoint(stage.boundary, result.config.endpoint_name, ROLLOUT)
+        ModelPackages(stage.boundary)
+        stage.pipelines.create_once(stage.machine("training"))
+        if edit:
+            stage.pipelines.create(stage.machine("rollout-trigger"), edit)
+        trained = stage.run("training")
+        (version,) = _versions(result.config.model_package_group_name)
+        _approve(version["ModelPackageArn"])
+        first = len(stage.boundary.requests)
+        triggers = [stage.run("rollout-trigger", _approval_event(version)) for _ in range(events)]
+        runs = _pipeline_runs(stage, first)
+        live = stage.parameter(result.config.model_name_parameter_name)
+    return trained, version, triggers, runs, live
+
+
+def test_approving_a_pending_version_rolls_it_out_once(variants):
+    trained, version, triggers, runs, live = _pending_then_approved(variants["prod"], events=2)
+    assert trained.status == "SUCCEEDED" and trained.calls("sagemaker", "UpdateEndpoint") == []
+    for trigger in triggers:
+        assert_well_formed(trigger)
+    assert [trigger.calls("stepfunctions", "StartExecution")[0]["name"] for trigger in triggers] == ["version-1"] * 2
+    assert all(trigger.status == "SUCCEEDED" for trigger in triggers)
+    (run,) = runs.values()
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    assert_well_formed(run)
+    (job,) = trained.calls("sagemaker", "CreateTrainingJob")
+    (model,) = run.calls("sagemaker", "CreateModel")
+    assert model["ModelName"] == job["TrainingJobName"]
+    assert model["PrimaryContainer"]["ModelDataUrl"] == version["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+    (update,) = run.calls("sagemaker", "UpdateEndpoint")
+    assert update["EndpointConfigName"] == job["TrainingJobName"] == live
+    assert run.output["modelPackage"] == version["ModelPackageArn"]
+    assert run.calls("sagemaker", "CreateTrainingJob") == [], "a rollout trains nothing"
+
+
+def test_a_trigger_naming_runs_by_event_would_roll_a_version_out_twice(variants):
+    """Negative control: the once-per-version rule is the execution name's."""
+    def by_event(definition):
+        start = definition["States"]["Start rollout"]["Arguments"]
+        start["Name"] = "{% 'version-' & $string($states.input.detail.ModelPackageVersion) & '-' & $string($millis()) %}"
+
+    _trained, _version, _triggers, runs, _live = _pending_then_approved(variants["prod"], events=2, edit=by_event)
+    assert len(runs) == 2
+
+
+def test_the_approval_event_of_a_version_its_run_rolled_out_rolls_out_nothing_more(synth):
+    with offline_stage(synth) as stage:
+        TrainingJobs(stage.boundary, PASSING)
+        Endpoint(stage.boundary, synth.config.endpoint_name, ROLLOUT)
+        ModelPackages(stage.boundary)
+        stage.pipelines.create_once(stage.machine("training"))
+        trained = stage.run("training")
+        (version,) = _versions(synth.config.model_package_group_name)
+        first = len(stage.boundary.requests)
+        trigger = stage.run("rollout-trigger", _approval_event(version))
+        (run,) = _pipeline_runs(stage, first).values()
+    assert trained.status == "SUCCEEDED" and len(trained.calls("sagemaker", "UpdateEndpoint")) == 1
+    assert version["CustomerMetadataProperties"]["rolled-out-by"].startswith("run-"), "the training execution's name"
+    assert trigger.status == "SUCCEEDED" and run.status == "SUCCEEDED", (run.error, run.cause)
+    assert "Rolled out by its training run" in run.states_entered()
+    assert run.calls("sagemaker", "CreateModel") == [] and run.calls("sagemaker", "UpdateEndpoint") == []
+
+
+@pytest.mark.parametrize("status", [REJECTED, PENDING])
+def test_a_version_that_is_not_approved_is_not_rolled_out(synth, status):
+    with offline_stage(synth) as stage:
+        metrics = {"": {"validation:recall@20": 0.05}} if status == REJECTED else PASSING
+        TrainingJobs(stage.boundary, metrics)
+        Endpoint(stage.boundary, synth.config.endpoint_name, ROLLOUT)
+        ModelPackages(stage.boundary)
+        stage.run("training")
+        (version,) = _versions(synth.config.model_package_group_name)
+        if status == PENDING:
+            boto3.client("sagemaker", region_name=REGION).update_model_package(
+                ModelPackageArn=version["ModelPackageArn"], ModelApprovalStatus=PENDING)
+        run = stage.run("training", {"modelPackage": version["ModelPackageArn"], "rollback": True})
+    assert_well_formed(run)
+    assert (run.status, run.error) == ("FAILED", "Rollout.NotApproved")
+    assert f"is {status}" in run.cause and run.calls("sagemaker", "UpdateEndpoint") == []
+
+
+def test_the_rule_matches_approved_versions_of_this_stages_group_only(synth):
+    """Matched with moto's EventBridge pattern matcher."""
+    stack = synth.stacks["training"].stack_name
+    (pattern,) = [resource["Properties"]["EventPattern"] for resource in synth.templates[stack]["Resources"].values()
+                  if resource["Type"] == "AWS::Events::Rule"
+                  and resource["Properties"].get("EventPattern", {}).get("detail-type") == [APPROVAL_EVENT]]
+    version = {"ModelPackageGroupName": "gru4rec-dev", "ModelPackageVersion": 3,
+               "ModelPackageArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/gru4rec-dev/3"}
+    rule = EventPattern.load(json.dumps(pattern))
+    assert rule.matches_event(_approval_event(version))
+    assert not rule.matches_event(_approval_event(version, PENDING))
+    assert not rule.matches_event(_approval_event(version, REJECTED))
+    assert not rule.matches_event(_approval_event({**version, "ModelPackageGroupName": "gru4rec-prod"}))
+
+
+def test_moto_describes_a_version_unlike_aws_without_the_stand_in(synth):
+    """Negative control of ``ModelPackages``: moto's own answer fails the output check and, after an approval,
+    has lost the metadata the rollout reads."""
+    with offline_stage(synth) as stage:
+        TrainingJobs(stage.boundary, PASSING)
+        Endpoint(stage.boundary, synth.config.endpoint_name, ROLLOUT)
+        stage.run("training")
+        (version,) = _versions(synth.config.model_package_group_name)
+        _approve(version["ModelPackageArn"])
+        raw = boto3.client("sagemaker", region_name=REGION).describe_model_package(ModelPackageName=version["ModelPackageArn"])
+        raw.pop("ResponseMetadata")
+        corrected = ModelPackages(stage.boundary).describe({"ModelPackageName": version["ModelPackageArn"]})
+    assert problems("sagemaker", "DescribeModelPackage", raw, output=True) != []
+    assert "CustomerMetadataProperties" not in raw
+    assert problems("sagemaker", "DescribeModelPackage", corrected, output=True) == []
+    assert corrected["CustomerMetadataProperties"]["training-job"] == version["CustomerMetadataProperties"]["training-job"]
