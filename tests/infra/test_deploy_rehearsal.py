@@ -66,7 +66,7 @@ TAGS_DROPPED = {
 # warning), by stack: the rehearsal says nothing about these. The SNS subscriptions are the
 # e-mail subscriptions of the failure and alarm topics (the tests set notification_email).
 NOT_CREATED_BY_MOTO = {
-    "storage": {"AWS::S3::BucketPolicy"},
+    "storage": {"AWS::S3::BucketPolicy", "AWS::SageMaker::ModelPackageGroup"},
     "image": set(),
     "endpoint": {
         "AWS::ApplicationAutoScaling::ScalableTarget",
