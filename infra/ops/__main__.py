@@ -12,7 +12,8 @@ from pathlib import Path
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from infra.ops import recommend as recommending
-from infra.ops import cleanup, event_files, event_runs, first_model, live_model, scoring, smoke, status, training, tuning
+from infra.ops import cleanup, event_files, event_runs, first_model, live_model, registry, scoring, smoke, status, training, \
+    tuning
 from infra.ops.deployment import load_deployment, validate_stage
 from infra.ops.errors import OpsError
 
@@ -34,6 +35,8 @@ examples:
   python -m infra.ops score-events clicks/ --run 2026-11-29
   python -m infra.ops recommend 1000 1001 -k 10 --exclude-seen
   python -m infra.ops status --stage prod
+  python -m infra.ops approve 7 --stage prod --note "checked the evaluation report"
+  python -m infra.ops reject 8 --stage prod --reason "catalogue drift since the window"
   python -m infra.ops rollback --to gru4rec-dev-train-20261129-021710-0a1b2c3d
   python -m infra.ops cleanup --yes
   python -m infra.ops smoke --region eu-west-1
@@ -92,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     back.add_argument("--to", metavar="TRAINING_JOB",
                       help="the training job whose model to put live ('first' for the first model)")
+    _add_approval(commands, location)
     tidy = commands.add_parser(
         "cleanup",
         parents=[location],
@@ -126,6 +130,25 @@ Teardown, also after a failed step or Ctrl-C (not with --keep): delete the stage
 its kept buckets (every object version and delete marker) and delete them, schedule its KMS key's
 deletion (7 days), delete the models and endpoint configs the pipeline made and the stage's SSM
 parameters. --teardown STAGE does just that for a stage a --keep run left."""
+
+
+def _add_approval(commands, location: argparse.ArgumentParser) -> None:
+    approve = commands.add_parser(
+        "approve", parents=[location],
+        help="approve a model version in the stage's Model Registry: it then goes live through the guarded rollout",
+        description="Set a version of the stage's model package group (gru4rec-<stage>) to Approved. The registry's "
+        "state-change event starts the training pipeline's guarded rollout of it, once; approving in Studio or "
+        "with the API does the same.",
+    )
+    approve.add_argument("version", metavar="VERSION", help="the version's number (as status lists it) or ARN")
+    approve.add_argument("--note", help="the approval description (default: who approved it with this command)")
+    reject = commands.add_parser(
+        "reject", parents=[location], help="reject a model version in the stage's Model Registry, saying why",
+        description="Set a version of the stage's model package group to Rejected with the reason as its approval "
+        "description. The live version cannot be rejected: roll back first.",
+    )
+    reject.add_argument("version", metavar="VERSION", help="the version's number (as status lists it) or ARN")
+    reject.add_argument("--reason", required=True, help="why it is rejected (recorded in the registry)")
 
 
 def _add_smoke(commands, location: argparse.ArgumentParser) -> None:
@@ -431,6 +454,20 @@ def run_recommend(args, session, deployment) -> int:
 
 def run_status(args, session, deployment) -> int:
     print(status.render(status.collect_status(session, deployment)))
+    print(registry.render(registry.versions(session, deployment), registry.live_version_arn(session, deployment)))
+    return 0
+
+
+def run_approve(args, session, deployment) -> int:
+    version = registry.approve(session, deployment, args.version, args.note)
+    print(f"version {version.number} ({version.training_job or version.arn}) is Approved: its approval starts the "
+          f"guarded rollout of {deployment.endpoint_name}; follow it with python -m infra.ops status --stage {deployment.stage}")
+    return 0
+
+
+def run_reject(args, session, deployment) -> int:
+    version = registry.reject(session, deployment, args.version, args.reason)
+    print(f"version {version.number} is Rejected: {version.approval_description}")
     return 0
 
 
@@ -485,6 +522,8 @@ COMMANDS = {
     "recommend": run_recommend,
     "status": run_status,
     "rollback": run_rollback,
+    "approve": run_approve,
+    "reject": run_reject,
     "cleanup": run_cleanup,
 }
 
