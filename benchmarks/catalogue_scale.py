@@ -52,7 +52,8 @@ import json, resource, subprocess, sys, time
 start = time.perf_counter()
 done = subprocess.run(sys.argv[1:], capture_output=True, text=True)
 seconds = time.perf_counter() - start
-print(json.dumps({"seconds": seconds, "code": done.returncode, "stdout": done.stdout[-2000:], "stderr": done.stderr[-2000:],
+print(json.dumps({"seconds": seconds, "code": done.returncode,
+                  "stdout": done.stdout[-2000:], "stderr": done.stderr[-2000:],
                   "peak_bytes": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024}))
 """
 """Runs a command and reports its wall time and peak resident memory (this wrapper's only child)."""
@@ -98,10 +99,16 @@ def export_figures(n_items: int, model_dir: Path) -> dict:
     model_dir.mkdir(parents=True, exist_ok=True)
     run_measured(sys.executable, "-c", UNTRAINED_MODEL, str(n_items), str(model_dir), PRESET)
     figures = run_measured(sys.executable, "-m", "model_code.export", "--model-dir", str(model_dir))
-    return {"export_s": figures["seconds"], "export_peak_bytes": figures["peak_bytes"],
-            "scorer_bytes": sum(path.stat().st_size for path in (model_dir / artifacts.SCORER_FILE,
-                                                                  model_dir / artifacts.SCORER_DATA_FILE) if path.exists()),
-            "model_dir_bytes": sum(path.stat().st_size for path in model_dir.iterdir() if path.is_file())}
+    return {
+        "export_s": figures["seconds"],
+        "export_peak_bytes": figures["peak_bytes"],
+        "scorer_bytes": sum(
+            path.stat().st_size
+            for path in (model_dir / artifacts.SCORER_FILE, model_dir / artifacts.SCORER_DATA_FILE)
+            if path.exists()
+        ),
+        "model_dir_bytes": sum(path.stat().st_size for path in model_dir.iterdir() if path.is_file()),
+    }
 
 
 def clustered_layer(n_items: int, hidden: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -147,7 +154,9 @@ def engine_figures(model_dir: Path, rng: np.random.Generator) -> dict:
     if engine.search is not None:
         found, found_s = single_latencies(engine, sessions, exact=False)
         figures.update(zip(("index_p50_ms", "index_p99_ms"), percentiles_ms(found_s)))
-        hits = [len({i for i, _ in a.recommendations} & {i for i, _ in b.recommendations}) for a, b in zip(exact, found)]
+        hits = [
+            len({i for i, _ in a.recommendations} & {i for i, _ in b.recommendations}) for a, b in zip(exact, found)
+        ]
         figures["recall_at_20"] = sum(hits) / (20 * len(sessions))
         figures["nprobe"] = engine.search.nprobe
     batch = random_sessions(engine.items, BATCH_SESSIONS, rng)
@@ -213,9 +222,11 @@ def table_lines(rows: list[dict]) -> list[str]:
         lines.append(
             f"{row['items']:>9,} {row['train_events_per_s']:>10,.0f} {row['train_peak_bytes'] / 2**30:>9.2f} "
             f"{row['export_s']:>8.1f} {row['scorer_bytes'] / 2**20:>8.0f} {row['model_dir_bytes'] / 2**20:>8.0f} "
-            f"{row['exact_p50_ms']:>7.1f}/{row['exact_p99_ms']:<8.1f} {index:>16} {cell(row, 'recall_at_20', '.3f'):>6} "
+            f"{row['exact_p50_ms']:>7.1f}/{row['exact_p99_ms']:<8.1f} {index:>16} "
+            f"{cell(row, 'recall_at_20', '.3f'):>6} "
             f"{row['batch_sessions_per_s']:>8,.0f} {row['http_p50_ms']:>6.1f}/{row['http_p99_ms']:<8.1f} "
-            f"{memory:>18} {row['cold_start_s']:>6.1f} {row['load_before']:>4.1f}-{row['load_after']:<4.1f}")
+            f"{memory:>18} {row['cold_start_s']:>6.1f} {row['load_before']:>4.1f}-{row['load_after']:<4.1f}"
+        )
     return lines
 
 
@@ -229,7 +240,9 @@ def plot(rows: list[dict], path: Path) -> None:
     x = [row["items"] for row in rows]
     figure, axes = plt.subplots(1, 3, figsize=(14, 4.2))
     axes[0].plot(x, [row["exact_p50_ms"] for row in rows], "-o", label="in process, exact p50")
-    axes[0].plot(x, [row.get("index_p50_ms", row["exact_p50_ms"]) for row in rows], "-s", label="in process, served p50")
+    axes[0].plot(
+        x, [row.get("index_p50_ms", row["exact_p50_ms"]) for row in rows], "-s", label="in process, served p50"
+    )
     axes[0].plot(x, [row["http_p50_ms"] for row in rows], "-^", label="HTTP, 2 workers, p50")
     axes[0].plot(x, [row["http_p99_ms"] for row in rows], "--^", label="HTTP, 2 workers, p99")
     axes[0].set_title("one session (ms)")

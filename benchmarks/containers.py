@@ -54,7 +54,8 @@ def unavailable_reason() -> str | None:
     """Why this machine cannot run the images (missing tool, not root, no mount namespace), or None."""
     missing = [tool for tool in TOOLS if shutil.which(tool) is None]
     if missing:
-        return f"{', '.join(missing)} not found: `make image` installs buildah; the others come with util-linux, iproute2, curl"
+        return (f"{', '.join(missing)} not found: `make image` installs buildah; "
+                "the others come with util-linux, iproute2, curl")
     if os.geteuid() != 0:
         return "buildah runs the images here only as root (chroot isolation, vfs store)"
     probe = subprocess.run(["unshare", "--mount", "--net", "true"], capture_output=True, text=True)
@@ -116,7 +117,7 @@ class ImageServer:
 
     # -- starting and stopping ---------------------------------------------------------------------------
 
-    def __enter__(self) -> "ImageServer":
+    def __enter__(self) -> ImageServer:
         started = time.monotonic()
         self._container = buildah("from", "--pull=never", "--quiet", self.image).stdout.strip()
         try:

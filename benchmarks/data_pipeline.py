@@ -39,7 +39,11 @@ class Timer:
 
 
 def main() -> int:
-    folder = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "shared" / "data" / "diginetica"
+    folder = (
+        Path(sys.argv[1])
+        if len(sys.argv) > 1
+        else Path(__file__).resolve().parents[2] / "shared" / "data" / "diginetica"
+    )
     if not (folder / "train.tsv.gz").exists():
         print(f"no data at {folder}: pass a folder with train.tsv.gz and test.tsv.gz")
         return 1

@@ -36,8 +36,10 @@ def cold_starts(model_dir: Path, repeats: int, workers: int | None, log_path: Pa
 
 
 def measure(models: dict[str, Path], repeats: int, workers: int | None) -> dict:
-    figures = {"image_sizes": {image: containers.image_size(image) for image in IMAGES if containers.image_exists(image)},
-               "cold_start": {}}
+    figures = {
+        "image_sizes": {image: containers.image_size(image) for image in IMAGES if containers.image_exists(image)},
+        "cold_start": {},
+    }
     with tempfile.TemporaryDirectory(prefix="cold_start_") as tmp:
         for name, model_dir in models.items():
             table, _ = artifacts.read_output_layer(model_dir)
@@ -58,7 +60,9 @@ def print_table(figures: dict) -> None:
     print(f"  {'model':<10} {'items':>8} {'units':>6} {'files MB':>9} {'median s':>9}  runs")
     for name, row in figures["cold_start"].items():
         runs = ", ".join(f"{s:.2f}" for s in row["seconds"])
-        print(f"  {name:<10} {row['items']:>8,} {row['units']:>6} {row['model_mb']:>9.1f} {row['median_s']:>9.2f}  {runs}")
+        print(
+            f"  {name:<10} {row['items']:>8,} {row['units']:>6} {row['model_mb']:>9.1f} {row['median_s']:>9.2f}  {runs}"
+        )
 
 
 def parse_args(argv=None):

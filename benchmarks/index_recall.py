@@ -71,7 +71,11 @@ def main(argv: list[str] | None = None) -> int:
         engine.search.nprobe = probes
         found, found_s = timed(engine, sessions, exact=False)
         recall = sum(len(a & b) for a, b in zip(exact, found)) / sum(len(a) for a in exact)
-        print("nprobe {:>5}: recall@{} {:.4f}, p50/p99 {:.2f}/{:.2f} ms".format(probes, K, recall, *percentiles_ms(found_s)))
+        print(
+            "nprobe {:>5}: recall@{} {:.4f}, p50/p99 {:.2f}/{:.2f} ms".format(
+                probes, K, recall, *percentiles_ms(found_s)
+            )
+        )
     return 0
 
 

@@ -55,7 +55,8 @@ from model_code.event_rules import ReadOptions
 from model_code.train import TrainingRun, _load_data
 lines = []
 start = time.perf_counter()
-data = _load_data(TrainingRun(train_path=sys.argv[1], valid_days=1.0, read=ReadOptions(max_bad_rows="0"), log=lines.append))
+run = TrainingRun(train_path=sys.argv[1], valid_days=1.0, read=ReadOptions(max_bad_rows="0"), log=lines.append)
+data = _load_data(run)
 seconds = time.perf_counter() - start
 arrays = data.train.items.nbytes + data.train.offsets.nbytes
 print(json.dumps({"seconds": seconds, "peak_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
@@ -157,7 +158,9 @@ def data_file(folder: Path, label: str, fmt: str) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
         write_events(path, SIZES[label], fmt)
-        print(f"wrote {path} ({path.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - started:.0f} s", flush=True)
+        print(
+            f"wrote {path} ({path.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - started:.0f} s", flush=True
+        )
     return path
 
 
@@ -174,7 +177,9 @@ def table_lines(rows: list[dict]) -> list[str]:
     lines = [f"{'events':>6} {'format':<10} {'code':<6} {'step':<9} {'seconds':>8} {'peak GiB':>9} {'arrays MiB':>10}"]
     for row in rows:
         if "error" in row:
-            lines.append(f"{row['label']:>6} {row['format']:<10} {row['code']:<6} {row['step']:<9} error: {row['error']}")
+            lines.append(
+                f"{row['label']:>6} {row['format']:<10} {row['code']:<6} {row['step']:<9} error: {row['error']}"
+            )
             continue
         arrays = f"{row['array_bytes'] / 2**20:10.0f}" if "array_bytes" in row else f"{'':>10}"
         lines.append(f"{row['label']:>6} {row['format']:<10} {row['code']:<6} {row['step']:<9} "
@@ -227,11 +232,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--data", action="store_true", help="measure the data path")
-    mode.add_argument("--items", type=catalogue_sizes, metavar="N,N,...",
-                      help="measure training, export and serving at these catalogue sizes (benchmarks/catalogue_scale.py)")
+    mode.add_argument(
+        "--items",
+        type=catalogue_sizes,
+        metavar="N,N,...",
+        help="measure training, export and serving at these catalogue sizes (benchmarks/catalogue_scale.py)",
+    )
     parser.add_argument("--blocks", type=int, default=3, help="--items: timed training blocks per size")
     parser.add_argument("--events", nargs="*", default=["1M", "10M", "50M"], choices=[k for k in SIZES if k != "100M"])
-    parser.add_argument("--with-100m", action="store_true", help="add 100M events (CSV: about 3 minutes to prepare, 10 for sessions)")
+    parser.add_argument(
+        "--with-100m", action="store_true", help="add 100M events (CSV: about 3 minutes to prepare, 10 for sessions)"
+    )
     parser.add_argument("--formats", nargs="+", default=list(FORMATS), choices=FORMATS)
     parser.add_argument("--steps", nargs="+", default=["prepare", "sessions"], choices=["prepare", "sessions"])
     parser.add_argument("--compare", type=Path, help="another checkout whose code is measured the same way, first")
@@ -265,7 +276,13 @@ def main(argv: list[str] | None = None) -> int:
                     scripts = {"prepare": (PREPARE, str(path)),
                                "sessions": (SESSIONS, str(path), str(args.data_dir / "sessions.jsonl"))}
                     script, *script_args = scripts[step]
-                    row = {"label": label, "format": fmt, "code": code, "step": step, **measure(tree, script, *script_args)}
+                    row = {
+                        "label": label,
+                        "format": fmt,
+                        "code": code,
+                        "step": step,
+                        **measure(tree, script, *script_args),
+                    }
                     rows.append(row)
                     print(table_lines([row])[-1], flush=True)
             (args.data_dir / "sessions.jsonl").unlink(missing_ok=True)

@@ -99,6 +99,21 @@ def bench_engine(model_dir: Path, rng: np.random.Generator, single: int = 2000, 
 FILTER_IDS = 10_000
 
 
+
+def _calls(engine, client, session, include, other, plain, filtered) -> dict:
+    """The timed calls for one session: the engine alone and the app, each with and without a filter list."""
+    def post(body):
+        return client.post("/invocations", data=body, content_type="application/json")
+
+    return {
+        "engine_plain": lambda: engine.recommend([session], k=20),
+        "engine_repeated_list": lambda: engine.recommend(
+            [session], k=20, filters=[engine.item_filter(include=include)]),
+        "engine_new_list": lambda: engine.recommend([session], k=20, filters=[engine.item_filter(include=other)]),
+        "app_plain": lambda: post(plain),
+        "app_repeated_list": lambda: post(filtered),
+    }
+
 def bench_filters(model_dir: Path, rng: np.random.Generator, requests_n: int = 300, rounds: int = 3) -> dict:
     """What a 10,000-id include list costs a one-session request, against the same request without it.
 
@@ -124,16 +139,8 @@ def bench_filters(model_dir: Path, rng: np.random.Generator, requests_n: int = 3
     for _ in range(rounds):
         for n, (session, (plain, filtered)) in enumerate(zip(sessions, bodies)):
             other = lists[1 + n % FILTER_CACHE_SIZE] if n % 2 else lists[1 + (n + 2) % FILTER_CACHE_SIZE]
-            for key, call in (
-                ("engine_plain", lambda: engine.recommend([session], k=20)),
-                ("engine_repeated_list", lambda: engine.recommend([session], k=20,
-                                                                  filters=[engine.item_filter(include=include)])),
-                ("engine_new_list", lambda: engine.recommend([session], k=20,
-                                                             filters=[engine.item_filter(include=other)])),
-                ("app_plain", lambda: client.post("/invocations", data=plain, content_type="application/json")),
-                ("app_repeated_list", lambda: client.post("/invocations", data=filtered,
-                                                          content_type="application/json")),
-            ):
+            calls = _calls(engine, client, session, include, other, plain, filtered)
+            for key, call in calls.items():
                 timings.setdefault(key, []).append(_timed(call))
     figures = {f"{key}_p50_ms": percentiles_ms(values)[0] for key, values in timings.items()}
     batch = random_sessions(items, 1000, rng)

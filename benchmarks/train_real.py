@@ -38,6 +38,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from model_code.params import PRESETS  # noqa: E402
+
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data"
 PRESET_OF = {"yoochoose100k": "rsc15", "diginetica": "diginetica"}
 DEFAULT_RUNS = ("yoochoose100k:rsc15", "yoochoose100k:yoochoose", "diginetica:diginetica")
@@ -66,7 +67,7 @@ class LoadSampler:
         while not self._stop.wait(interval):
             self.samples.append(os.getloadavg()[0])
 
-    def __enter__(self) -> "LoadSampler":
+    def __enter__(self) -> LoadSampler:
         self._thread.start()
         return self
 

@@ -43,10 +43,22 @@ def main() -> None:
     steps = session_parallel_steps(data, params.batch_size)
     model = GRU4Rec(args.items, layers=params.layers, embedding=params.embedding, embedding_size=params.embedding_size,
                     dropout_embedding=params.dropout_embedding, dropout_hidden=params.dropout_hidden, seed=args.seed)
-    trainer = Trainer(model, loss=params.loss, n_sample=params.n_sample, sample_alpha=params.sample_alpha,
-                      learning_rate=params.learning_rate, momentum=params.momentum, bpreg=params.bpreg, elu=params.elu,
-                      logq=params.logq, logq_form=params.logq_form, batch_size=params.batch_size, block_steps=block_steps,
-                      item_counts=data.item_counts(args.items) + 1, seed=args.seed)
+    trainer = Trainer(
+        model,
+        loss=params.loss,
+        n_sample=params.n_sample,
+        sample_alpha=params.sample_alpha,
+        learning_rate=params.learning_rate,
+        momentum=params.momentum,
+        bpreg=params.bpreg,
+        elu=params.elu,
+        logq=params.logq,
+        logq_form=params.logq_form,
+        batch_size=params.batch_size,
+        block_steps=block_steps,
+        item_counts=data.item_counts(args.items) + 1,
+        seed=args.seed,
+    )
     blocks = list(steps.blocks(block_steps))[: args.blocks + 1]
     times = []
     for block in blocks:

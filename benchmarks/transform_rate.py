@@ -96,7 +96,9 @@ def measure(model_dir: Path, instance_type: str, payloads: int, max_length: int,
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", action="append", required=True, metavar="NAME=DIR", help="a model directory (repeatable)")
+    parser.add_argument(
+        "--model", action="append", required=True, metavar="NAME=DIR", help="a model directory (repeatable)"
+    )
     parser.add_argument("--instance-type", action="append", metavar="TYPE",
                         help="transform instance type whose settings to use (repeatable; default ml.m5.xlarge)")
     parser.add_argument("--payloads", type=int, default=2, help="payloads each concurrent client posts (default: 2)")

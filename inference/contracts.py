@@ -24,10 +24,11 @@ reader keeps exactly, else it is sent as a string). Business rules, each a list 
 given, only these may be recommended); ids the model does not know are ignored and counted in the
 answer's ``unknown_filter_items``, which is there only where a list was given. A session's own
 ``k``, ``exclude_seen`` and lists replace the request's (``sessions`` form), and a line's replace the
-job's defaults (:class:`SessionRequest` given to the parser), field by field. Unknown fields are refused, so a misspelt option is never
-silently ignored. An answer where no item of the session was known carries ``"fallback": true`` and
-the most popular items, scored 0.0. Every answer, and every answer line, ends with ``"model_version"``:
-the model directory's version (the training job's name, or the first model's ``initial_model_version``).
+job's defaults (:class:`SessionRequest` given to the parser), field by field. Unknown fields are refused,
+so a misspelt option is never silently ignored. An answer where no item of the session was known carries
+``"fallback": true`` and the most popular items, scored 0.0. Every answer, and every answer line, ends with
+``"model_version"``: the model directory's version (the training job's name, or the first model's
+``initial_model_version``).
 
 Bodies are strict JSON: a key given twice in one object, or a string holding a lone UTF-16 surrogate
 (``"\ud800"``, which no UTF-8 text can hold and strict JSON readers refuse), is a 400.
@@ -49,8 +50,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import orjson
 
@@ -141,7 +143,7 @@ class BadLine:
 # -- content negotiation ---------------------------------------------------------------------------------
 
 def media_type(content_type: str | None) -> str:
-    """``application/json; charset=utf-8`` -> ``application/json``; every JSON-lines alias -> ``application/jsonlines``."""
+    """``application/json; charset=utf-8`` -> ``application/json``; a JSON-lines alias -> ``application/jsonlines``."""
     base = (content_type or "").split(";", 1)[0].strip().lower()
     return JSON_LINES if base in JSON_LINES_ALIASES else base
 
@@ -163,7 +165,7 @@ def check_content_encoding(encoding: str | None) -> None:
 
 
 def check_accept(accept: str | None) -> None:
-    """Refuse (406) an ``Accept`` header that allows neither JSON nor JSON lines; the answer's format is the request's."""
+    """Refuse (406) an ``Accept`` header allowing neither JSON nor JSON lines; the answer's format is the request's."""
     if not accept or not accept.strip():
         return
     for media_range in accept.split(","):
@@ -241,7 +243,7 @@ def parse_json_lines(body: bytes, defaults: SessionRequest | None = None) -> lis
     records = [parse_json_line(number, raw, defaults)
                for number, raw in enumerate(body.split(b"\n"), start=1) if raw.strip(JSON_WHITESPACE)]
     if not records:
-        raise ClientError(400, "the body holds no JSON lines: send one {\"session_id\": ..., \"items\": [...]} per line")
+        raise ClientError(400, 'the body holds no JSON lines: send one {"session_id": ..., "items": [...]} per line')
     return records
 
 

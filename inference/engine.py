@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import onnxruntime as ort
@@ -123,7 +123,7 @@ class Recommender:
 
     @classmethod
     def load(cls, model_dir: str | os.PathLike, intra_op_threads: int = 1,
-             max_length: int = MAX_SESSION_LENGTH, top_k_search: str = "auto") -> "Recommender":
+             max_length: int = MAX_SESSION_LENGTH, top_k_search: str = "auto") -> Recommender:
         """Read ``model_dir`` (:class:`model_code.artifacts.ModelDirError` names what is missing or wrong).
 
         ``intra_op_threads`` is ONNX Runtime's (and the index's) thread count for one call: 1 suits one
@@ -368,7 +368,8 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _candidates(scores: np.ndarray, k: int) -> np.ndarray:
-    """Per row, a few columns that surely hold the top ``k``: the columns of the k strided groups with the highest maxima.
+    """Per row, a few columns that surely hold the top ``k``: the columns of the k strided groups with the
+    highest maxima.
 
     The columns split into ``groups`` interleaved groups (column c in group c % groups). A column in
     the top k has fewer than k larger scores, so fewer than k groups have a larger maximum: its own

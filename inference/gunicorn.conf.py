@@ -22,7 +22,9 @@ gunicorn_errors.install()  # gunicorn's own 400s (an invalid header) in JSON, li
 _settings = ServerSettings.from_env()
 _socket = os.environ.get("MODEL_SERVER_SOCKET")
 if not _socket:
-    raise RuntimeError("MODEL_SERVER_SOCKET (the unix socket to bind) is not set: start the server with inference/serve")
+    raise RuntimeError(
+        "MODEL_SERVER_SOCKET (the unix socket to bind) is not set: start the server with inference/serve"
+    )
 
 bind = [f"unix:{_socket}"]
 umask = 0o077  # the socket is its owner's alone: nginx's workers run as the same user (inference/nginx.conf)
@@ -31,7 +33,9 @@ worker_class = "sync"
 timeout = _settings.timeout
 graceful_timeout = _settings.graceful_timeout
 preload_app = False
-control_socket_disable = True  # gunicorn's control socket lives at one fixed path per user: servers side by side would collide
+control_socket_disable = (
+    True  # gunicorn's control socket lives at one fixed path per user: servers side by side would collide
+)
 # the heartbeat file each worker touches: in memory where the container has /dev/shm
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 

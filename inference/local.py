@@ -83,7 +83,7 @@ class LocalServer:
         self.exit_code: int | None = None
         self._opt_ml: tempfile.TemporaryDirectory | None = None
 
-    def __enter__(self) -> "LocalServer":
+    def __enter__(self) -> LocalServer:
         self._opt_ml = tempfile.TemporaryDirectory(prefix="opt_ml_")
         (Path(self._opt_ml.name) / "model").symlink_to(self.model_dir)
         for attempt in range(PORT_ATTEMPTS):

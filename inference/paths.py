@@ -6,8 +6,8 @@ named by the ``OPT_ML_DIR`` environment variable.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 DEFAULT_OPT_ML_DIR = "/opt/ml"
 MODEL_SUBDIR = "model"

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -31,11 +31,11 @@ from werkzeug.exceptions import HTTPException
 from inference import contracts, streaming
 from inference.contracts import ClientError, SessionRequest
 from inference.engine import ItemFilter, Recommender
-from inference.streaming import score
 from inference.job_filters import read_job_filters
-from inference.request_metrics import log_counts, log_request
 from inference.paths import model_dir as default_model_dir
-from inference.server_settings import SettingsError, ServerSettings, available_cores, max_payload_bytes, top_k_search
+from inference.request_metrics import log_counts, log_request
+from inference.server_settings import ServerSettings, SettingsError, available_cores, max_payload_bytes, top_k_search
+from inference.streaming import score
 from model_code import artifacts
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ import json
 import logging
 import os
 import time
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 NAMESPACE = "GRU4Rec"
 DIMENSION = "Service"

@@ -86,7 +86,7 @@ class SearchIndex:
         self.nprobe = nprobe or max(1, round(index.nlist * PROBE_FRACTION))
 
     @classmethod
-    def load(cls, model_dir: str | Path, n_items: int, dimensions: int) -> "SearchIndex | None":
+    def load(cls, model_dir: str | Path, n_items: int, dimensions: int) -> SearchIndex | None:
         """The index of ``model_dir``, or None where it has none; ModelDirError where it does not fit."""
         path = Path(model_dir) / INDEX_FILE
         if not path.is_file():

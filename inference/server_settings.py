@@ -27,9 +27,9 @@ numbers (``/execution-parameters`` reports ``MODEL_SERVER_WORKERS`` as MaxConcur
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from inference.contracts import MAX_PAYLOAD_BYTES, SERVERLESS_MAX_PAYLOAD_BYTES
 from inference.paths import MODEL_DIR_VARIABLE, opt_ml_dir
@@ -40,8 +40,14 @@ DEFAULT_TIMEOUT_S = 60
 DEFAULT_GRACEFUL_TIMEOUT_S = 25
 PROXY_TIMEOUT_MARGIN_S = 10
 TOP_K_VARIABLE = "SERVE_TOP_K"
-TOP_K_SEARCHES = ("auto", "exact", "index")  # inference.engine.TOP_K_SEARCHES (the engine loads faiss, this module does not)
-SERVERLESS_VARIABLE = "SAGEMAKER_SERVERLESS"  # nginx waits this much longer than gunicorn, so gunicorn's timeout acts first
+TOP_K_SEARCHES = (
+    "auto",
+    "exact",
+    "index",
+)  # inference.engine.TOP_K_SEARCHES (the engine loads faiss, this module does not)
+SERVERLESS_VARIABLE = (
+    "SAGEMAKER_SERVERLESS"  # nginx waits this much longer than gunicorn, so gunicorn's timeout acts first
+)
 
 
 class SettingsError(ValueError):
@@ -98,7 +104,7 @@ class ServerSettings:
     top_k: str = "auto"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "ServerSettings":
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> ServerSettings:
         """Read and check every setting; :class:`SettingsError` names the first bad one."""
         return cls(
             port=_integer(environ, "SAGEMAKER_BIND_TO_PORT", DEFAULT_PORT, 1, 65535),

@@ -7,8 +7,8 @@ imports Flask, TensorFlow or Keras.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 from inference import contracts
 from inference.contracts import SessionRequest

@@ -42,9 +42,9 @@ import sys
 import tarfile
 import tempfile
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from inference.paths import MODEL_SUBDIR, opt_ml_dir
 from model_code import artifacts
@@ -69,7 +69,7 @@ class JobPaths:
     root: Path
 
     @classmethod
-    def from_environment(cls, environ: Mapping[str, str] = os.environ) -> "JobPaths":
+    def from_environment(cls, environ: Mapping[str, str] = os.environ) -> JobPaths:
         return cls(opt_ml_dir(environ))
 
     @property
@@ -150,7 +150,9 @@ def champion_folder(paths: JobPaths) -> Path | None:
         return None
     archive = channel / MODEL_ARCHIVE
     if not archive.is_file():
-        raise JobInputError(f"input channel '{CHAMPION_CHANNEL}' holds no {MODEL_ARCHIVE}: {sorted(p.name for p in channel.iterdir())}")
+        raise JobInputError(
+            f"input channel '{CHAMPION_CHANNEL}' holds no {MODEL_ARCHIVE}: {sorted(p.name for p in channel.iterdir())}"
+        )
     target = Path(tempfile.mkdtemp(prefix="champion-"))
     try:
         with tarfile.open(archive) as tar:

@@ -71,7 +71,7 @@ def tuning_job_prefix(stage: str) -> str:
 
 
 def one_off_job_prefix(stage: str) -> str:
-    """Base name of the operator CLI's one-off training jobs (SageMaker appends a timestamp); their
+    """Base name of the operator CLI's one-off training jobs (the CLI appends the UTC time); their
     log streams start with it too, which the training role's log grant names."""
     return f"gru4rec-{stage}-oneoff"
 

@@ -44,7 +44,9 @@ def main(argv=None) -> int:
     parser.add_argument("--model-dir", type=Path, required=True, help="a trained model directory")
     parser.add_argument("--test", type=Path, required=True, help="test events (TSV) to take sessions from")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (MODEL_SERVER_WORKERS)")
-    parser.add_argument("--log", type=Path, help="where serve's own output goes (default: serve.log beside the model directory)")
+    parser.add_argument(
+        "--log", type=Path, help="where serve's own output goes (default: serve.log beside the model directory)"
+    )
     args = parser.parse_args(argv)
 
     sessions = test_sessions(args.test, 4)

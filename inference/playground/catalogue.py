@@ -9,9 +9,9 @@ file does not describe are shown by id alone. Browsing lists the items most popu
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 ID_COLUMN = "item_id"
 DETAIL_COLUMNS = ("name", "category", "image_url")

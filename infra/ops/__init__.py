@@ -1,6 +1,6 @@
 """Operator CLI for a deployed stage: `python -m infra.ops --help`.
 
 Reads every name it needs from the deployed stacks' CloudFormation outputs, so nothing is
-configured twice. Uses boto3 (and the SageMaker Python SDK for one-off training jobs); it
-imports nothing from the CDK app, the model code or the serving code.
+configured twice. Uses boto3 only; it imports nothing from the CDK app, the model code or the
+serving code.
 """

@@ -14,7 +14,8 @@ and the teardown runs in any case (unless `--keep`):
 7. tear the stage down: delete its stacks, empty (every version) and delete its kept buckets, schedule its
    kept KMS key's deletion, delete the models and endpoint configs the pipeline made and its SSM parameters.
 
-The AWS calls are the other `infra.ops` commands' own (deployment, training, scoring, recommend, cleanup).
+The AWS calls are the other `infra.ops` commands' own (deployment, training, scoring, recommend, cleanup); the
+prices come from ``infra.ops.pricing`` and the teardown is ``infra.ops.teardown``.
 What a test replaces is gathered in :class:`Seams`: how the stage is deployed, how the API is called, how
 the run waits and where prices come from; everything else runs as it does against an account.
 """
@@ -37,15 +38,16 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from infra.layout import PARTS, STAGE_PATTERN, parameter_name
-from infra.ops import cleanup, scoring, training
+from infra.layout import PARTS, STAGE_PATTERN
+from infra.ops import scoring, training
 from infra.ops import recommend as recommending
 from infra.ops.deployment import Deployment, load_deployment
 from infra.ops.errors import OpsError
+from infra.ops.pricing import price_list_hourly
+from infra.ops.teardown import STAGE_PREFIX, teardown
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = PROJECT_ROOT / "demo_output" / "data"
-STAGE_PREFIX = "smoke"
 HYPERPARAMETERS = {"epochs": "3"}
 """A short training: the smoke test checks the path, not the model's quality."""
 K = 10
@@ -53,12 +55,6 @@ BATCH_SESSIONS = 100
 API_CALLS = 5
 POLL_SECONDS = 30.0
 BATCH_TIMEOUT_SECONDS = 3600.0
-PRICE_LIST_REGION = "us-east-1"
-"""The Price List API answers from us-east-1 (and a few other regions) for every region's prices."""
-USAGE_KINDS = {"training": "Train", "transform": "Tsform", "hosting": "Host"}
-"""The SageMaker price list's usage type per kind of instance use: `<region code>-Host:ml.m5.large`, ..."""
-KEPT_TYPES = ("AWS::S3::Bucket", "AWS::KMS::Key")
-"""What the stacks keep on deletion (RemovalPolicy.RETAIN) and the teardown removes itself."""
 
 
 class StepFailed(Exception):
@@ -320,125 +316,6 @@ class SmokeRun:
     def price(self, instance_type: str, use: str) -> float | None:
         lookup = self.seams.hourly_price or price_list_hourly
         return lookup(self.session, instance_type, use)
-
-
-def price_list_hourly(session, instance_type: str, use: str) -> float | None:
-    """On-demand USD per hour of ``instance_type`` for ``use`` in the session's region, from the Price List
-    API (https://docs.aws.amazon.com/awsaccountbilling/latest/aboutv2/using-price-list-query-api.html);
-    None when the API cannot be asked (no permission) or lists no such product."""
-    try:
-        pricing = session.client("pricing", region_name=PRICE_LIST_REGION)
-        answer = pricing.get_products(ServiceCode="AmazonSageMaker", Filters=[
-            {"Type": "TERM_MATCH", "Field": "regionCode", "Value": session.region_name},
-            {"Type": "TERM_MATCH", "Field": "instanceName", "Value": instance_type},
-        ], MaxResults=100)
-    except ClientError:
-        return None
-    return hourly_price_from_products(answer["PriceList"], instance_type, use)
-
-
-def hourly_price_from_products(price_list: list[str], instance_type: str, use: str) -> float | None:
-    """The USD price per hour of the product whose usage type is `<region code>-<kind>:<instance type>`
-    (e.g. `USE1-Host:ml.m5.large`) among GetProducts' answer, its on-demand terms; None if none is listed."""
-    wanted = f"-{USAGE_KINDS[use]}:{instance_type}"
-    for text in price_list:
-        product = json.loads(text)
-        if not product["product"]["attributes"].get("usagetype", "").endswith(wanted):
-            continue
-        for term in product.get("terms", {}).get("OnDemand", {}).values():
-            for dimension in term["priceDimensions"].values():
-                if dimension.get("unit", "").lower().startswith("hr") and "USD" in dimension["pricePerUnit"]:
-                    return float(dimension["pricePerUnit"]["USD"])
-    return None
-
-
-# --- the teardown ------------------------------------------------------------------------------------
-
-
-def _kept_resources(cloudformation, deployment: Deployment) -> dict[str, list[str]]:
-    """The physical ids of the buckets and KMS keys of the stage's stacks, by type."""
-    kept: dict[str, list[str]] = {kind: [] for kind in KEPT_TYPES}
-    for part in PARTS:
-        if deployment.has(part):
-            pages = cloudformation.get_paginator("list_stack_resources").paginate(StackName=deployment.stacks[part].name)
-            for page in pages:
-                for resource in page["StackResourceSummaries"]:
-                    if resource["ResourceType"] in kept and resource.get("PhysicalResourceId"):
-                        kept[resource["ResourceType"]].append(resource["PhysicalResourceId"])
-    return kept
-
-
-def empty_bucket(s3, bucket: str) -> int:
-    """Delete every object version and delete marker; how many were deleted."""
-    deleted = 0
-    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
-        batch = [{"Key": v["Key"], "VersionId": v["VersionId"]}
-                 for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
-        if batch:
-            s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
-            deleted += len(batch)
-    return deleted
-
-
-def remove_bucket(s3, bucket: str, sleep: Callable[[float], None], attempts: int = 3) -> str:
-    """Empty and delete a bucket; again after a pause when late deliveries (access logs) refilled it."""
-    versions, attempt = 0, 1
-    while True:
-        try:
-            versions += empty_bucket(s3, bucket)
-            s3.delete_bucket(Bucket=bucket)
-            return f"bucket {bucket} emptied ({versions} object versions) and deleted"
-        except ClientError as error:
-            code = error.response["Error"]["Code"]
-            if code == "NoSuchBucket":
-                return f"bucket {bucket} already gone"
-            if code != "BucketNotEmpty" or attempt == attempts:
-                raise
-        sleep(POLL_SECONDS)
-        attempt += 1
-
-
-def _delete_stacks(cloudformation, deployment: Deployment) -> list[str]:
-    lines = []
-    waiter = cloudformation.get_waiter("stack_delete_complete")
-    for part in reversed(PARTS):
-        if deployment.has(part):
-            name = deployment.stacks[part].name
-            cloudformation.delete_stack(StackName=name)
-            waiter.wait(StackName=name, WaiterConfig={"Delay": 15, "MaxAttempts": 240})
-            lines.append(f"stack {name} deleted")
-    return lines
-
-
-def _delete_parameters(ssm, stage: str) -> list[str]:
-    """The SSM parameters left under the stage's path (the pipeline's live-model records)."""
-    pages = ssm.get_paginator("get_parameters_by_path").paginate(Path=parameter_name(stage, ""), Recursive=True)
-    names = [p["Name"] for page in pages for p in page["Parameters"]]
-    for start in range(0, len(names), 10):
-        ssm.delete_parameters(Names=names[start:start + 10])
-    return [f"parameter {name} deleted" for name in names]
-
-
-def teardown(session, stage: str, sleep: Callable[[float], None] = time.sleep) -> list[str]:
-    """Remove everything the stage made: stacks, then the kept buckets and key, the pipeline's models and
-    endpoint configs, its SSM parameters. Works on a half-deployed stage; what is already gone is skipped."""
-    if not stage.startswith(STAGE_PREFIX):
-        raise OpsError(f"refusing to tear down stage {stage!r}: the smoke test removes only its own {STAGE_PREFIX}* stages")
-    cloudformation = session.client("cloudformation")
-    deployment = load_deployment(session, stage, allow_none=True)
-    kept = _kept_resources(cloudformation, deployment)
-    lines = _delete_stacks(cloudformation, deployment)
-    s3 = session.client("s3")
-    lines += [remove_bucket(s3, bucket, sleep) for bucket in kept["AWS::S3::Bucket"]]
-    kms = session.client("kms")
-    for key in kept["AWS::KMS::Key"]:
-        kms.schedule_key_deletion(KeyId=key, PendingWindowInDays=7)
-        lines.append(f"KMS key {key} scheduled for deletion in 7 days (the shortest wait KMS allows)")
-    leftovers = cleanup.find_leftovers(session, load_deployment(session, stage, allow_none=True))
-    cleanup.delete_leftovers(session.client("sagemaker"), leftovers)
-    lines += [f"model {name} deleted" for name in leftovers.models]
-    lines += [f"endpoint config {name} deleted" for name in leftovers.endpoint_configs]
-    return lines + _delete_parameters(session.client("ssm"), stage)
 
 
 # --- the whole run -----------------------------------------------------------------------------------

@@ -272,8 +272,67 @@ def read_one_off_settings(stepfunctions, state_machine_arn: str, **overrides) ->
     return one_off_settings(json.loads(described["definition"]), **overrides)
 
 
+def one_off_job_name(stage: str, now: datetime | None = None) -> str:
+    """A one-off job's name: the stage's one-off prefix and the UTC time to the millisecond
+    (``gru4rec-dev-oneoff-20261129-021710-123``), at most 63 characters for a stage name of at most 16."""
+    moment = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    return f"{one_off_job_prefix(stage)}-{moment:%Y%m%d-%H%M%S}-{moment.microsecond // 1000:03d}"
+
+
+def one_off_request(
+    job_name: str,
+    stage: str,
+    bucket: str,
+    settings: OneOffSettings,
+    hyperparameters: dict[str, str],
+    window_days: int,
+    test_channel: bool = True,
+) -> dict:
+    """The CreateTrainingJob request of a one-off job: the state machine's job settings, its data window, its
+    output place, and a Spot job's own checkpoint folder ``checkpoints/<job name>/``."""
+    channels = [_s3_channel(channel, f"s3://{bucket}/{prefix}") for channel, prefix in CHANNEL_PREFIXES.items()
+                if test_channel or channel == "train"]
+    algorithm = {"TrainingImage": settings.image_uri,
+                 # the job opens only the window's day folders of training/events/: FastFile downloads nothing else
+                 "TrainingInputMode": "FastFile"}
+    if settings.metric_definitions:
+        algorithm["MetricDefinitions"] = settings.metric_definitions
+    resources = {"InstanceType": settings.instance_type, "InstanceCount": settings.instance_count,
+                 "VolumeSizeInGB": settings.volume_size_gb}
+    output = {"S3OutputPath": f"s3://{bucket}/{MODELS_PREFIX}"}
+    stopping = {"MaxRuntimeInSeconds": settings.max_runtime_seconds}
+    request = {
+        "TrainingJobName": job_name,
+        "RoleArn": settings.role_arn,
+        "AlgorithmSpecification": algorithm,
+        "HyperParameters": {**settings.default_hyperparameters, **hyperparameters, **training_window(window_days)},
+        "InputDataConfig": channels,
+        "OutputDataConfig": output,
+        "ResourceConfig": resources,
+        "StoppingCondition": stopping,
+        "EnableNetworkIsolation": settings.network_isolation,
+        "Tags": [{"Key": "project", "Value": "gru4rec"}, {"Key": "stage", "Value": stage},
+                 {"Key": "pipeline", "Value": "one-off"}],
+    }
+    if settings.volume_kms_key:
+        resources["VolumeKmsKeyId"] = settings.volume_kms_key
+    if settings.output_kms_key:
+        output["KmsKeyId"] = settings.output_kms_key
+    if settings.spot:  # a Spot job resumes from its own checkpoints after an interruption
+        request["EnableManagedSpotTraining"] = True
+        stopping["MaxWaitTimeInSeconds"] = settings.max_wait_seconds
+        request["CheckpointConfig"] = {"S3Uri": f"s3://{bucket}/{CHECKPOINTS_PREFIX}{job_name}/"}
+    return request
+
+
+def _s3_channel(name: str, s3_uri: str) -> dict:
+    """A channel of every object under ``s3_uri``, read in the job's input mode."""
+    return {"ChannelName": name, "DataSource": {"S3DataSource": {
+        "S3DataType": "S3Prefix", "S3Uri": s3_uri, "S3DataDistributionType": "FullyReplicated"}}}
+
+
 def start_one_off_training(
-    boto_session,
+    sagemaker,
     stage: str,
     bucket: str,
     settings: OneOffSettings,
@@ -281,74 +340,17 @@ def start_one_off_training(
     window_days: int,
     test_channel: bool = True,
 ) -> str:
-    """Start a training job with the SageMaker Python SDK (v3 ModelTrainer); return its name.
+    """Start a one-off training job (:func:`one_off_request`) with boto3's SageMaker client; return its name.
 
     Its model goes to `s3://<bucket>/models/`, like the state machine's (with the same default
     hyperparameters, Spot setting and metrics), and it reads the same data: the day folders of
     `training/events/` of the last `window_days` UTC days before now (FastFile). The endpoint and
     the current-model parameters are not touched.
     """
-    from sagemaker.core.helper.session_helper import Session
-    from sagemaker.core.training.configs import (
-        CheckpointConfig,
-        Compute,
-        InputData,
-        MetricDefinition,
-        Networking,
-        OutputDataConfig,
-        StoppingCondition,
-        Tag,
-    )
-    from sagemaker.train.model_trainer import ModelTrainer
-
-    base_job_name = one_off_job_prefix(stage)
-    trainer = ModelTrainer(
-        sagemaker_session=Session(boto_session=boto_session),
-        training_image=settings.image_uri,
-        # the job opens only the window's day folders of training/events/: FastFile downloads nothing else
-        training_input_mode="FastFile",
-        role=settings.role_arn,
-        base_job_name=base_job_name,
-        compute=Compute(
-            instance_type=settings.instance_type,
-            instance_count=settings.instance_count,
-            volume_size_in_gb=settings.volume_size_gb,
-            volume_kms_key_id=settings.volume_kms_key,
-            enable_managed_spot_training=settings.spot or None,
-        ),
-        stopping_condition=StoppingCondition(
-            max_runtime_in_seconds=settings.max_runtime_seconds,
-            max_wait_time_in_seconds=settings.max_wait_seconds if settings.spot else None,
-        ),
-        output_data_config=OutputDataConfig(
-            s3_output_path=f"s3://{bucket}/{MODELS_PREFIX}", kms_key_id=settings.output_kms_key
-        ),
-        networking=Networking(enable_network_isolation=True) if settings.network_isolation else None,
-        hyperparameters={**settings.default_hyperparameters, **hyperparameters, **training_window(window_days)},
-        tags=[
-            Tag(key="project", value="gru4rec"),
-            Tag(key="stage", value=stage),
-            Tag(key="pipeline", value="one-off"),
-        ],
-    )
-    if settings.spot:  # a Spot job resumes from its own checkpoints after an interruption
-        started = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-        trainer.with_checkpoint_config(CheckpointConfig(
-            s3_uri=f"s3://{bucket}/{CHECKPOINTS_PREFIX}{base_job_name}-{started}/"
-        ))
-    if settings.metric_definitions:
-        trainer.with_metric_definitions([
-            MetricDefinition(name=metric["Name"], regex=metric["Regex"])
-            for metric in settings.metric_definitions
-        ])
-    channels = [
-        InputData(channel_name=channel, data_source=f"s3://{bucket}/{prefix}")
-        for channel, prefix in CHANNEL_PREFIXES.items()
-        if test_channel or channel == "train"
-    ]
-    trainer.train(input_data_config=channels, wait=False, logs=False)
-    # the SDK's documented way to the job it started
-    return trainer._latest_training_job.training_job_name
+    job_name = one_off_job_name(stage)
+    sagemaker.create_training_job(**one_off_request(job_name, stage, bucket, settings, hyperparameters, window_days,
+                                                    test_channel))
+    return job_name
 
 
 def data_files(folder: Path) -> dict[str, Path]:

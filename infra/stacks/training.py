@@ -26,6 +26,7 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_scheduler_targets as scheduler_targets
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
@@ -33,7 +34,6 @@ from constructs import Construct
 from model_code.tuning_space import load_space
 
 from infra.config import AppConfig
-from infra.instance_storage import uses_volume_key
 from infra.layout import (
     CHECKPOINTS_PREFIX,
     DAY_FOLDER_PREFIX,
@@ -41,20 +41,17 @@ from infra.layout import (
     RUN_MARKER,
     TRAINING_EVENTS_PREFIX,
     TRAINING_TEST_PREFIX,
-    one_off_job_prefix,
     tuning_job_prefix,
 )
-from infra.log_groups import log_group_arn, log_streams_arn
-from infra.registry import REJECTED, approval_on_pass
-from infra.rollout import (MAX_EXECUTION_TIMEOUT_SECONDS, RETAINED_VARIANT_PROPERTIES, deployment_config,
-                           read_rollback_alarms_statement)
+from infra.rollout import MAX_EXECUTION_TIMEOUT_SECONDS, RETAINED_VARIANT_PROPERTIES, deployment_config
 from infra.tuning import MAX_RUNTIME_SECONDS, MAX_WARM_START_PARENTS, WARM_START_TYPE, tuning_job_config
 from infra.sagemaker_models import NETWORK_ISOLATION, endpoint_network_isolation, primary_container
-from infra.stacks.endpoint import EndpointStack, endpoint_config_settings, production_variant, uses_endpoint_volume_key
-from infra.stacks.image import ImageStack, pull_image_statements
-from infra.stacks.model_versions import (passed_verdict, record_version, rollout_entry, rollout_on_approval,
-                                         versions_arn)
+from infra.stacks.endpoint import EndpointStack, endpoint_config_settings, production_variant
+from infra.registry import REJECTED, approval_on_pass
+from infra.stacks.image import ImageStack
+from infra.stacks.model_versions import passed_verdict, record_version, rollout_entry, rollout_on_approval
 from infra.stacks.storage import StorageStack
+from infra.stacks.training_roles import grant_pipeline, parameter_arn, training_role
 from infra.stacks.workflow import (
     STATE_MACHINE_SERVICE_WILDCARDS,
     acknowledge_wildcards,
@@ -68,10 +65,8 @@ from infra.stacks.workflow import (
     pipeline_state_machine,
     resource_tags,
     sagemaker_arn,
-    sync_job_statements,
     sync_job_task,
     volume_key,
-    volume_key_statements,
 )
 
 JOB_KIND = "train"
@@ -116,8 +111,6 @@ def gate_metric(config: AppConfig) -> str:
     return (VALIDATION_PREFIX if config.valid_days else "") + REPORTED_METRICS[0]
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 TRAINING_VOLUME_GB = 30
-TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
-TRAINING_METRICS_NAMESPACE = "/aws/sagemaker/TrainingJobs"
 # Managed Spot may wait for capacity as long again as the run may take, at most this much more
 SPOT_EXTRA_WAIT_LIMIT = cdk.Duration.hours(24)
 ENDPOINT_POLL_INTERVAL = cdk.Duration.minutes(1)
@@ -128,7 +121,8 @@ DEPLOYMENT_ALLOWANCE = cdk.Duration.hours(9)
 
 
 class TrainingStack(cdk.Stack):
-    """The training state machine, the SageMaker execution role of its training jobs and its failure topic.
+    """The training pipeline (:class:`TrainingPipeline`), the SageMaker execution role of its training jobs
+    (``infra.stacks.training_roles``), its failure topic and what starts it on a schedule or on new data.
 
     ``state_machine`` and ``topic`` are for other stacks; the CloudFormation output
     ``TrainingStateMachineArn`` is for the operator CLI.
@@ -138,29 +132,15 @@ class TrainingStack(cdk.Stack):
                  image: ImageStack, endpoint: EndpointStack, **kwargs) -> None:
         super().__init__(scope, construct_id, description=f"GRU4Rec {config.stage}: training pipeline with quality gate", **kwargs)
         self.job_name_prefix = job_name_prefix(config, JOB_KIND)
-        self.training_role = self._training_role(config, storage, image)
+        self.training_role = training_role(self, config, storage, image, self.job_name_prefix)
         self.topic = failure_topic(self, config, storage.key, "training")
-        on_failure = notify_and_fail(self, config, self.topic, "training", {"job": "$jobName"})
-        rollout = self._deploy(config, storage, image, endpoint, on_failure)
-        # a manual stage's model waits in the registry until a person approves it (then the approval's event rolls it out)
-        after_registration = (rollout if config.approval_mode == "auto"
-                              else sfn.Succeed.jsonata(self, "Awaiting approval", outputs=self._outputs(config)))
-        ship = self._record_version(config, storage, image, on_failure, "", approval_on_pass(config),
-                                    passed_verdict(gate_metric(config), config.recall_threshold)).next(after_registration)
-        if refits(config):
-            ship = self._refit(config, storage, image, on_failure).next(ship)
-        training = sfn.Chain.start(self._name_the_job(config, storage)).next(self._read_tuned_settings(config, on_failure))
-        if config.valid_days:
-            training = training.next(self._read_live_model(config, on_failure))
-        train = self._train(config, storage, image, on_failure)
-        reject = self._record_version(config, storage, image, on_failure, "rejected ", REJECTED, "$states.input.Cause")
-        reject.next(on_failure)
-        train.next(self._quality_gate(config, reject, ship))
-        training.next(self._tuning(config, storage, image, on_failure, train) if config.tune_every_days else train)
-        definition = rollout_entry(self, config, on_failure, rollout, training)
-        self.state_machine = pipeline_state_machine(self, config, storage.key, "training", definition, _timeout(config))
+        # CDK leaves the id "Default" out of logical ids: the pipeline's resources keep the ids they had as the
+        # stack's own children, so a deploy updates them in place (custom-named ones could not be replaced)
+        pipeline = TrainingPipeline(self, "Default", config, storage, image, endpoint, self.training_role, self.topic,
+                                    self.job_name_prefix)
+        self.state_machine = pipeline.state_machine
         self.approval_trigger = rollout_on_approval(self, config, storage.key, self.state_machine)
-        self._grant_pipeline(config, storage, endpoint)
+        grant_pipeline(self, config, storage, endpoint, self.state_machine, self.training_role, self.job_name_prefix)
         notify_abnormal_ends(self, self.state_machine, self.topic, storage.key)
         if config.retrain_schedule:
             self._retrain_on_schedule(config, storage)
@@ -217,7 +197,36 @@ class TrainingStack(cdk.Stack):
         rule.add_target(targets.SfnStateMachine(machine, retry_attempts=8, max_event_age=cdk.Duration.hours(6)))
         return machine
 
-    # --- states -----------------------------------------------------------------------------------
+
+class TrainingPipeline(Construct):
+    """The states of the training pipeline and its state machine (``state_machine``); failures go to ``topic``.
+
+    Its training jobs run as ``training_role``, under names starting with ``job_name_prefix``.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, config: AppConfig, storage: StorageStack, image: ImageStack,
+                 endpoint: EndpointStack, training_role: iam.IRole, topic: sns.ITopic, job_name_prefix: str) -> None:
+        super().__init__(scope, construct_id)
+        self.training_role, self.job_name_prefix = training_role, job_name_prefix
+        on_failure = notify_and_fail(self, config, topic, "training", {"job": "$jobName"})
+        rollout = self._deploy(config, storage, image, endpoint, on_failure)
+        # a manual stage's model waits in the registry until a person approves it (then the approval's event rolls it out)
+        after_registration = (rollout if config.approval_mode == "auto"
+                              else sfn.Succeed.jsonata(self, "Awaiting approval", outputs=self._outputs(config)))
+        ship = self._record_version(config, storage, image, on_failure, "", approval_on_pass(config),
+                                    passed_verdict(gate_metric(config), config.recall_threshold)).next(after_registration)
+        if refits(config):
+            ship = self._refit(config, storage, image, on_failure).next(ship)
+        training = sfn.Chain.start(self._name_the_job(config, storage)).next(self._read_tuned_settings(config, on_failure))
+        if config.valid_days:
+            training = training.next(self._read_live_model(config, on_failure))
+        train = self._train(config, storage, image, on_failure)
+        reject = self._record_version(config, storage, image, on_failure, "rejected ", REJECTED, "$states.input.Cause")
+        reject.next(on_failure)
+        train.next(self._quality_gate(config, reject, ship))
+        training.next(self._tuning(config, storage, image, on_failure, train) if config.tune_every_days else train)
+        definition = rollout_entry(self, config, on_failure, rollout, training)
+        self.state_machine = pipeline_state_machine(self, config, storage.key, "training", definition, _timeout(config))
 
     def _name_the_job(self, config: AppConfig, storage: StorageStack) -> sfn.Pass:
         """Variables for the whole execution: the job name (also the model's and endpoint config's), the channels,
@@ -251,7 +260,7 @@ class TrainingStack(cdk.Stack):
         name = config.tuned_hyperparameters_parameter_name
         read = tasks.CallAwsService.jsonata(
             self, "Read tuned settings", service="ssm", action="getParameters",
-            iam_resources=[self._parameter_arn(name)],
+            iam_resources=[parameter_arn(self, name)],
             parameters={"Names": [name]},
             assign={"tuned": "{% $count($states.result.Parameters) > 0 ? $parse($states.result.Parameters[0].Value) : {} %}"},
         )
@@ -265,7 +274,7 @@ class TrainingStack(cdk.Stack):
         """
         read = tasks.CallAwsService.jsonata(
             self, "Read live model", service="ssm", action="getParameter",
-            iam_resources=[self._parameter_arn(config.model_data_parameter_name)],
+            iam_resources=[parameter_arn(self, config.model_data_parameter_name)],
             parameters={"Name": config.model_data_parameter_name},
             assign={"champion": "{% ($live := $states.result.Parameter.Value; $models := 's3://' & $bucket & '/"
                                 + MODELS_PREFIX + "'; $substring($live, 0, $length($models)) = $models ? $live : null) %}"},
@@ -331,7 +340,7 @@ class TrainingStack(cdk.Stack):
         tune.add_catch(on_failure)
         record = tasks.CallAwsService.jsonata(
             self, "Record tuned settings", service="ssm", action="putParameter",
-            iam_resources=[self._parameter_arn(config.tuned_hyperparameters_parameter_name)],
+            iam_resources=[parameter_arn(self, config.tuned_hyperparameters_parameter_name)],
             parameters={"Name": config.tuned_hyperparameters_parameter_name, "Value": "{% $string($tuned) %}",
                         "Type": "String", "Overwrite": True},
         )
@@ -578,14 +587,13 @@ class TrainingStack(cdk.Stack):
                                              ("Record model name", config.model_name_parameter_name, "{% $jobName %}")):
             record = tasks.CallAwsService.jsonata(
                 self, state_name, service="ssm", action="putParameter",
-                iam_resources=[self._parameter_arn(parameter)],
+                iam_resources=[parameter_arn(self, parameter)],
                 parameters={"Name": parameter, "Value": value, "Overwrite": True},
             )
             record.add_catch(on_failure)
             records.append(record)
         done = sfn.Succeed.jsonata(self, "Done", outputs=self._outputs(config))
         return records[0].next(records[1]).next(done)
-
     def _outputs(self, config: AppConfig) -> dict:
         """What an execution that registered a model ends with: the model, its registry version, the gate's figures."""
         return {
@@ -606,128 +614,6 @@ class TrainingStack(cdk.Stack):
         images = {"training": image.training_image_uri, "serve": image.serve_image_uri}
         return record_version(self, config, storage.objects_arn(MODELS_PREFIX), images, on_failure, label, status,
                               verdict, gate)
-
-    # --- permissions ------------------------------------------------------------------------------
-
-    def _training_role(self, config: AppConfig, storage: StorageStack, image: ImageStack) -> iam.Role:
-        """The training jobs' execution role: read training data, write models (and checkpoints with Spot)."""
-        role = iam.Role(self, "TrainingRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
-                        description=f"Execution role of the GRU4Rec {config.stage} training jobs")
-        training_data, models = storage.objects_arn("training/"), storage.objects_arn(MODELS_PREFIX)
-        checkpoints = storage.objects_arn(CHECKPOINTS_PREFIX)
-        log_group = log_group_arn(self, TRAINING_LOG_GROUP)
-        # SageMaker names a job's log streams <job name>/algo-<n>-<time>: the pipeline's and the operator CLI's one-off jobs
-        log_streams = log_streams_arn(self, TRAINING_LOG_GROUP, f"{self.job_name_prefix}*")
-        one_off_streams = log_streams_arn(self, TRAINING_LOG_GROUP, f"{one_off_job_prefix(config.stage)}-*")
-        tuning_streams = log_streams_arn(self, TRAINING_LOG_GROUP, f"{tuning_job_prefix(config.stage)}*")
-        # every channel is an S3Prefix, which SageMaker lists: the training data, and the live model's archive
-        # under models/ (the champion channel, once a pipeline's model is live)
-        listed_prefixes = ["training/*", f"{MODELS_PREFIX}*"] + ([f"{CHECKPOINTS_PREFIX}*"] if config.use_spot else [])
-        statements = [
-            iam.PolicyStatement(sid="ListTrainingData", actions=["s3:ListBucket"], resources=[storage.bucket.bucket_arn],
-                                conditions={"StringLike": {"s3:prefix": listed_prefixes}}),
-            iam.PolicyStatement(sid="ReadTrainingData", actions=["s3:GetObject"], resources=[training_data]),
-            iam.PolicyStatement(sid="WriteModels", actions=["s3:PutObject"], resources=[models]),
-            # the live model, scored beside the new one (the champion channel)
-            iam.PolicyStatement(sid="ReadLiveModels", actions=["s3:GetObject"], resources=[models]),
-            iam.PolicyStatement(sid="UseStageKey", actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
-                                resources=[storage.key.key_arn]),
-            *pull_image_statements(image),
-            # SageMaker creates the account's shared training log group on the first job of a region
-            iam.PolicyStatement(sid="CreateTrainingLogGroup", actions=["logs:CreateLogGroup", "logs:DescribeLogStreams"],
-                                resources=[log_group]),
-            iam.PolicyStatement(sid="WriteTrainingLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                                resources=[log_streams, one_off_streams, tuning_streams]),
-            iam.PolicyStatement(sid="PublishTrainingMetrics", actions=["cloudwatch:PutMetricData"], resources=["*"],
-                                conditions={"StringEquals": {"cloudwatch:namespace": TRAINING_METRICS_NAMESPACE}}),
-        ]
-        if uses_volume_key(config.training_instance_type):
-            statements += volume_key_statements(storage.key)
-        if config.use_spot:
-            statements.append(iam.PolicyStatement(sid="SyncCheckpoints", actions=["s3:GetObject", "s3:PutObject"],
-                                                  resources=[checkpoints]))
-        policy = iam.Policy(self, "TrainingPolicy", roles=[role], statements=statements)
-        findings = {
-            "*": "Only ecr:GetAuthorizationToken (registry-wide tokens) and cloudwatch:PutMetricData (no resource-level "
-                 f"permissions; limited to the namespace {TRAINING_METRICS_NAMESPACE} by a condition) use '*'.",
-            training_data: "Training jobs read every file of the training channels under training/ (train/ and test/).",
-            models: "SageMaker writes each job's model.tar.gz under models/<job name>/, and reads the live one "
-                    "from there as the champion channel: this prefix only.",
-            log_group: "log-group:<name>:* is how IAM names the one log group SageMaker writes training logs to "
-                       "(CreateLogGroup on a region's first job, DescribeLogStreams).",
-            log_streams: "SageMaker names each training job's log streams <job name>/algo-<n>-<time>; "
-                         "the grant covers this pipeline's job names only.",
-            one_off_streams: "The operator CLI's one-off training jobs (same role) are named <stage prefix>-oneoff-<time>; "
-                             "their log streams only.",
-            tuning_streams: "The training jobs of the operator CLI's tuning jobs (same role) are named "
-                            "tune-<stage>-<time>-<NNN>-<hash>; their log streams only.",
-        }
-        if config.use_spot:
-            findings[checkpoints] = "Managed Spot syncs /opt/ml/checkpoints with checkpoints/<job name>/ to resume an interrupted job."
-        acknowledge_wildcards(policy, findings)
-        return role
-
-    def _grant_pipeline(self, config: AppConfig, storage: StorageStack, endpoint: EndpointStack) -> None:
-        """What the state machine does beyond its CallAwsService tasks (which grant their own calls)."""
-        names = f"{self.job_name_prefix}*"
-        models, configs = sagemaker_arn(self, "model", names), sagemaker_arn(self, "endpoint-config", names)
-        versions = versions_arn(self, config)
-        statements = [
-            *sync_job_statements(self, "training-job", self.job_name_prefix, "StepFunctionsGetEventsForSageMakerTrainingJobsRule"),
-            iam.PolicyStatement(sid="PassRolesToSageMaker", actions=["iam:PassRole"],
-                                resources=[self.training_role.role_arn, endpoint.model_role.role_arn],
-                                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}),
-            # tags given at creation are authorized as AddTags
-            iam.PolicyStatement(sid="TagModelsAndEndpointConfigs", actions=["sagemaker:AddTags"], resources=[models, configs]),
-            read_rollback_alarms_statement(self, config),
-            iam.PolicyStatement(sid="TagModelVersions", actions=["sagemaker:AddTags"], resources=[versions]),
-            # the bucket encrypts the evaluation reports with the stage's key
-            iam.PolicyStatement(sid="EncryptEvaluationReports", actions=["kms:GenerateDataKey"],
-                                resources=[storage.key.key_arn]),
-        ]
-        # CreateTrainingJob and UpdateEndpoint with a volume key: the caller lets SageMaker grant the key too
-        if uses_volume_key(config.training_instance_type) or uses_endpoint_volume_key(config):
-            statements += volume_key_statements(storage.key)
-        findings = {}
-        if config.tune_every_days:
-            statements += self._tuning_statements(config)
-            tuning_jobs = sagemaker_arn(self, "hyper-parameter-tuning-job", f"{tuning_job_prefix(config.stage)}*")
-            findings[tuning_jobs] = ("Tuning jobs tune-<stage>-<UTC minute>: the grant covers this stage's tuning jobs "
-                                     "only.")
-        for statement in statements:
-            self.state_machine.add_to_role_policy(statement)
-        reason = "Names carry the execution's start time and hash: the grant covers this pipeline's names only."
-        list_note = ("; sagemaker:ListHyperParameterTuningJobs (the tuning step's earlier jobs) takes no resource-level "
-                     "permissions either") if config.tune_every_days else ""
-        acknowledge_wildcards(self.state_machine.role, {
-            **findings,
-            "*": STATE_MACHINE_SERVICE_WILDCARDS + list_note + ".",
-            sagemaker_arn(self, "training-job", names): f"Training jobs {names}. " + reason,
-            models: f"Models {names} (named after their training job). " + reason,
-            configs: f"Endpoint configurations {names} (named after their training job). " + reason,
-            versions: f"The versions of the stage's model package group {config.model_package_group_name}, numbered by "
-                      "SageMaker as they are registered: this group's only.",
-            storage.objects_arn(MODELS_PREFIX): "Each model's evaluation report goes beside its archive, "
-                                                "models/<job name>/evaluation.json: this prefix only.",
-        })
-
-    def _tuning_statements(self, config: AppConfig) -> list[iam.PolicyStatement]:
-        """Run and watch the stage's tuning jobs (``createHyperParameterTuningJob.sync``): the tuning-job form of
-        ``sync_job_statements``, whose rule is StepFunctionsGetEventsForSageMakerTuningJobsRule
-        (https://docs.aws.amazon.com/step-functions/latest/dg/sagemaker-iam.html)."""
-        jobs = sagemaker_arn(self, "hyper-parameter-tuning-job", f"{tuning_job_prefix(config.stage)}*")
-        rule = self.format_arn(service="events", resource="rule",
-                               resource_name="StepFunctionsGetEventsForSageMakerTuningJobsRule")
-        return [
-            iam.PolicyStatement(sid="RunTuningJobs", resources=[jobs], actions=[
-                "sagemaker:CreateHyperParameterTuningJob", "sagemaker:DescribeHyperParameterTuningJob",
-                "sagemaker:StopHyperParameterTuningJob", "sagemaker:AddTags", "sagemaker:ListTags"]),
-            iam.PolicyStatement(sid="WatchTuningJobs", resources=[rule],
-                                actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"]),
-        ]
-
-    def _parameter_arn(self, name: str) -> str:
-        return self.format_arn(service="ssm", resource="parameter", resource_name=name.lstrip("/"))
 
 
 def _channel(name: str, s3_uri: str, mode: str = "File") -> dict:

@@ -12,7 +12,7 @@ from inference import training_job
 from inference.training_job import JobInputError, JobPaths
 from model_code import artifacts
 from model_code.checkpoints import load_checkpoint
-from tests.pausing import kill_after_first_checkpoint
+from tests.support.pausing import kill_after_first_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAIN = REPO_ROOT / "inference" / "train"

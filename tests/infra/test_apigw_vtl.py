@@ -1,4 +1,4 @@
-"""The API Gateway stand-ins of tests/infra/apigw_vtl.py, checked on the examples AWS documents and on
+"""The API Gateway stand-ins of tests/support/apigw_vtl.py, checked on the examples AWS documents and on
 JSON's own rules, before other tests trust them."""
 import json
 
@@ -7,7 +7,7 @@ from airspeed import TemplateExecutionError
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.infra import apigw_vtl as vtl
+from tests.support import apigw_vtl as vtl
 
 # The documented examples of "Variables for data transformations for API Gateway"
 # (https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-mapping-template-reference.html)

@@ -1,4 +1,4 @@
-"""AWS's documented rules (tests/infra/aws_rules.py), cfn-lint, cdk-nag and parliament, held on every variant.
+"""AWS's documented rules (tests/support/aws_rules.py), cfn-lint, cdk-nag and parliament, held on every variant.
 
 The variants (tests/infra/conftest.py ``VARIANTS``): the default stage; serverless with provisioned
 concurrency; GPU training with NVMe transform and endpoint types; retraining on a schedule and on new data
@@ -17,10 +17,10 @@ from typing import Callable
 import pytest
 from cfnlint.api import ManualArgs, lint
 
-from tests.infra.aws_rules import RULES, AppView, Machine, _pool_roles, has_nvme
+from tests.support.aws_rules import RULES, AppView, Machine, _pool_roles, has_nvme
 from tests.infra.conftest import VARIANTS
-from tests.infra.policy_documents import AppPolicies
-from tests.infra.policy_lint import logs_arn_problems, parliament_findings
+from tests.support.policy_documents import AppPolicies
+from tests.support.policy_lint import logs_arn_problems, parliament_findings
 
 LINT_REGIONS = ["us-east-1", "eu-west-1"]
 # the default stage is linted, nagged and audited by test_app.py and test_policies.py already

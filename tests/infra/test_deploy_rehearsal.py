@@ -30,12 +30,10 @@ from moto.cloudformation.parsing import NULL_MODELS, get_model_map
 
 from infra.ops import training
 from infra.ops.deployment import PARTS, load_deployment, stack_name
-from tests.infra.sagemaker_sdk import offline_sdk
 
 # moto warns about each type it skips; they are declared and printed below instead
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Tried to parse AWS:UserWarning"),
-    pytest.mark.filterwarnings("ignore::DeprecationWarning:sagemaker.*"),
 ]
 
 REGION = "us-east-1"
@@ -87,7 +85,7 @@ NOT_CREATED_BY_MOTO = {
     },
     "training": {"AWS::SNS::Subscription", "AWS::SNS::TopicPolicy"},
     # moto 5.2.5's CloudFormation has no Athena workgroup or Glue database/table: the events pipeline's
-    # catalog and workgroup are checked in tests/infra/test_event_sessions_stack.py, its state machine here
+    # catalog and workgroup are checked in tests/infra/stacks/test_event_sessions.py, its state machine here
     "batch": {
         "AWS::Athena::WorkGroup",
         "AWS::Glue::Database",
@@ -99,7 +97,7 @@ NOT_CREATED_BY_MOTO = {
     },
     # the dashboard is created; moto 5.2.5's CloudFormation has no CloudWatch alarm, nor an AWS Budgets budget
     # (AWS::Budgets::Budget, present only with monthly_budget_usd set, which this rehearsal's context leaves unset):
-    # both are checked in tests/infra/test_monitoring.py
+    # both are checked in tests/infra/stacks/test_monitoring.py
     "monitoring": {"AWS::CloudWatch::Alarm"},
 }
 
@@ -464,12 +462,11 @@ def _served_model_data(session, endpoint_name: str) -> list[str]:
     return data
 
 
-def test_a_one_off_job_copies_the_deployed_training_job(rehearsal, synth, monkeypatch, tmp_path):
+def test_a_one_off_job_copies_the_deployed_training_job(rehearsal, synth):
     """The one-off settings read from the real training definition, and a job started from
-    them with the SageMaker SDK."""
+    them through boto3."""
     from infra.stacks.training import hyperparameter_defaults
 
-    offline_sdk(monkeypatch, tmp_path)
     session, config = rehearsal["session"], synth.config
     deployment = load_deployment(session, config.stage)
     settings = training.read_one_off_settings(
@@ -486,7 +483,7 @@ def test_a_one_off_job_copies_the_deployed_training_job(rehearsal, synth, monkey
     session.client("iam").get_role(RoleName=settings.role_arn.rsplit("/", 1)[-1])
 
     job_name = training.start_one_off_training(
-        session, config.stage, deployment.data_bucket, settings, {"epochs": "1"}, deployment.train_window_days
+        session.client("sagemaker"), config.stage, deployment.data_bucket, settings, {"epochs": "1"}, deployment.train_window_days
     )
     job = session.client("sagemaker").describe_training_job(TrainingJobName=job_name)
     assert job["RoleArn"] == settings.role_arn

@@ -5,7 +5,7 @@ import pytest
 
 from infra.instance_storage import has_local_storage, instance_family
 from tests.infra.conftest import synthesize
-from tests.infra.pipelines import as_list, definition, policy_statements, resources
+from tests.support.pipelines import as_list, definition, policy_statements, resources
 
 NVME_TYPES = {"training_instance_type": "ml.g4dn.xlarge", "endpoint_instance_type": "ml.g5.xlarge",
               "transform_instance_type": "ml.g4dn.xlarge"}

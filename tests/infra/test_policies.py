@@ -10,8 +10,8 @@ import copy
 
 import pytest
 
-from tests.infra.policy_documents import ACCOUNT, REGION, AppPolicies, PolicyDocument
-from tests.infra.policy_lint import logs_arn_problems, parliament_findings
+from tests.support.policy_documents import ACCOUNT, REGION, AppPolicies, PolicyDocument
+from tests.support.policy_lint import logs_arn_problems, parliament_findings
 
 KEY_ARN = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 BUCKET_ARN = "arn:aws:s3:::gru4rec-dev-data"

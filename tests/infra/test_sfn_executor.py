@@ -10,9 +10,9 @@ import time
 import boto3
 import pytest
 
-from tests.infra.cfn_values import ACCOUNT, REGION, Stacks
-from tests.infra.service_model import problems
-from tests.infra.sfn_executor import HOOK_MODULE, HOOK_NAME, ROLE_ARN, offline_aws, service_error
+from tests.support.cfn_values import ACCOUNT, REGION, Stacks
+from tests.support.service_model import problems
+from tests.support.sfn_executor import HOOK_MODULE, HOOK_NAME, ROLE_ARN, offline_aws, service_error
 
 
 def _run_one(definition: dict) -> dict:
@@ -25,7 +25,7 @@ def _run_one(definition: dict) -> dict:
 
 
 def test_moto_leaves_the_jsonata_hook_empty_where_the_executor_fills_it():
-    """Fails when a moto upgrade moves or fills the hook: tests/infra/sfn_executor.py must follow it."""
+    """Fails when a moto upgrade moves or fills the hook: tests/support/sfn_executor.py must follow it."""
     hook = importlib.import_module(HOOK_MODULE)
     assert getattr(hook, HOOK_NAME) is None
     with offline_aws():

@@ -12,7 +12,7 @@ from model_code.params import GRU4RecParams
 from model_code.session_batches import SessionArrays
 from model_code.train import WEIGHT_NEUTRAL_PARAMS, eval_fingerprint, run_fingerprint
 from tests.model_code.conftest import TINY_ARGS, run_train
-from tests.pausing import kill_after_first_checkpoint
+from tests.support.pausing import kill_after_first_checkpoint
 
 
 def test_round_trip_keeps_nested_state(tmp_path):

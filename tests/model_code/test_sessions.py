@@ -7,7 +7,7 @@ import sys
 from model_code.event_rules import ReadOptions
 from model_code.event_table import read_event_codes
 from model_code.sessions import MAX_ITEMS, group_sessions
-from tests.session_events import BAD_ROWS, EXPECTED, VISIT_COUNTS, VISIT_OPTIONS, VISIT_SESSIONS, write_run, write_visits
+from tests.support.session_events import BAD_ROWS, EXPECTED, VISIT_COUNTS, VISIT_OPTIONS, VISIT_SESSIONS, write_run, write_visits
 
 OPTIONS = ReadOptions(max_bad_rows="5")
 
