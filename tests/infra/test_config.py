@@ -366,3 +366,15 @@ def test_bad_training_hyperparameters_are_refused_by_name(artifact, value, words
     with pytest.raises(ConfigError, match="training_hyperparameters") as caught:
         AppConfig.from_mapping({"initial_model_artifact": artifact, "training_hyperparameters": value})
     assert words in str(caught.value)
+
+
+def test_approval_is_manual_on_prod_and_auto_elsewhere_unless_set():
+    assert [AppConfig(stage=stage).approval_mode for stage in ("dev", "prod", "staging")] == ["auto", "manual", "auto"]
+    assert AppConfig(stage="prod", approval="auto").approval_mode == "auto"
+    assert AppConfig(stage="dev", approval="manual").approval_mode == "manual"
+    assert AppConfig(stage="prod").model_package_group_name == "gru4rec-prod"
+
+
+def test_an_unknown_approval_is_refused_naming_the_key():
+    with pytest.raises(ConfigError, match="context key 'approval': must be one of \\('auto', 'manual'\\)"):
+        AppConfig(approval="sometimes")
