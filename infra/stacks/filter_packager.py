@@ -29,7 +29,9 @@ class FilterPackager(Construct):
         models, first_model = storage.objects_arn(MODELS_PREFIX), storage.initial_model.object_arn
         lists, packed = storage.objects_arn(INCOMING_SESSIONS_PREFIX), storage.objects_arn(BATCH_MODELS_PREFIX)
         statements = [
-            iam.PolicyStatement(sid="ReadModelsAndLists", actions=["s3:GetObject"], resources=[models, first_model, lists]),
+            iam.PolicyStatement(
+                sid="ReadModelsAndLists", actions=["s3:GetObject"], resources=[models, first_model, lists]
+            ),
             iam.PolicyStatement(sid="WritePackedModels", actions=["s3:PutObject"], resources=[packed]),
         ]
         self.function = stage_function(

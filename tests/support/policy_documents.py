@@ -8,8 +8,9 @@ new kind of resource is never linted as a made-up string.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from tests.support.cfn_intrinsics import IntrinsicResolver
 
