@@ -42,6 +42,9 @@ WAF_RATE_LIMIT_RANGE = (10, 2_000_000_000)
 # https://docs.aws.amazon.com/waf/latest/developerguide/logging-cw-logs.html
 WAF_LOG_GROUP_PREFIX = "aws-waf-logs-"
 ROLLOUT_MODES = ("all_at_once", "canary", "linear")
+APPROVAL_MODES = ("auto", "manual")
+# the stages whose passing models wait for a person's approval unless ``approval`` says otherwise
+MANUAL_APPROVAL_STAGES = ("prod",)
 # SageMaker's limits on a blue/green traffic shift (API_TrafficRoutingConfig): a canary is at most 50% of the
 # fleet, a linear step 10-50%, the wait between steps 0-3600 s
 # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_TrafficRoutingConfig.html
@@ -110,6 +113,7 @@ class AppConfig:
     serverless_max_concurrency: int = 5
     serverless_provisioned_concurrency: int = 0
     model_latency_alarm_ms: int = 500
+    approval: str | None = None
     rollout: str = "canary"
     rollout_traffic_percent: int = 10
     rollout_wait_minutes: int = 10
@@ -238,6 +242,9 @@ class AppConfig:
                f"got {self.initial_model_version!r}")
         self._check_browser_access()
         self._check_rollout()
+        _check(self.approval is None or self.approval in APPROVAL_MODES, "approval",
+               f"must be one of {APPROVAL_MODES} (or empty: manual on {', '.join(MANUAL_APPROVAL_STAGES)}, auto "
+               f"elsewhere), got {self.approval!r}")
         self._check_endpoint_mode()
         self._check_events()
         self._check_training_hyperparameters()
@@ -519,6 +526,19 @@ class AppConfig:
         """``aws-waf-logs-gru4rec-<stage>``: the firewall's log group (the stage key's policy lets Logs use the key for
         it)."""
         return f"{WAF_LOG_GROUP_PREFIX}{self.resource_prefix}"
+
+    @property
+    def approval_mode(self) -> str:
+        """``auto``: a model that passes the gate is registered Approved and goes live; ``manual``: it waits in the
+        registry as PendingManualApproval until a person approves it. ``approval``, else by stage."""
+        if self.approval:
+            return self.approval
+        return "manual" if self.stage in MANUAL_APPROVAL_STAGES else "auto"
+
+    @property
+    def model_package_group_name(self) -> str:
+        """``gru4rec-<stage>``: the stage's model package group in the SageMaker Model Registry."""
+        return self.resource_prefix
 
     @property
     def model_data_parameter_name(self) -> str:

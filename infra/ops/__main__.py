@@ -22,6 +22,7 @@ from infra.ops import (
     event_runs,
     first_model,
     live_model,
+    registry,
     scoring,
     smoke,
     status,
@@ -209,6 +210,21 @@ def run_recommend(args, session, deployment) -> int:
 
 def run_status(args, session, deployment) -> int:
     print(status.render(status.collect_status(session, deployment)))
+    print(registry.render(registry.versions(session, deployment), registry.live_version_arn(session, deployment)))
+    return 0
+
+
+def run_approve(args, session, deployment) -> int:
+    version = registry.approve(session, deployment, args.version, args.note)
+    print(f"version {version.number} ({version.training_job or version.arn}) is Approved: its approval starts the "
+          f"guarded rollout of {deployment.endpoint_name}; follow it with "
+          f"python -m infra.ops status --stage {deployment.stage}")
+    return 0
+
+
+def run_reject(args, session, deployment) -> int:
+    version = registry.reject(session, deployment, args.version, args.reason)
+    print(f"version {version.number} is Rejected: {version.approval_description}")
     return 0
 
 
@@ -275,6 +291,8 @@ COMMANDS = {
     "recommend": run_recommend,
     "status": run_status,
     "rollback": run_rollback,
+    "approve": run_approve,
+    "reject": run_reject,
     "cleanup": run_cleanup,
     "report": run_report,
     "ab": run_ab,

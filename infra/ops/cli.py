@@ -29,6 +29,8 @@ examples:
   python -m infra.ops status --stage prod
   python -m infra.ops report --days 14
   python -m infra.ops ab promote Challenger
+  python -m infra.ops approve 7 --stage prod --note "checked the evaluation report"
+  python -m infra.ops reject 8 --stage prod --reason "catalogue drift since the window"
   python -m infra.ops rollback --to gru4rec-dev-train-20261129-021710-0a1b2c3d
   python -m infra.ops cleanup --yes
   python -m infra.ops smoke --region eu-west-1
@@ -87,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     back.add_argument("--to", metavar="TRAINING_JOB",
                       help="the training job whose model to put live ('first' for the first model)")
+    _add_approval(commands, location)
     tidy = commands.add_parser(
         "cleanup",
         parents=[location],
@@ -152,6 +155,25 @@ def _add_ab(commands, location: argparse.ArgumentParser) -> None:
         "Then remove ab_test from the context and deploy.",
     )
     promote.add_argument("variant", choices=AB_VARIANTS, metavar="VARIANT", help=" or ".join(AB_VARIANTS))
+
+
+def _add_approval(commands, location: argparse.ArgumentParser) -> None:
+    approve = commands.add_parser(
+        "approve", parents=[location],
+        help="approve a model version in the stage's Model Registry: it then goes live through the guarded rollout",
+        description="Set a version of the stage's model package group (gru4rec-<stage>) to Approved. The registry's "
+        "state-change event starts the training pipeline's guarded rollout of it, once; approving in Studio or "
+        "with the API does the same.",
+    )
+    approve.add_argument("version", metavar="VERSION", help="the version's number (as status lists it) or ARN")
+    approve.add_argument("--note", help="the approval description (default: that this command approved it)")
+    reject = commands.add_parser(
+        "reject", parents=[location], help="reject a model version in the stage's Model Registry, saying why",
+        description="Set a version of the stage's model package group to Rejected with the reason as its approval "
+        "description. The live version cannot be rejected: roll back first.",
+    )
+    reject.add_argument("version", metavar="VERSION", help="the version's number (as status lists it) or ARN")
+    reject.add_argument("--reason", required=True, help="why it is rejected (recorded in the registry)")
 
 
 def _add_smoke(commands, location: argparse.ArgumentParser) -> None:

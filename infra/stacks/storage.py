@@ -23,6 +23,7 @@ from infra.layout import (
     INCOMING_SESSIONS_PREFIX,
     SCORED_SESSIONS_PREFIX,
 )
+from infra.registry import ModelRegistry
 from infra.stacks.initial_model import InitialModel
 
 # the encryption context key SNS sends with its KMS requests for an encrypted topic
@@ -62,6 +63,7 @@ class StorageStack(cdk.Stack):
         # the seed names the copy only once it exists
         self.initial_model_parameter.node.add_dependency(self.initial_model.copy)
         self.model_data_parameter = self._live_model_pointer(config)
+        self.registry = ModelRegistry(self, "ModelRegistry", config)
         self.bucket_arn_export_name = f"{config.resource_prefix}-data-bucket-arn"
         self._bucket_arn_import = self.export_value(self.bucket.bucket_arn, name=self.bucket_arn_export_name)
         cdk.CfnOutput(self, "DataBucketName", value=self.bucket.bucket_name, description="Data bucket of this stage")

@@ -41,10 +41,12 @@ from infra.layout import (
     TRAINING_TEST_PREFIX,
     tuning_job_prefix,
 )
+from infra.registry import REJECTED, approval_on_pass
 from infra.rollout import MAX_EXECUTION_TIMEOUT_SECONDS, RETAINED_VARIANT_PROPERTIES, deployment_config
 from infra.sagemaker_models import NETWORK_ISOLATION, endpoint_network_isolation, primary_container
 from infra.stacks.endpoint import EndpointStack, endpoint_config_settings, production_variant
 from infra.stacks.image import ImageStack
+from infra.stacks.model_versions import passed_verdict, record_version, rollout_entry, rollout_on_approval
 from infra.stacks.storage import StorageStack
 from infra.stacks.training_roles import grant_pipeline, parameter_arn, training_role
 from infra.stacks.workflow import (
@@ -137,6 +139,7 @@ class TrainingStack(cdk.Stack):
         pipeline = TrainingPipeline(self, "Default", config, storage, image, endpoint, self.training_role, self.topic,
                                     self.job_name_prefix)
         self.state_machine = pipeline.state_machine
+        self.approval_trigger = rollout_on_approval(self, config, storage.key, self.state_machine)
         grant_pipeline(self, config, storage, endpoint, self.state_machine, self.training_role, self.job_name_prefix)
         notify_abnormal_ends(self, self.state_machine, self.topic, storage.key)
         if config.retrain_schedule:
@@ -215,18 +218,26 @@ class TrainingPipeline(Construct):
         super().__init__(scope, construct_id)
         self.training_role, self.job_name_prefix = training_role, job_name_prefix
         on_failure = notify_and_fail(self, config, topic, "training", {"job": "$jobName"})
-        deploy = self._deploy(config, storage, image, endpoint, on_failure)
+        rollout = self._deploy(config, storage, image, endpoint, on_failure)
+        # a manual stage's model waits in the registry until a person approves it (its approval's event rolls it out)
+        after_registration = (rollout if config.approval_mode == "auto"
+                              else sfn.Succeed.jsonata(self, "Awaiting approval", outputs=self._outputs(config)))
+        verdict = passed_verdict(gate_metric(config), config.recall_threshold)
+        ship = self._record_version(config, storage, image, on_failure, "", approval_on_pass(config), verdict)
+        ship = ship.next(after_registration)
         if refits(config):
-            deploy = self._refit(config, storage, image, on_failure).next(deploy)
-        definition = sfn.Chain.start(self._name_the_job(config, storage)).next(
+            ship = self._refit(config, storage, image, on_failure).next(ship)
+        training = sfn.Chain.start(self._name_the_job(config, storage)).next(
             self._read_tuned_settings(config, on_failure)
         )
         if config.valid_days:
-            definition = definition.next(self._read_live_model(config, on_failure))
+            training = training.next(self._read_live_model(config, on_failure))
         train = self._train(config, storage, image, on_failure)
-        train.next(self._quality_gate(config, on_failure, deploy))
-        definition = definition.next(self._tuning(config, storage, image, on_failure, train) if config.tune_every_days
-                                     else train)
+        reject = self._record_version(config, storage, image, on_failure, "rejected ", REJECTED, "$states.input.Cause")
+        reject.next(on_failure)
+        train.next(self._quality_gate(config, reject, ship))
+        training.next(self._tuning(config, storage, image, on_failure, train) if config.tune_every_days else train)
+        definition = rollout_entry(self, config, on_failure, rollout, training)
         self.state_machine = pipeline_state_machine(self, config, storage.key, "training", definition, _timeout(config))
 
     def _name_the_job(self, config: AppConfig, storage: StorageStack) -> sfn.Pass:
@@ -248,6 +259,8 @@ class TrainingPipeline(Construct):
             "testChannel": _channel("test", f"s3://{bucket}/{TRAINING_TEST_PREFIX}"),
             "champion": "{% null %}",
             "championRecall": "{% null %}",
+            "metrics": {},
+            "modelPackage": "{% null %}",
             "polls": 0,
             "busyPolls": 0,
         })
@@ -307,6 +320,8 @@ class TrainingPipeline(Construct):
                                   "modelData": "{% $states.result.ModelArtifacts.S3ModelArtifacts %}",
                                   "recall": _final_metric(gate_metric(config)),
                                   "championRecall": _final_metric(CHAMPION_PREFIX + REPORTED_METRICS[0]),
+                                  "metrics": "{% $merge($append([{}], "
+                                             "$states.result.FinalMetricDataList.{MetricName: Value})) %}",
                               })
         add_capacity_retries(train)
         train.add_catch(on_failure)
@@ -473,8 +488,9 @@ class TrainingPipeline(Construct):
             }
         return arguments
 
-    def _quality_gate(self, config: AppConfig, on_failure: sfn.IChainable, deploy: sfn.IChainable) -> sfn.Choice:
-        """Deploy only a model whose Recall@20 (validation, else test) is at least ``recall_threshold``."""
+    def _quality_gate(self, config: AppConfig, reject: sfn.IChainable, deploy: sfn.IChainable) -> sfn.Choice:
+        """Deploy only a model whose Recall@20 (validation, else test) is at least ``recall_threshold``; a model that
+        fails is registered as Rejected (``reject``) with the failure's cause, then the execution fails with it."""
         threshold = repr(float(config.recall_threshold))
         metric = gate_metric(config)
         hint = (f"does the training data span more than valid_days ({config.valid_days:g}) days, and do its last days "
@@ -497,24 +513,20 @@ class TrainingPipeline(Construct):
             f"$string($championRecall) & ' on the same validation sessions: more than gate_tolerance {tolerance} "
             "below it; the endpoint keeps its current model'",
         )
-        return (
-            sfn.Choice.jsonata(self, "Quality gate")
-            .when(sfn.Condition.jsonata("{% $recall = null %}"), no_metric.next(on_failure))
-            .when(sfn.Condition.jsonata("{% $recall < " + threshold + " %}"), below.next(on_failure))
-            .when(
-                sfn.Condition.jsonata(
-                    "{% $championRecall != null and $recall < $championRecall - " + tolerance + " %}"
-                ),
-                below_champion.next(on_failure),
-            )
-            .otherwise(deploy)
-        )
+        return (sfn.Choice.jsonata(self, "Quality gate")
+                .when(sfn.Condition.jsonata("{% $recall = null %}"), no_metric.next(reject))
+                .when(sfn.Condition.jsonata("{% $recall < " + threshold + " %}"), below.next(reject))
+                .when(sfn.Condition.jsonata(
+                    "{% $championRecall != null and $recall < $championRecall - " + tolerance + " %}"),
+                      below_champion.next(reject))
+                .otherwise(deploy))
 
     def _deploy(self, config: AppConfig, storage: StorageStack, image: ImageStack, endpoint: EndpointStack,
                 on_failure: sfn.IChainable) -> sfn.IChainable:
         """Model -> endpoint config -> endpoint update -> wait until it serves the model -> record the live model."""
         names = f"{self.job_name_prefix}*"
-        tags = resource_tags(config, pipeline="training", **{"training-job": "{% $jobName %}"})
+        tags = resource_tags(config, pipeline="training", **{"training-job": "{% $jobName %}",
+                                                              "model-package": "{% $modelPackage %}"})
         create_model = tasks.CallAwsService.jsonata(
             self, "Create model", service="sagemaker", action="createModel",
             iam_resources=[sagemaker_arn(self, "model", names)],
@@ -644,15 +656,29 @@ class TrainingPipeline(Construct):
             )
             record.add_catch(on_failure)
             records.append(record)
-        done = sfn.Succeed.jsonata(self, "Done", outputs={
+        done = sfn.Succeed.jsonata(self, "Done", outputs=self._outputs(config))
+        return records[0].next(records[1]).next(done)
+    def _outputs(self, config: AppConfig) -> dict:
+        """What an execution that registered a model ends with: the model, its registry version, the gate's figures."""
+        return {
             "model": "{% $jobName %}", "modelData": "{% $modelData %}", gate_metric(config): "{% $recall %}",
+            "modelPackage": "{% $modelPackage %}",
             "gated": {"job": "{% $gatedJob %}", gate_metric(config): "{% $recall %}",
                       "champion": "{% $champion %}", CHAMPION_PREFIX + REPORTED_METRICS[0]: "{% $championRecall %}"},
             "shipped": {"job": "{% $jobName %}", "modelData": "{% $modelData %}",
                         "refit": "{% $jobName != $gatedJob %}"},
             "window": "{% $window %}",
-        })
-        return records[0].next(records[1]).next(done)
+        }
+
+    def _record_version(self, config: AppConfig, storage: StorageStack, image: ImageStack, on_failure: sfn.IChainable,
+                        label: str, status: str, verdict: str) -> sfn.Chain:
+        """Register the model the run holds (``$jobName``, ``$modelData``) with ``status`` (``model_versions``)."""
+        gate = {"metric": gate_metric(config), "floor": float(config.recall_threshold),
+                "tolerance": float(config.gate_tolerance)}
+        images = {"training": image.training_image_uri, "serve": image.serve_image_uri}
+        return record_version(self, config, storage.objects_arn(MODELS_PREFIX), images, on_failure, label, status,
+                              verdict, gate)
+
 
 def _channel(name: str, s3_uri: str, mode: str = "File") -> dict:
     """A channel of every object under ``s3_uri``. FastFile streams the files the job opens (the window's days)

@@ -14,6 +14,7 @@ from infra.log_groups import log_group_arn, log_streams_arn
 from infra.rollout import read_rollback_alarms_statement
 from infra.stacks.endpoint import EndpointStack, uses_endpoint_volume_key
 from infra.stacks.image import ImageStack, pull_image_statements
+from infra.stacks.model_versions import versions_arn
 from infra.stacks.storage import StorageStack
 from infra.stacks.workflow import (
     STATE_MACHINE_SERVICE_WILDCARDS,
@@ -94,6 +95,7 @@ def grant_pipeline(scope: Construct, config: AppConfig, storage: StorageStack, e
     """What the state machine does beyond its CallAwsService tasks (which grant their own calls)."""
     names = f"{job_name_prefix}*"
     models, configs = sagemaker_arn(scope, "model", names), sagemaker_arn(scope, "endpoint-config", names)
+    versions = versions_arn(scope, config)
     statements = [
         *sync_job_statements(
             scope, "training-job", job_name_prefix, "StepFunctionsGetEventsForSageMakerTrainingJobsRule"
@@ -109,6 +111,10 @@ def grant_pipeline(scope: Construct, config: AppConfig, storage: StorageStack, e
             sid="TagModelsAndEndpointConfigs", actions=["sagemaker:AddTags"], resources=[models, configs]
         ),
         read_rollback_alarms_statement(scope, config),
+        iam.PolicyStatement(sid="TagModelVersions", actions=["sagemaker:AddTags"], resources=[versions]),
+        # the bucket encrypts the evaluation reports with the stage's key
+        iam.PolicyStatement(sid="EncryptEvaluationReports", actions=["kms:GenerateDataKey"],
+                            resources=[storage.key.key_arn]),
     ]
     # CreateTrainingJob and UpdateEndpoint with a volume key: the caller lets SageMaker grant the key too
     if uses_volume_key(config.training_instance_type) or uses_endpoint_volume_key(config):
@@ -130,6 +136,10 @@ def grant_pipeline(scope: Construct, config: AppConfig, storage: StorageStack, e
         sagemaker_arn(scope, "training-job", names): f"Training jobs {names}. " + reason,
         models: f"Models {names} (named after their training job). " + reason,
         configs: f"Endpoint configurations {names} (named after their training job). " + reason,
+        versions: f"The versions of the stage's model package group {config.model_package_group_name}, numbered by "
+                  "SageMaker as they are registered: this group's only.",
+        storage.objects_arn(MODELS_PREFIX): "Each model's evaluation report goes beside its archive, "
+                                            "models/<job name>/evaluation.json: this prefix only.",
     })
 
 

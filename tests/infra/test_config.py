@@ -434,3 +434,15 @@ def test_an_ab_test_needs_instances_and_capture(artifact):
     config = AppConfig(initial_model_artifact=artifact, ab_test=challenger, data_capture_percent=10,
                        ab_weights="80, 20")
     assert config.ab_split() == (80, 20)
+
+
+def test_approval_is_manual_on_prod_and_auto_elsewhere_unless_set():
+    assert [AppConfig(stage=stage).approval_mode for stage in ("dev", "prod", "staging")] == ["auto", "manual", "auto"]
+    assert AppConfig(stage="prod", approval="auto").approval_mode == "auto"
+    assert AppConfig(stage="dev", approval="manual").approval_mode == "manual"
+    assert AppConfig(stage="prod").model_package_group_name == "gru4rec-prod"
+
+
+def test_an_unknown_approval_is_refused_naming_the_key():
+    with pytest.raises(ConfigError, match="context key 'approval': must be one of \\('auto', 'manual'\\)"):
+        AppConfig(approval="sometimes")

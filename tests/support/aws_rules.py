@@ -286,8 +286,10 @@ def _name_variables(machine: Machine) -> list[dict]:
         "Execution": {"StartTime": "2026-12-31T23:59:59.999Z", "Id": f"arn:aws:states:::execution:{machine.name}:x"}
     }
     job = evaluate(expression, {}, {"context": context})
+    # a rollout of a registered version reads $jobName from the version (a name a training state made, checked here)
     later = [state["Assign"]["jobName"] for state in machine.states.values()
-             if state is not first and "jobName" in state.get("Assign", {})]
+             if state is not first and "jobName" in state.get("Assign", {})
+             and "$states.result" not in state["Assign"]["jobName"]]
     names = [job] + [evaluate(e, {"jobName": job, "gatedJob": job}) for e in later]
     return [{"jobName": name, "gatedJob": job} for name in names]
 

@@ -1,8 +1,9 @@
 """A synthesized app's pipelines ready to run offline: moto holding what a deployed stage holds.
 
 ``offline_stage(result)`` (a ``SynthResult``) yields a :class:`Stage`: the data bucket, every failure
-topic, the Athena workgroups and the live-model parameter exist in moto, the state machines are created on first run,
-and every request of a run can be checked against botocore's service model (:func:`assert_well_formed`).
+topic, the Athena workgroups, the model package group and the live-model parameter exist in moto, the state machines
+are created on first run, and every request of a run can be checked against botocore's service model
+(:func:`assert_well_formed`).
 """
 from __future__ import annotations
 
@@ -79,8 +80,12 @@ def offline_stage(result) -> Iterator[Stage]:
         boto3.client("s3", region_name=REGION).create_bucket(
             Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
         sns, athena = boto3.client("sns", region_name=REGION), boto3.client("athena", region_name=REGION)
+        sagemaker = boto3.client("sagemaker", region_name=REGION)
         for stack, template in result.templates.items():
             for logical, resource in template["Resources"].items():
+                if resource["Type"] == "AWS::SageMaker::ModelPackageGroup":
+                    sagemaker.create_model_package_group(ModelPackageGroupName=pipelines.stacks.resolve(
+                        stack, resource["Properties"]["ModelPackageGroupName"]))
                 if resource["Type"] == "AWS::SNS::Topic":
                     sns.create_topic(Name=pipelines.stacks.resolve(stack, {"Ref": logical}).rsplit(":", 1)[1])
                 if resource["Type"] == "AWS::Athena::WorkGroup":

@@ -14,6 +14,8 @@ before it, with the figures the test chooses:
   and GetQueryResults (a header row, then one row of the figures the test gives for that query);
 - :class:`Endpoint`: UpdateEndpoint (moto has none) and DescribeEndpoint, answering the statuses the
   test scripts, call by call;
+- :class:`ModelPackages`: DescribeModelPackage, moto's answer corrected where it is not AWS's (it names no
+  ``ModelPackageName``, names its statuses by ARN, and its UpdateModelPackage drops the version's metadata);
 - :class:`Functions`: the Lambda Invoke of the app's functions (the filter packager, the sharder), running
   their handlers (``infra/functions/<name>``) in process against moto's S3.
 """
@@ -314,4 +316,33 @@ class Functions:
         answer = {"StatusCode": 200, "ExecutedVersion": "$LATEST", "Payload": io.BytesIO(json.dumps(result).encode())}
         if error:
             answer["FunctionError"] = error
+        return answer
+
+
+class ModelPackages:
+    """DescribeModelPackage of the registry's versions: moto's answer, with what moto gets wrong put right.
+
+    AWS names a versioned package after its group in ``ModelPackageName`` and in its status items (moto leaves the
+    name out and puts the ARN in the items, which the output shape refuses), and keeps a version's
+    CustomerMetadataProperties through an UpdateModelPackage that does not name them (moto drops them): the
+    metadata comes back from the CreateModelPackage request that registered the version (the group's n-th).
+    """
+
+    def __init__(self, boundary: Boundary):
+        self.boundary = boundary
+        boundary.stand_in("sagemaker", "DescribeModelPackage", self.describe)
+
+    def describe(self, params: dict) -> dict:
+        answer = boto3.client("sagemaker", region_name=REGION).describe_model_package(**params)
+        answer.pop("ResponseMetadata", None)
+        group = answer["ModelPackageGroupName"]
+        answer["ModelPackageName"] = group
+        for kind in ("ValidationStatuses", "ImageScanStatuses"):
+            for item in answer.get("ModelPackageStatusDetails", {}).get(kind, []):
+                item["Name"] = group
+        created = [request for request in self.boundary.calls("sagemaker", "CreateModelPackage")
+                   if request["ModelPackageGroupName"] == group]
+        registered = created[answer["ModelPackageVersion"] - 1] if len(created) >= answer["ModelPackageVersion"] else {}
+        if "CustomerMetadataProperties" in registered:
+            answer["CustomerMetadataProperties"] = registered["CustomerMetadataProperties"]
         return answer

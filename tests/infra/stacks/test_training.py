@@ -65,26 +65,13 @@ def _input_variables(states, execution_input: dict) -> dict:
 
 
 def test_states_in_order(states):
-    assert main_path(
-        states, "Name the job", via={"Endpoint free?": "Update endpoint", "Endpoint updated?": "Record model data"}
-    ) == [
-        "Name the job",
-        "Read tuned settings",
-        "Read live model",
-        "Train",
-        "Quality gate",
-        "Refit on the whole window",
-        "Create model",
-        "Create endpoint config",
+    assert main_path(states, "Name the job", via={"Endpoint free?": "Update endpoint",
+                                                  "Endpoint updated?": "Record model data"}) == [
+        "Name the job", "Read tuned settings", "Read live model", "Train", "Quality gate", "Refit on the whole window",
+        "Write evaluation report", "Register model version", "Create model", "Create endpoint config",
         "Is the endpoint free?",
-        "Endpoint free?",
-        "Update endpoint",
-        "Wait for endpoint",
-        "Check endpoint",
-        "Endpoint updated?",
-        "Record model data",
-        "Record model name",
-        "Done",
+        "Endpoint free?", "Update endpoint", "Wait for endpoint", "Check endpoint", "Endpoint updated?",
+        "Record model data", "Record model name", "Done",
     ]
     assert states["Done"]["Type"] == "Succeed"
     assert main_path(states, "Wait for endpoint") == ["Wait for endpoint", "Check endpoint", "Endpoint updated?"]
@@ -99,7 +86,8 @@ def test_state_machine_is_standard_traced_and_logs_everything_encrypted(synth):
     assert properties["TracingConfiguration"] == {"Enabled": True}
     assert properties["LoggingConfiguration"]["Level"] == "ALL"
     assert properties["LoggingConfiguration"]["IncludeExecutionData"] is True
-    (log_group,) = resources(template, "AWS::Logs::LogGroup").values()
+    (log_group,) = [group for name, group in resources(template, "AWS::Logs::LogGroup").items()
+                    if name.startswith("ExecutionLogs")]
     assert STORAGE_EXPORTS in marker(log_group["Properties"]["KmsKeyId"])
     assert definition(template)["QueryLanguage"] == "JSONata"
     assert "TrainingStateMachineArn" in template["Outputs"]
@@ -238,17 +226,21 @@ def test_failed_gate_says_why(states, variables):
     below = states["Below threshold"]["Output"]
     cause = evaluate(below["Cause"], {**variables, "recall": 0.1234})
     assert "validation:recall@20 = 0.1234" in cause and "threshold 0.2" in cause
-    assert states["No recall metric"]["Next"] == states["Below threshold"]["Next"] == "Notify failure"
+    assert states["No recall metric"]["Next"] == states["Below threshold"]["Next"] == "Write rejected evaluation report"
+    assert main_path(states, "Write rejected evaluation report") == [
+        "Write rejected evaluation report", "Register rejected model version", "Notify failure", "Failed"]
 
 
 def test_every_task_and_failed_check_notifies_then_fails(states, synth):
     tasks = [name for name, state in states.items() if state["Type"] == "Task" and name != "Notify failure"]
-    assert len(tasks) == 11
+    assert len(tasks) == 16
     for name in tasks:
         assert states[name]["Catch"] == [{"ErrorEquals": ["States.ALL"], "Next": "Notify failure"}], name
     for name, state in states.items():
         if state["Type"] == "Pass" and name != "Name the job":
-            assert set(state["Output"]) == {"Error", "Cause"} and state["Next"] == "Notify failure", name
+            rejected = name in ("No recall metric", "Below threshold", "Below the live model")
+            assert set(state["Output"]) == {"Error", "Cause"}, name
+            assert state["Next"] == ("Write rejected evaluation report" if rejected else "Notify failure"), name
     notify = states["Notify failure"]
     assert notify["Resource"] == f"arn:{PARTITION}:states:::sns:publish"
     topic = logical_id(synth.template_dict("training"), "AWS::SNS::Topic", "FailureTopic")
@@ -262,7 +254,8 @@ def test_every_task_and_failed_check_notifies_then_fails(states, synth):
 
 def test_timed_out_or_stopped_executions_are_reported(synth):
     template = synth.template_dict("training")
-    (rule,) = resources(template, "AWS::Events::Rule").values()
+    (rule,) = [rule for rule in resources(template, "AWS::Events::Rule").values()
+               if rule["Properties"]["EventPattern"]["source"] == ["aws.states"]]
     machine = logical_id(template, "AWS::StepFunctions::StateMachine", "StateMachine")
     assert rule["Properties"]["EventPattern"] == {
         "source": ["aws.states"], "detail-type": ["Step Functions Execution Status Change"],
@@ -585,7 +578,7 @@ def test_below_the_live_model_says_both_figures(states, variables):
     cause = evaluate(states["Below the live model"]["Output"]["Cause"],
                      {**variables, "recall": 0.25, "championRecall": 0.3})
     assert "validation:recall@20 = 0.25, the live model 0.3" in cause and "gate_tolerance 0.005" in cause
-    assert states["Below the live model"]["Next"] == "Notify failure"
+    assert states["Below the live model"]["Next"] == "Write rejected evaluation report"
 
 
 @pytest.mark.parametrize("live, champion", [
@@ -632,7 +625,7 @@ def test_refit_trains_the_gated_settings_on_the_whole_window_and_ships(states, v
     channels = [c["ChannelName"] for c in as_list(evaluate(arguments["InputDataConfig"], gated))]
     assert channels == ["train", "test"]
     assert evaluate(refit["Assign"]["jobName"], gated) == variables["jobName"] + "-refit"
-    assert refit["Next"] == "Create model" and refit["Catch"][0]["Next"] == "Notify failure"
+    assert refit["Next"] == "Write evaluation report" and refit["Catch"][0]["Next"] == "Notify failure"
     assert evaluate(arguments["CheckpointConfig"]["S3Uri"], gated).endswith(
         "/checkpoints/" + variables["jobName"] + "-refit"
     )
@@ -662,7 +655,8 @@ def test_without_refit_the_gated_model_ships(refit_off_new_data_on):
     assert refit_off_new_data_on.nag_error is None, refit_off_new_data_on.nag_error
     states = definition(refit_off_new_data_on.template_dict("training"))["States"]
     assert "Refit on the whole window" not in states
-    assert states["Quality gate"]["Default"] == "Create model"
+    assert states["Quality gate"]["Default"] == "Write evaluation report"
+    assert states["Register model version"]["Next"] == "Create model"
 
 
 def test_the_default_app_has_no_new_data_trigger(synth):

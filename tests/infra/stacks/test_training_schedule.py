@@ -45,7 +45,8 @@ def test_the_schedule_starts_the_training_state_machine(scheduled):
     template = scheduled.template_dict("training")
     (schedule,) = [r["Properties"] for r in resources(template, "AWS::Scheduler::Schedule").values()]
     assert schedule["ScheduleExpression"] == WEEKLY and schedule["State"] == "ENABLED"
-    (machine_id,) = resources(template, "AWS::StepFunctions::StateMachine")
+    (machine_id,) = [name for name in resources(template, "AWS::StepFunctions::StateMachine")
+                     if name.startswith("StateMachine")]
     assert schedule["Target"]["Arn"] == {"Ref": machine_id}
     assert json.loads(schedule["Target"]["Input"]) == {"trigger": "schedule"}
     assert "KmsKeyArn" in schedule
