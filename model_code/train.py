@@ -223,7 +223,7 @@ def _make_model(params: GRU4RecParams, data: _Data, seed: int):
         model, loss=params.loss, n_sample=params.n_sample, sample_alpha=params.sample_alpha,
         learning_rate=params.learning_rate, momentum=params.momentum, bpreg=params.bpreg, elu=params.elu,
         logq=params.logq, logq_form=params.logq_form, batch_size=params.batch_size, block_steps=params.block_steps,
-        item_counts=data.train.item_counts(n_items), seed=seed,
+        item_counts=data.train.item_counts(n_items), seed=seed, matmul_precision=params.matmul_precision,
     )
     return model, trainer
 

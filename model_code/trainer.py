@@ -46,6 +46,7 @@ from model_code.model import GRU4Rec
 from model_code.sampler import PopularitySampler, log_item_counts
 from model_code.session_batches import EpochSteps, SessionArrays, session_parallel_steps
 from model_code.train_step import TABLE_UPDATES
+from model_code.training_env import matmul_dtype, this_cpu
 
 LOSSES = ("cross-entropy", "bpr-max")
 ProgressCallback = Callable[[int, float], None]
@@ -72,6 +73,7 @@ class Trainer:
         item_counts: np.ndarray | None = None,
         seed: int = 0,
         table_update: str = "auto",
+        matmul_precision: str = "float32",
     ):
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
@@ -97,6 +99,7 @@ class Trainer:
         self.block_steps = int(block_steps)
         self.seed = int(seed)
         self.table_update = table_update
+        self.matmul_dtype = matmul_dtype(matmul_precision, this_cpu())
         self.sampler = PopularitySampler(item_counts, sample_alpha, seed)
         self.log_counts = log_item_counts(item_counts)
         self.names, self.variables = trainable_weights(model)
