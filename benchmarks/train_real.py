@@ -20,7 +20,9 @@ the last epoch. Peak RSS is the training process's own maximum resident set
 noisy while other jobs share the CPU: the load average before each run and
 its mean during the run are printed beside them, and the reference's figures
 (10 epochs) on a 2-core CPU or, with ``--reference h100``, on one H100 GPU,
-with how many times faster this run trained.
+with how many times faster this run trained. Every row names the CPU it ran on
+(vendor, family and model; under the table its name and its AVX2, FMA,
+AVX-512 and AMX flags): figures from different CPUs are not comparable.
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from model_code.gru4rec.params import PRESETS  # noqa: E402
+from model_code.gru4rec.training_env import this_cpu  # noqa: E402
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data"
 PRESET_OF = {"yoochoose100k": "rsc15", "diginetica": "diginetica"}
@@ -121,22 +124,38 @@ def run_one(run: tuple[str, str], data_root: Path, out_root: Path, epochs: int |
         "recall@20": meta["metrics"]["recall@20"], "mrr@20": meta["metrics"]["mrr@20"],
         "seconds": meta["training"]["seconds"], "events_per_second": meta["training"]["events_per_second"],
         "wall_seconds": round(wall, 1), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
-        "load_before": round(load, 2), "load_during": round(load_during.mean, 2), "metrics": meta["metrics"],
+        "load_before": round(load, 2), "load_during": round(load_during.mean, 2), "cpu": this_cpu()._asdict(),
+        "metrics": meta["metrics"],
         "history": meta["training"]["history"],
     }
 
 
 def table(rows: list[dict], reference: str = "cpu") -> str:
     """The rows beside the reference's figures on ``reference`` (a key of REFERENCES)."""
-    header = ("data set", "preset", "backend", "GLIBC_TUNABLES", "epochs", "Recall@20", "MRR@20", "train s", "events/s",
-              "wall s",
-              "peak RSS MiB", "load before / during", f"{reference} ref Recall@20", f"{reference} ref MRR@20",
-              f"{reference} ref s", "x faster (per epoch)")
+    header = (
+        "data set",
+        "preset",
+        "CPU family/model",
+        "backend",
+        "GLIBC_TUNABLES",
+        "epochs",
+        "Recall@20",
+        "MRR@20",
+        "train s",
+        "events/s",
+        "wall s",
+        "peak RSS MiB",
+        "load before / during",
+        f"{reference} ref Recall@20",
+        f"{reference} ref MRR@20",
+        f"{reference} ref s",
+        "x faster (per epoch)",
+    )
     lines = [header]
     for r in rows:
         ref = REFERENCES[reference].get((r["data"], r["preset"]), {})
         lines.append((
-            r["data"], r["preset"], r["backend"], r["glibc_tunables"], str(r["epochs"]),
+            r["data"], r["preset"], cpu_label(r["cpu"]), r["backend"], r["glibc_tunables"], str(r["epochs"]),
             f"{r['recall@20']:.4f}", f"{r['mrr@20']:.4f}",
             f"{r['seconds']:.1f}", f"{r['events_per_second']:,.0f}", f"{r['wall_seconds']:.1f}",
             f"{r['peak_rss_mib']:,.0f}", f"{r['load_before']:.2f} / {r['load_during']:.2f}",
@@ -147,7 +166,15 @@ def table(rows: list[dict], reference: str = "cpu") -> str:
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = ["| " + " | ".join(cell.ljust(w) for cell, w in zip(line, widths)) + " |" for line in lines]
     out.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    cpus = {cpu_label(r["cpu"]): r["cpu"] for r in rows}
+    out += [f"CPU {label}: {cpu['name']}, flags {' '.join(cpu['flags']) or 'none of AVX2/AVX-512/AMX'}"
+            for label, cpu in cpus.items()]
     return "\n".join(out)
+
+
+def cpu_label(cpu: dict) -> str:
+    """``vendor family/model``, e.g. ``AuthenticAMD 25/17``: the table's short name of a row's CPU."""
+    return f"{cpu['vendor']} {cpu['family']}/{cpu['model']}"
 
 
 def main(argv=None) -> int:

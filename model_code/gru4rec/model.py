@@ -54,17 +54,18 @@ def recurrent_columns(recurrent_kernel):
     return recurrent_kernel[:, : 2 * units], recurrent_kernel[:, 2 * units:]
 
 
-def gru_step(input_projection, state, recurrent_gates, recurrent_candidate):
+def gru_step(input_projection, state, recurrent_gates, recurrent_candidate, matmul=ops.matmul):
     """One GRU step; returns the new state ``[B, H]``.
 
     ``input_projection`` = x @ kernel + bias ``[B, 3H]``; ``recurrent_gates``
     and ``recurrent_candidate``: the recurrent kernel's two column blocks
-    (:func:`recurrent_columns`), which the candidate multiplies by different states.
+    (:func:`recurrent_columns`), which the candidate multiplies by different states; ``matmul``
+    computes their products (the training step may pass a lower-precision one).
     """
     units = ops.shape(state)[-1]
-    gates = ops.sigmoid(input_projection[:, : 2 * units] + ops.matmul(state, recurrent_gates))
+    gates = ops.sigmoid(input_projection[:, : 2 * units] + matmul(state, recurrent_gates))
     update, reset = gates[:, :units], gates[:, units:]
-    candidate = ops.tanh(input_projection[:, 2 * units:] + ops.matmul(reset * state, recurrent_candidate))
+    candidate = ops.tanh(input_projection[:, 2 * units:] + matmul(reset * state, recurrent_candidate))
     return update * state + (1.0 - update) * candidate
 
 

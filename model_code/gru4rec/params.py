@@ -24,6 +24,7 @@ from typing import Any
 LOSSES = ("cross-entropy", "bpr-max")
 LOGQ_FORMS = ("reference", "sampling")
 EMBEDDINGS = ("shared", "separate", "none")
+MATMUL_PRECISIONS = ("float32", "bfloat16", "auto")
 
 
 class ParamError(ValueError):
@@ -50,6 +51,9 @@ class GRU4RecParams:
     epochs: passes over the training data.
     block_steps: mini-batch steps compiled into one call.
     eval_batch_size: test sessions scored side by side during evaluation.
+    matmul_precision: the training step's matrix products: "float32", "bfloat16" (inputs rounded to
+        bfloat16, float32 sums and results) or "auto" (bfloat16 where the CPU reports ``avx512_bf16``
+        or ``amx_bf16``, else float32).
     """
 
     layers: tuple[int, ...] = (100,)
@@ -70,6 +74,7 @@ class GRU4RecParams:
     epochs: int = 10
     block_steps: int = 200
     eval_batch_size: int = 512
+    matmul_precision: str = "float32"
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -204,6 +209,8 @@ _SPECS: dict[str, _Spec] = {
         _int_spec("epochs", 1, "passes over the training data"),
         _int_spec("block_steps", 1, "mini-batch steps compiled into one call"),
         _int_spec("eval_batch_size", 1, "sessions scored side by side during evaluation"),
+        _choice_spec("matmul_precision", MATMUL_PRECISIONS,
+                     "the training step's matrix products (auto: bfloat16 where the CPU has avx512_bf16 or amx_bf16)"),
     )
 }
 PARAMETER_NAMES = tuple(_SPECS)

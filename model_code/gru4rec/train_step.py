@@ -67,13 +67,15 @@ def candidate_log_q(trainer, log_counts, targets, negatives):
     return losses.logq_correction(log_counts, targets, negatives, trainer.sample_alpha, trainer.logq_form)
 
 
-def step_loss(trainer, input_rows, output_rows, bias_rows, dense: dict, states, masks, valid, log_q_rows):
+def step_loss(trainer, input_rows, output_rows, bias_rows, dense: dict, states, masks, valid, log_q_rows,
+              matmul=ops.matmul):
     """Mean loss of one step and the new states, from gathered rows and the dense weights.
 
     ``dense``: the GRU weights as :func:`split_recurrent` gives them; ``masks``
     (see :func:`dropout_plan`): the dropout masks, already scaled by 1 / keep,
     or None entries where a rate is 0; ``log_q_rows`` is
-    :func:`candidate_log_q`. Returns ``(batch mean, (summed row losses, new states))``.
+    :func:`candidate_log_q`; ``matmul`` computes every matrix product. Returns ``(batch mean, (summed row losses, new
+    states))``.
     """
     model = trainer.model
     x = input_rows if masks[0] is None else input_rows * masks[0]
@@ -82,12 +84,12 @@ def step_loss(trainer, input_rows, output_rows, bias_rows, dense: dict, states, 
         if i == 0 and model.embedding == "none":
             projection = x + dense["bias_0"]
         else:
-            projection = ops.matmul(x, dense[f"kernel_{i}"]) + dense[f"bias_{i}"]
-        x = gru_step(projection, state, *(dense[f"recurrent_{i}/{part}"] for part in RECURRENT_PARTS))
+            projection = matmul(x, dense[f"kernel_{i}"]) + dense[f"bias_{i}"]
+        x = gru_step(projection, state, *(dense[f"recurrent_{i}/{part}"] for part in RECURRENT_PARTS), matmul)
         if masks[i + 1] is not None:
             x = x * masks[i + 1]
         new_states.append(ops.stop_gradient(x))
-    scores = ops.matmul(x, ops.transpose(output_rows)) + ops.expand_dims(bias_rows, 0)
+    scores = matmul(x, ops.transpose(output_rows)) + ops.expand_dims(bias_rows, 0)
     if trainer.loss == "cross-entropy":
         row_loss = losses.cross_entropy(scores, valid, log_q_rows, trainer.logq)
     else:

@@ -45,6 +45,7 @@ from model_code.gru4rec.model import GRU4Rec
 from model_code.gru4rec.params import GRU4RecParams
 from model_code.gru4rec.sampler import PopularitySampler, log_item_counts
 from model_code.gru4rec.train_step import TABLE_UPDATES
+from model_code.gru4rec.training_env import matmul_dtype, this_cpu
 from model_code.ranking.metrics import CUTOFFS, TIE_MODES, RankingMetrics
 
 ProgressCallback = Callable[[int, float], None]
@@ -81,6 +82,7 @@ class Trainer:
         self.block_steps = int(params.block_steps)
         self.seed = int(seed)
         self.table_update = table_update
+        self.matmul_dtype = matmul_dtype(params.matmul_precision, this_cpu())
         self.sampler = PopularitySampler(item_counts, params.sample_alpha, seed)
         self.log_counts = log_item_counts(item_counts)
         self.names, self.variables = trainable_weights(model)

@@ -16,15 +16,73 @@ misses make that faster (README, "Training speed on a CPU").
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 BACKEND_VARIABLE = "KERAS_BACKEND"
 BACKEND = "jax"
 TUNABLES_VARIABLE = "GLIBC_TUNABLES"
 HUGE_PAGES_TUNABLE = "glibc.malloc.hugetlb"
 HUGE_PAGES = f"{HUGE_PAGES_TUNABLE}=1"
+
+
+CPUINFO = Path("/proc/cpuinfo")
+SPEED_FLAGS = re.compile(r"avx512\w*|amx\w*|avx2|fma")
+"""The CPU flags that decide the matrix products' speed: AVX2, FMA, every AVX-512 and AMX extension."""
+
+
+class CpuDescription(NamedTuple):
+    """What a CPU reports about itself; figures from CPUs that differ here are not comparable."""
+
+    vendor: str
+    family: str
+    model: str
+    name: str
+    flags: tuple[str, ...]  # the :data:`SPEED_FLAGS` it has, sorted
+
+    def __str__(self) -> str:
+        flags = " ".join(self.flags) or "no AVX2/AVX-512/AMX"
+        return f"{self.name} ({self.vendor}, family {self.family}, model {self.model}; {flags})"
+
+
+def describe_cpu(cpuinfo: str) -> CpuDescription:
+    """The first processor of ``cpuinfo`` (the text of Linux's ``/proc/cpuinfo``); fields it lacks are ``"?"``."""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        if not line.strip():
+            if fields:
+                break
+            continue
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    flags = sorted({flag for flag in fields.get("flags", "").split() if SPEED_FLAGS.fullmatch(flag)})
+    return CpuDescription(fields.get("vendor_id", "?"), fields.get("cpu family", "?"), fields.get("model", "?"),
+                          fields.get("model name", "?"), tuple(flags))
+
+
+def this_cpu() -> CpuDescription:
+    """:func:`describe_cpu` of this machine; all fields ``"?"`` where ``/proc/cpuinfo`` cannot be read."""
+    try:
+        return describe_cpu(CPUINFO.read_text())
+    except OSError:
+        return describe_cpu("")
+
+
+BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")
+"""CPU flags of bfloat16 dot-product instructions: with one of them, bfloat16 products run at twice float32's rate."""
+
+
+def matmul_dtype(precision: str, cpu: CpuDescription) -> str:
+    """The dtype of the training step's matrix products for ``precision`` (``float32``, ``bfloat16`` or ``auto``) on
+    ``cpu``."""
+    if precision == "auto":
+        return "bfloat16" if any(flag in cpu.flags for flag in BFLOAT16_FLAGS) else "float32"
+    if precision not in ("float32", "bfloat16"):
+        raise ValueError(f"matmul_precision must be float32, bfloat16 or auto, got {precision!r}")
+    return precision
 
 
 def training_environment(environ: Mapping[str, str]) -> dict[str, str]:

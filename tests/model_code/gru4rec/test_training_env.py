@@ -12,7 +12,8 @@ import sys
 import pytest
 
 from model_code import artifacts
-from model_code.gru4rec.training_env import HUGE_PAGES, training_environment
+from model_code.gru4rec import training_env
+from model_code.gru4rec.training_env import HUGE_PAGES, describe_cpu, training_environment
 from tests.inference.test_train_entry import TRAIN, job_environment, lay_out
 from tests.model_code.conftest import REPO_ROOT_FOR_SUBPROCESS as REPO_ROOT
 from tests.model_code.conftest import TINY_ARGS
@@ -70,3 +71,41 @@ def test_container_train_entry_sets_them_from_the_repository_too(tiny_data, tmp_
     assert (root / "model" / artifacts.SCORER_FILE).is_file(), "exported by the TensorFlow child"
     for start_up_line in TENSORFLOW_START_UP:
         assert start_up_line not in done.stderr, done.stderr[-2000:]
+
+
+INTEL_AMX = """processor\t: 0
+vendor_id\t: GenuineIntel
+cpu family\t: 6
+model\t\t: 143
+model name\t: Intel(R) Xeon(R) Platinum 8488C
+flags\t\t: fpu sse2 avx avx2 fma avx512f avx512_bf16 avx512_fp16 amx_bf16 amx_tile amx_int8 xavx2x
+
+processor\t: 1
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 17
+model name\t: AMD EPYC
+flags\t\t: fpu avx2
+"""
+
+
+def test_describe_cpu_reads_the_first_processor_and_keeps_only_the_speed_flags():
+    cpu = describe_cpu(INTEL_AMX)
+    assert (cpu.vendor, cpu.family, cpu.model, cpu.name) == (
+        "GenuineIntel",
+        "6",
+        "143",
+        "Intel(R) Xeon(R) Platinum 8488C",
+    )
+    # sorted; sse2/avx (no speed flags here) and a name merely containing one ("xavx2x") are left out
+    assert cpu.flags == ("amx_bf16", "amx_int8", "amx_tile", "avx2", "avx512_bf16", "avx512_fp16", "avx512f", "fma")
+    assert "family 6, model 143" in str(cpu) and "amx_bf16" in str(cpu)
+
+
+def test_describe_cpu_without_cpuinfo_says_it_does_not_know(tmp_path, monkeypatch):
+    monkeypatch.setattr(training_env, "CPUINFO", tmp_path / "missing")
+    cpu = training_env.this_cpu()
+    assert (cpu.vendor, cpu.family, cpu.model, cpu.flags) == ("?", "?", "?", ())
+    assert "no AVX2/AVX-512/AMX" in str(cpu)
+    # control: the second processor of a text, alone, reads as that processor
+    assert describe_cpu(INTEL_AMX.split("\n\n")[1]).family == "25"

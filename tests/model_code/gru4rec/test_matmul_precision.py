@@ -1,0 +1,71 @@
+"""bfloat16 matrix products in the training step: chosen from the CPU's flags, exact to bfloat16-rounded inputs."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from model_code.data.session_batches import SessionArrays, session_parallel_steps
+from model_code.gru4rec.model import GRU4Rec
+from model_code.gru4rec.params import PRESETS, GRU4RecParams, ParamError
+from model_code.gru4rec.trainer import Trainer
+from model_code.gru4rec.trainer_jax import bfloat16_matmul
+from model_code.gru4rec.training_env import CpuDescription, matmul_dtype
+
+
+def _cpu(*flags):
+    return CpuDescription("AuthenticAMD", "25", "17", "AMD EPYC", tuple(flags))
+
+
+@pytest.mark.parametrize("precision,flags,dtype", [
+    ("auto", ("avx2", "avx512_bf16", "avx512f"), "bfloat16"),
+    ("auto", ("amx_bf16", "amx_tile"), "bfloat16"),
+    ("auto", ("avx2", "avx512f", "amx_tile", "amx_int8"), "float32"),  # control: AVX-512 and AMX without bfloat16
+    ("auto", (), "float32"),
+    ("float32", ("avx512_bf16",), "float32"),
+    ("bfloat16", (), "bfloat16"),
+])
+def test_matmul_dtype_follows_the_cpus_bfloat16_flags(precision, flags, dtype):
+    assert matmul_dtype(precision, _cpu(*flags)) == dtype
+
+
+def test_unknown_matmul_precision_is_refused_by_name():
+    with pytest.raises(ValueError, match="matmul_precision"):
+        matmul_dtype("float16", _cpu())
+    with pytest.raises(ParamError, match="'matmul_precision'"):
+        PRESETS["diginetica"].with_strings({"matmul_precision": "half"})
+    assert PRESETS["diginetica"].matmul_precision == "float32"
+
+
+def _round(x):
+    return np.asarray(jnp.asarray(x).astype(jnp.bfloat16).astype(jnp.float32), dtype=np.float64)
+
+
+def test_bfloat16_matmul_and_its_gradient_equal_float64_products_of_rounded_inputs():
+    rng = np.random.default_rng(0)
+    a, b, g = (rng.normal(size=shape).astype(np.float32) for shape in ((6, 40), (40, 9), (6, 9)))
+    out, pullback = jax.vjp(bfloat16_matmul, jnp.asarray(a), jnp.asarray(b))
+    grad_a, grad_b = pullback(jnp.asarray(g))
+    ra, rb, rg = _round(a), _round(b), _round(g)
+    np.testing.assert_allclose(out, ra @ rb, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(grad_a, rg @ rb.T, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(grad_b, ra.T @ rg, rtol=1e-5, atol=1e-5)
+    # control: the float32 product of the unrounded inputs is measurably different
+    assert np.max(np.abs(np.asarray(out) - a.astype(np.float64) @ b)) > 1e-3
+
+
+def test_bfloat16_training_stays_close_to_float32_training():
+    rng = np.random.default_rng(1)
+    n_items = 30
+    data = SessionArrays.from_lists([list(rng.integers(0, n_items, rng.integers(2, 8))) for _ in range(60)])
+    losses, tables = {}, {}
+    for precision in ("float32", "bfloat16"):
+        model = GRU4Rec(n_items, layers=(16,), seed=0)
+        params = GRU4RecParams(loss="bpr-max", n_sample=8, sample_alpha=0.5, learning_rate=0.05, momentum=0.1,
+                               bpreg=0.5, elu=1.0, batch_size=4, block_steps=5, matmul_precision=precision)
+        trainer = Trainer(model, params, seed=3, item_counts=data.item_counts(n_items) + 1)
+        assert trainer.matmul_dtype == precision
+        losses[precision] = trainer.train_epoch(session_parallel_steps(data, 4))["loss"]
+        tables[precision] = np.asarray(model.item_table)
+    assert losses["bfloat16"] == pytest.approx(losses["float32"], rel=2e-2)
+    difference = np.max(np.abs(tables["bfloat16"] - tables["float32"]))
+    assert 0 < difference < 1e-2  # rounded products move the weights a little, not far
