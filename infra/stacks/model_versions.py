@@ -4,7 +4,7 @@ version, and the rule that turns an approval into a rollout.
 - ``record_version``: the evaluation report written beside the archive, then CreateModelPackage with the gate's
   verdict (``infra.registry``).
 - ``rollout_entry``: the pipeline started with ``{"modelPackage": ARN}`` skips training: it reads the version
-  (DescribeModelPackage) and goes on to the guarded rollout, unless the version is not Approved (it fails) or its
+  (DescribeModelPackage) and goes on to the guarded rollout of its own image and archive, unless the version is not Approved (it fails) or its
   own training run rolled it out already (metadata ``rolled-out-by``; ``"rollback": true`` deploys it anyway).
 - ``rollout_on_approval``: the registry's "SageMaker Model Package State Change" event of an Approved version of the
   stage's group starts the pipeline under the name ``version-<n>``. Step Functions refuses a name used in the last
@@ -33,6 +33,8 @@ from infra.stacks.workflow import (STATE_MACHINE_SERVICE_WILDCARDS, acknowledge_
 
 # metadata a version gets when the training run that registers it rolls it out itself (approval=auto)
 ROLLED_OUT_BY = "rolled-out-by"
+# metadata of a version promoted from another stage (``infra.ops.promotion``): the name its model gets here
+MODEL_NAME = "model-name"
 # the optimized StartExecution integration's error when the name was used in the last 90 days
 EXECUTION_EXISTS = "StepFunctions.ExecutionAlreadyExistsException"
 APPROVAL_EVENT = "SageMaker Model Package State Change"
@@ -94,7 +96,10 @@ def rollout_entry(scope: Construct, config: AppConfig, on_failure: sfn.IChainabl
         iam_resources=[versions_arn(scope, config)],
         parameters={"ModelPackageName": "{% $states.input.modelPackage %}"},
         assign={
-            "jobName": "{% " + metadata + ".'training-job' %}",
+            # a promoted version's model is named under this pipeline's names (``model-name``), not its source's job
+            "jobName": "{% $exists(" + metadata + ".'" + MODEL_NAME + "') ? " + metadata + ".'" + MODEL_NAME + "' : "
+                       + metadata + ".'training-job' %}",
+            "image": "{% $states.result.InferenceSpecification.Containers[0].Image %}",
             "gatedJob": "{% " + metadata + ".'gated-job' %}",
             "modelData": "{% $states.result.InferenceSpecification.Containers[0].ModelDataUrl %}",
             "modelPackage": "{% $states.result.ModelPackageArn %}",
