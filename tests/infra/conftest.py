@@ -140,9 +140,11 @@ VARIANTS = {
     "serverless": {"endpoint_mode": "serverless", "serverless_provisioned_concurrency": 2},
     "gpu_nvme": {"training_instance_type": "ml.g5.xlarge", "transform_instance_type": "ml.g4dn.xlarge",
                  "endpoint_instance_type": "ml.g5.xlarge"},
+    # also the source of a cross-account promotion, and prod its target
     "retraining": {"retrain_schedule": "rate(7 days)", "retrain_on_new_data": True, "monthly_budget_usd": 100,
-                   "tune_every_days": 7},
-    "prod": {"stage": "prod", "api_auth": "api_key", "rollout": "linear", "rollout_traffic_percent": 20, "valid_days": 0},
+                   "tune_every_days": 7, "promotion_target_accounts": "210987654321,310987654321"},
+    "prod": {"stage": "prod", "api_auth": "api_key", "rollout": "linear", "rollout_traffic_percent": 20, "valid_days": 0,
+             "promotion_source_account": "109876543210"},
     "storefront_guests": {"api_guest_identities": True, "cors_allowed_origins": "https://shop.example.com", "waf": True,
                           "waf_rate_limit": 500},
     "storefront_users": {"api_auth": "cognito", "cors_allowed_origins": "https://shop.example.com:8443",

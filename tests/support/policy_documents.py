@@ -120,5 +120,7 @@ def _documents_of(resource: dict) -> Iterator[tuple[str, dict]]:
         yield "resource", properties["PolicyDocument"]
     elif kind == "AWS::ECR::Repository" and "RepositoryPolicyText" in properties:
         yield "resource", properties["RepositoryPolicyText"]
+    elif kind == "AWS::SageMaker::ModelPackageGroup" and "ModelPackageGroupPolicy" in properties:
+        yield "resource", properties["ModelPackageGroupPolicy"]
     elif kind == "AWS::ApiGateway::RestApi" and "Policy" in properties:
         yield "resource", properties["Policy"]
