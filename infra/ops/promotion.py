@@ -106,8 +106,10 @@ def target_image_uri(session: boto3.Session, target: Deployment, source_image: s
     repository_uri = source_image.split("@", 1)[0].rsplit(":", 1)[0] if cross_account else target.repository_uri
     registry_id, repository, _ = _image_parts(repository_uri + "@" + digest)
     if _digest_in(session, registry_id, repository, digest, None) is None:
-        raise OpsError(f"stage {target.stage}'s repository {target.repository_uri} has no image {digest} (the image "
-                       f"of the version): deploy {target.stage} from the same code, or name one of its images with --image")
+        remedy = ("the source's image is gone (its repository keeps the last image_keep_count)" if cross_account else
+                  f"deploy {target.stage} from the same code")
+        raise OpsError(f"repository {repository_uri} has no image {digest} (the image of the version): {remedy}, "
+                       f"or name one of stage {target.stage}'s images with --image")
     return f"{repository_uri}@{digest}"
 
 

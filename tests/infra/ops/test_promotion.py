@@ -136,7 +136,7 @@ def test_a_target_without_the_image_is_refused_unless_image_names_one_of_its_own
         _stage(session, "dev", SERVE_MANIFEST)
         _stage(session, "prod", OTHER_MANIFEST)
         _register(session, registry.APPROVED)
-        with pytest.raises(OpsError, match="repository .*gru4rec-prod has no image sha256:.*--image"):
+        with pytest.raises(OpsError, match="repository .*gru4rec-prod has no image sha256:.*same code, or name one of stage prod.s images with --image"):
             promotion.promote(session, "dev", "1", _deployment("prod"))
         assert session.client("sagemaker").list_model_packages(
             ModelPackageGroupName="gru4rec-prod")["ModelPackageSummaryList"] == []
@@ -185,3 +185,17 @@ def test_the_cli_promotes_into_the_stage_named_by_to(stages, monkeypatch, capsys
     assert main(["promote", "1", "--to", "prod", "--stage", "dev"]) == 0
     assert main(["promote", "2", "--to", "prod"]) == 1
     assert "gru4rec-dev has no version 2" in capsys.readouterr().err
+
+
+def test_across_accounts_nothing_is_copied_and_the_version_names_the_sources_archive_and_image(stages, monkeypatch):
+    """The cross-account branch, in moto's one account: the version's ARN is taken to be another account's."""
+    session, _sent = stages
+    source = _register(session, registry.APPROVED)
+    monkeypatch.setattr(promotion, "_account", lambda arn: "111111111111" if arn == source else ACCOUNT)
+    done = promotion.promote(session, "dev", source, _deployment("prod"))
+    assert not done.copied and done.model_data == f"s3://gru4rec-dev-data/{ARCHIVE_KEY}"
+    assert done.image == f"{_repository_uri('dev')}@{_digest(session, 'dev')}", "the source's image, by digest"
+    assert "Contents" not in session.client("s3").list_objects_v2(Bucket="gru4rec-prod-data")
+    version = session.client("sagemaker").describe_model_package(ModelPackageName=done.target_arn)
+    assert version["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"] == f"s3://gru4rec-dev-data/{REPORT_KEY}"
+    assert version["CustomerMetadataProperties"]["source-version"] == source
