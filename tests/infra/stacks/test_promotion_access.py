@@ -4,6 +4,8 @@ cdk-nag, parliament and the rules module hold on both variants (tests/infra/test
 grants say, read from the synthesized templates with their references resolved."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from infra.stacks.promotion_access import GROUP_READ_ACTIONS, PULL_ACTIONS
@@ -79,8 +81,19 @@ def test_the_target_models_may_read_the_source_accounts_models_and_images(varian
 
 
 @pytest.mark.parametrize("variant, stack_part, logical_prefix", [
-    ("retraining", "Storage", "ModelRegistryGroup"), ("prod", "Endpoint", "ModelPolicy")])
+    ("retraining", "Storage", "ModelRegistryGroup"), ("retraining", "Image", "Repository"),
+    ("prod", "Endpoint", "ModelPolicy")])
 def test_parliament_reads_the_promotion_policies_and_finds_nothing(variants, variant, stack_part, logical_prefix):
     (document,) = [d for d in AppPolicies(variants[variant].templates).documents()
                    if d.stack.endswith(stack_part) and d.logical_id.startswith(logical_prefix) and d.kind != "trust"]
     assert parliament_findings(document) == []
+
+
+def test_a_repository_policy_is_read_as_applying_to_its_repository(variants):
+    """Negative control of the linter's reading: ECR's statements name no Resource (the repository they are attached
+    to); without the repository's ARN parliament would call the statement malformed."""
+    (document,) = [d for d in AppPolicies(variants["retraining"].templates).documents()
+                   if d.stack.endswith("Image") and d.logical_id.startswith("Repository")]
+    assert document.repository_arn == f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/gru4rec-dev"
+    unattached = dataclasses.replace(document, repository_arn=None)
+    assert any("MALFORMED" in finding for finding in parliament_findings(unattached))
