@@ -36,6 +36,7 @@ SOURCE_VERSION, SOURCE_STAGE, IMAGE_DIGEST, MODEL_NAME = "source-version", "sour
 # the entries a version's rollout acts on in the stage that registered it, never carried to another stage
 NOT_CARRIED = ("rolled-out-by",)
 METADATA_ENTRIES_MAX = 50
+REALTIME_TYPES = "SupportedRealtimeInferenceInstanceTypes"
 DIGEST_MARK = "@sha256:"
 
 
@@ -71,7 +72,8 @@ def promote(session: boto3.Session, source_stage: str, version: str, target: Dep
     if not cross_account:
         model_data = _copy_object(session, model_data, target.data_bucket)
         report = report and _copy_object(session, report, target.data_bucket)
-    request = registration_request(described, source_stage, target, target_image, model_data, report)
+    request = registration_request(described, source_stage, target, target_image, model_data, report,
+                                   endpoint_instance_types(session, target))
     arn = session.client("sagemaker").create_model_package(**request)["ModelPackageArn"]
     return Promotion(source_arn, arn, int(arn.rsplit("/", 1)[1]), target_image, model_data, not cross_account)
 
@@ -129,11 +131,16 @@ def _digest_in(session: boto3.Session, registry_id: str, repository: str, refere
 
 
 def registration_request(described: dict, source_stage: str, target: Deployment, image: str, model_data: str,
-                         report: str | None) -> dict:
+                         report: str | None, realtime_types: list[str] | None = None) -> dict:
     """CreateModelPackage of the target's version: the source's inference specification with the target's image and
-    archive, its evaluation report, its metadata (less what only its own stage acts on) and the link to it."""
+    archive (and ``realtime_types``, the target endpoint's instance types, where known: [] for a serverless one),
+    its evaluation report, its metadata (less what only its own stage acts on) and the link to it."""
     specification = {key: value for key, value in described["InferenceSpecification"].items() if key != "Containers"}
     specification["Containers"] = [{"Image": image, "ModelDataUrl": model_data}]
+    if realtime_types is not None:
+        specification.pop(REALTIME_TYPES, None)
+        if realtime_types:
+            specification[REALTIME_TYPES] = realtime_types
     number = described["ModelPackageVersion"]
     link = {SOURCE_VERSION: described["ModelPackageArn"], SOURCE_STAGE: source_stage,
             IMAGE_DIGEST: image.split("@", 1)[1], MODEL_NAME: promoted_model_name(source_stage, number, target.stage)}
@@ -154,6 +161,17 @@ def registration_request(described: dict, source_stage: str, target: Deployment,
     if report:
         request["ModelMetrics"] = {"ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": report}}}
     return request
+
+
+def endpoint_instance_types(session: boto3.Session, target: Deployment) -> list[str] | None:
+    """The instance types the target's endpoint runs ([] on a serverless endpoint); None when it cannot be read."""
+    sagemaker = session.client("sagemaker")
+    try:
+        config = sagemaker.describe_endpoint(EndpointName=target.endpoint_name)["EndpointConfigName"]
+        variants = sagemaker.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"]
+    except (ClientError, OpsError):
+        return None
+    return sorted({variant["InstanceType"] for variant in variants if "InstanceType" in variant})
 
 
 def promoted_model_name(source_stage: str, number: int, target_stage: str) -> str:

@@ -110,7 +110,8 @@ def test_an_approved_version_reaches_the_target_pending_with_its_archive_image_m
     assert "rolled-out-by" not in metadata, "the target's approval must roll it out"
     (shown,) = registry.versions(session, _deployment("prod"))
     assert shown.metrics == {"validation:recall@20": 0.31}, "its evaluation report, read in the target"
-    assert version["InferenceSpecification"]["SupportedRealtimeInferenceInstanceTypes"] == ["ml.m5.large"]
+    assert version["InferenceSpecification"]["SupportedRealtimeInferenceInstanceTypes"] == ["ml.m5.large"], (
+        "the source's, where the target has no endpoint to read")
     for service, operation, params in sent:
         assert problems(service, operation, params) == [], (operation, params)
     assert ("sagemaker", "CreateModelPackage") in [(service, operation) for service, operation, _ in sent]
@@ -169,6 +170,10 @@ def test_the_metadata_stays_within_the_apis_fifty_entries():
                                              f"{_repository_uri('prod')}@sha256:{'1' * 64}", "s3://b/k", None)
     assert len(request["CustomerMetadataProperties"]) == 50 and "source-version" in request["CustomerMetadataProperties"]
     assert problems("sagemaker", "CreateModelPackage", request) == []
+    described["InferenceSpecification"]["SupportedRealtimeInferenceInstanceTypes"] = ["ml.m5.large"]
+    serverless = promotion.registration_request(described, "dev", _deployment("prod"), "x@sha256:1", "s3://b/k", None, [])
+    assert "SupportedRealtimeInferenceInstanceTypes" not in serverless["InferenceSpecification"], (
+        "a serverless endpoint names no instance type")
 
 
 def test_the_cli_promotes_into_the_stage_named_by_to(stages, monkeypatch, capsys):
@@ -199,3 +204,18 @@ def test_across_accounts_nothing_is_copied_and_the_version_names_the_sources_arc
     version = session.client("sagemaker").describe_model_package(ModelPackageName=done.target_arn)
     assert version["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"] == f"s3://gru4rec-dev-data/{REPORT_KEY}"
     assert version["CustomerMetadataProperties"]["source-version"] == source
+
+
+def test_the_version_names_the_instance_types_of_the_targets_endpoint(stages):
+    session, _sent = stages
+    _register(session, registry.APPROVED)
+    sagemaker = session.client("sagemaker")
+    sagemaker.create_model(ModelName="live", ExecutionRoleArn=f"arn:aws:iam::{ACCOUNT}:role/model",
+                           PrimaryContainer={"Image": "x", "ModelDataUrl": "s3://gru4rec-prod-data/m.tar.gz"})
+    sagemaker.create_endpoint_config(EndpointConfigName="live", ProductionVariants=[
+        {"VariantName": "AllTraffic", "ModelName": "live", "InstanceType": "ml.c5.xlarge", "InitialInstanceCount": 1}])
+    sagemaker.create_endpoint(EndpointName="gru4rec-prod", EndpointConfigName="live")
+    done = promotion.promote(session, "dev", "1", _deployment("prod"))
+    specification = sagemaker.describe_model_package(ModelPackageName=done.target_arn)["InferenceSpecification"]
+    assert specification["SupportedRealtimeInferenceInstanceTypes"] == ["ml.c5.xlarge"]
+    assert specification["SupportedTransformInstanceTypes"] == ["ml.m5.xlarge"], "the source's: the target's is not known"
