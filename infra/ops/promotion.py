@@ -64,6 +64,9 @@ def promote(session: boto3.Session, source_stage: str, version: str, target: Dep
     if described.get("ModelApprovalStatus") != registry.APPROVED:
         raise OpsError(f"version {described['ModelPackageVersion']} of {described['ModelPackageGroupName']} is "
                        f"{described.get('ModelApprovalStatus')}: only an Approved version is promoted")
+    held = promoted_as(session, target, source_arn)
+    if held:
+        raise OpsError(f"gru4rec-{target.stage} holds this version already, as {held} (approve or reject it there)")
     container = described["InferenceSpecification"]["Containers"][0]
     cross_account = _account(source_arn) != session.client("sts").get_caller_identity()["Account"]
     digest = source_digest(session, container)
@@ -76,6 +79,18 @@ def promote(session: boto3.Session, source_stage: str, version: str, target: Dep
                                    endpoint_instance_types(session, target))
     arn = session.client("sagemaker").create_model_package(**request)["ModelPackageArn"]
     return Promotion(source_arn, arn, int(arn.rsplit("/", 1)[1]), target_image, model_data, not cross_account)
+
+
+def promoted_as(session: boto3.Session, target: Deployment, source_arn: str) -> str | None:
+    """The target's version promoted from ``source_arn``, if any: a second one would name the same model."""
+    sagemaker = session.client("sagemaker")
+    pages = sagemaker.get_paginator("list_model_packages").paginate(ModelPackageGroupName=registry.group_name(target))
+    for page in pages:
+        for summary in page["ModelPackageSummaryList"]:
+            described = sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
+            if described.get("CustomerMetadataProperties", {}).get(SOURCE_VERSION) == source_arn:
+                return summary["ModelPackageArn"]
+    return None
 
 
 def source_digest(session: boto3.Session, container: dict) -> str:

@@ -187,9 +187,19 @@ def test_the_cli_promotes_into_the_stage_named_by_to(stages, monkeypatch, capsys
     assert loaded == ["prod"], "only the target's stacks are read: the source may be another account's"
     out = capsys.readouterr().out
     assert "version 1 of gru4rec-prod is PendingManualApproval" in out and "approve 1 --stage prod" in out
-    assert main(["promote", "1", "--to", "prod", "--stage", "dev"]) == 0
-    assert main(["promote", "2", "--to", "prod"]) == 1
+    assert main(["promote", "2", "--to", "prod", "--stage", "dev"]) == 1
     assert "gru4rec-dev has no version 2" in capsys.readouterr().err
+
+
+def test_a_version_the_target_holds_already_is_not_promoted_again(stages):
+    """Its model would have the same name as the first promotion's."""
+    session, _sent = stages
+    _register(session, registry.APPROVED)
+    first = promotion.promote(session, "dev", "1", _deployment("prod"))
+    with pytest.raises(OpsError, match=f"gru4rec-prod holds this version already, as {first.target_arn}"):
+        promotion.promote(session, "dev", "1", _deployment("prod"))
+    _register(session, registry.APPROVED)
+    assert promotion.promote(session, "dev", "2", _deployment("prod")).target_version == 2
 
 
 def test_across_accounts_nothing_is_copied_and_the_version_names_the_sources_archive_and_image(stages, monkeypatch):
