@@ -73,7 +73,8 @@ def _promote_then_approve(result, edit_registration=None):
                                                                       else params))
         target = Deployment(stage="prod", region=REGION, stacks={
             "Storage": Stack("Gru4Rec-Prod-Storage", "CREATE_COMPLETE", {"DataBucketName": stage.bucket}),
-            "Image": Stack("Gru4Rec-Prod-Image", "CREATE_COMPLETE", {"RepositoryUri": _repository_uri("prod")})})
+            "Image": Stack("Gru4Rec-Prod-Image", "CREATE_COMPLETE", {"RepositoryUri": _repository_uri("prod")}),
+            "Endpoint": Stack("Gru4Rec-Prod-Endpoint", "CREATE_COMPLETE", {"EndpointName": result.config.endpoint_name})})
         done = promotion.promote(session, "dev", "1", target)
         Endpoint(stage.boundary, result.config.endpoint_name, ROLLOUT)
         packages = ModelPackages(stage.boundary, registered=tuple(registered))
