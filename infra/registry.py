@@ -14,10 +14,16 @@ spaces and ``_.:/=+-@``). Group: https://docs.aws.amazon.com/AWSCloudFormation/l
 from __future__ import annotations
 
 import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sagemaker as sagemaker
+from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from infra.config import AppConfig
+from infra.log_groups import stage_log_group
+from infra.stacks.initial_model import acknowledge_provider_role
+from infra.stacks.workflow import acknowledge_wildcards
 
 APPROVED = "Approved"
 PENDING = "PendingManualApproval"
@@ -29,6 +35,10 @@ EVALUATION_CONTENT_TYPE = "application/json"
 # the report's one group of metrics, in the "<kind>_metrics": {name: {"value": v}} shape of SageMaker's model
 # quality statistics (https://docs.aws.amazon.com/sagemaker/latest/dg/model-monitor-model-quality-metrics.html)
 METRICS_GROUP = "recommendation_metrics"
+# metadata of a version that was put live when it was registered (by its training run, or by the first deploy): the
+# registry's approval event of it rolls nothing out
+ROLLED_OUT_BY = "rolled-out-by"
+FIRST_DEPLOY = "cdk-deploy"
 # CustomerMetadataProperties values: what the API's pattern allows, and its limits
 METADATA_VALUE_MAX = 256
 METADATA_ENTRIES_MAX = 50
@@ -81,3 +91,43 @@ class ModelRegistry(Construct):
     def package_arn_pattern(self, scope: cdk.Stack) -> str:
         """The ARNs of the group's versions (``model-package/<group>/<n>``), for IAM."""
         return scope.format_arn(service="sagemaker", resource="model-package", resource_name=f"{self.group_name}/*")
+
+
+class FirstModelVersion(Construct):
+    """The first model registered as the group's first version, Approved, when the stack is created: the history
+    of versions starts at the first deploy. CloudFormation puts that model live itself, so the version says so
+    (``rolled-out-by: cdk-deploy``) and its approval event rolls nothing out. Created once (no update call: a new
+    ``initial_model_version`` changes the seed of new stages, not the record) and never deleted with the stack."""
+
+    def __init__(self, scope: Construct, construct_id: str, config: AppConfig, image_uri: str, model_data: str,
+                 key: kms.IKey) -> None:
+        super().__init__(scope, construct_id)
+        stack = cdk.Stack.of(self)
+        group = config.model_package_group_name
+        versions = stack.format_arn(service="sagemaker", resource="model-package", resource_name=f"{group}/*")
+        register = cr.AwsSdkCall(
+            service="SageMaker", action="createModelPackage",
+            physical_resource_id=cr.PhysicalResourceId.from_response("ModelPackageArn"),
+            parameters={
+                "ModelPackageGroupName": group, "ModelApprovalStatus": APPROVED,
+                "ModelPackageDescription": f"the first model ({config.initial_model_version}), put live by the "
+                                           "stage's first deploy; no quality gate judged it",
+                "InferenceSpecification": inference_specification(config, image_uri, model_data),
+                "CustomerMetadataProperties": {"model-version": config.initial_model_version,
+                                               ROLLED_OUT_BY: FIRST_DEPLOY},
+                "Tags": [{"Key": "project", "Value": "gru4rec"}, {"Key": "stage", "Value": config.stage}],
+            },
+        )
+        self.resource = cr.AwsCustomResource(
+            self, "Register", on_create=register, install_latest_aws_sdk=False,
+            log_group=stage_log_group(self, "RegisterLogs", config, key, "first-model-version"),
+            policy=cr.AwsCustomResourcePolicy.from_statements([
+                iam.PolicyStatement(sid="RegisterFirstModel", actions=["sagemaker:CreateModelPackage"], resources=[
+                    stack.format_arn(service="sagemaker", resource="model-package-group", resource_name=group), versions]),
+                iam.PolicyStatement(sid="TagFirstModelVersion", actions=["sagemaker:AddTags"], resources=[versions]),
+            ]),
+        )
+        self.arn = self.resource.get_response_field("ModelPackageArn")
+        acknowledge_provider_role(self)
+        acknowledge_wildcards(self.resource, {versions: f"Versions of {group} are numbered by SageMaker as they are "
+                                                        "registered: this group's only."})

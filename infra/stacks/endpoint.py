@@ -17,6 +17,7 @@ from infra.instance_storage import LOCAL_STORAGE_REASON, uses_volume_key
 from infra.layout import CAPTURE_PREFIX, MODELS_PREFIX
 from infra.log_groups import log_group_arn, owned_log_group
 from infra.nag import wildcard_resource_finding
+from infra.registry import FirstModelVersion
 from infra.rollout import (RETAINED_VARIANT_PROPERTIES, deployment_config, read_rollback_alarms_statement,
                            rollback_alarm_names)
 from infra.sagemaker_models import endpoint_network_isolation, primary_container
@@ -79,6 +80,9 @@ class EndpointStack(cdk.Stack):
         if config.endpoint_autoscaling and not config.serverless:
             self._autoscaling(config)
         self.alarm_topic = self._alarms(config, storage)
+        # the first model's record in the registry (the group is the Storage stack's)
+        self.first_version = FirstModelVersion(self, "FirstModelVersion", config, image.serve_image_uri,
+                                               storage.initial_model.uri, storage.key)
         cdk.CfnOutput(self, "EndpointName", value=self.endpoint.attr_endpoint_name, description="SageMaker endpoint of this stage")
 
     def _model_role(self, config: AppConfig, storage: StorageStack, image: ImageStack) -> tuple[iam.Role, iam.Policy]:

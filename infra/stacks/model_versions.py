@@ -4,8 +4,9 @@ version, and the rule that turns an approval into a rollout.
 - ``record_version``: the evaluation report written beside the archive, then CreateModelPackage with the gate's
   verdict (``infra.registry``).
 - ``rollout_entry``: the pipeline started with ``{"modelPackage": ARN}`` skips training: it reads the version
-  (DescribeModelPackage) and goes on to the guarded rollout of its own image and archive, unless the version is not Approved (it fails) or its
-  own training run rolled it out already (metadata ``rolled-out-by``; ``"rollback": true`` deploys it anyway).
+  (DescribeModelPackage) and goes on to the guarded rollout of its own image and archive, unless the version is not
+  Approved (it fails) or its own training run (or the first deploy) rolled it out already (metadata
+  ``rolled-out-by``; ``"rollback": true`` deploys it anyway).
 - ``rollout_on_approval``: the registry's "SageMaker Model Package State Change" event of an Approved version of the
   stage's group starts the pipeline under the name ``version-<n>``. Step Functions refuses a name used in the last
   90 days, so SageMaker's repeated events of one change, and the event of the pipeline's own Approved registration,
@@ -26,13 +27,11 @@ from constructs import Construct
 
 from infra.config import AppConfig
 from infra.layout import MODELS_PREFIX
-from infra.registry import (APPROVED, EVALUATION_CONTENT_TYPE, EVALUATION_REPORT, METRICS_GROUP, inference_specification,
-                            metadata_value)
+from infra.registry import (APPROVED, EVALUATION_CONTENT_TYPE, EVALUATION_REPORT, METRICS_GROUP, ROLLED_OUT_BY,
+                            inference_specification, metadata_value)
 from infra.stacks.workflow import (STATE_MACHINE_SERVICE_WILDCARDS, acknowledge_wildcards, failure,
                                    pipeline_state_machine, resource_tags, sagemaker_arn)
 
-# metadata a version gets when the training run that registers it rolls it out itself (approval=auto)
-ROLLED_OUT_BY = "rolled-out-by"
 # metadata of a version promoted from another stage (``infra.ops.promotion``): the name its model gets here
 MODEL_NAME = "model-name"
 # the optimized StartExecution integration's error when the name was used in the last 90 days
@@ -97,14 +96,13 @@ def rollout_entry(scope: Construct, config: AppConfig, on_failure: sfn.IChainabl
         parameters={"ModelPackageName": "{% $states.input.modelPackage %}"},
         assign={
             # a promoted version's model is named under this pipeline's names (``model-name``), not its source's job
-            "jobName": "{% $exists(" + metadata + ".'" + MODEL_NAME + "') ? " + metadata + ".'" + MODEL_NAME + "' : "
-                       + metadata + ".'training-job' %}",
+            "jobName": _or_null(f"({metadata}.'{MODEL_NAME}' ? {metadata}.'{MODEL_NAME}' : {metadata}.'training-job')"),
             "image": "{% $states.result.InferenceSpecification.Containers[0].Image %}",
-            "gatedJob": "{% " + metadata + ".'gated-job' %}",
+            "gatedJob": _or_null(metadata + ".'gated-job'"),
             "modelData": "{% $states.result.InferenceSpecification.Containers[0].ModelDataUrl %}",
             "modelPackage": "{% $states.result.ModelPackageArn %}",
-            "window": {"window_start": "{% " + metadata + ".'window-start' %}",
-                       "window_end": "{% " + metadata + ".'window-end' %}"},
+            "window": {"window_start": _or_null(metadata + ".'window-start'"),
+                       "window_end": _or_null(metadata + ".'window-end'")},
             "recall": "{% null %}", "champion": "{% null %}", "championRecall": "{% null %}",
             "polls": 0, "busyPolls": 0,
             "rollback": "{% $states.input.rollback = true %}",
@@ -116,7 +114,7 @@ def rollout_entry(scope: Construct, config: AppConfig, on_failure: sfn.IChainabl
         "'model version ' & $states.input.ModelPackageArn & ' is ' & $states.input.ModelApprovalStatus & "
         "': only an Approved version is rolled out (python -m infra.ops approve VERSION)'",
     )
-    already = sfn.Succeed.jsonata(scope, "Rolled out by its training run", outputs={
+    already = sfn.Succeed.jsonata(scope, "Rolled out when registered", outputs={
         "modelPackage": "{% $modelPackage %}", "rolledOutBy": "{% $states.input.CustomerMetadataProperties.'"
                                                               + ROLLED_OUT_BY + "' %}"})
     check = (sfn.Choice.jsonata(scope, "Version to roll out?")
@@ -151,6 +149,12 @@ def rollout_on_approval(scope: Construct, config: AppConfig, key: kms.IKey, pipe
                                    "ModelApprovalStatus": [APPROVED]}))
     rule.add_target(targets.SfnStateMachine(machine, retry_attempts=8, max_event_age=cdk.Duration.hours(6)))
     return machine
+
+
+def _or_null(expression: str) -> str:
+    """JSONata: ``expression``, or null where it finds nothing (a version registered at the first deploy names no
+    training job)."""
+    return "{% ($value := " + expression + "; $exists($value) ? $value : null) %}"
 
 
 def passed_verdict(metric: str, threshold: float) -> str:

@@ -40,6 +40,12 @@ ACKNOWLEDGED = {
         "AwsSolutions-IAM5[Resource::gru4rec-dev-data-bucket-arn/capture/*]",
         f"AwsSolutions-IAM5[Resource::{LOG_GROUP.format('/aws/sagemaker/Endpoints/gru4rec-dev')}:*]",
     },
+    "/Gru4Rec-Dev-Endpoint/AWS679f53fac002430cb0da5b7982bd2287": {
+        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+    },
+    "/Gru4Rec-Dev-Endpoint/FirstModelVersion/Register": {
+        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:model-package/gru4rec-dev/*]",
+    },
     "/Gru4Rec-Dev-Api/Api": {
         "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",
     },

@@ -48,6 +48,10 @@ STAND_INS = {
         "the CDK's AwsCustomResource Lambda makes one SDK call (copy the first model to its .tar.gz key, write "
         "current-model-data once); the rehearsal makes the same Create call with boto3 (run_sdk_calls)"
     ),
+    ("endpoint", "Custom::AWS"): (
+        "the CDK's AwsCustomResource Lambda registers the first model as the group's first version; the rehearsal "
+        "makes the same Create call with boto3 (run_sdk_calls)"
+    ),
     ("image", "Custom::CDKECRDeployment"): (
         "cdk-ecr-deployment's Lambda copies the built images into the stage's repository; moto "
         "would have to run that Lambda in Docker, and no image is built here"
@@ -229,11 +233,25 @@ class DynamicReferences:
             return substitute(value["Fn::Sub"]) if isinstance(value, dict) else value
 
 
+def create_model_package_groups(session, stack: str, template: dict) -> None:
+    """moto's CloudFormation skips AWS::SageMaker::ModelPackageGroup (NOT_CREATED_BY_MOTO): create each group by its
+    name, so that a later stack's registration of the first model finds it."""
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::SageMaker::ModelPackageGroup":
+            session.client("sagemaker").create_model_package_group(
+                ModelPackageGroupName=resource["Properties"]["ModelPackageGroupName"])
+
+
+PSEUDO = {"AWS::URLSuffix": "amazonaws.com", "AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws"}
+
+
 def run_sdk_calls(session, stack: str, template: dict) -> list[str]:
     """Make each ``Custom::AWS`` resource's Create call in moto, as the AwsCustomResource Lambda would once the
     stack's other resources exist; references resolve to moto's physical ids. Returns "service.action" per call."""
-    physical = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in session.client("cloudformation")
+    cloudformation = session.client("cloudformation")
+    physical = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in cloudformation
                 .list_stack_resources(StackName=stack)["StackResourceSummaries"]}
+    exports = {export["Name"]: export["Value"] for export in cloudformation.list_exports()["Exports"]}
 
     def text(value) -> str:
         if isinstance(value, str):
@@ -242,7 +260,12 @@ def run_sdk_calls(session, stack: str, template: dict) -> list[str]:
             return "".join(text(part) for part in value["Fn::Join"][1])
         if "Fn::Sub" in value:
             return substitute(value["Fn::Sub"])
-        return physical[value["Ref"]]
+        if "Fn::ImportValue" in value:
+            return exports[text(value["Fn::ImportValue"])]
+        if "Fn::Select" in value:
+            index, items = value["Fn::Select"]
+            return text(items["Fn::Split"][1]).split(items["Fn::Split"][0])[index]
+        return PSEUDO.get(value["Ref"]) or physical[value["Ref"]]
 
     made = []
     for resource in template["Resources"].values():
@@ -314,6 +337,7 @@ def deploy_assembly(session, synth) -> dict:
         )
         described = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
         if described["StackStatus"] == "CREATE_COMPLETE":
+            create_model_package_groups(session, name, synth.templates[name])
             record["sdk_calls"] += run_sdk_calls(session, name, synth.templates[name])
         record["stacks"][name] = (described["StackStatus"], stack_events(cloudformation, name))
     record["session"] = session
@@ -435,7 +459,7 @@ def test_the_first_deploy_serves_the_first_model_and_seeds_the_pointer(rehearsal
     model uses it; current-model-name is the pipeline's to write, so it does not exist yet."""
     session = rehearsal["session"]
     ssm, s3 = session.client("ssm"), session.client("s3")
-    assert sorted(rehearsal["sdk_calls"]) == ["S3.copyObject", "SSM.putParameter"]
+    assert sorted(rehearsal["sdk_calls"]) == ["S3.copyObject", "SSM.putParameter", "SageMaker.createModelPackage"]
     model_data = ssm.get_parameter(Name=synth.config.model_data_parameter_name)["Parameter"]["Value"]
     bucket, key = model_data.removeprefix("s3://").split("/", 1)
     assert key == f"initial-models/{synth.config.initial_model_version}/model.tar.gz"

@@ -12,7 +12,10 @@ def endpoint(synth) -> dict:
 
 
 def _one(endpoint: dict, resource_type: str) -> tuple[str, dict]:
-    (logical_id, resource), = [(k, v) for k, v in endpoint["Resources"].items() if v["Type"] == resource_type]
+    """The stack's one resource of ``resource_type``, the first model's registration (a custom resource with a
+    function, role, policy and log group of its own) aside."""
+    (logical_id, resource), = [(k, v) for k, v in endpoint["Resources"].items() if v["Type"] == resource_type
+                               and not k.startswith(("FirstModelVersion", "AWS679f53fac"))]
     return logical_id, resource
 
 
@@ -254,3 +257,13 @@ def _data_bucket_id(synth) -> str:
     (name,) = [k for k, v in synth.template_dict("storage")["Resources"].items()
                if v["Type"] == "AWS::S3::Bucket" and k.startswith("Data")]
     return name
+
+
+def test_the_first_model_is_registered_approved_as_the_endpoint_serves_it(endpoint):
+    (version,) = [r for k, r in endpoint["Resources"].items() if r["Type"] == "Custom::AWS" and k.startswith("FirstModelVersion")]
+    create = version["Properties"]["Create"]["Fn::Join"][1]
+    call = "".join(part if isinstance(part, str) else "<ref>" for part in create)
+    assert '"action":"createModelPackage"' in call and '"ModelApprovalStatus":"Approved"' in call
+    assert '"rolled-out-by":"cdk-deploy"' in call, "its approval event must not roll it out again"
+    assert "/initial-models/initial-1/model.tar.gz" in call and ":serve-" in call
+    assert "Update" not in version["Properties"] and "Delete" not in version["Properties"], "registered once, kept"

@@ -13,12 +13,13 @@ import boto3
 import pytest
 from moto.events.models import EventPattern
 
-from infra.registry import APPROVED, CONTENT_TYPES, METRICS_GROUP, PENDING, REJECTED, metadata_value
+from infra.registry import (APPROVED, CONTENT_TYPES, FIRST_DEPLOY, METRICS_GROUP, PENDING, REJECTED, ROLLED_OUT_BY,
+                            inference_specification, metadata_value)
 from infra.stacks.model_versions import APPROVAL_EVENT
 from tests.support.cfn_values import ACCOUNT, REGION
 from tests.support.pipeline_runs import FIRST_MODEL, PASSING, ROLLOUT, assert_well_formed, data_bucket, offline_stage
 from tests.support.service_model import problems
-from tests.support.sfn_executor import Run, evaluate_jsonata
+from tests.support.sfn_executor import Request, Run, evaluate_jsonata
 from tests.support.stand_ins import Endpoint, ModelPackages, TrainingJobs
 
 LIVE_JOB = "gru4rec-dev-train-20261101-000000-0a1b2c3d"
@@ -263,7 +264,7 @@ def test_the_approval_event_of_a_version_its_run_rolled_out_rolls_out_nothing_mo
     assert trained.status == "SUCCEEDED" and len(trained.calls("sagemaker", "UpdateEndpoint")) == 1
     assert version["CustomerMetadataProperties"]["rolled-out-by"].startswith("run-"), "the training execution's name"
     assert trigger.status == "SUCCEEDED" and run.status == "SUCCEEDED", (run.error, run.cause)
-    assert "Rolled out by its training run" in run.states_entered()
+    assert "Rolled out when registered" in run.states_entered()
     assert run.calls("sagemaker", "CreateModel") == [] and run.calls("sagemaker", "UpdateEndpoint") == []
 
 
@@ -316,3 +317,27 @@ def test_moto_describes_a_version_unlike_aws_without_the_stand_in(synth):
     assert "CustomerMetadataProperties" not in raw
     assert problems("sagemaker", "DescribeModelPackage", corrected, output=True) == []
     assert corrected["CustomerMetadataProperties"]["training-job"] == version["CustomerMetadataProperties"]["training-job"]
+
+
+def test_the_first_models_version_registered_at_deploy_rolls_out_nothing_more(synth):
+    """The version the Endpoint stack registers (``FirstModelVersion``: no training job, ``rolled-out-by:
+    cdk-deploy``): its approval event starts a run that ends at once."""
+    request = {"ModelPackageGroupName": "gru4rec-dev", "ModelApprovalStatus": APPROVED,
+               "InferenceSpecification": inference_specification(synth.config, "123456789012.dkr.ecr.eu-west-1."
+                                                                 "amazonaws.com/gru4rec-dev:serve-1", FIRST_MODEL),
+               "CustomerMetadataProperties": {"model-version": "initial-1", ROLLED_OUT_BY: FIRST_DEPLOY}}
+    assert problems("sagemaker", "CreateModelPackage", request) == []
+    with offline_stage(synth) as stage:
+        Endpoint(stage.boundary, synth.config.endpoint_name, ROLLOUT)
+        ModelPackages(stage.boundary)
+        stage.pipelines.create_once(stage.machine("training"))
+        arn = boto3.client("sagemaker", region_name=REGION).create_model_package(**request)["ModelPackageArn"]
+        stage.boundary.requests.append(Request("sagemaker", "CreateModelPackage", request))  # what ModelPackages reads
+        (version,) = _versions("gru4rec-dev")
+        first = len(stage.boundary.requests)
+        trigger = stage.run("rollout-trigger", _approval_event(version))
+        (run,) = _pipeline_runs(stage, first).values()
+    assert arn == version["ModelPackageArn"] and trigger.status == "SUCCEEDED"
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    assert "Rolled out when registered" in run.states_entered() and run.calls("sagemaker", "CreateModel") == []
+    assert run.output["rolledOutBy"] == FIRST_DEPLOY

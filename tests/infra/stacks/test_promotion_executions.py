@@ -122,7 +122,7 @@ def test_a_promoted_version_that_kept_its_sources_rollout_mark_would_never_go_li
 
     _source, _pending, trigger, _execution, run, _live = _promote_then_approve(variants["prod"], keep_mark)
     assert trigger.status == "SUCCEEDED" and run.status == "SUCCEEDED"
-    assert "Rolled out by its training run" in run.states_entered()
+    assert "Rolled out when registered" in run.states_entered()
     assert run.calls("sagemaker", "CreateModel") == []
 
 
