@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
+from infra.layout import MODELS_PREFIX
 from infra.ops import registry
 from infra.ops.deployment import Deployment
 from infra.ops.errors import OpsError
@@ -73,8 +74,9 @@ def promote(session: boto3.Session, source_stage: str, version: str, target: Dep
     target_image = target_image_uri(session, target, container["Image"], digest, cross_account, image)
     model_data, report = container["ModelDataUrl"], _report_uri(described)
     if not cross_account:
-        model_data = _copy_object(session, model_data, target.data_bucket)
-        report = report and _copy_object(session, report, target.data_bucket)
+        number = described["ModelPackageVersion"]
+        model_data = _copy_object(session, model_data, target.data_bucket, source_stage, number)
+        report = report and _copy_object(session, report, target.data_bucket, source_stage, number)
     request = registration_request(described, source_stage, target, target_image, model_data, report,
                                    endpoint_instance_types(session, target))
     arn = session.client("sagemaker").create_model_package(**request)["ModelPackageArn"]
@@ -195,11 +197,15 @@ def promoted_model_name(source_stage: str, number: int, target_stage: str) -> st
     return f"gru4rec-{target_stage}-train-from-{source_stage}-{number}"
 
 
-def _copy_object(session: boto3.Session, uri: str, bucket: str) -> str:
-    """Copy ``uri`` into ``bucket`` under the same key (the bucket's default encryption applies); the copy's URI."""
-    source_bucket, _, key = uri[len("s3://"):].partition("/")
+def _copy_object(session: boto3.Session, uri: str, bucket: str, source_stage: str, number: int) -> str:
+    """Copy ``uri`` into ``bucket`` (its default encryption applies); the copy's URI. A trained model's objects keep
+    their key (``models/<job>/...``, a job of the source stage's names); any other (the first model's
+    ``initial-models/...``, which the target has its own of) goes under ``models/from-<stage>-<n>/``, where the
+    target's models may read it."""
+    source_bucket, _, source_key = uri[len("s3://"):].partition("/")
+    key = source_key if source_key.startswith(MODELS_PREFIX) else f"{MODELS_PREFIX}from-{source_stage}-{number}/{source_key}"
     try:
-        session.client("s3").copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": source_bucket, "Key": key})
+        session.client("s3").copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": source_bucket, "Key": source_key})
     except ClientError as error:
         raise OpsError(f"cannot copy {uri} into {bucket}: {error.response['Error'].get('Message')}") from None
     return f"s3://{bucket}/{key}"

@@ -229,3 +229,24 @@ def test_the_version_names_the_instance_types_of_the_targets_endpoint(stages):
     specification = sagemaker.describe_model_package(ModelPackageName=done.target_arn)["InferenceSpecification"]
     assert specification["SupportedRealtimeInferenceInstanceTypes"] == ["ml.c5.xlarge"]
     assert specification["SupportedTransformInstanceTypes"] == ["ml.m5.xlarge"], "the source's: the target's is not known"
+
+
+def test_the_first_models_archive_is_copied_under_models_not_over_the_targets_first_model(stages):
+    """dev's version 1 is its first model (``initial-models/<version>/``, a key prod has its own object under)."""
+    session, _sent = stages
+    s3 = session.client("s3")
+    first_key = "initial-models/initial-1/model.tar.gz"
+    s3.put_object(Bucket="gru4rec-dev-data", Key=first_key, Body=b"dev's first model")
+    s3.put_object(Bucket="gru4rec-prod-data", Key=first_key, Body=b"prod's first model")
+    session.client("sagemaker").create_model_package(
+        ModelPackageGroupName="gru4rec-dev", ModelApprovalStatus=registry.APPROVED,
+        InferenceSpecification={"Containers": [{"Image": f"{_repository_uri('dev')}:serve-abc123",
+                                                "ModelDataUrl": f"s3://gru4rec-dev-data/{first_key}"}],
+                                "SupportedContentTypes": ["application/json"],
+                                "SupportedResponseMIMETypes": ["application/json"]},
+        CustomerMetadataProperties={"rolled-out-by": "first-deploy"})
+    done = promotion.promote(session, "dev", "1", _deployment("prod"))
+    assert done.model_data == f"s3://gru4rec-prod-data/models/from-dev-1/{first_key}"
+    assert s3.get_object(Bucket="gru4rec-prod-data", Key=first_key)["Body"].read() == b"prod's first model"
+    copied = s3.get_object(Bucket="gru4rec-prod-data", Key=f"models/from-dev-1/{first_key}")["Body"].read()
+    assert copied == b"dev's first model"
