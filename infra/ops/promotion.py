@@ -132,7 +132,8 @@ def target_image_uri(session: boto3.Session, target: Deployment, source_image: s
     return f"{repository_uri}@{digest}"
 
 
-def _digest_in(session: boto3.Session, registry_id: str, repository: str, reference: str, named: str | None) -> str | None:
+def _digest_in(session: boto3.Session, registry_id: str, repository: str, reference: str,
+               named: str | None) -> str | None:
     """The digest of ``reference`` (a tag or a digest) in the repository; None when it holds no such image (OpsError
     when ``named``, the image the command was given)."""
     image_id = {"imageDigest": reference} if reference.startswith("sha256:") else {"imageTag": reference}
@@ -203,9 +204,11 @@ def _copy_object(session: boto3.Session, uri: str, bucket: str, source_stage: st
     ``initial-models/...``, which the target has its own of) goes under ``models/from-<stage>-<n>/``, where the
     target's models may read it."""
     source_bucket, _, source_key = uri[len("s3://"):].partition("/")
-    key = source_key if source_key.startswith(MODELS_PREFIX) else f"{MODELS_PREFIX}from-{source_stage}-{number}/{source_key}"
+    key = (source_key if source_key.startswith(MODELS_PREFIX)
+           else f"{MODELS_PREFIX}from-{source_stage}-{number}/{source_key}")
     try:
-        session.client("s3").copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": source_bucket, "Key": source_key})
+        session.client("s3").copy_object(Bucket=bucket, Key=key,
+                                         CopySource={"Bucket": source_bucket, "Key": source_key})
     except ClientError as error:
         raise OpsError(f"cannot copy {uri} into {bucket}: {error.response['Error'].get('Message')}") from None
     return f"s3://{bucket}/{key}"
@@ -221,7 +224,8 @@ def _account(arn: str) -> str:
 
 
 def _image_parts(uri: str) -> tuple[str, str, str]:
-    """(registry id, repository name, tag or digest) of an ECR image URI ``<account>.dkr.ecr.<region>.<domain>/<repo>:<tag>``
+    """(registry id, repository name, tag or digest) of an ECR image URI
+    ``<account>.dkr.ecr.<region>.<domain>/<repo>:<tag>``
     or ``...@sha256:<hex>``."""
     host, _, path = uri.partition("/")
     if "@" in path:

@@ -35,9 +35,10 @@ def _repository_uri(stage: str) -> str:
 
 
 def _deployment(stage: str) -> Deployment:
-    stacks = {"Storage": Stack(f"Gru4Rec-{stage.title()}-Storage", "CREATE_COMPLETE", {"DataBucketName": f"gru4rec-{stage}-data"}),
-              "Image": Stack(f"Gru4Rec-{stage.title()}-Image", "CREATE_COMPLETE", {"RepositoryUri": _repository_uri(stage)}),
-              "Endpoint": Stack(f"Gru4Rec-{stage.title()}-Endpoint", "CREATE_COMPLETE", {"EndpointName": f"gru4rec-{stage}"})}
+    outputs = {"Storage": {"DataBucketName": f"gru4rec-{stage}-data"},
+               "Image": {"RepositoryUri": _repository_uri(stage)}, "Endpoint": {"EndpointName": f"gru4rec-{stage}"}}
+    stacks = {part: Stack(f"Gru4Rec-{stage.title()}-{part}", "CREATE_COMPLETE", values)
+              for part, values in outputs.items()}
     return Deployment(stage=stage, region=REGION, stacks=stacks)
 
 
@@ -82,7 +83,8 @@ def stages(monkeypatch):
         _stage(session, "prod", SERVE_MANIFEST)
         sent = []
         session.events.register("provide-client-params.*.*",
-                                lambda params, model, **_: sent.append((model.service_model.service_name, model.name, params)))
+                                lambda params, model, **_: sent.append(
+                                    (model.service_model.service_name, model.name, params)))
         yield session, sent
 
 
@@ -124,7 +126,8 @@ def test_only_an_approved_version_is_promoted_and_nothing_is_written(stages, sta
     sent.clear()
     with pytest.raises(OpsError, match=f"version 1 of gru4rec-dev is {status}: only an Approved version"):
         promotion.promote(session, "dev", "1", _deployment("prod"))
-    assert session.client("sagemaker").list_model_packages(ModelPackageGroupName="gru4rec-prod")["ModelPackageSummaryList"] == []
+    assert session.client("sagemaker").list_model_packages(
+        ModelPackageGroupName="gru4rec-prod")["ModelPackageSummaryList"] == []
     assert "Contents" not in session.client("s3").list_objects_v2(Bucket="gru4rec-prod-data")
     assert [operation for _, operation, _ in sent if operation in ("CopyObject", "CreateModelPackage")] == []
 
@@ -137,7 +140,8 @@ def test_a_target_without_the_image_is_refused_unless_image_names_one_of_its_own
         _stage(session, "dev", SERVE_MANIFEST)
         _stage(session, "prod", OTHER_MANIFEST)
         _register(session, registry.APPROVED)
-        with pytest.raises(OpsError, match="repository .*gru4rec-prod has no image sha256:.*same code, or name one of stage prod.s images with --image"):
+        with pytest.raises(OpsError, match="repository .*gru4rec-prod has no image sha256:.*same code, "
+                                           "or name one of stage prod.s images with --image"):
             promotion.promote(session, "dev", "1", _deployment("prod"))
         assert session.client("sagemaker").list_model_packages(
             ModelPackageGroupName="gru4rec-prod")["ModelPackageSummaryList"] == []
@@ -145,7 +149,8 @@ def test_a_target_without_the_image_is_refused_unless_image_names_one_of_its_own
             promotion.promote(session, "dev", "1", _deployment("prod"), image=f"{_repository_uri('dev')}:serve-abc123")
         with pytest.raises(OpsError, match="cannot find image .*:serve-nope"):
             promotion.promote(session, "dev", "1", _deployment("prod"), image=f"{_repository_uri('prod')}:serve-nope")
-        done = promotion.promote(session, "dev", "1", _deployment("prod"), image=f"{_repository_uri('prod')}:serve-abc123")
+        done = promotion.promote(session, "dev", "1", _deployment("prod"),
+                                 image=f"{_repository_uri('prod')}:serve-abc123")
         assert done.image == f"{_repository_uri('prod')}@{_digest(session, 'prod')}" != f"@{_digest(session, 'dev')}"
         metadata = session.client("sagemaker").describe_model_package(
             ModelPackageName=done.target_arn)["CustomerMetadataProperties"]
@@ -168,10 +173,12 @@ def test_the_metadata_stays_within_the_apis_fifty_entries():
                  "CustomerMetadataProperties": {f"hp:p{index}": "1" for index in range(50)}}
     request = promotion.registration_request(described, "dev", _deployment("prod"),
                                              f"{_repository_uri('prod')}@sha256:{'1' * 64}", "s3://b/k", None)
-    assert len(request["CustomerMetadataProperties"]) == 50 and "source-version" in request["CustomerMetadataProperties"]
+    metadata = request["CustomerMetadataProperties"]
+    assert len(metadata) == 50 and "source-version" in metadata
     assert problems("sagemaker", "CreateModelPackage", request) == []
     described["InferenceSpecification"]["SupportedRealtimeInferenceInstanceTypes"] = ["ml.m5.large"]
-    serverless = promotion.registration_request(described, "dev", _deployment("prod"), "x@sha256:1", "s3://b/k", None, [])
+    serverless = promotion.registration_request(described, "dev", _deployment("prod"), "x@sha256:1", "s3://b/k",
+                                                None, [])
     assert "SupportedRealtimeInferenceInstanceTypes" not in serverless["InferenceSpecification"], (
         "a serverless endpoint names no instance type")
 
@@ -228,7 +235,7 @@ def test_the_version_names_the_instance_types_of_the_targets_endpoint(stages):
     done = promotion.promote(session, "dev", "1", _deployment("prod"))
     specification = sagemaker.describe_model_package(ModelPackageName=done.target_arn)["InferenceSpecification"]
     assert specification["SupportedRealtimeInferenceInstanceTypes"] == ["ml.c5.xlarge"]
-    assert specification["SupportedTransformInstanceTypes"] == ["ml.m5.xlarge"], "the source's: the target's is not known"
+    assert specification["SupportedTransformInstanceTypes"] == ["ml.m5.xlarge"], "the source's (the target's: unknown)"
 
 
 def test_the_first_models_archive_is_copied_under_models_not_over_the_targets_first_model(stages):

@@ -33,7 +33,8 @@ def _repository_uri(stage: str) -> str:
 
 def _dev_version(session) -> str:
     """dev's stage in moto (bucket, group, repository) and an Approved version its pipeline rolled out itself."""
-    session.client("s3").create_bucket(Bucket="gru4rec-dev-data", CreateBucketConfiguration={"LocationConstraint": REGION})
+    session.client("s3").create_bucket(Bucket="gru4rec-dev-data",
+                                       CreateBucketConfiguration={"LocationConstraint": REGION})
     session.client("s3").put_object(Bucket="gru4rec-dev-data", Key=ARCHIVE_KEY, Body=b"archive")
     sagemaker = session.client("sagemaker")
     sagemaker.create_model_package_group(ModelPackageGroupName="gru4rec-dev")
@@ -74,7 +75,8 @@ def _promote_then_approve(result, edit_registration=None):
         target = Deployment(stage="prod", region=REGION, stacks={
             "Storage": Stack("Gru4Rec-Prod-Storage", "CREATE_COMPLETE", {"DataBucketName": stage.bucket}),
             "Image": Stack("Gru4Rec-Prod-Image", "CREATE_COMPLETE", {"RepositoryUri": _repository_uri("prod")}),
-            "Endpoint": Stack("Gru4Rec-Prod-Endpoint", "CREATE_COMPLETE", {"EndpointName": result.config.endpoint_name})})
+            "Endpoint": Stack("Gru4Rec-Prod-Endpoint", "CREATE_COMPLETE",
+                              {"EndpointName": result.config.endpoint_name})})
         done = promotion.promote(session, "dev", "1", target)
         Endpoint(stage.boundary, result.config.endpoint_name, ROLLOUT)
         packages = ModelPackages(stage.boundary, registered=tuple(registered))
@@ -131,7 +133,8 @@ def test_the_cli_and_the_pipeline_agree_on_the_model_name_entry():
     assert ROLLED_OUT_BY in promotion.NOT_CARRIED
 
 
-@pytest.mark.parametrize("name", ["gru4rec-prod-train-from-dev-1", "gru4rec-abcdefghijklmnop-train-from-qrstuvwxyzabcdef-99999"])
+@pytest.mark.parametrize("name", ["gru4rec-prod-train-from-dev-1",
+                                  "gru4rec-abcdefghijklmnop-train-from-qrstuvwxyzabcdef-99999"])
 def test_a_promoted_models_name_is_one_sagemaker_takes(name):
     stages = name.split("-")
     assert promotion.promoted_model_name(stages[-2], int(stages[-1]), stages[1]) == name and len(name) <= 63
