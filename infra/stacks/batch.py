@@ -72,6 +72,7 @@ from infra.stacks.workflow import (
     volume_key,
     volume_key_statements,
 )
+from infra.stacks.promotion_access import read_source_statements, source_read_reasons
 from infra.transform_settings import BATCH_STRATEGY, MAX_PAYLOAD_MB, transform_workers
 
 JOB_KIND = "batch"
@@ -368,8 +369,10 @@ class BatchStack(cdk.Stack):
         ]
         if uses_volume_key(config.transform_instance_type):
             statements += volume_key_statements(storage.key)
+        statements += read_source_statements(config, self, pull_images=False)
         policy = iam.Policy(self, "TransformPolicy", roles=[role], statements=statements)
         acknowledge_wildcards(policy, {
+            **source_read_reasons(config, self, pull_images=False),
             "*": "Only ecr:GetAuthorizationToken uses '*': it has no resource-level permissions.",
             models: "Training jobs write each new model under models/<job>/: the role reads model artifacts of this prefix only.",
             packed: "A run with a filter list reads its own packed model under batch-models/<job>/: get only, this prefix only.",

@@ -22,7 +22,8 @@ Source (``promotion_target_accounts``):
 
 Target (``promotion_source_account``): its models' execution role may read ``models/*`` objects of buckets the
 source account owns (``s3:ResourceAccount``), decrypt with that account's keys through S3 only, and pull from its
-``gru4rec-*`` repositories.
+``gru4rec-*`` repositories; Batch Transform's role and the filter packager's, which read the live model's archive
+(and run the stage's own image), may read and decrypt the same.
 """
 from __future__ import annotations
 
@@ -79,38 +80,54 @@ def share_images(config: AppConfig, repository: ecr.IRepository) -> None:
         sid="PromotionTargetsPullImages", principals=_accounts(config), actions=[*PULL_ACTIONS, "ecr:DescribeImages"]))
 
 
-def read_source_statements(config: AppConfig, scope: cdk.Stack) -> list[iam.PolicyStatement]:
-    """A target's model role: read the source account's models, decrypt them through S3, pull its images."""
+def read_source_statements(config: AppConfig, scope: cdk.Stack,
+                           pull_images: bool = True) -> list[iam.PolicyStatement]:
+    """A target's role that reads model archives (the endpoint's models, Batch Transform's, the filter packager):
+    read the source account's models and decrypt them through S3; pull its images with ``pull_images`` (the models
+    of a version run its image)."""
     if not config.promotion_source_account:
         return []
-    return [
-        iam.PolicyStatement(sid="ReadSourceAccountModels", actions=["s3:GetObject"],
-                            resources=[f"arn:{cdk.Aws.PARTITION}:s3:::*/{MODELS_PREFIX}*"],
+    statements = [
+        iam.PolicyStatement(sid="ReadSourceAccountModels", actions=["s3:GetObject"], resources=[_source_models()],
                             conditions={"StringEquals": {"s3:ResourceAccount": config.promotion_source_account}}),
         iam.PolicyStatement(sid="DecryptSourceAccountModels", actions=["kms:Decrypt"],
                             resources=[_source_keys(config, scope)],
                             conditions={"StringEquals": {"kms:ViaService": f"s3.{cdk.Aws.REGION}.amazonaws.com"}}),
-        iam.PolicyStatement(sid="PullSourceAccountImages", actions=PULL_ACTIONS,
-                            resources=[_source_repositories(config, scope)]),
     ]
+    if pull_images:
+        statements.append(iam.PolicyStatement(sid="PullSourceAccountImages", actions=PULL_ACTIONS,
+                                              resources=[_source_repositories(config, scope)]))
+    return statements
 
 
-def acknowledge_source_reads(config: AppConfig, policy: iam.Policy) -> None:
-    """The cdk-nag findings of :func:`read_source_statements`' patterns, each with why it is as narrow as it can be."""
+def source_read_reasons(config: AppConfig, scope: cdk.Stack, pull_images: bool = True) -> dict[str, str]:
+    """Why each ARN pattern of :func:`read_source_statements` is as narrow as it can be (for cdk-nag's IAM5)."""
     if not config.promotion_source_account:
-        return
-    scope = cdk.Stack.of(policy)
-    cdk.Validations.of(policy).acknowledge(
-        cdk.Acknowledgment(id=wildcard_resource_finding(policy, f"arn:{cdk.Aws.PARTITION}:s3:::*/{MODELS_PREFIX}*"),
-                           reason="The source account's bucket is named by CloudFormation there: the grant is limited "
-                                  "to models/ objects of buckets that account owns (s3:ResourceAccount), read only."),
-        cdk.Acknowledgment(id=wildcard_resource_finding(policy, _source_keys(config, scope)),
-                           reason="The source account's stage key, unknown here: decrypt only, only through S3 in this "
-                                  "region (kms:ViaService), and only where that key's policy grants this account."),
-        cdk.Acknowledgment(id=wildcard_resource_finding(policy, _source_repositories(config, scope)),
-                           reason="The source account's stage repositories (gru4rec-<stage>): pull only, where their "
-                                  "repository policies grant this account."),
-    )
+        return {}
+    reasons = {
+        _source_models(): "The source account's bucket is named by CloudFormation there: the grant is limited to "
+                          "models/ objects of buckets that account owns (s3:ResourceAccount), read only.",
+        _source_keys(config, scope): "The source account's stage key, unknown here: decrypt only, only through S3 "
+                                     "in this region (kms:ViaService), where that key's policy grants this account.",
+    }
+    if pull_images:
+        reasons[_source_repositories(config, scope)] = (
+            "The source account's stage repositories (gru4rec-<stage>): pull only, where their repository policies "
+            "grant this account.")
+    return reasons
+
+
+def acknowledge_source_reads(config: AppConfig, policy: iam.Policy, pull_images: bool = True) -> None:
+    """Acknowledge the cdk-nag findings of :func:`read_source_statements` on ``policy``."""
+    reasons = source_read_reasons(config, cdk.Stack.of(policy), pull_images)
+    if reasons:
+        cdk.Validations.of(policy).acknowledge(*(
+            cdk.Acknowledgment(id=wildcard_resource_finding(policy, pattern), reason=reason)
+            for pattern, reason in reasons.items()))
+
+
+def _source_models() -> str:
+    return f"arn:{cdk.Aws.PARTITION}:s3:::*/{MODELS_PREFIX}*"
 
 
 def _source_keys(config: AppConfig, scope: cdk.Stack) -> str:

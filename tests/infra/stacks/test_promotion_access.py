@@ -80,9 +80,21 @@ def test_the_target_models_may_read_the_source_accounts_models_and_images(varian
         if d.stack.endswith("Endpoint") and d.logical_id.startswith("ModelPolicy")))
 
 
+def test_the_target_batch_roles_may_read_the_source_accounts_models_but_pull_only_their_own_images(variants):
+    """Batch Transform's models and the filter packager read the live archive and run the stage's own image."""
+    documents = [d for d in AppPolicies(variants["prod"].templates).documents()
+                 if d.stack.endswith("Batch") and d.logical_id.startswith(("TransformPolicy", "FilterPackager"))
+                 and d.kind == "identity"]
+    assert len(documents) == 2, [d.logical_id for d in documents]
+    for document in documents:
+        sids = {statement.get("Sid") for statement in document.document["Statement"]}
+        assert {"ReadSourceAccountModels", "DecryptSourceAccountModels"} <= sids, document.where
+        assert "PullSourceAccountImages" not in sids, document.where
+
+
 @pytest.mark.parametrize("variant, stack_part, logical_prefix", [
     ("retraining", "Storage", "ModelRegistryGroup"), ("retraining", "Image", "Repository"),
-    ("prod", "Endpoint", "ModelPolicy")])
+    ("prod", "Endpoint", "ModelPolicy"), ("prod", "Batch", "TransformPolicy")])
 def test_parliament_reads_the_promotion_policies_and_finds_nothing(variants, variant, stack_part, logical_prefix):
     (document,) = [d for d in AppPolicies(variants[variant].templates).documents()
                    if d.stack.endswith(stack_part) and d.logical_id.startswith(logical_prefix) and d.kind != "trust"]
