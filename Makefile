@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test synth model-artifact image image-gpu clean
+.PHONY: setup demo test lint synth model-artifact image image-gpu clean
 
 setup: $(STAMP) nginx browser node_modules/.package-lock.json
 
@@ -43,8 +43,12 @@ synth: setup model-artifact
 demo: setup
 	./scripts/demo.sh
 
-test: setup
+test: setup lint
 	$(PY) -m pytest
+
+# ruff on the whole tree, configured in pyproject.toml
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 # the Dockerfile's serve and train targets, built with buildah (no Docker daemon), as gru4rec:serve and
 # gru4rec:train; `.venv/bin/python -m pytest -m image` then runs them

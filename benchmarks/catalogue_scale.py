@@ -6,7 +6,7 @@ processes so that one measurement's memory never counts in another's:
 * **train**: ``benchmarks/train_speed.py`` (the compiled training block on synthetic sessions) for
   ``--blocks`` timed blocks: events/s, and the process's peak resident memory;
 * **export**: an untrained model of that size saved as ``model.keras``, then
-  ``python -m model_code.export`` (TensorFlow, the ONNX check against Keras, and for large catalogues
+  ``python -m model_code.export.scorer`` (TensorFlow, the ONNX check against Keras, and for large catalogues
   the search index): seconds, peak memory, and the sizes of ``scorer.onnx`` and the model directory;
 * **serving in process**: the output layer is replaced by a clustered one of the same shape (an
   untrained table is random: no index finds structure in it; trained item vectors gather by what is
@@ -61,11 +61,11 @@ print(json.dumps({"seconds": seconds, "code": done.returncode,
 UNTRAINED_MODEL = """
 import sys
 from pathlib import Path
-from model_code.training_env import use_training_environment
+from model_code.gru4rec.training_env import use_training_environment
 use_training_environment()
 from model_code import artifacts
-from model_code.model import GRU4Rec
-from model_code.params import PRESETS
+from model_code.gru4rec.model import GRU4Rec
+from model_code.gru4rec.params import PRESETS
 n_items, folder = int(sys.argv[1]), Path(sys.argv[2])
 params = PRESETS[sys.argv[3]]
 model = GRU4Rec(n_items, layers=params.layers, embedding=params.embedding, embedding_size=params.embedding_size, seed=0)
@@ -98,7 +98,7 @@ def train_figures(n_items: int, blocks: int) -> dict:
 def export_figures(n_items: int, model_dir: Path) -> dict:
     model_dir.mkdir(parents=True, exist_ok=True)
     run_measured(sys.executable, "-c", UNTRAINED_MODEL, str(n_items), str(model_dir), PRESET)
-    figures = run_measured(sys.executable, "-m", "model_code.export", "--model-dir", str(model_dir))
+    figures = run_measured(sys.executable, "-m", "model_code.export.scorer", "--model-dir", str(model_dir))
     return {
         "export_s": figures["seconds"],
         "export_peak_bytes": figures["peak_bytes"],

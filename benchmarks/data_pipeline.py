@@ -18,11 +18,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from model_code.baselines import ItemKNNScorer, PopularityScorer  # noqa: E402
-from model_code.events import read_events  # noqa: E402
-from model_code.item_index import ItemIndex  # noqa: E402
-from model_code.metrics import RankingMetrics, evaluate, target_ranks  # noqa: E402
-from model_code.session_batches import SessionArrays, session_parallel_steps  # noqa: E402
+from model_code.data.event_table import read_events  # noqa: E402
+from model_code.data.item_index import ItemIndex  # noqa: E402
+from model_code.data.session_batches import SessionArrays, session_parallel_steps  # noqa: E402
+from model_code.ranking.baselines import ItemKNNScorer, PopularityScorer  # noqa: E402
+from model_code.ranking.metrics import RankingMetrics, evaluate, target_ranks  # noqa: E402
 
 
 class Timer:

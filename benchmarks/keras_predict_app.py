@@ -26,7 +26,7 @@ def _model():
     if not _state:
         import keras
 
-        import model_code.model  # noqa: F401  (registers the GRU4Rec classes for loading)
+        import model_code.gru4rec.model  # noqa: F401  (registers the GRU4Rec classes for loading)
 
         model_dir = os.environ["MODEL_DIR"]
         _state["model"] = keras.saving.load_model(os.path.join(model_dir, artifacts.MODEL_FILE), compile=False)

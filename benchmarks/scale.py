@@ -11,9 +11,9 @@ Writes synthetic click logs (string ids, power-law item popularity, session leng
 long tail; see :func:`write_events`) once into ``--data-dir``, then measures, each in a fresh
 Python process so that one measurement's memory never counts in another's:
 
-* ``prepare``: training's data preparation, ``model_code.train._load_data`` with a one-day
-  validation split (read, item index, session arrays, validation arrays);
-* ``sessions``: ``python -m model_code.sessions`` (read and write one JSON line per session).
+* ``prepare``: training's data preparation, ``model_code.commands.training_data.load_training_data``
+  with a one-day validation split (read, item index, session arrays, validation arrays);
+* ``sessions``: ``python -m model_code.data.sessions`` (read and write one JSON line per session).
 
 Peak memory is the process's maximum resident set size (``ru_maxrss``), Python and the
 libraries included (about 0.1 GiB before any data). ``--compare TREE`` runs the same
@@ -51,12 +51,12 @@ GENERATE_CHUNK = 2_000_000  # events generated and written at a time
 
 PREPARE = """
 import json, resource, sys, time
-from model_code.event_rules import ReadOptions
-from model_code.train import TrainingRun, _load_data
+from model_code.data.event_rules import ReadOptions
+from model_code.commands.training_data import load_training_data
 lines = []
 start = time.perf_counter()
-run = TrainingRun(train_path=sys.argv[1], valid_days=1.0, read=ReadOptions(max_bad_rows="0"), log=lines.append)
-data = _load_data(run)
+data = load_training_data(sys.argv[1], valid_path=None, valid_days=1.0, test_path=None,
+                          read=ReadOptions(max_bad_rows="0"), log=lines.append)
 seconds = time.perf_counter() - start
 arrays = data.train.items.nbytes + data.train.offsets.nbytes
 print(json.dumps({"seconds": seconds, "peak_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
@@ -64,7 +64,7 @@ print(json.dumps({"seconds": seconds, "peak_bytes": resource.getrusage(resource.
 """
 SESSIONS = """
 import json, resource, sys, time
-from model_code import sessions
+from model_code.data import sessions
 start = time.perf_counter()
 code = sessions.main([sys.argv[1], "--out", sys.argv[2], "--max-bad-rows", "0"])
 seconds = time.perf_counter() - start

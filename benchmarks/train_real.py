@@ -1,6 +1,6 @@
 """Full GRU4Rec trainings on the real data sets, with time, throughput, accuracy and peak memory.
 
-Runs ``python -m model_code.train`` once per data set and preset (by default
+Runs ``python -m model_code.commands.train`` once per data set and preset (by default
 yoochoose100k with the rsc15 and the yoochoose presets, diginetica with the
 diginetica preset; 10 epochs unless ``--epochs``), each in its own process so
 its peak RSS is its own, and prints one table::
@@ -9,7 +9,7 @@ its peak RSS is its own, and prints one table::
 
 A set named without a preset runs with its own (yoochoose100k: rsc15,
 diginetica: diginetica). The training command runs Keras on JAX and backs
-large allocations with huge pages itself (:mod:`model_code.training_env`);
+large allocations with huge pages itself (:mod:`model_code.gru4rec.training_env`);
 the backend and the ``GLIBC_TUNABLES`` each training process started with
 (from its metadata) are shown in the table.
 
@@ -37,7 +37,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from model_code.params import PRESETS  # noqa: E402
+from model_code.gru4rec.params import PRESETS  # noqa: E402
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data"
 PRESET_OF = {"yoochoose100k": "rsc15", "diginetica": "diginetica"}
@@ -99,7 +99,7 @@ def run_one(run: tuple[str, str], data_root: Path, out_root: Path, epochs: int |
         return None
     model_dir = out_root / f"{name}-{preset}"
     command = [
-        sys.executable, "-m", "model_code.train", "--train", str(folder / "train.tsv.gz"),
+        sys.executable, "-m", "model_code.commands.train", "--train", str(folder / "train.tsv.gz"),
         "--test", str(folder / "test.tsv.gz"), "--preset", preset, "--model-dir", str(model_dir), *extra,
     ]
     if epochs is not None:

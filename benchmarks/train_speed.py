@@ -11,6 +11,7 @@ load average, since other jobs on the machine skew the figures.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import time
 
@@ -18,7 +19,7 @@ import numpy as np
 
 
 def main() -> None:
-    from model_code.params import PRESETS
+    from model_code.gru4rec.params import PRESETS
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="rsc15", choices=sorted(PRESETS))
@@ -28,9 +29,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    from model_code.model import GRU4Rec
-    from model_code.session_batches import SessionArrays, session_parallel_steps
-    from model_code.trainer import Trainer
+    from model_code.data.session_batches import SessionArrays, session_parallel_steps
+    from model_code.gru4rec.model import GRU4Rec
+    from model_code.gru4rec.trainer import Trainer
 
     params = PRESETS[args.preset]
     block_steps = args.block_steps or params.block_steps
@@ -45,17 +46,7 @@ def main() -> None:
                     dropout_embedding=params.dropout_embedding, dropout_hidden=params.dropout_hidden, seed=args.seed)
     trainer = Trainer(
         model,
-        loss=params.loss,
-        n_sample=params.n_sample,
-        sample_alpha=params.sample_alpha,
-        learning_rate=params.learning_rate,
-        momentum=params.momentum,
-        bpreg=params.bpreg,
-        elu=params.elu,
-        logq=params.logq,
-        logq_form=params.logq_form,
-        batch_size=params.batch_size,
-        block_steps=block_steps,
+        dataclasses.replace(params, block_steps=block_steps),
         item_counts=data.item_counts(args.items) + 1,
         seed=args.seed,
     )
@@ -76,7 +67,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from model_code.training_env import use_training_environment
+    from model_code.gru4rec.training_env import use_training_environment
 
     use_training_environment()  # Keras on JAX with huge pages, as training runs
     main()

@@ -4,7 +4,7 @@ The issue's measurement (yoochoose100k, ``--valid-days 1``, at most 60 trials or
 
     python benchmarks/tune_real.py --set yoochoose100k --trials 60 --time-budget 45m
 
-1. ``python -m model_code.tune`` on the set's train.tsv.gz (validation: its last ``--valid-days`` days;
+1. ``python -m model_code.commands.tune`` on the set's train.tsv.gz (validation: its last ``--valid-days`` days;
    the test set is not read during the search), timed;
 2. the best settings and the set's preset (yoochoose100k: rsc15, diginetica: diginetica), each trained on
    the whole train.tsv.gz (train+valid) with ``--seeds`` (default 1 2 3) and scored once on test.tsv.gz.
@@ -54,7 +54,7 @@ def train_seeds(data: Path, start: list[str], epochs: list[str], seeds: list[int
     """Train on the whole train.tsv.gz with each seed; the test figures of each."""
     figures = []
     for seed in seeds:
-        stdout, seconds = command(["model_code.train", "--train", str(data / "train.tsv.gz"), "--test",
+        stdout, seconds = command(["model_code.commands.train", "--train", str(data / "train.tsv.gz"), "--test",
                                    str(data / "test.tsv.gz"), *start, *epochs, "--seed", str(seed), "--no-export",
                                    "--no-progress", "--model-dir", str(out / f"model-{seed}")])
         figures.append({**test_figures(stdout), "seconds": seconds})
@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     load_before = os.getloadavg()[0]
     study_dir = out / "study"
     _, study_seconds = command([
-        "model_code.tune", "--train", str(data / "train.tsv.gz"), "--valid-days", args.valid_days,
+        "model_code.commands.tune", "--train", str(data / "train.tsv.gz"), "--valid-days", args.valid_days,
         "--space", SPACE_OF[args.set], "--trials", args.trials, "--time-budget", args.time_budget,
         "--prune-after", args.prune_after, "--study-dir", str(study_dir), *epochs,
         *[flag for start in args.start_from for flag in ("--start-from", start)]])

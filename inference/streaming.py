@@ -1,6 +1,6 @@
 """Score parsed requests with the engine, and write a JSON-lines answer a chunk at a time.
 
-The server's ``/invocations`` and ``python -m model_code.recommend`` both answer through these
+The server's ``/invocations`` and ``python -m model_code.commands.recommend`` both answer through these
 functions, so a file scored on a laptop gets the lines the endpoint would send. Nothing here
 imports Flask, TensorFlow or Keras.
 """

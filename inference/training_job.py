@@ -12,8 +12,8 @@ developer machine)::
     checkpoints/                        a checkpoint after every epoch; a restarted job resumes from it
     output/failure                      why the job failed (SageMaker shows it as the FailureReason)
 
-Hyperparameters become :mod:`model_code.train` options through
-:func:`model_code.hyperparameters.hyperparameters_argv`, which checks every name and value first: ``preset``,
+Hyperparameters become :mod:`model_code.commands.train` options through
+:func:`model_code.gru4rec.hyperparameters.hyperparameters_argv`, which checks every name and value first: ``preset``,
 ``seed``, ``eval_every``, ``valid_days``, the reading options (``session_column``, ``item_column``,
 ``time_column``, ``separator``, ``time_format``, ``max_bad_rows``) and every GRU4Rec parameter (``epochs``,
 ``layers``, ``learning_rate``, ...); ``valid_days`` (N) sets the sessions of the last N days of the training
@@ -25,7 +25,7 @@ set (printed first), the form the job's metric definitions match.
 Two hyperparameters belong to the job rather than to training: ``window_start`` and ``window_end``
 (``YYYY-MM-DD``, both or neither). With them the ``train`` channel is a folder of day folders
 ``dt=YYYY-MM-DD/`` and the job reads only the days from the first to the last, both included
-(:mod:`model_code.data_window`); without them it reads the channel's files as they are. A ``champion``
+(:mod:`model_code.data.data_window`); without them it reads the channel's files as they are. A ``champion``
 channel holds the live model's ``model.tar.gz``: it is unpacked and scored on this run's validation
 sessions, printed as ``champion:validation:recall@20=...;`` lines.
 
@@ -128,8 +128,8 @@ def window_folder(train: Path, window: Mapping[str, str]) -> Path:
     """The train channel itself, or with ``window_start``/``window_end`` a folder of links to that window's days."""
     if not window:
         return train
-    from model_code.data_window import Window, link_window
-    from model_code.events import DataError
+    from model_code.data.data_window import Window, link_window
+    from model_code.data.events import DataError
 
     missing = [name for name in WINDOW_OPTIONS if name not in window]
     try:
@@ -163,9 +163,9 @@ def champion_folder(paths: JobPaths) -> Path | None:
 
 
 def training_argv(paths: JobPaths, hyperparameters: Mapping[str, str]) -> list[str]:
-    """The :mod:`model_code.train` command line for this job (channels, then hyperparameters checked)."""
-    from model_code.hyperparameters import hyperparameters_argv
-    from model_code.params import ParamError
+    """The :mod:`model_code.commands.train` command line for this job (channels, then hyperparameters checked)."""
+    from model_code.gru4rec.hyperparameters import hyperparameters_argv
+    from model_code.gru4rec.params import ParamError
 
     window = {name: hyperparameters[name] for name in WINDOW_OPTIONS if name in hyperparameters}
     hyperparameters = {name: value for name, value in hyperparameters.items() if name not in WINDOW_OPTIONS}
@@ -187,8 +187,9 @@ def training_argv(paths: JobPaths, hyperparameters: Mapping[str, str]) -> list[s
 
 
 def parse_training_args(argv: list[str]) -> argparse.Namespace:
-    """Parse with :mod:`model_code.train`'s parser; a bad option value (a hyperparameter) raises JobInputError."""
-    from model_code.train import build_parser
+    """Parse with :mod:`model_code.commands.train`'s parser; a bad option value (a hyperparameter) raises
+    JobInputError."""
+    from model_code.commands.train import build_parser
 
     parser = build_parser()
 
@@ -206,10 +207,10 @@ def run_job(paths: JobPaths, environ: Mapping[str, str] = os.environ) -> dict:
     if left_out:
         _log(f"leaving out hyperparameters SageMaker set for itself: {', '.join(left_out)}")
     try:
-        from model_code import train
-        from model_code.checkpoints import CheckpointError
-        from model_code.events import DataError
-        from model_code.params import ParamError
+        from model_code.commands import train
+        from model_code.commands.checkpoints import CheckpointError
+        from model_code.data.events import DataError
+        from model_code.gru4rec.params import ParamError
     except ImportError as err:
         raise RuntimeError(f"this image cannot train (build the Dockerfile's 'train' target): {err}") from err
     args = parse_training_args(training_argv(paths, hyperparameters))

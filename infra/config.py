@@ -10,9 +10,10 @@ import dataclasses
 import json
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import aws_cdk as cdk
 from constructs import Node
@@ -21,10 +22,10 @@ from infra import layout, tuning
 from infra.context_keys import unknown_settings
 from infra.instance_types import instance_type_problem, is_gpu_training_type, training_image_problem
 from infra.session_query import ATHENA_TIME_FORMS
-from model_code.event_rules import DEFAULT_MAX_BAD_ROWS, READ_OPTIONS, OptionError
-from model_code.hyperparameters import check_hyperparameters
-from model_code.params import ParamError
-from model_code.tuning_space import load_space
+from model_code.commands.tuning_space import load_space
+from model_code.data.event_rules import DEFAULT_MAX_BAD_ROWS, READ_OPTIONS, OptionError
+from model_code.gru4rec.hyperparameters import check_hyperparameters
+from model_code.gru4rec.params import ParamError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -174,12 +175,25 @@ class AppConfig:
             _check(problem is None, key, problem)
         problem = training_image_problem(self.training_instance_type)
         _check(problem is None, "training_instance_type", problem)
-        for key in ("training_max_runtime_hours", "endpoint_initial_instance_count", "endpoint_invocations_per_instance",
-                    "model_latency_alarm_ms", "transform_instance_count", "max_concurrent_transform_jobs",
-                    "api_throttle_burst_limit", "api_quota_limit", "image_keep_count", "scored_expiration_days",
-                    "incoming_expiration_days", "capture_expiration_days", "checkpoint_expiration_days",
-                    "noncurrent_version_expiration_days", "access_log_expiration_days", "model_keep_count",
-                    "events_expiration_days"):
+        for key in (
+            "training_max_runtime_hours",
+            "endpoint_initial_instance_count",
+            "endpoint_invocations_per_instance",
+            "model_latency_alarm_ms",
+            "transform_instance_count",
+            "max_concurrent_transform_jobs",
+            "api_throttle_burst_limit",
+            "api_quota_limit",
+            "image_keep_count",
+            "scored_expiration_days",
+            "incoming_expiration_days",
+            "capture_expiration_days",
+            "checkpoint_expiration_days",
+            "noncurrent_version_expiration_days",
+            "access_log_expiration_days",
+            "model_keep_count",
+            "events_expiration_days",
+        ):
             _check(getattr(self, key) >= 1, key, f"must be at least 1, got {getattr(self, key)}")
         _check(self.training_max_runtime_hours <= 28 * 24, "training_max_runtime_hours",
                f"SageMaker allows at most 28 days (672 hours), got {self.training_max_runtime_hours}")
@@ -213,8 +227,11 @@ class AppConfig:
         _check(self.api_auth in API_AUTH_MODES, "api_auth", f"must be one of {API_AUTH_MODES}, got {self.api_auth!r}")
         _check(self.api_quota_period in QUOTA_PERIODS, "api_quota_period",
                f"must be one of {QUOTA_PERIODS}, got {self.api_quota_period!r}")
-        _check(self.log_retention_days in LOG_RETENTION_DAYS, "log_retention_days",
-               f"must be one of the CloudWatch Logs retention periods {LOG_RETENTION_DAYS}, got {self.log_retention_days}")
+        _check(
+            self.log_retention_days in LOG_RETENTION_DAYS,
+            "log_retention_days",
+            f"must be one of the CloudWatch Logs retention periods {LOG_RETENTION_DAYS}, got {self.log_retention_days}",
+        )
         _check(_VERSION.fullmatch(self.initial_model_version), "initial_model_version",
                "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit, "
                f"got {self.initial_model_version!r}")
@@ -240,17 +257,28 @@ class AppConfig:
         _check((self.api_auth == "cognito") == (self.api_user_pool_arn is not None), "api_user_pool_arn",
                "must be a Cognito user pool ARN exactly when api_auth=cognito "
                f"(api_auth={self.api_auth!r}, api_user_pool_arn={self.api_user_pool_arn!r})")
-        _check(self.api_user_pool_arn is None or _USER_POOL_ARN.fullmatch(self.api_user_pool_arn), "api_user_pool_arn",
-               f"must be a user pool ARN (arn:aws:cognito-idp:REGION:ACCOUNT:userpool/POOL_ID), got {self.api_user_pool_arn!r}")
+        _check(
+            self.api_user_pool_arn is None or _USER_POOL_ARN.fullmatch(self.api_user_pool_arn),
+            "api_user_pool_arn",
+            "must be a user pool ARN (arn:aws:cognito-idp:REGION:ACCOUNT:userpool/POOL_ID), got "
+            f"{self.api_user_pool_arn!r}",
+        )
         _check(self.cors_allowed_origins != "*", "cors_allowed_origins",
                "'*' is refused: every request to this API carries credentials (SigV4, a token or a key); "
                "name the storefront's origin, e.g. https://shop.example.com")
-        _check(self.cors_allowed_origins is None or _ORIGIN.fullmatch(self.cors_allowed_origins), "cors_allowed_origins",
-               "must be one origin (scheme://host[:port], no path, no trailing slash): API Gateway's error "
-               f"responses carry a fixed Access-Control-Allow-Origin, got {self.cors_allowed_origins!r}")
+        _check(
+            self.cors_allowed_origins is None or _ORIGIN.fullmatch(self.cors_allowed_origins),
+            "cors_allowed_origins",
+            "must be one origin (scheme://host[:port], no path, no trailing slash): API Gateway's error "
+            f"responses carry a fixed Access-Control-Allow-Origin, got {self.cors_allowed_origins!r}",
+        )
         low, high = WAF_RATE_LIMIT_RANGE
-        _check(low <= self.waf_rate_limit <= high, "waf_rate_limit",
-               f"must be from {low} to {high} requests per client IP in 5 minutes (WAF's limits), got {self.waf_rate_limit}")
+        _check(
+            low <= self.waf_rate_limit <= high,
+            "waf_rate_limit",
+            f"must be from {low} to {high} requests per client IP in 5 minutes (WAF's limits), got "
+            f"{self.waf_rate_limit}",
+        )
 
     @property
     def browser_callers(self) -> bool:
@@ -295,8 +323,12 @@ class AppConfig:
                f"must be one of {ENDPOINT_MODES}, got {self.endpoint_mode!r}")
         _check(self.serverless_memory_mb in SERVERLESS_MEMORY_MB, "serverless_memory_mb",
                f"SageMaker accepts {', '.join(map(str, SERVERLESS_MEMORY_MB))} MB, got {self.serverless_memory_mb}")
-        _check(1 <= self.serverless_max_concurrency <= SERVERLESS_MAX_CONCURRENCY, "serverless_max_concurrency",
-               f"must be from 1 to {SERVERLESS_MAX_CONCURRENCY} (SageMaker's limit), got {self.serverless_max_concurrency}")
+        _check(
+            1 <= self.serverless_max_concurrency <= SERVERLESS_MAX_CONCURRENCY,
+            "serverless_max_concurrency",
+            f"must be from 1 to {SERVERLESS_MAX_CONCURRENCY} (SageMaker's limit), "
+            f"got {self.serverless_max_concurrency}",
+        )
         _check(0 <= self.serverless_provisioned_concurrency <= self.serverless_max_concurrency,
                "serverless_provisioned_concurrency",
                f"must be from 0 (off) to serverless_max_concurrency ({self.serverless_max_concurrency}), "
@@ -332,8 +364,13 @@ class AppConfig:
                "valid_days is a setting of its own: set the context key valid_days")
 
     def _check_tuning(self) -> None:
-        """A tuning step: a space SageMaker can search, limits it accepts, and the validation split its objective needs."""
-        _check(self.tune_every_days >= 0, "tune_every_days", f"must be a number of days >= 0 (0: off), got {self.tune_every_days}")
+        """A tuning step: a space SageMaker can search, limits it accepts, and the validation split its objective
+        needs."""
+        _check(
+            self.tune_every_days >= 0,
+            "tune_every_days",
+            f"must be a number of days >= 0 (0: off), got {self.tune_every_days}",
+        )
         if not self.tune_every_days:
             return
         _check(self.valid_days > 0, "tune_every_days",
@@ -351,7 +388,7 @@ class AppConfig:
                f"must be from 1 to tune_trials ({self.tune_trials}), got {self.tune_parallel}")
 
     def _check_events(self) -> None:
-        """The raw event files' table: the reader's options (model_code/event_rules.py) that a table can fix."""
+        """The raw event files' table: the reader's options (model_code/data/event_rules.py) that a table can fix."""
         for key in ("events_session_column", "events_item_column", "events_time_column", "events_separator",
                     "events_time_format", "events_max_bad_rows", "events_session_gap", "events_event_column",
                     "events_event_types"):
@@ -367,8 +404,11 @@ class AppConfig:
                "events_event_types", "needs events_event_column: the column of the event kinds")
         _check(self.events_time_format.strip().lower() in ATHENA_TIME_FORMS, "events_time_format",
                f"the Athena query reads {ATHENA_TIME_FORMS}, got {self.events_time_format!r}")
-        _check(self.athena_bytes_scanned_cutoff >= ATHENA_MIN_CUTOFF, "athena_bytes_scanned_cutoff",
-               f"Athena's smallest cut-off is {ATHENA_MIN_CUTOFF} bytes (10 MB), got {self.athena_bytes_scanned_cutoff}")
+        _check(
+            self.athena_bytes_scanned_cutoff >= ATHENA_MIN_CUTOFF,
+            "athena_bytes_scanned_cutoff",
+            f"Athena's smallest cut-off is {ATHENA_MIN_CUTOFF} bytes (10 MB), got {self.athena_bytes_scanned_cutoff}",
+        )
         # a run reads its grouped lines and its query results until it ends, at most EVENTS_RUN_DAYS after it starts
         for key in ("grouped_expiration_days", "athena_results_expiration_days"):
             _check(getattr(self, key) > layout.EVENTS_RUN_DAYS, key,
@@ -389,7 +429,8 @@ class AppConfig:
 
     @property
     def batch_metrics_service(self) -> str:
-        """The ``Service`` dimension of the request metrics of the batch pipelines' models (``gru4rec-<stage>-batch``)."""
+        """The ``Service`` dimension of the request metrics of the batch pipelines' models
+        (``gru4rec-<stage>-batch``)."""
         return f"{self.resource_prefix}-batch"
 
     @classmethod
@@ -447,7 +488,8 @@ class AppConfig:
 
     @property
     def waf_log_group_name(self) -> str:
-        """``aws-waf-logs-gru4rec-<stage>``: the firewall's log group (the stage key's policy lets Logs use the key for it)."""
+        """``aws-waf-logs-gru4rec-<stage>``: the firewall's log group (the stage key's policy lets Logs use the key for
+        it)."""
         return f"{WAF_LOG_GROUP_PREFIX}{self.resource_prefix}"
 
     @property
@@ -492,7 +534,8 @@ class AppConfig:
         return layout.parameter_name(self.stage, leaf)
 
     def topic_name(self, leaf: str) -> str:
-        """``gru4rec-<stage>-<leaf>``: the stage's SNS topics, which the key policy lets alarms and rules use by this prefix."""
+        """``gru4rec-<stage>-<leaf>``: the stage's SNS topics, which the key policy lets alarms and rules use by this
+        prefix."""
         return f"{self.resource_prefix}-{leaf}"
 
     def log_group_name(self, leaf: str) -> str:
@@ -541,7 +584,7 @@ def _to_hyperparameters(key: str, raw: Any) -> str:
 
 
 def _to_accounts(key: str, raw: Any) -> str | None:
-    """AWS account ids (a JSON list, or their text separated by commas) as sorted comma-separated text; None for none."""
+    """AWS account ids (a JSON list, or text separated by commas) as sorted comma-separated text; None for none."""
     if raw in ("", None, []):
         return None
     accounts = raw.split(",") if isinstance(raw, str) else raw

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 APP_LOOKING_KEY = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
 

@@ -64,6 +64,8 @@ def training_image_problem(instance_type: str) -> str | None:
         return None
     for prefix, reason in _UNUSABLE_ACCELERATORS.items():
         if family.startswith(prefix):
-            return (f"{instance_type!r} cannot run the training images: {reason}; pick a CPU type (ml.m5.*, ml.c5.*, ...) "
-                    f"or a GPU type of {sorted(GPU_TRAINING_FAMILIES)}")
+            return (
+                f"{instance_type!r} cannot run the training images: {reason}; pick a CPU type (ml.m5.*, ml.c5.*, ...) "
+                f"or a GPU type of {sorted(GPU_TRAINING_FAMILIES)}"
+            )
     return None

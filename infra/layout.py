@@ -11,8 +11,8 @@ MODEL_DATA_PARAMETER = "current-model-data"
 MODEL_NAME_PARAMETER = "current-model-name"
 """SSM parameter leaf: SageMaker model name of the live model (absent while the first model is live)."""
 TUNED_HYPERPARAMETERS_PARAMETER = "tuned-hyperparameters"
-"""SSM parameter leaf: JSON object of the hyperparameters ``infra.ops tune --apply`` took from a tuning job (``tuning_job``
-names it), read by every training run; absent until the first apply."""
+"""SSM parameter leaf: JSON object of the hyperparameters ``infra.ops tune --apply`` took from a tuning job
+(``tuning_job`` names it), read by every training run; absent until the first apply."""
 INITIAL_MODEL_DATA_PARAMETER = "initial-model-data"
 """SSM parameter leaf: S3 URI of the first model.tar.gz, which seeds ``current-model-data`` once."""
 
@@ -77,7 +77,8 @@ def one_off_job_prefix(stage: str) -> str:
 
 
 def events_database(stage: str) -> str:
-    """The Glue database of a stage's raw click events (tables ``events`` and ``answers``), e.g. ``gru4rec_dev_events``."""
+    """The Glue database of a stage's raw click events (tables ``events`` and ``answers``), e.g.
+    ``gru4rec_dev_events``."""
     return f"gru4rec_{stage}_events"
 
 

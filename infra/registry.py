@@ -11,6 +11,7 @@ names its group, never a ``ModelPackageName``; ``ModelApprovalStatus`` may be se
 ``CustomerMetadataProperties``: at most 50 entries, keys 1-128 and values 1-256 characters of letters, digits,
 spaces and ``_.:/=+-@``). Group: https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-sagemaker-modelpackagegroup.html
 """
+
 from __future__ import annotations
 
 import aws_cdk as cdk
@@ -68,8 +69,10 @@ def inference_specification(config: AppConfig, image_uri: str, model_data: str) 
 def metadata_value(expression: str) -> str:
     """JSONata: ``expression`` as a CustomerMetadataProperties value the API accepts (other characters as ``_``,
     at most 256 of them, ``-`` for an empty or missing value)."""
-    return (f"($value := $string({expression}); $value = '' ? '-' : "
-            f"$substring($replace($value, {METADATA_DISALLOWED}, '_'), 0, {METADATA_VALUE_MAX}))")
+    return (
+        f"($value := $string({expression}); $value = '' ? '-' : "
+        f"$substring($replace($value, {METADATA_DISALLOWED}, '_'), 0, {METADATA_VALUE_MAX}))"
+    )
 
 
 class ModelRegistry(Construct):
@@ -80,9 +83,11 @@ class ModelRegistry(Construct):
         super().__init__(scope, construct_id)
         self.group_name = config.model_package_group_name
         self.group = sagemaker.CfnModelPackageGroup(
-            self, "Group", model_package_group_name=self.group_name,
+            self,
+            "Group",
+            model_package_group_name=self.group_name,
             model_package_group_description=f"GRU4Rec {config.stage}: every model the training pipeline trained, "
-                                            f"with its metrics and the quality gate's verdict",
+            f"with its metrics and the quality gate's verdict",
             tags=[cdk.CfnTag(key="project", value="gru4rec"), cdk.CfnTag(key="stage", value=config.stage)],
         )
         self.group.apply_removal_policy(cdk.RemovalPolicy.RETAIN)
@@ -99,35 +104,55 @@ class FirstModelVersion(Construct):
     (``rolled-out-by: cdk-deploy``) and its approval event rolls nothing out. Created once (no update call: a new
     ``initial_model_version`` changes the seed of new stages, not the record) and never deleted with the stack."""
 
-    def __init__(self, scope: Construct, construct_id: str, config: AppConfig, image_uri: str, model_data: str,
-                 key: kms.IKey) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, config: AppConfig, image_uri: str, model_data: str, key: kms.IKey
+    ) -> None:
         super().__init__(scope, construct_id)
         stack = cdk.Stack.of(self)
         group = config.model_package_group_name
         versions = stack.format_arn(service="sagemaker", resource="model-package", resource_name=f"{group}/*")
         register = cr.AwsSdkCall(
-            service="SageMaker", action="createModelPackage",
+            service="SageMaker",
+            action="createModelPackage",
             physical_resource_id=cr.PhysicalResourceId.from_response("ModelPackageArn"),
             parameters={
-                "ModelPackageGroupName": group, "ModelApprovalStatus": APPROVED,
+                "ModelPackageGroupName": group,
+                "ModelApprovalStatus": APPROVED,
                 "ModelPackageDescription": f"the first model ({config.initial_model_version}), put live by the "
-                                           "stage's first deploy; no quality gate judged it",
+                "stage's first deploy; no quality gate judged it",
                 "InferenceSpecification": inference_specification(config, image_uri, model_data),
-                "CustomerMetadataProperties": {"model-version": config.initial_model_version,
-                                               ROLLED_OUT_BY: FIRST_DEPLOY},
+                "CustomerMetadataProperties": {
+                    "model-version": config.initial_model_version,
+                    ROLLED_OUT_BY: FIRST_DEPLOY,
+                },
                 "Tags": [{"Key": "project", "Value": "gru4rec"}, {"Key": "stage", "Value": config.stage}],
             },
         )
         self.resource = cr.AwsCustomResource(
-            self, "Register", on_create=register, install_latest_aws_sdk=False,
+            self,
+            "Register",
+            on_create=register,
+            install_latest_aws_sdk=False,
             log_group=stage_log_group(self, "RegisterLogs", config, key, "first-model-version"),
-            policy=cr.AwsCustomResourcePolicy.from_statements([
-                iam.PolicyStatement(sid="RegisterFirstModel", actions=["sagemaker:CreateModelPackage"], resources=[
-                    stack.format_arn(service="sagemaker", resource="model-package-group", resource_name=group), versions]),
-                iam.PolicyStatement(sid="TagFirstModelVersion", actions=["sagemaker:AddTags"], resources=[versions]),
-            ]),
+            policy=cr.AwsCustomResourcePolicy.from_statements(
+                [
+                    iam.PolicyStatement(
+                        sid="RegisterFirstModel",
+                        actions=["sagemaker:CreateModelPackage"],
+                        resources=[
+                            stack.format_arn(service="sagemaker", resource="model-package-group", resource_name=group),
+                            versions,
+                        ],
+                    ),
+                    iam.PolicyStatement(
+                        sid="TagFirstModelVersion", actions=["sagemaker:AddTags"], resources=[versions]
+                    ),
+                ]
+            ),
         )
         self.arn = self.resource.get_response_field("ModelPackageArn")
         acknowledge_provider_role(self)
-        acknowledge_wildcards(self.resource, {versions: f"Versions of {group} are numbered by SageMaker as they are "
-                                                        "registered: this group's only."})
+        acknowledge_wildcards(
+            self.resource,
+            {versions: f"Versions of {group} are numbered by SageMaker as they are registered: this group's only."},
+        )

@@ -1,6 +1,6 @@
 """The Athena queries of an events run, from the files in ``infra/sql/``.
 
-``event_rows.sql`` reads a run's rows by the rules of :mod:`model_code.event_rules` (one source of
+``event_rows.sql`` reads a run's rows by the rules of :mod:`model_code.data.event_rules` (one source of
 those rules for both queries over the events); ``group_sessions.sql`` groups the good rows into
 sessions and ``count_events.sql`` counts the rows read, skipped (per reason) and the sessions;
 ``count_answers.sql`` counts the Batch Transform answers. This module fills their placeholders from
@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from model_code.event_rules import BAD_ROW_REASONS, DATETIME_PATTERN, SESSION_ITEMS_KEPT, OptionError, ReadOptions
+from model_code.data.event_rules import BAD_ROW_REASONS, DATETIME_PATTERN, SESSION_ITEMS_KEPT, OptionError, ReadOptions
 
 SQL_FOLDER = Path(__file__).parent / "sql"
 RUN_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=-]{0,127}")
@@ -20,7 +20,7 @@ RUN_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=-]{0,127}")
 ATHENA_TIME_FORMS = ("auto", "epoch_s", "epoch_ms", "datetime")
 """The time forms infra/sql/group_sessions.sql reads (a %-pattern is the local reader's only)."""
 REASON_COLUMNS = {reason: reason.replace(" ", "_") for reason in BAD_ROW_REASONS}
-"""count_events.sql's column of each bad-row reason of :mod:`model_code.event_rules`."""
+"""count_events.sql's column of each bad-row reason of :mod:`model_code.data.event_rules`."""
 
 
 def quote_identifier(name: str) -> str:
@@ -56,7 +56,9 @@ def rows_sql(table: str, run_literal: str, options: ReadOptions = ReadOptions())
     )
 
 
-def select_sql(table: str, run_literal: str, options: ReadOptions = ReadOptions(), max_items: int = SESSION_ITEMS_KEPT) -> str:
+def select_sql(
+    table: str, run_literal: str, options: ReadOptions = ReadOptions(), max_items: int = SESSION_ITEMS_KEPT
+) -> str:
     """The grouping SELECT over ``table`` for the run that ``run_literal`` (an SQL expression) names."""
     return _sql("group_sessions.sql").format(rows=rows_sql(table, run_literal, options), max_items=int(max_items))
 

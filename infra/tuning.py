@@ -1,7 +1,7 @@
 """SageMaker Automatic Model Tuning over a tuning space file: the parts of a CreateHyperParameterTuningJob
 request that the operator CLI and the training pipeline share (no CDK import).
 
-The space is the local tuner's (:mod:`model_code.tuning_space`): ``choices`` become categorical ranges,
+The space is the local tuner's (:mod:`model_code.commands.tuning_space`): ``choices`` become categorical ranges,
 ``low``..``high`` an integer or continuous range, linear or (``log``) logarithmic. SageMaker's ranges have no
 step: a ``step`` of the local grid is dropped, and SageMaker draws any value between the bounds, which the
 parameter table has checked at load time. The objective is the validation Recall@20 line the training image
@@ -9,12 +9,13 @@ prints, the metric the quality gate reads.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from infra.layout import tuning_job_prefix
-from model_code.tuning_space import Dimension, TuningSpace
+from model_code.commands.report import VALIDATION_PREFIX
+from model_code.commands.tuning_space import Dimension, TuningSpace
 
-OBJECTIVE_METRIC = "validation:recall@20"
+OBJECTIVE_METRIC = VALIDATION_PREFIX + "recall@20"
 STRATEGY = "Bayesian"
 # SageMaker stops a training job whose objective is unlikely to beat the best so far ("Auto")
 EARLY_STOPPING = "Auto"
@@ -40,7 +41,7 @@ class TuningError(ValueError):
 
 def tuning_job_name(stage: str, now: datetime | None = None) -> str:
     """``tune-dev-2612071345``: the stage and the UTC minute it was started."""
-    return tuning_job_prefix(stage) + (now or datetime.now(timezone.utc)).astimezone(timezone.utc).strftime(NAME_TIME_FORMAT)
+    return tuning_job_prefix(stage) + (now or datetime.now(UTC)).astimezone(UTC).strftime(NAME_TIME_FORMAT)
 
 
 def parameter_ranges(space: TuningSpace) -> dict[str, list[dict]]:
@@ -118,6 +119,9 @@ def best_settings(described: dict, stage_defaults: dict[str, str]) -> dict[str, 
                           f"{described.get('HyperParameterTuningJobStatus')} with "
                           f"{'a' if best else 'no'} best training job: only a Completed one can be applied")
     static = (described.get("TrainingJobDefinition") or {}).get("StaticHyperParameters", {})
-    kept = {name: value for name, value in static.items()
-            if name not in (*WINDOW_KEYS, "valid_days") and not name.startswith("_") and stage_defaults.get(name) != value}
+    kept = {
+        name: value
+        for name, value in static.items()
+        if name not in (*WINDOW_KEYS, "valid_days") and not name.startswith("_") and stage_defaults.get(name) != value
+    }
     return {**kept, **best["TunedHyperParameters"]}

@@ -18,8 +18,8 @@ mkdir -p "$(dirname "$OUT")"
 work=$(mktemp -d "$(dirname "$OUT")/initial-model.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-"$PY" -m model_code.synthetic --out "$work/data" --sessions 600 --items 120 --seed 1
-"$PY" -m model_code.train --train "$work/data/train.tsv.gz" --test "$work/data/test.tsv.gz" \
+"$PY" -m model_code.data.synthetic --out "$work/data" --sessions 600 --items 120 --seed 1
+"$PY" -m model_code.commands.train --train "$work/data/train.tsv.gz" --test "$work/data/test.tsv.gz" \
     --epochs 2 --seed 1 --model-dir "$work/model" --quiet --no-progress
 "$PY" -c 'import sys; from model_code.artifacts import record_model_version; record_model_version(*sys.argv[1:])' \
     "$work/model" "$VERSION"

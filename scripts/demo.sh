@@ -9,15 +9,15 @@ EPOCHS=${DEMO_EPOCHS:-5}
 mkdir -p "$OUT"
 
 echo "== 1. built-in session data"
-$PY -m model_code.synthetic --out "$OUT/data"
+$PY -m model_code.data.synthetic --out "$OUT/data"
 
 echo "== 2. baselines (most-popular, item-kNN)"
-$PY -m model_code.baselines --train "$OUT/data/train.tsv.gz" --test "$OUT/data/test.tsv.gz" \
+$PY -m model_code.ranking.baselines --train "$OUT/data/train.tsv.gz" --test "$OUT/data/test.tsv.gz" \
     --out "$OUT/baselines.json"
 
 echo "== 3. GRU4Rec ($EPOCHS epochs, rsc15 parameters)"
 rm -rf "$OUT/model"
-$PY -m model_code.train --train "$OUT/data/train.tsv.gz" --test "$OUT/data/test.tsv.gz" \
+$PY -m model_code.commands.train --train "$OUT/data/train.tsv.gz" --test "$OUT/data/test.tsv.gz" \
     --preset rsc15 --epochs "$EPOCHS" --model-dir "$OUT/model"
 
 echo "== 4. GRU4Rec beside the baselines (conservative ties)"
@@ -25,7 +25,7 @@ $PY - "$OUT" <<'PYEOF'
 import json, sys
 from pathlib import Path
 from model_code import artifacts
-from model_code.report import metrics_table
+from model_code.commands.report import metrics_table
 
 out = Path(sys.argv[1])
 rows = json.loads((out / "baselines.json").read_text())

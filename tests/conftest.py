@@ -5,7 +5,7 @@ Hypothesis runs without its per-example deadline: timing is for the benchmarks, 
 machine must not fail a property that holds.
 
 The tests run Keras on JAX, the training engine, as the training commands do (they set it themselves,
-:mod:`model_code.training_env`); Keras reads the variable when it is first imported, after this file.
+:mod:`model_code.gru4rec.training_env`); Keras reads the variable when it is first imported, after this file.
 """
 import os
 import subprocess
@@ -16,7 +16,7 @@ import pytest
 from hypothesis import settings
 
 from model_code.artifacts import record_model_version
-from model_code.training_env import BACKEND, BACKEND_VARIABLE
+from model_code.gru4rec.training_env import BACKEND, BACKEND_VARIABLE
 
 os.environ[BACKEND_VARIABLE] = BACKEND
 
@@ -65,7 +65,7 @@ def run_module(*argv: str) -> None:
 def small_data(tmp_path_factory) -> Path:
     """A folder with the built-in generator's train.tsv.gz and test.tsv.gz, 600 sessions over 120 items."""
     folder = tmp_path_factory.mktemp("serving_data")
-    run_module("model_code.synthetic", "--out", str(folder), *SMALL_DATA)
+    run_module("model_code.data.synthetic", "--out", str(folder), *SMALL_DATA)
     return folder
 
 
@@ -74,8 +74,14 @@ def model_dir(small_data, tmp_path_factory) -> Path:
     """A complete model directory (scorer.onnx, output layer, items, metadata) trained on ``small_data``."""
     target = tmp_path_factory.mktemp("serving_model") / "model"
     run_module(
-        "model_code.train", "--train", str(small_data / "train.tsv.gz"), "--test", str(small_data / "test.tsv.gz"),
-        "--model-dir", str(target), *SMALL_TRAINING,
+        "model_code.commands.train",
+        "--train",
+        str(small_data / "train.tsv.gz"),
+        "--test",
+        str(small_data / "test.tsv.gz"),
+        "--model-dir",
+        str(target),
+        *SMALL_TRAINING,
     )
     record_model_version(target, MODEL_VERSION)
     return target

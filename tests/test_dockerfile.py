@@ -23,7 +23,7 @@ NEVER_IN_CONTEXT = [
     ".venv/bin/python", "node_modules/aws-cdk/package.json", ".git/HEAD", "cdk.out/manifest.json",
     "data/train.tsv.gz", "demo_output/report.md", "build/model.tar.gz", "tests/conftest.py",
     "benchmarks/bench_serving.py", ".hypothesis/examples/a", ".pytest_cache/v/cache", "infra/config.py",
-    "app.py", "model.tar.gz", "model_code/__pycache__/train.cpython-311.pyc", "inference/model.tar.gz",
+    "app.py", "model.tar.gz", "model_code/commands/__pycache__/train.cpython-311.pyc", "inference/model.tar.gz",
 ]
 
 
@@ -177,7 +177,9 @@ def test_three_targets_each_built_on_the_one_before(dockerfile):
     assert list(dockerfile) == ["serve", "train", "train-gpu"]
     assert dockerfile["serve"]["base"] == BASE_IMAGE
     assert dockerfile["train"]["base"] == "serve", "the training image must also be able to serve"
-    assert dockerfile["train-gpu"]["base"] == "train", "the GPU image trains with the same code and exports with TensorFlow"
+    assert dockerfile["train-gpu"]["base"] == "train", (
+        "the GPU image trains with the same code and exports with TensorFlow"
+    )
 
 
 def test_no_entrypoint_so_serve_and_train_are_plain_commands(dockerfile):
@@ -274,10 +276,14 @@ def test_pins_agree_with_constraints_and_requirements(name):
     for package, version in pinned.items():
         if name == "requirements-train-gpu.txt" and package not in constraints:
             continue  # the CUDA wheels: only the GPU image has them
-        assert constraints.get(package) == version, f"{name}: {package}=={version}, constraints.txt has {constraints.get(package)}"
+        assert constraints.get(package) == version, (
+            f"{name}: {package}=={version}, constraints.txt has {constraints.get(package)}"
+        )
     for package, requirement in requirements(REPO_ROOT / "requirements.txt").items():
         if package in pinned:
-            assert requirement.specifier.contains(pinned[package]), f"{name}: {package}=={pinned[package]} vs {requirement}"
+            assert requirement.specifier.contains(pinned[package]), (
+                f"{name}: {package}=={pinned[package]} vs {requirement}"
+            )
 
 
 @pytest.mark.parametrize("name", ["requirements-serve.txt", "requirements-train.txt"])
@@ -290,12 +296,29 @@ def test_pins_include_every_dependency(name):
             if requirement.marker and not requirement.marker.evaluate({"extra": ""}):
                 continue
             dependency = canonicalize_name(requirement.name)
-            assert dependency in pinned or dependency in BASE_IMAGE_TOOLS, f"{name}: {package} needs {dependency}, not pinned"
+            assert dependency in pinned or dependency in BASE_IMAGE_TOOLS, (
+                f"{name}: {package} needs {dependency}, not pinned"
+            )
 
 
 def test_training_requirements_cover_what_requirements_txt_lists_for_training():
     pinned = pins(REPO_ROOT / "requirements-train.txt")
     listed = set(requirements(REPO_ROOT / "requirements.txt"))
-    needed = {"tensorflow-cpu", "keras", "jax", "jaxlib", "numpy", "pandas", "scipy", "pyarrow", "tqdm", "matplotlib", "onnx",
-              "onnxruntime", "tf2onnx", "flask", "gunicorn"}
+    needed = {
+        "tensorflow-cpu",
+        "keras",
+        "jax",
+        "jaxlib",
+        "numpy",
+        "pandas",
+        "scipy",
+        "pyarrow",
+        "tqdm",
+        "matplotlib",
+        "onnx",
+        "onnxruntime",
+        "tf2onnx",
+        "flask",
+        "gunicorn",
+    }
     assert needed <= listed and needed <= set(pinned)

@@ -50,7 +50,12 @@ PAGES = sorted([REPO_ROOT / "README.md", REPO_ROOT / "CHANGELOG.md", *(REPO_ROOT
                key=lambda page: (READ_ORDER + [page_name(page)]).index(page_name(page)))
 README_LIMIT = 12_000
 SHELL_TAGS = {"offline", "long", "aws", "image", "benchmark"}
-OTHER_LANGUAGES = {"text", "json", "yaml", "js"}  # deploy.md's page snippet: tests/infra/test_browser_snippet.py runs it
+OTHER_LANGUAGES = {
+    "text",
+    "json",
+    "yaml",
+    "js",
+}  # deploy.md's page snippet: tests/infra/test_browser_snippet.py runs it
 FENCE = re.compile(r"^(?P<indent> *)```(?P<info>.*)$")
 LINK = re.compile(r"\[[^\]]*\]\((?P<target>[^)\s]+)\)")
 BLOCK_TIMEOUT_S = 540
@@ -237,7 +242,9 @@ def test_links_reach_a_file_and_heading(page):
 @pytest.mark.timeout(1500)
 def test_offline_commands_run_and_print_what_the_pages_show(tmp_path):
     folder = stand_in_root(tmp_path)
-    runs = [(page, block, expected) for page in PAGES for block, expected in offline_runs(fenced_blocks(page.read_text()))]
+    runs = [
+        (page, block, expected) for page in PAGES for block, expected in offline_runs(fenced_blocks(page.read_text()))
+    ]
     assert runs, "no 'sh offline' block found"
     for page, block, expected in runs:
         result = run_block(block, folder)

@@ -9,14 +9,27 @@ import dataclasses
 import json
 import os
 import sys
-from typing import TYPE_CHECKING
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from infra.ops import (
+    cleanup,
+    event_files,
+    event_runs,
+    first_model,
+    live_model,
+    promotion,
+    registry,
+    scoring,
+    smoke,
+    status,
+    teardown,
+    training,
+    tuning,
+)
 from infra.ops import recommend as recommending
-from infra.ops import (cleanup, event_files, event_runs, first_model, live_model, promotion, registry, scoring, smoke, status,
-                       teardown, training, tuning)
 from infra.ops.cli import build_parser
 from infra.ops.deployment import load_deployment, validate_stage
 from infra.ops.errors import OpsError
@@ -197,7 +210,8 @@ def run_status(args, session, deployment) -> int:
 def run_approve(args, session, deployment) -> int:
     version = registry.approve(session, deployment, args.version, args.note)
     print(f"version {version.number} ({version.training_job or version.arn}) is Approved: its approval starts the "
-          f"guarded rollout of {deployment.endpoint_name}; follow it with python -m infra.ops status --stage {deployment.stage}")
+          f"guarded rollout of {deployment.endpoint_name}; follow it with "
+          f"python -m infra.ops status --stage {deployment.stage}")
     return 0
 
 

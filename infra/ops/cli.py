@@ -291,7 +291,7 @@ def _add_package_model(commands) -> None:
         help="package a locally trained model as the stack's first model (no AWS call)",
         description=first_model.__doc__.split("\n\n")[1].replace("\n", " "),
     )
-    package.add_argument("model_dir", type=Path, help="the model directory model_code.train wrote")
+    package.add_argument("model_dir", type=Path, help="the model directory model_code.commands.train wrote")
     package.add_argument("--out", type=Path, default=first_model.DEFAULT_ARCHIVE,
                          help="the archive to write (default: build/model.tar.gz, cdk.json's initial_model_artifact)")
     package.add_argument("--version", dest="model_version", default=None,

@@ -7,8 +7,15 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
-from infra.layout import MODEL_DATA_PARAMETER, MODEL_NAME_PARAMETER, PARTS, STAGE_PATTERN, parameter_name, stack_name, \
-    stage_title
+from infra.layout import (
+    MODEL_DATA_PARAMETER,
+    MODEL_NAME_PARAMETER,
+    PARTS,
+    STAGE_PATTERN,
+    parameter_name,
+    stack_name,
+    stage_title,
+)
 from infra.ops.errors import OpsError
 
 if TYPE_CHECKING:  # boto3 takes a while to import: the commands that call AWS import it, --help does not

@@ -95,7 +95,7 @@ def _read_text(path: Path):
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
-    from model_code.events import detect_separator
+    from model_code.data.events import detect_separator
 
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8-sig", newline="") as handle:

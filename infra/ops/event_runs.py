@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from infra.layout import GROUPED_SESSIONS_PREFIX, INCOMING_EVENTS_PREFIX, RUN_MARKER, SCORED_SESSIONS_PREFIX
@@ -41,7 +41,7 @@ class EventRun:
 
 
 def default_run(now: datetime | None = None) -> str:
-    return "events-" + (now or datetime.now(timezone.utc)).strftime("%Y%m%d-%H%M%S")
+    return "events-" + (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
 
 
 def local_files(path: Path) -> list[Path]:

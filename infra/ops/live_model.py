@@ -3,9 +3,9 @@
 The history is SSM's own record of ``current-model-data``: every value it has held, when it was
 written and by whom (the training pipeline's role, or the operator who ran ``rollback``). Each
 value is a model.tar.gz: ``models/<training job>/output/model.tar.gz`` for a pipeline's model,
-the first model's copy (``initial-models/<version>/model.tar.gz``) otherwise. ``rollback`` builds a model from an earlier value and rolls the
-endpoint to it through the guardrails the training pipeline uses (read from its definition), then
-records it in ``current-model-data`` and ``current-model-name`` like the pipeline does.
+the first model's copy (``initial-models/<version>/model.tar.gz``) otherwise. ``rollback`` builds a model from an
+earlier value and rolls the endpoint to it through the guardrails the training pipeline uses (read from its definition),
+then records it in ``current-model-data`` and ``current-model-name`` like the pipeline does.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from botocore.exceptions import ClientError
 
@@ -127,7 +127,7 @@ def roll_back(session, deployment: Deployment, target: LiveModel, now: datetime 
     definition = json.loads(session.client("stepfunctions").describe_state_machine(
         stateMachineArn=deployment.training_state_machine_arn)["definition"])
     rollout = rollout_settings(definition)
-    name = f"gru4rec-{deployment.stage}-rollback-{(now or datetime.now(timezone.utc)):%Y%m%d-%H%M%S}"
+    name = f"gru4rec-{deployment.stage}-rollback-{(now or datetime.now(UTC)):%Y%m%d-%H%M%S}"
     _copy_endpoint_config(sagemaker, described["EndpointConfigName"], name, target)
     sagemaker.update_endpoint(EndpointName=deployment.endpoint_name, EndpointConfigName=name, **rollout)
     ended = wait_until_final(lambda: sagemaker.describe_endpoint(EndpointName=deployment.endpoint_name),

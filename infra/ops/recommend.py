@@ -11,7 +11,6 @@ import urllib.request
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-
 from inference.contracts import ClientError, parse_json_request
 from infra.ops.deployment import Deployment
 from infra.ops.errors import OpsError

@@ -5,6 +5,7 @@ state-change event starts the training pipeline's guarded rollout of that versio
 Rejecting one records the reason as its approval description. The live version is the one whose model the endpoint
 serves: the pipeline tags each model it creates with its ``model-package``.
 """
+
 from __future__ import annotations
 
 import json
@@ -81,14 +82,17 @@ def reject(session: boto3.Session, deployment: Deployment, version: str, reason:
         raise OpsError("--reason must say why the version is rejected")
     arn = version_arn(session, deployment, version)
     if arn == live_version_arn(session, deployment):
-        raise OpsError(f"version {arn.rsplit('/', 1)[1]} is the live model: roll back to another version first "
-                       "(python -m infra.ops rollback), then reject it")
+        raise OpsError(
+            f"version {arn.rsplit('/', 1)[1]} is the live model: roll back to another version first "
+            "(python -m infra.ops rollback), then reject it"
+        )
     return _set_approval(session, arn, REJECTED, reason)
 
 
 def _set_approval(session: boto3.Session, arn: str, status: str, note: str) -> Version:
-    session.client("sagemaker").update_model_package(ModelPackageArn=arn, ModelApprovalStatus=status,
-                                                     ApprovalDescription=note[:MAX_NOTE])
+    session.client("sagemaker").update_model_package(
+        ModelPackageArn=arn, ModelApprovalStatus=status, ApprovalDescription=note[:MAX_NOTE]
+    )
     return describe(session, arn)
 
 
@@ -97,11 +101,14 @@ def describe(session: boto3.Session, arn: str) -> Version:
     described = session.client("sagemaker").describe_model_package(ModelPackageName=arn)
     metadata = described.get("CustomerMetadataProperties", {})
     return Version(
-        number=described["ModelPackageVersion"], arn=described["ModelPackageArn"],
-        approval=described.get("ModelApprovalStatus", ""), created=str(described.get("CreationTime", ""))[:19],
+        number=described["ModelPackageVersion"],
+        arn=described["ModelPackageArn"],
+        approval=described.get("ModelApprovalStatus", ""),
+        created=str(described.get("CreationTime", ""))[:19],
         description=described.get("ModelPackageDescription", ""),
         approval_description=described.get("ApprovalDescription", ""),
-        training_job=metadata.get("training-job"), metrics=_report_metrics(session, described),
+        training_job=metadata.get("training-job"),
+        metrics=_report_metrics(session, described),
     )
 
 
@@ -109,21 +116,27 @@ def _report_metrics(session: boto3.Session, described: dict) -> dict[str, float]
     uri = described.get("ModelMetrics", {}).get("ModelQuality", {}).get("Statistics", {}).get("S3Uri", "")
     if not uri.startswith("s3://"):
         return {}
-    bucket, _, key = uri[len("s3://"):].partition("/")
+    bucket, _, key = uri[len("s3://") :].partition("/")
     try:
         report = json.loads(session.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
     except (ClientError, ValueError):
         return {}
-    return {name: figure["value"] for name, figure in report.get("recommendation_metrics", {}).items()
-            if isinstance(figure, dict) and isinstance(figure.get("value"), (int, float))}
+    return {
+        name: figure["value"]
+        for name, figure in report.get("recommendation_metrics", {}).items()
+        if isinstance(figure, dict) and isinstance(figure.get("value"), (int, float))
+    }
 
 
 def versions(session: boto3.Session, deployment: Deployment, count: int = 10) -> list[Version]:
     """The group's last ``count`` versions, newest first."""
     try:
         listed = session.client("sagemaker").list_model_packages(
-            ModelPackageGroupName=group_name(deployment), SortBy="CreationTime", SortOrder="Descending",
-            MaxResults=count)["ModelPackageSummaryList"]
+            ModelPackageGroupName=group_name(deployment),
+            SortBy="CreationTime",
+            SortOrder="Descending",
+            MaxResults=count,
+        )["ModelPackageSummaryList"]
     except ClientError:
         return []
     return [describe(session, summary["ModelPackageArn"]) for summary in listed]
@@ -152,6 +165,8 @@ def render(found: list[Version], live: str | None) -> str:
         figures = ", ".join(f"{name} {value:.4f}" for name, value in version.metrics.items()) or "no report"
         mark = "*" if version.arn == live else " "
         note = version.approval_description or version.description
-        lines.append(f"{mark} {version.number:>4}  {version.approval:<21} {version.created}  "
-                     f"{version.training_job or '-'}  {figures}  {note}")
+        lines.append(
+            f"{mark} {version.number:>4}  {version.approval:<21} {version.created}  "
+            f"{version.training_job or '-'}  {figures}  {note}"
+        )
     return "\n".join(lines)

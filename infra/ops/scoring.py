@@ -49,7 +49,7 @@ def object_name(path: Path, name: str | None = None) -> str:
     if path.name.lower().removesuffix(".gz").endswith(EVENT_SUFFIXES):
         raise OpsError(
             f"{path} holds click events, not sessions: group them into sessions first with "
-            f"`python -m model_code.sessions {path} --out {path.name.split('.')[0]}.jsonl` and score that file, "
+            f"`python -m model_code.data.sessions {path} --out {path.name.split('.')[0]}.jsonl` and score that file, "
             f"or let the stage group them: `python -m infra.ops score-events {path}`"
         )
     if "/" in chosen or not chosen.endswith(SUFFIX) or chosen == SUFFIX:

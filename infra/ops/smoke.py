@@ -33,14 +33,14 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.layout import PARTS, STAGE_PATTERN
-from infra.ops import scoring, training
 from infra.ops import recommend as recommending
+from infra.ops import scoring, training
 from infra.ops.deployment import Deployment, load_deployment
 from infra.ops.errors import OpsError
 from infra.ops.pricing import price_list_hourly
@@ -113,7 +113,9 @@ class SmokeReport:
     def render(self) -> str:
         width = max(len(step.name) for step in self.steps)
         lines = [f"Smoke test of stage {self.stage}:"]
-        lines += [f"  {step.status:<7} {step.name:<{width}}  {step.seconds:>6.0f} s  {step.detail}" for step in self.steps]
+        lines += [
+            f"  {step.status:<7} {step.name:<{width}}  {step.seconds:>6.0f} s  {step.detail}" for step in self.steps
+        ]
         lines.append("result: " + ("FAILED" if self.failed else "passed"))
         return "\n".join(lines)
 
@@ -140,7 +142,7 @@ class SmokeData:
 def ensure_builtin_data(folder: Path) -> Path:
     """The built-in data in ``folder``, generated there as `make demo` does when it has no train file."""
     if not any(folder.glob("train.*")):
-        subprocess.run([sys.executable, "-m", "model_code.synthetic", "--out", str(folder)], check=True,
+        subprocess.run([sys.executable, "-m", "model_code.data.synthetic", "--out", str(folder)], check=True,
                        cwd=PROJECT_ROOT)
     return folder
 
@@ -215,14 +217,14 @@ class SmokeRun:
     data: SmokeData
     seams: Seams
     report: SmokeReport
-    started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
     deployment: Deployment | None = None
     deployed_at: datetime | None = None
 
     def deploy(self) -> str:
         self.seams.deploy(self.stage)
         self.deployment = load_deployment(self.session, self.stage)
-        self.deployed_at = datetime.now(timezone.utc)
+        self.deployed_at = datetime.now(UTC)
         missing = [part for part in PARTS if not self.deployment.has(part)]
         if missing:
             raise StepFailed(f"stacks missing after the deploy: {', '.join(missing)}")
@@ -239,10 +241,14 @@ class SmokeRun:
         described = training.wait_for_execution(stepfunctions, arn, POLL_SECONDS, sleep=self.seams.sleep,
                                                  report=lambda line: self.report.out(f"   {line}"))
         if described["status"] != "SUCCEEDED":
-            raise StepFailed(f"execution {described['status']}: {described.get('error', '')}: {described.get('cause', '')}")
+            raise StepFailed(
+                f"execution {described['status']}: {described.get('error', '')}: {described.get('cause', '')}"
+            )
         jobs = self.jobs("training")
         if not jobs or any(job["TrainingJobStatus"] != "Completed" for job in jobs):
-            raise StepFailed(f"expected completed training jobs of this run, found {[j['TrainingJobStatus'] for j in jobs]}")
+            raise StepFailed(
+                f"expected completed training jobs of this run, found {[j['TrainingJobStatus'] for j in jobs]}"
+            )
         metrics = {m["MetricName"]: m["Value"] for m in jobs[-1].get("FinalMetricDataList", [])}
         recall = metrics.get("validation:recall@20", metrics.get("recall@20"))
         return f"{jobs[-1]['TrainingJobName']}" + (f", Recall@20 {recall:.4f}" if recall is not None else "")
@@ -270,8 +276,18 @@ class SmokeRun:
         """This stage's training or transform jobs created since the run started, oldest first, described."""
         sagemaker = self.session.client("sagemaker")
         lister, summaries, name_key, describe = {
-            "training": ("list_training_jobs", "TrainingJobSummaries", "TrainingJobName", sagemaker.describe_training_job),
-            "transform": ("list_transform_jobs", "TransformJobSummaries", "TransformJobName", sagemaker.describe_transform_job),
+            "training": (
+                "list_training_jobs",
+                "TrainingJobSummaries",
+                "TrainingJobName",
+                sagemaker.describe_training_job,
+            ),
+            "transform": (
+                "list_transform_jobs",
+                "TransformJobSummaries",
+                "TransformJobName",
+                sagemaker.describe_transform_job,
+            ),
         }[kind]
         pages = sagemaker.get_paginator(lister).paginate(NameContains=f"gru4rec-{self.stage}-",
                                                          CreationTimeAfter=self.started)
@@ -307,7 +323,7 @@ class SmokeRun:
         sagemaker = self.session.client("sagemaker")
         endpoint = sagemaker.describe_endpoint(EndpointName=self.deployment.endpoint_name)
         config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
-        alive = (datetime.now(timezone.utc) - self.deployed_at).total_seconds()
+        alive = (datetime.now(UTC) - self.deployed_at).total_seconds()
         for variant in config["ProductionVariants"]:
             if "InstanceType" in variant:  # a serverless variant bills per request: not counted here
                 found.append(("hosting", alive * variant.get("InitialInstanceCount", 1), variant["InstanceType"]))

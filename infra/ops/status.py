@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from botocore.exceptions import ClientError
 
 from infra.ops import live_model
-from infra.ops.tuning import TuningLine, recent_tuning_jobs
 from infra.ops.deployment import Deployment
+from infra.ops.tuning import TuningLine, recent_tuning_jobs
 
 RECENT = 5
 HISTORY_PAGE = 100
@@ -128,7 +128,7 @@ def _execution_table(title: str, lines: list[ExecutionLine] | None, job_title: s
     rows = [("STATUS", "STARTED (UTC)", "EXECUTION", job_title)] + [
         (
             line.status,
-            line.started.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+            line.started.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
             line.name,
             line.job_name or "-",
         )
@@ -170,7 +170,7 @@ def _history_lines(models: list[live_model.LiveModel] | None) -> list[str]:
         later = models[position + 1] if position + 1 < len(models) else None
         replaced = "(live)" if later is None else f"{later.version} ({later.set_by or 'unknown'})"
         rows.append((model.version, _metric(model, "recall@20"), _metric(model, "mrr@20"),
-                     model.went_live.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"), replaced))
+                     model.went_live.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"), replaced))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     return ["Model history (newest first):"] + [
         "  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4] for row in rows
@@ -184,7 +184,7 @@ def _tuning_lines(jobs: list[TuningLine] | None) -> list[str]:
     if not jobs:
         return ["Tuning jobs: none yet"]
     rows = [("STATUS", "STARTED (UTC)", "TUNING JOB", "DONE", "BEST VALIDATION:RECALL@20")] + [
-        (job.status, job.started.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"), job.name, str(job.completed),
+        (job.status, job.started.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"), job.name, str(job.completed),
          "-" if job.best_job is None else f"{job.best_value:.4f} ({job.best_job})" if job.best_value is not None
          else job.best_job)
         for job in jobs

@@ -29,7 +29,9 @@ def _kept_resources(cloudformation, deployment: Deployment) -> dict[str, list[st
     kept: dict[str, list[str]] = {kind: [] for kind in KEPT_TYPES}
     for part in PARTS:
         if deployment.has(part):
-            pages = cloudformation.get_paginator("list_stack_resources").paginate(StackName=deployment.stacks[part].name)
+            pages = cloudformation.get_paginator("list_stack_resources").paginate(
+                StackName=deployment.stacks[part].name
+            )
             for page in pages:
                 for resource in page["StackResourceSummaries"]:
                     if resource["ResourceType"] in kept and resource.get("PhysicalResourceId"):
@@ -92,7 +94,9 @@ def teardown(session, stage: str, sleep: Callable[[float], None] = time.sleep) -
     """Remove everything the stage made: stacks, then the kept buckets and key, the pipeline's models and
     endpoint configs, its SSM parameters. Works on a half-deployed stage; what is already gone is skipped."""
     if not stage.startswith(STAGE_PREFIX):
-        raise OpsError(f"refusing to tear down stage {stage!r}: the smoke test removes only its own {STAGE_PREFIX}* stages")
+        raise OpsError(
+            f"refusing to tear down stage {stage!r}: the smoke test removes only its own {STAGE_PREFIX}* stages"
+        )
     cloudformation = session.client("cloudformation")
     deployment = load_deployment(session, stage, allow_none=True)
     kept = _kept_resources(cloudformation, deployment)

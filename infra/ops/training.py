@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from infra.instance_types import is_gpu_training_type
@@ -32,8 +32,8 @@ from infra.layout import (
     one_off_job_prefix,
 )
 from infra.ops.errors import OpsError
-from model_code.hyperparameters import check_hyperparameters
-from model_code.params import ParamError
+from model_code.gru4rec.hyperparameters import check_hyperparameters
+from model_code.gru4rec.params import ParamError
 
 _DAY_NAME = re.compile(r"\d{4}-\d{2}-\d{2}\b")
 """A daily file's name: its day first (``2026-11-29.csv.gz``, ``2026-11-29_events.tsv``)."""
@@ -46,7 +46,7 @@ CREATE_TRAINING_JOB = "sagemaker:createTrainingJob"
 def parse_hyperparameters(pairs: list[str]) -> dict[str, str]:
     """`["epochs=3", "loss=bpr-max"]` -> `{"epochs": "3", "loss": "bpr-max"}` (strings, as
     SageMaker passes them to the container), each name and value checked by the container's own
-    checks (model_code.hyperparameters), so a typo fails here rather than in the training job."""
+    checks (model_code.gru4rec.hyperparameters), so a typo fails here rather than in the training job."""
     parsed: dict[str, str] = {}
     for pair in pairs:
         name, equals, value = pair.partition("=")
@@ -65,27 +65,27 @@ def parse_hyperparameters(pairs: list[str]) -> dict[str, str]:
 
 def execution_name(now: datetime | None = None) -> str:
     """A readable, unique-enough execution name: `train-20261129-021710`."""
-    return (now or datetime.now(timezone.utc)).strftime("train-%Y%m%d-%H%M%S")
+    return (now or datetime.now(UTC)).strftime("train-%Y%m%d-%H%M%S")
 
 
 def upload_day(text: str | None = None, now: datetime | None = None) -> date:
     """The day folder ``--upload-data`` files into: ``--day`` as given, else yesterday (UTC), the last day of the
     window of a run started now."""
     if text is not None:
-        from model_code.data_window import parse_day  # pandas: loaded by the commands that need it, not by --help
-        from model_code.events import DataError
+        from model_code.data.data_window import parse_day  # pandas: loaded by the commands that need it, not by --help
+        from model_code.data.events import DataError
 
         try:
             return parse_day(text, "--day")
         except DataError as error:
             raise OpsError(str(error)) from None
-    return (now or datetime.now(timezone.utc)).astimezone(timezone.utc).date() - timedelta(days=1)
+    return (now or datetime.now(UTC)).astimezone(UTC).date() - timedelta(days=1)
 
 
 def training_window(days: int, now: datetime | None = None) -> dict[str, str]:
     """The ``window_start``/``window_end`` hyperparameters of a run started ``now``: the last ``days`` whole UTC
     days before it, as the training state machine computes them."""
-    today = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).date()
+    today = (now or datetime.now(UTC)).astimezone(UTC).date()
     return {"window_start": (today - timedelta(days=days)).isoformat(),
             "window_end": (today - timedelta(days=1)).isoformat()}
 
@@ -257,9 +257,15 @@ def one_off_settings(
 def _check_image_fits(instance_type: str, machine_instance_type: str | None) -> None:
     """The state machine's image is the GPU image exactly when its instance type is a GPU type: another
     --instance-type of the other kind needs the other image, which only --image can name."""
-    if machine_instance_type is None or is_gpu_training_type(instance_type) == is_gpu_training_type(machine_instance_type):
+    if machine_instance_type is None or is_gpu_training_type(instance_type) == is_gpu_training_type(
+        machine_instance_type
+    ):
         return
-    wanted, has = ("GPU (train-gpu)", "CPU (train)") if is_gpu_training_type(instance_type) else ("CPU (train)", "GPU (train-gpu)")
+    wanted, has = (
+        ("GPU (train-gpu)", "CPU (train)")
+        if is_gpu_training_type(instance_type)
+        else ("CPU (train)", "GPU (train-gpu)")
+    )
     raise OpsError(
         f"--instance-type {instance_type} needs the {wanted} image, but the state machine trains on "
         f"{machine_instance_type} with the {has} image; pass --image with the Image stack's "
@@ -275,7 +281,7 @@ def read_one_off_settings(stepfunctions, state_machine_arn: str, **overrides) ->
 def one_off_job_name(stage: str, now: datetime | None = None) -> str:
     """A one-off job's name: the stage's one-off prefix and the UTC time to the millisecond
     (``gru4rec-dev-oneoff-20261129-021710-123``), at most 63 characters for a stage name of at most 16."""
-    moment = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
     return f"{one_off_job_prefix(stage)}-{moment:%Y%m%d-%H%M%S}-{moment.microsecond // 1000:03d}"
 
 
@@ -354,7 +360,7 @@ def start_one_off_training(
 
 
 def data_files(folder: Path) -> dict[str, Path]:
-    """`train.*` and `test.*` files of a folder (as written by model_code.synthetic), by channel; without a
+    """`train.*` and `test.*` files of a folder (as written by model_code.data.synthetic), by channel; without a
     `train.*` file the folder must hold days instead (:func:`day_files`)."""
     if not folder.is_dir():
         raise OpsError(f"{folder}: no such folder")
@@ -378,8 +384,8 @@ def data_files(folder: Path) -> dict[str, Path]:
 def day_files(folder: Path) -> dict[date, list[Path]]:
     """A folder's days: the event files of each day folder ``dt=YYYY-MM-DD/``, and each event file whose name starts
     with its day (``2026-11-29.csv.gz``), by day."""
-    from model_code.data_window import DAY_FOLDER_PREFIX
-    from model_code.events import is_event_file
+    from model_code.data.data_window import DAY_FOLDER_PREFIX
+    from model_code.data.events import is_event_file
 
     days: dict[date, list[Path]] = {}
     for entry in sorted(folder.iterdir()):
@@ -396,8 +402,8 @@ def day_files(folder: Path) -> dict[date, list[Path]]:
 
 
 def _day_of(text: str, path: Path) -> date:
-    from model_code.data_window import parse_day
-    from model_code.events import DataError
+    from model_code.data.data_window import parse_day
+    from model_code.data.events import DataError
 
     try:
         return parse_day(text, str(path))
@@ -415,7 +421,7 @@ def upload_training_data(s3, bucket: str, folder: Path, day: date | None) -> lis
     days stay. The markers go last, once every day is complete (with `retrain_on_new_data` a marker starts a
     run itself). Returns the S3 URIs of the uploaded files and markers.
     """
-    from model_code.data_window import day_folder  # pandas: loaded by the commands that need it, not by --help
+    from model_code.data.data_window import day_folder  # pandas: loaded by the commands that need it, not by --help
 
     files = data_files(folder)
     days = day_files(folder) if "train" not in files else {day: [files["train"]]}

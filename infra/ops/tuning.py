@@ -19,15 +19,26 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from infra.layout import (MODELS_PREFIX, TRAINING_EVENTS_PREFIX, TUNED_HYPERPARAMETERS_PARAMETER, parameter_name,
-                          tuning_job_prefix)
+from infra.layout import (
+    MODELS_PREFIX,
+    TRAINING_EVENTS_PREFIX,
+    TUNED_HYPERPARAMETERS_PARAMETER,
+    parameter_name,
+    tuning_job_prefix,
+)
 from infra.ops.errors import OpsError
 from infra.ops.training import OneOffSettings, training_window
-from infra.tuning import (TuningError, best_settings, check_objective_reported, static_hyperparameters,
-                          tuning_job_config, tuning_job_name)
-from model_code.hyperparameters import check_hyperparameters
-from model_code.params import ParamError
-from model_code.tuning_space import TuningSpace, load_space
+from infra.tuning import (
+    TuningError,
+    best_settings,
+    check_objective_reported,
+    static_hyperparameters,
+    tuning_job_config,
+    tuning_job_name,
+)
+from model_code.commands.tuning_space import TuningSpace, load_space
+from model_code.gru4rec.hyperparameters import check_hyperparameters
+from model_code.gru4rec.params import ParamError
 
 RECENT = 5
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -154,7 +165,9 @@ def apply_best(sagemaker, ssm, stage: str, job: str, stage_defaults: dict[str, s
     """Write the best settings of tuning job ``job`` (with ``tuning_job``, which names it in every later model's
     metadata.json) to the stage's tuned-hyperparameters parameter; return what was written."""
     if not job.startswith(tuning_job_prefix(stage)):
-        raise OpsError(f"--apply {job}: not a tuning job of stage {stage} (those are named {tuning_job_prefix(stage)}...)")
+        raise OpsError(
+            f"--apply {job}: not a tuning job of stage {stage} (those are named {tuning_job_prefix(stage)}...)"
+        )
     described = sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=job)
     try:
         settings = check_hyperparameters({**best_settings(described, stage_defaults), "tuning_job": job})

@@ -1,6 +1,6 @@
 -- One row of counts over one run's event rows, read by the same rules as group_sessions.sql (the rows
 -- of event_rows.sql in {rows}): the rows read, the rows skipped per reason (one column per reason,
--- named as model_code/event_rules.py's BAD_ROW_REASONS with '_' for ' '), the sessions that
+-- named as model_code/data/event_rules.py's BAD_ROW_REASONS with '_' for ' '), the sessions that
 -- group_sessions.sql writes (one line each) and the rows of event kinds not read (no bad rows).
 -- No column is ever NULL: count() of no rows is 0.
 WITH {rows}

@@ -1,4 +1,4 @@
--- One run's event rows as read by the rules of model_code/event_rules.py: Athena (Trino) SQL, a list of
+-- One run's event rows as read by the rules of model_code/data/event_rules.py: Athena (Trino) SQL, a list of
 -- common table expressions that infra/session_query.py puts after WITH in group_sessions.sql and
 -- count_events.sql (so both read rows the same way). "checked" has one row per event row:
 --   session_id, item_id, file_path, event_time (Unix seconds), and bad_reason: NULL for a good row,
@@ -11,7 +11,7 @@
 --   {run}        the run, a string literal
 --   {session} {item} {time}   the quoted column names
 --   {time_form}  'auto', 'epoch_s', 'epoch_ms' or 'datetime' (a %-pattern is not offered here)
---   {datetime}   the date-time form of model_code/event_rules.py, anchored, groups unnamed
+--   {datetime}   the date-time form of model_code/data/event_rules.py, anchored, groups unnamed
 --   {kind}       the quoted event kind column, or NULL without one
 --   {other_kind} a condition on "kind": TRUE for a row of a kind not read (FALSE when all are read)
 --   {gap}        the session gap in seconds (a DOUBLE literal), or NULL for none

@@ -1,5 +1,5 @@
 -- Group one run's click events into sessions: Athena (Trino) SQL, the same rules as
--- model_code/sessions.py and model_code/event_rules.py. infra/session_query.py puts the rows of
+-- model_code/data/sessions.py and model_code/data/event_rules.py. infra/session_query.py puts the rows of
 -- event_rows.sql in {rows}, fills the other {placeholders} and wraps the SELECT in UNLOAD;
 -- tests/infra/sql/test_group_sessions.py runs it on DuckDB.
 --   {rows}       the common table expressions of event_rows.sql, the sessions' events in "visit_events"

@@ -37,7 +37,7 @@ CONTAINER_CLIENT_STATUSES = (400, 413, 415)
 # model or this stage failed: 502, no internals.
 MODEL_ERROR_TEMPLATE = """#set($status = $input.path('$.OriginalStatusCode'))
 #set($original = $input.path('$.OriginalMessage'))
-#if(%s)
+#if(CLIENT_STATUS)
 #set($context.responseOverride.status = $status)
 #if("$!original" == "")
 {"error": "the recommendation model refused the request"}
@@ -49,7 +49,7 @@ $original
 #else
 #set($context.responseOverride.status = 502)
 {"error": "the recommendation model failed to answer"}
-#end""" % " || ".join(f"$status == {status}" for status in CONTAINER_CLIENT_STATUSES)
+#end""".replace("CLIENT_STATUS", " || ".join(f"$status == {status}" for status in CONTAINER_CLIENT_STATUSES))
 # A 400 from SageMaker itself. Its throttling (ThrottlingException) arrives as a 400 whose message is
 # null or names the throttling (https://docs.aws.amazon.com/sagemaker/latest/APIReference/CommonErrors.html);
 # that answers 429 with Retry-After. Anything else is a request SageMaker refused: 400, and none of its
@@ -107,17 +107,26 @@ class ApiStack(cdk.Stack):
 
     def __init__(self, scope: Construct, construct_id: str, config: AppConfig, endpoint: EndpointStack,
                  log_key: kms.IKey, **kwargs) -> None:
-        super().__init__(scope, construct_id, description=f"GRU4Rec {config.stage}: REST API in front of the SageMaker endpoint", **kwargs)
+        super().__init__(
+            scope,
+            construct_id,
+            description=f"GRU4Rec {config.stage}: REST API in front of the SageMaker endpoint",
+            **kwargs,
+        )
         self.add_stack_dependency(endpoint, "the integration invokes the endpoint by name")
         self.api = self._rest_api(config, log_key)
         self._gateway_responses(config)
         model = self._request_model()
         resource = self.api.root.add_resource("recommendations")
         method = resource.add_method(
-            "POST", self._integration(config, endpoint), api_key_required=not config.browser_callers,
+            "POST",
+            self._integration(config, endpoint),
+            api_key_required=not config.browser_callers,
             **self._authorization(config),
             request_models={JSON: apigw.Model.from_model_name(self, "RequestModelName", model.ref)},
-            request_validator=self.api.add_request_validator("Validator", validate_request_body=True, validate_request_parameters=True),
+            request_validator=self.api.add_request_validator(
+                "Validator", validate_request_body=True, validate_request_parameters=True
+            ),
             method_responses=[_method_response(config, status) for status in METHOD_STATUSES],
         )
         self._acknowledge_auth(config, method)
@@ -125,17 +134,30 @@ class ApiStack(cdk.Stack):
         api_key = self._usage_plan(config)
         cdk.CfnOutput(self, "ApiUrl", value=self.api.url, description="Base URL of the stage (append recommendations)")
         cdk.CfnOutput(self, "RecommendationsUrl", value=self.api.url_for_path("/recommendations"))
-        cdk.CfnOutput(self, "ApiKeyId", value=api_key.key_id, description="Id of the API key (aws apigateway get-api-key --include-value)")
+        cdk.CfnOutput(
+            self,
+            "ApiKeyId",
+            value=api_key.key_id,
+            description="Id of the API key (aws apigateway get-api-key --include-value)",
+        )
 
     def _rest_api(self, config: AppConfig, log_key: kms.IKey) -> apigw.RestApi:
         access_logs = stage_log_group(self, "AccessLogs", config, log_key, "api-access")
         api = apigw.RestApi(
-            self, "Api", rest_api_name=f"{config.resource_prefix}-api", description="GRU4Rec session-based recommendations",
-            endpoint_types=[apigw.EndpointType.REGIONAL], api_key_source_type=apigw.ApiKeySourceType.HEADER,
-            cloud_watch_role=True, cloud_watch_role_removal_policy=cdk.RemovalPolicy.RETAIN,
+            self,
+            "Api",
+            rest_api_name=f"{config.resource_prefix}-api",
+            description="GRU4Rec session-based recommendations",
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            api_key_source_type=apigw.ApiKeySourceType.HEADER,
+            cloud_watch_role=True,
+            cloud_watch_role_removal_policy=cdk.RemovalPolicy.RETAIN,
             deploy_options=apigw.StageOptions(
-                stage_name=config.stage, tracing_enabled=True, metrics_enabled=True,
-                logging_level=apigw.MethodLoggingLevel.ERROR, data_trace_enabled=False,
+                stage_name=config.stage,
+                tracing_enabled=True,
+                metrics_enabled=True,
+                logging_level=apigw.MethodLoggingLevel.ERROR,
+                data_trace_enabled=False,
                 access_log_destination=apigw.LogGroupLogDestination(access_logs),
                 access_log_format=apigw.AccessLogFormat.custom(access_log_format()),
                 **_stage_throttling(config),
@@ -147,11 +169,14 @@ class ApiStack(cdk.Stack):
                    "AWS maintains this service-role policy, which grants log writing only.",
         ))
         if not config.waf:
-            cdk.Validations.of(api.deployment_stage).acknowledge(cdk.Acknowledgment(
-                id="AwsSolutions-APIG3",
-                reason="No WAF web ACL (waf=false): callers are authenticated (SigV4, a token or an API key), throttled, "
-                       "and request bodies are validated against the schema before reaching the endpoint.",
-            ))
+            cdk.Validations.of(api.deployment_stage).acknowledge(
+                cdk.Acknowledgment(
+                    id="AwsSolutions-APIG3",
+                    reason="No WAF web ACL (waf=false): callers are authenticated (SigV4, a token or an API key), "
+                           "throttled, "
+                    "and request bodies are validated against the schema before reaching the endpoint.",
+                )
+            )
         return api
 
     def _gateway_responses(self, config: AppConfig) -> None:
@@ -168,15 +193,21 @@ class ApiStack(cdk.Stack):
             templates={JSON: BAD_REQUEST_BODY_TEMPLATE},
         )
         self.api.add_gateway_response(
-            "Throttled", type=apigw.ResponseType.THROTTLED, status_code="429",
-            response_headers={RETRY_AFTER: f"'{RETRY_AFTER_SECONDS}'", **cors}, templates={JSON: GATEWAY_ERROR_TEMPLATE},
+            "Throttled",
+            type=apigw.ResponseType.THROTTLED,
+            status_code="429",
+            response_headers={RETRY_AFTER: f"'{RETRY_AFTER_SECONDS}'", **cors},
+            templates={JSON: GATEWAY_ERROR_TEMPLATE},
         )
         self.api.add_gateway_response(
             "QuotaExceeded", type=apigw.ResponseType.QUOTA_EXCEEDED, status_code="429",
             response_headers={RETRY_AFTER: f"'{QUOTA_RETRY_AFTER_SECONDS[config.api_quota_period]}'", **cors},
             templates={JSON: GATEWAY_ERROR_TEMPLATE},
         )
-        for name, response_type in (("Default4xx", apigw.ResponseType.DEFAULT_4_XX), ("Default5xx", apigw.ResponseType.DEFAULT_5_XX)):
+        for name, response_type in (
+            ("Default4xx", apigw.ResponseType.DEFAULT_4_XX),
+            ("Default5xx", apigw.ResponseType.DEFAULT_5_XX),
+        ):
             self.api.add_gateway_response(name, type=response_type, response_headers=cors or None,
                                           templates={JSON: GATEWAY_ERROR_TEMPLATE})
 
@@ -195,11 +226,16 @@ class ApiStack(cdk.Stack):
             resources=[self.format_arn(service="sagemaker", resource="endpoint", resource_name=endpoint.endpoint_name)],
         ))
         return apigw.AwsIntegration(
-            service="runtime.sagemaker", path=f"endpoints/{endpoint.endpoint_name}/invocations", integration_http_method="POST",
+            service="runtime.sagemaker",
+            path=f"endpoints/{endpoint.endpoint_name}/invocations",
+            integration_http_method="POST",
             options=apigw.IntegrationOptions(
-                credentials_role=role, passthrough_behavior=apigw.PassthroughBehavior.NEVER,
-                request_parameters={"integration.request.header.Content-Type": f"'{JSON}'",
-                                    "integration.request.header.Accept": f"'{JSON}'"},
+                credentials_role=role,
+                passthrough_behavior=apigw.PassthroughBehavior.NEVER,
+                request_parameters={
+                    "integration.request.header.Content-Type": f"'{JSON}'",
+                    "integration.request.header.Accept": f"'{JSON}'",
+                },
                 request_templates={JSON: "$input.body"},
                 integration_responses=_integration_responses(config),
             ),
@@ -212,15 +248,31 @@ class ApiStack(cdk.Stack):
             authorizer = apigw.CognitoUserPoolsAuthorizer(self, "UserPoolAuthorizer", cognito_user_pools=[pool],
                                                           authorizer_name=f"{config.resource_prefix}-users")
             return {"authorization_type": apigw.AuthorizationType.COGNITO, "authorizer": authorizer}
-        return {"authorization_type": apigw.AuthorizationType.IAM if config.api_auth == "iam" else apigw.AuthorizationType.NONE}
+        return {
+            "authorization_type": apigw.AuthorizationType.IAM
+            if config.api_auth == "iam"
+            else apigw.AuthorizationType.NONE
+        }
 
-    def _browser_access(self, config: AppConfig, resource: apigw.Resource, method: apigw.Method, log_key: kms.IKey) -> None:
+    def _browser_access(
+        self, config: AppConfig, resource: apigw.Resource, method: apigw.Method, log_key: kms.IKey
+    ) -> None:
         """The preflight, the guests' identity pool and the firewall, each where the context asks for it."""
         preflight = api_browser.add_preflight(config, resource)
         if preflight is not None:
-            cdk.Validations.of(preflight).acknowledge(*(cdk.Acknowledgment(id=rule, reason=(
-                "The CORS preflight (OPTIONS) is answered by API Gateway itself with headers only: browsers send "
-                "it without credentials, so it cannot require any.")) for rule in ("AwsSolutions-APIG4", "AwsSolutions-COG4")))
+            cdk.Validations.of(preflight).acknowledge(
+                *(
+                    cdk.Acknowledgment(
+                        id=rule,
+                        reason=(
+                            "The CORS preflight (OPTIONS) is answered by API Gateway itself with headers only: "
+                            "browsers send "
+                            "it without credentials, so it cannot require any."
+                        ),
+                    )
+                    for rule in ("AwsSolutions-APIG4", "AwsSolutions-COG4")
+                )
+            )
         if config.api_guest_identities:
             api_browser.guest_identities(self, config, method)
         if config.waf:
@@ -245,8 +297,11 @@ class ApiStack(cdk.Stack):
     def _usage_plan(self, config: AppConfig) -> apigw.IApiKey:
         api_key = self.api.add_api_key("ApiKey", api_key_name=f"{config.resource_prefix}-key")
         plan = self.api.add_usage_plan(
-            "UsagePlan", name=f"{config.resource_prefix}-plan",
-            throttle=apigw.ThrottleSettings(rate_limit=config.api_throttle_rate_limit, burst_limit=config.api_throttle_burst_limit),
+            "UsagePlan",
+            name=f"{config.resource_prefix}-plan",
+            throttle=apigw.ThrottleSettings(
+                rate_limit=config.api_throttle_rate_limit, burst_limit=config.api_throttle_burst_limit
+            ),
             quota=apigw.QuotaSettings(limit=config.api_quota_limit, period=apigw.Period[config.api_quota_period]),
             api_stages=[apigw.UsagePlanPerApiStage(api=self.api, stage=self.api.deployment_stage)],
         )
@@ -258,7 +313,10 @@ def _stage_throttling(config: AppConfig) -> dict:
     """Where pages call with no key, the usage plan cannot hold them: the stage throttles every caller at its rates."""
     if not config.browser_callers:
         return {}
-    return {"throttling_rate_limit": config.api_throttle_rate_limit, "throttling_burst_limit": config.api_throttle_burst_limit}
+    return {
+        "throttling_rate_limit": config.api_throttle_rate_limit,
+        "throttling_burst_limit": config.api_throttle_burst_limit,
+    }
 
 
 def _integration_responses(config: AppConfig) -> list[apigw.IntegrationResponse]:
@@ -285,7 +343,9 @@ def _method_response(config: AppConfig, status: str) -> apigw.MethodResponse:
     names = [RETRY_AFTER] if status == "429" else []
     names += list(api_browser.response_cors_headers(config, EXPOSED_HEADERS))
     headers = {f"method.response.header.{name}": True for name in names} or None
-    return apigw.MethodResponse(status_code=status, response_models={JSON: apigw.Model.EMPTY_MODEL}, response_parameters=headers)
+    return apigw.MethodResponse(
+        status_code=status, response_models={JSON: apigw.Model.EMPTY_MODEL}, response_parameters=headers
+    )
 
 
 # The access-log line is JSON: each variable sits where its value cannot break it. Every one of these

@@ -10,9 +10,9 @@ archive) -> Split sessions (the sharder, a Lambda function: the file cut into sh
 ``batch-shards/<job>/in/`` and the job's input manifest listing them) -> Create model (the job's own, under
 the transform role) -> Transform (CreateTransformJob over the manifest, run to the end: Batch Transform spreads
 objects, not lines, across ``transform_instance_count`` instances) -> Join answers (the sharder: the shards'
-answers, in the shards' order, into one file) -> Delete model -> Done. Any failure: Notify failure (SNS) -> Failed (a model left behind is tagged, and
-``infra.ops cleanup`` removes it); an execution that times out or is stopped is reported to the
-same topic by an EventBridge rule.
+answers, in the shards' order, into one file) -> Delete model -> Done. Any failure: Notify failure (SNS) -> Failed (a
+model left behind is tagged, and ``infra.ops cleanup`` removes it); an execution that times out or is stopped is
+reported to the same topic by an EventBridge rule.
 
 ``sessions/incoming/<dir>/<name>.jsonl`` is scored into ``sessions/scored/<dir>/<name>.jsonl.out``
 (as SageMaker names one object's answers), one output line per input line (blank lines have none), in order. A list file
@@ -52,6 +52,7 @@ from infra.stacks.event_sessions import PIPELINE as EVENTS_PIPELINE
 from infra.stacks.event_sessions import EventSessions
 from infra.stacks.filter_packager import FilterPackager
 from infra.stacks.image import ImageStack, pull_image_statements
+from infra.stacks.promotion_access import read_source_statements, source_read_reasons
 from infra.stacks.session_sharder import SessionSharder
 from infra.stacks.storage import StorageStack
 from infra.stacks.workflow import (
@@ -72,7 +73,6 @@ from infra.stacks.workflow import (
     volume_key,
     volume_key_statements,
 )
-from infra.stacks.promotion_access import read_source_statements, source_read_reasons
 from infra.transform_settings import BATCH_STRATEGY, MAX_PAYLOAD_MB, transform_workers
 
 JOB_KIND = "batch"
@@ -110,7 +110,9 @@ class BatchStack(cdk.Stack):
 
     def __init__(self, scope: Construct, construct_id: str, config: AppConfig, storage: StorageStack,
                  image: ImageStack, **kwargs) -> None:
-        super().__init__(scope, construct_id, description=f"GRU4Rec {config.stage}: batch scoring of new sessions files", **kwargs)
+        super().__init__(
+            scope, construct_id, description=f"GRU4Rec {config.stage}: batch scoring of new sessions files", **kwargs
+        )
         self.job_name_prefix = job_name_prefix(config, JOB_KIND)
         self.events_job_name_prefix = job_name_prefix(config, EVENTS_PIPELINE)
         self.transform_role = self._transform_role(config, storage, image)
@@ -133,11 +135,25 @@ class BatchStack(cdk.Stack):
         """Raw event runs grouped by Athena and scored by one transform job of the pipeline ``events``."""
         run_prefix = "{% 's3://' & $bucket & '/"
         pipeline = EventSessions(
-            self, "EventSessions", config, storage, image.serve_image_uri, self.transform_role,
-            transform_arguments(config, storage, input_uri=f"{run_prefix}{GROUPED_SESSIONS_PREFIX}' & $run & '/' %}}",
-                                output_uri=f"{run_prefix}{SCORED_SESSIONS_PREFIX}' & $run %}}", compression="Gzip",
-                                pipeline=EVENTS_PIPELINE),
-            self.events_job_name_prefix, job_name_expression(config, EVENTS_PIPELINE), self.topic, self.dead_letter_queue)
+            self,
+            "EventSessions",
+            config,
+            storage,
+            image.serve_image_uri,
+            self.transform_role,
+            transform_arguments(
+                config,
+                storage,
+                input_uri=f"{run_prefix}{GROUPED_SESSIONS_PREFIX}' & $run & '/' %}}",
+                output_uri=f"{run_prefix}{SCORED_SESSIONS_PREFIX}' & $run %}}",
+                compression="Gzip",
+                pipeline=EVENTS_PIPELINE,
+            ),
+            self.events_job_name_prefix,
+            job_name_expression(config, EVENTS_PIPELINE),
+            self.topic,
+            self.dead_letter_queue,
+        )
         if uses_volume_key(config.transform_instance_type):
             for statement in volume_key_statements(storage.key):
                 pipeline.state_machine.add_to_role_policy(statement)
@@ -157,12 +173,15 @@ class BatchStack(cdk.Stack):
         })
 
     def _check_input(self, on_failure: sfn.IChainable, then: sfn.IChainable) -> sfn.Choice:
-        """Go on only for a key ``sessions/incoming/...<name>.jsonl`` (the rule sends no other; a manual start might)."""
+        """Go on only for a key ``sessions/incoming/...<name>.jsonl`` (the rule sends no other; a manual start
+        might)."""
         pattern = "/^" + INCOMING_SESSIONS_PREFIX.replace("/", "\\/") + ".+\\" + SESSIONS_SUFFIX + "$/"
         return object_key_check(self, "Sessions file?", "Not a sessions file", "Input.NotASessionsFile",
                                 f"{INCOMING_SESSIONS_PREFIX}<name>{SESSIONS_SUFFIX}", pattern, then, on_failure)
 
-    def _bounded_concurrency(self, config: AppConfig, on_failure: sfn.IChainable, then: sfn.IChainable) -> sfn.IChainable:
+    def _bounded_concurrency(
+        self, config: AppConfig, on_failure: sfn.IChainable, then: sfn.IChainable
+    ) -> sfn.IChainable:
         """Start a transform job only while fewer than ``max_concurrent_transform_jobs`` of this stage run.
 
         Counting and starting are two steps, so executions that count at the same moment could
@@ -173,9 +192,16 @@ class BatchStack(cdk.Stack):
         stagger = sfn.Wait.jsonata(self, "Stagger", time=sfn.WaitTime.seconds(
             f"{{% $floor($random() * {STAGGER_SECONDS}) %}}"))
         count = tasks.CallAwsService.jsonata(
-            self, "Count running jobs", service="sagemaker", action="listTransformJobs",
+            self,
+            "Count running jobs",
+            service="sagemaker",
+            action="listTransformJobs",
             iam_resources=["*"],
-            parameters={"StatusEquals": "InProgress", "NameContains": self.job_name_prefix, "MaxResults": LIST_PAGE_LIMIT},
+            parameters={
+                "StatusEquals": "InProgress",
+                "NameContains": self.job_name_prefix,
+                "MaxResults": LIST_PAGE_LIMIT,
+            },
             assign={"running": "{% $count($states.result.TransformJobSummaries) %}"},
         )
         count.add_catch(on_failure)
@@ -200,10 +226,17 @@ class BatchStack(cdk.Stack):
         filters = self._job_filters(storage, on_failure)
         models = [sagemaker_arn(self, "model", f"{self.job_name_prefix}*")]
         create_model = tasks.CallAwsService.jsonata(
-            self, "Create model", service="sagemaker", action="createModel", iam_resources=models,
+            self,
+            "Create model",
+            service="sagemaker",
+            action="createModel",
+            iam_resources=models,
             parameters={
-                "ModelName": "{% $jobName %}", "ExecutionRoleArn": self.transform_role.role_arn,
-                "PrimaryContainer": primary_container(image.serve_image_uri, "{% $modelData %}", config.batch_metrics_service),
+                "ModelName": "{% $jobName %}",
+                "ExecutionRoleArn": self.transform_role.role_arn,
+                "PrimaryContainer": primary_container(
+                    image.serve_image_uri, "{% $modelData %}", config.batch_metrics_service
+                ),
                 "EnableNetworkIsolation": NETWORK_ISOLATION,
                 "Tags": resource_tags(config, pipeline="batch"),
             },
@@ -225,21 +258,33 @@ class BatchStack(cdk.Stack):
             "job": "{% $jobName %}", "modelData": "{% $modelData %}", "input": "{% 's3://' & $bucket & '/' & $key %}",
             "output": f"{{% {SCORED_URI} %}}", "shards": "{% $shards %}", "sessions": "{% $sessions %}",
         })
-        return read_model.next(filters(split.next(create_model).next(transform).next(join).next(delete_model).next(done)))
+        return read_model.next(
+            filters(split.next(create_model).next(transform).next(join).next(delete_model).next(done))
+        )
 
     def _split(self, config: AppConfig) -> tasks.LambdaInvoke:
         """The new file cut into shards and the job's input manifest naming them, in order. A manifest lists
         objects relative to its ``prefix``, where an ``S3Prefix`` would read every key starting with it
         (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_TransformS3DataSource.html)."""
         return tasks.LambdaInvoke.jsonata(
-            self, "Split sessions", lambda_function=self.sharder.function,
+            self,
+            "Split sessions",
+            lambda_function=self.sharder.function,
             comment="Cut the sessions file into shards, one share per instance at most transform_shard_mb each",
-            payload=sfn.TaskInput.from_object({
-                "action": "split", "input": "{% 's3://' & $bucket & '/' & $key %}",
-                "shards": f"{{% {SHARDS_URI} %}}", "manifest": f"{{% 's3://' & $bucket & '/' & {MANIFEST_KEY} %}}",
-                "instances": config.transform_instance_count, "maxShardBytes": config.transform_shard_mb * MB,
-            }),
-            assign={"shards": "{% $states.result.Payload.shards %}", "sessions": "{% $states.result.Payload.sessions %}"},
+            payload=sfn.TaskInput.from_object(
+                {
+                    "action": "split",
+                    "input": "{% 's3://' & $bucket & '/' & $key %}",
+                    "shards": f"{{% {SHARDS_URI} %}}",
+                    "manifest": f"{{% 's3://' & $bucket & '/' & {MANIFEST_KEY} %}}",
+                    "instances": config.transform_instance_count,
+                    "maxShardBytes": config.transform_shard_mb * MB,
+                }
+            ),
+            assign={
+                "shards": "{% $states.result.Payload.shards %}",
+                "sessions": "{% $states.result.Payload.sessions %}",
+            },
         )
 
     def _join(self) -> tasks.LambdaInvoke:
@@ -286,28 +331,42 @@ class BatchStack(cdk.Stack):
 
     def _trigger(self, config: AppConfig, storage: StorageStack) -> tuple[events.Rule, sqs.Queue]:
         """New ``sessions/incoming/*.jsonl`` objects start the state machine; events it cannot start go to a DLQ."""
-        rule = events.Rule(self, "SessionsArrived", description=f"New {INCOMING_SESSIONS_PREFIX}*{SESSIONS_SUFFIX} "
-                                                                f"files in the GRU4Rec {config.stage} data bucket",
-                           event_pattern=events.EventPattern(
-                               source=["aws.s3"], detail_type=["Object Created"],
-                               detail={"bucket": {"name": [storage.bucket.bucket_name]},
-                                       "object": {"key": events.Match.wildcard(f"{INCOMING_SESSIONS_PREFIX}*{SESSIONS_SUFFIX}")}},
-                           ))
+        rule = events.Rule(
+            self,
+            "SessionsArrived",
+            description=f"New {INCOMING_SESSIONS_PREFIX}*{SESSIONS_SUFFIX} "
+            f"files in the GRU4Rec {config.stage} data bucket",
+            event_pattern=events.EventPattern(
+                source=["aws.s3"],
+                detail_type=["Object Created"],
+                detail={
+                    "bucket": {"name": [storage.bucket.bucket_name]},
+                    "object": {"key": events.Match.wildcard(f"{INCOMING_SESSIONS_PREFIX}*{SESSIONS_SUFFIX}")},
+                },
+            ),
+        )
         # SQS-managed encryption: EventBridge needs no grant on the stage key to deliver here, so the key
         # policy lets events.amazonaws.com use the key for the stage's topics only
         queue = sqs.Queue(self, "UnstartedEvents", encryption=sqs.QueueEncryption.SQS_MANAGED,
                           enforce_ssl=True, retention_period=cdk.Duration.days(14))
-        cdk.Validations.of(queue).acknowledge(cdk.Acknowledgment(
-            id="AwsSolutions-SQS3",
-            reason="This queue is the dead-letter queue of the EventBridge target: it holds the events whose execution could not start.",
-        ))
+        cdk.Validations.of(queue).acknowledge(
+            cdk.Acknowledgment(
+                id="AwsSolutions-SQS3",
+                reason="This queue is the dead-letter queue of the EventBridge target: it holds the events whose "
+                       "execution could not start.",
+            )
+        )
         rule.add_target(targets.SfnStateMachine(self.state_machine, dead_letter_queue=queue,
                                                 retry_attempts=EVENT_RETRY_ATTEMPTS, max_event_age=EVENT_MAX_AGE))
         alarm = queue.metric_approximate_number_of_messages_visible(period=cdk.Duration.minutes(5)).create_alarm(
-            self, "UnstartedEventsAlarm", threshold=1, evaluation_periods=1,
+            self,
+            "UnstartedEventsAlarm",
+            threshold=1,
+            evaluation_periods=1,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            alarm_description="Sessions files arrived whose batch scoring could not be started: see the dead-letter queue",
+            alarm_description="Sessions files arrived whose batch scoring could not be started: see the dead-letter "
+                              "queue",
         )
         alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.topic))
         return rule, queue
@@ -316,9 +375,15 @@ class BatchStack(cdk.Stack):
         """What the state machine does beyond its CallAwsService tasks (which grant their own calls)."""
         models = sagemaker_arn(self, "model", f"{self.job_name_prefix}*")
         statements = [
-            *sync_job_statements(self, "transform-job", self.job_name_prefix, "StepFunctionsGetEventsForSageMakerTransformJobsRule"),
-            iam.PolicyStatement(sid="PassTransformRole", actions=["iam:PassRole"], resources=[self.transform_role.role_arn],
-                                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}),
+            *sync_job_statements(
+                self, "transform-job", self.job_name_prefix, "StepFunctionsGetEventsForSageMakerTransformJobsRule"
+            ),
+            iam.PolicyStatement(
+                sid="PassTransformRole",
+                actions=["iam:PassRole"],
+                resources=[self.transform_role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            ),
             # tags given at creation are authorized as AddTags
             iam.PolicyStatement(sid="TagModels", actions=["sagemaker:AddTags"], resources=[models]),
         ]
@@ -327,19 +392,26 @@ class BatchStack(cdk.Stack):
         for statement in statements:
             self.state_machine.add_to_role_policy(statement)
         reason = "named after the execution's start time and hash: the grant covers this pipeline's names only."
-        acknowledge_wildcards(self.state_machine.role, {
-            "*": STATE_MACHINE_SERVICE_WILDCARDS + "; so does sagemaker:ListTransformJobs, which counts the running jobs.",
-            sagemaker_arn(self, "transform-job", f"{self.job_name_prefix}*"): f"Transform jobs {self.job_name_prefix}*, " + reason,
-            models: f"Each transform job's own model {self.job_name_prefix}*, " + reason,
-            f"{self.packager.function.function_arn}:*": "Step Functions' Lambda task grants the filter packager "
-                                                          "and its versions: this one function only.",
-            f"{self.sharder.function.function_arn}:*": "Step Functions' Lambda task grants the sharder "
-                                                         "and its versions: this one function only.",
-        })
+        acknowledge_wildcards(
+            self.state_machine.role,
+            {
+                "*": STATE_MACHINE_SERVICE_WILDCARDS
+                + "; so does sagemaker:ListTransformJobs, which counts the running jobs.",
+                sagemaker_arn(
+                    self, "transform-job", f"{self.job_name_prefix}*"
+                ): f"Transform jobs {self.job_name_prefix}*, " + reason,
+                models: f"Each transform job's own model {self.job_name_prefix}*, " + reason,
+                f"{self.packager.function.function_arn}:*": "Step Functions' Lambda task grants the filter packager "
+                "and its versions: this one function only.",
+                f"{self.sharder.function.function_arn}:*": "Step Functions' Lambda task grants the sharder "
+                "and its versions: this one function only.",
+            },
+        )
 
     def _transform_role(self, config: AppConfig, storage: StorageStack, image: ImageStack) -> iam.Role:
         """The transform jobs' models: read model artifacts and the sessions (a batch run's shards, an events run's
-        grouped files), write the answers (a batch run's under batch-shards/, an events run's under sessions/scored/)."""
+        grouped files), write the answers (a batch run's under batch-shards/, an events run's under
+        sessions/scored/)."""
         role = iam.Role(self, "TransformRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
                         description=f"Execution role of the GRU4Rec {config.stage} Batch Transform models")
         models, shards = storage.objects_arn(MODELS_PREFIX), storage.objects_arn(BATCH_SHARDS_PREFIX)
@@ -352,40 +424,63 @@ class BatchStack(cdk.Stack):
         log_streams = log_streams_arn(self, TRANSFORM_LOG_GROUP, f"{self.job_name_prefix}*")
         event_log_streams = log_streams_arn(self, TRANSFORM_LOG_GROUP, f"{self.events_job_name_prefix}*")
         statements = [
-            iam.PolicyStatement(sid="ReadModelArtifacts", actions=["s3:GetObject"], resources=[models, first_model, packed]),
-            iam.PolicyStatement(sid="ListSessions", actions=["s3:ListBucket"], resources=[storage.bucket_arn],
-                                conditions={"StringLike": {"s3:prefix": [f"{BATCH_SHARDS_PREFIX}*",
-                                                                         f"{GROUPED_SESSIONS_PREFIX}*"]}}),
+            iam.PolicyStatement(
+                sid="ReadModelArtifacts", actions=["s3:GetObject"], resources=[models, first_model, packed]
+            ),
+            iam.PolicyStatement(
+                sid="ListSessions",
+                actions=["s3:ListBucket"],
+                resources=[storage.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{BATCH_SHARDS_PREFIX}*", f"{GROUPED_SESSIONS_PREFIX}*"]}},
+            ),
             iam.PolicyStatement(sid="ReadSessions", actions=["s3:GetObject"], resources=[shards, grouped, manifests]),
             iam.PolicyStatement(sid="WriteAnswers", actions=["s3:PutObject"], resources=[scored, shards]),
-            iam.PolicyStatement(sid="UseStageKey", resources=[storage.key.key_arn],
-                                actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]),
+            iam.PolicyStatement(
+                sid="UseStageKey",
+                resources=[storage.key.key_arn],
+                actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
+            ),
             *pull_image_statements(image),
             # SageMaker creates the account's shared transform log group on the first job of a region
-            iam.PolicyStatement(sid="CreateTransformLogGroup", actions=["logs:CreateLogGroup", "logs:DescribeLogStreams"],
-                                resources=[log_group]),
-            iam.PolicyStatement(sid="WriteTransformLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                                resources=[log_streams, event_log_streams]),
+            iam.PolicyStatement(
+                sid="CreateTransformLogGroup",
+                actions=["logs:CreateLogGroup", "logs:DescribeLogStreams"],
+                resources=[log_group],
+            ),
+            iam.PolicyStatement(
+                sid="WriteTransformLogs",
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[log_streams, event_log_streams],
+            ),
         ]
         if uses_volume_key(config.transform_instance_type):
             statements += volume_key_statements(storage.key)
         statements += read_source_statements(config, self, pull_images=False)
         policy = iam.Policy(self, "TransformPolicy", roles=[role], statements=statements)
-        acknowledge_wildcards(policy, {
-            **source_read_reasons(config, self, pull_images=False),
-            "*": "Only ecr:GetAuthorizationToken uses '*': it has no resource-level permissions.",
-            models: "Training jobs write each new model under models/<job>/: the role reads model artifacts of this prefix only.",
-            packed: "A run with a filter list reads its own packed model under batch-models/<job>/: get only, this prefix only.",
-            shards: "Batch Transform reads a batch run's shards and writes their answers under batch-shards/<job>/: "
-                    "get and put only, this prefix only.",
-            manifests: "Batch Transform reads each run's input manifest under batch-manifests/: get only, this prefix only.",
-            grouped: "Batch Transform reads a run's sessions grouped by Athena under sessions/grouped/: get only, this prefix only.",
-            event_log_streams: "SageMaker names the log streams <job>/<instance>; only this stage's events jobs' streams.",
-            scored: "Batch Transform writes <file>.out under sessions/scored/: put only, this prefix only.",
-            log_group: "log-group:<name>:* is how IAM names the one log group SageMaker writes transform logs to "
-                       "(CreateLogGroup on a region's first job, DescribeLogStreams).",
-            log_streams: "SageMaker names the log streams <job>/<instance>; only this stage's batch jobs' streams.",
-        })
+        acknowledge_wildcards(
+            policy,
+            {
+                **source_read_reasons(config, self, pull_images=False),
+                "*": "Only ecr:GetAuthorizationToken uses '*': it has no resource-level permissions.",
+                models: "Training jobs write each new model under models/<job>/: the role reads model artifacts of "
+                        "this prefix only.",
+                packed: "A run with a filter list reads its own packed model under batch-models/<job>/: get only, this "
+                        "prefix only.",
+                shards: "Batch Transform reads a batch run's shards and writes their answers under "
+                        "batch-shards/<job>/: "
+                "get and put only, this prefix only.",
+                manifests: "Batch Transform reads each run's input manifest under batch-manifests/: get only, this "
+                           "prefix only.",
+                grouped: "Batch Transform reads a run's sessions grouped by Athena under sessions/grouped/: get only, "
+                         "this prefix only.",
+                event_log_streams: "SageMaker names the log streams <job>/<instance>; only this stage's events jobs' "
+                                   "streams.",
+                scored: "Batch Transform writes <file>.out under sessions/scored/: put only, this prefix only.",
+                log_group: "log-group:<name>:* is how IAM names the one log group SageMaker writes transform logs to "
+                "(CreateLogGroup on a region's first job, DescribeLogStreams).",
+                log_streams: "SageMaker names the log streams <job>/<instance>; only this stage's batch jobs' streams.",
+            },
+        )
         return role
 
 

@@ -18,13 +18,17 @@ from infra.layout import CAPTURE_PREFIX, MODELS_PREFIX
 from infra.log_groups import log_group_arn, owned_log_group
 from infra.nag import wildcard_resource_finding
 from infra.registry import FirstModelVersion
-from infra.rollout import (RETAINED_VARIANT_PROPERTIES, deployment_config, read_rollback_alarms_statement,
-                           rollback_alarm_names)
+from infra.rollout import (
+    RETAINED_VARIANT_PROPERTIES,
+    deployment_config,
+    read_rollback_alarms_statement,
+    rollback_alarm_names,
+)
 from infra.sagemaker_models import endpoint_network_isolation, primary_container
 from infra.stacks.image import ImageStack, pull_image_statements
+from infra.stacks.promotion_access import acknowledge_source_reads, read_source_statements
 from infra.stacks.storage import StorageStack
 from infra.stacks.workflow import alarms_may_publish, volume_key, volume_key_statements
-from infra.stacks.promotion_access import acknowledge_source_reads, read_source_statements
 
 VARIANT_NAME = "AllTraffic"
 _AUTOSCALING_SERVICE = "sagemaker.application-autoscaling.amazonaws.com"
@@ -47,7 +51,12 @@ class EndpointStack(cdk.Stack):
 
     def __init__(self, scope: Construct, construct_id: str, config: AppConfig, storage: StorageStack,
                  image: ImageStack, **kwargs) -> None:
-        super().__init__(scope, construct_id, description=f"GRU4Rec {config.stage}: SageMaker endpoint, autoscaling, alarms", **kwargs)
+        super().__init__(
+            scope,
+            construct_id,
+            description=f"GRU4Rec {config.stage}: SageMaker endpoint, autoscaling, alarms",
+            **kwargs,
+        )
         self.endpoint_name: str = config.endpoint_name
         self.variant_name = VARIANT_NAME
         self.model_role, model_policy = self._model_role(config, storage, image)
@@ -83,11 +92,14 @@ class EndpointStack(cdk.Stack):
         # the first model's record in the registry (the group is the Storage stack's)
         self.first_version = FirstModelVersion(self, "FirstModelVersion", config, image.serve_image_uri,
                                                storage.initial_model.uri, storage.key)
-        cdk.CfnOutput(self, "EndpointName", value=self.endpoint.attr_endpoint_name, description="SageMaker endpoint of this stage")
+        cdk.CfnOutput(
+            self, "EndpointName", value=self.endpoint.attr_endpoint_name, description="SageMaker endpoint of this stage"
+        )
 
     def _model_role(self, config: AppConfig, storage: StorageStack, image: ImageStack) -> tuple[iam.Role, iam.Policy]:
         """The endpoint's models: read model artifacts (training output and the first model), write data
-        capture (instance mode), pull the image, write the endpoint's logs. No session data: Batch Transform has a role of its own."""
+        capture (instance mode), pull the image, write the endpoint's logs. No session data: Batch Transform has a role
+        of its own."""
         role = iam.Role(self, "ModelRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
                         description=f"Execution role of the GRU4Rec {config.stage} endpoint's models")
         models = storage.objects_arn(MODELS_PREFIX)
@@ -104,7 +116,9 @@ class EndpointStack(cdk.Stack):
             read_rollback_alarms_statement(self, config),
         ]
         if not config.serverless:  # a serverless endpoint captures no data
-            statements.insert(1, iam.PolicyStatement(sid="WriteDataCapture", actions=["s3:PutObject"], resources=[capture]))
+            statements.insert(
+                1, iam.PolicyStatement(sid="WriteDataCapture", actions=["s3:PutObject"], resources=[capture])
+            )
         if uses_endpoint_volume_key(config):
             statements += volume_key_statements(storage.key)
         statements += read_source_statements(config, self)
@@ -112,15 +126,24 @@ class EndpointStack(cdk.Stack):
         policy.attach_to_role(role)
         acknowledge_source_reads(config, policy)
         cdk.Validations.of(policy).acknowledge(
-            _ack("AwsSolutions-IAM5[Resource::*]",
-                 "Only ecr:GetAuthorizationToken uses '*': it has no resource-level permissions."),
-            _ack(wildcard_resource_finding(self, models),
-                 "Training jobs write each new model under models/<job>/: the role reads model artifacts of this prefix only."),
-            _ack(wildcard_resource_finding(self, capture),
-                 "Data capture writes objects of SageMaker's own naming under capture/: put only, this prefix only."),
-            _ack(wildcard_resource_finding(self, endpoint_logs),
-                 "log-group:<name>:* is how IAM names this one log group (the endpoint's own) and its streams, "
-                 "which SageMaker names after the instances."),
+            _ack(
+                "AwsSolutions-IAM5[Resource::*]",
+                "Only ecr:GetAuthorizationToken uses '*': it has no resource-level permissions.",
+            ),
+            _ack(
+                wildcard_resource_finding(self, models),
+                "Training jobs write each new model under models/<job>/: the role reads model artifacts of this prefix "
+                "only.",
+            ),
+            _ack(
+                wildcard_resource_finding(self, capture),
+                "Data capture writes objects of SageMaker's own naming under capture/: put only, this prefix only.",
+            ),
+            _ack(
+                wildcard_resource_finding(self, endpoint_logs),
+                "log-group:<name>:* is how IAM names this one log group (the endpoint's own) and its streams, "
+                "which SageMaker names after the instances.",
+            ),
         )
         return role, policy
 
@@ -173,29 +196,52 @@ class EndpointStack(cdk.Stack):
         if config.monthly_budget_usd:
             topic.add_to_resource_policy(self._budgets_may_publish(topic))
         dimensions = {"EndpointName": self.endpoint_name, "VariantName": VARIANT_NAME}
-        errors = cloudwatch.Metric(namespace="AWS/SageMaker", metric_name="Invocation5XXErrors", dimensions_map=dimensions,
-                                   statistic="Sum", period=cdk.Duration.minutes(5))
+        errors = cloudwatch.Metric(
+            namespace="AWS/SageMaker",
+            metric_name="Invocation5XXErrors",
+            dimensions_map=dimensions,
+            statistic="Sum",
+            period=cdk.Duration.minutes(5),
+        )
         latency = cloudwatch.Metric(namespace="AWS/SageMaker", metric_name="ModelLatency", dimensions_map=dimensions,
                                     statistic="p90", period=cdk.Duration.minutes(5))
         model_errors = self._model_errors(dimensions)
         five_xx, slow, failing = rollback_alarm_names(config)
         # named, so that every rollout can name them for its automatic rollback
         alarms = [
-            errors.create_alarm(self, "ServerErrorsAlarm", alarm_name=five_xx, threshold=1, evaluation_periods=1,
-                                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-                                alarm_description=f"{self.endpoint_name}: the model container answered with 5xx errors"),
+            errors.create_alarm(
+                self,
+                "ServerErrorsAlarm",
+                alarm_name=five_xx,
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                alarm_description=f"{self.endpoint_name}: the model container answered with 5xx errors",
+            ),
             # ModelLatency is reported in microseconds
-            latency.create_alarm(self, "LatencyAlarm", alarm_name=slow, threshold=config.model_latency_alarm_ms * 1000,
-                                 evaluation_periods=3, datapoints_to_alarm=2,
-                                 comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-                                 alarm_description=f"{self.endpoint_name}: p90 model latency above {config.model_latency_alarm_ms} ms"),
+            latency.create_alarm(
+                self,
+                "LatencyAlarm",
+                alarm_name=slow,
+                threshold=config.model_latency_alarm_ms * 1000,
+                evaluation_periods=3,
+                datapoints_to_alarm=2,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                alarm_description=f"{self.endpoint_name}: p90 model latency above {config.model_latency_alarm_ms} ms",
+            ),
             # invocations the model container failed: 5xx, timeouts and broken answers, not a client's 4xx
-            model_errors.create_alarm(self, "ModelErrorsAlarm", alarm_name=failing, threshold=1, evaluation_periods=1,
-                                      comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                                      treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-                                      alarm_description=f"{self.endpoint_name}: invocations the model did not answer"),
+            model_errors.create_alarm(
+                self,
+                "ModelErrorsAlarm",
+                alarm_name=failing,
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                alarm_description=f"{self.endpoint_name}: invocations the model did not answer",
+            ),
         ]
         for alarm in alarms:
             alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
@@ -216,8 +262,12 @@ class EndpointStack(cdk.Stack):
             return cloudwatch.Metric(namespace="AWS/SageMaker", metric_name=name, dimensions_map=dimensions,
                                      statistic="Sum", period=cdk.Duration.minutes(1))
         return cloudwatch.MathExpression(
-            expression="FILL(modelErrors, 0) - FILL(clientErrors, 0)", label="Model errors other than 4xx",
-            using_metrics={"modelErrors": metric("InvocationModelErrors"), "clientErrors": metric("Invocation4XXErrors")},
+            expression="FILL(modelErrors, 0) - FILL(clientErrors, 0)",
+            label="Model errors other than 4xx",
+            using_metrics={
+                "modelErrors": metric("InvocationModelErrors"),
+                "clientErrors": metric("Invocation4XXErrors"),
+            },
             period=cdk.Duration.minutes(1),
         )
 

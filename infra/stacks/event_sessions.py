@@ -34,17 +34,42 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.config import AppConfig
-from infra.layout import (ATHENA_RESULTS_PREFIX, EVENTS_RUN_DAYS, EVENTS_TABLE, GROUPED_SESSIONS_PREFIX, INCOMING_EVENTS_PREFIX,
-                          RUN_MARKER, SCORED_SESSIONS_PREFIX, events_database)
+from infra.layout import (
+    ATHENA_RESULTS_PREFIX,
+    EVENTS_RUN_DAYS,
+    EVENTS_TABLE,
+    GROUPED_SESSIONS_PREFIX,
+    INCOMING_EVENTS_PREFIX,
+    RUN_MARKER,
+    SCORED_SESSIONS_PREFIX,
+    events_database,
+)
 from infra.sagemaker_models import NETWORK_ISOLATION, primary_container
-from infra.session_query import (REASON_COLUMNS, RUN_PATTERN, answers_sql, count_sql, quote_string, select_sql,
-                                 unload_sql)
+from infra.session_query import (
+    REASON_COLUMNS,
+    RUN_PATTERN,
+    answers_sql,
+    count_sql,
+    quote_string,
+    select_sql,
+    unload_sql,
+)
 from infra.stacks.storage import StorageStack
 from infra.stacks.workflow import (
-    STATE_MACHINE_SERVICE_WILDCARDS, acknowledge_wildcards, add_capacity_retries, failure, notify_abnormal_ends, notify_and_fail, object_key_check, pipeline_state_machine, resource_tags,
-    sagemaker_arn, sync_job_statements, sync_job_task,
+    STATE_MACHINE_SERVICE_WILDCARDS,
+    acknowledge_wildcards,
+    add_capacity_retries,
+    failure,
+    notify_abnormal_ends,
+    notify_and_fail,
+    object_key_check,
+    pipeline_state_machine,
+    resource_tags,
+    sagemaker_arn,
+    sync_job_statements,
+    sync_job_task,
 )
-from model_code.event_rules import BadRowBound, ReadOptions
+from model_code.data.event_rules import BadRowBound, ReadOptions
 
 PIPELINE = "events"
 TABLE = EVENTS_TABLE
@@ -59,11 +84,17 @@ RUN_SLOT, BUCKET_SLOT = "{run}", "{bucket}"
 
 def table_options(config: AppConfig) -> ReadOptions:
     """The reading options of the Glue table: Athena folds column names to lower case."""
-    return ReadOptions(session_column=config.events_session_column.lower(), item_column=config.events_item_column.lower(),
-                       time_column=config.events_time_column.lower(), separator=config.events_separator,
-                       time_format=config.events_time_format, max_bad_rows=config.events_max_bad_rows,
-                       session_gap=config.events_session_gap, event_column=config.events_event_column.lower(),
-                       event_types=config.events_event_types)
+    return ReadOptions(
+        session_column=config.events_session_column.lower(),
+        item_column=config.events_item_column.lower(),
+        time_column=config.events_time_column.lower(),
+        separator=config.events_separator,
+        time_format=config.events_time_format,
+        max_bad_rows=config.events_max_bad_rows,
+        session_gap=config.events_session_gap,
+        event_column=config.events_event_column.lower(),
+        event_types=config.events_event_types,
+    )
 
 
 def query_template(config: AppConfig, database: str) -> str:
@@ -96,9 +127,20 @@ class EventSessions(Construct):
     """The table, the workgroup and the state machine; ``transform`` is CreateTransformJob's arguments
     (reading ``$bucket`` and ``$run``), ``transform_role`` the role the job's model runs under."""
 
-    def __init__(self, scope: Construct, construct_id: str, config: AppConfig, storage: StorageStack, serve_image_uri: str,
-                 transform_role: iam.IRole, transform: dict, job_name_prefix: str, job_name: str, topic: sns.ITopic,
-                 dead_letter_queue: sqs.IQueue) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        config: AppConfig,
+        storage: StorageStack,
+        serve_image_uri: str,
+        transform_role: iam.IRole,
+        transform: dict,
+        job_name_prefix: str,
+        job_name: str,
+        topic: sns.ITopic,
+        dead_letter_queue: sqs.IQueue,
+    ) -> None:
         super().__init__(scope, construct_id)
         stack = cdk.Stack.of(self)
         self.database_name = events_database(config.stage)
@@ -148,20 +190,30 @@ class EventSessions(Construct):
         """A text table over ``<prefix><run>/`` of every run, partitioned by ``run`` by projection (no crawler,
         no partition to add: a query names its run)."""
         location = f"s3://{storage.bucket.bucket_name}/{prefix}"
-        table = glue.CfnTable(self, construct_id, catalog_id=cdk.Stack.of(self).account, database_name=self.database_name,
-                              table_input=glue.CfnTable.TableInputProperty(
-            name=name, table_type="EXTERNAL_TABLE",
-            parameters={**parameters, "projection.enabled": "true", "projection.run.type": "injected",
-                        "storage.location.template": location + "${run}/"},
-            partition_keys=[glue.CfnTable.ColumnProperty(name="run", type="string")],
-            storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
-                location=location,
-                columns=[glue.CfnTable.ColumnProperty(name=column, type=kind) for column, kind in columns.items()],
-                input_format="org.apache.hadoop.mapred.TextInputFormat",
-                output_format="org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
-                serde_info=serde,
+        table = glue.CfnTable(
+            self,
+            construct_id,
+            catalog_id=cdk.Stack.of(self).account,
+            database_name=self.database_name,
+            table_input=glue.CfnTable.TableInputProperty(
+                name=name,
+                table_type="EXTERNAL_TABLE",
+                parameters={
+                    **parameters,
+                    "projection.enabled": "true",
+                    "projection.run.type": "injected",
+                    "storage.location.template": location + "${run}/",
+                },
+                partition_keys=[glue.CfnTable.ColumnProperty(name="run", type="string")],
+                storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
+                    location=location,
+                    columns=[glue.CfnTable.ColumnProperty(name=column, type=kind) for column, kind in columns.items()],
+                    input_format="org.apache.hadoop.mapred.TextInputFormat",
+                    output_format="org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
+                    serde_info=serde,
+                ),
             ),
-        ))
+        )
         table.node.add_dependency(database)
         return table
 
@@ -183,21 +235,33 @@ class EventSessions(Construct):
 
     def _name_the_run(self, config: AppConfig, storage: StorageStack, job_name: str) -> sfn.Pass:
         key = "$states.input.detail.object.key"
-        return sfn.Pass.jsonata(self, "Name the run", assign={
-            "jobName": job_name,
-            "bucket": storage.bucket.bucket_name,
-            "bytesScanned": 0,
-            "key": f"{{% $type({key}) = 'string' ? {key} : '' %}}",
-            "run": f"{{% $type({key}) = 'string' ? $substringBefore($substringAfter({key}, '{INCOMING_EVENTS_PREFIX}'), '/') : '' %}}",
-        })
+        return sfn.Pass.jsonata(
+            self,
+            "Name the run",
+            assign={
+                "jobName": job_name,
+                "bucket": storage.bucket.bucket_name,
+                "bytesScanned": 0,
+                "key": f"{{% $type({key}) = 'string' ? {key} : '' %}}",
+                "run": f"{{% $type({key}) = 'string' ? "
+                f"$substringBefore($substringAfter({key}, '{INCOMING_EVENTS_PREFIX}'), '/') : '' %}}",
+            },
+        )
 
     def _check_marker(self, on_failure: sfn.IChainable, then: sfn.IChainable) -> sfn.Choice:
         """Go on only for ``events/incoming/<run>/_SUCCESS`` with a run name the query can hold as a literal."""
         pattern = ("/^" + INCOMING_EVENTS_PREFIX.replace("/", "\\/") + RUN_PATTERN.pattern + "\\/"
                    + RUN_MARKER + "$/")
         return object_key_check(
-            self, "Run marker?", "Not a run marker", "Input.NotARunMarker",
-            f"{INCOMING_EVENTS_PREFIX}<run>/{RUN_MARKER} (a run: letters, digits, ., _, = or -)", pattern, then, on_failure)
+            self,
+            "Run marker?",
+            "Not a run marker",
+            "Input.NotARunMarker",
+            f"{INCOMING_EVENTS_PREFIX}<run>/{RUN_MARKER} (a run: letters, digits, ., _, = or -)",
+            pattern,
+            then,
+            on_failure,
+        )
 
     def _athena_query(self, construct_id: str, comment: str, template: str, query_id: str,
                       on_failure: sfn.IChainable) -> sfn.CustomState:
@@ -205,19 +269,30 @@ class EventSessions(Construct):
         kept in ``$<query_id>`` and its bytes scanned added to ``$bytesScanned``."""
         escaped = template.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
         query = f'{{% $replace($replace("{escaped}", "{RUN_SLOT}", $run), "{BUCKET_SLOT}", $bucket) %}}'
-        state = sfn.CustomState(self, construct_id, state_json={
-            "Type": "Task",
-            "Comment": comment,
-            "Resource": f"arn:{cdk.Aws.PARTITION}:states:::athena:startQueryExecution.sync",
-            "Arguments": {"QueryString": query, "WorkGroup": self.workgroup_name,
-                          "QueryExecutionContext": {"Database": self.database_name}},
-            "Assign": {query_id: "{% $states.result.QueryExecution.QueryExecutionId %}",
-                       "bytesScanned": "{% $bytesScanned + $states.result.QueryExecution.Statistics.DataScannedInBytes %}"},
-        })
+        state = sfn.CustomState(
+            self,
+            construct_id,
+            state_json={
+                "Type": "Task",
+                "Comment": comment,
+                "Resource": f"arn:{cdk.Aws.PARTITION}:states:::athena:startQueryExecution.sync",
+                "Arguments": {
+                    "QueryString": query,
+                    "WorkGroup": self.workgroup_name,
+                    "QueryExecutionContext": {"Database": self.database_name},
+                },
+                "Assign": {
+                    query_id: "{% $states.result.QueryExecution.QueryExecutionId %}",
+                    "bytesScanned": "{% $bytesScanned + $states.result.QueryExecution.Statistics.DataScannedInBytes %}",
+                },
+            },
+        )
         state.add_catch(on_failure)
         return state
 
-    def _query_results(self, construct_id: str, query_id: str, variable: str, on_failure: sfn.IChainable) -> sfn.CustomState:
+    def _query_results(
+        self, construct_id: str, query_id: str, variable: str, on_failure: sfn.IChainable
+    ) -> sfn.CustomState:
         """The one row of the query ``$<query_id>`` as ``$<variable>``: {column name: number}.
 
         GetQueryResults gives every value as a string and, for a SELECT, the column names as its first
@@ -238,15 +313,21 @@ class EventSessions(Construct):
 
     def _count_events(self, config: AppConfig, on_failure: sfn.IChainable) -> sfn.IChainable:
         count = self._athena_query(
-            "Count events", "Athena: the run's rows read, skipped per reason, and its sessions (infra/sql/count_events.sql)",
-            count_template(config, self.database_name), "countQueryId", on_failure)
+            "Count events",
+            "Athena: the run's rows read, skipped per reason, and its sessions (infra/sql/count_events.sql)",
+            count_template(config, self.database_name),
+            "countQueryId",
+            on_failure,
+        )
         return count.next(self._query_results("Read event counts", "countQueryId", "counts", on_failure))
 
     def _check_counts(self, config: AppConfig, on_failure: sfn.IChainable, then: sfn.IChainable) -> sfn.Choice:
         """Go on only when the bad rows are within ``events_max_bad_rows`` (the local reader's bound, the same
         rule) and some session remains: else fail, naming the counts, before anything is grouped or scored."""
         allowed = allowed_bad_rows(table_options(config).bad_row_bound)
-        reasons = " & ', ' & ".join(f"$string($counts.{column}) & ' {reason}'" for reason, column in REASON_COLUMNS.items())
+        reasons = " & ', ' & ".join(
+            f"$string($counts.{column}) & ' {reason}'" for reason, column in REASON_COLUMNS.items()
+        )
         too_many = failure(
             self, "Too many bad rows", "Events.TooManyBadRows",
             f"'run ' & $run & ': ' & $string({SKIPPED_ROWS}) & ' of ' & $string($counts.rows_read) & ' rows are bad ('"
@@ -267,8 +348,12 @@ class EventSessions(Construct):
     def _group(self, config: AppConfig, on_failure: sfn.IChainable) -> sfn.CustomState:
         """The grouping query, UNLOAD to an empty destination (``sessions/grouped/<run>/``)."""
         return self._athena_query(
-            "Group sessions", "Athena: group the run's events into sessions, UNLOAD JSON lines to sessions/grouped/<run>/",
-            query_template(config, self.database_name), "groupQueryId", on_failure)
+            "Group sessions",
+            "Athena: group the run's events into sessions, UNLOAD JSON lines to sessions/grouped/<run>/",
+            query_template(config, self.database_name),
+            "groupQueryId",
+            on_failure,
+        )
 
     def _count_grouped_files(self, storage: StorageStack, on_failure: sfn.IChainable) -> tasks.CallAwsService:
         """The objects the UNLOAD wrote: Athena writes its results "to multiple files in parallel"
@@ -293,10 +378,20 @@ class EventSessions(Construct):
             assign={"modelData": "{% $states.result.Parameter.Value %}"},
         )
         create_model = tasks.CallAwsService.jsonata(
-            self, "Create model", service="sagemaker", action="createModel", iam_resources=[models],
-            parameters={"ModelName": "{% $jobName %}", "ExecutionRoleArn": transform_role.role_arn,
-                        "PrimaryContainer": primary_container(serve_image_uri, "{% $modelData %}", config.batch_metrics_service),
-                        "EnableNetworkIsolation": NETWORK_ISOLATION, "Tags": resource_tags(config, pipeline=PIPELINE)},
+            self,
+            "Create model",
+            service="sagemaker",
+            action="createModel",
+            iam_resources=[models],
+            parameters={
+                "ModelName": "{% $jobName %}",
+                "ExecutionRoleArn": transform_role.role_arn,
+                "PrimaryContainer": primary_container(
+                    serve_image_uri, "{% $modelData %}", config.batch_metrics_service
+                ),
+                "EnableNetworkIsolation": NETWORK_ISOLATION,
+                "Tags": resource_tags(config, pipeline=PIPELINE),
+            },
         )
         job = sync_job_task(self, "Transform", "createTransformJob", transform,
                             comment="Score the run's sessions with the live model (one output line per session)")
@@ -312,10 +407,18 @@ class EventSessions(Construct):
         fields = summary_fields(config)
         summary = "{% $string(" + fields + ") %}"
         write_summary = tasks.CallAwsService.jsonata(
-            self, "Write summary", service="s3", action="putObject", iam_action="s3:PutObject",
+            self,
+            "Write summary",
+            service="s3",
+            action="putObject",
+            iam_action="s3:PutObject",
             iam_resources=[storage.objects_arn(SCORED_SESSIONS_PREFIX)],
-            parameters={"Bucket": "{% $bucket %}", "Key": "{% '" + SCORED_SESSIONS_PREFIX + "' & $run & '/summary.json' %}",
-                        "Body": summary, "ContentType": "application/json"},
+            parameters={
+                "Bucket": "{% $bucket %}",
+                "Key": "{% '" + SCORED_SESSIONS_PREFIX + "' & $run & '/summary.json' %}",
+                "Body": summary,
+                "ContentType": "application/json",
+            },
         )
         for task in (read_model, create_model, job, delete_model, write_summary):
             task.add_catch(on_failure)
@@ -326,12 +429,19 @@ class EventSessions(Construct):
     # --- trigger and permissions ------------------------------------------------------------------
 
     def _trigger(self, config: AppConfig, storage: StorageStack, dead_letter_queue: sqs.IQueue) -> events.Rule:
-        rule = events.Rule(self, "RunMarkerArrived", description=f"{INCOMING_EVENTS_PREFIX}<run>/{RUN_MARKER} markers "
-                                                                 f"in the GRU4Rec {config.stage} data bucket",
-                           event_pattern=events.EventPattern(
-                               source=["aws.s3"], detail_type=["Object Created"],
-                               detail={"bucket": {"name": [storage.bucket.bucket_name]},
-                                       "object": {"key": events.Match.wildcard(f"{INCOMING_EVENTS_PREFIX}*/{RUN_MARKER}")}}))
+        rule = events.Rule(
+            self,
+            "RunMarkerArrived",
+            description=f"{INCOMING_EVENTS_PREFIX}<run>/{RUN_MARKER} markers in the GRU4Rec {config.stage} data bucket",
+            event_pattern=events.EventPattern(
+                source=["aws.s3"],
+                detail_type=["Object Created"],
+                detail={
+                    "bucket": {"name": [storage.bucket.bucket_name]},
+                    "object": {"key": events.Match.wildcard(f"{INCOMING_EVENTS_PREFIX}*/{RUN_MARKER}")},
+                },
+            ),
+        )
         rule.add_target(targets.SfnStateMachine(self.state_machine, dead_letter_queue=dead_letter_queue,
                                                 retry_attempts=8, max_event_age=cdk.Duration.hours(6)))
         return rule
@@ -341,48 +451,92 @@ class EventSessions(Construct):
         answers, writes the grouped lines and the query results, reads the results and the two tables; then it
         runs the transform job."""
         stack = cdk.Stack.of(self)
-        glue_resources = [stack.format_arn(service="glue", resource="catalog"),
-                          stack.format_arn(service="glue", resource="database", resource_name=self.database_name),
-                          *(stack.format_arn(service="glue", resource="table", resource_name=f"{self.database_name}/{table}")
-                            for table in (TABLE, ANSWERS_TABLE))]
+        glue_resources = [
+            stack.format_arn(service="glue", resource="catalog"),
+            stack.format_arn(service="glue", resource="database", resource_name=self.database_name),
+            *(
+                stack.format_arn(service="glue", resource="table", resource_name=f"{self.database_name}/{table}")
+                for table in (TABLE, ANSWERS_TABLE)
+            ),
+        ]
         statements = [
-            iam.PolicyStatement(sid="RunQueries", resources=[self.workgroup_arn], actions=[
-                "athena:StartQueryExecution", "athena:GetQueryExecution", "athena:StopQueryExecution",
-                "athena:GetQueryResults"]),
-            iam.PolicyStatement(sid="ReadEventTable", resources=glue_resources,
-                                actions=["glue:GetDatabase", "glue:GetTable", "glue:GetPartitions"]),
+            iam.PolicyStatement(
+                sid="RunQueries",
+                resources=[self.workgroup_arn],
+                actions=[
+                    "athena:StartQueryExecution",
+                    "athena:GetQueryExecution",
+                    "athena:StopQueryExecution",
+                    "athena:GetQueryResults",
+                ],
+            ),
+            iam.PolicyStatement(
+                sid="ReadEventTable",
+                resources=glue_resources,
+                actions=["glue:GetDatabase", "glue:GetTable", "glue:GetPartitions"],
+            ),
             iam.PolicyStatement(sid="LocateBucket", actions=["s3:GetBucketLocation"], resources=[storage.bucket_arn]),
-            iam.PolicyStatement(sid="FindQueryFiles", actions=["s3:ListBucket"],
-                                resources=[storage.bucket_arn], conditions={"StringLike": {"s3:prefix": [
-                                    f"{INCOMING_EVENTS_PREFIX}*", f"{GROUPED_SESSIONS_PREFIX}*", f"{ATHENA_RESULTS_PREFIX}*",
-                                    f"{SCORED_SESSIONS_PREFIX}*"]}}),
-            iam.PolicyStatement(sid="ReadEventsAndAnswers", actions=["s3:GetObject"],
-                                resources=[storage.objects_arn(INCOMING_EVENTS_PREFIX),
-                                           storage.objects_arn(SCORED_SESSIONS_PREFIX)]),
-            iam.PolicyStatement(sid="WriteQueryFiles", resources=[
-                storage.objects_arn(GROUPED_SESSIONS_PREFIX), storage.objects_arn(ATHENA_RESULTS_PREFIX)],
-                actions=["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]),
-            *sync_job_statements(self, "transform-job", job_name_prefix, "StepFunctionsGetEventsForSageMakerTransformJobsRule"),
-            iam.PolicyStatement(sid="PassTransformRole", actions=["iam:PassRole"], resources=[transform_role.role_arn],
-                                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}),
+            iam.PolicyStatement(
+                sid="FindQueryFiles",
+                actions=["s3:ListBucket"],
+                resources=[storage.bucket_arn],
+                conditions={
+                    "StringLike": {
+                        "s3:prefix": [
+                            f"{INCOMING_EVENTS_PREFIX}*",
+                            f"{GROUPED_SESSIONS_PREFIX}*",
+                            f"{ATHENA_RESULTS_PREFIX}*",
+                            f"{SCORED_SESSIONS_PREFIX}*",
+                        ]
+                    }
+                },
+            ),
+            iam.PolicyStatement(
+                sid="ReadEventsAndAnswers",
+                actions=["s3:GetObject"],
+                resources=[storage.objects_arn(INCOMING_EVENTS_PREFIX), storage.objects_arn(SCORED_SESSIONS_PREFIX)],
+            ),
+            iam.PolicyStatement(
+                sid="WriteQueryFiles",
+                resources=[storage.objects_arn(GROUPED_SESSIONS_PREFIX), storage.objects_arn(ATHENA_RESULTS_PREFIX)],
+                actions=["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
+            ),
+            *sync_job_statements(
+                self, "transform-job", job_name_prefix, "StepFunctionsGetEventsForSageMakerTransformJobsRule"
+            ),
+            iam.PolicyStatement(
+                sid="PassTransformRole",
+                actions=["iam:PassRole"],
+                resources=[transform_role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            ),
             iam.PolicyStatement(sid="TagModels", actions=["sagemaker:AddTags"], resources=[models]),
         ]
         for statement in statements:
             self.state_machine.add_to_role_policy(statement)
         reason = "named after the execution's start time and hash: the grant covers this pipeline's names only."
-        acknowledge_wildcards(self.state_machine.role, {
-            "*": STATE_MACHINE_SERVICE_WILDCARDS + ".",
-            sagemaker_arn(self, "transform-job", f"{job_name_prefix}*"): f"Transform jobs {job_name_prefix}*, " + reason,
-            models: f"Each transform job's own model {job_name_prefix}*, " + reason,
-            storage.objects_arn(INCOMING_EVENTS_PREFIX): "Athena reads the run's event files with the caller's rights: "
-                                                         "get only, this prefix only.",
-            storage.objects_arn(GROUPED_SESSIONS_PREFIX): "Athena's UNLOAD writes the run's sessions under "
-                                                          "sessions/grouped/<run>/ with the caller's rights: this prefix only.",
-            storage.objects_arn(ATHENA_RESULTS_PREFIX): "The workgroup's query results and UNLOAD manifest: this prefix only.",
-            storage.objects_arn(SCORED_SESSIONS_PREFIX): "Athena reads the run's answers under sessions/scored/<run>/ "
-                                                         "with the caller's rights, and the run puts its summary.json "
-                                                         "there: get and put, this prefix only.",
-        })
+        acknowledge_wildcards(
+            self.state_machine.role,
+            {
+                "*": STATE_MACHINE_SERVICE_WILDCARDS + ".",
+                sagemaker_arn(self, "transform-job", f"{job_name_prefix}*"): f"Transform jobs {job_name_prefix}*, "
+                + reason,
+                models: f"Each transform job's own model {job_name_prefix}*, " + reason,
+                storage.objects_arn(
+                    INCOMING_EVENTS_PREFIX
+                ): "Athena reads the run's event files with the caller's rights: get only, this prefix only.",
+                storage.objects_arn(GROUPED_SESSIONS_PREFIX): "Athena's UNLOAD writes the run's sessions under "
+                "sessions/grouped/<run>/ with the caller's rights: this prefix only.",
+                storage.objects_arn(
+                    ATHENA_RESULTS_PREFIX
+                ): "The workgroup's query results and UNLOAD manifest: this prefix only.",
+                storage.objects_arn(
+                    SCORED_SESSIONS_PREFIX
+                ): "Athena reads the run's answers under sessions/scored/<run>/ "
+                "with the caller's rights, and the run puts its summary.json "
+                "there: get and put, this prefix only.",
+            },
+        )
 
 
 def summary_fields(config: AppConfig) -> str:
@@ -390,14 +544,17 @@ def summary_fields(config: AppConfig) -> str:
     execution's output."""
     bucket = "'s3://' & $bucket & '/"
     skipped = ", ".join(f"'{reason}': $counts.{column}" for reason, column in REASON_COLUMNS.items())
-    return ("{'run': $run, "
-            f"'events': {bucket}{INCOMING_EVENTS_PREFIX}' & $run & '/', "
-            f"'grouped': {bucket}{GROUPED_SESSIONS_PREFIX}' & $run & '/', "
-            f"'scored': {bucket}{SCORED_SESSIONS_PREFIX}' & $run & '/', "
-            f"'rowsRead': $counts.rows_read, 'skippedRows': {{{skipped}}}, "
-            f"'maxBadRows': '{config.events_max_bad_rows}', "
-            f"'allowedBadRows': {allowed_bad_rows(table_options(config).bad_row_bound)}, "
-            "'sessionsGrouped': $counts.sessions, 'groupedFiles': $groupedFiles, 'sessionsScored': $answers.sessions_scored, "
-            "'fallbackSessions': $answers.fallback_sessions, 'errorLines': $answers.error_lines, "
-            "'queries': {'countEvents': $countQueryId, 'group': $groupQueryId, 'countAnswers': $answersQueryId}, "
-            "'bytesScanned': $bytesScanned, 'job': $jobName, 'modelData': $modelData}")
+    return (
+        "{'run': $run, "
+        f"'events': {bucket}{INCOMING_EVENTS_PREFIX}' & $run & '/', "
+        f"'grouped': {bucket}{GROUPED_SESSIONS_PREFIX}' & $run & '/', "
+        f"'scored': {bucket}{SCORED_SESSIONS_PREFIX}' & $run & '/', "
+        f"'rowsRead': $counts.rows_read, 'skippedRows': {{{skipped}}}, "
+        f"'maxBadRows': '{config.events_max_bad_rows}', "
+        f"'allowedBadRows': {allowed_bad_rows(table_options(config).bad_row_bound)}, "
+        "'sessionsGrouped': $counts.sessions, 'groupedFiles': $groupedFiles, 'sessionsScored': "
+        "$answers.sessions_scored, "
+        "'fallbackSessions': $answers.fallback_sessions, 'errorLines': $answers.error_lines, "
+        "'queries': {'countEvents': $countQueryId, 'group': $groupQueryId, 'countAnswers': $answersQueryId}, "
+        "'bytesScanned': $bytesScanned, 'job': $jobName, 'modelData': $modelData}"
+    )

@@ -13,9 +13,9 @@ from constructs import Construct
 
 from infra.config import AppConfig
 from infra.layout import BATCH_MODELS_PREFIX, INCOMING_SESSIONS_PREFIX, MODELS_PREFIX
+from infra.stacks.promotion_access import read_source_statements, source_read_reasons
 from infra.stacks.stage_function import stage_function
 from infra.stacks.storage import StorageStack
-from infra.stacks.promotion_access import read_source_statements, source_read_reasons
 
 TIMEOUT = cdk.Duration.minutes(10)
 MEMORY_MB = 1024
@@ -30,7 +30,9 @@ class FilterPackager(Construct):
         models, first_model = storage.objects_arn(MODELS_PREFIX), storage.initial_model.object_arn
         lists, packed = storage.objects_arn(INCOMING_SESSIONS_PREFIX), storage.objects_arn(BATCH_MODELS_PREFIX)
         statements = [
-            iam.PolicyStatement(sid="ReadModelsAndLists", actions=["s3:GetObject"], resources=[models, first_model, lists]),
+            iam.PolicyStatement(
+                sid="ReadModelsAndLists", actions=["s3:GetObject"], resources=[models, first_model, lists]
+            ),
             iam.PolicyStatement(sid="WritePackedModels", actions=["s3:PutObject"], resources=[packed]),
             *read_source_statements(config, cdk.Stack.of(self), pull_images=False),
         ]

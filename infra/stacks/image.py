@@ -31,7 +31,9 @@ class ImageStack(cdk.Stack):
     """
 
     def __init__(self, scope: Construct, construct_id: str, config: AppConfig, **kwargs) -> None:
-        super().__init__(scope, construct_id, description=f"GRU4Rec {config.stage}: ECR repository and container images", **kwargs)
+        super().__init__(
+            scope, construct_id, description=f"GRU4Rec {config.stage}: ECR repository and container images", **kwargs
+        )
         self.repository = self._repository(config)
         share_images(config, self.repository)
         self._copy_role = iam.Role(self, "ImageCopyRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
@@ -41,7 +43,9 @@ class ImageStack(cdk.Stack):
         self.image_uri: str = uris["train"]
         self.serve_image_uri: str = uris["serve"]
         self.training_image_uri: str = uris.get(GPU_TARGET, self.image_uri)
-        cdk.CfnOutput(self, "RepositoryUri", value=self.repository.repository_uri, description="ECR repository of this stage")
+        cdk.CfnOutput(
+            self, "RepositoryUri", value=self.repository.repository_uri, description="ECR repository of this stage"
+        )
         cdk.CfnOutput(self, "TrainImageUri", value=self.image_uri, description="Training image (train target)")
         cdk.CfnOutput(self, "ServeImageUri", value=self.serve_image_uri, description="Serving image (serve target)")
         if GPU_TARGET in uris:
@@ -54,16 +58,31 @@ class ImageStack(cdk.Stack):
         # hold code and libraries, no data. Deleting the stack deletes the images
         # (CloudFormation's native EmptyOnDelete; no custom resource): they are rebuilt from the repo.
         return ecr.Repository(
-            self, "Repository", repository_name=config.resource_prefix, image_scan_on_push=True,
-            encryption=ecr.RepositoryEncryption.AES_256, image_tag_mutability=ecr.TagMutability.MUTABLE,
-            removal_policy=cdk.RemovalPolicy.DESTROY, empty_on_delete=True,
+            self,
+            "Repository",
+            repository_name=config.resource_prefix,
+            image_scan_on_push=True,
+            encryption=ecr.RepositoryEncryption.AES_256,
+            image_tag_mutability=ecr.TagMutability.MUTABLE,
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+            empty_on_delete=True,
             lifecycle_rules=[
-                ecr.LifecycleRule(rule_priority=1, description="Drop untagged images after a day",
-                                  tag_status=ecr.TagStatus.UNTAGGED, max_image_age=cdk.Duration.days(1)),
-                *(ecr.LifecycleRule(rule_priority=2 + index, description=f"Keep the last {config.image_keep_count} {target} images",
-                                    tag_status=ecr.TagStatus.TAGGED, tag_prefix_list=[TAG_PREFIXES[target]],
-                                    max_image_count=config.image_keep_count)
-                  for index, target in enumerate(_targets(config))),
+                ecr.LifecycleRule(
+                    rule_priority=1,
+                    description="Drop untagged images after a day",
+                    tag_status=ecr.TagStatus.UNTAGGED,
+                    max_image_age=cdk.Duration.days(1),
+                ),
+                *(
+                    ecr.LifecycleRule(
+                        rule_priority=2 + index,
+                        description=f"Keep the last {config.image_keep_count} {target} images",
+                        tag_status=ecr.TagStatus.TAGGED,
+                        tag_prefix_list=[TAG_PREFIXES[target]],
+                        max_image_count=config.image_keep_count,
+                    )
+                    for index, target in enumerate(_targets(config))
+                ),
             ],
         )
 
@@ -78,14 +97,30 @@ class ImageStack(cdk.Stack):
             service="logs", resource="log-group", arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
             resource_name=f"/aws/lambda/{self.stack_name}-*:log-stream:*",
         )
-        policy = iam.Policy(self, "ImageCopyPolicy", roles=[self._copy_role], statements=[
-            iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
-            iam.PolicyStatement(sid="PushToStageRepository", resources=[self.repository.repository_arn], actions=[
-                *_PULL_ACTIONS, "ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload", "ecr:PutImage",
-            ]),
-            iam.PolicyStatement(sid="WriteFunctionLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                                resources=[function_log_streams]),
-        ])
+        policy = iam.Policy(
+            self,
+            "ImageCopyPolicy",
+            roles=[self._copy_role],
+            statements=[
+                iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
+                iam.PolicyStatement(
+                    sid="PushToStageRepository",
+                    resources=[self.repository.repository_arn],
+                    actions=[
+                        *_PULL_ACTIONS,
+                        "ecr:InitiateLayerUpload",
+                        "ecr:UploadLayerPart",
+                        "ecr:CompleteLayerUpload",
+                        "ecr:PutImage",
+                    ],
+                ),
+                iam.PolicyStatement(
+                    sid="WriteFunctionLogs",
+                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                    resources=[function_log_streams],
+                ),
+            ],
+        )
         cdk.Validations.of(policy).acknowledge(
             cdk.Acknowledgment(id="AwsSolutions-IAM5[Resource::*]",
                                reason="Only ecr:GetAuthorizationToken uses '*': it has no resource-level permissions."),
@@ -106,7 +141,9 @@ class ImageStack(cdk.Stack):
             display_name=f"gru4rec {target} image",
         )
         # both assets live in the CDK's asset repository: the policy keeps one copy of this statement
-        self._copy_policy.add_statements(iam.PolicyStatement(actions=list(_PULL_ACTIONS), resources=[asset.repository.repository_arn]))
+        self._copy_policy.add_statements(
+            iam.PolicyStatement(actions=list(_PULL_ACTIONS), resources=[asset.repository.repository_arn])
+        )
         image_uri = f"{self.repository.repository_uri}:{TAG_PREFIXES[target]}{asset.asset_hash}"
         copy = ecr_deployment.ECRDeployment(
             self, f"{name}ImageCopy", role=self._copy_role.without_policy_updates(), memory_limit=COPY_MEMORY_MB,

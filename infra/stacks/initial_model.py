@@ -30,7 +30,9 @@ class InitialModel(Construct):
     """``asset`` (the file as built), ``key`` / ``uri`` / ``object_arn`` (its .tar.gz copy) and ``copy`` (the copy's
     custom resource, which whatever reads the copy at deploy time depends on)."""
 
-    def __init__(self, scope: Construct, construct_id: str, config: AppConfig, bucket: s3.IBucket, key: kms.IKey) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, config: AppConfig, bucket: s3.IBucket, key: kms.IKey
+    ) -> None:
         super().__init__(scope, construct_id)
         self.asset = s3_assets.Asset(
             self, "Asset", path=config.initial_model_artifact,

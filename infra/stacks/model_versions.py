@@ -13,6 +13,7 @@ version, and the rule that turns an approval into a rollout.
   never roll a version out twice. The event carries the version's group, number, ARN and approval status
   (https://docs.aws.amazon.com/sagemaker/latest/dg/automating-sagemaker-with-eventbridge.html#eventbridge-model-package).
 """
+
 from __future__ import annotations
 
 import json
@@ -27,10 +28,23 @@ from constructs import Construct
 
 from infra.config import AppConfig
 from infra.layout import MODELS_PREFIX
-from infra.registry import (APPROVED, EVALUATION_CONTENT_TYPE, EVALUATION_REPORT, METRICS_GROUP, ROLLED_OUT_BY,
-                            inference_specification, metadata_value)
-from infra.stacks.workflow import (STATE_MACHINE_SERVICE_WILDCARDS, acknowledge_wildcards, failure,
-                                   pipeline_state_machine, resource_tags, sagemaker_arn)
+from infra.registry import (
+    APPROVED,
+    EVALUATION_CONTENT_TYPE,
+    EVALUATION_REPORT,
+    METRICS_GROUP,
+    ROLLED_OUT_BY,
+    inference_specification,
+    metadata_value,
+)
+from infra.stacks.workflow import (
+    STATE_MACHINE_SERVICE_WILDCARDS,
+    acknowledge_wildcards,
+    failure,
+    pipeline_state_machine,
+    resource_tags,
+    sagemaker_arn,
+)
 
 # metadata of a version promoted from another stage (``infra.ops.promotion``): the name its model gets here
 MODEL_NAME = "model-name"
@@ -46,8 +60,17 @@ def versions_arn(scope: Construct, config: AppConfig) -> str:
     return sagemaker_arn(scope, "model-package", f"{config.model_package_group_name}/*")
 
 
-def record_version(scope: Construct, config: AppConfig, models_arn: str, images: dict[str, str],
-                   on_failure: sfn.IChainable, label: str, status: str, verdict: str, gate: dict) -> sfn.Chain:
+def record_version(
+    scope: Construct,
+    config: AppConfig,
+    models_arn: str,
+    images: dict[str, str],
+    on_failure: sfn.IChainable,
+    label: str,
+    status: str,
+    verdict: str,
+    gate: dict,
+) -> sfn.Chain:
     """Write the model's evaluation report beside it, then register it in the stage's group with ``status`` and
     ``verdict`` (JSONata) as its description. ``models_arn``: the bucket's ``models/*`` objects; ``images``: the
     ``training`` and ``serve`` image URIs; ``gate``: the
@@ -55,25 +78,40 @@ def record_version(scope: Construct, config: AppConfig, models_arn: str, images:
     reach the failure notification; a failed write or registration goes there too."""
     report_key = f"'{MODELS_PREFIX}' & $jobName & '/{EVALUATION_REPORT}'"
     write = tasks.CallAwsService.jsonata(
-        scope, f"Write {label}evaluation report", service="s3", action="putObject",
+        scope,
+        f"Write {label}evaluation report",
+        service="s3",
+        action="putObject",
         iam_resources=[models_arn],
-        parameters={"Bucket": "{% $bucket %}", "Key": "{% " + report_key + " %}",
-                    "Body": "{% $string(" + _evaluation_report({**gate, "approval": status}) + ") %}",
-                    "ContentType": EVALUATION_CONTENT_TYPE},
+        parameters={
+            "Bucket": "{% $bucket %}",
+            "Key": "{% " + report_key + " %}",
+            "Body": "{% $string(" + _evaluation_report({**gate, "approval": status}) + ") %}",
+            "ContentType": EVALUATION_CONTENT_TYPE,
+        },
         outputs="{% $states.input %}",
     )
     group = config.model_package_group_name
     rolled_out_here = status == APPROVED and config.approval_mode == "auto"
     register = tasks.CallAwsService.jsonata(
-        scope, f"Register {label}model version", service="sagemaker", action="createModelPackage",
+        scope,
+        f"Register {label}model version",
+        service="sagemaker",
+        action="createModelPackage",
         iam_resources=[sagemaker_arn(scope, "model-package-group", group), versions_arn(scope, config)],
         parameters={
             "ModelPackageGroupName": group,
             "ModelPackageDescription": "{% $substring(" + verdict + ", 0, 1024) %}",
             "ModelApprovalStatus": status,
             "InferenceSpecification": inference_specification(config, images["serve"], "{% $modelData %}"),
-            "ModelMetrics": {"ModelQuality": {"Statistics": {
-                "ContentType": EVALUATION_CONTENT_TYPE, "S3Uri": "{% 's3://' & $bucket & '/' & " + report_key + " %}"}}},
+            "ModelMetrics": {
+                "ModelQuality": {
+                    "Statistics": {
+                        "ContentType": EVALUATION_CONTENT_TYPE,
+                        "S3Uri": "{% 's3://' & $bucket & '/' & " + report_key + " %}",
+                    }
+                }
+            },
             "CustomerMetadataProperties": "{% " + _version_metadata(images, rolled_out_here) + " %}",
             "MetadataProperties": {"GeneratedBy": "{% $states.context.Execution.Id %}"},
             "Tags": resource_tags(config, pipeline="training", **{"training-job": "{% $jobName %}"}),
@@ -86,12 +124,16 @@ def record_version(scope: Construct, config: AppConfig, models_arn: str, images:
     return write.next(register)
 
 
-def rollout_entry(scope: Construct, config: AppConfig, on_failure: sfn.IChainable, rollout: sfn.IChainable,
-                  train: sfn.IChainable) -> sfn.Choice:
+def rollout_entry(
+    scope: Construct, config: AppConfig, on_failure: sfn.IChainable, rollout: sfn.IChainable, train: sfn.IChainable
+) -> sfn.Choice:
     """The pipeline's first state: ``{"modelPackage": ARN}`` rolls that version out, anything else trains."""
     metadata = "$states.result.CustomerMetadataProperties"
     read = tasks.CallAwsService.jsonata(
-        scope, "Read model version", service="sagemaker", action="describeModelPackage",
+        scope,
+        "Read model version",
+        service="sagemaker",
+        action="describeModelPackage",
         iam_resources=[versions_arn(scope, config)],
         parameters={"ModelPackageName": "{% $states.input.modelPackage %}"},
         assign={
@@ -101,52 +143,83 @@ def rollout_entry(scope: Construct, config: AppConfig, on_failure: sfn.IChainabl
             "gatedJob": _or_null(metadata + ".'gated-job'"),
             "modelData": "{% $states.result.InferenceSpecification.Containers[0].ModelDataUrl %}",
             "modelPackage": "{% $states.result.ModelPackageArn %}",
-            "window": {"window_start": _or_null(metadata + ".'window-start'"),
-                       "window_end": _or_null(metadata + ".'window-end'")},
-            "recall": "{% null %}", "champion": "{% null %}", "championRecall": "{% null %}",
-            "polls": 0, "busyPolls": 0,
+            "window": {
+                "window_start": _or_null(metadata + ".'window-start'"),
+                "window_end": _or_null(metadata + ".'window-end'"),
+            },
+            "recall": "{% null %}",
+            "champion": "{% null %}",
+            "championRecall": "{% null %}",
+            "polls": 0,
+            "busyPolls": 0,
             "rollback": "{% $states.input.rollback = true %}",
         },
     )
     read.add_catch(on_failure)
     not_approved = failure(
-        scope, "Version not approved", "Rollout.NotApproved",
+        scope,
+        "Version not approved",
+        "Rollout.NotApproved",
         "'model version ' & $states.input.ModelPackageArn & ' is ' & $states.input.ModelApprovalStatus & "
         "': only an Approved version is rolled out (python -m infra.ops approve VERSION)'",
     )
-    already = sfn.Succeed.jsonata(scope, "Rolled out when registered", outputs={
-        "modelPackage": "{% $modelPackage %}", "rolledOutBy": "{% $states.input.CustomerMetadataProperties.'"
-                                                              + ROLLED_OUT_BY + "' %}"})
-    check = (sfn.Choice.jsonata(scope, "Version to roll out?")
-             .when(sfn.Condition.jsonata(f"{{% $states.input.ModelApprovalStatus != '{APPROVED}' %}}"),
-                   not_approved.next(on_failure))
-             .when(sfn.Condition.jsonata("{% $exists($states.input.CustomerMetadataProperties.'" + ROLLED_OUT_BY
-                                         + "') and $not($rollback) %}"), already)
-             .otherwise(rollout))
-    return (sfn.Choice.jsonata(scope, "Roll out a version?")
-            .when(sfn.Condition.jsonata("{% $exists($states.input.modelPackage) %}"), read.next(check))
-            .otherwise(train))
+    already = sfn.Succeed.jsonata(
+        scope,
+        "Rolled out when registered",
+        outputs={
+            "modelPackage": "{% $modelPackage %}",
+            "rolledOutBy": "{% $states.input.CustomerMetadataProperties.'" + ROLLED_OUT_BY + "' %}",
+        },
+    )
+    check = (
+        sfn.Choice.jsonata(scope, "Version to roll out?")
+        .when(
+            sfn.Condition.jsonata(f"{{% $states.input.ModelApprovalStatus != '{APPROVED}' %}}"),
+            not_approved.next(on_failure),
+        )
+        .when(
+            sfn.Condition.jsonata(
+                "{% $exists($states.input.CustomerMetadataProperties.'" + ROLLED_OUT_BY + "') and $not($rollback) %}"
+            ),
+            already,
+        )
+        .otherwise(rollout)
+    )
+    return (
+        sfn.Choice.jsonata(scope, "Roll out a version?")
+        .when(sfn.Condition.jsonata("{% $exists($states.input.modelPackage) %}"), read.next(check))
+        .otherwise(train)
+    )
 
 
-def rollout_on_approval(scope: Construct, config: AppConfig, key: kms.IKey, pipeline: sfn.IStateMachine) -> sfn.StateMachine:
+def rollout_on_approval(
+    scope: Construct, config: AppConfig, key: kms.IKey, pipeline: sfn.IStateMachine
+) -> sfn.StateMachine:
     """The rule on the stage group's Approved versions and the one-state machine it starts, which starts
     ``pipeline`` with ``{"modelPackage": ARN, "trigger": "approval"}`` as ``version-<n>``."""
     construct = Construct(scope, "ApprovalTrigger")
     start = tasks.StepFunctionsStartExecution.jsonata(
-        construct, "Start rollout", state_machine=pipeline,
+        construct,
+        "Start rollout",
+        state_machine=pipeline,
         name="{% 'version-' & $string($states.input.detail.ModelPackageVersion) %}",
-        input=sfn.TaskInput.from_object({"modelPackage": "{% $states.input.detail.ModelPackageArn %}",
-                                         "trigger": "approval"}),
+        input=sfn.TaskInput.from_object(
+            {"modelPackage": "{% $states.input.detail.ModelPackageArn %}", "trigger": "approval"}
+        ),
     )
     start.add_catch(sfn.Succeed.jsonata(construct, "Already rolled out"), errors=[EXECUTION_EXISTS])
     machine = pipeline_state_machine(construct, config, key, "rollout-trigger", start, cdk.Duration.minutes(5))
     acknowledge_wildcards(machine.role, {"*": STATE_MACHINE_SERVICE_WILDCARDS + "."})
-    rule = events.Rule(construct, "VersionApproved",
-                       description=f"Approved versions of the model package group {config.model_package_group_name}",
-                       event_pattern=events.EventPattern(
-                           source=["aws.sagemaker"], detail_type=[APPROVAL_EVENT],
-                           detail={"ModelPackageGroupName": [config.model_package_group_name],
-                                   "ModelApprovalStatus": [APPROVED]}))
+    rule = events.Rule(
+        construct,
+        "VersionApproved",
+        description=f"Approved versions of the model package group {config.model_package_group_name}",
+        event_pattern=events.EventPattern(
+            source=["aws.sagemaker"],
+            detail_type=[APPROVAL_EVENT],
+            detail={"ModelPackageGroupName": [config.model_package_group_name], "ModelApprovalStatus": [APPROVED]},
+        ),
+    )
     rule.add_target(targets.SfnStateMachine(machine, retry_attempts=8, max_event_age=cdk.Duration.hours(6)))
     return machine
 
@@ -159,29 +232,45 @@ def _or_null(expression: str) -> str:
 
 def passed_verdict(metric: str, threshold: float) -> str:
     """JSONata: the description of a version that passed the gate, with the figures it passed on."""
-    return (f"'passed the quality gate: {metric} = ' & $string($recall) & ', floor {float(threshold)!r}' & "
-            "($championRecall != null ? ', live model ' & $string($championRecall) & ' on the same sessions' : "
-            "', no live model to compare with')")
+    return (
+        f"'passed the quality gate: {metric} = ' & $string($recall) & ', floor {float(threshold)!r}' & "
+        "($championRecall != null ? ', live model ' & $string($championRecall) & ' on the same sessions' : "
+        "', no live model to compare with')"
+    )
 
 
 def _evaluation_report(gate: dict) -> str:
     """JSONata: the version's evaluation report, every final metric of the gated job (validation, the live model's on
     the same days, test when given) as ``{name: {"value": v}}``, and the gate that judged it."""
     metrics = "$merge($append([{}], $each($metrics, function($value, $name) {{$name: {'value': $value}}})))"
-    return ("{'" + METRICS_GROUP + "': " + metrics + ", 'quality_gate': $merge([" + json.dumps(gate)
-            + ", {'champion': $champion, 'gated_job': $gatedJob}])}")
+    return (
+        "{'"
+        + METRICS_GROUP
+        + "': "
+        + metrics
+        + ", 'quality_gate': $merge(["
+        + json.dumps(gate)
+        + ", {'champion': $champion, 'gated_job': $gatedJob}])}"
+    )
 
 
 def _version_metadata(images: dict[str, str], rolled_out_here: bool) -> str:
     """JSONata: a version's CustomerMetadataProperties: the training job (also the ``model_version`` every answer
     names), the gated job it was refit from, the data window, preset or tuned settings, the images (the code
     version), each hyperparameter as ``hp:<name>``, and ``rolled-out-by`` where this run rolls it out itself."""
-    settings = "$sift($merge([$defaultHyperparameters, $tuned, $hyperparameters]), function($v, $k) {$k != 'tuning_job'})"
+    settings = (
+        "$sift($merge([$defaultHyperparameters, $tuned, $hyperparameters]), function($v, $k) {$k != 'tuning_job'})"
+    )
     fixed = {
-        "training-job": "$jobName", "model-version": "$jobName", "gated-job": "$gatedJob",
-        "window-start": "$window.window_start", "window-end": "$window.window_end",
-        "settings": "($exists($tuned.tuning_job) ? 'tuned' : 'preset')", "tuning-job": "$tuned.tuning_job",
-        "training-image": json.dumps(images["training"]), "serve-image": json.dumps(images["serve"]),
+        "training-job": "$jobName",
+        "model-version": "$jobName",
+        "gated-job": "$gatedJob",
+        "window-start": "$window.window_start",
+        "window-end": "$window.window_end",
+        "settings": "($exists($tuned.tuning_job) ? 'tuned' : 'preset')",
+        "tuning-job": "$tuned.tuning_job",
+        "training-image": json.dumps(images["training"]),
+        "serve-image": json.dumps(images["serve"]),
     }
     if rolled_out_here:
         fixed[ROLLED_OUT_BY] = "$states.context.Execution.Name"

@@ -31,8 +31,8 @@ from constructs import Construct
 
 from infra.config import AppConfig
 from infra.rollout import rollback_alarm_names
-from infra.stage_metrics import PIPELINES, StageMetrics
 from infra.stacks.training import CHAMPION_PREFIX, REPORTED_METRICS, VALIDATION_PREFIX
+from infra.stage_metrics import PIPELINES, StageMetrics
 
 COST_TAG = "stage"
 """The tag app_builder puts on every resource, and the budget's filter (``user:stage$<stage>``)."""
@@ -42,10 +42,13 @@ WIDTH = 24
 
 
 class MonitoringStack(cdk.Stack):
-    """Dashboard, alarms and budget of one stage; ``alarms`` by name less ``gru4rec-<stage>-``, ``budget`` (None when off)."""
+    """Dashboard, alarms and budget of one stage; ``alarms`` by name less ``gru4rec-<stage>-``, ``budget`` (None when
+    off)."""
 
     def __init__(self, scope: Construct, construct_id: str, config: AppConfig, api_name: str, **kwargs) -> None:
-        super().__init__(scope, construct_id, description=f"GRU4Rec {config.stage}: dashboard, alarms, budget", **kwargs)
+        super().__init__(
+            scope, construct_id, description=f"GRU4Rec {config.stage}: dashboard, alarms, budget", **kwargs
+        )
         self.config = config
         self.metrics = StageMetrics(self, config, api_name)
         self._topics: dict[str, sns.ITopic] = {}
@@ -70,17 +73,27 @@ class MonitoringStack(cdk.Stack):
         prefix = config.resource_prefix
         alarms = {
             "api-5xx": metrics.api("5XXError").create_alarm(
-                self, "Api5xxAlarm", alarm_name=f"{prefix}-api-5xx", threshold=config.api_5xx_alarm_threshold,
-                evaluation_periods=1, comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                self,
+                "Api5xxAlarm",
+                alarm_name=f"{prefix}-api-5xx",
+                threshold=config.api_5xx_alarm_threshold,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-                alarm_description=f"The API answered at least {config.api_5xx_alarm_threshold} 5xx in 5 minutes"),
+                alarm_description=f"The API answered at least {config.api_5xx_alarm_threshold} 5xx in 5 minutes",
+            ),
             "endpoint-4xx-rate": metrics.endpoint_4xx_percent().create_alarm(
-                self, "Endpoint4xxRateAlarm", alarm_name=f"{prefix}-endpoint-4xx-rate",
-                threshold=config.endpoint_4xx_alarm_percent, evaluation_periods=3, datapoints_to_alarm=2,
+                self,
+                "Endpoint4xxRateAlarm",
+                alarm_name=f"{prefix}-endpoint-4xx-rate",
+                threshold=config.endpoint_4xx_alarm_percent,
+                evaluation_periods=3,
+                datapoints_to_alarm=2,
                 comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
                 alarm_description=f"More than {config.endpoint_4xx_alarm_percent:g}% of the endpoint's invocations "
-                                  "answered 4xx (bad requests) in 2 of 3 periods of 5 minutes"),
+                "answered 4xx (bad requests) in 2 of 3 periods of 5 minutes",
+            ),
         }
         endpoint_topic = self.topic(ENDPOINT_ALARM_TOPIC)
         for alarm in alarms.values():
@@ -107,10 +120,17 @@ class MonitoringStack(cdk.Stack):
         notifications = [
             budgets.CfnBudget.NotificationWithSubscribersProperty(
                 notification=budgets.CfnBudget.NotificationProperty(
-                    notification_type=kind, comparison_operator="GREATER_THAN", threshold=percent,
-                    threshold_type="PERCENTAGE"),
-                subscribers=[subscriber])
-            for kind, percent in (("ACTUAL", config.budget_actual_percent), ("FORECASTED", config.budget_forecast_percent))
+                    notification_type=kind,
+                    comparison_operator="GREATER_THAN",
+                    threshold=percent,
+                    threshold_type="PERCENTAGE",
+                ),
+                subscribers=[subscriber],
+            )
+            for kind, percent in (
+                ("ACTUAL", config.budget_actual_percent),
+                ("FORECASTED", config.budget_forecast_percent),
+            )
         ]
         # CostFilters' tag form is "user:<key>$<value>":
         # https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-properties-budgets-budget-budgetdata.html
@@ -144,11 +164,20 @@ class MonitoringStack(cdk.Stack):
             width=WIDTH // 2 if self.budget else WIDTH)]
         if self.budget:
             config = self.config
-            widgets.append(cloudwatch.TextWidget(width=WIDTH // 2, height=6, markdown=(
-                f"### Budget {config.resource_prefix}-monthly\n"
-                f"{config.monthly_budget_usd:g} USD a month on the resources tagged `{COST_TAG}={config.stage}`; "
-                f"notifies `{config.topic_name(ENDPOINT_ALARM_TOPIC)}` above {config.budget_actual_percent:g}% "
-                f"actual and {config.budget_forecast_percent:g}% forecast spend (AWS Budgets, not a CloudWatch alarm).")))
+            widgets.append(
+                cloudwatch.TextWidget(
+                    width=WIDTH // 2,
+                    height=6,
+                    markdown=(
+                        f"### Budget {config.resource_prefix}-monthly\n"
+                        f"{config.monthly_budget_usd:g} USD a month on the resources tagged "
+                        f"`{COST_TAG}={config.stage}`; "
+                        f"notifies `{config.topic_name(ENDPOINT_ALARM_TOPIC)}` above {config.budget_actual_percent:g}% "
+                        f"actual and {config.budget_forecast_percent:g}% forecast spend (AWS Budgets, not a CloudWatch "
+                        "alarm)."
+                    ),
+                )
+            )
         return widgets
 
     def _api_row(self) -> list[cloudwatch.IWidget]:
@@ -162,14 +191,28 @@ class MonitoringStack(cdk.Stack):
     def _endpoint_row(self) -> list[cloudwatch.IWidget]:
         endpoint = self.metrics.endpoint
         return [
-            _graph("Endpoint invocations and errors", [endpoint("Invocations", label="invocations")],
-                   right=[endpoint("Invocation4XXErrors", label="4xx"), endpoint("Invocation5XXErrors", label="5xx"),
-                          endpoint("InvocationModelErrors", label="model errors")], width=WIDTH // 3),
+            _graph(
+                "Endpoint invocations and errors",
+                [endpoint("Invocations", label="invocations")],
+                right=[
+                    endpoint("Invocation4XXErrors", label="4xx"),
+                    endpoint("Invocation5XXErrors", label="5xx"),
+                    endpoint("InvocationModelErrors", label="model errors"),
+                ],
+                width=WIDTH // 3,
+            ),
             # ModelLatency is reported in microseconds
-            _graph("Model latency (µs)", [endpoint("ModelLatency", "p50", "p50"), endpoint("ModelLatency", "p99", "p99")],
-                   width=WIDTH // 3),
-            _graph("Endpoint resources" + (" (serverless)" if self.config.serverless else ""),
-                   self.metrics.endpoint_resources(), right=[self.metrics.endpoint_scale()], width=WIDTH // 3),
+            _graph(
+                "Model latency (µs)",
+                [endpoint("ModelLatency", "p50", "p50"), endpoint("ModelLatency", "p99", "p99")],
+                width=WIDTH // 3,
+            ),
+            _graph(
+                "Endpoint resources" + (" (serverless)" if self.config.serverless else ""),
+                self.metrics.endpoint_resources(),
+                right=[self.metrics.endpoint_scale()],
+                width=WIDTH // 3,
+            ),
         ]
 
     def _pipeline_row(self) -> list[cloudwatch.IWidget]:
@@ -202,7 +245,12 @@ class MonitoringStack(cdk.Stack):
         ]
 
 
-def _graph(title: str, left: list[cloudwatch.IMetric], right: list[cloudwatch.IMetric] | None = None,
-           annotations: list[cloudwatch.HorizontalAnnotation] | None = None, width: int = WIDTH // 2) -> cloudwatch.GraphWidget:
+def _graph(
+    title: str,
+    left: list[cloudwatch.IMetric],
+    right: list[cloudwatch.IMetric] | None = None,
+    annotations: list[cloudwatch.HorizontalAnnotation] | None = None,
+    width: int = WIDTH // 2,
+) -> cloudwatch.GraphWidget:
     return cloudwatch.GraphWidget(title=title, left=left, right=right or [], left_annotations=annotations or [],
                                   width=width, height=6)

@@ -43,15 +43,23 @@ class StorageStack(cdk.Stack):
     """
 
     def __init__(self, scope: Construct, construct_id: str, config: AppConfig, **kwargs) -> None:
-        super().__init__(scope, construct_id, description=f"GRU4Rec {config.stage}: KMS key, data and log buckets, live-model pointer", **kwargs)
+        super().__init__(
+            scope,
+            construct_id,
+            description=f"GRU4Rec {config.stage}: KMS key, data and log buckets, live-model pointer",
+            **kwargs,
+        )
         self.key = self._key(config)
         self.log_bucket = self._log_bucket(config)
         self.bucket = self._data_bucket(config)
         self.initial_model = InitialModel(self, "InitialModel", config, self.bucket, self.key)
         self.initial_model_parameter = ssm.StringParameter(
-            self, "InitialModelData", parameter_name=config.initial_model_data_parameter_name,
+            self,
+            "InitialModelData",
+            parameter_name=config.initial_model_data_parameter_name,
             string_value=self.initial_model.uri,
-            description=f"S3 URI of the first model.tar.gz ({config.initial_model_version}); seeds current-model-data once",
+            description=f"S3 URI of the first model.tar.gz ({config.initial_model_version}); seeds current-model-data "
+                        "once",
         )
         # the seed names the copy only once it exists
         self.initial_model_parameter.node.add_dependency(self.initial_model.copy)
@@ -79,17 +87,34 @@ class StorageStack(cdk.Stack):
         """
         name = config.model_data_parameter_name
         pointer = cr.AwsCustomResource(
-            self, "CurrentModelData", install_latest_aws_sdk=False,
+            self,
+            "CurrentModelData",
+            install_latest_aws_sdk=False,
             # never over a value already there (see docs/deploy.md on upgrading a stage from the parameter resource)
-            on_create=cr.AwsSdkCall(service="SSM", action="putParameter", physical_resource_id=cr.PhysicalResourceId.of(name),
-                                    parameters={"Name": name, "Value": self.initial_model.uri, "Type": "String",
-                                                "Overwrite": False},
-                                    ignore_error_codes_matching="ParameterAlreadyExists"),
-            on_delete=cr.AwsSdkCall(service="SSM", action="deleteParameter", parameters={"Name": name},
-                                    ignore_error_codes_matching="ParameterNotFound"),
-            policy=cr.AwsCustomResourcePolicy.from_statements([iam.PolicyStatement(
-                sid="WriteLiveModelPointer", actions=["ssm:PutParameter", "ssm:DeleteParameter"],
-                resources=[self.format_arn(service="ssm", resource="parameter", resource_name=name.lstrip("/"))])]),
+            on_create=cr.AwsSdkCall(
+                service="SSM",
+                action="putParameter",
+                physical_resource_id=cr.PhysicalResourceId.of(name),
+                parameters={"Name": name, "Value": self.initial_model.uri, "Type": "String", "Overwrite": False},
+                ignore_error_codes_matching="ParameterAlreadyExists",
+            ),
+            on_delete=cr.AwsSdkCall(
+                service="SSM",
+                action="deleteParameter",
+                parameters={"Name": name},
+                ignore_error_codes_matching="ParameterNotFound",
+            ),
+            policy=cr.AwsCustomResourcePolicy.from_statements(
+                [
+                    iam.PolicyStatement(
+                        sid="WriteLiveModelPointer",
+                        actions=["ssm:PutParameter", "ssm:DeleteParameter"],
+                        resources=[
+                            self.format_arn(service="ssm", resource="parameter", resource_name=name.lstrip("/"))
+                        ],
+                    )
+                ]
+            ),
         )
         pointer.node.add_dependency(self.initial_model.copy)
         return pointer
@@ -148,7 +173,9 @@ class StorageStack(cdk.Stack):
         role of their own (``infra.stacks.workflow.notify_abnormal_ends``) and the key names no
         events.amazonaws.com principal.
         """
-        topics = self.format_arn(service="sns", resource=config.topic_name("*"), arn_format=cdk.ArnFormat.NO_RESOURCE_NAME)
+        topics = self.format_arn(
+            service="sns", resource=config.topic_name("*"), arn_format=cdk.ArnFormat.NO_RESOURCE_NAME
+        )
         alarms = self.format_arn(service="cloudwatch", resource="alarm", resource_name="*",
                                  arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)
         return iam.PolicyStatement(
@@ -160,7 +187,9 @@ class StorageStack(cdk.Stack):
 
     def _logs_may_use_key(self, config: AppConfig) -> iam.PolicyStatement:
         """CloudWatch Logs may encrypt this stage's log groups (``/gru4rec/<stage>/...``, Step Functions' vended
-        logs, the endpoint's ``/aws/sagemaker/Endpoints/<endpoint>`` and the firewall's ``aws-waf-logs-gru4rec-<stage>``)."""
+        logs, the endpoint's ``/aws/sagemaker/Endpoints/<endpoint>`` and the firewall's
+        ``aws-waf-logs-gru4rec-<stage>``)."""
+
         def log_group_arn(name_pattern: str) -> str:
             return self.format_arn(service="logs", resource="log-group", resource_name=name_pattern,
                                    arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)
@@ -201,19 +230,33 @@ class StorageStack(cdk.Stack):
 
     def _data_bucket(self, config: AppConfig) -> s3.Bucket:
         bucket = s3.Bucket(
-            self, "Data", encryption=s3.BucketEncryption.KMS, encryption_key=self.key, bucket_key_enabled=True,
-            enforce_ssl=True, minimum_tls_version=1.2, versioned=True, block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED, removal_policy=cdk.RemovalPolicy.RETAIN,
-            server_access_logs_bucket=self.log_bucket, server_access_logs_prefix="data-bucket/",
+            self,
+            "Data",
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=self.key,
+            bucket_key_enabled=True,
+            enforce_ssl=True,
+            minimum_tls_version=1.2,
+            versioned=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            removal_policy=cdk.RemovalPolicy.RETAIN,
+            server_access_logs_bucket=self.log_bucket,
+            server_access_logs_prefix="data-bucket/",
             lifecycle_rules=[
-                *(s3.LifecycleRule(id=rule_id, prefix=prefix, expiration=cdk.Duration.days(days))
-                  for rule_id, prefix, days in _expiring_prefixes(config)),
-                s3.LifecycleRule(id="ExpireNoncurrentVersions",
-                                 noncurrent_version_expiration=cdk.Duration.days(config.noncurrent_version_expiration_days),
-                                 abort_incomplete_multipart_upload_after=cdk.Duration.days(7)),
-                # an expired current version leaves a delete marker, alone once its noncurrent versions expire: "Indicates
-                # whether Amazon S3 will remove a delete marker with no noncurrent versions ... This cannot be specified
-                # with Days or Date" (https://docs.aws.amazon.com/AmazonS3/latest/API/API_LifecycleExpiration.html)
+                *(
+                    s3.LifecycleRule(id=rule_id, prefix=prefix, expiration=cdk.Duration.days(days))
+                    for rule_id, prefix, days in _expiring_prefixes(config)
+                ),
+                s3.LifecycleRule(
+                    id="ExpireNoncurrentVersions",
+                    noncurrent_version_expiration=cdk.Duration.days(config.noncurrent_version_expiration_days),
+                    abort_incomplete_multipart_upload_after=cdk.Duration.days(7),
+                ),
+                # an expired current version leaves a delete marker, alone once its noncurrent versions expire:
+                # "Indicates whether Amazon S3 will remove a delete marker with no noncurrent versions ... This cannot
+                # be specified with Days or Date"
+                # (https://docs.aws.amazon.com/AmazonS3/latest/API/API_LifecycleExpiration.html)
                 s3.LifecycleRule(id="RemoveExpiredDeleteMarkers", expired_object_delete_marker=True),
             ],
         )

@@ -6,13 +6,13 @@ State machine ``gru4rec-<stage>-training``; input (both keys optional)::
 
 Name the job -> Read tuned settings (what ``infra.ops tune --apply`` or an earlier tuning step recorded) -> [with
 ``tune_every_days``: Find earlier tuning jobs -> Tuning due? -> Tune (a SageMaker tuning job, warm-started from
-the stage's last ones) -> Record tuned settings] -> Train (CreateTrainingJob, run to the end) -> Quality gate (Recall@20 from the job's
-final metrics, by name: on the validation split, the last ``valid_days`` days of the training data,
-unless that context key is 0; the test channel, optional, is scored once at the end and never selects) -> Create model -> Create endpoint config -> Is the endpoint free? (waits
-while another rollout or a ``cdk deploy`` updates it; SageMaker runs one update at a time) -> Update
-endpoint (a guarded blue/green rollout, ``infra.rollout``) -> Wait / Check endpoint (until the endpoint
-serves the new configuration, or SageMaker has rolled it back on an alarm) -> Record model data ->
-Record model name -> Done. Any failure: Notify failure (SNS) -> Failed, and the live-model pointers keep
+the stage's last ones) -> Record tuned settings] -> Train (CreateTrainingJob, run to the end) -> Quality gate (Recall@20
+from the job's final metrics, by name: on the validation split, the last ``valid_days`` days of the training data,
+unless that context key is 0; the test channel, optional, is scored once at the end and never selects) -> Create model
+-> Create endpoint config -> Is the endpoint free? (waits while another rollout or a ``cdk deploy`` updates it;
+SageMaker runs one update at a time) -> Update endpoint (a guarded blue/green rollout, ``infra.rollout``) -> Wait /
+Check endpoint (until the endpoint serves the new configuration, or SageMaker has rolled it back on an alarm) -> Record
+model data -> Record model name -> Done. Any failure: Notify failure (SNS) -> Failed, and the live-model pointers keep
 the old model; an execution that times out or is stopped is reported to the same topic by an
 EventBridge rule.
 """
@@ -31,8 +31,6 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from model_code.tuning_space import load_space
-
 from infra.config import AppConfig
 from infra.layout import (
     CHECKPOINTS_PREFIX,
@@ -43,11 +41,10 @@ from infra.layout import (
     TRAINING_TEST_PREFIX,
     tuning_job_prefix,
 )
+from infra.registry import REJECTED, approval_on_pass
 from infra.rollout import MAX_EXECUTION_TIMEOUT_SECONDS, RETAINED_VARIANT_PROPERTIES, deployment_config
-from infra.tuning import MAX_RUNTIME_SECONDS, MAX_WARM_START_PARENTS, WARM_START_TYPE, tuning_job_config
 from infra.sagemaker_models import NETWORK_ISOLATION, endpoint_network_isolation, primary_container
 from infra.stacks.endpoint import EndpointStack, endpoint_config_settings, production_variant
-from infra.registry import REJECTED, approval_on_pass
 from infra.stacks.image import ImageStack
 from infra.stacks.model_versions import passed_verdict, record_version, rollout_entry, rollout_on_approval
 from infra.stacks.storage import StorageStack
@@ -68,14 +65,15 @@ from infra.stacks.workflow import (
     sync_job_task,
     volume_key,
 )
+from infra.tuning import MAX_RUNTIME_SECONDS, MAX_WARM_START_PARENTS, WARM_START_TYPE, tuning_job_config
+from model_code.commands.report import CHAMPION_PREFIX, VALIDATION_PREFIX
+from model_code.commands.tuning_space import load_space
 
 JOB_KIND = "train"
 # Sent with every job; the execution input's "hyperparameters" override them key by key
 HYPERPARAMETER_DEFAULTS = {"preset": "rsc15"}
 REPORTED_METRICS = ("recall@20", "mrr@20")
-VALIDATION_PREFIX = "validation:"
-CHAMPION_PREFIX = "champion:" + VALIDATION_PREFIX
-# The training command prints one "name=value;" line per metric (model_code.train.metric_lines), the
+# The training command prints one "name=value;" line per metric (model_code.commands.report.metric_lines), the
 # validation figures as "validation:name=value;" and the live model's as "champion:validation:name=value;":
 # a pattern must not match the lines of a longer prefix
 METRIC_DEFINITIONS = [
@@ -130,7 +128,9 @@ class TrainingStack(cdk.Stack):
 
     def __init__(self, scope: Construct, construct_id: str, config: AppConfig, storage: StorageStack,
                  image: ImageStack, endpoint: EndpointStack, **kwargs) -> None:
-        super().__init__(scope, construct_id, description=f"GRU4Rec {config.stage}: training pipeline with quality gate", **kwargs)
+        super().__init__(
+            scope, construct_id, description=f"GRU4Rec {config.stage}: training pipeline with quality gate", **kwargs
+        )
         self.job_name_prefix = job_name_prefix(config, JOB_KIND)
         self.training_role = training_role(self, config, storage, image, self.job_name_prefix)
         self.topic = failure_topic(self, config, storage.key, "training")
@@ -187,13 +187,22 @@ class TrainingStack(cdk.Stack):
         start.add_catch(sfn.Succeed.jsonata(scope, "Already started today"), errors=[EXECUTION_EXISTS])
         machine = pipeline_state_machine(scope, config, storage.key, "training-trigger", start, cdk.Duration.minutes(5))
         acknowledge_wildcards(machine.role, {"*": STATE_MACHINE_SERVICE_WILDCARDS + "."})
-        rule = events.Rule(scope, "DayComplete", description=f"{TRAINING_EVENTS_PREFIX}{DAY_FOLDER_PREFIX}YYYY-MM-DD/"
-                                                             f"{RUN_MARKER} markers in the GRU4Rec {config.stage} data bucket",
-                           event_pattern=events.EventPattern(
-                               source=["aws.s3"], detail_type=["Object Created"],
-                               detail={"bucket": {"name": [storage.bucket.bucket_name]},
-                                       "object": {"key": events.Match.wildcard(
-                                           f"{TRAINING_EVENTS_PREFIX}{DAY_FOLDER_PREFIX}*/{RUN_MARKER}")}}))
+        rule = events.Rule(
+            scope,
+            "DayComplete",
+            description=f"{TRAINING_EVENTS_PREFIX}{DAY_FOLDER_PREFIX}YYYY-MM-DD/"
+            f"{RUN_MARKER} markers in the GRU4Rec {config.stage} data bucket",
+            event_pattern=events.EventPattern(
+                source=["aws.s3"],
+                detail_type=["Object Created"],
+                detail={
+                    "bucket": {"name": [storage.bucket.bucket_name]},
+                    "object": {
+                        "key": events.Match.wildcard(f"{TRAINING_EVENTS_PREFIX}{DAY_FOLDER_PREFIX}*/{RUN_MARKER}")
+                    },
+                },
+            ),
+        )
         rule.add_target(targets.SfnStateMachine(machine, retry_attempts=8, max_event_age=cdk.Duration.hours(6)))
         return machine
 
@@ -210,14 +219,17 @@ class TrainingPipeline(Construct):
         self.training_role, self.job_name_prefix = training_role, job_name_prefix
         on_failure = notify_and_fail(self, config, topic, "training", {"job": "$jobName"})
         rollout = self._deploy(config, storage, image, endpoint, on_failure)
-        # a manual stage's model waits in the registry until a person approves it (then the approval's event rolls it out)
+        # a manual stage's model waits in the registry until a person approves it (its approval's event rolls it out)
         after_registration = (rollout if config.approval_mode == "auto"
                               else sfn.Succeed.jsonata(self, "Awaiting approval", outputs=self._outputs(config)))
-        ship = self._record_version(config, storage, image, on_failure, "", approval_on_pass(config),
-                                    passed_verdict(gate_metric(config), config.recall_threshold)).next(after_registration)
+        verdict = passed_verdict(gate_metric(config), config.recall_threshold)
+        ship = self._record_version(config, storage, image, on_failure, "", approval_on_pass(config), verdict)
+        ship = ship.next(after_registration)
         if refits(config):
             ship = self._refit(config, storage, image, on_failure).next(ship)
-        training = sfn.Chain.start(self._name_the_job(config, storage, image)).next(self._read_tuned_settings(config, on_failure))
+        training = sfn.Chain.start(self._name_the_job(config, storage, image)).next(
+            self._read_tuned_settings(config, on_failure)
+        )
         if config.valid_days:
             training = training.next(self._read_live_model(config, on_failure))
         train = self._train(config, storage, image, on_failure)
@@ -261,10 +273,15 @@ class TrainingPipeline(Construct):
         a name that does not exist under InvalidParameters instead of failing."""
         name = config.tuned_hyperparameters_parameter_name
         read = tasks.CallAwsService.jsonata(
-            self, "Read tuned settings", service="ssm", action="getParameters",
+            self,
+            "Read tuned settings",
+            service="ssm",
+            action="getParameters",
             iam_resources=[parameter_arn(self, name)],
             parameters={"Names": [name]},
-            assign={"tuned": "{% $count($states.result.Parameters) > 0 ? $parse($states.result.Parameters[0].Value) : {} %}"},
+            assign={
+                "tuned": "{% $count($states.result.Parameters) > 0 ? $parse($states.result.Parameters[0].Value) : {} %}"
+            },
         )
         read.add_catch(on_failure)
         return read
@@ -275,11 +292,17 @@ class TrainingPipeline(Construct):
         The first model (a deploy-time asset) and a rollback to it have no champion: the gate uses the floor only.
         """
         read = tasks.CallAwsService.jsonata(
-            self, "Read live model", service="ssm", action="getParameter",
+            self,
+            "Read live model",
+            service="ssm",
+            action="getParameter",
             iam_resources=[parameter_arn(self, config.model_data_parameter_name)],
             parameters={"Name": config.model_data_parameter_name},
-            assign={"champion": "{% ($live := $states.result.Parameter.Value; $models := 's3://' & $bucket & '/"
-                                + MODELS_PREFIX + "'; $substring($live, 0, $length($models)) = $models ? $live : null) %}"},
+            assign={
+                "champion": "{% ($live := $states.result.Parameter.Value; $models := 's3://' & $bucket & '/"
+                + MODELS_PREFIX
+                + "'; $substring($live, 0, $length($models)) = $models ? $live : null) %}"
+            },
         )
         read.add_catch(on_failure)
         return read
@@ -299,7 +322,8 @@ class TrainingPipeline(Construct):
                                   "modelData": "{% $states.result.ModelArtifacts.S3ModelArtifacts %}",
                                   "recall": _final_metric(gate_metric(config)),
                                   "championRecall": _final_metric(CHAMPION_PREFIX + REPORTED_METRICS[0]),
-                                  "metrics": "{% $merge($append([{}], $states.result.FinalMetricDataList.{MetricName: Value})) %}",
+                                  "metrics": "{% $merge($append([{}], "
+                                             "$states.result.FinalMetricDataList.{MetricName: Value})) %}",
                               })
         add_capacity_retries(train)
         train.add_catch(on_failure)
@@ -316,19 +340,30 @@ class TrainingPipeline(Construct):
         """
         prefix = tuning_job_prefix(config.stage)
         find = tasks.CallAwsService.jsonata(
-            self, "Find earlier tuning jobs", service="sagemaker", action="listHyperParameterTuningJobs",
+            self,
+            "Find earlier tuning jobs",
+            service="sagemaker",
+            action="listHyperParameterTuningJobs",
             # List calls take no resource-level permissions
             iam_resources=["*"],
-            parameters={"NameContains": prefix, "SortBy": "CreationTime", "SortOrder": "Descending",
-                        "StatusEquals": "Completed", "MaxResults": MAX_WARM_START_PARENTS},
+            parameters={
+                "NameContains": prefix,
+                "SortBy": "CreationTime",
+                "SortOrder": "Descending",
+                "StatusEquals": "Completed",
+                "MaxResults": MAX_WARM_START_PARENTS,
+            },
             assign={
                 "parents": "{% $append([], $states.result.HyperParameterTuningJobSummaries[$substring("
-                           f"HyperParameterTuningJobName, 0, {len(prefix)}) = '{prefix}'].HyperParameterTuningJobName) %}}",
+                f"HyperParameterTuningJobName, 0, {len(prefix)}) = '{prefix}'].HyperParameterTuningJobName) %}}",
                 "lastTuned": "{% ($first := $states.result.HyperParameterTuningJobSummaries[$substring("
-                             f"HyperParameterTuningJobName, 0, {len(prefix)}) = '{prefix}'][0]; "
-                             "$exists($first) ? $toMillis($first.CreationTime) : 0) %}",
-                "tuningJob": "{% '" + prefix + "' & $fromMillis($toMillis($states.context.Execution.StartTime), '"
-                             + TUNING_NAME_PICTURE + "') %}",
+                f"HyperParameterTuningJobName, 0, {len(prefix)}) = '{prefix}'][0]; "
+                "$exists($first) ? $toMillis($first.CreationTime) : 0) %}",
+                "tuningJob": "{% '"
+                + prefix
+                + "' & $fromMillis($toMillis($states.context.Execution.StartTime), '"
+                + TUNING_NAME_PICTURE
+                + "') %}",
             },
         )
         find.add_catch(on_failure)
@@ -367,11 +402,16 @@ class TrainingPipeline(Construct):
         job = self._job_arguments(config, storage, image, "$tuningJob", "{}", "[$trainChannel]")
         rounds = -(-config.tune_trials // config.tune_parallel)
         request = {
-            "HyperParameterTuningJobConfig": tuning_job_config(space, config.tune_trials, config.tune_parallel,
-                                                               min(rounds * trial_hours * 3600, MAX_RUNTIME_SECONDS[1])),
+            "HyperParameterTuningJobConfig": tuning_job_config(
+                space,
+                config.tune_trials,
+                config.tune_parallel,
+                min(rounds * trial_hours * 3600, MAX_RUNTIME_SECONDS[1]),
+            ),
             "TrainingJobDefinition": {
                 "AlgorithmSpecification": {**job["AlgorithmSpecification"], "TrainingInputMode": "FastFile"},
-                "RoleArn": job["RoleArn"], "OutputDataConfig": job["OutputDataConfig"],
+                "RoleArn": job["RoleArn"],
+                "OutputDataConfig": job["OutputDataConfig"],
                 "ResourceConfig": job["ResourceConfig"],
                 "StoppingCondition": {"MaxRuntimeInSeconds": job["StoppingCondition"]["MaxRuntimeInSeconds"]},
                 "EnableNetworkIsolation": job["EnableNetworkIsolation"],
@@ -414,15 +454,25 @@ class TrainingPipeline(Construct):
         arguments = {
             "TrainingJobName": "{% " + name + " %}",
             "RoleArn": self.training_role.role_arn,
-            "AlgorithmSpecification": {"TrainingImage": image.training_image_uri, "TrainingInputMode": "File",
-                                       "MetricDefinitions": METRIC_DEFINITIONS},
+            "AlgorithmSpecification": {
+                "TrainingImage": image.training_image_uri,
+                "TrainingInputMode": "File",
+                "MetricDefinitions": METRIC_DEFINITIONS,
+            },
             # every value a string, as SageMaker requires
-            "HyperParameters": "{% $merge($each(" + hyperparameters + ", function($value, $name) {{$name: $string($value)}})) %}",
+            "HyperParameters": "{% $merge($each("
+            + hyperparameters
+            + ", function($value, $name) {{$name: $string($value)}})) %}",
             "InputDataConfig": "{% " + channels + " %}",
-            "OutputDataConfig": {"S3OutputPath": f"s3://{storage.bucket.bucket_name}/{MODELS_PREFIX}",
-                                 "KmsKeyId": storage.key.key_arn},
-            "ResourceConfig": {"InstanceType": config.training_instance_type, "InstanceCount": 1,
-                               "VolumeSizeInGB": TRAINING_VOLUME_GB},
+            "OutputDataConfig": {
+                "S3OutputPath": f"s3://{storage.bucket.bucket_name}/{MODELS_PREFIX}",
+                "KmsKeyId": storage.key.key_arn,
+            },
+            "ResourceConfig": {
+                "InstanceType": config.training_instance_type,
+                "InstanceCount": 1,
+                "VolumeSizeInGB": TRAINING_VOLUME_GB,
+            },
             "StoppingCondition": {"MaxRuntimeInSeconds": int(runtime.to_seconds())},
             # the container reads its channels and writes /opt/ml; SageMaker moves data, checkpoints and the model
             "EnableNetworkIsolation": NETWORK_ISOLATION,
@@ -434,8 +484,10 @@ class TrainingPipeline(Construct):
         if config.use_spot:
             arguments["EnableManagedSpotTraining"] = True
             arguments["StoppingCondition"]["MaxWaitTimeInSeconds"] = int(_spot_max_wait(config).to_seconds())
-            arguments["CheckpointConfig"] = {"S3Uri": "{% 's3://' & $bucket & '/" + CHECKPOINTS_PREFIX + "' & " + name + " %}",
-                                             "LocalPath": CHECKPOINT_LOCAL_PATH}
+            arguments["CheckpointConfig"] = {
+                "S3Uri": "{% 's3://' & $bucket & '/" + CHECKPOINTS_PREFIX + "' & " + name + " %}",
+                "LocalPath": CHECKPOINT_LOCAL_PATH,
+            }
         return arguments
 
     def _quality_gate(self, config: AppConfig, reject: sfn.IChainable, deploy: sfn.IChainable) -> sfn.Choice:
@@ -466,7 +518,8 @@ class TrainingPipeline(Construct):
         return (sfn.Choice.jsonata(self, "Quality gate")
                 .when(sfn.Condition.jsonata("{% $recall = null %}"), no_metric.next(reject))
                 .when(sfn.Condition.jsonata("{% $recall < " + threshold + " %}"), below.next(reject))
-                .when(sfn.Condition.jsonata("{% $championRecall != null and $recall < $championRecall - " + tolerance + " %}"),
+                .when(sfn.Condition.jsonata(
+                    "{% $championRecall != null and $recall < $championRecall - " + tolerance + " %}"),
                       below_champion.next(reject))
                 .otherwise(deploy))
 
@@ -512,7 +565,9 @@ class TrainingPipeline(Construct):
                 .next(self._await_free_endpoint(endpoint, on_failure, update))
                 .next(self._await_endpoint(endpoint, on_failure, record)))
 
-    def _await_free_endpoint(self, endpoint: EndpointStack, on_failure: sfn.IChainable, then: sfn.TaskStateBase) -> sfn.IChainable:
+    def _await_free_endpoint(
+        self, endpoint: EndpointStack, on_failure: sfn.IChainable, then: sfn.TaskStateBase
+    ) -> sfn.IChainable:
         """Start the rollout only while the endpoint is InService: SageMaker updates an endpoint one rollout at a
         time, so an execution waits here for another execution's rollout or a ``cdk deploy`` to end, and
         gives up with ``Deployment.EndpointBusy`` after ENDPOINT_MAX_POLLS checks. (Two executions that both
@@ -524,7 +579,9 @@ class TrainingPipeline(Construct):
             assign={"busyPolls": "{% $busyPolls + 1 %}"},
         )
         check.add_catch(on_failure)
-        wait = sfn.Wait.jsonata(self, "Wait for the endpoint to be free", time=sfn.WaitTime.duration(ENDPOINT_POLL_INTERVAL))
+        wait = sfn.Wait.jsonata(
+            self, "Wait for the endpoint to be free", time=sfn.WaitTime.duration(ENDPOINT_POLL_INTERVAL)
+        )
         busy = failure(
             self, "Endpoint busy", "Deployment.EndpointBusy",
             f"'endpoint {endpoint.endpoint_name} is still ' & $states.input.EndpointStatus & ' after "
@@ -539,7 +596,9 @@ class TrainingPipeline(Construct):
         wait.next(check)
         return sfn.Chain.custom(check, [then], check.next(free))
 
-    def _await_endpoint(self, endpoint: EndpointStack, on_failure: sfn.IChainable, then: sfn.IChainable) -> sfn.IChainable:
+    def _await_endpoint(
+        self, endpoint: EndpointStack, on_failure: sfn.IChainable, then: sfn.IChainable
+    ) -> sfn.IChainable:
         """Poll DescribeEndpoint until it is InService with the new configuration.
 
         InService with another configuration means SageMaker rolled the rollout back (an alarm fired, or
@@ -556,9 +615,12 @@ class TrainingPipeline(Construct):
         check.add_catch(on_failure)
         status, config_name = "$states.input.EndpointStatus", "$states.input.EndpointConfigName"
         rolled_back = failure(
-            self, "Rollout rolled back", "Deployment.RolledBack",
+            self,
+            "Rollout rolled back",
+            "Deployment.RolledBack",
             f"'endpoint {endpoint.endpoint_name} went back to configuration ' & {config_name} & ' instead of ' & "
-            "$jobName & ' (an alarm fired during the rollout, or the new fleet failed): the live model is unchanged. ' & "
+            "$jobName & ' (an alarm fired during the rollout, or the new fleet failed): the live model is unchanged. ' "
+            "& "
             "($exists($states.input.FailureReason) ? $states.input.FailureReason : 'SageMaker gave no reason')",
         )
         update_failed = failure(
@@ -585,8 +647,10 @@ class TrainingPipeline(Construct):
     def _record_live_model(self, config: AppConfig, on_failure: sfn.IChainable) -> sfn.IChainable:
         """Point ``current-model-data`` and ``current-model-name`` at the model the endpoint now serves."""
         records = []
-        for state_name, parameter, value in (("Record model data", config.model_data_parameter_name, "{% $modelData %}"),
-                                             ("Record model name", config.model_name_parameter_name, "{% $jobName %}")):
+        for state_name, parameter, value in (
+            ("Record model data", config.model_data_parameter_name, "{% $modelData %}"),
+            ("Record model name", config.model_name_parameter_name, "{% $jobName %}"),
+        ):
             record = tasks.CallAwsService.jsonata(
                 self, state_name, service="ssm", action="putParameter",
                 iam_resources=[parameter_arn(self, parameter)],

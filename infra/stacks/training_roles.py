@@ -83,7 +83,9 @@ def training_role(scope: Construct, config: AppConfig, storage: StorageStack, im
                         "tune-<stage>-<time>-<NNN>-<hash>; their log streams only.",
     }
     if config.use_spot:
-        findings[checkpoints] = "Managed Spot syncs /opt/ml/checkpoints with checkpoints/<job name>/ to resume an interrupted job."
+        findings[checkpoints] = (
+            "Managed Spot syncs /opt/ml/checkpoints with checkpoints/<job name>/ to resume an interrupted job."
+        )
     acknowledge_wildcards(policy, findings)
     return role
 
@@ -95,12 +97,19 @@ def grant_pipeline(scope: Construct, config: AppConfig, storage: StorageStack, e
     models, configs = sagemaker_arn(scope, "model", names), sagemaker_arn(scope, "endpoint-config", names)
     versions = versions_arn(scope, config)
     statements = [
-        *sync_job_statements(scope, "training-job", job_name_prefix, "StepFunctionsGetEventsForSageMakerTrainingJobsRule"),
-        iam.PolicyStatement(sid="PassRolesToSageMaker", actions=["iam:PassRole"],
-                            resources=[training_role.role_arn, endpoint.model_role.role_arn],
-                            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}),
+        *sync_job_statements(
+            scope, "training-job", job_name_prefix, "StepFunctionsGetEventsForSageMakerTrainingJobsRule"
+        ),
+        iam.PolicyStatement(
+            sid="PassRolesToSageMaker",
+            actions=["iam:PassRole"],
+            resources=[training_role.role_arn, endpoint.model_role.role_arn],
+            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+        ),
         # tags given at creation are authorized as AddTags
-        iam.PolicyStatement(sid="TagModelsAndEndpointConfigs", actions=["sagemaker:AddTags"], resources=[models, configs]),
+        iam.PolicyStatement(
+            sid="TagModelsAndEndpointConfigs", actions=["sagemaker:AddTags"], resources=[models, configs]
+        ),
         read_rollback_alarms_statement(scope, config),
         iam.PolicyStatement(sid="TagModelVersions", actions=["sagemaker:AddTags"], resources=[versions]),
         # the bucket encrypts the evaluation reports with the stage's key

@@ -3,8 +3,8 @@
 Both state machines are written in JSONata: a first state names the SageMaker job and keeps it in
 the variable ``$jobName``; every failure (a task's error, a failed quality gate, bad input) reaches
 the same two states, a notification on the pipeline's SNS topic and a Fail state that repeats
-the error (``States.X`` as ``GRU4Rec.X``) and its cause. Failures arrive there as ``{"Error": ..., "Cause": ...}``: the error
-output of a Catch, or the output of a Pass state that describes a failed check.
+the error (``States.X`` as ``GRU4Rec.X``) and its cause. Failures arrive there as ``{"Error": ..., "Cause": ...}``: the
+error output of a Catch, or the output of a Pass state that describes a failed check.
 """
 from __future__ import annotations
 
@@ -67,12 +67,15 @@ def job_name_prefix(config: AppConfig, kind: str) -> str:
     prefix = f"{config.resource_prefix}-{kind}-"
     longest = len(prefix) + len("YYYYMMDD-HHMMSS") + 1 + JOB_HASH_LENGTH
     if longest > SAGEMAKER_NAME_LIMIT:
-        raise ValueError(f"job names {prefix}... would be {longest} characters; SageMaker allows {SAGEMAKER_NAME_LIMIT}")
+        raise ValueError(
+            f"job names {prefix}... would be {longest} characters; SageMaker allows {SAGEMAKER_NAME_LIMIT}"
+        )
     return prefix
 
 
 def sagemaker_arn(scope: Construct, resource_type: str, name: str) -> str:
-    """ARN of a SageMaker resource (``training-job``, ``model``, ...) of this account and region; names may end in '*'."""
+    """ARN of a SageMaker resource (``training-job``, ``model``, ...) of this account and region; names may end in
+    '*'."""
     return cdk.Stack.of(scope).format_arn(service="sagemaker", resource=resource_type, resource_name=name)
 
 
@@ -101,7 +104,9 @@ def sync_job_task(scope: Construct, construct_id: str, api: str, arguments: dict
     return sfn.CustomState(scope, construct_id, state_json=state)
 
 
-def sync_job_statements(scope: Construct, job_type: str, name_prefix: str, events_rule: str) -> list[iam.PolicyStatement]:
+def sync_job_statements(
+    scope: Construct, job_type: str, name_prefix: str, events_rule: str
+) -> list[iam.PolicyStatement]:
     """What Step Functions needs to run and watch ``<job_type>`` jobs named ``<name_prefix>...`` (``.sync``).
 
     Tags are set when the job is created, which SageMaker authorizes as AddTags. Step Functions
@@ -283,9 +288,13 @@ def notify_abnormal_ends(scope: Construct, machine: sfn.StateMachine, topic: sns
 
 def acknowledge_wildcards(policy: Construct, findings: dict[str, str]) -> None:
     """Acknowledge cdk-nag's AwsSolutions-IAM5 findings on ``policy``: ARN pattern (or '*') -> reason."""
-    cdk.Validations.of(policy).acknowledge(*(
-        cdk.Acknowledgment(id="AwsSolutions-IAM5[Resource::*]" if pattern == "*" else wildcard_resource_finding(policy, pattern),
-                           reason=reason)
-        for pattern, reason in findings.items()
-    ))
+    cdk.Validations.of(policy).acknowledge(
+        *(
+            cdk.Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::*]" if pattern == "*" else wildcard_resource_finding(policy, pattern),
+                reason=reason,
+            )
+            for pattern, reason in findings.items()
+        )
+    )
 

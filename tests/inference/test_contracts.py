@@ -72,7 +72,9 @@ def test_accept_headers_without_json_are_406(accept):
 # -- application/json: accepted --------------------------------------------------------------------------
 
 def test_one_session_with_defaults():
-    assert contracts.parse_json_request(encode({"items": ["a", "b"]})) == JsonRequest(False, [SessionRequest(["a", "b"])])
+    assert contracts.parse_json_request(encode({"items": ["a", "b"]})) == JsonRequest(
+        False, [SessionRequest(["a", "b"])]
+    )
 
 
 def test_one_session_with_every_option():
@@ -474,13 +476,19 @@ def test_job_defaults_apply_to_lines_that_give_no_list_of_their_own():
     assert (request.sessions[0].include_items, request.sessions[0].exclude_items) == (["in-stock"], [])
 
 
-@pytest.mark.parametrize("document, fragment", [
-    ({"items": ["a"], "exclude_items": "b"}, "'exclude_items' must be a list of item ids, not a string"),
-    ({"items": ["a"], "include_items": {"b": 1}}, "'include_items' must be a list of item ids, not an object"),
-    ({"items": ["a"], "include_items": [None]}, "'include_items[0]' must be an item id"),
-    ({"items": ["a"], "exclude_items": ["x"] * 10_001}, "'exclude_items' holds 10,001 ids: at most 10,000"),
-    ({"sessions": [{"items": ["a"], "exclude_items": ["b", True]}]}, "'sessions[0].exclude_items[1]' must be an item id"),
-])
+@pytest.mark.parametrize(
+    "document, fragment",
+    [
+        ({"items": ["a"], "exclude_items": "b"}, "'exclude_items' must be a list of item ids, not a string"),
+        ({"items": ["a"], "include_items": {"b": 1}}, "'include_items' must be a list of item ids, not an object"),
+        ({"items": ["a"], "include_items": [None]}, "'include_items[0]' must be an item id"),
+        ({"items": ["a"], "exclude_items": ["x"] * 10_001}, "'exclude_items' holds 10,001 ids: at most 10,000"),
+        (
+            {"sessions": [{"items": ["a"], "exclude_items": ["b", True]}]},
+            "'sessions[0].exclude_items[1]' must be an item id",
+        ),
+    ],
+)
 def test_bad_filter_lists_are_400_naming_the_field(document, fragment):
     error = rejected(encode(document))
     assert error.status == 400 and fragment in error.message

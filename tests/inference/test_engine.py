@@ -90,7 +90,9 @@ def test_a_batch_answers_as_the_sessions_would_one_by_one(engine, sessions):
 def test_small_chunks_give_the_same_answers(model_dir, engine, sessions):
     chunked = Recommender.load(model_dir)
     chunked.chunk_rows = 3
-    for a, b in zip(chunked.recommend(sessions, k=5, exclude_seen=True), engine.recommend(sessions, k=5, exclude_seen=True)):
+    for a, b in zip(
+        chunked.recommend(sessions, k=5, exclude_seen=True), engine.recommend(sessions, k=5, exclude_seen=True)
+    ):
         assert [item for item, _ in a.recommendations] == [item for item, _ in b.recommendations]
 
 
@@ -298,7 +300,9 @@ def test_exclude_items_are_never_recommended_and_the_rest_is_the_reference_top_k
     item_filter = engine.item_filter(exclude=excluded)
     results = engine.recommend(sessions, k=10, filters=[item_filter] * len(sessions))
     for session, result in zip(sessions, results):
-        assert_same_ranking(result.recommendations, reference.top(session, 10, exclude=set(excluded)), reference, session)
+        assert_same_ranking(
+            result.recommendations, reference.top(session, 10, exclude=set(excluded)), reference, session
+        )
         assert result.unknown_filter_items == 0 and result.unknown_items == 0
 
 

@@ -15,7 +15,6 @@ import requests
 from benchmarks import containers
 from inference.local import LocalServer
 from model_code import artifacts
-
 from tests.conftest import MODEL_VERSION, REPO_ROOT, run_module
 
 pytestmark = pytest.mark.image
@@ -44,7 +43,9 @@ def images():
     reason = containers.unavailable_reason()
     if reason:
         pytest.skip(f"the images cannot run on this machine: {reason}")
-    missing = [image for image in (containers.SERVE_IMAGE, containers.TRAIN_IMAGE) if not containers.image_exists(image)]
+    missing = [
+        image for image in (containers.SERVE_IMAGE, containers.TRAIN_IMAGE) if not containers.image_exists(image)
+    ]
     assert not missing, f"{', '.join(missing)} not in buildah's store: run `make image` first"
 
 
@@ -78,7 +79,11 @@ def decode(content_type: str, body: bytes):
 def same(a, b) -> bool:
     """Equal JSON values, floats within 1e-5 (the same ONNX Runtime and NumPy builds on both sides)."""
     if isinstance(a, float) or isinstance(b, float):
-        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-5)
+        return (
+            isinstance(a, (int, float))
+            and isinstance(b, (int, float))
+            and math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-5)
+        )
     if isinstance(a, dict):
         return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[key], b[key]) for key in a)
     if isinstance(a, list):
@@ -169,7 +174,9 @@ def test_train_image_trains_from_a_folder_laid_out_as_opt_ml(small_data, tmp_pat
     (root / "input" / "config" / "hyperparameters.json").write_text(json.dumps(HYPERPARAMETERS))
     for channel in ("train", "test"):
         (root / "input" / "data" / channel).mkdir(parents=True)
-        (root / "input" / "data" / channel / f"{channel}.tsv.gz").write_bytes((small_data / f"{channel}.tsv.gz").read_bytes())
+        (root / "input" / "data" / channel / f"{channel}.tsv.gz").write_bytes(
+            (small_data / f"{channel}.tsv.gz").read_bytes()
+        )
     (root / "model").mkdir()
 
     done = containers.run_command(containers.TRAIN_IMAGE, ["train"], volumes={root: "/opt/ml"})
@@ -194,11 +201,29 @@ def test_train_image_trains_from_a_folder_laid_out_as_opt_ml(small_data, tmp_pat
 def large_model(tmp_path_factory) -> Path:
     """A model with a catalogue of about 20,000 items and 256 units, trained briefly (its size is the point)."""
     folder = tmp_path_factory.mktemp("large_model")
-    run_module("model_code.synthetic", "--out", str(folder / "data"), "--sessions", "20000", "--items", "30000",
+    run_module("model_code.data.synthetic", "--out", str(folder / "data"), "--sessions", "20000", "--items", "30000",
                "--seed", "3")
-    run_module("model_code.train", "--train", str(folder / "data" / "train.tsv.gz"), "--epochs", "1", "--seed", "1",
-               "--quiet", "--no-progress", "--model-dir", str(folder / "model"), "--param", "layers=256",
-               "--param", "batch_size=64", "--param", "n_sample=256", "--param", "block_steps=32")
+    run_module(
+        "model_code.commands.train",
+        "--train",
+        str(folder / "data" / "train.tsv.gz"),
+        "--epochs",
+        "1",
+        "--seed",
+        "1",
+        "--quiet",
+        "--no-progress",
+        "--model-dir",
+        str(folder / "model"),
+        "--param",
+        "layers=256",
+        "--param",
+        "batch_size=64",
+        "--param",
+        "n_sample=256",
+        "--param",
+        "block_steps=32",
+    )
     return folder / "model"
 
 

@@ -20,8 +20,18 @@ from werkzeug.serving import make_server
 from inference.playground.app import GuestApi, create_playground
 from inference.predictor import create_app
 from infra.stacks.api_browser import REQUEST_HEADERS
-from tests.inference.test_playground_browser import (K, act, browser, catalogue_row, engine,  # noqa: F401
-                                                     pytestmark, screenshot, severe, shown, wait_for_updates)
+from tests.inference.test_playground_browser import (  # noqa: F401
+    K,
+    act,
+    browser,
+    catalogue_row,
+    engine,
+    pytestmark,
+    screenshot,
+    severe,
+    shown,
+    wait_for_updates,
+)
 
 REGION = "eu-west-1"
 POOL = f"{REGION}:11111111-2222-3333-4444-555555555555"
@@ -65,7 +75,7 @@ class StandIn:
     def sts(self):
         self.calls.append(request.args["Action"])
         assert (request.args["RoleArn"], request.args["WebIdentityToken"]) == (ROLE, "open-id-token")
-        expiration = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1))
+        expiration = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1))
         xml = (f"<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials>"
                f"<AccessKeyId>{GUEST.access_key}</AccessKeyId><SecretAccessKey>{GUEST.secret_key}</SecretAccessKey>"
                f"<SessionToken>{GUEST.token}</SessionToken>"
@@ -90,7 +100,9 @@ class StandIn:
         again = AWSRequest(method="POST", url=request.url, data=request.get_data(),
                            headers={"Content-Type": request.headers["Content-Type"]})
         with mock.patch("botocore.auth.get_current_datetime", return_value=signed_at):
-            SigV4Auth(Credentials(GUEST.access_key, self.secret_key, GUEST.token), "execute-api", REGION).add_auth(again)
+            SigV4Auth(Credentials(GUEST.access_key, self.secret_key, GUEST.token), "execute-api", REGION).add_auth(
+                again
+            )
         return again.headers["Authorization"]
 
 

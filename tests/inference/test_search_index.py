@@ -17,7 +17,7 @@ from inference.engine import Recommender
 from inference.search_index import SearchIndex
 from inference.server_settings import ServerSettings, SettingsError
 from model_code import artifacts
-from model_code.export import write_search_index
+from model_code.export.scorer import write_search_index
 
 
 def clustered_layer(n_items: int, dimensions: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -111,7 +111,9 @@ def test_auto_uses_no_index_for_a_small_catalogue(indexed_dir, engines):
     assert engines[0].search is not None and engines[1].search is None
 
 
-@pytest.mark.parametrize("few_allowed", [0, engine_module.FEW_ALLOWED], ids=["filters-in-the-search", "few-scored-alone"])
+@pytest.mark.parametrize(
+    "few_allowed", [0, engine_module.FEW_ALLOWED], ids=["filters-in-the-search", "few-scored-alone"]
+)
 @pytest.mark.parametrize("exclude_seen", [False, True])
 def test_index_answers_match_exact_scoring_with_filters(engines, exclude_seen, few_allowed, monkeypatch):
     """Filters either go into the search (a row left with fewer than k is ranked exactly) or, where they
@@ -209,7 +211,9 @@ def test_json_lines_are_scored_exactly_and_json_requests_through_the_index(engin
     indexed, _ = engines
     searched = []
     search = Recommender._search
-    monkeypatch.setattr(Recommender, "_search", lambda self, *args: searched.append(len(args[0])) or search(self, *args))
+    monkeypatch.setattr(
+        Recommender, "_search", lambda self, *args: searched.append(len(args[0])) or search(self, *args)
+    )
     body = {"items": indexed.items[:3], "k": 5}
     lines = contracts.parse_json_lines(json.dumps({"session_id": "s", **body}).encode() + b"\n")
     list(streaming.stream_json_lines(indexed, lines, {}, "v"))

@@ -201,7 +201,9 @@ def test_json_request_gets_the_models_top_k(server, model_dir, items):
     answer = response.json()
     expected = reference_top_k(model_dir, items, session, 5)
     assert [r["item_id"] for r in answer["recommendations"]] == [item for item, _ in expected]
-    assert [r["score"] for r in answer["recommendations"]] == pytest.approx([s for _, s in expected], rel=1e-3, abs=1e-3)
+    assert [r["score"] for r in answer["recommendations"]] == pytest.approx(
+        [s for _, s in expected], rel=1e-3, abs=1e-3
+    )
     assert answer["unknown_items"] == 0
     assert answer["model_version"] == MODEL_VERSION
 
@@ -253,7 +255,8 @@ def emf_lines(log_path: Path) -> list[dict]:
 
 
 def metrics_of(record: dict) -> dict[str, float]:
-    """The metric values an EMF record declares, read the way CloudWatch reads them: each declared name at the top level."""
+    """The metric values an EMF record declares, read the way CloudWatch reads them: each declared name at the top
+    level."""
     (directive,) = record["_aws"]["CloudWatchMetrics"]
     assert directive["Namespace"] == "GRU4Rec"
     assert directive["Dimensions"] == [["Service"]]
@@ -590,7 +593,8 @@ def test_nginx_config_has_every_placeholder_filled(tmp_path):
 @pytest.mark.slow
 def test_the_serving_benchmark_times_each_cold_start_and_stops_each_server(model_dir, nginx_binary, tmp_path):
     """The mechanics of ``benchmarks/serving.py``'s cold start, not its speed: one figure per start, the median
-    and max taken from them, and every server started anew and stopped cleanly (one worker booted per start; a non-zero exit raises)."""
+    and max taken from them, and every server started anew and stopped cleanly (one worker booted per start; a non-zero
+    exit raises)."""
     from benchmarks.serving import cold_starts
 
     log_path = tmp_path / "cold.log"

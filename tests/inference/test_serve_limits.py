@@ -21,8 +21,17 @@ import requests
 from inference import contracts, nginx_config
 from inference.local import SERVE, free_port, stop
 from inference.processes import descendants
-from tests.inference.test_serve import (HTTP_TIMEOUT, JSONLINES, MB, emf_lines, kill_all, log_tail, running_server,
-                                        server_processes, wait_until)
+from tests.inference.test_serve import (
+    HTTP_TIMEOUT,
+    JSONLINES,
+    MB,
+    emf_lines,
+    kill_all,
+    log_tail,
+    running_server,
+    server_processes,
+    wait_until,
+)
 
 NOBODY = 65534
 SYSTEM_PYTHON = "/usr/bin/python3"  # one that user nobody may run (this environment's may lie in root's home)

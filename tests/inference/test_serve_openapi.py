@@ -13,13 +13,18 @@ import schemathesis
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from schemathesis.checks import (content_type_conformance, negative_data_rejection, not_a_server_error,
-                                 response_schema_conformance, status_code_conformance)
+from schemathesis.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
 from schemathesis.generation import GenerationMode
 
-from tests.infra.test_openapi import OPENAPI_FILE
 # the serving tests' server, started the same way
 from tests.inference.test_serve_limits import nginx_binary, server, server_log  # noqa: F401
+from tests.infra.test_openapi import OPENAPI_FILE
 
 CASES = 150
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,

@@ -11,7 +11,7 @@ import pytest
 from inference import training_job
 from inference.training_job import JobInputError, JobPaths
 from model_code import artifacts
-from model_code.checkpoints import load_checkpoint
+from model_code.commands.checkpoints import load_checkpoint
 from tests.support.pausing import kill_after_first_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +37,7 @@ ON_MOUNTED_MODEL_FOLDER = (
 def events(tmp_path_factory) -> Path:
     """train.tsv.gz and test.tsv.gz from the built-in generator: 500 sessions over 80 items."""
     folder = tmp_path_factory.mktemp("train_entry_data")
-    subprocess.run([sys.executable, "-m", "model_code.synthetic", "--out", str(folder), "--sessions", "500",
+    subprocess.run([sys.executable, "-m", "model_code.data.synthetic", "--out", str(folder), "--sessions", "500",
                     "--items", "80", "--seed", "3"], cwd=REPO_ROOT, check=True, capture_output=True)
     return folder
 
@@ -143,14 +143,22 @@ def test_killed_job_resumes_from_its_checkpoint(events, tmp_path, completed_job)
     assert [r["loss"] for r in meta["training"]["history"]] == [r["loss"] for r in straight["training"]["history"]]
 
 
-@pytest.mark.parametrize("hyperparameters, reason", [
-    ({"learning_rate": "fast"},
-     "bad hyperparameter: parameter 'learning_rate': cannot use 'fast'; allowed: a number > 0"),
-    ({"dropout_hiden": "0.1"}, "bad hyperparameter: unknown parameter 'dropout_hiden' (did you mean 'dropout_hidden'?)"),
-    ({"epochs": "many"}, "bad hyperparameter: parameter 'epochs': cannot use 'many'; allowed: an integer >= 1"),
-    ({"preset": "movielens"}, "bad hyperparameter: parameter 'preset': cannot use 'movielens'; allowed: rsc15 | "),
-    ({"time_format": "%s"}, "bad hyperparameter: parameter 'time_format': cannot use '%s'; allowed: auto, "),
-])
+@pytest.mark.parametrize(
+    "hyperparameters, reason",
+    [
+        (
+            {"learning_rate": "fast"},
+            "bad hyperparameter: parameter 'learning_rate': cannot use 'fast'; allowed: a number > 0",
+        ),
+        (
+            {"dropout_hiden": "0.1"},
+            "bad hyperparameter: unknown parameter 'dropout_hiden' (did you mean 'dropout_hidden'?)",
+        ),
+        ({"epochs": "many"}, "bad hyperparameter: parameter 'epochs': cannot use 'many'; allowed: an integer >= 1"),
+        ({"preset": "movielens"}, "bad hyperparameter: parameter 'preset': cannot use 'movielens'; allowed: rsc15 | "),
+        ({"time_format": "%s"}, "bad hyperparameter: parameter 'time_format': cannot use '%s'; allowed: auto, "),
+    ],
+)
 def test_bad_hyperparameter_fails_naming_it(events, tmp_path, hyperparameters, reason):
     root = lay_out(tmp_path, events, hyperparameters)
     done = run_job(root)
@@ -235,7 +243,9 @@ def test_valid_channel_and_valid_days_together_fail(tmp_path):
     root = lay_out(tmp_path, None, None, channels=("train", "valid"))
     for channel in ("train", "valid"):
         (root / "input" / "data" / channel / "a.tsv").write_text("")
-    with pytest.raises(JobInputError, match="bad hyperparameter: argument --valid-days: not allowed with argument --valid"):
+    with pytest.raises(
+        JobInputError, match="bad hyperparameter: argument --valid-days: not allowed with argument --valid"
+    ):
         training_job.parse_training_args(training_job.training_argv(JobPaths(root), {"valid_days": "1"}))
 
 
@@ -280,11 +290,27 @@ def skipped_rows_report(stderr: str, *data_paths: Path) -> list[str]:
 
 def test_a_shop_export_trains_alike_from_the_command_line_and_as_a_job(shop_csv, tmp_path):
     local = subprocess.run(
-        [sys.executable, "-m", "model_code.train", "--train", str(shop_csv), "--model-dir", str(tmp_path / "local"),
-         "--no-progress", *[f"--{name.replace('_', '-')}={value}" for name, value in SHOP_OPTIONS.items()],
-         *[arg for name, value in SHOP_PARAMETERS.items()
-           for arg in (["--seed", value] if name == "seed" else ["--param", f"{name}={value}"])]],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "model_code.commands.train",
+            "--train",
+            str(shop_csv),
+            "--model-dir",
+            str(tmp_path / "local"),
+            "--no-progress",
+            *[f"--{name.replace('_', '-')}={value}" for name, value in SHOP_OPTIONS.items()],
+            *[
+                arg
+                for name, value in SHOP_PARAMETERS.items()
+                for arg in (["--seed", value] if name == "seed" else ["--param", f"{name}={value}"])
+            ],
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert local.returncode == 0, local.stderr
     root = lay_out(tmp_path / "job", None, {**SHOP_OPTIONS, **SHOP_PARAMETERS}, channels=("train",))
     shutil.copy(shop_csv, root / "input" / "data" / "train")
@@ -303,7 +329,9 @@ def test_a_shop_export_trains_alike_from_the_command_line_and_as_a_job(shop_csv,
         assert "121 sessions (1 of one event, which count for nothing)" in stderr
         # the start-up notices; an error-level oneDNN line that TensorFlow logs from another thread while it
         # sets up its logging can still slip through on a loaded machine, so the test does not pin that one
-        assert "oneDNN custom operations" not in stderr and "I0000" not in stderr, "TensorFlow's start-up lines are quiet"
+        assert "oneDNN custom operations" not in stderr and "I0000" not in stderr, (
+            "TensorFlow's start-up lines are quiet"
+        )
     local_data = artifacts.read_metadata(tmp_path / "local")["data"]["train"]
     job_data = artifacts.read_metadata(root / "model")["data"]["train"]
     assert local_data["skipped_rows"] == job_data["skipped_rows"] == {"missing item id": 1, "bad time": 1}
@@ -341,15 +369,27 @@ def test_a_window_reads_only_its_days_from_the_train_channel(tmp_path):
     argv = training_job.training_argv(JobPaths(root), {"window_start": "2026-11-29", "window_end": "2026-11-30",
                                                        "epochs": "2"})
     args = training_job.parse_training_args(argv)
-    assert sorted(p.name for p in Path(args.train).iterdir()) == ["dt=2026-11-29_part-0.tsv", "dt=2026-11-30_part-0.tsv"]
+    assert sorted(p.name for p in Path(args.train).iterdir()) == [
+        "dt=2026-11-29_part-0.tsv",
+        "dt=2026-11-30_part-0.tsv",
+    ]
     assert args.param == ["epochs=2"], "the window is the job's, not a training parameter"
 
 
-@pytest.mark.parametrize("window, reason", [
-    ({"window_start": "2026-11-29"}, "bad data window: window_end: missing"),
-    ({"window_start": "2026-11-29", "window_end": "2026/11/30"}, "bad data window: window_end: cannot use '2026/11/30'"),
-    ({"window_start": "2026-12-05", "window_end": "2026-12-06"}, "bad data window: .* no event files for the data window"),
-])
+@pytest.mark.parametrize(
+    "window, reason",
+    [
+        ({"window_start": "2026-11-29"}, "bad data window: window_end: missing"),
+        (
+            {"window_start": "2026-11-29", "window_end": "2026/11/30"},
+            "bad data window: window_end: cannot use '2026/11/30'",
+        ),
+        (
+            {"window_start": "2026-12-05", "window_end": "2026-12-06"},
+            "bad data window: .* no event files for the data window",
+        ),
+    ],
+)
 def test_a_bad_window_is_named(tmp_path, window, reason):
     root = lay_out(tmp_path, None, None, channels=())
     day_channel(root)
@@ -380,7 +420,7 @@ def test_a_champion_channel_without_an_archive_fails(tmp_path):
 
 
 def test_a_visitor_log_trains_as_a_job_on_visits_of_the_kinds_read(tmp_path):
-    from tests.model_code.test_train_cli import _visitor_log
+    from tests.model_code.commands.test_train import _visitor_log
 
     options = {"session_column": "user_id", "item_column": "product_id", "time_column": "event_time",
                "session_gap": "30m", "event_column": "event_type", "event_types": "view,cart"}

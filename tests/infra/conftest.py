@@ -130,7 +130,11 @@ def gpu_synth(tmp_path_factory, dummy_model_artifact) -> SynthResult:
 @pytest.fixture(scope="session")
 def refit_off_new_data_on(tmp_path_factory, dummy_model_artifact) -> SynthResult:
     """The app without the refit after the gate, with the new-data trigger (training stack tests, executions)."""
-    context = {"initial_model_artifact": str(dummy_model_artifact), "refit_after_gate": False, "retrain_on_new_data": True}
+    context = {
+        "initial_model_artifact": str(dummy_model_artifact),
+        "refit_after_gate": False,
+        "retrain_on_new_data": True,
+    }
     return synthesize(tmp_path_factory.mktemp("training_refit_off"), context)
 
 
@@ -138,17 +142,38 @@ def refit_off_new_data_on(tmp_path_factory, dummy_model_artifact) -> SynthResult
 VARIANTS = {
     "default": {},
     "serverless": {"endpoint_mode": "serverless", "serverless_provisioned_concurrency": 2},
-    "gpu_nvme": {"training_instance_type": "ml.g5.xlarge", "transform_instance_type": "ml.g4dn.xlarge",
-                 "endpoint_instance_type": "ml.g5.xlarge"},
+    "gpu_nvme": {
+        "training_instance_type": "ml.g5.xlarge",
+        "transform_instance_type": "ml.g4dn.xlarge",
+        "endpoint_instance_type": "ml.g5.xlarge",
+    },
     # also the source of a cross-account promotion, and prod its target
-    "retraining": {"retrain_schedule": "rate(7 days)", "retrain_on_new_data": True, "monthly_budget_usd": 100,
-                   "tune_every_days": 7, "promotion_target_accounts": "210987654321,310987654321"},
-    "prod": {"stage": "prod", "api_auth": "api_key", "rollout": "linear", "rollout_traffic_percent": 20, "valid_days": 0,
-             "promotion_source_account": "109876543210"},
-    "storefront_guests": {"api_guest_identities": True, "cors_allowed_origins": "https://shop.example.com", "waf": True,
-                          "waf_rate_limit": 500},
-    "storefront_users": {"api_auth": "cognito", "cors_allowed_origins": "https://shop.example.com:8443",
-                         "api_user_pool_arn": "arn:aws:cognito-idp:eu-west-1:123456789012:userpool/eu-west-1_Ab12cD"},
+    "retraining": {
+        "retrain_schedule": "rate(7 days)",
+        "retrain_on_new_data": True,
+        "monthly_budget_usd": 100,
+        "tune_every_days": 7,
+        "promotion_target_accounts": "210987654321,310987654321",
+    },
+    "prod": {
+        "stage": "prod",
+        "api_auth": "api_key",
+        "rollout": "linear",
+        "rollout_traffic_percent": 20,
+        "valid_days": 0,
+        "promotion_source_account": "109876543210",
+    },
+    "storefront_guests": {
+        "api_guest_identities": True,
+        "cors_allowed_origins": "https://shop.example.com",
+        "waf": True,
+        "waf_rate_limit": 500,
+    },
+    "storefront_users": {
+        "api_auth": "cognito",
+        "cors_allowed_origins": "https://shop.example.com:8443",
+        "api_user_pool_arn": "arn:aws:cognito-idp:eu-west-1:123456789012:userpool/eu-west-1_Ab12cD",
+    },
 }
 
 

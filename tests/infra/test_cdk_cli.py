@@ -30,18 +30,28 @@ def cdk_synth(tmp_path, *context: str) -> subprocess.CompletedProcess:
     return subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize(("pair", "line"), [
-    ("stgae=prod", "error: context key 'stgae': is not a setting of this app; did you mean 'stage'? "),
-    ("endpoint_instanse_type=ml.c5.large",
-     "error: context key 'endpoint_instanse_type': is not a setting of this app; did you mean 'endpoint_instance_type'? "),
-    ("stage=Prod_1", "error: context key 'stage': must be 1-16 lower-case letters or digits"),
-    ("endpoint_instance_type=ml.m5.huge",
-     "error: context key 'endpoint_instance_type': 'ml.m5.huge' is not a SageMaker endpoint instance type "
-     "(did you mean 'ml.m5.large'"),
-])
+@pytest.mark.parametrize(
+    ("pair", "line"),
+    [
+        ("stgae=prod", "error: context key 'stgae': is not a setting of this app; did you mean 'stage'? "),
+        (
+            "endpoint_instanse_type=ml.c5.large",
+            "error: context key 'endpoint_instanse_type': is not a setting of this app; did you mean "
+            "'endpoint_instance_type'? ",
+        ),
+        ("stage=Prod_1", "error: context key 'stage': must be 1-16 lower-case letters or digits"),
+        (
+            "endpoint_instance_type=ml.m5.huge",
+            "error: context key 'endpoint_instance_type': 'ml.m5.huge' is not a SageMaker endpoint instance type "
+            "(did you mean 'ml.m5.large'",
+        ),
+    ],
+)
 def test_a_bad_setting_stops_cdk_synth_with_one_line(tmp_path, pair, line):
     done = cdk_synth(tmp_path, "@aws-cdk/core:someFeatureFlag=true", pair)
     assert done.returncode != 0
-    app_lines = [text for text in done.stderr.splitlines() if "Subprocess exited with error" not in text and text.strip()]
+    app_lines = [
+        text for text in done.stderr.splitlines() if "Subprocess exited with error" not in text and text.strip()
+    ]
     assert len(app_lines) == 1 and app_lines[0].startswith(line), done.stderr
     assert "Traceback" not in done.stderr

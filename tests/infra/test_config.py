@@ -7,7 +7,7 @@ import botocore.session
 import pytest
 
 from infra.config import PROJECT_ROOT, WAF_RATE_LIMIT_RANGE, AppConfig, ConfigError
-from model_code.event_rules import ReadOptions
+from model_code.data.event_rules import ReadOptions
 
 
 @pytest.fixture
@@ -67,53 +67,60 @@ def test_relative_artifact_path_is_resolved_against_the_project_root(tmp_path):
         inside.unlink()
 
 
-@pytest.mark.parametrize(("key", "value", "fragment"), [
-    ("stage", "Dev", "lower-case"),
-    ("stage", "dev-1", "lower-case"),
-    ("stage", "", "non-empty"),
-    ("endpoint_instance_type", "m5.large", "not a SageMaker endpoint instance type"),
-    ("endpoint_instance_type", "ml.m5.huge", "not a SageMaker endpoint instance type (did you mean 'ml.m5.large'"),
-    ("training_instance_type", "ml.c5.large", "not a SageMaker training instance type"),
-    ("training_instance_type", "ml.p2.xlarge", "cannot run the training images: its K80 GPUs"),
-    ("training_instance_type", "ml.trn1.2xlarge", "cannot run the training images: Trainium needs the Neuron SDK"),
-    ("training_instance_type", "ml.p6e-gb200.36xlarge", "cannot run the training images: its Grace hosts are Arm"),
-    ("transform_instance_type", "ml.p4d.24xlarge", "not a SageMaker transform instance type"),
-    ("endpoint_initial_instance_count", 0, "at least 1"),
-    ("endpoint_initial_instance_count", "two", "whole number"),
-    ("endpoint_initial_instance_count", True, "whole number"),
-    ("endpoint_initial_instance_count", 1.5, "whole number"),
-    ("endpoint_max_instance_count", 0, "at least endpoint_initial_instance_count"),
-    ("recall_threshold", 1.5, "between 0 and 1"),
-    ("recall_threshold", "high", "must be a number"),
-    ("data_capture_percent", 101, "between 0 (off) and 100"),
-    ("use_spot", "yes", "true or false"),
-    ("api_auth", "oauth", "one of"),
-    ("api_user_pool_arn", "arn:aws:cognito-idp:eu-west-1:123456789012:userpool/eu-west-1_Ab12", "exactly when api_auth=cognito"),
-    ("api_guest_identities", "yes", "true or false"),
-    ("cors_allowed_origins", "*", "'*' is refused"),
-    ("cors_allowed_origins", "https://shop.example.com/", "one origin"),
-    ("cors_allowed_origins", "https://a.example.com,https://b.example.com", "one origin"),
-    ("waf_rate_limit", 9, "from 10 to 2000000000"),
-    ("api_quota_period", "YEAR", "one of"),
-    ("api_throttle_rate_limit", 0, "above 0"),
-    ("log_retention_days", 10, "retention periods"),
-    ("image_keep_count", 1001, "at most 1000"),
-    ("training_max_runtime_hours", 700, "28 days"),
-    ("initial_model_version", "v 1", "letters, digits"),
-    ("notification_email", "ops", "e-mail address"),
-    ("train_window_days", 1, "more than valid_days (1"),
-    ("train_window_days", 367, "at most 366"),
-    ("train_window_days", "a month", "whole number"),
-    ("gate_tolerance", -0.01, "between 0 and 1"),
-    ("refit_after_gate", "on", "true or false"),
-    ("retrain_on_new_data", 1, "true or false"),
-    ("transform_shard_mb", 0, "must be 1 to 512 (MB per shard"),
-    ("transform_shard_mb", 513, "must be 1 to 512 (MB per shard"),
-    ("promotion_target_accounts", "21098765432", "12-digit AWS account ids, got '21098765432'"),
-    ("promotion_target_accounts", ["210987654321", "prod"], "got 'prod'"),
-    ("promotion_target_accounts", {"prod": "210987654321"}, "list of 12-digit"),
-    ("promotion_source_account", "arn:aws:iam::109876543210:root", "12-digit AWS account id"),
-])
+@pytest.mark.parametrize(
+    ("key", "value", "fragment"),
+    [
+        ("stage", "Dev", "lower-case"),
+        ("stage", "dev-1", "lower-case"),
+        ("stage", "", "non-empty"),
+        ("endpoint_instance_type", "m5.large", "not a SageMaker endpoint instance type"),
+        ("endpoint_instance_type", "ml.m5.huge", "not a SageMaker endpoint instance type (did you mean 'ml.m5.large'"),
+        ("training_instance_type", "ml.c5.large", "not a SageMaker training instance type"),
+        ("training_instance_type", "ml.p2.xlarge", "cannot run the training images: its K80 GPUs"),
+        ("training_instance_type", "ml.trn1.2xlarge", "cannot run the training images: Trainium needs the Neuron SDK"),
+        ("training_instance_type", "ml.p6e-gb200.36xlarge", "cannot run the training images: its Grace hosts are Arm"),
+        ("transform_instance_type", "ml.p4d.24xlarge", "not a SageMaker transform instance type"),
+        ("endpoint_initial_instance_count", 0, "at least 1"),
+        ("endpoint_initial_instance_count", "two", "whole number"),
+        ("endpoint_initial_instance_count", True, "whole number"),
+        ("endpoint_initial_instance_count", 1.5, "whole number"),
+        ("endpoint_max_instance_count", 0, "at least endpoint_initial_instance_count"),
+        ("recall_threshold", 1.5, "between 0 and 1"),
+        ("recall_threshold", "high", "must be a number"),
+        ("data_capture_percent", 101, "between 0 (off) and 100"),
+        ("use_spot", "yes", "true or false"),
+        ("api_auth", "oauth", "one of"),
+        (
+            "api_user_pool_arn",
+            "arn:aws:cognito-idp:eu-west-1:123456789012:userpool/eu-west-1_Ab12",
+            "exactly when api_auth=cognito",
+        ),
+        ("api_guest_identities", "yes", "true or false"),
+        ("cors_allowed_origins", "*", "'*' is refused"),
+        ("cors_allowed_origins", "https://shop.example.com/", "one origin"),
+        ("cors_allowed_origins", "https://a.example.com,https://b.example.com", "one origin"),
+        ("waf_rate_limit", 9, "from 10 to 2000000000"),
+        ("api_quota_period", "YEAR", "one of"),
+        ("api_throttle_rate_limit", 0, "above 0"),
+        ("log_retention_days", 10, "retention periods"),
+        ("image_keep_count", 1001, "at most 1000"),
+        ("training_max_runtime_hours", 700, "28 days"),
+        ("initial_model_version", "v 1", "letters, digits"),
+        ("notification_email", "ops", "e-mail address"),
+        ("train_window_days", 1, "more than valid_days (1"),
+        ("train_window_days", 367, "at most 366"),
+        ("train_window_days", "a month", "whole number"),
+        ("gate_tolerance", -0.01, "between 0 and 1"),
+        ("refit_after_gate", "on", "true or false"),
+        ("retrain_on_new_data", 1, "true or false"),
+        ("transform_shard_mb", 0, "must be 1 to 512 (MB per shard"),
+        ("transform_shard_mb", 513, "must be 1 to 512 (MB per shard"),
+        ("promotion_target_accounts", "21098765432", "12-digit AWS account ids, got '21098765432'"),
+        ("promotion_target_accounts", ["210987654321", "prod"], "got 'prod'"),
+        ("promotion_target_accounts", {"prod": "210987654321"}, "list of 12-digit"),
+        ("promotion_source_account", "arn:aws:iam::109876543210:root", "12-digit AWS account id"),
+    ],
+)
 def test_invalid_values_name_the_context_key(artifact, key, value, fragment):
     with pytest.raises(ConfigError) as raised:
         AppConfig.from_mapping({"initial_model_artifact": artifact, key: value})
@@ -154,9 +161,16 @@ def test_tuning_settings_are_only_checked_when_tuning_is_on(artifact):
 
 def test_browser_settings_read_from_strings(artifact):
     pool = "arn:aws:cognito-idp:eu-west-1:123456789012:userpool/eu-west-1_Ab12cD"
-    config = AppConfig.from_mapping({"initial_model_artifact": artifact, "api_auth": "cognito", "api_user_pool_arn": pool,
-                                     "cors_allowed_origins": "https://shop.example.com:8443", "waf": "true",
-                                     "waf_rate_limit": "500"})
+    config = AppConfig.from_mapping(
+        {
+            "initial_model_artifact": artifact,
+            "api_auth": "cognito",
+            "api_user_pool_arn": pool,
+            "cors_allowed_origins": "https://shop.example.com:8443",
+            "waf": "true",
+            "waf_rate_limit": "500",
+        }
+    )
     assert (config.api_user_pool_arn, config.cors_allowed_origins, config.waf, config.waf_rate_limit) == (
         pool, "https://shop.example.com:8443", True, 500)
     assert config.browser_callers
@@ -211,7 +225,10 @@ def test_a_gpu_training_type_selects_the_gpu_image(artifact, instance_type, gpu)
 
 
 def test_empty_notification_email_means_none(artifact):
-    assert AppConfig.from_mapping({"initial_model_artifact": artifact, "notification_email": ""}).notification_email is None
+    assert (
+        AppConfig.from_mapping({"initial_model_artifact": artifact, "notification_email": ""}).notification_email
+        is None
+    )
 
 
 @pytest.mark.parametrize("values", [
@@ -314,7 +331,10 @@ def test_event_table_settings_are_checked_by_name(key, value, words):
 def test_the_bad_row_bound_is_the_local_readers_by_default(artifact):
     config = AppConfig.from_mapping({"initial_model_artifact": artifact})
     assert config.events_max_bad_rows == ReadOptions().max_bad_rows == "1%"
-    assert AppConfig.from_mapping({"initial_model_artifact": artifact, "events_max_bad_rows": "0"}).events_max_bad_rows == "0"
+    assert (
+        AppConfig.from_mapping({"initial_model_artifact": artifact, "events_max_bad_rows": "0"}).events_max_bad_rows
+        == "0"
+    )
 
 
 def test_the_gap_and_the_kinds_reach_the_tables_reading_options():
@@ -330,15 +350,27 @@ def test_the_gap_and_the_kinds_reach_the_tables_reading_options():
 
 def test_event_table_settings_take_the_readers_names():
     config = AppConfig(events_separator="comma", events_time_format="epoch_ms", events_session_column="user")
-    assert (config.events_separator, config.events_time_format, config.events_session_column) == ("comma", "epoch_ms", "user")
+    assert (config.events_separator, config.events_time_format, config.events_session_column) == (
+        "comma",
+        "epoch_ms",
+        "user",
+    )
 
 
 def test_the_data_window_and_gate_defaults(artifact):
     config = AppConfig.from_mapping({"initial_model_artifact": artifact})
     assert (config.train_window_days, config.gate_tolerance, config.refit_after_gate, config.retrain_on_new_data) == (
         28, 0.005, True, False)
-    converted = AppConfig.from_mapping({"initial_model_artifact": artifact, "train_window_days": "2", "valid_days": "1.5",
-                                        "gate_tolerance": "0", "refit_after_gate": "false", "retrain_on_new_data": "true"})
+    converted = AppConfig.from_mapping(
+        {
+            "initial_model_artifact": artifact,
+            "train_window_days": "2",
+            "valid_days": "1.5",
+            "gate_tolerance": "0",
+            "refit_after_gate": "false",
+            "retrain_on_new_data": "true",
+        }
+    )
     assert (converted.train_window_days, converted.gate_tolerance, converted.refit_after_gate,
             converted.retrain_on_new_data) == (2, 0.0, False, True)
 
@@ -353,7 +385,9 @@ def test_training_hyperparameters_are_the_stages_and_checked_by_name(artifact):
     shop = {"session_column": "user_id", "item_column": "product_id", "time_column": "event_time",
             "session_gap": "30m", "event_column": "event_type", "event_types": "view,cart", "epochs": 3}
     from_json = AppConfig.from_mapping({"initial_model_artifact": artifact, "training_hyperparameters": shop})
-    from_text = AppConfig.from_mapping({"initial_model_artifact": artifact, "training_hyperparameters": json.dumps(shop)})
+    from_text = AppConfig.from_mapping(
+        {"initial_model_artifact": artifact, "training_hyperparameters": json.dumps(shop)}
+    )
     assert from_json == from_text
     assert from_json.training_hyperparameter_values == {**shop, "epochs": "3"}
     assert AppConfig().training_hyperparameter_values == {}
@@ -372,8 +406,13 @@ def test_bad_training_hyperparameters_are_refused_by_name(artifact, value, words
     assert words in str(caught.value)
 
 
-@pytest.mark.parametrize("raw", ["310987654321, 210987654321", ["210987654321", "310987654321", "210987654321"]])
-def test_promotion_targets_come_as_text_or_a_list(artifact, raw):
-    config = AppConfig.from_mapping({"initial_model_artifact": artifact, "promotion_target_accounts": raw})
-    assert config.promotion_targets == ["210987654321", "310987654321"]
-    assert AppConfig.from_mapping({"initial_model_artifact": artifact, "promotion_target_accounts": ""}).promotion_targets == []
+def test_approval_is_manual_on_prod_and_auto_elsewhere_unless_set():
+    assert [AppConfig(stage=stage).approval_mode for stage in ("dev", "prod", "staging")] == ["auto", "manual", "auto"]
+    assert AppConfig(stage="prod", approval="auto").approval_mode == "auto"
+    assert AppConfig(stage="dev", approval="manual").approval_mode == "manual"
+    assert AppConfig(stage="prod").model_package_group_name == "gru4rec-prod"
+
+
+def test_an_unknown_approval_is_refused_naming_the_key():
+    with pytest.raises(ConfigError, match="context key 'approval': must be one of \\('auto', 'manual'\\)"):
+        AppConfig(approval="sometimes")

@@ -15,12 +15,12 @@ changed where they could reach the live model.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 import copy
 import io
 import json
 import re
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import boto3
@@ -507,7 +507,12 @@ def test_a_one_off_job_copies_the_deployed_training_job(rehearsal, synth):
     session.client("iam").get_role(RoleName=settings.role_arn.rsplit("/", 1)[-1])
 
     job_name = training.start_one_off_training(
-        session.client("sagemaker"), config.stage, deployment.data_bucket, settings, {"epochs": "1"}, deployment.train_window_days
+        session.client("sagemaker"),
+        config.stage,
+        deployment.data_bucket,
+        settings,
+        {"epochs": "1"},
+        deployment.train_window_days,
     )
     job = session.client("sagemaker").describe_training_job(TrainingJobName=job_name)
     assert job["RoleArn"] == settings.role_arn
@@ -531,7 +536,9 @@ def _sagemaker_state(session) -> dict:
     """Every model, endpoint config and endpoint, with what an update would change."""
     sagemaker = session.client("sagemaker")
     models = {m["ModelName"]: m["ModelArn"] for m in sagemaker.list_models()["Models"]}
-    configs = {c["EndpointConfigName"]: c["EndpointConfigArn"] for c in sagemaker.list_endpoint_configs()["EndpointConfigs"]}
+    configs = {
+        c["EndpointConfigName"]: c["EndpointConfigArn"] for c in sagemaker.list_endpoint_configs()["EndpointConfigs"]
+    }
     endpoints = {e["EndpointName"]: (e["EndpointArn"], e["CreationTime"], e["LastModifiedTime"])
                  for e in sagemaker.list_endpoints()["Endpoints"]}
     return {"models": models, "configs": configs, "endpoints": endpoints}

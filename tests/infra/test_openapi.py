@@ -64,7 +64,11 @@ def openapi() -> dict:
 @pytest.fixture(scope="module")
 def api_model_schema(synth) -> dict:
     """The request model's schema as synthesized into the API stack's template."""
-    models = [r["Properties"] for r in synth.template_dict("api")["Resources"].values() if r["Type"] == "AWS::ApiGateway::Model"]
+    models = [
+        r["Properties"]
+        for r in synth.template_dict("api")["Resources"].values()
+        if r["Type"] == "AWS::ApiGateway::Model"
+    ]
     model, = models
     return model["Schema"]
 
@@ -108,8 +112,11 @@ def test_bad_requests_fail_the_model(api_model_schema, case):
     assert not jsonschema.Draft4Validator(api_model_schema).is_valid(BAD_REQUESTS[case])
 
 
-@pytest.mark.parametrize("request_body", [*GOOD_REQUESTS, *BAD_REQUESTS.values()],
-                         ids=[f"good{i}" for i in range(len(GOOD_REQUESTS))] + sorted(BAD_REQUESTS, key=list(BAD_REQUESTS).index))
+@pytest.mark.parametrize(
+    "request_body",
+    [*GOOD_REQUESTS, *BAD_REQUESTS.values()],
+    ids=[f"good{i}" for i in range(len(GOOD_REQUESTS))] + sorted(BAD_REQUESTS, key=list(BAD_REQUESTS).index),
+)
 def test_the_api_model_and_the_container_agree_on_what_is_valid(api_model_schema, request_body):
     """The gateway must not reject what the container answers, nor pass on what it refuses
     (one known difference aside: over 10,000 sessions, which the container refuses with 413)."""
@@ -133,7 +140,11 @@ def test_documented_response_examples_match_their_schema(openapi):
 
 def test_every_status_the_api_answers_is_documented(openapi, synth):
     documented = set(openapi["paths"]["/recommendations"]["post"]["responses"])
-    method, = [r["Properties"] for r in synth.template_dict("api")["Resources"].values() if r["Type"] == "AWS::ApiGateway::Method"]
+    (method,) = [
+        r["Properties"]
+        for r in synth.template_dict("api")["Resources"].values()
+        if r["Type"] == "AWS::ApiGateway::Method"
+    ]
     assert {r["StatusCode"] for r in method["MethodResponses"]} <= documented
 
 

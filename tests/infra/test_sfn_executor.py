@@ -17,8 +17,12 @@ from tests.support.sfn_executor import HOOK_MODULE, HOOK_NAME, ROLE_ARN, offline
 
 def _run_one(definition: dict) -> dict:
     client = boto3.client("stepfunctions", region_name=REGION)
-    arn = client.create_state_machine(name="probe", definition=json.dumps(definition), roleArn=ROLE_ARN)["stateMachineArn"]
-    execution = client.start_execution(stateMachineArn=arn, name="run-1", input=json.dumps({"id": "run-1"}))["executionArn"]
+    arn = client.create_state_machine(name="probe", definition=json.dumps(definition), roleArn=ROLE_ARN)[
+        "stateMachineArn"
+    ]
+    execution = client.start_execution(stateMachineArn=arn, name="run-1", input=json.dumps({"id": "run-1"}))[
+        "executionArn"
+    ]
     while (described := client.describe_execution(executionArn=execution))["status"] == "RUNNING":
         time.sleep(0.02)
     return described
@@ -85,21 +89,37 @@ def test_a_well_formed_request_has_no_problems():
     assert problems("sagemaker", "CreateTrainingJob", GOOD_JOB) == []
 
 
-@pytest.mark.parametrize("change, expected", [
-    ({"TrainingJobName": "j" * 64}, "CreateTrainingJob.TrainingJobName: length 64 is above the maximum 63"),
-    ({"TrainingJobName": "bad_name"}, "CreateTrainingJob.TrainingJobName: 'bad_name' does not match the pattern"),
-    ({"RoleArn": None}, "CreateTrainingJob.RoleArn: required, missing"),
-    ({"ResourceConfig": {"InstanceType": "ml.c5.huge", "InstanceCount": 1, "VolumeSizeInGB": 30}},
-     "CreateTrainingJob.ResourceConfig.InstanceType: 'ml.c5.huge' is not one of"),
-    ({"ResourceConfig": {"InstanceType": "ml.c5.2xlarge", "InstanceCount": "1", "VolumeSizeInGB": 30}},
-     "CreateTrainingJob.ResourceConfig.InstanceCount: expected an integer, got str"),
-    ({"HyperParameters": {"epochs": 3}}, "CreateTrainingJob.HyperParameters.epochs: expected a string, got int"),
-    ({"StoppingCondition": {"MaxRuntimeInSeconds": 0}}, "CreateTrainingJob.StoppingCondition.MaxRuntimeInSeconds: value 0 is below"),
-    ({"Tags": [{"Key": "k", "Value": "v" * 257}]}, "CreateTrainingJob.Tags[0].Value: length 257 is above the maximum 256"),
-    ({"Tags": [{"Key": "k", "Value": "a\tb"}]}, "CreateTrainingJob.Tags[0].Value: 'a\\tb' does not match the pattern"),
-    ({"EnableManagedSpotTraining": "true"}, "CreateTrainingJob.EnableManagedSpotTraining: expected a boolean"),
-    ({"Checkpoints": {}}, "CreateTrainingJob.Checkpoints: not a member of CreateTrainingJobRequest"),
-])
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"TrainingJobName": "j" * 64}, "CreateTrainingJob.TrainingJobName: length 64 is above the maximum 63"),
+        ({"TrainingJobName": "bad_name"}, "CreateTrainingJob.TrainingJobName: 'bad_name' does not match the pattern"),
+        ({"RoleArn": None}, "CreateTrainingJob.RoleArn: required, missing"),
+        (
+            {"ResourceConfig": {"InstanceType": "ml.c5.huge", "InstanceCount": 1, "VolumeSizeInGB": 30}},
+            "CreateTrainingJob.ResourceConfig.InstanceType: 'ml.c5.huge' is not one of",
+        ),
+        (
+            {"ResourceConfig": {"InstanceType": "ml.c5.2xlarge", "InstanceCount": "1", "VolumeSizeInGB": 30}},
+            "CreateTrainingJob.ResourceConfig.InstanceCount: expected an integer, got str",
+        ),
+        ({"HyperParameters": {"epochs": 3}}, "CreateTrainingJob.HyperParameters.epochs: expected a string, got int"),
+        (
+            {"StoppingCondition": {"MaxRuntimeInSeconds": 0}},
+            "CreateTrainingJob.StoppingCondition.MaxRuntimeInSeconds: value 0 is below",
+        ),
+        (
+            {"Tags": [{"Key": "k", "Value": "v" * 257}]},
+            "CreateTrainingJob.Tags[0].Value: length 257 is above the maximum 256",
+        ),
+        (
+            {"Tags": [{"Key": "k", "Value": "a\tb"}]},
+            "CreateTrainingJob.Tags[0].Value: 'a\\tb' does not match the pattern",
+        ),
+        ({"EnableManagedSpotTraining": "true"}, "CreateTrainingJob.EnableManagedSpotTraining: expected a boolean"),
+        ({"Checkpoints": {}}, "CreateTrainingJob.Checkpoints: not a member of CreateTrainingJobRequest"),
+    ],
+)
 def test_each_problem_is_named_by_its_path(change, expected):
     request = {**GOOD_JOB, **change}
     request = {key: value for key, value in request.items() if value is not None}

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from model_code.synthetic import SyntheticSpec, write_dataset
+from model_code.data.synthetic import SyntheticSpec, write_dataset
 
 REPO_ROOT_FOR_SUBPROCESS = Path(__file__).resolve().parents[2]
 
@@ -26,8 +26,8 @@ def tiny_data(tmp_path_factory) -> Path:
 
 
 def run_train(argv: list[str]) -> tuple[int, str, str]:
-    """``model_code.train.main(argv)`` in process: (exit code, stdout, stderr)."""
-    from model_code.train import main
+    """``model_code.commands.train.main(argv)`` in process: (exit code, stdout, stderr)."""
+    from model_code.commands.train import main
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

@@ -48,9 +48,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 from unittest import mock
 
 import airspeed
@@ -72,7 +73,8 @@ class OverrideError(RuntimeError):
 
 
 class JavaString:
-    """A string as VTL sees one: of ``java.lang.String``, the methods the templates and tests call, and nothing of Python's."""
+    """A string as VTL sees one: of ``java.lang.String``, the methods the templates and tests call, and nothing of
+    Python's."""
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -122,7 +124,9 @@ def json_path(document: Any, expression: str) -> Any:
     while rest:
         step = _PATH_STEP.match(rest)
         if step is None:
-            raise UndocumentedBehaviour(f"JSONPath {expression!r}: this stand-in reads only .name, ['name'] and [index] steps")
+            raise UndocumentedBehaviour(
+                f"JSONPath {expression!r}: this stand-in reads only .name, ['name'] and [index] steps"
+            )
         name, quoted, index = step.groups()
         rest = rest[step.end():]
         if index is not None:
@@ -271,7 +275,9 @@ class Answer:
 
 def select_integration_response(responses: list[dict], backend_status: int) -> dict:
     """The integration response for a back-end status: the one whose pattern matches it whole, else the default."""
-    matching = [r for r in responses if r.get("SelectionPattern") and re.fullmatch(r["SelectionPattern"], str(backend_status))]
+    matching = [
+        r for r in responses if r.get("SelectionPattern") and re.fullmatch(r["SelectionPattern"], str(backend_status))
+    ]
     if len(matching) > 1:
         raise AssertionError(f"status {backend_status} matches several selection patterns")
     if matching:

@@ -11,9 +11,10 @@ import fnmatch
 import json
 import math
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import botocore.session
 
@@ -33,7 +34,7 @@ ALARM_ARN = f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{{}}"
 class Rule:
     name: str
     page: str
-    check: Callable[["AppView"], list[str]]
+    check: Callable[[AppView], list[str]]
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,9 @@ class AppView:
                 else:
                     continue
                 for role in roles:
-                    by_role.setdefault(role, []).extend(s for s in _as_list(document["Statement"]) if s["Effect"] == "Allow")
+                    by_role.setdefault(role, []).extend(
+                        s for s in _as_list(document["Statement"]) if s["Effect"] == "Allow"
+                    )
         return by_role
 
     def role_statements(self, role_arn: str) -> list[dict]:
@@ -119,7 +122,9 @@ class AppView:
         """The ``s3:prefix`` patterns under which the role may list ``bucket_arn`` ('*' without a condition)."""
         patterns = []
         for statement in self.role_statements(role_arn):
-            if _matches(statement.get("Action", []), "s3:ListBucket") and _matches(statement.get("Resource", []), bucket_arn):
+            if _matches(statement.get("Action", []), "s3:ListBucket") and _matches(
+                statement.get("Resource", []), bucket_arn
+            ):
                 condition = statement.get("Condition", {}).get("StringLike", {}).get("s3:prefix", "*")
                 patterns += _as_list(condition)
         return patterns
@@ -145,8 +150,11 @@ def model_data_source_exclusions(app: AppView) -> list[str]:
     found = []
     for machine in app.machines:
         transforms = any(True for _ in machine.calls("sagemaker:createTransformJob"))
-        serverless = any("ServerlessConfig" in variant for _, arguments in machine.calls("sagemaker:createEndpointConfig")
-                         for variant in arguments.get("ProductionVariants", []))
+        serverless = any(
+            "ServerlessConfig" in variant
+            for _, arguments in machine.calls("sagemaker:createEndpointConfig")
+            for variant in arguments.get("ProductionVariants", [])
+        )
         for state, arguments in machine.calls("sagemaker:createModel"):
             if "ModelDataSource" in arguments.get("PrimaryContainer", {}) and (transforms or serverless):
                 use = "Batch Transform" if transforms else "a serverless endpoint"
@@ -174,7 +182,9 @@ def serverless_exclusions(app: AppView) -> list[str]:
     no VPC, and their container is told it serves at most 4 MB payloads; provisioned concurrency within maximum."""
     found = []
     configs = [(f"{s}/{i}", c) for s, i, c in app.resources("AWS::SageMaker::EndpointConfig")]
-    configs += [(f"{m.name} / {state}", a) for m in app.machines for state, a in m.calls("sagemaker:createEndpointConfig")]
+    configs += [
+        (f"{m.name} / {state}", a) for m in app.machines for state, a in m.calls("sagemaker:createEndpointConfig")
+    ]
     for where, config in configs:
         if not any("ServerlessConfig" in v for v in config.get("ProductionVariants", [])):
             continue
@@ -212,9 +222,13 @@ def nvme_without_volume_keys(app: AppView) -> list[str]:
     found = []
     for machine in app.machines:
         for state, arguments in machine.calls("sagemaker:createTrainingJob"):
-            found += _volume_key_problem(f"{machine.name} / {state}", arguments.get("ResourceConfig", {}), "VolumeKmsKeyId")
+            found += _volume_key_problem(
+                f"{machine.name} / {state}", arguments.get("ResourceConfig", {}), "VolumeKmsKeyId"
+            )
         for state, arguments in machine.calls("sagemaker:createTransformJob"):
-            found += _volume_key_problem(f"{machine.name} / {state}", arguments.get("TransformResources", {}), "VolumeKmsKeyId")
+            found += _volume_key_problem(
+                f"{machine.name} / {state}", arguments.get("TransformResources", {}), "VolumeKmsKeyId"
+            )
         for state, arguments in machine.calls("sagemaker:createEndpointConfig"):
             found += _endpoint_key_problem(f"{machine.name} / {state}", arguments)
     for stack, logical_id, config in app.resources("AWS::SageMaker::EndpointConfig"):
@@ -250,7 +264,11 @@ def name_limits(app: AppView) -> list[str]:
             for action, (argument, shape) in NAMED_CALLS.items():
                 for state, arguments in machine.calls(action):
                     if argument in arguments:
-                        name = evaluate(arguments[argument], variables) if arguments[argument].startswith("{%") else arguments[argument]
+                        name = (
+                            evaluate(arguments[argument], variables)
+                            if arguments[argument].startswith("{%")
+                            else arguments[argument]
+                        )
                         found += [f"{machine.name} / {state}: {p}" for p in sagemaker_name_problems(shape, name)]
     for _, _, endpoint in app.resources("AWS::SageMaker::Endpoint"):
         found += sagemaker_name_problems("EndpointName", endpoint["EndpointName"])
@@ -264,7 +282,9 @@ def _name_variables(machine: Machine) -> list[dict]:
     expression = first.get("Assign", {}).get("jobName")
     if not expression:
         return [{}]
-    context = {"Execution": {"StartTime": "2026-12-31T23:59:59.999Z", "Id": f"arn:aws:states:::execution:{machine.name}:x"}}
+    context = {
+        "Execution": {"StartTime": "2026-12-31T23:59:59.999Z", "Id": f"arn:aws:states:::execution:{machine.name}:x"}
+    }
     job = evaluate(expression, {}, {"context": context})
     # a rollout of a registered version reads $jobName from the version (a name a training state made, checked here)
     later = [state["Assign"]["jobName"] for state in machine.states.values()
@@ -340,9 +360,13 @@ def publishers_let_in(app: AppView) -> list[str]:
 
 
 def _service_allowed(document: dict, service: str, action: str, resource: str) -> bool:
-    return any(statement["Effect"] == "Allow" and service in _as_list(statement.get("Principal", {}).get("Service", []))
-               and _matches(statement["Action"], action) and (resource == "*" or _matches(statement["Resource"], resource))
-               for statement in _as_list(document["Statement"]))
+    return any(
+        statement["Effect"] == "Allow"
+        and service in _as_list(statement.get("Principal", {}).get("Service", []))
+        and _matches(statement["Action"], action)
+        and (resource == "*" or _matches(statement["Resource"], resource))
+        for statement in _as_list(document["Statement"])
+    )
 
 
 # --- guardrails ---------------------------------------------------------------------------------------
@@ -365,7 +389,8 @@ def deployment_configs(app: AppView) -> Iterator[tuple[str, dict, list[str]]]:
 
 
 def alarms_readable(app: AppView) -> list[str]:
-    """The endpoint's execution role, and each caller that updates the endpoint, may DescribeAlarms the rollback alarms."""
+    """The endpoint's execution role, and each caller that updates the endpoint, may DescribeAlarms the rollback
+    alarms."""
     found = []
     for where, config, roles in deployment_configs(app):
         for alarm in config.get("AutoRollbackConfiguration", {}).get("Alarms", []):
@@ -394,13 +419,23 @@ def _range_problem(shape: str, member: str, value: int) -> str | None:
 def _blue_green_problems(config: dict) -> list[str]:
     policy = config["BlueGreenUpdatePolicy"]
     routing = policy["TrafficRoutingConfiguration"]
-    problems = [_range_problem("TrafficRoutingConfig", "WaitIntervalInSeconds", routing["WaitIntervalInSeconds"]),
-                _range_problem("BlueGreenUpdatePolicy", "TerminationWaitInSeconds", policy.get("TerminationWaitInSeconds", 0)),
-                _range_problem("BlueGreenUpdatePolicy", "MaximumExecutionTimeoutInSeconds",
-                               policy.get("MaximumExecutionTimeoutInSeconds", 3600)),
-                _range_problem("AutoRollbackConfig", "Alarms", len(config.get("AutoRollbackConfiguration", {}).get("Alarms", [])))]
+    problems = [
+        _range_problem("TrafficRoutingConfig", "WaitIntervalInSeconds", routing["WaitIntervalInSeconds"]),
+        _range_problem("BlueGreenUpdatePolicy", "TerminationWaitInSeconds", policy.get("TerminationWaitInSeconds", 0)),
+        _range_problem(
+            "BlueGreenUpdatePolicy",
+            "MaximumExecutionTimeoutInSeconds",
+            policy.get("MaximumExecutionTimeoutInSeconds", 3600),
+        ),
+        _range_problem(
+            "AutoRollbackConfig", "Alarms", len(config.get("AutoRollbackConfiguration", {}).get("Alarms", []))
+        ),
+    ]
     steps = 1
-    for size_key, (low, high), shifts in (("CanarySize", (1, 50), lambda v: 2), ("LinearStepSize", (10, 50), lambda v: math.ceil(100 / v))):
+    for size_key, (low, high), shifts in (
+        ("CanarySize", (1, 50), lambda v: 2),
+        ("LinearStepSize", (10, 50), lambda v: math.ceil(100 / v)),
+    ):
         if size_key in routing and routing[size_key]["Type"] == "CAPACITY_PERCENT":
             value = routing[size_key]["Value"]
             if not low <= value <= high:
@@ -421,7 +456,10 @@ def reads_are_granted(app: AppView) -> list[str]:
     for machine in app.machines:
         for state, arguments in machine.calls("sagemaker:createTrainingJob"):
             for uri in _channel_uris(machine, arguments):
-                found += [f"{machine.name} / {state}: {p}" for p in _read_problems(app, arguments["RoleArn"], uri, listed=True)]
+                found += [
+                    f"{machine.name} / {state}: {p}"
+                    for p in _read_problems(app, arguments["RoleArn"], uri, listed=True)
+                ]
         for state, arguments in machine.calls("sagemaker:createTransformJob"):
             source = arguments["TransformInput"]["DataSource"]["S3DataSource"]
             if source["S3DataType"] == "S3Prefix":
@@ -434,7 +472,9 @@ def reads_are_granted(app: AppView) -> list[str]:
                           _read_problems(app, arguments["ExecutionRoleArn"], uri, listed=False)]
     for stack, logical_id, model in app.resources("AWS::SageMaker::Model"):
         for uri in _initial_model_uris(app):
-            found += [f"{stack}/{logical_id}: {p}" for p in _read_problems(app, model["ExecutionRoleArn"], uri, listed=False)]
+            found += [
+                f"{stack}/{logical_id}: {p}" for p in _read_problems(app, model["ExecutionRoleArn"], uri, listed=False)
+            ]
     return found
 
 
@@ -461,7 +501,9 @@ def _channel_uris(machine: Machine, arguments: dict) -> list[str]:
 
 def _model_uris(app: AppView, machine: Machine) -> list[str]:
     """The archives a pipeline's model may name: a pipeline's model under models/ and the first model's copy."""
-    bucket = (machine.states.get("Name the job") or machine.states.get("Name the run") or {}).get("Assign", {}).get("bucket")
+    bucket = (
+        (machine.states.get("Name the job") or machine.states.get("Name the run") or {}).get("Assign", {}).get("bucket")
+    )
     return [f"s3://{bucket}/models/job-1/output/model.tar.gz"] + _initial_model_uris(app)
 
 
@@ -496,7 +538,9 @@ def ssm_references_resolve(app: AppView) -> list[str]:
     it builds the change set, before the stack's resources exist, so a first deploy fails."""
     found = []
     for stack, template in app.templates.items():
-        created = {r["Properties"].get("Name") for r in template["Resources"].values() if r["Type"] == "AWS::SSM::Parameter"}
+        created = {
+            r["Properties"].get("Name") for r in template["Resources"].values() if r["Type"] == "AWS::SSM::Parameter"
+        }
         for name in DYNAMIC_SSM.findall(json.dumps(template["Resources"])):
             if name in created:
                 found.append(f"{stack}: resolves {name}, a parameter the same stack creates")
@@ -506,7 +550,9 @@ def ssm_references_resolve(app: AppView) -> list[str]:
 # WAF's log destinations: "Your log group name must start with aws-waf-logs-" (the same for a bucket or a
 # Firehose stream): https://docs.aws.amazon.com/waf/latest/developerguide/logging-cw-logs.html
 WAF_LOG_PREFIX = "aws-waf-logs-"
-_WAF_DESTINATION_NAME = re.compile(r"arn:[^:]+:(?:logs:[^:]*:[^:]*:log-group:([^:]+)(?::\*)?|s3:::([^/]+)|firehose:[^:]*:[^:]*:deliverystream/(.+))")
+_WAF_DESTINATION_NAME = re.compile(
+    r"arn:[^:]+:(?:logs:[^:]*:[^:]*:log-group:([^:]+)(?::\*)?|s3:::([^/]+)|firehose:[^:]*:[^:]*:deliverystream/(.+))"
+)
 COGNITO_IDENTITY = "cognito-identity.amazonaws.com"
 
 
@@ -540,7 +586,10 @@ def pool_roles_trust_their_pool(app: AppView) -> list[str]:
     (``amr``): without both, an OpenID token of any pool, or a guest's, could assume it."""
     trusts, found = _trust_documents(app), []
     for stack, pool, kind, role in _pool_roles(app):
-        wanted = {"StringEquals": {f"{COGNITO_IDENTITY}:aud": pool}, "ForAnyValue:StringLike": {f"{COGNITO_IDENTITY}:amr": kind}}
+        wanted = {
+            "StringEquals": {f"{COGNITO_IDENTITY}:aud": pool},
+            "ForAnyValue:StringLike": {f"{COGNITO_IDENTITY}:amr": kind},
+        }
         statements = [s for s in _as_list(trusts[role]["Statement"])
                       if s.get("Principal", {}).get("Federated") == COGNITO_IDENTITY and s["Effect"] == "Allow"]
         if not statements or any(s.get("Condition") != wanted for s in statements):
@@ -556,7 +605,9 @@ def guests_can_call_the_api(app: AppView) -> list[str]:
                for stack, logical_id, properties in app.resources("AWS::Cognito::IdentityPool")}
     found = []
     for stack, pool, kind, role in _pool_roles(app):
-        grants = [a for s in app.role_statements(role) for a in _as_list(s.get("Action", [])) if a.startswith("execute-api:")]
+        grants = [
+            a for s in app.role_statements(role) for a in _as_list(s.get("Action", [])) if a.startswith("execute-api:")
+        ]
         if kind == "unauthenticated" and grants and not classic[pool]:
             found.append(f"{stack}: guest role {role} of {pool} is granted {grants}, which the enhanced flow's session "
                          "policy withholds, and the pool does not allow the basic flow")
@@ -564,29 +615,64 @@ def guests_can_call_the_api(app: AppView) -> list[str]:
 
 
 RULES = [
-    Rule("ModelDataSource exclusions", "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ContainerDefinition.html",
-         model_data_source_exclusions),
-    Rule("serverless exclusions", "https://docs.aws.amazon.com/sagemaker/latest/dg/serverless-endpoints.html",
-         serverless_exclusions),
-    Rule("NVMe types take no volume key", "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ResourceConfig.html",
-         nvme_without_volume_keys),
-    Rule("name lengths and patterns", "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTrainingJob.html",
-         name_limits),
-    Rule("publishing services let in by topic and key policies",
-         "https://docs.aws.amazon.com/sns/latest/dg/sns-access-policy-use-cases.html", publishers_let_in),
-    Rule("DescribeAlarms on the rollback alarms",
-         "https://docs.aws.amazon.com/sagemaker/latest/dg/deployment-guardrails-configuration.html", alarms_readable),
-    Rule("ListBucket and GetObject cover every channel and model",
-         "https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-roles.html", reads_are_granted),
-    Rule("guardrail limits", "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_BlueGreenUpdatePolicy.html",
-         guardrail_limits),
-    Rule("ssm dynamic references name existing parameters",
-         "https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/dynamic-references-ssm.html", ssm_references_resolve),
-    Rule("WAF log destinations named aws-waf-logs-", "https://docs.aws.amazon.com/waf/latest/developerguide/logging-cw-logs.html",
-         waf_log_destinations),
-    Rule("identity pool roles trust their own pool and identity kind",
-         "https://docs.aws.amazon.com/cognito/latest/developerguide/role-trust-and-permissions.html", pool_roles_trust_their_pool),
-    Rule("guests reach execute-api only through the basic flow",
-         "https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AmazonCognitoUnAuthedIdentitiesSessionPolicy.html",
-         guests_can_call_the_api),
+    Rule(
+        "ModelDataSource exclusions",
+        "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ContainerDefinition.html",
+        model_data_source_exclusions,
+    ),
+    Rule(
+        "serverless exclusions",
+        "https://docs.aws.amazon.com/sagemaker/latest/dg/serverless-endpoints.html",
+        serverless_exclusions,
+    ),
+    Rule(
+        "NVMe types take no volume key",
+        "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ResourceConfig.html",
+        nvme_without_volume_keys,
+    ),
+    Rule(
+        "name lengths and patterns",
+        "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTrainingJob.html",
+        name_limits,
+    ),
+    Rule(
+        "publishing services let in by topic and key policies",
+        "https://docs.aws.amazon.com/sns/latest/dg/sns-access-policy-use-cases.html",
+        publishers_let_in,
+    ),
+    Rule(
+        "DescribeAlarms on the rollback alarms",
+        "https://docs.aws.amazon.com/sagemaker/latest/dg/deployment-guardrails-configuration.html",
+        alarms_readable,
+    ),
+    Rule(
+        "ListBucket and GetObject cover every channel and model",
+        "https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-roles.html",
+        reads_are_granted,
+    ),
+    Rule(
+        "guardrail limits",
+        "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_BlueGreenUpdatePolicy.html",
+        guardrail_limits,
+    ),
+    Rule(
+        "ssm dynamic references name existing parameters",
+        "https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/dynamic-references-ssm.html",
+        ssm_references_resolve,
+    ),
+    Rule(
+        "WAF log destinations named aws-waf-logs-",
+        "https://docs.aws.amazon.com/waf/latest/developerguide/logging-cw-logs.html",
+        waf_log_destinations,
+    ),
+    Rule(
+        "identity pool roles trust their own pool and identity kind",
+        "https://docs.aws.amazon.com/cognito/latest/developerguide/role-trust-and-permissions.html",
+        pool_roles_trust_their_pool,
+    ),
+    Rule(
+        "guests reach execute-api only through the basic flow",
+        "https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AmazonCognitoUnAuthedIdentitiesSessionPolicy.html",
+        guests_can_call_the_api,
+    ),
 ]

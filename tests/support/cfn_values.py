@@ -1,14 +1,15 @@
 """CloudFormation values resolved the way a deployment would, to plausible fake names and ARNs.
 
 A synthesized template refers to resources by ``Ref``, ``Fn::GetAtt`` and ``Fn::ImportValue`` (another
-stack's export). :meth:`Stacks.resolve` (``stack``, value) turns such a value into the string CloudFormation would pass on, in
-account ``ACCOUNT`` and region ``REGION``: a resource's name property where the template sets one, its
+stack's export). :meth:`Stacks.resolve` (``stack``, value) turns such a value into the string CloudFormation would pass
+on, in account ``ACCOUNT`` and region ``REGION``: a resource's name property where the template sets one, its
 logical id (lower case where the service wants it) where it does not. An intrinsic or attribute it does
 not know raises ``ValueError`` naming it, rather than guessing.
 """
 from __future__ import annotations
 
 import hashlib
+
 from tests.support.cfn_intrinsics import IntrinsicResolver
 
 ACCOUNT = "123456789012"

@@ -1,8 +1,9 @@
 """A synthesized app's pipelines ready to run offline: moto holding what a deployed stage holds.
 
 ``offline_stage(result)`` (a ``SynthResult``) yields a :class:`Stage`: the data bucket, every failure
-topic, the Athena workgroups, the model package group and the live-model parameter exist in moto, the state machines are created on first run, and
-every request of a run can be checked against botocore's service model (:func:`assert_well_formed`).
+topic, the Athena workgroups, the model package group and the live-model parameter exist in moto, the state machines
+are created on first run, and every request of a run can be checked against botocore's service model
+(:func:`assert_well_formed`).
 """
 from __future__ import annotations
 

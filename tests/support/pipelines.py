@@ -15,7 +15,6 @@ from typing import Any
 import jsonata
 from jsonata.utils import Utils
 
-
 PARTITION = "aws"
 
 
@@ -60,7 +59,9 @@ def state_machine(template: dict, pipeline: str | None = None) -> dict:
     if pipeline is None:
         (machine,) = [body for name, body in machines.items() if name.startswith("StateMachine")]
     else:
-        (machine,) = [body for body in machines.values() if body["Properties"]["StateMachineName"].endswith(f"-{pipeline}")]
+        (machine,) = [
+            body for body in machines.values() if body["Properties"]["StateMachineName"].endswith(f"-{pipeline}")
+        ]
     return machine["Properties"]
 
 

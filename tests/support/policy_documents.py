@@ -8,8 +8,9 @@ new kind of resource is never linted as a made-up string.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from tests.support.cfn_intrinsics import IntrinsicResolver
 
@@ -48,7 +49,8 @@ class AppPolicies(IntrinsicResolver):
                 key_arn = self._arn(stack, logical_id) if resource["Type"] == "AWS::KMS::Key" else None
                 repository_arn = self._arn(stack, logical_id) if resource["Type"] == "AWS::ECR::Repository" else None
                 for kind, document in _documents_of(resource):
-                    yield PolicyDocument(stack, logical_id, kind, self.resolve(stack, document), key_arn, repository_arn)
+                    yield PolicyDocument(stack, logical_id, kind, self.resolve(stack, document), key_arn,
+                                         repository_arn)
 
     def _ref(self, stack: str, logical_id: str) -> Any:
         if logical_id in PSEUDO_PARAMETERS:

@@ -9,19 +9,19 @@ pattern"); a pattern the ``regex`` module cannot compile is reported, never skip
 from __future__ import annotations
 
 from datetime import datetime
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import botocore.session
 import regex
 
 
-@lru_cache(maxsize=None)
+@cache
 def _service(service: str):
     return botocore.session.get_session().get_service_model(service)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _pattern(pattern: str) -> regex.Pattern:
     return regex.compile(pattern)
 

@@ -1,4 +1,4 @@
-"""Event files that both session groupers (model_code.sessions and infra/sql/group_sessions.sql) read.
+"""Event files that both session groupers (model_code.data.sessions and infra/sql/group_sessions.sql) read.
 
 Two tab-separated files of one run, the second gzip-compressed, with: a session split across the
 files, duplicate timestamps inside a file and across files, unicode item ids, every accepted time

@@ -10,8 +10,8 @@ changes this module alone owns:
 - Wait states return at once; the seconds each asked for are kept (``Boundary.waits``);
 - ``.sync`` tasks of services moto's interpreter only forwards (SageMaker, Athena): the start call is
   made, then the finished job is read with its Describe call (DescribeTrainingJob, DescribeTransformJob,
-  DescribeHyperParameterTuningJob, GetQueryExecution), as Step Functions does once the job ends. A job that ends Failed or Stopped fails
-  the task with ``States.TaskFailed`` and the Describe response as the cause;
+  DescribeHyperParameterTuningJob, GetQueryExecution), as Step Functions does once the job ends. A job that ends Failed
+  or Stopped fails the task with ``States.TaskFailed`` and the Describe response as the cause;
 - every AWS call the interpreter makes goes through :class:`Boundary`: recorded (service, operation, API
   parameters, response), then answered by a stand-in the test installed for it, or by moto. Parameters
   are renamed to the API's own member names where they differ only in case (moto's interpreter passes
@@ -49,7 +49,9 @@ HOOK_MODULE = "moto.stepfunctions.parser.asl.jsonata.jsonata"
 HOOK_NAME = "_eval_jsonata"
 FUNCTIONS_MODULE = "moto.stepfunctions.parser.asl.component.intrinsic.jsonata"
 FACTORY_MODULE = "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_factory"
-UNSUPPORTED_MODULE = "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_unsupported"
+UNSUPPORTED_MODULE = (
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_unsupported"
+)
 WAIT_MODULE = "moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function"
 PARSER_PACKAGE = "moto.stepfunctions.parser."
 TASKS_PACKAGE = "moto.stepfunctions.parser.asl.component.state.exec.state_task"
@@ -106,7 +108,9 @@ class Boundary:
         self.stand_ins[(service, operation)] = answer
 
     def calls(self, service: str, operation: str) -> list[dict]:
-        return [request.params for request in self.requests if (request.service, request.operation) == (service, operation)]
+        return [
+            request.params for request in self.requests if (request.service, request.operation) == (service, operation)
+        ]
 
     def operations(self) -> list[str]:
         return [f"{request.service}:{request.operation}" for request in self.requests]
@@ -192,8 +196,12 @@ def _interpreter_patches(boundary: Boundary) -> list:
     wait = importlib.import_module(WAIT_MODULE)
     patches = [
         mock.patch.object(hook, HOOK_NAME, evaluate_jsonata),
-        mock.patch.dict(declarations, {name: body for name, body in declarations.items() if name != "$hash"}, clear=True),
-        mock.patch.object(wait.WaitFunction, "_wait_interval", lambda _self, env, wait_seconds: boundary.waits.append(wait_seconds)),
+        mock.patch.dict(
+            declarations, {name: body for name, body in declarations.items() if name != "$hash"}, clear=True
+        ),
+        mock.patch.object(
+            wait.WaitFunction, "_wait_interval", lambda _self, env, wait_seconds: boundary.waits.append(wait_seconds)
+        ),
         mock.patch.object(factory, "StateTaskServiceUnsupported", _sync_jobs_class(boundary)),
     ]
     return patches + [mock.patch.object(module, "boto_client_for", _through(boundary, module.boto_client_for))
@@ -286,10 +294,14 @@ class Run:
     waits: list[float]
 
     def states_entered(self) -> list[str]:
-        return [event["stateEnteredEventDetails"]["name"] for event in self.history if "stateEnteredEventDetails" in event]
+        return [
+            event["stateEnteredEventDetails"]["name"] for event in self.history if "stateEnteredEventDetails" in event
+        ]
 
     def calls(self, service: str, operation: str) -> list[dict]:
-        return [request.params for request in self.requests if (request.service, request.operation) == (service, operation)]
+        return [
+            request.params for request in self.requests if (request.service, request.operation) == (service, operation)
+        ]
 
 
 class Pipelines:

@@ -24,8 +24,8 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
-from datetime import datetime, timezone
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ import boto3
 from tests.support.cfn_values import ACCOUNT, REGION
 from tests.support.sfn_executor import Boundary, service_error
 
-FINISHED = datetime(2026, 12, 1, 3, 0, tzinfo=timezone.utc)
+FINISHED = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
 FUNCTIONS_CODE = Path(__file__).resolve().parents[2] / "infra" / "functions"
 
 
@@ -42,7 +42,9 @@ def _created(boundary: Boundary, service: str, operation: str, key: str, value: 
     """The one captured ``operation`` request whose ``key`` is ``value`` (the job the Describe call asks about)."""
     matching = [params for params in boundary.calls(service, operation) if params.get(key) == value]
     if not matching:
-        raise service_error(operation.replace("Create", "Describe"), "ValidationException", f"Requested resource not found: {value}")
+        raise service_error(
+            operation.replace("Create", "Describe"), "ValidationException", f"Requested resource not found: {value}"
+        )
     return matching[-1]
 
 
@@ -70,7 +72,9 @@ class TrainingJobs:
             "TrainingJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/{name}",
             "TrainingJobStatus": "Failed" if failed else "Completed",
             "SecondaryStatus": "Failed" if failed else "Completed",
-            "ModelArtifacts": {"S3ModelArtifacts": f"{job['OutputDataConfig']['S3OutputPath']}{name}/output/model.tar.gz"},
+            "ModelArtifacts": {
+                "S3ModelArtifacts": f"{job['OutputDataConfig']['S3OutputPath']}{name}/output/model.tar.gz"
+            },
             "HyperParameters": job.get("HyperParameters", {}),
             "AlgorithmSpecification": job["AlgorithmSpecification"],
             "RoleArn": job["RoleArn"],
@@ -80,8 +84,9 @@ class TrainingJobs:
             "StoppingCondition": job["StoppingCondition"],
             "CreationTime": FINISHED,
             "TrainingEndTime": FINISHED,
-            "FinalMetricDataList": [{"MetricName": metric, "Value": value, "Timestamp": FINISHED}
-                                    for metric, value in metrics.items()],
+            "FinalMetricDataList": [
+                {"MetricName": metric, "Value": value, "Timestamp": FINISHED} for metric, value in metrics.items()
+            ],
         }
         if failed:
             answer["FailureReason"] = "AlgorithmError: the stand-in job failed"
@@ -199,12 +204,17 @@ class Queries:
     def describe(self, params: dict) -> dict:
         query_id = params["QueryExecutionId"]
         started = self._started(query_id)
-        return {"QueryExecution": {
-            "QueryExecutionId": query_id, "Query": started["QueryString"], "StatementType": "DML",
-            "WorkGroup": started.get("WorkGroup", "primary"), "QueryExecutionContext": started.get("QueryExecutionContext", {}),
-            "Status": {"State": "SUCCEEDED", "SubmissionDateTime": FINISHED, "CompletionDateTime": FINISHED},
-            "Statistics": {"DataScannedInBytes": self.bytes_scanned, "EngineExecutionTimeInMillis": 1200},
-        }}
+        return {
+            "QueryExecution": {
+                "QueryExecutionId": query_id,
+                "Query": started["QueryString"],
+                "StatementType": "DML",
+                "WorkGroup": started.get("WorkGroup", "primary"),
+                "QueryExecutionContext": started.get("QueryExecutionContext", {}),
+                "Status": {"State": "SUCCEEDED", "SubmissionDateTime": FINISHED, "CompletionDateTime": FINISHED},
+                "Statistics": {"DataScannedInBytes": self.bytes_scanned, "EngineExecutionTimeInMillis": 1200},
+            }
+        }
 
     def query_results(self, params: dict) -> dict:
         query = self._started(params["QueryExecutionId"])["QueryString"]
@@ -214,9 +224,25 @@ class Queries:
         (row,) = matching
         header = {"Data": [{"VarCharValue": column} for column in row]}
         values = {"Data": [{"VarCharValue": str(value)} for value in row.values()]}
-        return {"ResultSet": {"Rows": [header, values], "ResultSetMetadata": {"ColumnInfo": [
-            {"Name": column, "Label": column, "Type": "bigint", "CatalogName": "hive", "SchemaName": "", "TableName": ""}
-            for column in row]}}, "UpdateCount": 0}
+        return {
+            "ResultSet": {
+                "Rows": [header, values],
+                "ResultSetMetadata": {
+                    "ColumnInfo": [
+                        {
+                            "Name": column,
+                            "Label": column,
+                            "Type": "bigint",
+                            "CatalogName": "hive",
+                            "SchemaName": "",
+                            "TableName": "",
+                        }
+                        for column in row
+                    ]
+                },
+            },
+            "UpdateCount": 0,
+        }
 
 
 class Endpoint:
@@ -233,7 +259,9 @@ class Endpoint:
 
     def _check_name(self, operation: str, params: dict) -> None:
         if params["EndpointName"] != self.name:
-            raise service_error(operation, "ValidationException", f"Could not find endpoint \"{params['EndpointName']}\".")
+            raise service_error(
+                operation, "ValidationException", f'Could not find endpoint "{params["EndpointName"]}".'
+            )
 
     def update(self, params: dict) -> dict:
         self._check_name("UpdateEndpoint", params)
@@ -246,9 +274,14 @@ class Endpoint:
         updates = self.boundary.calls("sagemaker", "UpdateEndpoint")
         if config == "new":
             config = updates[-1]["EndpointConfigName"] if updates else "no-update-was-made"
-        answer = {"EndpointName": self.name, "EndpointArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{self.name}",
-                  "EndpointConfigName": config, "EndpointStatus": status, "CreationTime": FINISHED,
-                  "LastModifiedTime": FINISHED}
+        answer = {
+            "EndpointName": self.name,
+            "EndpointArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{self.name}",
+            "EndpointConfigName": config,
+            "EndpointStatus": status,
+            "CreationTime": FINISHED,
+            "LastModifiedTime": FINISHED,
+        }
         if self.failure_reason and status != "Updating":
             answer["FailureReason"] = self.failure_reason
         return answer
@@ -271,7 +304,9 @@ class Functions:
 
     def invoke(self, params: dict) -> dict:
         if params["FunctionName"] not in self.handlers:
-            raise service_error("Invoke", "ResourceNotFoundException", f"Function not found: {params['FunctionName']}", 404)
+            raise service_error(
+                "Invoke", "ResourceNotFoundException", f"Function not found: {params['FunctionName']}", 404
+            )
         payload = params.get("Payload") or b"{}"
         event = json.loads(payload.decode() if isinstance(payload, bytes) else payload)
         try:

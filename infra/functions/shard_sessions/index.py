@@ -76,7 +76,9 @@ def lines_of(body) -> Iterator[bytes]:
         yield rest + b"\n"
 
 
-def split_sessions(s3, input_uri: str, shards_uri: str, manifest_uri: str, instances: int, max_shard_bytes: int) -> dict:
+def split_sessions(
+    s3, input_uri: str, shards_uri: str, manifest_uri: str, instances: int, max_shard_bytes: int
+) -> dict:
     bucket, key = s3_location(input_uri)
     shards_bucket, shards_prefix = s3_location(shards_uri)
     source = s3.get_object(Bucket=bucket, Key=key)
@@ -150,7 +152,9 @@ class MultipartUpload:
 
     def __init__(self, s3, bucket: str, key: str):
         self.s3, self.bucket, self.key = s3, bucket, key
-        self.upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, ContentType="application/jsonlines")["UploadId"]
+        self.upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, ContentType="application/jsonlines")[
+            "UploadId"
+        ]
         self.parts: list[dict] = []
         self.pending: list[bytes] = []
         self.pending_bytes = 0

@@ -8,8 +8,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from infra.functions.attach_filters import index as attach
 from inference.predictor import create_app
+from infra.functions.attach_filters import index as attach
 
 BUCKET = "stage-data"
 MODEL = f"s3://{BUCKET}/models/job-1/output/model.tar.gz"

@@ -1,4 +1,6 @@
-"""`infra.ops.cli`: the operator CLI's command line (its commands' help and their errors: tests/infra/ops/test_main.py)."""
+"""`infra.ops.cli`: the operator CLI's command line (its commands' help and their errors:
+tests/infra/ops/test_main.py)."""
+
 from infra.ops.cli import build_parser
 
 

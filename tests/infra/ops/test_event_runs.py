@@ -89,7 +89,10 @@ def test_score_events_takes_the_tables_columns_by_header_name_from_csv_and_parqu
     code, out, err = run(capsys, "score-events", str(folder), "--run", "r1")
     assert code == 0, err
     s3 = stage.session.client("s3")
-    read = lambda key: gzip.decompress(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()).decode()
+
+    def read(key):
+        return gzip.decompress(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()).decode()
+
     assert read("events/incoming/r1/2019-10-01.txt.gz") == (
         "user_session\tproduct_id\tevent_time\tevent_type\n"
         "s1\tp1\t2019-10-01 00:00:00 UTC\tview\n"

@@ -30,9 +30,13 @@ def finished_training_job(session, role_arn: str, name: str, recall: float, mrr:
     from moto.sagemaker.models import sagemaker_backends
 
     session.client("sagemaker").create_training_job(
-        TrainingJobName=name, RoleArn=role_arn, AlgorithmSpecification={"TrainingImage": IMAGE, "TrainingInputMode": "File"},
-        OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/models/"}, StoppingCondition={"MaxRuntimeInSeconds": 60},
-        ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1})
+        TrainingJobName=name,
+        RoleArn=role_arn,
+        AlgorithmSpecification={"TrainingImage": IMAGE, "TrainingInputMode": "File"},
+        OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/models/"},
+        StoppingCondition={"MaxRuntimeInSeconds": 60},
+        ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
+    )
     sagemaker_backends[ACCOUNT][REGION].training_jobs[name].final_metric_data_list = [
         {"MetricName": "recall@20", "Value": recall}, {"MetricName": "mrr@20", "Value": mrr}]
 
@@ -99,7 +103,11 @@ def test_rollback_puts_the_previous_model_live_through_the_pipelines_guardrails(
     assert name.startswith("gru4rec-dev-rollback-") and f"live: {JOB_A} (model {name})" in out
     sagemaker = session.client("sagemaker")
     (variant,) = sagemaker.describe_endpoint_config(EndpointConfigName=name)["ProductionVariants"]
-    assert (variant["ModelName"], variant["InstanceType"], variant["VariantName"]) == (name, "ml.m5.large", "AllTraffic")
+    assert (variant["ModelName"], variant["InstanceType"], variant["VariantName"]) == (
+        name,
+        "ml.m5.large",
+        "AllTraffic",
+    )
     model = sagemaker.describe_model(ModelName=name)
     assert model["PrimaryContainer"]["ModelDataUrl"] == job_data(JOB_A)
     assert "ModelDataSource" not in model["PrimaryContainer"]

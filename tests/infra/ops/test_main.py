@@ -3,8 +3,8 @@ import json
 import os
 import shutil
 import subprocess
-import tarfile
 import sys
+import tarfile
 from types import SimpleNamespace
 
 import pytest
@@ -72,7 +72,7 @@ def test_score_given_events_points_at_sessions_and_score_events(tmp_path, name):
     events.write_text("SessionId,ItemId,Time\ns1,a,1\n")
     done = ops("score", str(events), env=no_aws_env(AWS_DEFAULT_REGION="eu-west-1"))
     assert done.returncode == 1
-    assert "python -m model_code.sessions" in done.stderr and f"infra.ops score-events {events}" in done.stderr
+    assert "python -m model_code.data.sessions" in done.stderr and f"infra.ops score-events {events}" in done.stderr
 
 
 def test_make_session_without_any_region_is_an_ops_error(monkeypatch):
@@ -140,18 +140,27 @@ def test_one_off_options_need_one_off(stage, capsys, tmp_path):
     assert "Contents" not in stage.session.client("s3").list_objects_v2(Bucket=BUCKET)
 
 
-@pytest.mark.parametrize("argv, problem", [
-    (["recommend", "a", "-k", "0"], "the endpoint would refuse this request: 'k' is 0: it must be from 1 to 1000"),
-    (["recommend", "a", "-k", "1001"], "'k' is 1001: it must be from 1 to 1000"),
-    (["train", "-p", "learnig_rate=0.1"], "bad hyperparameter: unknown parameter 'learnig_rate' (did you mean 'learning_rate'?)"),
-    (["train", "-p", "epochs=two"], "bad hyperparameter: parameter 'epochs': cannot use 'two'; allowed: an integer >= 1"),
-    (["train", "-p", "time_format=iso"], "bad hyperparameter: parameter 'time_format': cannot use 'iso'"),
-    (["train", "--upload-data", "no-such-folder"], "no-such-folder: no such folder"),
-    (["train", "--role", "arn:aws:iam::1:role/x"], "for --one-off jobs only"),
-    (["train", "--day", "2026-11-29"], "--day is for --upload-data only"),
-    (["score", "nope.jsonl"], "nope.jsonl: no such file"),
-    (["status", "--stage", "Prod_1"], "stage 'Prod_1' is not a valid stage name"),
-])
+@pytest.mark.parametrize(
+    "argv, problem",
+    [
+        (["recommend", "a", "-k", "0"], "the endpoint would refuse this request: 'k' is 0: it must be from 1 to 1000"),
+        (["recommend", "a", "-k", "1001"], "'k' is 1001: it must be from 1 to 1000"),
+        (
+            ["train", "-p", "learnig_rate=0.1"],
+            "bad hyperparameter: unknown parameter 'learnig_rate' (did you mean 'learning_rate'?)",
+        ),
+        (
+            ["train", "-p", "epochs=two"],
+            "bad hyperparameter: parameter 'epochs': cannot use 'two'; allowed: an integer >= 1",
+        ),
+        (["train", "-p", "time_format=iso"], "bad hyperparameter: parameter 'time_format': cannot use 'iso'"),
+        (["train", "--upload-data", "no-such-folder"], "no-such-folder: no such folder"),
+        (["train", "--role", "arn:aws:iam::1:role/x"], "for --one-off jobs only"),
+        (["train", "--day", "2026-11-29"], "--day is for --upload-data only"),
+        (["score", "nope.jsonl"], "nope.jsonl: no such file"),
+        (["status", "--stage", "Prod_1"], "stage 'Prod_1' is not a valid stage name"),
+    ],
+)
 def test_local_problems_are_refused_before_any_aws_call(no_aws, capsys, argv, problem):
     code, out, err = run(capsys, *argv)
     assert code == 1 and out == ""

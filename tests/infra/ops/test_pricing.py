@@ -7,11 +7,27 @@ from infra.ops.pricing import hourly_price_from_products
 
 def product(usagetype: str, usd: str, unit: str = "Hrs") -> str:
     """One GetProducts PriceList entry, shaped as the Price List API returns it (a JSON string)."""
-    return json.dumps({
-        "product": {"productFamily": "ML Instance", "attributes": {"usagetype": usagetype, "instanceName": "ml.m5.large"}},
-        "terms": {"OnDemand": {"SKU.JRTCKXETXF": {"priceDimensions": {"SKU.JRTCKXETXF.6YS6EN2CT7": {
-            "unit": unit, "pricePerUnit": {"USD": usd}, "description": "$0.115 per hour"}}}}},
-    })
+    return json.dumps(
+        {
+            "product": {
+                "productFamily": "ML Instance",
+                "attributes": {"usagetype": usagetype, "instanceName": "ml.m5.large"},
+            },
+            "terms": {
+                "OnDemand": {
+                    "SKU.JRTCKXETXF": {
+                        "priceDimensions": {
+                            "SKU.JRTCKXETXF.6YS6EN2CT7": {
+                                "unit": unit,
+                                "pricePerUnit": {"USD": usd},
+                                "description": "$0.115 per hour",
+                            }
+                        }
+                    }
+                }
+            },
+        }
+    )
 
 
 def test_the_hourly_price_is_the_on_demand_price_of_the_uses_product():

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import botocore.auth
@@ -59,7 +59,7 @@ def api_stage(stage, url: str) -> None:
 def expected_signature(request: dict, url: str, credentials) -> str:
     """The Authorization header botocore computes for the request as received."""
     received = request["headers"]
-    stamp = datetime.strptime(received["x-amz-date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+    stamp = datetime.strptime(received["x-amz-date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     signed_names = received["authorization"].split("SignedHeaders=")[1].split(",")[0].split(";")
     headers = {name: received[name] for name in signed_names if name not in ("host", "x-amz-date")}
     resigned = AWSRequest(method="POST", url=url, data=request["body"], headers=headers)

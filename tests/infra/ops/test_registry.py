@@ -1,4 +1,5 @@
 """``infra.ops approve``, ``reject`` and the registry part of ``status`` against moto's Model Registry."""
+
 from __future__ import annotations
 
 import json
@@ -26,26 +27,47 @@ def _deployment() -> Deployment:
 
 def _register(sagemaker, s3, job: str, status: str, recall: float) -> str:
     key = f"models/{job}/evaluation.json"
-    s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(
-        {"recommendation_metrics": {"validation:recall@20": {"value": recall}}, "quality_gate": {}}))
+    s3.put_object(
+        Bucket=BUCKET,
+        Key=key,
+        Body=json.dumps({"recommendation_metrics": {"validation:recall@20": {"value": recall}}, "quality_gate": {}}),
+    )
     return sagemaker.create_model_package(
-        ModelPackageGroupName=GROUP, ModelApprovalStatus=status, ModelPackageDescription=f"gate said {recall}",
-        InferenceSpecification={"Containers": [{"Image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/x:serve",
-                                                "ModelDataUrl": f"s3://{BUCKET}/models/{job}/output/model.tar.gz"}],
-                                "SupportedContentTypes": ["application/json"],
-                                "SupportedResponseMIMETypes": ["application/json"]},
-        ModelMetrics={"ModelQuality": {"Statistics": {"ContentType": "application/json",
-                                                      "S3Uri": f"s3://{BUCKET}/{key}"}}},
-        CustomerMetadataProperties={"training-job": job})["ModelPackageArn"]
+        ModelPackageGroupName=GROUP,
+        ModelApprovalStatus=status,
+        ModelPackageDescription=f"gate said {recall}",
+        InferenceSpecification={
+            "Containers": [
+                {
+                    "Image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/x:serve",
+                    "ModelDataUrl": f"s3://{BUCKET}/models/{job}/output/model.tar.gz",
+                }
+            ],
+            "SupportedContentTypes": ["application/json"],
+            "SupportedResponseMIMETypes": ["application/json"],
+        },
+        ModelMetrics={
+            "ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": f"s3://{BUCKET}/{key}"}}
+        },
+        CustomerMetadataProperties={"training-job": job},
+    )["ModelPackageArn"]
 
 
 def _serve(sagemaker, job: str, package: str | None) -> None:
     """The endpoint serving the model of ``job``, tagged with its version as the pipeline tags it."""
     tags = [{"Key": "model-package", "Value": package}] if package else []
-    sagemaker.create_model(ModelName=job, ExecutionRoleArn="arn:aws:iam::123456789012:role/model",
-                           PrimaryContainer={"Image": "x", "ModelDataUrl": f"s3://{BUCKET}/m.tar.gz"}, Tags=tags)
-    sagemaker.create_endpoint_config(EndpointConfigName=job, ProductionVariants=[
-        {"VariantName": "AllTraffic", "ModelName": job, "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}])
+    sagemaker.create_model(
+        ModelName=job,
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/model",
+        PrimaryContainer={"Image": "x", "ModelDataUrl": f"s3://{BUCKET}/m.tar.gz"},
+        Tags=tags,
+    )
+    sagemaker.create_endpoint_config(
+        EndpointConfigName=job,
+        ProductionVariants=[
+            {"VariantName": "AllTraffic", "ModelName": job, "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}
+        ],
+    )
     sagemaker.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName=job)
 
 
@@ -87,10 +109,15 @@ def test_reject_records_the_reason_and_refuses_the_live_version(registry_stage):
         registry.reject(session, _deployment(), "2", "  ")
 
 
-@pytest.mark.parametrize("version, message", [
-    ("7", "gru4rec-dev has no version 7"), ("seven", "VERSION 'seven' is neither"), ("0", "VERSION '0' is neither"),
-    ("arn:aws:sagemaker:eu-west-1:123456789012:model-package/gru4rec-prod/1", "is neither"),
-])
+@pytest.mark.parametrize(
+    "version, message",
+    [
+        ("7", "gru4rec-dev has no version 7"),
+        ("seven", "VERSION 'seven' is neither"),
+        ("0", "VERSION '0' is neither"),
+        ("arn:aws:sagemaker:eu-west-1:123456789012:model-package/gru4rec-prod/1", "is neither"),
+    ],
+)
 def test_a_version_the_group_does_not_hold_is_named(registry_stage, version, message):
     session, _live, _pending = registry_stage
     with pytest.raises(OpsError, match=message):
@@ -101,7 +128,9 @@ def test_status_lists_versions_newest_first_with_their_metrics_and_marks_the_liv
     session, live, _pending = registry_stage
     found = registry.versions(session, _deployment())
     assert [(v.number, v.approval, v.metrics) for v in found] == [
-        (2, "PendingManualApproval", {"validation:recall@20": 0.31}), (1, "Approved", {"validation:recall@20": 0.30})]
+        (2, "PendingManualApproval", {"validation:recall@20": 0.31}),
+        (1, "Approved", {"validation:recall@20": 0.30}),
+    ]
     assert registry.live_version_arn(session, _deployment()) == live
     lines = registry.render(found, live).splitlines()
     assert lines[1].startswith("     2  PendingManualApproval") and "validation:recall@20 0.3100" in lines[1]

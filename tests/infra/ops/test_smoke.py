@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
@@ -35,7 +35,7 @@ from infra.layout import INCOMING_SESSIONS_PREFIX, PARTS, SCORED_SESSIONS_PREFIX
 from infra.ops import smoke, teardown
 from infra.ops.deployment import load_deployment
 from infra.ops.recommend import Recommendations
-from model_code.synthetic import SyntheticSpec, write_dataset
+from model_code.data.synthetic import SyntheticSpec, write_dataset
 from tests.infra.conftest import synthesize
 from tests.infra.test_deploy_rehearsal import ACCOUNT, REGION, bootstrap, deploy_assembly
 
@@ -103,8 +103,15 @@ class CloudStandIn:
             for line in lines:
                 request = json.loads(line)
                 recommendations = self.recommend(None, None, request["items"], request["k"]).items
-                answers.append(json.dumps({"session_id": request["session_id"], "model_version": "stand-in",
-                                           "recommendations": [{"item_id": i, "score": s} for i, s in recommendations]}))
+                answers.append(
+                    json.dumps(
+                        {
+                            "session_id": request["session_id"],
+                            "model_version": "stand-in",
+                            "recommendations": [{"item_id": i, "score": s} for i, s in recommendations],
+                        }
+                    )
+                )
             name = key[len(INCOMING_SESSIONS_PREFIX):]
             s3.put_object(Bucket=deployment.data_bucket, Key=f"{SCORED_SESSIONS_PREFIX}{name}.out",
                           Body="\n".join(answers).encode())
@@ -177,7 +184,7 @@ def assert_torn_down(session, stage: str, made: dict) -> None:
 
 
 def _yesterday() -> str:
-    return (datetime.now(timezone.utc).date() - timedelta(days=1)).isoformat()
+    return (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
 
 
 def test_the_smoke_test_passes_every_step_and_removes_the_stage(account, data_dir, tmp_path, dummy_model_artifact):
@@ -191,8 +198,11 @@ def test_the_smoke_test_passes_every_step_and_removes_the_stage(account, data_di
     ], report.render()
     assert not report.failed
     # yesterday's day folder (the last day of a run started now), its marker after the file; the test channel
-    assert any(sorted(cloud.training_data) == [f"training/events/dt={day}/_SUCCESS", f"training/events/dt={day}/train.tsv.gz",
-                                               "training/test/test.tsv.gz"] for day in days), cloud.training_data
+    assert any(
+        sorted(cloud.training_data)
+        == [f"training/events/dt={day}/_SUCCESS", f"training/events/dt={day}/train.tsv.gz", "training/test/test.tsv.gz"]
+        for day in days
+    ), cloud.training_data
     assert cloud.waits >= 2  # the training and the batch were waited for
     batch = next(step for step in report.steps if step.name == "JSON-lines batch")
     sessions = min(smoke.BATCH_SESSIONS, len(smoke.read_smoke_data(data_dir).sessions))
@@ -204,7 +214,9 @@ def test_the_smoke_test_passes_every_step_and_removes_the_stage(account, data_di
     assert_torn_down(account, "smoketest", made)
 
 
-def test_a_wrong_answer_fails_its_step_and_the_stage_is_still_removed(account, data_dir, tmp_path, dummy_model_artifact):
+def test_a_wrong_answer_fails_its_step_and_the_stage_is_still_removed(
+    account, data_dir, tmp_path, dummy_model_artifact
+):
     report, printed, _, made = smoke_run(account, data_dir, tmp_path, dummy_model_artifact,
                                          answer=["no-such-item", *range(20)])
     statuses = {step.name: step.status for step in report.steps}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -86,8 +86,8 @@ def _recording(call, keys: list):
 
 
 @pytest.mark.parametrize("now, day", [
-    (datetime(2026, 12, 2, 0, 5, tzinfo=timezone.utc), "2026-12-01"),
-    (datetime(2026, 12, 1, 23, 59, tzinfo=timezone.utc), "2026-11-30"),
+    (datetime(2026, 12, 2, 0, 5, tzinfo=UTC), "2026-12-01"),
+    (datetime(2026, 12, 1, 23, 59, tzinfo=UTC), "2026-11-30"),
     # 01:00 in UTC+2 is still the evening before in UTC
     (datetime.fromisoformat("2026-12-02T01:00:00+02:00"), "2026-11-30"),
 ])
@@ -97,7 +97,7 @@ def test_uploaded_data_is_filed_under_the_last_day_of_a_window_started_now(now, 
 
 
 def test_the_window_is_the_whole_utc_days_before_the_start():
-    now = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
     assert training.training_window(3, now) == {"window_start": "2026-02-26", "window_end": "2026-02-28"}
     assert training.training_window(1, now) == {"window_start": "2026-02-28", "window_end": "2026-02-28"}
 
@@ -164,7 +164,7 @@ def test_the_one_off_request_is_one_sagemaker_accepts(spot):
     lengths, enums), for the longest stage name at the last millisecond of a year."""
     settings = training.one_off_settings(training_definition("arn:aws:iam::123456789012:role/r", spot=spot))
     stage = "s" * 16
-    name = training.one_off_job_name(stage, datetime(2026, 12, 31, 23, 59, 59, 999_999, tzinfo=timezone.utc))
+    name = training.one_off_job_name(stage, datetime(2026, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC))
     assert name == f"gru4rec-{stage}-oneoff-20261231-235959-999"
     request = training.one_off_request(name, stage, BUCKET, settings, {"epochs": "2"}, 28)
     assert problems("sagemaker", "CreateTrainingJob", request) == []

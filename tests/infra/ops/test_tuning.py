@@ -3,21 +3,20 @@ started in moto and shown by `status`, and `tune --apply` writing a finished job
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from moto.sagemaker.models import sagemaker_backends
 
 from infra.ops import training, tuning
 from infra.tuning import OBJECTIVE_METRIC, TuningError, parameter_ranges
-from model_code.tuning_space import load_space
-from tests.support.service_model import problems
+from model_code.commands.tuning_space import load_space
 from tests.support.ops_stage import ACCOUNT, BUCKET, IMAGE, KEY_ARN, REGION, run, training_definition
-
+from tests.support.service_model import problems
 
 VALIDATION_METRICS = [{"Name": "recall@20", "Regex": "recall@20=([0-9.]+);"},
                       {"Name": OBJECTIVE_METRIC, "Regex": "validation:recall@20=([0-9.]+);"}]
-NOW = datetime(2026, 12, 7, 13, 45, 12, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 7, 13, 45, 12, tzinfo=UTC)
 
 
 def validating_definition(role_arn: str) -> dict:
@@ -81,7 +80,9 @@ def test_the_service_model_check_catches_a_request_sagemaker_would_refuse():
 
 
 def test_the_longest_stage_name_fits_sagemakers_name_limit():
-    request = tuning.tuning_request("s" * 16, BUCKET, settings(ROLE), load_space("xe"), tuning.TuningLimits(4, 2), 28, NOW)
+    request = tuning.tuning_request(
+        "s" * 16, BUCKET, settings(ROLE), load_space("xe"), tuning.TuningLimits(4, 2), 28, NOW
+    )
     assert problems("sagemaker", "CreateHyperParameterTuningJob", request) == []
 
 
@@ -96,11 +97,18 @@ def test_searched_names_are_never_static_and_the_window_is():
                       **training.training_window(28, NOW)}
 
 
-@pytest.mark.parametrize("space, limits, problem", [
-    ({"search": {"layers": {"choices": [str(n) for n in range(64, 95)]}}}, (4, 2), "31 choices; SageMaker takes at most 30"),
-    ({"search": {"momentum": {"low": 0.0, "high": 0.9, "log": True}}}, (4, 2), "a logarithmic range needs low > 0"),
-    ({"search": {"momentum": {"low": 0.0, "high": 0.9}}}, (2, 3), "--parallel (3) is more than --trials (2)"),
-])
+@pytest.mark.parametrize(
+    "space, limits, problem",
+    [
+        (
+            {"search": {"layers": {"choices": [str(n) for n in range(64, 95)]}}},
+            (4, 2),
+            "31 choices; SageMaker takes at most 30",
+        ),
+        ({"search": {"momentum": {"low": 0.0, "high": 0.9, "log": True}}}, (4, 2), "a logarithmic range needs low > 0"),
+        ({"search": {"momentum": {"low": 0.0, "high": 0.9}}}, (2, 3), "--parallel (3) is more than --trials (2)"),
+    ],
+)
 def test_what_sagemaker_would_refuse_is_refused_first(tmp_path, space, limits, problem):
     path = tmp_path / "space.json"
     path.write_text(json.dumps(space))
@@ -152,7 +160,9 @@ def test_tune_starts_a_tuning_job_like_the_training_jobs_and_status_shows_it(tun
                                                    "loss": "bpr-max", "logq": "0.0", **training.training_window(28)}
     assert [channel["DataSource"]["S3DataSource"]["S3Uri"] for channel in definition["InputDataConfig"]] == [
         f"s3://{BUCKET}/training/events/"]
-    assert {"Key": "stage", "Value": "dev"} in sagemaker.list_tags(ResourceArn=job["HyperParameterTuningJobArn"])["Tags"]
+    assert {"Key": "stage", "Value": "dev"} in sagemaker.list_tags(ResourceArn=job["HyperParameterTuningJobArn"])[
+        "Tags"
+    ]
 
     code, out, _ = run(capsys, "status")
     assert code == 0
@@ -169,7 +179,9 @@ def test_tune_without_a_validation_split_or_its_metric_is_refused(stage, capsys)
                                                                definition=json.dumps(definition))
     code, _, err = run(capsys, "tune", "--trials", "2", "--parallel", "1")
     assert code == 1 and "the stage's valid_days is 0" in err
-    assert stage.session.client("sagemaker").list_hyper_parameter_tuning_jobs()["HyperParameterTuningJobSummaries"] == []
+    assert (
+        stage.session.client("sagemaker").list_hyper_parameter_tuning_jobs()["HyperParameterTuningJobSummaries"] == []
+    )
 
 
 def test_status_without_tuning_jobs_says_so(stage, capsys):
@@ -225,7 +237,9 @@ def test_apply_refuses_moto_s_own_best_job_and_writes_nothing(tuning_stage, caps
 def test_apply_refuses_an_unfinished_job_and_another_stages(tuning_stage, capsys):
     _, out, _ = run(capsys, "tune", "--trials", "6", "--parallel", "2")
     name = out.split()[-1]
-    sagemaker_backends[ACCOUNT][REGION].hyper_parameter_tuning_jobs[name].hyper_parameter_tuning_job_status = "InProgress"
+    sagemaker_backends[ACCOUNT][REGION].hyper_parameter_tuning_jobs[
+        name
+    ].hyper_parameter_tuning_job_status = "InProgress"
     code, _, err = run(capsys, "tune", "--apply", name)
     assert code == 1 and f"tuning job {name} is InProgress" in err
     code, _, err = run(capsys, "tune", "--apply", "tune-prod-2612071345")

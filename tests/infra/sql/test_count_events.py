@@ -20,11 +20,20 @@ import pytest
 from inference.predictor import create_app
 from infra.session_query import REASON_COLUMNS, answers_sql, count_sql, quote_string
 from model_code.artifacts import read_items
-from model_code.event_rules import BAD_ROW_REASONS, ReadOptions
-from model_code.events import read_events
+from model_code.data.event_rules import BAD_ROW_REASONS, ReadOptions
+from model_code.data.event_table import read_events
 from tests.infra.sql.test_group_sessions import OPTIONS, events_on_duckdb, run_on_duckdb
-from tests.support.session_events import (BAD_ROWS, EXPECTED, FIRST, SECOND, VISIT_COUNTS, VISIT_OPTIONS, VISIT_SESSIONS,
-                                  write_two_runs, write_visits)
+from tests.support.session_events import (
+    BAD_ROWS,
+    EXPECTED,
+    FIRST,
+    SECOND,
+    VISIT_COUNTS,
+    VISIT_OPTIONS,
+    VISIT_SESSIONS,
+    write_two_runs,
+    write_visits,
+)
 
 
 def counts_on_duckdb(connection: duckdb.DuckDBPyConnection, query: str) -> dict[str, int]:
@@ -66,7 +75,9 @@ def test_a_visitor_logs_counts_are_its_sessions_after_the_gap(tmp_path):
 def test_a_run_of_bad_rows_only_counts_no_session(tmp_path):
     run = tmp_path / "incoming" / "r"
     run.mkdir(parents=True)
-    (run / "part-1.tsv").write_text("SessionId\tItemId\tTime\n\ta\t1\ns\t\t1\ns\ta\tsoon\ns\t\tsoon\n", encoding="utf-8")
+    (run / "part-1.tsv").write_text(
+        "SessionId\tItemId\tTime\n\ta\t1\ns\t\t1\ns\ta\tsoon\ns\t\tsoon\n", encoding="utf-8"
+    )
     counts = counts_on_duckdb(events_on_duckdb(tmp_path / "incoming"), count_sql("events", quote_string("r")))
     # one reason per row, the first that applies: a row with no item and a bad time is a missing item id
     assert counts == {"rows_read": 4, "missing_session_id": 1, "missing_item_id": 2, "bad_time": 1, "sessions": 0,
@@ -76,7 +87,9 @@ def test_a_run_of_bad_rows_only_counts_no_session(tmp_path):
 def test_the_counts_read_the_contexts_columns_and_time_form(tmp_path):
     run = tmp_path / "incoming" / "r"
     run.mkdir(parents=True)
-    (run / "part-1.tsv").write_text("user\tItemId\tTime\nu\tb\t2000\nv\ta\t2024-03-02\nu\tc\t2000.5\n", encoding="utf-8")
+    (run / "part-1.tsv").write_text(
+        "user\tItemId\tTime\nu\tb\t2000\nv\ta\t2024-03-02\nu\tc\t2000.5\n", encoding="utf-8"
+    )
     options = ReadOptions(session_column="user", time_format="epoch_ms")
     counts = counts_on_duckdb(events_on_duckdb(tmp_path / "incoming"), count_sql("events", quote_string("r"), options))
     assert counts == {"rows_read": 3, "missing_session_id": 0, "missing_item_id": 0, "bad_time": 1, "sessions": 1,

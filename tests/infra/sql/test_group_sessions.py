@@ -1,4 +1,4 @@
-"""infra/sql/group_sessions.sql executed for real on DuckDB, compared with model_code.sessions.
+"""infra/sql/group_sessions.sql executed for real on DuckDB, compared with model_code.data.sessions.
 
 DuckDB stands in for Athena's engine (Trino). The differences between the two dialects that matter
 for this query, and how the test bridges each:
@@ -31,9 +31,9 @@ import pytest
 from inference.contracts import BadLine, parse_json_lines
 from inference.predictor import create_app
 from infra.session_query import check_run, quote_string, select_sql, unload_sql
-from model_code.event_rules import OptionError, ReadOptions
-from model_code.event_table import read_event_codes
-from model_code.sessions import group_sessions
+from model_code.data.event_rules import OptionError, ReadOptions
+from model_code.data.event_table import read_event_codes
+from model_code.data.sessions import group_sessions
 from tests.support.session_events import EXPECTED, VISIT_OPTIONS, VISIT_SESSIONS, write_two_runs, write_visits
 
 OPTIONS = ReadOptions(max_bad_rows="5")

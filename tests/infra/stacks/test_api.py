@@ -4,8 +4,8 @@ import json
 import pytest
 
 from infra.stacks.api import MODEL_ERROR_TEMPLATE, REJECTED_TEMPLATE, request_schema
-from tests.support.apigw_vtl import select_integration_response
 from tests.infra.conftest import synthesize
+from tests.support.apigw_vtl import select_integration_response
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,9 @@ def test_gateway_errors_carry_the_message_as_a_json_string_and_the_validation_de
     assert set(responses) == {"BAD_REQUEST_BODY", "THROTTLED", "QUOTA_EXCEEDED", "DEFAULT_4XX", "DEFAULT_5XX"}
     bad_body = responses["BAD_REQUEST_BODY"]
     assert bad_body["StatusCode"] == "400"
-    assert bad_body["ResponseParameters"] == {"gatewayresponse.header.X-Validation-Error": "context.error.validationErrorString"}
+    assert bad_body["ResponseParameters"] == {
+        "gatewayresponse.header.X-Validation-Error": "context.error.validationErrorString"
+    }
     assert "$context" not in bad_body["ResponseTemplates"]["application/json"]
     assert responses["THROTTLED"]["StatusCode"] == "429"
     # a key over its daily quota is told to come back in an hour at the soonest
@@ -161,7 +163,9 @@ def test_stage_is_named_traced_and_logs_access_to_an_encrypted_group(api):
     assert log_group["Properties"]["LogGroupName"] == "/gru4rec/dev/api-access"
     assert "Fn::ImportValue" in log_group["Properties"]["KmsKeyId"]
     assert {"Ref": log_group_id} in properties["AccessLogSetting"]["DestinationArn"]["Fn::Join"][1]
-    assert '"status": "$context.status"' in properties["AccessLogSetting"]["Format"]  # every line JSON: test_api_answers.py
+    assert (
+        '"status": "$context.status"' in properties["AccessLogSetting"]["Format"]
+    )  # every line JSON: test_api_answers.py
     assert properties["MethodSettings"][0]["LoggingLevel"] == "ERROR"
 
 

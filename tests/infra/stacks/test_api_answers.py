@@ -12,8 +12,8 @@ import yaml
 
 from inference.contracts import parse_json_request
 from inference.predictor import create_app
-from tests.support import apigw_vtl as vtl
 from tests.infra.test_openapi import BAD_REQUESTS, GOOD_REQUESTS, OPENAPI_FILE
+from tests.support import apigw_vtl as vtl
 
 DEPLOY_GUIDE = Path(__file__).resolve().parents[3] / "docs" / "deploy.md"
 # messages with what breaks naive templates: quotes, backslashes, newlines, non-ASCII
@@ -37,15 +37,31 @@ SAGEMAKER_ERRORS = {
     # a serverless endpoint's refusal of a body above 4 MB (https://github.com/aws/sagemaker-python-sdk/issues/4271)
     "oversize body": (400, '{"message": "Request 0f3c-example has oversize body."}', {"status": 413, "headers": {}}),
     "model not ready": (429, '{"message": "Model is not ready yet"}', THROTTLED),
-    "validation error": (400, '{"message": "Endpoint gru4rec-dev of account 123456789012 not found."}', {"status": 400, "headers": {}}),
-    "validation error, multi-line with quotes": (400, '{"message": "line \\"one\\"\\nline \\\\ two"}', {"status": 400, "headers": {}}),
-    "access denied": (403, '{"message": "User: arn:aws:sts::123456789012:assumed-role/x is not authorized"}', {"status": 502, "headers": {}}),
+    "validation error": (
+        400,
+        '{"message": "Endpoint gru4rec-dev of account 123456789012 not found."}',
+        {"status": 400, "headers": {}},
+    ),
+    "validation error, multi-line with quotes": (
+        400,
+        '{"message": "line \\"one\\"\\nline \\\\ two"}',
+        {"status": 400, "headers": {}},
+    ),
+    "access denied": (
+        403,
+        '{"message": "User: arn:aws:sts::123456789012:assumed-role/x is not authorized"}',
+        {"status": 502, "headers": {}},
+    ),
     "internal failure": (500, '{"message": null}', {"status": 502, "headers": {}}),
     "service unavailable": (503, '{"message": "Service Unavailable"}', {"status": 502, "headers": {}}),
 }
 # a container answer SageMaker wraps in a 424 ModelError: the container's status and body -> the API's status
 CONTAINER_TEXT_ERRORS = {
-    "nginx page, multi-line with quotes": (413, '<html>\n<head><title>413 "Request Entity Too Large"</title></head>\n</html>\n', 413),
+    "nginx page, multi-line with quotes": (
+        413,
+        '<html>\n<head><title>413 "Request Entity Too Large"</title></head>\n</html>\n',
+        413,
+    ),
     "plain text with a backslash": (400, 'bad input: "items" \\ is wrong\nsee the docs', 400),
     "empty body": (415, "", 415),
     "container failure": (500, '{"error": "internal error: the request was not answered"}', 502),
@@ -123,7 +139,9 @@ def check(answer: vtl.Answer, promised: dict, where: str):
 
 def validation_error_string(errors: list[jsonschema.ValidationError]) -> str:
     """A validator message in API Gateway's form: bracketed, with the quotes such messages hold."""
-    return "[" + "; ".join(error.message for error in errors) + ']; [object has missing required properties (["items"])]'
+    return (
+        "[" + "; ".join(error.message for error in errors) + ']; [object has missing required properties (["items"])]'
+    )
 
 
 @pytest.mark.parametrize("request_body", GOOD_REQUESTS + [{"items": ["a \"quoted\"\nitem", "é\\"]}])
@@ -235,9 +253,13 @@ def test_a_raw_message_inside_quotes_fails_the_check(integration, gateway_respon
     ]}
     with pytest.raises(AssertionError, match="not JSON"):
         check(vtl.integration_answer(naive_integration, 424, model_error(400, '{"error": "bad"}')), promised, "naive")
-    naive_gateway = {"ResponseTemplates": {vtl.JSON: '{"error": "the body is invalid: $context.error.validationErrorString"}'}}
+    naive_gateway = {
+        "ResponseTemplates": {vtl.JSON: '{"error": "the body is invalid: $context.error.validationErrorString"}'}
+    }
     with pytest.raises(AssertionError, match="not JSON"):
         check(vtl.gateway_answer(naive_gateway, 400, {"context.error.validationErrorString": '[missing (["items"])]'}),
               promised, "naive")
     with pytest.raises(AssertionError, match="not JSON"):
-        vtl.json_body(vtl.access_log_line('{"error": "$context.error.message"}', {"context.error.message": 'a "b"'}), "naive")
+        vtl.json_body(
+            vtl.access_log_line('{"error": "$context.error.message"}', {"context.error.message": 'a "b"'}), "naive"
+        )

@@ -9,8 +9,18 @@ import pytest
 
 from infra.transform_settings import transform_workers
 from tests.support.pipelines import (
-    PARTITION, actions_on, as_list, definition, evaluate, logical_id, main_path, marker, policy_of, policy_statements,
-    resources, state_machine,
+    PARTITION,
+    actions_on,
+    as_list,
+    definition,
+    evaluate,
+    logical_id,
+    main_path,
+    marker,
+    policy_of,
+    policy_statements,
+    resources,
+    state_machine,
 )
 
 STORAGE_EXPORTS = "import:Gru4Rec-Dev-Storage"
@@ -41,9 +51,22 @@ def variables_for(states, key):
 
 
 def test_states_in_order(states):
-    assert main_path(states, "Name the job", via={"Sessions file?": "Stagger", "Capacity free?": "Read live model"}) == [
-        "Name the job", "Sessions file?", "Stagger", "Count running jobs", "Capacity free?", "Read live model",
-        "Find list file", "List file?", "Split sessions", "Create model", "Transform", "Join answers", "Delete model",
+    assert main_path(
+        states, "Name the job", via={"Sessions file?": "Stagger", "Capacity free?": "Read live model"}
+    ) == [
+        "Name the job",
+        "Sessions file?",
+        "Stagger",
+        "Count running jobs",
+        "Capacity free?",
+        "Read live model",
+        "Find list file",
+        "List file?",
+        "Split sessions",
+        "Create model",
+        "Transform",
+        "Join answers",
+        "Delete model",
         "Done",
     ]
     assert main_path(states, "List file?", via={"List file?": "Attach filters"}) == [
@@ -65,7 +88,10 @@ def test_rule_matches_new_jsonl_files_under_incoming(template):
     matches = {key: fnmatch.fnmatchcase(key, wildcard) for key in (
         "sessions/incoming/a.jsonl", "sessions/incoming/2026/11/a.jsonl", "sessions/incoming/a.json",
         "sessions/scored/a.jsonl.out", "training/train/a.jsonl")}
-    assert [key for key, matched in matches.items() if matched] == ["sessions/incoming/a.jsonl", "sessions/incoming/2026/11/a.jsonl"]
+    assert [key for key, matched in matches.items() if matched] == [
+        "sessions/incoming/a.jsonl",
+        "sessions/incoming/2026/11/a.jsonl",
+    ]
 
 
 def test_rule_starts_the_state_machine_with_retries_and_a_dead_letter_queue(template):
@@ -151,12 +177,23 @@ def test_live_model_is_read_right_before_the_job(states):
     assert read["Next"] == "Find list file"
 
 
-@pytest.mark.parametrize("key, listed, list_key", [
-    ("sessions/incoming/run/a.jsonl", ["sessions/incoming/run/a.filters.json"], "sessions/incoming/run/a.filters.json"),
-    ("sessions/incoming/run/a.jsonl", [], ""),
-    ("sessions/incoming/run/a.jsonl", ["sessions/incoming/run/a.filters.json.bak"], ""),
-    ("sessions/incoming/x.jsonl.jsonl", ["sessions/incoming/x.jsonl.filters.json"], "sessions/incoming/x.jsonl.filters.json"),
-])
+@pytest.mark.parametrize(
+    "key, listed, list_key",
+    [
+        (
+            "sessions/incoming/run/a.jsonl",
+            ["sessions/incoming/run/a.filters.json"],
+            "sessions/incoming/run/a.filters.json",
+        ),
+        ("sessions/incoming/run/a.jsonl", [], ""),
+        ("sessions/incoming/run/a.jsonl", ["sessions/incoming/run/a.filters.json.bak"], ""),
+        (
+            "sessions/incoming/x.jsonl.jsonl",
+            ["sessions/incoming/x.jsonl.filters.json"],
+            "sessions/incoming/x.jsonl.filters.json",
+        ),
+    ],
+)
 def test_a_list_file_beside_the_sessions_file_is_found(states, key, listed, list_key):
     find = states["Find list file"]
     assert find["Resource"] == f"arn:{PARTITION}:states:::aws-sdk:s3:listObjectsV2"
@@ -174,7 +211,10 @@ def test_a_list_file_beside_the_sessions_file_is_found(states, key, listed, list
 def test_the_list_travels_in_a_copy_of_the_models_archive(states, template):
     attach = states["Attach filters"]
     assert attach["Resource"] == f"arn:{PARTITION}:states:::lambda:invoke"
-    variables = {**variables_for(states, "sessions/incoming/run/a.jsonl"), "listKey": "sessions/incoming/run/a.filters.json"}
+    variables = {
+        **variables_for(states, "sessions/incoming/run/a.jsonl"),
+        "listKey": "sessions/incoming/run/a.filters.json",
+    }
     payload = {name: evaluate(value, variables) for name, value in attach["Arguments"]["Payload"].items()}
     assert payload == {"modelData": MODEL_DATA, "filters": f"s3://{BUCKET}/sessions/incoming/run/a.filters.json",
                        "output": f"s3://{BUCKET}/batch-models/{variables['jobName']}/model.tar.gz"}
@@ -219,7 +259,9 @@ def test_each_job_gets_its_own_model_under_the_transform_role(states, template, 
     assert evaluate(arguments["ModelName"], variables) == variables["jobName"]
     assert arguments["ExecutionRoleArn"] == f"<{logical_id(template, 'AWS::IAM::Role', 'TransformRole')}.Arn>"
     container = arguments["PrimaryContainer"]
-    assert container["Image"].endswith(":" + marker(synth.stacks["image"].resolve(synth.stacks["image"].serve_image_uri)).rsplit(":", 1)[1])
+    assert container["Image"].endswith(
+        ":" + marker(synth.stacks["image"].resolve(synth.stacks["image"].serve_image_uri)).rsplit(":", 1)[1]
+    )
     assert "ModelDataSource" not in container, "Batch Transform refuses ModelDataSource"
     assert evaluate(container["ModelDataUrl"], variables) == MODEL_DATA
     assert arguments["EnableNetworkIsolation"] is True
@@ -292,12 +334,19 @@ def test_input_and_output_locations(states, key, scored, synth):
     split, join = states["Split sessions"], states["Join answers"]
     assert split["Resource"] == join["Resource"] == f"arn:{PARTITION}:states:::lambda:invoke"
     assert payload(split) == {
-        "action": "split", "input": f"s3://{BUCKET}/{key}", "shards": f"s3://{BUCKET}/batch-shards/{job}/in/",
+        "action": "split",
+        "input": f"s3://{BUCKET}/{key}",
+        "shards": f"s3://{BUCKET}/batch-shards/{job}/in/",
         "manifest": f"s3://{BUCKET}/batch-manifests/{job}.manifest",
-        "instances": synth.config.transform_instance_count, "maxShardBytes": synth.config.transform_shard_mb * 1024 * 1024}
+        "instances": synth.config.transform_instance_count,
+        "maxShardBytes": synth.config.transform_shard_mb * 1024 * 1024,
+    }
     assert split["Next"] == "Create model"
     source = arguments["TransformInput"]["DataSource"]["S3DataSource"]
-    assert source == {"S3DataType": "ManifestFile", "S3Uri": f"{{% 's3://' & $bucket & '/' & 'batch-manifests/' & $jobName & '.manifest' %}}"}
+    assert source == {
+        "S3DataType": "ManifestFile",
+        "S3Uri": "{% 's3://' & $bucket & '/' & 'batch-manifests/' & $jobName & '.manifest' %}",
+    }
     assert evaluate(source["S3Uri"], variables) == f"s3://{BUCKET}/batch-manifests/{job}.manifest"
     assert evaluate(arguments["TransformOutput"]["S3OutputPath"], variables) == f"s3://{BUCKET}/batch-shards/{job}/out"
     assert payload(join) == {
@@ -326,8 +375,11 @@ def test_every_task_and_failed_check_notifies_then_fails(states):
     assert states["Notify failure"]["Next"] == "Failed"
     variables = variables_for(states, "sessions/incoming/a.jsonl")
     failure = {"Error": "States.TaskFailed", "Cause": "ClientError: model not found"}
-    message = evaluate(states["Notify failure"]["Arguments"]["Message"], variables,
-                       {"input": failure, "context": {"Execution": EXECUTION, "StateMachine": {"Name": "gru4rec-dev-batch"}}})
+    message = evaluate(
+        states["Notify failure"]["Arguments"]["Message"],
+        variables,
+        {"input": failure, "context": {"Execution": EXECUTION, "StateMachine": {"Name": "gru4rec-dev-batch"}}},
+    )
     assert all(part in message for part in ("sessions/incoming/a.jsonl", variables["jobName"], "model not found"))
 
 

@@ -14,10 +14,9 @@ import tarfile
 import boto3
 import pytest
 
+from tests.infra.conftest import synthesize, write_dummy_model_artifact
 from tests.support.cfn_values import ACCOUNT, REGION
-from tests.infra.conftest import write_dummy_model_artifact
 from tests.support.pipeline_runs import assert_well_formed, offline_stage, published
-from tests.infra.conftest import synthesize
 from tests.support.stand_ins import Functions, TransformJobs
 
 VARIANTS = ["default", "serverless"]
@@ -52,7 +51,10 @@ def _functions(stage) -> Functions:
 def _answer(line: bytes) -> bytes:
     """The container's answer to one JSON line, in shape: the session id and its recommendations."""
     session = json.loads(line)
-    return json.dumps({"session_id": session["session_id"], "recommendations": [{"item_id": "1", "score": 1.0}]}).encode() + b"\n"
+    return (
+        json.dumps({"session_id": session["session_id"], "recommendations": [{"item_id": "1", "score": 1.0}]}).encode()
+        + b"\n"
+    )
 
 
 def _scored_keys(stage) -> list[str]:

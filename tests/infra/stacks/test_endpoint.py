@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from tests.support.policy_documents import ACCOUNT, REGION, AppPolicies
+from tests.support.policy_documents import AppPolicies
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +154,9 @@ def test_autoscaling_tracks_invocations_per_instance(synth, endpoint):
     _, policy = _one(endpoint, "AWS::ApplicationAutoScaling::ScalingPolicy")
     tracking = policy["Properties"]["TargetTrackingScalingPolicyConfiguration"]
     assert policy["Properties"]["ScalingTargetId"] == {"Ref": target_id}
-    assert tracking["PredefinedMetricSpecification"] == {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"}
+    assert tracking["PredefinedMetricSpecification"] == {
+        "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+    }
     assert tracking["TargetValue"] == synth.config.endpoint_invocations_per_instance
 
 
@@ -260,7 +262,8 @@ def _data_bucket_id(synth) -> str:
 
 
 def test_the_first_model_is_registered_approved_as_the_endpoint_serves_it(endpoint):
-    (version,) = [r for k, r in endpoint["Resources"].items() if r["Type"] == "Custom::AWS" and k.startswith("FirstModelVersion")]
+    (version,) = [resource for logical_id, resource in endpoint["Resources"].items()
+                  if resource["Type"] == "Custom::AWS" and logical_id.startswith("FirstModelVersion")]
     create = version["Properties"]["Create"]["Fn::Join"][1]
     call = "".join(part if isinstance(part, str) else "<ref>" for part in create)
     assert '"action":"createModelPackage"' in call and '"ModelApprovalStatus":"Approved"' in call

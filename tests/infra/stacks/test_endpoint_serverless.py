@@ -8,9 +8,9 @@ import pytest
 from cfnlint.api import ManualArgs, lint
 
 from tests.infra.conftest import synthesize
-from tests.support.pipelines import definition, policy_statements, resources
 from tests.infra.test_app import LINT_REGIONS
 from tests.infra.test_deploy_rehearsal import rehearse
+from tests.support.pipelines import definition, policy_statements, resources
 
 SERVERLESS = {"endpoint_mode": "serverless", "serverless_memory_mb": 3072, "serverless_max_concurrency": 8,
               "serverless_provisioned_concurrency": 2}
@@ -39,7 +39,10 @@ def test_the_endpoint_config_is_a_serverless_variant_without_capture_or_volume_k
 def test_the_model_runs_without_network_isolation_and_is_told_it_is_serverless(serverless, synth):
     model = _one(serverless.template_dict("endpoint"), "AWS::SageMaker::Model")
     assert model["EnableNetworkIsolation"] is False
-    assert model["PrimaryContainer"]["Environment"] == {"SAGEMAKER_SERVERLESS": "true", "METRICS_SERVICE": "gru4rec-dev"}
+    assert model["PrimaryContainer"]["Environment"] == {
+        "SAGEMAKER_SERVERLESS": "true",
+        "METRICS_SERVICE": "gru4rec-dev",
+    }
     instance_model = _one(synth.template_dict("endpoint"), "AWS::SageMaker::Model")
     assert instance_model["EnableNetworkIsolation"] is True
     assert instance_model["PrimaryContainer"]["Environment"] == {"METRICS_SERVICE": "gru4rec-dev"}
@@ -62,7 +65,10 @@ def test_the_training_pipeline_deploys_serverless_models_the_same_way(serverless
     states = definition(serverless.template_dict("training"))["States"]
     model = states["Create model"]["Arguments"]
     assert model["EnableNetworkIsolation"] is False
-    assert model["PrimaryContainer"]["Environment"] == {"SAGEMAKER_SERVERLESS": "true", "METRICS_SERVICE": "gru4rec-dev"}
+    assert model["PrimaryContainer"]["Environment"] == {
+        "SAGEMAKER_SERVERLESS": "true",
+        "METRICS_SERVICE": "gru4rec-dev",
+    }
     config = states["Create endpoint config"]["Arguments"]
     (variant,) = config["ProductionVariants"]
     assert variant["ServerlessConfig"] == EXPECTED_SERVERLESS_CONFIG and "InstanceType" not in variant

@@ -12,10 +12,10 @@ import pytest
 
 from infra.session_query import quote_string
 from infra.stacks.event_sessions import allowed_bad_rows
-from model_code.event_rules import BAD_ROW_REASONS, ReadOptions
-from tests.support.pipelines import actions_on, definition, evaluate, main_path, marker, policy_statements, resources
+from model_code.data.event_rules import BAD_ROW_REASONS, ReadOptions
 from tests.infra.conftest import synthesize
 from tests.infra.sql.test_group_sessions import OPTIONS
+from tests.support.pipelines import actions_on, definition, evaluate, main_path, marker, policy_statements, resources
 from tests.support.session_events import BAD_ROWS, EXPECTED, FIRST, SECOND, write_run
 
 BUCKET = "gru4rec-dev-data"
@@ -42,15 +42,39 @@ def variables_for(states, key):
     return {**values, "bucket": BUCKET}
 
 
-TASKS = ["Count events", "Read event counts", "Group sessions", "Count grouped files", "Read live model", "Create model", "Transform",
-         "Delete model", "Count answers", "Read answer counts", "Write summary"]
+TASKS = [
+    "Count events",
+    "Read event counts",
+    "Group sessions",
+    "Count grouped files",
+    "Read live model",
+    "Create model",
+    "Transform",
+    "Delete model",
+    "Count answers",
+    "Read answer counts",
+    "Write summary",
+]
 
 
 def test_states_in_order(states):
     assert main_path(states, "Name the run", via={"Run marker?": "Count events"}) == [
-        "Name the run", "Run marker?", "Count events", "Read event counts", "Rows within bound?", "Group sessions",
-        "Count grouped files", "Read live model", "Create model", "Transform", "Delete model", "Count answers", "Read answer counts",
-        "Write summary", "Done"]
+        "Name the run",
+        "Run marker?",
+        "Count events",
+        "Read event counts",
+        "Rows within bound?",
+        "Group sessions",
+        "Count grouped files",
+        "Read live model",
+        "Create model",
+        "Transform",
+        "Delete model",
+        "Count answers",
+        "Read answer counts",
+        "Write summary",
+        "Done",
+    ]
     for name in TASKS:
         assert states[name]["Catch"][0]["Next"] == "Notify failure"
     for name in ("Too many bad rows", "No sessions"):
@@ -58,18 +82,29 @@ def test_states_in_order(states):
 
 
 def test_rule_matches_run_markers_only(template):
-    (rule,) = [body for name, body in resources(template, "AWS::Events::Rule").items() if name.startswith("EventSessionsRunMarker")]
+    (rule,) = [
+        body
+        for name, body in resources(template, "AWS::Events::Rule").items()
+        if name.startswith("EventSessionsRunMarker")
+    ]
     (key_filter,) = rule["Properties"]["EventPattern"]["detail"]["object"]["key"]
     keys = ["events/incoming/r1/_SUCCESS", "events/incoming/r1/part-0001.tsv", "sessions/incoming/r1/_SUCCESS",
             "events/incoming/_SUCCESS"]
     assert [key for key in keys if fnmatch.fnmatchcase(key, key_filter["wildcard"])] == ["events/incoming/r1/_SUCCESS"]
 
 
-@pytest.mark.parametrize("key, run", [
-    ("events/incoming/2026-11-29/_SUCCESS", "2026-11-29"), ("events/incoming/day=1/_SUCCESS", "day=1"),
-    ("events/incoming/r1/part.tsv", None), ("events/incoming/a'b/_SUCCESS", None), ("events/incoming/a/b/_SUCCESS", None),
-    ("sessions/incoming/r/_SUCCESS", None), (None, None),
-])
+@pytest.mark.parametrize(
+    "key, run",
+    [
+        ("events/incoming/2026-11-29/_SUCCESS", "2026-11-29"),
+        ("events/incoming/day=1/_SUCCESS", "day=1"),
+        ("events/incoming/r1/part.tsv", None),
+        ("events/incoming/a'b/_SUCCESS", None),
+        ("events/incoming/a/b/_SUCCESS", None),
+        ("sessions/incoming/r/_SUCCESS", None),
+        (None, None),
+    ],
+)
 def test_only_markers_of_well_named_runs_start_a_run(states, key, run):
     variables = variables_for(states, key)
     (choice,) = states["Run marker?"]["Choices"]
@@ -149,12 +184,27 @@ def test_the_counts_athena_returns_become_the_runs_counts(states, tmp_path):
 
 def test_the_answer_counts_are_read_by_column_name(states):
     assert "\"$path\" LIKE '%.out'" in query_of(states["Count answers"], "r1")
-    assert "\"gru4rec_dev_events\".\"answers\" WHERE run = 'r1'" in " ".join(query_of(states["Count answers"], "r1").split())
-    result = {"ResultSet": {
-        "Rows": [{"Data": [{"VarCharValue": n} for n in ("answer_lines", "sessions_scored", "fallback_sessions", "error_lines")]},
-                 {"Data": [{"VarCharValue": v} for v in ("2000001", "2000000", "31", "1")]}],
-        "ResultSetMetadata": {"ColumnInfo": [{"Name": n} for n in ("answer_lines", "sessions_scored", "fallback_sessions",
-                                                                  "error_lines")]}}}
+    assert '"gru4rec_dev_events"."answers" WHERE run = \'r1\'' in " ".join(
+        query_of(states["Count answers"], "r1").split()
+    )
+    result = {
+        "ResultSet": {
+            "Rows": [
+                {
+                    "Data": [
+                        {"VarCharValue": n}
+                        for n in ("answer_lines", "sessions_scored", "fallback_sessions", "error_lines")
+                    ]
+                },
+                {"Data": [{"VarCharValue": v} for v in ("2000001", "2000000", "31", "1")]},
+            ],
+            "ResultSetMetadata": {
+                "ColumnInfo": [
+                    {"Name": n} for n in ("answer_lines", "sessions_scored", "fallback_sessions", "error_lines")
+                ]
+            },
+        }
+    }
     assert read_results(states["Read answer counts"], "answersQueryId", result) == ("answers", {
         "answer_lines": 2000001, "sessions_scored": 2000000, "fallback_sessions": 31, "error_lines": 1})
 
@@ -262,13 +312,25 @@ def test_the_summary_holds_the_runs_counts_and_what_it_read_and_wrote(states):
     write = states["Write summary"]["Arguments"]
     assert evaluate(write["Key"], variables) == "sessions/scored/r1/summary.json"
     summary = json.loads(evaluate(write["Body"], variables))
-    assert summary == {"run": "r1", "events": f"s3://{BUCKET}/events/incoming/r1/",
-                       "grouped": f"s3://{BUCKET}/sessions/grouped/r1/", "scored": f"s3://{BUCKET}/sessions/scored/r1/",
-                       "rowsRead": 3517, "skippedRows": {"missing session id": 1, "missing item id": 2, "bad time": 3},
-                       "maxBadRows": "1%", "allowedBadRows": 35, "sessionsGrouped": 700, "groupedFiles": 4, "sessionsScored": 700,
-                       "fallbackSessions": 12, "errorLines": 0,
-                       "queries": {"countEvents": "q-1", "group": "q-2", "countAnswers": "q-3"},
-                       "bytesScanned": 1234, "job": "gru4rec-dev-events-x", "modelData": "s3://m/model.tar.gz"}
+    assert summary == {
+        "run": "r1",
+        "events": f"s3://{BUCKET}/events/incoming/r1/",
+        "grouped": f"s3://{BUCKET}/sessions/grouped/r1/",
+        "scored": f"s3://{BUCKET}/sessions/scored/r1/",
+        "rowsRead": 3517,
+        "skippedRows": {"missing session id": 1, "missing item id": 2, "bad time": 3},
+        "maxBadRows": "1%",
+        "allowedBadRows": 35,
+        "sessionsGrouped": 700,
+        "groupedFiles": 4,
+        "sessionsScored": 700,
+        "fallbackSessions": 12,
+        "errorLines": 0,
+        "queries": {"countEvents": "q-1", "group": "q-2", "countAnswers": "q-3"},
+        "bytesScanned": 1234,
+        "job": "gru4rec-dev-events-x",
+        "modelData": "s3://m/model.tar.gz",
+    }
     assert list(summary["skippedRows"]) == list(BAD_ROW_REASONS)
     assert evaluate(states["Done"]["Output"], variables) == summary
 

@@ -7,7 +7,9 @@ from infra.config import PROJECT_ROOT
 def _docker_assets(synth) -> dict[str, dict]:
     """build target -> asset manifest entry (with its hash as "hash")."""
     manifest = json.loads((synth.outdir / "Gru4Rec-Dev-Image.assets.json").read_text())["dockerImages"]
-    return {entry["source"]["dockerBuildTarget"]: {**entry, "hash": asset_hash} for asset_hash, entry in manifest.items()}
+    return {
+        entry["source"]["dockerBuildTarget"]: {**entry, "hash": asset_hash} for asset_hash, entry in manifest.items()
+    }
 
 
 def _copies(synth) -> list[dict]:
@@ -40,7 +42,12 @@ def test_both_targets_are_built_for_amd64_from_the_repository_dockerfile(synth):
 
 def test_each_image_is_copied_into_the_repository_tagged_with_its_asset_hash(synth):
     assets = _docker_assets(synth)
-    copies = {target: copy for target in assets for copy in _copies(synth) if f":{target}-" in json.dumps(copy["Properties"]["DestImage"])}
+    copies = {
+        target: copy
+        for target in assets
+        for copy in _copies(synth)
+        if f":{target}-" in json.dumps(copy["Properties"]["DestImage"])
+    }
     assert set(copies) == {"train", "serve"} and len(_copies(synth)) == 2
     for target, copy in copies.items():
         destination = copy["Properties"]["DestImage"]["Fn::Join"][1]

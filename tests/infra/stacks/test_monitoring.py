@@ -8,13 +8,13 @@ import re
 import pytest
 from cfnlint.api import ManualArgs, lint
 
-from infra.config import AppConfig, ConfigError
 from inference import request_metrics
+from infra.config import AppConfig, ConfigError
 from tests.infra.conftest import synthesize
+from tests.infra.test_app import LINT_REGIONS
 from tests.support.pipelines import definition, marker, resources
 from tests.support.policy_documents import AppPolicies
 from tests.support.policy_lint import parliament_findings
-from tests.infra.test_app import LINT_REGIONS
 
 BUDGET_CONTEXT = {"monthly_budget_usd": "50", "budget_actual_percent": 75, "endpoint_mode": "serverless",
                   "endpoint_4xx_alarm_percent": 2.5, "api_5xx_alarm_threshold": 3}
@@ -35,11 +35,14 @@ def dashboard_body(result) -> str:
 def graphed(result) -> list[list]:
     """Every metric line of the dashboard's graphs: [namespace, name, dim, value, ..., {options}] or [{expression}]."""
     body = json.loads(dashboard_body(result))
-    return [line for widget in body["widgets"] if widget["type"] == "metric" for line in widget["properties"]["metrics"]]
+    return [
+        line for widget in body["widgets"] if widget["type"] == "metric" for line in widget["properties"]["metrics"]
+    ]
 
 
 def metric_names(result) -> set[tuple[str, str]]:
-    """(namespace, metric) of every metric line that names one (a metric used only by an expression has ``visible: false``)."""
+    """(namespace, metric) of every metric line that names one (a metric used only by an expression has ``visible:
+    false``)."""
     return {(line[0], line[1]) for line in graphed(result) if isinstance(line[0], str) and line[0] != "."}
 
 
@@ -224,7 +227,11 @@ def test_no_budget_and_no_grant_to_budgets_without_a_budget(synth):
 def test_the_budget_is_the_stages_tagged_cost_with_two_notifications(budgeted):
     (budget,) = resources(budgeted.template_dict("monitoring"), "AWS::Budgets::Budget").values()
     data = budget["Properties"]["Budget"]
-    assert (data["BudgetType"], data["TimeUnit"], data["BudgetLimit"]) == ("COST", "MONTHLY", {"Amount": 50, "Unit": "USD"})
+    assert (data["BudgetType"], data["TimeUnit"], data["BudgetLimit"]) == (
+        "COST",
+        "MONTHLY",
+        {"Amount": 50, "Unit": "USD"},
+    )
     # the tag every resource of the stage carries, as a cost allocation tag
     (key,) = resources(budgeted.template_dict("storage"), "AWS::KMS::Key").values()
     assert {"Key": "stage", "Value": "dev"} in key["Properties"]["Tags"]
@@ -262,7 +269,9 @@ def test_the_budgeted_serverless_stage_passes_cdk_nag_and_cfn_lint(budgeted):
     assert budgeted.nag_error is None
     findings = []
     for name, template in budgeted.templates.items():
-        findings += [f"{name}: {match}" for match in lint(json.dumps(template), config=ManualArgs(regions=LINT_REGIONS))]
+        findings += [
+            f"{name}: {match}" for match in lint(json.dumps(template), config=ManualArgs(regions=LINT_REGIONS))
+        ]
     assert findings == []
 
 
@@ -270,16 +279,31 @@ def test_the_budgeted_serverless_stage_passes_cdk_nag_and_cfn_lint(budgeted):
 
 def test_budget_settings_are_converted(artifact_path):
     assert AppConfig.from_mapping({"initial_model_artifact": artifact_path}).monthly_budget_usd is None
-    assert AppConfig.from_mapping({"initial_model_artifact": artifact_path, "monthly_budget_usd": ""}).monthly_budget_usd is None
-    assert AppConfig.from_mapping({"initial_model_artifact": artifact_path, "monthly_budget_usd": "50"}).monthly_budget_usd == 50.0
+    assert (
+        AppConfig.from_mapping({"initial_model_artifact": artifact_path, "monthly_budget_usd": ""}).monthly_budget_usd
+        is None
+    )
+    assert (
+        AppConfig.from_mapping({"initial_model_artifact": artifact_path, "monthly_budget_usd": "50"}).monthly_budget_usd
+        == 50.0
+    )
 
 
-@pytest.mark.parametrize("key, value", [
-    ("monthly_budget_usd", 0), ("monthly_budget_usd", "-5"), ("monthly_budget_usd", "fifty"), ("monthly_budget_usd", "nan"),
-    ("budget_actual_percent", 0), ("budget_forecast_percent", 5000),
-    ("api_5xx_alarm_threshold", 0), ("api_5xx_alarm_threshold", "1.5"),
-    ("endpoint_4xx_alarm_percent", 0), ("endpoint_4xx_alarm_percent", 101),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("monthly_budget_usd", 0),
+        ("monthly_budget_usd", "-5"),
+        ("monthly_budget_usd", "fifty"),
+        ("monthly_budget_usd", "nan"),
+        ("budget_actual_percent", 0),
+        ("budget_forecast_percent", 5000),
+        ("api_5xx_alarm_threshold", 0),
+        ("api_5xx_alarm_threshold", "1.5"),
+        ("endpoint_4xx_alarm_percent", 0),
+        ("endpoint_4xx_alarm_percent", 101),
+    ],
+)
 def test_bad_monitoring_settings_name_their_key(artifact_path, key, value):
     with pytest.raises(ConfigError, match=f"context key '{key}'"):
         AppConfig.from_mapping({"initial_model_artifact": artifact_path, key: value})

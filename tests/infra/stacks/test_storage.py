@@ -4,8 +4,8 @@ import json
 import aws_cdk as cdk
 from aws_cdk.assertions import Match
 
-from infra.layout import BATCH_MODELS_EXPIRATION_DAYS
 from infra.config import AppConfig
+from infra.layout import BATCH_MODELS_EXPIRATION_DAYS
 from infra.stacks.storage import StorageStack
 from tests.infra.conftest import cdk_json_context, environment_agnostic
 
@@ -26,8 +26,12 @@ def test_key_rotates_and_is_kept(synth):
 
 def test_cloudwatch_logs_may_use_the_key_only_for_this_stages_log_groups(synth):
     key, = synth.template("storage").find_resources("AWS::KMS::Key").values()
-    statement, = [s for s in key["Properties"]["KeyPolicy"]["Statement"] if s.get("Sid") == "CloudWatchLogsEncryptsStageLogGroups"]
-    patterns = [part["Fn::Join"][1][-1] for part in statement["Condition"]["StringLike"]["kms:EncryptionContext:aws:logs:arn"]]
+    (statement,) = [
+        s for s in key["Properties"]["KeyPolicy"]["Statement"] if s.get("Sid") == "CloudWatchLogsEncryptsStageLogGroups"
+    ]
+    patterns = [
+        part["Fn::Join"][1][-1] for part in statement["Condition"]["StringLike"]["kms:EncryptionContext:aws:logs:arn"]
+    ]
     assert patterns == [":log-group:/gru4rec/dev/*", ":log-group:/aws/vendedlogs/states/gru4rec-dev-*",
                         ":log-group:/aws/sagemaker/Endpoints/gru4rec-dev", ":log-group:aws-waf-logs-gru4rec-dev"]
     assert "kms:DescribeKey" not in statement["Action"], "DescribeKey carries no encryption context"
@@ -67,7 +71,10 @@ def test_data_bucket_is_encrypted_with_the_key_versioned_private_and_logged(synt
         "SSEAlgorithm": "aws:kms", "KMSMasterKeyID": {"Fn::GetAtt": [key_id, "Arn"]}}}
     assert properties["VersioningConfiguration"] == {"Status": "Enabled"}
     assert set(properties["PublicAccessBlockConfiguration"].values()) == {True}
-    assert properties["LoggingConfiguration"] == {"DestinationBucketName": {"Ref": log_bucket_id}, "LogFilePrefix": "data-bucket/"}
+    assert properties["LoggingConfiguration"] == {
+        "DestinationBucketName": {"Ref": log_bucket_id},
+        "LogFilePrefix": "data-bucket/",
+    }
     assert data["DeletionPolicy"] == "Retain"
 
 
@@ -119,7 +126,9 @@ def test_eventbridge_notifications_are_native_not_a_custom_resource(synth):
 
 def _parameters(template: dict) -> dict[str, tuple[str, dict]]:
     """SSM parameter name -> (logical id, resource)."""
-    return {r["Properties"]["Name"]: (k, r) for k, r in template["Resources"].items() if r["Type"] == "AWS::SSM::Parameter"}
+    return {
+        r["Properties"]["Name"]: (k, r) for k, r in template["Resources"].items() if r["Type"] == "AWS::SSM::Parameter"
+    }
 
 
 def _first_model_asset_key(synth, dummy_model_artifact) -> str:

@@ -11,13 +11,23 @@ from cfnlint.api import ManualArgs, lint
 from infra.config import AppConfig
 from infra.stacks.training import ENDPOINT_MAX_POLLS, gate_metric, hyperparameter_defaults, refits
 from infra.stacks.workflow import job_name_expression
-from model_code.train import metric_lines
+from model_code.commands.report import metric_lines
 from tests.infra.conftest import GPU_TRAINING_TYPE, synthesize
 from tests.infra.test_app import LINT_REGIONS
 from tests.infra.test_deploy_rehearsal import rehearse
 from tests.support.pipelines import (
-    PARTITION, actions_on, as_list, definition, evaluate, logical_id, main_path, marker, policy_of, policy_statements,
-    resources, state_machine,
+    PARTITION,
+    actions_on,
+    as_list,
+    definition,
+    evaluate,
+    logical_id,
+    main_path,
+    marker,
+    policy_of,
+    policy_statements,
+    resources,
+    state_machine,
 )
 
 STORAGE_EXPORTS = "import:Gru4Rec-Dev-Storage"
@@ -58,7 +68,8 @@ def test_states_in_order(states):
     assert main_path(states, "Name the job", via={"Endpoint free?": "Update endpoint",
                                                   "Endpoint updated?": "Record model data"}) == [
         "Name the job", "Read tuned settings", "Read live model", "Train", "Quality gate", "Refit on the whole window",
-        "Write evaluation report", "Register model version", "Create model", "Create endpoint config", "Is the endpoint free?",
+        "Write evaluation report", "Register model version", "Create model", "Create endpoint config",
+        "Is the endpoint free?",
         "Endpoint free?", "Update endpoint", "Wait for endpoint", "Check endpoint", "Endpoint updated?",
         "Record model data", "Record model name", "Done",
     ]
@@ -87,7 +98,10 @@ def test_training_job_runs_the_image_to_the_end(states, synth):
     assert train["Resource"] == f"arn:{PARTITION}:states:::sagemaker:createTrainingJob.sync"
     arguments = train["Arguments"]
     assert arguments["AlgorithmSpecification"]["TrainingImage"].endswith(":" + _image_tag(synth, "train"))
-    assert arguments["RoleArn"] == "<" + logical_id(synth.template_dict("training"), "AWS::IAM::Role", "TrainingRole") + ".Arn>"
+    assert (
+        arguments["RoleArn"]
+        == "<" + logical_id(synth.template_dict("training"), "AWS::IAM::Role", "TrainingRole") + ".Arn>"
+    )
     assert arguments["ResourceConfig"]["InstanceType"] == synth.config.training_instance_type
     assert arguments["StoppingCondition"]["MaxRuntimeInSeconds"] == synth.config.training_max_runtime_hours * 3600
     assert arguments["OutputDataConfig"]["S3OutputPath"].endswith("/models/")
@@ -98,7 +112,10 @@ def test_training_job_runs_the_image_to_the_end(states, synth):
 
 
 def test_metric_definitions_match_what_training_prints(states):
-    definitions = {metric["Name"]: metric["Regex"] for metric in states["Train"]["Arguments"]["AlgorithmSpecification"]["MetricDefinitions"]}
+    definitions = {
+        metric["Name"]: metric["Regex"]
+        for metric in states["Train"]["Arguments"]["AlgorithmSpecification"]["MetricDefinitions"]
+    }
     assert set(definitions) == {"recall@20", "mrr@20", "validation:recall@20", "validation:mrr@20",
                                 "champion:validation:recall@20", "champion:validation:mrr@20"}
     printed = "\n".join([metric_lines({"recall@20": 0.51234, "mrr@20": 0.2}, prefix="validation:"),
@@ -128,7 +145,9 @@ def test_hyperparameters_are_defaults_overridden_by_the_input_as_strings(states,
     window = {"window_start": "2026-11-01", "window_end": "2026-11-28"}
     assert given == {"preset": "diginetica", "epochs": "3", "learning_rate": "0.05", "valid_days": "1", **window}
     assert evaluate(expression, variables) == {"preset": "rsc15", "valid_days": "1", **window}
-    overridden = evaluate(expression, {**variables, **_input_variables(states, {"hyperparameters": {"window_end": "2020-01-01"}})})
+    overridden = evaluate(
+        expression, {**variables, **_input_variables(states, {"hyperparameters": {"window_end": "2020-01-01"}})}
+    )
     assert overridden["window_end"] == "2026-11-28", "the window is the pipeline's, never the input's"
 
 
@@ -181,7 +200,9 @@ def test_validation_split_and_gate_metric_follow_valid_days():
     assert (hyperparameter_defaults(AppConfig()), gate_metric(AppConfig())) == (
         {"preset": "rsc15", "valid_days": "1"}, "validation:recall@20")
     assert hyperparameter_defaults(AppConfig(valid_days=2.5))["valid_days"] == "2.5"
-    shop = AppConfig(training_hyperparameters='{"session_column": "user_id", "session_gap": "30m", "preset": "diginetica"}')
+    shop = AppConfig(
+        training_hyperparameters='{"session_column": "user_id", "session_gap": "30m", "preset": "diginetica"}'
+    )
     assert hyperparameter_defaults(shop) == {"preset": "diginetica", "session_column": "user_id", "session_gap": "30m",
                                              "valid_days": "1"}
     assert (hyperparameter_defaults(AppConfig(valid_days=0)), gate_metric(AppConfig(valid_days=0))) == (
@@ -309,7 +330,10 @@ def test_the_pipeline_and_cloudformation_roll_out_alike(states, synth):
     arguments = states["Update endpoint"]["Arguments"]
     for key in ("DeploymentConfig", "RetainAllVariantProperties", "ExcludeRetainedVariantProperties"):
         assert endpoint["Properties"][key] == arguments[key], key
-    alarms = {a["Properties"]["AlarmName"] for a in resources(synth.template_dict("endpoint"), "AWS::CloudWatch::Alarm").values()}
+    alarms = {
+        a["Properties"]["AlarmName"]
+        for a in resources(synth.template_dict("endpoint"), "AWS::CloudWatch::Alarm").values()
+    }
     assert {a["AlarmName"] for a in arguments["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"]} == alarms
 
 
@@ -323,7 +347,9 @@ def test_a_rollout_waits_while_another_update_runs(states, variables, status, bu
     check = states["Is the endpoint free?"]
     assert check["Resource"] == f"arn:{PARTITION}:states:::aws-sdk:sagemaker:describeEndpoint"
     assert evaluate(check["Assign"]["busyPolls"], {"busyPolls": busy_polls - 1}) == busy_polls
-    assert _choose(states["Endpoint free?"], {**variables, "busyPolls": busy_polls}, {"EndpointStatus": status}) == verdict
+    assert (
+        _choose(states["Endpoint free?"], {**variables, "busyPolls": busy_polls}, {"EndpointStatus": status}) == verdict
+    )
 
 
 def test_a_busy_endpoint_fails_saying_what_to_do(states, variables):
@@ -344,7 +370,10 @@ def test_a_busy_endpoint_fails_saying_what_to_do(states, variables):
     ({"EndpointStatus": "Updating", "EndpointConfigName": "old"}, ENDPOINT_MAX_POLLS, "Endpoint update too slow"),
 ])
 def test_endpoint_wait_loop(states, variables, described, polls, verdict):
-    described = {**described, "EndpointConfigName": described["EndpointConfigName"].replace("JOB", variables["jobName"])}
+    described = {
+        **described,
+        "EndpointConfigName": described["EndpointConfigName"].replace("JOB", variables["jobName"]),
+    }
     assert states["Wait for endpoint"]["Next"] == "Check endpoint"
     assert states["Check endpoint"]["Resource"] == f"arn:{PARTITION}:states:::aws-sdk:sagemaker:describeEndpoint"
     assert evaluate(states["Check endpoint"]["Assign"]["polls"], {"polls": polls - 1}) == polls
@@ -361,14 +390,27 @@ def test_rolled_back_rollout_is_a_failure_that_names_the_reason(states, variable
     assert "alarm gru4rec-dev-5xx fired" in cause and "the live model is unchanged" in cause
     failed = {"EndpointStatus": "Failed", "EndpointConfigName": "old"}
     cause = evaluate(states["Endpoint update failed"]["Output"]["Cause"], variables, {"input": failed})
-    assert "is Failed with configuration old, not " + variables["jobName"] in cause and "SageMaker gave no reason" in cause
+    assert (
+        "is Failed with configuration old, not " + variables["jobName"] in cause and "SageMaker gave no reason" in cause
+    )
 
 
 def test_live_model_is_recorded_in_ssm(states, synth):
-    records = {states[name]["Arguments"]["Name"]: states[name]["Arguments"] for name in ("Record model data", "Record model name")}
+    records = {
+        states[name]["Arguments"]["Name"]: states[name]["Arguments"]
+        for name in ("Record model data", "Record model name")
+    }
     assert records == {
-        "/gru4rec/dev/current-model-data": {"Name": "/gru4rec/dev/current-model-data", "Value": "{% $modelData %}", "Overwrite": True},
-        "/gru4rec/dev/current-model-name": {"Name": "/gru4rec/dev/current-model-name", "Value": "{% $jobName %}", "Overwrite": True},
+        "/gru4rec/dev/current-model-data": {
+            "Name": "/gru4rec/dev/current-model-data",
+            "Value": "{% $modelData %}",
+            "Overwrite": True,
+        },
+        "/gru4rec/dev/current-model-name": {
+            "Name": "/gru4rec/dev/current-model-name",
+            "Value": "{% $jobName %}",
+            "Overwrite": True,
+        },
     }
     assert synth.config.model_data_parameter_name in records and synth.config.model_name_parameter_name in records
     for name in ("Record model data", "Record model name"):
@@ -382,15 +424,29 @@ def test_no_action_wildcards(synth):
 
 
 def test_only_service_apis_without_resource_permissions_use_star(synth):
-    allowed = {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData", "xray:PutTraceSegments", "xray:PutTelemetryRecords",
-               "xray:GetSamplingRules", "xray:GetSamplingTargets", "logs:CreateLogDelivery", "logs:GetLogDelivery",
-               "logs:UpdateLogDelivery", "logs:DeleteLogDelivery", "logs:ListLogDeliveries", "logs:PutResourcePolicy",
-               "logs:DescribeResourcePolicies", "logs:DescribeLogGroups"}
+    allowed = {
+        "ecr:GetAuthorizationToken",
+        "cloudwatch:PutMetricData",
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+        "xray:GetSamplingRules",
+        "xray:GetSamplingTargets",
+        "logs:CreateLogDelivery",
+        "logs:GetLogDelivery",
+        "logs:UpdateLogDelivery",
+        "logs:DeleteLogDelivery",
+        "logs:ListLogDeliveries",
+        "logs:PutResourcePolicy",
+        "logs:DescribeResourcePolicies",
+        "logs:DescribeLogGroups",
+    }
     for statement in policy_statements(synth.template_dict("training")):
         if statement["Resource"] == "*":
             assert set(as_list(statement["Action"])) <= allowed, statement
             if "cloudwatch:PutMetricData" in as_list(statement["Action"]):
-                assert statement["Condition"] == {"StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}}
+                assert statement["Condition"] == {
+                    "StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}
+                }
 
 
 def test_pass_role_only_for_the_two_sagemaker_roles(synth):
@@ -416,7 +472,10 @@ def test_state_machine_runs_only_its_own_jobs(synth):
         "events:PutTargets", "events:PutRule", "events:DescribeRule"}
     assert actions_on(statements, ":endpoint/gru4rec-dev") >= {"sagemaker:updateEndpoint", "sagemaker:describeEndpoint"}
     assert actions_on(statements, ":parameter/gru4rec/dev/current-model-name") == {"ssm:putParameter"}
-    assert actions_on(statements, ":parameter/gru4rec/dev/current-model-data") == {"ssm:putParameter", "ssm:getParameter"}
+    assert actions_on(statements, ":parameter/gru4rec/dev/current-model-data") == {
+        "ssm:putParameter",
+        "ssm:getParameter",
+    }
     # the settings infra.ops tune --apply wrote: read only
     assert actions_on(statements, ":parameter/gru4rec/dev/tuned-hyperparameters") == {"ssm:getParameters"}
     # UpdateEndpoint names the rollback alarms: its caller reads them (deployment-guardrails-configuration)
@@ -468,7 +527,8 @@ def _image_tag(synth, target: str) -> str:
 
 
 def _markers(value):
-    """``value`` with every CloudFormation reference in marker form (two stacks' imports of one export compare equal)."""
+    """``value`` with every CloudFormation reference in marker form (two stacks' imports of one export compare
+    equal)."""
     if isinstance(value, dict) and value and next(iter(value)).startswith(("Fn::", "Ref")):
         return marker(value)
     if isinstance(value, dict):
@@ -480,7 +540,9 @@ def _markers(value):
 
 def _asset_hash(synth, target: str) -> str:
     """The image asset's hash for a Dockerfile target, from the assembly's asset manifest."""
-    manifest = json.loads((synth.outdir / f"{synth.stacks['image'].stack_name}.assets.json").read_text())["dockerImages"]
+    manifest = json.loads((synth.outdir / f"{synth.stacks['image'].stack_name}.assets.json").read_text())[
+        "dockerImages"
+    ]
     (asset_hash,) = [key for key, entry in manifest.items() if entry["source"]["dockerBuildTarget"] == target]
     return asset_hash
 
@@ -532,7 +594,10 @@ def test_the_live_model_is_the_champion_once_a_pipeline_trained_it(states, varia
     read = states["Read live model"]
     assert read["Arguments"] == {"Name": "/gru4rec/dev/current-model-data"}
     bucket_variables = {**variables, "bucket": "<bucket>"}
-    assert evaluate(read["Assign"]["champion"], bucket_variables, states={"result": {"Parameter": {"Value": live}}}) == champion
+    assert (
+        evaluate(read["Assign"]["champion"], bucket_variables, states={"result": {"Parameter": {"Value": live}}})
+        == champion
+    )
     channels = as_list(evaluate(states["Train"]["Arguments"]["InputDataConfig"], {**variables, "champion": champion}))
     names = [c["ChannelName"] for c in channels]
     assert names == (["train", "test", "champion"] if champion else ["train", "test"])
@@ -543,7 +608,9 @@ def test_the_live_model_is_the_champion_once_a_pipeline_trained_it(states, varia
 def test_the_window_is_the_last_whole_days_before_the_start_in_fast_file_mode(states, variables):
     assert variables["window"] == {"window_start": "2026-11-01", "window_end": "2026-11-28"}  # 28 days, started 11-29
     train = variables["trainChannel"]
-    assert train["InputMode"] == "FastFile" and train["DataSource"]["S3DataSource"]["S3Uri"].endswith("/training/events/")
+    assert train["InputMode"] == "FastFile" and train["DataSource"]["S3DataSource"]["S3Uri"].endswith(
+        "/training/events/"
+    )
     new_year = {"context": {"Execution": {**EXECUTION, "StartTime": "2027-01-01T00:00:00.000Z"}}}
     window = states["Name the job"]["Assign"]["window"]
     assert evaluate(window["window_end"], states=new_year) == "2026-12-31"
@@ -555,14 +622,20 @@ def test_refit_trains_the_gated_settings_on_the_whole_window_and_ships(states, v
     arguments = refit["Arguments"]
     gated = {**variables, "gatedJob": variables["jobName"]}
     assert evaluate(arguments["TrainingJobName"], gated) == variables["jobName"] + "-refit"
-    hyperparameters = evaluate(arguments["HyperParameters"], {**gated, **_input_variables(states, {"hyperparameters": {"epochs": 4}})})
+    hyperparameters = evaluate(
+        arguments["HyperParameters"], {**gated, **_input_variables(states, {"hyperparameters": {"epochs": 4}})}
+    )
     assert hyperparameters == {"preset": "rsc15", "epochs": "4", **variables["window"]}, "no validation split"
     channels = [c["ChannelName"] for c in as_list(evaluate(arguments["InputDataConfig"], gated))]
     assert channels == ["train", "test"]
     assert evaluate(refit["Assign"]["jobName"], gated) == variables["jobName"] + "-refit"
     assert refit["Next"] == "Write evaluation report" and refit["Catch"][0]["Next"] == "Notify failure"
-    assert evaluate(arguments["CheckpointConfig"]["S3Uri"], gated).endswith("/checkpoints/" + variables["jobName"] + "-refit")
-    longest = evaluate(job_name_expression(AppConfig(stage="s" * 16), "train"), states={"context": {"Execution": EXECUTION}})
+    assert evaluate(arguments["CheckpointConfig"]["S3Uri"], gated).endswith(
+        "/checkpoints/" + variables["jobName"] + "-refit"
+    )
+    longest = evaluate(
+        job_name_expression(AppConfig(stage="s" * 16), "train"), states={"context": {"Execution": EXECUTION}}
+    )
     assert len(longest + "-refit") <= 63
 
 
@@ -627,7 +700,6 @@ def test_a_stage_that_retrains_on_new_data_passes_cdk_nag_and_cfn_lint_and_deplo
     findings = [f"{name}: {match}" for name, template in refit_off_new_data_on.templates.items()
                 for match in lint(json.dumps(template), config=ManualArgs(regions=LINT_REGIONS))]
     assert findings == []
-    training = refit_off_new_data_on.stacks["training"].stack_name
     with rehearse(refit_off_new_data_on) as record:
         statuses = {name: status for name, (status, _events) in record["stacks"].items()}
         machines = record["session"].client("stepfunctions").list_state_machines()["stateMachines"]

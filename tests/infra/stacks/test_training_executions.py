@@ -14,8 +14,15 @@ import pytest
 
 from infra.stacks.training import ENDPOINT_MAX_POLLS
 from tests.support.cfn_values import REGION
-from tests.support.pipeline_runs import (FIRST_MODEL, PASSING, ROLLOUT, assert_well_formed, data_bucket, offline_stage,
-                                      published)
+from tests.support.pipeline_runs import (
+    FIRST_MODEL,
+    PASSING,
+    ROLLOUT,
+    assert_well_formed,
+    data_bucket,
+    offline_stage,
+    published,
+)
 from tests.support.stand_ins import Endpoint, TrainingJobs
 
 VARIANTS = ["default", "serverless"]
@@ -53,7 +60,9 @@ def test_the_first_model_is_gated_on_the_floor_refit_and_shipped(variants, varia
     assert refit["TrainingJobName"] == train["TrainingJobName"] + "-refit"
     shipped = refit["TrainingJobName"]
     (model,) = run.calls("sagemaker", "CreateModel")
-    assert model["ModelName"] == shipped and model["PrimaryContainer"]["ModelDataUrl"] == _models_uri(stage.bucket, shipped)
+    assert model["ModelName"] == shipped and model["PrimaryContainer"]["ModelDataUrl"] == _models_uri(
+        stage.bucket, shipped
+    )
     (update,) = run.calls("sagemaker", "UpdateEndpoint")
     assert update["EndpointConfigName"] == shipped
     assert records == {result.config.model_data_parameter_name: _models_uri(stage.bucket, shipped),
@@ -151,8 +160,11 @@ def test_without_refit_the_gated_job_ships(refit_off_new_data_on):
     assert run.status == "SUCCEEDED", (run.error, run.cause)
     (train,) = run.calls("sagemaker", "CreateTrainingJob")
     assert train["HyperParameters"]["epochs"] == "3" and _channels(train) == ["train"]
-    assert run.output["shipped"] == {"job": train["TrainingJobName"], "modelData": _models_uri(stage.bucket, train["TrainingJobName"]),
-                                     "refit": False}
+    assert run.output["shipped"] == {
+        "job": train["TrainingJobName"],
+        "modelData": _models_uri(stage.bucket, train["TrainingJobName"]),
+        "refit": False,
+    }
     assert records[refit_off.config.model_name_parameter_name] == train["TrainingJobName"]
 
 

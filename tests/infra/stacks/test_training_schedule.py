@@ -8,9 +8,9 @@ from cfnlint.api import ManualArgs, lint
 
 from infra.config import AppConfig, ConfigError
 from tests.infra.conftest import synthesize
-from tests.support.pipelines import as_list, resources
 from tests.infra.test_app import LINT_REGIONS
 from tests.infra.test_deploy_rehearsal import rehearse
+from tests.support.pipelines import as_list, resources
 
 WEEKLY = "rate(7 days)"
 
@@ -23,7 +23,9 @@ def scheduled(tmp_path_factory, dummy_model_artifact):
 
 @pytest.mark.parametrize("expression", ["rate(7 days)", "rate(1 day)", "rate(12 hours)", "cron(0 3 ? * MON *)"])
 def test_scheduler_expressions_are_accepted(dummy_model_artifact, expression):
-    config = AppConfig.from_mapping({"initial_model_artifact": str(dummy_model_artifact), "retrain_schedule": expression})
+    config = AppConfig.from_mapping(
+        {"initial_model_artifact": str(dummy_model_artifact), "retrain_schedule": expression}
+    )
     assert config.retrain_schedule == expression
 
 
@@ -43,7 +45,8 @@ def test_the_schedule_starts_the_training_state_machine(scheduled):
     template = scheduled.template_dict("training")
     (schedule,) = [r["Properties"] for r in resources(template, "AWS::Scheduler::Schedule").values()]
     assert schedule["ScheduleExpression"] == WEEKLY and schedule["State"] == "ENABLED"
-    (machine_id,) = [name for name in resources(template, "AWS::StepFunctions::StateMachine") if name.startswith("StateMachine")]
+    (machine_id,) = [name for name in resources(template, "AWS::StepFunctions::StateMachine")
+                     if name.startswith("StateMachine")]
     assert schedule["Target"]["Arn"] == {"Ref": machine_id}
     assert json.loads(schedule["Target"]["Input"]) == {"trigger": "schedule"}
     assert "KmsKeyArn" in schedule

@@ -1,5 +1,5 @@
-"""The training pipeline's tuning step (``tune_every_days``) executed offline (``tests.support.sfn_executor``): a tuning job
-before the gated training when one is due, warm-started from the stage's last ones, its best settings used by the
+"""The training pipeline's tuning step (``tune_every_days``) executed offline (``tests.support.sfn_executor``): a tuning
+job before the gated training when one is due, warm-started from the stage's last ones, its best settings used by the
 run and recorded for later ones; every request checked against botocore's model.
 
 Stand-ins (``tests.support.stand_ins``): DescribeHyperParameterTuningJob of the finished tuning job (what ``.sync``
@@ -9,7 +9,7 @@ are moto's (ListHyperParameterTuningJobs), made older where a test needs it.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
@@ -33,7 +33,7 @@ def earlier_tuning_jobs(role_arn: str, days_ago: list[int]) -> list[str]:
     backend = sagemaker_backends[ACCOUNT][REGION]
     names = []
     for days in sorted(days_ago):
-        created = datetime.now(timezone.utc) - timedelta(days=days)
+        created = datetime.now(UTC) - timedelta(days=days)
         name = "tune-dev-" + created.strftime("%y%m%d%H%M")
         sagemaker.create_hyper_parameter_tuning_job(
             HyperParameterTuningJobName=name,

@@ -9,13 +9,13 @@ import os
 import signal
 from pathlib import Path
 
-from model_code import checkpoints
+from model_code.commands import checkpoints
 
 _save_checkpoint = checkpoints.save_checkpoint
 
 
 def _save_then_pause(directory, checkpoint):
-    path = _save_checkpoint(directory, checkpoint)
+    _save_checkpoint(directory, checkpoint)
     Path(os.environ["PAUSE_AFTER_CHECKPOINT"]).touch()
     while True:
         signal.pause()

@@ -1,0 +1,1 @@
+"""Events in: the reading rules, event files, sessions, data windows, the item index, batches, synthetic data."""

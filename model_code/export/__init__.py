@@ -1,0 +1,1 @@
+"""The ONNX scorer of a trained model, written into the model directory."""

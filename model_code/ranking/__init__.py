@@ -1,0 +1,1 @@
+"""Ranking metrics (recall, MRR at cutoffs) and the baselines measured with them."""
