@@ -69,6 +69,7 @@ ATHENA_MIN_CUTOFF = 10_000_000
 _MODEL_DATA = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/models/\S+\.tar\.gz")
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_ACCOUNT = re.compile(r"\d{12}")
 # EventBridge Scheduler's recurring expressions: rate(value unit) or cron(six fields)
 # https://docs.aws.amazon.com/scheduler/latest/UserGuide/schedule-types.html
 # (a value of 1 takes the singular unit, any other the plural)
@@ -168,6 +169,10 @@ class AppConfig:
     monthly_budget_usd: float | None = None
     budget_actual_percent: float = 80.0
     budget_forecast_percent: float = 100.0
+    # cross-account promotion: the accounts this stage's versions may be promoted to (comma-separated account ids,
+    # or a JSON list), and the account whose versions this stage may be given
+    promotion_target_accounts: str | None = None
+    promotion_source_account: str | None = None
 
     def __post_init__(self) -> None:
         _check(layout.STAGE_PATTERN.fullmatch(self.stage), "stage",
@@ -252,6 +257,8 @@ class AppConfig:
         self._check_monitoring()
         _check(self.notification_email is None or _EMAIL.fullmatch(self.notification_email), "notification_email",
                f"must be an e-mail address, got {self.notification_email!r}")
+        _check(self.promotion_source_account is None or _ACCOUNT.fullmatch(self.promotion_source_account),
+               "promotion_source_account", f"must be a 12-digit AWS account id, got {self.promotion_source_account!r}")
 
     def _check_attribution(self) -> None:
         """The attribution of captured answers: a window, an optional daily schedule and the staleness bounds."""
@@ -502,6 +509,11 @@ class AppConfig:
         return dataclasses.replace(config, initial_model_artifact=str(artifact))
 
     @property
+    def promotion_targets(self) -> list[str]:
+        """The accounts this stage's versions may be promoted to (``promotion_target_accounts``)."""
+        return self.promotion_target_accounts.split(",") if self.promotion_target_accounts else []
+
+    @property
     def stage_title(self) -> str:
         """The stage as it appears in stack names: ``dev`` -> ``Dev``."""
         return layout.stage_title(self.stage)
@@ -598,6 +610,8 @@ def _convert(key: str, kind: str, raw: Any) -> Any:
     """One context value as the field's type (annotations are strings here: 'int', 'str | None', ...)."""
     if key == "training_hyperparameters":
         return _to_hyperparameters(key, raw)
+    if key == "promotion_target_accounts":
+        return _to_accounts(key, raw)
     converters: dict[str, Callable[[str, Any], Any]] = {
         "str": _to_str, "str | None": _to_optional_str, "int": _to_int, "float": _to_float, "bool": _to_bool,
         "float | None": _to_optional_float,
@@ -614,6 +628,18 @@ def _to_hyperparameters(key: str, raw: Any) -> str:
             raise ConfigError(key, f"must be a JSON object of hyperparameters, got {raw!r}") from None
     _check(isinstance(raw, Mapping), key, f"must be a JSON object of hyperparameters, got {raw!r}")
     return json.dumps({str(name): str(value) for name, value in raw.items()}, sort_keys=True)
+
+
+def _to_accounts(key: str, raw: Any) -> str | None:
+    """AWS account ids (a JSON list, or text separated by commas) as sorted comma-separated text; None for none."""
+    if raw in ("", None, []):
+        return None
+    accounts = raw.split(",") if isinstance(raw, str) else raw
+    _check(isinstance(accounts, list), key, f"must be a list of 12-digit AWS account ids, got {raw!r}")
+    accounts = [str(account).strip() for account in accounts]
+    bad = [account for account in accounts if not _ACCOUNT.fullmatch(account)]
+    _check(not bad, key, f"must be 12-digit AWS account ids, got {', '.join(map(repr, bad))}")
+    return ",".join(sorted(set(accounts)))
 
 
 def _to_str(key: str, raw: Any) -> str:

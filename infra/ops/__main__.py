@@ -22,6 +22,7 @@ from infra.ops import (
     event_runs,
     first_model,
     live_model,
+    promotion,
     registry,
     scoring,
     smoke,
@@ -240,6 +241,17 @@ def run_ab(args, session, deployment) -> int:
     return 0
 
 
+def run_promote(args, session) -> int:
+    """The target's stacks (``--to``) are loaded; the source stage (``--stage``) may live in another account."""
+    target = load_deployment(session, validate_stage(args.to))
+    done = promotion.promote(session, args.stage, args.version, target, args.image)
+    where = "copied into" if done.copied else "read from the source account by"
+    print(f"version {done.target_version} of gru4rec-{target.stage} is PendingManualApproval ({done.source_arn}; "
+          f"image {done.image}; archive {done.model_data}, {where} {target.stage})")
+    print(f"approve it to roll it out: python -m infra.ops approve {done.target_version} --stage {target.stage}")
+    return 0
+
+
 def run_rollback(args, session, deployment) -> int:
     target = live_model.rollback_target(live_model.history(session, deployment), args.to)
     print(f"rolling {deployment.endpoint_name} back to {target.version} ({target.model_data})")
@@ -309,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
         session = make_session(args)
         if args.command == "smoke":
             return run_smoke(args, session)
+        if args.command == "promote":
+            return run_promote(args, session)
         deployment = load_deployment(session, args.stage, allow_none=args.command == "cleanup")
         return COMMANDS[args.command](args, session, deployment)
     except OpsError as error:

@@ -31,6 +31,7 @@ examples:
   python -m infra.ops ab promote Challenger
   python -m infra.ops approve 7 --stage prod --note "checked the evaluation report"
   python -m infra.ops reject 8 --stage prod --reason "catalogue drift since the window"
+  python -m infra.ops promote 12 --stage dev --to prod
   python -m infra.ops rollback --to gru4rec-dev-train-20261129-021710-0a1b2c3d
   python -m infra.ops cleanup --yes
   python -m infra.ops smoke --region eu-west-1
@@ -174,6 +175,25 @@ def _add_approval(commands, location: argparse.ArgumentParser) -> None:
     )
     reject.add_argument("version", metavar="VERSION", help="the version's number (as status lists it) or ARN")
     reject.add_argument("--reason", required=True, help="why it is rejected (recorded in the registry)")
+    _add_promote(commands, location)
+
+
+def _add_promote(commands, location: argparse.ArgumentParser) -> None:
+    promote = commands.add_parser(
+        "promote", parents=[location],
+        help="give an Approved version of this stage to another stage, where it waits for a person's approval",
+        description="Register an Approved version of --stage's model package group (a number, or the ARN of a version "
+        "of another account's gru4rec-<stage> group) in the --to stage's group as PendingManualApproval: the same "
+        "archive, the same image digest, its evaluation report and metadata, and a link to the source version. "
+        "Approving it there (approve N --stage <to>) rolls it out through that stage's guarded rollout. In one "
+        "account the archive is copied into the target's bucket and the image must be in the target's repository "
+        "under the same digest; across accounts (run with the target account's credentials) nothing is copied: "
+        "the target reads the source's, as docs/deploy.md sets up.",
+    )
+    promote.add_argument("version", metavar="VERSION", help="the version's number in --stage's group, or its ARN")
+    promote.add_argument("--to", required=True, metavar="STAGE", help="the stage that gets the version (e.g. prod)")
+    promote.add_argument("--image", help="an image of the target stage's repository to run the version with, when "
+                                         "the target does not hold the version's own image")
 
 
 def _add_smoke(commands, location: argparse.ArgumentParser) -> None:

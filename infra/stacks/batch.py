@@ -55,6 +55,7 @@ from infra.stacks.event_sessions import PIPELINE as EVENTS_PIPELINE
 from infra.stacks.event_sessions import EventSessions, table_option_values
 from infra.stacks.filter_packager import FilterPackager
 from infra.stacks.image import ImageStack, pull_image_statements
+from infra.stacks.promotion_access import read_source_statements, source_read_reasons
 from infra.stacks.session_sharder import SessionSharder
 from infra.stacks.storage import StorageStack
 from infra.stacks.workflow import (
@@ -469,10 +470,12 @@ class BatchStack(cdk.Stack):
         ]
         if uses_volume_key(config.transform_instance_type):
             statements += volume_key_statements(storage.key)
+        statements += read_source_statements(config, self, pull_images=False)
         policy = iam.Policy(self, "TransformPolicy", roles=[role], statements=statements)
         acknowledge_wildcards(
             policy,
             {
+                **source_read_reasons(config, self, pull_images=False),
                 "*": "Only ecr:GetAuthorizationToken uses '*': it has no resource-level permissions.",
                 models: "Training jobs write each new model under models/<job>/: the role reads model artifacts of "
                         "this prefix only.",

@@ -26,6 +26,7 @@ from infra.rollout import (
 )
 from infra.sagemaker_models import endpoint_network_isolation, primary_container
 from infra.stacks.image import ImageStack, pull_image_statements
+from infra.stacks.promotion_access import acknowledge_source_reads, read_source_statements
 from infra.stacks.storage import StorageStack
 from infra.stacks.workflow import alarms_may_publish, volume_key, volume_key_statements
 
@@ -125,8 +126,10 @@ class EndpointStack(cdk.Stack):
             )
         if uses_endpoint_volume_key(config):
             statements += volume_key_statements(storage.key)
+        statements += read_source_statements(config, self)
         policy = iam.Policy(self, "ModelPolicy", statements=statements)
         policy.attach_to_role(role)
+        acknowledge_source_reads(config, policy)
         cdk.Validations.of(policy).acknowledge(
             _ack(
                 "AwsSolutions-IAM5[Resource::*]",

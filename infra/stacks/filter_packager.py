@@ -13,6 +13,7 @@ from constructs import Construct
 
 from infra.config import AppConfig
 from infra.layout import BATCH_MODELS_PREFIX, INCOMING_SESSIONS_PREFIX, MODELS_PREFIX
+from infra.stacks.promotion_access import read_source_statements, source_read_reasons
 from infra.stacks.stage_function import stage_function
 from infra.stacks.storage import StorageStack
 
@@ -33,6 +34,7 @@ class FilterPackager(Construct):
                 sid="ReadModelsAndLists", actions=["s3:GetObject"], resources=[models, first_model, lists]
             ),
             iam.PolicyStatement(sid="WritePackedModels", actions=["s3:PutObject"], resources=[packed]),
+            *read_source_statements(config, cdk.Stack.of(self), pull_images=False),
         ]
         self.function = stage_function(
             self, config, storage, code="attach_filters", log_leaf="attach-filters",
@@ -40,6 +42,7 @@ class FilterPackager(Construct):
             description="model archive + a batch run's filter list -> archive with filters.json",
             statements=statements, timeout=TIMEOUT, memory_mb=MEMORY_MB,
             ephemeral_storage=cdk.Size.gibibytes(EPHEMERAL_STORAGE_GIB), wildcards={
+                **source_read_reasons(config, cdk.Stack.of(self), pull_images=False),
                 models: "Training jobs write each model under models/<job>/: read only, this prefix only.",
                 lists: "A run's list file lies beside its sessions file under sessions/incoming/: read only, "
                        "this prefix only.",

@@ -10,6 +10,7 @@ from constructs import Construct
 
 from infra.config import PROJECT_ROOT, AppConfig
 from infra.nag import wildcard_resource_finding
+from infra.stacks.promotion_access import share_images
 
 BUILD_TARGETS = ("train", "serve")
 GPU_TARGET = "train-gpu"
@@ -34,6 +35,7 @@ class ImageStack(cdk.Stack):
             scope, construct_id, description=f"GRU4Rec {config.stage}: ECR repository and container images", **kwargs
         )
         self.repository = self._repository(config)
+        share_images(config, self.repository)
         self._copy_role = iam.Role(self, "ImageCopyRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
                                    description="Copies this stage's images from the CDK asset repository into its own")
         self._copy_policy = self._image_copy_policy()

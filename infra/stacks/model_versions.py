@@ -4,9 +4,9 @@ version, and the rule that turns an approval into a rollout.
 - ``record_version``: the evaluation report written beside the archive, then CreateModelPackage with the gate's
   verdict (``infra.registry``).
 - ``rollout_entry``: the pipeline started with ``{"modelPackage": ARN}`` skips training: it reads the version
-  (DescribeModelPackage) and goes on to the guarded rollout, unless the version is not Approved (it fails) or its
-  own training run (or the first deploy) rolled it out already (metadata ``rolled-out-by``; ``"rollback": true``
-  deploys it anyway).
+  (DescribeModelPackage) and goes on to the guarded rollout of its own image and archive, unless the version is not
+  Approved (it fails) or its own training run (or the first deploy) rolled it out already (metadata
+  ``rolled-out-by``; ``"rollback": true`` deploys it anyway).
 - ``rollout_on_approval``: the registry's "SageMaker Model Package State Change" event of an Approved version of the
   stage's group starts the pipeline under the name ``version-<n>``. Step Functions refuses a name used in the last
   90 days, so SageMaker's repeated events of one change, and the event of the pipeline's own Approved registration,
@@ -46,6 +46,8 @@ from infra.stacks.workflow import (
     sagemaker_arn,
 )
 
+# metadata of a version promoted from another stage (``infra.ops.promotion``): the name its model gets here
+MODEL_NAME = "model-name"
 # the optimized StartExecution integration's error when the name was used in the last 90 days
 EXECUTION_EXISTS = "StepFunctions.ExecutionAlreadyExistsException"
 APPROVAL_EVENT = "SageMaker Model Package State Change"
@@ -135,7 +137,9 @@ def rollout_entry(
         iam_resources=[versions_arn(scope, config)],
         parameters={"ModelPackageName": "{% $states.input.modelPackage %}"},
         assign={
-            "jobName": _or_null(metadata + ".'training-job'"),
+            # a promoted version's model is named under this pipeline's names (``model-name``), not its source's job
+            "jobName": _or_null(f"({metadata}.'{MODEL_NAME}' ? {metadata}.'{MODEL_NAME}' : {metadata}.'training-job')"),
+            "image": "{% $states.result.InferenceSpecification.Containers[0].Image %}",
             "gatedJob": _or_null(metadata + ".'gated-job'"),
             "modelData": "{% $states.result.InferenceSpecification.Containers[0].ModelDataUrl %}",
             "modelPackage": "{% $states.result.ModelPackageArn %}",

@@ -25,6 +25,7 @@ from infra.layout import (
 )
 from infra.registry import ModelRegistry
 from infra.stacks.initial_model import InitialModel
+from infra.stacks.promotion_access import share_group, share_models
 
 # the encryption context key SNS sends with its KMS requests for an encrypted topic
 SNS_TOPIC_CONTEXT = "kms:EncryptionContext:aws:sns:topicArn"
@@ -64,6 +65,11 @@ class StorageStack(cdk.Stack):
         self.initial_model_parameter.node.add_dependency(self.initial_model.copy)
         self.model_data_parameter = self._live_model_pointer(config)
         self.registry = ModelRegistry(self, "ModelRegistry", config)
+        share_group(config, self.registry.group,
+                    self.format_arn(service="sagemaker", resource="model-package-group",
+                                    resource_name=self.registry.group_name),
+                    self.registry.package_arn_pattern(self))
+        share_models(config, self.bucket, self.key)
         self.bucket_arn_export_name = f"{config.resource_prefix}-data-bucket-arn"
         self._bucket_arn_import = self.export_value(self.bucket.bucket_arn, name=self.bucket_arn_export_name)
         cdk.CfnOutput(self, "DataBucketName", value=self.bucket.bucket_name, description="Data bucket of this stage")

@@ -227,7 +227,7 @@ class TrainingPipeline(Construct):
         ship = ship.next(after_registration)
         if refits(config):
             ship = self._refit(config, storage, image, on_failure).next(ship)
-        training = sfn.Chain.start(self._name_the_job(config, storage)).next(
+        training = sfn.Chain.start(self._name_the_job(config, storage, image)).next(
             self._read_tuned_settings(config, on_failure)
         )
         if config.valid_days:
@@ -240,13 +240,15 @@ class TrainingPipeline(Construct):
         definition = rollout_entry(self, config, on_failure, rollout, training)
         self.state_machine = pipeline_state_machine(self, config, storage.key, "training", definition, _timeout(config))
 
-    def _name_the_job(self, config: AppConfig, storage: StorageStack) -> sfn.Pass:
-        """Variables for the whole execution: the job name (also the model's and endpoint config's), the channels,
+    def _name_the_job(self, config: AppConfig, storage: StorageStack, image: ImageStack) -> sfn.Pass:
+        """Variables for the whole execution: the job name (also the model's and endpoint config's), the image its
+        model runs (a registered version's own when the run rolls one out), the channels,
         and what the execution input asks for. A Task's output is its result (``$states.result``), so no later
         state sees the execution input as ``$states.input``: Train and Refit read these variables."""
         bucket = storage.bucket.bucket_name
         return sfn.Pass.jsonata(self, "Name the job", assign={
             "jobName": job_name_expression(config, JOB_KIND),
+            "image": image.serve_image_uri,
             "bucket": bucket,
             "defaultHyperparameters": hyperparameter_defaults(config),
             "hyperparameters": "{% $exists($states.input.hyperparameters) ? $states.input.hyperparameters : {} %}",
@@ -532,7 +534,7 @@ class TrainingPipeline(Construct):
             iam_resources=[sagemaker_arn(self, "model", names)],
             parameters={
                 "ModelName": "{% $jobName %}", "ExecutionRoleArn": endpoint.model_role.role_arn,
-                "PrimaryContainer": primary_container(image.serve_image_uri, "{% $modelData %}", endpoint.endpoint_name,
+                "PrimaryContainer": primary_container("{% $image %}", "{% $modelData %}", endpoint.endpoint_name,
                                                       config.serverless),
                 "EnableNetworkIsolation": endpoint_network_isolation(config.serverless),
                 "Tags": tags,

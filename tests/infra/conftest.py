@@ -149,11 +149,13 @@ VARIANTS = {
         "transform_instance_type": "ml.g4dn.xlarge",
         "endpoint_instance_type": "ml.g5.xlarge",
     },
+    # also the source of a cross-account promotion, and prod its target
     "retraining": {
         "retrain_schedule": "rate(7 days)",
         "retrain_on_new_data": True,
         "monthly_budget_usd": 100,
         "tune_every_days": 7,
+        "promotion_target_accounts": "210987654321,310987654321",
     },
     "prod": {
         "stage": "prod",
@@ -161,6 +163,7 @@ VARIANTS = {
         "rollout": "linear",
         "rollout_traffic_percent": 20,
         "valid_days": 0,
+        "promotion_source_account": "109876543210",
     },
     "storefront_guests": {
         "api_guest_identities": True,

@@ -126,6 +126,10 @@ def test_relative_artifact_path_is_resolved_against_the_project_root(tmp_path):
         ("retrain_on_new_data", 1, "true or false"),
         ("transform_shard_mb", 0, "must be 1 to 512 (MB per shard"),
         ("transform_shard_mb", 513, "must be 1 to 512 (MB per shard"),
+        ("promotion_target_accounts", "21098765432", "12-digit AWS account ids, got '21098765432'"),
+        ("promotion_target_accounts", ["210987654321", "prod"], "got 'prod'"),
+        ("promotion_target_accounts", {"prod": "210987654321"}, "list of 12-digit"),
+        ("promotion_source_account", "arn:aws:iam::109876543210:root", "12-digit AWS account id"),
     ],
 )
 def test_invalid_values_name_the_context_key(artifact, key, value, fragment):

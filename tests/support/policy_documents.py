@@ -31,6 +31,9 @@ class PolicyDocument:
     kind: str  # "identity", "trust" or "resource"
     document: dict
     key_arn: str | None = None  # for a KMS key policy: the key's ARN, which "Resource": "*" means there
+    # for an ECR repository policy: the repository's ARN, which a statement without "Resource" means there
+    # (https://docs.aws.amazon.com/AmazonECR/latest/userguide/repository-policy-examples.html)
+    repository_arn: str | None = None
 
     @property
     def where(self) -> str:
@@ -44,8 +47,10 @@ class AppPolicies(IntrinsicResolver):
         for stack, template in self.templates.items():
             for logical_id, resource in template["Resources"].items():
                 key_arn = self._arn(stack, logical_id) if resource["Type"] == "AWS::KMS::Key" else None
+                repository_arn = self._arn(stack, logical_id) if resource["Type"] == "AWS::ECR::Repository" else None
                 for kind, document in _documents_of(resource):
-                    yield PolicyDocument(stack, logical_id, kind, self.resolve(stack, document), key_arn)
+                    yield PolicyDocument(stack, logical_id, kind, self.resolve(stack, document), key_arn,
+                                         repository_arn)
 
     def _ref(self, stack: str, logical_id: str) -> Any:
         if logical_id in PSEUDO_PARAMETERS:
@@ -121,5 +126,7 @@ def _documents_of(resource: dict) -> Iterator[tuple[str, dict]]:
         yield "resource", properties["PolicyDocument"]
     elif kind == "AWS::ECR::Repository" and "RepositoryPolicyText" in properties:
         yield "resource", properties["RepositoryPolicyText"]
+    elif kind == "AWS::SageMaker::ModelPackageGroup" and "ModelPackageGroupPolicy" in properties:
+        yield "resource", properties["ModelPackageGroupPolicy"]
     elif kind == "AWS::ApiGateway::RestApi" and "Policy" in properties:
         yield "resource", properties["Policy"]

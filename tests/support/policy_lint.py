@@ -49,7 +49,7 @@ _LOG_GROUP = re.compile(r"arn:[^:]+:logs:[^:]*:[^:]*:log-group:(?P<rest>.+)")
 def parliament_findings(policy: PolicyDocument) -> list[str]:
     """parliament's findings for one identity or resource policy, statement by statement, as
     ``where statement: ISSUE detail`` lines."""
-    document = _as_iam_reads_it(policy.document, policy.key_arn)
+    document = _as_iam_reads_it(policy.document, policy.key_arn, policy.repository_arn)
     found = []
     for index, statement in enumerate(_statements(document)):
         single = {"Version": document.get("Version", "2012-10-17"), "Statement": [statement]}
@@ -74,13 +74,15 @@ def _decimal_for_numeric(finding) -> bool:
     return finding.issue == "MISMATCHED_TYPE" and bool(match) and bool(_DECIMAL.fullmatch(match.group("value")))
 
 
-def _as_iam_reads_it(document: dict, key_arn: str | None) -> dict:
+def _as_iam_reads_it(document: dict, key_arn: str | None, repository_arn: str | None = None) -> dict:
     document = copy.deepcopy(document)
     if key_arn:
         document["Statement"] = [s for s in _statements(document) if not _default_key_statement(s, key_arn)]
     for statement in _statements(document):
         if key_arn and statement.get("Resource") == "*":
             statement["Resource"] = key_arn
+        if repository_arn and "Resource" not in statement and "NotResource" not in statement:
+            statement["Resource"] = repository_arn
         for operator, block in statement.get("Condition", {}).items():
             statement["Condition"][operator] = {
                 key: [_as_text(v) for v in values] if isinstance(values, list) else _as_text(values)

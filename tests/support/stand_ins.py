@@ -326,10 +326,13 @@ class ModelPackages:
     name out and puts the ARN in the items, which the output shape refuses), and keeps a version's
     CustomerMetadataProperties through an UpdateModelPackage that does not name them (moto drops them): the
     metadata comes back from the CreateModelPackage request that registered the version (the group's n-th).
+    ``registered``: the CreateModelPackage requests made outside the state machines (the operator CLI's), in order,
+    before any of theirs.
     """
 
-    def __init__(self, boundary: Boundary):
+    def __init__(self, boundary: Boundary, registered: tuple[dict, ...] = ()):
         self.boundary = boundary
+        self.registered = list(registered)
         boundary.stand_in("sagemaker", "DescribeModelPackage", self.describe)
 
     def describe(self, params: dict) -> dict:
@@ -340,7 +343,7 @@ class ModelPackages:
         for kind in ("ValidationStatuses", "ImageScanStatuses"):
             for item in answer.get("ModelPackageStatusDetails", {}).get(kind, []):
                 item["Name"] = group
-        created = [request for request in self.boundary.calls("sagemaker", "CreateModelPackage")
+        created = [request for request in [*self.registered, *self.boundary.calls("sagemaker", "CreateModelPackage")]
                    if request["ModelPackageGroupName"] == group]
         registered = created[answer["ModelPackageVersion"] - 1] if len(created) >= answer["ModelPackageVersion"] else {}
         if "CustomerMetadataProperties" in registered:

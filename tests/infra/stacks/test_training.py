@@ -281,7 +281,11 @@ def test_model_and_endpoint_config_from_the_job(states, synth):
     assert model["Arguments"]["PrimaryContainer"]["ModelDataUrl"] == "{% $modelData %}"
     assert "ModelDataSource" not in model["Arguments"]["PrimaryContainer"]
     assert model["Arguments"]["EnableNetworkIsolation"] is True
-    assert model["Arguments"]["PrimaryContainer"]["Image"].endswith(":" + _image_tag(synth, "serve"))
+    # the model runs $image: the serve image on a training run, a registered version's own image on its rollout
+    assert model["Arguments"]["PrimaryContainer"]["Image"] == "{% $image %}"
+    assert states["Name the job"]["Assign"]["image"].endswith(":" + _image_tag(synth, "serve"))
+    assert states["Read model version"]["Assign"]["image"] == (
+        "{% $states.result.InferenceSpecification.Containers[0].Image %}")
     assert "ModelRole" in model["Arguments"]["ExecutionRoleArn"]
     assert {"Key": "training-job", "Value": "{% $jobName %}"} in model["Arguments"]["Tags"]
     config = states["Create endpoint config"]["Arguments"]
