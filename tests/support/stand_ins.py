@@ -16,6 +16,8 @@ before it, with the figures the test chooses:
   test scripts, call by call;
 - :class:`ModelPackages`: DescribeModelPackage, moto's answer corrected where it is not AWS's (it names no
   ``ModelPackageName``, names its statuses by ARN, and its UpdateModelPackage drops the version's metadata);
+- :class:`EndpointDescriptions`: DescribeEndpoint, DescribeEndpointConfig and DescribeModel, moto's answers
+  without the empty ``DataCaptureConfig`` and ``VpcConfig`` it adds (what the pipelines read the live model by);
 - :class:`Functions`: the Lambda Invoke of the app's functions (the filter packager, the sharder), running
   their handlers (``infra/functions/<name>``) in process against moto's S3.
 """
@@ -345,4 +347,26 @@ class ModelPackages:
         registered = created[answer["ModelPackageVersion"] - 1] if len(created) >= answer["ModelPackageVersion"] else {}
         if "CustomerMetadataProperties" in registered:
             answer["CustomerMetadataProperties"] = registered["CustomerMetadataProperties"]
+        return answer
+
+
+class EndpointDescriptions:
+    """DescribeEndpoint, DescribeEndpointConfig and DescribeModel: moto's answers without the empty
+    ``DataCaptureConfig`` and ``VpcConfig`` moto adds where none was configured (AWS leaves them out; their members
+    are required, so the output shape refuses them empty). Everything else is moto's."""
+
+    OPERATIONS = {"DescribeEndpoint": "describe_endpoint", "DescribeEndpointConfig": "describe_endpoint_config",
+                  "DescribeModel": "describe_model"}
+
+    def __init__(self, boundary: Boundary):
+        for operation, method in self.OPERATIONS.items():
+            boundary.stand_in("sagemaker", operation, self._answer(method))
+
+    @staticmethod
+    def _answer(method: str) -> Callable[[dict], dict]:
+        def answer(params: dict) -> dict:
+            described = getattr(boto3.client("sagemaker", region_name=REGION), method)(**params)
+            described.pop("ResponseMetadata", None)
+            return {key: value for key, value in described.items()
+                    if key not in ("DataCaptureConfig", "VpcConfig") or value}
         return answer
