@@ -28,9 +28,14 @@ def live_model_arns(scope: Construct) -> tuple[str, str]:
     return sagemaker_arn(scope, "endpoint-config", "*"), sagemaker_arn(scope, "model", "*")
 
 
-def read_live_model(scope: Construct, config: AppConfig) -> tuple[list[tasks.CallAwsService], sfn.Chain]:
-    """The three states that assign ``$modelData``, the archive of the endpoint's live model, as a chain (and the
-    states, for the caller's Catch)."""
+# the live model's archive, in the last state's assignment
+MODEL_DATA_URL = "$states.result.PrimaryContainer.ModelDataUrl"
+
+
+def read_live_model(scope: Construct, config: AppConfig, assign: dict[str, str] | None = None,
+                    ) -> tuple[list[tasks.CallAwsService], sfn.Chain]:
+    """The three states that assign ``$modelData``, the archive of the endpoint's live model (or ``assign``, made
+    of ``MODEL_DATA_URL``), as a chain, and the states for the caller's Catch."""
     configs, models = live_model_arns(scope)
     endpoint = tasks.CallAwsService.jsonata(
         scope, FIND_CONFIG, service="sagemaker", action="describeEndpoint",
@@ -46,6 +51,6 @@ def read_live_model(scope: Construct, config: AppConfig) -> tuple[list[tasks.Cal
     model = tasks.CallAwsService.jsonata(
         scope, READ_MODEL, service="sagemaker", action="describeModel", iam_resources=[models],
         parameters={"ModelName": "{% $liveModel %}"},
-        assign={"modelData": "{% $states.result.PrimaryContainer.ModelDataUrl %}"},
+        assign=assign or {"modelData": f"{{% {MODEL_DATA_URL} %}}"},
     )
     return [endpoint, variant, model], sfn.Chain.start(endpoint).next(variant).next(model)
