@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from botocore.exceptions import ClientError
 
+from infra.layout import LIVE_VARIANT
 from infra.ops import live_model
 from infra.ops.deployment import Deployment
 from infra.ops.tuning import TuningLine, recent_tuning_jobs
@@ -77,14 +78,18 @@ def recent_executions(stepfunctions, state_machine_arn: str, job_kind: str) -> l
     return sorted(lines, key=lambda line: line.started, reverse=True)
 
 
-def _parameter(ssm, name: str) -> str | None:
-    try:
-        return ssm.get_parameter(Name=name)["Parameter"]["Value"]
-    except ssm.exceptions.ParameterNotFound:
-        return None
+def _live_model(sagemaker, config_name: str | None) -> tuple[str | None, str | None]:
+    """The model the endpoint configuration's live variant serves, and its archive (None, None without one)."""
+    if config_name is None:
+        return None, None
+    variants = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)["ProductionVariants"]
+    model = next((v["ModelName"] for v in variants if v["VariantName"] == LIVE_VARIANT), variants[0]["ModelName"])
+    container = sagemaker.describe_model(ModelName=model).get("PrimaryContainer", {})
+    return model, container.get("ModelDataUrl")
 
 
-def endpoint_line(sagemaker, ssm, deployment: Deployment) -> EndpointLine:
+def endpoint_line(sagemaker, deployment: Deployment) -> EndpointLine:
+    """The endpoint and its live model: what it serves is the live model, nothing recorded beside it."""
     name = deployment.endpoint_name
     try:
         described = sagemaker.describe_endpoint(EndpointName=name)
@@ -93,13 +98,14 @@ def endpoint_line(sagemaker, ssm, deployment: Deployment) -> EndpointLine:
             raise
         described = {}
     variants = described.get("ProductionVariants", [])
+    model, model_data = _live_model(sagemaker, described.get("EndpointConfigName"))
     return EndpointLine(
         name=name,
         status=described.get("EndpointStatus"),
         config_name=described.get("EndpointConfigName"),
         instances=sum(v.get("CurrentInstanceCount", 0) for v in variants) if variants else None,
-        current_model=_parameter(ssm, deployment.current_model_name_parameter),
-        current_model_data=_parameter(ssm, deployment.current_model_data_parameter),
+        current_model=model,
+        current_model_data=model_data,
     )
 
 
@@ -113,7 +119,7 @@ def collect_status(session, deployment: Deployment) -> StatusReport:
         )
         tuning = recent_tuning_jobs(session.client("sagemaker"), deployment.stage)
     if deployment.has("Endpoint"):
-        endpoint = endpoint_line(session.client("sagemaker"), session.client("ssm"), deployment)
+        endpoint = endpoint_line(session.client("sagemaker"), deployment)
     if deployment.has("Batch"):
         batch = recent_executions(stepfunctions, deployment.batch_state_machine_arn, "TransformJob")
     models = live_model.history(session, deployment) if deployment.has("Storage") else None
@@ -148,9 +154,8 @@ def _endpoint_lines(endpoint: EndpointLine | None) -> list[str]:
     lines = [f"Endpoint {endpoint.name}: {state}"]
     if endpoint.status:
         lines.append(f"  config {endpoint.config_name}, {endpoint.instances} instance(s)")
-    current = endpoint.current_model or "(the first model, the Endpoint stack's own)"
-    lines.append(f"  current model: {current}")
-    lines.append(f"  model data:    {endpoint.current_model_data or '(parameter not set)'}")
+    lines.append(f"  current model: {endpoint.current_model or '(no endpoint)'}")
+    lines.append(f"  model data:    {endpoint.current_model_data or '-'}")
     return lines
 
 

@@ -4,7 +4,8 @@ An EventBridge rule on the data bucket's "Object Created" events for ``sessions/
 starts the state machine ``gru4rec-<stage>-batch`` with the event as its input:
 
 Name the job -> Sessions file? -> Stagger -> Count running jobs -> Capacity free? (no: Wait for
-capacity -> Count running jobs) -> Read live model (``current-model-data``) -> Find list file ->
+capacity -> Count running jobs) -> Find live endpoint config -> Find live model -> Read live model (the
+endpoint's model and its archive, ``infra.stacks.live_model``) -> Find list file ->
 List file? (yes: Attach filters, a Lambda function that packs the list into a copy of the model's
 archive) -> Split sessions (the sharder, a Lambda function: the file cut into shards under
 ``batch-shards/<job>/in/`` and the job's input manifest listing them) -> Create model (the job's own, under
@@ -55,6 +56,7 @@ from infra.stacks.event_sessions import PIPELINE as EVENTS_PIPELINE
 from infra.stacks.event_sessions import EventSessions, table_option_values
 from infra.stacks.filter_packager import FilterPackager
 from infra.stacks.image import ImageStack, pull_image_statements
+from infra.stacks.live_model import WILDCARD_REASON, live_model_arns, read_live_model
 from infra.stacks.promotion_access import read_source_statements, source_read_reasons
 from infra.stacks.session_sharder import SessionSharder
 from infra.stacks.storage import StorageStack
@@ -229,15 +231,10 @@ class BatchStack(cdk.Stack):
 
     def _transform(self, config: AppConfig, storage: StorageStack, image: ImageStack,
                    on_failure: sfn.IChainable) -> sfn.IChainable:
-        """Read the live model's data, cut the new file into shards, make this job's own model (the transform
-        role, no network), run one transform job over the shards, join their answers, then delete the model."""
-        read_model = tasks.CallAwsService.jsonata(
-            self, "Read live model", service="ssm", action="getParameter",
-            iam_resources=[self.format_arn(service="ssm", resource="parameter",
-                                           resource_name=config.model_data_parameter_name.lstrip("/"))],
-            parameters={"Name": config.model_data_parameter_name},
-            assign={"modelData": "{% $states.result.Parameter.Value %}"},
-        )
+        """Read the live model's data (the endpoint's model), cut the new file into shards, make this job's own
+        model (the transform role, no network), run one transform job over the shards, join their answers, then
+        delete the model."""
+        reads, read_model = read_live_model(self, config)
         filters = self._job_filters(storage, on_failure)
         models = [sagemaker_arn(self, "model", f"{self.job_name_prefix}*")]
         create_model = tasks.CallAwsService.jsonata(
@@ -261,7 +258,7 @@ class BatchStack(cdk.Stack):
             parameters={"ModelName": "{% $jobName %}"}, outputs="{% $states.input %}",
         )
         split, join = self._split(config), self._join()
-        for task in (read_model, create_model, split, join, delete_model):
+        for task in (*reads, create_model, split, join, delete_model):
             task.add_catch(on_failure)
         transform = sync_job_task(self, "Transform", "createTransformJob", transform_arguments(
             config, storage, data_type="ManifestFile", input_uri=f"{{% 's3://' & $bucket & '/' & {MANIFEST_KEY} %}}",
@@ -416,6 +413,7 @@ class BatchStack(cdk.Stack):
                     self, "transform-job", f"{self.job_name_prefix}*"
                 ): f"Transform jobs {self.job_name_prefix}*, " + reason,
                 models: f"Each transform job's own model {self.job_name_prefix}*, " + reason,
+                **dict.fromkeys(live_model_arns(self), WILDCARD_REASON),
                 f"{self.packager.function.function_arn}:*": "Step Functions' Lambda task grants the filter packager "
                 "and its versions: this one function only.",
                 f"{self.sharder.function.function_arn}:*": "Step Functions' Lambda task grants the sharder "

@@ -7,7 +7,8 @@ Name the run -> Run marker? -> Count events (Athena, infra/sql/count_events.sql:
 per reason, sessions) -> Read event counts -> Rows within bound? (more bad rows than
 ``events_max_bad_rows`` allows, or no session: fail, nothing scored) -> Group sessions (Athena,
 infra/sql/group_sessions.sql, UNLOAD to ``sessions/grouped/<run>/``) -> Count grouped files (the UNLOAD's objects,
-which the job spreads across its instances) -> Read live model -> Create model
+which the job spreads across its instances) -> Find live endpoint config -> Find live model -> Read live
+model (the endpoint's model and its archive) -> Create model
 -> Transform (one Batch Transform job over the gzip JSON lines, into ``sessions/scored/<run>/``) ->
 Delete model -> Count answers (Athena, infra/sql/count_answers.sql: scored, fallback and error lines)
 -> Read answer counts -> Write summary (``sessions/scored/<run>/summary.json``) -> Done. Queries run to
@@ -58,6 +59,7 @@ from infra.session_query import (
     select_sql,
     unload_sql,
 )
+from infra.stacks.live_model import WILDCARD_REASON, live_model_arns, read_live_model
 from infra.stacks.storage import StorageStack
 from infra.stacks.workflow import (
     STATE_MACHINE_SERVICE_WILDCARDS,
@@ -427,13 +429,7 @@ class EventSessions(Construct):
 
     def _score(self, config: AppConfig, storage: StorageStack, serve_image_uri: str, transform_role: iam.IRole,
                transform: dict, models: str, on_failure: sfn.IChainable) -> sfn.IChainable:
-        read_model = tasks.CallAwsService.jsonata(
-            self, "Read live model", service="ssm", action="getParameter",
-            iam_resources=[cdk.Stack.of(self).format_arn(service="ssm", resource="parameter",
-                                                         resource_name=config.model_data_parameter_name.lstrip("/"))],
-            parameters={"Name": config.model_data_parameter_name},
-            assign={"modelData": "{% $states.result.Parameter.Value %}"},
-        )
+        reads, read_model = read_live_model(self, config)
         create_model = tasks.CallAwsService.jsonata(
             self,
             "Create model",
@@ -477,7 +473,7 @@ class EventSessions(Construct):
                 "ContentType": "application/json",
             },
         )
-        for task in (read_model, create_model, job, delete_model, write_summary):
+        for task in (*reads, create_model, job, delete_model, write_summary):
             task.add_catch(on_failure)
         done = sfn.Succeed.jsonata(self, "Done", outputs="{% " + fields + " %}")
         return (read_model.next(create_model).next(job).next(delete_model).next(count_answers).next(read_answers)
@@ -579,6 +575,7 @@ class EventSessions(Construct):
                 sagemaker_arn(self, "transform-job", f"{job_name_prefix}*"): f"Transform jobs {job_name_prefix}*, "
                 + reason,
                 models: f"Each transform job's own model {job_name_prefix}*, " + reason,
+                **dict.fromkeys(live_model_arns(self), WILDCARD_REASON),
                 storage.objects_arn(
                     INCOMING_EVENTS_PREFIX
                 ): "Athena reads the run's event files with the caller's rights: get only, this prefix only.",

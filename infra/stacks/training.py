@@ -12,9 +12,10 @@ unless that context key is 0; the test channel, optional, is scored once at the 
 -> Create endpoint config -> Is the endpoint free? (waits while another rollout or a ``cdk deploy`` updates it;
 SageMaker runs one update at a time) -> Update endpoint (a guarded blue/green rollout, ``infra.rollout``) -> Wait /
 Check endpoint (until the endpoint serves the new configuration, or SageMaker has rolled it back on an alarm) -> Record
-model data -> Record model name -> Done. Any failure: Notify failure (SNS) -> Failed, and the live-model pointers keep
-the old model; an execution that times out or is stopped is reported to the same topic by an
-EventBridge rule.
+model data -> Record model name -> Done. With ``valid_days``, Find live endpoint config -> Find live model -> Read live
+model (the champion: the archive of the model the endpoint serves) come before Train. Any failure: Notify failure
+(SNS) -> Failed, and the live-model pointers keep the old model; an execution that times out or is stopped is
+reported to the same topic by an EventBridge rule.
 """
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ from infra.rollout import MAX_EXECUTION_TIMEOUT_SECONDS, RETAINED_VARIANT_PROPER
 from infra.sagemaker_models import NETWORK_ISOLATION, endpoint_network_isolation, primary_container
 from infra.stacks.endpoint import EndpointStack, endpoint_config_settings, production_variant
 from infra.stacks.image import ImageStack
+from infra.stacks.live_model import MODEL_DATA_URL, read_live_model
 from infra.stacks.model_versions import passed_verdict, record_version, rollout_entry, rollout_on_approval
 from infra.stacks.storage import StorageStack
 from infra.stacks.training_roles import grant_pipeline, parameter_arn, training_role
@@ -291,20 +293,12 @@ class TrainingPipeline(Construct):
 
         The first model (a deploy-time asset) and a rollback to it have no champion: the gate uses the floor only.
         """
-        read = tasks.CallAwsService.jsonata(
-            self,
-            "Read live model",
-            service="ssm",
-            action="getParameter",
-            iam_resources=[parameter_arn(self, config.model_data_parameter_name)],
-            parameters={"Name": config.model_data_parameter_name},
-            assign={
-                "champion": "{% ($live := $states.result.Parameter.Value; $models := 's3://' & $bucket & '/"
-                + MODELS_PREFIX
-                + "'; $substring($live, 0, $length($models)) = $models ? $live : null) %}"
-            },
-        )
-        read.add_catch(on_failure)
+        reads, read = read_live_model(self, config, assign={
+            "champion": "{% ($live := " + MODEL_DATA_URL + "; $models := 's3://' & $bucket & '/" + MODELS_PREFIX
+            + "'; $substring($live, 0, $length($models)) = $models ? $live : null) %}"
+        })
+        for state in reads:
+            state.add_catch(on_failure)
         return read
 
     def _train(self, config: AppConfig, storage: StorageStack, image: ImageStack,
@@ -660,6 +654,7 @@ class TrainingPipeline(Construct):
             records.append(record)
         done = sfn.Succeed.jsonata(self, "Done", outputs=self._outputs(config))
         return records[0].next(records[1]).next(done)
+
     def _outputs(self, config: AppConfig) -> dict:
         """What an execution that registered a model ends with: the model, its registry version, the gate's figures."""
         return {

@@ -14,6 +14,7 @@ from infra.log_groups import log_group_arn, log_streams_arn
 from infra.rollout import read_rollback_alarms_statement
 from infra.stacks.endpoint import EndpointStack, uses_endpoint_volume_key
 from infra.stacks.image import ImageStack, pull_image_statements
+from infra.stacks.live_model import WILDCARD_REASON, live_model_arns
 from infra.stacks.model_versions import versions_arn
 from infra.stacks.storage import StorageStack
 from infra.stacks.workflow import (
@@ -136,6 +137,7 @@ def grant_pipeline(scope: Construct, config: AppConfig, storage: StorageStack, e
         sagemaker_arn(scope, "training-job", names): f"Training jobs {names}. " + reason,
         models: f"Models {names} (named after their training job). " + reason,
         configs: f"Endpoint configurations {names} (named after their training job). " + reason,
+        **dict.fromkeys(live_model_arns(scope), WILDCARD_REASON),
         versions: f"The versions of the stage's model package group {config.model_package_group_name}, numbered by "
                   "SageMaker as they are registered: this group's only.",
         storage.objects_arn(MODELS_PREFIX): "Each model's evaluation report goes beside its archive, "

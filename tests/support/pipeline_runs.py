@@ -1,7 +1,8 @@
 """A synthesized app's pipelines ready to run offline: moto holding what a deployed stage holds.
 
 ``offline_stage(result)`` (a ``SynthResult``) yields a :class:`Stage`: the data bucket, every failure
-topic, the Athena workgroups, the model package group and the live-model parameter exist in moto, the state machines
+topic, the Athena workgroups, the model package group, the
+endpoint serving the first model and the live-model parameter exist in moto, the state machines
 are created on first run, and every request of a run can be checked against botocore's service model
 (:func:`assert_well_formed`).
 """
@@ -15,9 +16,11 @@ from typing import Any
 
 import boto3
 
-from tests.support.cfn_values import REGION, Stacks
+from infra.layout import LIVE_VARIANT
+from tests.support.cfn_values import ACCOUNT, REGION, Stacks
 from tests.support.service_model import problems
 from tests.support.sfn_executor import Boundary, Pipelines, Run, offline_aws
+from tests.support.stand_ins import EndpointDescriptions
 
 # the first model: a deploy-time asset, outside the bucket's models/ prefix
 FIRST_MODEL = "s3://cdk-hnb659fds-assets-123456789012-eu-west-1/0123abcd.tar.gz"
@@ -36,6 +39,7 @@ class Stage:
     boundary: Boundary
     bucket: str
     config: Any
+    rollouts: int = 0
 
     def machine(self, pipeline: str) -> str:
         return f"{self.config.resource_prefix}-{pipeline}"
@@ -47,8 +51,22 @@ class Stage:
         return self.pipelines.definition(self.machine(pipeline))
 
     def live_model(self, uri: str) -> None:
+        """Put the model archive ``uri`` live: the endpoint (moto's) serves a model of it from a configuration of
+        its own, as after a rollout, and ``current-model-data`` names it (what the Endpoint stack's model reads)."""
         boto3.client("ssm", region_name=REGION).put_parameter(
             Name=self.config.model_data_parameter_name, Value=uri, Type="String", Overwrite=True)
+        sagemaker = boto3.client("sagemaker", region_name=REGION)
+        self.rollouts += 1
+        name = f"{self.config.resource_prefix}-live-{self.rollouts}"
+        sagemaker.create_model(ModelName=name, ExecutionRoleArn=f"arn:aws:iam::{ACCOUNT}:role/model",
+                               PrimaryContainer={"Image": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/gru4rec:1",
+                                                 "ModelDataUrl": uri})
+        sagemaker.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[
+            {"VariantName": LIVE_VARIANT, "ModelName": name, "InitialInstanceCount": 1,
+             "InstanceType": "ml.m5.large"}])
+        if self.rollouts > 1:
+            sagemaker.delete_endpoint(EndpointName=self.config.endpoint_name)
+        sagemaker.create_endpoint(EndpointName=self.config.endpoint_name, EndpointConfigName=name)
 
     def parameter(self, name: str) -> str | None:
         ssm = boto3.client("ssm", region_name=REGION)
@@ -91,6 +109,7 @@ def offline_stage(result) -> Iterator[Stage]:
                 if resource["Type"] == "AWS::Athena::WorkGroup":
                     athena.create_work_group(Name=pipelines.stacks.resolve(stack, resource["Properties"]["Name"]))
         stage = Stage(pipelines, boundary, bucket, result.config)
+        EndpointDescriptions(boundary)
         stage.live_model(FIRST_MODEL)
         yield stage
 

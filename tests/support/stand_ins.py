@@ -16,6 +16,8 @@ before it, with the figures the test chooses:
   test scripts, call by call;
 - :class:`ModelPackages`: DescribeModelPackage, moto's answer corrected where it is not AWS's (it names no
   ``ModelPackageName``, names its statuses by ARN, and its UpdateModelPackage drops the version's metadata);
+- :class:`EndpointDescriptions`: DescribeEndpoint, DescribeEndpointConfig and DescribeModel, moto's answers
+  without the empty ``DataCaptureConfig`` and ``VpcConfig`` it adds (what the pipelines read the live model by);
 - :class:`Functions`: the Lambda Invoke of the app's functions (the filter packager, the sharder), running
   their handlers (``infra/functions/<name>``) in process against moto's S3.
 """
@@ -246,9 +248,10 @@ class Queries:
 
 
 class Endpoint:
-    """UpdateEndpoint and DescribeEndpoint of one endpoint. ``statuses`` are DescribeEndpoint's answers,
-    call by call (the last repeats): (status, configuration), where the configuration "new" means the one
-    the last UpdateEndpoint asked for."""
+    """UpdateEndpoint and DescribeEndpoint of one endpoint. ``statuses`` are DescribeEndpoint's answers once the
+    pipeline has made an endpoint configuration, call by call (the last repeats): (status, configuration), where the
+    configuration "new" means the one the last UpdateEndpoint asked for. Before that (the pipeline reading the live
+    model) DescribeEndpoint is moto's endpoint, the one ``Stage.live_model`` put live."""
 
     def __init__(self, boundary: Boundary, name: str, statuses: list[tuple[str, str]],
                  failure_reason: str | None = None):
@@ -269,6 +272,9 @@ class Endpoint:
 
     def describe(self, params: dict) -> dict:
         self._check_name("DescribeEndpoint", params)
+        if not self.boundary.calls("sagemaker", "CreateEndpointConfig"):
+            # the pipeline's read of the live model, before it makes a configuration to roll out: moto's endpoint
+            return _described_by_moto("describe_endpoint")(params)
         status, config = self.statuses[min(self.described, len(self.statuses) - 1)]
         self.described += 1
         updates = self.boundary.calls("sagemaker", "UpdateEndpoint")
@@ -349,3 +355,26 @@ class ModelPackages:
         if "CustomerMetadataProperties" in registered:
             answer["CustomerMetadataProperties"] = registered["CustomerMetadataProperties"]
         return answer
+
+
+class EndpointDescriptions:
+    """DescribeEndpoint, DescribeEndpointConfig and DescribeModel: moto's answers without the empty
+    ``DataCaptureConfig`` and ``VpcConfig`` moto adds where none was configured (AWS leaves them out; their members
+    are required, so the output shape refuses them empty). Everything else is moto's."""
+
+    OPERATIONS = {"DescribeEndpoint": "describe_endpoint", "DescribeEndpointConfig": "describe_endpoint_config",
+                  "DescribeModel": "describe_model"}
+
+    def __init__(self, boundary: Boundary):
+        for operation, method in self.OPERATIONS.items():
+            boundary.stand_in("sagemaker", operation, _described_by_moto(method))
+
+
+def _described_by_moto(method: str) -> Callable[[dict], dict]:
+    """Moto's answer to a SageMaker Describe, without the empty configurations it adds (``EndpointDescriptions``)."""
+    def answer(params: dict) -> dict:
+        described = getattr(boto3.client("sagemaker", region_name=REGION), method)(**params)
+        described.pop("ResponseMetadata", None)
+        return {key: value for key, value in described.items()
+                if key not in ("DataCaptureConfig", "VpcConfig") or value}
+    return answer

@@ -26,12 +26,22 @@ def test_status_shows_executions_endpoint_and_current_model(stage, capsys):
 def test_status_tolerates_parts_not_deployed(stage, capsys):
     cloudformation = stage.session.client("cloudformation")
     cloudformation.delete_stack(StackName="Gru4Rec-Dev-Batch")
-    stage.session.client("ssm").delete_parameter(Name="/gru4rec/dev/current-model-name")
     code, out, _ = run(capsys, "status")
     assert code == 0
     assert "Batch executions: stack not deployed" in out
     assert "Training executions: no executions yet" in out
-    assert "current model: (the first model, the Endpoint stack's own)" in out
+
+
+def test_the_current_model_is_the_endpoints_whatever_the_pointers_say(stage, capsys):
+    """Negative control: stale live-model parameters do not change what status calls the current model."""
+    ssm = stage.session.client("ssm")
+    ssm.put_parameter(Name="/gru4rec/dev/current-model-name", Value="stale", Type="String", Overwrite=True)
+    ssm.put_parameter(Name="/gru4rec/dev/current-model-data", Value=f"s3://{BUCKET}/models/stale/model.tar.gz",
+                      Type="String", Overwrite=True)
+    code, out, _ = run(capsys, "status")
+    assert code == 0
+    assert "current model: gru4rec-dev-model-1" in out
+    assert f"model data:    s3://{BUCKET}/models/a/model.tar.gz" in out
 
 
 def test_job_names_come_from_the_execution_history():

@@ -52,13 +52,15 @@ def variables_for(states, key):
 
 def test_states_in_order(states):
     assert main_path(
-        states, "Name the job", via={"Sessions file?": "Stagger", "Capacity free?": "Read live model"}
+        states, "Name the job", via={"Sessions file?": "Stagger", "Capacity free?": "Find live endpoint config"}
     ) == [
         "Name the job",
         "Sessions file?",
         "Stagger",
         "Count running jobs",
         "Capacity free?",
+        "Find live endpoint config",
+        "Find live model",
         "Read live model",
         "Find list file",
         "List file?",
@@ -168,13 +170,23 @@ def test_waits_are_jittered(states):
     assert all(0 <= wait < 30 for wait in staggers) and len(set(staggers)) > 1
 
 
-def test_live_model_is_read_right_before_the_job(states):
-    read = states["Read live model"]
-    assert read["Resource"] == f"arn:{PARTITION}:states:::aws-sdk:ssm:getParameter"
-    assert read["Arguments"] == {"Name": "/gru4rec/dev/current-model-data"}
-    result = {"Parameter": {"Name": "/gru4rec/dev/current-model-data", "Value": MODEL_DATA}}
-    assert evaluate(read["Assign"]["modelData"], states={"result": result}) == MODEL_DATA
-    assert read["Next"] == "Find list file"
+def test_live_model_is_the_endpoints_read_right_before_the_job(states):
+    endpoint, config, model = (states[name] for name in ("Find live endpoint config", "Find live model",
+                                                         "Read live model"))
+    assert endpoint["Resource"] == f"arn:{PARTITION}:states:::aws-sdk:sagemaker:describeEndpoint"
+    assert endpoint["Arguments"] == {"EndpointName": "gru4rec-dev"}
+    assert evaluate(endpoint["Assign"]["liveConfig"], states={"result": {"EndpointConfigName": "c1"}}) == "c1"
+    assert config["Resource"] == f"arn:{PARTITION}:states:::aws-sdk:sagemaker:describeEndpointConfig"
+    assert evaluate(config["Arguments"]["EndpointConfigName"], {"liveConfig": "c1"}) == "c1"
+    # during an A/B test the live model is AllTraffic's, whichever variant comes first
+    variants = {"ProductionVariants": [{"VariantName": "Challenger", "ModelName": "challenger"},
+                                       {"VariantName": "AllTraffic", "ModelName": "live"}]}
+    assert evaluate(config["Assign"]["liveModel"], states={"result": variants}) == "live"
+    assert model["Resource"] == f"arn:{PARTITION}:states:::aws-sdk:sagemaker:describeModel"
+    assert evaluate(model["Arguments"]["ModelName"], {"liveModel": "live"}) == "live"
+    described = {"ModelName": "live", "PrimaryContainer": {"Image": "i", "ModelDataUrl": MODEL_DATA}}
+    assert evaluate(model["Assign"]["modelData"], states={"result": described}) == MODEL_DATA
+    assert model["Next"] == "Find list file"
 
 
 @pytest.mark.parametrize(
@@ -367,7 +379,8 @@ def test_transform_retries_when_sagemaker_is_out_of_capacity(states):
 def test_every_task_and_failed_check_notifies_then_fails(states):
     tasks = [name for name, state in states.items() if state["Type"] == "Task" and name != "Notify failure"]
     assert sorted(tasks) == ["Attach filters", "Count running jobs", "Create model", "Delete model", "Find list file",
-                            "Join answers", "Read live model", "Split sessions", "Transform"]
+                            "Find live endpoint config", "Find live model", "Join answers", "Read live model",
+                            "Split sessions", "Transform"]
     for name in tasks:
         assert states[name]["Catch"] == [{"ErrorEquals": ["States.ALL"], "Next": "Notify failure"}], name
     assert states["Not a sessions file"]["Next"] == "Notify failure"
@@ -399,7 +412,10 @@ def test_iam_least_privilege(template):
         "sagemaker:AddTags", "sagemaker:ListTags"}
     assert actions_on(statements, ":rule/StepFunctionsGetEventsForSageMakerTransformJobsRule") == {
         "events:PutTargets", "events:PutRule", "events:DescribeRule"}
-    assert actions_on(statements, ":parameter/gru4rec/dev/current-model-data") == {"ssm:getParameter"}
+    assert actions_on(statements, ":endpoint/gru4rec-dev") == {"sagemaker:describeEndpoint"}
+    assert actions_on(statements, ":endpoint-config/*") == {"sagemaker:describeEndpointConfig"}
+    assert actions_on(statements, ":model/*") == {"sagemaker:describeModel"}
+    assert not any(":parameter/" in str(statement["Resource"]) for statement in statements), "no SSM pointer"
     assert actions_on(statements, ":model/gru4rec-dev-batch-*") == {
         "sagemaker:createModel", "sagemaker:deleteModel", "sagemaker:AddTags"}
 

@@ -3,7 +3,8 @@
 Stand-ins (``tests.support.stand_ins``): DescribeTransformJob of the finished job (what ``.sync`` returns) and
 the job's output (the manifest's objects spread over the job's instances, one answer line per input line),
 and the Lambda Invoke of the filter packager and the sharder, which runs each function's own handler against
-moto's S3. S3, SSM, SNS and SageMaker's models and job list are moto's.
+moto's S3. S3, SNS and SageMaker's models, endpoint and job list are moto's (its
+endpoint descriptions put right by ``EndpointDescriptions``).
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import pytest
 
 from tests.infra.conftest import synthesize, write_dummy_model_artifact
 from tests.support.cfn_values import ACCOUNT, REGION
-from tests.support.pipeline_runs import assert_well_formed, offline_stage, published
+from tests.support.pipeline_runs import FIRST_MODEL, assert_well_formed, offline_stage, published
+from tests.support.service_model import problems
 from tests.support.stand_ins import Functions, TransformJobs
 
 VARIANTS = ["default", "serverless"]
@@ -99,6 +101,54 @@ def test_a_sessions_file_is_scored_by_its_own_model_and_the_model_deleted(varian
     assert run.calls("sagemaker", "DeleteModel") == [{"ModelName": job["ModelName"]}]
     assert run.output == {"job": job["TransformJobName"], "modelData": live, "input": f"s3://{stage.bucket}/{SESSIONS_KEY}",
                           "output": f"s3://{stage.bucket}/{SCORED_KEY}", "shards": 1, "sessions": 1}
+
+
+def test_the_live_model_is_the_one_the_endpoint_serves_not_a_pointer_beside_it(synth, tmp_path):
+    with offline_stage(synth) as stage:
+        live = _stage_with_files(stage, tmp_path)
+        # an A/B test's configuration: the challenger listed first, AllTraffic's model is the live one
+        sagemaker = boto3.client("sagemaker", region_name=REGION)
+        sagemaker.create_model(ModelName="challenger", ExecutionRoleArn=f"arn:aws:iam::{ACCOUNT}:role/model",
+                               PrimaryContainer={"Image": "image", "ModelDataUrl": f"s3://{stage.bucket}/other.tar.gz"})
+        endpoint = sagemaker.describe_endpoint(EndpointName=synth.config.endpoint_name)
+        (variant,) = sagemaker.describe_endpoint_config(
+            EndpointConfigName=endpoint["EndpointConfigName"])["ProductionVariants"]
+        sagemaker.create_endpoint_config(EndpointConfigName="ab", ProductionVariants=[
+            {"VariantName": "Challenger", "ModelName": "challenger", "InitialInstanceCount": 1,
+             "InstanceType": "ml.m5.large"},
+            {"VariantName": "AllTraffic", "ModelName": variant["ModelName"], "InitialInstanceCount": 1,
+             "InstanceType": "ml.m5.large"}])
+        sagemaker.delete_endpoint(EndpointName=synth.config.endpoint_name)
+        sagemaker.create_endpoint(EndpointName=synth.config.endpoint_name, EndpointConfigName="ab")
+        boto3.client("ssm", region_name=REGION).put_parameter(
+            Name=synth.config.model_data_parameter_name, Value=FIRST_MODEL, Type="String", Overwrite=True)
+        TransformJobs(stage.boundary, answer=_answer)
+        _functions(stage)
+        run = stage.run("batch", _event(stage.bucket, SESSIONS_KEY))
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    assert_well_formed(run)
+    (model,) = run.calls("sagemaker", "CreateModel")
+    assert model["PrimaryContainer"]["ModelDataUrl"] == live
+    assert [request.operation for request in run.requests if request.service == "ssm"] == []
+
+
+def test_moto_endpoint_answers_fail_the_shape_check_without_their_stand_in(synth, tmp_path):
+    """Negative control of ``EndpointDescriptions``: moto's own DescribeEndpointConfig and DescribeModel answers
+    are refused by the output shape, the stand-in's are not."""
+    with offline_stage(synth) as stage:
+        stage.live_model(f"s3://{stage.bucket}/{LIVE_KEY}")
+        sagemaker = boto3.client("sagemaker", region_name=REGION)
+        config = sagemaker.describe_endpoint(EndpointName=synth.config.endpoint_name)["EndpointConfigName"]
+        raw = {"DescribeEndpointConfig": sagemaker.describe_endpoint_config(EndpointConfigName=config),
+               "DescribeModel": sagemaker.describe_model(ModelName=config)}
+        stood_in = {operation: stage.boundary.stand_ins[("sagemaker", operation)](
+            {"EndpointConfigName": config} if operation == "DescribeEndpointConfig" else {"ModelName": config})
+            for operation in raw}
+    for operation, answer in raw.items():
+        answer.pop("ResponseMetadata")
+        assert problems("sagemaker", operation, answer, output=True), operation
+        assert problems("sagemaker", operation, stood_in[operation], output=True) == [], operation
+        assert {key: value for key, value in answer.items() if value != {}} == stood_in[operation]
 
 
 @pytest.fixture(scope="module")

@@ -67,7 +67,8 @@ def _input_variables(states, execution_input: dict) -> dict:
 def test_states_in_order(states):
     assert main_path(states, "Name the job", via={"Endpoint free?": "Update endpoint",
                                                   "Endpoint updated?": "Record model data"}) == [
-        "Name the job", "Read tuned settings", "Read live model", "Train", "Quality gate", "Refit on the whole window",
+        "Name the job", "Read tuned settings", "Find live endpoint config", "Find live model", "Read live model",
+        "Train", "Quality gate", "Refit on the whole window",
         "Write evaluation report", "Register model version", "Create model", "Create endpoint config",
         "Is the endpoint free?",
         "Endpoint free?", "Update endpoint", "Wait for endpoint", "Check endpoint", "Endpoint updated?",
@@ -233,7 +234,7 @@ def test_failed_gate_says_why(states, variables):
 
 def test_every_task_and_failed_check_notifies_then_fails(states, synth):
     tasks = [name for name, state in states.items() if state["Type"] == "Task" and name != "Notify failure"]
-    assert len(tasks) == 16
+    assert len(tasks) == 18
     for name in tasks:
         assert states[name]["Catch"] == [{"ErrorEquals": ["States.ALL"], "Next": "Notify failure"}], name
     for name, state in states.items():
@@ -472,10 +473,9 @@ def test_state_machine_runs_only_its_own_jobs(synth):
         "events:PutTargets", "events:PutRule", "events:DescribeRule"}
     assert actions_on(statements, ":endpoint/gru4rec-dev") >= {"sagemaker:updateEndpoint", "sagemaker:describeEndpoint"}
     assert actions_on(statements, ":parameter/gru4rec/dev/current-model-name") == {"ssm:putParameter"}
-    assert actions_on(statements, ":parameter/gru4rec/dev/current-model-data") == {
-        "ssm:putParameter",
-        "ssm:getParameter",
-    }
+    assert actions_on(statements, ":parameter/gru4rec/dev/current-model-data") == {"ssm:putParameter"}
+    assert actions_on(statements, ":endpoint-config/*") == {"sagemaker:describeEndpointConfig"}
+    assert actions_on(statements, ":model/*") == {"sagemaker:describeModel"}
     # the settings infra.ops tune --apply wrote: read only
     assert actions_on(statements, ":parameter/gru4rec/dev/tuned-hyperparameters") == {"ssm:getParameters"}
     # UpdateEndpoint names the rollback alarms: its caller reads them (deployment-guardrails-configuration)
@@ -592,12 +592,11 @@ def test_below_the_live_model_says_both_figures(states, variables):
 ])
 def test_the_live_model_is_the_champion_once_a_pipeline_trained_it(states, variables, live, champion):
     read = states["Read live model"]
-    assert read["Arguments"] == {"Name": "/gru4rec/dev/current-model-data"}
+    assert read["Resource"] == f"arn:{PARTITION}:states:::aws-sdk:sagemaker:describeModel"
+    assert read["Arguments"] == {"ModelName": "{% $liveModel %}"}
     bucket_variables = {**variables, "bucket": "<bucket>"}
-    assert (
-        evaluate(read["Assign"]["champion"], bucket_variables, states={"result": {"Parameter": {"Value": live}}})
-        == champion
-    )
+    described = {"ModelName": "live", "PrimaryContainer": {"Image": "image", "ModelDataUrl": live}}
+    assert evaluate(read["Assign"]["champion"], bucket_variables, states={"result": described}) == champion
     channels = as_list(evaluate(states["Train"]["Arguments"]["InputDataConfig"], {**variables, "champion": champion}))
     names = [c["ChannelName"] for c in channels]
     assert names == (["train", "test", "champion"] if champion else ["train", "test"])

@@ -2,8 +2,8 @@
 each path from the start to its end state, the requests it makes checked against botocore's model.
 
 Stand-ins (``tests.support.stand_ins``): DescribeTrainingJob of the finished job (what ``.sync`` returns),
-DescribeEndpoint and UpdateEndpoint (moto has no UpdateEndpoint). SSM, SNS and SageMaker's models and
-endpoint configurations are moto's.
+DescribeEndpoint and UpdateEndpoint (moto has no UpdateEndpoint; before the rollout DescribeEndpoint is moto's
+endpoint, which serves the live model). SSM, SNS and SageMaker's models and endpoint configurations are moto's.
 """
 from __future__ import annotations
 
@@ -33,9 +33,13 @@ def _models_uri(bucket: str, job: str) -> str:
     return f"s3://{bucket}/models/{job}/output/model.tar.gz"
 
 
-def _run(result, execution_input=None, metrics=PASSING, statuses=ROLLOUT, live=FIRST_MODEL, failed=()):
+def _run(result, execution_input=None, metrics=PASSING, statuses=ROLLOUT, live=FIRST_MODEL, failed=(), pointer=None):
+    """``pointer``: a value for ``current-model-data`` other than the live model (a stale pointer)."""
     with offline_stage(result) as stage:
         stage.live_model(live)
+        if pointer is not None:
+            boto3.client("ssm", region_name=REGION).put_parameter(
+                Name=result.config.model_data_parameter_name, Value=pointer, Type="String", Overwrite=True)
         TrainingJobs(stage.boundary, metrics, failed)
         Endpoint(stage.boundary, result.config.endpoint_name, statuses)
         run = stage.run("training", execution_input)
@@ -132,6 +136,17 @@ def test_a_challenger_scored_beside_the_live_model_passes_and_ships_through_refi
     assert records[synth.config.model_name_parameter_name] == refit["TrainingJobName"]
 
 
+def test_the_champion_is_the_model_the_endpoint_serves_whatever_the_pointer_says(synth):
+    live = _models_uri(data_bucket(synth), "gru4rec-dev-train-20261101-000000-0a1b2c3d")
+    stale = _models_uri(data_bucket(synth), "gru4rec-dev-train-20261001-000000-0a1b2c3d")
+    metrics = {"": {"validation:recall@20": 0.31, "champion:validation:recall@20": 0.30}}
+    _stage, run, _records = _run(synth, metrics=metrics, live=live, pointer=stale)
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    train, _refit = run.calls("sagemaker", "CreateTrainingJob")
+    assert train["InputDataConfig"][2]["DataSource"]["S3DataSource"]["S3Uri"] == live
+    assert run.calls("ssm", "GetParameter") == []
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_a_challenger_below_the_live_model_stops_before_any_model_is_made(variants, variant):
     synth = variants[variant]
@@ -201,7 +216,7 @@ def test_a_rolled_back_rollout_fails_and_keeps_the_live_model(variants, variant)
 def test_a_busy_endpoint_is_awaited_then_given_up(synth):
     stage, run, records = _run(synth, statuses=[("Updating", "old")])
     assert (run.status, run.error) == ("FAILED", "Deployment.EndpointBusy")
-    assert len(run.calls("sagemaker", "DescribeEndpoint")) == ENDPOINT_MAX_POLLS
+    assert len(run.calls("sagemaker", "DescribeEndpoint")) == 1 + ENDPOINT_MAX_POLLS, "the live model's read, the polls"
     assert run.waits == [60] * (ENDPOINT_MAX_POLLS - 1)
     assert run.calls("sagemaker", "UpdateEndpoint") == []
     assert records[synth.config.model_data_parameter_name] == FIRST_MODEL
