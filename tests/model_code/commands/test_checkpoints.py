@@ -53,6 +53,7 @@ OTHER_VALUES = {
     "layers": (50,), "loss": "bpr-max", "batch_size": 16, "dropout_embedding": 0.1, "dropout_hidden": 0.3,
     "learning_rate": 0.1, "momentum": 0.1, "sample_alpha": 0.6, "n_sample": 100, "bpreg": 0.5, "elu": 0.5,
     "logq": 0.5, "logq_form": "sampling", "embedding": "separate", "embedding_size": None, "block_steps": 100,
+    "matmul_precision": "bfloat16",
 }
 NEUTRAL_VALUES = {"epochs": 3, "eval_batch_size": 64}
 
