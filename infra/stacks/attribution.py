@@ -34,7 +34,7 @@ from infra.layout import (
     RUN_MARKER,
 )
 from infra.session_query import RUN_PATTERN
-from infra.stacks.event_sessions import EventSessions, table_options
+from infra.stacks.event_sessions import EventSessions, athena_query_statements, table_options
 from infra.stacks.storage import StorageStack
 from infra.stacks.workflow import (
     STATE_MACHINE_SERVICE_WILDCARDS,
@@ -310,32 +310,10 @@ class Attribution(Construct):
 
     def _grant(self, storage: StorageStack) -> None:
         """Athena reads with the caller's rights: the captures and the events, the query results."""
-        stack = cdk.Stack.of(self)
-        database = self.events.database_name
         statements = [
-            iam.PolicyStatement(
-                sid="RunQueries",
-                resources=[self.events.workgroup_arn],
-                actions=[
-                    "athena:StartQueryExecution",
-                    "athena:GetQueryExecution",
-                    "athena:StopQueryExecution",
-                    "athena:GetQueryResults",
-                ],
+            *athena_query_statements(
+                self, self.events.workgroup_arn, self.events.database_name, (EVENTS_TABLE, CAPTURES_TABLE), storage
             ),
-            iam.PolicyStatement(
-                sid="ReadTables",
-                actions=["glue:GetDatabase", "glue:GetTable", "glue:GetPartitions"],
-                resources=[
-                    stack.format_arn(service="glue", resource="catalog"),
-                    stack.format_arn(service="glue", resource="database", resource_name=database),
-                    *(
-                        stack.format_arn(service="glue", resource="table", resource_name=f"{database}/{table}")
-                        for table in (EVENTS_TABLE, CAPTURES_TABLE)
-                    ),
-                ],
-            ),
-            iam.PolicyStatement(sid="LocateBucket", actions=["s3:GetBucketLocation"], resources=[storage.bucket_arn]),
             iam.PolicyStatement(
                 sid="FindFiles",
                 actions=["s3:ListBucket"],

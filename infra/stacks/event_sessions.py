@@ -503,32 +503,8 @@ class EventSessions(Construct):
         """Athena runs the queries with the caller's rights: the state machine's role reads the events and the
         answers, writes the grouped lines and the query results, reads the results and the two tables; then it
         runs the transform job."""
-        stack = cdk.Stack.of(self)
-        glue_resources = [
-            stack.format_arn(service="glue", resource="catalog"),
-            stack.format_arn(service="glue", resource="database", resource_name=self.database_name),
-            *(
-                stack.format_arn(service="glue", resource="table", resource_name=f"{self.database_name}/{table}")
-                for table in (TABLE, ANSWERS_TABLE)
-            ),
-        ]
         statements = [
-            iam.PolicyStatement(
-                sid="RunQueries",
-                resources=[self.workgroup_arn],
-                actions=[
-                    "athena:StartQueryExecution",
-                    "athena:GetQueryExecution",
-                    "athena:StopQueryExecution",
-                    "athena:GetQueryResults",
-                ],
-            ),
-            iam.PolicyStatement(
-                sid="ReadEventTable",
-                resources=glue_resources,
-                actions=["glue:GetDatabase", "glue:GetTable", "glue:GetPartitions"],
-            ),
-            iam.PolicyStatement(sid="LocateBucket", actions=["s3:GetBucketLocation"], resources=[storage.bucket_arn]),
+            *athena_query_statements(self, self.workgroup_arn, self.database_name, (TABLE, ANSWERS_TABLE), storage),
             iam.PolicyStatement(
                 sid="FindQueryFiles",
                 actions=["s3:ListBucket"],
@@ -592,6 +568,39 @@ class EventSessions(Construct):
             },
         )
 
+
+
+def athena_query_statements(
+    scope: Construct, workgroup_arn: str, database: str, tables: tuple[str, ...], storage: StorageStack
+) -> list[iam.PolicyStatement]:
+    """What a role needs to run Athena queries in ``workgroup_arn`` over ``tables`` of ``database``: Athena reads and
+    writes with the caller's rights, so the role also needs the objects the query reads and writes (not given here)."""
+    stack = cdk.Stack.of(scope)
+    return [
+        iam.PolicyStatement(
+            sid="RunQueries",
+            resources=[workgroup_arn],
+            actions=[
+                "athena:StartQueryExecution",
+                "athena:GetQueryExecution",
+                "athena:StopQueryExecution",
+                "athena:GetQueryResults",
+            ],
+        ),
+        iam.PolicyStatement(
+            sid="ReadTables",
+            actions=["glue:GetDatabase", "glue:GetTable", "glue:GetPartitions"],
+            resources=[
+                stack.format_arn(service="glue", resource="catalog"),
+                stack.format_arn(service="glue", resource="database", resource_name=database),
+                *(
+                    stack.format_arn(service="glue", resource="table", resource_name=f"{database}/{table}")
+                    for table in tables
+                ),
+            ],
+        ),
+        iam.PolicyStatement(sid="LocateBucket", actions=["s3:GetBucketLocation"], resources=[storage.bucket_arn]),
+    ]
 
 def summary_fields(config: AppConfig) -> str:
     """JSONata: what the run read, skipped, grouped and scored, and where, as the summary object and the
