@@ -1,5 +1,6 @@
 """The operator CLI's fixtures: moto's AWS (``aws``), stage ``dev`` deployed in it (``stage``), and ``no_aws``
-(a command that reaches for AWS before its local checks fails the test)."""
+(a command that reaches for AWS before its local checks fails the test) and ``update_endpoint`` (moto has no
+UpdateEndpoint)."""
 from __future__ import annotations
 
 import json
@@ -78,3 +79,26 @@ def no_aws(monkeypatch):
         raise AssertionError("an AWS session was made before the local checks")
 
     monkeypatch.setattr("infra.ops.__main__.make_session", refuse)
+
+
+@pytest.fixture
+def update_endpoint(monkeypatch):
+    """UpdateEndpoint, which moto 5.2.5 lacks: records the call and moves the endpoint to the new configuration,
+    or (``rolls_back``) leaves it on the old one with a reason, as SageMaker does when an alarm fires."""
+    from moto.sagemaker.models import sagemaker_backends
+    from moto.sagemaker.responses import SageMakerResponse
+
+    control = SimpleNamespace(calls=[], rolls_back=False)
+
+    def update(self):
+        request = json.loads(self.body)
+        control.calls.append(request)
+        endpoint = sagemaker_backends[self.current_account][self.region].endpoints[request["EndpointName"]]
+        if control.rolls_back:
+            endpoint.failure_reason = "alarm gru4rec-dev-5xx fired during the canary"
+        else:
+            endpoint.endpoint_config_name = request["EndpointConfigName"]
+        return json.dumps({"EndpointArn": endpoint.arn})
+
+    monkeypatch.setattr(SageMakerResponse, "update_endpoint", update, raising=False)
+    return control

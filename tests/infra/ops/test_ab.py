@@ -33,29 +33,6 @@ ROLLOUT = {
 }
 
 
-@pytest.fixture
-def update_endpoint(monkeypatch):
-    """UpdateEndpoint (moto has none): records the call and moves the endpoint to the new configuration, or
-    (``rolls_back``) leaves it on the old one with a reason, as SageMaker does when an alarm fires."""
-    from moto.sagemaker.models import sagemaker_backends
-    from moto.sagemaker.responses import SageMakerResponse
-
-    control = SimpleNamespace(calls=[], rolls_back=False)
-
-    def update(self):
-        request = json.loads(self.body)
-        control.calls.append(request)
-        endpoint = sagemaker_backends[ACCOUNT][REGION].endpoints[request["EndpointName"]]
-        if control.rolls_back:
-            endpoint.failure_reason = "alarm gru4rec-dev-5xx fired during the canary"
-        else:
-            endpoint.endpoint_config_name = request["EndpointConfigName"]
-        return json.dumps({"EndpointArn": endpoint.arn})
-
-    monkeypatch.setattr(SageMakerResponse, "update_endpoint", update, raising=False)
-    return control
-
-
 def _model(sagemaker, name: str, data: str, role: str) -> None:
     sagemaker.create_model(
         ModelName=name,

@@ -1,9 +1,6 @@
 """`infra.ops.live_model` against a stage deployed in moto: the live models' history and the rollback."""
 from __future__ import annotations
 
-import json
-from types import SimpleNamespace
-
 import pytest
 
 from tests.support.ops_stage import (
@@ -49,29 +46,6 @@ def rolled_twice(stage):
     pipeline_roll(stage.session, stage.role_arn, JOB_A)
     pipeline_roll(stage.session, stage.role_arn, JOB_B)
     return stage
-
-
-@pytest.fixture
-def update_endpoint(monkeypatch):
-    """UpdateEndpoint, which moto 5.2.5 lacks: records the call and moves the endpoint to the new configuration,
-    or (``rolls_back``) leaves it on the old one with a reason, as SageMaker does when an alarm fires."""
-    from moto.sagemaker.models import sagemaker_backends
-    from moto.sagemaker.responses import SageMakerResponse
-
-    control = SimpleNamespace(calls=[], rolls_back=False)
-
-    def update(self):
-        request = json.loads(self.body)
-        control.calls.append(request)
-        endpoint = sagemaker_backends[ACCOUNT][REGION].endpoints[request["EndpointName"]]
-        if control.rolls_back:
-            endpoint.failure_reason = "alarm gru4rec-dev-5xx fired during the canary"
-        else:
-            endpoint.endpoint_config_name = request["EndpointConfigName"]
-        return json.dumps({"EndpointArn": endpoint.arn})
-
-    monkeypatch.setattr(SageMakerResponse, "update_endpoint", update, raising=False)
-    return control
 
 
 def _pointers(session) -> tuple[str, str]:
