@@ -7,6 +7,9 @@ below is the :class:`model_code.gru4rec.trainer.Trainer` (its settings and model
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NamedTuple
+
 from keras import ops
 
 from model_code.gru4rec import losses, optimizer
@@ -17,6 +20,20 @@ TABLE_UPDATES = ("auto", "rows", "whole")
 RECURRENT_PARTS = ("gates", "candidate")
 WHOLE_TABLE_RATIO = 4
 """``auto`` updates an item table as a whole while it has at most this many rows per row a step uses."""
+
+
+class Products(NamedTuple):
+    """How a step computes its matrix products: ``matmul(a, b)`` is ``a @ b``, ``matmul_t(a, b)`` is ``a @ b.T``."""
+
+    matmul: Callable
+    matmul_t: Callable
+
+
+def _matmul_t(a, b):
+    return ops.matmul(a, ops.transpose(b))
+
+
+FLOAT32_PRODUCTS = Products(ops.matmul, _matmul_t)
 
 
 def dropout_plan(model) -> list[tuple[float, int]]:
@@ -68,13 +85,13 @@ def candidate_log_q(trainer, log_counts, targets, negatives):
 
 
 def step_loss(trainer, input_rows, output_rows, bias_rows, dense: dict, states, masks, valid, log_q_rows,
-              matmul=ops.matmul):
+              products: Products = FLOAT32_PRODUCTS):
     """Mean loss of one step and the new states, from gathered rows and the dense weights.
 
     ``dense``: the GRU weights as :func:`split_recurrent` gives them; ``masks``
     (see :func:`dropout_plan`): the dropout masks, already scaled by 1 / keep,
     or None entries where a rate is 0; ``log_q_rows`` is
-    :func:`candidate_log_q`; ``matmul`` computes every matrix product. Returns ``(batch mean, (summed row losses, new
+    :func:`candidate_log_q`; ``products`` computes every matrix product. Returns ``(batch mean, (summed row losses, new
     states))``.
     """
     model = trainer.model
@@ -84,12 +101,13 @@ def step_loss(trainer, input_rows, output_rows, bias_rows, dense: dict, states, 
         if i == 0 and model.embedding == "none":
             projection = x + dense["bias_0"]
         else:
-            projection = matmul(x, dense[f"kernel_{i}"]) + dense[f"bias_{i}"]
-        x = gru_step(projection, state, *(dense[f"recurrent_{i}/{part}"] for part in RECURRENT_PARTS), matmul)
+            projection = products.matmul(x, dense[f"kernel_{i}"]) + dense[f"bias_{i}"]
+        x = gru_step(projection, state, *(dense[f"recurrent_{i}/{part}"] for part in RECURRENT_PARTS),
+                     products.matmul)
         if masks[i + 1] is not None:
             x = x * masks[i + 1]
         new_states.append(ops.stop_gradient(x))
-    scores = matmul(x, ops.transpose(output_rows)) + ops.expand_dims(bias_rows, 0)
+    scores = products.matmul_t(x, output_rows) + ops.expand_dims(bias_rows, 0)
     if trainer.loss == "cross-entropy":
         row_loss = losses.cross_entropy(scores, valid, log_q_rows, trainer.logq)
     else:

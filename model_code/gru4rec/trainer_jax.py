@@ -15,8 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from model_code.gru4rec import bfloat16_jax
 from model_code.gru4rec.model import forward_step, item_scores
 from model_code.gru4rec.train_step import (
+    FLOAT32_PRODUCTS,
     SPARSE,
     candidate_log_q,
     dense_update,
@@ -29,38 +31,12 @@ from model_code.gru4rec.train_step import (
 )
 
 
-def _bfloat16_product(a, b):
-    return jnp.matmul(a.astype(jnp.bfloat16), b.astype(jnp.bfloat16), preferred_element_type=jnp.float32)
-
-
-@jax.custom_vjp
-def bfloat16_matmul(a, b):
-    """``a @ b`` of float32 arrays with both rounded to bfloat16, summed and returned in float32.
-
-    Its gradient is computed the same way (the incoming gradient rounded too), so the backward
-    products also run at bfloat16's rate where the CPU has bfloat16 dot instructions.
-    """
-    return _bfloat16_product(a, b)
-
-
-def _bfloat16_matmul_forward(a, b):
-    return _bfloat16_product(a, b), (a, b)
-
-
-def _bfloat16_matmul_backward(operands, grad):
-    a, b = operands
-    return _bfloat16_product(grad, b.T), _bfloat16_product(a.T, grad)
-
-
-bfloat16_matmul.defvjp(_bfloat16_matmul_forward, _bfloat16_matmul_backward)
-
-
 class JaxEngine:
     def __init__(self, trainer):
         self.trainer = trainer
         self.model = trainer.model
         self._log_counts = jnp.asarray(trainer.log_counts)
-        self._matmul = bfloat16_matmul if trainer.matmul_dtype == "bfloat16" else jnp.matmul
+        self._products = bfloat16_jax.PRODUCTS if trainer.matmul_dtype == "bfloat16" else FLOAT32_PRODUCTS
         self._slots = [(jnp.zeros(v.shape), jnp.zeros(v.shape)) for v in trainer.variables]
         self._train_block = jax.jit(self._train_block_fn, donate_argnums=(0, 1))
         self._eval_block = jax.jit(self._eval_block_fn)
@@ -118,7 +94,7 @@ class JaxEngine:
 
         def loss_fn(input_rows, output_rows, bias_rows, dense):
             return step_loss(trainer, input_rows, output_rows, bias_rows, dense, states, masks, valid, log_q_rows,
-                             self._matmul)
+                             self._products)
 
         rows = (weights[input_name][inputs], weights["item_table"][candidates], weights["item_bias"][candidates])
         (_, (row_loss_sum, new_states)), grads = jax.value_and_grad(loss_fn, argnums=(0, 1, 2, 3), has_aux=True)(

@@ -1,14 +1,16 @@
 """bfloat16 matrix products in the training step: chosen from the CPU's flags, exact to bfloat16-rounded inputs."""
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from model_code.data.session_batches import SessionArrays, session_parallel_steps
+from model_code.gru4rec import bfloat16_jax
 from model_code.gru4rec.model import GRU4Rec
 from model_code.gru4rec.params import PRESETS, GRU4RecParams, ParamError
 from model_code.gru4rec.trainer import Trainer
-from model_code.gru4rec.trainer_jax import bfloat16_matmul
 from model_code.gru4rec.training_env import CpuDescription, matmul_dtype
 
 
@@ -40,17 +42,23 @@ def _round(x):
     return np.asarray(jnp.asarray(x).astype(jnp.bfloat16).astype(jnp.float32), dtype=np.float64)
 
 
-def test_bfloat16_matmul_and_its_gradient_equal_float64_products_of_rounded_inputs():
+@pytest.mark.parametrize("transposed", [False, True])
+def test_bfloat16_products_and_their_gradients_equal_float64_products_of_rounded_inputs(transposed):
     rng = np.random.default_rng(0)
     a, b, g = (rng.normal(size=shape).astype(np.float32) for shape in ((6, 40), (40, 9), (6, 9)))
-    out, pullback = jax.vjp(bfloat16_matmul, jnp.asarray(a), jnp.asarray(b))
-    grad_a, grad_b = pullback(jnp.asarray(g))
     ra, rb, rg = _round(a), _round(b), _round(g)
-    np.testing.assert_allclose(out, ra @ rb, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(grad_a, rg @ rb.T, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(grad_b, ra.T @ rg, rtol=1e-5, atol=1e-5)
+    if transposed:  # matmul_t(a, b) is a @ b.T: b given as [9, 40]
+        b, rb = np.ascontiguousarray(b.T), rb.T
+    product = bfloat16_jax.matmul_t if transposed else bfloat16_jax.matmul
+    out, pullback = jax.vjp(product, jnp.asarray(a), jnp.asarray(b))
+    grad_a, grad_b = pullback(jnp.asarray(g))
+    used_b = rb.T if transposed else rb
+    np.testing.assert_allclose(out, ra @ used_b, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(grad_a, rg @ used_b.T, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(grad_b, (ra.T @ rg).T if transposed else ra.T @ rg, rtol=1e-5, atol=1e-5)
+    assert grad_b.shape == b.shape
     # control: the float32 product of the unrounded inputs is measurably different
-    assert np.max(np.abs(np.asarray(out) - a.astype(np.float64) @ b)) > 1e-3
+    assert np.max(np.abs(np.asarray(out) - a.astype(np.float64) @ (b.T if transposed else b))) > 1e-3
 
 
 def test_bfloat16_training_stays_close_to_float32_training():
@@ -69,3 +77,31 @@ def test_bfloat16_training_stays_close_to_float32_training():
     assert losses["bfloat16"] == pytest.approx(losses["float32"], rel=2e-2)
     difference = np.max(np.abs(tables["bfloat16"] - tables["float32"]))
     assert 0 < difference < 1e-2  # rounded products move the weights a little, not far
+
+
+def _compiled_product_operands(precision):
+    """The operand dtypes of every matrix product in the compiled training block (XLA's optimized HLO)."""
+    model = GRU4Rec(50, layers=(16,), seed=0)
+    params = GRU4RecParams(loss="bpr-max", n_sample=8, batch_size=4, block_steps=2, momentum=0.1,
+                           matmul_precision=precision)
+    engine = Trainer(model, params, seed=0)._engine
+    steps, batch = 2, 4
+    ids = jnp.zeros((steps, batch), jnp.int32)
+    flags = jnp.ones((steps, batch), bool)
+    hlo = engine._train_block.lower(
+        [jnp.asarray(v.value) for v in engine.trainer.variables], engine._slots, ids, ids, ~flags, flags,
+        jnp.zeros((steps, 8), jnp.int32), jnp.zeros(2, jnp.uint32), engine.zero_states(batch),
+    ).compile().as_text()
+    operands = []
+    for computation in re.split(r"\n(?=\S.*\{\n)", hlo):
+        for dot in re.finditer(r"= \S+ dot\(%(\S+), %(\S+)\)", computation):
+            operands.append(tuple(re.search(rf"%{re.escape(name)} = (\w+)\[", computation).group(1)
+                                  for name in dot.groups()))
+    return operands
+
+
+def test_every_product_of_a_bfloat16_step_reaches_xla_in_bfloat16():
+    """XLA turns a product that reads an operand transposed back into float32; bfloat16_jax gives it none: the step's
+    eleven products (forward 3, backward 8, one GRU layer with the shared embedding) all stay bfloat16."""
+    assert _compiled_product_operands("bfloat16") == [("bf16", "bf16")] * 11
+    assert _compiled_product_operands("float32") == [("f32", "f32")] * 11  # control: the same count, all float32
