@@ -5,7 +5,8 @@ yoochoose100k with the rsc15 and the yoochoose presets, diginetica with the
 diginetica preset; 10 epochs unless ``--epochs``), each in its own process so
 its peak RSS is its own, and prints one table::
 
-    python benchmarks/train_real.py [--sets SET[:PRESET] ...] [--epochs N] [--reference cpu|h100] [--json OUT]
+    python benchmarks/train_real.py [--sets SET[:PRESET] ...] [--epochs N] [--seeds S ...] [--param NAME=VALUE]
+                                    [--reference cpu|h100] [--json OUT]
 
 A set named without a preset runs with its own (yoochoose100k: rsc15,
 diginetica: diginetica). The training command runs Keras on JAX and backs
@@ -94,19 +95,22 @@ def parse_run(text: str) -> tuple[str, str]:
     return name, preset
 
 
-def run_one(run: tuple[str, str], data_root: Path, out_root: Path, epochs: int | None, extra: list[str]) -> dict | None:
+def run_one(run: tuple[str, str], data_root: Path, out_root: Path, epochs: int | None, extra: list[str],
+            seed: int | None = None) -> dict | None:
     name, preset = run
     folder = data_root / name
     if not (folder / "train.tsv.gz").exists():
         print(f"{name}: skipped, no data at {folder}", file=sys.stderr)
         return None
-    model_dir = out_root / f"{name}-{preset}"
+    model_dir = out_root / f"{name}-{preset}" if seed is None else out_root / f"{name}-{preset}-seed{seed}"
     command = [
         sys.executable, "-m", "model_code.commands.train", "--train", str(folder / "train.tsv.gz"),
         "--test", str(folder / "test.tsv.gz"), "--preset", preset, "--model-dir", str(model_dir), *extra,
     ]
     if epochs is not None:
         command += ["--epochs", str(epochs)]
+    if seed is not None:
+        command += ["--seed", str(seed)]
     load = os.getloadavg()[0]
     print(f"{name}: {' '.join(command[1:])}  (load average {load:.2f})", file=sys.stderr, flush=True)
     started = time.perf_counter()
@@ -119,7 +123,8 @@ def run_one(run: tuple[str, str], data_root: Path, out_root: Path, epochs: int |
         raise SystemExit(f"{name}: training failed with exit code {code}")
     meta = json.loads((model_dir / "metadata.json").read_text())
     return {
-        "data": name, "preset": preset, "backend": meta["training"]["backend"],
+        "data": name, "preset": preset, "seed": meta["training"]["seed"], "backend": meta["training"]["backend"],
+        "matmul_dtype": meta["training"]["matmul_dtype"],
         "glibc_tunables": meta["training"].get("glibc_tunables") or "", "epochs": meta["training"]["epochs"],
         "recall@20": meta["metrics"]["recall@20"], "mrr@20": meta["metrics"]["mrr@20"],
         "seconds": meta["training"]["seconds"], "events_per_second": meta["training"]["events_per_second"],
@@ -135,8 +140,10 @@ def table(rows: list[dict], reference: str = "cpu") -> str:
     header = (
         "data set",
         "preset",
+        "seed",
         "CPU family/model",
         "backend",
+        "products",
         "GLIBC_TUNABLES",
         "epochs",
         "Recall@20",
@@ -155,7 +162,8 @@ def table(rows: list[dict], reference: str = "cpu") -> str:
     for r in rows:
         ref = REFERENCES[reference].get((r["data"], r["preset"]), {})
         lines.append((
-            r["data"], r["preset"], cpu_label(r["cpu"]), r["backend"], r["glibc_tunables"], str(r["epochs"]),
+            r["data"], r["preset"], str(r["seed"]), cpu_label(r["cpu"]), r["backend"], r["matmul_dtype"],
+            r["glibc_tunables"], str(r["epochs"]),
             f"{r['recall@20']:.4f}", f"{r['mrr@20']:.4f}",
             f"{r['seconds']:.1f}", f"{r['events_per_second']:,.0f}", f"{r['wall_seconds']:.1f}",
             f"{r['peak_rss_mib']:,.0f}", f"{r['load_before']:.2f} / {r['load_during']:.2f}",
@@ -189,12 +197,14 @@ def main(argv=None) -> int:
     parser.add_argument("--reference", choices=sorted(REFERENCES), default="cpu",
                         help="the reference's figures to compare with: a 2-core CPU (default) or one H100 GPU")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="passed to every training")
+    parser.add_argument("--seeds", nargs="+", type=int, metavar="SEED",
+                        help="train each set once per seed (default: once, with the training command's default seed)")
     args = parser.parse_args(argv)
     extra = [item for p in args.param for item in ("--param", p)]
     with tempfile.TemporaryDirectory(prefix="train_real_") as scratch:
         out_root = args.out_dir or Path(scratch)
-        rows = [row for run in args.sets
-                if (row := run_one(run, args.data_root, out_root, args.epochs, extra))]
+        rows = [row for run in args.sets for seed in args.seeds or [None]
+                if (row := run_one(run, args.data_root, out_root, args.epochs, extra, seed))]
     print(table(rows, args.reference))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

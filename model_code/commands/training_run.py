@@ -105,6 +105,7 @@ def train_model(params: GRU4RecParams, run: TrainingRun) -> dict:
     if data.valid is not None:
         validation_metrics = history[-1].get(VALIDATION_KEY) or _evaluate(trainer, data.valid, params)
     metrics = _evaluate(trainer, data.test, params) if data.test is not None else {}
+    matmul_dtype = trainer.matmul_dtype
     _release(trainer)
     del trainer
     champion_metrics = _score_champion(run, data)
@@ -116,6 +117,7 @@ def train_model(params: GRU4RecParams, run: TrainingRun) -> dict:
         "resumed_after_epoch": first_epoch or None,
         "seed": run.seed,
         "backend": keras.backend.backend(),
+        "matmul_dtype": matmul_dtype,
         "glibc_tunables": startup_variable(TUNABLES_VARIABLE),
         "history": history,
     }
