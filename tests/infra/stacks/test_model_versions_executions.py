@@ -280,7 +280,8 @@ def _pending_then_approved(result, events: int, edit=None):
         first = len(stage.boundary.requests)
         triggers = [stage.run("rollout-trigger", _approval_event(version)) for _ in range(events)]
         runs = _pipeline_runs(stage, first)
-        live = stage.parameter(result.config.model_name_parameter_name)
+        live = [update["EndpointConfigName"] for run in runs.values()
+                for update in run.calls("sagemaker", "UpdateEndpoint")]
     return trained, version, triggers, runs, live
 
 
@@ -301,7 +302,7 @@ def test_approving_a_pending_version_rolls_it_out_once(variants):
         model["PrimaryContainer"]["ModelDataUrl"] == version["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
     )
     (update,) = run.calls("sagemaker", "UpdateEndpoint")
-    assert update["EndpointConfigName"] == job["TrainingJobName"] == live
+    assert update["EndpointConfigName"] == job["TrainingJobName"] and live == [job["TrainingJobName"]]
     assert run.output["modelPackage"] == version["ModelPackageArn"]
     assert run.calls("sagemaker", "CreateTrainingJob") == [], "a rollout trains nothing"
 
