@@ -90,5 +90,5 @@ EVENTS_TABLE = "events"
 
 
 def parameter_name(stage: str, leaf: str) -> str:
-    """SSM parameter (or log group) name under the stage's prefix, e.g. ``/gru4rec/dev/current-model-name``."""
+    """SSM parameter (or log group) name under the stage's prefix, e.g. ``/gru4rec/dev/tuned-hyperparameters``."""
     return f"/gru4rec/{stage}/{leaf}"
