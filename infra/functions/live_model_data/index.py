@@ -26,8 +26,8 @@ from botocore.exceptions import ClientError
 LIVE_VARIANT = "AllTraffic"
 # "Could not find endpoint ...": DescribeEndpoint's answer for an endpoint that does not exist
 MISSING_ENDPOINT = "Could not find endpoint"
-# CloudFormation shows at most this much of a failure's reason
-MAX_REASON = 4000
+# "The total size of the response body can't exceed 4096 bytes" (crpg-ref-responses.html): the reason's share
+MAX_REASON = 2048
 
 
 def handler(event: dict, context=None, sagemaker=None, send=None) -> dict:

@@ -121,3 +121,10 @@ def test_the_answer_is_a_put_with_an_empty_content_type(monkeypatch):
 
 def test_the_function_names_the_projects_live_variant():
     assert read.LIVE_VARIANT == LIVE_VARIANT
+
+
+def test_a_long_failure_still_fits_the_response_cloudformation_accepts():
+    """"The total size of the response body can't exceed 4096 bytes" (crpg-ref-responses.html)."""
+    long = _Refusing(message="x" * 10_000)
+    response = read.handler(_event("Update"), sagemaker=long, send=lambda url, body: None)
+    assert response["Status"] == "FAILED" and len(json.dumps(response).encode()) <= 4096
