@@ -1,8 +1,9 @@
 """Rolling the endpoint back to an earlier Approved version of the stage's Model Registry.
 
 The live model is the registry version the endpoint serves (``registry.live_version_arn``). ``rollback`` puts an
-earlier **Approved** version live again (by default the newest Approved version older than the live one) through the
-training pipeline's guarded rollout, the path an approval takes: the state machine started with
+earlier **Approved** version live again (by default the newest Approved version older than the live one that has
+been live, :func:`went_live`) through the training pipeline's guarded rollout, the path an approval takes: the
+state machine started with
 ``{"modelPackage": ARN, "rollback": true}`` reads the version, builds a model and endpoint config of their own
 name from its image and archive, and updates the endpoint with the pipeline's guardrails (alarms, automatic
 rollback). A Rejected or pending version is refused before anything starts. Once the endpoint serves it, the version
@@ -27,6 +28,7 @@ UPDATE_ENDPOINT = "sagemaker:updateEndpoint"
 ROLLOUT_KEYS = ("DeploymentConfig", "RetainAllVariantProperties", "ExcludeRetainedVariantProperties")
 ENDPOINT_FINAL = ("InService", "Failed", "OutOfService", "UpdateRollbackFailed")
 ROLLED_BACK_AT, ROLLED_BACK_BY, ROLLED_BACK_FROM = "rolled-back-at", "rolled-back-by", "rolled-back-from"
+FIRST_DEPLOY = "cdk-deploy"  # infra.registry.FIRST_DEPLOY: the first model, put live by CloudFormation
 
 
 @dataclass(frozen=True)
@@ -63,12 +65,29 @@ def rollback_target(session, deployment: Deployment, to_version: str | None) -> 
             raise OpsError(f"endpoint {deployment.endpoint_name} serves no version of {registry.group_name(deployment)}"
                            ": name the version to put live with --to-version N")
         earlier = [version for version in approved_versions(session, deployment) if version.number < live]
-        if not earlier:
-            raise OpsError(f"no Approved version older than the live version {live} to roll back to")
-        target = earlier[0]
+        target = next((version for version in earlier if went_live(session, deployment, version)), None)
+        if target is None:
+            raise OpsError(f"no Approved version older than the live version {live} has been live: name one with "
+                           "--to-version N")
     if target.number == live:
         raise OpsError(f"version {target.number} is the live model already")
     return target, live
+
+
+def went_live(session, deployment: Deployment, version: registry.Version) -> bool:
+    """Whether ``version`` has been live: the first deploy's, one a rollback put live, or one whose rollout execution
+    (the run that registered it on an ``approval=auto`` stage, else its approval's ``version-<n>``) succeeded. An
+    Approved version whose rollout SageMaker rolled back on an alarm never was."""
+    if version.rolled_back_at or version.rolled_out_by == FIRST_DEPLOY:
+        return True
+    name = version.rolled_out_by or f"version-{version.number}"
+    machine = deployment.training_state_machine_arn
+    execution = machine.replace(":stateMachine:", ":execution:") + f":{name}"
+    stepfunctions = session.client("stepfunctions")
+    try:
+        return stepfunctions.describe_execution(executionArn=execution)["status"] == "SUCCEEDED"
+    except stepfunctions.exceptions.ExecutionDoesNotExist:
+        return False
 
 
 def rollout_settings(definition: dict) -> dict:

@@ -43,6 +43,7 @@ class Version:
     metrics: dict[str, float]
     model_data: str = ""
     rolled_back_at: str | None = None  # when ``infra.ops rollback`` last put it live again
+    rolled_out_by: str | None = None  # the execution that registered and rolled it out, or ``cdk-deploy``
 
 
 def group_name(deployment: Deployment) -> str:
@@ -115,6 +116,7 @@ def describe(session: boto3.Session, arn: str) -> Version:
         metrics=_report_metrics(session, described),
         model_data=described.get("InferenceSpecification", {}).get("Containers", [{}])[0].get("ModelDataUrl", ""),
         rolled_back_at=metadata.get("rolled-back-at"),
+        rolled_out_by=metadata.get("rolled-out-by"),
     )
 
 
@@ -188,7 +190,7 @@ def render(found: list[Version], live: str | None) -> str:
         mark = "*" if version.arn == live else " "
         note = version.approval_description or version.description
         if version.rolled_back_at:
-            note = f"rolled back to at {version.rolled_back_at}; {note}"
+            note = f"put live again by rollback at {version.rolled_back_at}; {note}"
         lines.append(
             f"{mark} {version.number:>4}  {version.approval:<21} {version.created}  "
             f"{version.training_job or '-'}  {figures}  {note}"
