@@ -553,21 +553,6 @@ class AppConfig:
         return self.resource_prefix
 
     @property
-    def model_data_parameter_name(self) -> str:
-        """SSM parameter holding the S3 URI of the live model.tar.gz."""
-        return self.parameter_name(layout.MODEL_DATA_PARAMETER)
-
-    @property
-    def initial_model_data_parameter_name(self) -> str:
-        """SSM parameter holding the S3 URI of the first model.tar.gz (the seed; CloudFormation owns it)."""
-        return self.parameter_name(layout.INITIAL_MODEL_DATA_PARAMETER)
-
-    @property
-    def model_name_parameter_name(self) -> str:
-        """SSM parameter holding the SageMaker model name of the live model."""
-        return self.parameter_name(layout.MODEL_NAME_PARAMETER)
-
-    @property
     def tuned_hyperparameters_parameter_name(self) -> str:
         """SSM parameter holding the hyperparameters taken from a tuning job (``infra.ops tune --apply``)."""
         return self.parameter_name(layout.TUNED_HYPERPARAMETERS_PARAMETER)

@@ -6,15 +6,9 @@ STAGE_PATTERN = re.compile(r"[a-z][a-z0-9]{0,15}")
 """A stage: 1-16 lower-case letters or digits, starting with a letter."""
 PARTS = ("Storage", "Image", "Endpoint", "Api", "Training", "Batch", "Monitoring")
 """The app's stacks, in deployment order."""
-MODEL_DATA_PARAMETER = "current-model-data"
-"""SSM parameter leaf: S3 URI of the live model.tar.gz."""
-MODEL_NAME_PARAMETER = "current-model-name"
-"""SSM parameter leaf: SageMaker model name of the live model (absent while the first model is live)."""
 TUNED_HYPERPARAMETERS_PARAMETER = "tuned-hyperparameters"
 """SSM parameter leaf: JSON object of the hyperparameters ``infra.ops tune --apply`` took from a tuning job
 (``tuning_job`` names it), read by every training run; absent until the first apply."""
-INITIAL_MODEL_DATA_PARAMETER = "initial-model-data"
-"""SSM parameter leaf: S3 URI of the first model.tar.gz, which seeds ``current-model-data`` once."""
 
 TRAINING_EVENTS_PREFIX = "training/events/"
 """Training events, one folder per day: ``training/events/dt=YYYY-MM-DD/<files>``, then ``_SUCCESS`` when complete."""
@@ -96,5 +90,5 @@ EVENTS_TABLE = "events"
 
 
 def parameter_name(stage: str, leaf: str) -> str:
-    """SSM parameter (or log group) name under the stage's prefix, e.g. ``/gru4rec/dev/current-model-name``."""
+    """SSM parameter (or log group) name under the stage's prefix, e.g. ``/gru4rec/dev/tuned-hyperparameters``."""
     return f"/gru4rec/{stage}/{leaf}"

@@ -253,10 +253,11 @@ def run_promote(args, session) -> int:
 
 
 def run_rollback(args, session, deployment) -> int:
-    target = live_model.rollback_target(live_model.history(session, deployment), args.to)
-    print(f"rolling {deployment.endpoint_name} back to {target.version} ({target.model_data})")
-    done = live_model.roll_back(session, deployment, target)
-    print(f"live: {target.version} (model {done.model_name})")
+    target, live = live_model.rollback_target(session, deployment, args.to_version)
+    print(f"rolling {deployment.endpoint_name} back to version {target.number} "
+          f"({target.training_job or 'first model'}, {target.model_data}) through the guarded rollout")
+    done = live_model.roll_back(session, deployment, target, live)
+    print(f"live: version {target.number} (execution {done.execution}; recorded on the version)")
     return 0
 
 

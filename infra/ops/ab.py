@@ -6,8 +6,8 @@ the guarded rollout the training pipeline uses (its guardrails read from the pip
 SageMaker's guarded updates keep the variants' names, so both variants stay in this step) and rolls
 back on the stage's alarms, leaving the test running. Once ``AllTraffic`` serves it, the endpoint drops
 the ``Challenger`` variant (an update that changes the variants, which SageMaker runs without
-guardrails; the model it keeps is the one the guarded step has put live) and the challenger is recorded
-as the live model, as ``rollback`` records one. Promoting ``AllTraffic`` only drops the challenger.
+guardrails; the model it keeps is the one the guarded step has put live): the live model is what the endpoint
+serves, so nothing else records it. Promoting ``AllTraffic`` only drops the challenger.
 Then remove ``ab_test`` from the context and deploy, so that CloudFormation's configuration matches.
 """
 from __future__ import annotations
@@ -76,10 +76,6 @@ def promote(session, deployment: Deployment, variant: str, now: datetime | None 
     sagemaker.update_endpoint(EndpointName=endpoint, EndpointConfigName=final)
     _check_ended(wait(), final, endpoint, f"dropping the {CHALLENGER_VARIANT} variant did not finish",
                  f"{LIVE_VARIANT} serves the promoted model")
-    if variant == CHALLENGER_VARIANT:
-        ssm = session.client("ssm")
-        ssm.put_parameter(Name=deployment.current_model_data_parameter, Value=model_data, Type="String", Overwrite=True)
-        ssm.put_parameter(Name=deployment.current_model_name_parameter, Value=model_name, Type="String", Overwrite=True)
     return Promotion(variant, model_name, model_data, final)
 
 

@@ -2,11 +2,12 @@
 
 Each training run that passes the gate creates a model and an endpoint config (tagged
 `project=gru4rec`, `stage=<stage>`) outside CloudFormation, so `cdk destroy` does not remove
-them. This finds those that nothing uses any more: not the endpoint's config or its models,
-not the model batch scoring uses (`current-model-name`), not a running transform job's model,
-and none of the stacks' own resources. Nor the last ``model_keep_count`` models that were live
-before the live one (the Training stack's output ``ModelKeepCount``, from the context key of that
-name), which ``rollback --to`` may want again.
+them. This finds those that nothing uses any more: not the endpoint's config or its models (batch
+scoring reads the same), not a running transform job's model, and none of the stacks' own resources.
+Nor the models of the live registry version and of the ``model_keep_count`` newest Approved versions
+older than it (the Training stack's output ``ModelKeepCount``, from the context key of that name),
+known by their ``model-package`` tag. ``rollback`` builds a model of its own from the version's
+archive, so a version whose models are gone can still be put live.
 """
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
 
+from infra.ops import registry
 from infra.ops.deployment import PARTS, Deployment
 from infra.ops.errors import OpsError
+from infra.ops.live_model import approved_versions
 
 PROJECT_TAGS = {"project": "gru4rec"}
 DEFAULT_KEEP_COUNT = 3
@@ -43,8 +46,9 @@ def _tagged(sagemaker, stage: str, lister: str, items_key: str, arn_key: str, na
     pages = sagemaker.get_paginator(lister).paginate(NameContains=f"gru4rec-{stage}")
     for page in pages:
         for item in page[items_key]:
-            if _stage_tagged(_tags(sagemaker, item[arn_key]), stage):
-                yield item[name_key]
+            tags = _tags(sagemaker, item[arn_key])
+            if _stage_tagged(tags, stage):
+                yield item[name_key], tags
 
 
 def _endpoint_in_use(sagemaker, endpoint_name: str) -> tuple[set[str], set[str]]:
@@ -109,17 +113,14 @@ def keep_count(deployment: Deployment) -> int:
     return int(deployment.stacks["Training"].outputs.get("ModelKeepCount", DEFAULT_KEEP_COUNT))
 
 
-def recently_live(ssm, deployment: Deployment, count: int) -> set[str]:
-    """The live model's name and the ``count`` distinct names ``current-model-name`` held before it."""
-    try:
-        pages = ssm.get_paginator("get_parameter_history").paginate(Name=deployment.current_model_name_parameter)
-        versions = sorted((v for page in pages for v in page["Parameters"]), key=lambda v: v["Version"])
-    except ClientError as error:
-        if error.response["Error"]["Code"] != "ParameterNotFound":
-            raise
-        return set()
-    names = list(dict.fromkeys(v["Value"] for v in reversed(versions)))
-    return set(names[:count + 1])
+def recently_live(session, deployment: Deployment, count: int) -> set[str]:
+    """The registry versions whose models cleanup keeps: the live one and the ``count`` newest Approved versions
+    older than it (their ARNs, which the pipeline's models carry as their ``model-package`` tag)."""
+    live = registry.live_version_arn(session, deployment)
+    approved = approved_versions(session, deployment)
+    newest = max((v.number for v in approved if v.arn == live), default=None)
+    older = [v.arn for v in approved if newest is None or v.number < newest]
+    return ({live} if live else set()) | set(older[:count])
 
 
 def find_leftovers(session, deployment: Deployment) -> Leftovers:
@@ -130,21 +131,15 @@ def find_leftovers(session, deployment: Deployment) -> Leftovers:
     configs_in_use, models_in_use = set(), set()
     if deployment.has("Endpoint"):
         configs_in_use, models_in_use = _endpoint_in_use(sagemaker, deployment.endpoint_name)
-    try:
-        ssm = session.client("ssm")
-        parameter = ssm.get_parameter(Name=deployment.current_model_name_parameter)
-        models_in_use.add(parameter["Parameter"]["Value"])
-    except ClientError as error:
-        if error.response["Error"]["Code"] != "ParameterNotFound":
-            raise
     models_in_use |= _running_transform_models(sagemaker)
-    # the pipeline names each model's endpoint config after it, and so does rollback
-    kept = recently_live(session.client("ssm"), deployment, keep_count(deployment))
+    kept_versions = recently_live(session, deployment, keep_count(deployment)) if deployment.has("Endpoint") else set()
+    configs = dict(_tagged(sagemaker, deployment.stage, "list_endpoint_configs", "EndpointConfigs",
+                           "EndpointConfigArn", "EndpointConfigName"))
+    models = dict(_tagged(sagemaker, deployment.stage, "list_models", "Models", "ModelArn", "ModelName"))
+    # the pipeline names each model's endpoint config after it
+    kept = {name for name, tags in models.items() if tags.get(registry.PACKAGE_TAG) in kept_versions}
     models_in_use |= kept
     configs_in_use |= kept
-    configs = _tagged(sagemaker, deployment.stage, "list_endpoint_configs", "EndpointConfigs",
-                      "EndpointConfigArn", "EndpointConfigName")
-    models = _tagged(sagemaker, deployment.stage, "list_models", "Models", "ModelArn", "ModelName")
     return Leftovers(
         models=sorted(set(models) - models_in_use - owned),
         endpoint_configs=sorted(set(configs) - configs_in_use - owned),

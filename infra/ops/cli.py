@@ -32,7 +32,7 @@ examples:
   python -m infra.ops approve 7 --stage prod --note "checked the evaluation report"
   python -m infra.ops reject 8 --stage prod --reason "catalogue drift since the window"
   python -m infra.ops promote 12 --stage dev --to prod
-  python -m infra.ops rollback --to gru4rec-dev-train-20261129-021710-0a1b2c3d
+  python -m infra.ops rollback --to-version 5
   python -m infra.ops cleanup --yes
   python -m infra.ops smoke --region eu-west-1
 
@@ -74,22 +74,23 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "status",
         parents=[location],
-        help="recent training and batch executions, the endpoint, and the live model's history",
+        help="recent training and batch executions, the endpoint, and the model registry's versions",
         description="Show the last training and batch executions (status, start, job), the "
-        "endpoint's status, the current model recorded in SSM, and every model that has been live "
-        "(its training job, Recall@20, MRR@20, when it went live, what replaced it and who).",
+        "endpoint's status and the model it serves, and the stage's model registry: its last versions "
+        "(training job, evaluation figures, approval and its note, rollbacks), the live one marked.",
     )
     back = commands.add_parser(
         "rollback",
         parents=[location],
-        help="put the previous (or a named) model live again, through the rollout guardrails",
-        description="Roll the endpoint back to the model that was live before the current one, or "
-        "to the one --to names, with the same blue/green rollout and automatic rollback on alarms "
-        "the training pipeline uses; once the endpoint serves it, record it as the live model "
-        "(current-model-data, current-model-name), which batch scoring then uses too.",
+        help="put an earlier Approved registry version live again, through the rollout guardrails",
+        description="Roll the endpoint back to the newest Approved version of the stage's model registry "
+        "older than the live one, or to the one --to-version names, through the training pipeline's "
+        "guarded rollout (blue/green, automatic rollback on alarms); once the endpoint serves it, the "
+        "version records the rollback (status shows it). Batch scoring reads the endpoint's model, so it "
+        "follows. A Rejected or pending version is refused.",
     )
-    back.add_argument("--to", metavar="TRAINING_JOB",
-                      help="the training job whose model to put live ('first' for the first model)")
+    back.add_argument("--to-version", metavar="N",
+                      help="the version number (or ARN) of the stage's model package group to put live")
     _add_approval(commands, location)
     tidy = commands.add_parser(
         "cleanup",
@@ -97,8 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="list (and with --yes delete) models/endpoint configs no longer in use",
         description="Find the SageMaker models and endpoint configs that training runs created "
         "for this stage (tagged project=gru4rec, stage=<stage>) which nothing uses any more "
-        "(not the endpoint, not current-model-name, not a running transform job, not a stack's "
-        "own, not the last model_keep_count models live before the current one), and delete them "
+        "(not the endpoint, not a running transform job, not a stack's own, not the models of the "
+        "last model_keep_count Approved registry versions before the live one), and delete them "
         "with --yes. After `cdk destroy`, it removes the last ones.",
     )
     tidy.add_argument("--yes", action="store_true", help="delete them (default: only list)")

@@ -9,11 +9,8 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import ClientError
 
 from infra.layout import (
-    MODEL_DATA_PARAMETER,
-    MODEL_NAME_PARAMETER,
     PARTS,
     STAGE_PATTERN,
-    parameter_name,
     stack_name,
     stage_title,
 )
@@ -96,14 +93,6 @@ class Deployment:
     @property
     def attribution_minutes(self) -> int:
         return int(self.output("Batch", "AttributionMinutes"))
-
-    @property
-    def current_model_name_parameter(self) -> str:
-        return parameter_name(self.stage, MODEL_NAME_PARAMETER)
-
-    @property
-    def current_model_data_parameter(self) -> str:
-        return parameter_name(self.stage, MODEL_DATA_PARAMETER)
 
     def has(self, part: str) -> bool:
         """Whether the stack of `part` exists (in any state)."""

@@ -1,98 +1,93 @@
-"""The live model's history, and rolling the endpoint back to an earlier model.
+"""Rolling the endpoint back to an earlier Approved version of the stage's Model Registry.
 
-The history is SSM's own record of ``current-model-data``: every value it has held, when it was
-written and by whom (the training pipeline's role, or the operator who ran ``rollback``). Each
-value is a model.tar.gz: ``models/<training job>/output/model.tar.gz`` for a pipeline's model,
-the first model's copy (``initial-models/<version>/model.tar.gz``) otherwise. ``rollback`` builds a model from an
-earlier value and rolls the endpoint to it through the guardrails the training pipeline uses (read from its definition),
-then records it in ``current-model-data`` and ``current-model-name`` like the pipeline does.
+The live model is the registry version the endpoint serves (``registry.live_version_arn``). ``rollback`` puts an
+earlier **Approved** version live again (by default the newest Approved version older than the live one that has
+been live, :func:`went_live`) through the training pipeline's guarded rollout, the path an approval takes: the
+state machine started with
+``{"modelPackage": ARN, "rollback": true}`` reads the version, builds a model and endpoint config of their own
+name from its image and archive, and updates the endpoint with the pipeline's guardrails (alarms, automatic
+rollback). A Rejected or pending version is refused before anything starts. Once the endpoint serves it, the version
+records the rollback in its metadata (``rolled-back-at``, ``rolled-back-by``, ``rolled-back-from``), which ``status``
+shows. ``rollout_settings`` and ``ENDPOINT_FINAL`` serve A/B promote's own rollouts.
 """
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from botocore.exceptions import ClientError
-
+from infra.ops import registry
 from infra.ops.deployment import Deployment
 from infra.ops.errors import OpsError
-from infra.ops.training import wait_until_final
+from infra.ops.training import wait_for_execution
 
-FIRST_MODEL = "first model"
-METRICS = ("recall@20", "mrr@20")
 UPDATE_ENDPOINT = "sagemaker:updateEndpoint"
 # what the pipeline's UpdateEndpoint sends besides the names: the guardrails and the retained properties
 ROLLOUT_KEYS = ("DeploymentConfig", "RetainAllVariantProperties", "ExcludeRetainedVariantProperties")
 ENDPOINT_FINAL = ("InService", "Failed", "OutOfService", "UpdateRollbackFailed")
-_JOB_MODEL = re.compile(r"s3://[^/]+/models/(?P<job>[^/]+)/output/model\.tar\.gz")
+ROLLED_BACK_AT, ROLLED_BACK_BY, ROLLED_BACK_FROM = "rolled-back-at", "rolled-back-by", "rolled-back-from"
+FIRST_DEPLOY = "cdk-deploy"  # infra.registry.FIRST_DEPLOY: the first model, put live by CloudFormation
 
 
 @dataclass(frozen=True)
-class LiveModel:
-    """One value ``current-model-data`` held: the model, when it went live and who put it there."""
-
-    version: str
-    model_data: str
-    went_live: datetime
-    set_by: str | None
-    metrics: dict[str, float]
+class Rollback:
+    target: registry.Version
+    execution: str
+    replaced: int | None  # the version that was live before, None when the endpoint served none of the registry's
 
 
-def model_version(model_data: str) -> str:
-    """The training job a model.tar.gz comes from (its ``model_version``), or FIRST_MODEL."""
-    match = _JOB_MODEL.fullmatch(model_data)
-    return match.group("job") if match else FIRST_MODEL
+def approved_versions(session, deployment: Deployment) -> list[registry.Version]:
+    """Every Approved version of the stage's group, newest first."""
+    sagemaker = session.client("sagemaker")
+    pages = sagemaker.get_paginator("list_model_packages").paginate(
+        ModelPackageGroupName=registry.group_name(deployment), ModelApprovalStatus=registry.APPROVED,
+        SortBy="CreationTime", SortOrder="Descending")
+    found = [registry.describe(session, summary["ModelPackageArn"])
+             for page in pages for summary in page["ModelPackageSummaryList"]]
+    return sorted(found, key=lambda version: version.number, reverse=True)
 
 
-def job_metrics(sagemaker, version: str) -> dict[str, float]:
-    """Recall@20 and MRR@20 of a training job's final metrics ({} for the first model, or a job gone)."""
-    if version == FIRST_MODEL:
-        return {}
-    try:
-        job = sagemaker.describe_training_job(TrainingJobName=version)
-    except ClientError:
-        return {}
-    return {m["MetricName"]: m["Value"] for m in job.get("FinalMetricDataList", []) if m["MetricName"] in METRICS}
-
-
-def history(session, deployment: Deployment) -> list[LiveModel]:
-    """Every model ``current-model-data`` has named, oldest first (SSM keeps a parameter's last 100 values)."""
-    ssm, sagemaker = session.client("ssm"), session.client("sagemaker")
-    pages = ssm.get_paginator("get_parameter_history").paginate(Name=deployment.current_model_data_parameter)
-    try:
-        versions = sorted((v for page in pages for v in page["Parameters"]), key=lambda v: v["Version"])
-    except ssm.exceptions.ParameterNotFound:
-        return []
-    return [LiveModel(version=model_version(v["Value"]), model_data=v["Value"], went_live=v["LastModifiedDate"],
-                      set_by=v.get("LastModifiedUser"), metrics=job_metrics(sagemaker, model_version(v["Value"])))
-            for v in versions]
-
-
-def rollback_target(models: list[LiveModel], to: str | None) -> LiveModel:
-    """The model to put live: ``to`` (a training job, or "first" for the first model) as it was last live,
-    else the last one before the live model that differs from it."""
-    if not models:
-        raise OpsError("no live-model history: the stage has never recorded a live model")
-    live = models[-1]
-    if to is not None:
-        wanted = FIRST_MODEL if to == "first" else to
-        earlier = [m for m in models if m.version == wanted]
-        if not earlier:
-            known = ", ".join(dict.fromkeys(m.version if m.version != FIRST_MODEL else "first" for m in models))
-            raise OpsError(f"{to} has never been live on this stage; the models it has had: {known}")
-        target = earlier[-1]
+def rollback_target(session, deployment: Deployment, to_version: str | None) -> tuple[registry.Version, int | None]:
+    """The version to put live (``to_version``, else the newest Approved one older than the live one) and the live
+    version's number. OpsError for a version that is not Approved, or the live one."""
+    live_arn = registry.live_version_arn(session, deployment)
+    live = registry.describe(session, live_arn).number if live_arn else None
+    if to_version is not None:
+        target = registry.describe(session, registry.version_arn(session, deployment, to_version))
+        if target.approval != registry.APPROVED:
+            note = target.approval_description or target.description
+            raise OpsError(f"version {target.number} of {registry.group_name(deployment)} is {target.approval}"
+                           f"{f' ({note})' if note else ''}: only an Approved version is rolled back to")
     else:
-        before = [m for m in models[:-1] if m.model_data != live.model_data]
-        if not before:
-            raise OpsError(f"no earlier model to roll back to: {live.version} is the only one this stage has had")
-        target = before[-1]
-    if target.model_data == live.model_data:
-        raise OpsError(f"{target.version} is the live model already")
-    return target
+        if live is None:
+            raise OpsError(f"endpoint {deployment.endpoint_name} serves no version of {registry.group_name(deployment)}"
+                           ": name the version to put live with --to-version N")
+        earlier = [version for version in approved_versions(session, deployment) if version.number < live]
+        target = next((version for version in earlier if went_live(session, deployment, version)), None)
+        if target is None:
+            raise OpsError(f"no Approved version older than the live version {live} has been live: name one with "
+                           "--to-version N")
+    if target.number == live:
+        raise OpsError(f"version {target.number} is the live model already")
+    return target, live
+
+
+def went_live(session, deployment: Deployment, version: registry.Version) -> bool:
+    """Whether ``version`` has been live: the first deploy's, one a rollback put live, or one whose rollout execution
+    (the run that registered it on an ``approval=auto`` stage, else its approval's ``version-<n>``) succeeded. An
+    Approved version whose rollout SageMaker rolled back on an alarm never was."""
+    if version.rolled_back_at or version.rolled_out_by == FIRST_DEPLOY:
+        return True
+    name = version.rolled_out_by or f"version-{version.number}"
+    machine = deployment.training_state_machine_arn
+    execution = machine.replace(":stateMachine:", ":execution:") + f":{name}"
+    stepfunctions = session.client("stepfunctions")
+    try:
+        return stepfunctions.describe_execution(executionArn=execution)["status"] == "SUCCEEDED"
+    except stepfunctions.exceptions.ExecutionDoesNotExist:
+        return False
 
 
 def rollout_settings(definition: dict) -> dict:
@@ -106,71 +101,37 @@ def rollout_settings(definition: dict) -> dict:
                    "deploy the Training stack of this version first")
 
 
-@dataclass(frozen=True)
-class Rollback:
-    target: LiveModel
-    model_name: str
-    config_name: str
-
-
-def roll_back(session, deployment: Deployment, target: LiveModel, now: datetime | None = None,
-              sleep: Callable[[float], None] = time.sleep, poll_seconds: float = 30.0,
-              report: Callable[[str], None] = print) -> Rollback:
-    """Put ``target`` live: a model and endpoint config like the endpoint's current ones but with its data, a
-    guarded rollout, and, once the endpoint serves it, the live-model records. OpsError when SageMaker
-    rolled the rollout back (the records keep the live model) or the endpoint is busy."""
-    sagemaker, ssm = session.client("sagemaker"), session.client("ssm")
-    described = sagemaker.describe_endpoint(EndpointName=deployment.endpoint_name)
+def roll_back(session, deployment: Deployment, target: registry.Version, replaced: int | None,
+              now: datetime | None = None, sleep: Callable[[float], None] = time.sleep, poll_seconds: float = 30.0,
+              report: Callable[[str], None] = print, wait: Callable[..., dict] = wait_for_execution) -> Rollback:
+    """Start the guarded rollout of ``target`` and wait for it; once the endpoint serves it, record it on the
+    version. OpsError when the endpoint is busy or runs an A/B test, or when the rollout failed (SageMaker's alarms
+    rolled it back, say): then nothing is recorded and the live model is what the endpoint still serves."""
+    described = session.client("sagemaker").describe_endpoint(EndpointName=deployment.endpoint_name)
     if described["EndpointStatus"] != "InService":
         raise OpsError(f"endpoint {deployment.endpoint_name} is {described['EndpointStatus']}: another update is "
                        "running (a training rollout or a cdk deploy); roll back once it is InService")
-    definition = json.loads(session.client("stepfunctions").describe_state_machine(
-        stateMachineArn=deployment.training_state_machine_arn)["definition"])
-    rollout = rollout_settings(definition)
-    name = f"gru4rec-{deployment.stage}-rollback-{(now or datetime.now(UTC)):%Y%m%d-%H%M%S}"
-    _copy_endpoint_config(sagemaker, described["EndpointConfigName"], name, target)
-    sagemaker.update_endpoint(EndpointName=deployment.endpoint_name, EndpointConfigName=name, **rollout)
-    ended = wait_until_final(lambda: sagemaker.describe_endpoint(EndpointName=deployment.endpoint_name),
-                             "EndpointStatus", ENDPOINT_FINAL, deployment.endpoint_name, poll_seconds,
-                             sleep=sleep, report=report)
-    if ended["EndpointStatus"] != "InService" or ended["EndpointConfigName"] != name:
-        reason = ended.get("FailureReason", "SageMaker gave no reason")
-        raise OpsError(f"the rollout to {target.version} did not finish: endpoint {deployment.endpoint_name} is "
-                       f"{ended['EndpointStatus']} with configuration {ended['EndpointConfigName']} ({reason}); "
-                       "the live model is unchanged")
-    ssm.put_parameter(Name=deployment.current_model_data_parameter, Value=target.model_data, Type="String",
-                      Overwrite=True)
-    ssm.put_parameter(Name=deployment.current_model_name_parameter, Value=name, Type="String", Overwrite=True)
-    return Rollback(target=target, model_name=name, config_name=name)
-
-
-def _copy_endpoint_config(sagemaker, current_config: str, name: str, target: LiveModel) -> None:
-    """A model ``name`` like the endpoint's current one with ``target``'s data, and an endpoint config
-    ``name`` like the current one (instances or serverless settings, data capture, key) serving it."""
-    config = sagemaker.describe_endpoint_config(EndpointConfigName=current_config)
-    if len(config["ProductionVariants"]) != 1:
-        names = ", ".join(v["VariantName"] for v in config["ProductionVariants"])
+    variants = session.client("sagemaker").describe_endpoint_config(
+        EndpointConfigName=described["EndpointConfigName"])["ProductionVariants"]
+    if len(variants) != 1:
+        names = ", ".join(v["VariantName"] for v in variants)
         raise OpsError(f"the endpoint runs an A/B test (variants {names}): end it first with "
                        "`infra.ops ab promote VARIANT`")
-    (variant,) = config["ProductionVariants"]
-    model = sagemaker.describe_model(ModelName=variant["ModelName"])
-    container = dict(model["PrimaryContainer"])
-    # ModelDataUrl, which serverless endpoints take too (infra.sagemaker_models)
-    container.pop("ModelDataSource", None)
-    container["ModelDataUrl"] = target.model_data
-    tags = _tags(sagemaker, model["ModelArn"]) + [{"Key": "training-job", "Value": target.version.replace(" ", "-")},
-                                                  {"Key": "pipeline", "Value": "rollback"}]
-    sagemaker.create_model(ModelName=name, ExecutionRoleArn=model["ExecutionRoleArn"], PrimaryContainer=container,
-                           EnableNetworkIsolation=model.get("EnableNetworkIsolation", False), Tags=tags)
-    copied = {key: config[key] for key in ("DataCaptureConfig", "KmsKeyId") if config.get(key)}
-    # instances, or a serverless variant's memory and concurrency
-    variant_keys = ("VariantName", "InitialInstanceCount", "InstanceType", "InitialVariantWeight", "ServerlessConfig")
-    sagemaker.create_endpoint_config(
-        EndpointConfigName=name, Tags=tags, **copied,
-        ProductionVariants=[{**{key: variant[key] for key in variant_keys if key in variant}, "ModelName": name}],
-    )
-
-
-def _tags(sagemaker, arn: str) -> list[dict[str, str]]:
-    """The stage's tags of a resource (``project`` and ``stage``), which cleanup goes by."""
-    return [tag for tag in sagemaker.list_tags(ResourceArn=arn)["Tags"] if tag["Key"] in ("project", "stage")]
+    stamp = now or datetime.now(UTC)
+    name = f"rollback-{target.number}-{stamp:%Y%m%d-%H%M%S}"
+    stepfunctions = session.client("stepfunctions")
+    started = stepfunctions.start_execution(
+        stateMachineArn=deployment.training_state_machine_arn, name=name,
+        input=json.dumps({"modelPackage": target.arn, "rollback": True, "trigger": "rollback"}))
+    ended = wait(stepfunctions, started["executionArn"], poll_seconds, sleep=sleep, report=report)
+    if ended["status"] != "SUCCEEDED":
+        raise OpsError(f"the rollout of version {target.number} ended {ended['status']}: {ended.get('error', '-')}: "
+                       f"{ended.get('cause', 'no cause given')} (execution {name}); the live model is unchanged")
+    sagemaker = session.client("sagemaker")
+    # the version's other entries are sent again: the API adds and replaces entries (the ones to drop are named in
+    # CustomerMetadataPropertiesToRemove), moto replaces the whole map; either way the version keeps them
+    kept = sagemaker.describe_model_package(ModelPackageName=target.arn).get("CustomerMetadataProperties", {})
+    metadata = {**kept, ROLLED_BACK_AT: f"{stamp:%Y-%m-%dT%H:%M:%SZ}", ROLLED_BACK_BY: name,
+                ROLLED_BACK_FROM: str(replaced) if replaced is not None else "-"}
+    sagemaker.update_model_package(ModelPackageArn=target.arn, CustomerMetadataProperties=metadata)
+    return Rollback(target=target, execution=name, replaced=replaced)

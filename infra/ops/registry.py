@@ -3,7 +3,8 @@
 Approving a version (``PendingManualApproval`` or ``Rejected``) is all it takes to deploy it: the registry's
 state-change event starts the training pipeline's guarded rollout of that version (``infra.stacks.model_versions``).
 Rejecting one records the reason as its approval description. The live version is the one whose model the endpoint
-serves: the pipeline tags each model it creates with its ``model-package``.
+serves: the pipeline tags each model it creates with its ``model-package``; the Endpoint stack's own model is known
+by its archive.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
+from infra.layout import LIVE_VARIANT
 from infra.ops.errors import OpsError
 
 if TYPE_CHECKING:
@@ -39,6 +41,9 @@ class Version:
     approval_description: str
     training_job: str | None
     metrics: dict[str, float]
+    model_data: str = ""
+    rolled_back_at: str | None = None  # when ``infra.ops rollback`` last put it live again
+    rolled_out_by: str | None = None  # the execution that registered and rolled it out, or ``cdk-deploy``
 
 
 def group_name(deployment: Deployment) -> str:
@@ -109,6 +114,9 @@ def describe(session: boto3.Session, arn: str) -> Version:
         approval_description=described.get("ApprovalDescription", ""),
         training_job=metadata.get("training-job"),
         metrics=_report_metrics(session, described),
+        model_data=described.get("InferenceSpecification", {}).get("Containers", [{}])[0].get("ModelDataUrl", ""),
+        rolled_back_at=metadata.get("rolled-back-at"),
+        rolled_out_by=metadata.get("rolled-out-by"),
     )
 
 
@@ -143,17 +151,33 @@ def versions(session: boto3.Session, deployment: Deployment, count: int = 10) ->
 
 
 def live_version_arn(session: boto3.Session, deployment: Deployment) -> str | None:
-    """The version the endpoint serves: the ``model-package`` tag of its model; None for the first model (a
-    deploy-time model, before the registry held any) or an endpoint that does not exist."""
+    """The version the endpoint serves: the ``model-package`` tag of its model (the pipeline's models), else the
+    newest Approved version of the archive it serves (the Endpoint stack's own model: the first model, or the live
+    one it was rebuilt from); None for an endpoint that does not exist or an archive the registry does not hold."""
     sagemaker = session.client("sagemaker")
     try:
         config = sagemaker.describe_endpoint(EndpointName=deployment.endpoint_name)["EndpointConfigName"]
         variants = sagemaker.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"]
-        model = sagemaker.describe_model(ModelName=variants[0]["ModelName"])["ModelArn"]
+        live = next((v for v in variants if v["VariantName"] == LIVE_VARIANT), variants[0])
+        model = sagemaker.describe_model(ModelName=live["ModelName"])
     except ClientError:
         return None
-    tags = sagemaker.list_tags(ResourceArn=model).get("Tags", [])
-    return next((tag["Value"] for tag in tags if tag["Key"] == PACKAGE_TAG), None)
+    tags = sagemaker.list_tags(ResourceArn=model["ModelArn"]).get("Tags", [])
+    tagged = next((tag["Value"] for tag in tags if tag["Key"] == PACKAGE_TAG), None)
+    if tagged:
+        return tagged
+    archive = model.get("PrimaryContainer", {}).get("ModelDataUrl")
+    pages = sagemaker.get_paginator("list_model_packages").paginate(
+        ModelPackageGroupName=group_name(deployment), ModelApprovalStatus=APPROVED, SortBy="CreationTime",
+        SortOrder="Descending")
+    try:
+        for summary in (summary for page in pages for summary in page["ModelPackageSummaryList"]):
+            described = sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
+            if described["InferenceSpecification"]["Containers"][0].get("ModelDataUrl") == archive:
+                return described["ModelPackageArn"]
+    except ClientError:
+        return None
+    return None
 
 
 def render(found: list[Version], live: str | None) -> str:
@@ -165,6 +189,8 @@ def render(found: list[Version], live: str | None) -> str:
         figures = ", ".join(f"{name} {value:.4f}" for name, value in version.metrics.items()) or "no report"
         mark = "*" if version.arn == live else " "
         note = version.approval_description or version.description
+        if version.rolled_back_at:
+            note = f"put live again by rollback at {version.rolled_back_at}; {note}"
         lines.append(
             f"{mark} {version.number:>4}  {version.approval:<21} {version.created}  "
             f"{version.training_job or '-'}  {figures}  {note}"

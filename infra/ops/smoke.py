@@ -3,18 +3,22 @@
 The steps, in order, each reported with its time and what it found; the first that fails ends the run,
 and the teardown runs in any case (unless `--keep`):
 
-1. deploy the stage (`cdk deploy --all -c stage=<stage>`, a new unique stage name);
+1. deploy the stage (`cdk deploy --all -c stage=<stage> -c approval=manual`, a new unique stage name whose
+   models wait for a person's approval, as production's do);
 2. upload the built-in data (what `make demo` writes to `demo_output/data`) as yesterday's training events
    (`training/events/dt=<yesterday>/`, the last day of the window of a run started now);
-3. run the training pipeline and wait for it (training job, quality gate, rollout);
-4. score a JSON-lines file of the test sessions through Batch Transform, and check every output line;
-5. call the API (signed, with the stage's key) for a few sessions, and check every answer;
-6. tell what it cost: each training and transform job's billable time and the endpoint's instance time,
+3. run the training pipeline and wait for it (training job, quality gate, registration as PendingManualApproval);
+4. approve that version (`infra.ops approve`'s own call) and wait for the guarded rollout its approval event
+   starts (the execution ``version-<n>``); check the endpoint then serves that version and that one execution
+   rolled it out;
+5. score a JSON-lines file of the test sessions through Batch Transform, and check every output line;
+6. call the API (signed, with the stage's key) for a few sessions, and check every answer;
+7. tell what it cost: each training and transform job's billable time and the endpoint's instance time,
    at the account's on-demand prices from the AWS Price List API (`pricing:GetProducts`), where it can;
-7. tear the stage down: delete its stacks, empty (every version) and delete its kept buckets, schedule its
+8. tear the stage down: delete its stacks, empty (every version) and delete its kept buckets, schedule its
    kept KMS key's deletion, delete the models and endpoint configs the pipeline made and its SSM parameters.
 
-The AWS calls are the other `infra.ops` commands' own (deployment, training, scoring, recommend, cleanup); the
+The AWS calls are the other `infra.ops` commands' own (deployment, training, registry, scoring, recommend, cleanup); the
 prices come from ``infra.ops.pricing`` and the teardown is ``infra.ops.teardown``.
 What a test replaces is gathered in :class:`Seams`: how the stage is deployed, how the API is called, how
 the run waits and where prices come from; everything else runs as it does against an account.
@@ -40,7 +44,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.layout import PARTS, STAGE_PATTERN
 from infra.ops import recommend as recommending
-from infra.ops import scoring, training
+from infra.ops import registry, scoring, training
 from infra.ops.deployment import Deployment, load_deployment
 from infra.ops.errors import OpsError
 from infra.ops.pricing import price_list_hourly
@@ -54,6 +58,10 @@ K = 10
 BATCH_SESSIONS = 100
 API_CALLS = 5
 POLL_SECONDS = 30.0
+# the approval's event reaches the rule within seconds; its rollout execution is looked for this many times
+APPROVAL_POLLS = 20
+SMOKE_CONTEXT = {"approval": "manual"}
+"""Context of the smoke stage: its trained model waits for approval, so that the run takes the approval path."""
 BATCH_TIMEOUT_SECONDS = 3600.0
 
 
@@ -253,6 +261,53 @@ class SmokeRun:
         recall = metrics.get("validation:recall@20", metrics.get("recall@20"))
         return f"{jobs[-1]['TrainingJobName']}" + (f", Recall@20 {recall:.4f}" if recall is not None else "")
 
+    def approve(self) -> str:
+        """The run's version waits as PendingManualApproval; approving it starts its rollout, once."""
+        found = registry.versions(self.session, self.deployment, count=1)
+        if not found or found[0].approval != registry.PENDING:
+            raise StepFailed("expected the run's model in the registry as PendingManualApproval, found "
+                             f"{[(version.number, version.approval) for version in found] or 'no version'}")
+        version = registry.approve(self.session, self.deployment, str(found[0].number), "approved by infra.ops smoke")
+        name = f"version-{version.number}"
+        described = self.await_execution(name)
+        if described["status"] != "SUCCEEDED":
+            raise StepFailed(f"rollout {name} {described['status']}: {described.get('error', '')}: "
+                             f"{described.get('cause', '')}")
+        live = registry.live_version_arn(self.session, self.deployment)
+        if live != version.arn:
+            raise StepFailed(f"after rollout {name} the endpoint serves {live or 'no registry version'}, "
+                             f"not {version.arn}")
+        rollouts = self.rollouts_of(version.arn)
+        if rollouts != [name]:
+            raise StepFailed(f"version {version.number} was rolled out by {rollouts}, expected once, by {name}")
+        return f"version {version.number} approved; {name} rolled it out and the endpoint serves it"
+
+    def await_execution(self, name: str) -> dict:
+        """The training pipeline's execution ``name`` (started by the approval's event), waited for to its end."""
+        stepfunctions = self.session.client("stepfunctions")
+        for _ in range(APPROVAL_POLLS):
+            pages = stepfunctions.get_paginator("list_executions").paginate(
+                stateMachineArn=self.deployment.training_state_machine_arn)
+            found = [e["executionArn"] for page in pages for e in page["executions"] if e["name"] == name]
+            if found:
+                return training.wait_for_execution(stepfunctions, found[0], POLL_SECONDS, sleep=self.seams.sleep,
+                                                   report=lambda line: self.report.out(f"   {line}"))
+            self.seams.sleep(POLL_SECONDS)
+        raise StepFailed(f"no execution {name} started after {APPROVAL_POLLS} checks {POLL_SECONDS:.0f} s apart: the "
+                         "registry's approval event did not reach the rollout trigger")
+
+    def rollouts_of(self, arn: str) -> list[str]:
+        """The training pipeline's executions started to roll the version ``arn`` out."""
+        stepfunctions = self.session.client("stepfunctions")
+        pages = stepfunctions.get_paginator("list_executions").paginate(
+            stateMachineArn=self.deployment.training_state_machine_arn)
+        names = []
+        for execution in (e for page in pages for e in page["executions"]):
+            started = stepfunctions.describe_execution(executionArn=execution["executionArn"])
+            if json.loads(started.get("input") or "{}").get("modelPackage") == arn:
+                names.append(execution["name"])
+        return sorted(names)
+
     def batch(self) -> str:
         sessions = self.data.sessions[:BATCH_SESSIONS]
         s3 = self.session.client("s3")
@@ -349,6 +404,7 @@ def run_smoke(session, data: SmokeData, seams: Seams, keep: bool = False, stage:
         report.run(f"deploy stage {stage}", run.deploy)
         report.run("upload the built-in data", run.upload)
         report.run("training pipeline", run.train)
+        report.run("approve and roll out", run.approve)
         report.run("JSON-lines batch", run.batch)
         report.run("signed API calls", run.call_api)
         if run.deployment is not None and not report.failed:
@@ -377,7 +433,8 @@ def _teardown_step(report: SmokeReport, session, stage: str, sleep) -> None:
 
 
 def cdk_deploy(stage: str, region: str, profile: str | None) -> None:
-    """`cdk deploy --all -c stage=<stage>` with the project's CDK CLI and Node, in the session's region."""
+    """`cdk deploy --all -c stage=<stage>` (and SMOKE_CONTEXT) with the project's CDK CLI and Node, in the
+    session's region."""
     cdk = PROJECT_ROOT / "node_modules" / ".bin" / "cdk"
     if not cdk.is_file():
         raise OpsError(f"{cdk} is missing: run `make setup`")
@@ -390,8 +447,9 @@ def cdk_deploy(stage: str, region: str, profile: str | None) -> None:
                AWS_REGION=region, CDK_DEFAULT_REGION=region)
     if profile:
         env["AWS_PROFILE"] = profile
-    done = subprocess.run([str(cdk), "deploy", "--all", "-c", f"stage={stage}", "--require-approval", "never"],
-                          cwd=PROJECT_ROOT, env=env)
+    context = [argument for key, value in SMOKE_CONTEXT.items() for argument in ("-c", f"{key}={value}")]
+    done = subprocess.run([str(cdk), "deploy", "--all", "-c", f"stage={stage}", *context, "--require-approval",
+                           "never"], cwd=PROJECT_ROOT, env=env)
     if done.returncode != 0:
         raise OpsError(f"cdk deploy of stage {stage} failed (exit {done.returncode}); its output is above")
 

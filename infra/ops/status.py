@@ -1,4 +1,5 @@
-"""What a stage is doing: recent training and batch executions, the endpoint and its model."""
+"""What a stage is doing: recent training and batch executions, the endpoint and its model (the registry's versions,
+the live one marked, are ``infra.ops.registry``'s part of ``status``)."""
 from __future__ import annotations
 
 import json
@@ -8,7 +9,6 @@ from datetime import UTC, datetime
 from botocore.exceptions import ClientError
 
 from infra.layout import LIVE_VARIANT
-from infra.ops import live_model
 from infra.ops.deployment import Deployment
 from infra.ops.tuning import TuningLine, recent_tuning_jobs
 
@@ -41,7 +41,6 @@ class StatusReport:
     training: list[ExecutionLine] | None  # None: that stack is not deployed
     endpoint: EndpointLine | None
     batch: list[ExecutionLine] | None
-    models: list[live_model.LiveModel] | None = None  # oldest first
     tuning: list[TuningLine] | None = None
 
 
@@ -122,8 +121,7 @@ def collect_status(session, deployment: Deployment) -> StatusReport:
         endpoint = endpoint_line(session.client("sagemaker"), deployment)
     if deployment.has("Batch"):
         batch = recent_executions(stepfunctions, deployment.batch_state_machine_arn, "TransformJob")
-    models = live_model.history(session, deployment) if deployment.has("Storage") else None
-    return StatusReport(deployment.stage, deployment.region, training, endpoint, batch, models, tuning)
+    return StatusReport(deployment.stage, deployment.region, training, endpoint, batch, tuning)
 
 
 def _execution_table(title: str, lines: list[ExecutionLine] | None, job_title: str) -> list[str]:
@@ -159,29 +157,6 @@ def _endpoint_lines(endpoint: EndpointLine | None) -> list[str]:
     return lines
 
 
-def _metric(model: live_model.LiveModel, name: str) -> str:
-    return f"{model.metrics[name]:.4f}" if name in model.metrics else "-"
-
-
-def _history_lines(models: list[live_model.LiveModel] | None) -> list[str]:
-    """Newest first: each model, its metrics, when it went live and who replaced it (the next writer)."""
-    if models is None:
-        return ["Model history: stack not deployed"]
-    if not models:
-        return ["Model history: none recorded"]
-    rows = [("MODEL", "RECALL@20", "MRR@20", "LIVE SINCE (UTC)", "REPLACED BY")]
-    for position in range(len(models) - 1, -1, -1):
-        model = models[position]
-        later = models[position + 1] if position + 1 < len(models) else None
-        replaced = "(live)" if later is None else f"{later.version} ({later.set_by or 'unknown'})"
-        rows.append((model.version, _metric(model, "recall@20"), _metric(model, "mrr@20"),
-                     model.went_live.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"), replaced))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    return ["Model history (newest first):"] + [
-        "  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4] for row in rows
-    ]
-
-
 def _tuning_lines(jobs: list[TuningLine] | None) -> list[str]:
     """Newest first: each tuning job, its training jobs completed and its best one so far."""
     if jobs is None:
@@ -206,6 +181,5 @@ def render(report: StatusReport) -> str:
         + _execution_table("Training executions", report.training, "TRAINING JOB")
         + _tuning_lines(report.tuning)
         + _endpoint_lines(report.endpoint)
-        + _history_lines(report.models)
         + _execution_table("Batch executions", report.batch, "TRANSFORM JOB")
     )

@@ -351,7 +351,7 @@ def start_one_off_training(
     Its model goes to `s3://<bucket>/models/`, like the state machine's (with the same default
     hyperparameters, Spot setting and metrics), and it reads the same data: the day folders of
     `training/events/` of the last `window_days` UTC days before now (FastFile). The endpoint and
-    the current-model parameters are not touched.
+    the model registry are not touched.
     """
     job_name = one_off_job_name(stage)
     sagemaker.create_training_job(**one_off_request(job_name, stage, bucket, settings, hyperparameters, window_days,

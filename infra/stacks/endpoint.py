@@ -9,7 +9,6 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
-from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infra.config import AppConfig
@@ -26,6 +25,7 @@ from infra.rollout import (
 )
 from infra.sagemaker_models import endpoint_network_isolation, primary_container
 from infra.stacks.image import ImageStack, pull_image_statements
+from infra.stacks.live_model_data import LiveModelData
 from infra.stacks.promotion_access import acknowledge_source_reads, read_source_statements
 from infra.stacks.storage import StorageStack
 from infra.stacks.workflow import alarms_may_publish, volume_key, volume_key_statements
@@ -40,11 +40,11 @@ SERVERLESS_STORAGE_REASON = ("A serverless endpoint has no instance storage volu
 class EndpointStack(cdk.Stack):
     """SageMaker model, endpoint configuration and the endpoint ``gru4rec-<stage>``.
 
-    The model data is a dynamic reference to ``current-model-data``, which CloudFormation resolves only
-    when it creates or replaces the model: a deploy that changes nothing here leaves the model, its
-    configuration and the endpoint alone whatever the pipeline has made live since, and a change that
-    does replace them builds them from the live model, never the first one. Every update of the
-    endpoint is a guarded blue/green rollout (``infra.rollout``) that keeps the instance count
+    The model's archive is what the endpoint serves, read by ``Custom::LiveModelData`` when the stack is created
+    and whenever the model's other properties change (``infra.stacks.live_model_data``): a deploy that changes
+    nothing here leaves the model, its configuration and the endpoint alone whatever the pipeline has made live
+    since, and a change that does replace them builds them from the live model, never the first one. Every
+    update of the endpoint is a guarded blue/green rollout (``infra.rollout``) that keeps the instance count
     autoscaling has reached. ``model_role`` is the execution role of the endpoint's models (the
     training pipeline passes it to the models it creates).
     """
@@ -60,15 +60,7 @@ class EndpointStack(cdk.Stack):
         self.endpoint_name: str = config.endpoint_name
         self.variant_name = VARIANT_NAME
         self.model_role, model_policy = self._model_role(config, storage, image)
-        model_data = ssm.StringParameter.from_string_parameter_attributes(
-            self, "LiveModelData", parameter_name=config.model_data_parameter_name, force_dynamic_reference=True,
-        ).string_value
-        self.model = sagemaker.CfnModel(self, "Model", execution_role_arn=self.model_role.role_arn,
-                                        enable_network_isolation=endpoint_network_isolation(config.serverless))
-        self.model.add_property_override("PrimaryContainer",
-                                         primary_container(image.serve_image_uri, model_data, config.endpoint_name,
-                                                           config.serverless))
-        self.model.node.add_dependency(model_policy)
+        self.model, self.live_model_data = self._model(config, storage, image, model_policy)
         self.challenger_model = self._challenger_model(config, image, model_policy) if config.ab_test else None
         self.endpoint_config = self._endpoint_config(config, storage)
         self.endpoint = sagemaker.CfnEndpoint(
@@ -100,6 +92,22 @@ class EndpointStack(cdk.Stack):
         cdk.CfnOutput(
             self, "EndpointName", value=self.endpoint.attr_endpoint_name, description="SageMaker endpoint of this stage"
         )
+
+    def _model(self, config: AppConfig, storage: StorageStack, image: ImageStack,
+               model_policy: iam.Policy) -> tuple[sagemaker.CfnModel, LiveModelData]:
+        """The live model: everything but its archive from this template, the archive from what the endpoint serves
+        (``infra.stacks.live_model_data``), read again whenever anything else of the model changes."""
+        container = primary_container(image.serve_image_uri, "", config.endpoint_name, config.serverless)
+        container.pop("ModelDataUrl")
+        inputs = {"ExecutionRoleArn": self.model_role.role_arn,
+                  "EnableNetworkIsolation": endpoint_network_isolation(config.serverless),
+                  "PrimaryContainer": container}
+        live = LiveModelData(self, "LiveModelData", config, storage, inputs)
+        model = sagemaker.CfnModel(self, "Model", execution_role_arn=inputs["ExecutionRoleArn"],
+                                   enable_network_isolation=inputs["EnableNetworkIsolation"])
+        model.add_property_override("PrimaryContainer", {**container, "ModelDataUrl": live.model_data})
+        model.node.add_dependency(model_policy)
+        return model, live
 
     def _model_role(self, config: AppConfig, storage: StorageStack, image: ImageStack) -> tuple[iam.Role, iam.Policy]:
         """The endpoint's models: read model artifacts (training output and the first model), write data

@@ -125,9 +125,16 @@ def record_version(
 
 
 def rollout_entry(
-    scope: Construct, config: AppConfig, on_failure: sfn.IChainable, rollout: sfn.IChainable, train: sfn.IChainable
+    scope: Construct,
+    config: AppConfig,
+    on_failure: sfn.IChainable,
+    rollout: sfn.IChainable,
+    train: sfn.IChainable,
+    fresh_name: str,
 ) -> sfn.Choice:
-    """The pipeline's first state: ``{"modelPackage": ARN}`` rolls that version out, anything else trains."""
+    """The pipeline's first state: ``{"modelPackage": ARN}`` rolls that version out, anything else trains.
+    ``fresh_name``: JSONata (no braces) for a new model name, what a rollback (``"rollback": true``) names its model
+    and endpoint config."""
     metadata = "$states.result.CustomerMetadataProperties"
     read = tasks.CallAwsService.jsonata(
         scope,
@@ -138,7 +145,11 @@ def rollout_entry(
         parameters={"ModelPackageName": "{% $states.input.modelPackage %}"},
         assign={
             # a promoted version's model is named under this pipeline's names (``model-name``), not its source's job
-            "jobName": _or_null(f"({metadata}.'{MODEL_NAME}' ? {metadata}.'{MODEL_NAME}' : {metadata}.'training-job')"),
+            # a rollback puts an earlier version live again under a name of its own (its first model and endpoint
+            # config exist, or were cleaned up)
+            "jobName": "{% $states.input.rollback = true ? " + fresh_name + " : "
+            + _value_or_null(f"({metadata}.'{MODEL_NAME}' ? {metadata}.'{MODEL_NAME}' : {metadata}.'training-job')")
+            + " %}",
             "image": "{% $states.result.InferenceSpecification.Containers[0].Image %}",
             "gatedJob": _or_null(metadata + ".'gated-job'"),
             "modelData": "{% $states.result.InferenceSpecification.Containers[0].ModelDataUrl %}",
@@ -227,7 +238,11 @@ def rollout_on_approval(
 def _or_null(expression: str) -> str:
     """JSONata: ``expression``, or null where it finds nothing (a version registered at the first deploy names no
     training job)."""
-    return "{% ($value := " + expression + "; $exists($value) ? $value : null) %}"
+    return "{% " + _value_or_null(expression) + " %}"
+
+
+def _value_or_null(expression: str) -> str:
+    return "($value := " + expression + "; $exists($value) ? $value : null)"
 
 
 def passed_verdict(metric: str, threshold: float) -> str:

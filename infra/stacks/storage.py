@@ -1,12 +1,10 @@
-"""Storage: the stage's KMS key, the data bucket, its access-log bucket, and the live-model pointer."""
+"""Storage: the stage's KMS key, the data bucket, its access-log bucket, the first model and the model registry."""
 from __future__ import annotations
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_ssm as ssm
-from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from infra.config import AppConfig
@@ -32,38 +30,26 @@ SNS_TOPIC_CONTEXT = "kms:EncryptionContext:aws:sns:topicArn"
 
 
 class StorageStack(cdk.Stack):
-    """KMS key, data bucket and access-log bucket, the first model and ``current-model-data``.
+    """KMS key, data bucket and access-log bucket, the first model and the stage's model package group.
 
     ``key`` encrypts the data bucket, the endpoint's volumes and data capture, and the log groups and
     topics of the other stacks. ``initial_model`` is the first model.tar.gz, uploaded as a file asset
     whose hash is fixed by ``initial_model_version`` (a rebuilt tarball changes nothing) and copied to a
-    .tar.gz key (:mod:`infra.stacks.initial_model`), recorded in ``initial-model-data``;
-    ``model_data_parameter`` (``current-model-data``) starts out pointing at it and is then moved only by
-    the training pipeline and the operator CLI (:meth:`_live_model_pointer`).
+    .tar.gz key (:mod:`infra.stacks.initial_model`), which the Endpoint stack serves until a model of the
+    registry replaces it. ``registry`` (:mod:`infra.registry`) is the record of the stage's models.
     """
 
     def __init__(self, scope: Construct, construct_id: str, config: AppConfig, **kwargs) -> None:
         super().__init__(
             scope,
             construct_id,
-            description=f"GRU4Rec {config.stage}: KMS key, data and log buckets, live-model pointer",
+            description=f"GRU4Rec {config.stage}: KMS key, data and log buckets, model registry",
             **kwargs,
         )
         self.key = self._key(config)
         self.log_bucket = self._log_bucket(config)
         self.bucket = self._data_bucket(config)
         self.initial_model = InitialModel(self, "InitialModel", config, self.bucket, self.key)
-        self.initial_model_parameter = ssm.StringParameter(
-            self,
-            "InitialModelData",
-            parameter_name=config.initial_model_data_parameter_name,
-            string_value=self.initial_model.uri,
-            description=f"S3 URI of the first model.tar.gz ({config.initial_model_version}); seeds current-model-data "
-                        "once",
-        )
-        # the seed names the copy only once it exists
-        self.initial_model_parameter.node.add_dependency(self.initial_model.copy)
-        self.model_data_parameter = self._live_model_pointer(config)
         self.registry = ModelRegistry(self, "ModelRegistry", config)
         share_group(config, self.registry.group,
                     self.format_arn(service="sagemaker", resource="model-package-group",
@@ -73,51 +59,6 @@ class StorageStack(cdk.Stack):
         self.bucket_arn_export_name = f"{config.resource_prefix}-data-bucket-arn"
         self._bucket_arn_import = self.export_value(self.bucket.bucket_arn, name=self.bucket_arn_export_name)
         cdk.CfnOutput(self, "DataBucketName", value=self.bucket.bucket_name, description="Data bucket of this stage")
-
-    def _live_model_pointer(self, config: AppConfig) -> cr.AwsCustomResource:
-        """``current-model-data``, written once, when the stack is created, with the first model's copy; from then
-        on the training pipeline and ``infra.ops rollback`` own it, and no template change (an
-        ``initial_model_version`` bump included) puts another model live.
-
-        Not an ``AWS::SSM::Parameter`` resolving ``{{resolve:ssm:initial-model-data}}``: CloudFormation resolves
-        ssm dynamic references while it builds the change set, before any resource of the stack exists ("To verify
-        which version of an ssm dynamic reference will be used in a stack operation, create a change set ... review
-        the processed template", https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/dynamic-references-ssm.html),
-        so a first deploy that creates the parameter it reads fails.
-        """
-        name = config.model_data_parameter_name
-        pointer = cr.AwsCustomResource(
-            self,
-            "CurrentModelData",
-            install_latest_aws_sdk=False,
-            # never over a value already there (see docs/deploy.md on upgrading a stage from the parameter resource)
-            on_create=cr.AwsSdkCall(
-                service="SSM",
-                action="putParameter",
-                physical_resource_id=cr.PhysicalResourceId.of(name),
-                parameters={"Name": name, "Value": self.initial_model.uri, "Type": "String", "Overwrite": False},
-                ignore_error_codes_matching="ParameterAlreadyExists",
-            ),
-            on_delete=cr.AwsSdkCall(
-                service="SSM",
-                action="deleteParameter",
-                parameters={"Name": name},
-                ignore_error_codes_matching="ParameterNotFound",
-            ),
-            policy=cr.AwsCustomResourcePolicy.from_statements(
-                [
-                    iam.PolicyStatement(
-                        sid="WriteLiveModelPointer",
-                        actions=["ssm:PutParameter", "ssm:DeleteParameter"],
-                        resources=[
-                            self.format_arn(service="ssm", resource="parameter", resource_name=name.lstrip("/"))
-                        ],
-                    )
-                ]
-            ),
-        )
-        pointer.node.add_dependency(self.initial_model.copy)
-        return pointer
 
     @property
     def bucket_arn(self) -> str:

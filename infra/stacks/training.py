@@ -11,10 +11,10 @@ from the job's final metrics, by name: on the validation split, the last ``valid
 unless that context key is 0; the test channel, optional, is scored once at the end and never selects) -> Create model
 -> Create endpoint config -> Is the endpoint free? (waits while another rollout or a ``cdk deploy`` updates it;
 SageMaker runs one update at a time) -> Update endpoint (a guarded blue/green rollout, ``infra.rollout``) -> Wait /
-Check endpoint (until the endpoint serves the new configuration, or SageMaker has rolled it back on an alarm) -> Record
-model data -> Record model name -> Done. With ``valid_days``, Find live endpoint config -> Find live model -> Read live
-model (the champion: the archive of the model the endpoint serves) come before Train. Any failure: Notify failure
-(SNS) -> Failed, and the live-model pointers keep the old model; an execution that times out or is stopped is
+Check endpoint (until the endpoint serves the new configuration, or SageMaker has rolled it back on an alarm) -> Done:
+the model is live, the model the endpoint serves. With ``valid_days``, Find live endpoint config -> Find live model ->
+Read live model (the champion: the archive of the model the endpoint serves) come before Train. Any failure: Notify
+failure (SNS) -> Failed, and the endpoint keeps serving the old model; an execution that times out or is stopped is
 reported to the same topic by an EventBridge rule.
 """
 from __future__ import annotations
@@ -239,7 +239,8 @@ class TrainingPipeline(Construct):
         reject.next(on_failure)
         train.next(self._quality_gate(config, reject, ship))
         training.next(self._tuning(config, storage, image, on_failure, train) if config.tune_every_days else train)
-        definition = rollout_entry(self, config, on_failure, rollout, training)
+        fresh_name = job_name_expression(config, JOB_KIND).removeprefix("{% ").removesuffix(" %}")
+        definition = rollout_entry(self, config, on_failure, rollout, training, fresh_name)
         self.state_machine = pipeline_state_machine(self, config, storage.key, "training", definition, _timeout(config))
 
     def _name_the_job(self, config: AppConfig, storage: StorageStack, image: ImageStack) -> sfn.Pass:
@@ -519,7 +520,7 @@ class TrainingPipeline(Construct):
 
     def _deploy(self, config: AppConfig, storage: StorageStack, image: ImageStack, endpoint: EndpointStack,
                 on_failure: sfn.IChainable) -> sfn.IChainable:
-        """Model -> endpoint config -> endpoint update -> wait until it serves the model -> record the live model."""
+        """Model -> endpoint config -> endpoint update -> wait until it serves the model (then the model is live)."""
         names = f"{self.job_name_prefix}*"
         tags = resource_tags(config, pipeline="training", **{"training-job": "{% $jobName %}",
                                                               "model-package": "{% $modelPackage %}"})
@@ -552,7 +553,7 @@ class TrainingPipeline(Construct):
             parameters={"EndpointName": endpoint.endpoint_name, "EndpointConfigName": "{% $jobName %}",
                         **RETAINED_VARIANT_PROPERTIES, "DeploymentConfig": deployment_config(config)},
         )
-        record = self._record_live_model(config, on_failure)
+        record = sfn.Succeed.jsonata(self, "Done", outputs=self._outputs(config))
         for task in (create_model, create_config, update):
             task.add_catch(on_failure)
         return (create_model.next(create_config)
@@ -581,7 +582,7 @@ class TrainingPipeline(Construct):
             f"'endpoint {endpoint.endpoint_name} is still ' & $states.input.EndpointStatus & ' after "
             f"{ENDPOINT_MAX_POLLS} checks {int(ENDPOINT_POLL_INTERVAL.to_seconds())} s apart (another rollout or a "
             "cdk deploy is updating it): model ' & $jobName & ' was not deployed; start the pipeline again, or "
-            "run python -m infra.ops rollback --to ' & $jobName & ' once it is InService'",
+            "run python -m infra.ops rollback --to-version ' & $modelPackage & ' once it is InService'",
         )
         free = (sfn.Choice.jsonata(self, "Endpoint free?")
                 .when(sfn.Condition.jsonata("{% $states.input.EndpointStatus = 'InService' %}"), then)
@@ -637,23 +638,6 @@ class TrainingPipeline(Construct):
                  .when(sfn.Condition.jsonata(f"{{% $polls >= {ENDPOINT_MAX_POLLS} %}}"), timed_out.next(on_failure))
                  .otherwise(wait))
         return wait.next(check).next(ready)
-
-    def _record_live_model(self, config: AppConfig, on_failure: sfn.IChainable) -> sfn.IChainable:
-        """Point ``current-model-data`` and ``current-model-name`` at the model the endpoint now serves."""
-        records = []
-        for state_name, parameter, value in (
-            ("Record model data", config.model_data_parameter_name, "{% $modelData %}"),
-            ("Record model name", config.model_name_parameter_name, "{% $jobName %}"),
-        ):
-            record = tasks.CallAwsService.jsonata(
-                self, state_name, service="ssm", action="putParameter",
-                iam_resources=[parameter_arn(self, parameter)],
-                parameters={"Name": parameter, "Value": value, "Overwrite": True},
-            )
-            record.add_catch(on_failure)
-            records.append(record)
-        done = sfn.Succeed.jsonata(self, "Done", outputs=self._outputs(config))
-        return records[0].next(records[1]).next(done)
 
     def _outputs(self, config: AppConfig) -> dict:
         """What an execution that registered a model ends with: the model, its registry version, the gate's figures."""

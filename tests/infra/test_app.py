@@ -46,6 +46,12 @@ ACKNOWLEDGED = {
     "/Gru4Rec-Dev-Endpoint/FirstModelVersion/Register": {
         "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:model-package/gru4rec-dev/*]",
     },
+    "/Gru4Rec-Dev-Endpoint/LiveModelData/Policy": {
+        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:"
+        "<LiveModelDataLogsC4B8B9DF>:log-stream:*]",
+        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:endpoint-config/*]",
+        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:model/*]",
+    },
     "/Gru4Rec-Dev-Api/Api": {
         "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",
     },

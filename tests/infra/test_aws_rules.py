@@ -354,9 +354,11 @@ def test_guardrails_beyond_sagemakers_limits_are_reported(variants, change, prob
 
 
 def test_a_pointer_resolving_a_parameter_of_its_own_stack_is_reported(variants):
-    """current-model-data as it was: an AWS::SSM::Parameter resolving the seed the same stack creates."""
+    """A live-model pointer as stages once had it: an AWS::SSM::Parameter resolving a seed the same stack creates."""
     def fault(templates):
         storage = templates["Gru4Rec-Dev-Storage"]["Resources"]
+        storage["InitialModelData"] = {"Type": "AWS::SSM::Parameter", "Properties": {
+            "Name": "/gru4rec/dev/initial-model-data", "Type": "String", "Value": "s3://bucket/model.tar.gz"}}
         storage["CurrentModelData"] = {"Type": "AWS::SSM::Parameter", "Properties": {
             "Name": "/gru4rec/dev/current-model-data", "Type": "String",
             "Value": "{{resolve:ssm:/gru4rec/dev/initial-model-data}}"}}

@@ -52,8 +52,9 @@ def test_names_derive_from_the_stage(artifact):
     config = AppConfig.from_mapping({"stage": "prod", "initial_model_artifact": artifact})
     assert config.stack_name("Storage") == "Gru4Rec-Prod-Storage"
     assert config.endpoint_name == "gru4rec-prod"
-    assert config.model_data_parameter_name == "/gru4rec/prod/current-model-data"
-    assert config.model_name_parameter_name == "/gru4rec/prod/current-model-name"
+    assert config.model_package_group_name == "gru4rec-prod"
+    assert config.tuned_hyperparameters_parameter_name == "/gru4rec/prod/tuned-hyperparameters"
+    assert not [name for name in dir(config) if name.endswith("model_data_parameter_name")], "no live-model pointer"
     assert config.log_group_name("api-access") == "/gru4rec/prod/api-access"
 
 

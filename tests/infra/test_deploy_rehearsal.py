@@ -5,13 +5,14 @@ Before the stacks: the bootstrap version parameter in SSM and the file assets in
 bucket (as `cdk deploy` publishes them). Cross-stack references go through moto's exports.
 
 What moto 5.2.5 cannot create is declared below and printed; the test checks that the
-declarations match exactly what the templates hold, so nothing is dropped unnoticed. moto leaves
-``{{resolve:ssm:...}}`` dynamic references as they are: :class:`DynamicReferences` resolves them the
-way CloudFormation documents, when a resource is created or its template changes, never otherwise.
+declarations match exactly what the templates hold, so nothing is dropped unnoticed. The Endpoint
+stack's ``Custom::LiveModelData`` is answered by its own function's read (infra/functions/live_model_data)
+in moto, the way CloudFormation calls a custom resource: when it is created, and again only when its
+properties change (:class:`LiveModelReads`).
 
 The last tests deploy a second time, as ``cdk deploy --all`` after the training pipeline has rolled
-the endpoint (simulated by writing the live-model pointers): unchanged templates, then templates
-changed where they could reach the live model.
+the endpoint (simulated by moving moto's endpoint to the pipeline's configuration): unchanged templates,
+then templates changed where they could reach the live model.
 """
 from __future__ import annotations
 
@@ -28,8 +29,10 @@ import pytest
 from moto import mock_aws
 from moto.cloudformation.parsing import NULL_MODELS, get_model_map
 
+from infra.functions.live_model_data.index import live_model_data
 from infra.ops import training
 from infra.ops.deployment import PARTS, load_deployment, stack_name
+from infra.stacks.live_model_data import RESOURCE_TYPE as LIVE_MODEL_DATA
 
 # moto warns about each type it skips; they are declared and printed below instead
 pytestmark = [
@@ -45,12 +48,16 @@ STAND_IN = {"Type": "AWS::CloudFormation::WaitConditionHandle"}
 # still resolve), by stack and type, with the reason.
 STAND_INS = {
     ("storage", "Custom::AWS"): (
-        "the CDK's AwsCustomResource Lambda makes one SDK call (copy the first model to its .tar.gz key, write "
-        "current-model-data once); the rehearsal makes the same Create call with boto3 (run_sdk_calls)"
+        "the CDK's AwsCustomResource Lambda makes one SDK call (copy the first model to its .tar.gz key); the "
+        "rehearsal makes the same Create call with boto3 (run_sdk_calls)"
     ),
     ("endpoint", "Custom::AWS"): (
         "the CDK's AwsCustomResource Lambda registers the first model as the group's first version; the rehearsal "
         "makes the same Create call with boto3 (run_sdk_calls)"
+    ),
+    ("endpoint", "Custom::LiveModelData"): (
+        "the stack's function reads the live model's archive from the endpoint; the rehearsal runs the same read "
+        "in moto and puts its answer where the template reads it (LiveModelReads)"
     ),
     ("image", "Custom::CDKECRDeployment"): (
         "cdk-ecr-deployment's Lambda copies the built images into the stage's repository; moto "
@@ -61,7 +68,6 @@ STAND_INS = {
 # Resource types whose Tags are removed before creating them (the resource itself is created).
 TAGS_DROPPED = {
     "AWS::KMS::Key": "moto 5.2.5 tags a CloudFormation-made key by TagKey/TagValue: KeyError",
-    "AWS::SSM::Parameter": "moto 5.2.5 reads a parameter's Tags as a list, not as a map",
 }
 
 # Resource types moto's CloudFormation accepts but does not create (it skips them with a
@@ -189,48 +195,55 @@ def publish_file_assets(s3, outdir: Path, asset_manifest: dict) -> list[str]:
     return published
 
 
-DYNAMIC_SSM = re.compile(r"\{\{resolve:ssm:([^}:]+)\}\}")
+class LiveModelReads:
+    """CloudFormation's rule for a custom resource, which moto would run in Docker: the provider is called when the
+    resource is created, and on a stack update only when its properties changed
+    (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/crpg-ref-requesttypes-update.html); in between,
+    ``Fn::GetAtt`` keeps the last answer. Each ``Custom::LiveModelData`` is answered by the function's own read
+    (``live_model_data``) against moto, and its ``Fn::GetAtt`` replaced by the answer."""
 
-
-class DynamicReferences:
-    """CloudFormation's rule for ``{{resolve:ssm:NAME}}``, which moto 5.2.5 does not apply.
-
-    "During stack updates, CloudFormation doesn't retrieve the value of the dynamic reference unless a
-    change is made to the dynamic reference itself"
-    (https://repost.aws/knowledge-center/cloudformation-stack-update-secrets): a resource whose template is
-    the same as at the last deploy keeps the values resolved then; a new or changed one gets the
-    parameter's value now (a parameter the same template creates first: the value it gives it).
-    """
-
-    def __init__(self, ssm):
-        self.ssm = ssm
-        self.deployed: dict[tuple[str, str], tuple[dict, dict]] = {}
+    def __init__(self, session):
+        self.session = session
+        self.deployed: dict[tuple[str, str], tuple[dict, str]] = {}
+        self.reads: list[tuple[str, str]] = []
 
     def apply(self, stack: str, template: dict) -> dict:
-        patched = copy.deepcopy(template)
+        answers = {}
         for logical_id, resource in template["Resources"].items():
+            if resource["Type"] != LIVE_MODEL_DATA:
+                continue
             last = self.deployed.get((stack, logical_id))
-            resolved = last[1] if last and last[0] == resource else self._resolve(resource, template)
-            self.deployed[(stack, logical_id)] = (copy.deepcopy(resource), resolved)
-            patched["Resources"][logical_id] = copy.deepcopy(resolved)
-        return patched
+            properties = resource["Properties"]
+            answer = last[1] if last and last[0] == properties else self._read(stack, properties)
+            self.deployed[(stack, logical_id)] = (copy.deepcopy(properties), answer)
+            answers[logical_id] = answer
+        return _with_answers(copy.deepcopy(template), answers)
 
-    def _resolve(self, node, template: dict):
-        if isinstance(node, dict):
-            return {key: self._resolve(value, template) for key, value in node.items()}
-        if isinstance(node, list):
-            return [self._resolve(value, template) for value in node]
-        if isinstance(node, str):
-            return DYNAMIC_SSM.sub(lambda match: self._value(match.group(1), template), node)
-        return node
-
-    def _value(self, name: str, template: dict) -> str:
+    def _read(self, stack: str, properties: dict) -> str:
+        cloudformation = self.session.client("cloudformation")
         try:
-            return self.ssm.get_parameter(Name=name)["Parameter"]["Value"]
-        except self.ssm.exceptions.ParameterNotFound:
-            (value,) = [r["Properties"]["Value"] for r in template["Resources"].values()
-                        if r["Type"] == "AWS::SSM::Parameter" and r["Properties"]["Name"] == name]
-            return substitute(value["Fn::Sub"]) if isinstance(value, dict) else value
+            outputs = cloudformation.describe_stacks(StackName=stack)["Stacks"][0].get("Outputs", [])
+        except cloudformation.exceptions.ClientError:
+            outputs = []
+        # moto names the endpoint after the stack (it ignores EndpointName): the stack's output says which
+        endpoint = next((o["OutputValue"] for o in outputs if o["OutputKey"] == "EndpointName"),
+                        properties["EndpointName"])
+        answer = live_model_data(self.session.client("sagemaker"), endpoint,
+                                 resolve_text(self.session, stack, properties["FirstModelData"]))
+        self.reads.append((stack, answer))
+        return answer
+
+
+def _with_answers(node, answers: dict[str, str]):
+    """``node`` with each ``{"Fn::GetAtt": [id, "ModelDataUrl"]}`` of an answered resource replaced by the answer."""
+    if isinstance(node, dict):
+        target = node.get("Fn::GetAtt")
+        if isinstance(target, list) and target[0] in answers:
+            return answers[target[0]]
+        return {key: _with_answers(value, answers) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_with_answers(value, answers) for value in node]
+    return node
 
 
 def create_model_package_groups(session, stack: str, template: dict) -> None:
@@ -245,12 +258,15 @@ def create_model_package_groups(session, stack: str, template: dict) -> None:
 PSEUDO = {"AWS::URLSuffix": "amazonaws.com", "AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws"}
 
 
-def run_sdk_calls(session, stack: str, template: dict) -> list[str]:
-    """Make each ``Custom::AWS`` resource's Create call in moto, as the AwsCustomResource Lambda would once the
-    stack's other resources exist; references resolve to moto's physical ids. Returns "service.action" per call."""
+def resolve_text(session, stack: str, value) -> str:
+    """A template value of strings, joins, imports and references as moto's deployment resolves it (references:
+    the physical ids of ``stack``'s resources, once it exists)."""
     cloudformation = session.client("cloudformation")
-    physical = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in cloudformation
-                .list_stack_resources(StackName=stack)["StackResourceSummaries"]}
+    try:
+        physical = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in cloudformation
+                    .list_stack_resources(StackName=stack)["StackResourceSummaries"]}
+    except cloudformation.exceptions.ClientError:
+        physical = {}
     exports = {export["Name"]: export["Value"] for export in cloudformation.list_exports()["Exports"]}
 
     def text(value) -> str:
@@ -267,10 +283,16 @@ def run_sdk_calls(session, stack: str, template: dict) -> list[str]:
             return text(items["Fn::Split"][1]).split(items["Fn::Split"][0])[index]
         return PSEUDO.get(value["Ref"]) or physical[value["Ref"]]
 
+    return text(value)
+
+
+def run_sdk_calls(session, stack: str, template: dict) -> list[str]:
+    """Make each ``Custom::AWS`` resource's Create call in moto, as the AwsCustomResource Lambda would once the
+    stack's other resources exist; references resolve to moto's physical ids. Returns "service.action" per call."""
     made = []
     for resource in template["Resources"].values():
         if resource["Type"] == "Custom::AWS":
-            call = json.loads(text(resource["Properties"]["Create"]))
+            call = json.loads(resolve_text(session, stack, resource["Properties"]["Create"]))
             action = re.sub(r"(?<!^)(?=[A-Z])", "_", call["action"]).lower()
             getattr(session.client(call["service"].lower()), action)(**call["parameters"])
             made.append(f"{call['service']}.{call['action']}")
@@ -318,7 +340,7 @@ def deploy_assembly(session, synth) -> dict:
     keys = {stack.stack_name: key for key, stack in synth.stacks.items()}
     record = {"order": deployment_order(manifest), "replaced": [], "untagged": [], "stacks": {}}
     s3, cloudformation = session.client("s3"), session.client("cloudformation")
-    references = DynamicReferences(session.client("ssm"))
+    references = LiveModelReads(session)
     record["assets"], record["sdk_calls"] = [], []
     for name in record["order"]:
         artifact = manifest["artifacts"][name]
@@ -327,9 +349,9 @@ def deploy_assembly(session, synth) -> dict:
                 asset_file = manifest["artifacts"][dependency]["properties"]["file"]
                 assets = json.loads((synth.outdir / asset_file).read_text())
                 record["assets"] += publish_file_assets(s3, synth.outdir, assets)
-        template = references.apply(name, with_stand_ins(
-            synth.templates[name], keys[name], record["replaced"], record["untagged"]
-        ))
+        template = with_stand_ins(
+            references.apply(name, synth.templates[name]), keys[name], record["replaced"], record["untagged"]
+        )
         cloudformation.create_stack(
             StackName=name,
             TemplateBody=json.dumps(template),
@@ -454,24 +476,28 @@ def _stack_parts(synth, stage: str) -> dict[str, str | None]:
     return {name: by_name.get(name) for name in synth.templates}
 
 
-def test_the_first_deploy_serves_the_first_model_and_seeds_the_pointer(rehearsal, synth):
-    """The first model's asset is copied to a .tar.gz key, whose URI seeds current-model-data, and the endpoint's
-    model uses it; current-model-name is the pipeline's to write, so it does not exist yet."""
+def test_the_first_deploy_serves_the_first_model_and_writes_no_parameter(rehearsal, synth):
+    """The first model's asset is copied to a .tar.gz key, the endpoint's model serves it (the live-model read finds
+    no endpoint yet), the registry's first version names it, and no SSM parameter but the bootstrap's exists."""
     session = rehearsal["session"]
     ssm, s3 = session.client("ssm"), session.client("s3")
-    assert sorted(rehearsal["sdk_calls"]) == ["S3.copyObject", "SSM.putParameter", "SageMaker.createModelPackage"]
-    model_data = ssm.get_parameter(Name=synth.config.model_data_parameter_name)["Parameter"]["Value"]
+    assert sorted(rehearsal["sdk_calls"]) == ["S3.copyObject", "SageMaker.createModelPackage"]
+    deployment = load_deployment(session, synth.config.stage)
+    model_data = f"s3://{deployment.data_bucket}/initial-models/{synth.config.initial_model_version}/model.tar.gz"
     bucket, key = model_data.removeprefix("s3://").split("/", 1)
-    assert key == f"initial-models/{synth.config.initial_model_version}/model.tar.gz"
     (asset,) = [uri for uri in rehearsal["assets"] if uri.endswith(".gz")]
     asset_bucket, asset_key = asset.removeprefix("s3://").split("/", 1)
     assert (s3.get_object(Bucket=bucket, Key=key)["Body"].read()
             == s3.get_object(Bucket=asset_bucket, Key=asset_key)["Body"].read())
-    assert ssm.get_parameter(Name=synth.config.initial_model_data_parameter_name)["Parameter"]["Value"] == model_data
-    with pytest.raises(ssm.exceptions.ParameterNotFound):
-        ssm.get_parameter(Name=synth.config.model_name_parameter_name)
+    endpoint_stack = synth.stacks["endpoint"].stack_name
+    assert (endpoint_stack, model_data) in rehearsal["references"].reads
+    assert [p["Name"] for p in ssm.describe_parameters()["Parameters"]] == ["/cdk-bootstrap/hnb659fds/version"]
     # moto names the endpoint after the stack (it ignores EndpointName): the output says which
-    assert _served_model_data(session, load_deployment(session, synth.config.stage).endpoint_name) == [model_data]
+    assert _served_model_data(session, deployment.endpoint_name) == [model_data]
+    (version,) = session.client("sagemaker").list_model_packages(
+        ModelPackageGroupName=synth.config.model_package_group_name)["ModelPackageSummaryList"]
+    described = session.client("sagemaker").describe_model_package(ModelPackageName=version["ModelPackageArn"])
+    assert described["InferenceSpecification"]["Containers"][0]["ModelDataUrl"] == model_data
 
 
 def _served_model_data(session, endpoint_name: str) -> list[str]:
@@ -544,22 +570,11 @@ def _sagemaker_state(session) -> dict:
     return {"models": models, "configs": configs, "endpoints": endpoints}
 
 
-def _pointers(session, config) -> dict[str, str | None]:
-    ssm = session.client("ssm")
-    values = {}
-    for name in (config.model_data_parameter_name, config.model_name_parameter_name):
-        try:
-            values[name] = ssm.get_parameter(Name=name)["Parameter"]["Value"]
-        except ssm.exceptions.ParameterNotFound:
-            values[name] = None
-    return values
-
-
 def _deploy_again(rehearsal, templates: dict[str, dict]) -> None:
     """``cdk deploy --all`` once more: each stack updated in order with its (patched) template."""
     cloudformation = rehearsal["session"].client("cloudformation")
     for name in rehearsal["order"]:
-        template = rehearsal["references"].apply(name, with_stand_ins(templates[name], rehearsal["keys"][name], [], []))
+        template = with_stand_ins(rehearsal["references"].apply(name, templates[name]), rehearsal["keys"][name], [], [])
         cloudformation.update_stack(StackName=name, TemplateBody=json.dumps(template),
                                     Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"])
         status = cloudformation.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"]
@@ -567,50 +582,64 @@ def _deploy_again(rehearsal, templates: dict[str, dict]) -> None:
 
 
 def _changed_templates(synth) -> dict[str, dict]:
-    """The templates with the changes that used to reach the live model: a new first model (the seed's
-    value), a new description, and new tags on the Storage parameters and the Endpoint's model."""
+    """The templates with the changes that used to reach the live model: a new description of the Storage stack, a
+    new first model for the Endpoint's read, new tags on the Endpoint's model, and a change of its container's
+    environment (which replaces it) made where the stack makes it, in the model and in the read's inputs alike."""
     templates = copy.deepcopy(synth.templates)
     storage = templates[synth.stacks["storage"].stack_name]
     storage["Description"] += " (changed)"
-    for resource in storage["Resources"].values():
-        if resource["Type"] == "AWS::SSM::Parameter" and "Tags" in resource["Properties"]:
-            resource["Properties"]["Tags"]["cost-centre"] = "42"
-            resource["Properties"]["Value"] = "s3://cdk-hnb659fds-assets-123456789012-us-east-1/initial-2.gz"
     endpoint = templates[synth.stacks["endpoint"].stack_name]
     for resource in endpoint["Resources"].values():
         if resource["Type"] == "AWS::SageMaker::Model":
             resource["Properties"].setdefault("Tags", []).append({"Key": "cost-centre", "Value": "42"})
+            resource["Properties"]["PrimaryContainer"]["Environment"]["LOG_LEVEL"] = "debug"
+        if resource["Type"] == LIVE_MODEL_DATA:
+            resource["Properties"]["Model"]["PrimaryContainer"]["Environment"]["LOG_LEVEL"] = "debug"
+            parts = resource["Properties"]["FirstModelData"]["Fn::Join"][1]
+            parts[-1] = parts[-1].replace("initial-1", "initial-2")
     return templates
+
+
+def _roll(session, deployment, job: str, job_data: str) -> None:
+    """What the training pipeline's rollout leaves: a model and endpoint config named after the job, the endpoint
+    serving it (moto has no UpdateEndpoint: its endpoint is moved to the configuration)."""
+    from moto.sagemaker.models import sagemaker_backends
+
+    sagemaker = session.client("sagemaker")
+    config = sagemaker.describe_endpoint_config(
+        EndpointConfigName=sagemaker.describe_endpoint(EndpointName=deployment.endpoint_name)["EndpointConfigName"])
+    served = sagemaker.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
+    sagemaker.create_model(ModelName=job, ExecutionRoleArn=served["ExecutionRoleArn"], PrimaryContainer={
+        **served["PrimaryContainer"], "ModelDataUrl": job_data})
+    variant = {k: v for k, v in config["ProductionVariants"][0].items()
+               if k in ("VariantName", "InitialInstanceCount", "InstanceType", "InitialVariantWeight")}
+    sagemaker.create_endpoint_config(EndpointConfigName=job, ProductionVariants=[{**variant, "ModelName": job}])
+    sagemaker_backends[ACCOUNT][REGION].endpoints[deployment.endpoint_name].endpoint_config_name = job
 
 
 @pytest.fixture(scope="module")
 def redeployed(rehearsal, synth):
-    """Deploy; the pipeline rolls (its model and config, then the pointers); deploy again unchanged;
-    then deploy with changed templates. The state after each step."""
+    """Deploy; the pipeline rolls the endpoint to its model; deploy again unchanged; then deploy with changed
+    templates. The state after each step."""
     session, config = rehearsal["session"], synth.config
-    sagemaker = session.client("sagemaker")
     job = "gru4rec-dev-train-20261129-021710-0a1b2c3d"
     deployment = load_deployment(session, config.stage)
     job_data = f"s3://{deployment.data_bucket}/models/{job}/output/model.tar.gz"
-    served = sagemaker.describe_model(ModelName=sagemaker.describe_endpoint_config(
-        EndpointConfigName=sagemaker.describe_endpoint(EndpointName=deployment.endpoint_name)["EndpointConfigName"]
-    )["ProductionVariants"][0]["ModelName"])
-    sagemaker.create_model(ModelName=job, ExecutionRoleArn=served["ExecutionRoleArn"], PrimaryContainer={
-        **served["PrimaryContainer"], "ModelDataUrl": job_data})
-    ssm = session.client("ssm")
-    ssm.put_parameter(Name=config.model_data_parameter_name, Value=job_data, Type="String", Overwrite=True)
-    ssm.put_parameter(Name=config.model_name_parameter_name, Value=job, Type="String", Overwrite=True)
-    states = {"rolled": (_sagemaker_state(session), _pointers(session, config))}
+    _roll(session, deployment, job, job_data)
+    states = {"rolled": (_sagemaker_state(session), _served_model_data(session, deployment.endpoint_name))}
+    reads = len(rehearsal["references"].reads)
     _deploy_again(rehearsal, synth.templates)
-    states["unchanged"] = (_sagemaker_state(session), _pointers(session, config))
+    states["unchanged"] = (_sagemaker_state(session), _served_model_data(session, deployment.endpoint_name))
+    states["reads_unchanged"] = rehearsal["references"].reads[reads:]
     _deploy_again(rehearsal, _changed_templates(synth))
-    states["changed"] = (_sagemaker_state(session), _pointers(session, config))
+    states["reads_changed"] = rehearsal["references"].reads[reads:]
+    states["changed"] = (_sagemaker_state(session), None)
     endpoint_stack = synth.stacks["endpoint"].stack_name
     owned = [r["PhysicalResourceId"].rsplit("/", 1)[-1] for r in session.client("cloudformation").list_stack_resources(
         StackName=endpoint_stack)["StackResourceSummaries"] if r["ResourceType"] == "AWS::SageMaker::Model"]
-    states["stack_model_data"] = [
-        sagemaker.describe_model(ModelName=name)["PrimaryContainer"]["ModelDataUrl"]
-        for name in owned]
+    sagemaker = session.client("sagemaker")
+    states["stack_model_data"] = [sagemaker.describe_model(ModelName=name)["PrimaryContainer"]["ModelDataUrl"]
+                                  for name in owned]
     states["job_data"], states["job"] = job_data, job
     return states
 
@@ -618,15 +647,30 @@ def redeployed(rehearsal, synth):
 def test_a_deploy_after_a_pipeline_roll_changes_no_model_config_or_endpoint(redeployed):
     rolled, unchanged = redeployed["rolled"], redeployed["unchanged"]
     assert unchanged[0] == rolled[0]
-    assert unchanged[1] == rolled[1]
+    assert unchanged[1] == rolled[1] == [redeployed["job_data"]]
+    assert redeployed["reads_unchanged"] == [], "unchanged properties: CloudFormation does not call the read again"
 
 
 def test_a_template_change_to_storage_or_endpoint_never_changes_the_live_model(redeployed, synth):
-    """The pointers keep the pipeline's model; a model the Endpoint stack re-creates is built from it
-    (so an endpoint update it causes keeps serving it), never from the first model."""
-    _, pointers = redeployed["changed"]
-    assert pointers == {synth.config.model_data_parameter_name: redeployed["job_data"],
-                        synth.config.model_name_parameter_name: redeployed["job"]}
+    """A change that replaces the Endpoint stack's model re-reads the live model first: the new model is built
+    from the pipeline's model (so an endpoint update it causes keeps serving it), never from the first model."""
+    endpoint_stack = synth.stacks["endpoint"].stack_name
+    assert redeployed["reads_changed"] == [(endpoint_stack, redeployed["job_data"])]
     assert redeployed["stack_model_data"] == [redeployed["job_data"]]
     assert redeployed["job"] in redeployed["changed"][0]["models"]
 
+
+def test_the_reads_rule_would_catch_a_read_of_every_deploy(rehearsal, synth):
+    """Negative control of LiveModelReads: a read whose properties changed is read again, one whose properties did
+    not is not."""
+    reads = LiveModelReads(rehearsal["session"])
+    endpoint_stack = synth.stacks["endpoint"].stack_name
+    template = synth.templates[endpoint_stack]
+    reads.apply(endpoint_stack, template)
+    reads.apply(endpoint_stack, template)
+    assert len(reads.reads) == 1
+    changed = copy.deepcopy(template)
+    (resource,) = [r for r in changed["Resources"].values() if r["Type"] == LIVE_MODEL_DATA]
+    resource["Properties"]["Model"]["EnableNetworkIsolation"] = False
+    reads.apply(endpoint_stack, changed)
+    assert len(reads.reads) == 2

@@ -511,7 +511,8 @@ def _model_uris(app: AppView, machine: Machine) -> list[str]:
 
 
 def _initial_model_uris(app: AppView) -> list[str]:
-    return [p["Value"] for _, _, p in app.resources("AWS::SSM::Parameter") if p["Name"].endswith("/initial-model-data")]
+    """The first model's copy, which the Endpoint stack's live-model read answers before the endpoint exists."""
+    return [p["FirstModelData"] for _, _, p in app.resources("Custom::LiveModelData")]
 
 
 def _transform_model_role(machine: Machine) -> str:

@@ -138,10 +138,13 @@ SERVERLESS_VARIANT = {"ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurren
 SERVERLESS_CONTAINER = {"Environment": {"SAGEMAKER_SERVERLESS": "true"}}
 
 
-def pipeline_roll(session, role_arn: str, job: str, serverless: bool = False) -> None:
+def pipeline_roll(session, role_arn: str, job: str, serverless: bool = False, package: str | None = None) -> None:
     """What a training execution leaves behind: its model and endpoint config, both named after the job and
-    tagged, then the pointers; ``serverless``: as the pipeline writes them in endpoint_mode=serverless."""
+    tagged (``package``: the registry version it rolled out); ``serverless``: as the pipeline writes them in
+    endpoint_mode=serverless."""
     tags = [{"Key": "project", "Value": "gru4rec"}, {"Key": "stage", "Value": "dev"}]
+    if package:
+        tags.append({"Key": "model-package", "Value": package})
     sagemaker = session.client("sagemaker")
     sagemaker.create_model(ModelName=job, ExecutionRoleArn=role_arn, Tags=tags,
                            PrimaryContainer={"Image": IMAGE, "ModelDataUrl": job_data(job),
@@ -149,6 +152,3 @@ def pipeline_roll(session, role_arn: str, job: str, serverless: bool = False) ->
     variant = SERVERLESS_VARIANT if serverless else {"InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}
     sagemaker.create_endpoint_config(EndpointConfigName=job, Tags=tags, ProductionVariants=[{
         "VariantName": "AllTraffic", "ModelName": job, **variant}])
-    ssm = session.client("ssm")
-    ssm.put_parameter(Name="/gru4rec/dev/current-model-data", Value=job_data(job), Type="String", Overwrite=True)
-    ssm.put_parameter(Name="/gru4rec/dev/current-model-name", Value=job, Type="String", Overwrite=True)

@@ -52,9 +52,7 @@ class Stage:
 
     def live_model(self, uri: str) -> None:
         """Put the model archive ``uri`` live: the endpoint (moto's) serves a model of it from a configuration of
-        its own, as after a rollout, and ``current-model-data`` names it (what the Endpoint stack's model reads)."""
-        boto3.client("ssm", region_name=REGION).put_parameter(
-            Name=self.config.model_data_parameter_name, Value=uri, Type="String", Overwrite=True)
+        its own, as after a rollout."""
         sagemaker = boto3.client("sagemaker", region_name=REGION)
         self.rollouts += 1
         name = f"{self.config.resource_prefix}-live-{self.rollouts}"

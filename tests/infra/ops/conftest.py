@@ -44,15 +44,6 @@ def stage(aws):
         roleArn=role_arn,
     )["stateMachineArn"]
     api_key = aws.client("apigateway").create_api_key(name="gru4rec-dev", enabled=True)
-    ssm = aws.client("ssm")
-    ssm.put_parameter(
-        Name="/gru4rec/dev/current-model-name", Value="gru4rec-dev-model-1", Type="String"
-    )
-    ssm.put_parameter(
-        Name="/gru4rec/dev/current-model-data",
-        Value=f"s3://{BUCKET}/models/a/model.tar.gz",
-        Type="String",
-    )
     create_endpoint(aws.client("sagemaker"), role_arn, "gru4rec-dev")
     api_url = "https://abc123.execute-api.us-east-1.amazonaws.com/prod/"
     outputs = {

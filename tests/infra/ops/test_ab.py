@@ -12,6 +12,7 @@ from moto import mock_aws
 from infra.ops import ab, live_model
 from infra.ops.deployment import Deployment, Stack
 from infra.ops.errors import OpsError
+from infra.ops.registry import Version
 
 REGION, ACCOUNT, ENDPOINT = "eu-west-1", "123456789012", "gru4rec-dev"
 LIVE_DATA, CHALLENGER_DATA = (
@@ -84,9 +85,6 @@ def stage(monkeypatch):
         arn = session.client("stepfunctions").create_state_machine(
             name="gru4rec-dev-training", definition=json.dumps(definition), roleArn=role
         )["stateMachineArn"]
-        ssm = session.client("ssm")
-        ssm.put_parameter(Name="/gru4rec/dev/current-model-data", Value=LIVE_DATA, Type="String")
-        ssm.put_parameter(Name="/gru4rec/dev/current-model-name", Value="live", Type="String")
         outputs = {"Endpoint": {"EndpointName": ENDPOINT}, "Training": {"TrainingStateMachineArn": arn}}
         deployment = Deployment(
             "dev",
@@ -96,7 +94,7 @@ def stage(monkeypatch):
                 for part in ("Storage", "Endpoint", "Training")
             },
         )
-        yield SimpleNamespace(session=session, deployment=deployment, sagemaker=sagemaker, ssm=ssm)
+        yield SimpleNamespace(session=session, deployment=deployment, sagemaker=sagemaker)
 
 
 def _promote(stage, variant):
@@ -110,11 +108,11 @@ def _variants(stage, config_name):
     }
 
 
-def _pointers(stage):
-    return tuple(
-        stage.ssm.get_parameter(Name=f"/gru4rec/dev/current-model-{leaf}")["Parameter"]["Value"]
-        for leaf in ("data", "name")
-    )
+def _served(stage):
+    """The archive and the name of the model the endpoint's AllTraffic variant serves: the live model."""
+    config = stage.sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
+    model = _variants(stage, config)["AllTraffic"]["ModelName"]
+    return stage.sagemaker.describe_model(ModelName=model)["PrimaryContainer"]["ModelDataUrl"], model
 
 
 def test_promoting_the_challenger_rolls_the_live_variant_to_it_under_guardrails_then_drops_the_other(
@@ -134,7 +132,7 @@ def test_promoting_the_challenger_rolls_the_live_variant_to_it_under_guardrails_
     assert (only["VariantName"], only["ModelName"]) == ("AllTraffic", done.model_name)
     config = stage.sagemaker.describe_endpoint_config(EndpointConfigName=final["EndpointConfigName"])
     assert config["DataCaptureConfig"]["EnableCapture"] is True
-    assert _pointers(stage) == (CHALLENGER_DATA, done.model_name)
+    assert _served(stage) == (CHALLENGER_DATA, done.model_name)
 
 
 def test_promoting_the_live_variant_only_drops_the_challenger(stage, update_endpoint):
@@ -142,14 +140,14 @@ def test_promoting_the_live_variant_only_drops_the_challenger(stage, update_endp
     (final,) = update_endpoint.calls
     (only,) = _variants(stage, final["EndpointConfigName"]).values()
     assert (only["VariantName"], only["ModelName"], only["InitialVariantWeight"]) == ("AllTraffic", "live", 1)
-    assert _pointers(stage) == (LIVE_DATA, "live")
+    assert _served(stage) == (LIVE_DATA, "live")
 
 
 def test_alarms_that_roll_the_guarded_step_back_leave_the_test_running(stage, update_endpoint):
     update_endpoint.rolls_back = True
     with pytest.raises(OpsError, match="did not finish.*alarm gru4rec-dev-5xx.*the A/B test goes on"):
         _promote(stage, "Challenger")
-    assert len(update_endpoint.calls) == 1 and _pointers(stage) == (LIVE_DATA, "live")
+    assert len(update_endpoint.calls) == 1 and _served(stage) == (LIVE_DATA, "live")
 
 
 def test_without_a_test_there_is_nothing_to_promote(stage, update_endpoint):
@@ -159,7 +157,12 @@ def test_without_a_test_there_is_nothing_to_promote(stage, update_endpoint):
 
 
 def test_a_rollback_waits_for_the_test_to_end(stage, update_endpoint):
-    target = live_model.LiveModel("job-0", "s3://bucket/models/job-0/output/model.tar.gz", None, None, {})
+    target = Version(number=1, arn=f"arn:aws:sagemaker:{REGION}:123456789012:model-package/gru4rec-dev/1",
+                     approval="Approved", created="", description="", approval_description="", training_job="job-0",
+                     metrics={})
     with pytest.raises(OpsError, match="A/B test.*ab promote"):
-        live_model.roll_back(stage.session, stage.deployment, target, sleep=lambda s: None, report=lambda line: None)
+        live_model.roll_back(stage.session, stage.deployment, target, None, sleep=lambda s: None,
+                             report=lambda line: None)
     assert update_endpoint.calls == []
+    assert stage.session.client("stepfunctions").list_executions(
+        stateMachineArn=stage.deployment.training_state_machine_arn)["executions"] == [], "nothing started"

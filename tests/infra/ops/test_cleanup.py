@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from infra.ops import training
-from tests.support.ops_stage import BUCKET, IMAGE, outputs_stack, pipeline_roll, run
+from tests.support.ops_stage import BUCKET, IMAGE, job_data, outputs_stack, pipeline_roll, run
 
 
 def tagged_model_and_config(sagemaker, role_arn: str, suffix: str, stage: str = "dev") -> None:
@@ -81,7 +81,6 @@ def test_cleanup_after_destroy_removes_the_last_ones(stage, capsys):
     for part in ("Storage", "Image", "Endpoint", "Api", "Training", "Batch"):
         cloudformation.delete_stack(StackName=f"Gru4Rec-Dev-{part}")
     sagemaker.delete_endpoint(EndpointName="gru4rec-dev")
-    stage.session.client("ssm").delete_parameter(Name="/gru4rec/dev/current-model-name")
     code, out, _ = run(capsys, "cleanup", "--yes")
     assert code == 0 and out.splitlines()[-1] == "deleted"
     assert [m["ModelName"] for m in sagemaker.list_models()["Models"]] == ["gru4rec-dev-model-1"]
@@ -90,13 +89,25 @@ def test_cleanup_after_destroy_removes_the_last_ones(stage, capsys):
 
 
 def test_cleanup_keeps_the_models_live_before_the_current_one(stage, capsys):
-    """model_keep_count (1 here) earlier live models stay, with their endpoint configs; older ones go."""
+    """The models of the live registry version and of the model_keep_count (1 here) Approved versions before it
+    stay, with their endpoint configs; older ones go. A Rejected version in between counts for nothing."""
     cloudformation = stage.session.client("cloudformation")
     cloudformation.delete_stack(StackName="Gru4Rec-Dev-Training")
     outputs_stack(cloudformation, "Gru4Rec-Dev-Training",
                   {"TrainingStateMachineArn": stage.training_arn, "ModelKeepCount": "1"})
-    for job in ("older", "previous", "live"):
-        pipeline_roll(stage.session, stage.role_arn, f"gru4rec-dev-train-{job}")
+    sagemaker = stage.session.client("sagemaker")
+    sagemaker.create_model_package_group(ModelPackageGroupName="gru4rec-dev")
+    for job, status in (("older", "Approved"), ("previous", "Approved"), ("rejected", "Rejected"),
+                        ("live", "Approved")):
+        package = sagemaker.create_model_package(
+            ModelPackageGroupName="gru4rec-dev", ModelApprovalStatus=status, InferenceSpecification={
+                "Containers": [{"Image": IMAGE, "ModelDataUrl": job_data(f"gru4rec-dev-train-{job}")}],
+                "SupportedContentTypes": ["application/json"], "SupportedResponseMIMETypes": ["application/json"]},
+        )["ModelPackageArn"]
+        if status == "Approved":
+            pipeline_roll(stage.session, stage.role_arn, f"gru4rec-dev-train-{job}", package=package)
+    sagemaker.delete_endpoint(EndpointName="gru4rec-dev")
+    sagemaker.create_endpoint(EndpointName="gru4rec-dev", EndpointConfigName="gru4rec-dev-train-live")
     code, out, _ = run(capsys, "cleanup")
     assert code == 0
     listed = set(out.splitlines()[:-1])

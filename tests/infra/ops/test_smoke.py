@@ -6,10 +6,13 @@ What moto stands in for, and how (everything else is the smoke command's own cod
   CloudFormation by the deploy rehearsal's code (``deploy_assembly``) instead of ``cdk deploy``, which
   would build the images in Docker;
 - what AWS does while the command waits (the ``sleep`` seam, :class:`CloudStandIn`): moto runs no state
-  machine with ``.sync`` tasks and delivers no S3 event to EventBridge, so on each wait the stand-in does
-  the pipelines' visible work: a running training execution gets a training job (moto's, Completed at
-  once) and ends SUCCEEDED; a sessions file in ``sessions/incoming/`` gets a transform job and its scored
-  file, one answer line per input line, from the stand-in model below;
+  machine with ``.sync`` tasks and delivers no S3 or registry event to EventBridge, so on each wait the
+  stand-in does the pipelines' visible work: a running training execution gets a training job (moto's,
+  Completed at once) and its model registered PendingManualApproval (the smoke stage approves by hand), and
+  ends SUCCEEDED; an Approved version's event starts the pipeline as ``version-<n>`` (what the rule and the
+  trigger machine do, executed in tests/infra/stacks/test_model_versions_executions.py), whose rollout
+  leaves a model tagged with the version served by the endpoint; a sessions file in ``sessions/incoming/``
+  gets a transform job and its scored file, one answer line per input line, from the stand-in model below;
 - the API (the ``recommend`` seam): moto serves no API Gateway stage over HTTP, so the call is answered
   by the same stand-in model (``tests/infra/ops/test_recommend.py`` checks the real signed request on a local server);
 - the prices (the ``hourly_price`` seam): moto has no Price List API; the parsing of its answer is tested
@@ -29,6 +32,7 @@ import boto3
 import pytest
 from moto import mock_aws
 from moto.kms.models import kms_backends
+from moto.sagemaker.models import sagemaker_backends
 from moto.stepfunctions.models import stepfunctions_backends
 
 from infra.layout import INCOMING_SESSIONS_PREFIX, PARTS, SCORED_SESSIONS_PREFIX, stack_name
@@ -56,8 +60,11 @@ def data_dir(tmp_path_factory) -> Path:
 class CloudStandIn:
     """What the stage's pipelines and API would do in an account, done on moto when the smoke run waits."""
 
-    def __init__(self, session, stage: str, data: smoke.SmokeData, answer=None):
+    def __init__(self, session, stage: str, data: smoke.SmokeData, answer=None, approval_events: int = 1):
         self.session, self.stage = session, stage
+        # how many rollouts an approval starts: 1 as the rule and the trigger's execution name make it; 0 and 2
+        # are the negative controls of the smoke run's approve step
+        self.approval_events = approval_events
         counts = Counter(item for _, items in data.sessions for item in items)
         self.popular = [item for item, _ in counts.most_common()] + sorted(data.known_items - set(counts))
         self.answer = answer or self.popular
@@ -71,19 +78,66 @@ class CloudStandIn:
     def sleep(self, seconds: float) -> None:
         self.waits += 1
         deployment = load_deployment(self.session, self.stage)
+        self._deliver_approvals(deployment)
         self._finish_training(deployment)
         self._score_incoming(deployment)
+
+    def _deliver_approvals(self, deployment) -> None:
+        sfn, sagemaker = self.session.client("stepfunctions"), self.session.client("sagemaker")
+        started = {e["name"] for e in sfn.list_executions(
+            stateMachineArn=deployment.training_state_machine_arn)["executions"]}
+        for summary in sagemaker.list_model_packages(ModelPackageGroupName=f"gru4rec-{self.stage}",
+                                                     ModelApprovalStatus="Approved")["ModelPackageSummaryList"]:
+            names = [f"version-{summary['ModelPackageVersion']}"]
+            names += [f"{names[0]}-again-{n}" for n in range(1, self.approval_events)]
+            for name in names[:self.approval_events]:
+                if name not in started:
+                    body = {"modelPackage": summary["ModelPackageArn"], "trigger": "approval"}
+                    sfn.start_execution(stateMachineArn=deployment.training_state_machine_arn, name=name,
+                                        input=json.dumps(body))
 
     def _finish_training(self, deployment) -> None:
         sfn = self.session.client("stepfunctions")
         running = sfn.list_executions(stateMachineArn=deployment.training_state_machine_arn,
                                       statusFilter="RUNNING")["executions"]
         for number, execution in enumerate(running):
-            s3 = self.session.client("s3")
-            self.training_data = [o["Key"] for o in s3.list_objects_v2(
-                Bucket=deployment.data_bucket, Prefix="training/").get("Contents", [])]
-            self._training_job(f"gru4rec-{self.stage}-train-20261202-000000-{number:08x}", deployment)
+            execution_input = json.loads(sfn.describe_execution(executionArn=execution["executionArn"])["input"])
+            if "modelPackage" in execution_input:
+                self._roll_out(execution_input["modelPackage"], execution["name"], deployment)
+            else:
+                s3 = self.session.client("s3")
+                self.training_data = [o["Key"] for o in s3.list_objects_v2(
+                    Bucket=deployment.data_bucket, Prefix="training/").get("Contents", [])]
+                job = f"gru4rec-{self.stage}-train-20261202-000000-{number:08x}"
+                self._training_job(job, deployment)
+                self._register_pending(job, deployment)
             stepfunctions_backends[ACCOUNT][REGION].describe_execution(execution["executionArn"]).status = "SUCCEEDED"
+
+    def _register_pending(self, job: str, deployment) -> None:
+        self.session.client("sagemaker").create_model_package(
+            ModelPackageGroupName=f"gru4rec-{self.stage}", ModelApprovalStatus="PendingManualApproval",
+            ModelPackageDescription="passed the quality gate", CustomerMetadataProperties={"training-job": job},
+            InferenceSpecification={"Containers": [{"Image": "serve:latest", "ModelDataUrl":
+                                                    f"s3://{deployment.data_bucket}/models/{job}/output/model.tar.gz"}],
+                                    "SupportedContentTypes": ["application/json"],
+                                    "SupportedResponseMIMETypes": ["application/json"]})
+
+    def _roll_out(self, package: str, name: str, deployment) -> None:
+        """The rollout's visible result: a model of the version, tagged with it, served by the endpoint."""
+        sagemaker = self.session.client("sagemaker")
+        version = sagemaker.describe_model_package(ModelPackageName=package)
+        if "rolled-out-by" in version.get("CustomerMetadataProperties", {}):
+            return  # the first deploy's version: live already, the pipeline ends at its mark
+        model = f"gru4rec-{self.stage}-train-{name}"
+        # the pipeline's tags (infra.stacks.workflow.resource_tags), which the teardown and cleanup go by
+        tags = [{"Key": "project", "Value": "gru4rec"}, {"Key": "stage", "Value": self.stage},
+                {"Key": "model-package", "Value": package}]
+        sagemaker.create_model(ModelName=model, ExecutionRoleArn=f"arn:aws:iam::{ACCOUNT}:role/model",
+                               PrimaryContainer=version["InferenceSpecification"]["Containers"][0], Tags=tags)
+        sagemaker.create_endpoint_config(EndpointConfigName=model, Tags=tags, ProductionVariants=[
+            {"VariantName": "AllTraffic", "ModelName": model, "InstanceType": "ml.m5.large",
+             "InitialInstanceCount": 1}])
+        sagemaker_backends[ACCOUNT][REGION].endpoints[deployment.endpoint_name].endpoint_config_name = model
 
     def _training_job(self, name: str, deployment) -> None:
         self.session.client("sagemaker").create_training_job(
@@ -140,15 +194,17 @@ def account(monkeypatch):
         yield session
 
 
-def smoke_run(session, data_dir: Path, tmp_path, dummy_model_artifact, answer=None, keep=False):
+def smoke_run(session, data_dir: Path, tmp_path, dummy_model_artifact, answer=None, keep=False, approval_events=1):
     """``run_smoke`` on stage smoketest, deployed into moto; (report, printed lines, stand-in, what the deploy made)."""
     stage = smoke.new_stage("test")
     data = smoke.read_smoke_data(data_dir)
-    cloud = CloudStandIn(session, stage, data, answer)
+    cloud = CloudStandIn(session, stage, data, answer, approval_events)
     made: dict = {}
 
     def deploy(name: str) -> None:
-        synth = synthesize(tmp_path / "cdk.out", {"initial_model_artifact": str(dummy_model_artifact), "stage": name})
+        synth = synthesize(tmp_path / "cdk.out", {"initial_model_artifact": str(dummy_model_artifact), "stage": name,
+                                                  **smoke.SMOKE_CONTEXT})
+        assert synth.config.approval_mode == "manual"
         deploy_assembly(session, synth)
         made.update(buckets=[b["Name"] for b in session.client("s3").list_buckets()["Buckets"] if name in b["Name"]],
                     keys=[k["KeyId"] for k in session.client("kms").list_keys()["Keys"]])
@@ -194,7 +250,8 @@ def test_the_smoke_test_passes_every_step_and_removes_the_stage(account, data_di
     print("\n".join(printed))
     assert [(step.name, step.status) for step in report.steps] == [
         ("deploy stage smoketest", "ok"), ("upload the built-in data", "ok"), ("training pipeline", "ok"),
-        ("JSON-lines batch", "ok"), ("signed API calls", "ok"), ("cost", "ok"), ("tear down", "ok"),
+        ("approve and roll out", "ok"), ("JSON-lines batch", "ok"), ("signed API calls", "ok"), ("cost", "ok"),
+        ("tear down", "ok"),
     ], report.render()
     assert not report.failed
     # yesterday's day folder (the last day of a run started now), its marker after the file; the test channel
@@ -251,3 +308,18 @@ def test_keep_leaves_the_stage_and_teardown_removes_it_later(account, data_dir, 
 def test_each_scored_line_is_checked(line, problem):
     with pytest.raises(smoke.StepFailed, match=problem):
         smoke.check_scored_lines([line], [("s1", ["a"])], frozenset({"a", "b"}), k=2)
+
+
+@pytest.mark.parametrize("events, problem", [
+    (0, "no execution version-2 started after 20 checks"),
+    (2, "version 2 was rolled out by ['version-2', 'version-2-again-1'], expected once, by version-2"),
+])
+def test_an_approval_that_rolls_out_never_or_twice_fails_its_step(account, data_dir, tmp_path, dummy_model_artifact,
+                                                                  events, problem):
+    """Negative controls of the approve step: the event that never starts the rollout, and one that starts two.
+    (Version 1 is the first model, registered by the deploy.)"""
+    report, _printed, _, made = smoke_run(account, data_dir, tmp_path, dummy_model_artifact, approval_events=events)
+    statuses = {step.name: step.status for step in report.steps}
+    assert statuses["approve and roll out"] == "failed" and statuses["JSON-lines batch"] == "skipped"
+    assert problem in next(step.detail for step in report.steps if step.status == "failed")
+    assert_torn_down(account, "smoketest", made)

@@ -32,8 +32,9 @@ def test_status_tolerates_parts_not_deployed(stage, capsys):
     assert "Training executions: no executions yet" in out
 
 
-def test_the_current_model_is_the_endpoints_whatever_the_pointers_say(stage, capsys):
-    """Negative control: stale live-model parameters do not change what status calls the current model."""
+def test_the_current_model_is_the_endpoints_whatever_old_pointers_say(stage, capsys):
+    """Negative control: the live-model parameters a stage deployed before the registry may still hold change
+    nothing of what status calls the current model."""
     ssm = stage.session.client("ssm")
     ssm.put_parameter(Name="/gru4rec/dev/current-model-name", Value="stale", Type="String", Overwrite=True)
     ssm.put_parameter(Name="/gru4rec/dev/current-model-data", Value=f"s3://{BUCKET}/models/stale/model.tar.gz",

@@ -17,7 +17,7 @@ import pytest
 
 from tests.infra.conftest import synthesize, write_dummy_model_artifact
 from tests.support.cfn_values import ACCOUNT, REGION
-from tests.support.pipeline_runs import FIRST_MODEL, assert_well_formed, offline_stage, published
+from tests.support.pipeline_runs import assert_well_formed, offline_stage, published
 from tests.support.service_model import problems
 from tests.support.stand_ins import Functions, TransformJobs
 
@@ -120,8 +120,6 @@ def test_the_live_model_is_the_one_the_endpoint_serves_not_a_pointer_beside_it(s
              "InstanceType": "ml.m5.large"}])
         sagemaker.delete_endpoint(EndpointName=synth.config.endpoint_name)
         sagemaker.create_endpoint(EndpointName=synth.config.endpoint_name, EndpointConfigName="ab")
-        boto3.client("ssm", region_name=REGION).put_parameter(
-            Name=synth.config.model_data_parameter_name, Value=FIRST_MODEL, Type="String", Overwrite=True)
         TransformJobs(stage.boundary, answer=_answer)
         _functions(stage)
         run = stage.run("batch", _event(stage.bucket, SESSIONS_KEY))

@@ -1,5 +1,6 @@
-"""Endpoint stack: the live model from SSM, endpoint config, endpoint, autoscaling, alarms, the model role."""
+"""Endpoint stack: the live model read from the endpoint, endpoint config, endpoint, autoscaling, alarms, model role."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -12,10 +13,11 @@ def endpoint(synth) -> dict:
 
 
 def _one(endpoint: dict, resource_type: str) -> tuple[str, dict]:
-    """The stack's one resource of ``resource_type``, the first model's registration (a custom resource with a
-    function, role, policy and log group of its own) aside."""
+    """The stack's one resource of ``resource_type``, the first model's registration and the live model's read
+    (custom resources with a function, role, policy and log group of their own) aside."""
     (logical_id, resource), = [(k, v) for k, v in endpoint["Resources"].items() if v["Type"] == resource_type
-                               and not k.startswith(("FirstModelVersion", "AWS679f53fac"))]
+                               and (resource_type.startswith("Custom::")
+                                    or not k.startswith(("FirstModelVersion", "AWS679f53fac", "LiveModelData")))]
     return logical_id, resource
 
 
@@ -28,20 +30,53 @@ def _as_list(value):
     return value if isinstance(value, list) else [value]
 
 
-def test_model_data_is_a_dynamic_reference_to_the_live_model(endpoint):
-    """Resolved only when CloudFormation creates or replaces the model, never at every deploy: no
-    SSM-typed stack parameter (which CloudFormation resolves at every deploy) is left."""
+def test_the_model_archive_is_what_a_custom_resource_read_from_the_endpoint(endpoint):
+    """No SSM pointer: the archive is ``Custom::LiveModelData``'s answer, and no SSM-typed stack parameter (which
+    CloudFormation resolves at every deploy) nor dynamic reference is left."""
+    read_id, read = _one(endpoint, "Custom::LiveModelData")
     _, model = _one(endpoint, "AWS::SageMaker::Model")
-    assert model["Properties"]["PrimaryContainer"]["ModelDataUrl"] == "{{resolve:ssm:/gru4rec/dev/current-model-data}}"
+    assert model["Properties"]["PrimaryContainer"]["ModelDataUrl"] == {"Fn::GetAtt": [read_id, "ModelDataUrl"]}
+    assert read["Properties"]["EndpointName"] == "gru4rec-dev"
+    first = read["Properties"]["FirstModelData"]["Fn::Join"][1]
+    assert first[0] == "s3://" and first[-1] == "/initial-models/initial-1/model.tar.gz"
     resolved_at_every_deploy = [p["Default"] for p in endpoint.get("Parameters", {}).values()
                                 if p["Type"].startswith("AWS::SSM::Parameter::Value")]
     assert resolved_at_every_deploy == ["/cdk-bootstrap/hnb659fds/version"]
+    assert "resolve:ssm" not in json.dumps(endpoint)
     assert "ModelName" not in model["Properties"], "CloudFormation names each replacement model"
 
 
-def test_the_stack_writes_no_live_model_pointer(endpoint):
-    """current-model-name belongs to the training pipeline and the operator CLI."""
+def _create_only_properties(resource_type: str) -> set[str]:
+    """The properties whose change replaces a resource, from CloudFormation's resource schema as cfn-lint ships it."""
+    import cfnlint
+
+    schemas = Path(cfnlint.__file__).parent / "data" / "schemas"
+    digest = json.loads((schemas / "providers" / "us-east-1.json").read_text())[resource_type]
+    schema = json.loads((schemas / "resources" / f"{digest}.json").read_text())
+    return {path.removeprefix("/properties/") for path in schema["createOnlyProperties"]}
+
+
+def test_the_read_is_repeated_whenever_the_model_could_be_replaced(endpoint):
+    """CloudFormation sends the custom resource an Update only when its properties change: they hold every
+    property of the model whose change replaces it (the resource schema's create-only ones), the archive aside, so
+    a change that replaces the model re-reads the live model first. Tags are updated in place."""
+    _, read = _one(endpoint, "Custom::LiveModelData")
+    _, model = _one(endpoint, "AWS::SageMaker::Model")
+    replacing = {k: v for k, v in model["Properties"].items() if k in _create_only_properties("AWS::SageMaker::Model")}
+    assert set(model["Properties"]) - set(replacing) == {"Tags"}
+    container = {k: v for k, v in replacing["PrimaryContainer"].items() if k != "ModelDataUrl"}
+    assert read["Properties"]["Model"] == {**replacing, "PrimaryContainer": container}
+
+
+def test_the_read_may_describe_the_endpoint_and_its_models_only(endpoint):
+    """Negative control of the SSM pointer: nothing in the stack reads or writes a parameter."""
+    (policy,) = [r for k, r in endpoint["Resources"].items()
+                 if r["Type"] == "AWS::IAM::Policy" and k.startswith("LiveModelData")]
+    actions = {a for s in policy["Properties"]["PolicyDocument"]["Statement"] for a in _as_list(s["Action"])}
+    assert actions == {"sagemaker:DescribeEndpoint", "sagemaker:DescribeEndpointConfig", "sagemaker:DescribeModel",
+                       "kms:Decrypt", "kms:GenerateDataKey", "logs:CreateLogStream", "logs:PutLogEvents"}
     assert not [r for r in endpoint["Resources"].values() if r["Type"] == "AWS::SSM::Parameter"]
+    assert "ssm:" not in json.dumps(endpoint["Resources"])
 
 
 def test_every_cloudformation_update_is_a_guarded_rollout_keeping_the_fleet_size(synth, endpoint):

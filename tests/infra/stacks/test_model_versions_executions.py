@@ -280,7 +280,8 @@ def _pending_then_approved(result, events: int, edit=None):
         first = len(stage.boundary.requests)
         triggers = [stage.run("rollout-trigger", _approval_event(version)) for _ in range(events)]
         runs = _pipeline_runs(stage, first)
-        live = stage.parameter(result.config.model_name_parameter_name)
+        live = [update["EndpointConfigName"] for run in runs.values()
+                for update in run.calls("sagemaker", "UpdateEndpoint")]
     return trained, version, triggers, runs, live
 
 
@@ -301,7 +302,7 @@ def test_approving_a_pending_version_rolls_it_out_once(variants):
         model["PrimaryContainer"]["ModelDataUrl"] == version["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
     )
     (update,) = run.calls("sagemaker", "UpdateEndpoint")
-    assert update["EndpointConfigName"] == job["TrainingJobName"] == live
+    assert update["EndpointConfigName"] == job["TrainingJobName"] and live == [job["TrainingJobName"]]
     assert run.output["modelPackage"] == version["ModelPackageArn"]
     assert run.calls("sagemaker", "CreateTrainingJob") == [], "a rollout trains nothing"
 
@@ -425,3 +426,43 @@ def test_the_first_models_version_registered_at_deploy_rolls_out_nothing_more(sy
     assert run.status == "SUCCEEDED", (run.error, run.cause)
     assert "Rolled out when registered" in run.states_entered() and run.calls("sagemaker", "CreateModel") == []
     assert run.output["rolledOutBy"] == FIRST_DEPLOY
+
+
+def _trained_then_rolled_back(synth, execution_input: dict):
+    """A run registers (and rolls out) version 1; then the pipeline is started as ``infra.ops rollback`` starts it."""
+    with offline_stage(synth) as stage:
+        TrainingJobs(stage.boundary, PASSING)
+        Endpoint(stage.boundary, synth.config.endpoint_name, ROLLOUT)
+        ModelPackages(stage.boundary)
+        trained = stage.run("training")
+        (version,) = _versions(synth.config.model_package_group_name)
+        run = stage.run("training", {"modelPackage": version["ModelPackageArn"], **execution_input},
+                        name="rollback-1-20261207-193000")
+    assert_well_formed(run)
+    return trained, version, run
+
+
+def test_a_rollback_rolls_an_approved_version_out_again_under_a_name_of_its_own(synth):
+    """The version's own model and endpoint config exist (or were cleaned up): the rollback makes new ones, of the
+    pipeline's names, from the version's image and archive, through the same guarded rollout."""
+    trained, version, run = _trained_then_rolled_back(synth, {"rollback": True, "trigger": "rollback"})
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    (first,) = trained.calls("sagemaker", "CreateModel")
+    (model,) = run.calls("sagemaker", "CreateModel")
+    assert model["ModelName"] != first["ModelName"] and model["ModelName"].startswith("gru4rec-dev-train-")
+    container = version["InferenceSpecification"]["Containers"][0]
+    assert (model["PrimaryContainer"]["Image"], model["PrimaryContainer"]["ModelDataUrl"]) == (
+        container["Image"], container["ModelDataUrl"])
+    tags = {tag["Key"]: tag["Value"] for tag in model["Tags"]}
+    assert tags["model-package"] == version["ModelPackageArn"], "status then marks the version live"
+    (update,) = run.calls("sagemaker", "UpdateEndpoint")
+    assert update["EndpointConfigName"] == model["ModelName"] and "DeploymentConfig" in update
+    assert run.output["modelPackage"] == version["ModelPackageArn"]
+    assert run.calls("sagemaker", "CreateTrainingJob") == [] and run.calls("sagemaker", "CreateModelPackage") == []
+
+
+def test_without_the_rollback_flag_a_rolled_out_version_is_not_rolled_out_again(synth):
+    """Negative control: the same start without ``rollback`` ends at the version's mark."""
+    _trained, _version, run = _trained_then_rolled_back(synth, {"trigger": "rollback"})
+    assert run.status == "SUCCEEDED" and "Rolled out when registered" in run.states_entered()
+    assert run.calls("sagemaker", "CreateModel") == [] and run.calls("sagemaker", "UpdateEndpoint") == []

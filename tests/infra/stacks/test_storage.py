@@ -124,13 +124,6 @@ def test_eventbridge_notifications_are_native_not_a_custom_resource(synth):
     assert "Custom::S3BucketNotifications" not in types
 
 
-def _parameters(template: dict) -> dict[str, tuple[str, dict]]:
-    """SSM parameter name -> (logical id, resource)."""
-    return {
-        r["Properties"]["Name"]: (k, r) for k, r in template["Resources"].items() if r["Type"] == "AWS::SSM::Parameter"
-    }
-
-
 def _first_model_asset_key(synth, dummy_model_artifact) -> str:
     assets = json.loads((synth.outdir / "Gru4Rec-Dev-Storage.assets.json").read_text())["files"]
     model_asset, = [a for a in assets.values() if a["source"]["path"] == str(dummy_model_artifact)]
@@ -163,14 +156,6 @@ def _flat(value) -> str:
     return "<" + value["Ref"] + ">"
 
 
-def test_the_first_model_copy_seeds_current_model_data_once(synth):
-    parameters = _parameters(synth.template_dict("storage"))
-    assert set(parameters) == {"/gru4rec/dev/initial-model-data"}
-    seed_id, seed = parameters["/gru4rec/dev/initial-model-data"]
-    data_bucket, _ = _bucket(synth.template_dict("storage"), "Data")
-    assert _flat(seed["Properties"]["Value"]) == f"s3://<{data_bucket}>/initial-models/initial-1/model.tar.gz"
-
-
 def _sdk_calls(template: dict) -> dict[str, dict]:
     """The AwsCustomResource resources of a template by logical id: {"Create": call, "Update": ..., "Delete": ...}."""
     return {logical_id: {event: json.loads(_flat(resource["Properties"][event]))
@@ -178,21 +163,28 @@ def _sdk_calls(template: dict) -> dict[str, dict]:
             for logical_id, resource in template["Resources"].items() if resource["Type"] == "Custom::AWS"}
 
 
-def test_current_model_data_is_written_once_when_the_stack_is_created(synth):
-    """No ssm dynamic reference to a parameter of the same stack (CloudFormation resolves it while building the
-    change set, before the parameter exists): a call that puts the seed's value on create only, and never
-    overwrites a value the pipeline wrote."""
-    template = synth.template_dict("storage")
-    assert "{{resolve:ssm:" not in json.dumps(template)
-    assert "/gru4rec/dev/current-model-data" not in _parameters(template)
-    (pointer,) = [calls for calls in _sdk_calls(template).values()
-                  if calls["Create"]["parameters"].get("Name") == "/gru4rec/dev/current-model-data"]
-    assert set(pointer) == {"Create", "Delete"}, "an update of the stack never writes the pointer"
-    create = pointer["Create"]
-    assert (create["service"], create["action"]) == ("SSM", "putParameter")
-    data_bucket, _ = _bucket(template, "Data")
-    assert create["parameters"] == {"Name": "/gru4rec/dev/current-model-data", "Type": "String", "Overwrite": False,
-                                    "Value": f"s3://<{data_bucket}>/initial-models/initial-1/model.tar.gz"}
+def test_no_live_model_parameter_exists_and_nothing_calls_ssm(synth):
+    """The registry and the endpoint are the record of models: no SSM parameter, no dynamic reference, no SSM call
+    in any stack of the app (the tuned settings of the training pipeline are not the live model's)."""
+    for template in synth.templates.values():
+        text = json.dumps(template)
+        assert "{{resolve:ssm:" not in text
+        assert not [r for r in template["Resources"].values() if r["Type"] == "AWS::SSM::Parameter"]
+        for leaf in ("current-model-data", "current-model-name", "initial-model-data"):
+            assert leaf not in text
+    calls = [json.dumps(r["Properties"]) for template in synth.templates.values()
+             for r in template["Resources"].values() if r["Type"] == "Custom::AWS"]
+    assert calls and not [call for call in calls if '\\"service\\":\\"SSM\\"' in call]
+    assert [call for call in calls if '\\"service\\":\\"SageMaker\\"' in call], "the test sees a call's service"
+
+
+def test_the_live_model_parameters_would_be_seen(synth):
+    """Negative control of the test above: it finds a parameter, and a pointer's name, where one is."""
+    template = json.loads(json.dumps(synth.template_dict("storage")))
+    template["Resources"]["Pointer"] = {"Type": "AWS::SSM::Parameter", "Properties": {
+        "Name": "/gru4rec/dev/current-model-data", "Type": "String", "Value": "s3://b/k.tar.gz"}}
+    assert [r for r in template["Resources"].values() if r["Type"] == "AWS::SSM::Parameter"]
+    assert "current-model-data" in json.dumps(template)
 
 
 def _storage_template(tmp_path, dummy_model_artifact, **context) -> dict:
@@ -204,19 +196,13 @@ def _storage_template(tmp_path, dummy_model_artifact, **context) -> dict:
     return app.synth().get_stack_by_name(stack.stack_name).template
 
 
-def test_no_template_change_touches_the_live_model_pointer(tmp_path, dummy_model_artifact):
-    """A new first model changes the seed and copies the new archive; the pointer's resource has no update call,
-    so the pipeline's value stays."""
+def test_a_new_first_model_copies_its_archive(tmp_path, dummy_model_artifact):
+    """A new ``initial_model_version`` copies the new archive; earlier copies stay (a registry version names them)."""
     before = _storage_template(tmp_path / "a", dummy_model_artifact, initial_model_version="initial-1")
     after = _storage_template(tmp_path / "b", dummy_model_artifact, initial_model_version="initial-2")
-    for template in (before, after):
-        (pointer,) = [calls for calls in _sdk_calls(template).values() if calls["Create"]["service"] == "SSM"]
-        assert "Update" not in pointer
     copies = [calls["Update"]["parameters"]["Key"] for template in (before, after)
               for calls in _sdk_calls(template).values() if calls["Create"]["service"] == "S3"]
     assert copies == ["initial-models/initial-1/model.tar.gz", "initial-models/initial-2/model.tar.gz"]
-    seed = "/gru4rec/dev/initial-model-data"
-    assert _parameters(before)[seed] != _parameters(after)[seed]
 
 
 def test_data_bucket_name_and_arn_are_published(synth):

@@ -66,13 +66,13 @@ def _input_variables(states, execution_input: dict) -> dict:
 
 def test_states_in_order(states):
     assert main_path(states, "Name the job", via={"Endpoint free?": "Update endpoint",
-                                                  "Endpoint updated?": "Record model data"}) == [
+                                                  "Endpoint updated?": "Done"}) == [
         "Name the job", "Read tuned settings", "Find live endpoint config", "Find live model", "Read live model",
         "Train", "Quality gate", "Refit on the whole window",
         "Write evaluation report", "Register model version", "Create model", "Create endpoint config",
         "Is the endpoint free?",
         "Endpoint free?", "Update endpoint", "Wait for endpoint", "Check endpoint", "Endpoint updated?",
-        "Record model data", "Record model name", "Done",
+        "Done",
     ]
     assert states["Done"]["Type"] == "Succeed"
     assert main_path(states, "Wait for endpoint") == ["Wait for endpoint", "Check endpoint", "Endpoint updated?"]
@@ -234,7 +234,7 @@ def test_failed_gate_says_why(states, variables):
 
 def test_every_task_and_failed_check_notifies_then_fails(states, synth):
     tasks = [name for name, state in states.items() if state["Type"] == "Task" and name != "Notify failure"]
-    assert len(tasks) == 18
+    assert len(tasks) == 16
     for name in tasks:
         assert states[name]["Catch"] == [{"ErrorEquals": ["States.ALL"], "Next": "Notify failure"}], name
     for name, state in states.items():
@@ -356,15 +356,16 @@ def test_a_rollout_waits_while_another_update_runs(states, variables, status, bu
 def test_a_busy_endpoint_fails_saying_what_to_do(states, variables):
     busy = states["Endpoint busy"]["Output"]
     assert busy["Error"] == "Deployment.EndpointBusy"
-    cause = evaluate(busy["Cause"], variables, {"input": {"EndpointStatus": "Updating"}})
+    version = "arn:aws:sagemaker:us-east-1:123456789012:model-package/gru4rec-dev/7"
+    cause = evaluate(busy["Cause"], {**variables, "modelPackage": version}, {"input": {"EndpointStatus": "Updating"}})
     assert "is still Updating" in cause and "was not deployed" in cause
-    assert f"rollback --to {variables['jobName']}" in cause
+    assert f"rollback --to-version {version} once" in cause
     assert states["Endpoint busy"]["Next"] == "Notify failure"
 
 
 @pytest.mark.parametrize("described, polls, verdict", [
     ({"EndpointStatus": "Updating", "EndpointConfigName": "old"}, 1, "Wait for endpoint"),
-    ({"EndpointStatus": "InService", "EndpointConfigName": "JOB"}, 5, "Record model data"),
+    ({"EndpointStatus": "InService", "EndpointConfigName": "JOB"}, 5, "Done"),
     ({"EndpointStatus": "InService", "EndpointConfigName": "old", "FailureReason": "alarm"}, 5, "Rollout rolled back"),
     ({"EndpointStatus": "Failed", "EndpointConfigName": "JOB"}, 5, "Endpoint update failed"),
     ({"EndpointStatus": "UpdateRollbackFailed", "EndpointConfigName": "JOB"}, 5, "Endpoint update failed"),
@@ -396,26 +397,12 @@ def test_rolled_back_rollout_is_a_failure_that_names_the_reason(states, variable
     )
 
 
-def test_live_model_is_recorded_in_ssm(states, synth):
-    records = {
-        states[name]["Arguments"]["Name"]: states[name]["Arguments"]
-        for name in ("Record model data", "Record model name")
-    }
-    assert records == {
-        "/gru4rec/dev/current-model-data": {
-            "Name": "/gru4rec/dev/current-model-data",
-            "Value": "{% $modelData %}",
-            "Overwrite": True,
-        },
-        "/gru4rec/dev/current-model-name": {
-            "Name": "/gru4rec/dev/current-model-name",
-            "Value": "{% $jobName %}",
-            "Overwrite": True,
-        },
-    }
-    assert synth.config.model_data_parameter_name in records and synth.config.model_name_parameter_name in records
-    for name in ("Record model data", "Record model name"):
-        assert states[name]["Resource"] == f"arn:{PARTITION}:states:::aws-sdk:ssm:putParameter"
+def test_a_rollout_ends_once_the_endpoint_serves_the_model_and_records_no_pointer(states):
+    """The endpoint is the record of the live model: no state writes (or reads) a live-model parameter."""
+    assert states["Endpoint updated?"]["Choices"][0]["Next"] == "Done"
+    ssm_states = {name: state["Resource"] for name, state in states.items() if ":ssm:" in state.get("Resource", "")}
+    assert set(ssm_states) == {"Read tuned settings"}, "only the tuned settings are read from SSM"
+    assert ssm_states["Read tuned settings"].endswith(":ssm:getParameters")
 
 
 def test_no_action_wildcards(synth):
@@ -472,8 +459,10 @@ def test_state_machine_runs_only_its_own_jobs(synth):
     assert actions_on(statements, ":rule/StepFunctionsGetEventsForSageMakerTrainingJobsRule") == {
         "events:PutTargets", "events:PutRule", "events:DescribeRule"}
     assert actions_on(statements, ":endpoint/gru4rec-dev") >= {"sagemaker:updateEndpoint", "sagemaker:describeEndpoint"}
-    assert actions_on(statements, ":parameter/gru4rec/dev/current-model-name") == {"ssm:putParameter"}
-    assert actions_on(statements, ":parameter/gru4rec/dev/current-model-data") == {"ssm:putParameter"}
+    assert actions_on(statements, ":parameter/gru4rec/dev/current-model-name") == set()
+    assert actions_on(statements, ":parameter/gru4rec/dev/current-model-data") == set()
+    ssm = {a for s in statements for a in as_list(s["Action"]) if a.startswith("ssm:")}
+    assert ssm <= {"ssm:getParameters", "ssm:putParameter"}, "only the tuned settings"
     assert actions_on(statements, ":endpoint-config/*") == {"sagemaker:describeEndpointConfig"}
     assert actions_on(statements, ":model/*") == {"sagemaker:describeModel"}
     # the settings infra.ops tune --apply wrote: read only

@@ -33,20 +33,18 @@ def _models_uri(bucket: str, job: str) -> str:
     return f"s3://{bucket}/models/{job}/output/model.tar.gz"
 
 
-def _run(result, execution_input=None, metrics=PASSING, statuses=ROLLOUT, live=FIRST_MODEL, failed=(), pointer=None):
-    """``pointer``: a value for ``current-model-data`` other than the live model (a stale pointer)."""
+def _run(result, execution_input=None, metrics=PASSING, statuses=ROLLOUT, live=FIRST_MODEL, failed=()):
+    """One execution; with it the SSM calls it made (none but the read of the tuned settings: the live model is
+    what the endpoint serves, and nothing records it beside)."""
     with offline_stage(result) as stage:
         stage.live_model(live)
-        if pointer is not None:
-            boto3.client("ssm", region_name=REGION).put_parameter(
-                Name=result.config.model_data_parameter_name, Value=pointer, Type="String", Overwrite=True)
         TrainingJobs(stage.boundary, metrics, failed)
         Endpoint(stage.boundary, result.config.endpoint_name, statuses)
         run = stage.run("training", execution_input)
-        records = {name: stage.parameter(name) for name in (result.config.model_data_parameter_name,
-                                                            result.config.model_name_parameter_name)}
     assert_well_formed(run)
-    return stage, run, records
+    ssm = [request.operation for request in run.requests if request.service == "ssm"]
+    assert set(ssm) <= {"GetParameters"}, ssm
+    return stage, run, ssm
 
 
 def _channels(job: dict) -> list[str]:
@@ -56,7 +54,7 @@ def _channels(job: dict) -> list[str]:
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_the_first_model_is_gated_on_the_floor_refit_and_shipped(variants, variant):
     result = variants[variant]
-    stage, run, records = _run(result)
+    stage, run, _ssm = _run(result)
     assert run.status == "SUCCEEDED", (run.error, run.cause)
     train, refit = run.calls("sagemaker", "CreateTrainingJob")
     assert _channels(train) == ["train", "test"], "no champion channel without a pipeline-trained live model"
@@ -69,8 +67,6 @@ def test_the_first_model_is_gated_on_the_floor_refit_and_shipped(variants, varia
     )
     (update,) = run.calls("sagemaker", "UpdateEndpoint")
     assert update["EndpointConfigName"] == shipped
-    assert records == {result.config.model_data_parameter_name: _models_uri(stage.bucket, shipped),
-                       result.config.model_name_parameter_name: shipped}
     assert run.output["gated"] == {"job": train["TrainingJobName"], "validation:recall@20": 0.31, "champion": None,
                                    "champion:validation:recall@20": None}
     assert run.output["shipped"] == {"job": shipped, "modelData": _models_uri(stage.bucket, shipped), "refit": True}
@@ -79,7 +75,7 @@ def test_the_first_model_is_gated_on_the_floor_refit_and_shipped(variants, varia
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_the_operators_hyperparameters_and_test_channel_reach_train_and_refit(variants, variant):
-    stage, run, _records = _run(variants[variant], OPERATOR_INPUT)
+    stage, run, _ssm = _run(variants[variant], OPERATOR_INPUT)
     assert run.status == "SUCCEEDED", (run.error, run.cause)
     train, refit = run.calls("sagemaker", "CreateTrainingJob")
     window = run.output["window"]
@@ -127,24 +123,26 @@ def test_a_challenger_scored_beside_the_live_model_passes_and_ships_through_refi
     synth = variants[variant]
     live = _models_uri(data_bucket(synth), "gru4rec-dev-train-20261101-000000-0a1b2c3d")
     metrics = {"": {"validation:recall@20": 0.31, "champion:validation:recall@20": 0.30}}
-    stage, run, records = _run(synth, metrics=metrics, live=live)
+    stage, run, _ssm = _run(synth, metrics=metrics, live=live)
     assert run.status == "SUCCEEDED", (run.error, run.cause)
     train, refit = run.calls("sagemaker", "CreateTrainingJob")
     assert _channels(train) == ["train", "test", "champion"] and _channels(refit) == ["train", "test"]
     assert train["InputDataConfig"][2]["DataSource"]["S3DataSource"]["S3Uri"] == live
     assert run.output["gated"]["champion"] == live and run.output["gated"]["champion:validation:recall@20"] == 0.30
-    assert records[synth.config.model_name_parameter_name] == refit["TrainingJobName"]
+    (update,) = run.calls("sagemaker", "UpdateEndpoint")
+    assert update["EndpointConfigName"] == refit["TrainingJobName"]
 
 
-def test_the_champion_is_the_model_the_endpoint_serves_whatever_the_pointer_says(synth):
+def test_the_champion_is_the_model_the_endpoint_serves_and_no_parameter_is_read(synth):
     live = _models_uri(data_bucket(synth), "gru4rec-dev-train-20261101-000000-0a1b2c3d")
-    stale = _models_uri(data_bucket(synth), "gru4rec-dev-train-20261001-000000-0a1b2c3d")
     metrics = {"": {"validation:recall@20": 0.31, "champion:validation:recall@20": 0.30}}
-    _stage, run, _records = _run(synth, metrics=metrics, live=live, pointer=stale)
+    _stage, run, ssm = _run(synth, metrics=metrics, live=live)
     assert run.status == "SUCCEEDED", (run.error, run.cause)
     train, _refit = run.calls("sagemaker", "CreateTrainingJob")
     assert train["InputDataConfig"][2]["DataSource"]["S3DataSource"]["S3Uri"] == live
-    assert run.calls("ssm", "GetParameter") == []
+    assert ssm == ["GetParameters"]
+    (read,) = run.calls("ssm", "GetParameters")
+    assert read["Names"] == [synth.config.tuned_hyperparameters_parameter_name], "the tuned settings only"
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -152,26 +150,25 @@ def test_a_challenger_below_the_live_model_stops_before_any_model_is_made(varian
     synth = variants[variant]
     live = _models_uri(data_bucket(synth), "gru4rec-dev-train-20261101-000000-0a1b2c3d")
     metrics = {"": {"validation:recall@20": 0.29, "champion:validation:recall@20": 0.30}}
-    stage, run, records = _run(synth, metrics=metrics, live=live)
+    stage, run, _ssm = _run(synth, metrics=metrics, live=live)
     assert (run.status, run.error) == ("FAILED", "QualityGate.BelowLiveModel")
     assert "validation:recall@20 = 0.29, the live model 0.3" in run.cause
     assert len(run.calls("sagemaker", "CreateTrainingJob")) == 1, "no refit"
     assert run.calls("sagemaker", "CreateModel") == [] and run.calls("sagemaker", "UpdateEndpoint") == []
-    assert records[synth.config.model_data_parameter_name] == live, "the live model stays"
     (message,) = published(run)
     assert message["error"] == "QualityGate.BelowLiveModel" and message["job"] == run.calls(
         "sagemaker", "CreateTrainingJob")[0]["TrainingJobName"]
 
 
 def test_below_the_floor_fails_the_gate(synth):
-    _stage, run, _records = _run(synth, metrics={"": {"validation:recall@20": 0.05}})
+    _stage, run, _ssm = _run(synth, metrics={"": {"validation:recall@20": 0.05}})
     assert (run.status, run.error) == ("FAILED", "QualityGate.BelowThreshold")
     assert run.calls("sagemaker", "CreateModel") == []
 
 
 def test_without_refit_the_gated_job_ships(refit_off_new_data_on):
     refit_off = refit_off_new_data_on
-    stage, run, records = _run(refit_off, OPERATOR_INPUT)
+    stage, run, _ssm = _run(refit_off, OPERATOR_INPUT)
     assert run.status == "SUCCEEDED", (run.error, run.cause)
     (train,) = run.calls("sagemaker", "CreateTrainingJob")
     assert train["HyperParameters"]["epochs"] == "3" and _channels(train) == ["train"]
@@ -180,24 +177,24 @@ def test_without_refit_the_gated_job_ships(refit_off_new_data_on):
         "modelData": _models_uri(stage.bucket, train["TrainingJobName"]),
         "refit": False,
     }
-    assert records[refit_off.config.model_name_parameter_name] == train["TrainingJobName"]
+    assert [u["EndpointConfigName"] for u in run.calls("sagemaker", "UpdateEndpoint")] == [train["TrainingJobName"]]
 
 
 def test_without_validation_days_the_test_recall_gates_and_nothing_is_refit(variants):
     result = variants["prod"]
     assert result.config.valid_days == 0
-    stage, run, records = _run(result, {"hyperparameters": {"epochs": 2}}, metrics={"": {"recall@20": 0.4}})
+    stage, run, _ssm = _run(result, {"hyperparameters": {"epochs": 2}}, metrics={"": {"recall@20": 0.4}})
     assert run.status == "SUCCEEDED", (run.error, run.cause)
     assert "Read live model" not in run.states_entered()
     (train,) = run.calls("sagemaker", "CreateTrainingJob")
     assert "valid_days" not in train["HyperParameters"] and train["HyperParameters"]["epochs"] == "2"
     assert _channels(train) == ["train", "test"]
     assert run.output["recall@20"] == 0.4
-    assert records[result.config.model_name_parameter_name] is None, "prod approves by hand: nothing went live"
+    assert run.calls("sagemaker", "UpdateEndpoint") == [], "prod approves by hand: nothing went live"
 
 
 def test_without_validation_days_a_missing_test_recall_fails_the_gate(variants):
-    _stage, run, _records = _run(variants["prod"], {"test_channel": False}, metrics={"": {"mrr@20": 0.1}})
+    _stage, run, _ssm = _run(variants["prod"], {"test_channel": False}, metrics={"": {"mrr@20": 0.1}})
     assert (run.status, run.error) == ("FAILED", "QualityGate.MetricMissing")
 
 
@@ -205,26 +202,24 @@ def test_without_validation_days_a_missing_test_recall_fails_the_gate(variants):
 def test_a_rolled_back_rollout_fails_and_keeps_the_live_model(variants, variant):
     result = variants[variant]
     statuses = [("InService", "old"), ("Updating", "old"), ("RollingBack", "old"), ("InService", "old")]
-    stage, run, records = _run(result, statuses=statuses)
+    stage, run, _ssm = _run(result, statuses=statuses)
     assert (run.status, run.error) == ("FAILED", "Deployment.RolledBack")
     assert len(run.calls("sagemaker", "UpdateEndpoint")) == 1
     assert run.calls("ssm", "PutParameter") == []
-    assert records[result.config.model_data_parameter_name] == FIRST_MODEL
 
 
 @pytest.mark.slow
 def test_a_busy_endpoint_is_awaited_then_given_up(synth):
-    stage, run, records = _run(synth, statuses=[("Updating", "old")])
+    stage, run, _ssm = _run(synth, statuses=[("Updating", "old")])
     assert (run.status, run.error) == ("FAILED", "Deployment.EndpointBusy")
     assert len(run.calls("sagemaker", "DescribeEndpoint")) == 1 + ENDPOINT_MAX_POLLS, "the live model's read, the polls"
     assert run.waits == [60] * (ENDPOINT_MAX_POLLS - 1)
     assert run.calls("sagemaker", "UpdateEndpoint") == []
-    assert records[synth.config.model_data_parameter_name] == FIRST_MODEL
 
 
 def test_a_busy_endpoint_that_frees_up_is_updated(synth):
     statuses = [("Updating", "old"), ("Updating", "old"), ("InService", "old"), ("InService", "new")]
-    _stage, run, _records = _run(synth, statuses=statuses)
+    _stage, run, _ssm = _run(synth, statuses=statuses)
     assert run.status == "SUCCEEDED", (run.error, run.cause)
     assert len(run.calls("sagemaker", "UpdateEndpoint")) == 1
 
@@ -232,7 +227,7 @@ def test_a_busy_endpoint_that_frees_up_is_updated(synth):
 def test_a_failed_training_job_notifies_and_fails(synth):
     """The notification names the task's error and the job's Describe response; the execution fails with that
     error outside the States Language's reserved prefix (the interpreter refuses a Fail state's States.* name)."""
-    _stage, run, _records = _run(synth, failed=("",))
+    _stage, run, _ssm = _run(synth, failed=("",))
     assert run.status == "FAILED" and run.calls("sagemaker", "CreateModel") == []
     assert run.error == "GRU4Rec.TaskFailed" and "AlgorithmError" in run.cause
     (message,) = published(run)
