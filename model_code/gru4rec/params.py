@@ -74,7 +74,7 @@ class GRU4RecParams:
     epochs: int = 10
     block_steps: int = 200
     eval_batch_size: int = 512
-    matmul_precision: str = "float32"
+    matmul_precision: str = "auto"
 
     def __post_init__(self):
         for field in dataclasses.fields(self):

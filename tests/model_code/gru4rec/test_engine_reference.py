@@ -19,7 +19,7 @@ from model_code.gru4rec.trainer import Trainer
 
 N_ITEMS, BATCH, N_SAMPLE = 9, 3, 4
 SETTINGS = dict(n_sample=N_SAMPLE, sample_alpha=0.5, learning_rate=0.1, logq=1.0, bpreg=0.5, elu=0.5,
-                batch_size=BATCH, block_steps=3)
+                batch_size=BATCH, block_steps=3, matmul_precision="float32")  # float32 products: exact to NumPy
 SEED = 3
 COUNTS = np.array([5, 1, 3, 8, 2, 2, 7, 1, 4])
 

@@ -35,7 +35,7 @@ def test_unknown_matmul_precision_is_refused_by_name():
         matmul_dtype("float16", _cpu())
     with pytest.raises(ParamError, match="'matmul_precision'"):
         PRESETS["diginetica"].with_strings({"matmul_precision": "half"})
-    assert PRESETS["diginetica"].matmul_precision == "float32"
+    assert PRESETS["diginetica"].matmul_precision == "auto"
 
 
 def _round(x):
