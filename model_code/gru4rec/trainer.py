@@ -82,7 +82,7 @@ class Trainer:
         self.block_steps = int(params.block_steps)
         self.seed = int(seed)
         self.table_update = table_update
-        self.matmul_dtype = matmul_dtype(params.matmul_precision, this_cpu())
+        self.matmul_dtype = matmul_dtype(params.matmul_precision, this_cpu(), max(model.layer_sizes))
         self.sampler = PopularitySampler(item_counts, params.sample_alpha, seed)
         self.log_counts = log_item_counts(item_counts)
         self.names, self.variables = trainable_weights(model)

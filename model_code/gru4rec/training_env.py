@@ -75,11 +75,20 @@ BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")
 """CPU flags of bfloat16 dot-product instructions: with one of them, bfloat16 products run at twice float32's rate."""
 
 
-def matmul_dtype(precision: str, cpu: CpuDescription) -> str:
+BFLOAT16_MIN_UNITS = 256
+"""``auto`` takes bfloat16 products for a model whose widest GRU layer has at least this many units.
+
+Measured on a Zen 4 CPU (``benchmarks/train_speed.py --compare``): a step of the diginetica preset (512 units)
+0.83x float32's time, of yoochoose (480) 0.91x, of rsc15 (100) 1.27x: below some width the copies and
+conversions around each product cost more than its bfloat16 rate saves."""
+
+
+def matmul_dtype(precision: str, cpu: CpuDescription, units: int = BFLOAT16_MIN_UNITS) -> str:
     """The dtype of the training step's matrix products for ``precision`` (``float32``, ``bfloat16`` or ``auto``) on
-    ``cpu``."""
+    ``cpu``, for a model whose widest GRU layer has ``units`` units."""
     if precision == "auto":
-        return "bfloat16" if any(flag in cpu.flags for flag in BFLOAT16_FLAGS) else "float32"
+        has_bfloat16 = any(flag in cpu.flags for flag in BFLOAT16_FLAGS)
+        return "bfloat16" if has_bfloat16 and units >= BFLOAT16_MIN_UNITS else "float32"
     if precision not in ("float32", "bfloat16"):
         raise ValueError(f"matmul_precision must be float32, bfloat16 or auto, got {precision!r}")
     return precision

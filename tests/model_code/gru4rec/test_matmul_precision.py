@@ -11,7 +11,7 @@ from model_code.gru4rec import bfloat16_jax
 from model_code.gru4rec.model import GRU4Rec
 from model_code.gru4rec.params import PRESETS, GRU4RecParams, ParamError
 from model_code.gru4rec.trainer import Trainer
-from model_code.gru4rec.training_env import CpuDescription, matmul_dtype
+from model_code.gru4rec.training_env import CpuDescription, matmul_dtype, this_cpu
 
 
 def _cpu(*flags):
@@ -28,6 +28,19 @@ def _cpu(*flags):
 ])
 def test_matmul_dtype_follows_the_cpus_bfloat16_flags(precision, flags, dtype):
     assert matmul_dtype(precision, _cpu(*flags)) == dtype
+
+
+@pytest.mark.parametrize("units,dtype", [(512, "bfloat16"), (256, "bfloat16"), (255, "float32"), (100, "float32")])
+def test_auto_takes_bfloat16_only_for_models_wide_enough_to_gain(units, dtype):
+    assert matmul_dtype("auto", _cpu("avx512_bf16"), units) == dtype
+    assert matmul_dtype("bfloat16", _cpu(), units) == "bfloat16"  # control: a forced precision is kept
+
+
+def test_the_trainer_passes_its_widest_layer():
+    params = GRU4RecParams(loss="bpr-max", n_sample=4, batch_size=2, matmul_precision="auto")
+    wants = matmul_dtype("auto", this_cpu(), 300)
+    assert Trainer(GRU4Rec(20, layers=(16, 300), seed=0), params).matmul_dtype == wants
+    assert Trainer(GRU4Rec(20, layers=(16,), seed=0), params).matmul_dtype == "float32"
 
 
 def test_unknown_matmul_precision_is_refused_by_name():
