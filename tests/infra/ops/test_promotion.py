@@ -73,14 +73,20 @@ def _register(session, status: str) -> str:
                                     "rolled-out-by": "run-20261201-031500", "hp:epochs": "5"})["ModelPackageArn"]
 
 
+def _dev_and_prod(prod_manifest):
+    """A session in which dev is deployed with this code's serve image and prod with ``prod_manifest``'s."""
+    session = boto3.Session(region_name=REGION)
+    _stage(session, "dev", SERVE_MANIFEST)
+    _stage(session, "prod", prod_manifest)
+    return session
+
+
 @pytest.fixture
 def stages(monkeypatch):
     """dev and prod deployed from the same code (the same serve image digest); the requests the command sends."""
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     with mock_aws():
-        session = boto3.Session(region_name=REGION)
-        _stage(session, "dev", SERVE_MANIFEST)
-        _stage(session, "prod", SERVE_MANIFEST)
+        session = _dev_and_prod(SERVE_MANIFEST)
         sent = []
         session.events.register("provide-client-params.*.*",
                                 lambda params, model, **_: sent.append(
@@ -136,9 +142,7 @@ def test_a_target_without_the_image_is_refused_unless_image_names_one_of_its_own
     """Negative control of the digest check: prod deployed from other code holds another image under the same tag."""
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     with mock_aws():
-        session = boto3.Session(region_name=REGION)
-        _stage(session, "dev", SERVE_MANIFEST)
-        _stage(session, "prod", OTHER_MANIFEST)
+        session = _dev_and_prod(OTHER_MANIFEST)
         _register(session, registry.APPROVED)
         with pytest.raises(OpsError, match="repository .*gru4rec-prod has no image sha256:.*same code, "
                                            "or name one of stage prod.s images with --image"):
